@@ -1,0 +1,209 @@
+//! The customer: referral `customerProfile` ↔ the opportunity's account and contacts.
+//!
+//! On the opportunity side the customer is the expanded lookup `customerid_account` (account
+//! columns, with its contacts under `contact_customer_accounts`), exactly the shape a Dataverse
+//! read with `$expand` returns. The host resolves it to a real account when writing.
+
+use serde_json::{Map, Value};
+
+use crate::MappingError;
+use crate::json::{self, Doc};
+use crate::settings::Columns;
+use crate::values;
+
+/// Referral address field → account column (the country column is configurable).
+const ADDRESS: [(&str, &str); 5] = [
+    ("addressLine1", "address1_line1"),
+    ("addressLine2", "address1_line2"),
+    ("city", "address1_city"),
+    ("state", "address1_stateorprovince"),
+    ("postalCode", "address1_postalcode"),
+];
+
+/// Referral team member field → contact column.
+const MEMBER: [(&str, &str); 5] = [
+    ("firstName", "firstname"),
+    ("lastName", "lastname"),
+    ("email", "emailaddress1"),
+    ("phoneNumber", "telephone1"),
+    ("title", "jobtitle"),
+];
+
+/// Lookup navigation property of the opportunity's account customer.
+pub const ACCOUNT: &str = "customerid_account";
+/// Collection of the account's contacts inside [`ACCOUNT`].
+pub const CONTACTS: &str = "contact_customer_accounts";
+/// Formatted value (the account name) of the customer lookup, when the host asks for it.
+const CUSTOMER_NAME_ANNOTATION: &str =
+    "_customerid_value@OData.Community.Display.V1.FormattedValue";
+
+/// Whether the opportunity already has a customer (then the CRM owns it).
+pub fn has_customer(opportunity: &Map<String, Value>) -> bool {
+    [
+        "customerid_account",
+        "customerid_contact",
+        "_customerid_value",
+    ]
+    .iter()
+    .any(|key| json::get(opportunity, &[key]).is_some())
+}
+
+/// The expanded account for a referral's customer profile (name, address, contacts).
+pub fn account_from_referral(
+    referral: &Map<String, Value>,
+    cols: &Columns,
+) -> Result<Value, MappingError> {
+    let mut account = Map::new();
+    let name = json::required(referral, &["customerProfile", "name"], Doc::Referral)?;
+    account.insert("name".into(), name.into());
+    for (field, column) in ADDRESS {
+        let path = ["customerProfile", "address", field];
+        if let Some(v) = json::string(referral, &path, Doc::Referral)? {
+            account.insert(column.into(), v.into());
+        }
+    }
+    let path = ["customerProfile", "address", "country"];
+    if let Some(c) = json::string(referral, &path, Doc::Referral)? {
+        let code = values::country(c, &Doc::Referral.describe(&path))?;
+        account.insert(cols.country.clone(), code.into());
+    }
+    let members = json::get(referral, &["customerProfile", "team"]).and_then(Value::as_array);
+    let contacts: Vec<Value> = members
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .map(|m| rename(m, MEMBER.iter().map(|(f, c)| (*f, *c))))
+        .filter(|c| !c.is_empty())
+        .map(Value::Object)
+        .collect();
+    if !contacts.is_empty() {
+        account.insert(CONTACTS.into(), Value::Array(contacts));
+    }
+    Ok(Value::Object(account))
+}
+
+/// The referral `customerProfile` for an opportunity, merged over the current referral's
+/// profile (fields the opportunity does not own, like `size` or `ids`, are kept).
+pub fn profile_from_opportunity(
+    opportunity: &Map<String, Value>,
+    cols: &Columns,
+    current: Option<&Map<String, Value>>,
+) -> Result<Map<String, Value>, MappingError> {
+    let empty = Map::new();
+    let account = json::object(opportunity, &[ACCOUNT]).unwrap_or(&empty);
+    let mut profile = current.cloned().unwrap_or_default();
+
+    let name = match json::string(account, &["name"], Doc::Opportunity)? {
+        Some(n) => n,
+        None => json::string(opportunity, &[CUSTOMER_NAME_ANNOTATION], Doc::Opportunity)?
+            .ok_or_else(|| {
+                MappingError::Reject(format!(
+                    "{} (the customer company name) is required",
+                    Doc::Opportunity.describe(&[ACCOUNT, "name"])
+                ))
+            })?,
+    };
+    profile.insert("name".into(), name.into());
+
+    let mut address = profile
+        .get("address")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (field, column) in ADDRESS {
+        if let Some(v) = json::string(account, &[column], Doc::Opportunity)? {
+            address.insert(field.into(), v.into());
+        }
+    }
+    let country_path = [ACCOUNT, cols.country.as_str()];
+    match json::string(account, &[cols.country.as_str()], Doc::Opportunity)? {
+        Some(c) => {
+            let code = values::country(c, &Doc::Opportunity.describe(&country_path))?;
+            address.insert("country".into(), code.into());
+        }
+        None if address.get("country").and_then(Value::as_str).is_some() => {}
+        None => {
+            return Err(MappingError::Reject(format!(
+                "{} (the customer country) is required",
+                Doc::Opportunity.describe(&country_path)
+            )));
+        }
+    }
+    profile.insert("address".into(), Value::Object(address));
+
+    let team = team_from_opportunity(opportunity, account, profile.get("team"));
+    if !team.is_empty() {
+        profile.insert("team".into(), Value::Array(team));
+    }
+    Ok(profile)
+}
+
+/// The referral's customer team: the current referral's members first (each updated from a
+/// matching CRM contact, other fields such as `contactPreference` kept), then the opportunity's
+/// other contacts, primary contact (`parentcontactid`) first. Members are never removed:
+/// Partner Center's PATCH only supports `add` and `replace`.
+fn team_from_opportunity(
+    opportunity: &Map<String, Value>,
+    account: &Map<String, Value>,
+    current: Option<&Value>,
+) -> Vec<Value> {
+    let primary = json::object(opportunity, &["parentcontactid"]).into_iter();
+    let others = account
+        .get(CONTACTS)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object);
+    let mut team: Vec<Map<String, Value>> = current
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .cloned()
+        .collect();
+    let mut seen: Vec<Map<String, Value>> = Vec::new();
+    for contact in primary.chain(others) {
+        let owned = rename(contact, MEMBER.iter().map(|(f, c)| (*c, *f)));
+        if owned.is_empty() || seen.iter().any(|m| same_person(m, &owned)) {
+            continue;
+        }
+        seen.push(owned.clone());
+        match team.iter_mut().find(|m| same_person(m, &owned)) {
+            Some(member) => member.extend(owned),
+            None => team.push(owned),
+        }
+    }
+    team.into_iter().map(Value::Object).collect()
+}
+
+/// Copies the non-empty string fields `from` → `to` of an object.
+fn rename<'a>(
+    obj: &Map<String, Value>,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (from, to) in pairs {
+        if let Some(v) = obj.get(from).and_then(Value::as_str).map(str::trim)
+            && !v.is_empty()
+        {
+            out.insert(to.into(), v.into());
+        }
+    }
+    out
+}
+
+/// Same email (case-insensitive), or same first and last name when either has no email.
+fn same_person(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    let field = |m: &Map<String, Value>, k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .map(|s| s.trim().to_lowercase())
+    };
+    match (field(a, "email"), field(b, "email")) {
+        (Some(x), Some(y)) if !x.is_empty() && !y.is_empty() => x == y,
+        _ => {
+            field(a, "firstName") == field(b, "firstName")
+                && field(a, "lastName") == field(b, "lastName")
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Handlers of the admin API routes listed in [`super`].
+
+use super::AdminState;
+use crate::deploy::{DeployError, DeploySource};
+use crate::pipeline::PipelineInput;
+use crate::runtime::{CallErrorKind, Direction};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// An error answer: a status and a message.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(err: DeployError) -> Self {
+        let status = match &err {
+            DeployError::UnknownStep(_) | DeployError::UnknownVersion { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            DeployError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            DeployError::AmbiguousVersion { .. } => StatusCode::BAD_REQUEST,
+            DeployError::NothingToRollBackTo(_) => StatusCode::CONFLICT,
+            DeployError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, err.to_string())
+    }
+}
+
+fn steps_json(state: &AdminState) -> Vec<Value> {
+    let pipelines = state.deployer.pipelines();
+    [Direction::PartnerCenterToCrm, Direction::CrmToPartnerCenter]
+        .into_iter()
+        .flat_map(|direction| {
+            pipelines
+                .direction(direction)
+                .iter()
+                .enumerate()
+                .map(move |(index, step)| {
+                    let active = step.active();
+                    json!({
+                        "step": &*step.name,
+                        "direction": direction,
+                        "position": index + 1,
+                        "active_version": &*active.version,
+                        "size": active.size,
+                        "config_keys": step.config.keys().collect::<Vec<_>>(),
+                    })
+                })
+        })
+        .collect()
+}
+
+/// `GET /healthz`
+pub async fn health(State(state): State<AdminState>) -> Json<Value> {
+    let runtime = state.deployer.pipelines().runtime();
+    Json(json!({
+        "status": "ok",
+        "allocator": runtime.allocator(),
+        "steps": steps_json(&state),
+    }))
+}
+
+/// `GET /metrics`
+pub async fn metrics(State(state): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// `GET /admin/v1/steps`
+pub async fn list_steps(State(state): State<AdminState>) -> Json<Value> {
+    Json(json!({ "steps": steps_json(&state) }))
+}
+
+/// `GET /admin/v1/steps/{step}/versions`
+pub async fn list_versions(
+    State(state): State<AdminState>,
+    Path(step): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let versions = state.deployer.versions(&step)?;
+    Ok(Json(json!({ "step": step, "versions": versions })))
+}
+
+/// `POST /admin/v1/steps/{step}/versions` with the `.wasm` file as the body.
+pub async fn deploy(
+    State(state): State<AdminState>,
+    Path(step): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "the request body is empty: send the .wasm file as the body".into(),
+        ));
+    }
+    let report = state
+        .deployer
+        .deploy(&step, body.to_vec(), DeploySource::AdminApi)
+        .await?;
+    Ok((StatusCode::OK, Json(report)).into_response())
+}
+
+/// Body of a rollback request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// A full version hash or a unique prefix; absent: the previously active version.
+    pub to: Option<String>,
+}
+
+/// `POST /admin/v1/steps/{step}/rollback`
+pub async fn rollback(
+    State(state): State<AdminState>,
+    Path(step): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be {{\"to\": \"<version>\"}} or empty: {err}"),
+            )
+        })?
+    };
+    let report = state.deployer.rollback(&step, request.to.as_deref()).await?;
+    Ok(Json(report).into_response())
+}
+
+/// Body of a pipeline run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// The input document (a referral or an opportunity).
+    pub document: Value,
+    /// The current counterpart record, if there is one.
+    #[serde(default)]
+    pub current: Option<Value>,
+    #[serde(default = "default_event")]
+    pub event: String,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// RFC 3339; defaults to now.
+    #[serde(default)]
+    pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn default_event() -> String {
+    "preview".into()
+}
+
+fn default_tenant() -> String {
+    "preview".into()
+}
+
+/// `POST /admin/v1/pipelines/{direction}/run`
+pub async fn run_pipeline(
+    State(state): State<AdminState>,
+    Path(direction): Path<String>,
+    Json(request): Json<RunRequest>,
+) -> Result<Response, ApiError> {
+    let direction: Direction = serde_json::from_value(Value::String(direction.clone())).map_err(|_| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no pipeline `{direction}`: use partner-center-to-crm or crm-to-partner-center"),
+        )
+    })?;
+    let input = PipelineInput {
+        event: request.event,
+        tenant: request.tenant,
+        timestamp: request.timestamp.unwrap_or_else(chrono::Utc::now),
+        document: request.document.to_string(),
+        current: request.current.map(|c| c.to_string()),
+    };
+    match state.deployer.pipelines().run(direction, input).await {
+        Ok(output) => {
+            let document: Value = serde_json::from_str(&output.document)
+                .expect("the runtime only returns valid JSON");
+            Ok(Json(json!({ "document": document, "steps": output.steps })).into_response())
+        }
+        Err(err) => {
+            let kind = match &err.error.kind {
+                CallErrorKind::Rejected(_) => "rejected",
+                CallErrorKind::Skipped(_) => "skipped",
+                CallErrorKind::Failed(_) => "failed",
+                CallErrorKind::LimitExceeded { .. } => "limit-exceeded",
+                CallErrorKind::Trapped(_) => "trapped",
+                CallErrorKind::InvalidOutput(_) => "invalid-output",
+                CallErrorKind::Instantiation(_) => "instantiation",
+            };
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "error": err.to_string(),
+                    "kind": kind,
+                    "step": &*err.error.mapping,
+                    "version": &*err.error.version,
+                    "completed": err.completed,
+                })),
+            )
+                .into_response())
+        }
+    }
+}

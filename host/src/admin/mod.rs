@@ -1,0 +1,63 @@
+//! The operator's HTTP API: health, metrics, and (behind a bearer token) the mapping steps.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/healthz` | liveness and the version each step serves (no token) |
+//! | GET | `/metrics` | Prometheus metrics (no token) |
+//! | GET | `/admin/v1/steps` | every step, its direction and active version |
+//! | GET | `/admin/v1/steps/{step}/versions` | stored versions of a step |
+//! | POST | `/admin/v1/steps/{step}/versions` | deploy: body is the `.wasm` file |
+//! | POST | `/admin/v1/steps/{step}/rollback` | body `{"to": "<hash or prefix>"}` or empty |
+//! | POST | `/admin/v1/pipelines/{direction}/run` | run a record through a pipeline (preview) |
+//!
+//! Errors are JSON `{"error": "<what went wrong and what to do>"}` with a fitting status.
+
+mod auth;
+mod handlers;
+
+use crate::config::Secret;
+use crate::deploy::Deployer;
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use std::sync::Arc;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub deployer: Arc<Deployer>,
+    pub metrics: Arc<Metrics>,
+    pub token: Arc<Secret>,
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> Router {
+    // Room for the largest accepted component plus multipart/JSON overhead; anything bigger is
+    // answered 413 before it is read into memory.
+    let body_limit = state
+        .deployer
+        .pipelines()
+        .runtime()
+        .limits()
+        .max_component_bytes as usize
+        + 64 * 1024;
+    let protected = Router::new()
+        .route("/steps", get(handlers::list_steps))
+        .route(
+            "/steps/{step}/versions",
+            get(handlers::list_versions).post(handlers::deploy),
+        )
+        .route("/steps/{step}/rollback", post(handlers::rollback))
+        .route("/pipelines/{direction}/run", post(handlers::run_pipeline))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
+    Router::new()
+        .route("/healthz", get(handlers::health))
+        .route("/metrics", get(handlers::metrics))
+        .nest("/admin/v1", protected)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

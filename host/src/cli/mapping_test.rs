@@ -1,0 +1,152 @@
+//! `cosell mapping test`: run a component on one record, under the production limits.
+
+use super::DirectionArg;
+use crate::config::HostConfig;
+use crate::runtime::{
+    CallReport, GuestStream, Limits, MappingCall, MappingComponent, MappingRuntime, StepConfig,
+};
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The component (.wasm: a component, or a core module built with wit-bindgen).
+    pub component: PathBuf,
+    /// The input document (JSON file).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The current counterpart record on the destination side (JSON file).
+    #[arg(long)]
+    pub current: Option<PathBuf>,
+    /// A configuration value the step reads with `config.get` (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+    /// The sync direction the step is called for.
+    #[arg(long, value_enum, default_value_t = DirectionArg::PartnerCenterToCrm)]
+    pub direction: DirectionArg,
+    /// The triggering event name passed in the context.
+    #[arg(long, default_value = "test")]
+    pub event: String,
+    /// The tenant passed in the context.
+    #[arg(long, default_value = "test")]
+    pub tenant: String,
+    /// The step name passed in the context.
+    #[arg(long, default_value = "test")]
+    pub step: String,
+    /// The context timestamp (RFC 3339). Default: now.
+    #[arg(long)]
+    pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    /// Take the limits from this host configuration instead of the defaults.
+    #[arg(long, value_name = "HOST_CONFIG")]
+    pub limits_from: Option<PathBuf>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
+}
+
+fn read_json(path: &Path, what: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} file {}", path.display()))?;
+    if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        bail!("the {what} file {} is not valid JSON: {err}", path.display());
+    }
+    Ok(text)
+}
+
+pub async fn run(args: TestArgs) -> Result<i32> {
+    let limits = match &args.limits_from {
+        Some(path) => HostConfig::load(path)?.limits,
+        None => Limits::default(),
+    };
+    let input = read_json(&args.input, "input")?;
+    let current = args
+        .current
+        .as_deref()
+        .map(|path| read_json(path, "current"))
+        .transpose()?;
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("reading the component {}", args.component.display()))?;
+    // Compiling and calling block; keep them off the async runtime's threads.
+    tokio::task::spawn_blocking(move || test_blocking(args, limits, bytes, input, current)).await?
+}
+
+fn test_blocking(
+    args: TestArgs,
+    limits: Limits,
+    bytes: Vec<u8>,
+    input: String,
+    current: Option<String>,
+) -> Result<i32> {
+    let runtime = MappingRuntime::new(limits)?;
+    let started = Instant::now();
+    let component: MappingComponent = runtime
+        .load(&bytes)
+        .with_context(|| format!("loading {}", args.component.display()))?;
+    let compile_time = started.elapsed();
+    let config: StepConfig = args.config.into_iter().collect();
+    let report = runtime.call(
+        &component,
+        &MappingCall {
+            mapping_name: Arc::from(args.step.as_str()),
+            direction: args.direction.into(),
+            event: &args.event,
+            tenant: &args.tenant,
+            timestamp: args.timestamp.unwrap_or_else(chrono::Utc::now),
+            input: &input,
+            current: current.as_deref(),
+            config: Arc::new(config),
+        },
+    );
+    print_report(&report, &component, runtime.limits(), compile_time);
+    match report.result {
+        Ok(output) => {
+            let value: serde_json::Value = serde_json::from_str(&output)?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(0)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(1)
+        }
+    }
+}
+
+fn print_report(report: &CallReport, component: &MappingComponent, limits: &Limits, compile: Duration) {
+    let stats = &report.stats;
+    eprintln!("component:   {} ({} bytes)", component.version, component.size);
+    eprintln!(
+        "fuel used:   {} of {} ({:.1}%)",
+        stats.fuel_used,
+        limits.fuel,
+        stats.fuel_used as f64 * 100.0 / limits.fuel as f64
+    );
+    eprintln!(
+        "peak memory: {:.2} MiB of {:.2} MiB",
+        stats.peak_memory_bytes as f64 / 1048576.0,
+        limits.memory_bytes as f64 / 1048576.0
+    );
+    eprintln!(
+        "time:        {:.3} ms (compile {:.1} ms)",
+        stats.duration.as_secs_f64() * 1000.0,
+        compile.as_secs_f64() * 1000.0
+    );
+    if report.logs.is_empty() {
+        eprintln!("guest log:   (empty)");
+    } else {
+        eprintln!("guest log:");
+        for line in &report.logs {
+            let stream = match line.stream {
+                GuestStream::Log => "",
+                GuestStream::Stdout => " stdout",
+                GuestStream::Stderr => " stderr",
+            };
+            eprintln!("  [{:?}{stream}] {}", line.level, line.message);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The `cosell` command line: `serve`, and `mapping test | deploy | list | rollback`.
+
+mod admin_client;
+mod mapping_test;
+mod serve;
+
+use crate::runtime::Direction;
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// cosell keeps Microsoft Partner Center co-sell referrals and Dynamics 365 opportunities in
+/// sync. Every field mapping runs as a sandboxed WebAssembly component you can test locally
+/// and hot-swap into a running host.
+#[derive(Debug, Parser)]
+#[command(name = "cosell", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "COSELL_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host: the mapping runtime and the admin API (deploy, list, rollback, health,
+    /// metrics). Stops cleanly on Ctrl-C or SIGTERM.
+    Serve {
+        /// The host's TOML configuration (see cosell.example.toml).
+        #[arg(long, short, env = "COSELL_CONFIG")]
+        config: PathBuf,
+    },
+    /// Work with mapping components: test them locally, deploy, list and roll back.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// Run a component on one record under the production limits. Prints the output JSON on
+    /// stdout and fuel, memory, time and the guest's logs on stderr. Exits 1 if the mapping
+    /// fails (rejects, skips, fails, traps or hits a limit).
+    Test(mapping_test::TestArgs),
+    /// Deploy a new version of a step to a running host (validated before it goes live).
+    Deploy {
+        /// The step to deploy to, e.g. referral-to-opportunity.
+        step: String,
+        /// The .wasm file (a component, or a core module built with wit-bindgen).
+        component: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List the steps of a running host, or the stored versions of one step.
+    List {
+        /// Show the versions of this step instead of all steps.
+        step: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Re-activate an earlier version of a step on a running host.
+    Rollback {
+        /// The step to roll back.
+        step: String,
+        /// The version to go back to (full `sha256:` hash or a unique prefix). Default: the
+        /// version that was active before the current one.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// How to reach a running host's admin API.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The admin API's base URL.
+    #[arg(long, env = "COSELL_ADMIN_URL", default_value = "http://127.0.0.1:8686")]
+    pub admin_url: String,
+    /// The admin bearer token.
+    #[arg(long, env = "COSELL_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+/// Directions as accepted on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    PartnerCenterToCrm,
+    CrmToPartnerCenter,
+}
+
+impl From<DirectionArg> for Direction {
+    fn from(value: DirectionArg) -> Self {
+        match value {
+            DirectionArg::PartnerCenterToCrm => Direction::PartnerCenterToCrm,
+            DirectionArg::CrmToPartnerCenter => Direction::CrmToPartnerCenter,
+        }
+    }
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Serve { config } => serve::serve(&config).await.map(|()| 0),
+        Command::Mapping(MappingCommand::Test(args)) => mapping_test::run(args).await,
+        Command::Mapping(MappingCommand::Deploy {
+            step,
+            component,
+            admin,
+        }) => admin_client::deploy(&admin, &step, &component).await,
+        Command::Mapping(MappingCommand::List { step, admin }) => {
+            admin_client::list(&admin, step.as_deref()).await
+        }
+        Command::Mapping(MappingCommand::Rollback { step, to, admin }) => {
+            admin_client::rollback(&admin, &step, to.as_deref()).await
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! `cosell serve`: runs the host until Ctrl-C or SIGTERM.
+
+use crate::config::HostConfig;
+use anyhow::Result;
+use std::path::Path;
+
+pub async fn serve(config_path: &Path) -> Result<()> {
+    let config = HostConfig::load(config_path)?;
+    let token = config.admin.token()?;
+    let host = crate::server::start(config, token).await?;
+    eprintln!(
+        "cosell is serving; admin API on http://{} (Ctrl-C to stop)",
+        host.admin_addr
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    host.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

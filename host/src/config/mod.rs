@@ -1,0 +1,286 @@
+//! The host's TOML configuration: where state lives, the admin API, limits, pipelines.
+//!
+//! Relative paths in the file are resolved against the file's own directory, so a config can
+//! be run from anywhere. Secrets (the admin token) are never written in the file itself: it
+//! names an environment variable or a file that holds them. See `cosell.example.toml`.
+
+mod secret;
+
+pub use secret::Secret;
+
+use crate::runtime::{Direction, Limits, StepConfig};
+use anyhow::{Context as _, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub deploy: DeployConfig,
+    pub pipelines: PipelinesConfig,
+}
+
+/// `[admin]`: the operator's HTTP API (deploy, list, rollback, health, metrics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on. Defaults to loopback: expose it deliberately.
+    pub listen: SocketAddr,
+    /// Environment variable that holds the bearer token.
+    pub token_env: Option<String>,
+    /// File that holds the bearer token (for container secrets).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
+            token_env: Some("COSELL_ADMIN_TOKEN".into()),
+            token_file: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Reads the bearer token from the file or the environment variable.
+    pub fn token(&self) -> Result<Secret> {
+        match (&self.token_file, &self.token_env) {
+            (Some(file), _) => Secret::from_file(file),
+            (None, Some(var)) => Secret::from_env(var),
+            (None, None) => {
+                bail!("admin.token_env or admin.token_file must name where the admin token is")
+            }
+        }
+    }
+}
+
+/// `[state]`: the durable store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    /// The SQLite database file.
+    pub path: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("cosell-state/cosell.db"),
+        }
+    }
+}
+
+/// `[deploy]`: hot-swap by dropping files into a directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Directory watched for `<step>.wasm` files. Unset: no directory is watched.
+    pub watch_dir: Option<PathBuf>,
+    /// How often the directory is scanned, in milliseconds.
+    pub watch_interval_ms: u64,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            watch_dir: None,
+            watch_interval_ms: 500,
+        }
+    }
+}
+
+impl DeployConfig {
+    pub fn watch_interval(&self) -> Duration {
+        Duration::from_millis(self.watch_interval_ms.max(10))
+    }
+}
+
+/// `[pipelines]`: the ordered steps of each direction.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelinesConfig {
+    #[serde(rename = "partner-center-to-crm", default)]
+    pub partner_center_to_crm: Vec<StepSpec>,
+    #[serde(rename = "crm-to-partner-center", default)]
+    pub crm_to_partner_center: Vec<StepSpec>,
+}
+
+impl PipelinesConfig {
+    /// Each direction with its steps, in order.
+    pub fn by_direction(&self) -> [(Direction, &[StepSpec]); 2] {
+        [
+            (Direction::PartnerCenterToCrm, &self.partner_center_to_crm),
+            (Direction::CrmToPartnerCenter, &self.crm_to_partner_center),
+        ]
+    }
+}
+
+/// One `[[pipelines.<direction>]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// The step's name, unique in the host: the name deployments and rollbacks use.
+    pub step: String,
+    /// The component deployed when the store has no version of this step yet.
+    pub component: PathBuf,
+    /// Sample input run on every new version before it goes live. Defaults to the built-in
+    /// sample referral or opportunity of the step's direction.
+    pub sample: Option<PathBuf>,
+    /// Operator key/values the step reads through the `config` import.
+    #[serde(default)]
+    pub config: StepConfig,
+}
+
+impl HostConfig {
+    /// Reads, parses and checks the file at `path`, resolving relative paths against it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?;
+        let mut config: HostConfig = toml::from_str(&text)
+            .with_context(|| format!("parsing the configuration file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config
+            .validate()
+            .with_context(|| format!("checking the configuration file {}", path.display()))?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.state.path);
+        if let Some(dir) = self.deploy.watch_dir.as_mut() {
+            resolve(dir);
+        }
+        if let Some(file) = self.admin.token_file.as_mut() {
+            resolve(file);
+        }
+        let steps = self
+            .pipelines
+            .partner_center_to_crm
+            .iter_mut()
+            .chain(self.pipelines.crm_to_partner_center.iter_mut());
+        for step in steps {
+            resolve(&mut step.component);
+            if let Some(sample) = step.sample.as_mut() {
+                resolve(sample);
+            }
+        }
+    }
+
+    /// Checks what the types cannot: limits, unique and well-formed step names.
+    pub fn validate(&self) -> Result<()> {
+        self.limits.validate().map_err(anyhow::Error::msg)?;
+        let mut names = BTreeSet::new();
+        for (direction, steps) in self.pipelines.by_direction() {
+            for spec in steps {
+                check_step_name(&spec.step)?;
+                if !names.insert(spec.step.as_str()) {
+                    bail!(
+                        "step `{}` appears twice (again in pipelines.{direction}); step names must be unique",
+                        spec.step
+                    );
+                }
+            }
+        }
+        if names.is_empty() {
+            bail!("no pipeline steps are configured: add [[pipelines.partner-center-to-crm]] or [[pipelines.crm-to-partner-center]] entries");
+        }
+        Ok(())
+    }
+}
+
+/// Step names appear in URLs and file names: lowercase letters, digits, `-` and `_`.
+pub fn check_step_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        bail!("step name `{name}` must be 1-64 characters of a-z, 0-9, `-` and `_`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HostConfig> {
+        let config: HostConfig = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn a_minimal_config_gets_sensible_defaults() {
+        let config = parse(
+            r#"
+            [[pipelines.partner-center-to-crm]]
+            step = "referral-to-opportunity"
+            component = "r2o.wasm"
+            config = { column-prefix = "new_" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.admin.listen.to_string(), "127.0.0.1:8686");
+        assert_eq!(config.limits, Limits::default());
+        let step = &config.pipelines.partner_center_to_crm[0];
+        assert_eq!(step.config.get("column-prefix").unwrap(), "new_");
+    }
+
+    #[test]
+    fn duplicate_and_malformed_step_names_are_refused() {
+        let dup = parse(
+            r#"
+            [[pipelines.partner-center-to-crm]]
+            step = "a"
+            component = "a.wasm"
+            [[pipelines.crm-to-partner-center]]
+            step = "a"
+            component = "b.wasm"
+            "#,
+        );
+        assert!(format!("{:#}", dup.unwrap_err()).contains("appears twice"));
+        let bad = parse(
+            r#"
+            [[pipelines.partner-center-to-crm]]
+            step = "Bad Name"
+            component = "a.wasm"
+            "#,
+        );
+        assert!(format!("{:#}", bad.unwrap_err()).contains("must be 1-64 characters"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_rather_than_ignored() {
+        let err = parse(
+            r#"
+            [limits]
+            fuell = 5
+            [[pipelines.partner-center-to-crm]]
+            step = "a"
+            component = "a.wasm"
+            "#,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("fuell"));
+    }
+}

@@ -1,0 +1,87 @@
+//! Building the pipelines at start-up: each step on its persisted active version, or on the
+//! configured component file the first time the step is seen.
+
+use super::samples::sample_for;
+use super::validate::validate;
+use crate::config::{PipelinesConfig, StepSpec};
+use crate::metrics::Metrics;
+use crate::pipeline::{MappingStep, Pipelines, StepIdentity};
+use crate::runtime::{Direction, MappingRuntime};
+use crate::store::{ActivationReason, DeploymentStore};
+use anyhow::{Context as _, Result, anyhow};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The pipelines and each step's sample input, ready to serve.
+pub struct Bootstrapped {
+    pub pipelines: Arc<Pipelines>,
+    pub samples: BTreeMap<String, String>,
+}
+
+/// Loads every configured step. A restart keeps whatever was deployed last: the configured
+/// component file is only used for a step that has no version in the store yet.
+pub fn bootstrap(
+    config: &PipelinesConfig,
+    runtime: Arc<MappingRuntime>,
+    store: &dyn DeploymentStore,
+    metrics: Arc<Metrics>,
+) -> Result<Bootstrapped> {
+    let mut steps = Vec::new();
+    let mut samples = BTreeMap::new();
+    for (direction, specs) in config.by_direction() {
+        for spec in specs {
+            let sample = sample_for(spec, direction)?;
+            let step = load_step(spec, direction, &runtime, store, &sample, metrics.clone())
+                .with_context(|| format!("loading step `{}` of the {direction} pipeline", spec.step))?;
+            samples.insert(spec.step.clone(), sample);
+            steps.push(Arc::new(step));
+        }
+    }
+    Ok(Bootstrapped {
+        pipelines: Arc::new(Pipelines::new(runtime, steps)),
+        samples,
+    })
+}
+
+fn load_step(
+    spec: &StepSpec,
+    direction: Direction,
+    runtime: &MappingRuntime,
+    store: &dyn DeploymentStore,
+    sample: &str,
+    metrics: Arc<Metrics>,
+) -> Result<MappingStep> {
+    let identity = StepIdentity {
+        name: spec.step.as_str().into(),
+        direction,
+        config: Arc::new(spec.config.clone()),
+    };
+    if let Some(stored) = store.active_version(&spec.step)? {
+        let component = runtime.load(&stored.wasm).map_err(|err| {
+            anyhow!(
+                "its active version {} no longer loads ({err}); roll back with `cosell mapping rollback {}` after fixing the limits, or deploy a new version",
+                stored.version,
+                spec.step
+            )
+        })?;
+        tracing::info!(step = %spec.step, version = %component.version, "serving the persisted active version");
+        return Ok(MappingStep::new(identity, Arc::new(component), metrics));
+    }
+    let wasm = std::fs::read(&spec.component).with_context(|| {
+        format!(
+            "the step has no deployed version yet and its component file {} cannot be read (build the default components with `make guests`, or fix pipelines.{direction}.component)",
+            spec.component.display()
+        )
+    })?;
+    let validated = validate(runtime, &identity, &wasm, sample)
+        .with_context(|| format!("the component file {} was refused", spec.component.display()))?;
+    store.save_and_activate(
+        &spec.step,
+        &validated.component.version,
+        &wasm,
+        "config",
+        ActivationReason::Bootstrap,
+    )?;
+    tracing::info!(step = %spec.step, version = %validated.component.version, file = %spec.component.display(), "deployed the configured component");
+    Ok(MappingStep::new(identity, validated.component, metrics))
+}

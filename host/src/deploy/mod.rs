@@ -1,0 +1,265 @@
+//! Deploying, listing and rolling back versions of mapping steps, without a restart.
+//!
+//! A new version is validated ([`validate`]), persisted with its activation in one
+//! transaction, then swapped in atomically ([`crate::pipeline::MappingStep::activate`]).
+//! A refused version changes nothing: the active one keeps serving. Every version ever
+//! deployed stays in the store, so a rollback can re-activate any of them.
+//! Versions arrive through the admin API ([`crate::admin`]) or a watched directory
+//! ([`watch_dir`]); [`bootstrap`] builds the pipelines at start-up from the store, falling
+//! back to the configured component files.
+
+mod bootstrap;
+pub mod samples;
+pub mod validate;
+pub mod watch_dir;
+
+pub use bootstrap::bootstrap;
+pub use validate::{SampleRun, ValidationError};
+
+use crate::metrics::Metrics;
+use crate::pipeline::Pipelines;
+use crate::store::{ActivationReason, DeploymentStore, VersionSummary};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where a deployment came from (kept with the version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploySource {
+    Config,
+    AdminApi,
+    WatchDir,
+}
+
+impl DeploySource {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeploySource::Config => "config",
+            DeploySource::AdminApi => "admin-api",
+            DeploySource::WatchDir => "watch-dir",
+        }
+    }
+}
+
+/// Whether a deploy changed the active version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeployStatus {
+    Activated,
+    AlreadyActive,
+}
+
+/// What a deploy or rollback did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployReport {
+    pub step: String,
+    pub version: String,
+    pub previous: String,
+    pub status: DeployStatus,
+    pub sample: Option<SampleRun>,
+    pub compile_ms: f64,
+}
+
+/// Why a deploy or rollback did not happen. The active version is unchanged in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("there is no step named `{0}` (see `cosell mapping list`)")]
+    UnknownStep(String),
+    #[error("version refused for step `{step}`: {error}")]
+    Invalid {
+        step: String,
+        error: ValidationError,
+    },
+    #[error("step `{step}` has no stored version matching `{version}`")]
+    UnknownVersion { step: String, version: String },
+    #[error("`{version}` matches several versions of step `{step}`; give more of the hash")]
+    AmbiguousVersion { step: String, version: String },
+    #[error("step `{0}` has no earlier version to roll back to")]
+    NothingToRollBackTo(String),
+    #[error("state store error: {0:#}")]
+    Store(#[from] anyhow::Error),
+}
+
+/// Validates, persists and activates step versions.
+pub struct Deployer {
+    pipelines: Arc<Pipelines>,
+    store: Arc<dyn DeploymentStore>,
+    samples: BTreeMap<String, String>,
+    metrics: Arc<Metrics>,
+    // One deployment at a time: a validation must not interleave with another activation.
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl Deployer {
+    /// A deployer for `pipelines`, with each step's sample input.
+    pub fn new(
+        pipelines: Arc<Pipelines>,
+        store: Arc<dyn DeploymentStore>,
+        samples: BTreeMap<String, String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            pipelines,
+            store,
+            samples,
+            metrics,
+            serial: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The pipelines this deployer changes.
+    pub fn pipelines(&self) -> &Arc<Pipelines> {
+        &self.pipelines
+    }
+
+    /// Validates `wasm` and, if it passes, makes it the active version of `step_name`.
+    pub async fn deploy(
+        &self,
+        step_name: &str,
+        wasm: Vec<u8>,
+        source: DeploySource,
+    ) -> Result<DeployReport, DeployError> {
+        let _serial = self.serial.lock().await;
+        let result = self.validate_and_activate(step_name, wasm, source, ActivationReason::Deploy).await;
+        self.count(step_name, "deploy", &result);
+        result
+    }
+
+    /// Re-activates an earlier version: `to` (a full hash or a unique prefix), or the version
+    /// that was active before the current one.
+    pub async fn rollback(
+        &self,
+        step_name: &str,
+        to: Option<&str>,
+    ) -> Result<DeployReport, DeployError> {
+        let _serial = self.serial.lock().await;
+        let result = self.rollback_locked(step_name, to).await;
+        self.count(step_name, "rollback", &result);
+        result
+    }
+
+    /// The stored versions of a step.
+    pub fn versions(&self, step_name: &str) -> Result<Vec<VersionSummary>, DeployError> {
+        self.pipelines
+            .step(step_name)
+            .ok_or_else(|| DeployError::UnknownStep(step_name.to_owned()))?;
+        Ok(self.store.list_versions(step_name)?)
+    }
+
+    async fn rollback_locked(
+        &self,
+        step_name: &str,
+        to: Option<&str>,
+    ) -> Result<DeployReport, DeployError> {
+        let step = self
+            .pipelines
+            .step(step_name)
+            .ok_or_else(|| DeployError::UnknownStep(step_name.to_owned()))?;
+        let current = step.active().version.to_string();
+        let target = match to {
+            Some(wanted) => self.resolve_version(step_name, wanted)?,
+            None => self
+                .store
+                .activation_history(step_name)?
+                .into_iter()
+                .find(|version| *version != current)
+                .ok_or_else(|| DeployError::NothingToRollBackTo(step_name.to_owned()))?,
+        };
+        let stored = self.store.version(step_name, &target)?.ok_or_else(|| {
+            DeployError::UnknownVersion {
+                step: step_name.to_owned(),
+                version: target.clone(),
+            }
+        })?;
+        self.validate_and_activate(step_name, stored.wasm, DeploySource::AdminApi, ActivationReason::Rollback)
+            .await
+    }
+
+    fn resolve_version(&self, step_name: &str, wanted: &str) -> Result<String, DeployError> {
+        let wanted_hash = wanted.trim_start_matches("sha256:");
+        let matches: Vec<String> = self
+            .store
+            .list_versions(step_name)?
+            .into_iter()
+            .map(|v| v.version)
+            .filter(|v| v.trim_start_matches("sha256:").starts_with(wanted_hash))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(DeployError::UnknownVersion {
+                step: step_name.to_owned(),
+                version: wanted.to_owned(),
+            }),
+            _ => Err(DeployError::AmbiguousVersion {
+                step: step_name.to_owned(),
+                version: wanted.to_owned(),
+            }),
+        }
+    }
+
+    async fn validate_and_activate(
+        &self,
+        step_name: &str,
+        wasm: Vec<u8>,
+        source: DeploySource,
+        reason: ActivationReason,
+    ) -> Result<DeployReport, DeployError> {
+        let step = self
+            .pipelines
+            .step(step_name)
+            .ok_or_else(|| DeployError::UnknownStep(step_name.to_owned()))?
+            .clone();
+        let previous = step.active().version.to_string();
+        let version = crate::runtime::component::content_hash(&wasm);
+        if version == previous {
+            return Ok(DeployReport {
+                step: step_name.to_owned(),
+                version,
+                previous,
+                status: DeployStatus::AlreadyActive,
+                sample: None,
+                compile_ms: 0.0,
+            });
+        }
+        let sample = self.samples.get(step_name).cloned().unwrap_or_default();
+        let runtime = self.pipelines.runtime().clone();
+        let identity = step.identity();
+        let (wasm, validated) = tokio::task::spawn_blocking(move || {
+            let validated = validate::validate(&runtime, &identity, &wasm, &sample);
+            (wasm, validated)
+        })
+        .await
+        .expect("validation never panics the host thread");
+        let validated = validated.map_err(|error| DeployError::Invalid {
+            step: step_name.to_owned(),
+            error,
+        })?;
+        // Persist before activating: if the host dies in between, it restarts on the new
+        // version, which is what the caller was told.
+        self.store
+            .save_and_activate(step_name, &version, &wasm, source.as_str(), reason)?;
+        step.activate(validated.component);
+        tracing::info!(step = step_name, %version, %previous, ?reason, "activated a new version");
+        Ok(DeployReport {
+            step: step_name.to_owned(),
+            version,
+            previous,
+            status: DeployStatus::Activated,
+            sample: Some(validated.sample),
+            compile_ms: validated.compile_time.as_secs_f64() * 1000.0,
+        })
+    }
+
+    fn count(&self, step: &str, action: &str, result: &Result<DeployReport, DeployError>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(DeployError::Invalid { .. }) => "refused",
+            Err(_) => "error",
+        };
+        self.metrics
+            .record_deployment(step, &format!("{action}_{outcome}"));
+        if let Err(err) = result {
+            tracing::warn!(step, action, error = %err, "deployment not done; the active version keeps serving");
+        }
+    }
+}

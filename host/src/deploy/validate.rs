@@ -1,0 +1,80 @@
+//! Deploy-time validation: a new version must load, type-check and survive its sample.
+//!
+//! Order (the one the WebAssembly plugin hosts converge on): size cap → encode a core module
+//! into a component → compile → type-check against the world (`instantiate_pre`) → run the
+//! step's sample record under the production limits. Only then can it be activated.
+
+use crate::pipeline::StepIdentity;
+use crate::runtime::{
+    CallError, CallErrorKind, CallStats, LoadError, MappingCall, MappingComponent, MappingRuntime,
+};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the sample record fared on the new version.
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleRun {
+    /// `ok`, or the typed error the guest returned (`rejected: …`, `skipped: …`, `failed: …`);
+    /// a guest may legitimately reject or skip the generic sample.
+    pub outcome: String,
+    pub stats: CallStats,
+}
+
+/// Why a version was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("the sample record broke it: {0}")]
+    Sample(CallError),
+}
+
+/// A version that passed validation, with what validation measured.
+pub struct Validated {
+    pub component: Arc<MappingComponent>,
+    pub sample: SampleRun,
+    pub compile_time: Duration,
+}
+
+/// Validates `bytes` as a new version of `step`. Blocking: compiles the component.
+pub fn validate(
+    runtime: &MappingRuntime,
+    step: &StepIdentity,
+    bytes: &[u8],
+    sample: &str,
+) -> Result<Validated, ValidationError> {
+    let started = Instant::now();
+    let component = Arc::new(runtime.load(bytes)?);
+    let compile_time = started.elapsed();
+    let report = runtime.call(
+        &component,
+        &MappingCall {
+            mapping_name: step.name.clone(),
+            direction: step.direction,
+            event: "sample",
+            tenant: "sample",
+            timestamp: chrono::Utc::now(),
+            input: sample,
+            current: None,
+            config: step.config.clone(),
+        },
+    );
+    let outcome = match report.result {
+        Ok(_) => "ok".to_owned(),
+        Err(err) => match &err.kind {
+            CallErrorKind::Rejected(_) | CallErrorKind::Skipped(_) | CallErrorKind::Failed(_) => {
+                err.kind.to_string()
+            }
+            _ => return Err(ValidationError::Sample(err)),
+        },
+    };
+    Ok(Validated {
+        component,
+        sample: SampleRun {
+            outcome,
+            stats: report.stats,
+        },
+        compile_time,
+    })
+}

@@ -1,0 +1,18 @@
+//! `cosell`: keeps Microsoft Partner Center co-sell referrals and Dataverse opportunities in
+//! sync, with every field mapping running as a sandboxed WebAssembly component.
+//!
+//! A record's path through the crate (see ARCHITECTURE.md for the full map):
+//! sources (webhooks, pollers; later issues) → queue → [`pipeline`] of mapping steps, each run
+//! by the [`runtime`] → sinks (Partner Center, Dataverse; later issues).
+//! Around it: [`deploy`] (validating and hot-swapping step versions), [`store`] (durable
+//! state), [`admin`] (the operator's HTTP API), [`config`] and [`cli`].
+
+pub mod runtime;
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod store;
+pub mod admin;
+pub mod cli;
+pub mod deploy;
+pub mod server;

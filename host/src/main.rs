@@ -1,0 +1,30 @@
+//! The `cosell` binary: parses the command line, sets up logging, runs the command.
+
+use clap::Parser;
+use cosell::cli::{Cli, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    // `serve` logs at info by default; the one-shot commands only warn, so their own output
+    // (and a guest's log, which `mapping test` prints itself) stays readable.
+    let default_level = match cli.command {
+        cosell::cli::Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let code = match cosell::cli::run(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,172 @@
+//! Prometheus metrics of the host, served on `/metrics`.
+
+use crate::runtime::{CallErrorKind, CallReport};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    step: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    step: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeployLabels {
+    step: String,
+    result: String,
+}
+
+/// The host's metrics and their registry.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    calls: Family<CallLabels, Counter>,
+    call_seconds: Family<StepLabels, Histogram>,
+    fuel: Family<StepLabels, Histogram>,
+    active_version: Family<VersionLabels, Gauge>,
+    deployments: Family<DeployLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric of the host registered.
+    pub fn new() -> Self {
+        let calls = Family::<CallLabels, Counter>::default();
+        let call_seconds = Family::<StepLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_005, 2.0, 20))
+        });
+        let fuel = Family::<StepLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(10_000.0, 4.0, 12))
+        });
+        let active_version = Family::<VersionLabels, Gauge>::default();
+        let deployments = Family::<DeployLabels, Counter>::default();
+        let mut registry = Registry::with_prefix("cosell");
+        registry.register(
+            "mapping_calls",
+            "Mapping step calls by outcome (ok, rejected, skipped, failed, limit_*, trapped, invalid_output, instantiation)",
+            calls.clone(),
+        );
+        registry.register(
+            "mapping_call_seconds",
+            "Wall time of one mapping step call, instantiation included",
+            call_seconds.clone(),
+        );
+        registry.register(
+            "mapping_fuel_used",
+            "Fuel (WebAssembly instructions, weighted) used by one call",
+            fuel.clone(),
+        );
+        registry.register(
+            "mapping_active_version",
+            "1 for the version each step is serving",
+            active_version.clone(),
+        );
+        registry.register(
+            "mapping_deployments",
+            "Deploy and rollback attempts by result",
+            deployments.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            calls,
+            call_seconds,
+            fuel,
+            active_version,
+            deployments,
+        }
+    }
+
+    /// Counts one finished call.
+    pub fn record_call(&self, step: &str, report: &CallReport) {
+        let outcome = match &report.result {
+            Ok(_) => "ok".to_owned(),
+            Err(err) => outcome_label(&err.kind),
+        };
+        self.calls
+            .get_or_create(&CallLabels {
+                step: step.to_owned(),
+                outcome,
+            })
+            .inc();
+        let labels = StepLabels {
+            step: step.to_owned(),
+        };
+        self.call_seconds
+            .get_or_create(&labels)
+            .observe(report.stats.duration.as_secs_f64());
+        self.fuel
+            .get_or_create(&labels)
+            .observe(report.stats.fuel_used as f64);
+    }
+
+    /// Marks `version` as the one `step` serves (and `previous` as no longer serving).
+    pub fn set_active_version(&self, step: &str, version: &str, previous: Option<&str>) {
+        if let Some(previous) = previous {
+            self.active_version
+                .get_or_create(&VersionLabels {
+                    step: step.to_owned(),
+                    version: previous.to_owned(),
+                })
+                .set(0);
+        }
+        self.active_version
+            .get_or_create(&VersionLabels {
+                step: step.to_owned(),
+                version: version.to_owned(),
+            })
+            .set(1);
+    }
+
+    /// Counts a deploy or rollback attempt.
+    pub fn record_deployment(&self, step: &str, result: &str) {
+        self.deployments
+            .get_or_create(&DeployLabels {
+                step: step.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+fn outcome_label(kind: &CallErrorKind) -> String {
+    match kind {
+        CallErrorKind::Rejected(_) => "rejected".into(),
+        CallErrorKind::Skipped(_) => "skipped".into(),
+        CallErrorKind::Failed(_) => "failed".into(),
+        CallErrorKind::LimitExceeded { limit, .. } => {
+            format!("limit_{}", format!("{limit:?}").to_lowercase())
+        }
+        CallErrorKind::Trapped(_) => "trapped".into(),
+        CallErrorKind::InvalidOutput(_) => "invalid_output".into(),
+        CallErrorKind::Instantiation(_) => "instantiation".into(),
+    }
+}

@@ -1,0 +1,185 @@
+//! The mapping pipelines: for each sync direction, an ordered list of steps where each step's
+//! output is the next step's input.
+//!
+//! A step's active version sits behind an atomic pointer ([`MappingStep`]): a record takes a
+//! snapshot of it when its call starts and finishes on that version even if a new one is
+//! activated meanwhile, so a hot swap never drops or splits a record.
+
+mod step;
+
+pub use step::{MappingStep, StepIdentity};
+
+use crate::runtime::{CallError, CallStats, Direction, MappingCall, MappingRuntime};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// One record to run through a pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineInput {
+    pub event: String,
+    pub tenant: String,
+    pub timestamp: DateTime<Utc>,
+    pub document: String,
+    pub current: Option<String>,
+}
+
+/// What one step did to a record.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRun {
+    pub step: String,
+    pub version: String,
+    pub stats: CallStats,
+}
+
+/// The result of a pipeline run: the final document and the steps it went through.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineOutput {
+    pub document: String,
+    pub steps: Vec<StepRun>,
+}
+
+/// A pipeline run stopped at a step.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("step {position} of the {direction} pipeline: {error}")]
+pub struct PipelineError {
+    pub direction: Direction,
+    /// 1-based position of the failing step.
+    pub position: usize,
+    pub error: CallError,
+    /// The steps that ran before it.
+    pub completed: Vec<StepRun>,
+}
+
+/// All pipelines of the host, and the runtime their steps run on.
+pub struct Pipelines {
+    runtime: Arc<MappingRuntime>,
+    steps: BTreeMap<String, Arc<MappingStep>>,
+    order: BTreeMap<Direction, Vec<Arc<MappingStep>>>,
+    /// Bounds concurrent calls to what the instance pool holds.
+    call_slots: Arc<Semaphore>,
+}
+
+impl Pipelines {
+    /// Pipelines made of `steps`, each knowing its direction; order within a direction is the
+    /// order of the slice.
+    pub fn new(runtime: Arc<MappingRuntime>, steps: Vec<Arc<MappingStep>>) -> Self {
+        let mut order: BTreeMap<Direction, Vec<Arc<MappingStep>>> = BTreeMap::new();
+        for step in &steps {
+            order.entry(step.direction).or_default().push(step.clone());
+        }
+        let call_slots = Arc::new(Semaphore::new(runtime.max_concurrent_calls()));
+        Self {
+            steps: steps
+                .into_iter()
+                .map(|s| (s.name.to_string(), s))
+                .collect(),
+            runtime,
+            order,
+            call_slots,
+        }
+    }
+
+    /// The runtime the steps run on.
+    pub fn runtime(&self) -> &Arc<MappingRuntime> {
+        &self.runtime
+    }
+
+    /// A step by name.
+    pub fn step(&self, name: &str) -> Option<&Arc<MappingStep>> {
+        self.steps.get(name)
+    }
+
+    /// Every step, by name.
+    pub fn steps(&self) -> impl Iterator<Item = &Arc<MappingStep>> {
+        self.steps.values()
+    }
+
+    /// The steps of one direction, in order.
+    pub fn direction(&self, direction: Direction) -> &[Arc<MappingStep>] {
+        self.order.get(&direction).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Runs `input` through every step of `direction`, in order.
+    pub async fn run(
+        &self,
+        direction: Direction,
+        input: PipelineInput,
+    ) -> Result<PipelineOutput, PipelineError> {
+        let mut document = input.document;
+        let mut completed = Vec::new();
+        for (index, step) in self.direction(direction).iter().enumerate() {
+            let (run, result) = self
+                .run_step(step, &input.event, &input.tenant, input.timestamp, document, input.current.clone())
+                .await;
+            match result {
+                Ok(output) => {
+                    document = output;
+                    completed.push(run);
+                }
+                Err(error) => {
+                    return Err(PipelineError {
+                        direction,
+                        position: index + 1,
+                        error,
+                        completed,
+                    });
+                }
+            }
+        }
+        Ok(PipelineOutput {
+            document,
+            steps: completed,
+        })
+    }
+
+    /// Runs one step on a blocking thread, on the version active when the call starts.
+    pub async fn run_step(
+        &self,
+        step: &Arc<MappingStep>,
+        event: &str,
+        tenant: &str,
+        timestamp: DateTime<Utc>,
+        document: String,
+        current: Option<String>,
+    ) -> (StepRun, Result<String, CallError>) {
+        let _slot = self
+            .call_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the call semaphore is never closed");
+        let component = step.active();
+        let runtime = self.runtime.clone();
+        let (step_arc, event, tenant) = (step.clone(), event.to_owned(), tenant.to_owned());
+        let version = component.version.to_string();
+        let report = tokio::task::spawn_blocking(move || {
+            runtime.call(
+                &component,
+                &MappingCall {
+                    mapping_name: step_arc.name.clone(),
+                    direction: step_arc.direction,
+                    event: &event,
+                    tenant: &tenant,
+                    timestamp,
+                    input: &document,
+                    current: current.as_deref(),
+                    config: step_arc.config.clone(),
+                },
+            )
+        })
+        .await
+        .expect("a mapping call never panics the host thread");
+        step.record(&report);
+        (
+            StepRun {
+                step: step.name.to_string(),
+                version,
+                stats: report.stats,
+            },
+            report.result,
+        )
+    }
+}

@@ -1,0 +1,288 @@
+//! One call of a mapping step on one record: a fresh `Store`, the limits, the outcome.
+
+use super::bindings::{GuestContext, GuestDirection, GuestMappingError, LogBudgetExceeded};
+use super::component::MappingComponent;
+use super::engine::deadline_ticks;
+use super::guest_log::{GuestLog, GuestLogLine};
+use super::limits::{Limit, Limits};
+use super::sandbox::{CallState, SandboxSpec, StepConfig};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, Store, Trap};
+
+/// Which way a record is travelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Partner Center referral → CRM opportunity.
+    PartnerCenterToCrm,
+    /// CRM opportunity → Partner Center referral.
+    CrmToPartnerCenter,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::PartnerCenterToCrm => "partner-center-to-crm",
+            Direction::CrmToPartnerCenter => "crm-to-partner-center",
+        })
+    }
+}
+
+/// Everything one call needs besides the component.
+#[derive(Debug, Clone)]
+pub struct MappingCall<'a> {
+    pub mapping_name: Arc<str>,
+    pub direction: Direction,
+    pub event: &'a str,
+    pub tenant: &'a str,
+    pub timestamp: DateTime<Utc>,
+    pub input: &'a str,
+    pub current: Option<&'a str>,
+    pub config: Arc<StepConfig>,
+}
+
+/// What a call used, for `cosell mapping test`, metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CallStats {
+    pub fuel_used: u64,
+    pub peak_memory_bytes: usize,
+    pub duration: Duration,
+}
+
+/// The outcome of a call: the output document or the error, plus what it used and logged.
+#[derive(Debug)]
+pub struct CallReport {
+    pub result: Result<String, CallError>,
+    pub stats: CallStats,
+    pub logs: Vec<GuestLogLine>,
+}
+
+/// A call that produced no output, naming the mapping and version it ran.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mapping `{mapping}` version {version}: {kind}")]
+pub struct CallError {
+    pub mapping: Arc<str>,
+    pub version: Arc<str>,
+    pub kind: CallErrorKind,
+}
+
+/// Why a call produced no output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallErrorKind {
+    /// The guest rejected the record: it is bad and retrying will not help.
+    #[error("rejected the record: {0}")]
+    Rejected(String),
+    /// The guest chose not to sync the record.
+    #[error("skipped the record: {0}")]
+    Skipped(String),
+    /// The guest hit a transient problem; the record can be retried.
+    #[error("failed (retryable): {0}")]
+    Failed(String),
+    /// The call ran into one of its limits.
+    #[error("exceeded its {limit}: {detail} (raise {key} if this record is legitimate)", key = limit.config_key())]
+    LimitExceeded { limit: Limit, detail: String },
+    /// The guest crashed (a panic, `unreachable`, an out-of-bounds access, a forbidden call).
+    #[error("trapped: {0}")]
+    Trapped(String),
+    /// The guest returned text that is not a JSON document.
+    #[error("returned output that is not valid JSON: {0}")]
+    InvalidOutput(String),
+    /// The host could not instantiate the component (for example the instance pool is full).
+    #[error("could not be instantiated: {0}")]
+    Instantiation(String),
+}
+
+impl CallErrorKind {
+    /// Whether running the same record on the same version again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            CallErrorKind::Failed(_)
+                | CallErrorKind::Instantiation(_)
+                | CallErrorKind::LimitExceeded {
+                    limit: Limit::Timeout,
+                    ..
+                }
+        )
+    }
+}
+
+/// Runs `call` on a fresh instance of `component` under `limits`.
+pub fn call_mapping(
+    engine: &Engine,
+    limits: &Limits,
+    component: &MappingComponent,
+    call: &MappingCall<'_>,
+) -> CallReport {
+    let started = Instant::now();
+    let error = |kind| CallError {
+        mapping: call.mapping_name.clone(),
+        version: component.version.clone(),
+        kind,
+    };
+    let input_too_big = [Some(call.input), call.current]
+        .into_iter()
+        .flatten()
+        .find(|doc| doc.len() as u64 > limits.max_input_bytes);
+    if let Some(doc) = input_too_big {
+        return CallReport {
+            result: Err(error(CallErrorKind::LimitExceeded {
+                limit: Limit::InputSize,
+                detail: format!(
+                    "a document of {} bytes is over {} bytes",
+                    doc.len(),
+                    limits.max_input_bytes
+                ),
+            })),
+            stats: CallStats::default(),
+            logs: Vec::new(),
+        };
+    }
+
+    let frozen_time = call.timestamp.signed_duration_since(DateTime::UNIX_EPOCH);
+    let state = CallState::new(SandboxSpec {
+        memory_cap: limits.memory_bytes,
+        log: GuestLog::new(
+            call.mapping_name.clone(),
+            component.version.clone(),
+            limits.max_log_bytes,
+        ),
+        config: call.config.clone(),
+        frozen_time: frozen_time.to_std().unwrap_or_default(),
+        seed_material: &[component.version.as_bytes(), call.input.as_bytes()],
+    });
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store
+        .set_fuel(limits.fuel)
+        .expect("fuel metering is enabled on the engine");
+    store.set_epoch_deadline(deadline_ticks(limits.timeout()));
+
+    let context = GuestContext {
+        direction: match call.direction {
+            Direction::PartnerCenterToCrm => GuestDirection::PartnerCenterToCrm,
+            Direction::CrmToPartnerCenter => GuestDirection::CrmToPartnerCenter,
+        },
+        event: call.event.to_owned(),
+        tenant: call.tenant.to_owned(),
+        mapping_name: call.mapping_name.to_string(),
+        mapping_version: component.version.to_string(),
+        timestamp: call.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
+    };
+
+    let outcome = component
+        .pre
+        .instantiate(&mut store)
+        .map_err(|err| CallErrorKind::Instantiation(format!("{err:#}")))
+        .and_then(|instance| {
+            instance
+                .call_map(&mut store, &context, call.input, call.current)
+                .map_err(|err| classify_trap(&err, store.data(), limits))
+        });
+
+    let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+    let state = store.into_data();
+    let peak_memory_bytes = state.limiter.peak_bytes();
+    let mut log = state.log;
+    let stdio_within_budget = log.collect_stdio();
+    let result = match outcome {
+        Err(kind) => Err(kind),
+        Ok(_) if stdio_within_budget.is_err() => Err(log_budget_exceeded(limits)),
+        Ok(Ok(output)) => check_output(output, limits),
+        Ok(Err(guest_error)) => Err(match guest_error {
+            GuestMappingError::Reject(reason) => CallErrorKind::Rejected(reason),
+            GuestMappingError::Skip(reason) => CallErrorKind::Skipped(reason),
+            GuestMappingError::Fail(reason) => CallErrorKind::Failed(reason),
+        }),
+    };
+    CallReport {
+        result: result.map_err(error),
+        stats: CallStats {
+            fuel_used,
+            peak_memory_bytes,
+            duration: started.elapsed(),
+        },
+        logs: log.into_lines(),
+    }
+}
+
+fn check_output(output: String, limits: &Limits) -> Result<String, CallErrorKind> {
+    if output.len() as u64 > limits.max_output_bytes {
+        return Err(CallErrorKind::LimitExceeded {
+            limit: Limit::OutputSize,
+            detail: format!(
+                "the output is {} bytes, over {} bytes",
+                output.len(),
+                limits.max_output_bytes
+            ),
+        });
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(&output)
+        .map_err(|err| CallErrorKind::InvalidOutput(err.to_string()))?;
+    Ok(output)
+}
+
+fn log_budget_exceeded(limits: &Limits) -> CallErrorKind {
+    CallErrorKind::LimitExceeded {
+        limit: Limit::LogSize,
+        detail: format!(
+            "the guest logged more than {} bytes",
+            limits.max_log_bytes
+        ),
+    }
+}
+
+/// Names the limit a trapped call ran into, or describes the crash.
+fn classify_trap(err: &wasmtime::Error, state: &CallState, limits: &Limits) -> CallErrorKind {
+    if state.limiter.exceeded() {
+        return CallErrorKind::LimitExceeded {
+            limit: Limit::Memory,
+            detail: format!(
+                "the guest tried to grow its memory past {} bytes",
+                limits.memory_bytes
+            ),
+        };
+    }
+    if err.downcast_ref::<LogBudgetExceeded>().is_some() {
+        return log_budget_exceeded(limits);
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallErrorKind::LimitExceeded {
+            limit: Limit::Fuel,
+            detail: format!("all {} units of fuel were used", limits.fuel),
+        },
+        Some(Trap::Interrupt) => CallErrorKind::LimitExceeded {
+            limit: Limit::Timeout,
+            detail: format!("the call ran past {} ms", limits.timeout_ms),
+        },
+        Some(Trap::StackOverflow) => CallErrorKind::LimitExceeded {
+            limit: Limit::Stack,
+            detail: "the guest's call stack overflowed (runaway recursion?)".into(),
+        },
+        Some(Trap::UnreachableCodeReached) => CallErrorKind::Trapped(with_last_error_line(
+            "the guest panicked or aborted (wasm `unreachable` executed)",
+            state,
+        )),
+        Some(trap) => CallErrorKind::Trapped(with_last_error_line(&trap.to_string(), state)),
+        None => CallErrorKind::Trapped(format!("{err:#}")),
+    }
+}
+
+/// Appends the guest's last error-level log line, which is where a panic hook puts its message.
+fn with_last_error_line(summary: &str, state: &CallState) -> String {
+    use super::guest_log::GuestLevel;
+    match state
+        .log
+        .lines()
+        .iter()
+        .rev()
+        .find(|line| line.level == GuestLevel::Error)
+    {
+        Some(line) => format!("{summary}; guest said: {}", line.message),
+        None => summary.to_owned(),
+    }
+}

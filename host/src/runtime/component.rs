@@ -1,0 +1,105 @@
+//! Turning uploaded bytes into a compiled, type-checked mapping component.
+//!
+//! Accepts a WebAssembly component, or a core module that carries its component type in a
+//! custom section (what `wit-bindgen` produces for `wasm32-unknown-unknown`), which is encoded
+//! into a component with `wit-component`. The bytes are compiled once and type-checked against
+//! the `mapping-step` world with `instantiate_pre`, so a component for another world, or one
+//! that imports something the host does not offer, is refused here, before it can go live.
+
+use super::bindings::MappingStepPre;
+use super::limits::Limit;
+use super::sandbox::CallState;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::sync::Arc;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+/// Why uploaded bytes cannot become a mapping component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the file is {size} bytes, over the {limit} of {cap} bytes (raise {key})", limit = Limit::ComponentSize, key = Limit::ComponentSize.config_key())]
+    TooLarge { size: usize, cap: u64 },
+    #[error("not a WebAssembly file: it does not start with the `\\0asm` magic number")]
+    NotWasm,
+    #[error(
+        "this core module could not be encoded as a component ({0}); build it with wit-bindgen against wit/mapping.wit, or pass a component"
+    )]
+    Encode(String),
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    #[error(
+        "the component does not implement the cosell:mapping/mapping-step world: {0}. Build it against wit/mapping.wit (package cosell:mapping@0.1.0)"
+    )]
+    WrongWorld(String),
+}
+
+/// A compiled mapping component, ready to instantiate once per record.
+pub struct MappingComponent {
+    /// `sha256:` + the hex SHA-256 of the bytes as uploaded (so `sha256sum file.wasm` matches).
+    pub version: Arc<str>,
+    /// Size of the uploaded bytes.
+    pub size: usize,
+    pub(crate) pre: MappingStepPre<CallState>,
+}
+
+impl std::fmt::Debug for MappingComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappingComponent")
+            .field("version", &self.version)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// The content hash that names a version: `sha256:` followed by 64 hex digits.
+pub fn content_hash(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The component form of `bytes`: unchanged for a component, encoded for a core module.
+pub fn component_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, LoadError> {
+    if wasmparser::Parser::is_component(bytes) {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    if !wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(LoadError::NotWasm);
+    }
+    let encoded = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(bytes)
+        .and_then(|mut encoder| encoder.encode())
+        .map_err(|err| LoadError::Encode(format!("{err:#}")))?;
+    Ok(Cow::Owned(encoded))
+}
+
+/// Compiles `bytes` and type-checks them against the world. `max_size` is the size cap.
+pub fn load(
+    engine: &Engine,
+    linker: &Linker<CallState>,
+    bytes: &[u8],
+    max_size: u64,
+) -> Result<MappingComponent, LoadError> {
+    if bytes.len() as u64 > max_size {
+        return Err(LoadError::TooLarge {
+            size: bytes.len(),
+            cap: max_size,
+        });
+    }
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    let component_bytes = component_bytes(bytes)?;
+    let component = Component::new(engine, &component_bytes)
+        .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
+    let pre = MappingStepPre::new(instance_pre)
+        .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
+    Ok(MappingComponent {
+        version: content_hash(bytes).into(),
+        size: bytes.len(),
+        pre,
+    })
+}

@@ -1,0 +1,106 @@
+//! The one wasmtime [`Engine`] of the host, and the epoch ticker that backs call deadlines.
+//!
+//! Every component version, linker and `InstancePre` belongs to this engine. It is configured
+//! once: fuel metering for deterministic budgets, epoch interruption as a wall-clock backstop,
+//! and the pooling instance allocator when the machine lets us reserve its address space
+//! (falling back to on-demand allocation, as Spin and wasmCloud do, when it does not).
+
+use super::limits::Limits;
+use anyhow::{Context as _, Result};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A call's deadline is a number of these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Which instance allocator the engine ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorKind {
+    /// Pre-reserved slots, reused across calls: fastest instantiation.
+    Pooling,
+    /// Memory mapped per instance; used when the pool cannot be reserved.
+    OnDemand,
+}
+
+/// How many instances may be alive at once with the pooling allocator. Callers bound their
+/// concurrency to this (see `pipeline`), because instantiation fails when the pool is full.
+pub const POOL_INSTANCES: u32 = 64;
+
+/// Builds the engine, preferring the pooling allocator.
+pub fn build_engine(limits: &Limits, prefer_pooling: bool) -> Result<(Engine, AllocatorKind)> {
+    if prefer_pooling {
+        match Engine::new(&engine_config(limits, true)) {
+            Ok(engine) => return Ok((engine, AllocatorKind::Pooling)),
+            Err(err) => tracing::warn!(
+                error = %err,
+                "could not reserve the pooling allocator's address space; using on-demand allocation"
+            ),
+        }
+    }
+    let engine = Engine::new(&engine_config(limits, false))
+        .map_err(anyhow::Error::from)
+        .context("creating the WebAssembly engine")?;
+    Ok((engine, AllocatorKind::OnDemand))
+}
+
+fn engine_config(limits: &Limits, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    // 512 KiB, Shopify's stack limit and wasmtime's default, stated so it cannot drift.
+    config.max_wasm_stack(512 * 1024);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+        pool.total_component_instances(POOL_INSTANCES)
+            // A wit-bindgen component has a handful of core instances; WASI-using ones
+            // (adapter, shims) a few more.
+            .max_core_instances_per_component(32)
+            .total_core_instances(POOL_INSTANCES * 8)
+            .max_memories_per_component(4)
+            .total_memories(POOL_INSTANCES * 2)
+            .max_tables_per_component(8)
+            .total_tables(POOL_INSTANCES * 8)
+            .max_memory_size(memory);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+///
+/// It holds only a weak reference, so it never keeps the engine alive; the thread ends on the
+/// first tick after the last strong reference is gone.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("cosell-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// The number of epoch ticks that covers `timeout`, plus one so a call is never cut short by
+/// the phase of the ticker.
+pub fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_millis() as u64;
+    (timeout.as_millis() as u64).div_ceil(tick) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_covers_the_timeout() {
+        assert_eq!(deadline_ticks(Duration::from_millis(1000)), 101);
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+    }
+}

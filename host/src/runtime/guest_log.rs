@@ -1,0 +1,159 @@
+//! The log of one call: lines from the `log` import and from stdout/stderr, under one budget.
+//!
+//! Every line is sent to the host's `tracing` log as it happens (target `cosell::guest`,
+//! tagged with the mapping name and version) and also kept, so `cosell mapping test` can show
+//! the author what their component said.
+
+use super::limits::Limit;
+use super::sandbox::capped_pipes;
+use serde::Serialize;
+use std::sync::Arc;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+/// Severity of a guest log line (mirrors `cosell:mapping/log.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Where a guest log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestStream {
+    /// The `cosell:mapping/log` import.
+    Log,
+    /// WASI stdout.
+    Stdout,
+    /// WASI stderr.
+    Stderr,
+}
+
+/// One line a guest logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestLogLine {
+    pub level: GuestLevel,
+    pub stream: GuestStream,
+    pub message: String,
+}
+
+/// The log of one call.
+pub struct GuestLog {
+    mapping: Arc<str>,
+    version: Arc<str>,
+    cap: usize,
+    used: usize,
+    lines: Vec<GuestLogLine>,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl GuestLog {
+    /// An empty log for one call of `mapping` at `version`, allowing `cap` bytes in all.
+    pub fn new(mapping: Arc<str>, version: Arc<str>, cap: u64) -> Self {
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+        let (stdout, stderr) = capped_pipes(cap);
+        Self {
+            mapping,
+            version,
+            cap,
+            used: 0,
+            lines: Vec::new(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Handles on the stdout and stderr pipes given to WASI.
+    pub(crate) fn stdio_pipes(&self) -> (MemoryOutputPipe, MemoryOutputPipe) {
+        (self.stdout.clone(), self.stderr.clone())
+    }
+
+    /// Records a line from the `log` import. Fails when the call's log budget is spent.
+    pub fn write(&mut self, level: GuestLevel, message: String) -> Result<(), Limit> {
+        let stdio = self.stdout.contents().len() + self.stderr.contents().len();
+        if self.used + stdio + message.len() > self.cap {
+            return Err(Limit::LogSize);
+        }
+        self.used += message.len();
+        self.push(level, GuestStream::Log, message);
+        Ok(())
+    }
+
+    /// Moves what the guest wrote to stdout and stderr into the log; returns whether the
+    /// budget held. Called once, when the call is over.
+    pub fn collect_stdio(&mut self) -> Result<(), Limit> {
+        let stdout = self.stdout.contents();
+        let stderr = self.stderr.contents();
+        let total = self.used + stdout.len() + stderr.len();
+        for (bytes, stream, level) in [
+            (stdout, GuestStream::Stdout, GuestLevel::Info),
+            (stderr, GuestStream::Stderr, GuestLevel::Warn),
+        ] {
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                self.push(level, stream, line.to_owned());
+            }
+        }
+        if total > self.cap || self.stdout_or_stderr_full() {
+            return Err(Limit::LogSize);
+        }
+        Ok(())
+    }
+
+    fn stdout_or_stderr_full(&self) -> bool {
+        self.stdout.contents().len() >= self.cap || self.stderr.contents().len() >= self.cap
+    }
+
+    /// The lines logged so far.
+    pub fn lines(&self) -> &[GuestLogLine] {
+        &self.lines
+    }
+
+    /// Takes the lines out of the log.
+    pub fn into_lines(self) -> Vec<GuestLogLine> {
+        self.lines
+    }
+
+    fn push(&mut self, level: GuestLevel, stream: GuestStream, message: String) {
+        let (mapping, version) = (&*self.mapping, &*self.version);
+        match level {
+            GuestLevel::Trace => {
+                tracing::trace!(target: "cosell::guest", mapping, version, ?stream, "{message}")
+            }
+            GuestLevel::Debug => {
+                tracing::debug!(target: "cosell::guest", mapping, version, ?stream, "{message}")
+            }
+            GuestLevel::Info => {
+                tracing::info!(target: "cosell::guest", mapping, version, ?stream, "{message}")
+            }
+            GuestLevel::Warn => {
+                tracing::warn!(target: "cosell::guest", mapping, version, ?stream, "{message}")
+            }
+            GuestLevel::Error => {
+                tracing::error!(target: "cosell::guest", mapping, version, ?stream, "{message}")
+            }
+        }
+        self.lines.push(GuestLogLine {
+            level,
+            stream,
+            message,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_covers_the_log_import() {
+        let mut log = GuestLog::new("m".into(), "v".into(), 10);
+        assert!(log.write(GuestLevel::Info, "12345".into()).is_ok());
+        assert_eq!(log.write(GuestLevel::Info, "123456".into()), Err(Limit::LogSize));
+        assert_eq!(log.lines().len(), 1);
+    }
+}

@@ -1,0 +1,91 @@
+//! The sandboxed WebAssembly runtime that executes mapping steps.
+//!
+//! One [`MappingRuntime`] per host owns the wasmtime `Engine` and the linker. Each deployed
+//! version of a step is compiled and type-checked once into a [`MappingComponent`] (an
+//! `InstancePre`); every record then gets a fresh `Store` and instance, under the [`Limits`].
+//!
+//! - [`limits`]: the per-call limits and the memory limiter.
+//! - [`engine`]: engine configuration, pooling allocator with fallback, epoch ticker.
+//! - [`bindings`]: the WIT contract's generated bindings and host imports.
+//! - [`sandbox`]: the per-call store state and the deny-by-default WASI.
+//! - [`linker`]: what a component may import.
+//! - [`component`]: bytes → compiled, type-checked component.
+//! - [`call`]: one call on one record, and how its failures are named.
+//! - [`guest_log`]: the guest's log lines and their budget.
+
+pub mod bindings;
+pub mod call;
+pub mod component;
+pub mod engine;
+pub mod guest_log;
+pub mod limits;
+pub mod linker;
+pub mod sandbox;
+
+pub use call::{CallError, CallErrorKind, CallReport, CallStats, Direction, MappingCall};
+pub use component::{LoadError, MappingComponent};
+pub use engine::AllocatorKind;
+pub use guest_log::{GuestLevel, GuestLogLine, GuestStream};
+pub use limits::{Limit, Limits};
+pub use sandbox::StepConfig;
+
+use anyhow::Result;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+/// The engine, linker and limits shared by every mapping step of a host.
+pub struct MappingRuntime {
+    engine: Engine,
+    linker: Linker<sandbox::CallState>,
+    limits: Limits,
+    allocator: AllocatorKind,
+}
+
+impl MappingRuntime {
+    /// Creates the runtime, preferring the pooling allocator, and starts the epoch ticker.
+    pub fn new(limits: Limits) -> Result<Self> {
+        limits.validate().map_err(anyhow::Error::msg)?;
+        let (engine, allocator) = engine::build_engine(&limits, true)?;
+        let linker = linker::build_linker(&engine)?;
+        engine::start_epoch_ticker(&engine);
+        tracing::debug!(?allocator, "mapping runtime ready");
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            allocator,
+        })
+    }
+
+    /// Compiles and type-checks `bytes` (a component, or a core module with an embedded
+    /// component type) as a mapping step.
+    pub fn load(&self, bytes: &[u8]) -> Result<MappingComponent, LoadError> {
+        component::load(
+            &self.engine,
+            &self.linker,
+            bytes,
+            self.limits.max_component_bytes,
+        )
+    }
+
+    /// Runs one record through `component` on a fresh instance. Blocks: call it from a
+    /// blocking thread (see `pipeline`).
+    pub fn call(&self, component: &MappingComponent, call: &MappingCall<'_>) -> CallReport {
+        call::call_mapping(&self.engine, &self.limits, component, call)
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Which instance allocator the engine uses.
+    pub fn allocator(&self) -> AllocatorKind {
+        self.allocator
+    }
+
+    /// How many calls may run at once without exhausting the instance pool.
+    pub fn max_concurrent_calls(&self) -> usize {
+        engine::POOL_INSTANCES as usize
+    }
+}

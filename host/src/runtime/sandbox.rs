@@ -1,0 +1,121 @@
+//! What a mapping step may touch: the per-call store state and its deny-by-default WASI.
+//!
+//! Components that import only the `cosell:mapping` contract never see any of this. Components
+//! built by toolchains that import WASI 0.2 (`wasm32-wasip2`, componentize-py, jco) are linked
+//! to a WASI that has:
+//! - no preopened directories, no environment variables, no arguments, a closed stdin;
+//! - no network: TCP, UDP and name lookup are all refused;
+//! - stdout and stderr captured, capped with the log budget and sent to the host log tagged with
+//!   the mapping and its version;
+//! - a wall clock frozen at the call's context timestamp and a monotonic clock frozen at zero,
+//!   so a guest that reads the time gets the same answer on a re-run of the same record;
+//!   sleeping (subscribing to a clock) traps, because no mapping needs to wait;
+//! - randomness from a generator seeded with the hash of the mapping version and the input, so
+//!   it is repeatable: a mapping must not use it for secrets (it has none to make).
+
+use super::guest_log::GuestLog;
+use super::limits::MemoryLimiter;
+use rand::SeedableRng;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+/// Operator-set key/values of one mapping step, read through the `config` import.
+pub type StepConfig = BTreeMap<String, String>;
+
+/// Everything one call's `Store` holds. A fresh one is made for every record.
+pub struct CallState {
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) log: GuestLog,
+    pub(crate) config: Arc<StepConfig>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+/// Inputs the sandbox needs to make a call's state.
+pub struct SandboxSpec<'a> {
+    pub memory_cap: u64,
+    pub log: GuestLog,
+    pub config: Arc<StepConfig>,
+    /// Seconds and nanoseconds since the Unix epoch of the context timestamp.
+    pub frozen_time: Duration,
+    /// Seeds the guest's randomness; the host passes the version hash and the input.
+    pub seed_material: &'a [&'a [u8]],
+}
+
+impl CallState {
+    /// Builds the state of one call, with the deny-by-default WASI described above.
+    pub fn new(spec: SandboxSpec<'_>) -> Self {
+        let mut hasher = Sha256::new();
+        for part in spec.seed_material {
+            hasher.update(part);
+        }
+        let seed: [u8; 32] = hasher.finalize().into();
+        let (stdout, stderr) = spec.log.stdio_pipes();
+
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout)
+            .stderr(stderr)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(FrozenWallClock(spec.frozen_time))
+            .monotonic_clock(FrozenMonotonicClock)
+            .secure_random(rand::rngs::StdRng::from_seed(seed))
+            .insecure_random(rand::rngs::StdRng::from_seed(seed))
+            .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().expect("16 bytes")))
+            .max_random_size(64 * 1024);
+        Self {
+            limiter: MemoryLimiter::new(spec.memory_cap),
+            log: spec.log,
+            config: spec.config,
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A wall clock that always reads the call's context timestamp.
+struct FrozenWallClock(Duration);
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// A monotonic clock that never advances.
+struct FrozenMonotonicClock;
+
+impl HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Pipes for stdout and stderr with `capacity` bytes each.
+pub(crate) fn capped_pipes(capacity: usize) -> (MemoryOutputPipe, MemoryOutputPipe) {
+    (
+        MemoryOutputPipe::new(capacity),
+        MemoryOutputPipe::new(capacity),
+    )
+}

@@ -1,0 +1,98 @@
+//! Assembling and running the host: runtime, store, pipelines, deployer, admin API, watcher.
+
+use crate::admin::{self, AdminState};
+use crate::config::{HostConfig, Secret};
+use crate::deploy::{self, Deployer, watch_dir::DropDirectory};
+use crate::metrics::Metrics;
+use crate::runtime::MappingRuntime;
+use crate::store::DeploymentStore;
+use crate::store::sqlite::SqliteStore;
+use anyhow::{Context as _, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running host.
+pub struct RunningHost {
+    /// Where the admin API listens (useful when the config asked for port 0).
+    pub admin_addr: SocketAddr,
+    pub deployer: Arc<Deployer>,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+/// Starts the host described by `config`, with `token` guarding the admin API.
+pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
+    let metrics = Arc::new(Metrics::new());
+    let limits = config.limits.clone();
+    let runtime = Arc::new(
+        tokio::task::spawn_blocking(move || MappingRuntime::new(limits)).await??,
+    );
+    let store: Arc<dyn DeploymentStore> = Arc::new(SqliteStore::open(&config.state.path)?);
+    let boot = {
+        let (pipelines, store, metrics, runtime) = (
+            config.pipelines.clone(),
+            store.clone(),
+            metrics.clone(),
+            runtime.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            deploy::bootstrap(&pipelines, runtime, store.as_ref(), metrics)
+        })
+        .await??
+    };
+    let deployer = Arc::new(Deployer::new(
+        boot.pipelines,
+        store,
+        boot.samples,
+        metrics.clone(),
+    ));
+
+    let watcher = match &config.deploy.watch_dir {
+        Some(dir) => {
+            let drop_dir = DropDirectory::new(dir.clone(), deployer.clone())?;
+            Some(tokio::spawn(drop_dir.run(config.deploy.watch_interval())))
+        }
+        None => None,
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("binding the admin API to {} (admin.listen)", config.admin.listen))?;
+    let admin_addr = listener.local_addr()?;
+    let app = admin::router(AdminState {
+        deployer: deployer.clone(),
+        metrics,
+        token: Arc::new(token),
+    });
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+    });
+    tracing::info!(%admin_addr, allocator = ?deployer.pipelines().runtime().allocator(), "cosell host is serving");
+    Ok(RunningHost {
+        admin_addr,
+        deployer,
+        shutdown,
+        server,
+        watcher,
+    })
+}
+
+impl RunningHost {
+    /// Stops accepting requests, lets in-flight ones finish, and stops the watcher.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(());
+        if let Some(watcher) = self.watcher {
+            watcher.abort();
+        }
+        self.server.await?.context("the admin API server failed")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! Durable state of the host.
+//!
+//! For now that is the deployed versions of each mapping step and the history of which one was
+//! active when; the event queue, record links, cursors and audit trail join it with the sync
+//! engine. Storage sits behind traits so a PostgreSQL backend can serve several host replicas;
+//! [`sqlite`] is the embedded default.
+
+pub mod sqlite;
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// A stored version of a mapping step, with its bytes.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub step: String,
+    pub version: String,
+    pub wasm: Vec<u8>,
+}
+
+/// A stored version without its bytes, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionSummary {
+    pub version: String,
+    pub size: u64,
+    /// Where it came from: `config`, `admin-api`, `watch-dir`.
+    pub source: String,
+    pub uploaded_at: String,
+    /// When it was last made active, if ever.
+    pub last_activated_at: Option<String>,
+    pub active: bool,
+}
+
+/// Why a version became active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivationReason {
+    /// First version of a step, from the host configuration.
+    Bootstrap,
+    /// A new version was deployed.
+    Deploy,
+    /// An earlier version was re-activated.
+    Rollback,
+}
+
+impl ActivationReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            ActivationReason::Bootstrap => "bootstrap",
+            ActivationReason::Deploy => "deploy",
+            ActivationReason::Rollback => "rollback",
+        }
+    }
+}
+
+/// Where deployed mapping versions and their activation history are kept.
+pub trait DeploymentStore: Send + Sync {
+    /// Stores `wasm` as `version` of `step` (if not already stored) and makes it the active
+    /// version, in one transaction.
+    fn save_and_activate(
+        &self,
+        step: &str,
+        version: &str,
+        wasm: &[u8],
+        source: &str,
+        reason: ActivationReason,
+    ) -> Result<()>;
+
+    /// Makes an already stored version the active one.
+    fn activate(&self, step: &str, version: &str, reason: ActivationReason) -> Result<()>;
+
+    /// The active version of `step`, with its bytes.
+    fn active_version(&self, step: &str) -> Result<Option<StoredVersion>>;
+
+    /// A stored version of `step`, with its bytes.
+    fn version(&self, step: &str, version: &str) -> Result<Option<StoredVersion>>;
+
+    /// Every stored version of `step`, newest upload first.
+    fn list_versions(&self, step: &str) -> Result<Vec<VersionSummary>>;
+
+    /// The versions `step` was activated with, most recent first.
+    fn activation_history(&self, step: &str) -> Result<Vec<String>>;
+}

@@ -1,0 +1,216 @@
+//! The embedded SQLite store (WAL mode), the default for a single host.
+
+use super::{ActivationReason, DeploymentStore, StoredVersion, VersionSummary};
+use anyhow::{Context as _, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A SQLite database file holding the host's state.
+pub struct SqliteStore {
+    // One connection behind a mutex: deployments are rare and small, and SQLite serialises
+    // writers anyway. The sync engine's queue will use its own connection pool.
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS mapping_versions (
+    step        TEXT    NOT NULL,
+    version     TEXT    NOT NULL,
+    wasm        BLOB    NOT NULL,
+    size        INTEGER NOT NULL,
+    source      TEXT    NOT NULL,
+    uploaded_at TEXT    NOT NULL,
+    PRIMARY KEY (step, version)
+);
+CREATE TABLE IF NOT EXISTS mapping_activations (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    step         TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    activated_at TEXT NOT NULL,
+    FOREIGN KEY (step, version) REFERENCES mapping_versions (step, version)
+);
+CREATE INDEX IF NOT EXISTS mapping_activations_by_step ON mapping_activations (step, id);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening the state database {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("creating the schema in {}", path.display()))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+        // back), so a poisoned lock is safe to keep using.
+        self.conn.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn insert_activation(
+    conn: &Connection,
+    step: &str,
+    version: &str,
+    reason: ActivationReason,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO mapping_activations (step, version, reason, activated_at) VALUES (?1, ?2, ?3, ?4)",
+        params![step, version, reason.as_str(), now()],
+    )?;
+    Ok(())
+}
+
+impl DeploymentStore for SqliteStore {
+    fn save_and_activate(
+        &self,
+        step: &str,
+        version: &str,
+        wasm: &[u8],
+        source: &str,
+        reason: ActivationReason,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![step, version, wasm, wasm.len() as i64, source, now()],
+        )?;
+        insert_activation(&tx, step, version, reason)?;
+        tx.commit()
+            .with_context(|| format!("saving version {version} of step `{step}`"))
+    }
+
+    fn activate(&self, step: &str, version: &str, reason: ActivationReason) -> Result<()> {
+        insert_activation(&self.conn(), step, version, reason)
+            .with_context(|| format!("activating version {version} of step `{step}`"))
+    }
+
+    fn active_version(&self, step: &str) -> Result<Option<StoredVersion>> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT v.version, v.wasm FROM mapping_activations a
+             JOIN mapping_versions v ON v.step = a.step AND v.version = a.version
+             WHERE a.step = ?1 ORDER BY a.id DESC LIMIT 1",
+            params![step],
+            |row| {
+                Ok(StoredVersion {
+                    step: step.to_owned(),
+                    version: row.get(0)?,
+                    wasm: row.get(1)?,
+                })
+            },
+        )
+        .optional()
+        .with_context(|| format!("reading the active version of step `{step}`"))
+    }
+
+    fn version(&self, step: &str, version: &str) -> Result<Option<StoredVersion>> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT wasm FROM mapping_versions WHERE step = ?1 AND version = ?2",
+            params![step, version],
+            |row| {
+                Ok(StoredVersion {
+                    step: step.to_owned(),
+                    version: version.to_owned(),
+                    wasm: row.get(0)?,
+                })
+            },
+        )
+        .optional()
+        .with_context(|| format!("reading version {version} of step `{step}`"))
+    }
+
+    fn list_versions(&self, step: &str) -> Result<Vec<VersionSummary>> {
+        let active = self.activation_history(step)?.into_iter().next();
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT v.version, v.size, v.source, v.uploaded_at,
+                    (SELECT MAX(a.activated_at) FROM mapping_activations a
+                      WHERE a.step = v.step AND a.version = v.version)
+             FROM mapping_versions v WHERE v.step = ?1
+             ORDER BY v.uploaded_at DESC, v.rowid DESC",
+        )?;
+        let rows = stmt.query_map(params![step], |row| {
+            let version: String = row.get(0)?;
+            Ok(VersionSummary {
+                active: active.as_deref() == Some(version.as_str()),
+                version,
+                size: row.get::<_, i64>(1)? as u64,
+                source: row.get(2)?,
+                uploaded_at: row.get(3)?,
+                last_activated_at: row.get(4)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .with_context(|| format!("listing the versions of step `{step}`"))
+    }
+
+    fn activation_history(&self, step: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT version FROM mapping_activations WHERE step = ?1 ORDER BY id DESC")?;
+        let rows = stmt.query_map(params![step], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()
+            .with_context(|| format!("reading the activation history of step `{step}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_survives_reopening_and_rollback_history_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .save_and_activate("s", "sha256:a", b"A", "config", ActivationReason::Bootstrap)
+                .unwrap();
+            store
+                .save_and_activate("s", "sha256:b", b"B", "admin-api", ActivationReason::Deploy)
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let active = store.active_version("s").unwrap().unwrap();
+        assert_eq!((active.version.as_str(), active.wasm.as_slice()), ("sha256:b", &b"B"[..]));
+        store.activate("s", "sha256:a", ActivationReason::Rollback).unwrap();
+        assert_eq!(store.active_version("s").unwrap().unwrap().version, "sha256:a");
+        assert_eq!(
+            store.activation_history("s").unwrap(),
+            vec!["sha256:a", "sha256:b", "sha256:a"]
+        );
+        let listed = store.list_versions("s").unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().any(|v| v.version == "sha256:a" && v.active));
+        assert!(store.active_version("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn activating_an_unknown_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        assert!(store.activate("s", "sha256:nope", ActivationReason::Rollback).is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! Hot swap by file drop: a `.wasm` put in the watched directory goes live once it is
+//! complete; a bad one is moved to `rejected/` with the reason, and the active version stays.
+
+mod support;
+
+use cosell::deploy::watch_dir::{DropDirectory, DropOutcome};
+use support::{Admin, guest, host_config, start, with_custom_section};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_file_is_deployed_and_a_bad_one_is_rejected_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let drop_dir = dir.path().join("drop");
+    let host = start(host_config(dir.path(), "testing/version_stamp.wasm", "testing/version_stamp.wasm", "")).await;
+    let admin = Admin::new(&host);
+    let v1 = admin.active_version("pc-to-crm").await;
+    let mut watcher = DropDirectory::new(drop_dir.clone(), host.deployer.clone()).unwrap();
+
+    let v2 = with_custom_section(&guest("testing/version_stamp.wasm"), "v", b"2");
+    std::fs::write(drop_dir.join("pc-to-crm.v2.wasm"), &v2).unwrap();
+    std::fs::write(drop_dir.join("pc-to-crm.bomb.wasm"), guest("testing/memory_bomb.wasm")).unwrap();
+    std::fs::write(drop_dir.join("notes.txt"), "ignored").unwrap();
+    std::fs::write(drop_dir.join(".pc-to-crm.partial.wasm"), b"\0asm").unwrap();
+
+    // First scan only notes the files: they must look the same twice before they are used.
+    assert!(watcher.scan().await.unwrap().is_empty());
+    assert_eq!(admin.active_version("pc-to-crm").await, v1);
+
+    let mut outcomes = watcher.scan().await.unwrap();
+    outcomes.sort_by_key(|o| matches!(o, DropOutcome::Rejected { .. }));
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    let DropOutcome::Deployed { version, file } = &outcomes[0] else {
+        panic!("v2 was not deployed: {outcomes:?}")
+    };
+    assert!(file.starts_with(drop_dir.join("deployed")));
+    let DropOutcome::Rejected { reason, file } = &outcomes[1] else {
+        panic!("the memory bomb was not rejected: {outcomes:?}")
+    };
+    assert!(reason.contains("memory cap"), "{reason}");
+    let reason_file = std::fs::read_to_string(file.with_extension("reason.txt")).unwrap();
+    assert!(reason_file.contains("memory cap"), "{reason_file}");
+
+    // The good file went live despite the bad one next to it; hidden and non-wasm files stayed.
+    assert_eq!(&admin.active_version("pc-to-crm").await, version);
+    assert_ne!(version, &v1);
+    assert!(drop_dir.join("notes.txt").exists());
+    assert!(drop_dir.join(".pc-to-crm.partial.wasm").exists());
+    assert!(!drop_dir.join("pc-to-crm.v2.wasm").exists());
+
+    // A file for a step that does not exist is rejected, not lost.
+    std::fs::write(drop_dir.join("no-such-step.wasm"), &v2).unwrap();
+    watcher.scan().await.unwrap();
+    let outcomes = watcher.scan().await.unwrap();
+    assert!(matches!(&outcomes[..], [DropOutcome::Rejected { reason, .. }] if reason.contains("no step named")), "{outcomes:?}");
+    host.shutdown().await.unwrap();
+}

@@ -1,0 +1,205 @@
+//! The `cosell` binary as an operator and a mapping author use it: `mapping test`, `serve`,
+//! `mapping deploy | list | rollback`, and a restart (even after SIGKILL) that keeps the
+//! deployed versions.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{TOKEN, fixture, guest, guest_path, repo_root, with_custom_section};
+
+fn cosell() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cosell"));
+    command.env_remove("RUST_LOG").env("COSELL_ADMIN_TOKEN", TOKEN);
+    command
+}
+
+#[test]
+fn mapping_test_prints_the_output_and_the_costs() {
+    let sample = repo_root().join("guest-mappings/fixtures/referral-sample.json");
+    let output = cosell()
+        .args(["mapping", "test"])
+        .arg(guest_path("referral_to_opportunity.wasm"))
+        .arg("--input")
+        .arg(&sample)
+        .args(["--event", "referral-created", "--timestamp", "2026-11-24T12:00:00Z"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let mapped: Value = serde_json::from_slice(&output.stdout).expect("stdout is the output JSON");
+    assert!(mapped.is_object());
+    for needle in ["fuel used:", "peak memory:", "time:", "component:   sha256:"] {
+        assert!(stderr.contains(needle), "stderr lacks {needle}: {stderr}");
+    }
+    let _ = fixture("referral-sample.json");
+}
+
+#[test]
+fn mapping_test_exits_non_zero_with_the_guest_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, r#"{"reject":"customer has no country"}"#).unwrap();
+    let output = cosell()
+        .args(["mapping", "test"])
+        .arg(guest_path("testing/version_stamp.wasm"))
+        .arg("--input")
+        .arg(&input)
+        .args(["--config", "k=v"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rejected the record: customer has no country"), "{stderr}");
+    assert!(output.stdout.is_empty());
+
+    let output = cosell()
+        .args(["mapping", "test"])
+        .arg(guest_path("testing/panics.wasm"))
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("deliberate panic in map"), "{stderr}");
+
+    std::fs::write(&input, "not json").unwrap();
+    let output = cosell()
+        .args(["mapping", "test"])
+        .arg(guest_path("testing/version_stamp.wasm"))
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not valid JSON"));
+}
+
+/// A `cosell serve` child process and the admin URL it printed.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(config: &Path) -> Served {
+    let mut child = cosell()
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("admin API on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("cosell serve did not start within 60 s");
+    Served { child, url }
+}
+
+fn admin(served: &Served, args: &[&str]) -> (i32, Value) {
+    let output = cosell()
+        .args(["mapping"])
+        .args(args)
+        .args(["--admin-url", &served.url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let body = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    if !output.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    }
+    (output.status.code().unwrap(), body)
+}
+
+fn active(served: &Served) -> String {
+    let (code, body) = admin(served, &["list"]);
+    assert_eq!(code, 0);
+    body["steps"][0]["active_version"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_restart_keeps_the_deployed_and_rolled_back_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cosell.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[state]\npath = \"state/cosell.db\"\n\
+             [[pipelines.partner-center-to-crm]]\nstep = \"pc-to-crm\"\ncomponent = \"{}\"\n",
+            guest_path("testing/version_stamp.wasm").display()
+        ),
+    )
+    .unwrap();
+    let v2_file = dir.path().join("v2.wasm");
+    std::fs::write(&v2_file, with_custom_section(&guest("testing/version_stamp.wasm"), "v", b"2")).unwrap();
+
+    let host = serve(&config);
+    let v1 = active(&host);
+    let (code, report) = admin(&host, &["deploy", "pc-to-crm", v2_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report}");
+    let v2 = report["version"].as_str().unwrap().to_owned();
+    assert_ne!(v1, v2);
+    let (code, _) = admin(&host, &["deploy", "pc-to-crm", guest_path("testing/memory_bomb.wasm").to_str().unwrap()]);
+    assert_eq!(code, 1, "a memory bomb must be refused");
+    drop(host); // SIGKILL: no graceful shutdown
+
+    let host = serve(&config);
+    assert_eq!(active(&host), v2, "the restart lost the deployed version");
+    let (code, versions) = admin(&host, &["list", "pc-to-crm"]);
+    assert_eq!(code, 0);
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2, "{versions}");
+    let prefix = &v1[..15];
+    let (code, report) = admin(&host, &["rollback", "pc-to-crm", "--to", prefix]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["version"], v1.as_str());
+    drop(host);
+
+    let host = serve(&config);
+    assert_eq!(active(&host), v1, "the restart lost the rollback");
+    let started = Instant::now();
+    let health: Value = reqwest_blocking_get(&format!("{}/healthz", host.url));
+    assert_eq!(health["status"], "ok");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+fn reqwest_blocking_get(url: &str) -> Value {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["mapping", "--help"],
+        vec!["mapping", "test", "--help"],
+        vec!["mapping", "deploy", "--help"],
+        vec!["mapping", "list", "--help"],
+        vec!["mapping", "rollback", "--help"],
+    ] {
+        let output = cosell().args(&args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage:"), "{args:?}");
+    }
+}

@@ -1,0 +1,180 @@
+//! Helpers shared by the integration tests: locating the built guests and fixtures, starting
+//! a host on a free loopback port, and talking to its admin API.
+#![allow(dead_code)]
+
+use cosell::config::{HostConfig, Secret};
+use cosell::server::RunningHost;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const TOKEN: &str = "test-admin-token";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Bytes of a built guest, e.g. `referral_to_opportunity.wasm` or `testing/panics.wasm`.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = guest_path(name);
+    std::fs::read(&path).unwrap_or_else(|err| {
+        panic!(
+            "cannot read {} ({err}): build the guests first with `make guests` (guest-mappings/build.sh)",
+            path.display()
+        )
+    })
+}
+
+pub fn guest_path(name: &str) -> PathBuf {
+    repo_root().join("guest-mappings/dist").join(name)
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = repo_root().join("guest-mappings/fixtures").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
+}
+
+/// The same core module with one more custom section: same behaviour, a new content hash.
+/// Lets a test deploy "version 2" of a guest without a second build.
+pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A host configuration in `dir` with one step per direction.
+///
+/// `pc_to_crm` and `crm_to_pc` are guest names under `guest-mappings/dist`; `extra` is
+/// appended TOML (for limits, watch_dir, step config).
+pub fn host_config(dir: &Path, pc_to_crm: &str, crm_to_pc: &str, extra: &str) -> HostConfig {
+    let text = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[state]
+path = "{state}"
+
+{extra}
+
+[[pipelines.partner-center-to-crm]]
+step = "pc-to-crm"
+component = "{pc}"
+[pipelines.partner-center-to-crm.config]
+greeting = "hello"
+
+[[pipelines.crm-to-partner-center]]
+step = "crm-to-pc"
+component = "{crm}"
+"#,
+        state = dir.join("state.db").display(),
+        pc = guest_path(pc_to_crm).display(),
+        crm = guest_path(crm_to_pc).display(),
+    );
+    let path = dir.join("cosell.toml");
+    std::fs::write(&path, text).unwrap();
+    HostConfig::load(&path).unwrap()
+}
+
+pub async fn start(config: HostConfig) -> RunningHost {
+    cosell::server::start(config, Secret::new(TOKEN))
+        .await
+        .expect("the host starts")
+}
+
+/// A client for one host's admin API.
+#[derive(Clone)]
+pub struct Admin {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Admin {
+    pub fn new(host: &RunningHost) -> Self {
+        Self {
+            base: format!("http://{}", host.admin_addr),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn deploy(&self, step: &str, wasm: Vec<u8>) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(format!("{}/admin/v1/steps/{step}/versions", self.base))
+            .bearer_auth(TOKEN)
+            .body(wasm)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn rollback(&self, step: &str, to: Option<&str>) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(format!("{}/admin/v1/steps/{step}/rollback", self.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "to": to }))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// Runs `document` through the pipeline of `direction`.
+    pub async fn run(&self, direction: &str, document: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(format!("{}/admin/v1/pipelines/{direction}/run", self.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "document": document, "event": "test", "tenant": "t" }))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// The version a step serves, from `/admin/v1/steps`.
+    pub async fn active_version(&self, step: &str) -> String {
+        let (_, body) = self.get("/admin/v1/steps").await;
+        body["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == step)
+            .unwrap_or_else(|| panic!("no step {step} in {body}"))["active_version"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
