@@ -46,7 +46,13 @@ impl mapping_rules::Config for NativeConfig<'_> {
 }
 
 /// Runs the native library on a case, with the same context the component gets.
-fn native(case: &Case, ctx: &CaseContext, version: &str, input: &str, current: Option<&str>) -> Result<String, mapping_rules::MappingError> {
+fn native(
+    case: &Case,
+    ctx: &CaseContext,
+    version: &str,
+    input: &str,
+    current: Option<&str>,
+) -> Result<String, mapping_rules::MappingError> {
     let context = mapping_rules::Context {
         direction: match case.direction {
             Direction::PartnerCenterToCrm => mapping_rules::Direction::PartnerCenterToCrm,
@@ -60,8 +66,12 @@ fn native(case: &Case, ctx: &CaseContext, version: &str, input: &str, current: O
     };
     let config = NativeConfig(&case.config);
     match case.direction {
-        Direction::PartnerCenterToCrm => mapping_rules::referral_to_opportunity(&context, input, current, &config),
-        Direction::CrmToPartnerCenter => mapping_rules::opportunity_to_referral(&context, input, current, &config),
+        Direction::PartnerCenterToCrm => {
+            mapping_rules::referral_to_opportunity(&context, input, current, &config)
+        }
+        Direction::CrmToPartnerCenter => {
+            mapping_rules::opportunity_to_referral(&context, input, current, &config)
+        }
     }
 }
 
@@ -70,8 +80,12 @@ fn default_components_map_every_fixture_like_the_native_library() {
     let cases: Cases = serde_json::from_str(&fixture("cases.json")).unwrap();
     assert!(cases.cases.len() >= 8, "too few fixture cases");
     let runtime = MappingRuntime::new(Limits::default()).unwrap();
-    let referral_to_opportunity = runtime.load(&guest("referral_to_opportunity.wasm")).unwrap();
-    let opportunity_to_referral = runtime.load(&guest("opportunity_to_referral.wasm")).unwrap();
+    let referral_to_opportunity = runtime
+        .load(&guest("referral_to_opportunity.wasm"))
+        .unwrap();
+    let opportunity_to_referral = runtime
+        .load(&guest("opportunity_to_referral.wasm"))
+        .unwrap();
     // Timestamps in the manifest use the second precision the host passes; parse once.
     let timestamp: chrono::DateTime<chrono::Utc> = cases.context.timestamp.parse().unwrap();
     let mut checked = 0;
@@ -102,15 +116,26 @@ fn default_components_map_every_fixture_like_the_native_library() {
             timestamp: host_timestamp,
             mapping_version: component.version.to_string(),
         };
-        let native_result = native(case, &native_ctx, &native_ctx.mapping_version, &input, current.as_deref());
+        let native_result = native(
+            case,
+            &native_ctx,
+            &native_ctx.mapping_version,
+            &input,
+            current.as_deref(),
+        );
         let expected = fixture(&case.expected);
         let expected: Value = serde_json::from_str(&expected).unwrap();
         match (&report.result, &native_result) {
             (Ok(wasm_out), Ok(native_out)) => {
-                assert_eq!(wasm_out, native_out, "case {}: WASM and native outputs differ", case.name);
+                assert_eq!(
+                    wasm_out, native_out,
+                    "case {}: WASM and native outputs differ",
+                    case.name
+                );
                 let got: Value = serde_json::from_str(wasm_out).unwrap();
                 assert_eq!(
-                    got, expected,
+                    got,
+                    expected,
                     "case {}: output differs from {}\n got: {}",
                     case.name,
                     case.expected,
@@ -120,18 +145,39 @@ fn default_components_map_every_fixture_like_the_native_library() {
             (Err(err), Err(native_err)) => {
                 // Expected files of error cases hold {"error": {"kind": ..., "message": ...}}.
                 let (kind, message) = match (&err.kind, native_err) {
-                    (CallErrorKind::Rejected(m), mapping_rules::MappingError::Reject(n)) => ("reject", {assert_eq!(m, n); m}),
-                    (CallErrorKind::Skipped(m), mapping_rules::MappingError::Skip(n)) => ("skip", {assert_eq!(m, n); m}),
-                    (CallErrorKind::Failed(m), mapping_rules::MappingError::Fail(n)) => ("fail", {assert_eq!(m, n); m}),
+                    (CallErrorKind::Rejected(m), mapping_rules::MappingError::Reject(n)) => {
+                        ("reject", {
+                            assert_eq!(m, n);
+                            m
+                        })
+                    }
+                    (CallErrorKind::Skipped(m), mapping_rules::MappingError::Skip(n)) => {
+                        ("skip", {
+                            assert_eq!(m, n);
+                            m
+                        })
+                    }
+                    (CallErrorKind::Failed(m), mapping_rules::MappingError::Fail(n)) => ("fail", {
+                        assert_eq!(m, n);
+                        m
+                    }),
                     other => panic!("case {}: WASM and native disagree: {other:?}", case.name),
                 };
                 assert_eq!(expected["error"]["kind"], kind, "case {}", case.name);
-                assert_eq!(expected["error"]["message"], message.as_str(), "case {}", case.name);
+                assert_eq!(
+                    expected["error"]["message"],
+                    message.as_str(),
+                    "case {}",
+                    case.name
+                );
             }
             other => panic!("case {}: WASM and native disagree: {other:?}", case.name),
         }
         assert!(report.stats.fuel_used > 0);
         checked += 1;
     }
-    eprintln!("{checked} fixture cases matched in WASM and natively; manifest context version {}", cases.context.mapping_version);
+    eprintln!(
+        "{checked} fixture cases matched in WASM and natively; manifest context version {}",
+        cases.context.mapping_version
+    );
 }

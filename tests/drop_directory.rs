@@ -10,14 +10,24 @@ use support::{Admin, guest, host_config, start, with_custom_section};
 async fn a_dropped_file_is_deployed_and_a_bad_one_is_rejected_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let drop_dir = dir.path().join("drop");
-    let host = start(host_config(dir.path(), "testing/version_stamp.wasm", "testing/version_stamp.wasm", "")).await;
+    let host = start(host_config(
+        dir.path(),
+        "testing/version_stamp.wasm",
+        "testing/version_stamp.wasm",
+        "",
+    ))
+    .await;
     let admin = Admin::new(&host);
     let v1 = admin.active_version("pc-to-crm").await;
     let mut watcher = DropDirectory::new(drop_dir.clone(), host.deployer.clone()).unwrap();
 
     let v2 = with_custom_section(&guest("testing/version_stamp.wasm"), "v", b"2");
     std::fs::write(drop_dir.join("pc-to-crm.v2.wasm"), &v2).unwrap();
-    std::fs::write(drop_dir.join("pc-to-crm.bomb.wasm"), guest("testing/memory_bomb.wasm")).unwrap();
+    std::fs::write(
+        drop_dir.join("pc-to-crm.bomb.wasm"),
+        guest("testing/memory_bomb.wasm"),
+    )
+    .unwrap();
     std::fs::write(drop_dir.join("notes.txt"), "ignored").unwrap();
     std::fs::write(drop_dir.join(".pc-to-crm.partial.wasm"), b"\0asm").unwrap();
 
@@ -50,6 +60,9 @@ async fn a_dropped_file_is_deployed_and_a_bad_one_is_rejected_with_its_reason() 
     std::fs::write(drop_dir.join("no-such-step.wasm"), &v2).unwrap();
     watcher.scan().await.unwrap();
     let outcomes = watcher.scan().await.unwrap();
-    assert!(matches!(&outcomes[..], [DropOutcome::Rejected { reason, .. }] if reason.contains("no step named")), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[..], [DropOutcome::Rejected { reason, .. }] if reason.contains("no step named")),
+        "{outcomes:?}"
+    );
     host.shutdown().await.unwrap();
 }

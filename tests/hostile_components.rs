@@ -29,7 +29,10 @@ fn call_once(runtime: &MappingRuntime, wasm: &[u8], input: &str) -> cosell::runt
 }
 
 fn expect_limit(report: &cosell::runtime::CallReport, limit: Limit) -> String {
-    let err = report.result.as_ref().expect_err("the call must not succeed");
+    let err = report
+        .result
+        .as_ref()
+        .expect_err("the call must not succeed");
     match &err.kind {
         CallErrorKind::LimitExceeded { limit: hit, .. } => assert_eq!(*hit, limit, "{err}"),
         other => panic!("expected the {limit}, got {other}"),
@@ -59,8 +62,16 @@ fn an_infinite_loop_with_unlimited_fuel_hits_the_time_limit() {
     let runtime = MappingRuntime::new(limits).unwrap();
     let report = call_once(&runtime, &guest("testing/infinite_loop.wasm"), "{}");
     eprintln!("{}", expect_limit(&report, Limit::Timeout));
-    assert!(report.stats.duration.as_millis() >= 200, "{:?}", report.stats.duration);
-    assert!(report.stats.duration.as_secs() < 5, "{:?}", report.stats.duration);
+    assert!(
+        report.stats.duration.as_millis() >= 200,
+        "{:?}",
+        report.stats.duration
+    );
+    assert!(
+        report.stats.duration.as_secs() < 5,
+        "{:?}",
+        report.stats.duration
+    );
 }
 
 #[test]
@@ -86,7 +97,10 @@ fn a_panic_is_a_trap_that_carries_the_panic_message() {
     assert!(matches!(err.kind, CallErrorKind::Trapped(_)), "{err}");
     let message = err.to_string();
     assert!(message.contains("deliberate panic in map"), "{message}");
-    assert!(message.contains("mapping `hostile` version sha256:"), "{message}");
+    assert!(
+        message.contains("mapping `hostile` version sha256:"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -112,9 +126,14 @@ fn an_oversized_input_is_refused_before_the_guest_runs() {
 #[test]
 fn a_component_for_another_world_is_refused_on_type_check() {
     let runtime = MappingRuntime::new(Limits::default()).unwrap();
-    let err = runtime.load(&guest("testing/other_world.wasm")).unwrap_err();
+    let err = runtime
+        .load(&guest("testing/other_world.wasm"))
+        .unwrap_err();
     assert!(matches!(err, LoadError::WrongWorld(_)), "{err}");
-    assert!(err.to_string().contains("cosell:mapping/mapping-step"), "{err}");
+    assert!(
+        err.to_string().contains("cosell:mapping/mapping-step"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -128,11 +147,17 @@ fn random_bytes_and_truncated_files_are_refused() {
         x ^= x << 17;
         *byte = x as u8;
     }
-    assert!(matches!(runtime.load(&noise).unwrap_err(), LoadError::NotWasm));
+    assert!(matches!(
+        runtime.load(&noise).unwrap_err(),
+        LoadError::NotWasm
+    ));
     let real = guest("testing/version_stamp.wasm");
     let truncated = &real[..real.len() / 2];
     let err = runtime.load(truncated).unwrap_err();
-    assert!(matches!(err, LoadError::Encode(_) | LoadError::Compile(_)), "{err}");
+    assert!(
+        matches!(err, LoadError::Encode(_) | LoadError::Compile(_)),
+        "{err}"
+    );
     let too_big = Limits {
         max_component_bytes: 1000,
         ..Limits::default()
@@ -140,7 +165,10 @@ fn random_bytes_and_truncated_files_are_refused() {
     let small_runtime = MappingRuntime::new(too_big).unwrap();
     let err = small_runtime.load(&real).unwrap_err();
     assert!(matches!(err, LoadError::TooLarge { .. }), "{err}");
-    assert!(err.to_string().contains("limits.max_component_bytes"), "{err}");
+    assert!(
+        err.to_string().contains("limits.max_component_bytes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -154,15 +182,35 @@ fn a_wasi_guest_loads_but_sees_no_files_environment_or_network() {
     eprintln!("wasi prober saw: {seen}");
     assert_eq!(seen["env"], json!([]), "environment leaked: {seen}");
     assert_eq!(seen["args"], json!([]), "arguments leaked: {seen}");
-    assert_eq!(seen["preopens"], json!([]), "a directory was preopened: {seen}");
-    assert!(seen["tcp"].as_str().unwrap().starts_with("error"), "TCP allowed: {seen}");
-    assert!(seen["dns"].as_str().unwrap().starts_with("error"), "name lookup allowed: {seen}");
+    assert_eq!(
+        seen["preopens"],
+        json!([]),
+        "a directory was preopened: {seen}"
+    );
+    assert!(
+        seen["tcp"].as_str().unwrap().starts_with("error"),
+        "TCP allowed: {seen}"
+    );
+    assert!(
+        seen["dns"].as_str().unwrap().starts_with("error"),
+        "name lookup allowed: {seen}"
+    );
     // The wall clock reads the context timestamp, 2026-11-24T12:00:00Z.
     assert_eq!(seen["wall_clock_seconds"], 1_795_521_600u64, "{seen}");
     // stdout and stderr reach the host log, tagged by stream.
-    let lines: Vec<_> = report.logs.iter().map(|l| (format!("{:?}", l.stream), l.message.clone())).collect();
-    assert!(lines.contains(&("Stdout".into(), "hello from stdout".into())), "{lines:?}");
-    assert!(lines.contains(&("Stderr".into(), "hello from stderr".into())), "{lines:?}");
+    let lines: Vec<_> = report
+        .logs
+        .iter()
+        .map(|l| (format!("{:?}", l.stream), l.message.clone()))
+        .collect();
+    assert!(
+        lines.contains(&("Stdout".into(), "hello from stdout".into())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&("Stderr".into(), "hello from stderr".into())),
+        "{lines:?}"
+    );
     // Randomness is repeatable for the same version and input.
     let again = call_once(&runtime, &guest("testing/wasi_prober.wasm"), "{}");
     let again: Value = serde_json::from_str(&again.result.unwrap()).unwrap();
@@ -172,7 +220,13 @@ fn a_wasi_guest_loads_but_sees_no_files_environment_or_network() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_refuses_every_hostile_upload_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let host = start(host_config(dir.path(), "testing/version_stamp.wasm", "testing/version_stamp.wasm", "")).await;
+    let host = start(host_config(
+        dir.path(),
+        "testing/version_stamp.wasm",
+        "testing/version_stamp.wasm",
+        "",
+    ))
+    .await;
     let admin = Admin::new(&host);
     let active = admin.active_version("pc-to-crm").await;
     let hostile = [
@@ -181,24 +235,47 @@ async fn the_host_refuses_every_hostile_upload_and_keeps_serving() {
         ("deep_recursion", "stack limit"),
         ("panics", "deliberate panic in map"),
         ("oversized_output", "output size cap"),
-        ("other_world", "does not implement the cosell:mapping/mapping-step world"),
+        (
+            "other_world",
+            "does not implement the cosell:mapping/mapping-step world",
+        ),
     ];
     for (name, expected) in hostile {
-        let (status, body) = admin.deploy("pc-to-crm", guest(&format!("testing/{name}.wasm"))).await;
+        let (status, body) = admin
+            .deploy("pc-to-crm", guest(&format!("testing/{name}.wasm")))
+            .await;
         assert_eq!(status, 422, "{name} was not refused: {body}");
         let message = body["error"].as_str().unwrap();
-        assert!(message.contains(expected), "{name}: `{message}` does not mention `{expected}`");
-        assert_eq!(admin.active_version("pc-to-crm").await, active, "{name} changed the active version");
-        let (status, out) = admin.run("partner-center-to-crm", json!({ "after": name })).await;
+        assert!(
+            message.contains(expected),
+            "{name}: `{message}` does not mention `{expected}`"
+        );
+        assert_eq!(
+            admin.active_version("pc-to-crm").await,
+            active,
+            "{name} changed the active version"
+        );
+        let (status, out) = admin
+            .run("partner-center-to-crm", json!({ "after": name }))
+            .await;
         assert_eq!(status, 200, "the host stopped serving after {name}: {out}");
         assert_eq!(out["document"]["_mapping"]["version"], active.as_str());
     }
-    let (status, body) = admin.deploy("pc-to-crm", b"\0asm\x01\0\0\0garbage".to_vec()).await;
+    let (status, body) = admin
+        .deploy("pc-to-crm", b"\0asm\x01\0\0\0garbage".to_vec())
+        .await;
     assert_eq!(status, 422, "{body}");
     let (status, body) = admin.deploy("pc-to-crm", vec![7u8; 1000]).await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("not a WebAssembly file"));
-    let (status, _) = admin.deploy("no-such-step", guest("testing/version_stamp.wasm")).await;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly file")
+    );
+    let (status, _) = admin
+        .deploy("no-such-step", guest("testing/version_stamp.wasm"))
+        .await;
     assert_eq!(status, 404);
     // Without the token nothing is deployed.
     let response = admin
@@ -210,7 +287,11 @@ async fn the_host_refuses_every_hostile_upload_and_keeps_serving() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
     let (_, versions) = admin.get("/admin/v1/steps/pc-to-crm/versions").await;
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 1, "a refused upload was stored: {versions}");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        1,
+        "a refused upload was stored: {versions}"
+    );
     host.shutdown().await.unwrap();
 }
 
@@ -219,8 +300,14 @@ fn typed_guest_errors_keep_their_meaning() {
     let runtime = MappingRuntime::new(Limits::default()).unwrap();
     let wasm = guest("testing/version_stamp.wasm");
     for (input, check) in [
-        (r#"{"reject":"no customer"}"#, "rejected the record: no customer"),
-        (r#"{"skip":"sync is off"}"#, "skipped the record: sync is off"),
+        (
+            r#"{"reject":"no customer"}"#,
+            "rejected the record: no customer",
+        ),
+        (
+            r#"{"skip":"sync is off"}"#,
+            "skipped the record: sync is off",
+        ),
         (r#"{"fail":"try later"}"#, "failed (retryable): try later"),
     ] {
         let err = call_once(&runtime, &wasm, input).result.unwrap_err();

@@ -16,13 +16,21 @@ const WORKERS: usize = 12;
 /// Sends `RECORDS` records through the pc-to-crm pipeline from `WORKERS` tasks; calls `swap`
 /// once a third of them are done. Returns, for every record, the version that mapped it and
 /// whether the record was started after the swap returned.
-async fn flow_while(admin: &Admin, swap: impl std::future::Future<Output = String>) -> (Vec<(String, bool)>, String) {
+async fn flow_while(
+    admin: &Admin,
+    swap: impl std::future::Future<Output = String>,
+) -> (Vec<(String, bool)>, String) {
     let next = Arc::new(AtomicUsize::new(0));
     let swapped = Arc::new(AtomicBool::new(false));
     let results = Arc::new(std::sync::Mutex::new(vec![None; RECORDS]));
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
-        let (admin, next, swapped, results) = (admin.clone(), next.clone(), swapped.clone(), results.clone());
+        let (admin, next, swapped, results) = (
+            admin.clone(),
+            next.clone(),
+            swapped.clone(),
+            results.clone(),
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 let seq = next.fetch_add(1, Ordering::SeqCst);
@@ -30,10 +38,18 @@ async fn flow_while(admin: &Admin, swap: impl std::future::Future<Output = Strin
                     return;
                 }
                 let started_after_swap = swapped.load(Ordering::SeqCst);
-                let (status, body) = admin.run("partner-center-to-crm", json!({ "seq": seq })).await;
+                let (status, body) = admin
+                    .run("partner-center-to-crm", json!({ "seq": seq }))
+                    .await;
                 assert_eq!(status, 200, "record {seq} failed during the swap: {body}");
-                assert_eq!(body["document"]["seq"], seq, "record {seq} came back as another record");
-                let version = body["document"]["_mapping"]["version"].as_str().unwrap().to_owned();
+                assert_eq!(
+                    body["document"]["seq"], seq,
+                    "record {seq} came back as another record"
+                );
+                let version = body["document"]["_mapping"]["version"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
                 assert_eq!(body["steps"][0]["version"], version.as_str());
                 let previous = results.lock().unwrap()[seq].replace((version, started_after_swap));
                 assert!(previous.is_none(), "record {seq} processed twice");
@@ -68,7 +84,12 @@ fn count_by_version(results: &[(String, bool)]) -> BTreeMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploy_and_rollback_under_load_process_every_record_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = host_config(dir.path(), "testing/version_stamp.wasm", "testing/version_stamp.wasm", "");
+    let config = host_config(
+        dir.path(),
+        "testing/version_stamp.wasm",
+        "testing/version_stamp.wasm",
+        "",
+    );
     let host = start(config).await;
     let admin = Admin::new(&host);
     let v1 = admin.active_version("pc-to-crm").await;
@@ -86,15 +107,22 @@ async fn deploy_and_rollback_under_load_process_every_record_exactly_once() {
     let counts = count_by_version(&results);
     eprintln!("deploy under load: {RECORDS} records, by version: {counts:?}");
     assert_ne!(v1, v2);
-    assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), {
-        let mut both = vec![v1.clone(), v2.clone()];
-        both.sort();
-        both
-    }, "both versions must have served");
+    assert_eq!(
+        counts.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut both = vec![v1.clone(), v2.clone()];
+            both.sort();
+            both
+        },
+        "both versions must have served"
+    );
     assert_eq!(counts.values().sum::<usize>(), RECORDS);
     for (seq, (version, after)) in results.iter().enumerate() {
         if *after {
-            assert_eq!(version, &v2, "record {seq} started after the deploy returned but ran on the old version");
+            assert_eq!(
+                version, &v2,
+                "record {seq} started after the deploy returned but ran on the old version"
+            );
         }
     }
 
@@ -109,31 +137,62 @@ async fn deploy_and_rollback_under_load_process_every_record_exactly_once() {
     assert_eq!(back, v1);
     let counts = count_by_version(&results);
     eprintln!("rollback under load: {RECORDS} records, by version: {counts:?}");
-    assert_eq!(counts.len(), 2, "both versions must have served: {counts:?}");
+    assert_eq!(
+        counts.len(),
+        2,
+        "both versions must have served: {counts:?}"
+    );
     assert_eq!(counts.values().sum::<usize>(), RECORDS);
     for (seq, (version, after)) in results.iter().enumerate() {
         if *after {
-            assert_eq!(version, &v1, "record {seq} started after the rollback but ran on v2");
+            assert_eq!(
+                version, &v1,
+                "record {seq} started after the rollback but ran on v2"
+            );
         }
     }
     assert_eq!(admin.active_version("pc-to-crm").await, v1);
 
-    let (_, metrics) = (0, reqwest::get(format!("{}/metrics", admin.base)).await.unwrap().text().await.unwrap());
-    assert!(metrics.contains("cosell_mapping_calls_total{step=\"pc-to-crm\",outcome=\"ok\"}"), "{metrics}");
+    let (_, metrics) = (
+        0,
+        reqwest::get(format!("{}/metrics", admin.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        metrics.contains("cosell_mapping_calls_total{step=\"pc-to-crm\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
     host.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn redeploying_the_active_version_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let host = start(host_config(dir.path(), "testing/version_stamp.wasm", "testing/version_stamp.wasm", "")).await;
+    let host = start(host_config(
+        dir.path(),
+        "testing/version_stamp.wasm",
+        "testing/version_stamp.wasm",
+        "",
+    ))
+    .await;
     let admin = Admin::new(&host);
-    let (status, report) = admin.deploy("pc-to-crm", guest("testing/version_stamp.wasm")).await;
+    let (status, report) = admin
+        .deploy("pc-to-crm", guest("testing/version_stamp.wasm"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(report["status"], "already-active");
     let (status, body) = admin.rollback("pc-to-crm", None).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("no earlier version"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no earlier version")
+    );
     let _: Value = body;
     host.shutdown().await.unwrap();
 }

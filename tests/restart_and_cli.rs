@@ -13,7 +13,9 @@ use support::{TOKEN, fixture, guest, guest_path, repo_root, with_custom_section}
 
 fn cosell() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cosell"));
-    command.env_remove("RUST_LOG").env("COSELL_ADMIN_TOKEN", TOKEN);
+    command
+        .env_remove("RUST_LOG")
+        .env("COSELL_ADMIN_TOKEN", TOKEN);
     command
 }
 
@@ -25,14 +27,24 @@ fn mapping_test_prints_the_output_and_the_costs() {
         .arg(guest_path("referral_to_opportunity.wasm"))
         .arg("--input")
         .arg(&sample)
-        .args(["--event", "referral-created", "--timestamp", "2026-11-24T12:00:00Z"])
+        .args([
+            "--event",
+            "referral-created",
+            "--timestamp",
+            "2026-11-24T12:00:00Z",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let mapped: Value = serde_json::from_slice(&output.stdout).expect("stdout is the output JSON");
     assert!(mapped.is_object());
-    for needle in ["fuel used:", "peak memory:", "time:", "component:   sha256:"] {
+    for needle in [
+        "fuel used:",
+        "peak memory:",
+        "time:",
+        "component:   sha256:",
+    ] {
         assert!(stderr.contains(needle), "stderr lacks {needle}: {stderr}");
     }
     let _ = fixture("referral-sample.json");
@@ -53,7 +65,10 @@ fn mapping_test_exits_non_zero_with_the_guest_error() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("rejected the record: customer has no country"), "{stderr}");
+    assert!(
+        stderr.contains("rejected the record: customer has no country"),
+        "{stderr}"
+    );
     assert!(output.stdout.is_empty());
 
     let output = cosell()
@@ -134,7 +149,10 @@ fn admin(served: &Served, args: &[&str]) -> (i32, Value) {
 fn active(served: &Served) -> String {
     let (code, body) = admin(served, &["list"]);
     assert_eq!(code, 0);
-    body["steps"][0]["active_version"].as_str().unwrap().to_owned()
+    body["steps"][0]["active_version"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -151,7 +169,11 @@ fn a_restart_keeps_the_deployed_and_rolled_back_versions() {
     )
     .unwrap();
     let v2_file = dir.path().join("v2.wasm");
-    std::fs::write(&v2_file, with_custom_section(&guest("testing/version_stamp.wasm"), "v", b"2")).unwrap();
+    std::fs::write(
+        &v2_file,
+        with_custom_section(&guest("testing/version_stamp.wasm"), "v", b"2"),
+    )
+    .unwrap();
 
     let host = serve(&config);
     let v1 = active(&host);
@@ -159,7 +181,14 @@ fn a_restart_keeps_the_deployed_and_rolled_back_versions() {
     assert_eq!(code, 0, "{report}");
     let v2 = report["version"].as_str().unwrap().to_owned();
     assert_ne!(v1, v2);
-    let (code, _) = admin(&host, &["deploy", "pc-to-crm", guest_path("testing/memory_bomb.wasm").to_str().unwrap()]);
+    let (code, _) = admin(
+        &host,
+        &[
+            "deploy",
+            "pc-to-crm",
+            guest_path("testing/memory_bomb.wasm").to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 1, "a memory bomb must be refused");
     drop(host); // SIGKILL: no graceful shutdown
 
@@ -167,7 +196,11 @@ fn a_restart_keeps_the_deployed_and_rolled_back_versions() {
     assert_eq!(active(&host), v2, "the restart lost the deployed version");
     let (code, versions) = admin(&host, &["list", "pc-to-crm"]);
     assert_eq!(code, 0);
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 2, "{versions}");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
     let prefix = &v1[..15];
     let (code, report) = admin(&host, &["rollback", "pc-to-crm", "--to", prefix]);
     assert_eq!(code, 0, "{report}");
@@ -183,7 +216,10 @@ fn a_restart_keeps_the_deployed_and_rolled_back_versions() {
 }
 
 fn reqwest_blocking_get(url: &str) -> Value {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
 }
 
@@ -200,6 +236,9 @@ fn every_command_has_help() {
     ] {
         let output = cosell().args(&args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage:"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Usage:"),
+            "{args:?}"
+        );
     }
 }

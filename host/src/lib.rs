@@ -7,12 +7,12 @@
 //! Around it: [`deploy`] (validating and hot-swapping step versions), [`store`] (durable
 //! state), [`admin`] (the operator's HTTP API), [`config`] and [`cli`].
 
-pub mod runtime;
-pub mod config;
-pub mod metrics;
-pub mod pipeline;
-pub mod store;
 pub mod admin;
 pub mod cli;
+pub mod config;
 pub mod deploy;
+pub mod metrics;
+pub mod pipeline;
+pub mod runtime;
 pub mod server;
+pub mod store;

@@ -27,9 +27,8 @@ pub struct RunningHost {
 pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     let metrics = Arc::new(Metrics::new());
     let limits = config.limits.clone();
-    let runtime = Arc::new(
-        tokio::task::spawn_blocking(move || MappingRuntime::new(limits)).await??,
-    );
+    let runtime =
+        Arc::new(tokio::task::spawn_blocking(move || MappingRuntime::new(limits)).await??);
     let store: Arc<dyn DeploymentStore> = Arc::new(SqliteStore::open(&config.state.path)?);
     let boot = {
         let (pipelines, store, metrics, runtime) = (
@@ -60,7 +59,12 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
 
     let listener = tokio::net::TcpListener::bind(config.admin.listen)
         .await
-        .with_context(|| format!("binding the admin API to {} (admin.listen)", config.admin.listen))?;
+        .with_context(|| {
+            format!(
+                "binding the admin API to {} (admin.listen)",
+                config.admin.listen
+            )
+        })?;
     let admin_addr = listener.local_addr()?;
     let app = admin::router(AdminState {
         deployer: deployer.clone(),

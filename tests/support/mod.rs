@@ -10,7 +10,10 @@ use std::time::Duration;
 pub const TOKEN: &str = "test-admin-token";
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Bytes of a built guest, e.g. `referral_to_opportunity.wasm` or `testing/panics.wasm`.
@@ -152,7 +155,11 @@ impl Admin {
     }
 
     /// Runs `document` through the pipeline of `direction`.
-    pub async fn run(&self, direction: &str, document: serde_json::Value) -> (u16, serde_json::Value) {
+    pub async fn run(
+        &self,
+        direction: &str,
+        document: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         let response = self
             .http
             .post(format!("{}/admin/v1/pipelines/{direction}/run", self.base))

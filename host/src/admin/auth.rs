@@ -7,7 +7,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// Lets the request through only with `Authorization: Bearer <the admin token>`.
-pub async fn require_bearer(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+pub async fn require_bearer(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)

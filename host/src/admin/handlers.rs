@@ -139,7 +139,10 @@ pub async fn rollback(
             )
         })?
     };
-    let report = state.deployer.rollback(&step, request.to.as_deref()).await?;
+    let report = state
+        .deployer
+        .rollback(&step, request.to.as_deref())
+        .await?;
     Ok(Json(report).into_response())
 }
 
@@ -175,12 +178,15 @@ pub async fn run_pipeline(
     Path(direction): Path<String>,
     Json(request): Json<RunRequest>,
 ) -> Result<Response, ApiError> {
-    let direction: Direction = serde_json::from_value(Value::String(direction.clone())).map_err(|_| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no pipeline `{direction}`: use partner-center-to-crm or crm-to-partner-center"),
-        )
-    })?;
+    let direction: Direction =
+        serde_json::from_value(Value::String(direction.clone())).map_err(|_| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no pipeline `{direction}`: use partner-center-to-crm or crm-to-partner-center"
+                ),
+            )
+        })?;
     let input = PipelineInput {
         event: request.event,
         tenant: request.tenant,

@@ -24,7 +24,12 @@ async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) -> Result<i32
         .bearer_auth(&admin.token)
         .send()
         .await
-        .with_context(|| format!("reaching the cosell admin API at {} (is `cosell serve` running? see --admin-url)", admin.admin_url))?;
+        .with_context(|| {
+            format!(
+                "reaching the cosell admin API at {} (is `cosell serve` running? see --admin-url)",
+                admin.admin_url
+            )
+        })?;
     let status = response.status();
     let body: Value = response
         .json()
@@ -41,8 +46,8 @@ async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) -> Result<i32
 }
 
 pub async fn deploy(admin: &AdminArgs, step: &str, component: &Path) -> Result<i32> {
-    let bytes = std::fs::read(component)
-        .with_context(|| format!("reading {}", component.display()))?;
+    let bytes =
+        std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
     let request = client()?
         .post(url(admin, &format!("/steps/{step}/versions")))
         .header(reqwest::header::CONTENT_TYPE, "application/wasm")

@@ -54,7 +54,10 @@ fn read_json(path: &Path, what: &str) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the {what} file {}", path.display()))?;
     if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-        bail!("the {what} file {} is not valid JSON: {err}", path.display());
+        bail!(
+            "the {what} file {} is not valid JSON: {err}",
+            path.display()
+        );
     }
     Ok(text)
 }
@@ -117,9 +120,17 @@ fn test_blocking(
     }
 }
 
-fn print_report(report: &CallReport, component: &MappingComponent, limits: &Limits, compile: Duration) {
+fn print_report(
+    report: &CallReport,
+    component: &MappingComponent,
+    limits: &Limits,
+    compile: Duration,
+) {
     let stats = &report.stats;
-    eprintln!("component:   {} ({} bytes)", component.version, component.size);
+    eprintln!(
+        "component:   {} ({} bytes)",
+        component.version, component.size
+    );
     eprintln!(
         "fuel used:   {} of {} ({:.1}%)",
         stats.fuel_used,

@@ -82,7 +82,11 @@ pub enum MappingCommand {
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
     /// The admin API's base URL.
-    #[arg(long, env = "COSELL_ADMIN_URL", default_value = "http://127.0.0.1:8686")]
+    #[arg(
+        long,
+        env = "COSELL_ADMIN_URL",
+        default_value = "http://127.0.0.1:8686"
+    )]
     pub admin_url: String,
     /// The admin bearer token.
     #[arg(long, env = "COSELL_ADMIN_TOKEN", hide_env_values = true)]

@@ -200,7 +200,9 @@ impl HostConfig {
             }
         }
         if names.is_empty() {
-            bail!("no pipeline steps are configured: add [[pipelines.partner-center-to-crm]] or [[pipelines.crm-to-partner-center]] entries");
+            bail!(
+                "no pipeline steps are configured: add [[pipelines.partner-center-to-crm]] or [[pipelines.crm-to-partner-center]] entries"
+            );
         }
         Ok(())
     }

@@ -19,7 +19,9 @@ impl Secret {
     pub fn from_env(var: &str) -> Result<Self> {
         match std::env::var(var) {
             Ok(value) if !value.trim().is_empty() => Ok(Self(value.trim().to_owned())),
-            _ => bail!("environment variable {var} is not set or empty; set it to the secret (for the admin API: a long random token)"),
+            _ => bail!(
+                "environment variable {var} is not set or empty; set it to the secret (for the admin API: a long random token)"
+            ),
         }
     }
 
@@ -43,7 +45,10 @@ impl Secret {
         // Comparing digests keeps the comparison length-independent too.
         let a = Sha256::digest(self.0.as_bytes());
         let b = Sha256::digest(candidate.as_bytes());
-        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     }
 }
 

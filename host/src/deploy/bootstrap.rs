@@ -32,7 +32,9 @@ pub fn bootstrap(
         for spec in specs {
             let sample = sample_for(spec, direction)?;
             let step = load_step(spec, direction, &runtime, store, &sample, metrics.clone())
-                .with_context(|| format!("loading step `{}` of the {direction} pipeline", spec.step))?;
+                .with_context(|| {
+                    format!("loading step `{}` of the {direction} pipeline", spec.step)
+                })?;
             samples.insert(spec.step.clone(), sample);
             steps.push(Arc::new(step));
         }
@@ -73,8 +75,12 @@ fn load_step(
             spec.component.display()
         )
     })?;
-    let validated = validate(runtime, &identity, &wasm, sample)
-        .with_context(|| format!("the component file {} was refused", spec.component.display()))?;
+    let validated = validate(runtime, &identity, &wasm, sample).with_context(|| {
+        format!(
+            "the component file {} was refused",
+            spec.component.display()
+        )
+    })?;
     store.save_and_activate(
         &spec.step,
         &validated.component.version,

@@ -120,7 +120,9 @@ impl Deployer {
         source: DeploySource,
     ) -> Result<DeployReport, DeployError> {
         let _serial = self.serial.lock().await;
-        let result = self.validate_and_activate(step_name, wasm, source, ActivationReason::Deploy).await;
+        let result = self
+            .validate_and_activate(step_name, wasm, source, ActivationReason::Deploy)
+            .await;
         self.count(step_name, "deploy", &result);
         result
     }
@@ -165,14 +167,20 @@ impl Deployer {
                 .find(|version| *version != current)
                 .ok_or_else(|| DeployError::NothingToRollBackTo(step_name.to_owned()))?,
         };
-        let stored = self.store.version(step_name, &target)?.ok_or_else(|| {
-            DeployError::UnknownVersion {
-                step: step_name.to_owned(),
-                version: target.clone(),
-            }
-        })?;
-        self.validate_and_activate(step_name, stored.wasm, DeploySource::AdminApi, ActivationReason::Rollback)
-            .await
+        let stored =
+            self.store
+                .version(step_name, &target)?
+                .ok_or_else(|| DeployError::UnknownVersion {
+                    step: step_name.to_owned(),
+                    version: target.clone(),
+                })?;
+        self.validate_and_activate(
+            step_name,
+            stored.wasm,
+            DeploySource::AdminApi,
+            ActivationReason::Rollback,
+        )
+        .await
     }
 
     fn resolve_version(&self, step_name: &str, wanted: &str) -> Result<String, DeployError> {

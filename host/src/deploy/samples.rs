@@ -24,10 +24,18 @@ pub fn sample_for(spec: &StepSpec, direction: Direction) -> Result<String> {
     match &spec.sample {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| {
-                format!("reading the sample of step `{}` from {}", spec.step, path.display())
+                format!(
+                    "reading the sample of step `{}` from {}",
+                    spec.step,
+                    path.display()
+                )
             })?;
             serde_json::from_str::<serde::de::IgnoredAny>(&text).with_context(|| {
-                format!("the sample of step `{}` ({}) is not JSON", spec.step, path.display())
+                format!(
+                    "the sample of step `{}` ({}) is not JSON",
+                    spec.step,
+                    path.display()
+                )
             })?;
             Ok(text)
         }

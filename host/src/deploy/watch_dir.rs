@@ -89,11 +89,16 @@ impl DropDirectory {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
         let file_name = format!("{stamp}-{name}");
-        match self.deployer.deploy(&step, bytes, DeploySource::WatchDir).await {
+        match self
+            .deployer
+            .deploy(&step, bytes, DeploySource::WatchDir)
+            .await
+        {
             Ok(report) => {
                 let target = self.dir.join("deployed").join(&file_name);
-                std::fs::rename(path, &target)
-                    .with_context(|| format!("moving {} to {}", path.display(), target.display()))?;
+                std::fs::rename(path, &target).with_context(|| {
+                    format!("moving {} to {}", path.display(), target.display())
+                })?;
                 tracing::info!(file = name, step, version = %report.version, status = ?report.status, "dropped file deployed");
                 Ok(DropOutcome::Deployed {
                     file: target,
@@ -103,8 +108,9 @@ impl DropDirectory {
             Err(err) => {
                 let target = self.dir.join("rejected").join(&file_name);
                 let reason = err.to_string();
-                std::fs::rename(path, &target)
-                    .with_context(|| format!("moving {} to {}", path.display(), target.display()))?;
+                std::fs::rename(path, &target).with_context(|| {
+                    format!("moving {} to {}", path.display(), target.display())
+                })?;
                 std::fs::write(target.with_extension("reason.txt"), format!("{reason}\n"))?;
                 tracing::warn!(file = name, step, %reason, "dropped file refused");
                 Ok(DropOutcome::Rejected {

@@ -72,10 +72,7 @@ impl Pipelines {
         }
         let call_slots = Arc::new(Semaphore::new(runtime.max_concurrent_calls()));
         Self {
-            steps: steps
-                .into_iter()
-                .map(|s| (s.name.to_string(), s))
-                .collect(),
+            steps: steps.into_iter().map(|s| (s.name.to_string(), s)).collect(),
             runtime,
             order,
             call_slots,
@@ -112,7 +109,14 @@ impl Pipelines {
         let mut completed = Vec::new();
         for (index, step) in self.direction(direction).iter().enumerate() {
             let (run, result) = self
-                .run_step(step, &input.event, &input.tenant, input.timestamp, document, input.current.clone())
+                .run_step(
+                    step,
+                    &input.event,
+                    &input.tenant,
+                    input.timestamp,
+                    document,
+                    input.current.clone(),
+                )
                 .await;
             match result {
                 Ok(output) => {

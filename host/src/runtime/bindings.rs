@@ -16,8 +16,8 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use cosell::mapping::types::{Context as GuestContext, Direction as GuestDirection};
 pub use cosell::mapping::types::MappingError as GuestMappingError;
+pub use cosell::mapping::types::{Context as GuestContext, Direction as GuestDirection};
 
 /// Error a log call traps with when the call's log budget is spent.
 #[derive(Debug, thiserror::Error)]

@@ -229,10 +229,7 @@ fn check_output(output: String, limits: &Limits) -> Result<String, CallErrorKind
 fn log_budget_exceeded(limits: &Limits) -> CallErrorKind {
     CallErrorKind::LimitExceeded {
         limit: Limit::LogSize,
-        detail: format!(
-            "the guest logged more than {} bytes",
-            limits.max_log_bytes
-        ),
+        detail: format!("the guest logged more than {} bytes", limits.max_log_bytes),
     }
 }
 

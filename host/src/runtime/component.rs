@@ -65,10 +65,20 @@ pub fn component_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, LoadError> {
     if !wasmparser::Parser::is_core_wasm(bytes) {
         return Err(LoadError::NotWasm);
     }
-    let encoded = wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(bytes)
-        .and_then(|mut encoder| encoder.encode())
+    // Validate before encoding: the encoder trusts the module's structure and can panic on a
+    // truncated or crafted file (seen with a half-uploaded module).
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(bytes)
+        .map_err(|err| LoadError::Encode(format!("it is not a valid core module: {err}")))?;
+    let encode = || {
+        wit_component::ComponentEncoder::default()
+            .validate(true)
+            .module(bytes)
+            .and_then(|mut encoder| encoder.encode())
+    };
+    // A panic in the encoder on hostile input must not take the host down.
+    let encoded = std::panic::catch_unwind(encode)
+        .map_err(|_| LoadError::Encode("the component encoder could not read it".into()))?
         .map_err(|err| LoadError::Encode(format!("{err:#}")))?;
     Ok(Cow::Owned(encoded))
 }

@@ -153,7 +153,10 @@ mod tests {
     fn the_budget_covers_the_log_import() {
         let mut log = GuestLog::new("m".into(), "v".into(), 10);
         assert!(log.write(GuestLevel::Info, "12345".into()).is_ok());
-        assert_eq!(log.write(GuestLevel::Info, "123456".into()), Err(Limit::LogSize));
+        assert_eq!(
+            log.write(GuestLevel::Info, "123456".into()),
+            Err(Limit::LogSize)
+        );
         assert_eq!(log.lines().len(), 1);
     }
 }

@@ -207,7 +207,10 @@ mod tests {
             fuel: 0,
             ..Limits::default()
         };
-        assert_eq!(limits.validate().unwrap_err(), "limits.fuel must be greater than 0");
+        assert_eq!(
+            limits.validate().unwrap_err(),
+            "limits.fuel must be greater than 0"
+        );
         assert!(Limits::default().validate().is_ok());
     }
 }

@@ -25,7 +25,9 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<CallState>> {
     // Epoch deadlines cannot interrupt a host call, and WASI's clock subscriptions sleep in
     // the host. A mapping never needs to wait, so a subscription traps instead of blocking.
     linker.allow_shadowing(true);
-    let mut clock = linker.instance(MONOTONIC_CLOCK).map_err(anyhow::Error::from)?;
+    let mut clock = linker
+        .instance(MONOTONIC_CLOCK)
+        .map_err(anyhow::Error::from)?;
     for name in ["subscribe-duration", "subscribe-instant"] {
         clock
             .func_wrap(

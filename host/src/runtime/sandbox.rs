@@ -67,7 +67,9 @@ impl CallState {
             .monotonic_clock(FrozenMonotonicClock)
             .secure_random(rand::rngs::StdRng::from_seed(seed))
             .insecure_random(rand::rngs::StdRng::from_seed(seed))
-            .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().expect("16 bytes")))
+            .insecure_random_seed(u128::from_le_bytes(
+                seed[..16].try_into().expect("16 bytes"),
+            ))
             .max_random_size(64 * 1024);
         Self {
             limiter: MemoryLimiter::new(spec.memory_cap),

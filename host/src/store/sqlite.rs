@@ -57,7 +57,9 @@ impl SqliteStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back), so a poisoned lock is safe to keep using.
-        self.conn.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -194,9 +196,17 @@ mod tests {
         }
         let store = SqliteStore::open(&path).unwrap();
         let active = store.active_version("s").unwrap().unwrap();
-        assert_eq!((active.version.as_str(), active.wasm.as_slice()), ("sha256:b", &b"B"[..]));
-        store.activate("s", "sha256:a", ActivationReason::Rollback).unwrap();
-        assert_eq!(store.active_version("s").unwrap().unwrap().version, "sha256:a");
+        assert_eq!(
+            (active.version.as_str(), active.wasm.as_slice()),
+            ("sha256:b", &b"B"[..])
+        );
+        store
+            .activate("s", "sha256:a", ActivationReason::Rollback)
+            .unwrap();
+        assert_eq!(
+            store.active_version("s").unwrap().unwrap().version,
+            "sha256:a"
+        );
         assert_eq!(
             store.activation_history("s").unwrap(),
             vec!["sha256:a", "sha256:b", "sha256:a"]
@@ -211,6 +221,10 @@ mod tests {
     fn activating_an_unknown_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-        assert!(store.activate("s", "sha256:nope", ActivationReason::Rollback).is_err());
+        assert!(
+            store
+                .activate("s", "sha256:nope", ActivationReason::Rollback)
+                .is_err()
+        );
     }
 }
