@@ -7,6 +7,7 @@ use crate::runtime::{
 };
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,8 +111,12 @@ fn test_blocking(
     match report.result {
         Ok(output) => {
             let value: serde_json::Value = serde_json::from_str(&output)?;
-            println!("{}", serde_json::to_string_pretty(&value)?);
-            Ok(0)
+            let pretty = serde_json::to_string_pretty(&value)?;
+            match writeln!(std::io::stdout().lock(), "{pretty}") {
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+                _ => Ok(0),
+            }
         }
         Err(err) => {
             eprintln!("error: {err}");
