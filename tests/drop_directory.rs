@@ -4,20 +4,13 @@
 mod support;
 
 use cosell::deploy::watch_dir::{DropDirectory, DropOutcome};
-use support::{Admin, guest, host_config, start, with_custom_section};
+use support::{guest, start_stamp_host, with_custom_section};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_file_is_deployed_and_a_bad_one_is_rejected_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let drop_dir = dir.path().join("drop");
-    let host = start(host_config(
-        dir.path(),
-        "testing/version_stamp.wasm",
-        "testing/version_stamp.wasm",
-        "",
-    ))
-    .await;
-    let admin = Admin::new(&host);
+    let (host, admin) = start_stamp_host(dir.path()).await;
     let v1 = admin.active_version("pc-to-crm").await;
     let mut watcher = DropDirectory::new(drop_dir.clone(), host.deployer.clone()).unwrap();
 

@@ -4,28 +4,13 @@
 
 mod support;
 
-use cosell::runtime::{
-    CallErrorKind, Direction, Limit, Limits, LoadError, MappingCall, MappingRuntime,
-};
+use cosell::runtime::{CallErrorKind, Limit, Limits, LoadError, MappingRuntime};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use support::{Admin, guest, host_config, start};
+use support::{guest, start_stamp_host, test_call};
 
 fn call_once(runtime: &MappingRuntime, wasm: &[u8], input: &str) -> cosell::runtime::CallReport {
     let component = runtime.load(wasm).expect("the component loads");
-    runtime.call(
-        &component,
-        &MappingCall {
-            mapping_name: Arc::from("hostile"),
-            direction: Direction::PartnerCenterToCrm,
-            event: "test",
-            tenant: "t",
-            timestamp: "2026-11-24T12:00:00Z".parse().unwrap(),
-            input,
-            current: None,
-            config: Default::default(),
-        },
-    )
+    runtime.call(&component, &test_call("hostile", input))
 }
 
 fn expect_limit(report: &cosell::runtime::CallReport, limit: Limit) -> String {
@@ -220,14 +205,7 @@ fn a_wasi_guest_loads_but_sees_no_files_environment_or_network() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_refuses_every_hostile_upload_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let host = start(host_config(
-        dir.path(),
-        "testing/version_stamp.wasm",
-        "testing/version_stamp.wasm",
-        "",
-    ))
-    .await;
-    let admin = Admin::new(&host);
+    let (host, admin) = start_stamp_host(dir.path()).await;
     let active = admin.active_version("pc-to-crm").await;
     let hostile = [
         ("infinite_loop", "fuel budget"),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use support::{Admin, guest, host_config, start, with_custom_section};
+use support::{Admin, guest, start_stamp_host, with_custom_section};
 
 const RECORDS: usize = 3000;
 const WORKERS: usize = 12;
@@ -84,14 +84,7 @@ fn count_by_version(results: &[(String, bool)]) -> BTreeMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploy_and_rollback_under_load_process_every_record_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = host_config(
-        dir.path(),
-        "testing/version_stamp.wasm",
-        "testing/version_stamp.wasm",
-        "",
-    );
-    let host = start(config).await;
-    let admin = Admin::new(&host);
+    let (host, admin) = start_stamp_host(dir.path()).await;
     let v1 = admin.active_version("pc-to-crm").await;
     let v2_bytes = with_custom_section(&guest("testing/version_stamp.wasm"), "cosell-test", b"v2");
 
@@ -172,14 +165,7 @@ async fn deploy_and_rollback_under_load_process_every_record_exactly_once() {
 #[tokio::test]
 async fn redeploying_the_active_version_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let host = start(host_config(
-        dir.path(),
-        "testing/version_stamp.wasm",
-        "testing/version_stamp.wasm",
-        "",
-    ))
-    .await;
-    let admin = Admin::new(&host);
+    let (host, admin) = start_stamp_host(dir.path()).await;
     let (status, report) = admin
         .deploy("pc-to-crm", guest("testing/version_stamp.wasm"))
         .await;

@@ -5,10 +5,9 @@
 mod support;
 
 use cosell::runtime::component::component_bytes;
-use cosell::runtime::{CallErrorKind, Direction, Limit, Limits, MappingCall, MappingRuntime};
+use cosell::runtime::{CallErrorKind, Limit, Limits, MappingRuntime};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use support::{Admin, fixture, guest, guest_path, start};
+use support::{Admin, fixture, guest, guest_path, start, test_call};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steps_output_is_the_next_steps_input() {
@@ -94,7 +93,7 @@ fn a_component_and_the_core_module_it_came_from_behave_the_same() {
         .iter()
         .map(|bytes| {
             let loaded = runtime.load(bytes).unwrap();
-            let report = runtime.call(&loaded, &call(&input));
+            let report = runtime.call(&loaded, &test_call("step", &input));
             report.result.unwrap()
         })
         .collect();
@@ -106,19 +105,6 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\0asm") && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
 }
 
-fn call(input: &str) -> MappingCall<'_> {
-    MappingCall {
-        mapping_name: Arc::from("step"),
-        direction: Direction::PartnerCenterToCrm,
-        event: "test",
-        tenant: "t",
-        timestamp: "2026-11-24T12:00:00Z".parse().unwrap(),
-        input,
-        current: None,
-        config: Default::default(),
-    }
-}
-
 #[test]
 fn a_guest_that_logs_past_its_budget_is_stopped() {
     let limits = Limits {
@@ -127,7 +113,10 @@ fn a_guest_that_logs_past_its_budget_is_stopped() {
     };
     let runtime = MappingRuntime::new(limits).unwrap();
     let stamp = runtime.load(&guest("testing/version_stamp.wasm")).unwrap();
-    let err = runtime.call(&stamp, &call("{}")).result.unwrap_err();
+    let err = runtime
+        .call(&stamp, &test_call("step", "{}"))
+        .result
+        .unwrap_err();
     assert!(
         matches!(
             err.kind,
@@ -142,7 +131,7 @@ fn a_guest_that_logs_past_its_budget_is_stopped() {
     // Under the default budget the same call logs and succeeds.
     let runtime = MappingRuntime::new(Limits::default()).unwrap();
     let stamp = runtime.load(&guest("testing/version_stamp.wasm")).unwrap();
-    let report = runtime.call(&stamp, &call("{}"));
+    let report = runtime.call(&stamp, &test_call("step", "{}"));
     assert!(report.result.is_ok());
     assert_eq!(report.logs.len(), 1, "{:?}", report.logs);
 }

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use cosell::config::{HostConfig, Secret};
+use cosell::runtime::{Direction, MappingCall};
 use cosell::server::RunningHost;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const TOKEN: &str = "test-admin-token";
@@ -61,11 +63,10 @@ pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A host configuration in `dir` with one step per direction.
-///
-/// `pc_to_crm` and `crm_to_pc` are guest names under `guest-mappings/dist`; `extra` is
-/// appended TOML (for limits, watch_dir, step config).
-pub fn host_config(dir: &Path, pc_to_crm: &str, crm_to_pc: &str, extra: &str) -> HostConfig {
+/// A host configuration in `dir` whose two steps, `pc-to-crm` and `crm-to-pc`, both run the
+/// `version_stamp` test guest (which writes the step name, version and config into its output).
+pub fn stamp_host_config(dir: &Path) -> HostConfig {
+    let stamp = guest_path("testing/version_stamp.wasm");
     let text = format!(
         r#"
 [admin]
@@ -74,25 +75,43 @@ listen = "127.0.0.1:0"
 [state]
 path = "{state}"
 
-{extra}
-
 [[pipelines.partner-center-to-crm]]
 step = "pc-to-crm"
-component = "{pc}"
+component = "{stamp}"
 [pipelines.partner-center-to-crm.config]
 greeting = "hello"
 
 [[pipelines.crm-to-partner-center]]
 step = "crm-to-pc"
-component = "{crm}"
+component = "{stamp}"
 "#,
         state = dir.join("state.db").display(),
-        pc = guest_path(pc_to_crm).display(),
-        crm = guest_path(crm_to_pc).display(),
+        stamp = stamp.display(),
     );
     let path = dir.join("cosell.toml");
     std::fs::write(&path, text).unwrap();
     HostConfig::load(&path).unwrap()
+}
+
+/// Starts a host on [`stamp_host_config`] and returns it with a client for its admin API.
+pub async fn start_stamp_host(dir: &Path) -> (RunningHost, Admin) {
+    let host = start(stamp_host_config(dir)).await;
+    let admin = Admin::new(&host);
+    (host, admin)
+}
+
+/// A call of step `step` on `input` with a fixed context (2026-11-24T12:00:00Z).
+pub fn test_call<'a>(step: &str, input: &'a str) -> MappingCall<'a> {
+    MappingCall {
+        mapping_name: Arc::from(step),
+        direction: Direction::PartnerCenterToCrm,
+        event: "test",
+        tenant: "t",
+        timestamp: "2026-11-24T12:00:00Z".parse().unwrap(),
+        input,
+        current: None,
+        config: Default::default(),
+    }
 }
 
 pub async fn start(config: HostConfig) -> RunningHost {
