@@ -242,3 +242,35 @@ fn every_command_has_help() {
         );
     }
 }
+
+#[test]
+fn without_room_for_the_instance_pool_the_host_falls_back_to_on_demand_allocation() {
+    let sample = repo_root().join("guest-mappings/fixtures/referral-sample.json");
+    let run = |limit: Option<&str>| {
+        let mut shell = Command::new("bash");
+        let ulimit = limit
+            .map(|kib| format!("ulimit -v {kib}; "))
+            .unwrap_or_default();
+        shell
+            .arg("-c")
+            .arg(format!(
+                "{ulimit}exec \"$0\" mapping test \"$1\" --input \"$2\" --timestamp 2026-11-24T12:00:00Z"
+            ))
+            .arg(env!("CARGO_BIN_EXE_cosell"))
+            .arg(guest_path("referral_to_opportunity.wasm"))
+            .arg(&sample);
+        shell.output().unwrap()
+    };
+    let roomy = run(None);
+    assert!(roomy.status.success());
+    assert!(String::from_utf8_lossy(&roomy.stderr).contains("allocator:   Pooling"));
+    // 16 GiB of address space: far less than the pool reserves, enough for one instance.
+    let tight = run(Some("16777216"));
+    let stderr = String::from_utf8_lossy(&tight.stderr);
+    assert!(tight.status.success(), "{stderr}");
+    assert!(stderr.contains("allocator:   OnDemand"), "{stderr}");
+    assert_eq!(
+        tight.stdout, roomy.stdout,
+        "the allocator changed the mapping's output"
+    );
+}

@@ -107,7 +107,7 @@ fn test_blocking(
             config: Arc::new(config),
         },
     );
-    print_report(&report, &component, runtime.limits(), compile_time);
+    print_report(&report, &component, &runtime, compile_time);
     match report.result {
         Ok(output) => {
             let value: serde_json::Value = serde_json::from_str(&output)?;
@@ -128,10 +128,11 @@ fn test_blocking(
 fn print_report(
     report: &CallReport,
     component: &MappingComponent,
-    limits: &Limits,
+    runtime: &MappingRuntime,
     compile: Duration,
 ) {
-    let stats = &report.stats;
+    let (stats, limits) = (&report.stats, runtime.limits());
+    eprintln!("allocator:   {:?}", runtime.allocator());
     eprintln!(
         "component:   {} ({} bytes)",
         component.version, component.size
