@@ -9,12 +9,29 @@ CARGO ?= cargo
 COSELL_ADMIN_TOKEN ?= local-dev-token
 export COSELL_ADMIN_TOKEN
 
-.PHONY: run test guests lint fmt unit
+# The Python example mapping, built with componentize-py (from PyPI) in a private virtualenv;
+# rebuilt only when its source or the contract changes.
+PYTHON_GUEST := guest-mappings/dist/python_example.wasm
+PYTHON_VENV := guest-mappings/python-example/.venv
+COMPONENTIZE_PY_VERSION := 0.25.1
 
-guests:
+.PHONY: run test guests rust-guests lint fmt
+
+guests: rust-guests $(PYTHON_GUEST)
+
+rust-guests:
 	bash guest-mappings/build.sh --release
 
-run: guests
+$(PYTHON_VENV)/bin/componentize-py:
+	python3 -m venv $(PYTHON_VENV)
+	timeout 600 $(PYTHON_VENV)/bin/pip install --quiet componentize-py==$(COMPONENTIZE_PY_VERSION)
+
+$(PYTHON_GUEST): guest-mappings/python-example/app.py wit/mapping.wit $(PYTHON_VENV)/bin/componentize-py
+	mkdir -p guest-mappings/dist
+	cd guest-mappings/python-example && timeout 600 .venv/bin/componentize-py --quiet \
+		-d ../../wit -w cosell:mapping/mapping-step componentize app -o ../dist/python_example.wasm
+
+run: rust-guests
 	@echo "admin API token: $$COSELL_ADMIN_TOKEN (set COSELL_ADMIN_TOKEN to change it)"
 	$(CARGO) run -p cosell -- serve --config cosell.example.toml
 
