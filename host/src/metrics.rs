@@ -63,7 +63,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("cosell");
         registry.register(
             "mapping_calls",
-            "Mapping step calls by outcome (ok, rejected, skipped, failed, limit_*, trapped, invalid_output, instantiation)",
+            "Mapping step calls by outcome (ok, rejected, skipped, failed, limit_<name>, trapped, invalid_output, instantiation)",
             calls.clone(),
         );
         registry.register(
@@ -159,14 +159,7 @@ impl Metrics {
 
 fn outcome_label(kind: &CallErrorKind) -> String {
     match kind {
-        CallErrorKind::Rejected(_) => "rejected".into(),
-        CallErrorKind::Skipped(_) => "skipped".into(),
-        CallErrorKind::Failed(_) => "failed".into(),
-        CallErrorKind::LimitExceeded { limit, .. } => {
-            format!("limit_{}", format!("{limit:?}").to_lowercase())
-        }
-        CallErrorKind::Trapped(_) => "trapped".into(),
-        CallErrorKind::InvalidOutput(_) => "invalid_output".into(),
-        CallErrorKind::Instantiation(_) => "instantiation".into(),
+        CallErrorKind::LimitExceeded { limit, .. } => format!("limit_{}", limit.label()),
+        other => other.label().to_owned(),
     }
 }

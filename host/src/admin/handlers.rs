@@ -3,7 +3,7 @@
 use super::AdminState;
 use crate::deploy::{DeployError, DeploySource};
 use crate::pipeline::PipelineInput;
-use crate::runtime::{CallErrorKind, Direction};
+use crate::runtime::Direction;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -200,27 +200,16 @@ pub async fn run_pipeline(
                 .expect("the runtime only returns valid JSON");
             Ok(Json(json!({ "document": document, "steps": output.steps })).into_response())
         }
-        Err(err) => {
-            let kind = match &err.error.kind {
-                CallErrorKind::Rejected(_) => "rejected",
-                CallErrorKind::Skipped(_) => "skipped",
-                CallErrorKind::Failed(_) => "failed",
-                CallErrorKind::LimitExceeded { .. } => "limit-exceeded",
-                CallErrorKind::Trapped(_) => "trapped",
-                CallErrorKind::InvalidOutput(_) => "invalid-output",
-                CallErrorKind::Instantiation(_) => "instantiation",
-            };
-            Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({
-                    "error": err.to_string(),
-                    "kind": kind,
-                    "step": &*err.error.mapping,
-                    "version": &*err.error.version,
-                    "completed": err.completed,
-                })),
-            )
-                .into_response())
-        }
+        Err(err) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": err.to_string(),
+                "kind": err.error.kind.label(),
+                "step": &*err.error.mapping,
+                "version": &*err.error.version,
+                "completed": err.completed,
+            })),
+        )
+            .into_response()),
     }
 }

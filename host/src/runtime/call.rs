@@ -97,6 +97,19 @@ pub enum CallErrorKind {
 }
 
 impl CallErrorKind {
+    /// A short snake_case name of the kind of failure, for API answers and metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CallErrorKind::Rejected(_) => "rejected",
+            CallErrorKind::Skipped(_) => "skipped",
+            CallErrorKind::Failed(_) => "failed",
+            CallErrorKind::LimitExceeded { .. } => "limit_exceeded",
+            CallErrorKind::Trapped(_) => "trapped",
+            CallErrorKind::InvalidOutput(_) => "invalid_output",
+            CallErrorKind::Instantiation(_) => "instantiation",
+        }
+    }
+
     /// Whether running the same record on the same version again may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -74,9 +74,10 @@ impl GuestLog {
     }
 
     /// Records a line from the `log` import. Fails when the call's log budget is spent.
+    /// (What the guest wrote to stdout and stderr is counted when the call ends, in
+    /// [`GuestLog::collect_stdio`]: reading the pipes on every log call would copy them.)
     pub fn write(&mut self, level: GuestLevel, message: String) -> Result<(), Limit> {
-        let stdio = self.stdout.contents().len() + self.stderr.contents().len();
-        if self.used + stdio + message.len() > self.cap {
+        if self.used + message.len() > self.cap {
             return Err(Limit::LogSize);
         }
         self.used += message.len();
@@ -84,12 +85,16 @@ impl GuestLog {
         Ok(())
     }
 
-    /// Moves what the guest wrote to stdout and stderr into the log; returns whether the
-    /// budget held. Called once, when the call is over.
+    /// Moves what the guest wrote to stdout and stderr into the log; fails when the log
+    /// import and the two streams together went over the budget. Called once, when the call
+    /// is over.
     pub fn collect_stdio(&mut self) -> Result<(), Limit> {
         let stdout = self.stdout.contents();
         let stderr = self.stderr.contents();
-        let total = self.used + stdout.len() + stderr.len();
+        // A pipe holding `cap` bytes refused whatever came after: count that as over budget.
+        let over = self.used + stdout.len() + stderr.len() > self.cap
+            || stdout.len() >= self.cap
+            || stderr.len() >= self.cap;
         for (bytes, stream, level) in [
             (stdout, GuestStream::Stdout, GuestLevel::Info),
             (stderr, GuestStream::Stderr, GuestLevel::Warn),
@@ -98,14 +103,10 @@ impl GuestLog {
                 self.push(level, stream, line.to_owned());
             }
         }
-        if total > self.cap || self.stdout_or_stderr_full() {
+        if over {
             return Err(Limit::LogSize);
         }
         Ok(())
-    }
-
-    fn stdout_or_stderr_full(&self) -> bool {
-        self.stdout.contents().len() >= self.cap || self.stderr.contents().len() >= self.cap
     }
 
     /// The lines logged so far.

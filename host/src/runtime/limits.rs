@@ -91,6 +91,20 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// A short snake_case name, for metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Fuel => "fuel",
+            Limit::Timeout => "timeout",
+            Limit::Memory => "memory",
+            Limit::Stack => "stack",
+            Limit::InputSize => "input_size",
+            Limit::OutputSize => "output_size",
+            Limit::LogSize => "log_size",
+            Limit::ComponentSize => "component_size",
+        }
+    }
+
     /// The configuration key that raises this limit, for error messages.
     pub fn config_key(self) -> &'static str {
         match self {
