@@ -4,7 +4,7 @@
 mod support;
 
 use cosell::deploy::watch_dir::{DropDirectory, DropOutcome};
-use support::{guest, start_stamp_host, with_custom_section};
+use support::{Admin, guest, stamp_host_config_with, start, start_stamp_host, with_custom_section};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_file_is_deployed_and_a_bad_one_is_rejected_with_its_reason() {
@@ -56,6 +56,50 @@ async fn a_dropped_file_is_deployed_and_a_bad_one_is_rejected_with_its_reason() 
     assert!(
         matches!(&outcomes[..], [DropOutcome::Rejected { reason, .. }] if reason.contains("no step named")),
         "{outcomes:?}"
+    );
+    host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_host_picks_up_a_dropped_file_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let drop_dir = dir.path().join("incoming");
+    let config = stamp_host_config_with(
+        dir.path(),
+        &format!(
+            "[deploy]\nwatch_dir = \"{}\"\nwatch_interval_ms = 50\n",
+            drop_dir.display()
+        ),
+    );
+    let host = start(config).await;
+    let admin = Admin::new(&host);
+    let v1 = admin.active_version("pc-to-crm").await;
+    let v2 = with_custom_section(&guest("testing/version_stamp.wasm"), "v", b"2");
+    // Written under a hidden name and renamed, as the docs recommend.
+    std::fs::write(drop_dir.join(".pc-to-crm.wasm"), &v2).unwrap();
+    std::fs::rename(
+        drop_dir.join(".pc-to-crm.wasm"),
+        drop_dir.join("pc-to-crm.wasm"),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while admin.active_version("pc-to-crm").await == v1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped file was not deployed within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, out) = admin
+        .run("partner-center-to-crm", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_ne!(out["document"]["_mapping"]["version"], v1.as_str());
+    assert_eq!(
+        std::fs::read_dir(drop_dir.join("deployed"))
+            .unwrap()
+            .count(),
+        1
     );
     host.shutdown().await.unwrap();
 }

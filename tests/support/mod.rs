@@ -66,6 +66,11 @@ pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
 /// A host configuration in `dir` whose two steps, `pc-to-crm` and `crm-to-pc`, both run the
 /// `version_stamp` test guest (which writes the step name, version and config into its output).
 pub fn stamp_host_config(dir: &Path) -> HostConfig {
+    stamp_host_config_with(dir, "")
+}
+
+/// [`stamp_host_config`] with more TOML tables (`[deploy]`, `[limits]`) added.
+pub fn stamp_host_config_with(dir: &Path, extra_tables: &str) -> HostConfig {
     let stamp = guest_path("testing/version_stamp.wasm");
     let text = format!(
         r#"
@@ -74,6 +79,8 @@ listen = "127.0.0.1:0"
 
 [state]
 path = "{state}"
+
+{extra_tables}
 
 [[pipelines.partner-center-to-crm]]
 step = "pc-to-crm"
