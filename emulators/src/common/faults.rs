@@ -1,0 +1,190 @@
+//! Faults on demand: what the reliability tests inject into an emulator.
+//!
+//! API answers: a rate of 5xx answers, added latency, dropped connections (the TCP connection is
+//! closed without an answer) and 429 storms with `Retry-After`. Webhook deliveries: drops,
+//! duplicates and reordering. Set them in-process with [`Faults::set`] or over HTTP through the
+//! control endpoint (`PUT /_emulator/faults`, see [`super::control`]). All rates are 0..=1.
+
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The faults an emulator injects. The default injects none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultConfig {
+    /// Share of API requests answered with a 5xx (503 Service Unavailable).
+    pub error_rate: f64,
+    /// Latency added to every API request, in milliseconds.
+    pub latency_ms: u64,
+    /// Share of API requests whose connection is closed without an answer.
+    pub drop_rate: f64,
+    /// Share of API requests answered 429 with `Retry-After: retry_after_secs`.
+    pub throttle_rate: f64,
+    /// The `Retry-After` of injected 429s, in seconds.
+    pub retry_after_secs: u64,
+    /// Share of webhook deliveries silently not sent.
+    pub webhook_drop_rate: f64,
+    /// Share of webhook deliveries sent twice.
+    pub webhook_duplicate_rate: f64,
+    /// Deliver queued webhook events in shuffled order instead of the order they happened.
+    pub webhook_reorder: bool,
+}
+
+impl FaultConfig {
+    /// Checks that every rate is between 0 and 1.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rate) in [
+            ("error_rate", self.error_rate),
+            ("drop_rate", self.drop_rate),
+            ("throttle_rate", self.throttle_rate),
+            ("webhook_drop_rate", self.webhook_drop_rate),
+            ("webhook_duplicate_rate", self.webhook_duplicate_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} must be between 0 and 1, got {rate}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What to do with one API request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFault {
+    /// Serve it normally (after `latency`).
+    None,
+    /// Answer 503.
+    ServerError,
+    /// Answer 429 with this `Retry-After` in seconds.
+    Throttle(u64),
+    /// Close the connection without answering.
+    Drop,
+}
+
+/// What to do with one webhook delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryFault {
+    Deliver,
+    Drop,
+    Duplicate,
+}
+
+/// The live fault settings of one emulator, shared by its handlers. Cloning shares them.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    config: Arc<Mutex<FaultConfig>>,
+    rng: Arc<Mutex<StdRng>>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self::new(0x5eed)
+    }
+}
+
+impl Faults {
+    /// No faults, with a seeded generator so a fault drill is repeatable.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            config: Arc::new(Mutex::new(FaultConfig::default())),
+            rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+        }
+    }
+
+    /// Replaces the fault settings.
+    pub fn set(&self, config: FaultConfig) -> Result<(), String> {
+        config.validate()?;
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+
+    /// The current fault settings.
+    pub fn get(&self) -> FaultConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn roll(&self, rate: f64) -> bool {
+        rate > 0.0
+            && self
+                .rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .random::<f64>()
+                < rate
+    }
+
+    /// Decides the fault of one API request, and the latency to add before it.
+    pub fn for_request(&self) -> (RequestFault, Duration) {
+        let config = self.get();
+        let latency = Duration::from_millis(config.latency_ms);
+        let fault = if self.roll(config.drop_rate) {
+            RequestFault::Drop
+        } else if self.roll(config.error_rate) {
+            RequestFault::ServerError
+        } else if self.roll(config.throttle_rate) {
+            RequestFault::Throttle(config.retry_after_secs.max(1))
+        } else {
+            RequestFault::None
+        };
+        (fault, latency)
+    }
+
+    /// Decides the fault of one webhook delivery.
+    pub fn for_delivery(&self) -> DeliveryFault {
+        let config = self.get();
+        if self.roll(config.webhook_drop_rate) {
+            DeliveryFault::Drop
+        } else if self.roll(config.webhook_duplicate_rate) {
+            DeliveryFault::Duplicate
+        } else {
+            DeliveryFault::Deliver
+        }
+    }
+
+    /// Puts `events` in delivery order: as they happened, or shuffled when reordering is on.
+    pub fn order_deliveries<T>(&self, events: &mut [T]) {
+        if self.get().webhook_reorder {
+            use rand::seq::SliceRandom;
+            events.shuffle(&mut *self.rng.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_honoured_and_validated() {
+        let faults = Faults::new(1);
+        assert_eq!(faults.for_request().0, RequestFault::None);
+        faults
+            .set(FaultConfig {
+                error_rate: 1.0,
+                ..FaultConfig::default()
+            })
+            .unwrap();
+        assert_eq!(faults.for_request().0, RequestFault::ServerError);
+        faults
+            .set(FaultConfig {
+                throttle_rate: 0.5,
+                retry_after_secs: 7,
+                ..FaultConfig::default()
+            })
+            .unwrap();
+        let throttled = (0..1000)
+            .filter(|_| faults.for_request().0 == RequestFault::Throttle(7))
+            .count();
+        assert!((350..650).contains(&throttled), "{throttled}");
+        let bad = FaultConfig {
+            drop_rate: 1.5,
+            ..FaultConfig::default()
+        };
+        assert!(faults.set(bad).unwrap_err().contains("drop_rate"));
+    }
+}

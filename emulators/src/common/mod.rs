@@ -1,0 +1,14 @@
+//! Pieces both emulators share.
+//!
+//! - [`clock`]: emulated time that tests can move forward (referral expiry, token expiry).
+//! - [`faults`]: injected 5xx answers, latency, dropped connections, 429 storms, and webhook
+//!   delivery drops, duplicates and reordering.
+//! - [`tokens`]: OAuth bearer tokens with an expiry.
+//! - [`server`]: running an emulator on a loopback port and stopping it.
+//! - [`control`]: the `/_emulator/` endpoints that set faults and move the clock.
+
+pub mod clock;
+pub mod control;
+pub mod faults;
+pub mod server;
+pub mod tokens;

@@ -1,0 +1,129 @@
+//! Running an emulator: an HTTP/1.1 server on a loopback port with the faults applied in
+//! front of the routes, and a clean stop.
+//!
+//! The accept loop is hyper's own rather than `axum::serve` because a dropped connection
+//! fault needs the service to fail, which closes the connection without an answer; axum's
+//! server only takes infallible services.
+
+use super::faults::{Faults, RequestFault};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tower::ServiceExt;
+
+/// Paths that faults never touch: the control endpoints must work during a fault drill.
+pub const CONTROL_PREFIX: &str = "/_emulator/";
+
+/// A running emulator. Dropping it does not stop it; call [`RunningEmulator::stop`].
+pub struct RunningEmulator {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningEmulator {
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, closes open connections and waits for the server task.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves `router` on `addr` (use port 0 for a free one) with `faults` in front of it.
+pub async fn serve(
+    router: Router,
+    addr: SocketAddr,
+    faults: Faults,
+) -> std::io::Result<RunningEmulator> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let (router, faults) = (router.clone(), faults.clone());
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                            handle(router.clone(), faults.clone(), request)
+                        });
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                _ = stopped.changed() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        connections.abort_all();
+    });
+    Ok(RunningEmulator { addr, stop, task })
+}
+
+async fn handle(
+    router: Router,
+    faults: Faults,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, std::io::Error> {
+    if !request.uri().path().starts_with(CONTROL_PREFIX) {
+        let (fault, latency) = faults.for_request();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        match fault {
+            RequestFault::None => {}
+            RequestFault::Drop => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "injected fault: connection dropped",
+                ));
+            }
+            RequestFault::ServerError => {
+                return Ok(error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "Injected fault: the service is temporarily unavailable.",
+                ));
+            }
+            RequestFault::Throttle(seconds) => {
+                let mut response = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Injected fault: too many requests, retry after the Retry-After interval.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                return Ok(response);
+            }
+        }
+    }
+    Ok(router
+        .oneshot(request.map(Body::new))
+        .await
+        .unwrap_or_else(|never| match never {}))
+}
+
+/// A JSON error answer in the `{"error": {"code", "message"}}` shape both services use.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(body.to_string()))
+        .expect("a static response is valid")
+}
