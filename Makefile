@@ -1,8 +1,9 @@
 # The two commands that matter (see README.md):
-#   make run    build the default mapping components and run the host on them
+#   make run    build the default mapping components and run the sandbox: both emulators and
+#               the host, seeded, on loopback (`cosell sandbox`)
 #   make test   build the components and run every test, then the lint checks
 #
-# Other targets: make guests | lint | fmt
+# Other targets: make serve | guests | lint | fmt
 
 CARGO ?= cargo
 # A local development token for the admin API; set your own for anything else.
@@ -15,7 +16,7 @@ PYTHON_GUEST := guest-mappings/dist/python_example.wasm
 PYTHON_VENV := guest-mappings/python-example/.venv
 COMPONENTIZE_PY_VERSION := 0.25.1
 
-.PHONY: run test guests rust-guests lint fmt
+.PHONY: run serve test guests rust-guests lint fmt
 
 guests: rust-guests $(PYTHON_GUEST)
 
@@ -32,6 +33,10 @@ $(PYTHON_GUEST): guest-mappings/python-example/app.py wit/mapping.wit $(PYTHON_V
 		-d ../../wit -w cosell:mapping/mapping-step componentize app -o ../dist/python_example.wasm
 
 run: rust-guests
+	$(CARGO) run -p cosell -- sandbox
+
+# Only the host, on the example configuration (no emulators).
+serve: rust-guests
 	@echo "admin API token: $$COSELL_ADMIN_TOKEN (set COSELL_ADMIN_TOKEN to change it)"
 	$(CARGO) run -p cosell -- serve --config cosell.example.toml
 

@@ -13,3 +13,5 @@
 //! (beside this repository); where the public facts stop, each module says what it chose.
 
 pub mod common;
+pub mod dataverse;
+pub mod partner_center;

@@ -14,5 +14,6 @@ pub mod deploy;
 pub mod metrics;
 pub mod pipeline;
 pub mod runtime;
+pub mod sandbox;
 pub mod server;
 pub mod store;

@@ -10,7 +10,7 @@ async fn main() {
     // `serve` logs at info by default; the one-shot commands only warn, so their own output
     // (and a guest's log, which `mapping test` prints itself) stays readable.
     let default_level = match cli.command {
-        cosell::cli::Command::Serve { .. } => "info",
+        cosell::cli::Command::Serve { .. } | cosell::cli::Command::Sandbox(_) => "info",
         _ => "warn",
     };
     let filter =

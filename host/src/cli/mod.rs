@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod mapping_test;
+mod sandbox;
 mod serve;
 
 use crate::runtime::Direction;
@@ -38,6 +39,10 @@ pub enum Command {
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
     },
+    /// Run the whole product on this machine: the Partner Center and Dataverse emulators,
+    /// seeded with realistic data, and the host with the default mappings, all on loopback.
+    /// Writes the endpoints and secrets to <data-dir>/sandbox.json. Ctrl-C stops it.
+    Sandbox(sandbox::SandboxArgs),
     /// Work with mapping components: test them locally, deploy, list and roll back.
     #[command(subcommand)]
     Mapping(MappingCommand),
@@ -113,6 +118,7 @@ impl From<DirectionArg> for Direction {
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve { config } => serve::serve(&config).await.map(|()| 0),
+        Command::Sandbox(args) => sandbox::run(args).await.map(|()| 0),
         Command::Mapping(MappingCommand::Test(args)) => mapping_test::run(args).await,
         Command::Mapping(MappingCommand::Deploy {
             step,

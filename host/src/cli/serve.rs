@@ -17,7 +17,8 @@ pub async fn serve(config_path: &Path) -> Result<()> {
     host.shutdown().await
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub(super) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,0 +1,738 @@
+//! The record store: rows per table, the row version behind every weak `@odata.etag`
+//! (`W/"<version>"`, §4.5), writes checked against the schema (undefined columns rejected),
+//! lookups set with `@odata.bind` and read back as `_<name>_value` (§4.4), alternate keys
+//! (§4.6), the log of deletions change tracking needs (§4.9), and the webhook events waiting
+//! for their write to commit (§5).
+//!
+//! A `$batch` change set journals the rows it writes and undoes them if it fails
+//! ([`Store::begin`], [`Store::rollback`]); a single request validates everything before it
+//! changes anything.
+//!
+//! Choices where the reference stops: error codes and wording for an undefined property
+//! (`0x80060888`, "The property 'x' does not exist on type 'Microsoft.Dynamics.CRM.y'…"), an
+//! out-of-range value (`0x80044331`) and a missing record (`0x80040217`, "x With Id = … Does Not
+//! Exist") follow what the real service answers as far as publicly seen; deleting a record does
+//! not cascade to lookups that point at it.
+
+use super::handlers::ApiResponse;
+use super::schema::{ColumnKind, EntityDef, Schema};
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+/// One row.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Column logical name → value. Lookups are stored as `{"id": …, "entity": …}`.
+    pub values: Map<String, Value>,
+    /// The row version (the etag's number); changes on every write.
+    pub version: u64,
+}
+
+impl Record {
+    /// The weak etag, `W/"<version>"`.
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version)
+    }
+}
+
+/// A deleted row, kept for change tracking.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub entity: String,
+    pub id: Uuid,
+    pub version: u64,
+}
+
+/// A write that webhooks may have to announce, resolved when the write commits.
+#[derive(Debug, Clone)]
+pub struct WriteEvent {
+    pub message: String,
+    pub entity: String,
+    pub id: Uuid,
+    /// The columns the write set (stored form), including the primary id.
+    pub attributes: Map<String, Value>,
+}
+
+/// Every table's rows plus the schema.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub schema: Schema,
+    pub tables: HashMap<String, BTreeMap<Uuid, Record>>,
+    /// The last row version handed out (the org-wide change counter).
+    pub version: u64,
+    pub deleted: Vec<Deleted>,
+    /// Writes not yet handed to the webhook deliverer.
+    pub pending: Vec<WriteEvent>,
+    /// While a change set runs: the rows as they were before each write, to undo it.
+    journal: Option<Journal>,
+}
+
+/// What [`Store::rollback`] needs to put the store back as it was at [`Store::begin`].
+#[derive(Debug, Clone)]
+struct Journal {
+    version: u64,
+    deleted: usize,
+    pending: usize,
+    schema: Schema,
+    rows: Vec<(String, Uuid, Option<Record>)>,
+}
+
+/// A result whose error is a ready answer.
+pub type ApiResult<T> = Result<T, ApiResponse>;
+
+/// A 400 with the Dataverse error shape.
+pub fn bad_request(code: &str, message: impl Into<String>) -> ApiResponse {
+    ApiResponse::error(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// The 404 of a missing row.
+pub fn not_found(entity: &str, id: &Uuid) -> ApiResponse {
+    ApiResponse::error(
+        StatusCode::NOT_FOUND,
+        "0x80040217",
+        format!("{entity} With Id = {id} Does Not Exist"),
+    )
+}
+
+fn unknown_property(def: &EntityDef, name: &str) -> ApiResponse {
+    bad_request(
+        "0x80060888",
+        format!(
+            "The property '{name}' does not exist on type '{}'. Make sure to only use property names that are defined by the type.",
+            def.type_name()
+        ),
+    )
+}
+
+/// A key in an entity URL: `(<guid>)` or `(col='value',…)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Key {
+    Id(Uuid),
+    Alternate(Vec<(String, Value)>),
+}
+
+/// Parses the inside of the parentheses of an entity URL.
+pub fn parse_key(inner: &str) -> Result<Key, ApiResponse> {
+    let inner = inner.trim();
+    if let Ok(id) = Uuid::parse_str(inner) {
+        return Ok(Key::Id(id));
+    }
+    let mut parts = Vec::new();
+    let mut rest = inner;
+    while !rest.is_empty() {
+        let eq = rest
+            .find('=')
+            .ok_or_else(|| bad_request("0x80060888", format!("Bad key '{inner}'.")))?;
+        let name = rest[..eq].trim().to_owned();
+        rest = rest[eq + 1..].trim_start();
+        let (value, after) = if let Some(stripped) = rest.strip_prefix('\'') {
+            let mut out = String::new();
+            let mut chars = stripped.char_indices().peekable();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                if c == '\'' {
+                    if matches!(chars.peek(), Some((_, '\''))) {
+                        out.push('\'');
+                        chars.next();
+                    } else {
+                        end = Some(i + 1);
+                        break;
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            let end =
+                end.ok_or_else(|| bad_request("0x80060888", format!("Bad key '{inner}'.")))?;
+            (Value::String(out), &stripped[end..])
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            let raw = rest[..end].trim();
+            let value = raw
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::String(raw.to_owned()));
+            (value, &rest[end..])
+        };
+        parts.push((name, value));
+        rest = after.trim_start().trim_start_matches(',').trim_start();
+    }
+    Ok(Key::Alternate(parts))
+}
+
+/// Today's date-time in the form the service returns.
+pub fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Store {
+    /// An empty store over `schema`, with the base currencies.
+    pub fn new(schema: Schema) -> Self {
+        let tables = schema
+            .entities
+            .keys()
+            .map(|k| (k.clone(), BTreeMap::new()))
+            .collect();
+        Self {
+            schema,
+            tables,
+            version: 1_000_000,
+            deleted: Vec::new(),
+            pending: Vec::new(),
+            journal: None,
+        }
+    }
+
+    /// Starts a change set: writes from now on can be undone with [`Store::rollback`].
+    /// (Cheaper than cloning the store: only the rows written are kept.)
+    pub fn begin(&mut self) {
+        self.journal = Some(Journal {
+            version: self.version,
+            deleted: self.deleted.len(),
+            pending: self.pending.len(),
+            schema: self.schema.clone(),
+            rows: Vec::new(),
+        });
+    }
+
+    /// Ends a change set, keeping its writes.
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Ends a change set, undoing its writes (rows, versions, deletions, webhook events,
+    /// columns).
+    pub fn rollback(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for (entity, id, before) in journal.rows.into_iter().rev() {
+            let table = self.tables.entry(entity).or_default();
+            match before {
+                Some(record) => {
+                    table.insert(id, record);
+                }
+                None => {
+                    table.remove(&id);
+                }
+            }
+        }
+        self.version = journal.version;
+        self.deleted.truncate(journal.deleted);
+        self.pending.truncate(journal.pending);
+        self.schema = journal.schema;
+    }
+
+    fn remember(&mut self, entity: &str, id: &Uuid) {
+        if self.journal.is_some() {
+            let before = self.get(entity, id).cloned();
+            if let Some(journal) = self.journal.as_mut() {
+                journal.rows.push((entity.to_owned(), *id, before));
+            }
+        }
+    }
+
+    /// The next row version.
+    pub fn next_version(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    /// The table `entity`'s definition. Panics on unknown table (callers resolve it first).
+    pub fn def(&self, entity: &str) -> &EntityDef {
+        &self.schema.entities[entity]
+    }
+
+    /// The row `id` of `entity`.
+    pub fn get(&self, entity: &str, id: &Uuid) -> Option<&Record> {
+        self.tables.get(entity)?.get(id)
+    }
+
+    /// Resolves a URL key to a row id: `Ok(Some)` exists, `Ok(None)` no such row (the key's
+    /// own id is then in `Key::Id`), `Err` the key is not valid for the table.
+    pub fn resolve(&self, entity: &str, key: &Key) -> Result<Option<Uuid>, ApiResponse> {
+        let def = self.def(entity);
+        match key {
+            Key::Id(id) => Ok(self.get(entity, id).map(|_| *id)),
+            Key::Alternate(parts) => {
+                if parts.len() == 1 && parts[0].0 == def.primary_id {
+                    let id = parts[0].1.as_str().and_then(|s| Uuid::parse_str(s).ok());
+                    return Ok(id.filter(|id| self.get(entity, id).is_some()));
+                }
+                let mut names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+                names.sort_unstable();
+                let defined = def.alternate_keys.iter().any(|key| {
+                    let mut k: Vec<&str> = key.iter().map(String::as_str).collect();
+                    k.sort_unstable();
+                    k == names
+                });
+                if !defined || names.iter().any(|n| def.column(n).is_none()) {
+                    return Err(bad_request(
+                        "0x80060888",
+                        format!(
+                            "The key attribute(s) '{}' do not form an alternate key defined on entity '{}'.",
+                            names.join(","),
+                            def.logical_name
+                        ),
+                    ));
+                }
+                Ok(self.tables[entity]
+                    .iter()
+                    .find(|(_, r)| {
+                        parts
+                            .iter()
+                            .all(|(n, v)| r.values.get(n).map(|x| loose_eq(x, v)).unwrap_or(false))
+                    })
+                    .map(|(id, _)| *id))
+            }
+        }
+    }
+
+    /// Resolves an `@odata.bind` value (`/accounts(<id>)`, absolute URL or alternate key).
+    fn resolve_bind(&self, value: &Value) -> Result<(String, Uuid), ApiResponse> {
+        let text = value
+            .as_str()
+            .ok_or_else(|| bad_request("0x80060888", "An @odata.bind value must be a URL."))?;
+        let text = text.rsplit("/api/data/v9.2/").next().unwrap_or(text);
+        let text = text.trim_start_matches('/');
+        let open = text
+            .find('(')
+            .filter(|_| text.ends_with(')'))
+            .ok_or_else(|| bad_request("0x80060888", format!("Bad @odata.bind URL '{text}'.")))?;
+        let set = &text[..open];
+        let def = self.schema.by_set(set).ok_or_else(|| {
+            bad_request(
+                "0x80060888",
+                format!("Resource not found for the segment '{set}'."),
+            )
+        })?;
+        let key = parse_key(&text[open + 1..text.len() - 1])?;
+        match self.resolve(&def.logical_name, &key)? {
+            Some(id) => Ok((def.logical_name.clone(), id)),
+            None => Err(match key {
+                Key::Id(id) => not_found(&def.logical_name, &id),
+                Key::Alternate(_) => ApiResponse::error(
+                    StatusCode::NOT_FOUND,
+                    "0x80040217",
+                    format!(
+                        "A record with the specified key values does not exist in {} entity",
+                        def.logical_name
+                    ),
+                ),
+            }),
+        }
+    }
+
+    /// Checks a JSON body against `entity`'s columns and turns it into stored values.
+    pub fn convert(&self, entity: &str, body: &Value) -> Result<Map<String, Value>, ApiResponse> {
+        let def = self.def(entity);
+        let object = body
+            .as_object()
+            .ok_or_else(|| bad_request("0x80060888", "The request body must be a JSON object."))?;
+        let mut out = Map::new();
+        for (name, value) in object {
+            if let Some(nav) = name.strip_suffix("@odata.bind") {
+                let (column, target) = match def.column(nav) {
+                    Some(c) => match &c.kind {
+                        ColumnKind::Lookup { targets } if targets.len() == 1 => {
+                            (c, targets[0].clone())
+                        }
+                        _ => return Err(unknown_property(def, nav)),
+                    },
+                    None => {
+                        let found = nav.rsplit_once('_').and_then(|(col, target)| {
+                            let c = def.column(col)?;
+                            match &c.kind {
+                                ColumnKind::Lookup { targets }
+                                    if targets.iter().any(|t| t == target) =>
+                                {
+                                    Some((c, target.to_owned()))
+                                }
+                                _ => None,
+                            }
+                        });
+                        found.ok_or_else(|| {
+                            bad_request(
+                                "0x80060888",
+                                format!(
+                                    "An undeclared property '{nav}' which only has property annotations in the payload but no property value was found in the payload. In OData, only declared navigation properties and declared named streams can be represented as properties without values."
+                                ),
+                            )
+                        })?
+                    }
+                };
+                if value.is_null() {
+                    out.insert(column.logical_name.clone(), Value::Null);
+                    continue;
+                }
+                let (bound_entity, id) = self.resolve_bind(value)?;
+                if bound_entity != target {
+                    return Err(bad_request(
+                        "0x80060888",
+                        format!("The @odata.bind of '{nav}' must point at a {target} record."),
+                    ));
+                }
+                out.insert(
+                    column.logical_name.clone(),
+                    json!({"id": id, "entity": target}),
+                );
+                continue;
+            }
+            if name.contains('@') {
+                continue; // instance annotations are ignored on write
+            }
+            let column = def
+                .column(name)
+                .ok_or_else(|| unknown_property(def, name))?;
+            let range = |what: &str| {
+                bad_request(
+                    "0x80044331",
+                    format!(
+                        "A validation error occurred. The value of '{name}' on record of type '{entity}' is outside the valid range. {what}"
+                    ),
+                )
+            };
+            let type_error = |expected: &str| {
+                bad_request(
+                    "0x80060888",
+                    format!(
+                        "Cannot convert the literal '{value}' to the expected type '{expected}'."
+                    ),
+                )
+            };
+            if value.is_null() {
+                if matches!(column.kind, ColumnKind::PrimaryKey | ColumnKind::ReadOnly) {
+                    return Err(range("It is read-only."));
+                }
+                out.insert(name.clone(), Value::Null);
+                continue;
+            }
+            let stored = match &column.kind {
+                ColumnKind::PrimaryKey | ColumnKind::Uniqueidentifier => {
+                    let id = value
+                        .as_str()
+                        .and_then(|s| Uuid::parse_str(s).ok())
+                        .ok_or_else(|| type_error("Edm.Guid"))?;
+                    json!(id)
+                }
+                ColumnKind::String { max_length } | ColumnKind::Memo { max_length } => {
+                    let s = value.as_str().ok_or_else(|| type_error("Edm.String"))?;
+                    if s.chars().count() > *max_length {
+                        return Err(range(&format!("Its length exceeds {max_length}.")));
+                    }
+                    value.clone()
+                }
+                ColumnKind::Boolean => {
+                    value.as_bool().ok_or_else(|| type_error("Edm.Boolean"))?;
+                    value.clone()
+                }
+                ColumnKind::Integer | ColumnKind::State | ColumnKind::Status => {
+                    value.as_i64().ok_or_else(|| type_error("Edm.Int32"))?;
+                    value.clone()
+                }
+                ColumnKind::Decimal | ColumnKind::Money => {
+                    let n = match value {
+                        Value::Number(_) => value.as_f64(),
+                        Value::String(s) => s.parse::<f64>().ok(),
+                        _ => None,
+                    }
+                    .ok_or_else(|| type_error("Edm.Decimal"))?;
+                    serde_json::Number::from_f64(n)
+                        .map(|x| {
+                            if n.fract() == 0.0 && n.abs() < 1e15 {
+                                json!(n as i64)
+                            } else {
+                                Value::Number(x)
+                            }
+                        })
+                        .ok_or_else(|| type_error("Edm.Decimal"))?
+                }
+                ColumnKind::DateOnly => {
+                    let s = value.as_str().ok_or_else(|| type_error("Edm.Date"))?;
+                    let date =
+                        chrono::NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
+                            .map_err(|_| type_error("Edm.Date"))?;
+                    json!(date.format("%Y-%m-%d").to_string())
+                }
+                ColumnKind::DateTime => {
+                    let s = value
+                        .as_str()
+                        .ok_or_else(|| type_error("Edm.DateTimeOffset"))?;
+                    let t = chrono::DateTime::parse_from_rfc3339(s)
+                        .map_err(|_| type_error("Edm.DateTimeOffset"))?;
+                    json!(timestamp(t.with_timezone(&chrono::Utc)))
+                }
+                ColumnKind::Picklist { options } => {
+                    let n = value.as_i64().ok_or_else(|| type_error("Edm.Int32"))?;
+                    if !options.is_empty() && !options.contains(&n) {
+                        return Err(range(&format!("{n} is not a valid option.")));
+                    }
+                    value.clone()
+                }
+                ColumnKind::MultiSelect { options } => {
+                    let s = value.as_str().ok_or_else(|| type_error("Edm.String"))?;
+                    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+                        let n: i64 = part.trim().parse().map_err(|_| type_error("Edm.String"))?;
+                        if !options.is_empty() && !options.contains(&n) {
+                            return Err(range(&format!("{n} is not a valid option.")));
+                        }
+                    }
+                    value.clone()
+                }
+                ColumnKind::Lookup { .. } => {
+                    return Err(bad_request(
+                        "0x80060888",
+                        format!(
+                            "The property '{name}' is a lookup: set it with '{name}@odata.bind' (or '{name}_<table>@odata.bind')."
+                        ),
+                    ));
+                }
+                ColumnKind::ReadOnly => {
+                    return Err(range("It is read-only."));
+                }
+            };
+            out.insert(name.clone(), stored);
+        }
+        Ok(out)
+    }
+
+    /// Checks that `values` (the whole row after a write) do not repeat another row's
+    /// alternate key: 412 DuplicateRecord otherwise.
+    pub fn check_unique(
+        &self,
+        entity: &str,
+        id: &Uuid,
+        values: &Map<String, Value>,
+    ) -> Result<(), ApiResponse> {
+        let def = self.def(entity);
+        for key in &def.alternate_keys {
+            let Some(mine): Option<Vec<&Value>> = key
+                .iter()
+                .map(|c| values.get(c).filter(|v| !v.is_null()))
+                .collect()
+            else {
+                continue;
+            };
+            let clash = self.tables[entity].iter().any(|(other, r)| {
+                other != id
+                    && key
+                        .iter()
+                        .zip(&mine)
+                        .all(|(c, v)| r.values.get(c).map(|x| x == *v).unwrap_or(false))
+            });
+            if clash {
+                return Err(ApiResponse::error(
+                    StatusCode::PRECONDITION_FAILED,
+                    "0x80040237",
+                    format!(
+                        "A record that has the attribute values {} already exists. The entity key requires that this set of attributes contains unique values. Select unique values and try again.",
+                        key.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `values` into row `id` (creating it when `create`), bumping its version and
+    /// queueing the webhook event. Values must come from [`Store::convert`].
+    pub fn write(
+        &mut self,
+        entity: &str,
+        id: Uuid,
+        mut values: Map<String, Value>,
+        create: bool,
+        now: &str,
+    ) -> u64 {
+        let version = self.next_version();
+        let primary = self.def(entity).primary_id.clone();
+        values.remove(&primary);
+        values.insert("modifiedon".into(), json!(now));
+        self.remember(entity, &id);
+        let table = self.tables.get_mut(entity).expect("table exists");
+        let record = table.entry(id).or_insert_with(|| Record {
+            values: Map::new(),
+            version,
+        });
+        record.version = version;
+        if create {
+            record.values.insert("createdon".into(), json!(now));
+            record.values.insert(primary.clone(), json!(id));
+        }
+        for (k, v) in &values {
+            record.values.insert(k.clone(), v.clone());
+        }
+        record.values.insert("versionnumber".into(), json!(version));
+        if record.values.contains_key("firstname") || record.values.contains_key("lastname") {
+            let full = [
+                record.values.get("firstname"),
+                record.values.get("lastname"),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+            record.values.insert("fullname".into(), json!(full));
+        }
+        let mut attributes = values;
+        attributes.remove("modifiedon");
+        attributes.insert(primary, json!(id));
+        self.pending.push(WriteEvent {
+            message: if create { "Create" } else { "Update" }.into(),
+            entity: entity.to_owned(),
+            id,
+            attributes,
+        });
+        version
+    }
+
+    /// Deletes row `id`, remembering it for change tracking.
+    pub fn delete(&mut self, entity: &str, id: &Uuid) -> bool {
+        self.remember(entity, id);
+        if self
+            .tables
+            .get_mut(entity)
+            .and_then(|t| t.remove(id))
+            .is_none()
+        {
+            return false;
+        }
+        let version = self.next_version();
+        self.deleted.push(Deleted {
+            entity: entity.to_owned(),
+            id: *id,
+            version,
+        });
+        let primary = self.def(entity).primary_id.clone();
+        let mut attributes = Map::new();
+        attributes.insert(primary, json!(id));
+        self.pending.push(WriteEvent {
+            message: "Delete".into(),
+            entity: entity.to_owned(),
+            id: *id,
+            attributes,
+        });
+        true
+    }
+}
+
+/// Compares a stored value with a key or filter literal (GUIDs case-insensitively).
+pub fn loose_eq(stored: &Value, literal: &Value) -> bool {
+    match (stored, literal) {
+        (Value::String(a), Value::String(b)) => {
+            a == b || (Uuid::parse_str(a).is_ok() && a.eq_ignore_ascii_case(b))
+        }
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Object(o), Value::String(b)) => {
+            o.get("id")
+                .and_then(Value::as_str)
+                .map(|a| a.eq_ignore_ascii_case(b))
+                == Some(true)
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// Names a column is read and selected under: lookups become `_<name>_value`.
+pub fn read_name(def: &EntityDef, column: &str) -> String {
+    match def.column(column).map(|c| &c.kind) {
+        Some(ColumnKind::Lookup { .. }) => format!("_{column}_value"),
+        _ => column.to_owned(),
+    }
+}
+
+/// The column behind a read name (`_customerid_value` → `customerid`).
+pub fn column_of_read_name<'a>(def: &EntityDef, name: &'a str) -> Option<&'a str> {
+    if let Some(inner) = name
+        .strip_prefix('_')
+        .and_then(|n| n.strip_suffix("_value"))
+        && matches!(
+            def.column(inner).map(|c| &c.kind),
+            Some(ColumnKind::Lookup { .. })
+        )
+    {
+        return Some(inner);
+    }
+    match def.column(name).map(|c| &c.kind) {
+        Some(ColumnKind::Lookup { .. }) | None => None,
+        Some(_) => Some(name),
+    }
+}
+
+/// Adds `_x_value@OData.Community.Display.V1.FormattedValue` (the related row's primary name)
+/// to the lookups of a row's JSON, as `Prefer: odata.include-annotations="*"` asks.
+pub fn format_lookups(store: &Store, def: &EntityDef, record: &Record, out: &mut Value) {
+    for (column, value) in &record.values {
+        let Value::Object(lookup) = value else {
+            continue;
+        };
+        let name = read_name(def, column);
+        if out.get(&name).is_none() {
+            continue;
+        }
+        let (Some(entity), Some(id)) = (
+            lookup.get("entity").and_then(Value::as_str),
+            lookup
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|i| Uuid::parse_str(i).ok()),
+        ) else {
+            continue;
+        };
+        let Some(target) = store.schema.entities.get(entity) else {
+            continue;
+        };
+        if let Some(label) = store
+            .get(entity, &id)
+            .and_then(|r| r.values.get(&target.primary_name))
+        {
+            out[format!("{name}@OData.Community.Display.V1.FormattedValue")] = label.clone();
+        }
+    }
+}
+
+/// The JSON of a row as the Web API returns it: `@odata.etag`, the selected (or all) columns,
+/// lookups as `_x_value` (with `@Microsoft.Dynamics.CRM.lookuplogicalname` when annotations
+/// were asked for). `authvalue` of service endpoints is never returned (§5.1).
+pub fn to_json(
+    def: &EntityDef,
+    record: &Record,
+    select: Option<&[String]>,
+    annotations: bool,
+) -> Value {
+    let mut out = Map::new();
+    out.insert("@odata.etag".into(), json!(record.etag()));
+    let columns: Vec<&str> = match select {
+        Some(cols) => cols
+            .iter()
+            .filter_map(|c| column_of_read_name(def, c))
+            .chain([def.primary_id.as_str()])
+            .collect(),
+        None => def.columns.keys().map(String::as_str).collect(),
+    };
+    for column in columns {
+        if column == "authvalue" {
+            continue;
+        }
+        let value = record.values.get(column).cloned().unwrap_or(Value::Null);
+        let name = read_name(def, column);
+        match value {
+            Value::Object(o) => {
+                if annotations {
+                    out.insert(
+                        format!("{name}@Microsoft.Dynamics.CRM.lookuplogicalname"),
+                        o.get("entity").cloned().unwrap_or(Value::Null),
+                    );
+                }
+                out.insert(name, o.get("id").cloned().unwrap_or(Value::Null));
+            }
+            other => {
+                out.insert(name, other);
+            }
+        }
+    }
+    Value::Object(out)
+}

@@ -1,0 +1,363 @@
+//! The Partner Center emulator: the Referrals API (reference §1), the Webhooks API with signed
+//! deliveries (§2), the OAuth token endpoint (§1.2) and the Microsoft-side operations, on one
+//! router served through [`crate::common::server::serve`] so faults apply.
+//!
+//! Routes (all on one port):
+//!
+//! | method | path | module |
+//! |---|---|---|
+//! | POST | `/{tenant}/oauth2/token`, `/{tenant}/oauth2/v2.0/token` | here (form-encoded) |
+//! | GET, POST | `/v1.0/engagements/referrals` | [`referrals_http`], [`referrals`] |
+//! | GET, PATCH, PUT | `/v1.0/engagements/referrals/{id}` | [`referrals_http`], [`referrals`] |
+//! | GET, POST, PUT | `/webhooks/v1/registration` (+ `/events`, `/validationEvents[/{id}]`) | [`webhooks`] |
+//! | GET | `/_emulator/certificate.cer` (DER), `/_emulator/certificate.pem` | [`signing`] |
+//! | GET | `/_emulator/webhooks/deliveries`, `/_emulator/webhooks/parked` | [`webhooks`] |
+//! | * | `/_emulator/microsoft/...`, `GET /_emulator/refresh-token` | [`microsoft`] |
+//! | * | `/_emulator/faults`, `/_emulator/clock[/advance]` | [`crate::common::control`] |
+//!
+//! Tokens: `grant_type=refresh_token` (delegated App+User; get one from
+//! [`PartnerCenter::refresh_token`]) or `client_credentials` with the configured client id and
+//! secret (app-only). The tenant path segment must be the configured tenant id, `common` or
+//! `organizations`. The v1 endpoint answers `expires_in` as a string, as Entra ID's v1 does.
+//! The Referrals API takes App+User tokens only (the docs say so): an app-only token gets
+//! **403** `Forbidden` (the token is valid, the kind is not allowed), a missing, unknown or
+//! expired token 401 with `WWW-Authenticate: Bearer`. The Webhooks API takes both kinds.
+
+pub mod json_patch;
+pub mod microsoft;
+pub mod odata;
+pub mod referrals;
+pub mod referrals_http;
+pub mod signing;
+pub mod status;
+pub mod webhooks;
+
+pub use microsoft::MicrosoftSide;
+
+use crate::common::clock::EmulatedClock;
+use crate::common::control;
+use crate::common::faults::Faults;
+use crate::common::server::{self, RunningEmulator, error_response};
+use crate::common::tokens::{Claims, Grant, TokenIssuer, TokenRequest};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How a Partner Center emulator is set up.
+#[derive(Debug, Clone)]
+pub struct PartnerCenterConfig {
+    /// Where to listen (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The partner's Entra tenant id (the token endpoint's path segment).
+    pub tenant_id: String,
+    /// The registered application's client id.
+    pub client_id: String,
+    /// Its secret, for `client_credentials`.
+    pub client_secret: String,
+    /// How long access tokens live, in emulated time.
+    pub token_lifetime: chrono::Duration,
+    /// The first retry waits this long; each later one twice the previous.
+    pub webhook_retry_base: std::time::Duration,
+    /// Delivery attempts before an event is parked (Partner Center: 10).
+    pub webhook_max_attempts: u32,
+    /// How long one delivery attempt may take.
+    pub webhook_timeout: std::time::Duration,
+    /// How long an unanswered incoming referral stays New (Partner Center: 14 days).
+    pub referral_expiry: chrono::Duration,
+    /// Page size when a list names no `$top`.
+    pub default_page_size: usize,
+    /// The base URL to put in links and `x-ms-certificate-url` (default: the bound address).
+    pub public_url: Option<String>,
+    /// The partner organisation's id and name, set on its referrals.
+    pub organization_id: String,
+    pub organization_name: String,
+    /// Seed of the fault dice.
+    pub fault_seed: u64,
+}
+
+impl Default for PartnerCenterConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tenant_id: "00000000-0000-4000-8000-0000000000aa".into(),
+            client_id: "00000000-0000-4000-8000-0000000000bb".into(),
+            client_secret: "emulator-secret".into(),
+            token_lifetime: chrono::Duration::hours(1),
+            webhook_retry_base: std::time::Duration::from_secs(1),
+            webhook_max_attempts: 10,
+            webhook_timeout: std::time::Duration::from_secs(10),
+            referral_expiry: chrono::Duration::days(14),
+            default_page_size: 100,
+            public_url: None,
+            organization_id: "3e1f0a4c-5b6d-4e7f-8a9b-0c1d2e3f4a5b".into(),
+            organization_name: "Fourth Coffee Partners".into(),
+            fault_seed: 0x5eed,
+        }
+    }
+}
+
+/// The shared state behind every handler.
+pub(crate) struct Inner {
+    pub(crate) config: PartnerCenterConfig,
+    pub(crate) clock: EmulatedClock,
+    pub(crate) faults: Faults,
+    pub(crate) tokens: TokenIssuer,
+    pub(crate) store: Mutex<referrals::Store>,
+    pub(crate) webhooks: webhooks::Webhooks,
+    base_url: Mutex<String>,
+}
+
+impl Inner {
+    pub(crate) fn lock_store(&self) -> MutexGuard<'_, referrals::Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn base_url(&self) -> String {
+        self.base_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Checks the bearer token; `delegated_only` refuses app-only tokens with 403.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once per refused request"
+)]
+pub(crate) fn authorize(
+    inner: &Inner,
+    headers: &HeaderMap,
+    delegated_only: bool,
+) -> Result<Claims, Response> {
+    match inner.tokens.check(headers) {
+        Ok(claims) if delegated_only && claims.grant != Grant::RefreshToken => Err(error_response(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The Referrals API accepts App+User (delegated) tokens only; this token is app-only.",
+        )),
+        Ok(claims) => Ok(claims),
+        Err(e) => {
+            let mut response =
+                error_response(StatusCode::UNAUTHORIZED, "Unauthorized", &e.to_string());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(response)
+        }
+    }
+}
+
+fn token_answer(inner: &Inner, tenant: &str, request: &TokenRequest, v1: bool) -> Response {
+    if tenant != inner.config.tenant_id && tenant != "common" && tenant != "organizations" {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request",
+                        "error_description": format!("AADSTS90002: Tenant '{tenant}' not found.")})),
+        )
+            .into_response();
+    }
+    match inner.tokens.token_endpoint(request) {
+        Ok(token) => {
+            let mut body = serde_json::to_value(&token).expect("serialisable");
+            if v1 {
+                body["expires_in"] = json!(token.expires_in.to_string());
+                body["resource"] = json!(request.resource.clone().unwrap_or_default());
+            } else {
+                body["scope"] = json!(request.scope.clone().unwrap_or_default());
+            }
+            Json(body).into_response()
+        }
+        Err((status, body)) => (status, Json(body)).into_response(),
+    }
+}
+
+async fn token_v1(
+    State(inner): State<Arc<Inner>>,
+    Path(tenant): Path<String>,
+    Form(request): Form<TokenRequest>,
+) -> Response {
+    token_answer(&inner, &tenant, &request, true)
+}
+
+async fn token_v2(
+    State(inner): State<Arc<Inner>>,
+    Path(tenant): Path<String>,
+    Form(request): Form<TokenRequest>,
+) -> Response {
+    token_answer(&inner, &tenant, &request, false)
+}
+
+/// Echoes `MS-RequestId` and `MS-CorrelationId` (new GUIDs when the request has none) and sets
+/// `Request-ID`, as the Partner REST headers page and the referral samples show (§1.3).
+async fn request_ids(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let pick = |headers: &HeaderMap, name: &str| {
+        headers.get(name).cloned().unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a GUID is a header value")
+        })
+    };
+    let request_id = pick(request.headers(), "ms-requestid");
+    let correlation = pick(request.headers(), "ms-correlationid");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert("ms-requestid", request_id.clone());
+    headers.insert("ms-correlationid", correlation);
+    headers.insert("request-id", request_id);
+    response
+}
+
+/// A Partner Center emulator. Cloning shares it.
+#[derive(Clone)]
+pub struct PartnerCenter {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl PartnerCenter {
+    /// An emulator with no referrals and no webhook registration.
+    pub fn new(config: PartnerCenterConfig) -> Self {
+        let clock = EmulatedClock::new();
+        let tokens = TokenIssuer::new(clock.clone(), config.token_lifetime);
+        tokens.register_client(&config.client_id, &config.client_secret);
+        let base = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.listen));
+        Self {
+            inner: Arc::new(Inner {
+                faults: Faults::new(config.fault_seed),
+                config,
+                clock,
+                tokens,
+                store: Default::default(),
+                webhooks: Default::default(),
+                base_url: Mutex::new(base),
+            }),
+        }
+    }
+
+    /// Every route: the APIs, the token endpoint, the Microsoft side and the control endpoints.
+    pub fn router(&self) -> Router {
+        use referrals_http as r;
+        use webhooks as w;
+        Router::new()
+            .route("/{tenant}/oauth2/token", post(token_v1))
+            .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
+            .route("/v1.0/engagements/referrals", get(r::list).post(r::create))
+            .route(
+                "/v1.0/engagements/referrals/{id}",
+                get(r::get_one).patch(r::patch).put(r::put),
+            )
+            .route(
+                "/webhooks/v1/registration",
+                get(w::get_registration)
+                    .post(w::post_registration)
+                    .put(w::put_registration),
+            )
+            .route("/webhooks/v1/registration/events", get(w::get_events))
+            .route(
+                "/webhooks/v1/registration/validationEvents",
+                post(w::post_validation),
+            )
+            .route(
+                "/webhooks/v1/registration/validationEvents/{id}",
+                get(w::get_validation),
+            )
+            .route("/_emulator/webhooks/deliveries", get(w::deliveries))
+            .route("/_emulator/webhooks/parked", get(w::parked))
+            .route("/_emulator/certificate.cer", get(w::certificate_der))
+            .route("/_emulator/certificate.pem", get(w::certificate_pem))
+            .merge(microsoft::routes())
+            .layer(axum::middleware::from_fn(request_ids))
+            .with_state(self.inner.clone())
+            .merge(control::router(
+                self.inner.faults.clone(),
+                self.inner.clock.clone(),
+            ))
+    }
+
+    /// Binds `config.listen`, serves the router with faults applied, and starts the webhook
+    /// deliverer. Links and `x-ms-certificate-url` then use the bound address (unless
+    /// `public_url` is set).
+    pub async fn serve(&self) -> std::io::Result<RunningEmulator> {
+        // Generate the signing key off the async threads before the first delivery needs it.
+        let _ = tokio::task::spawn_blocking(signing::SigningMaterial::get).await;
+        let running = server::serve(
+            self.router(),
+            self.inner.config.listen,
+            self.inner.faults.clone(),
+        )
+        .await?;
+        if self.inner.config.public_url.is_none() {
+            *self
+                .inner
+                .base_url
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = running.url();
+        }
+        webhooks::start_deliverer(&self.inner);
+        Ok(running)
+    }
+
+    /// Starts the webhook deliverer without [`PartnerCenter::serve`] (when the router is served
+    /// some other way; needs a tokio runtime). Does nothing if it already runs.
+    pub fn start_webhook_deliverer(&self) {
+        webhooks::start_deliverer(&self.inner);
+    }
+
+    /// A fresh delegated refresh token for the configured client (single use: each token
+    /// answer carries its replacement).
+    pub fn refresh_token(&self) -> String {
+        self.inner
+            .tokens
+            .grant_refresh_token(&self.inner.config.client_id)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &PartnerCenterConfig {
+        &self.inner.config
+    }
+
+    /// Its faults.
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// Its emulated clock.
+    pub fn clock(&self) -> &EmulatedClock {
+        &self.inner.clock
+    }
+
+    /// Its webhook state: registration, delivery log, parked events.
+    pub fn webhooks(&self) -> &webhooks::Webhooks {
+        &self.inner.webhooks
+    }
+
+    /// Creates `count` demo referrals in every state, deterministic for `seed`.
+    pub fn seed_demo_data(&self, count: usize, seed: u64) {
+        self.microsoft().seed_demo_data(count, seed);
+    }
+
+    /// In-process Microsoft seller operations.
+    pub fn microsoft(&self) -> MicrosoftSide {
+        MicrosoftSide {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// A referral by id, as the API would answer it (expiry applied).
+    pub fn referral(&self, id: &str) -> Option<serde_json::Value> {
+        self.inner.get_referral(id)
+    }
+
+    /// All referrals in creation order (expiry applied).
+    pub fn referrals(&self) -> Vec<serde_json::Value> {
+        self.inner.expire_due();
+        self.inner.lock_store().all().to_vec()
+    }
+}

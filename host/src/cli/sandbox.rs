@@ -1,0 +1,80 @@
+//! `cosell sandbox`: start the emulators and the host, print where they are, run until Ctrl-C.
+
+use crate::config::Secret;
+use crate::sandbox::{self, SandboxOptions};
+use anyhow::Result;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Where the state database, the host config and sandbox.json go.
+    #[arg(long, default_value = "cosell-sandbox")]
+    pub data_dir: PathBuf,
+    /// Where the default mapping components are (built by `make guests`).
+    #[arg(long, default_value = "guest-mappings/dist")]
+    pub components_dir: PathBuf,
+    /// The host's admin API address.
+    #[arg(long, default_value = "127.0.0.1:8686")]
+    pub admin_listen: SocketAddr,
+    /// The Partner Center emulator's address (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8687")]
+    pub partner_center_listen: SocketAddr,
+    /// The Dataverse emulator's address (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8688")]
+    pub dataverse_listen: SocketAddr,
+    /// Referrals to seed into Partner Center (all statuses).
+    #[arg(long, default_value_t = 300)]
+    pub referrals: usize,
+    /// Accounts to seed into Dataverse.
+    #[arg(long, default_value_t = 40)]
+    pub accounts: usize,
+    /// Opportunities to seed into Dataverse (all states).
+    #[arg(long, default_value_t = 300)]
+    pub opportunities: usize,
+    /// Seed of the generated data: the same seed gives the same data set.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+pub async fn run(args: SandboxArgs) -> Result<()> {
+    let admin_token = std::env::var("COSELL_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .map(Secret::new);
+    let running = sandbox::start(SandboxOptions {
+        data_dir: args.data_dir,
+        components_dir: args.components_dir,
+        admin_listen: args.admin_listen,
+        partner_center_listen: args.partner_center_listen,
+        dataverse_listen: args.dataverse_listen,
+        referrals: args.referrals,
+        accounts: args.accounts,
+        opportunities: args.opportunities,
+        seed: args.seed,
+        admin_token,
+    })
+    .await?;
+    let m = &running.manifest;
+    eprintln!("cosell sandbox is running (Ctrl-C to stop)");
+    eprintln!(
+        "  Partner Center emulator  {:<26} {} referrals",
+        m.partner_center.url, m.seeded.referrals
+    );
+    eprintln!(
+        "  Dataverse emulator       {:<26} {} accounts, {} opportunities",
+        m.dataverse.url, m.seeded.accounts, m.seeded.opportunities
+    );
+    eprintln!(
+        "  cosell admin API on {} (token in the manifest)",
+        m.host.admin_url
+    );
+    eprintln!(
+        "  endpoints, secrets and pid: {}",
+        running.manifest_path.display()
+    );
+    super::serve::shutdown_signal().await;
+    eprintln!("stopping the sandbox");
+    running.stop().await
+}

@@ -1,0 +1,211 @@
+//! `cosell sandbox`: the whole product on one machine, without a Microsoft account.
+//!
+//! Starts the Partner Center and Dataverse emulators (crate `cosell-emulators`) and the host
+//! (embedded SQLite store, default mappings deployed), all on loopback, seeds a realistic data
+//! set, and writes where everything is to `<data-dir>/sandbox.json` so scripts and tests can
+//! find it. Once the sync engine lands, the host it starts will sync the two emulators.
+
+mod manifest;
+
+pub use manifest::{SandboxManifest, ServiceEndpoints};
+
+use manifest::AppIdentity;
+
+use crate::config::{HostConfig, Secret};
+use crate::server::RunningHost;
+use anyhow::{Context as _, Result, bail};
+use cosell_emulators::common::server::RunningEmulator;
+use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
+use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// What the sandbox starts and seeds.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Where the state database, the host config and `sandbox.json` go.
+    pub data_dir: PathBuf,
+    /// Where the default mapping components are (`guest-mappings/dist`).
+    pub components_dir: PathBuf,
+    /// The admin API's address (port 0: any free port).
+    pub admin_listen: SocketAddr,
+    /// The emulators' addresses.
+    pub partner_center_listen: SocketAddr,
+    pub dataverse_listen: SocketAddr,
+    /// Referrals seeded into Partner Center.
+    pub referrals: usize,
+    /// Accounts and opportunities seeded into Dataverse.
+    pub accounts: usize,
+    pub opportunities: usize,
+    /// Seed of the generated data: the same seed gives the same data set.
+    pub seed: u64,
+    /// The admin token; a random one is made when absent.
+    pub admin_token: Option<Secret>,
+}
+
+/// A running sandbox.
+pub struct RunningSandbox {
+    pub manifest: SandboxManifest,
+    pub manifest_path: PathBuf,
+    host: RunningHost,
+    partner_center: RunningEmulator,
+    dataverse: RunningEmulator,
+}
+
+/// Starts both emulators and the host, seeds the data and writes `sandbox.json`.
+pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
+    std::fs::create_dir_all(&options.data_dir).with_context(|| {
+        format!(
+            "creating the sandbox data directory {}",
+            options.data_dir.display()
+        )
+    })?;
+    let components = DefaultComponents::find(&options.components_dir)?;
+
+    let pc_config = PartnerCenterConfig {
+        listen: options.partner_center_listen,
+        ..PartnerCenterConfig::default()
+    };
+    let pc_app = AppIdentity {
+        tenant_id: pc_config.tenant_id.clone(),
+        client_id: pc_config.client_id.clone(),
+        client_secret: pc_config.client_secret.clone(),
+    };
+    let partner_center = PartnerCenter::new(pc_config);
+    partner_center.seed_demo_data(options.referrals, options.seed);
+    let pc_server = partner_center.serve().await.with_context(|| {
+        format!(
+            "starting the Partner Center emulator on {}",
+            options.partner_center_listen
+        )
+    })?;
+
+    let dv_config = DataverseConfig {
+        listen: options.dataverse_listen,
+        ..DataverseConfig::default()
+    };
+    let dv_app = AppIdentity {
+        tenant_id: dv_config.tenant_id.clone(),
+        client_id: dv_config.client_id.clone(),
+        client_secret: dv_config.client_secret.clone(),
+    };
+    let dataverse = Dataverse::new(dv_config);
+    dataverse.install_cosell_columns();
+    dataverse.seed_demo_data(options.accounts, options.opportunities, options.seed);
+    let dv_server = dataverse.serve().await.with_context(|| {
+        format!(
+            "starting the Dataverse emulator on {}",
+            options.dataverse_listen
+        )
+    })?;
+
+    let token = options
+        .admin_token
+        .clone()
+        .unwrap_or_else(|| Secret::new(format!("sandbox-{}", uuid_like())));
+    let config_path = options.data_dir.join("cosell.toml");
+    std::fs::write(&config_path, host_config_text(&options, &components))
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let config = HostConfig::load(&config_path)?;
+    let host = crate::server::start(config, token.clone()).await?;
+
+    let manifest = SandboxManifest::new(
+        ServiceEndpoints::new(
+            &pc_server,
+            pc_app,
+            "oauth2/token",
+            Some(partner_center.refresh_token()),
+        ),
+        ServiceEndpoints::new(&dv_server, dv_app, "oauth2/v2.0/token", None),
+        &host,
+        &token,
+        &config_path,
+        &options,
+    );
+    let manifest_path = options.data_dir.join("sandbox.json");
+    manifest.write(&manifest_path)?;
+    Ok(RunningSandbox {
+        manifest,
+        manifest_path,
+        host,
+        partner_center: pc_server,
+        dataverse: dv_server,
+    })
+}
+
+impl RunningSandbox {
+    /// Stops the host, then the emulators, and removes `sandbox.json` (its process id and
+    /// ports would be stale).
+    pub async fn stop(self) -> Result<()> {
+        let host = self.host.shutdown().await;
+        self.partner_center.stop().await;
+        self.dataverse.stop().await;
+        let _ = std::fs::remove_file(&self.manifest_path);
+        host
+    }
+}
+
+/// The default components the sandbox deploys.
+struct DefaultComponents {
+    referral_to_opportunity: PathBuf,
+    opportunity_to_referral: PathBuf,
+}
+
+impl DefaultComponents {
+    fn find(dir: &Path) -> Result<Self> {
+        let found = Self {
+            referral_to_opportunity: dir.join("referral_to_opportunity.wasm"),
+            opportunity_to_referral: dir.join("opportunity_to_referral.wasm"),
+        };
+        for path in [
+            &found.referral_to_opportunity,
+            &found.opportunity_to_referral,
+        ] {
+            if !path.is_file() {
+                bail!(
+                    "the default mapping component {} is missing: build the components with `make guests` (or pass --components-dir)",
+                    path.display()
+                );
+            }
+        }
+        Ok(Self {
+            referral_to_opportunity: std::path::absolute(&found.referral_to_opportunity)?,
+            opportunity_to_referral: std::path::absolute(&found.opportunity_to_referral)?,
+        })
+    }
+}
+
+fn host_config_text(options: &SandboxOptions, components: &DefaultComponents) -> String {
+    format!(
+        r#"# Written by `cosell sandbox`; edit a copy to run `cosell serve` yourself.
+[admin]
+listen = "{admin}"
+token_env = "COSELL_ADMIN_TOKEN"
+
+[state]
+path = "cosell.db"
+
+[deploy]
+watch_dir = "drop"
+
+[[pipelines.partner-center-to-crm]]
+step = "referral-to-opportunity"
+component = "{r2o}"
+
+[[pipelines.crm-to-partner-center]]
+step = "opportunity-to-referral"
+component = "{o2r}"
+"#,
+        admin = options.admin_listen,
+        r2o = components.referral_to_opportunity.display(),
+        o2r = components.opportunity_to_referral.display(),
+    )
+}
+
+/// A random hex string for tokens (not security-critical: the sandbox listens on loopback).
+fn uuid_like() -> String {
+    use rand::Rng;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
