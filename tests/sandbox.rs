@@ -8,6 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::repo_root;
 
+async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    let response = http.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200, "GET {url}");
+    response.json().await.unwrap()
+}
+
 async fn token(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> String {
     let response = http.post(url).form(form).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200, "token endpoint {url}");
@@ -86,18 +92,8 @@ async fn the_sandbox_starts_seeds_describes_itself_and_stops_on_ctrl_c() {
         ],
     )
     .await;
-    let referrals: Value = http
-        .get(format!(
-            "{}/v1.0/engagements/referrals",
-            pc["url"].as_str().unwrap()
-        ))
-        .bearer_auth(&pc_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let referrals_url = format!("{}/v1.0/engagements/referrals", pc["url"].as_str().unwrap());
+    let referrals = get_json(&http, &referrals_url, &pc_token).await;
     assert!(
         !referrals["value"].as_array().unwrap().is_empty(),
         "{referrals}"
@@ -115,18 +111,11 @@ async fn the_sandbox_starts_seeds_describes_itself_and_stops_on_ctrl_c() {
         ],
     )
     .await;
-    let opportunities: Value = http
-        .get(format!(
-            "{}/api/data/v9.2/opportunities",
-            dv["url"].as_str().unwrap()
-        ))
-        .bearer_auth(&dv_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let opportunities_url = format!(
+        "{}/api/data/v9.2/opportunities",
+        dv["url"].as_str().unwrap()
+    );
+    let opportunities = get_json(&http, &opportunities_url, &dv_token).await;
     assert!(
         !opportunities["value"].as_array().unwrap().is_empty(),
         "{opportunities}"
