@@ -6,9 +6,11 @@
 //! - [`tokens`]: OAuth bearer tokens with an expiry.
 //! - [`server`]: running an emulator on a loopback port and stopping it.
 //! - [`control`]: the `/_emulator/` endpoints that set faults and move the clock.
+//! - [`odata`]: the `$filter` tokenizer and parser both services evaluate in their own way.
 
 pub mod clock;
 pub mod control;
 pub mod faults;
+pub mod odata;
 pub mod server;
 pub mod tokens;

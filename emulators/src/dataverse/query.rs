@@ -4,7 +4,8 @@
 //! `$filter` supports `eq ne gt ge lt le`, `and`, `or`, `not`, parentheses, and the functions
 //! `contains`, `startswith`, `endswith` (case-insensitive, as SQL collation makes them in the
 //! real service). Literals: `'text'` (`''` escapes a quote), numbers, `true`/`false`, `null`,
-//! bare GUIDs. Lookups are filtered by `_x_value`.
+//! bare GUIDs. Lookups are filtered by `_x_value`. Parsed by [`crate::common::odata`] in this
+//! service's dialect; checked and evaluated here.
 //!
 //! Choice where the reference stops: `$skiptoken` is opaque but here encodes the offset of the
 //! next page in the (ordered) result, so a page boundary may shift if rows are created or deleted
@@ -12,6 +13,7 @@
 
 use super::records::{ApiResult, bad_request, column_of_read_name, loose_eq};
 use super::schema::EntityDef;
+use crate::common::odata::{self, CmpOp, Dialect, Expr, Literal, Operand, SyntaxError, Token};
 use serde_json::Value;
 
 /// Percent-decodes a query component (`+` is a space).
@@ -71,207 +73,184 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A parsed `$filter`.
-#[derive(Debug, Clone)]
-pub enum Filter {
-    And(Box<Filter>, Box<Filter>),
-    Or(Box<Filter>, Box<Filter>),
-    Not(Box<Filter>),
-    Compare(String, String, Value),
-    Function(String, String, String),
+/// The functions `$filter` supports.
+const FUNCTIONS: [&str; 3] = ["contains", "startswith", "endswith"];
+
+/// How Dataverse reads `$filter`: a word runs to a space, quote, parenthesis or comma (so
+/// `a/b` is one name); keywords in lower case only; its functions; no lambdas.
+const DIALECT: Dialect = Dialect {
+    word_char: |_| true,
+    any_case_keywords: false,
+    newline_is_space: false,
+    paths: false,
+    functions: &FUNCTIONS,
+    number: |w| word_value(w).map(|_| true),
+    operand: check_operand,
+    compare_calls: false,
+    lambdas: &[],
+};
+
+/// The value of a bare word: `true`/`false`/`null`, an integer, a decimal, or text when it
+/// is a GUID or starts with a digit. `None`: it names a column.
+fn word_value(w: &str) -> Option<Value> {
+    Some(match w {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "null" => Value::Null,
+        _ => match (w.parse::<i64>(), w.parse::<f64>()) {
+            (Ok(n), _) => n.into(),
+            (_, Ok(f)) => serde_json::json!(f),
+            _ if uuid::Uuid::parse_str(w).is_ok()
+                || w.starts_with(|c: char| c.is_ascii_digit()) =>
+            {
+                Value::String(w.to_owned())
+            }
+            _ => return None,
+        },
+    })
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Open,
-    Close,
-    Comma,
-    Word(String),
-    Literal(Value),
+/// The value of a literal operand (`None` for a column or call).
+fn value_of(operand: &Operand) -> Option<Value> {
+    match operand {
+        Operand::Literal(Literal::Str(s) | Literal::Guid(s)) => Some(Value::String(s.clone())),
+        Operand::Literal(Literal::Bool(b)) => Some(Value::Bool(*b)),
+        Operand::Literal(Literal::Null) => Some(Value::Null),
+        Operand::Literal(Literal::Number(w)) => word_value(w),
+        _ => None,
+    }
 }
 
-fn tokenize(input: &str) -> Result<Vec<Token>, String> {
-    let chars: Vec<char> = input.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            ' ' | '\t' => i += 1,
-            '(' => {
-                tokens.push(Token::Open);
-                i += 1
-            }
-            ')' => {
-                tokens.push(Token::Close);
-                i += 1
-            }
-            ',' => {
-                tokens.push(Token::Comma);
-                i += 1
-            }
-            '\'' => {
-                let mut s = String::new();
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => return Err("unterminated string literal".into()),
-                        Some('\'') if chars.get(i + 1) == Some(&'\'') => {
-                            s.push('\'');
-                            i += 2
-                        }
-                        Some('\'') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(c) => {
-                            s.push(*c);
-                            i += 1
-                        }
-                    }
-                }
-                tokens.push(Token::Literal(Value::String(s)));
-            }
-            _ => {
-                let start = i;
-                while i < chars.len() && !" \t(),'".contains(chars[i]) {
-                    i += 1;
-                }
-                let word: String = chars[start..i].iter().collect();
-                let token = match word.as_str() {
-                    "true" => Token::Literal(Value::Bool(true)),
-                    "false" => Token::Literal(Value::Bool(false)),
-                    "null" => Token::Literal(Value::Null),
-                    w => {
-                        if let Ok(n) = w.parse::<i64>() {
-                            Token::Literal(n.into())
-                        } else if let Ok(f) = w.parse::<f64>() {
-                            Token::Literal(serde_json::json!(f))
-                        } else if uuid::Uuid::parse_str(w).is_ok()
-                            || w.starts_with(|c: char| c.is_ascii_digit())
-                        {
-                            Token::Literal(Value::String(w.to_owned()))
-                        } else {
-                            Token::Word(w.to_owned())
-                        }
-                    }
-                };
-                tokens.push(token);
-            }
-        }
+/// The column an operand names.
+fn column(operand: &Operand) -> Option<&str> {
+    match operand {
+        Operand::Path(p) if p.len() == 1 => Some(&p[0]),
+        _ => None,
     }
-    Ok(tokens)
 }
 
-struct Parser {
-    tokens: Vec<Token>,
-    at: usize,
+/// A comparison is `column op literal` and a call one of [`FUNCTIONS`] on a column and a
+/// text, checked as each is read.
+fn check_operand(operand: &Operand, after: Option<CmpOp>) -> Result<(), String> {
+    if let Operand::Call(name, args) = operand {
+        return function(name, args).map(drop);
+    }
+    match after {
+        None if column(operand).is_none() => {
+            Err(format!("unexpected {}", shown_value(value_of(operand))))
+        }
+        Some(op) if value_of(operand).is_none() => {
+            Err(format!("expected a literal after '{}'", op.word()))
+        }
+        _ => Ok(()),
+    }
 }
 
-impl Parser {
-    fn peek(&self) -> Option<&Token> {
-        self.tokens.get(self.at)
+/// How a literal is shown in a syntax error.
+fn shown_value(value: Option<Value>) -> String {
+    format!("Some(Literal({:?}))", value.unwrap_or(Value::Null))
+}
+
+/// How the token is shown in a syntax error.
+fn shown(token: &Option<Token>) -> String {
+    let literal = |v: Value| shown_value(Some(v));
+    match token {
+        None => "None".into(),
+        Some(Token::LParen) => "Some(Open)".into(),
+        Some(Token::RParen) => "Some(Close)".into(),
+        Some(Token::Str(s)) => literal(Value::String(s.clone())),
+        Some(Token::Word(w)) => match word_value(w) {
+            Some(v) => literal(v),
+            None => format!("Some(Word({w:?}))"),
+        },
+        Some(other) => format!("Some({other:?})"),
     }
-    fn next(&mut self) -> Option<Token> {
-        let t = self.tokens.get(self.at).cloned();
-        self.at += 1;
-        t
-    }
-    fn word_is(&self, w: &str) -> bool {
-        matches!(self.peek(), Some(Token::Word(x)) if x == w)
-    }
-    fn or(&mut self) -> Result<Filter, String> {
-        let mut left = self.and()?;
-        while self.word_is("or") {
-            self.at += 1;
-            left = Filter::Or(Box::new(left), Box::new(self.and()?));
-        }
-        Ok(left)
-    }
-    fn and(&mut self) -> Result<Filter, String> {
-        let mut left = self.unary()?;
-        while self.word_is("and") {
-            self.at += 1;
-            left = Filter::And(Box::new(left), Box::new(self.unary()?));
-        }
-        Ok(left)
-    }
-    fn unary(&mut self) -> Result<Filter, String> {
-        if self.word_is("not") {
-            self.at += 1;
-            return Ok(Filter::Not(Box::new(self.unary()?)));
-        }
-        match self.next() {
-            Some(Token::Open) => {
-                let inner = self.or()?;
-                match self.next() {
-                    Some(Token::Close) => Ok(inner),
-                    _ => Err("expected ')'".into()),
-                }
+}
+
+fn message(error: SyntaxError) -> String {
+    match error {
+        SyntaxError::UnterminatedString => "unterminated string literal".into(),
+        // The left side is a column: `check_operand` refused any other.
+        SyntaxError::ExpectedOperator { left, found } => match found {
+            Some(Token::Word(op)) if word_value(&op).is_none() => {
+                format!("unsupported operator '{op}'")
             }
-            Some(Token::Word(word)) => {
-                if matches!(self.peek(), Some(Token::Open)) {
-                    let function = word.to_lowercase();
-                    if !["contains", "startswith", "endswith"].contains(&function.as_str()) {
-                        return Err(format!("unsupported function '{word}'"));
-                    }
-                    self.at += 1;
-                    let Some(Token::Word(column)) = self.next() else {
-                        return Err(format!("{word} needs a column"));
-                    };
-                    if self.next() != Some(Token::Comma) {
-                        return Err(format!("{word} needs two arguments"));
-                    }
-                    let Some(Token::Literal(Value::String(text))) = self.next() else {
-                        return Err(format!("{word} needs a string literal"));
-                    };
-                    if self.next() != Some(Token::Close) {
-                        return Err("expected ')'".into());
-                    }
-                    return Ok(Filter::Function(function, column, text));
-                }
-                let Some(Token::Word(op)) = self.next() else {
-                    return Err(format!("expected an operator after '{word}'"));
-                };
-                if !["eq", "ne", "gt", "ge", "lt", "le"].contains(&op.as_str()) {
-                    return Err(format!("unsupported operator '{op}'"));
-                }
-                let Some(Token::Literal(value)) = self.next() else {
-                    return Err(format!("expected a literal after '{op}'"));
-                };
-                Ok(Filter::Compare(word, op, value))
+            _ => format!(
+                "expected an operator after '{}'",
+                column(&left).unwrap_or_default()
+            ),
+        },
+        SyntaxError::ExpectedOperand {
+            after: Some(op), ..
+        } => format!("expected a literal after '{}'", op.word()),
+        SyntaxError::ExpectedOperand { found, .. } => format!("unexpected {}", shown(&found)),
+        SyntaxError::UnknownFunction(name) => format!("unsupported function '{name}'"),
+        SyntaxError::BadArguments {
+            function,
+            read,
+            error,
+        } => match (read.len(), *error) {
+            (0, SyntaxError::ExpectedOperand { .. }) => format!("{function} needs a column"),
+            (_, _) if read.first().and_then(column).is_none() => {
+                format!("{function} needs a column")
             }
-            other => Err(format!("unexpected {other:?}")),
+            (n, _) if n > 1 && !matches!(value_of(&read[1]), Some(Value::String(_))) => {
+                format!("{function} needs a string literal")
+            }
+            (1, SyntaxError::ExpectedClose(_)) => format!("{function} needs two arguments"),
+            (1, SyntaxError::ExpectedOperand { .. }) => {
+                format!("{function} needs a string literal")
+            }
+            (_, error) => message(error),
+        },
+        SyntaxError::Trailing(_) => "unexpected text after the expression".into(),
+        SyntaxError::Rejected(message) => message,
+        SyntaxError::UnexpectedChar(_)
+        | SyntaxError::NotANumber(_)
+        | SyntaxError::ExpectedClose(_)
+        | SyntaxError::ExpectedColon(_)
+        | SyntaxError::ExpectedLambdaVariable(_)
+        | SyntaxError::ExpectedSegment(_) => "expected ')'".into(),
+    }
+}
+
+/// A supported function call's `(function, column, text)`.
+fn function(name: &str, args: &[Operand]) -> Result<(String, String, String), String> {
+    let Some(column) = args.first().and_then(column) else {
+        return Err(format!("{name} needs a column"));
+    };
+    match args.get(1).map(value_of) {
+        None => Err(format!("{name} needs two arguments")),
+        Some(Some(Value::String(text))) if args.len() == 2 => {
+            Ok((name.to_lowercase(), column.to_owned(), text))
         }
+        Some(Some(Value::String(_))) => Err("expected ')'".into()),
+        Some(_) => Err(format!("{name} needs a string literal")),
     }
 }
 
 /// Parses `$filter` and checks its columns against `def`.
-pub fn parse_filter(def: &EntityDef, input: &str) -> ApiResult<Filter> {
+pub fn parse_filter(def: &EntityDef, input: &str) -> ApiResult<Expr> {
     let syntax = |m: String| bad_request("0x80060888", format!("Syntax error in $filter: {m}."));
-    let tokens = tokenize(input).map_err(syntax)?;
-    let mut parser = Parser { tokens, at: 0 };
-    let filter = parser.or().map_err(syntax)?;
-    if parser.at != parser.tokens.len() {
-        return Err(syntax("unexpected text after the expression".into()));
-    }
+    let filter = odata::parse(input, DIALECT).map_err(|e| syntax(message(e)))?;
     check_columns(def, &filter)?;
     Ok(filter)
 }
 
-fn check_columns(def: &EntityDef, filter: &Filter) -> ApiResult<()> {
-    match filter {
-        Filter::And(a, b) | Filter::Or(a, b) => {
+fn check_columns(def: &EntityDef, filter: &Expr) -> ApiResult<()> {
+    let name = match filter {
+        Expr::And(a, b) | Expr::Or(a, b) => {
             check_columns(def, a)?;
-            check_columns(def, b)
+            return check_columns(def, b);
         }
-        Filter::Not(a) => check_columns(def, a),
-        Filter::Compare(c, _, _) | Filter::Function(_, c, _) => {
-            if column_of_read_name(def, c).is_none() {
-                return Err(unknown_column(def, c));
-            }
-            Ok(())
-        }
+        Expr::Not(a) => return check_columns(def, a),
+        Expr::Compare(left, ..) => column(left).map(str::to_owned),
+        Expr::Call(name, args) => function(name, args).ok().map(|(_, c, _)| c),
+        Expr::Lambda(_) => None,
+    };
+    match name {
+        Some(c) if column_of_read_name(def, &c).is_none() => Err(unknown_column(def, &c)),
+        _ => Ok(()),
     }
 }
 
@@ -308,32 +287,31 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     }
 }
 
-/// Whether a row matches.
-pub fn matches(def: &EntityDef, values: &serde_json::Map<String, Value>, filter: &Filter) -> bool {
+/// Whether a row matches a `$filter` that [`parse_filter`] accepted.
+pub fn matches(def: &EntityDef, values: &serde_json::Map<String, Value>, filter: &Expr) -> bool {
     match filter {
-        Filter::And(a, b) => matches(def, values, a) && matches(def, values, b),
-        Filter::Or(a, b) => matches(def, values, a) || matches(def, values, b),
-        Filter::Not(a) => !matches(def, values, a),
-        Filter::Compare(column, op, literal) => {
+        Expr::And(a, b) => matches(def, values, a) && matches(def, values, b),
+        Expr::Or(a, b) => matches(def, values, a) || matches(def, values, b),
+        Expr::Not(a) => !matches(def, values, a),
+        Expr::Lambda(_) => false,
+        Expr::Compare(left, op, right) => {
+            let (Some(column), Some(literal)) = (column(left), value_of(right)) else {
+                return false;
+            };
             let value = field(def, values, column).unwrap_or(&Value::Null);
-            let equal = loose_eq(value, literal)
-                || matches!((value, literal), (Value::String(a), Value::String(b)) if a.eq_ignore_ascii_case(b));
-            match op.as_str() {
-                "eq" => equal,
-                "ne" => !equal,
-                op => match compare(value, literal) {
-                    Some(o) => match op {
-                        "gt" => o.is_gt(),
-                        "ge" => o.is_ge(),
-                        "lt" => o.is_lt(),
-                        _ => o.is_le(),
-                    },
-                    None => false,
-                },
+            let equal = loose_eq(value, &literal)
+                || matches!((value, &literal), (Value::String(a), Value::String(b)) if a.eq_ignore_ascii_case(b));
+            match op {
+                CmpOp::Eq => equal,
+                CmpOp::Ne => !equal,
+                op => compare(value, &literal).is_some_and(|o| op.holds(o)),
             }
         }
-        Filter::Function(function, column, text) => {
-            let Some(Value::String(value)) = field(def, values, column) else {
+        Expr::Call(name, args) => {
+            let Ok((function, column, text)) = function(name, args) else {
+                return false;
+            };
+            let Some(Value::String(value)) = field(def, values, &column) else {
                 return false;
             };
             let (value, text) = (value.to_lowercase(), text.to_lowercase());

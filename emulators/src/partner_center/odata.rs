@@ -2,278 +2,95 @@
 //! `eq`/`ne`/`gt`/`ge`/`lt`/`le`, `and`/`or`/`not`, parentheses, nested paths
 //! (`customerProfile/address/country`) and the `any` lambda (`team/any(t:t/email eq '…')`);
 //! `$orderby` on `createdDateTime`/`updatedDateTime` (`asc`/`desc`); `$select` of top-level
-//! fields. A small recursive-descent parser evaluated over `serde_json::Value`s.
+//! fields. Parsed by [`crate::common::odata`] in this API's dialect and evaluated here over
+//! `serde_json::Value`s.
 //!
 //! Where the facts stop: string comparison is case-sensitive (OData's rule); an unquoted GUID
 //! is read as a string, since the live service writes `engagementId eq <guid>` in its own links;
 //! a missing member is `null`; functions (`contains`, …) are not documented and answer 400.
 
+use crate::common::odata::{
+    self, CmpOp, Dialect, Expr, LambdaKind, Literal, Operand, SyntaxError, Token,
+};
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
-/// A parsed `$filter` expression.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Expr {
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
-    Not(Box<Expr>),
-    Compare(Operand, CmpOp, Operand),
-    /// `path/any(var: body)`.
-    Any(Vec<String>, String, Box<Expr>),
-}
+/// How the Referrals API reads `$filter`: words of letters, digits and `_-.+@$`; keywords in
+/// any case; paths and the `any` lambda; no functions.
+const DIALECT: Dialect = Dialect {
+    word_char: |c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '+' | '@' | '$'),
+    any_case_keywords: true,
+    newline_is_space: true,
+    paths: true,
+    functions: &[],
+    number: |w| {
+        w.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+            .then(|| w.parse::<f64>().is_ok())
+    },
+    operand: |_, _| Ok(()),
+    compare_calls: false,
+    lambdas: &[LambdaKind::Any],
+};
 
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-/// One side of a comparison.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Operand {
-    Literal(Value),
-    Path(Vec<String>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    LParen,
-    RParen,
-    Colon,
-    Slash,
-    Str(String),
-    Word(String),
-}
-
-fn tokenize(input: &str) -> Result<Vec<Token>, String> {
-    let chars: Vec<char> = input.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            ' ' | '\t' | '\n' | '\r' => i += 1,
-            '(' => {
-                tokens.push(Token::LParen);
-                i += 1;
-            }
-            ')' => {
-                tokens.push(Token::RParen);
-                i += 1;
-            }
-            ':' => {
-                tokens.push(Token::Colon);
-                i += 1;
-            }
-            '/' => {
-                tokens.push(Token::Slash);
-                i += 1;
-            }
-            '\'' => {
-                let mut s = String::new();
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => return Err("unterminated string literal in $filter".into()),
-                        Some('\'') if chars.get(i + 1) == Some(&'\'') => {
-                            s.push('\'');
-                            i += 2;
-                        }
-                        Some('\'') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(&ch) => {
-                            s.push(ch);
-                            i += 1;
-                        }
-                    }
-                }
-                tokens.push(Token::Str(s));
-            }
-            c if c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '+' | '@' | '$') => {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].is_alphanumeric()
-                        || matches!(chars[i], '_' | '-' | '.' | '+' | '@' | '$'))
-                {
-                    i += 1;
-                }
-                tokens.push(Token::Word(chars[start..i].iter().collect()));
-            }
-            other => return Err(format!("unexpected character '{other}' in $filter")),
+fn message(error: SyntaxError) -> String {
+    match error {
+        SyntaxError::UnterminatedString => "unterminated string literal in $filter".into(),
+        SyntaxError::UnexpectedChar(c) => format!("unexpected character '{c}' in $filter"),
+        SyntaxError::ExpectedClose(found) => format!("expected RParen in $filter, found {found:?}"),
+        SyntaxError::ExpectedColon(found) => format!("expected Colon in $filter, found {found:?}"),
+        SyntaxError::ExpectedLambdaVariable(found) => {
+            format!("expected a lambda variable, found {found:?}")
         }
-    }
-    Ok(tokens)
-}
-
-struct Parser {
-    tokens: Vec<Token>,
-    pos: usize,
-}
-
-fn is_guid(word: &str) -> bool {
-    word.len() == 36
-        && word.chars().enumerate().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                c == '-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        })
-}
-
-impl Parser {
-    fn peek(&self) -> Option<&Token> {
-        self.tokens.get(self.pos)
-    }
-    fn next(&mut self) -> Option<Token> {
-        let t = self.tokens.get(self.pos).cloned();
-        self.pos += 1;
-        t
-    }
-    fn keyword(&mut self, kw: &str) -> bool {
-        if matches!(self.peek(), Some(Token::Word(w)) if w.eq_ignore_ascii_case(kw)) {
-            self.pos += 1;
-            true
-        } else {
-            false
+        SyntaxError::ExpectedOperator {
+            found: Some(Token::Word(w)),
+            ..
+        } => format!("'{w}' is not a supported $filter operator"),
+        SyntaxError::ExpectedOperator { found, .. } => {
+            format!("expected a comparison operator, found {found:?}")
         }
-    }
-    fn expect(&mut self, token: Token) -> Result<(), String> {
-        match self.next() {
-            Some(t) if t == token => Ok(()),
-            other => Err(format!("expected {token:?} in $filter, found {other:?}")),
+        SyntaxError::ExpectedOperand { found, .. } => {
+            format!("expected a value or property, found {found:?}")
         }
-    }
-    fn or(&mut self) -> Result<Expr, String> {
-        let mut left = self.and()?;
-        while self.keyword("or") {
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+        SyntaxError::ExpectedSegment(found) => format!("expected a property name, found {found:?}"),
+        SyntaxError::UnknownFunction(name) => {
+            let name = name.rsplit('/').next().unwrap_or(&name);
+            format!(
+                "the function '{name}' is not supported in $filter (only eq/ne/gt/ge/lt/le, and/or/not and any)"
+            )
         }
-        Ok(left)
-    }
-    fn and(&mut self) -> Result<Expr, String> {
-        let mut left = self.unary()?;
-        while self.keyword("and") {
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
-        }
-        Ok(left)
-    }
-    fn unary(&mut self) -> Result<Expr, String> {
-        if self.keyword("not") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
-        }
-        if self.peek() == Some(&Token::LParen) {
-            self.pos += 1;
-            let inner = self.or()?;
-            self.expect(Token::RParen)?;
-            return Ok(inner);
-        }
-        let left = self.operand()?;
-        if let Operand::Path(path) = &left
-            && self.peek() == Some(&Token::LParen)
-        {
-            // `path/any(` was read as a path ending in `any`.
-            let mut path = path.clone();
-            let lambda = path.pop().unwrap_or_default();
-            if lambda != "any" || path.is_empty() {
-                return Err(format!(
-                    "the function '{lambda}' is not supported in $filter (only eq/ne/gt/ge/lt/le, and/or/not and any)"
-                ));
-            }
-            self.pos += 1;
-            let var = match self.next() {
-                Some(Token::Word(v)) => v,
-                other => return Err(format!("expected a lambda variable, found {other:?}")),
-            };
-            self.expect(Token::Colon)?;
-            let body = self.or()?;
-            self.expect(Token::RParen)?;
-            return Ok(Expr::Any(path, var, Box::new(body)));
-        }
-        let op = match self.next() {
-            Some(Token::Word(w)) => match w.to_ascii_lowercase().as_str() {
-                "eq" => CmpOp::Eq,
-                "ne" => CmpOp::Ne,
-                "gt" => CmpOp::Gt,
-                "ge" => CmpOp::Ge,
-                "lt" => CmpOp::Lt,
-                "le" => CmpOp::Le,
-                _ => return Err(format!("'{w}' is not a supported $filter operator")),
-            },
-            other => return Err(format!("expected a comparison operator, found {other:?}")),
-        };
-        let right = self.operand()?;
-        Ok(Expr::Compare(left, op, right))
-    }
-    fn operand(&mut self) -> Result<Operand, String> {
-        match self.next() {
-            Some(Token::Str(s)) => Ok(Operand::Literal(Value::String(s))),
-            Some(Token::Word(w)) => {
-                if is_guid(&w) {
-                    return Ok(Operand::Literal(Value::String(w)));
-                }
-                match w.as_str() {
-                    "true" => return Ok(Operand::Literal(Value::Bool(true))),
-                    "false" => return Ok(Operand::Literal(Value::Bool(false))),
-                    "null" => return Ok(Operand::Literal(Value::Null)),
-                    _ => {}
-                }
-                if w.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
-                    let n: f64 = w.parse().map_err(|_| format!("'{w}' is not a number"))?;
-                    return Ok(Operand::Literal(serde_json::json!(n)));
-                }
-                let mut path = vec![w];
-                while self.peek() == Some(&Token::Slash) {
-                    self.pos += 1;
-                    match self.next() {
-                        Some(Token::Word(seg)) => path.push(seg),
-                        other => return Err(format!("expected a property name, found {other:?}")),
-                    }
-                }
-                Ok(Operand::Path(path))
-            }
-            other => Err(format!("expected a value or property, found {other:?}")),
-        }
+        SyntaxError::BadArguments { error, .. } => message(*error),
+        SyntaxError::NotANumber(w) => format!("'{w}' is not a number"),
+        SyntaxError::Rejected(message) => message,
+        SyntaxError::Trailing(token) => format!("unexpected {token:?} in $filter"),
     }
 }
 
 /// Parses a `$filter` expression.
 pub fn parse_filter(input: &str) -> Result<Expr, String> {
-    let mut parser = Parser {
-        tokens: tokenize(input)?,
-        pos: 0,
-    };
-    let expr = parser.or()?;
-    if parser.pos < parser.tokens.len() {
-        return Err(format!(
-            "unexpected {:?} in $filter",
-            parser.tokens[parser.pos]
-        ));
+    odata::parse(input, DIALECT).map_err(message)
+}
+
+fn literal(value: &Literal) -> Value {
+    match value {
+        Literal::Str(s) | Literal::Guid(s) => Value::String(s.clone()),
+        Literal::Number(n) => serde_json::json!(n.parse::<f64>().unwrap_or(f64::NAN)),
+        Literal::Bool(b) => Value::Bool(*b),
+        Literal::Null => Value::Null,
     }
-    Ok(expr)
 }
 
 type Scope<'a> = Vec<(&'a str, &'a Value)>;
 
-fn resolve<'a>(item: &'a Value, scope: &Scope<'a>, path: &[String]) -> Value {
+/// The value at `path`, starting from a lambda variable when the path names one.
+fn resolve<'a>(item: &'a Value, scope: &Scope<'a>, path: &[String]) -> Option<&'a Value> {
     let (mut current, rest) = match scope.iter().rev().find(|(v, _)| *v == path[0]) {
         Some((_, bound)) => (*bound, &path[1..]),
         None => (item, path),
     };
     for seg in rest {
-        match current.get(seg.as_str()) {
-            Some(v) => current = v,
-            None => return Value::Null,
-        }
+        current = current.get(seg.as_str())?;
     }
-    current.clone()
+    Some(current)
 }
 
 fn compare(a: &Value, b: &Value) -> Option<Ordering> {
@@ -294,42 +111,33 @@ fn eval_in<'a>(expr: &'a Expr, item: &'a Value, scope: &mut Scope<'a>) -> bool {
         Expr::And(a, b) => eval_in(a, item, scope) && eval_in(b, item, scope),
         Expr::Or(a, b) => eval_in(a, item, scope) || eval_in(b, item, scope),
         Expr::Not(a) => !eval_in(a, item, scope),
+        Expr::Call(..) => false,
         Expr::Compare(l, op, r) => {
             let value = |o: &Operand| match o {
-                Operand::Literal(v) => v.clone(),
-                Operand::Path(p) => resolve(item, scope, p),
+                Operand::Literal(v) => literal(v),
+                Operand::Path(p) => resolve(item, scope, p).cloned().unwrap_or(Value::Null),
+                Operand::Call(..) => Value::Null,
             };
-            let ord = compare(&value(l), &value(r));
-            match op {
-                CmpOp::Eq => ord == Some(Ordering::Equal),
-                CmpOp::Ne => ord != Some(Ordering::Equal),
-                CmpOp::Gt => ord == Some(Ordering::Greater),
-                CmpOp::Ge => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
-                CmpOp::Lt => ord == Some(Ordering::Less),
-                CmpOp::Le => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
+            match compare(&value(l), &value(r)) {
+                Some(ord) => op.holds(ord),
+                None => *op == CmpOp::Ne,
             }
         }
-        Expr::Any(path, var, body) => {
+        Expr::Lambda(lambda) => {
             // Resolve the collection without cloning so the lambda can borrow its members.
-            let (mut current, rest) = match scope.iter().rev().find(|(v, _)| *v == path[0]) {
-                Some((_, bound)) => (*bound, &path[1..]),
-                None => (item, &path[..]),
-            };
-            for seg in rest {
-                match current.get(seg.as_str()) {
-                    Some(v) => current = v,
-                    None => return false,
-                }
-            }
-            let Some(members) = current.as_array() else {
+            let Some(members) = resolve(item, scope, &lambda.path).and_then(Value::as_array) else {
                 return false;
             };
-            members.iter().any(|member| {
-                scope.push((var.as_str(), member));
-                let hit = eval_in(body, item, scope);
+            let mut hit = |member| {
+                scope.push((lambda.var.as_str(), member));
+                let hit = eval_in(&lambda.body, item, scope);
                 scope.pop();
                 hit
-            })
+            };
+            match lambda.kind {
+                LambdaKind::Any => members.iter().any(&mut hit),
+                LambdaKind::All => members.iter().all(&mut hit),
+            }
         }
     }
 }
