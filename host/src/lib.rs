@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod deploy;
 pub mod metrics;
 pub mod pipeline;

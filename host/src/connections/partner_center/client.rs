@@ -1,0 +1,317 @@
+//! [`PartnerCenterClient`]: the Referrals API calls and the retry loop they share.
+
+use super::auth::TokenCache;
+use super::error::{PartnerCenterError, message_of};
+use super::retry;
+use super::{PartnerCenterSettings, Result};
+use crate::config::Secret;
+use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+
+const REFERRALS: &str = "/v1.0/engagements/referrals";
+
+/// A referral with the eTag to send back in `If-Match`.
+#[derive(Debug, Clone)]
+pub struct Referral {
+    pub body: Value,
+    pub etag: String,
+}
+
+struct Shared {
+    http: reqwest::Client,
+    base_url: String,
+    max_retries: u32,
+    tokens: TokenCache,
+}
+
+/// A Partner Center Referrals API client. Cloning shares the connection pool and token cache.
+#[derive(Clone)]
+pub struct PartnerCenterClient {
+    shared: Arc<Shared>,
+    correlation_id: Option<String>,
+}
+
+impl std::fmt::Debug for PartnerCenterClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerCenterClient")
+            .field("base_url", &self.shared.base_url)
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartnerCenterClient {
+    /// A client; nothing is sent until the first call.
+    pub fn new(settings: PartnerCenterSettings) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .build()
+            .map_err(|e| PartnerCenterError::Transport(format!("building the HTTP client: {e}")))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                http,
+                base_url: settings.base_url.trim_end_matches('/').to_owned(),
+                max_retries: settings.max_retries,
+                tokens: TokenCache::new(&settings),
+            }),
+            correlation_id: None,
+        })
+    }
+
+    /// The same client sending `MS-CorrelationId: id` (without it, each call gets a new one).
+    pub fn with_correlation_id(&self, id: impl Into<String>) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            correlation_id: Some(id.into()),
+        }
+    }
+
+    /// Every referral matching the OData `filter`, following `@odata.nextLink` to the last page;
+    /// `top` is the page size.
+    pub async fn list_referrals(
+        &self,
+        filter: Option<&str>,
+        top: Option<u32>,
+    ) -> Result<Vec<Value>> {
+        let mut url = reqwest::Url::parse(&format!("{}{REFERRALS}", self.shared.base_url))
+            .map_err(|e| PartnerCenterError::BadRequest(format!("base_url is not a URL: {e}")))?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(filter) = filter {
+                query.append_pair("$filter", filter);
+            }
+            if let Some(top) = top {
+                query.append_pair("$top", &top.to_string());
+            }
+        }
+        let origin = url.origin();
+        let mut next = Some(url.to_string());
+        let mut all = Vec::new();
+        while let Some(page_url) = next.take() {
+            let (_, mut page) = self
+                .call(Method::GET, &page_url, None, &[], "the referral list")
+                .await?;
+            let Value::Array(items) = page["value"].take() else {
+                return Err(PartnerCenterError::InvalidResponse(
+                    "a referral list page has no 'value' array".into(),
+                ));
+            };
+            all.extend(items);
+            if let Some(link) = page["@odata.nextLink"].as_str() {
+                // The link is opaque, but the bearer token must not go to another host.
+                let parsed = reqwest::Url::parse(link).map_err(|e| {
+                    PartnerCenterError::InvalidResponse(format!(
+                        "@odata.nextLink is not a URL: {e}"
+                    ))
+                })?;
+                if parsed.origin() != origin || link == page_url {
+                    return Err(PartnerCenterError::InvalidResponse(format!(
+                        "@odata.nextLink {link} leaves {} or repeats the page",
+                        self.shared.base_url
+                    )));
+                }
+                next = Some(link.to_owned());
+            }
+        }
+        Ok(all)
+    }
+
+    /// One referral and its eTag.
+    pub async fn get_referral(&self, id: &str) -> Result<Referral> {
+        let url = self.referral_url(id)?;
+        let (headers, body) = self
+            .call(Method::GET, &url, None, &[], &format!("referral {id}"))
+            .await?;
+        let etag = headers
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| body["eTag"].as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                PartnerCenterError::InvalidResponse(format!("referral {id} came without an eTag"))
+            })?;
+        Ok(Referral { body, etag })
+    }
+
+    /// Creates a referral; answers it as created (with its id).
+    pub async fn create_referral(&self, body: &Value) -> Result<Value> {
+        let url = format!("{}{REFERRALS}", self.shared.base_url);
+        let (_, created) = self
+            .call(
+                Method::POST,
+                &url,
+                Some(body),
+                &[],
+                "the referral collection",
+            )
+            .await?;
+        Ok(created)
+    }
+
+    /// Applies JSON Patch `ops` to a referral, with `If-Match: if_match` when given; answers the
+    /// referral as it now is (`Prefer: return=representation`).
+    pub async fn patch_referral(
+        &self,
+        id: &str,
+        ops: &[Value],
+        if_match: Option<&str>,
+    ) -> Result<Value> {
+        let url = self.referral_url(id)?;
+        let mut extra = vec![(
+            HeaderName::from_static("prefer"),
+            HeaderValue::from_static("return=representation"),
+        )];
+        if let Some(tag) = if_match {
+            let value = HeaderValue::from_str(tag).map_err(|_| {
+                PartnerCenterError::BadRequest(format!("the eTag {tag:?} is not a header value"))
+            })?;
+            extra.push((IF_MATCH, value));
+        }
+        let body = Value::Array(ops.to_vec());
+        let (_, patched) = self
+            .call(
+                Method::PATCH,
+                &url,
+                Some(&body),
+                &extra,
+                &format!("referral {id}"),
+            )
+            .await?;
+        Ok(patched)
+    }
+
+    fn referral_url(&self, id: &str) -> Result<String> {
+        let mut url = reqwest::Url::parse(&format!("{}{REFERRALS}", self.shared.base_url))
+            .map_err(|e| PartnerCenterError::BadRequest(format!("base_url is not a URL: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| PartnerCenterError::BadRequest("base_url cannot take a path".into()))?
+            .push(id);
+        Ok(url.to_string())
+    }
+
+    /// One logical call: one `MS-RequestId` for all its attempts; 429 waits `Retry-After`, 5xx
+    /// and connection errors back off, both up to `max_retries`; a 401 refreshes the token once.
+    /// `what` names the resource in errors.
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        extra: &[(HeaderName, HeaderValue)],
+        what: &str,
+    ) -> Result<(HeaderMap, Value)> {
+        let shared = &self.shared;
+        let request_id = retry::new_uuid();
+        let correlation_id = self.correlation_id.clone().unwrap_or_else(retry::new_uuid);
+        // A POST that may have reached the server is only retried when it surely did not.
+        let idempotent = method != Method::POST;
+        let mut attempt = 0u32;
+        let mut rejected: Option<Secret> = None;
+        let mut refreshed = false;
+        loop {
+            let token = shared.tokens.token(&shared.http, rejected.as_ref()).await?;
+            let mut request = shared
+                .http
+                .request(method.clone(), url)
+                .bearer_auth(token.expose())
+                .header("MS-RequestId", &request_id)
+                .header("MS-CorrelationId", &correlation_id)
+                .header(reqwest::header::ACCEPT, "application/json");
+            for (name, value) in extra {
+                request = request.header(name, value.clone());
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            tracing::debug!(%method, url, request_id, correlation_id, attempt, "Partner Center request");
+            let wait = match request.send().await {
+                Err(e) => {
+                    let safe = idempotent || e.is_connect();
+                    if e.is_builder() || !safe || attempt >= shared.max_retries {
+                        return Err(PartnerCenterError::Transport(format!(
+                            "{method} {url}: {e}"
+                        )));
+                    }
+                    retry::backoff(attempt)
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    let text = response.text().await.map_err(|e| {
+                        PartnerCenterError::Transport(format!("{method} {url}: {e}"))
+                    })?;
+                    if status.is_success() {
+                        let value = if text.trim().is_empty() {
+                            Value::Null
+                        } else {
+                            serde_json::from_str(&text).map_err(|e| {
+                                PartnerCenterError::InvalidResponse(format!(
+                                    "{what}: not JSON: {e}"
+                                ))
+                            })?
+                        };
+                        return Ok((headers, value));
+                    }
+                    let message = message_of(&text);
+                    match status {
+                        StatusCode::UNAUTHORIZED if !refreshed => {
+                            refreshed = true;
+                            rejected = Some(token);
+                            tracing::debug!(
+                                request_id,
+                                "Partner Center answered 401; refreshing the token"
+                            );
+                            continue;
+                        }
+                        StatusCode::TOO_MANY_REQUESTS if attempt < shared.max_retries => {
+                            retry::retry_after(&headers).unwrap_or_else(|| retry::backoff(attempt))
+                        }
+                        s if s.is_server_error() && attempt < shared.max_retries => {
+                            retry::retry_after(&headers).unwrap_or_else(|| retry::backoff(attempt))
+                        }
+                        _ => return Err(classify(status, &headers, message, what)),
+                    }
+                }
+            };
+            attempt += 1;
+            tracing::debug!(
+                request_id,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "retrying a Partner Center request"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The typed error of a final (not retried) answer.
+fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: String,
+    what: &str,
+) -> PartnerCenterError {
+    match status {
+        StatusCode::PRECONDITION_FAILED => PartnerCenterError::PreconditionFailed {
+            id: what.trim_start_matches("referral ").to_owned(),
+            message,
+        },
+        StatusCode::NOT_FOUND => PartnerCenterError::NotFound(what.to_owned()),
+        StatusCode::UNAUTHORIZED => PartnerCenterError::Unauthorized(format!(
+            "the API still answered 401 after a token refresh: {message}"
+        )),
+        StatusCode::FORBIDDEN => PartnerCenterError::Forbidden(message),
+        StatusCode::TOO_MANY_REQUESTS => PartnerCenterError::Throttled {
+            retry_after: retry::retry_after(headers),
+        },
+        s if s.is_server_error() => PartnerCenterError::Server {
+            status: s.as_u16(),
+            message,
+        },
+        s => PartnerCenterError::BadRequest(format!("{s}: {message}")),
+    }
+}

@@ -1,0 +1,74 @@
+//! Typed errors of the Partner Center client, each saying what to do about it.
+
+use std::time::Duration;
+
+/// Why a Partner Center call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PartnerCenterError {
+    /// 412: the referral changed since its eTag was read.
+    #[error(
+        "Partner Center refused the write to referral {id}: its eTag changed since it was read \
+         ({message}); fetch the referral again and reapply the change"
+    )]
+    PreconditionFailed { id: String, message: String },
+    /// 404.
+    #[error(
+        "Partner Center has no {0}; check the id (it may have been deleted or belong to another partner)"
+    )]
+    NotFound(String),
+    /// 400 (and other refused requests).
+    #[error("Partner Center rejected the request: {0}; fix the request and send it again")]
+    BadRequest(String),
+    /// The token endpoint refused the credentials, or the API still answered 401 after a refresh.
+    #[error(
+        "Partner Center authentication failed: {0}; check the client id, client secret and \
+         refresh token (refresh tokens are single use: sign in again to get a new one)"
+    )]
+    Unauthorized(String),
+    /// 403: the token is valid but not allowed (e.g. app-only on the Referrals API).
+    #[error(
+        "Partner Center refused access: {0}; the Referrals API needs a delegated (App+User) \
+         token of a user with a co-sell role"
+    )]
+    Forbidden(String),
+    /// 429 still after every retry.
+    #[error(
+        "Partner Center kept throttling (429) after every retry{}; send fewer requests or try later",
+        .retry_after.map(|d| format!(", last Retry-After {}s", d.as_secs())).unwrap_or_default()
+    )]
+    Throttled { retry_after: Option<Duration> },
+    /// 5xx still after every retry.
+    #[error("Partner Center answered {status} after every retry: {message}; try again later")]
+    Server { status: u16, message: String },
+    /// No answer: connection refused or dropped, timeout, TLS.
+    #[error(
+        "could not reach Partner Center ({0}); check base_url and token_url and the network, \
+         then retry"
+    )]
+    Transport(String),
+    /// An answer this client does not understand.
+    #[error("Partner Center sent an unexpected answer: {0}")]
+    InvalidResponse(String),
+}
+
+/// The readable message of an error body: `{"error": {"message"}}` (Partner Center),
+/// `{"error_description"}` (Entra ID) or the text itself, shortened.
+pub(crate) fn message_of(body: &str) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let found = parsed.as_ref().and_then(|v| {
+        v["error"]["message"]
+            .as_str()
+            .or_else(|| v["error_description"].as_str())
+            .or_else(|| v["message"].as_str())
+            .or_else(|| v["error"].as_str())
+            .map(str::to_owned)
+    });
+    found.unwrap_or_else(|| {
+        let text = body.trim();
+        match text.char_indices().nth(300) {
+            Some((i, _)) => format!("{}…", &text[..i]),
+            None if text.is_empty() => "(empty body)".into(),
+            None => text.to_owned(),
+        }
+    })
+}

@@ -1,0 +1,306 @@
+//! The Partner Center client against the Partner Center emulator over real HTTP: paging,
+//! eTag concurrency, retries through injected faults, token refresh and clear auth errors.
+//! The request-id check uses a small stub server that fails twice before answering.
+
+use cosell::config::Secret;
+use cosell::connections::partner_center::{
+    PartnerCenterClient, PartnerCenterError, PartnerCenterSettings,
+};
+use cosell_emulators::common::faults::FaultConfig;
+use cosell_emulators::common::server::RunningEmulator;
+use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Every test is bounded: a hung call fails the test instead of the run.
+const BOUND: Duration = Duration::from_secs(60);
+
+async fn emulator(seed: u64) -> (PartnerCenter, RunningEmulator) {
+    let pc = PartnerCenter::new(PartnerCenterConfig {
+        fault_seed: seed,
+        ..PartnerCenterConfig::default()
+    });
+    let running = pc.serve().await.expect("the emulator starts");
+    (pc, running)
+}
+
+fn settings(pc: &PartnerCenter, running: &RunningEmulator) -> PartnerCenterSettings {
+    let url = running.url();
+    PartnerCenterSettings {
+        base_url: url.clone(),
+        token_url: format!("{url}/{}/oauth2/token", pc.config().tenant_id),
+        client_id: pc.config().client_id.clone(),
+        client_secret: Secret::new(pc.config().client_secret.clone()),
+        refresh_token: Secret::new(pc.refresh_token()),
+        timeout: Duration::from_secs(5),
+        max_retries: 8,
+    }
+}
+
+fn client(pc: &PartnerCenter, running: &RunningEmulator) -> PartnerCenterClient {
+    PartnerCenterClient::new(settings(pc, running)).expect("a client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_every_referral_across_pages_exactly_once() {
+    tokio::time::timeout(BOUND, async {
+        let (pc, running) = emulator(1).await;
+        let mut seeded = HashSet::new();
+        for i in 0..23 {
+            let r = pc
+                .microsoft()
+                .create_incoming(json!({ "name": format!("Referral {i}") }));
+            seeded.insert(r["id"].as_str().unwrap().to_owned());
+        }
+        let client = client(&pc, &running);
+        let listed = client
+            .list_referrals(None, Some(5))
+            .await
+            .expect("the list");
+        let ids: Vec<String> = listed
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 23, "every referral once");
+        assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), seeded);
+
+        let filtered = client
+            .list_referrals(Some("name eq 'Referral 7'"), Some(2))
+            .await
+            .expect("a filtered list");
+        assert_eq!(filtered.len(), 1);
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_with_the_right_etag_succeeds_and_a_stale_one_is_refused() {
+    tokio::time::timeout(BOUND, async {
+        let (pc, running) = emulator(2).await;
+        let id = pc.microsoft().create_incoming(json!({}))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let client = client(&pc, &running).with_correlation_id("test-correlation");
+
+        let first = client.get_referral(&id).await.expect("the referral");
+        assert_eq!(first.body["id"], json!(id));
+        let ops = [json!({"op": "replace", "path": "/name", "value": "Renamed"})];
+        let patched = client
+            .patch_referral(&id, &ops, Some(&first.etag))
+            .await
+            .expect("a patch with the current eTag");
+        assert_eq!(patched["name"], json!("Renamed"));
+
+        let stale = client.patch_referral(&id, &ops, Some(&first.etag)).await;
+        let err = stale.expect_err("the eTag is stale now");
+        assert!(
+            matches!(err, PartnerCenterError::PreconditionFailed { .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("fetch the referral again"),
+            "{err}"
+        );
+
+        let missing = client
+            .get_referral("no-such-referral")
+            .await
+            .expect_err("404");
+        assert!(
+            matches!(missing, PartnerCenterError::NotFound(_)),
+            "{missing:?}"
+        );
+
+        let created = client
+            .create_referral(&json!({
+                "name": "Contoso migration", "type": "Independent",
+                "customerProfile": {"name": "Contoso"}, "consent": {"consentToShareReferralWithMicrosoftSellers": false},
+                "details": {"notes": "created by the test"}
+            }))
+            .await
+            .expect("a created referral");
+        assert!(pc.referral(created["id"].as_str().unwrap()).is_some());
+
+        let bad = client.create_referral(&json!({"name": "no members"})).await;
+        assert!(
+            matches!(bad, Err(PartnerCenterError::BadRequest(_))),
+            "{bad:?}"
+        );
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_complete_through_throttling_and_server_errors() {
+    tokio::time::timeout(BOUND, async {
+        let (pc, running) = emulator(0x5eed).await;
+        for _ in 0..6 {
+            pc.microsoft().create_incoming(json!({}));
+        }
+        let client = client(&pc, &running);
+
+        // Every request throttled until the faults are cleared a moment later.
+        pc.faults()
+            .set(FaultConfig {
+                throttle_rate: 1.0,
+                retry_after_secs: 1,
+                ..FaultConfig::default()
+            })
+            .unwrap();
+        let faults = pc.faults().clone();
+        let clear = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            faults.set(FaultConfig::default()).unwrap();
+        });
+        let listed = client
+            .list_referrals(None, Some(2))
+            .await
+            .expect("the list after 429s");
+        assert_eq!(listed.len(), 6);
+        clear.await.unwrap();
+
+        // Half the requests answered 503 (seeded dice): retries with backoff get through.
+        pc.faults()
+            .set(FaultConfig {
+                error_rate: 0.5,
+                ..FaultConfig::default()
+            })
+            .unwrap();
+        let listed = client
+            .list_referrals(None, Some(2))
+            .await
+            .expect("the list through 503s");
+        assert_eq!(listed.len(), 6);
+        let one = client
+            .get_referral(listed[0]["id"].as_str().unwrap())
+            .await
+            .expect("a get through 503s");
+        assert!(!one.etag.is_empty());
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_transparently() {
+    tokio::time::timeout(BOUND, async {
+        let (pc, running) = emulator(4).await;
+        pc.microsoft().create_incoming(json!({}));
+        let client = client(&pc, &running);
+        assert_eq!(client.list_referrals(None, None).await.unwrap().len(), 1);
+        // Past the token's lifetime twice: each refresh must use the rotated refresh token.
+        for _ in 0..2 {
+            pc.clock().advance(chrono::Duration::hours(2));
+            assert_eq!(
+                client
+                    .list_referrals(None, None)
+                    .await
+                    .expect("after expiry")
+                    .len(),
+                1
+            );
+        }
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_give_a_clear_unauthorized_error() {
+    tokio::time::timeout(BOUND, async {
+        let (pc, running) = emulator(5).await;
+        let mut wrong = settings(&pc, &running);
+        wrong.refresh_token = Secret::new("rt-not-a-real-token");
+        let client = PartnerCenterClient::new(wrong).unwrap();
+        let err = client
+            .list_referrals(None, None)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, PartnerCenterError::Unauthorized(_)),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("refresh token"), "{text}");
+        assert!(
+            !text.contains("rt-not-a-real-token"),
+            "the secret is not echoed: {text}"
+        );
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// The same `MS-RequestId` on every retry of one call, a new one for the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_id_is_kept_across_retries() {
+    tokio::time::timeout(BOUND, async {
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let log = seen.clone();
+        let app = axum::Router::new()
+            .route(
+                "/tenant/oauth2/token",
+                axum::routing::post(|| async {
+                    axum::Json(
+                        json!({"access_token": "at", "expires_in": 3600, "refresh_token": "rt2"}),
+                    )
+                }),
+            )
+            .route(
+                "/v1.0/engagements/referrals/{id}",
+                axum::routing::get(move |headers: axum::http::HeaderMap| {
+                    let log = log.clone();
+                    async move {
+                        let header = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+                        let mut log = log.lock().unwrap();
+                        log.push((header("ms-requestid"), header("ms-correlationid")));
+                        if !log.len().is_multiple_of(3) {
+                            return (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                axum::Json(Value::Null),
+                            );
+                        }
+                        (
+                            axum::http::StatusCode::OK,
+                            axum::Json(json!({"id": "r1", "eTag": "e1"})),
+                        )
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = PartnerCenterClient::new(PartnerCenterSettings {
+            base_url: url.clone(),
+            token_url: format!("{url}/tenant/oauth2/token"),
+            client_id: "client".into(),
+            client_secret: Secret::new("secret"),
+            refresh_token: Secret::new("rt1"),
+            timeout: Duration::from_secs(5),
+            max_retries: 3,
+        })
+        .unwrap();
+        assert_eq!(client.get_referral("r1").await.unwrap().etag, "e1");
+        assert_eq!(client.get_referral("r1").await.unwrap().etag, "e1");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 6);
+        assert!(
+            seen[..3].iter().all(|s| s == &seen[0]),
+            "one id across retries: {seen:?}"
+        );
+        assert!(seen[3..].iter().all(|s| s == &seen[3]), "{seen:?}");
+        assert_ne!(seen[0].0, seen[3].0, "a new id per call");
+    })
+    .await
+    .expect("bounded");
+}
