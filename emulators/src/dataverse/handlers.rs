@@ -229,6 +229,25 @@ pub fn parse_body(body: &[u8]) -> ApiResult<Value> {
     })
 }
 
+/// One record as the Web API returns it on its own: the selected columns, lookup annotations
+/// when asked for, and the `@odata.context` of a single entity.
+fn entity_body(
+    ctx: &Ctx,
+    store: &Store,
+    def: &EntityDef,
+    record: &records::Record,
+    request: &ApiRequest,
+    select: Option<&[String]>,
+) -> Value {
+    let annotate = annotations(&request.headers);
+    let mut body = to_json(def, record, select, annotate);
+    if annotate {
+        records::format_lookups(store, def, record, &mut body);
+    }
+    body["@odata.context"] = json!(format!("{}$metadata#{}/$entity", ctx.base, def.entity_set));
+    body
+}
+
 fn select_of(def: &EntityDef, request: &ApiRequest) -> ApiResult<Option<Vec<String>>> {
     query::parse_query(&request.query)
         .into_iter()
@@ -260,16 +279,7 @@ fn representation(
 ) -> ApiResult<ApiResponse> {
     let select = select_of(def, request)?;
     let record = store.get(&def.logical_name, id).expect("just written");
-    let mut body = to_json(
-        def,
-        record,
-        select.as_deref(),
-        annotations(&request.headers),
-    );
-    if annotations(&request.headers) {
-        records::format_lookups(store, def, record, &mut body);
-    }
-    body["@odata.context"] = json!(format!("{}$metadata#{}/$entity", ctx.base, def.entity_set));
+    let body = entity_body(ctx, store, def, record, request, select.as_deref());
     Ok(ApiResponse::json(status, body)
         .with_header("OData-EntityId", entity_url(ctx, def, id))
         .with_header("Preference-Applied", "return=representation"))
@@ -358,17 +368,8 @@ fn retrieve(
     }
     let select = select_of(def, request)?;
     let expand = expand_of(store, def, request)?;
-    let mut body = to_json(
-        def,
-        record,
-        select.as_deref(),
-        annotations(&request.headers),
-    );
-    if annotations(&request.headers) {
-        records::format_lookups(store, def, record, &mut body);
-    }
+    let mut body = entity_body(ctx, store, def, record, request, select.as_deref());
     super::expand::apply(store, def, record, &mut body, &expand);
-    body["@odata.context"] = json!(format!("{}$metadata#{}/$entity", ctx.base, def.entity_set));
     Ok(ApiResponse::json(StatusCode::OK, body))
 }
 
