@@ -2,6 +2,8 @@
 //! eTag concurrency, retries through injected faults, token refresh and clear auth errors.
 //! The request-id check uses a small stub server that fails twice before answering.
 
+mod support;
+
 use cosell::config::Secret;
 use cosell::connections::partner_center::{
     PartnerCenterClient, PartnerCenterError, PartnerCenterSettings,
@@ -13,6 +15,7 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::partner_center_settings;
 
 /// Every test is bounded: a hung call fails the test instead of the run.
 const BOUND: Duration = Duration::from_secs(60);
@@ -26,21 +29,8 @@ async fn emulator(seed: u64) -> (PartnerCenter, RunningEmulator) {
     (pc, running)
 }
 
-fn settings(pc: &PartnerCenter, running: &RunningEmulator) -> PartnerCenterSettings {
-    let url = running.url();
-    PartnerCenterSettings {
-        base_url: url.clone(),
-        token_url: format!("{url}/{}/oauth2/token", pc.config().tenant_id),
-        client_id: pc.config().client_id.clone(),
-        client_secret: Secret::new(pc.config().client_secret.clone()),
-        refresh_token: Secret::new(pc.refresh_token()),
-        timeout: Duration::from_secs(5),
-        max_retries: 8,
-    }
-}
-
 fn client(pc: &PartnerCenter, running: &RunningEmulator) -> PartnerCenterClient {
-    PartnerCenterClient::new(settings(pc, running)).expect("a client")
+    PartnerCenterClient::new(partner_center_settings(pc, running)).expect("a client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +208,7 @@ async fn an_expired_token_is_refreshed_transparently() {
 async fn wrong_credentials_give_a_clear_unauthorized_error() {
     tokio::time::timeout(BOUND, async {
         let (pc, running) = emulator(5).await;
-        let mut wrong = settings(&pc, &running);
+        let mut wrong = partner_center_settings(&pc, &running);
         wrong.refresh_token = Secret::new("rt-not-a-real-token");
         let client = PartnerCenterClient::new(wrong).unwrap();
         let err = client

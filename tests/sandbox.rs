@@ -35,6 +35,8 @@ async fn the_sandbox_starts_seeds_describes_itself_and_stops_on_ctrl_c() {
             "127.0.0.1:0",
             "--partner-center-listen",
             "127.0.0.1:0",
+            "--webhooks-listen",
+            "127.0.0.1:0",
         ])
         .args([
             "--dataverse-listen",
@@ -120,6 +122,54 @@ async fn the_sandbox_starts_seeds_describes_itself_and_stops_on_ctrl_c() {
         !opportunities["value"].as_array().unwrap().is_empty(),
         "{opportunities}"
     );
+
+    // The README's walk-through: an opportunity created with Sync with Partner Center = Yes
+    // becomes a referral, and its id comes back to the opportunity.
+    let api = format!("{}/api/data/v9.2", dv["url"].as_str().unwrap());
+    let accounts = get_json(
+        &http,
+        &format!("{api}/accounts?$select=accountid&$top=1"),
+        &dv_token,
+    )
+    .await;
+    let account = accounts["value"][0]["accountid"].as_str().unwrap();
+    let created = http
+        .post(format!("{api}/opportunities"))
+        .bearer_auth(&dv_token)
+        .json(&serde_json::json!({
+            "name": "My first co-sell", "estimatedvalue": 50000, "cosell_syncwithpartnercenter": true,
+            "customerid_account@odata.bind": format!("/accounts({account})"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 204);
+    let entity = created.headers()["odata-entityid"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let started = Instant::now();
+    let synced = loop {
+        let opportunity = get_json(&http, &entity, &dv_token).await;
+        if opportunity["cosell_referralidentifier"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+        {
+            break opportunity;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no referral id came back: {opportunity}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "sandbox: opportunity -> referral id written back in {:?}",
+        started.elapsed()
+    );
+    let rid = synced["cosell_referralidentifier"].as_str().unwrap();
+    let referral = get_json(&http, &format!("{referrals_url}/{rid}"), &pc_token).await;
+    assert_eq!(referral["name"], "My first co-sell");
 
     // Ctrl-C stops everything cleanly and removes the now stale manifest.
     let status = Command::new("kill")

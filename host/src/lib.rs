@@ -2,8 +2,9 @@
 //! sync, with every field mapping running as a sandboxed WebAssembly component.
 //!
 //! A record's path through the crate (see ARCHITECTURE.md for the full map):
-//! sources (webhooks, pollers; later issues) → queue → [`pipeline`] of mapping steps, each run
-//! by the [`runtime`] → sinks (Partner Center, Dataverse; later issues).
+//! [`sources`] (webhooks, pollers) → queue ([`store`]) → [`sync`] engine running the
+//! [`pipeline`] of mapping steps, each run by the [`runtime`] → [`sinks`] (Partner Center,
+//! Dataverse), through the [`connections`] (the two clients).
 //! Around it: [`deploy`] (validating and hot-swapping step versions), [`store`] (durable
 //! state), [`admin`] (the operator's HTTP API), [`config`] and [`cli`].
 
@@ -17,4 +18,7 @@ pub mod pipeline;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;
+pub mod sinks;
+pub mod sources;
 pub mod store;
+pub mod sync;

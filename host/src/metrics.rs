@@ -32,6 +32,18 @@ struct DeployLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    side: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntakeLabels {
+    source: String,
+    result: String,
+}
+
 /// The host's metrics and their registry.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -40,6 +52,10 @@ pub struct Metrics {
     fuel: Family<StepLabels, Histogram>,
     active_version: Family<VersionLabels, Gauge>,
     deployments: Family<DeployLabels, Counter>,
+    syncs: Family<SyncLabels, Counter>,
+    sync_seconds: Family<SyncLabels, Histogram>,
+    echoes: Counter,
+    intake: Family<IntakeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -60,7 +76,33 @@ impl Metrics {
         });
         let active_version = Family::<VersionLabels, Gauge>::default();
         let deployments = Family::<DeployLabels, Counter>::default();
+        let syncs = Family::<SyncLabels, Counter>::default();
+        let sync_seconds = Family::<SyncLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        let echoes = Counter::default();
+        let intake = Family::<IntakeLabels, Counter>::default();
         let mut registry = Registry::with_prefix("cosell");
+        registry.register(
+            "sync_events",
+            "Queue events processed, by the side that changed and the outcome (created, updated, unchanged, echo, skipped, rejected, retry, dead_letter)",
+            syncs.clone(),
+        );
+        registry.register(
+            "sync_event_seconds",
+            "Time to process one queue event, reads and writes included",
+            sync_seconds.clone(),
+        );
+        registry.register(
+            "sync_echoes_suppressed",
+            "Events recognised as cosell's own writes coming back, and not written again",
+            echoes.clone(),
+        );
+        registry.register(
+            "intake_events",
+            "Notifications received by source (partner-center-webhook, dataverse-webhook, dataverse-changes, partner-center-reconcile) and result (queued, coalesced, ignored, refused)",
+            intake.clone(),
+        );
         registry.register(
             "mapping_calls",
             "Mapping step calls by outcome (ok, rejected, skipped, failed, limit_<name>, trapped, invalid_output, instantiation)",
@@ -93,7 +135,38 @@ impl Metrics {
             fuel,
             active_version,
             deployments,
+            syncs,
+            sync_seconds,
+            echoes,
+            intake,
         }
+    }
+
+    /// Counts one processed queue event.
+    pub fn record_sync(&self, side: &str, outcome: &str, elapsed: std::time::Duration) {
+        let labels = SyncLabels {
+            side: side.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.syncs.get_or_create(&labels).inc();
+        self.sync_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an echo recognised and dropped.
+    pub fn record_echo(&self) {
+        self.echoes.inc();
+    }
+
+    /// Counts a notification received.
+    pub fn record_intake(&self, source: &str, result: &str) {
+        self.intake
+            .get_or_create(&IntakeLabels {
+                source: source.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts one finished call.

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: locating the built guests and fixtures, starting
-//! a host on a free loopback port, and talking to its admin API.
+//! a host on a free loopback port, talking to its admin API, connecting to the Partner Center
+//! emulator, and the end-to-end sync environment ([`sync_env`]).
 #![allow(dead_code)]
+
+pub mod sync_env;
 
 use cosell::config::{HostConfig, Secret};
 use cosell::runtime::{Direction, MappingCall};
@@ -209,5 +212,22 @@ impl Admin {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+}
+
+/// Settings of the host's Partner Center client for a running Partner Center emulator.
+pub fn partner_center_settings(
+    pc: &cosell_emulators::partner_center::PartnerCenter,
+    running: &cosell_emulators::common::server::RunningEmulator,
+) -> cosell::connections::partner_center::PartnerCenterSettings {
+    let url = running.url();
+    cosell::connections::partner_center::PartnerCenterSettings {
+        base_url: url.clone(),
+        token_url: format!("{url}/{}/oauth2/token", pc.config().tenant_id),
+        client_id: pc.config().client_id.clone(),
+        client_secret: Secret::new(pc.config().client_secret.clone()),
+        refresh_token: Secret::new(pc.refresh_token()),
+        timeout: Duration::from_secs(5),
+        max_retries: 8,
     }
 }

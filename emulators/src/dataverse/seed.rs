@@ -76,59 +76,11 @@ pub fn system_rows(store: &mut Store) -> Uuid {
     base
 }
 
-fn label(text: &str) -> Value {
-    json!({
-        "@odata.type": "Microsoft.Dynamics.CRM.Label",
-        "LocalizedLabels": [{"@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel", "Label": text, "LanguageCode": 1033}],
-    })
-}
-
-/// The Metadata API bodies of the cosell columns on opportunity.
+/// The Metadata API bodies of the cosell columns on opportunity: the definitions
+/// `cosell dataverse provision` uses (`schema/dataverse-columns.json`).
 pub fn cosell_columns() -> Vec<Value> {
-    let string = |schema: &str, display: &str, max: u64| {
-        json!({
-            "@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
-            "AttributeType": "String", "AttributeTypeName": {"Value": "StringType"},
-            "SchemaName": schema, "DisplayName": label(display), "MaxLength": max,
-            "FormatName": {"Value": "Text"},
-            "RequiredLevel": {"Value": "None", "CanBeChanged": true, "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings"},
-        })
-    };
-    let help = [
-        "Workload specific value proposition",
-        "Customer technical architecture",
-        "Proof of concept or demo",
-        "Quotes or licensing",
-        "Post sales customer success",
-        "General or other",
-    ];
-    vec![
-        json!({
-            "@odata.type": "Microsoft.Dynamics.CRM.BooleanAttributeMetadata",
-            "AttributeType": "Boolean", "AttributeTypeName": {"Value": "BooleanType"},
-            "SchemaName": "cosell_SyncWithPartnerCenter", "DisplayName": label("Sync with Partner Center"),
-            "DefaultValue": false,
-            "OptionSet": {"TrueOption": {"Value": 1, "Label": label("Yes")}, "FalseOption": {"Value": 0, "Label": label("No")}, "OptionSetType": "Boolean"},
-        }),
-        string("cosell_ReferralIdentifier", "Referral Identifier", 100),
-        string("cosell_ReferralLink", "Referral Link", 2000),
-        json!({
-            "@odata.type": "Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
-            "AttributeType": "Picklist", "AttributeTypeName": {"Value": "PicklistType"},
-            "SchemaName": "cosell_HowCanMicrosoftHelp", "DisplayName": label("How can Microsoft help?"),
-            "OptionSet": {
-                "@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata", "IsGlobal": false, "OptionSetType": "Picklist",
-                "Options": help.iter().enumerate().map(|(i, l)| json!({"Value": 100_000_000 + i as i64, "Label": label(l)})).collect::<Vec<_>>(),
-            },
-        }),
-        string("cosell_Products", "Products", 4000),
-        json!({
-            "@odata.type": "Microsoft.Dynamics.CRM.MemoAttributeMetadata",
-            "AttributeType": "Memo", "AttributeTypeName": {"Value": "MemoType"},
-            "SchemaName": "cosell_Audit", "DisplayName": label("Audit"), "MaxLength": 100000,
-            "Format": "TextArea",
-        }),
-    ]
+    serde_json::from_str(include_str!("../../../schema/dataverse-columns.json"))
+        .expect("schema/dataverse-columns.json is a JSON array")
 }
 
 struct SplitMix(u64);

@@ -9,15 +9,22 @@
 //! | POST | `/admin/v1/steps/{step}/versions` | deploy: body is the `.wasm` file |
 //! | POST | `/admin/v1/steps/{step}/rollback` | body `{"to": "<hash or prefix>"}` or empty |
 //! | POST | `/admin/v1/pipelines/{direction}/run` | run a record through a pipeline (preview) |
+//! | GET | `/admin/v1/queue` | sync events pending, running, dead |
+//! | GET | `/admin/v1/dead-letters` | events that failed every attempt, with the reason |
+//! | POST | `/admin/v1/dead-letters/replay` | `{"ids": [..]}` or `{"all": true}`: queue them again |
+//! | GET | `/admin/v1/audit?record=&limit=` | the audit trail, newest first |
 //!
 //! Errors are JSON `{"error": "<what went wrong and what to do>"}` with a fitting status.
 
 mod auth;
 mod handlers;
+mod sync_handlers;
 
 use crate::config::Secret;
 use crate::deploy::Deployer;
 use crate::metrics::Metrics;
+use crate::store::SyncStore;
+use crate::sync::worker::Wakeup;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -29,6 +36,10 @@ pub struct AdminState {
     pub deployer: Arc<Deployer>,
     pub metrics: Arc<Metrics>,
     pub token: Arc<Secret>,
+    /// The sync engine's state, when syncing is configured.
+    pub sync_store: Option<Arc<dyn SyncStore>>,
+    /// Wakes the sync workers (after a replay).
+    pub wakeup: Option<Wakeup>,
 }
 
 /// The admin router.
@@ -50,6 +61,10 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/steps/{step}/rollback", post(handlers::rollback))
         .route("/pipelines/{direction}/run", post(handlers::run_pipeline))
+        .route("/queue", get(sync_handlers::queue))
+        .route("/dead-letters", get(sync_handlers::dead_letters))
+        .route("/dead-letters/replay", post(sync_handlers::replay))
+        .route("/audit", get(sync_handlers::audit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,

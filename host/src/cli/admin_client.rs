@@ -1,4 +1,5 @@
-//! `cosell mapping deploy | list | rollback`: talk to a running host's admin API.
+//! `cosell mapping deploy | list | rollback` (and the helpers other admin commands share):
+//! talk to a running host's admin API.
 
 use super::AdminArgs;
 use anyhow::{Context as _, Result};
@@ -6,7 +7,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 
-fn client() -> Result<reqwest::Client> {
+pub(super) fn client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .connect_timeout(Duration::from_secs(5))
@@ -14,12 +15,12 @@ fn client() -> Result<reqwest::Client> {
         .context("building the HTTP client")
 }
 
-fn url(admin: &AdminArgs, path: &str) -> String {
+pub(super) fn url(admin: &AdminArgs, path: &str) -> String {
     format!("{}/admin/v1{path}", admin.admin_url.trim_end_matches('/'))
 }
 
 /// Sends the request; prints the JSON answer on stdout on success, the error on stderr.
-async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) -> Result<i32> {
+pub(super) async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) -> Result<i32> {
     let response = request
         .bearer_auth(&admin.token)
         .send()

@@ -1,9 +1,13 @@
-//! The `cosell` command line: `serve`, and `mapping test | deploy | list | rollback`.
+//! The `cosell` command line: `serve`, `sandbox`, `mapping test | deploy | list | rollback`,
+//! `dead-letters list | replay`, and the setup commands `partner-center register-webhooks`,
+//! `dataverse provision | register-webhook`.
 
 mod admin_client;
+mod dead_letters;
 mod mapping_test;
 mod sandbox;
 mod serve;
+pub mod setup;
 
 use crate::runtime::Direction;
 use anyhow::Result;
@@ -46,6 +50,68 @@ pub enum Command {
     /// Work with mapping components: test them locally, deploy, list and roll back.
     #[command(subcommand)]
     Mapping(MappingCommand),
+    /// Show and replay sync events that failed every attempt.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCommand),
+    /// Partner Center setup.
+    #[command(subcommand, name = "partner-center")]
+    PartnerCenter(PartnerCenterCommand),
+    /// Dataverse setup.
+    #[command(subcommand)]
+    Dataverse(DataverseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List the dead letters of a running host: record, attempts, last error.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Queue dead letters again (after the cause is fixed, e.g. a fixed mapping deployed).
+    Replay {
+        /// The ids to replay (from `cosell dead-letters list`).
+        ids: Vec<i64>,
+        /// Replay every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartnerCenterCommand {
+    /// Register cosell's webhook URL for referral-created, referral-updated,
+    /// related-referral-created and related-referral-updated.
+    RegisterWebhooks {
+        #[arg(long, short, env = "COSELL_CONFIG")]
+        config: PathBuf,
+        /// The public URL of `/webhooks/partner-center` (behind your TLS proxy).
+        #[arg(long)]
+        url: String,
+        /// Replace an existing registration (Partner Center keeps one per tenant).
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataverseCommand {
+    /// Create cosell's custom columns on opportunity (only the missing ones; safe to re-run).
+    Provision {
+        #[arg(long, short, env = "COSELL_CONFIG")]
+        config: PathBuf,
+    },
+    /// Create or update the `cosell` service endpoint and its steps on opportunity Create and
+    /// Update, authenticated as [webhooks.dataverse] says.
+    RegisterWebhook {
+        #[arg(long, short, env = "COSELL_CONFIG")]
+        config: PathBuf,
+        /// The public URL of `/webhooks/dataverse`.
+        #[arg(long)]
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +196,23 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Mapping(MappingCommand::Rollback { step, to, admin }) => {
             admin_client::rollback(&admin, &step, to.as_deref()).await
+        }
+        Command::DeadLetters(DeadLettersCommand::List { admin }) => {
+            dead_letters::list(&admin).await
+        }
+        Command::DeadLetters(DeadLettersCommand::Replay { ids, all, admin }) => {
+            dead_letters::replay(&admin, &ids, all).await
+        }
+        Command::PartnerCenter(PartnerCenterCommand::RegisterWebhooks {
+            config,
+            url,
+            overwrite,
+        }) => setup::register_webhooks_command(&config, &url, overwrite).await,
+        Command::Dataverse(DataverseCommand::Provision { config }) => {
+            setup::provision_command(&config).await
+        }
+        Command::Dataverse(DataverseCommand::RegisterWebhook { config, url }) => {
+            setup::register_dataverse_webhook_command(&config, &url).await
         }
     }
 }

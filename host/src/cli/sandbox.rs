@@ -18,6 +18,9 @@ pub struct SandboxArgs {
     /// The host's admin API address.
     #[arg(long, default_value = "127.0.0.1:8686")]
     pub admin_listen: SocketAddr,
+    /// Where the host receives both services' webhooks.
+    #[arg(long, default_value = "127.0.0.1:8689")]
+    pub webhooks_listen: SocketAddr,
     /// The Partner Center emulator's address (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8687")]
     pub partner_center_listen: SocketAddr,
@@ -47,6 +50,7 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         data_dir: args.data_dir,
         components_dir: args.components_dir,
         admin_listen: args.admin_listen,
+        webhooks_listen: args.webhooks_listen,
         partner_center_listen: args.partner_center_listen,
         dataverse_listen: args.dataverse_listen,
         referrals: args.referrals,
@@ -70,6 +74,9 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         "  cosell admin API on {} (token in the manifest)",
         m.host.admin_url
     );
+    if let Some(webhooks) = &m.host.webhook_url {
+        eprintln!("  cosell webhooks on {webhooks} (registered with both emulators)");
+    }
     eprintln!(
         "  endpoints, secrets and pid: {}",
         running.manifest_path.display()

@@ -4,9 +4,16 @@
 //! be run from anywhere. Secrets (the admin token) are never written in the file itself: it
 //! names an environment variable or a file that holds them. See `cosell.example.toml`.
 
+mod connections;
 mod secret;
+mod sync;
 
+pub use connections::{
+    DataverseAuthKind, DataverseConfig, DataverseWebhookAuth, PartnerCenterConfig,
+    PartnerCenterWebhookConfig, SecretRef, WebhooksConfig,
+};
 pub use secret::Secret;
+pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
 
 use crate::runtime::{Direction, Limits, StepConfig};
 use anyhow::{Context as _, Result, bail};
@@ -29,6 +36,15 @@ pub struct HostConfig {
     #[serde(default)]
     pub deploy: DeployConfig,
     pub pipelines: PipelinesConfig,
+    /// Partner Center; without it (or `[dataverse]`) the host only serves mappings.
+    pub partner_center: Option<PartnerCenterConfig>,
+    pub dataverse: Option<DataverseConfig>,
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
+    pub pollers: PollersConfig,
 }
 
 /// `[admin]`: the operator's HTTP API (deploy, list, rollback, health, metrics).
@@ -171,6 +187,20 @@ impl HostConfig {
         if let Some(file) = self.admin.token_file.as_mut() {
             resolve(file);
         }
+        if let Some(pc) = self.partner_center.as_mut() {
+            pc.client_secret.resolve(base);
+            pc.refresh_token.resolve(base);
+            pc.webhooks
+                .trusted_certificates
+                .iter_mut()
+                .for_each(resolve);
+        }
+        if let Some(dv) = self.dataverse.as_mut() {
+            dv.client_secret.resolve(base);
+        }
+        if let Some(auth) = self.webhooks.dataverse.as_mut() {
+            auth.value.resolve(base);
+        }
         let steps = self
             .pipelines
             .partner_center_to_crm
@@ -198,6 +228,17 @@ impl HostConfig {
                     );
                 }
             }
+        }
+        if self.partner_center.is_some() != self.dataverse.is_some() {
+            bail!(
+                "syncing needs both [partner_center] and [dataverse]; configure both, or neither to only serve mappings"
+            );
+        }
+        if self.sync.workers == 0 || self.sync.max_attempts == 0 {
+            bail!("sync.workers and sync.max_attempts must be at least 1");
+        }
+        if !self.sync.referral_link_template.contains("{id}") {
+            bail!("sync.referral_link_template must contain {{id}}");
         }
         if names.is_empty() {
             bail!(

@@ -32,6 +32,8 @@ pub struct HostEndpoints {
     pub admin_token: String,
     /// The host configuration the sandbox wrote (and the host runs).
     pub config: String,
+    /// Where the host receives both services' webhooks.
+    pub webhook_url: Option<String>,
 }
 
 /// What was seeded.
@@ -56,6 +58,7 @@ pub struct SandboxManifest {
 }
 
 /// The application an emulator knows cosell as.
+#[derive(Clone)]
 pub(super) struct AppIdentity {
     pub tenant_id: String,
     pub client_id: String,
@@ -98,6 +101,7 @@ impl SandboxManifest {
                 admin_url: format!("http://{}", host.admin_addr),
                 admin_token: token.expose().to_owned(),
                 config: config_path.display().to_string(),
+                webhook_url: host.webhook_addr.map(|a| format!("http://{a}")),
             },
             pid: std::process::id(),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -3,9 +3,12 @@
 //! Starts the Partner Center and Dataverse emulators (crate `cosell-emulators`) and the host
 //! (embedded SQLite store, default mappings deployed), all on loopback, seeds a realistic data
 //! set, and writes where everything is to `<data-dir>/sandbox.json` so scripts and tests can
-//! find it. Once the sync engine lands, the host it starts will sync the two emulators.
+//! find it. The host syncs the two emulators: both services' webhooks are registered with it
+//! (through their real APIs, as `cosell partner-center register-webhooks` and
+//! `cosell dataverse register-webhook` do), and the pollers run as in production.
 
 mod manifest;
+mod wiring;
 
 pub use manifest::{SandboxManifest, ServiceEndpoints};
 
@@ -29,6 +32,8 @@ pub struct SandboxOptions {
     pub components_dir: PathBuf,
     /// The admin API's address (port 0: any free port).
     pub admin_listen: SocketAddr,
+    /// The webhook listener's address (port 0: any free port).
+    pub webhooks_listen: SocketAddr,
     /// The emulators' addresses.
     pub partner_center_listen: SocketAddr,
     pub dataverse_listen: SocketAddr,
@@ -103,11 +108,24 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
         .admin_token
         .clone()
         .unwrap_or_else(|| Secret::new(format!("sandbox-{}", uuid_like())));
+    let services = wiring::Services {
+        partner_center_url: pc_server.url(),
+        partner_center: pc_app.clone(),
+        partner_center_refresh_token: partner_center.refresh_token(),
+        dataverse_url: dv_server.url(),
+        dataverse: dv_app.clone(),
+    };
     let config_path = options.data_dir.join("cosell.toml");
-    std::fs::write(&config_path, host_config_text(&options, &components))
+    let text = wiring::write_config(&options, &components_text(&components), &services).await?;
+    std::fs::write(&config_path, text)
         .with_context(|| format!("writing {}", config_path.display()))?;
     let config = HostConfig::load(&config_path)?;
-    let host = crate::server::start(config, token.clone()).await?;
+    let host = crate::server::start(config.clone(), token.clone()).await?;
+    if let Some(addr) = host.webhook_addr {
+        // A separate sign-in for setup: the host's refresh token stays the host's.
+        let setup_token = partner_center.refresh_token();
+        wiring::register_webhooks(&config, &services, setup_token, addr).await?;
+    }
 
     let manifest = SandboxManifest::new(
         ServiceEndpoints::new(
@@ -175,20 +193,10 @@ impl DefaultComponents {
     }
 }
 
-fn host_config_text(options: &SandboxOptions, components: &DefaultComponents) -> String {
+/// The pipeline part of the host configuration.
+fn components_text(components: &DefaultComponents) -> String {
     format!(
-        r#"# Written by `cosell sandbox`; edit a copy to run `cosell serve` yourself.
-[admin]
-listen = "{admin}"
-token_env = "COSELL_ADMIN_TOKEN"
-
-[state]
-path = "cosell.db"
-
-[deploy]
-watch_dir = "drop"
-
-[[pipelines.partner-center-to-crm]]
+        r#"[[pipelines.partner-center-to-crm]]
 step = "referral-to-opportunity"
 component = "{r2o}"
 
@@ -196,14 +204,13 @@ component = "{r2o}"
 step = "opportunity-to-referral"
 component = "{o2r}"
 "#,
-        admin = options.admin_listen,
         r2o = components.referral_to_opportunity.display(),
         o2r = components.opportunity_to_referral.display(),
     )
 }
 
 /// A random hex string for tokens (not security-critical: the sandbox listens on loopback).
-fn uuid_like() -> String {
+pub(crate) fn uuid_like() -> String {
     use rand::Rng;
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);

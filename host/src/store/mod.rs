@@ -1,11 +1,17 @@
 //! Durable state of the host.
 //!
-//! For now that is the deployed versions of each mapping step and the history of which one was
-//! active when; the event queue, record links, cursors and audit trail join it with the sync
-//! engine. Storage sits behind traits so a PostgreSQL backend can serve several host replicas;
-//! [`sqlite`] is the embedded default.
+//! Two traits: [`DeploymentStore`] (the deployed versions of each mapping step and which one
+//! was active when) and [`SyncStore`] (the event queue, dead letters, record links, cursors,
+//! credentials and the audit trail, in [`sync`]). Storage sits behind traits so a PostgreSQL
+//! backend can serve several host replicas; [`sqlite`] is the embedded default.
 
 pub mod sqlite;
+pub mod sync;
+
+pub use sync::{
+    AuditEntry, DeadLetter, Enqueued, Link, NewEvent, QueueCounts, QueuedEvent, REPLAY_ORIGIN,
+    Side, SyncStore,
+};
 
 use anyhow::Result;
 use serde::Serialize;

@@ -2,9 +2,9 @@
 
 use super::auth::TokenCache;
 use super::error::{PartnerCenterError, message_of};
-use super::retry;
 use super::{PartnerCenterSettings, Result};
 use crate::config::Secret;
+use crate::connections::retry;
 use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -59,6 +59,12 @@ impl PartnerCenterClient {
             }),
             correlation_id: None,
         })
+    }
+
+    /// Calls `hook` with each new (rotated) refresh token, e.g. to store it: refresh tokens
+    /// may be single use, so the one in the configuration works only once.
+    pub fn on_refresh_token_rotated(&self, hook: super::auth::RotationHook) {
+        self.shared.tokens.set_rotation_hook(hook);
     }
 
     /// The same client sending `MS-CorrelationId: id` (without it, each call gets a new one).
@@ -183,6 +189,10 @@ impl PartnerCenterClient {
         Ok(patched)
     }
 
+    pub(super) fn base_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
     fn referral_url(&self, id: &str) -> Result<String> {
         let mut url = reqwest::Url::parse(&format!("{}{REFERRALS}", self.shared.base_url))
             .map_err(|e| PartnerCenterError::BadRequest(format!("base_url is not a URL: {e}")))?;
@@ -195,7 +205,7 @@ impl PartnerCenterClient {
     /// One logical call: one `MS-RequestId` for all its attempts; 429 waits `Retry-After`, 5xx
     /// and connection errors back off, both up to `max_retries`; a 401 refreshes the token once.
     /// `what` names the resource in errors.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         url: &str,

@@ -51,24 +51,4 @@ pub enum PartnerCenterError {
     InvalidResponse(String),
 }
 
-/// The readable message of an error body: `{"error": {"message"}}` (Partner Center),
-/// `{"error_description"}` (Entra ID) or the text itself, shortened.
-pub(crate) fn message_of(body: &str) -> String {
-    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let found = parsed.as_ref().and_then(|v| {
-        v["error"]["message"]
-            .as_str()
-            .or_else(|| v["error_description"].as_str())
-            .or_else(|| v["message"].as_str())
-            .or_else(|| v["error"].as_str())
-            .map(str::to_owned)
-    });
-    found.unwrap_or_else(|| {
-        let text = body.trim();
-        match text.char_indices().nth(300) {
-            Some((i, _)) => format!("{}…", &text[..i]),
-            None if text.is_empty() => "(empty body)".into(),
-            None => text.to_owned(),
-        }
-    })
-}
+pub(crate) use crate::connections::message_of;

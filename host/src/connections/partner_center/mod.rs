@@ -3,7 +3,6 @@
 //!
 //! - [`auth`]: the refresh-token grant and the access-token cache (single-use refresh tokens:
 //!   each answer's replacement is kept).
-//! - [`retry`]: backoff, `Retry-After` and request ids.
 //! - [`client`]: [`PartnerCenterClient`] and its calls.
 //! - [`error`]: [`PartnerCenterError`], whose messages say what to do.
 //!
@@ -14,7 +13,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
-pub mod retry;
+pub mod webhooks;
 
 pub use client::{PartnerCenterClient, Referral};
 pub use error::PartnerCenterError;

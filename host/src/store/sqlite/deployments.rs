@@ -1,71 +1,9 @@
-//! The embedded SQLite store (WAL mode), the default for a single host.
+//! [`DeploymentStore`] on SQLite: mapping versions (content-addressed) and the activation log.
 
-use super::{ActivationReason, DeploymentStore, StoredVersion, VersionSummary};
+use super::{SqliteStore, now};
+use crate::store::{ActivationReason, DeploymentStore, StoredVersion, VersionSummary};
 use anyhow::{Context as _, Result};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::path::Path;
-use std::sync::Mutex;
-
-/// A SQLite database file holding the host's state.
-pub struct SqliteStore {
-    // One connection behind a mutex: deployments are rare and small, and SQLite serialises
-    // writers anyway. The sync engine's queue will use its own connection pool.
-    conn: Mutex<Connection>,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS mapping_versions (
-    step        TEXT    NOT NULL,
-    version     TEXT    NOT NULL,
-    wasm        BLOB    NOT NULL,
-    size        INTEGER NOT NULL,
-    source      TEXT    NOT NULL,
-    uploaded_at TEXT    NOT NULL,
-    PRIMARY KEY (step, version)
-);
-CREATE TABLE IF NOT EXISTS mapping_activations (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    step         TEXT NOT NULL,
-    version      TEXT NOT NULL,
-    reason       TEXT NOT NULL,
-    activated_at TEXT NOT NULL,
-    FOREIGN KEY (step, version) REFERENCES mapping_versions (step, version)
-);
-CREATE INDEX IF NOT EXISTS mapping_activations_by_step ON mapping_activations (step, id);
-";
-
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the state directory {}", dir.display()))?;
-        }
-        let conn = Connection::open(path)
-            .with_context(|| format!("opening the state database {}", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("creating the schema in {}", path.display()))?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
-        // back), so a poisoned lock is safe to keep using.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 fn insert_activation(
     conn: &Connection,

@@ -1,4 +1,5 @@
-//! Retry policy: exponential backoff with jitter, `Retry-After`, and request ids.
+//! Retry policy shared by the clients: exponential backoff with jitter, `Retry-After`, and
+//! request ids.
 
 use rand::{Rng as _, RngExt as _};
 use reqwest::header::{HeaderMap, RETRY_AFTER};

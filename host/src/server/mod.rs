@@ -1,4 +1,7 @@
-//! Assembling and running the host: runtime, store, pipelines, deployer, admin API, watcher.
+//! Assembling and running the host: runtime, store, pipelines, deployer, admin API, watcher,
+//! and, when both services are configured, the sync engine ([`sync`]).
+
+pub mod sync;
 
 use crate::admin::{self, AdminState};
 use crate::config::{HostConfig, Secret};
@@ -18,6 +21,9 @@ pub struct RunningHost {
     /// Where the admin API listens (useful when the config asked for port 0).
     pub admin_addr: SocketAddr,
     pub deployer: Arc<Deployer>,
+    /// Where the webhooks listen, when syncing is configured.
+    pub webhook_addr: Option<SocketAddr>,
+    sync: Option<sync::SyncParts>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     watcher: Option<JoinHandle<()>>,
@@ -29,7 +35,8 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     let limits = config.limits.clone();
     let runtime =
         Arc::new(tokio::task::spawn_blocking(move || MappingRuntime::new(limits)).await??);
-    let store: Arc<dyn DeploymentStore> = Arc::new(SqliteStore::open(&config.state.path)?);
+    let sqlite = Arc::new(SqliteStore::open(&config.state.path)?);
+    let store: Arc<dyn DeploymentStore> = sqlite.clone();
     let boot = {
         let (pipelines, store, metrics, runtime) = (
             config.pipelines.clone(),
@@ -57,6 +64,25 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         None => None,
     };
 
+    let sync = match &config.partner_center {
+        Some(_) => Some(
+            sync::start(
+                &config,
+                sqlite.clone(),
+                deployer.pipelines().clone(),
+                metrics.clone(),
+            )
+            .await
+            .context("starting the sync engine")?,
+        ),
+        None => {
+            tracing::info!(
+                "no [partner_center] and [dataverse]: serving mappings only, not syncing"
+            );
+            None
+        }
+    };
+
     let listener = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| {
@@ -70,6 +96,8 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         deployer: deployer.clone(),
         metrics,
         token: Arc::new(token),
+        sync_store: sync.as_ref().map(|s| s.store.clone()),
+        wakeup: sync.as_ref().map(|s| s.wakeup.clone()),
     });
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -83,6 +111,8 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     Ok(RunningHost {
         admin_addr,
         deployer,
+        webhook_addr: sync.as_ref().map(|s| s.webhook_addr),
+        sync,
         shutdown,
         server,
         watcher,
@@ -95,6 +125,9 @@ impl RunningHost {
         let _ = self.shutdown.send(());
         if let Some(watcher) = self.watcher {
             watcher.abort();
+        }
+        if let Some(sync) = self.sync {
+            sync.shutdown().await;
         }
         self.server.await?.context("the admin API server failed")?;
         Ok(())

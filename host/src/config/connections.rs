@@ -1,0 +1,189 @@
+//! `[partner_center]`, `[dataverse]` and `[webhooks]`: where the two Microsoft services are, how
+//! cosell authenticates against them, and how their webhooks reach cosell.
+//!
+//! Secrets are never written in the file: a [`SecretRef`] names the environment variable or the
+//! file that holds each one, and is read only when the host starts.
+
+use super::Secret;
+use anyhow::{Context as _, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a secret is: `{ env = "VAR" }` or `{ file = "path" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+impl SecretRef {
+    /// Reads the secret; `what` names it in the error.
+    pub fn read(&self, what: &str) -> Result<Secret> {
+        match (&self.file, &self.env) {
+            (Some(file), _) => Secret::from_file(file),
+            (None, Some(var)) => Secret::from_env(var),
+            (None, None) => anyhow::bail!("{what} needs `env = \"VAR\"` or `file = \"path\"`"),
+        }
+        .with_context(|| format!("reading {what}"))
+    }
+
+    pub(super) fn resolve(&mut self, base: &std::path::Path) {
+        if let Some(file) = self.file.as_mut().filter(|f| f.is_relative()) {
+            *file = base.join(&*file);
+        }
+    }
+}
+
+fn default_timeout_secs() -> u64 {
+    30
+}
+fn default_max_retries() -> u32 {
+    6
+}
+
+/// `[partner_center]`: the Referrals and Webhooks APIs, with delegated (App+User) auth.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerCenterConfig {
+    /// The API root, `https://api.partner.microsoft.com`.
+    pub base_url: String,
+    /// `https://login.microsoftonline.com/<tenant>/oauth2/token`.
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    /// The delegated refresh token of a user with a co-sell role. Refresh tokens rotate: the
+    /// host keeps the newest one in its state database and uses this one only until then.
+    pub refresh_token: SecretRef,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// How webhook deliveries are authenticated.
+    #[serde(default)]
+    pub webhooks: PartnerCenterWebhookConfig,
+}
+
+impl PartnerCenterConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs.max(1))
+    }
+}
+
+/// `[partner_center.webhooks]`: which certificates may sign deliveries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartnerCenterWebhookConfig {
+    /// Hosts `x-ms-certificate-url` may name.
+    pub certificate_hosts: Vec<String>,
+    /// Accept `http://` certificate URLs (the sandbox's emulator only).
+    pub allow_http: bool,
+    /// Certificate files (PEM or DER) trusted as they are, e.g. the emulator's.
+    pub trusted_certificates: Vec<PathBuf>,
+}
+
+impl Default for PartnerCenterWebhookConfig {
+    fn default() -> Self {
+        Self {
+            // The host the certificate was observed on (reference §2.6); not documented by
+            // Microsoft as fixed, so operators can extend it.
+            certificate_hosts: vec!["3psostorageacct.blob.core.windows.net".into()],
+            allow_http: false,
+            trusted_certificates: Vec::new(),
+        }
+    }
+}
+
+/// `[dataverse]`: the environment's Web API, as an application user (client credentials).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataverseConfig {
+    /// The environment root, `https://<org>.crm.dynamics.com`.
+    pub url: String,
+    /// `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`.
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    /// Defaults to `<url>/.default`.
+    pub scope: Option<String>,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Requests in flight at most; lowered automatically while Dataverse throttles (its limit
+    /// is 52 concurrent requests per user).
+    #[serde(default = "default_dataverse_concurrency")]
+    pub max_concurrency: usize,
+}
+
+fn default_dataverse_concurrency() -> usize {
+    16
+}
+
+impl DataverseConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs.max(1))
+    }
+}
+
+/// `[webhooks]`: the listener both services deliver to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Where `/webhooks/partner-center` and `/webhooks/dataverse` are served. Put a TLS
+    /// reverse proxy in front of it for the real services.
+    pub listen: SocketAddr,
+    /// Larger bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// How Dataverse's webhook authenticates (the service endpoint's auth type and value).
+    pub dataverse: Option<DataverseWebhookAuth>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8689)),
+            max_body_bytes: 256 * 1024,
+            dataverse: None,
+        }
+    }
+}
+
+/// How a Dataverse service endpoint authenticates its deliveries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataverseWebhookAuth {
+    /// `http-header` (header `name: value`), `webhook-key` (query `code=value`) or
+    /// `query-string` (query `name=value`).
+    pub kind: DataverseAuthKind,
+    /// Header or query parameter name (not used by `webhook-key`).
+    #[serde(default = "default_auth_name")]
+    pub name: String,
+    pub value: SecretRef,
+}
+
+fn default_auth_name() -> String {
+    "x-cosell-key".into()
+}
+
+/// The Dataverse service endpoint auth types cosell accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataverseAuthKind {
+    HttpHeader,
+    WebhookKey,
+    QueryString,
+}
+
+impl DataverseAuthKind {
+    /// The `authtype` value of a `serviceendpoint` row.
+    pub fn authtype(self) -> i64 {
+        match self {
+            DataverseAuthKind::WebhookKey => 4,
+            DataverseAuthKind::HttpHeader => 5,
+            DataverseAuthKind::QueryString => 6,
+        }
+    }
+}

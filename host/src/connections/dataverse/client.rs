@@ -1,0 +1,499 @@
+//! [`DataverseClient`]: the request loop every call shares (token, limiter, headers, retries)
+//! and the row calls: get, query with paging, create, update and upsert by alternate key.
+
+use super::auth::TokenCache;
+use super::error::{DataverseError, code_of};
+use super::limiter::{Limiter, Window};
+use super::{DataverseSettings, Result};
+use crate::config::Secret;
+use crate::connections::{message_of, retry};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The Web API path below the environment root.
+const API_PATH: &str = "/api/data/v9.2";
+
+/// A row and the `@odata.etag` to send back in `If-Match`.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub body: Value,
+    pub etag: Option<String>,
+}
+
+/// What a request carries.
+pub(crate) enum Payload<'a> {
+    Empty,
+    Json(&'a Value),
+    Raw { content_type: String, text: String },
+}
+
+/// One logical call, sent (and retried) by [`DataverseClient::exchange`].
+pub(crate) struct Call<'a> {
+    pub method: Method,
+    /// Absolute URL.
+    pub url: String,
+    pub payload: Payload<'a>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether sending it twice is harmless (decides retries after it may have arrived).
+    pub idempotent: bool,
+    /// Names the resource in errors, e.g. `opportunities(<id>)`.
+    pub what: String,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: Method, url: String, what: impl Into<String>) -> Self {
+        let idempotent = method != Method::POST;
+        Self {
+            method,
+            url,
+            payload: Payload::Empty,
+            headers: Vec::new(),
+            idempotent,
+            what: what.into(),
+        }
+    }
+
+    pub(crate) fn json(mut self, body: &'a Value) -> Self {
+        self.payload = Payload::Json(body);
+        self
+    }
+
+    pub(crate) fn header(mut self, name: &'static str, value: &str) -> Result<Self> {
+        let value = HeaderValue::from_str(value).map_err(|_| DataverseError::BadRequest {
+            code: String::new(),
+            message: format!("{value:?} is not a valid {name} header value"),
+        })?;
+        self.headers.push((HeaderName::from_static(name), value));
+        Ok(self)
+    }
+}
+
+/// A final answer (after retries): any status but 429/5xx/401, which become errors.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    /// The body as JSON (`Null` when empty).
+    pub(crate) fn json(&self, what: &str) -> Result<Value> {
+        if self.text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&self.text)
+            .map_err(|e| DataverseError::InvalidResponse(format!("{what}: not JSON: {e}")))
+    }
+
+    /// The id in `OData-EntityId` (`…/set(<id>)`).
+    pub(crate) fn entity_id(&self, what: &str) -> Result<String> {
+        self.headers
+            .get("OData-EntityId")
+            .and_then(|v| v.to_str().ok())
+            .and_then(id_of_entity_url)
+            .ok_or_else(|| {
+                DataverseError::InvalidResponse(format!(
+                    "{what}: no OData-EntityId with the row id"
+                ))
+            })
+    }
+}
+
+/// The id between the last parentheses of an entity URL.
+pub(crate) fn id_of_entity_url(url: &str) -> Option<String> {
+    let inner = url.trim().strip_suffix(')')?;
+    let open = inner.rfind('(')?;
+    Some(inner[open + 1..].to_owned()).filter(|id| !id.is_empty())
+}
+
+/// An alternate-key value for the URL: quotes doubled (OData), then percent-encoded but for
+/// unreserved characters and the quote.
+fn encode_key(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.replace('\'', "''").bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~'".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Turns a failed final answer into its typed error.
+pub(crate) fn check(answer: Answer, what: &str) -> Result<Answer> {
+    let status = answer.status;
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        return Ok(answer);
+    }
+    let message = message_of(&answer.text);
+    Err(match status {
+        StatusCode::NOT_FOUND => DataverseError::NotFound(format!("{what} ({message})")),
+        StatusCode::PRECONDITION_FAILED => {
+            DataverseError::PreconditionFailed(format!("{what}: {message}"))
+        }
+        StatusCode::FORBIDDEN => DataverseError::Forbidden(format!("{what}: {message}")),
+        StatusCode::UNAUTHORIZED => DataverseError::Unauthorized(message),
+        StatusCode::BAD_REQUEST => DataverseError::BadRequest {
+            code: code_of(&answer.text),
+            message: format!("{what}: {message}"),
+        },
+        s => DataverseError::BadRequest {
+            code: code_of(&answer.text),
+            message: format!("{what} answered {s}: {message}"),
+        },
+    })
+}
+
+struct Shared {
+    http: reqwest::Client,
+    root: String,
+    api: reqwest::Url,
+    max_retries: u32,
+    tokens: TokenCache,
+    limiter: Arc<Limiter>,
+}
+
+/// A Dataverse Web API client. Cloning shares the connection pool, token cache and limiter.
+#[derive(Clone)]
+pub struct DataverseClient {
+    shared: Arc<Shared>,
+    page_size: Option<u32>,
+}
+
+impl std::fmt::Debug for DataverseClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataverseClient")
+            .field("url", &self.shared.root)
+            .field("page_size", &self.page_size)
+            .field("limiter", &self.shared.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataverseClient {
+    /// A client; nothing is sent until the first call.
+    pub fn new(settings: DataverseSettings) -> Result<Self> {
+        let root = settings.url.trim_end_matches('/').to_owned();
+        let api = reqwest::Url::parse(&format!("{root}{API_PATH}/")).map_err(|e| {
+            DataverseError::BadRequest {
+                code: String::new(),
+                message: format!("url {:?} is not a URL ({e}); set it to the environment root, e.g. https://contoso.crm.dynamics.com", settings.url),
+            }
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .build()
+            .map_err(|e| DataverseError::Transport(format!("building the HTTP client: {e}")))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                http,
+                tokens: TokenCache::new(&settings, &root),
+                root,
+                api,
+                max_retries: settings.max_retries,
+                limiter: Limiter::new(settings.max_concurrency),
+            }),
+            page_size: None,
+        })
+    }
+
+    /// The same client asking for pages of at most `rows` rows (`Prefer: odata.maxpagesize`)
+    /// in [`query`](Self::query) and [`track_changes`](Self::track_changes).
+    pub fn with_page_size(&self, rows: u32) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            page_size: Some(rows.clamp(1, 5000)),
+        }
+    }
+
+    /// The limiter's current bound, requests in flight and run of successes.
+    pub fn concurrency(&self) -> Window {
+        self.shared.limiter.window()
+    }
+
+    /// `GET {set}({id})?{query}`: the row and its etag, `None` when there is no such row.
+    pub async fn get(&self, set: &str, id: &str, query: &str) -> Result<Option<Row>> {
+        let what = format!("{set}({id})");
+        let url = self.url(&what, query)?;
+        match self.send(Call::new(Method::GET, url, &what)).await {
+            Ok(answer) => {
+                let body = answer.json(&what)?;
+                let etag = body["@odata.etag"].as_str().map(str::to_owned);
+                Ok(Some(Row { body, etag }))
+            }
+            Err(DataverseError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET {set}?{query}`: every row, following `@odata.nextLink` (same origin only).
+    pub async fn query(&self, set: &str, query: &str) -> Result<Vec<Value>> {
+        let url = self.url(set, query)?;
+        let (rows, _) = self.pages(url, set, None).await?;
+        Ok(rows)
+    }
+
+    /// `POST {set}`: creates a row and answers its id (from `OData-EntityId`). Not retried once
+    /// the request may have reached Dataverse (it could create the row twice).
+    pub async fn create(&self, set: &str, body: &Value) -> Result<String> {
+        let url = self.url(set, "")?;
+        let answer = self
+            .send(Call::new(Method::POST, url, set).json(body))
+            .await?;
+        answer.entity_id(set)
+    }
+
+    /// `PATCH {set}({id})` with `If-Match: if_match`, or `If-Match: *` when `None` (so it never
+    /// creates a row). A changed row is [`DataverseError::PreconditionFailed`], a missing one
+    /// [`DataverseError::NotFound`].
+    pub async fn update(
+        &self,
+        set: &str,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<()> {
+        let what = format!("{set}({id})");
+        let url = self.url(&what, "")?;
+        let call = Call::new(Method::PATCH, url, &what)
+            .json(body)
+            .header("if-match", if_match.unwrap_or("*"))?;
+        self.send(call).await.map(drop)
+    }
+
+    /// `PATCH {set}({key_column}='{key_value}')`: creates the row or updates the one with that
+    /// alternate key; answers its id.
+    pub async fn upsert_by_key(
+        &self,
+        set: &str,
+        key_column: &str,
+        key_value: &str,
+        body: &Value,
+    ) -> Result<String> {
+        let what = format!("{set}({key_column}='{key_value}')");
+        let path = format!("{set}({key_column}='{}')", encode_key(key_value));
+        let url = self.url(&path, "")?;
+        let answer = self
+            .send(Call::new(Method::PATCH, url, &what).json(body))
+            .await?;
+        answer.entity_id(&what)
+    }
+
+    /// `{url}/api/data/v9.2/{path}?{query}`, percent-encoded.
+    pub(crate) fn url(&self, path: &str, query: &str) -> Result<String> {
+        let path = path.trim_start_matches('/');
+        let mut url = self
+            .shared
+            .api
+            .join(&format!(
+                "./{}",
+                path.replace('?', "%3F").replace('#', "%23")
+            ))
+            .map_err(|e| DataverseError::BadRequest {
+                code: String::new(),
+                message: format!("{path:?} is not a Web API path: {e}"),
+            })?;
+        let query = query.trim_start_matches('?');
+        url.set_query((!query.is_empty()).then_some(query));
+        Ok(url.to_string())
+    }
+
+    /// Checks that a link Dataverse sent stays on its origin (the bearer token must not leave).
+    pub(crate) fn own_link(&self, link: &str, previous: &str) -> Result<String> {
+        let parsed = reqwest::Url::parse(link).map_err(|e| {
+            DataverseError::InvalidResponse(format!("the link {link} is not a URL: {e}"))
+        })?;
+        if parsed.origin() != self.shared.api.origin() || link == previous {
+            return Err(DataverseError::InvalidResponse(format!(
+                "the link {link} leaves {} or repeats the page",
+                self.shared.root
+            )));
+        }
+        Ok(link.to_owned())
+    }
+
+    /// Reads `url` and its `@odata.nextLink` pages; answers the rows and the last page's
+    /// `@odata.deltaLink`. `prefer` is added to the page-size preference on every page.
+    pub(crate) async fn pages(
+        &self,
+        url: String,
+        what: &str,
+        prefer: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<String>)> {
+        let prefer: Vec<String> = prefer
+            .map(str::to_owned)
+            .into_iter()
+            .chain(self.page_size.map(|n| format!("odata.maxpagesize={n}")))
+            .collect();
+        let mut next = Some(url);
+        let mut rows = Vec::new();
+        let mut delta = None;
+        while let Some(page_url) = next.take() {
+            let mut call = Call::new(Method::GET, page_url.clone(), what);
+            if !prefer.is_empty() {
+                call = call.header("prefer", &prefer.join(","))?;
+            }
+            let mut page = self.send(call).await?.json(what)?;
+            let Value::Array(items) = page["value"].take() else {
+                return Err(DataverseError::InvalidResponse(format!(
+                    "a page of {what} has no 'value' array"
+                )));
+            };
+            rows.extend(items);
+            if let Some(link) = page["@odata.nextLink"].as_str() {
+                next = Some(self.own_link(link, &page_url)?);
+            }
+            delta = page["@odata.deltaLink"].as_str().map(str::to_owned);
+        }
+        Ok((rows, delta))
+    }
+
+    /// [`exchange`](Self::exchange), then a typed error for a failed answer.
+    pub(crate) async fn send(&self, call: Call<'_>) -> Result<Answer> {
+        let what = call.what.clone();
+        check(self.exchange(call).await?, &what)
+    }
+
+    /// One logical call: one `x-ms-client-request-id` for all its attempts, each attempt inside
+    /// a limiter slot. 429 lowers the concurrency and waits `Retry-After`; 5xx and connection
+    /// errors back off; both up to `max_retries`. A call that is not idempotent is retried only
+    /// when it surely was not carried out: a refused connection, a 429 or a 503. A 401 fetches a
+    /// new token once.
+    pub(crate) async fn exchange(&self, call: Call<'_>) -> Result<Answer> {
+        let shared = &self.shared;
+        let Call {
+            method, url, what, ..
+        } = &call;
+        let request_id = retry::new_uuid();
+        let mut attempt = 0u32;
+        let mut rejected: Option<Secret> = None;
+        let mut refreshed = false;
+        loop {
+            let token = shared.tokens.token(&shared.http, rejected.as_ref()).await?;
+            let request = self.request(&call, &token, &request_id);
+            let permit = shared.limiter.acquire().await;
+            tracing::debug!(%method, url, request_id, attempt, "Dataverse request");
+            let sent = request.send().await;
+            let wait = match sent {
+                Err(e) => {
+                    drop(permit);
+                    let safe = call.idempotent || e.is_connect();
+                    if e.is_builder() || !safe || attempt >= shared.max_retries {
+                        return Err(DataverseError::Transport(format!("{method} {what}: {e}")));
+                    }
+                    retry::backoff(attempt)
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    let text = response.text().await;
+                    drop(permit);
+                    let text = text.map_err(|e| {
+                        DataverseError::Transport(format!(
+                            "{method} {what}: reading the answer: {e}"
+                        ))
+                    })?;
+                    let retry_after = retry::retry_after(&headers);
+                    let message = || message_of(&text);
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        shared.limiter.throttled(retry_after);
+                        if attempt >= shared.max_retries {
+                            return Err(DataverseError::Throttled { retry_after });
+                        }
+                    } else if status.is_server_error() {
+                        let safe = call.idempotent || status == StatusCode::SERVICE_UNAVAILABLE;
+                        if !safe || attempt >= shared.max_retries {
+                            return Err(DataverseError::Server {
+                                status: status.as_u16(),
+                                message: format!("{method} {what}: {}", message()),
+                            });
+                        }
+                    } else {
+                        shared.limiter.succeeded();
+                        if status == StatusCode::UNAUTHORIZED {
+                            if refreshed {
+                                return Err(DataverseError::Unauthorized(format!(
+                                    "the Web API still answered 401 after a new token: {}",
+                                    message()
+                                )));
+                            }
+                            refreshed = true;
+                            rejected = Some(token);
+                            tracing::debug!(request_id, "Dataverse answered 401; new token");
+                            continue;
+                        }
+                        return Ok(Answer {
+                            status,
+                            headers,
+                            text,
+                        });
+                    }
+                    retry_after.unwrap_or_else(|| retry::backoff(attempt))
+                }
+            };
+            attempt += 1;
+            tracing::debug!(
+                request_id,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "retrying a Dataverse request"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn request(
+        &self,
+        call: &Call<'_>,
+        token: &Secret,
+        request_id: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .shared
+            .http
+            .request(call.method.clone(), &call.url)
+            .bearer_auth(token.expose())
+            .header("OData-MaxVersion", "4.0")
+            .header("OData-Version", "4.0")
+            .header(header::ACCEPT, "application/json")
+            .header("x-ms-client-request-id", request_id);
+        for (name, value) in &call.headers {
+            request = request.header(name, value.clone());
+        }
+        match &call.payload {
+            Payload::Empty => request,
+            Payload::Json(body) => request
+                .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+                .body(body.to_string()),
+            Payload::Raw { content_type, text } => request
+                .header(header::CONTENT_TYPE, content_type.as_str())
+                .body(text.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_come_from_entity_urls() {
+        assert_eq!(
+            id_of_entity_url(
+                "https://x/api/data/v9.2/accounts(00000000-0000-0000-0000-000000000001)"
+            )
+            .as_deref(),
+            Some("00000000-0000-0000-0000-000000000001")
+        );
+        assert_eq!(id_of_entity_url("https://x/api/data/v9.2/accounts"), None);
+    }
+
+    #[test]
+    fn key_values_are_quoted_and_encoded() {
+        assert_eq!(encode_key("O'Neil 1/2%"), "O''Neil%201%2F2%25");
+    }
+}

@@ -1,0 +1,60 @@
+//! The Dataverse client: the Web API (`{url}/api/data/v9.2/`) of a Dynamics 365 environment as
+//! an application user (client-credentials auth).
+//!
+//! - [`client`]: [`DataverseClient`], its shared request loop and the row calls (get, query
+//!   with `@odata.nextLink` paging, create, update with `If-Match`, upsert by alternate key).
+//! - [`batch`]: `$batch` with one atomic change set or independent requests.
+//! - [`changes`]: change tracking (`Prefer: odata.track-changes`, `@odata.deltaLink`).
+//! - [`actions`]: `WinOpportunity`/`LoseOpportunity` and the Metadata API (custom columns).
+//! - [`limiter`]: adaptive concurrency (AIMD) under the service protection limits.
+//! - [`auth`]: the client-credentials token and its cache.
+//! - [`error`]: [`DataverseError`], whose messages say what to do.
+//!
+//! Every request carries `OData-MaxVersion`/`OData-Version: 4.0`, `Accept: application/json`
+//! and `x-ms-client-request-id` (new per logical call, the same on each of its retries). 429s
+//! wait `Retry-After` and lower the concurrency; 5xx and connection errors back off with jitter;
+//! a POST that may have reached the server is not retried unless it is idempotent. Secrets are
+//! held as [`Secret`] and never logged.
+
+pub mod actions;
+pub mod auth;
+pub mod batch;
+pub mod changes;
+pub mod client;
+pub mod error;
+pub mod limiter;
+
+pub use batch::{BatchRequest, BatchResponse};
+pub use changes::ChangePage;
+pub use client::{DataverseClient, Row};
+pub use error::DataverseError;
+
+use crate::config::Secret;
+use std::time::Duration;
+
+/// Where the Dataverse environment is and how to authenticate against it.
+#[derive(Debug, Clone)]
+pub struct DataverseSettings {
+    /// The environment root, e.g. `https://contoso.crm.dynamics.com` (the client appends
+    /// `/api/data/v9.2`).
+    pub url: String,
+    /// The OAuth token endpoint, e.g.
+    /// `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
+    pub token_url: String,
+    /// The application user's client id.
+    pub client_id: String,
+    /// The application's secret.
+    pub client_secret: Secret,
+    /// The token scope; `None` means `{url}/.default`.
+    pub scope: Option<String>,
+    /// How long one HTTP request may take.
+    pub timeout: Duration,
+    /// How many times a call is retried after a 429, a 5xx or a connection error.
+    pub max_retries: u32,
+    /// The most requests in flight at once (Dataverse allows 52 per user); the limiter lowers
+    /// it while Dataverse throttles.
+    pub max_concurrency: usize,
+}
+
+/// Results of this module.
+pub type Result<T, E = DataverseError> = std::result::Result<T, E>;

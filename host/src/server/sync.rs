@@ -1,0 +1,200 @@
+//! Assembling the sync engine: the two clients, the engine and its workers, the pollers and
+//! the webhook listener. Only when both `[partner_center]` and `[dataverse]` are configured.
+
+use crate::config::HostConfig;
+use crate::connections::dataverse::{DataverseClient, DataverseSettings};
+use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterSettings};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipelines;
+use crate::sinks::dataverse::OpportunityWriter;
+use crate::sources::dataverse_webhook::WebhookAuth;
+use crate::sources::intake::Intake;
+use crate::sources::partner_center_webhook::certificates::{
+    CertificatePolicy, load_certificate_file,
+};
+use crate::sources::partner_center_webhook::signature::SignatureVerifier;
+use crate::sources::{self, WebhookState};
+use crate::store::SyncStore;
+use crate::sync::SyncEngine;
+use crate::sync::worker::{self, Wakeup};
+use anyhow::{Context as _, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Where the newest Partner Center refresh token is kept (they are single use).
+pub const REFRESH_TOKEN_CREDENTIAL: &str = "partner-center-refresh-token";
+
+/// The running sync engine.
+pub struct SyncParts {
+    pub webhook_addr: SocketAddr,
+    pub wakeup: Wakeup,
+    pub store: Arc<dyn SyncStore>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    listener: JoinHandle<std::io::Result<()>>,
+}
+
+/// The Partner Center client of `config`, with the newest refresh token the store holds; each
+/// rotated one is stored.
+pub fn partner_center_client(
+    config: &HostConfig,
+    store: Arc<dyn SyncStore>,
+) -> Result<PartnerCenterClient> {
+    let pc = config
+        .partner_center
+        .as_ref()
+        .context("[partner_center] is not configured")?;
+    let refresh_token = match store.credential(REFRESH_TOKEN_CREDENTIAL)? {
+        Some(token) => crate::config::Secret::new(token),
+        None => pc.refresh_token.read("partner_center.refresh_token")?,
+    };
+    let client = PartnerCenterClient::new(PartnerCenterSettings {
+        base_url: pc.base_url.clone(),
+        token_url: pc.token_url.clone(),
+        client_id: pc.client_id.clone(),
+        client_secret: pc.client_secret.read("partner_center.client_secret")?,
+        refresh_token,
+        timeout: pc.timeout(),
+        max_retries: pc.max_retries,
+    })?;
+    client.on_refresh_token_rotated(Arc::new(move |token| {
+        if let Err(e) = store.set_credential(REFRESH_TOKEN_CREDENTIAL, token.expose()) {
+            tracing::error!(error = %format!("{e:#}"), "could not store the rotated Partner Center refresh token");
+        }
+    }));
+    Ok(client)
+}
+
+/// The Dataverse client of `config`.
+pub fn dataverse_client(config: &HostConfig) -> Result<DataverseClient> {
+    let dv = config
+        .dataverse
+        .as_ref()
+        .context("[dataverse] is not configured")?;
+    Ok(DataverseClient::new(DataverseSettings {
+        url: dv.url.clone(),
+        token_url: dv.token_url.clone(),
+        client_id: dv.client_id.clone(),
+        client_secret: dv.client_secret.read("dataverse.client_secret")?,
+        scope: dv.scope.clone(),
+        timeout: dv.timeout(),
+        max_retries: dv.max_retries,
+        max_concurrency: dv.max_concurrency,
+    })?)
+}
+
+fn verifier(config: &HostConfig) -> Result<Option<Arc<SignatureVerifier>>> {
+    let Some(pc) = &config.partner_center else {
+        return Ok(None);
+    };
+    let pinned = pc
+        .webhooks
+        .trusted_certificates
+        .iter()
+        .map(|path| load_certificate_file(path))
+        .collect::<Result<Vec<_>>>()?;
+    let policy = CertificatePolicy {
+        allowed_hosts: pc.webhooks.certificate_hosts.clone(),
+        allow_http: pc.webhooks.allow_http,
+        pinned,
+        fetch_timeout: Duration::from_secs(15),
+        cache_ttl: Duration::from_secs(3600),
+    };
+    Ok(Some(Arc::new(SignatureVerifier::new(policy)?)))
+}
+
+fn dataverse_auth(config: &HostConfig) -> Result<Option<Arc<WebhookAuth>>> {
+    let Some(auth) = &config.webhooks.dataverse else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(WebhookAuth {
+        kind: auth.kind,
+        name: auth.name.clone(),
+        value: auth.value.read("webhooks.dataverse.value")?,
+    })))
+}
+
+/// Starts the engine, its workers, the pollers and the webhook listener.
+pub async fn start(
+    config: &HostConfig,
+    store: Arc<dyn SyncStore>,
+    pipelines: Arc<Pipelines>,
+    metrics: Arc<Metrics>,
+) -> Result<SyncParts> {
+    let pc = partner_center_client(config, store.clone())?;
+    let dv = dataverse_client(config)?;
+    let engine = Arc::new(SyncEngine::new(
+        store.clone(),
+        pipelines,
+        pc.clone(),
+        OpportunityWriter::new(dv.clone()),
+        config.sync.clone(),
+        metrics.clone(),
+    ));
+    let wakeup: Wakeup = Arc::new(Notify::new());
+    let intake = Arc::new(Intake::new(store.clone(), wakeup.clone(), metrics));
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = worker::spawn(engine, config.sync.workers, wakeup.clone(), stop_rx.clone());
+    let pollers = &config.pollers;
+    if pollers.dataverse_interval_secs > 0 {
+        tasks.push(tokio::spawn(sources::dataverse_changes::run(
+            dv,
+            intake.clone(),
+            Duration::from_secs(pollers.dataverse_interval_secs),
+            pollers.initial_sync,
+            stop_rx.clone(),
+        )));
+    }
+    if pollers.partner_center_interval_secs > 0 {
+        tasks.push(tokio::spawn(sources::partner_center_reconcile::run(
+            pc,
+            intake.clone(),
+            Duration::from_secs(pollers.partner_center_interval_secs),
+            Duration::from_secs(pollers.partner_center_overlap_secs),
+            pollers.initial_sync,
+            stop_rx.clone(),
+        )));
+    }
+    let state = WebhookState {
+        intake,
+        partner_center: verifier(config)?,
+        dataverse: dataverse_auth(config)?,
+    };
+    let listen = config.webhooks.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the webhook listener to {listen} (webhooks.listen)"))?;
+    let webhook_addr = listener.local_addr()?;
+    let app = sources::router(state, config.webhooks.max_body_bytes);
+    let mut stop_serving = stop_rx;
+    let listener = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_serving.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%webhook_addr, workers = config.sync.workers, "sync engine started");
+    Ok(SyncParts {
+        webhook_addr,
+        wakeup,
+        store,
+        stop,
+        tasks,
+        listener,
+    })
+}
+
+impl SyncParts {
+    /// Stops the listener, the pollers and the workers (each finishes its current event).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.listener.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

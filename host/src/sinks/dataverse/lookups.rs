@@ -1,0 +1,184 @@
+//! Turning the lookups a mapping names by value into Dataverse references.
+//!
+//! The mapping writes `transactioncurrencyid: {"isocurrencycode": "EUR"}` and
+//! `customerid_account: {"name": …, "address1_postalcode": …, "contact_customer_accounts": […]}`
+//! (docs/mapping.md). Here the currency is found by its code; the account is matched by name
+//! and postal code or created (the connector's documented behaviour), and its contacts by
+//! email under that account or created.
+
+use crate::connections::dataverse::DataverseClient;
+use crate::sync::SyncError;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Quotes a string for an OData `$filter` literal.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Resolves lookups; currency ids are cached (they do not change).
+#[derive(Debug, Default)]
+pub struct Lookups {
+    currencies: Mutex<HashMap<String, String>>,
+}
+
+const ACCOUNT_FIELDS: [&str; 7] = [
+    "name",
+    "address1_line1",
+    "address1_line2",
+    "address1_city",
+    "address1_stateorprovince",
+    "address1_postalcode",
+    "address1_country",
+];
+const CONTACT_FIELDS: [&str; 5] = [
+    "firstname",
+    "lastname",
+    "emailaddress1",
+    "telephone1",
+    "jobtitle",
+];
+
+fn first_id(rows: &[Value], column: &str) -> Option<String> {
+    rows.first()?.get(column)?.as_str().map(str::to_owned)
+}
+
+fn pick(source: &Value, fields: &[&str]) -> Map<String, Value> {
+    fields
+        .iter()
+        .filter_map(|f| {
+            source
+                .get(*f)
+                .filter(|v| !v.is_null())
+                .map(|v| (f.to_string(), v.clone()))
+        })
+        .collect()
+}
+
+impl Lookups {
+    /// Replaces the expanded lookups in `columns` by `@odata.bind` references, creating the
+    /// account and contacts when they do not exist yet.
+    pub async fn resolve(
+        &self,
+        dv: &DataverseClient,
+        columns: &mut Map<String, Value>,
+    ) -> Result<(), SyncError> {
+        if let Some(currency) = columns.remove("transactioncurrencyid") {
+            let code = currency["isocurrencycode"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let id = self.currency(dv, &code).await?;
+            columns.insert(
+                "transactioncurrencyid@odata.bind".into(),
+                json!(format!("/transactioncurrencies({id})")),
+            );
+        }
+        if let Some(account) = columns.remove("customerid_account") {
+            let (account_id, first_contact) = self.account(dv, &account).await?;
+            columns.insert(
+                "customerid_account@odata.bind".into(),
+                json!(format!("/accounts({account_id})")),
+            );
+            if let Some(contact) = first_contact {
+                columns.insert(
+                    "parentcontactid@odata.bind".into(),
+                    json!(format!("/contacts({contact})")),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn currency(&self, dv: &DataverseClient, code: &str) -> Result<String, SyncError> {
+        if let Some(id) = self
+            .currencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(code)
+        {
+            return Ok(id.clone());
+        }
+        let rows = dv
+            .query(
+                "transactioncurrencies",
+                &format!(
+                    "$select=transactioncurrencyid&$filter=isocurrencycode eq {}",
+                    literal(code)
+                ),
+            )
+            .await?;
+        let id = first_id(&rows, "transactioncurrencyid").ok_or_else(|| {
+            SyncError::Rejected(format!(
+                "the currency {code} is not set up in Dataverse; add it under Settings > Currencies"
+            ))
+        })?;
+        self.currencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(code.to_owned(), id.clone());
+        Ok(id)
+    }
+
+    /// The account's id (matched by name and postal code, or created) and its first contact.
+    async fn account(
+        &self,
+        dv: &DataverseClient,
+        account: &Value,
+    ) -> Result<(String, Option<String>), SyncError> {
+        let name = account["name"].as_str().unwrap_or_default();
+        let mut filter = format!("name eq {}", literal(name));
+        if let Some(postal) = account["address1_postalcode"].as_str() {
+            filter.push_str(&format!(" and address1_postalcode eq {}", literal(postal)));
+        }
+        let rows = dv
+            .query("accounts", &format!("$select=accountid&$filter={filter}"))
+            .await?;
+        let account_id = match first_id(&rows, "accountid") {
+            Some(id) => id,
+            None => {
+                dv.create("accounts", &Value::Object(pick(account, &ACCOUNT_FIELDS)))
+                    .await?
+            }
+        };
+        let mut first = None;
+        for contact in account["contact_customer_accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let id = self.contact(dv, &account_id, contact).await?;
+            first.get_or_insert(id);
+        }
+        Ok((account_id, first))
+    }
+
+    async fn contact(
+        &self,
+        dv: &DataverseClient,
+        account_id: &str,
+        contact: &Value,
+    ) -> Result<String, SyncError> {
+        if let Some(email) = contact["emailaddress1"].as_str() {
+            let rows = dv
+                .query(
+                    "contacts",
+                    &format!(
+                        "$select=contactid&$filter=emailaddress1 eq {} and _parentcustomerid_value eq {account_id}",
+                        literal(email)
+                    ),
+                )
+                .await?;
+            if let Some(id) = first_id(&rows, "contactid") {
+                return Ok(id);
+            }
+        }
+        let mut body = pick(contact, &CONTACT_FIELDS);
+        body.insert(
+            "parentcustomerid_account@odata.bind".into(),
+            json!(format!("/accounts({account_id})")),
+        );
+        Ok(dv.create("contacts", &Value::Object(body)).await?)
+    }
+}

@@ -1,0 +1,154 @@
+//! Writing opportunities to Dataverse.
+//!
+//! A mapping's output is the set of columns to write, with lookups named by value
+//! ([`lookups`]). `statecode` cannot be written (reference §4.3): an opportunity is created
+//! open, and closing goes through `WinOpportunity` (state 1) or `LoseOpportunity` (state 2)
+//! with the wanted `statuscode`. Updates carry the eTag read before the mapping ran, so a
+//! seller's concurrent edit is never overwritten: Dataverse answers 412 and the event is
+//! processed again on the new state.
+
+pub mod lookups;
+
+use crate::connections::dataverse::{DataverseClient, DataverseError, Row};
+use crate::sync::SyncError;
+use lookups::Lookups;
+use serde_json::{Map, Value};
+
+/// How opportunities are read: the shape the mappings expect (docs/mapping.md).
+pub const OPPORTUNITY_QUERY: &str = "$expand=customerid_account($expand=contact_customer_accounts),parentcontactid,transactioncurrencyid";
+
+/// Reads and writes opportunities.
+#[derive(Debug, Clone)]
+pub struct OpportunityWriter {
+    client: DataverseClient,
+    lookups: std::sync::Arc<Lookups>,
+}
+
+/// Splits `statecode`/`statuscode` off the columns: `(state, status)`.
+fn take_state(columns: &mut Map<String, Value>) -> (Option<i64>, Option<i64>) {
+    let state = columns.remove("statecode").and_then(|v| v.as_i64());
+    let status = columns.get("statuscode").and_then(|v| v.as_i64());
+    if matches!(state, Some(1 | 2)) {
+        // A closed status is set by the close action, not by a write.
+        columns.remove("statuscode");
+    }
+    (state, status)
+}
+
+impl OpportunityWriter {
+    pub fn new(client: DataverseClient) -> Self {
+        Self {
+            client,
+            lookups: Default::default(),
+        }
+    }
+
+    pub fn client(&self) -> &DataverseClient {
+        &self.client
+    }
+
+    /// The opportunity with its customer, contacts and currency expanded; `None` if deleted.
+    pub async fn read(&self, id: &str) -> Result<Option<Row>, SyncError> {
+        Ok(self
+            .client
+            .get("opportunities", id, OPPORTUNITY_QUERY)
+            .await?)
+    }
+
+    /// Creates an opportunity from mapped columns; answers its id.
+    pub async fn create(&self, mut columns: Map<String, Value>) -> Result<String, SyncError> {
+        let (state, status) = take_state(&mut columns);
+        self.lookups.resolve(&self.client, &mut columns).await?;
+        let id = self
+            .client
+            .create("opportunities", &Value::Object(columns))
+            .await?;
+        self.close_if_wanted(&id, state, status, "Closed in Partner Center")
+            .await?;
+        Ok(id)
+    }
+
+    /// Writes mapped columns to an existing opportunity, only if it is still at `etag`.
+    pub async fn update(
+        &self,
+        id: &str,
+        mut columns: Map<String, Value>,
+        current: &Value,
+        etag: Option<&str>,
+    ) -> Result<(), SyncError> {
+        let (state, status) = take_state(&mut columns);
+        let was_open = current["statecode"].as_i64().unwrap_or(0) == 0;
+        self.lookups.resolve(&self.client, &mut columns).await?;
+        if !columns.is_empty() {
+            match self
+                .client
+                .update("opportunities", id, &Value::Object(columns), etag)
+                .await
+            {
+                Err(DataverseError::PreconditionFailed(_)) => {
+                    return Err(SyncError::transient(format!(
+                        "opportunity {id} changed while it was being synced; it is processed again"
+                    )));
+                }
+                other => other?,
+            }
+        }
+        if was_open {
+            self.close_if_wanted(id, state, status, "Closed in Partner Center")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn close_if_wanted(
+        &self,
+        id: &str,
+        state: Option<i64>,
+        status: Option<i64>,
+        subject: &str,
+    ) -> Result<(), SyncError> {
+        match state {
+            Some(1) => {
+                self.client
+                    .win_opportunity(id, status.unwrap_or(3), subject)
+                    .await?
+            }
+            Some(2) => {
+                self.client
+                    .lose_opportunity(id, status.unwrap_or(4), subject)
+                    .await?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Writes cosell's own columns for the seller (audit, marks, referral id and link), only
+    /// if the opportunity is still at `etag`; a 412 means the seller changed it meanwhile and
+    /// that change is synced next, so the note is dropped rather than forced.
+    pub async fn note(
+        &self,
+        id: &str,
+        columns: Map<String, Value>,
+        etag: Option<&str>,
+    ) -> Result<(), SyncError> {
+        if columns.is_empty() {
+            return Ok(());
+        }
+        match self
+            .client
+            .update("opportunities", id, &Value::Object(columns), etag)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(DataverseError::PreconditionFailed(_)) => {
+                tracing::debug!(
+                    opportunity = id,
+                    "opportunity changed before cosell's note; the next sync writes it"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

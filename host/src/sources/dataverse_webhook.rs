@@ -1,0 +1,111 @@
+//! `POST /webhooks/dataverse`: a Dataverse webhook step's `RemoteExecutionContext`.
+//!
+//! Dataverse authenticates a delivery the way its service endpoint was registered (reference
+//! §5.2): `HttpHeader` sends the configured header, `WebhookKey` a `code` query parameter,
+//! `HttpQueryString` the configured query parameters. The value is compared in constant time.
+//! Only `PrimaryEntityName` and `PrimaryEntityId` are used: the engine reads the opportunity
+//! itself, so a delivery's possibly stale image (and its 256 KB truncation) never matters.
+
+use super::intake::plausible_id;
+use super::{WebhookState, answer};
+use crate::config::{DataverseAuthKind, Secret};
+use crate::store::Side;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+
+const ORIGIN: &str = "dataverse-webhook";
+
+/// How deliveries must authenticate.
+pub struct WebhookAuth {
+    pub kind: DataverseAuthKind,
+    /// Header or query parameter name (`code` for a webhook key).
+    pub name: String,
+    pub value: Secret,
+}
+
+impl WebhookAuth {
+    /// Whether the request carries the configured credential.
+    pub fn admits(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
+        let presented = match self.kind {
+            DataverseAuthKind::HttpHeader => headers
+                .get(self.name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            DataverseAuthKind::WebhookKey | DataverseAuthKind::QueryString => {
+                let name = if self.kind == DataverseAuthKind::WebhookKey {
+                    "code"
+                } else {
+                    self.name.as_str()
+                };
+                url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            }
+        };
+        presented.is_some_and(|p| self.value.matches(&p))
+    }
+}
+
+/// The handler.
+pub async fn receive(
+    State(state): State<WebhookState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(auth) = &state.dataverse else {
+        state.intake.record_unqueued(ORIGIN, "refused");
+        return answer(
+            StatusCode::NOT_FOUND,
+            "[webhooks.dataverse] is not configured on this host",
+        );
+    };
+    if !auth.admits(&headers, query.as_deref()) {
+        state.intake.record_unqueued(ORIGIN, "refused");
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            "the delivery does not carry the configured webhook credential",
+        );
+    }
+    let Ok(context) = serde_json::from_slice::<Value>(&body) else {
+        state.intake.record_unqueued(ORIGIN, "refused");
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "the body is not a RemoteExecutionContext",
+        );
+    };
+    if context["PrimaryEntityName"] != "opportunity" {
+        state.intake.record_unqueued(ORIGIN, "ignored");
+        return answer(StatusCode::OK, "not an opportunity; nothing to do");
+    }
+    let Some(id) = context["PrimaryEntityId"]
+        .as_str()
+        .filter(|id| plausible_id(id))
+    else {
+        state.intake.record_unqueued(ORIGIN, "refused");
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "PrimaryEntityId is missing or not an id",
+        );
+    };
+    let id = id.to_ascii_lowercase();
+    let payload = format!(
+        r#"{{"MessageName":{},"PrimaryEntityId":{}}}"#,
+        context["MessageName"],
+        Value::String(id.clone())
+    );
+    match state.intake.accept(Side::Dataverse, &id, ORIGIN, &payload) {
+        Ok(_) => answer(StatusCode::OK, "stored"),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "could not store a Dataverse event");
+            // Dataverse retries once after a 503 (reference §5.5); the poller catches the rest.
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event could not be stored; send it again",
+            )
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Unit tests of the certificate policy: URL checks (no network), certificate judgement, file
+//! loading and the cache bound. Downloads and caching over HTTP are in
+//! `tests/partner_center_webhook_signature.rs`.
+
+use super::*;
+use cosell_emulators::partner_center::signing::SigningMaterial;
+
+fn policy(hosts: &[&str], allow_http: bool) -> CertificatePolicy {
+    CertificatePolicy {
+        allowed_hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+        allow_http,
+        ..CertificatePolicy::default()
+    }
+}
+
+/// A self-signed ECDSA certificate with organisation `org` (issuer = subject), valid in
+/// `years` (rcgen's default validity when None).
+fn self_signed(org: &str, years: Option<(i32, i32)>) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["cert.example".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, org);
+    if let Some((from, until)) = years {
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    }
+    params.self_signed(&key).unwrap().der().to_vec()
+}
+
+#[test]
+fn urls_are_checked_before_any_fetch() {
+    let prod = CertificatePolicy::default();
+    let good = "https://3psostorageacct.blob.core.windows.net/cert/pcnotifications-dispatch.microsoft.com.cer";
+    assert!(check_url(&prod, good).is_ok());
+    assert!(
+        check_url(&prod, &good.replace("3pso", "3PSO")).is_ok(),
+        "host case"
+    );
+    for bad in [
+        "http://3psostorageacct.blob.core.windows.net/cert/a.cer",
+        "https://evil.example/cert/a.cer",
+        "https://3psostorageacct.blob.core.windows.net.evil.example/a.cer",
+        "https://user:pw@3psostorageacct.blob.core.windows.net/cert/a.cer",
+        "https://3psostorageacct.blob.core.windows.net/cert/a.cer?x=1",
+        "https://3psostorageacct.blob.core.windows.net/cert/a.cer#f",
+        "ftp://3psostorageacct.blob.core.windows.net/cert/a.cer",
+        "file:///etc/passwd",
+        "not a url",
+    ] {
+        let err = check_url(&prod, bad).expect_err(bad);
+        assert!(
+            matches!(err, CertificateError::UrlRefused(_)),
+            "{bad}: {err}"
+        );
+    }
+    let nobody = policy(&[], true);
+    assert!(check_url(&nobody, "https://3psostorageacct.blob.core.windows.net/a").is_err());
+    let sandbox = policy(&["127.0.0.1", "[::1]"], true);
+    assert!(check_url(&sandbox, "http://127.0.0.1:8080/_emulator/certificate.cer").is_ok());
+    assert!(check_url(&sandbox, "http://[::1]:8080/c.cer").is_ok());
+    assert!(check_url(&sandbox, "http://localhost:8080/c.cer").is_err());
+}
+
+#[test]
+fn the_emulator_certificate_passes_the_issuer_check_and_when_pinned() {
+    let material = SigningMaterial::get();
+    let open = policy(&[], false);
+    let accepted = accept(&open, material.certificate_der(), SystemTime::now()).unwrap();
+    assert_eq!(&accepted.key, material.public_key());
+    assert!(
+        accepted.not_after.is_some(),
+        "checked, so its expiry counts"
+    );
+    let from_pem = accept(
+        &open,
+        material.certificate_pem().as_bytes(),
+        SystemTime::now(),
+    );
+    assert_eq!(
+        &from_pem.unwrap().key,
+        material.public_key(),
+        "PEM works too"
+    );
+    let pinned = CertificatePolicy {
+        pinned: vec![material.certificate_der().to_vec()],
+        ..open
+    };
+    let accepted = accept(
+        &pinned,
+        material.certificate_pem().as_bytes(),
+        SystemTime::now(),
+    );
+    assert!(
+        accepted.unwrap().not_after.is_none(),
+        "pinned: trusted as is"
+    );
+}
+
+#[test]
+fn foreign_issuers_expired_certificates_and_non_rsa_keys_are_refused() {
+    let open = policy(&[], false);
+    let now = SystemTime::now();
+    let contoso = self_signed("Contoso Ltd", None);
+    let err = accept(&open, &contoso, now).err().expect("not Microsoft");
+    assert!(err.to_string().contains("issuer"), "{err}");
+    // Only an exact organisation attribute counts, not a substring of another one.
+    let lookalike = self_signed("Microsoft Corporation Ltd", None);
+    assert!(accept(&open, &lookalike, now).is_err());
+    let expired = self_signed("Microsoft Corporation", Some((2000, 2001)));
+    let err = accept(&open, &expired, now).err().expect("expired");
+    assert!(err.to_string().contains("validity"), "{err}");
+    let future = self_signed("Microsoft Corporation", Some((2200, 2201)));
+    assert!(accept(&open, &future, now).is_err(), "not yet valid");
+    // Issuer and dates fine, but an ECDSA key cannot verify an RSA signature.
+    let ecdsa = self_signed("Microsoft Corporation", None);
+    let err = accept(&open, &ecdsa, now).err().expect("not RSA");
+    assert!(err.to_string().contains("RSA"), "{err}");
+    // Pinning trusts a foreign issuer, and the key is then what makes it unusable.
+    let pinned = CertificatePolicy {
+        pinned: vec![contoso.clone()],
+        ..open
+    };
+    let err = accept(&pinned, &contoso, now).err().expect("still ECDSA");
+    assert!(err.to_string().contains("RSA"), "{err}");
+    assert!(accept(&pinned, b"garbage", now).is_err());
+}
+
+#[test]
+fn certificate_files_load_from_pem_and_der_and_garbage_is_an_error() {
+    let material = SigningMaterial::get();
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, der, bad) = (
+        dir.path().join("c.pem"),
+        dir.path().join("c.cer"),
+        dir.path().join("x"),
+    );
+    std::fs::write(&pem, material.certificate_pem()).unwrap();
+    std::fs::write(&der, material.certificate_der()).unwrap();
+    std::fs::write(&bad, "hello").unwrap();
+    assert_eq!(
+        load_certificate_file(&pem).unwrap(),
+        material.certificate_der()
+    );
+    assert_eq!(
+        load_certificate_file(&der).unwrap(),
+        material.certificate_der()
+    );
+    assert!(load_certificate_file(&bad).is_err());
+    assert!(load_certificate_file(&dir.path().join("missing")).is_err());
+}
+
+#[test]
+fn pinned_certificates_must_be_der_and_the_cache_stays_bounded() {
+    let bad = CertificatePolicy {
+        pinned: vec![b"not a certificate".to_vec()],
+        ..CertificatePolicy::default()
+    };
+    assert!(CertificateStore::new(bad).is_err());
+    let store = CertificateStore::new(CertificatePolicy::default()).unwrap();
+    for i in 0..3 * MAX_CACHED_URLS {
+        let _slot = store.slot(&format!("https://h/{i}.cer"));
+    }
+    let kept = store.slots.lock().unwrap().len();
+    assert!(kept <= MAX_CACHED_URLS, "{kept} slots");
+    let a = store.slot("https://h/again.cer");
+    assert!(
+        Arc::ptr_eq(&a, &store.slot("https://h/again.cer")),
+        "one slot per URL"
+    );
+}

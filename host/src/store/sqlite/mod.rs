@@ -1,0 +1,127 @@
+//! The embedded SQLite store (WAL mode), the default for a single host.
+//!
+//! - [`deployments`]: mapping versions and their activations ([`super::DeploymentStore`]).
+//! - [`queue`]: the event queue and dead letters; [`records`]: links, cursors, credentials and
+//!   the audit trail (together [`super::SyncStore`]).
+
+use anyhow::{Context as _, Result};
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A SQLite database file holding the host's state.
+pub struct SqliteStore {
+    // One connection behind a mutex: SQLite serialises writers anyway, and every statement
+    // here is a short indexed read or write.
+    conn: Mutex<Connection>,
+}
+
+mod deployments;
+mod queue;
+mod records;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS mapping_versions (
+    step        TEXT    NOT NULL,
+    version     TEXT    NOT NULL,
+    wasm        BLOB    NOT NULL,
+    size        INTEGER NOT NULL,
+    source      TEXT    NOT NULL,
+    uploaded_at TEXT    NOT NULL,
+    PRIMARY KEY (step, version)
+);
+CREATE TABLE IF NOT EXISTS mapping_activations (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    step         TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    activated_at TEXT NOT NULL,
+    FOREIGN KEY (step, version) REFERENCES mapping_versions (step, version)
+);
+CREATE INDEX IF NOT EXISTS mapping_activations_by_step ON mapping_activations (step, id);
+CREATE TABLE IF NOT EXISTS sync_events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    side         TEXT    NOT NULL,
+    record_id    TEXT    NOT NULL,
+    lock_key     TEXT    NOT NULL,
+    origin       TEXT    NOT NULL,
+    payload      TEXT    NOT NULL,
+    state        TEXT    NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    available_at INTEGER NOT NULL,
+    last_error   TEXT,
+    received_at  TEXT    NOT NULL,
+    failed_at    TEXT
+);
+CREATE INDEX IF NOT EXISTS sync_events_ready ON sync_events (state, available_at, id);
+CREATE INDEX IF NOT EXISTS sync_events_by_key ON sync_events (lock_key, state);
+CREATE TABLE IF NOT EXISTS sync_links (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    referral_id    TEXT UNIQUE,
+    opportunity_id TEXT UNIQUE,
+    pc_hash        TEXT,
+    pc_snapshot    TEXT,
+    crm_hash       TEXT,
+    crm_snapshot   TEXT,
+    last_error     TEXT,
+    updated_at     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_cursors (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS credentials (
+    name       TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_trail (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        TEXT NOT NULL,
+    record    TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    outcome   TEXT NOT NULL,
+    detail    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_trail_by_record ON audit_trail (record, id);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening the state database {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("creating the schema in {}", path.display()))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+        // back), so a poisoned lock is safe to keep using.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+pub(crate) fn test_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    (dir, store)
+}

@@ -1,0 +1,290 @@
+//! The event queue and dead letters on SQLite.
+//!
+//! States: `pending` (waiting, ready at `available_at`), `running` (claimed by a worker),
+//! `dead` (failed every attempt). A processed event is deleted: the audit trail is the history.
+//! Claiming skips records that already have an event running, which is what keeps events of
+//! one record in order while different records run in parallel.
+
+use super::{SqliteStore, now};
+use crate::store::sync::{
+    DeadLetter, Enqueued, NewEvent, QueueCounts, QueuedEvent, REPLAY_ORIGIN, Side,
+};
+use anyhow::{Context as _, Result};
+use rusqlite::{OptionalExtension, Row, params};
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn side_of(row: &Row<'_>, index: usize) -> rusqlite::Result<Side> {
+    let text: String = row.get(index)?;
+    Side::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unknown side `{text}`").into(),
+        )
+    })
+}
+
+impl SqliteStore {
+    pub(crate) fn queue_enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let waiting: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM sync_events
+                 WHERE lock_key = ?1 AND side = ?2 AND record_id = ?3 AND state = 'pending'
+                 ORDER BY id LIMIT 1",
+                params![event.lock_key, event.side.as_str(), event.record_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let result = match waiting {
+            Some(id) => {
+                // A change that may fix an earlier failure should not wait out its backoff.
+                tx.execute(
+                    "UPDATE sync_events SET available_at = MIN(available_at, ?2) WHERE id = ?1",
+                    params![id, now_ms()],
+                )?;
+                Enqueued::Coalesced(id)
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO sync_events
+                     (side, record_id, lock_key, origin, payload, state, attempts, available_at, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7)",
+                    params![
+                        event.side.as_str(),
+                        event.record_id,
+                        event.lock_key,
+                        event.origin,
+                        event.payload,
+                        now_ms(),
+                        now()
+                    ],
+                )?;
+                Enqueued::New(tx.last_insert_rowid())
+            }
+        };
+        tx.commit().context("storing an event in the queue")?;
+        Ok(result)
+    }
+
+    pub(crate) fn queue_claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let event = tx
+            .query_row(
+                "SELECT id, side, record_id, lock_key, origin, payload, attempts, received_at
+                 FROM sync_events e
+                 WHERE state = 'pending' AND available_at <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM sync_events r
+                                   WHERE r.lock_key = e.lock_key AND r.state = 'running')
+                 ORDER BY available_at, id LIMIT 1",
+                params![now_ms],
+                |row| {
+                    Ok(QueuedEvent {
+                        id: row.get(0)?,
+                        side: side_of(row, 1)?,
+                        record_id: row.get(2)?,
+                        lock_key: row.get(3)?,
+                        origin: row.get(4)?,
+                        payload: row.get(5)?,
+                        attempts: row.get::<_, u32>(6)? + 1,
+                        received_at: row.get(7)?,
+                    })
+                },
+            )
+            .optional()?;
+        if let Some(event) = &event {
+            tx.execute(
+                "UPDATE sync_events SET state = 'running', attempts = attempts + 1 WHERE id = ?1",
+                params![event.id],
+            )?;
+        }
+        tx.commit().context("claiming an event from the queue")?;
+        Ok(event)
+    }
+
+    pub(crate) fn queue_complete(&self, id: i64) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM sync_events WHERE id = ?1", params![id])
+            .context("removing a processed event")?;
+        Ok(())
+    }
+
+    pub(crate) fn queue_retry_later(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3
+                 WHERE id = ?1",
+                params![id, at_ms, error],
+            )
+            .context("putting a failed event back in the queue")?;
+        Ok(())
+    }
+
+    pub(crate) fn queue_dead_letter(&self, id: i64, error: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE sync_events SET state = 'dead', last_error = ?2, failed_at = ?3 WHERE id = ?1",
+                params![id, error, now()],
+            )
+            .context("storing a dead letter")?;
+        Ok(())
+    }
+
+    pub(crate) fn queue_requeue_running(&self) -> Result<u64> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE sync_events SET state = 'pending' WHERE state = 'running'",
+                [],
+            )
+            .context("re-queueing events a stopped host left running")?;
+        Ok(n as u64)
+    }
+
+    pub(crate) fn queue_next_ready_at(&self) -> Result<Option<i64>> {
+        self.conn()
+            .query_row(
+                "SELECT MIN(available_at) FROM sync_events WHERE state = 'pending'",
+                [],
+                |row| row.get(0),
+            )
+            .context("reading the queue")
+    }
+
+    pub(crate) fn queue_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, side, record_id, origin, attempts, COALESCE(last_error, ''), received_at,
+                    COALESCE(failed_at, '')
+             FROM sync_events WHERE state = 'dead' ORDER BY id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |row| {
+            Ok(DeadLetter {
+                id: row.get(0)?,
+                side: side_of(row, 1)?,
+                record_id: row.get(2)?,
+                origin: row.get(3)?,
+                attempts: row.get(4)?,
+                last_error: row.get(5)?,
+                received_at: row.get(6)?,
+                failed_at: row.get(7)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .context("listing dead letters")
+    }
+
+    pub(crate) fn queue_replay(&self, ids: Option<&[i64]>) -> Result<u64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let reset = format!(
+            "UPDATE sync_events SET state = 'pending', attempts = 0, available_at = ?1,
+             failed_at = NULL, origin = '{REPLAY_ORIGIN}' WHERE state = 'dead'"
+        );
+        let n = match ids {
+            None => tx.execute(&reset, params![now_ms()])?,
+            Some(ids) => {
+                let mut n = 0;
+                for id in ids {
+                    n += tx.execute(&format!("{reset} AND id = ?2"), params![now_ms(), id])?;
+                }
+                n
+            }
+        };
+        tx.commit().context("replaying dead letters")?;
+        Ok(n as u64)
+    }
+
+    pub(crate) fn queue_counts(&self) -> Result<QueueCounts> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM sync_events GROUP BY state")?;
+        let mut counts = QueueCounts::default();
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+        })?;
+        for row in rows {
+            let (state, n) = row?;
+            match state.as_str() {
+                "pending" => counts.pending = n,
+                "running" => counts.running = n,
+                "dead" => counts.dead = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::sqlite::test_store;
+    use crate::store::{Enqueued, NewEvent, Side, SyncStore};
+
+    fn event(key: &str, id: &str) -> NewEvent {
+        NewEvent {
+            side: Side::PartnerCenter,
+            record_id: id.into(),
+            lock_key: key.into(),
+            origin: "test".into(),
+            payload: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn one_record_runs_one_event_at_a_time_and_others_run_meanwhile() {
+        let (_dir, store) = test_store();
+        let first = store.enqueue(&event("referral:a", "a")).unwrap();
+        assert!(matches!(first, Enqueued::New(_)));
+        // Waiting events for the same record coalesce.
+        assert_eq!(
+            store.enqueue(&event("referral:a", "a")).unwrap(),
+            Enqueued::Coalesced(first.id())
+        );
+        store.enqueue(&event("referral:b", "b")).unwrap();
+        let now = i64::MAX / 2;
+        let a = store.claim(now).unwrap().unwrap();
+        assert_eq!(a.record_id, "a");
+        // While a runs, a new change to a is stored, but not handed out.
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        let b = store.claim(now).unwrap().unwrap();
+        assert_eq!(b.record_id, "b");
+        assert!(store.claim(now).unwrap().is_none());
+        store.complete(a.id).unwrap();
+        let again = store.claim(now).unwrap().unwrap();
+        assert_eq!((again.record_id.as_str(), again.attempts), ("a", 1));
+    }
+
+    #[test]
+    fn failures_wait_then_die_and_replay_brings_them_back() {
+        let (_dir, store) = test_store();
+        let id = store.enqueue(&event("referral:a", "a")).unwrap().id();
+        let e = store.claim(1_000_000_000_000_000).unwrap().unwrap();
+        store
+            .retry_later(e.id, "503", 2_000_000_000_000_000)
+            .unwrap();
+        assert!(store.claim(1_000_000_000_000_000).unwrap().is_none());
+        let e = store.claim(3_000_000_000_000_000).unwrap().unwrap();
+        assert_eq!(e.attempts, 2);
+        store.dead_letter(e.id, "still 503").unwrap();
+        let dead = store.dead_letters(10).unwrap();
+        assert_eq!((dead[0].id, dead[0].last_error.as_str()), (id, "still 503"));
+        assert_eq!(store.queue_counts().unwrap().dead, 1);
+        assert_eq!(store.replay_dead_letters(None).unwrap(), 1);
+        let e = store.claim(i64::MAX / 2).unwrap().unwrap();
+        assert_eq!(e.attempts, 1);
+    }
+
+    #[test]
+    fn events_left_running_by_a_crash_are_queued_again() {
+        let (_dir, store) = test_store();
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        store.claim(i64::MAX / 2).unwrap().unwrap();
+        assert_eq!(store.requeue_running().unwrap(), 1);
+        assert!(store.claim(i64::MAX / 2).unwrap().is_some());
+    }
+}

@@ -1,0 +1,232 @@
+//! Links, cursors, rotated credentials and the audit trail on SQLite, and the [`SyncStore`]
+//! implementation that puts them together with the queue.
+
+use super::{SqliteStore, now};
+use crate::store::sync::{
+    AuditEntry, DeadLetter, Enqueued, Link, NewEvent, QueueCounts, QueuedEvent, SyncStore,
+};
+use anyhow::{Context as _, Result};
+use rusqlite::{OptionalExtension, params};
+
+const LINK_COLUMNS: &str = "id, referral_id, opportunity_id, pc_hash, pc_snapshot, crm_hash, \
+                            crm_snapshot, last_error";
+
+fn link_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
+    Ok(Link {
+        id: row.get(0)?,
+        referral_id: row.get(1)?,
+        opportunity_id: row.get(2)?,
+        pc_hash: row.get(3)?,
+        pc_snapshot: row.get(4)?,
+        crm_hash: row.get(5)?,
+        crm_snapshot: row.get(6)?,
+        last_error: row.get(7)?,
+    })
+}
+
+impl SqliteStore {
+    fn link_where(&self, column: &str, value: &str) -> Result<Option<Link>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {LINK_COLUMNS} FROM sync_links WHERE {column} = ?1"),
+                params![value],
+                link_from,
+            )
+            .optional()
+            .with_context(|| format!("reading the link of {column} {value}"))
+    }
+}
+
+impl SyncStore for SqliteStore {
+    fn enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
+        self.queue_enqueue(event)
+    }
+    fn claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>> {
+        self.queue_claim(now_ms)
+    }
+    fn complete(&self, id: i64) -> Result<()> {
+        self.queue_complete(id)
+    }
+    fn retry_later(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()> {
+        self.queue_retry_later(id, error, available_at_ms)
+    }
+    fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
+        self.queue_dead_letter(id, error)
+    }
+    fn requeue_running(&self) -> Result<u64> {
+        self.queue_requeue_running()
+    }
+    fn next_ready_at(&self) -> Result<Option<i64>> {
+        self.queue_next_ready_at()
+    }
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.queue_dead_letters(limit)
+    }
+    fn replay_dead_letters(&self, ids: Option<&[i64]>) -> Result<u64> {
+        self.queue_replay(ids)
+    }
+    fn queue_counts(&self) -> Result<QueueCounts> {
+        SqliteStore::queue_counts(self)
+    }
+
+    fn link_by_referral(&self, referral_id: &str) -> Result<Option<Link>> {
+        self.link_where("referral_id", referral_id)
+    }
+
+    fn link_by_opportunity(&self, opportunity_id: &str) -> Result<Option<Link>> {
+        self.link_where("opportunity_id", opportunity_id)
+    }
+
+    fn save_link(&self, link: &Link) -> Result<i64> {
+        let conn = self.conn();
+        let values = params![
+            link.referral_id,
+            link.opportunity_id,
+            link.pc_hash,
+            link.pc_snapshot,
+            link.crm_hash,
+            link.crm_snapshot,
+            link.last_error,
+            now()
+        ];
+        match link.id {
+            Some(id) => {
+                conn.execute(
+                    "UPDATE sync_links SET referral_id = ?1, opportunity_id = ?2, pc_hash = ?3,
+                     pc_snapshot = ?4, crm_hash = ?5, crm_snapshot = ?6, last_error = ?7,
+                     updated_at = ?8 WHERE id = ?9",
+                    rusqlite::params_from_iter(
+                        values.iter().copied().chain(std::iter::once(&id as _)),
+                    ),
+                )
+                .context("saving a link")?;
+                Ok(id)
+            }
+            None => {
+                conn.execute(
+                    "INSERT INTO sync_links (referral_id, opportunity_id, pc_hash, pc_snapshot,
+                     crm_hash, crm_snapshot, last_error, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    values,
+                )
+                .context("saving a new link")?;
+                Ok(conn.last_insert_rowid())
+            }
+        }
+    }
+
+    fn cursor(&self, name: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT value FROM sync_cursors WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()
+            .with_context(|| format!("reading cursor {name}"))
+    }
+
+    fn set_cursor(&self, name: &str, value: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO sync_cursors (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .with_context(|| format!("saving cursor {name}"))?;
+        Ok(())
+    }
+
+    fn credential(&self, name: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT value FROM credentials WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()
+            .with_context(|| format!("reading credential {name}"))
+    }
+
+    fn set_credential(&self, name: &str, value: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO credentials (name, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+                 updated_at = excluded.updated_at",
+                params![name, value, now()],
+            )
+            .with_context(|| format!("saving credential {name}"))?;
+        Ok(())
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO audit_trail (at, record, direction, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    entry.at,
+                    entry.record,
+                    entry.direction,
+                    entry.outcome,
+                    entry.detail
+                ],
+            )
+            .context("writing the audit trail")?;
+        Ok(())
+    }
+
+    fn audit_trail(&self, record: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT at, record, direction, outcome, detail FROM audit_trail
+             WHERE ?1 IS NULL OR record = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![record, limit as i64], |row| {
+            Ok(AuditEntry {
+                at: row.get(0)?,
+                record: row.get(1)?,
+                direction: row.get(2)?,
+                outcome: row.get(3)?,
+                detail: row.get(4)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .context("reading the audit trail")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::sqlite::{SqliteStore, test_store};
+    use crate::store::{Link, SyncStore};
+
+    #[test]
+    fn links_are_found_from_either_side_and_survive_reopening() {
+        let (dir, store) = test_store();
+        let mut link = Link {
+            opportunity_id: Some("o1".into()),
+            crm_hash: Some("h1".into()),
+            ..Link::default()
+        };
+        link.id = Some(store.save_link(&link).unwrap());
+        link.referral_id = Some("r1".into());
+        store.save_link(&link).unwrap();
+        store.set_cursor("dataverse-delta", "link-1").unwrap();
+        store.set_credential("pc-refresh", "rt-2").unwrap();
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        assert_eq!(store.link_by_referral("r1").unwrap(), Some(link.clone()));
+        assert_eq!(store.link_by_opportunity("o1").unwrap(), Some(link));
+        assert_eq!(
+            store.cursor("dataverse-delta").unwrap().as_deref(),
+            Some("link-1")
+        );
+        assert_eq!(
+            store.credential("pc-refresh").unwrap().as_deref(),
+            Some("rt-2")
+        );
+        assert!(store.link_by_referral("nope").unwrap().is_none());
+    }
+}

@@ -1,0 +1,177 @@
+//! The sync engine's durable state: the event queue with its dead letters, the links between
+//! referrals and opportunities, poller cursors, rotated credentials and the audit trail.
+//!
+//! Events are stored before a webhook is acknowledged, so a crash after the 2xx loses nothing.
+//! An event only says which record changed on which side; processing reads the record's
+//! current state, which is what makes it idempotent and lets events for one record coalesce.
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// The side of the sync where a change happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    /// A referral changed in Partner Center.
+    PartnerCenter,
+    /// An opportunity changed in Dataverse.
+    Dataverse,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::PartnerCenter => "partner-center",
+            Side::Dataverse => "dataverse",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "partner-center" => Some(Side::PartnerCenter),
+            "dataverse" => Some(Side::Dataverse),
+            _ => None,
+        }
+    }
+}
+
+/// The origin a replayed dead letter gets: it runs in full even if its record did not change.
+pub const REPLAY_ORIGIN: &str = "replay";
+
+/// An event to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub side: Side,
+    /// The referral id or opportunity id that changed.
+    pub record_id: String,
+    /// Events with the same key run one at a time, in order: `referral:<id>` once a record is
+    /// linked (both sides of a pair share it), `opportunity:<id>` before.
+    pub lock_key: String,
+    /// Where it came from: `partner-center-webhook`, `dataverse-webhook`, `dataverse-changes`,
+    /// `partner-center-reconcile`.
+    pub origin: String,
+    /// The notification as received, for the audit trail and dead letters.
+    pub payload: String,
+}
+
+/// What storing an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new queue entry.
+    New(i64),
+    /// An entry for the same record was still waiting; it now runs as soon as possible and will
+    /// read the newest state, so this event needs no entry of its own.
+    Coalesced(i64),
+}
+
+impl Enqueued {
+    pub fn id(self) -> i64 {
+        match self {
+            Enqueued::New(id) | Enqueued::Coalesced(id) => id,
+        }
+    }
+}
+
+/// An event taken from the queue to process.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueuedEvent {
+    pub id: i64,
+    pub side: Side,
+    pub record_id: String,
+    pub lock_key: String,
+    pub origin: String,
+    pub payload: String,
+    /// Including this one.
+    pub attempts: u32,
+    pub received_at: String,
+}
+
+/// An event that failed every attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub side: Side,
+    pub record_id: String,
+    pub origin: String,
+    pub attempts: u32,
+    pub last_error: String,
+    pub received_at: String,
+    pub failed_at: String,
+}
+
+/// Queue sizes by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueCounts {
+    pub pending: u64,
+    pub running: u64,
+    pub dead: u64,
+}
+
+/// A referral and its opportunity, and what each looked like when they were last in sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Link {
+    /// Store id; `None` until saved.
+    pub id: Option<i64>,
+    pub referral_id: Option<String>,
+    pub opportunity_id: Option<String>,
+    /// Fingerprint and JSON of the referral as last synced.
+    pub pc_hash: Option<String>,
+    pub pc_snapshot: Option<String>,
+    /// Fingerprint and JSON of the opportunity as last synced (or last refused).
+    pub crm_hash: Option<String>,
+    pub crm_snapshot: Option<String>,
+    /// The reason of the last failed sync, cleared by a successful one.
+    pub last_error: Option<String>,
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub at: String,
+    /// `referral:<id>` or `opportunity:<id>`.
+    pub record: String,
+    /// `partner-center-to-crm` or `crm-to-partner-center`.
+    pub direction: String,
+    /// `created`, `updated`, `unchanged`, `echo`, `skipped`, `conflict`, `rejected`, `retry`,
+    /// `dead-letter`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// Where the sync engine keeps its state.
+pub trait SyncStore: Send + Sync {
+    /// Stores an event durably (or coalesces it with a waiting one for the same record).
+    fn enqueue(&self, event: &NewEvent) -> Result<Enqueued>;
+    /// Takes the oldest ready event whose record has no event running, and marks it running.
+    fn claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>>;
+    /// Removes a processed event.
+    fn complete(&self, id: i64) -> Result<()>;
+    /// Puts a failed event back, ready again at `available_at_ms`.
+    fn retry_later(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()>;
+    /// Makes an event a dead letter with its last error.
+    fn dead_letter(&self, id: i64, error: &str) -> Result<()>;
+    /// Puts events left running by a stopped host back in the queue; answers how many.
+    fn requeue_running(&self) -> Result<u64>;
+    /// When the earliest waiting event becomes ready, if any waits.
+    fn next_ready_at(&self) -> Result<Option<i64>>;
+    /// Dead letters, oldest first.
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
+    /// Queues dead letters again (these ids, or all); answers how many.
+    fn replay_dead_letters(&self, ids: Option<&[i64]>) -> Result<u64>;
+    fn queue_counts(&self) -> Result<QueueCounts>;
+
+    fn link_by_referral(&self, referral_id: &str) -> Result<Option<Link>>;
+    fn link_by_opportunity(&self, opportunity_id: &str) -> Result<Option<Link>>;
+    /// Inserts or updates a link; answers its id.
+    fn save_link(&self, link: &Link) -> Result<i64>;
+
+    fn cursor(&self, name: &str) -> Result<Option<String>>;
+    fn set_cursor(&self, name: &str, value: &str) -> Result<()>;
+    /// A credential the host rotated (e.g. Partner Center's single-use refresh token).
+    fn credential(&self, name: &str) -> Result<Option<String>>;
+    fn set_credential(&self, name: &str, value: &str) -> Result<()>;
+
+    fn audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// The newest `limit` entries of a record (all records with `None`), newest first.
+    fn audit_trail(&self, record: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+}

@@ -1,0 +1,154 @@
+//! The sync engine: takes an event from the queue, reads both records, runs the direction's
+//! mapping pipeline, and writes only what differs to the other side.
+//!
+//! - [`to_crm`]: a referral changed → the opportunity (flows 3 and 4 of issue 4).
+//! - [`to_partner_center`]: an opportunity changed → the referral (flows 1 and 2).
+//! - [`conflicts`]: per-field ownership when both sides changed (flow 6).
+//! - [`fingerprint`]: content hashes that recognise cosell's own writes coming back (flow 5).
+//! - [`seller_notes`]: the Audit column and the ✔/✖ marks the seller sees (flow 7).
+//! - [`compare`]: subset equality and JSON Patch diffs; [`outcome`]: results and failures.
+//! - [`worker`]: the workers that drain the queue, retry and dead-letter.
+//!
+//! Processing is idempotent because it is state-based: an event only names a record, the
+//! engine reads the current state of both sides and writes the difference, so an event
+//! handled twice (a duplicate delivery, a crash before the queue entry was removed) writes
+//! nothing the second time.
+
+pub mod compare;
+pub mod conflicts;
+pub mod fingerprint;
+pub mod outcome;
+pub mod seller_notes;
+mod to_crm;
+mod to_partner_center;
+pub mod worker;
+
+pub use outcome::{Done, SyncError};
+
+use crate::config::SyncConfig;
+use crate::connections::partner_center::PartnerCenterClient;
+use crate::metrics::Metrics;
+use crate::pipeline::{PipelineInput, Pipelines};
+use crate::runtime::Direction;
+use crate::sinks::dataverse::OpportunityWriter;
+use crate::sinks::partner_center::ReferralWriter;
+use crate::store::{AuditEntry, Link, QueuedEvent, Side, SyncStore};
+use fingerprint::Volatile;
+use outcome::{Mapped, classify_pipeline};
+use std::sync::Arc;
+
+/// The lock key of a record: both records of a linked pair share `referral:<id>`, so their
+/// events never run at the same time.
+pub fn lock_key(store: &dyn SyncStore, side: Side, record_id: &str) -> anyhow::Result<String> {
+    Ok(match side {
+        Side::PartnerCenter => format!("referral:{record_id}"),
+        Side::Dataverse => match store
+            .link_by_opportunity(record_id)?
+            .and_then(|l| l.referral_id)
+        {
+            Some(referral) => format!("referral:{referral}"),
+            None => format!("opportunity:{record_id}"),
+        },
+    })
+}
+
+/// Everything the engine works with.
+pub struct SyncEngine {
+    pub(crate) store: Arc<dyn SyncStore>,
+    pub(crate) pipelines: Arc<Pipelines>,
+    pub(crate) referrals: ReferralWriter,
+    pub(crate) opportunities: OpportunityWriter,
+    pub(crate) config: SyncConfig,
+    pub(crate) metrics: Arc<Metrics>,
+    audit_column: String,
+}
+
+impl SyncEngine {
+    pub fn new(
+        store: Arc<dyn SyncStore>,
+        pipelines: Arc<Pipelines>,
+        partner_center: PartnerCenterClient,
+        opportunities: OpportunityWriter,
+        config: SyncConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            pipelines,
+            referrals: ReferralWriter::new(partner_center),
+            opportunities,
+            audit_column: config.column("audit"),
+            config,
+            metrics,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn SyncStore> {
+        &self.store
+    }
+
+    /// Processes one event.
+    pub async fn process(&self, event: &QueuedEvent) -> Result<Done, SyncError> {
+        match event.side {
+            Side::PartnerCenter => self.referral_changed(event).await,
+            Side::Dataverse => self.opportunity_changed(event).await,
+        }
+    }
+
+    /// What the opportunity fingerprint leaves out.
+    pub(crate) fn volatile(&self) -> Volatile<'_> {
+        Volatile {
+            audit_column: &self.audit_column,
+            marks: [&self.config.success_mark, &self.config.failure_mark],
+        }
+    }
+
+    pub(crate) fn audit_column(&self) -> &str {
+        &self.audit_column
+    }
+
+    /// Runs a pipeline and sorts its result.
+    pub(crate) async fn map(
+        &self,
+        direction: Direction,
+        event: &str,
+        document: String,
+        current: Option<String>,
+    ) -> Result<Mapped, SyncError> {
+        let input = PipelineInput {
+            event: event.to_owned(),
+            tenant: self.config.tenant.clone(),
+            timestamp: chrono::Utc::now(),
+            document,
+            current,
+        };
+        classify_pipeline(
+            self.pipelines
+                .run(direction, input)
+                .await
+                .map(|o| o.document),
+        )
+    }
+
+    /// Adds a line to the audit trail in the store.
+    pub fn audit(&self, record: &str, direction: Direction, outcome: &str, detail: &str) {
+        let entry = AuditEntry {
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            record: record.to_owned(),
+            direction: direction.to_string(),
+            outcome: outcome.to_owned(),
+            detail: detail.to_owned(),
+        };
+        if let Err(e) = self.store.audit(&entry) {
+            tracing::warn!(error = %format!("{e:#}"), "could not write the audit trail");
+        }
+    }
+
+    /// The link of a record, if any.
+    pub(crate) fn link_of(&self, side: Side, id: &str) -> Result<Option<Link>, SyncError> {
+        Ok(match side {
+            Side::PartnerCenter => self.store.link_by_referral(id)?,
+            Side::Dataverse => self.store.link_by_opportunity(id)?,
+        })
+    }
+}

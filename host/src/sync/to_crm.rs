@@ -1,0 +1,248 @@
+//! A referral changed in Partner Center → create or update its opportunity.
+//!
+//! The event only names the referral, so it is fetched. An unlinked referral whose
+//! `externalReferenceId` names an existing opportunity is that opportunity's (cosell created
+//! it); the Microsoft-targeted half of a co-sell pair is not a deal of its own; a closed
+//! referral never seen before is not imported. Otherwise the PC → CRM pipeline maps it, and
+//! only the columns the opportunity does not already hold, minus conflicts the CRM wins,
+//! are written.
+
+use super::conflicts::columns_to_write;
+use super::fingerprint::{self, unmarked};
+use super::outcome::Mapped;
+use super::{Done, SyncEngine, SyncError};
+use crate::connections::partner_center::PartnerCenterError;
+use crate::runtime::Direction;
+use crate::sinks::partner_center::targets_microsoft;
+use crate::store::{Link, QueuedEvent};
+use serde_json::{Map, Value, json};
+
+const DIRECTION: Direction = Direction::PartnerCenterToCrm;
+
+/// The event name a Partner Center notification carried, for the mapping's context.
+fn event_name(event: &QueuedEvent) -> String {
+    serde_json::from_str::<Value>(&event.payload)
+        .ok()
+        .and_then(|v| v["EventName"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "referral-updated".into())
+}
+
+fn is_guid(text: &str) -> bool {
+    text.len() == 36 && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+impl SyncEngine {
+    pub(super) async fn referral_changed(&self, event: &QueuedEvent) -> Result<Done, SyncError> {
+        let id = event.record_id.as_str();
+        let referral = match self.referrals.client().get_referral(id).await {
+            Ok(r) => r,
+            Err(PartnerCenterError::NotFound(_)) => {
+                return Ok(Done::new(
+                    "skipped",
+                    format!("referral {id} no longer exists"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let doc = referral.body;
+        if targets_microsoft(&doc) {
+            return Ok(Done::new(
+                "skipped",
+                "the Microsoft-targeted half of a co-sell referral",
+            ));
+        }
+        let mut link = match self.store.link_by_referral(id)? {
+            Some(link) => link,
+            None => self.adopt_opportunity(id, &doc).await?,
+        };
+        let pc_hash = fingerprint::referral(&doc);
+        if link.pc_hash.as_deref() == Some(pc_hash.as_str()) && link.last_error.is_none() {
+            self.metrics.record_echo();
+            return Ok(Done::new("echo", "the referral is as last synced"));
+        }
+        let current = match &link.opportunity_id {
+            Some(oid) => match self.opportunities.read(oid).await? {
+                Some(row) => Some(row),
+                None => {
+                    return Ok(Done::new(
+                        "skipped",
+                        format!("the linked opportunity {oid} was deleted"),
+                    ));
+                }
+            },
+            None => None,
+        };
+        if current.is_none() && doc["status"] == "Closed" {
+            return Ok(Done::new("skipped", "a closed referral is not imported"));
+        }
+        let mapped = self
+            .map(
+                DIRECTION,
+                &event_name(event),
+                doc.to_string(),
+                current.as_ref().map(|r| r.body.to_string()),
+            )
+            .await?;
+        let output = match mapped {
+            Mapped::Skipped(reason) => return Ok(Done::new("skipped", reason)),
+            Mapped::Output(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(map)) => map,
+                _ => {
+                    return Err(SyncError::transient(
+                        "the mapping's output is not a JSON object of columns",
+                    ));
+                }
+            },
+        };
+        link.referral_id = Some(id.to_owned());
+        link.pc_hash = Some(pc_hash);
+        link.pc_snapshot = Some(doc.to_string());
+        match current {
+            None => self.create_opportunity(link, output).await,
+            Some(row) => self.update_opportunity(link, output, &doc, row).await,
+        }
+    }
+
+    /// The link of a referral cosell created from an opportunity, found through
+    /// `externalReferenceId`, or a new empty link.
+    async fn adopt_opportunity(&self, referral_id: &str, doc: &Value) -> Result<Link, SyncError> {
+        let fresh = Link {
+            referral_id: Some(referral_id.to_owned()),
+            ..Link::default()
+        };
+        let Some(oid) = doc["externalReferenceId"].as_str().filter(|s| is_guid(s)) else {
+            return Ok(fresh);
+        };
+        if let Some(link) = self.store.link_by_opportunity(oid)? {
+            return match &link.referral_id {
+                Some(other) if other != referral_id => Err(SyncError::Rejected(format!(
+                    "referral {referral_id} names opportunity {oid}, which is linked to referral {other}"
+                ))),
+                _ => Ok(link),
+            };
+        }
+        Ok(match self.opportunities.read(oid).await? {
+            Some(_) => Link {
+                opportunity_id: Some(oid.to_owned()),
+                ..fresh
+            },
+            None => fresh,
+        })
+    }
+
+    async fn create_opportunity(
+        &self,
+        mut link: Link,
+        mut columns: Map<String, Value>,
+    ) -> Result<Done, SyncError> {
+        if let Some(name) = columns.get("name").and_then(Value::as_str) {
+            let marked = super::seller_notes::marked(
+                name,
+                &self.config.success_mark,
+                &[&self.config.success_mark, &self.config.failure_mark],
+            );
+            columns.insert("name".into(), json!(marked));
+        }
+        let oid = self.opportunities.create(columns).await?;
+        let row = self.opportunities.read(&oid).await?;
+        link.opportunity_id = Some(oid.clone());
+        link.last_error = None;
+        if let Some(row) = &row {
+            link.crm_hash = Some(fingerprint::opportunity(&row.body, &self.volatile()));
+            link.crm_snapshot = Some(row.body.to_string());
+        }
+        self.store.save_link(&link)?;
+        let rid = link.referral_id.unwrap_or_default();
+        Ok(Done::new(
+            "created",
+            format!("opportunity {oid} from referral {rid}"),
+        ))
+    }
+
+    async fn update_opportunity(
+        &self,
+        mut link: Link,
+        output: Map<String, Value>,
+        referral: &Value,
+        row: crate::connections::dataverse::Row,
+    ) -> Result<Done, SyncError> {
+        let oid = link.opportunity_id.clone().unwrap_or_default();
+        let snapshot: Option<Value> = link
+            .crm_snapshot
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
+        let marks = [
+            self.config.success_mark.as_str(),
+            self.config.failure_mark.as_str(),
+        ];
+        let (mut write, conflicts) = columns_to_write(
+            &self.config.conflicts,
+            output,
+            referral,
+            &row.body,
+            snapshot.as_ref(),
+            |held, wanted| unmarked(held, &marks) == unmarked(wanted, &marks),
+        );
+        // The mapping's audit line describes the change; alone it is no change.
+        if write.len() == 1 && write.contains_key(self.audit_column()) {
+            write.clear();
+        }
+        for c in &conflicts {
+            self.audit(
+                &format!(
+                    "referral:{}",
+                    link.referral_id.as_deref().unwrap_or_default()
+                ),
+                DIRECTION,
+                "conflict",
+                &format!("{} changed on both sides; {} wins", c.field, c.winner),
+            );
+        }
+        let changed: Vec<String> = write
+            .keys()
+            .filter(|k| *k != self.audit_column())
+            .cloned()
+            .collect();
+        if let Some(name) = write.get("name").and_then(Value::as_str) {
+            let marked = super::seller_notes::marked(name, &self.config.success_mark, &marks);
+            write.insert("name".into(), json!(marked));
+        }
+        let had_error = link.last_error.take().is_some();
+        let row_fingerprint_source = row.body.clone();
+        let after = if write.is_empty() {
+            if had_error {
+                self.note_success(
+                    &oid,
+                    &row,
+                    Some("in sync with Partner Center again"),
+                    Map::new(),
+                )
+                .await?;
+            }
+            row
+        } else {
+            self.opportunities
+                .update(&oid, write, &row.body, row.etag.as_deref())
+                .await?;
+            self.opportunities.read(&oid).await?.unwrap_or(row)
+        };
+        // If the seller had changes not yet synced to Partner Center, the old fingerprint stays,
+        // so the echo of this write is processed and brings those changes over.
+        let before = fingerprint::opportunity(&row_fingerprint_source, &self.volatile());
+        if link.crm_hash.as_deref() == Some(before.as_str()) {
+            link.crm_hash = Some(fingerprint::opportunity(&after.body, &self.volatile()));
+        }
+        link.crm_snapshot = Some(after.body.to_string());
+        self.store.save_link(&link)?;
+        if changed.is_empty() {
+            return Ok(Done::new(
+                "unchanged",
+                "the opportunity already holds the referral's values",
+            ));
+        }
+        Ok(Done::new(
+            "updated",
+            format!("opportunity {oid}: {}", changed.join(", ")),
+        ))
+    }
+}

@@ -1,0 +1,266 @@
+//! An opportunity changed in Dataverse → create or update its referral.
+//!
+//! The opportunity is read with its lookups expanded; if its fingerprint is the one recorded
+//! at the last sync (cosell's own write-back coming back, or Dataverse firing on an update
+//! that changed nothing) nothing more happens. Otherwise the CRM → PC pipeline maps it over
+//! the current referral. A new referral is created (two-step when co-sell) and its id, link,
+//! an audit line and the ✔ mark are written back; an existing one gets a JSON Patch of the
+//! changed fields only, with `If-Match`. A 412 means Partner Center changed the referral
+//! meanwhile: it is read again and the pipeline re-run, a few times.
+
+use super::compare::{apply_ops, patch_ops};
+use super::conflicts::ops_to_send;
+use super::fingerprint;
+use super::outcome::Mapped;
+use super::{Done, SyncEngine, SyncError};
+use crate::connections::dataverse::Row;
+use crate::connections::partner_center::{PartnerCenterError, Referral};
+use crate::runtime::Direction;
+use crate::store::{Link, QueuedEvent, REPLAY_ORIGIN};
+use serde_json::{Map, Value, json};
+
+const DIRECTION: Direction = Direction::CrmToPartnerCenter;
+/// Reads and re-runs after a 412 before the event is retried later.
+const PRECONDITION_ROUNDS: usize = 3;
+
+impl SyncEngine {
+    pub(super) async fn opportunity_changed(&self, event: &QueuedEvent) -> Result<Done, SyncError> {
+        let oid = event.record_id.as_str();
+        let Some(row) = self.opportunities.read(oid).await? else {
+            return Ok(Done::new(
+                "skipped",
+                format!("opportunity {oid} no longer exists"),
+            ));
+        };
+        let mut link = self.opportunity_link(oid, &row.body)?;
+        let crm_hash = fingerprint::opportunity(&row.body, &self.volatile());
+        // A replayed dead letter runs in full even though the record did not change.
+        if link.crm_hash.as_deref() == Some(crm_hash.as_str()) && event.origin != REPLAY_ORIGIN {
+            self.metrics.record_echo();
+            return Ok(match &link.last_error {
+                None => Done::new("echo", "the opportunity is as last synced"),
+                Some(_) => Done::new(
+                    "unchanged",
+                    "still as when its sync was refused; waiting for a change",
+                ),
+            });
+        }
+        for _ in 0..PRECONDITION_ROUNDS {
+            let mut current = match &link.referral_id {
+                Some(rid) => match self.referrals.client().get_referral(rid).await {
+                    Ok(r) => Some(r),
+                    Err(PartnerCenterError::NotFound(_)) => {
+                        return Err(SyncError::Rejected(format!(
+                            "the linked referral {rid} no longer exists in Partner Center"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                None => None,
+            };
+            let mut wanted = match self.map_opportunity(&row, current.as_ref()).await? {
+                Some(wanted) => wanted,
+                None => {
+                    return Ok(Done::new(
+                        "skipped",
+                        "the mapping skipped the opportunity (e.g. Sync with Partner Center is not Yes)",
+                    ));
+                }
+            };
+            if current.is_none() {
+                // A create retried after a crash finds the referral it made (looked up only
+                // once the mapping wants a referral, so unsynced opportunities cost no call).
+                if let Some(found) = self.referrals.find_for_opportunity(oid).await? {
+                    wanted = match self.map_opportunity(&row, Some(&found)).await? {
+                        Some(wanted) => wanted,
+                        None => {
+                            return Ok(Done::new("skipped", "the mapping skipped the opportunity"));
+                        }
+                    };
+                    current = Some(found);
+                }
+            }
+            link.crm_hash = Some(crm_hash.clone());
+            link.crm_snapshot = Some(row.body.to_string());
+            let result = match current {
+                None => self.create_referral(&mut link, oid, &row, &wanted).await,
+                Some(current) => {
+                    self.patch_referral(&mut link, oid, &row, current, &wanted)
+                        .await
+                }
+            };
+            match result {
+                Err(SyncError::Transient(m)) if m.starts_with(PRECONDITION) => continue,
+                other => return other,
+            }
+        }
+        Err(SyncError::transient(format!(
+            "the referral kept changing while opportunity {oid} was being synced (412 {PRECONDITION_ROUNDS} times)"
+        )))
+    }
+
+    /// Runs the CRM → PC pipeline; `None` when it skips the record.
+    async fn map_opportunity(
+        &self,
+        row: &Row,
+        current: Option<&Referral>,
+    ) -> Result<Option<Value>, SyncError> {
+        let mapped = self
+            .map(
+                DIRECTION,
+                "opportunity-updated",
+                row.body.to_string(),
+                current.map(|r| r.body.to_string()),
+            )
+            .await?;
+        match mapped {
+            Mapped::Skipped(reason) => {
+                tracing::debug!(reason, "CRM -> PC mapping skipped the opportunity");
+                Ok(None)
+            }
+            Mapped::Output(text) => serde_json::from_str::<Value>(&text).map(Some).map_err(|e| {
+                SyncError::transient(format!("the mapping's output is not JSON: {e}"))
+            }),
+        }
+    }
+
+    /// The opportunity's link, from the store or from the referral id column it carries.
+    fn opportunity_link(&self, oid: &str, opportunity: &Value) -> Result<Link, SyncError> {
+        if let Some(link) = self.store.link_by_opportunity(oid)? {
+            return Ok(link);
+        }
+        let column = self.config.column("referralidentifier");
+        let referral = opportunity[&column]
+            .as_str()
+            .filter(|s| !s.trim().is_empty());
+        if let Some(link) = referral
+            .map(|rid| self.store.link_by_referral(rid))
+            .transpose()?
+            .flatten()
+        {
+            return Ok(link);
+        }
+        Ok(Link {
+            opportunity_id: Some(oid.to_owned()),
+            referral_id: referral.map(str::to_owned),
+            ..Link::default()
+        })
+    }
+
+    async fn create_referral(
+        &self,
+        link: &mut Link,
+        oid: &str,
+        row: &Row,
+        wanted: &Value,
+    ) -> Result<Done, SyncError> {
+        let created = self.referrals.create(wanted).await?;
+        let rid = created["id"]
+            .as_str()
+            .ok_or_else(|| SyncError::transient("Partner Center created a referral without an id"))?
+            .to_owned();
+        link.referral_id = Some(rid.clone());
+        link.opportunity_id = Some(oid.to_owned());
+        link.pc_hash = Some(fingerprint::referral(&created));
+        link.pc_snapshot = Some(created.to_string());
+        link.last_error = None;
+        self.store.save_link(link)?;
+        let kind = created["type"].as_str().unwrap_or("Independent");
+        let mut extra = Map::new();
+        extra.insert(self.config.column("referralidentifier"), json!(rid));
+        extra.insert(
+            self.config.column("referrallink"),
+            json!(self.config.referral_link_template.replace("{id}", &rid)),
+        );
+        let line = format!("created {kind} referral {rid} in Partner Center");
+        self.note_success(oid, row, Some(&line), extra).await?;
+        Ok(Done::new(
+            "created",
+            format!("referral {rid} ({kind}) from opportunity {oid}"),
+        ))
+    }
+
+    async fn patch_referral(
+        &self,
+        link: &mut Link,
+        oid: &str,
+        row: &Row,
+        current: Referral,
+        wanted: &Value,
+    ) -> Result<Done, SyncError> {
+        let rid = current.body["id"].as_str().unwrap_or_default().to_owned();
+        let snapshot: Option<Value> = link
+            .pc_snapshot
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
+        let (ops, conflicts) = ops_to_send(
+            &self.config.conflicts,
+            patch_ops(&current.body, wanted),
+            &current.body,
+            &row.body,
+            snapshot.as_ref(),
+        );
+        for c in &conflicts {
+            self.audit(
+                &format!("referral:{rid}"),
+                DIRECTION,
+                "conflict",
+                &format!("{} changed on both sides; {} wins", c.field, c.winner),
+            );
+        }
+        link.referral_id = Some(rid.clone());
+        let had_error = link.last_error.take().is_some();
+        if ops.is_empty() {
+            link.pc_hash = Some(fingerprint::referral(&current.body));
+            link.pc_snapshot = Some(current.body.to_string());
+            self.store.save_link(link)?;
+            if had_error {
+                self.note_success(
+                    oid,
+                    row,
+                    Some("in sync with Partner Center again"),
+                    Map::new(),
+                )
+                .await?;
+            }
+            return Ok(Done::new(
+                "unchanged",
+                "the referral already holds the opportunity's values",
+            ));
+        }
+        let updated = match self.referrals.patch(&rid, &ops, &current.etag).await {
+            Ok(updated) => updated,
+            Err(PartnerCenterError::PreconditionFailed { .. }) => {
+                return Err(SyncError::Transient(format!(
+                    "{PRECONDITION} on referral {rid}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let paths: Vec<&str> = ops.iter().filter_map(|op| op["path"].as_str()).collect();
+        // What is now in sync is the last synced referral plus these operations. If Partner
+        // Center had changes of its own not yet synced to the CRM, the old fingerprint stays,
+        // so the echo of this write is processed and brings those changes over.
+        let pc_had_changes =
+            link.pc_hash.as_deref() != Some(fingerprint::referral(&current.body).as_str());
+        let mut synced = snapshot.unwrap_or_else(|| current.body.clone());
+        apply_ops(&mut synced, &ops);
+        link.pc_snapshot = Some(synced.to_string());
+        if !pc_had_changes {
+            link.pc_hash = Some(fingerprint::referral(&updated));
+        }
+        self.store.save_link(link)?;
+        let line = format!(
+            "sent to Partner Center referral {rid}: {}",
+            paths.join(", ")
+        );
+        self.note_success(oid, row, Some(&line), Map::new()).await?;
+        Ok(Done::new(
+            "updated",
+            format!("referral {rid}: {}", paths.join(", ")),
+        ))
+    }
+}
+
+/// Marks a 412 inside this module, so the loop re-reads instead of failing the event.
+const PRECONDITION: &str = "412: the referral changed since it was read";

@@ -1,0 +1,312 @@
+//! An end-to-end environment for the sync flows: both emulators in this process on loopback,
+//! a real `cosell serve` process on a real SQLite file, set up with the real setup commands
+//! (`cosell dataverse provision`, `cosell partner-center register-webhooks`,
+//! `cosell dataverse register-webhook`), and a seller's Dataverse client.
+
+use super::{TOKEN, guest_path};
+use cosell::config::Secret;
+use cosell::connections::dataverse::{DataverseClient, DataverseSettings};
+use cosell_emulators::common::server::RunningEmulator;
+use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
+use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
+use serde_json::Value;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a flow may take to show its effect before the test fails.
+pub const SETTLE: Duration = Duration::from_secs(20);
+
+pub struct SyncEnv {
+    pub pc: PartnerCenter,
+    pub dv: Dataverse,
+    /// The seller's own Dataverse client (what the CRM's UI would do).
+    pub seller: DataverseClient,
+    pub admin_url: String,
+    pub webhooks_url: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    host: Option<Child>,
+    _pc_server: RunningEmulator,
+    _dv_server: RunningEmulator,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn secret(dir: &Path, name: &str, value: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, value).unwrap();
+    path.display().to_string()
+}
+
+impl SyncEnv {
+    /// Starts everything; `extra` is TOML added to the host configuration (e.g.
+    /// `[sync.conflicts]`). The pollers run every 2 s as a safety net.
+    pub async fn start(extra: &str) -> Self {
+        let pc = PartnerCenter::new(PartnerCenterConfig::default());
+        let pc_server = pc
+            .serve()
+            .await
+            .expect("the Partner Center emulator starts");
+        let dv = Dataverse::new(DataverseConfig::default());
+        let dv_server = dv.serve().await.expect("the Dataverse emulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        let (pcc, dvc) = (pc.config().clone(), dv.config().clone());
+        let d = dir.path();
+        let cert = reqwest::get(format!("{}/_emulator/certificate.pem", pc_server.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let cert_path = secret(d, "pc.pem", &cert);
+        let webhooks_port = free_port();
+        let admin_port = free_port();
+        let text = format!(
+            r#"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+[state]
+path = "{state}"
+[partner_center]
+base_url = "{pc}"
+token_url = "{pc}/{pc_tenant}/oauth2/token"
+client_id = "{pc_client}"
+client_secret = {{ file = "{pc_secret}" }}
+refresh_token = {{ file = "{pc_refresh}" }}
+[partner_center.webhooks]
+certificate_hosts = ["127.0.0.1"]
+allow_http = true
+trusted_certificates = ["{cert_path}"]
+[dataverse]
+url = "{dv}"
+token_url = "{dv}/{dv_tenant}/oauth2/v2.0/token"
+client_id = "{dv_client}"
+client_secret = {{ file = "{dv_secret}" }}
+[webhooks]
+listen = "127.0.0.1:{webhooks_port}"
+[webhooks.dataverse]
+kind = "http-header"
+name = "x-cosell-key"
+value = {{ file = "{hook_key}" }}
+[pollers]
+dataverse_interval_secs = 2
+partner_center_interval_secs = 2
+partner_center_overlap_secs = 5
+{extra}
+[[pipelines.partner-center-to-crm]]
+step = "referral-to-opportunity"
+component = "{r2o}"
+[[pipelines.crm-to-partner-center]]
+step = "opportunity-to-referral"
+component = "{o2r}"
+"#,
+            state = d.join("cosell.db").display(),
+            pc = pc_server.url(),
+            pc_tenant = pcc.tenant_id,
+            pc_client = pcc.client_id,
+            pc_secret = secret(d, "pc-secret", &pcc.client_secret),
+            pc_refresh = secret(d, "pc-refresh", &pc.refresh_token()),
+            dv = dv_server.url(),
+            dv_tenant = dvc.tenant_id,
+            dv_client = dvc.client_id,
+            dv_secret = secret(d, "dv-secret", &dvc.client_secret),
+            hook_key = secret(d, "hook-key", "sandbox-hook-key"),
+            r2o = guest_path("referral_to_opportunity.wasm").display(),
+            o2r = guest_path("opportunity_to_referral.wasm").display(),
+        );
+        let config_path = d.join("cosell.toml");
+        std::fs::write(&config_path, text).unwrap();
+        let seller = DataverseClient::new(DataverseSettings {
+            url: dv_server.url(),
+            token_url: format!("{}/{}/oauth2/v2.0/token", dv_server.url(), dvc.tenant_id),
+            client_id: dvc.client_id.clone(),
+            client_secret: Secret::new(dvc.client_secret.clone()),
+            scope: None,
+            timeout: Duration::from_secs(10),
+            max_retries: 3,
+            max_concurrency: 8,
+        })
+        .unwrap();
+        let webhooks_url = format!("http://127.0.0.1:{webhooks_port}");
+        let mut env = SyncEnv {
+            pc,
+            dv,
+            seller,
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
+            webhooks_url,
+            dir,
+            config_path,
+            host: None,
+            _pc_server: pc_server,
+            _dv_server: dv_server,
+        };
+        env.cosell(&["dataverse", "provision"]);
+        let pc_hook = format!("{}/webhooks/partner-center", env.webhooks_url);
+        env.cosell(&["partner-center", "register-webhooks", "--url", &pc_hook]);
+        let dv_hook = format!("{}/webhooks/dataverse", env.webhooks_url);
+        env.cosell(&["dataverse", "register-webhook", "--url", &dv_hook]);
+        env.start_host().await;
+        env
+    }
+
+    /// Runs a `cosell` command with this environment's configuration; panics on failure.
+    pub fn cosell(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_cosell"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("COSELL_ADMIN_TOKEN", TOKEN)
+            .output()
+            .expect("cosell runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "cosell {args:?} failed: {stderr}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs a `cosell` admin command (no `--config`: it talks to the host's admin API).
+    pub fn cosell_admin(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_cosell"))
+            .args(args)
+            .args(["--admin-url", &self.admin_url])
+            .env("COSELL_ADMIN_TOKEN", TOKEN)
+            .output()
+            .expect("cosell runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "cosell {args:?} failed: {stderr}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Starts `cosell serve` and waits until both listeners answer.
+    pub async fn start_host(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("host.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cosell"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("COSELL_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "cosell=debug,info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cosell serve starts");
+        self.host = Some(child);
+        for url in [
+            format!("{}/healthz", self.admin_url),
+            format!("{}/healthz", self.webhooks_url),
+        ] {
+            let ready = wait_until(Duration::from_secs(60), || async {
+                reqwest::get(&url)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            })
+            .await;
+            assert!(
+                ready.is_some(),
+                "the host did not come up: {}",
+                self.host_log()
+            );
+        }
+    }
+
+    /// Kills the host process (SIGKILL).
+    pub fn kill_host(&mut self) {
+        if let Some(mut child) = self.host.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn host_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
+    /// An admin API GET.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.admin_url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// An opportunity as the seller sees it.
+    pub async fn opportunity(&self, id: &str) -> Value {
+        self.seller
+            .get("opportunities", id, "")
+            .await
+            .unwrap()
+            .expect("the opportunity exists")
+            .body
+    }
+
+    /// Waits for the opportunity to satisfy `check`; panics with the host log otherwise.
+    pub async fn wait_opportunity(
+        &self,
+        id: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let found = wait_until(SETTLE, || async {
+            let o = self.opportunity(id).await;
+            check(&o).then_some(o)
+        })
+        .await;
+        match found {
+            Some(o) => o,
+            None => panic!(
+                "timed out waiting for {what}; opportunity: {:#}\nhost log:\n{}",
+                self.opportunity(id).await,
+                self.host_log()
+            ),
+        }
+    }
+
+    /// Waits for a referral to satisfy `check`.
+    pub async fn wait_referral(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let found = wait_until(SETTLE, || async {
+            self.pc.referrals().into_iter().find(|r| check(r))
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "timed out waiting for {what}\nhost log:\n{}",
+                self.host_log()
+            )
+        })
+    }
+}
+
+impl Drop for SyncEnv {
+    fn drop(&mut self) {
+        self.kill_host();
+    }
+}
+
+/// Polls `probe` every 50 ms until it answers `Some`, or `limit` passes.
+pub async fn wait_until<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}

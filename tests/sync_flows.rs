@@ -1,0 +1,508 @@
+//! The sync engine end to end: a real `cosell serve` process syncing the two emulators over
+//! real HTTP with a real SQLite file, one test per flow of issue 4. Each test prints the
+//! latency it measured (webhook to write on the other side).
+
+mod support;
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::sync_env::{SETTLE, SyncEnv, wait_until};
+
+/// Every test is bounded.
+const BOUND: Duration = Duration::from_secs(120);
+
+const HELP_WORKLOAD: i64 = 100_000_000;
+
+/// A customer account with one contact, as a seller would have it; answers (account, contact).
+async fn customer(env: &SyncEnv, name: &str, postal: &str) -> (String, String) {
+    let account = env
+        .seller
+        .create("accounts", &json!({"name": name, "address1_postalcode": postal, "address1_country": "US", "address1_city": "Redmond"}))
+        .await
+        .unwrap();
+    let contact = env
+        .seller
+        .create(
+            "contacts",
+            &json!({"firstname": "Dana", "lastname": "Buyer", "emailaddress1": format!("dana@{}.example", postal),
+                    "parentcustomerid_account@odata.bind": format!("/accounts({account})")}),
+        )
+        .await
+        .unwrap();
+    (account, contact)
+}
+
+async fn currency(env: &SyncEnv, code: &str) -> String {
+    let rows = env
+        .seller
+        .query(
+            "transactioncurrencies",
+            &format!("$select=transactioncurrencyid&$filter=isocurrencycode eq '{code}'"),
+        )
+        .await
+        .unwrap();
+    rows[0]["transactioncurrencyid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A new opportunity marked "Sync with Partner Center"; `help` asks Microsoft for help.
+async fn seller_creates_opportunity(env: &SyncEnv, name: &str, help: Option<i64>) -> String {
+    seller_creates_opportunity_with(env, name, help, json!({})).await
+}
+
+/// [`seller_creates_opportunity`] with `extra` columns set (or cleared with `null`).
+async fn seller_creates_opportunity_with(
+    env: &SyncEnv,
+    name: &str,
+    help: Option<i64>,
+    extra: Value,
+) -> String {
+    let (account, contact) = customer(
+        env,
+        &format!("{name} Inc"),
+        &format!("{:05}", name.len() * 97),
+    )
+    .await;
+    let mut body = json!({
+        "name": name,
+        "estimatedvalue": 25000,
+        "description": "Migration of 400 seats",
+        "estimatedclosedate": "2027-03-31",
+        "customerid_account@odata.bind": format!("/accounts({account})"),
+        "parentcontactid@odata.bind": format!("/contacts({contact})"),
+        "transactioncurrencyid@odata.bind": format!("/transactioncurrencies({})", currency(env, "EUR").await),
+        "cosell_syncwithpartnercenter": true,
+        "cosell_products": "SOL-1234",
+    });
+    if let Some(help) = help {
+        body["cosell_howcanmicrosofthelp"] = json!(help);
+    }
+    for (column, value) in extra.as_object().unwrap() {
+        if value.is_null() {
+            body.as_object_mut().unwrap().remove(column);
+        } else {
+            body[column] = value.clone();
+        }
+    }
+    env.seller.create("opportunities", &body).await.unwrap()
+}
+
+fn referral_id_of(opportunity: &Value) -> Option<String> {
+    opportunity["cosell_referralidentifier"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Creates an opportunity and waits until its referral exists; answers (opportunity, referral).
+async fn synced_pair(env: &SyncEnv, name: &str, help: Option<i64>) -> (String, String) {
+    let oid = seller_creates_opportunity(env, name, help).await;
+    let opp = env
+        .wait_opportunity(&oid, "the referral id written back", |o| {
+            referral_id_of(o).is_some()
+        })
+        .await;
+    (oid, referral_id_of(&opp).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow1_a_crm_opportunity_becomes_a_referral_and_its_id_comes_back() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start("").await;
+        let started = Instant::now();
+        let oid = seller_creates_opportunity(&env, "Contoso rollout", Some(HELP_WORKLOAD)).await;
+        let referral = env
+            .wait_referral("the co-sell referral", |r| {
+                r["externalReferenceId"] == oid.as_str() && r["target"].is_null()
+            })
+            .await;
+        println!(
+            "flow 1 latency: opportunity created -> referral created in {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            referral["type"], "Shared",
+            "help from Microsoft makes it co-sell: {referral:#}"
+        );
+        assert_eq!(referral["name"], "Contoso rollout");
+        assert_eq!(referral["details"]["dealValue"].as_f64(), Some(25000.0));
+        assert_eq!(referral["details"]["currency"], "EUR");
+        assert_eq!(
+            referral["inviteContext"]["assistanceRequestCode"],
+            "WorkloadSpecificValueProposition"
+        );
+        let engagement = referral["engagementId"].clone();
+        let microsoft_half = env
+            .pc
+            .referrals()
+            .into_iter()
+            .filter(|r| r["engagementId"] == engagement && r["target"].to_string().contains("msft"))
+            .count();
+        assert_eq!(
+            microsoft_half, 1,
+            "the co-sell referral is shared with Microsoft in a second step"
+        );
+
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        let opp = env
+            .wait_opportunity(&oid, "the write-back", |o| {
+                o["name"].as_str().is_some_and(|n| n.ends_with('✔'))
+            })
+            .await;
+        assert_eq!(opp["cosell_referralidentifier"], rid.as_str());
+        assert!(opp["cosell_referrallink"].as_str().unwrap().contains(&rid));
+        assert!(
+            opp["cosell_audit"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("created Shared referral {rid}")),
+            "{opp:#}"
+        );
+        assert_eq!(opp["name"], "Contoso rollout ✔");
+
+        // Without help: a private (Independent) referral.
+        let (_, independent) = synced_pair(&env, "Fabrikam renewal", None).await;
+        let referral = env.pc.referral(&independent).unwrap();
+        assert_eq!(referral["type"], "Independent");
+        // Exactly one partner referral per opportunity, even with the pollers re-reading.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mine = env
+            .pc
+            .referrals()
+            .into_iter()
+            .filter(|r| r["externalReferenceId"] == oid.as_str() && r["target"].is_null())
+            .count();
+        assert_eq!(mine, 1);
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow2_crm_changes_are_patched_onto_the_referral_and_closing_sets_its_status() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start("").await;
+        let (oid, rid) = synced_pair(&env, "Northwind expansion", None).await;
+        let before = env.pc.referral(&rid).unwrap();
+        let started = Instant::now();
+        env.seller
+            .update(
+                "opportunities",
+                &oid,
+                &json!({"estimatedvalue": 31000, "description": "Now 500 seats"}),
+                None,
+            )
+            .await
+            .unwrap();
+        let after = env
+            .wait_referral("the new deal value", |r| {
+                r["id"] == rid.as_str() && r["details"]["dealValue"].as_f64() == Some(31000.0)
+            })
+            .await;
+        println!(
+            "flow 2 latency: opportunity changed -> referral patched in {:?}",
+            started.elapsed()
+        );
+        assert_eq!(after["details"]["notes"], "Now 500 seats");
+        // Only the changed fields: everything else is as it was.
+        assert_eq!(after["customerProfile"], before["customerProfile"]);
+        assert_eq!(after["name"], before["name"]);
+        let opp = env
+            .wait_opportunity(&oid, "the audit line of the update", |o| {
+                o["cosell_audit"]
+                    .as_str()
+                    .is_some_and(|a| a.contains("/details/dealValue"))
+            })
+            .await;
+        let audit = opp["cosell_audit"].as_str().unwrap();
+        assert!(
+            audit.contains("/details/notes") && !audit.contains("/customerProfile"),
+            "{audit}"
+        );
+
+        // Won in the CRM → Closed/Won in Partner Center.
+        env.seller.win_opportunity(&oid, 3, "Signed").await.unwrap();
+        env.wait_referral("Closed/Won", |r| {
+            r["id"] == rid.as_str() && r["status"] == "Closed" && r["substatus"] == "Won"
+        })
+        .await;
+
+        // An accepted referral lost in the CRM → Closed/Lost.
+        let (lost_oid, lost_rid) = synced_pair(&env, "Tailspin pilot", None).await;
+        env.seller
+            .lose_opportunity(&lost_oid, 5, "Went elsewhere")
+            .await
+            .unwrap();
+        env.wait_referral("Closed/Lost", |r| {
+            r["id"] == lost_rid.as_str() && r["status"] == "Closed" && r["substatus"] == "Lost"
+        })
+        .await;
+    })
+    .await
+    .expect("bounded");
+}
+
+async fn opportunity_for_referral(env: &SyncEnv, rid: &str) -> Option<Value> {
+    env.seller
+        .query(
+            "opportunities",
+            &format!("$filter=cosell_referralidentifier eq '{rid}'"),
+        )
+        .await
+        .ok()?
+        .into_iter()
+        .next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow3_and_4_a_microsoft_referral_becomes_an_opportunity_and_its_updates_follow() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start("").await;
+        // The customer exists already: matched by company name and postal code.
+        let (account, _) = customer(&env, "Adatum Corporation", "98052").await;
+        let started = Instant::now();
+        let referral = env.pc.microsoft().create_incoming(json!({
+            "name": "Adatum data platform",
+            "customerProfile": {"name": "Adatum Corporation", "address": {"postalCode": "98052", "country": "US"},
+                                "team": [{"firstName": "Ravi", "lastName": "Kumar", "email": "ravi@adatum.example"}]},
+            "details": {"dealValue": 48000, "currency": "USD"}
+        }));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        let opp = wait_until(SETTLE, || opportunity_for_referral(&env, &rid)).await.unwrap_or_else(|| panic!("no opportunity for {rid}\n{}", env.host_log()));
+        println!("flow 3 latency: referral-created webhook -> opportunity created in {:?}", started.elapsed());
+        let oid = opp["opportunityid"].as_str().unwrap().to_owned();
+        assert_eq!(opp["cosell_syncwithpartnercenter"], true);
+        assert_eq!(opp["statecode"], 0, "an open opportunity");
+        assert_eq!(opp["_customerid_value"], account.as_str(), "the existing account was matched");
+        let contacts = env.seller.query("contacts", &format!("$filter=_parentcustomerid_value eq {account}")).await.unwrap();
+        assert!(contacts.iter().any(|c| c["emailaddress1"] == "ravi@adatum.example"), "the customer contact was added");
+
+        // referral-updated: only what differs is written.
+        let etag_before = env.seller.get("opportunities", &oid, "").await.unwrap().unwrap().etag;
+        let started = Instant::now();
+        env.pc.microsoft().update(&rid, json!({"details": {"dealValue": 52000}})).unwrap();
+        let opp = env.wait_opportunity(&oid, "the new estimated value", |o| o["estimatedvalue"].as_f64() == Some(52000.0)).await;
+        println!("flow 4 latency: referral-updated webhook -> opportunity updated in {:?}", started.elapsed());
+        assert_eq!(opp["name"].as_str().map(|n| n.trim_end_matches(" ✔")), Some("Adatum data platform"));
+        assert!(opp["cosell_audit"].as_str().unwrap().contains("estimatedvalue"));
+        assert_ne!(env.seller.get("opportunities", &oid, "").await.unwrap().unwrap().etag, etag_before);
+        let accounts = env.seller.query("accounts", "$filter=name eq 'Adatum Corporation'").await.unwrap();
+        assert_eq!(accounts.len(), 1, "no second account was created");
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow5_cosell_recognises_its_own_writes_and_never_ping_pongs() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start("").await;
+        let (oid, rid) = synced_pair(&env, "Litware migration", Some(HELP_WORKLOAD)).await;
+        env.wait_opportunity(&oid, "the mark", |o| {
+            o["name"].as_str().is_some_and(|n| n.ends_with('✔'))
+        })
+        .await;
+        // Let every echo (both webhooks, both pollers) come and go.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let referral_etag = env.pc.referral(&rid).unwrap()["eTag"].clone();
+        let opportunity_etag = env
+            .seller
+            .get("opportunities", &oid, "")
+            .await
+            .unwrap()
+            .unwrap()
+            .etag;
+        // An update that changes nothing still fires Dataverse's webhook.
+        let name = env.opportunity(&oid).await["name"].clone();
+        env.seller
+            .update("opportunities", &oid, &json!({"name": name}), None)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            env.pc.referral(&rid).unwrap()["eTag"],
+            referral_etag,
+            "the referral was not written again"
+        );
+        let now = env
+            .seller
+            .get("opportunities", &oid, "")
+            .await
+            .unwrap()
+            .unwrap()
+            .etag;
+        // The seller's no-op update is one write; cosell added none.
+        assert_ne!(now, opportunity_etag);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            env.seller
+                .get("opportunities", &oid, "")
+                .await
+                .unwrap()
+                .unwrap()
+                .etag,
+            now,
+            "no ping-pong"
+        );
+        let metrics = reqwest::get(format!("{}/metrics", env.admin_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let echoes: f64 = metrics
+            .lines()
+            .find(|l| l.starts_with("cosell_sync_echoes_suppressed_total"))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0.0);
+        println!("flow 5: {echoes} echoes recognised and dropped");
+        assert!(echoes >= 2.0, "the echoes were recognised: {metrics}");
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow6_conflicting_changes_follow_the_per_field_owner() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start(
+            r#"[sync.conflicts]
+default = "most-recent"
+[sync.conflicts.fields]
+"estimatedvalue" = "crm"
+"/details/dealValue" = "crm"
+"description" = "partner-center"
+"/details/notes" = "partner-center"
+"#,
+        )
+        .await;
+        let (oid, rid) = synced_pair(&env, "Proseware analytics", None).await;
+        env.wait_opportunity(&oid, "the mark", |o| o["name"].as_str().is_some_and(|n| n.ends_with('✔'))).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Partner Center's change is not delivered by webhook (the reconciliation finds it).
+        env.pc.faults().set(cosell_emulators::common::faults::FaultConfig { webhook_drop_rate: 1.0, ..Default::default() }).expect("valid faults");
+        env.pc.microsoft().update(&rid, json!({"details": {"dealValue": 11111, "notes": "PC notes"}})).unwrap();
+        env.seller
+            .update("opportunities", &oid, &json!({"estimatedvalue": 22222, "description": "CRM notes"}), None)
+            .await
+            .unwrap();
+        let settled = wait_until(SETTLE, || async {
+            let r = env.pc.referral(&rid)?;
+            let o = env.opportunity(&oid).await;
+            let done = r["details"]["dealValue"].as_f64() == Some(22222.0)
+                && o["estimatedvalue"].as_f64() == Some(22222.0)
+                && r["details"]["notes"] == "PC notes"
+                && o["description"] == "PC notes";
+            done.then_some(())
+        })
+        .await;
+        let (r, o) = (env.pc.referral(&rid).unwrap(), env.opportunity(&oid).await);
+        assert!(settled.is_some(), "deal value owned by the CRM, notes by Partner Center; got referral {} / {}, opportunity {} / {}\n{}",
+            r["details"]["dealValue"], r["details"]["notes"], o["estimatedvalue"], o["description"], env.host_log());
+        let audit = env.admin_get(&format!("/admin/v1/audit?record=referral:{rid}")).await;
+        assert!(audit.to_string().contains("conflict"), "the conflict is in the audit trail: {audit:#}");
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow7_a_failed_sync_is_shown_to_the_seller_and_retried_when_fixed() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start("").await;
+        // Help from Microsoft without a solution id: the mapping refuses it.
+        let oid = seller_creates_opportunity_with(
+            &env,
+            "Wingtip helpdesk",
+            Some(HELP_WORKLOAD),
+            json!({"cosell_products": null}),
+        )
+        .await;
+        let opp = env
+            .wait_opportunity(&oid, "the failure mark", |o| {
+                o["name"].as_str().is_some_and(|n| n.ends_with('✖'))
+            })
+            .await;
+        let audit = opp["cosell_audit"].as_str().unwrap_or_default();
+        assert!(
+            audit.contains("could not sync"),
+            "the reason is in the Audit column: {audit}"
+        );
+        assert!(referral_id_of(&opp).is_none());
+        // Nothing loops while the record stays broken.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let etag = env
+            .seller
+            .get("opportunities", &oid, "")
+            .await
+            .unwrap()
+            .unwrap()
+            .etag;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            env.seller
+                .get("opportunities", &oid, "")
+                .await
+                .unwrap()
+                .unwrap()
+                .etag,
+            etag
+        );
+        // The seller fixes it: the record syncs.
+        env.seller
+            .update(
+                "opportunities",
+                &oid,
+                &json!({"cosell_products": "SOL-1234"}),
+                None,
+            )
+            .await
+            .unwrap();
+        let opp = env
+            .wait_opportunity(&oid, "the referral after the fix", |o| {
+                referral_id_of(o).is_some() && o["name"].as_str().is_some_and(|n| n.ends_with('✔'))
+            })
+            .await;
+        assert!(env.pc.referral(&referral_id_of(&opp).unwrap()).is_some());
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_with_the_cli() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start("[sync]\nmax_attempts = 2\nretry_base_ms = 200\n").await;
+        // Partner Center is down: every create fails.
+        env.pc
+            .faults()
+            .set(cosell_emulators::common::faults::FaultConfig {
+                error_rate: 1.0,
+                ..Default::default()
+            })
+            .expect("valid faults");
+        let oid = seller_creates_opportunity(&env, "Relecloud backup", None).await;
+        let listed = wait_until(SETTLE, || async {
+            let out = env.cosell_admin(&["dead-letters", "list"]);
+            out.contains(&oid).then_some(out)
+        })
+        .await
+        .unwrap_or_else(|| panic!("no dead letter\n{}", env.host_log()));
+        assert!(listed.contains("gave up after 2 attempts"), "{listed}");
+        let opp = env.opportunity(&oid).await;
+        assert!(opp["name"].as_str().unwrap().ends_with('✖'));
+        env.pc
+            .faults()
+            .set(Default::default())
+            .expect("valid faults");
+        env.cosell_admin(&["dead-letters", "replay", "--all"]);
+        env.wait_opportunity(&oid, "the referral after the replay", |o| {
+            referral_id_of(o).is_some()
+        })
+        .await;
+    })
+    .await
+    .expect("bounded");
+}
