@@ -125,6 +125,34 @@ impl TokenEndpoint {
     }
 }
 
+impl TokenEndpoint {
+    /// The token in `cache` while it is usable (see [`CachedToken::usable`]); otherwise a new
+    /// one from [`request`](Self::request) with `form`, which replaces the cached one. Answers
+    /// the access token and the rotated refresh token, if the endpoint sent one.
+    pub async fn cached(
+        &self,
+        http: &reqwest::Client,
+        cache: &mut Option<CachedToken>,
+        rejected: Option<&Secret>,
+        form: &[(&str, &str)],
+    ) -> Result<(Secret, Option<Secret>), TokenError> {
+        if let Some(token) = cache.as_ref().and_then(|c| c.usable(rejected)) {
+            return Ok((token, None));
+        }
+        let answer = self.request(http, form).await?;
+        *cache = Some(CachedToken::new(
+            answer.access_token.clone(),
+            answer.lifetime,
+        ));
+        tracing::debug!(
+            lifetime_secs = answer.lifetime.as_secs(),
+            url = %self.url,
+            "access token fetched"
+        );
+        Ok((answer.access_token, answer.refresh_token))
+    }
+}
+
 fn parse(body: &str) -> Result<Token, TokenError> {
     let answer: Answer = serde_json::from_str(body).map_err(|e| {
         TokenError::InvalidResponse(format!("the token endpoint's answer is not a token: {e}"))

@@ -4,8 +4,9 @@
 //! missing.
 
 use super::Result;
-use super::client::{Call, DataverseClient};
+use super::client::DataverseClient;
 use super::error::DataverseError;
+use super::request::Call;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -44,29 +44,18 @@ impl TokenCache {
         rejected: Option<&Secret>,
     ) -> Result<Secret> {
         let mut cached = self.cached.lock().await;
-        if let Some(token) = cached.as_ref().and_then(|c| c.usable(rejected)) {
-            return Ok(token);
-        }
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.client_secret.expose()),
             ("scope", self.scope.as_str()),
         ];
-        let answer = self
+        let (token, _) = self
             .endpoint
-            .request(http, &form)
+            .cached(http, &mut cached, rejected, &form)
             .await
             .map_err(|e| self.error_of(e))?;
-        *cached = Some(CachedToken::new(
-            answer.access_token.clone(),
-            answer.lifetime,
-        ));
-        tracing::debug!(
-            lifetime_secs = answer.lifetime.as_secs(),
-            "Dataverse access token fetched"
-        );
-        Ok(answer.access_token)
+        Ok(token)
     }
 
     fn error_of(&self, error: TokenError) -> DataverseError {

@@ -7,8 +7,9 @@
 //! only when none of its requests is a POST.
 
 use super::Result;
-use super::client::{Answer, Call, DataverseClient, Payload, check, id_of_entity_url};
+use super::client::DataverseClient;
 use super::error::{DataverseError, code_of};
+use super::request::{Answer, Call, Payload, check, id_of_entity_url};
 use crate::connections::{message_of, retry};
 use reqwest::Method;
 use serde_json::Value;

@@ -2,12 +2,13 @@
 //! and the row calls: get, query with paging, create, update and upsert by alternate key.
 
 use super::auth::TokenCache;
-use super::error::{DataverseError, code_of};
+use super::error::DataverseError;
 use super::limiter::{Limiter, Window};
+use super::request::{Answer, Call, Payload, check, encode_key};
 use super::{DataverseSettings, Result};
 use crate::config::Secret;
 use crate::connections::{message_of, retry};
-use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
@@ -20,131 +21,6 @@ const API_PATH: &str = "/api/data/v9.2";
 pub struct Row {
     pub body: Value,
     pub etag: Option<String>,
-}
-
-/// What a request carries.
-pub(crate) enum Payload<'a> {
-    Empty,
-    Json(&'a Value),
-    Raw { content_type: String, text: String },
-}
-
-/// One logical call, sent (and retried) by [`DataverseClient::exchange`].
-pub(crate) struct Call<'a> {
-    pub method: Method,
-    /// Absolute URL.
-    pub url: String,
-    pub payload: Payload<'a>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Whether sending it twice is harmless (decides retries after it may have arrived).
-    pub idempotent: bool,
-    /// Names the resource in errors, e.g. `opportunities(<id>)`.
-    pub what: String,
-}
-
-impl<'a> Call<'a> {
-    pub(crate) fn new(method: Method, url: String, what: impl Into<String>) -> Self {
-        let idempotent = method != Method::POST;
-        Self {
-            method,
-            url,
-            payload: Payload::Empty,
-            headers: Vec::new(),
-            idempotent,
-            what: what.into(),
-        }
-    }
-
-    pub(crate) fn json(mut self, body: &'a Value) -> Self {
-        self.payload = Payload::Json(body);
-        self
-    }
-
-    pub(crate) fn header(mut self, name: &'static str, value: &str) -> Result<Self> {
-        let value = HeaderValue::from_str(value).map_err(|_| DataverseError::BadRequest {
-            code: String::new(),
-            message: format!("{value:?} is not a valid {name} header value"),
-        })?;
-        self.headers.push((HeaderName::from_static(name), value));
-        Ok(self)
-    }
-}
-
-/// A final answer (after retries): any status but 429/5xx/401, which become errors.
-pub(crate) struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub text: String,
-}
-
-impl Answer {
-    /// The body as JSON (`Null` when empty).
-    pub(crate) fn json(&self, what: &str) -> Result<Value> {
-        if self.text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&self.text)
-            .map_err(|e| DataverseError::InvalidResponse(format!("{what}: not JSON: {e}")))
-    }
-
-    /// The id in `OData-EntityId` (`…/set(<id>)`).
-    pub(crate) fn entity_id(&self, what: &str) -> Result<String> {
-        self.headers
-            .get("OData-EntityId")
-            .and_then(|v| v.to_str().ok())
-            .and_then(id_of_entity_url)
-            .ok_or_else(|| {
-                DataverseError::InvalidResponse(format!(
-                    "{what}: no OData-EntityId with the row id"
-                ))
-            })
-    }
-}
-
-/// The id between the last parentheses of an entity URL.
-pub(crate) fn id_of_entity_url(url: &str) -> Option<String> {
-    let inner = url.trim().strip_suffix(')')?;
-    let open = inner.rfind('(')?;
-    Some(inner[open + 1..].to_owned()).filter(|id| !id.is_empty())
-}
-
-/// An alternate-key value for the URL: quotes doubled (OData), then percent-encoded but for
-/// unreserved characters and the quote.
-fn encode_key(value: &str) -> String {
-    let mut out = String::new();
-    for b in value.replace('\'', "''").bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~'".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Turns a failed final answer into its typed error.
-pub(crate) fn check(answer: Answer, what: &str) -> Result<Answer> {
-    let status = answer.status;
-    if status.is_success() || status == StatusCode::NOT_MODIFIED {
-        return Ok(answer);
-    }
-    let message = message_of(&answer.text);
-    Err(match status {
-        StatusCode::NOT_FOUND => DataverseError::NotFound(format!("{what} ({message})")),
-        StatusCode::PRECONDITION_FAILED => {
-            DataverseError::PreconditionFailed(format!("{what}: {message}"))
-        }
-        StatusCode::FORBIDDEN => DataverseError::Forbidden(format!("{what}: {message}")),
-        StatusCode::UNAUTHORIZED => DataverseError::Unauthorized(message),
-        StatusCode::BAD_REQUEST => DataverseError::BadRequest {
-            code: code_of(&answer.text),
-            message: format!("{what}: {message}"),
-        },
-        s => DataverseError::BadRequest {
-            code: code_of(&answer.text),
-            message: format!("{what} answered {s}: {message}"),
-        },
-    })
 }
 
 struct Shared {
@@ -473,27 +349,5 @@ impl DataverseClient {
                 .header(header::CONTENT_TYPE, content_type.as_str())
                 .body(text.clone()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_come_from_entity_urls() {
-        assert_eq!(
-            id_of_entity_url(
-                "https://x/api/data/v9.2/accounts(00000000-0000-0000-0000-000000000001)"
-            )
-            .as_deref(),
-            Some("00000000-0000-0000-0000-000000000001")
-        );
-        assert_eq!(id_of_entity_url("https://x/api/data/v9.2/accounts"), None);
-    }
-
-    #[test]
-    fn key_values_are_quoted_and_encoded() {
-        assert_eq!(encode_key("O'Neil 1/2%"), "O''Neil%201%2F2%25");
     }
 }

@@ -250,7 +250,7 @@ mod tests {
     async fn acquire_waits_for_a_slot_and_for_retry_after() {
         let limiter = Limiter::new(2);
         let a = limiter.acquire().await;
-        let _b = limiter.acquire().await;
+        let b = limiter.acquire().await;
         let waiting = tokio::spawn({
             let limiter = limiter.clone();
             async move { limiter.acquire().await }
@@ -263,11 +263,16 @@ mod tests {
             .expect("admitted once a slot is free")
             .unwrap();
         drop(c);
+        drop(b);
 
         limiter.throttled(Some(Duration::from_millis(300)));
         let started = Instant::now();
-        let _d = limiter.acquire().await;
+        let d = limiter.acquire().await;
         assert!(started.elapsed() >= Duration::from_millis(290), "paused");
-        assert_eq!(limiter.window().limit, 1);
+        let window = limiter.window();
+        assert_eq!((window.limit, window.in_flight), (1, 1));
+        let blocked = tokio::time::timeout(Duration::from_millis(50), limiter.acquire()).await;
+        assert!(blocked.is_err(), "the halved limit of 1 is full");
+        drop(d);
     }
 }

@@ -7,6 +7,7 @@
 //! - [`changes`]: change tracking (`Prefer: odata.track-changes`, `@odata.deltaLink`).
 //! - [`actions`]: `WinOpportunity`/`LoseOpportunity` and the Metadata API (custom columns).
 //! - [`limiter`]: adaptive concurrency (AIMD) under the service protection limits.
+//! - [`request`]: one call's request and answer, and the typed error of a failed answer.
 //! - [`auth`]: the client-credentials token and its cache.
 //! - [`error`]: [`DataverseError`], whose messages say what to do.
 //!
@@ -23,6 +24,7 @@ pub mod changes;
 pub mod client;
 pub mod error;
 pub mod limiter;
+pub mod request;
 
 pub use batch::{BatchRequest, BatchResponse};
 pub use changes::ChangePage;

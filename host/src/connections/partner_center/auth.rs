@@ -56,40 +56,33 @@ impl TokenCache {
     /// expiry, or equal to `rejected` (a token the API just refused with 401).
     pub async fn token(&self, http: &reqwest::Client, rejected: Option<&Secret>) -> Result<Secret> {
         let mut state = self.state.lock().await;
-        if let Some(token) = state.access.as_ref().and_then(|c| c.usable(rejected)) {
-            return Ok(token);
-        }
+        let State {
+            refresh_token,
+            access,
+        } = &mut *state;
         let form = [
             ("grant_type", "refresh_token"),
-            ("refresh_token", state.refresh_token.expose()),
+            ("refresh_token", refresh_token.expose()),
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.client_secret.expose()),
         ];
-        let answer = self
+        let (token, next) = self
             .endpoint
-            .request(http, &form)
+            .cached(http, access, rejected, &form)
             .await
             .map_err(into_error)?;
-        if let Some(next) = answer.refresh_token {
-            state.refresh_token = next;
+        if let Some(next) = next {
+            *refresh_token = next;
             let hook = self
                 .rotation_hook
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             if let Some(hook) = hook {
-                hook(&state.refresh_token);
+                hook(refresh_token);
             }
         }
-        state.access = Some(CachedToken::new(
-            answer.access_token.clone(),
-            answer.lifetime,
-        ));
-        tracing::debug!(
-            lifetime_secs = answer.lifetime.as_secs(),
-            "Partner Center access token refreshed"
-        );
-        Ok(answer.access_token)
+        Ok(token)
     }
 }
 
