@@ -281,8 +281,19 @@ component = "{o2r}"
         })
         .await;
         found.unwrap_or_else(|| {
+            let seen: Vec<String> = self
+                .pc
+                .referrals()
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} ext={} target={} {}/{}",
+                        r["id"], r["externalReferenceId"], r["target"], r["status"], r["substatus"]
+                    )
+                })
+                .collect();
             panic!(
-                "timed out waiting for {what}\nhost log:\n{}",
+                "timed out waiting for {what}; referrals: {seen:#?}\nhost log:\n{}",
                 self.host_log()
             )
         })

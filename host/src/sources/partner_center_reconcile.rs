@@ -11,6 +11,7 @@ use super::intake::Intake;
 use crate::connections::partner_center::PartnerCenterClient;
 use crate::store::Side;
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -41,26 +42,35 @@ pub async fn reconcile_once(
             return Ok(0);
         }
     };
-    let filter = format!(
-        "updatedDateTime ge {}",
-        since.to_rfc3339_opts(SecondsFormat::Millis, true)
-    );
-    let referrals = pc.list_referrals(Some(&filter), Some(100)).await?;
+    // Filtering on dates is not documented; ordering by updatedDateTime is. Newest first,
+    // stopping after the first page that reaches back past `since`.
+    let updated = |r: &Value| {
+        r["updatedDateTime"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let listed = pc
+        .list_referrals_while(None, Some("updatedDateTime desc"), Some(100), |page| {
+            page.iter()
+                .all(|r| updated(r).is_some_and(|at| at >= since))
+        })
+        .await?;
     let mut newest = cursor.unwrap_or(since);
-    for referral in &referrals {
+    let mut queued = 0;
+    for referral in listed
+        .iter()
+        .filter(|r| updated(r).is_some_and(|at| at >= since))
+    {
         let Some(id) = referral["id"].as_str() else {
             continue;
         };
         intake.accept(Side::PartnerCenter, id, ORIGIN, "{}")?;
-        if let Some(at) = referral["updatedDateTime"]
-            .as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        {
-            newest = newest.max(at.with_timezone(&Utc));
-        }
+        queued += 1;
+        newest = newest.max(updated(referral).unwrap_or(newest));
     }
     store.set_cursor(CURSOR, &newest.to_rfc3339_opts(SecondsFormat::Millis, true))?;
-    Ok(referrals.len())
+    Ok(queued)
 }
 
 /// Reconciles until `stop` turns true.

@@ -82,12 +82,27 @@ impl PartnerCenterClient {
         filter: Option<&str>,
         top: Option<u32>,
     ) -> Result<Vec<Value>> {
+        self.list_referrals_while(filter, None, top, |_| true).await
+    }
+
+    /// Like [`Self::list_referrals`], with `$orderby` (`createdDateTime` or `updatedDateTime`,
+    /// `asc`/`desc`), stopping after the first page for which `more(page)` answers false.
+    pub async fn list_referrals_while(
+        &self,
+        filter: Option<&str>,
+        orderby: Option<&str>,
+        top: Option<u32>,
+        mut more: impl FnMut(&[Value]) -> bool,
+    ) -> Result<Vec<Value>> {
         let mut url = reqwest::Url::parse(&format!("{}{REFERRALS}", self.shared.base_url))
             .map_err(|e| PartnerCenterError::BadRequest(format!("base_url is not a URL: {e}")))?;
         {
             let mut query = url.query_pairs_mut();
             if let Some(filter) = filter {
                 query.append_pair("$filter", filter);
+            }
+            if let Some(orderby) = orderby {
+                query.append_pair("$orderby", orderby);
             }
             if let Some(top) = top {
                 query.append_pair("$top", &top.to_string());
@@ -105,7 +120,11 @@ impl PartnerCenterClient {
                     "a referral list page has no 'value' array".into(),
                 ));
             };
+            let go_on = more(&items);
             all.extend(items);
+            if !go_on {
+                break;
+            }
             if let Some(link) = page["@odata.nextLink"].as_str() {
                 // The link is opaque, but the bearer token must not go to another host.
                 let parsed = reqwest::Url::parse(link).map_err(|e| {
