@@ -291,6 +291,17 @@ async fn flow3_and_4_a_microsoft_referral_becomes_an_opportunity_and_its_updates
         assert_ne!(env.seller.get("opportunities", &oid, "").await.unwrap().unwrap().etag, etag_before);
         let accounts = env.seller.query("accounts", "$filter=name eq 'Adatum Corporation'").await.unwrap();
         assert_eq!(accounts.len(), 1, "no second account was created");
+
+        // A customer the CRM does not know yet: its account is created.
+        let referral = env.pc.microsoft().create_incoming(json!({
+            "name": "Blue Yonder pilot",
+            "customerProfile": {"name": "Blue Yonder Airlines", "address": {"postalCode": "10001", "country": "US"}}
+        }));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        let opp = wait_until(SETTLE, || opportunity_for_referral(&env, &rid)).await.expect("an opportunity");
+        let accounts = env.seller.query("accounts", "$filter=name eq 'Blue Yonder Airlines'").await.unwrap();
+        assert_eq!(accounts.len(), 1, "the account was created");
+        assert_eq!(opp["_customerid_value"], accounts[0]["accountid"]);
     })
     .await
     .expect("bounded");
@@ -502,6 +513,55 @@ async fn dead_letters_are_listed_and_replayed_with_the_cli() {
         env.cosell_admin(&["dead-letters", "replay", "--all"]);
         env.wait_opportunity(&oid, "the referral after the replay", |o| {
             referral_id_of(o).is_some()
+        })
+        .await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow2_accepting_and_declining_in_the_crm_answers_microsoft() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start("").await;
+        let mut pairs = Vec::new();
+        for name in ["Accept me", "Decline me"] {
+            let referral = env.pc.microsoft().create_incoming(json!({"name": name}));
+            assert_eq!(
+                (referral["status"].as_str(), referral["substatus"].as_str()),
+                (Some("New"), Some("Pending"))
+            );
+            let rid = referral["id"].as_str().unwrap().to_owned();
+            let opp = wait_until(SETTLE, || opportunity_for_referral(&env, &rid))
+                .await
+                .unwrap_or_else(|| panic!("no opportunity for {rid}\n{}", env.host_log()));
+            // Pending in Partner Center = the pending status (On Hold) in the CRM.
+            assert_eq!(opp["statuscode"], 2, "{opp:#}");
+            pairs.push((opp["opportunityid"].as_str().unwrap().to_owned(), rid));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The seller accepts: moves the opportunity to In Progress.
+        let (accept_oid, accept_rid) = &pairs[0];
+        env.seller
+            .update("opportunities", accept_oid, &json!({"statuscode": 1}), None)
+            .await
+            .unwrap();
+        env.wait_referral("Active/Accepted", |r| {
+            r["id"] == accept_rid.as_str()
+                && r["status"] == "Active"
+                && r["substatus"] == "Accepted"
+        })
+        .await;
+        // The seller declines: closes it as lost while the referral is still new.
+        let (decline_oid, decline_rid) = &pairs[1];
+        env.seller
+            .lose_opportunity(decline_oid, 4, "Not for us")
+            .await
+            .unwrap();
+        env.wait_referral("Closed/Declined", |r| {
+            r["id"] == decline_rid.as_str()
+                && r["status"] == "Closed"
+                && r["substatus"] == "Declined"
         })
         .await;
     })

@@ -6,12 +6,13 @@
 use super::{TOKEN, guest_path};
 use cosell::config::Secret;
 use cosell::connections::dataverse::{DataverseClient, DataverseSettings};
+use cosell::sandbox::wiring::{Emulators, HostWiring, write_host_config};
 use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::Value;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ pub struct SyncEnv {
     pub seller: DataverseClient,
     pub admin_url: String,
     pub webhooks_url: String,
+    /// The Partner Center emulator's base URL.
+    pub pc_url: String,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     host: Option<Child>,
@@ -40,15 +43,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn secret(dir: &Path, name: &str, value: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, value).unwrap();
-    path.display().to_string()
-}
-
 impl SyncEnv {
-    /// Starts everything; `extra` is TOML added to the host configuration (e.g.
-    /// `[sync.conflicts]`). The pollers run every 2 s as a safety net.
+    /// Starts everything, configured as `cosell sandbox` configures its host; `extra` is TOML
+    /// added to the host configuration (e.g. `[sync.conflicts]`). The pollers run every 2 s
+    /// as a safety net.
     pub async fn start(extra: &str) -> Self {
         let pc = PartnerCenter::new(PartnerCenterConfig::default());
         let pc_server = pc
@@ -58,72 +56,37 @@ impl SyncEnv {
         let dv = Dataverse::new(DataverseConfig::default());
         let dv_server = dv.serve().await.expect("the Dataverse emulator starts");
         let dir = tempfile::tempdir().unwrap();
-        let (pcc, dvc) = (pc.config().clone(), dv.config().clone());
-        let d = dir.path();
-        let cert = reqwest::get(format!("{}/_emulator/certificate.pem", pc_server.url()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let cert_path = secret(d, "pc.pem", &cert);
         let webhooks_port = free_port();
         let admin_port = free_port();
-        let text = format!(
-            r#"
-[admin]
-listen = "127.0.0.1:{admin_port}"
-[state]
-path = "{state}"
-[partner_center]
-base_url = "{pc}"
-token_url = "{pc}/{pc_tenant}/oauth2/token"
-client_id = "{pc_client}"
-client_secret = {{ file = "{pc_secret}" }}
-refresh_token = {{ file = "{pc_refresh}" }}
-[partner_center.webhooks]
-certificate_hosts = ["127.0.0.1"]
-allow_http = true
-trusted_certificates = ["{cert_path}"]
-[dataverse]
-url = "{dv}"
-token_url = "{dv}/{dv_tenant}/oauth2/v2.0/token"
-client_id = "{dv_client}"
-client_secret = {{ file = "{dv_secret}" }}
-[webhooks]
-listen = "127.0.0.1:{webhooks_port}"
-[webhooks.dataverse]
-kind = "http-header"
-name = "x-cosell-key"
-value = {{ file = "{hook_key}" }}
-[pollers]
-dataverse_interval_secs = 2
-partner_center_interval_secs = 2
-partner_center_overlap_secs = 5
-{extra}
-[[pipelines.partner-center-to-crm]]
+        let pipelines = format!(
+            r#"[[pipelines.partner-center-to-crm]]
 step = "referral-to-opportunity"
-component = "{r2o}"
+component = "{}"
 [[pipelines.crm-to-partner-center]]
 step = "opportunity-to-referral"
-component = "{o2r}"
+component = "{}"
 "#,
-            state = d.join("cosell.db").display(),
-            pc = pc_server.url(),
-            pc_tenant = pcc.tenant_id,
-            pc_client = pcc.client_id,
-            pc_secret = secret(d, "pc-secret", &pcc.client_secret),
-            pc_refresh = secret(d, "pc-refresh", &pc.refresh_token()),
-            dv = dv_server.url(),
-            dv_tenant = dvc.tenant_id,
-            dv_client = dvc.client_id,
-            dv_secret = secret(d, "dv-secret", &dvc.client_secret),
-            hook_key = secret(d, "hook-key", "sandbox-hook-key"),
-            r2o = guest_path("referral_to_opportunity.wasm").display(),
-            o2r = guest_path("opportunity_to_referral.wasm").display(),
+            guest_path("referral_to_opportunity.wasm").display(),
+            guest_path("opportunity_to_referral.wasm").display(),
         );
-        let config_path = d.join("cosell.toml");
-        std::fs::write(&config_path, text).unwrap();
+        let emulators = Emulators {
+            partner_center: &pc,
+            partner_center_url: pc_server.url(),
+            dataverse: &dv,
+            dataverse_url: dv_server.url(),
+        };
+        let wiring = HostWiring {
+            admin_listen: format!("127.0.0.1:{admin_port}").parse().unwrap(),
+            webhooks_listen: format!("127.0.0.1:{webhooks_port}").parse().unwrap(),
+            dataverse_poll_secs: 2,
+            partner_center_poll_secs: 2,
+            extra: extra.to_owned(),
+            pipelines,
+        };
+        let config_path = write_host_config(dir.path(), &emulators, &wiring)
+            .await
+            .expect("the configuration is written");
+        let dvc = dv.config().clone();
         let seller = DataverseClient::new(DataverseSettings {
             url: dv_server.url(),
             token_url: format!("{}/{}/oauth2/v2.0/token", dv_server.url(), dvc.tenant_id),
@@ -141,6 +104,7 @@ component = "{o2r}"
             dv,
             seller,
             admin_url: format!("http://127.0.0.1:{admin_port}"),
+            pc_url: pc_server.url(),
             webhooks_url,
             dir,
             config_path,
@@ -159,29 +123,12 @@ component = "{o2r}"
 
     /// Runs a `cosell` command with this environment's configuration; panics on failure.
     pub fn cosell(&self, args: &[&str]) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_cosell"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config_path)
-            .env("COSELL_ADMIN_TOKEN", TOKEN)
-            .output()
-            .expect("cosell runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "cosell {args:?} failed: {stderr}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        run_cosell(args, &["--config", self.config_path.to_str().unwrap()])
     }
 
-    /// Runs a `cosell` admin command (no `--config`: it talks to the host's admin API).
+    /// Runs a `cosell` admin command (it talks to the host's admin API).
     pub fn cosell_admin(&self, args: &[&str]) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_cosell"))
-            .args(args)
-            .args(["--admin-url", &self.admin_url])
-            .env("COSELL_ADMIN_TOKEN", TOKEN)
-            .output()
-            .expect("cosell runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "cosell {args:?} failed: {stderr}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        run_cosell(args, &["--admin-url", &self.admin_url])
     }
 
     /// Starts `cosell serve` and waits until both listeners answer.
@@ -298,6 +245,19 @@ component = "{o2r}"
             )
         })
     }
+}
+
+/// Runs `cosell args extra`; panics unless it succeeds; answers its stdout.
+fn run_cosell(args: &[&str], extra: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_cosell"))
+        .args(args)
+        .args(extra)
+        .env("COSELL_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("cosell runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "cosell {args:?} failed: {stderr}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 impl Drop for SyncEnv {

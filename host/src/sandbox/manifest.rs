@@ -58,7 +58,6 @@ pub struct SandboxManifest {
 }
 
 /// The application an emulator knows cosell as.
-#[derive(Clone)]
 pub(super) struct AppIdentity {
     pub tenant_id: String,
     pub client_id: String,

@@ -8,7 +8,7 @@
 //! `cosell dataverse register-webhook` do), and the pollers run as in production.
 
 mod manifest;
-mod wiring;
+pub mod wiring;
 
 pub use manifest::{SandboxManifest, ServiceEndpoints};
 
@@ -108,23 +108,29 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
         .admin_token
         .clone()
         .unwrap_or_else(|| Secret::new(format!("sandbox-{}", uuid_like())));
-    let services = wiring::Services {
+    let emulators = wiring::Emulators {
+        partner_center: &partner_center,
         partner_center_url: pc_server.url(),
-        partner_center: pc_app.clone(),
-        partner_center_refresh_token: partner_center.refresh_token(),
+        dataverse: &dataverse,
         dataverse_url: dv_server.url(),
-        dataverse: dv_app.clone(),
     };
-    let config_path = options.data_dir.join("cosell.toml");
-    let text = wiring::write_config(&options, &components_text(&components), &services).await?;
-    std::fs::write(&config_path, text)
-        .with_context(|| format!("writing {}", config_path.display()))?;
+    let config_path = wiring::write_host_config(
+        &options.data_dir,
+        &emulators,
+        &wiring::HostWiring {
+            admin_listen: options.admin_listen,
+            webhooks_listen: options.webhooks_listen,
+            dataverse_poll_secs: 30,
+            partner_center_poll_secs: 60,
+            extra: "[sync]\nretry_base_ms = 500".into(),
+            pipelines: components_text(&components),
+        },
+    )
+    .await?;
     let config = HostConfig::load(&config_path)?;
     let host = crate::server::start(config.clone(), token.clone()).await?;
     if let Some(addr) = host.webhook_addr {
-        // A separate sign-in for setup: the host's refresh token stays the host's.
-        let setup_token = partner_center.refresh_token();
-        wiring::register_webhooks(&config, &services, setup_token, addr).await?;
+        wiring::register_webhooks(&config, &emulators, addr).await?;
     }
 
     let manifest = SandboxManifest::new(
@@ -210,7 +216,7 @@ component = "{o2r}"
 }
 
 /// A random hex string for tokens (not security-critical: the sandbox listens on loopback).
-pub(crate) fn uuid_like() -> String {
+fn uuid_like() -> String {
     use rand::Rng;
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);

@@ -1,29 +1,41 @@
-//! Connecting the sandbox's host to its emulators: the host configuration with both
-//! services, secrets in files readable only by their owner, the Partner Center emulator's
-//! certificate trusted explicitly, and the webhooks of both services registered with the host.
+//! Connecting a host to the emulators: the host configuration with both services, secrets in
+//! files readable only by their owner, the Partner Center emulator's certificate trusted
+//! explicitly, and the webhooks of both services registered with the host. `cosell sandbox`
+//! uses it, and so do the end-to-end tests, so both run the same configuration.
 
-use super::SandboxOptions;
-use super::manifest::AppIdentity;
 use crate::cli::setup::{PARTNER_CENTER_EVENTS, register_dataverse_webhook};
 use crate::config::{HostConfig, Secret};
 use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterSettings};
 use crate::server::sync::dataverse_client;
 use anyhow::{Context as _, Result};
+use cosell_emulators::dataverse::Dataverse;
+use cosell_emulators::partner_center::PartnerCenter;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The emulators as the host sees them.
-pub(super) struct Services {
+/// Two running emulators, by handle and URL.
+pub struct Emulators<'a> {
+    pub partner_center: &'a PartnerCenter,
     pub partner_center_url: String,
-    pub partner_center: AppIdentity,
-    pub partner_center_refresh_token: String,
+    pub dataverse: &'a Dataverse,
     pub dataverse_url: String,
-    pub dataverse: AppIdentity,
 }
 
-/// Writes `value` to `dir/name`, readable only by its owner; answers the file name.
-fn secret_file(dir: &Path, name: &str, value: &str) -> Result<String> {
+/// What differs between the sandbox and a test.
+pub struct HostWiring {
+    pub admin_listen: SocketAddr,
+    pub webhooks_listen: SocketAddr,
+    pub dataverse_poll_secs: u64,
+    pub partner_center_poll_secs: u64,
+    /// More TOML: `[sync]`, `[sync.conflicts]` tables.
+    pub extra: String,
+    /// The `[[pipelines.*]]` tables.
+    pub pipelines: String,
+}
+
+/// Writes `value` to `dir/name`, readable only by its owner; answers the path.
+fn secret_file(dir: &Path, name: &str, value: &str) -> Result<PathBuf> {
     let path = dir.join(name);
     std::fs::write(&path, value).with_context(|| format!("writing {}", path.display()))?;
     #[cfg(unix)]
@@ -31,39 +43,36 @@ fn secret_file(dir: &Path, name: &str, value: &str) -> Result<String> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
-    Ok(format!("secrets/{name}"))
+    Ok(path)
 }
 
-/// Writes the secrets and the emulator's certificate, and answers the host configuration.
-pub(super) async fn write_config(
-    options: &SandboxOptions,
-    pipelines: &str,
-    services: &Services,
-) -> Result<String> {
-    let secrets = options.data_dir.join("secrets");
+/// Writes the secrets, the emulator's certificate and `cosell.toml` into `dir`; answers the
+/// configuration file's path.
+pub async fn write_host_config(
+    dir: &Path,
+    emulators: &Emulators<'_>,
+    wiring: &HostWiring,
+) -> Result<PathBuf> {
+    let secrets = dir.join("secrets");
     std::fs::create_dir_all(&secrets).with_context(|| format!("creating {}", secrets.display()))?;
-    let pc_secret = secret_file(
-        &secrets,
-        "partner-center-client-secret",
-        &services.partner_center.client_secret,
-    )?;
+    let (pc, dv) = (
+        emulators.partner_center.config(),
+        emulators.dataverse.config(),
+    );
+    let pc_secret = secret_file(&secrets, "partner-center-client-secret", &pc.client_secret)?;
     let pc_refresh = secret_file(
         &secrets,
         "partner-center-refresh-token",
-        &services.partner_center_refresh_token,
+        &emulators.partner_center.refresh_token(),
     )?;
-    let dv_secret = secret_file(
-        &secrets,
-        "dataverse-client-secret",
-        &services.dataverse.client_secret,
-    )?;
+    let dv_secret = secret_file(&secrets, "dataverse-client-secret", &dv.client_secret)?;
     let hook_key = secret_file(&secrets, "dataverse-webhook-key", &super::uuid_like())?;
     let certificate = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?
         .get(format!(
             "{}/_emulator/certificate.pem",
-            services.partner_center_url
+            emulators.partner_center_url
         ))
         .send()
         .await
@@ -71,12 +80,10 @@ pub(super) async fn write_config(
         .context("downloading the Partner Center emulator's certificate")?
         .text()
         .await?;
-    std::fs::write(
-        options.data_dir.join("partner-center-emulator.pem"),
-        certificate,
-    )?;
-    Ok(format!(
-        r#"# Written by `cosell sandbox`; edit a copy to run `cosell serve` yourself.
+    let certificate_path = dir.join("partner-center-emulator.pem");
+    std::fs::write(&certificate_path, certificate)?;
+    let text = format!(
+        r#"# Written for the emulators (cosell sandbox); edit a copy to run `cosell serve` yourself.
 [admin]
 listen = "{admin}"
 token_env = "COSELL_ADMIN_TOKEN"
@@ -88,8 +95,8 @@ path = "cosell.db"
 watch_dir = "drop"
 
 [partner_center]
-base_url = "{pc}"
-token_url = "{pc}/{pc_tenant}/oauth2/token"
+base_url = "{pc_url}"
+token_url = "{pc_url}/{pc_tenant}/oauth2/token"
 client_id = "{pc_client}"
 client_secret = {{ file = "{pc_secret}" }}
 refresh_token = {{ file = "{pc_refresh}" }}
@@ -99,11 +106,11 @@ refresh_token = {{ file = "{pc_refresh}" }}
 # Microsoft: it is trusted explicitly.
 certificate_hosts = ["127.0.0.1"]
 allow_http = true
-trusted_certificates = ["partner-center-emulator.pem"]
+trusted_certificates = ["{certificate}"]
 
 [dataverse]
-url = "{dv}"
-token_url = "{dv}/{dv_tenant}/oauth2/v2.0/token"
+url = "{dv_url}"
+token_url = "{dv_url}/{dv_tenant}/oauth2/v2.0/token"
 client_id = "{dv_client}"
 client_secret = {{ file = "{dv_secret}" }}
 
@@ -115,51 +122,64 @@ kind = "http-header"
 name = "x-cosell-key"
 value = {{ file = "{hook_key}" }}
 
-[sync]
-retry_base_ms = 500
-
 [pollers]
-dataverse_interval_secs = 30
-partner_center_interval_secs = 60
+dataverse_interval_secs = {dv_poll}
+partner_center_interval_secs = {pc_poll}
+
+{extra}
 
 {pipelines}"#,
-        admin = options.admin_listen,
-        webhooks = options.webhooks_listen,
-        pc = services.partner_center_url,
-        pc_tenant = services.partner_center.tenant_id,
-        pc_client = services.partner_center.client_id,
-        dv = services.dataverse_url,
-        dv_tenant = services.dataverse.tenant_id,
-        dv_client = services.dataverse.client_id,
-    ))
+        admin = wiring.admin_listen,
+        webhooks = wiring.webhooks_listen,
+        pc_url = emulators.partner_center_url,
+        pc_tenant = pc.tenant_id,
+        pc_client = pc.client_id,
+        pc_secret = pc_secret.display(),
+        pc_refresh = pc_refresh.display(),
+        certificate = certificate_path.display(),
+        dv_url = emulators.dataverse_url,
+        dv_tenant = dv.tenant_id,
+        dv_client = dv.client_id,
+        dv_secret = dv_secret.display(),
+        hook_key = hook_key.display(),
+        dv_poll = wiring.dataverse_poll_secs,
+        pc_poll = wiring.partner_center_poll_secs,
+        extra = wiring.extra,
+        pipelines = wiring.pipelines,
+    );
+    let path = dir.join("cosell.toml");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
-/// Registers the host's webhook URLs with both emulators through their real APIs.
-pub(super) async fn register_webhooks(
+/// Registers the host's webhook URLs with both emulators through their real APIs, with a
+/// sign-in of its own (the host's refresh token stays the host's).
+pub async fn register_webhooks(
     config: &HostConfig,
-    services: &Services,
-    refresh_token: String,
+    emulators: &Emulators<'_>,
     webhooks: SocketAddr,
 ) -> Result<()> {
-    let pc = PartnerCenterClient::new(PartnerCenterSettings {
-        base_url: services.partner_center_url.clone(),
+    let pc = emulators.partner_center.config();
+    let client = PartnerCenterClient::new(PartnerCenterSettings {
+        base_url: emulators.partner_center_url.clone(),
         token_url: format!(
             "{}/{}/oauth2/token",
-            services.partner_center_url, services.partner_center.tenant_id
+            emulators.partner_center_url, pc.tenant_id
         ),
-        client_id: services.partner_center.client_id.clone(),
-        client_secret: Secret::new(services.partner_center.client_secret.clone()),
-        refresh_token: Secret::new(refresh_token),
+        client_id: pc.client_id.clone(),
+        client_secret: Secret::new(pc.client_secret.clone()),
+        refresh_token: Secret::new(emulators.partner_center.refresh_token()),
         timeout: Duration::from_secs(10),
         max_retries: 3,
     })?;
-    pc.register_webhook(
-        &format!("http://{webhooks}/webhooks/partner-center"),
-        &PARTNER_CENTER_EVENTS,
-        true,
-    )
-    .await
-    .context("registering the host's webhook with the Partner Center emulator")?;
+    client
+        .register_webhook(
+            &format!("http://{webhooks}/webhooks/partner-center"),
+            &PARTNER_CENTER_EVENTS,
+            true,
+        )
+        .await
+        .context("registering the host's webhook with the Partner Center emulator")?;
     let dv = dataverse_client(config)?;
     register_dataverse_webhook(
         config,

@@ -57,19 +57,10 @@ pub async fn run(
     intake: Arc<Intake>,
     every: Duration,
     initial_sync: bool,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        match poll_once(&dv, &intake, initial_sync).await {
-            Ok(0) => tracing::debug!("Dataverse change tracking: nothing new"),
-            Ok(n) => tracing::info!(queued = n, "Dataverse change tracking found changes"),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "Dataverse change tracking failed; trying again next round")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-    }
+    super::schedule::every("dataverse-changes", every, stop, || {
+        poll_once(&dv, &intake, initial_sync)
+    })
+    .await
 }

@@ -7,6 +7,7 @@
 //! - [`dataverse_changes`]: the poller reading Dataverse change tracking (a safety net).
 //! - [`partner_center_reconcile`]: the poller listing referrals updated since its cursor, which
 //!   also catches events Partner Center parked after 10 failed deliveries.
+//! - [`schedule`]: the round-after-round loop both pollers run in.
 //!
 //! Both webhooks are served by one listener (`[webhooks] listen`), separate from the admin
 //! API, because it faces the internet (through a TLS proxy) and the admin API must not.
@@ -16,6 +17,7 @@ pub mod dataverse_webhook;
 pub mod intake;
 pub mod partner_center_reconcile;
 pub mod partner_center_webhook;
+pub mod schedule;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -80,18 +80,10 @@ pub async fn run(
     every: Duration,
     overlap: Duration,
     initial_sync: bool,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        match reconcile_once(&pc, &intake, overlap, initial_sync).await {
-            Ok(n) => tracing::debug!(queued = n, "Partner Center reconciliation done"),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "Partner Center reconciliation failed; trying again next round")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-    }
+    super::schedule::every("partner-center-reconcile", every, stop, || {
+        reconcile_once(&pc, &intake, overlap, initial_sync)
+    })
+    .await
 }
