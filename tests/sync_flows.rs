@@ -568,3 +568,59 @@ async fn flow2_accepting_and_declining_in_the_crm_answers_microsoft() {
     .await
     .expect("bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow2_a_referral_changed_meanwhile_is_read_again_not_overwritten() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start("").await;
+        let (oid, rid) = synced_pair(&env, "Race condition", None).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Every Partner Center call now takes 1.5 s: the referral cosell reads is changed by a
+        // Microsoft seller before cosell's PATCH arrives, so If-Match must fail.
+        env.pc
+            .faults()
+            .set(cosell_emulators::common::faults::FaultConfig {
+                latency_ms: 1500,
+                ..Default::default()
+            })
+            .expect("valid faults");
+        env.seller
+            .update(
+                "opportunities",
+                &oid,
+                &json!({"estimatedvalue": 40000}),
+                None,
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        env.pc
+            .microsoft()
+            .update(&rid, json!({"details": {"dealValue": 45000}}))
+            .unwrap();
+        // Partner Center's change is the most recent: it wins on both sides.
+        let settled = wait_until(Duration::from_secs(40), || async {
+            let r = env.pc.referral(&rid)?;
+            let o = env.opportunity(&oid).await;
+            (r["details"]["dealValue"].as_f64() == Some(45000.0)
+                && o["estimatedvalue"].as_f64() == Some(45000.0))
+            .then_some(())
+        })
+        .await;
+        let (r, o) = (env.pc.referral(&rid).unwrap(), env.opportunity(&oid).await);
+        assert!(
+            settled.is_some(),
+            "referral {} / opportunity {}\n{}",
+            r["details"]["dealValue"],
+            o["estimatedvalue"],
+            env.host_log()
+        );
+        assert!(
+            env.host_log().contains("Partner Center answered 412"),
+            "the PATCH met a changed referral and was not forced\n{}",
+            env.host_log()
+        );
+    })
+    .await
+    .expect("bounded");
+}

@@ -90,7 +90,13 @@ impl SyncEngine {
                 }
             };
             match result {
-                Err(SyncError::Transient(m)) if m.starts_with(PRECONDITION) => continue,
+                Err(SyncError::Transient(m)) if m.starts_with(PRECONDITION) => {
+                    tracing::info!(
+                        opportunity = oid,
+                        "Partner Center answered 412: reading the referral again and re-running the mapping"
+                    );
+                    continue;
+                }
                 other => return other,
             }
         }
@@ -210,9 +216,15 @@ impl SyncEngine {
         }
         link.referral_id = Some(rid.clone());
         let had_error = link.last_error.take().is_some();
+        // Partner Center changes not yet synced to the CRM keep the old fingerprint, so the
+        // referral's own event still brings them over.
+        let pc_had_changes =
+            link.pc_hash.as_deref() != Some(fingerprint::referral(&current.body).as_str());
         if ops.is_empty() {
-            link.pc_hash = Some(fingerprint::referral(&current.body));
-            link.pc_snapshot = Some(current.body.to_string());
+            if !pc_had_changes {
+                link.pc_hash = Some(fingerprint::referral(&current.body));
+                link.pc_snapshot = Some(current.body.to_string());
+            }
             self.store.save_link(link)?;
             if had_error {
                 self.note_success(
@@ -238,11 +250,7 @@ impl SyncEngine {
             Err(e) => return Err(e.into()),
         };
         let paths: Vec<&str> = ops.iter().filter_map(|op| op["path"].as_str()).collect();
-        // What is now in sync is the last synced referral plus these operations. If Partner
-        // Center had changes of its own not yet synced to the CRM, the old fingerprint stays,
-        // so the echo of this write is processed and brings those changes over.
-        let pc_had_changes =
-            link.pc_hash.as_deref() != Some(fingerprint::referral(&current.body).as_str());
+        // What is now in sync is the last synced referral plus these operations.
         let mut synced = snapshot.unwrap_or_else(|| current.body.clone());
         apply_ops(&mut synced, &ops);
         link.pc_snapshot = Some(synced.to_string());
