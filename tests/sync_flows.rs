@@ -510,6 +510,8 @@ async fn dead_letters_are_listed_and_replayed_with_the_cli() {
             .faults()
             .set(Default::default())
             .expect("valid faults");
+        let metrics = reqwest::get(format!("{}/metrics", env.admin_url)).await.unwrap().text().await.unwrap();
+        assert!(metrics.lines().any(|l| l.starts_with("cosell_queue_events{state=\"dead\"}") && !l.ends_with(" 0")), "{metrics}");
         env.cosell_admin(&["dead-letters", "replay", "--all"]);
         env.wait_opportunity(&oid, "the referral after the replay", |o| {
             referral_id_of(o).is_some()

@@ -44,6 +44,11 @@ struct IntakeLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    state: String,
+}
+
 /// The host's metrics and their registry.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -56,6 +61,7 @@ pub struct Metrics {
     sync_seconds: Family<SyncLabels, Histogram>,
     echoes: Counter,
     intake: Family<IntakeLabels, Counter>,
+    queue: Family<QueueLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -82,6 +88,7 @@ impl Metrics {
         });
         let echoes = Counter::default();
         let intake = Family::<IntakeLabels, Counter>::default();
+        let queue = Family::<QueueLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("cosell");
         registry.register(
             "sync_events",
@@ -97,6 +104,11 @@ impl Metrics {
             "sync_echoes_suppressed",
             "Events recognised as cosell's own writes coming back, and not written again",
             echoes.clone(),
+        );
+        registry.register(
+            "queue_events",
+            "Sync events in the queue by state (pending, running, dead), read when scraped",
+            queue.clone(),
         );
         registry.register(
             "intake_events",
@@ -139,6 +151,18 @@ impl Metrics {
             sync_seconds,
             echoes,
             intake,
+            queue,
+        }
+    }
+
+    /// Sets the queue gauges.
+    pub fn set_queue(&self, pending: u64, running: u64, dead: u64) {
+        for (state, n) in [("pending", pending), ("running", running), ("dead", dead)] {
+            self.queue
+                .get_or_create(&QueueLabels {
+                    state: state.to_owned(),
+                })
+                .set(n as i64);
         }
     }
 

@@ -72,6 +72,14 @@ pub async fn health(State(state): State<AdminState>) -> Json<Value> {
 
 /// `GET /metrics`
 pub async fn metrics(State(state): State<AdminState>) -> Response {
+    if let Some(store) = &state.sync_store {
+        match store.queue_counts() {
+            Ok(c) => state.metrics.set_queue(c.pending, c.running, c.dead),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not read the queue for /metrics")
+            }
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

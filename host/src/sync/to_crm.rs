@@ -103,15 +103,34 @@ impl SyncEngine {
         }
     }
 
-    /// The link of a referral cosell created from an opportunity, found through
-    /// `externalReferenceId`, or a new empty link.
+    /// The link of a referral cosell created from an opportunity (found through
+    /// `externalReferenceId`), of an opportunity created from this referral before a crash
+    /// (found through its Referral Identifier column), or a new link.
     async fn adopt_opportunity(&self, referral_id: &str, doc: &Value) -> Result<Link, SyncError> {
         let fresh = Link {
             referral_id: Some(referral_id.to_owned()),
             ..Link::default()
         };
         let Some(oid) = doc["externalReferenceId"].as_str().filter(|s| is_guid(s)) else {
-            return Ok(fresh);
+            // An opportunity created from this referral by a run that stopped before it saved
+            // the link carries the referral id: adopt it instead of creating a second one.
+            let column = self.config.column("referralidentifier");
+            let rows = self
+                .opportunities
+                .client()
+                .query(
+                    "opportunities",
+                    &format!(
+                        "$select=opportunityid&$filter={column} eq {}",
+                        crate::sinks::dataverse::lookups::literal(referral_id)
+                    ),
+                )
+                .await?;
+            let found = rows.first().and_then(|r| r["opportunityid"].as_str());
+            return Ok(Link {
+                opportunity_id: found.map(str::to_owned),
+                ..fresh
+            });
         };
         if let Some(link) = self.store.link_by_opportunity(oid)? {
             return match &link.referral_id {
