@@ -37,7 +37,9 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the host: the mapping runtime and the admin API (deploy, list, rollback, health,
-    /// metrics). Stops cleanly on Ctrl-C or SIGTERM.
+    /// metrics) and, with [partner_center] and [dataverse] configured, the sync engine (webhook
+    /// listener, pollers, queue workers). Stops cleanly on Ctrl-C or SIGTERM, finishing the
+    /// events in hand.
     Serve {
         /// The host's TOML configuration (see cosell.example.toml).
         #[arg(long, short, env = "COSELL_CONFIG")]

@@ -53,6 +53,8 @@ pub async fn write_host_config(
     emulators: &Emulators<'_>,
     wiring: &HostWiring,
 ) -> Result<PathBuf> {
+    // Absolute, so the paths in the file mean the same from the file's own directory.
+    let dir = &std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let secrets = dir.join("secrets");
     std::fs::create_dir_all(&secrets).with_context(|| format!("creating {}", secrets.display()))?;
     let (pc, dv) = (

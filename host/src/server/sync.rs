@@ -108,6 +108,9 @@ fn verifier(config: &HostConfig) -> Result<Option<Arc<SignatureVerifier>>> {
 
 fn dataverse_auth(config: &HostConfig) -> Result<Option<Arc<WebhookAuth>>> {
     let Some(auth) = &config.webhooks.dataverse else {
+        tracing::warn!(
+            "no [webhooks.dataverse]: Dataverse deliveries are refused and opportunity changes arrive only through the change-tracking poller"
+        );
         return Ok(None);
     };
     Ok(Some(Arc::new(WebhookAuth {

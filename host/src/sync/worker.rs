@@ -96,7 +96,8 @@ pub async fn handle(engine: &SyncEngine, event: QueuedEvent) {
     let settled = match &result {
         Ok(Done { outcome, detail }) => {
             tracing::info!(%record, origin = %event.origin, outcome, detail, elapsed_ms = elapsed.as_millis() as u64, "synced");
-            if *outcome != "echo" {
+            // Echoes and no-op runs are counted in the metrics, not kept in the trail.
+            if !matches!(*outcome, "echo" | "unchanged") {
                 engine.audit(&record, dir, outcome, detail);
             }
             engine
