@@ -626,3 +626,39 @@ async fn flow2_a_referral_changed_meanwhile_is_read_again_not_overwritten() {
     .await
     .expect("bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_commands_can_run_next_to_a_running_host() {
+    tokio::time::timeout(BOUND, async {
+        let env = SyncEnv::start("").await;
+        // Partner Center sends a test event to the running host, which answers it.
+        let hook = format!("{}/webhooks/partner-center", env.webhooks_url);
+        env.cosell(&[
+            "partner-center",
+            "register-webhooks",
+            "--url",
+            &hook,
+            "--overwrite",
+            "--validate",
+        ]);
+        // Provisioning again changes nothing.
+        let out = env.cosell(&["dataverse", "provision"]);
+        assert!(out.contains("nothing to do"), "{out}");
+        // The command redeemed the refresh token the host holds (they are single use). Once the
+        // host's access token expires, it takes the newer one the command kept in the state.
+        env.pc.clock().advance(chrono::TimeDelta::hours(2));
+        let referral = env
+            .pc
+            .microsoft()
+            .create_incoming(json!({"name": "After the setup"}));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        let opp = wait_until(SETTLE, || opportunity_for_referral(&env, &rid)).await;
+        assert!(
+            opp.is_some(),
+            "the host kept working with Partner Center\n{}",
+            env.host_log()
+        );
+    })
+    .await
+    .expect("bounded");
+}

@@ -95,6 +95,10 @@ pub enum PartnerCenterCommand {
         /// Replace an existing registration (Partner Center keeps one per tenant).
         #[arg(long)]
         overwrite: bool,
+        /// Then have Partner Center send a test event and report whether it arrived (the host
+        /// must be running behind the URL).
+        #[arg(long)]
+        validate: bool,
     },
 }
 
@@ -209,7 +213,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             config,
             url,
             overwrite,
-        }) => setup::register_webhooks_command(&config, &url, overwrite).await,
+            validate,
+        }) => setup::register_webhooks_command(&config, &url, overwrite, validate).await,
         Command::Dataverse(DataverseCommand::Provision { config }) => {
             setup::provision_command(&config).await
         }

@@ -30,11 +30,13 @@ fn load(config: &Path) -> Result<HostConfig> {
     HostConfig::load(config)
 }
 
-/// Registers `url` for the referral events.
+/// Registers `url` for the referral events (and `test-created`, the validation event, with
+/// `validation`).
 pub async fn register_partner_center_webhooks(
     config: &HostConfig,
     url: &str,
     overwrite: bool,
+    validation: bool,
 ) -> Result<Value> {
     let store = std::sync::Arc::new(SqliteStore::open(&config.state.path)?);
     let client = partner_center_client(config, store)?;
@@ -43,9 +45,11 @@ pub async fn register_partner_center_webhooks(
             "Partner Center already has a webhook registration for this tenant; run again with --overwrite to replace it"
         );
     }
-    Ok(client
-        .register_webhook(url, &PARTNER_CENTER_EVENTS, overwrite)
-        .await?)
+    let mut events = PARTNER_CENTER_EVENTS.to_vec();
+    if validation {
+        events.push("test-created");
+    }
+    Ok(client.register_webhook(url, &events, overwrite).await?)
 }
 
 /// The column definitions with `prefix` instead of `cosell_`.
@@ -178,12 +182,42 @@ pub async fn register_dataverse_webhook(
     Ok(endpoint_id)
 }
 
-/// `cosell partner-center register-webhooks`.
-pub async fn register_webhooks_command(config: &Path, url: &str, overwrite: bool) -> Result<i32> {
+/// `cosell partner-center register-webhooks`; with `validate`, Partner Center then sends a
+/// test event and the command reports whether the URL answered.
+pub async fn register_webhooks_command(
+    config: &Path,
+    url: &str,
+    overwrite: bool,
+    validate: bool,
+) -> Result<i32> {
     let config = load(config)?;
-    let registration = register_partner_center_webhooks(&config, url, overwrite).await?;
+    let registration = register_partner_center_webhooks(&config, url, overwrite, validate).await?;
     println!("{}", serde_json::to_string_pretty(&registration)?);
-    Ok(0)
+    if !validate {
+        return Ok(0);
+    }
+    let store = std::sync::Arc::new(SqliteStore::open(&config.state.path)?);
+    let client = partner_center_client(&config, store)?;
+    let correlation = client.send_validation_event().await?;
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let status = client.validation_event(&correlation).await?;
+        if let Some(result) = status["results"].as_array().and_then(|r| r.last()) {
+            let code = result["responseCode"].as_str().unwrap_or_default();
+            if code.eq_ignore_ascii_case("OK") {
+                eprintln!("the test event reached {url}");
+                return Ok(0);
+            }
+            eprintln!(
+                "the test event to {url} failed: {result}; is `cosell serve` running behind that URL?"
+            );
+            return Ok(1);
+        }
+    }
+    eprintln!(
+        "Partner Center has not delivered the test event to {url} after 15 s (correlation id {correlation})"
+    );
+    Ok(1)
 }
 
 /// `cosell dataverse provision`.

@@ -2,7 +2,9 @@
 //! the webhook listener. Only when both `[partner_center]` and `[dataverse]` are configured.
 
 use crate::config::HostConfig;
+use crate::config::Secret;
 use crate::connections::dataverse::{DataverseClient, DataverseSettings};
+use crate::connections::partner_center::auth::RefreshTokenKeeper;
 use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterSettings};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
@@ -37,6 +39,30 @@ pub struct SyncParts {
     listener: JoinHandle<std::io::Result<()>>,
 }
 
+/// Partner Center refresh tokens kept in the state database.
+struct StoredRefreshToken(Arc<dyn SyncStore>);
+
+impl RefreshTokenKeeper for StoredRefreshToken {
+    fn load(&self) -> Option<Secret> {
+        match self.0.credential(REFRESH_TOKEN_CREDENTIAL) {
+            Ok(token) => token.map(Secret::new),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "could not read the kept Partner Center refresh token");
+                None
+            }
+        }
+    }
+
+    fn save(&self, token: &Secret) {
+        if let Err(e) = self
+            .0
+            .set_credential(REFRESH_TOKEN_CREDENTIAL, token.expose())
+        {
+            tracing::error!(error = %format!("{e:#}"), "could not keep the rotated Partner Center refresh token");
+        }
+    }
+}
+
 /// The Partner Center client of `config`, with the newest refresh token the store holds; each
 /// rotated one is stored.
 pub fn partner_center_client(
@@ -48,7 +74,7 @@ pub fn partner_center_client(
         .as_ref()
         .context("[partner_center] is not configured")?;
     let refresh_token = match store.credential(REFRESH_TOKEN_CREDENTIAL)? {
-        Some(token) => crate::config::Secret::new(token),
+        Some(token) => Secret::new(token),
         None => pc.refresh_token.read("partner_center.refresh_token")?,
     };
     let client = PartnerCenterClient::new(PartnerCenterSettings {
@@ -60,11 +86,7 @@ pub fn partner_center_client(
         timeout: pc.timeout(),
         max_retries: pc.max_retries,
     })?;
-    client.on_refresh_token_rotated(Arc::new(move |token| {
-        if let Err(e) = store.set_credential(REFRESH_TOKEN_CREDENTIAL, token.expose()) {
-            tracing::error!(error = %format!("{e:#}"), "could not store the rotated Partner Center refresh token");
-        }
-    }));
+    client.keep_refresh_tokens(Arc::new(StoredRefreshToken(store)));
     Ok(client)
 }
 

@@ -9,6 +9,7 @@ use super::error::PartnerCenterError;
 use super::{PartnerCenterSettings, Result};
 use crate::config::Secret;
 use crate::connections::oauth::{CachedToken, TokenEndpoint, TokenError};
+use std::sync::Arc;
 use tokio::sync::Mutex;
 
 pub use crate::connections::oauth::REFRESH_MARGIN;
@@ -18,12 +19,19 @@ struct State {
     access: Option<CachedToken>,
 }
 
-/// Called with each new refresh token, so it can be kept across restarts.
-pub type RotationHook = std::sync::Arc<dyn Fn(&Secret) + Send + Sync>;
+/// Where rotated refresh tokens are kept, so they survive restarts and are shared by every
+/// cosell process on the same state (a setup command next to a running host): refresh tokens
+/// can be single use, so whoever redeems one must publish its replacement.
+pub trait RefreshTokenKeeper: Send + Sync {
+    /// The newest refresh token kept, if any.
+    fn load(&self) -> Option<Secret>;
+    /// Keeps a new refresh token.
+    fn save(&self, token: &Secret);
+}
 
 /// The token cache. One refresh runs at a time; callers waiting for it get its token.
 pub struct TokenCache {
-    rotation_hook: std::sync::Mutex<Option<RotationHook>>,
+    keeper: std::sync::Mutex<Option<Arc<dyn RefreshTokenKeeper>>>,
     endpoint: TokenEndpoint,
     client_id: String,
     client_secret: Secret,
@@ -33,7 +41,7 @@ pub struct TokenCache {
 impl TokenCache {
     pub fn new(settings: &PartnerCenterSettings) -> Self {
         Self {
-            rotation_hook: std::sync::Mutex::new(None),
+            keeper: std::sync::Mutex::new(None),
             endpoint: TokenEndpoint {
                 url: settings.token_url.clone(),
                 max_retries: settings.max_retries,
@@ -47,42 +55,64 @@ impl TokenCache {
         }
     }
 
-    /// Calls `hook` with every new refresh token from now on.
-    pub fn set_rotation_hook(&self, hook: RotationHook) {
-        *self.rotation_hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    /// Keeps every new refresh token in `keeper` from now on, and falls back to its newest
+    /// one when the token endpoint refuses the token in hand.
+    pub fn set_keeper(&self, keeper: Arc<dyn RefreshTokenKeeper>) {
+        *self.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(keeper);
     }
 
     /// A valid access token: the cached one, or a new one when it is missing, close to its
     /// expiry, or equal to `rejected` (a token the API just refused with 401).
     pub async fn token(&self, http: &reqwest::Client, rejected: Option<&Secret>) -> Result<Secret> {
+        let keeper = self
+            .keeper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut state = self.state.lock().await;
-        let State {
-            refresh_token,
-            access,
-        } = &mut *state;
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose()),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
-        ];
-        let (token, next) = self
-            .endpoint
-            .cached(http, access, rejected, &form)
-            .await
-            .map_err(into_error)?;
-        if let Some(next) = next {
-            *refresh_token = next;
-            let hook = self
-                .rotation_hook
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            if let Some(hook) = hook {
-                hook(refresh_token);
+        let mut reloaded = false;
+        loop {
+            let State {
+                refresh_token,
+                access,
+            } = &mut *state;
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.expose()),
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.expose()),
+            ];
+            match self.endpoint.cached(http, access, rejected, &form).await {
+                Ok((token, next)) => {
+                    if let Some(next) = next {
+                        *refresh_token = next;
+                        if let Some(keeper) = &keeper {
+                            keeper.save(refresh_token);
+                        }
+                    }
+                    return Ok(token);
+                }
+                Err(error @ TokenError::Rejected { .. }) => {
+                    // Another process on the same state may have redeemed it and kept the
+                    // replacement: take that one, once.
+                    let newer = keeper
+                        .as_ref()
+                        .and_then(|k| k.load())
+                        .filter(|t| t.expose() != refresh_token.expose());
+                    match newer {
+                        Some(newer) if !reloaded => {
+                            reloaded = true;
+                            tracing::debug!(
+                                "refresh token refused; using the newer one kept in the state"
+                            );
+                            *refresh_token = newer;
+                        }
+                        _ => return Err(into_error(error)),
+                    }
+                }
+                Err(error) => return Err(into_error(error)),
             }
         }
-        Ok(token)
     }
 }
 

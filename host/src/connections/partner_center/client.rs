@@ -61,10 +61,11 @@ impl PartnerCenterClient {
         })
     }
 
-    /// Calls `hook` with each new (rotated) refresh token, e.g. to store it: refresh tokens
-    /// may be single use, so the one in the configuration works only once.
-    pub fn on_refresh_token_rotated(&self, hook: super::auth::RotationHook) {
-        self.shared.tokens.set_rotation_hook(hook);
+    /// Keeps each new (rotated) refresh token in `keeper`, and takes the newest one kept when
+    /// the one in hand is refused: refresh tokens may be single use, so the one in the
+    /// configuration works only once.
+    pub fn keep_refresh_tokens(&self, keeper: std::sync::Arc<dyn super::auth::RefreshTokenKeeper>) {
+        self.shared.tokens.set_keeper(keeper);
     }
 
     /// The same client sending `MS-CorrelationId: id` (without it, each call gets a new one).

@@ -38,3 +38,54 @@ impl PartnerCenterClient {
         Ok(registered)
     }
 }
+
+const EVENTS: &str = "/webhooks/v1/registration/events";
+const VALIDATION: &str = "/webhooks/v1/registration/validationEvents";
+
+impl PartnerCenterClient {
+    /// The event names a registration may ask for.
+    pub async fn webhook_events(&self) -> Result<Vec<String>> {
+        let url = format!("{}{EVENTS}", self.base_url());
+        let (_, body) = self
+            .call(Method::GET, &url, None, &[], "webhook events")
+            .await?;
+        Ok(body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Asks Partner Center to send a `test-created` event to the registered URL; answers the
+    /// validation's correlation id.
+    pub async fn send_validation_event(&self) -> Result<String> {
+        let url = format!("{}{VALIDATION}", self.base_url());
+        let (_, body) = self
+            .call(
+                Method::POST,
+                &url,
+                Some(&json!({})),
+                &[],
+                "webhook validation",
+            )
+            .await?;
+        body["correlationId"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                PartnerCenterError::InvalidResponse(
+                    "a validation answer without correlationId".into(),
+                )
+            })
+    }
+
+    /// The delivery attempts of a validation event so far.
+    pub async fn validation_event(&self, correlation_id: &str) -> Result<Value> {
+        let url = format!("{}{VALIDATION}/{correlation_id}", self.base_url());
+        let (_, body) = self
+            .call(Method::GET, &url, None, &[], "webhook validation")
+            .await?;
+        Ok(body)
+    }
+}
