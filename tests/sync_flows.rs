@@ -577,12 +577,12 @@ async fn flow2_a_referral_changed_meanwhile_is_read_again_not_overwritten() {
         let env = SyncEnv::start("").await;
         let (oid, rid) = synced_pair(&env, "Race condition", None).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        // Every Partner Center call now takes 1.5 s: the referral cosell reads is changed by a
+        // Every Partner Center call now takes 3 s: the referral cosell reads is changed by a
         // Microsoft seller before cosell's PATCH arrives, so If-Match must fail.
         env.pc
             .faults()
             .set(cosell_emulators::common::faults::FaultConfig {
-                latency_ms: 1500,
+                latency_ms: 3000,
                 ..Default::default()
             })
             .expect("valid faults");
@@ -595,7 +595,7 @@ async fn flow2_a_referral_changed_meanwhile_is_read_again_not_overwritten() {
             )
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(2300)).await;
+        tokio::time::sleep(Duration::from_millis(4500)).await;
         env.pc
             .microsoft()
             .update(&rid, json!({"details": {"dealValue": 45000}}))

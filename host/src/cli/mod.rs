@@ -109,8 +109,8 @@ pub enum DataverseCommand {
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
     },
-    /// Create or update the `cosell` service endpoint and its steps on opportunity Create and
-    /// Update, authenticated as [webhooks.dataverse] says.
+    /// Create or update the `cosell` service endpoint and its steps on opportunity Create,
+    /// Update, Win and Lose, authenticated as [webhooks.dataverse] says.
     RegisterWebhook {
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,

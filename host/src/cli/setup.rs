@@ -4,7 +4,7 @@
 //! - `cosell dataverse provision` creates the custom columns that are missing
 //!   (`schema/dataverse-columns.json`, with `sync.column_prefix`), idempotently.
 //! - `cosell dataverse register-webhook --url …` creates or updates the `cosell` service
-//!   endpoint and its steps on opportunity Create and Update.
+//!   endpoint and its steps on opportunity Create, Update, Win and Lose.
 
 use crate::config::{DataverseAuthKind, HostConfig};
 use crate::connections::dataverse::DataverseClient;
@@ -137,7 +137,8 @@ pub async fn register_dataverse_webhook(
         }
         None => dv.create("serviceendpoints", &endpoint).await?,
     };
-    for message in ["Create", "Update"] {
+    // Closing an opportunity runs the Win or Lose message, which an Update step may not see.
+    for message in ["Create", "Update", "Win", "Lose"] {
         let step_name = format!("cosell: opportunity {message}");
         if find_one(
             dv,
@@ -238,6 +239,6 @@ pub async fn register_dataverse_webhook_command(config: &Path, url: &str) -> Res
     let config = load(config)?;
     let dv = dataverse_client(&config)?;
     let id = register_dataverse_webhook(&config, &dv, url).await?;
-    println!("service endpoint {id} delivers opportunity Create and Update to {url}");
+    println!("service endpoint {id} delivers opportunity Create, Update, Win and Lose to {url}");
     Ok(0)
 }
