@@ -9,9 +9,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::sync_env::{SETTLE, SyncEnv, wait_until};
 
-/// Every test is bounded.
-const BOUND: Duration = Duration::from_secs(120);
-
 const HELP_WORKLOAD: i64 = 100_000_000;
 
 /// A customer account with one contact, as a seller would have it; answers (account, contact).
@@ -110,8 +107,7 @@ async fn synced_pair(env: &SyncEnv, name: &str, help: Option<i64>) -> (String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow1_a_crm_opportunity_becomes_a_referral_and_its_id_comes_back() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start("").await;
+    SyncEnv::run("", |env| async move {
         let started = Instant::now();
         let oid = seller_creates_opportunity(&env, "Contoso rollout", Some(HELP_WORKLOAD)).await;
         let referral = env
@@ -177,14 +173,12 @@ async fn flow1_a_crm_opportunity_becomes_a_referral_and_its_id_comes_back() {
             .count();
         assert_eq!(mine, 1);
     })
-    .await
-    .expect("bounded");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow2_crm_changes_are_patched_onto_the_referral_and_closing_sets_its_status() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start("").await;
+    SyncEnv::run("", |env| async move {
         let (oid, rid) = synced_pair(&env, "Northwind expansion", None).await;
         let before = env.pc.referral(&rid).unwrap();
         let started = Instant::now();
@@ -241,8 +235,7 @@ async fn flow2_crm_changes_are_patched_onto_the_referral_and_closing_sets_its_st
         })
         .await;
     })
-    .await
-    .expect("bounded");
+    .await;
 }
 
 async fn opportunity_for_referral(env: &SyncEnv, rid: &str) -> Option<Value> {
@@ -259,8 +252,7 @@ async fn opportunity_for_referral(env: &SyncEnv, rid: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow3_and_4_a_microsoft_referral_becomes_an_opportunity_and_its_updates_follow() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start("").await;
+    SyncEnv::run("", |env| async move {
         // The customer exists already: matched by company name and postal code.
         let (account, _) = customer(&env, "Adatum Corporation", "98052").await;
         let started = Instant::now();
@@ -281,14 +273,14 @@ async fn flow3_and_4_a_microsoft_referral_becomes_an_opportunity_and_its_updates
         assert!(contacts.iter().any(|c| c["emailaddress1"] == "ravi@adatum.example"), "the customer contact was added");
 
         // referral-updated: only what differs is written.
-        let etag_before = env.seller.get("opportunities", &oid, "").await.unwrap().unwrap().etag;
+        let etag_before = env.etag(&oid).await;
         let started = Instant::now();
         env.pc.microsoft().update(&rid, json!({"details": {"dealValue": 52000}})).unwrap();
         let opp = env.wait_opportunity(&oid, "the new estimated value", |o| o["estimatedvalue"].as_f64() == Some(52000.0)).await;
         println!("flow 4 latency: referral-updated webhook -> opportunity updated in {:?}", started.elapsed());
         assert_eq!(opp["name"].as_str().map(|n| n.trim_end_matches(" ✔")), Some("Adatum data platform"));
         assert!(opp["cosell_audit"].as_str().unwrap().contains("estimatedvalue"));
-        assert_ne!(env.seller.get("opportunities", &oid, "").await.unwrap().unwrap().etag, etag_before);
+        assert_ne!(env.etag(&oid).await, etag_before);
         let accounts = env.seller.query("accounts", "$filter=name eq 'Adatum Corporation'").await.unwrap();
         assert_eq!(accounts.len(), 1, "no second account was created");
 
@@ -303,14 +295,12 @@ async fn flow3_and_4_a_microsoft_referral_becomes_an_opportunity_and_its_updates
         assert_eq!(accounts.len(), 1, "the account was created");
         assert_eq!(opp["_customerid_value"], accounts[0]["accountid"]);
     })
-    .await
-    .expect("bounded");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow5_cosell_recognises_its_own_writes_and_never_ping_pongs() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start("").await;
+    SyncEnv::run("", |env| async move {
         let (oid, rid) = synced_pair(&env, "Litware migration", Some(HELP_WORKLOAD)).await;
         env.wait_opportunity(&oid, "the mark", |o| {
             o["name"].as_str().is_some_and(|n| n.ends_with('✔'))
@@ -319,13 +309,7 @@ async fn flow5_cosell_recognises_its_own_writes_and_never_ping_pongs() {
         // Let every echo (both webhooks, both pollers) come and go.
         tokio::time::sleep(Duration::from_secs(4)).await;
         let referral_etag = env.pc.referral(&rid).unwrap()["eTag"].clone();
-        let opportunity_etag = env
-            .seller
-            .get("opportunities", &oid, "")
-            .await
-            .unwrap()
-            .unwrap()
-            .etag;
+        let opportunity_etag = env.etag(&oid).await;
         // An update that changes nothing still fires Dataverse's webhook.
         let name = env.opportunity(&oid).await["name"].clone();
         env.seller
@@ -338,26 +322,11 @@ async fn flow5_cosell_recognises_its_own_writes_and_never_ping_pongs() {
             referral_etag,
             "the referral was not written again"
         );
-        let now = env
-            .seller
-            .get("opportunities", &oid, "")
-            .await
-            .unwrap()
-            .unwrap()
-            .etag;
+        let now = env.etag(&oid).await;
         // The seller's no-op update is one write; cosell added none.
         assert_ne!(now, opportunity_etag);
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(
-            env.seller
-                .get("opportunities", &oid, "")
-                .await
-                .unwrap()
-                .unwrap()
-                .etag,
-            now,
-            "no ping-pong"
-        );
+        assert_eq!(env.etag(&oid).await, now, "no ping-pong");
         let metrics = reqwest::get(format!("{}/metrics", env.admin_url))
             .await
             .unwrap()
@@ -372,24 +341,19 @@ async fn flow5_cosell_recognises_its_own_writes_and_never_ping_pongs() {
         println!("flow 5: {echoes} echoes recognised and dropped");
         assert!(echoes >= 2.0, "the echoes were recognised: {metrics}");
     })
-    .await
-    .expect("bounded");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow6_conflicting_changes_follow_the_per_field_owner() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start(
-            r#"[sync.conflicts]
+    SyncEnv::run(r#"[sync.conflicts]
 default = "most-recent"
 [sync.conflicts.fields]
 "estimatedvalue" = "crm"
 "/details/dealValue" = "crm"
 "description" = "partner-center"
 "/details/notes" = "partner-center"
-"#,
-        )
-        .await;
+"#, |env| async move {
         let (oid, rid) = synced_pair(&env, "Proseware analytics", None).await;
         env.wait_opportunity(&oid, "the mark", |o| o["name"].as_str().is_some_and(|n| n.ends_with('✔'))).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -416,14 +380,12 @@ default = "most-recent"
         let audit = env.admin_get(&format!("/admin/v1/audit?record=referral:{rid}")).await;
         assert!(audit.to_string().contains("conflict"), "the conflict is in the audit trail: {audit:#}");
     })
-    .await
-    .expect("bounded");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow7_a_failed_sync_is_shown_to_the_seller_and_retried_when_fixed() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start("").await;
+    SyncEnv::run("", |env| async move {
         // Help from Microsoft without a solution id: the mapping refuses it.
         let oid = seller_creates_opportunity_with(
             &env,
@@ -445,23 +407,9 @@ async fn flow7_a_failed_sync_is_shown_to_the_seller_and_retried_when_fixed() {
         assert!(referral_id_of(&opp).is_none());
         // Nothing loops while the record stays broken.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let etag = env
-            .seller
-            .get("opportunities", &oid, "")
-            .await
-            .unwrap()
-            .unwrap()
-            .etag;
+        let etag = env.etag(&oid).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(
-            env.seller
-                .get("opportunities", &oid, "")
-                .await
-                .unwrap()
-                .unwrap()
-                .etag,
-            etag
-        );
+        assert_eq!(env.etag(&oid).await, etag);
         // The seller fixes it: the record syncs.
         env.seller
             .update(
@@ -479,53 +427,63 @@ async fn flow7_a_failed_sync_is_shown_to_the_seller_and_retried_when_fixed() {
             .await;
         assert!(env.pc.referral(&referral_id_of(&opp).unwrap()).is_some());
     })
-    .await
-    .expect("bounded");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_and_replayed_with_the_cli() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start("[sync]\nmax_attempts = 2\nretry_base_ms = 200\n").await;
-        // Partner Center is down: every create fails.
-        env.pc
-            .faults()
-            .set(cosell_emulators::common::faults::FaultConfig {
-                error_rate: 1.0,
-                ..Default::default()
+    SyncEnv::run(
+        "[sync]\nmax_attempts = 2\nretry_base_ms = 200\n",
+        |env| async move {
+            // Partner Center is down: every create fails.
+            env.pc
+                .faults()
+                .set(cosell_emulators::common::faults::FaultConfig {
+                    error_rate: 1.0,
+                    ..Default::default()
+                })
+                .expect("valid faults");
+            let oid = seller_creates_opportunity(&env, "Relecloud backup", None).await;
+            // Each attempt is the client's own retries (about 10 s of backoff) plus the queue's.
+            let listed = wait_until(Duration::from_secs(60), || async {
+                let out = env.cosell_admin(&["dead-letters", "list"]);
+                out.contains(&oid).then_some(out)
             })
-            .expect("valid faults");
-        let oid = seller_creates_opportunity(&env, "Relecloud backup", None).await;
-        // Each attempt is the client's own retries (about 10 s of backoff) plus the queue's.
-        let listed = wait_until(Duration::from_secs(60), || async {
-            let out = env.cosell_admin(&["dead-letters", "list"]);
-            out.contains(&oid).then_some(out)
-        })
-        .await
-        .unwrap_or_else(|| panic!("no dead letter\n{}", env.host_log()));
-        assert!(listed.contains("gave up after 2 attempts"), "{listed}");
-        let opp = env.opportunity(&oid).await;
-        assert!(opp["name"].as_str().unwrap().ends_with('✖'));
-        env.pc
-            .faults()
-            .set(Default::default())
-            .expect("valid faults");
-        let metrics = reqwest::get(format!("{}/metrics", env.admin_url)).await.unwrap().text().await.unwrap();
-        assert!(metrics.lines().any(|l| l.starts_with("cosell_queue_events{state=\"dead\"}") && !l.ends_with(" 0")), "{metrics}");
-        env.cosell_admin(&["dead-letters", "replay", "--all"]);
-        env.wait_opportunity(&oid, "the referral after the replay", |o| {
-            referral_id_of(o).is_some()
-        })
-        .await;
-    })
-    .await
-    .expect("bounded");
+            .await
+            .unwrap_or_else(|| panic!("no dead letter\n{}", env.host_log()));
+            assert!(listed.contains("gave up after 2 attempts"), "{listed}");
+            let opp = env.opportunity(&oid).await;
+            assert!(opp["name"].as_str().unwrap().ends_with('✖'));
+            env.pc
+                .faults()
+                .set(Default::default())
+                .expect("valid faults");
+            let metrics = reqwest::get(format!("{}/metrics", env.admin_url))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with("cosell_queue_events{state=\"dead\"}")
+                        && !l.ends_with(" 0")),
+                "{metrics}"
+            );
+            env.cosell_admin(&["dead-letters", "replay", "--all"]);
+            env.wait_opportunity(&oid, "the referral after the replay", |o| {
+                referral_id_of(o).is_some()
+            })
+            .await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow2_accepting_and_declining_in_the_crm_answers_microsoft() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start("").await;
+    SyncEnv::run("", |env| async move {
         let mut pairs = Vec::new();
         for name in ["Accept me", "Decline me"] {
             let referral = env.pc.microsoft().create_incoming(json!({"name": name}));
@@ -567,14 +525,12 @@ async fn flow2_accepting_and_declining_in_the_crm_answers_microsoft() {
         })
         .await;
     })
-    .await
-    .expect("bounded");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow2_a_referral_changed_meanwhile_is_read_again_not_overwritten() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start("").await;
+    SyncEnv::run("", |env| async move {
         let (oid, rid) = synced_pair(&env, "Race condition", None).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         // Every Partner Center call now takes 3 s: the referral cosell reads is changed by a
@@ -623,14 +579,12 @@ async fn flow2_a_referral_changed_meanwhile_is_read_again_not_overwritten() {
             env.host_log()
         );
     })
-    .await
-    .expect("bounded");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_commands_can_run_next_to_a_running_host() {
-    tokio::time::timeout(BOUND, async {
-        let env = SyncEnv::start("").await;
+    SyncEnv::run("", |env| async move {
         // Partner Center sends a test event to the running host, which answers it.
         let hook = format!("{}/webhooks/partner-center", env.webhooks_url);
         env.cosell(&[
@@ -659,6 +613,5 @@ async fn setup_commands_can_run_next_to_a_running_host() {
             env.host_log()
         );
     })
-    .await
-    .expect("bounded");
+    .await;
 }

@@ -16,6 +16,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a whole end-to-end test may take.
+pub const BOUND: Duration = Duration::from_secs(150);
+
 /// How long a flow may take to show its effect before the test fails.
 pub const SETTLE: Duration = Duration::from_secs(20);
 
@@ -121,6 +124,17 @@ component = "{}"
         env
     }
 
+    /// Runs `test` on a fresh environment (see [`SyncEnv::start`]), bounded by [`BOUND`].
+    pub async fn run<F, Fut>(extra: &str, test: F)
+    where
+        F: FnOnce(SyncEnv) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        tokio::time::timeout(BOUND, async { test(SyncEnv::start(extra).await).await })
+            .await
+            .expect("the test finished within its bound");
+    }
+
     /// Runs a `cosell` command with this environment's configuration; panics on failure.
     pub fn cosell(&self, args: &[&str]) -> String {
         run_cosell(args, &["--config", self.config_path.to_str().unwrap()])
@@ -197,6 +211,16 @@ component = "{}"
             .unwrap()
             .expect("the opportunity exists")
             .body
+    }
+
+    /// The opportunity's current `@odata.etag`.
+    pub async fn etag(&self, id: &str) -> Option<String> {
+        self.seller
+            .get("opportunities", id, "")
+            .await
+            .unwrap()
+            .expect("the opportunity exists")
+            .etag
     }
 
     /// Waits for the opportunity to satisfy `check`; panics with the host log otherwise.
