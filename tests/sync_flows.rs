@@ -4,6 +4,8 @@
 
 mod support;
 
+use cosell::connections::partner_center::PartnerCenterClient;
+use cosell::sinks::dataverse::lookups::literal;
 use cosell::sinks::partner_center::targets_microsoft;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -284,14 +286,17 @@ async fn flow3_and_4_a_microsoft_referral_becomes_an_opportunity_and_its_updates
         let accounts = env.seller.query("accounts", "$filter=name eq 'Adatum Corporation'").await.unwrap();
         assert_eq!(accounts.len(), 1, "no second account was created");
 
-        // A customer the CRM does not know yet: its account is created.
+        // A customer the CRM does not know yet: its account is created (and found again by name,
+        // even with `&` and `+` in it).
         let referral = env.pc.microsoft().create_incoming(json!({
             "name": "Blue Yonder pilot",
-            "customerProfile": {"name": "Blue Yonder Airlines", "address": {"postalCode": "10001", "country": "US"}}
+            "customerProfile": {"name": "Blue Yonder & Sons+", "address": {"postalCode": "10001", "country": "US"}}
         }));
         let rid = referral["id"].as_str().unwrap().to_owned();
         let opp = wait_until(SETTLE, || opportunity_for_referral(&env, &rid)).await.expect("an opportunity");
-        let accounts = env.seller.query("accounts", "$filter=name eq 'Blue Yonder Airlines'").await.unwrap();
+        // A name with characters that mean something in a query string.
+        let filter = format!("$filter=name eq {}", literal("Blue Yonder & Sons+"));
+        let accounts = env.seller.query("accounts", &filter).await.unwrap();
         assert_eq!(accounts.len(), 1, "the account was created");
         assert_eq!(opp["_customerid_value"], accounts[0]["accountid"]);
     })
@@ -612,6 +617,37 @@ async fn setup_commands_can_run_next_to_a_running_host() {
             "the host kept working with Partner Center\n{}",
             env.host_log()
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow1_a_co_sell_create_interrupted_between_its_two_steps_is_finished() {
+    SyncEnv::run("", |env| async move {
+        // The opportunity exists, not yet marked for sync.
+        let oid = seller_creates_opportunity_with(&env, "Half done", Some(HELP_WORKLOAD), json!({"cosell_syncwithpartnercenter": false})).await;
+        // A previous run created the partner's Shared referral, then stopped before the
+        // Microsoft half (a crash, Partner Center down).
+        let pc = PartnerCenterClient::new(support::partner_center_settings(&env.pc, &env.pc_server)).unwrap();
+        let first = pc
+            .create_referral(&json!({
+                "name": "Half done", "type": "Shared", "externalReferenceId": oid, "qualification": "SalesQualified",
+                "customerProfile": {"name": "Half done Inc", "address": {"country": "US"},
+                                    "team": [{"firstName": "Dana", "lastName": "Buyer", "email": "dana@half.example"}]},
+                "consent": {"consentToToShareInfoWithOthers": true, "consentToContact": true, "consentToShareReferralWithMicrosoftSellers": true},
+                "details": {"dealValue": 25000, "currency": "EUR", "requirements": {"solutions": [{"id": "SOL-1234", "type": "Name"}]}},
+                "inviteContext": {"assistanceRequestCode": "WorkloadSpecificValueProposition"}
+            }))
+            .await
+            .unwrap();
+        let engagement = first["engagementId"].clone();
+        env.seller.update("opportunities", &oid, &json!({"cosell_syncwithpartnercenter": true}), None).await.unwrap();
+        // The sync adopts the referral it made and finishes the co-sell.
+        env.wait_referral("the Microsoft half", |r| r["engagementId"] == engagement && targets_microsoft(r)).await;
+        let opp = env.wait_opportunity(&oid, "the referral id", |o| referral_id_of(o).is_some()).await;
+        assert_eq!(referral_id_of(&opp).as_deref(), first["id"].as_str(), "no second partner referral was made");
+        let partner_halves = env.pc.referrals().into_iter().filter(|r| r["externalReferenceId"] == oid.as_str() && !targets_microsoft(r)).count();
+        assert_eq!(partner_halves, 1);
     })
     .await;
 }

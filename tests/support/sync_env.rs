@@ -34,7 +34,7 @@ pub struct SyncEnv {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     host: Option<Child>,
-    _pc_server: RunningEmulator,
+    pub pc_server: RunningEmulator,
     _dv_server: RunningEmulator,
 }
 
@@ -112,7 +112,7 @@ component = "{}"
             dir,
             config_path,
             host: None,
-            _pc_server: pc_server,
+            pc_server,
             _dv_server: dv_server,
         };
         env.cosell(&["dataverse", "provision"]);

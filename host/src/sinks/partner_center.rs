@@ -54,12 +54,45 @@ impl ReferralWriter {
     pub async fn create(&self, referral: &Value) -> Result<Value> {
         let created = self.client.create_referral(referral).await?;
         if referral["type"] == "Shared" {
-            let mut connected = referral.clone();
-            connected["engagementId"] = created["engagementId"].clone();
-            connected["target"] = json!([{"type": "BusinessProfileLocation", "id": "msft"}]);
-            self.client.create_referral(&connected).await?;
+            self.create_microsoft_half(referral, &created["engagementId"])
+                .await?;
         }
         Ok(created)
+    }
+
+    /// The second step of a co-sell: `referral` again, in the same engagement, for Microsoft.
+    async fn create_microsoft_half(
+        &self,
+        referral: &Value,
+        engagement_id: &Value,
+    ) -> Result<Value> {
+        let mut connected = referral.clone();
+        connected["engagementId"] = engagement_id.clone();
+        connected["target"] = json!([{"type": "BusinessProfileLocation", "id": "msft"}]);
+        self.client.create_referral(&connected).await
+    }
+
+    /// Creates the Microsoft-targeted half of the Shared referral `existing` when it is
+    /// missing: a create interrupted between its two steps (a crash, Partner Center down)
+    /// finishes here. `wanted` is the mapped referral the half is made from.
+    pub async fn ensure_microsoft_half(&self, existing: &Value, wanted: &Value) -> Result<()> {
+        let Some(engagement) = existing["engagementId"].as_str() else {
+            return Ok(());
+        };
+        if existing["type"] != "Shared" {
+            return Ok(());
+        }
+        let filter = format!("engagementId eq '{}'", engagement.replace('\'', "''"));
+        let siblings = self.client.list_referrals(Some(&filter), None).await?;
+        if !siblings.iter().any(targets_microsoft) {
+            tracing::info!(
+                engagement,
+                "creating the missing Microsoft half of a co-sell referral"
+            );
+            self.create_microsoft_half(wanted, &existing["engagementId"])
+                .await?;
+        }
+        Ok(())
     }
 
     /// Sends `ops` with `If-Match: etag`; answers the referral as it now is.

@@ -1,7 +1,10 @@
 //! Per-field conflict rules: when both sides changed a field since the last sync, who wins.
 //!
 //! "Changed since the last sync" compares the field with the snapshot kept in the link when
-//! the pair was last in sync. A field only one side changed always flows to the other side;
+//! the pair was last in sync, on both sides: the value about to be written must differ from
+//! the snapshot (its side changed it) and so must the value it would replace (the other side
+//! changed it too) for a conflict. A field only one side changed always flows to the other
+//! side, and is never reverted by a run from the side that did not change it;
 //! the rules (`[sync.conflicts]`, [`Owner`]) decide only real conflicts. `most-recent` compares
 //! the referral's `updatedDateTime` with the opportunity's `modifiedon`. Without a snapshot
 //! (the first sync of a pair) there is no conflict: the side that triggered the sync wins.
@@ -68,7 +71,17 @@ pub fn columns_to_write(
         if holds(held, &value) || same_name {
             continue;
         }
-        let crm_changed = snapshot.is_some_and(|s| !equal(at(s, &format!("/{column}")), held));
+        let synced = snapshot.map(|s| at(s, &format!("/{column}")));
+        // Partner Center did not change this field since the last sync: nothing to bring over
+        // (the CRM's own change, if any, flows the other way).
+        let pc_unchanged = synced.is_some_and(|synced| {
+            holds(synced, &value)
+                || matches!((synced, &value), (Value::String(a), Value::String(b)) if unchanged_name(a, b) && column == "name")
+        });
+        if pc_unchanged {
+            continue;
+        }
+        let crm_changed = synced.is_some_and(|synced| !equal(synced, held));
         if crm_changed {
             let pc_wins = partner_center_wins(rules, &column, referral, current);
             conflicts.push(Conflict {
@@ -97,6 +110,11 @@ pub fn ops_to_send(
     let mut conflicts = Vec::new();
     for op in ops {
         let path = op["path"].as_str().unwrap_or_default().to_owned();
+        // The CRM's value is the one last synced: the CRM did not change this field, so a
+        // Partner Center change must not be reverted (it flows the other way).
+        if snapshot.is_some_and(|s| equal(at(s, &path), &op["value"])) {
+            continue;
+        }
         let pc_changed = snapshot.is_some_and(|s| !equal(at(s, &path), at(referral, &path)));
         if pc_changed {
             let pc_wins = partner_center_wins(rules, &path, referral, opportunity);
@@ -165,6 +183,43 @@ mod tests {
             same,
         );
         assert_eq!(write.len(), 2);
+    }
+
+    #[test]
+    fn a_field_only_the_target_side_changed_is_not_reverted() {
+        // Partner Center changed the deal value; the CRM changed only its notes. A CRM run
+        // must not send the old deal value back.
+        let snapshot = json!({"details": {"dealValue": 1, "notes": "a"}});
+        let referral = json!({"details": {"dealValue": 2, "notes": "a"}});
+        let ops = vec![
+            json!({"op": "replace", "path": "/details/dealValue", "value": 1}),
+            json!({"op": "replace", "path": "/details/notes", "value": "b"}),
+        ];
+        let (send, conflicts) = ops_to_send(
+            &rules(Owner::Crm),
+            ops,
+            &referral,
+            &json!({}),
+            Some(&snapshot),
+        );
+        assert_eq!(
+            send,
+            vec![json!({"op": "replace", "path": "/details/notes", "value": "b"})]
+        );
+        assert!(conflicts.is_empty());
+        // And the other way: the CRM changed the value; Partner Center's run keeps it.
+        let snapshot = json!({"estimatedvalue": 100});
+        let current = json!({"estimatedvalue": 150});
+        let output = json!({"estimatedvalue": 100}).as_object().unwrap().clone();
+        let (write, conflicts) = columns_to_write(
+            &rules(Owner::PartnerCenter),
+            output,
+            &json!({}),
+            &current,
+            Some(&snapshot),
+            |_, _| false,
+        );
+        assert!(write.is_empty() && conflicts.is_empty());
     }
 
     #[test]

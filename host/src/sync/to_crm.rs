@@ -245,13 +245,25 @@ impl SyncEngine {
                 .await?;
             self.opportunities.read(&oid).await?.unwrap_or(row)
         };
-        // If the seller had changes not yet synced to Partner Center, the old fingerprint stays,
-        // so the echo of this write is processed and brings those changes over.
+        // The state read back counts as synced only if the seller had no unsynced changes
+        // before (the fingerprint on record) and made none meanwhile (everything but the
+        // written columns is as it was). Otherwise the old fingerprint and snapshot stay, so
+        // the seller's change is still processed and brings itself over.
         let before = fingerprint::opportunity(&row_fingerprint_source, &self.volatile());
-        if link.crm_hash.as_deref() == Some(before.as_str()) {
+        let written: Vec<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .chain(["name", "statecode", "statuscode", self.audit_column()])
+            .collect();
+        let untouched =
+            fingerprint::opportunity_except(&row_fingerprint_source, &self.volatile(), &written)
+                == fingerprint::opportunity_except(&after.body, &self.volatile(), &written);
+        if link.crm_hash.as_deref() == Some(before.as_str()) && untouched {
             link.crm_hash = Some(fingerprint::opportunity(&after.body, &self.volatile()));
+            link.crm_snapshot = Some(after.body.to_string());
+        } else if link.crm_snapshot.is_none() {
+            link.crm_snapshot = Some(row_fingerprint_source.to_string());
         }
-        link.crm_snapshot = Some(after.body.to_string());
         self.store.save_link(&link)?;
         if changed.is_empty() {
             return Ok(Done::new(

@@ -71,6 +71,9 @@ impl SyncEngine {
                 // A create retried after a crash finds the referral it made (looked up only
                 // once the mapping wants a referral, so unsynced opportunities cost no call).
                 if let Some(found) = self.referrals.find_for_opportunity(oid).await? {
+                    self.referrals
+                        .ensure_microsoft_half(&found.body, &wanted)
+                        .await?;
                     wanted = match self.map_opportunity(&row, Some(&found)).await? {
                         Some(wanted) => wanted,
                         None => {
@@ -103,6 +106,20 @@ impl SyncEngine {
         Err(SyncError::transient(format!(
             "the referral kept changing while opportunity {oid} was being synced (412 {PRECONDITION_ROUNDS} times)"
         )))
+    }
+
+    /// The referral id and link columns, where the opportunity does not hold them yet. Every
+    /// successful run writes them, so a write-back the seller's edit got in the way of (a 412
+    /// on cosell's note) is made good by the next one.
+    fn referral_columns(&self, opportunity: &Value, rid: &str) -> Map<String, Value> {
+        let link = self.config.referral_link_template.replace("{id}", rid);
+        [
+            (self.config.column("referralidentifier"), json!(rid)),
+            (self.config.column("referrallink"), json!(link)),
+        ]
+        .into_iter()
+        .filter(|(column, value)| &opportunity[column] != value)
+        .collect()
     }
 
     /// Runs the CRM → PC pipeline; `None` when it skips the record.
@@ -172,12 +189,7 @@ impl SyncEngine {
         link.last_error = None;
         self.store.save_link(link)?;
         let kind = created["type"].as_str().unwrap_or("Independent");
-        let mut extra = Map::new();
-        extra.insert(self.config.column("referralidentifier"), json!(rid));
-        extra.insert(
-            self.config.column("referrallink"),
-            json!(self.config.referral_link_template.replace("{id}", &rid)),
-        );
+        let extra = self.referral_columns(&row.body, &rid);
         let line = format!("created {kind} referral {rid} in Partner Center");
         self.note_success(oid, row, Some(&line), extra).await?;
         Ok(Done::new(
@@ -226,14 +238,10 @@ impl SyncEngine {
                 link.pc_snapshot = Some(current.body.to_string());
             }
             self.store.save_link(link)?;
-            if had_error {
-                self.note_success(
-                    oid,
-                    row,
-                    Some("in sync with Partner Center again"),
-                    Map::new(),
-                )
-                .await?;
+            let ids = self.referral_columns(&row.body, &rid);
+            if had_error || !ids.is_empty() {
+                let line = had_error.then_some("in sync with Partner Center again");
+                self.note_success(oid, row, line, ids).await?;
             }
             return Ok(Done::new(
                 "unchanged",
@@ -262,7 +270,8 @@ impl SyncEngine {
             "sent to Partner Center referral {rid}: {}",
             paths.join(", ")
         );
-        self.note_success(oid, row, Some(&line), Map::new()).await?;
+        let ids = self.referral_columns(&row.body, &rid);
+        self.note_success(oid, row, Some(&line), ids).await?;
         Ok(Done::new(
             "updated",
             format!("referral {rid}: {}", paths.join(", ")),

@@ -79,7 +79,7 @@ async fn run(engine: Arc<SyncEngine>, wakeup: Wakeup, mut stop: watch::Receiver<
 }
 
 /// Processes one claimed event and settles it in the queue.
-pub async fn handle(engine: &SyncEngine, event: QueuedEvent) {
+pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
     let started = Instant::now();
     let record = format!(
         "{}:{}",
@@ -91,9 +91,19 @@ pub async fn handle(engine: &SyncEngine, event: QueuedEvent) {
         event.record_id
     );
     let dir = direction(event.side);
-    let result = engine.process(&event).await;
+    // In a task of its own, so a panic (a bug) fails this event, not the worker.
+    let result = {
+        let (engine, event) = (engine.clone(), event.clone());
+        tokio::spawn(async move { engine.process(&event).await })
+            .await
+            .unwrap_or_else(|panic| {
+                Err(SyncError::transient(format!(
+                    "processing panicked: {panic}"
+                )))
+            })
+    };
     let elapsed = started.elapsed();
-    let settled = match &result {
+    let settle = match &result {
         Ok(Done { outcome, detail }) => {
             tracing::info!(%record, origin = %event.origin, outcome, detail, elapsed_ms = elapsed.as_millis() as u64, "synced");
             // Echoes and no-op runs are counted in the metrics, not kept in the trail.
@@ -103,7 +113,7 @@ pub async fn handle(engine: &SyncEngine, event: QueuedEvent) {
             engine
                 .metrics
                 .record_sync(event.side.as_str(), outcome, elapsed);
-            engine.store.complete(event.id)
+            Settle::Complete
         }
         Err(SyncError::Rejected(reason)) => {
             tracing::warn!(%record, reason, "sync refused; the record waits for a change");
@@ -112,7 +122,7 @@ pub async fn handle(engine: &SyncEngine, event: QueuedEvent) {
                 .metrics
                 .record_sync(event.side.as_str(), "rejected", elapsed);
             record_failure(engine, &event, reason, true).await;
-            engine.store.complete(event.id)
+            Settle::Complete
         }
         Err(SyncError::Transient(reason)) if event.attempts < engine.config.max_attempts => {
             let delay = engine.config.retry_delay(event.attempts);
@@ -122,7 +132,7 @@ pub async fn handle(engine: &SyncEngine, event: QueuedEvent) {
                 .metrics
                 .record_sync(event.side.as_str(), "retry", elapsed);
             let at = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
-            engine.store.retry_later(event.id, reason, at)
+            Settle::RetryAt(at, reason.clone())
         }
         Err(SyncError::Transient(reason)) => {
             let reason = format!("gave up after {} attempts: {reason}", event.attempts);
@@ -132,13 +142,39 @@ pub async fn handle(engine: &SyncEngine, event: QueuedEvent) {
                 .metrics
                 .record_sync(event.side.as_str(), "dead_letter", elapsed);
             record_failure(engine, &event, &reason, false).await;
-            engine.store.dead_letter(event.id, &reason)
+            Settle::Dead(reason)
         }
     };
-    if let Err(e) = settled {
-        tracing::error!(%record, error = %format!("{e:#}"), "could not settle the event in the queue; it runs again after a restart");
+    // The store can be busy for a moment (another process writing); an unsettled event would
+    // hold its record's lock until the next restart.
+    for attempt in 1..=SETTLE_ATTEMPTS {
+        let settled = match &settle {
+            Settle::Complete => engine.store.complete(event.id),
+            Settle::RetryAt(at, reason) => engine.store.retry_later(event.id, reason, *at),
+            Settle::Dead(reason) => engine.store.dead_letter(event.id, reason),
+        };
+        match settled {
+            Ok(()) => return,
+            Err(e) if attempt < SETTLE_ATTEMPTS => {
+                tracing::warn!(%record, error = %format!("{e:#}"), "could not settle the event in the queue; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            Err(e) => {
+                tracing::error!(%record, error = %format!("{e:#}"), "could not settle the event in the queue; it runs again after a restart")
+            }
+        }
     }
 }
+
+/// What becomes of a processed event in the queue.
+enum Settle {
+    Complete,
+    RetryAt(i64, String),
+    Dead(String),
+}
+
+/// Tries to settle an event this many times.
+const SETTLE_ATTEMPTS: u32 = 5;
 
 /// Shows a failure on the opportunity, if there is one, and keeps it in the link with the
 /// opportunity's fingerprint, so the same content is not tried again until the seller changes

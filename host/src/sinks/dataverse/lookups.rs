@@ -12,9 +12,22 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Quotes a string for an OData `$filter` literal.
+/// Quotes a string for an OData `$filter` literal inside a query string: `'` doubled (OData),
+/// and the characters that would end or change the query parameter percent-encoded.
 pub fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    let mut out = String::from("'");
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '%' => out.push_str("%25"),
+            '&' => out.push_str("%26"),
+            '+' => out.push_str("%2B"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Resolves lookups; currency ids are cached (they do not change).
@@ -180,5 +193,16 @@ impl Lookups {
             json!(format!("/accounts({account_id})")),
         );
         Ok(dv.create("contacts", &Value::Object(body)).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn literals_survive_quotes_and_query_characters() {
+        assert_eq!(
+            super::literal("O'Neil & Sons+ 100%#1"),
+            "'O''Neil %26 Sons%2B 100%25%231'"
+        );
     }
 }

@@ -42,9 +42,11 @@ impl SqliteStore {
             .optional()?;
         let result = match waiting {
             Some(id) => {
-                // A change that may fix an earlier failure should not wait out its backoff.
+                // A change that may fix an earlier failure should not wait out its backoff, and
+                // gets the whole retry budget.
                 tx.execute(
-                    "UPDATE sync_events SET available_at = MIN(available_at, ?2) WHERE id = ?1",
+                    "UPDATE sync_events SET available_at = MIN(available_at, ?2), attempts = 0
+                     WHERE id = ?1",
                     params![id, now_ms()],
                 )?;
                 Enqueued::Coalesced(id)

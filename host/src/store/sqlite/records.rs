@@ -78,7 +78,25 @@ impl SyncStore for SqliteStore {
     }
 
     fn save_link(&self, link: &Link) -> Result<i64> {
-        let conn = self.conn();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // Two runs may each have started a link for the same pair (one from each side): the
+        // saved one absorbs any other row naming either record, so the pair has one link.
+        let target: Option<i64> = match link.id {
+            Some(id) => Some(id),
+            None => tx
+                .query_row(
+                    "SELECT id FROM sync_links WHERE referral_id = ?1 OR opportunity_id = ?2
+                     ORDER BY id LIMIT 1",
+                    params![link.referral_id, link.opportunity_id],
+                    |row| row.get(0),
+                )
+                .optional()?,
+        };
+        tx.execute(
+            "DELETE FROM sync_links WHERE (referral_id = ?1 OR opportunity_id = ?2) AND id != ?3",
+            params![link.referral_id, link.opportunity_id, target.unwrap_or(-1)],
+        )?;
         let values = params![
             link.referral_id,
             link.opportunity_id,
@@ -87,32 +105,31 @@ impl SyncStore for SqliteStore {
             link.crm_hash,
             link.crm_snapshot,
             link.last_error,
-            now()
+            now(),
+            target
         ];
-        match link.id {
+        let id = match target {
             Some(id) => {
-                conn.execute(
+                tx.execute(
                     "UPDATE sync_links SET referral_id = ?1, opportunity_id = ?2, pc_hash = ?3,
                      pc_snapshot = ?4, crm_hash = ?5, crm_snapshot = ?6, last_error = ?7,
                      updated_at = ?8 WHERE id = ?9",
-                    rusqlite::params_from_iter(
-                        values.iter().copied().chain(std::iter::once(&id as _)),
-                    ),
-                )
-                .context("saving a link")?;
-                Ok(id)
+                    values,
+                )?;
+                id
             }
             None => {
-                conn.execute(
+                tx.execute(
                     "INSERT INTO sync_links (referral_id, opportunity_id, pc_hash, pc_snapshot,
-                     crm_hash, crm_snapshot, last_error, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     crm_hash, crm_snapshot, last_error, updated_at, id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     values,
-                )
-                .context("saving a new link")?;
-                Ok(conn.last_insert_rowid())
+                )?;
+                tx.last_insert_rowid()
             }
-        }
+        };
+        tx.commit().context("saving a link")?;
+        Ok(id)
     }
 
     fn cursor(&self, name: &str) -> Result<Option<String>> {
@@ -228,5 +245,33 @@ mod tests {
             Some("rt-2")
         );
         assert!(store.link_by_referral("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn two_links_started_for_one_pair_become_one() {
+        let (_dir, store) = test_store();
+        let from_crm = Link {
+            opportunity_id: Some("o1".into()),
+            last_error: Some("refused".into()),
+            ..Link::default()
+        };
+        store.save_link(&from_crm).unwrap();
+        let from_pc = Link {
+            referral_id: Some("r1".into()),
+            ..Link::default()
+        };
+        store.save_link(&from_pc).unwrap();
+        // A run that learned both ids saves without knowing either row.
+        let both = Link {
+            referral_id: Some("r1".into()),
+            opportunity_id: Some("o1".into()),
+            pc_hash: Some("h".into()),
+            ..Link::default()
+        };
+        let id = store.save_link(&both).unwrap();
+        let by_referral = store.link_by_referral("r1").unwrap().unwrap();
+        let by_opportunity = store.link_by_opportunity("o1").unwrap().unwrap();
+        assert_eq!((by_referral.id, by_opportunity.id), (Some(id), Some(id)));
+        assert_eq!(by_referral.pc_hash.as_deref(), Some("h"));
     }
 }
