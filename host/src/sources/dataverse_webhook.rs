@@ -97,7 +97,11 @@ pub async fn receive(
         context["MessageName"],
         Value::String(id.clone())
     );
-    match state.intake.accept(Side::Dataverse, &id, ORIGIN, &payload) {
+    match state
+        .intake
+        .accept_async(Side::Dataverse, id.to_owned(), ORIGIN, payload.to_string())
+        .await
+    {
         Ok(_) => answer(StatusCode::OK, "stored"),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "could not store a Dataverse event");

@@ -55,6 +55,21 @@ impl Intake {
         Ok(enqueued)
     }
 
+    /// [`Intake::accept`] on a blocking thread: storing waits for the disk (`synchronous =
+    /// FULL`), which must not hold up the async threads that answer webhooks.
+    pub async fn accept_async(
+        self: &Arc<Self>,
+        side: Side,
+        record_id: String,
+        origin: &'static str,
+        payload: String,
+    ) -> anyhow::Result<Enqueued> {
+        let intake = self.clone();
+        tokio::task::spawn_blocking(move || intake.accept(side, &record_id, origin, &payload))
+            .await
+            .map_err(|e| anyhow::anyhow!("the task storing the event failed: {e}"))?
+    }
+
     /// Counts a notification that was not stored (refused or not about a synced record).
     pub fn record_unqueued(&self, origin: &str, result: &str) {
         self.metrics.record_intake(origin, result);

@@ -97,7 +97,13 @@ pub async fn receive(
     let payload = String::from_utf8_lossy(&body);
     match state
         .intake
-        .accept(Side::PartnerCenter, id, ORIGIN, &payload)
+        .accept_async(
+            Side::PartnerCenter,
+            id.to_owned(),
+            ORIGIN,
+            payload.to_string(),
+        )
+        .await
     {
         Ok(_) => answer(StatusCode::OK, "stored"),
         Err(e) => {
