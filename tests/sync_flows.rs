@@ -651,3 +651,33 @@ async fn flow1_a_co_sell_create_interrupted_between_its_two_steps_is_finished() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_before_a_crash_are_synced_after_the_restart() {
+    // No pollers: only the stored queue can bring these events back after the crash.
+    SyncEnv::run_polling_every("[sync]\nretry_base_ms = 200\n", 0, |mut env| async move {
+        // Partner Center is down: the opportunities' events are stored and wait for a retry.
+        env.pc.faults().set(cosell_emulators::common::faults::FaultConfig { error_rate: 1.0, ..Default::default() }).expect("valid faults");
+        let mut opportunities = Vec::new();
+        for i in 0..5 {
+            opportunities.push(seller_creates_opportunity(&env, &format!("Crash test {i}"), None).await);
+        }
+        let stored = wait_until(SETTLE, || async {
+            let queue = env.admin_get("/admin/v1/queue").await;
+            (queue["pending"].as_u64().unwrap_or(0) + queue["running"].as_u64().unwrap_or(0) >= 5).then_some(())
+        })
+        .await;
+        assert!(stored.is_some(), "the events were stored\n{}", env.host_log());
+        // The host dies without a chance to clean up, and Partner Center comes back.
+        env.kill_host();
+        env.pc.faults().set(Default::default()).expect("valid faults");
+        env.start_host().await;
+        for oid in &opportunities {
+            env.wait_opportunity(oid, "its referral after the restart", |o| referral_id_of(o).is_some()).await;
+        }
+        let referrals = env.pc.referrals().into_iter().filter(|r| opportunities.iter().any(|o| r["externalReferenceId"] == o.as_str())).count();
+        println!("crash: 5 events stored before SIGKILL, 5 referrals after the restart, {referrals} in Partner Center");
+        assert_eq!(referrals, 5, "each opportunity has exactly one referral");
+    })
+    .await;
+}

@@ -51,6 +51,12 @@ impl SyncEnv {
     /// added to the host configuration (e.g. `[sync.conflicts]`). The pollers run every 2 s
     /// as a safety net.
     pub async fn start(extra: &str) -> Self {
+        Self::start_polling_every(extra, 2).await
+    }
+
+    /// [`SyncEnv::start`] with the pollers every `poll_secs` seconds (0: off, so only the
+    /// webhooks and the queue move records).
+    pub async fn start_polling_every(extra: &str, poll_secs: u64) -> Self {
         let pc = PartnerCenter::new(PartnerCenterConfig::default());
         let pc_server = pc
             .serve()
@@ -81,8 +87,8 @@ component = "{}"
         let wiring = HostWiring {
             admin_listen: format!("127.0.0.1:{admin_port}").parse().unwrap(),
             webhooks_listen: format!("127.0.0.1:{webhooks_port}").parse().unwrap(),
-            dataverse_poll_secs: 2,
-            partner_center_poll_secs: 2,
+            dataverse_poll_secs: poll_secs,
+            partner_center_poll_secs: poll_secs,
             extra: extra.to_owned(),
             pipelines,
         };
@@ -130,9 +136,20 @@ component = "{}"
         F: FnOnce(SyncEnv) -> Fut,
         Fut: Future<Output = ()>,
     {
-        tokio::time::timeout(BOUND, async { test(SyncEnv::start(extra).await).await })
-            .await
-            .expect("the test finished within its bound");
+        Self::run_polling_every(extra, 2, test).await
+    }
+
+    /// [`SyncEnv::run`] with the pollers every `poll_secs` seconds (0: off).
+    pub async fn run_polling_every<F, Fut>(extra: &str, poll_secs: u64, test: F)
+    where
+        F: FnOnce(SyncEnv) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        tokio::time::timeout(BOUND, async {
+            test(SyncEnv::start_polling_every(extra, poll_secs).await).await
+        })
+        .await
+        .expect("the test finished within its bound");
     }
 
     /// Runs a `cosell` command with this environment's configuration; panics on failure.
