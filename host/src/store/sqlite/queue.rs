@@ -27,6 +27,37 @@ fn side_of(row: &Row<'_>, index: usize) -> rusqlite::Result<Side> {
     })
 }
 
+/// The link row of event alias `e`: by opportunity for a Dataverse event, by referral for a
+/// Partner Center one.
+fn link_of(e: &str) -> String {
+    format!(
+        "({e}.side = 'dataverse' AND {{l}}.opportunity_id = {e}.record_id)
+         OR ({e}.side = 'partner-center' AND {{l}}.referral_id = {e}.record_id)"
+    )
+}
+
+/// The oldest ready event none of whose pair is running: the same lock key, the same record,
+/// or (since the lock key was decided when the event was stored) the same link by now.
+fn claim_sql() -> String {
+    format!(
+        "SELECT e.id, e.side, e.record_id, e.lock_key, e.origin, e.payload, e.attempts,
+                e.received_at
+         FROM sync_events e
+         LEFT JOIN sync_links le ON {link_e}
+         WHERE e.state = 'pending' AND e.available_at <= ?1
+           AND NOT EXISTS (
+               SELECT 1 FROM sync_events r
+               LEFT JOIN sync_links lr ON {link_r}
+               WHERE r.state = 'running'
+                 AND (r.lock_key = e.lock_key
+                      OR (r.side = e.side AND r.record_id = e.record_id)
+                      OR lr.id = le.id))
+         ORDER BY e.available_at, e.id LIMIT 1",
+        link_e = link_of("e").replace("{l}", "le"),
+        link_r = link_of("r").replace("{l}", "lr"),
+    )
+}
+
 impl SqliteStore {
     pub(crate) fn queue_enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
         let mut conn = self.conn();
@@ -77,27 +108,18 @@ impl SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let event = tx
-            .query_row(
-                "SELECT id, side, record_id, lock_key, origin, payload, attempts, received_at
-                 FROM sync_events e
-                 WHERE state = 'pending' AND available_at <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM sync_events r
-                                   WHERE r.lock_key = e.lock_key AND r.state = 'running')
-                 ORDER BY available_at, id LIMIT 1",
-                params![now_ms],
-                |row| {
-                    Ok(QueuedEvent {
-                        id: row.get(0)?,
-                        side: side_of(row, 1)?,
-                        record_id: row.get(2)?,
-                        lock_key: row.get(3)?,
-                        origin: row.get(4)?,
-                        payload: row.get(5)?,
-                        attempts: row.get::<_, u32>(6)? + 1,
-                        received_at: row.get(7)?,
-                    })
-                },
-            )
+            .query_row(&claim_sql(), params![now_ms], |row| {
+                Ok(QueuedEvent {
+                    id: row.get(0)?,
+                    side: side_of(row, 1)?,
+                    record_id: row.get(2)?,
+                    lock_key: row.get(3)?,
+                    origin: row.get(4)?,
+                    payload: row.get(5)?,
+                    attempts: row.get::<_, u32>(6)? + 1,
+                    received_at: row.get(7)?,
+                })
+            })
             .optional()?;
         if let Some(event) = &event {
             tx.execute(
@@ -259,6 +281,31 @@ mod tests {
         store.complete(a.id).unwrap();
         let again = store.claim(now).unwrap().unwrap();
         assert_eq!((again.record_id.as_str(), again.attempts), ("a", 1));
+    }
+
+    #[test]
+    fn a_pair_linked_after_its_events_were_stored_still_runs_one_at_a_time() {
+        let (_dir, store) = test_store();
+        // The opportunity's event was stored before it had a referral...
+        let mut crm = event("opportunity:o1", "o1");
+        crm.side = Side::Dataverse;
+        store.enqueue(&crm).unwrap();
+        let running = store.claim(i64::MAX / 2).unwrap().unwrap();
+        // ...which its run creates and links, while Partner Center's event for it arrives.
+        store
+            .save_link(&crate::store::Link {
+                referral_id: Some("r1".into()),
+                opportunity_id: Some("o1".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        store.enqueue(&event("referral:r1", "r1")).unwrap();
+        assert!(
+            store.claim(i64::MAX / 2).unwrap().is_none(),
+            "the pair is busy"
+        );
+        store.complete(running.id).unwrap();
+        assert_eq!(store.claim(i64::MAX / 2).unwrap().unwrap().record_id, "r1");
     }
 
     #[test]
