@@ -1,7 +1,7 @@
 //! The sync engine: takes an event from the queue, reads both records, runs the direction's
 //! mapping pipeline, and writes only what differs to the other side.
 //!
-//! - [`to_crm`]: a referral changed → the opportunity (flows 3 and 4 of issue 4).
+//! - [`to_crm`]: a referral changed → the opportunity (flows 3 and 4 of docs/sync.md).
 //! - [`to_partner_center`]: an opportunity changed → the referral (flows 1 and 2).
 //! - [`conflicts`]: per-field ownership when both sides changed (flow 6).
 //! - [`fingerprint`]: content hashes that recognise cosell's own writes coming back (flow 5).
