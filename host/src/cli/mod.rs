@@ -46,7 +46,8 @@ pub enum Command {
         config: PathBuf,
     },
     /// Run the whole product on this machine: the Partner Center and Dataverse emulators,
-    /// seeded with realistic data, and the host with the default mappings, all on loopback.
+    /// seeded with realistic data, and the host with the default mappings syncing them (both
+    /// emulators' webhooks registered with it), all on loopback.
     /// Writes the endpoints and secrets to <data-dir>/sandbox.json. Ctrl-C stops it.
     Sandbox(sandbox::SandboxArgs),
     /// Work with mapping components: test them locally, deploy, list and roll back.
