@@ -382,8 +382,8 @@ default = "most-recent"
         let (r, o) = (env.pc.referral(&rid).unwrap(), env.opportunity(&oid).await);
         assert!(settled.is_some(), "deal value owned by the CRM, notes by Partner Center; got referral {} / {}, opportunity {} / {}\n{}",
             r["details"]["dealValue"], r["details"]["notes"], o["estimatedvalue"], o["description"], env.host_log());
-        let audit = env.admin_get(&format!("/admin/v1/audit?record=referral:{rid}")).await;
-        assert!(audit.to_string().contains("conflict"), "the conflict is in the audit trail: {audit:#}");
+        let audit = env.cosell_admin(&["audit", &format!("referral:{rid}")]);
+        assert!(audit.contains("conflict"), "the conflict is in the audit trail: {audit}");
     })
     .await;
 }
@@ -475,6 +475,16 @@ async fn dead_letters_are_listed_and_replayed_with_the_cli() {
                     .any(|l| l.starts_with("cosell_queue_events{state=\"dead\"}")
                         && !l.ends_with(" 0")),
                 "{metrics}"
+            );
+            let health: serde_json::Value = reqwest::get(format!("{}/healthz", env.admin_url))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(
+                health["sync"]["queue"]["dead"].as_u64().unwrap_or(0) >= 1,
+                "{health}"
             );
             env.cosell_admin(&["dead-letters", "replay", "--all"]);
             env.wait_opportunity(&oid, "the referral after the replay", |o| {

@@ -63,10 +63,19 @@ fn steps_json(state: &AdminState) -> Vec<Value> {
 /// `GET /healthz`
 pub async fn health(State(state): State<AdminState>) -> Json<Value> {
     let runtime = state.deployer.pipelines().runtime();
+    // Syncing hosts also say how their queue stands (a store error is reported, not hidden).
+    let sync = state
+        .sync_store
+        .as_ref()
+        .map(|store| match store.queue_counts() {
+            Ok(queue) => json!({"queue": queue}),
+            Err(e) => json!({"error": format!("{e:#}")}),
+        });
     Json(json!({
         "status": "ok",
         "allocator": runtime.allocator(),
         "steps": steps_json(&state),
+        "sync": sync,
     }))
 }
 

@@ -2,7 +2,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/healthz` | liveness and the version each step serves (no token) |
+//! | GET | `/healthz` | liveness, the version each step serves and, when syncing, the queue (no token) |
 //! | GET | `/metrics` | Prometheus metrics (no token) |
 //! | GET | `/admin/v1/steps` | every step, its direction and active version |
 //! | GET | `/admin/v1/steps/{step}/versions` | stored versions of a step |

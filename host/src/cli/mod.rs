@@ -1,13 +1,13 @@
 //! The `cosell` command line: `serve`, `sandbox`, `mapping test | deploy | list | rollback`,
-//! `dead-letters list | replay`, and the setup commands `partner-center register-webhooks`,
+//! `dead-letters list | replay`, `audit`, and the setup commands `partner-center register-webhooks`,
 //! `dataverse provision | register-webhook`.
 
 mod admin_client;
-mod dead_letters;
 mod mapping_test;
 mod sandbox;
 mod serve;
 pub mod setup;
+mod sync_admin;
 
 use crate::runtime::Direction;
 use anyhow::Result;
@@ -56,6 +56,17 @@ pub enum Command {
     /// Show and replay sync events that failed every attempt.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
+    /// Show the sync audit trail of a running host, newest first: what was created, updated,
+    /// skipped, refused or retried, and every conflict.
+    Audit {
+        /// Only this record: `referral:<id>` or `opportunity:<id>`.
+        record: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Partner Center setup.
     #[command(subcommand, name = "partner-center")]
     PartnerCenter(PartnerCenterCommand),
@@ -204,11 +215,14 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Mapping(MappingCommand::Rollback { step, to, admin }) => {
             admin_client::rollback(&admin, &step, to.as_deref()).await
         }
-        Command::DeadLetters(DeadLettersCommand::List { admin }) => {
-            dead_letters::list(&admin).await
-        }
+        Command::Audit {
+            record,
+            limit,
+            admin,
+        } => sync_admin::audit(&admin, record.as_deref(), limit).await,
+        Command::DeadLetters(DeadLettersCommand::List { admin }) => sync_admin::list(&admin).await,
         Command::DeadLetters(DeadLettersCommand::Replay { ids, all, admin }) => {
-            dead_letters::replay(&admin, &ids, all).await
+            sync_admin::replay(&admin, &ids, all).await
         }
         Command::PartnerCenter(PartnerCenterCommand::RegisterWebhooks {
             config,
