@@ -6,7 +6,7 @@
 use super::{TOKEN, guest_path};
 use cosell::config::Secret;
 use cosell::connections::dataverse::{DataverseClient, DataverseSettings};
-use cosell::sandbox::wiring::{Emulators, HostWiring, write_host_config};
+use cosell::sandbox::wiring::{Emulators, HostWiring, default_pipelines, write_host_config};
 use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
@@ -67,16 +67,9 @@ impl SyncEnv {
         let dir = tempfile::tempdir().unwrap();
         let webhooks_port = free_port();
         let admin_port = free_port();
-        let pipelines = format!(
-            r#"[[pipelines.partner-center-to-crm]]
-step = "referral-to-opportunity"
-component = "{}"
-[[pipelines.crm-to-partner-center]]
-step = "opportunity-to-referral"
-component = "{}"
-"#,
-            guest_path("referral_to_opportunity.wasm").display(),
-            guest_path("opportunity_to_referral.wasm").display(),
+        let pipelines = default_pipelines(
+            &guest_path("referral_to_opportunity.wasm"),
+            &guest_path("opportunity_to_referral.wasm"),
         );
         let emulators = Emulators {
             partner_center: &pc,

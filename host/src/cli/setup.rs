@@ -8,6 +8,7 @@
 
 use crate::config::{DataverseAuthKind, HostConfig};
 use crate::connections::dataverse::DataverseClient;
+use crate::connections::partner_center::PartnerCenterClient;
 use crate::server::sync::{dataverse_client, partner_center_client};
 use crate::sinks::dataverse::lookups::literal;
 use crate::store::sqlite::SqliteStore;
@@ -33,13 +34,11 @@ fn load(config: &Path) -> Result<HostConfig> {
 /// Registers `url` for the referral events (and `test-created`, the validation event, with
 /// `validation`).
 pub async fn register_partner_center_webhooks(
-    config: &HostConfig,
+    client: &PartnerCenterClient,
     url: &str,
     overwrite: bool,
     validation: bool,
 ) -> Result<Value> {
-    let store = std::sync::Arc::new(SqliteStore::open(&config.state.path)?);
-    let client = partner_center_client(config, store)?;
     if !overwrite && client.webhook_registration().await?.is_some() {
         bail!(
             "Partner Center already has a webhook registration for this tenant; run again with --overwrite to replace it"
@@ -192,13 +191,13 @@ pub async fn register_webhooks_command(
     validate: bool,
 ) -> Result<i32> {
     let config = load(config)?;
-    let registration = register_partner_center_webhooks(&config, url, overwrite, validate).await?;
+    let store = std::sync::Arc::new(SqliteStore::open(&config.state.path)?);
+    let client = partner_center_client(&config, store)?;
+    let registration = register_partner_center_webhooks(&client, url, overwrite, validate).await?;
     println!("{}", serde_json::to_string_pretty(&registration)?);
     if !validate {
         return Ok(0);
     }
-    let store = std::sync::Arc::new(SqliteStore::open(&config.state.path)?);
-    let client = partner_center_client(&config, store)?;
     let correlation = client.send_validation_event().await?;
     for _ in 0..30 {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -5,6 +5,7 @@
 //! file that holds each one, and is read only when the host starts.
 
 use super::Secret;
+use crate::sources::partner_center_webhook::certificates::PARTNER_CENTER_CERTIFICATE_HOST;
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -89,7 +90,7 @@ impl Default for PartnerCenterWebhookConfig {
         Self {
             // The host the certificate was observed on (reference §2.6); not documented by
             // Microsoft as fixed, so operators can extend it.
-            certificate_hosts: vec!["3psostorageacct.blob.core.windows.net".into()],
+            certificate_hosts: vec![PARTNER_CENTER_CERTIFICATE_HOST.into()],
             allow_http: false,
             trusted_certificates: Vec::new(),
         }

@@ -72,13 +72,14 @@ impl Default for AdminConfig {
 impl AdminConfig {
     /// Reads the bearer token from the file or the environment variable.
     pub fn token(&self) -> Result<Secret> {
-        match (&self.token_file, &self.token_env) {
-            (Some(file), _) => Secret::from_file(file),
-            (None, Some(var)) => Secret::from_env(var),
-            (None, None) => {
-                bail!("admin.token_env or admin.token_file must name where the admin token is")
-            }
+        if self.token_file.is_none() && self.token_env.is_none() {
+            bail!("admin.token_env or admin.token_file must name where the admin token is");
         }
+        SecretRef {
+            env: self.token_env.clone(),
+            file: self.token_file.clone(),
+        }
+        .read("the admin token")
     }
 }
 

@@ -15,6 +15,7 @@ pub use manifest::{SandboxManifest, ServiceEndpoints};
 use manifest::AppIdentity;
 
 use crate::config::{HostConfig, Secret};
+use crate::connections::retry::new_uuid;
 use crate::server::RunningHost;
 use anyhow::{Context as _, Result, bail};
 use cosell_emulators::common::server::RunningEmulator;
@@ -107,7 +108,7 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
     let token = options
         .admin_token
         .clone()
-        .unwrap_or_else(|| Secret::new(format!("sandbox-{}", uuid_like())));
+        .unwrap_or_else(|| Secret::new(format!("sandbox-{}", new_uuid())));
     let emulators = wiring::Emulators {
         partner_center: &partner_center,
         partner_center_url: pc_server.url(),
@@ -201,24 +202,8 @@ impl DefaultComponents {
 
 /// The pipeline part of the host configuration.
 fn components_text(components: &DefaultComponents) -> String {
-    format!(
-        r#"[[pipelines.partner-center-to-crm]]
-step = "referral-to-opportunity"
-component = "{r2o}"
-
-[[pipelines.crm-to-partner-center]]
-step = "opportunity-to-referral"
-component = "{o2r}"
-"#,
-        r2o = components.referral_to_opportunity.display(),
-        o2r = components.opportunity_to_referral.display(),
+    wiring::default_pipelines(
+        &components.referral_to_opportunity,
+        &components.opportunity_to_referral,
     )
-}
-
-/// A random hex string for tokens (not security-critical: the sandbox listens on loopback).
-fn uuid_like() -> String {
-    use rand::Rng;
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }

@@ -3,7 +3,7 @@
 //! explicitly, and the webhooks of both services registered with the host. `cosell sandbox`
 //! uses it, and so do the end-to-end tests, so both run the same configuration.
 
-use crate::cli::setup::{PARTNER_CENTER_EVENTS, register_dataverse_webhook};
+use crate::cli::setup::{register_dataverse_webhook, register_partner_center_webhooks};
 use crate::config::{HostConfig, Secret};
 use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterSettings};
 use crate::server::sync::dataverse_client;
@@ -32,6 +32,22 @@ pub struct HostWiring {
     pub extra: String,
     /// The `[[pipelines.*]]` tables.
     pub pipelines: String,
+}
+
+/// The `[[pipelines.*]]` tables of the two default steps, on these component files.
+pub fn default_pipelines(referral_to_opportunity: &Path, opportunity_to_referral: &Path) -> String {
+    format!(
+        r#"[[pipelines.partner-center-to-crm]]
+step = "referral-to-opportunity"
+component = "{}"
+
+[[pipelines.crm-to-partner-center]]
+step = "opportunity-to-referral"
+component = "{}"
+"#,
+        referral_to_opportunity.display(),
+        opportunity_to_referral.display(),
+    )
 }
 
 /// Writes `value` to `dir/name`, readable only by its owner; answers the path.
@@ -68,7 +84,11 @@ pub async fn write_host_config(
         &emulators.partner_center.refresh_token(),
     )?;
     let dv_secret = secret_file(&secrets, "dataverse-client-secret", &dv.client_secret)?;
-    let hook_key = secret_file(&secrets, "dataverse-webhook-key", &super::uuid_like())?;
+    let hook_key = secret_file(
+        &secrets,
+        "dataverse-webhook-key",
+        &crate::connections::retry::new_uuid(),
+    )?;
     let certificate = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?
@@ -174,14 +194,14 @@ pub async fn register_webhooks(
         timeout: Duration::from_secs(10),
         max_retries: 3,
     })?;
-    client
-        .register_webhook(
-            &format!("http://{webhooks}/webhooks/partner-center"),
-            &PARTNER_CENTER_EVENTS,
-            true,
-        )
-        .await
-        .context("registering the host's webhook with the Partner Center emulator")?;
+    register_partner_center_webhooks(
+        &client,
+        &format!("http://{webhooks}/webhooks/partner-center"),
+        true,
+        false,
+    )
+    .await
+    .context("registering the host's webhook with the Partner Center emulator")?;
     let dv = dataverse_client(config)?;
     register_dataverse_webhook(
         config,

@@ -122,8 +122,7 @@ fn verifier(config: &HostConfig) -> Result<Option<Arc<SignatureVerifier>>> {
         allowed_hosts: pc.webhooks.certificate_hosts.clone(),
         allow_http: pc.webhooks.allow_http,
         pinned,
-        fetch_timeout: Duration::from_secs(15),
-        cache_ttl: Duration::from_secs(3600),
+        ..CertificatePolicy::default()
     };
     Ok(Some(Arc::new(SignatureVerifier::new(policy)?)))
 }

@@ -49,21 +49,21 @@ fn diff_objects(
             Some(Value::Object(c)) if value.is_object() => {
                 diff_objects(&path, c, value.as_object().expect("checked"), ops)
             }
-            Some(existing) if same(existing, value) => {}
+            Some(existing) if equal(existing, value) => {}
             Some(_) => ops.push(json!({"op": "replace", "path": path, "value": value})),
         }
     }
 }
 
-/// Exact equality, except numbers compare by value.
-fn same(a: &Value, b: &Value) -> bool {
+/// Exact equality, except numbers compare by value: change detection.
+pub fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
         }
         _ => a == b,
     }
@@ -100,11 +100,6 @@ pub fn apply_ops(doc: &mut Value, ops: &[Value]) {
 /// The value at a JSON Pointer, `Null` when absent.
 pub fn at<'a>(doc: &'a Value, pointer: &str) -> &'a Value {
     doc.pointer(pointer).unwrap_or(&Value::Null)
-}
-
-/// Whether two values are the same for change detection (numbers by value).
-pub fn equal(a: &Value, b: &Value) -> bool {
-    same(a, b)
 }
 
 #[cfg(test)]

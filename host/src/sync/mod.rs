@@ -99,7 +99,7 @@ impl SyncEngine {
     pub(crate) fn volatile(&self) -> Volatile<'_> {
         Volatile {
             audit_column: &self.audit_column,
-            marks: [&self.config.success_mark, &self.config.failure_mark],
+            marks: self.marks(),
         }
     }
 

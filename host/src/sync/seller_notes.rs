@@ -41,8 +41,17 @@ fn stamped(text: &str) -> String {
 }
 
 impl SyncEngine {
-    fn marks(&self) -> [&str; 2] {
+    /// The success and failure marks.
+    pub(crate) fn marks(&self) -> [&str; 2] {
         [&self.config.success_mark, &self.config.failure_mark]
+    }
+
+    /// Gives the `name` column in `columns`, if any, the success mark.
+    pub(crate) fn mark_name_synced(&self, columns: &mut Map<String, Value>) {
+        if let Some(name) = columns.get("name").and_then(Value::as_str) {
+            let wanted = marked(name, &self.config.success_mark, &self.marks());
+            columns.insert("name".into(), json!(wanted));
+        }
     }
 
     /// The columns that give `opportunity` the `mark` and, if given, a new audit line.

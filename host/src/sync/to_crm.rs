@@ -15,7 +15,7 @@ use crate::connections::partner_center::PartnerCenterError;
 use crate::runtime::Direction;
 use crate::sinks::partner_center::targets_microsoft;
 use crate::store::{Link, QueuedEvent};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 const DIRECTION: Direction = Direction::PartnerCenterToCrm;
 
@@ -154,14 +154,7 @@ impl SyncEngine {
         mut link: Link,
         mut columns: Map<String, Value>,
     ) -> Result<Done, SyncError> {
-        if let Some(name) = columns.get("name").and_then(Value::as_str) {
-            let marked = super::seller_notes::marked(
-                name,
-                &self.config.success_mark,
-                &[&self.config.success_mark, &self.config.failure_mark],
-            );
-            columns.insert("name".into(), json!(marked));
-        }
+        self.mark_name_synced(&mut columns);
         let oid = self.opportunities.create(columns).await?;
         let row = self.opportunities.read(&oid).await?;
         link.opportunity_id = Some(oid.clone());
@@ -190,10 +183,7 @@ impl SyncEngine {
             .crm_snapshot
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok());
-        let marks = [
-            self.config.success_mark.as_str(),
-            self.config.failure_mark.as_str(),
-        ];
+        let marks = self.marks();
         let (mut write, conflicts) = columns_to_write(
             &self.config.conflicts,
             output,
@@ -222,12 +212,22 @@ impl SyncEngine {
             .filter(|k| *k != self.audit_column())
             .cloned()
             .collect();
-        if let Some(name) = write.get("name").and_then(Value::as_str) {
-            let marked = super::seller_notes::marked(name, &self.config.success_mark, &marks);
-            write.insert("name".into(), json!(marked));
-        }
+        self.mark_name_synced(&mut write);
         let had_error = link.last_error.take().is_some();
-        let row_fingerprint_source = row.body.clone();
+        // The state read back after the write counts as synced only if the seller had no
+        // unsynced changes before (the fingerprint on record) and made none meanwhile
+        // (everything but the written columns is as it was). Otherwise the old fingerprint and
+        // snapshot stay, so the seller's change is still processed and brings itself over.
+        let volatile = self.volatile();
+        let written: Vec<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .chain(["name", "statecode", "statuscode", self.audit_column()])
+            .collect();
+        let synced_before = link.crm_hash.as_deref()
+            == Some(fingerprint::opportunity(&row.body, &volatile).as_str());
+        let others_before = fingerprint::opportunity_except(&row.body, &volatile, &written);
+        let first_snapshot = link.crm_snapshot.is_none().then(|| row.body.to_string());
         let after = if write.is_empty() {
             if had_error {
                 self.note_success(
@@ -245,24 +245,13 @@ impl SyncEngine {
                 .await?;
             self.opportunities.read(&oid).await?.unwrap_or(row)
         };
-        // The state read back counts as synced only if the seller had no unsynced changes
-        // before (the fingerprint on record) and made none meanwhile (everything but the
-        // written columns is as it was). Otherwise the old fingerprint and snapshot stay, so
-        // the seller's change is still processed and brings itself over.
-        let before = fingerprint::opportunity(&row_fingerprint_source, &self.volatile());
-        let written: Vec<&str> = changed
-            .iter()
-            .map(String::as_str)
-            .chain(["name", "statecode", "statuscode", self.audit_column()])
-            .collect();
         let untouched =
-            fingerprint::opportunity_except(&row_fingerprint_source, &self.volatile(), &written)
-                == fingerprint::opportunity_except(&after.body, &self.volatile(), &written);
-        if link.crm_hash.as_deref() == Some(before.as_str()) && untouched {
-            link.crm_hash = Some(fingerprint::opportunity(&after.body, &self.volatile()));
+            others_before == fingerprint::opportunity_except(&after.body, &volatile, &written);
+        if synced_before && untouched {
+            link.crm_hash = Some(fingerprint::opportunity(&after.body, &volatile));
             link.crm_snapshot = Some(after.body.to_string());
-        } else if link.crm_snapshot.is_none() {
-            link.crm_snapshot = Some(row_fingerprint_source.to_string());
+        } else if let Some(snapshot) = first_snapshot {
+            link.crm_snapshot = Some(snapshot);
         }
         self.store.save_link(&link)?;
         if changed.is_empty() {

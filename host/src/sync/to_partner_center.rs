@@ -58,14 +58,8 @@ impl SyncEngine {
                 },
                 None => None,
             };
-            let mut wanted = match self.map_opportunity(&row, current.as_ref()).await? {
-                Some(wanted) => wanted,
-                None => {
-                    return Ok(Done::new(
-                        "skipped",
-                        "the mapping skipped the opportunity (e.g. Sync with Partner Center is not Yes)",
-                    ));
-                }
+            let Some(mut wanted) = self.map_opportunity(&row, current.as_ref()).await? else {
+                return Ok(Done::new("skipped", SKIPPED));
             };
             if current.is_none() {
                 // A create retried after a crash finds the referral it made (looked up only
@@ -74,33 +68,28 @@ impl SyncEngine {
                     self.referrals
                         .ensure_microsoft_half(&found.body, &wanted)
                         .await?;
-                    wanted = match self.map_opportunity(&row, Some(&found)).await? {
-                        Some(wanted) => wanted,
-                        None => {
-                            return Ok(Done::new("skipped", "the mapping skipped the opportunity"));
-                        }
+                    let Some(remapped) = self.map_opportunity(&row, Some(&found)).await? else {
+                        return Ok(Done::new("skipped", SKIPPED));
                     };
+                    wanted = remapped;
                     current = Some(found);
                 }
             }
             link.crm_hash = Some(crm_hash.clone());
             link.crm_snapshot = Some(row.body.to_string());
-            let result = match current {
-                None => self.create_referral(&mut link, oid, &row, &wanted).await,
+            let done = match current {
+                None => Some(self.create_referral(&mut link, oid, &row, &wanted).await?),
                 Some(current) => {
                     self.patch_referral(&mut link, oid, &row, current, &wanted)
-                        .await
+                        .await?
                 }
             };
-            match result {
-                Err(SyncError::Transient(m)) if m.starts_with(PRECONDITION) => {
-                    tracing::info!(
-                        opportunity = oid,
-                        "Partner Center answered 412: reading the referral again and re-running the mapping"
-                    );
-                    continue;
-                }
-                other => return other,
+            match done {
+                Some(done) => return Ok(done),
+                None => tracing::info!(
+                    opportunity = oid,
+                    "Partner Center answered 412: reading the referral again and re-running the mapping"
+                ),
             }
         }
         Err(SyncError::transient(format!(
@@ -198,6 +187,8 @@ impl SyncEngine {
         ))
     }
 
+    /// Sends the changed fields of `wanted` with `If-Match`; `None` when Partner Center
+    /// answered 412 (the referral changed since it was read).
     async fn patch_referral(
         &self,
         link: &mut Link,
@@ -205,7 +196,7 @@ impl SyncEngine {
         row: &Row,
         current: Referral,
         wanted: &Value,
-    ) -> Result<Done, SyncError> {
+    ) -> Result<Option<Done>, SyncError> {
         let rid = current.body["id"].as_str().unwrap_or_default().to_owned();
         let snapshot: Option<Value> = link
             .pc_snapshot
@@ -243,18 +234,15 @@ impl SyncEngine {
                 let line = had_error.then_some("in sync with Partner Center again");
                 self.note_success(oid, row, line, ids).await?;
             }
-            return Ok(Done::new(
+            return Ok(Some(Done::new(
                 "unchanged",
                 "the referral already holds the opportunity's values",
-            ));
+            )));
         }
         let updated = match self.referrals.patch(&rid, &ops, &current.etag).await {
             Ok(updated) => updated,
-            Err(PartnerCenterError::PreconditionFailed { .. }) => {
-                return Err(SyncError::Transient(format!(
-                    "{PRECONDITION} on referral {rid}"
-                )));
-            }
+            // Partner Center changed it since it was read: the caller reads it again.
+            Err(PartnerCenterError::PreconditionFailed { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let paths: Vec<&str> = ops.iter().filter_map(|op| op["path"].as_str()).collect();
@@ -272,12 +260,13 @@ impl SyncEngine {
         );
         let ids = self.referral_columns(&row.body, &rid);
         self.note_success(oid, row, Some(&line), ids).await?;
-        Ok(Done::new(
+        Ok(Some(Done::new(
             "updated",
             format!("referral {rid}: {}", paths.join(", ")),
-        ))
+        )))
     }
 }
 
-/// Marks a 412 inside this module, so the loop re-reads instead of failing the event.
-const PRECONDITION: &str = "412: the referral changed since it was read";
+/// Why a run ended without a referral.
+const SKIPPED: &str =
+    "the mapping skipped the opportunity (e.g. Sync with Partner Center is not Yes)";

@@ -14,6 +14,9 @@ use crate::sync::SyncError;
 use lookups::Lookups;
 use serde_json::{Map, Value};
 
+/// The subject of the opportunity-close activity cosell's closes create.
+const CLOSE_SUBJECT: &str = "Closed in Partner Center";
+
 /// How opportunities are read: the shape the mappings expect (docs/mapping.md).
 pub const OPPORTUNITY_QUERY: &str = "$expand=customerid_account($expand=contact_customer_accounts),parentcontactid,transactioncurrencyid";
 
@@ -63,8 +66,7 @@ impl OpportunityWriter {
             .client
             .create("opportunities", &Value::Object(columns))
             .await?;
-        self.close_if_wanted(&id, state, status, "Closed in Partner Center")
-            .await?;
+        self.close_if_wanted(&id, state, status).await?;
         Ok(id)
     }
 
@@ -94,8 +96,7 @@ impl OpportunityWriter {
             }
         }
         if was_open {
-            self.close_if_wanted(id, state, status, "Closed in Partner Center")
-                .await?;
+            self.close_if_wanted(id, state, status).await?;
         }
         Ok(())
     }
@@ -105,17 +106,16 @@ impl OpportunityWriter {
         id: &str,
         state: Option<i64>,
         status: Option<i64>,
-        subject: &str,
     ) -> Result<(), SyncError> {
         match state {
             Some(1) => {
                 self.client
-                    .win_opportunity(id, status.unwrap_or(3), subject)
+                    .win_opportunity(id, status.unwrap_or(3), CLOSE_SUBJECT)
                     .await?
             }
             Some(2) => {
                 self.client
-                    .lose_opportunity(id, status.unwrap_or(4), subject)
+                    .lose_opportunity(id, status.unwrap_or(4), CLOSE_SUBJECT)
                     .await?
             }
             _ => {}

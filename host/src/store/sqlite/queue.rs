@@ -11,6 +11,7 @@ use crate::store::sync::{
 };
 use anyhow::{Context as _, Result};
 use rusqlite::{OptionalExtension, Row, params};
+use std::sync::LazyLock;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -27,18 +28,19 @@ fn side_of(row: &Row<'_>, index: usize) -> rusqlite::Result<Side> {
     })
 }
 
-/// The link row of event alias `e`: by opportunity for a Dataverse event, by referral for a
-/// Partner Center one.
-fn link_of(e: &str) -> String {
+/// The join condition of link alias `l` for event alias `e`: by opportunity for a Dataverse
+/// event, by referral for a Partner Center one.
+fn link_of(e: &str, l: &str) -> String {
     format!(
-        "({e}.side = 'dataverse' AND {{l}}.opportunity_id = {e}.record_id)
-         OR ({e}.side = 'partner-center' AND {{l}}.referral_id = {e}.record_id)"
+        "({e}.side = 'dataverse' AND {l}.opportunity_id = {e}.record_id)
+         OR ({e}.side = 'partner-center' AND {l}.referral_id = {e}.record_id)"
     )
 }
 
 /// The oldest ready event none of whose pair is running: the same lock key, the same record,
 /// or (since the lock key was decided when the event was stored) the same link by now.
-fn claim_sql() -> String {
+/// Built once: claiming is on every worker's path.
+static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT e.id, e.side, e.record_id, e.lock_key, e.origin, e.payload, e.attempts,
                 e.received_at
@@ -53,10 +55,10 @@ fn claim_sql() -> String {
                       OR (r.side = e.side AND r.record_id = e.record_id)
                       OR lr.id = le.id))
          ORDER BY e.available_at, e.id LIMIT 1",
-        link_e = link_of("e").replace("{l}", "le"),
-        link_r = link_of("r").replace("{l}", "lr"),
+        link_e = link_of("e", "le"),
+        link_r = link_of("r", "lr"),
     )
-}
+});
 
 impl SqliteStore {
     pub(crate) fn queue_enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
@@ -108,7 +110,7 @@ impl SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let event = tx
-            .query_row(&claim_sql(), params![now_ms], |row| {
+            .query_row(CLAIM_SQL.as_str(), params![now_ms], |row| {
                 Ok(QueuedEvent {
                     id: row.get(0)?,
                     side: side_of(row, 1)?,
