@@ -41,11 +41,13 @@ serve: rust-guests
 	$(CARGO) run -p cosell -- serve --config cosell.example.toml
 
 # nextest runs each test in its own process, in parallel; cargo test is the fallback.
+# The slow reliability drills are #[ignore]d for a quick `cargo nextest run`; make test runs
+# them too.
 test: guests
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+		$(CARGO) nextest run --workspace --no-fail-fast --run-ignored all; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast; \
+		$(CARGO) test --workspace --no-fail-fast -- --include-ignored; \
 	fi
 	$(MAKE) lint
 

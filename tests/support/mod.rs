@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: locating the built guests and fixtures, starting
 //! a host on a free loopback port, talking to its admin API, connecting to the Partner Center
-//! emulator, and the end-to-end sync environment ([`sync_env`]).
+//! emulator, the end-to-end sync environment ([`sync_env`]) and the reliability drills'
+//! workload ([`drill`]).
 #![allow(dead_code)]
 
+pub mod drill;
 pub mod sync_env;
 
 use cosell::config::{HostConfig, Secret};

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 /// How long a whole end-to-end test may take.
 pub const BOUND: Duration = Duration::from_secs(150);
 
+/// The seller's own application user in the Dataverse emulator.
+const SELLER_CLIENT_ID: &str = "seller-app";
+const SELLER_CLIENT_SECRET: &str = "seller-secret";
+
 /// How long a flow may take to show its effect before the test fails.
 pub const SETTLE: Duration = Duration::from_secs(20);
 
@@ -46,6 +50,30 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// How a [`SyncEnv`] is set up.
+pub struct Options {
+    /// TOML added to the host configuration (e.g. `[sync.conflicts]`).
+    pub extra: String,
+    /// How often the pollers run, in seconds (0: off, so only the webhooks and the queue move
+    /// records).
+    pub poll_secs: u64,
+    /// The Dataverse emulator's configuration (its listen address is always loopback port 0).
+    pub dataverse: DataverseConfig,
+    /// How long the whole test may take.
+    pub bound: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            extra: String::new(),
+            poll_secs: 2,
+            dataverse: DataverseConfig::default(),
+            bound: BOUND,
+        }
+    }
+}
+
 impl SyncEnv {
     /// Starts everything, configured as `cosell sandbox` configures its host; `extra` is TOML
     /// added to the host configuration (e.g. `[sync.conflicts]`). The pollers run every 2 s
@@ -57,12 +85,22 @@ impl SyncEnv {
     /// [`SyncEnv::start`] with the pollers every `poll_secs` seconds (0: off, so only the
     /// webhooks and the queue move records).
     pub async fn start_polling_every(extra: &str, poll_secs: u64) -> Self {
+        Self::start_with(Options {
+            extra: extra.to_owned(),
+            poll_secs,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// Starts everything as `options` say.
+    pub async fn start_with(options: Options) -> Self {
         let pc = PartnerCenter::new(PartnerCenterConfig::default());
         let pc_server = pc
             .serve()
             .await
             .expect("the Partner Center emulator starts");
-        let dv = Dataverse::new(DataverseConfig::default());
+        let dv = Dataverse::new(options.dataverse);
         let dv_server = dv.serve().await.expect("the Dataverse emulator starts");
         let dir = tempfile::tempdir().unwrap();
         let webhooks_port = free_port();
@@ -80,20 +118,27 @@ impl SyncEnv {
         let wiring = HostWiring {
             admin_listen: format!("127.0.0.1:{admin_port}").parse().unwrap(),
             webhooks_listen: format!("127.0.0.1:{webhooks_port}").parse().unwrap(),
-            dataverse_poll_secs: poll_secs,
-            partner_center_poll_secs: poll_secs,
-            extra: extra.to_owned(),
+            dataverse_poll_secs: options.poll_secs,
+            partner_center_poll_secs: options.poll_secs,
+            extra: options.extra,
             pipelines,
         };
         let config_path = write_host_config(dir.path(), &emulators, &wiring)
             .await
             .expect("the configuration is written");
-        let dvc = dv.config().clone();
+        // The seller is a user of their own: service protection limits count per user, so
+        // the seller's requests neither use up nor hide the host's.
+        dv.tokens()
+            .register_client(SELLER_CLIENT_ID, SELLER_CLIENT_SECRET);
         let seller = DataverseClient::new(DataverseSettings {
             url: dv_server.url(),
-            token_url: format!("{}/{}/oauth2/v2.0/token", dv_server.url(), dvc.tenant_id),
-            client_id: dvc.client_id.clone(),
-            client_secret: Secret::new(dvc.client_secret.clone()),
+            token_url: format!(
+                "{}/{}/oauth2/v2.0/token",
+                dv_server.url(),
+                dv.config().tenant_id
+            ),
+            client_id: SELLER_CLIENT_ID.into(),
+            client_secret: Secret::new(SELLER_CLIENT_SECRET.to_owned()),
             scope: None,
             timeout: Duration::from_secs(10),
             max_retries: 3,
@@ -138,8 +183,23 @@ impl SyncEnv {
         F: FnOnce(SyncEnv) -> Fut,
         Fut: Future<Output = ()>,
     {
-        tokio::time::timeout(BOUND, async {
-            test(SyncEnv::start_polling_every(extra, poll_secs).await).await
+        let options = Options {
+            extra: extra.to_owned(),
+            poll_secs,
+            ..Options::default()
+        };
+        Self::run_with(options, test).await
+    }
+
+    /// Runs `test` on an environment set up as `options` say, bounded by `options.bound`.
+    pub async fn run_with<F, Fut>(options: Options, test: F)
+    where
+        F: FnOnce(SyncEnv) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let bound = options.bound;
+        tokio::time::timeout(bound, async {
+            test(SyncEnv::start_with(options).await).await
         })
         .await
         .expect("the test finished within its bound");
@@ -157,7 +217,12 @@ impl SyncEnv {
 
     /// Starts `cosell serve` and waits until both listeners answer.
     pub async fn start_host(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("host.log")).unwrap();
+        // Appended to, so the log of a run before a restart is kept.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("host.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_cosell"))
             .args(["serve", "--config"])
             .arg(&self.config_path)
@@ -194,6 +259,14 @@ impl SyncEnv {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Copies the host's log (all of it, across restarts) out of the environment's temporary
+    /// directory, which is removed when the test ends; answers where it is.
+    pub fn keep_host_log(&self, test: &str) -> PathBuf {
+        let kept = std::env::temp_dir().join(format!("cosell-{test}-host.log"));
+        let _ = std::fs::write(&kept, self.host_log());
+        kept
     }
 
     pub fn host_log(&self) -> String {

@@ -2,7 +2,7 @@
 //!
 //! API answers: a rate of 5xx answers, added latency, dropped connections (the TCP connection is
 //! closed without an answer) and 429 storms with `Retry-After`. Webhook deliveries: drops,
-//! duplicates and reordering. Set them in-process with [`Faults::set`] or over HTTP through the
+//! duplicates and reordering; reads that lag writes. Set them in-process with [`Faults::set`] or over HTTP through the
 //! control endpoint (`PUT /_emulator/faults`, see [`super::control`]). All rates are 0..=1.
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -30,6 +30,10 @@ pub struct FaultConfig {
     pub webhook_duplicate_rate: f64,
     /// Deliver queued webhook events in shuffled order instead of the order they happened.
     pub webhook_reorder: bool,
+    /// Partner Center only: a new referral answers 404 to `GET` by id for this long after it
+    /// was created, like a service whose reads lag its writes, so its `referral-created` event
+    /// can arrive before the referral is readable.
+    pub read_lag_ms: u64,
 }
 
 impl FaultConfig {

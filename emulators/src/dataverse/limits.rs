@@ -42,6 +42,36 @@ struct UserWindow {
     requests: VecDeque<DateTime<Utc>>,
     execution: VecDeque<(DateTime<Utc>, Duration)>,
     concurrent: usize,
+    /// The end of the last `Retry-After` this client was given.
+    told_to_wait_until: Option<DateTime<Utc>>,
+    /// Requests that arrived before it, since the refusal that started the current episode.
+    early_in_episode: u64,
+}
+
+impl UserWindow {
+    fn execution_used(&self) -> Duration {
+        self.execution
+            .iter()
+            .fold(Duration::zero(), |sum, (_, d)| sum + *d)
+    }
+}
+
+/// How well clients respect the limits: what the reliability drills assert on. An *episode*
+/// starts with a 429 to a client that was not told to wait; a request that arrives before the
+/// `Retry-After` it was given has passed is *early*. A client that honours `Retry-After` sends
+/// none, except requests already on their way when the 429 reached it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ProtectionStats {
+    /// Requests admitted.
+    pub admitted: u64,
+    /// Requests answered 429 by the limits (injected faults are not counted).
+    pub refused: u64,
+    /// Throttling episodes.
+    pub episodes: u64,
+    /// Requests that arrived while their client had been told to wait.
+    pub early_requests: u64,
+    /// The most early requests of one client in one episode.
+    pub max_early_requests_in_episode: u64,
 }
 
 /// Counts requests per client and refuses those over a limit.
@@ -50,6 +80,7 @@ pub struct Limiter {
     limits: ServiceProtectionLimits,
     clock: EmulatedClock,
     users: Arc<Mutex<HashMap<String, UserWindow>>>,
+    stats: Arc<Mutex<ProtectionStats>>,
 }
 
 /// A request in progress; dropping it records its execution time.
@@ -76,11 +107,6 @@ impl Drop for Permit {
     }
 }
 
-fn too_many(code: &str, message: String, retry_after: i64) -> ApiResponse {
-    ApiResponse::error(StatusCode::TOO_MANY_REQUESTS, code, message)
-        .with_header("Retry-After", retry_after.max(1).to_string())
-}
-
 impl Limiter {
     /// A limiter over `clock`.
     pub fn new(limits: ServiceProtectionLimits, clock: EmulatedClock) -> Self {
@@ -88,15 +114,59 @@ impl Limiter {
             limits,
             clock,
             users: Default::default(),
+            stats: Default::default(),
         }
     }
 
     /// Admits one request of `client`, or answers the 429.
     pub fn acquire(&self, client: &str) -> Result<Permit, ApiResponse> {
         let now = self.clock.now();
-        let window = self.limits.window;
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let user = users.entry(client.to_owned()).or_default();
+        let early = user.told_to_wait_until.is_some_and(|until| now < until);
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        if early {
+            user.early_in_episode += 1;
+            stats.early_requests += 1;
+            stats.max_early_requests_in_episode = stats
+                .max_early_requests_in_episode
+                .max(user.early_in_episode);
+        }
+        if let Err((code, message, retry_after)) = self.check(user, now) {
+            let retry_after = retry_after.max(1);
+            if !early {
+                stats.episodes += 1;
+                user.early_in_episode = 0;
+            }
+            stats.refused += 1;
+            user.told_to_wait_until = Some(now + Duration::seconds(retry_after));
+            return Err(
+                ApiResponse::error(StatusCode::TOO_MANY_REQUESTS, code, message)
+                    .with_header("Retry-After", retry_after.to_string()),
+            );
+        }
+        stats.admitted += 1;
+        let used = user.execution_used();
+        user.requests.push_back(now);
+        user.concurrent += 1;
+        Ok(Permit {
+            limiter: self.clone(),
+            client: client.to_owned(),
+            started: std::time::Instant::now(),
+            remaining_requests: self.limits.requests - user.requests.len(),
+            remaining_ms: (self.limits.execution_time - used).num_milliseconds(),
+        })
+    }
+
+    /// What the limiter has admitted and refused so far, over all clients.
+    pub fn stats(&self) -> ProtectionStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The limit `user` is over at `now`, if any: its error code, message and `Retry-After`
+    /// in seconds.
+    fn check(&self, user: &mut UserWindow, now: DateTime<Utc>) -> Result<(), Refusal> {
+        let window = self.limits.window;
         while user.requests.front().is_some_and(|t| *t + window <= now) {
             user.requests.pop_front();
         }
@@ -112,7 +182,7 @@ impl Limiter {
             (ms + 999) / 1000
         };
         if user.concurrent >= self.limits.concurrent {
-            return Err(too_many(
+            return Err((
                 "0x80072326",
                 format!(
                     "Number of concurrent requests exceeded the limit of {}.",
@@ -123,7 +193,7 @@ impl Limiter {
         }
         if user.requests.len() >= self.limits.requests {
             let oldest = *user.requests.front().expect("non-empty");
-            return Err(too_many(
+            return Err((
                 "0x80072322",
                 format!(
                     "Number of requests exceeded the limit of {} over time window of {} seconds.",
@@ -133,13 +203,9 @@ impl Limiter {
                 seconds_until(oldest),
             ));
         }
-        let used: Duration = user
-            .execution
-            .iter()
-            .fold(Duration::zero(), |sum, (_, d)| sum + *d);
-        if used >= self.limits.execution_time {
+        if user.execution_used() >= self.limits.execution_time {
             let oldest = user.execution.front().map(|(t, _)| *t).unwrap_or(now);
-            return Err(too_many(
+            return Err((
                 "0x80072321",
                 format!(
                     "Combined execution time of incoming requests exceeded limit of {} milliseconds over time window of {} seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.",
@@ -149,17 +215,12 @@ impl Limiter {
                 seconds_until(oldest),
             ));
         }
-        user.requests.push_back(now);
-        user.concurrent += 1;
-        Ok(Permit {
-            limiter: self.clone(),
-            client: client.to_owned(),
-            started: std::time::Instant::now(),
-            remaining_requests: self.limits.requests - user.requests.len(),
-            remaining_ms: (self.limits.execution_time - used).num_milliseconds(),
-        })
+        Ok(())
     }
 }
+
+/// A refusal: error code, message, `Retry-After` seconds.
+type Refusal = (&'static str, String, i64);
 
 #[cfg(test)]
 mod tests {
@@ -216,5 +277,33 @@ mod tests {
         assert!((1..=300).contains(&retry));
         limiter.clock.advance(Duration::seconds(301));
         assert!(limiter.acquire("app").is_ok());
+    }
+
+    #[test]
+    fn requests_inside_a_retry_after_are_counted_as_early() {
+        let limiter = Limiter::new(
+            ServiceProtectionLimits {
+                requests: 2,
+                execution_time: Duration::minutes(20),
+                concurrent: 52,
+                window: Duration::seconds(10),
+            },
+            EmulatedClock::new(),
+        );
+        drop(limiter.acquire("app").unwrap());
+        drop(limiter.acquire("app").unwrap());
+        assert!(limiter.acquire("app").is_err(), "over the request limit");
+        assert!(
+            limiter.acquire("app").is_err(),
+            "sent before the Retry-After passed"
+        );
+        let stats = limiter.stats();
+        assert_eq!((stats.admitted, stats.refused, stats.episodes), (2, 2, 1));
+        assert_eq!(stats.early_requests, 1);
+        assert_eq!(stats.max_early_requests_in_episode, 1);
+        // A client that waits as told is not early, and is admitted once the window moved on.
+        limiter.clock.advance(Duration::seconds(11));
+        assert!(limiter.acquire("app").is_ok());
+        assert_eq!(limiter.stats().early_requests, 1);
     }
 }

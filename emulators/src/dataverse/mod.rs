@@ -13,6 +13,7 @@
 //! | GET | `/api/data/v9.2/WhoAmI` | the caller's ids |
 //! | GET/POST | `/api/data/v9.2/EntityDefinitions(LogicalName='x')[/Attributes[(…)]]` | Metadata API |
 //! | * | `/_emulator/*` | faults and clock ([`crate::common::control`]) |
+//! | GET | `/_emulator/service-protection` | [`limits::ProtectionStats`]: admitted, refused, early requests |
 //!
 //! Entity sets: `opportunities`, `accounts`, `contacts`, `leads`, `transactioncurrencies`,
 //! `serviceendpoints`, `sdkmessages`, `sdkmessagefilters`, `sdkmessageprocessingsteps`.
@@ -169,6 +170,12 @@ impl Dataverse {
         &self.inner.clock
     }
 
+    /// How clients have fared against the service protection limits (also
+    /// `GET /_emulator/service-protection`).
+    pub fn service_protection(&self) -> limits::ProtectionStats {
+        self.inner.limiter.stats()
+    }
+
     /// The token issuer (to mint tokens in-process).
     pub fn tokens(&self) -> &TokenIssuer {
         &self.inner.tokens
@@ -191,6 +198,10 @@ impl Dataverse {
         let api = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/api/data/{version}/{*rest}", any(api))
+            .route(
+                "/_emulator/service-protection",
+                axum::routing::get(service_protection),
+            )
             .with_state(self.clone());
         api.merge(crate::common::control::router(
             self.inner.faults.clone(),
@@ -411,4 +422,8 @@ async fn api(
     }
     drop(permit);
     response
+}
+
+async fn service_protection(State(dv): State<Dataverse>) -> Json<limits::ProtectionStats> {
+    Json(dv.service_protection())
 }

@@ -391,6 +391,21 @@ impl Inner {
         Ok(updated)
     }
 
+    /// Whether a read by id sees `referral` yet: not while it is younger than the injected
+    /// `read_lag_ms` (emulated time).
+    pub(crate) fn readable(&self, referral: &Value) -> bool {
+        let lag = self.faults.get().read_lag_ms;
+        if lag == 0 {
+            return true;
+        }
+        let created = referral["createdDateTime"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        created.is_none_or(|at| {
+            at.with_timezone(&Utc) + chrono::Duration::milliseconds(lag as i64) <= self.clock.now()
+        })
+    }
+
     /// A referral by id, after applying due expiries.
     pub(crate) fn get_referral(&self, id: &str) -> Option<Value> {
         self.expire_due();

@@ -140,8 +140,8 @@ pub(crate) async fn get_one(
         return r;
     }
     match inner.get_referral(&id) {
-        Some(r) => with_etag(Json(&r).into_response(), &r),
-        None => ApiError::NotFound(id).into_response(),
+        Some(r) if inner.readable(&r) => with_etag(Json(&r).into_response(), &r),
+        _ => ApiError::NotFound(id).into_response(),
     }
 }
 

@@ -4,12 +4,15 @@
 //!
 //! The cursor is the newest `updatedDateTime` seen; each run looks back
 //! `pollers.partner_center_overlap_secs` before it, for clock skew and writes committed late.
-//! Re-queueing an unchanged referral costs one read: its fingerprint matches and nothing is
-//! written. The first run starts the cursor at now (unless `pollers.initial_sync`).
+//! A listed referral whose fingerprint is the one its link recorded as synced is not queued:
+//! the list already shows it unchanged, and queueing the whole overlap window on every run
+//! would keep the queue busy with reads that find nothing to do. The first run starts the
+//! cursor at now (unless `pollers.initial_sync`).
 
 use super::intake::Intake;
 use crate::connections::partner_center::PartnerCenterClient;
-use crate::store::Side;
+use crate::store::{Side, SyncStore};
+use crate::sync::fingerprint;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use std::sync::Arc;
@@ -65,12 +68,23 @@ pub async fn reconcile_once(
         let Some(id) = referral["id"].as_str() else {
             continue;
         };
+        newest = newest.max(updated(referral).unwrap_or(newest));
+        if already_synced(store.as_ref(), id, referral)? {
+            continue;
+        }
         intake.accept(Side::PartnerCenter, id, ORIGIN, "{}")?;
         queued += 1;
-        newest = newest.max(updated(referral).unwrap_or(newest));
     }
     store.set_cursor(CURSOR, &newest.to_rfc3339_opts(SecondsFormat::Millis, true))?;
     Ok(queued)
+}
+
+/// Whether the store holds `referral`, as listed, as the version last synced.
+fn already_synced(store: &dyn SyncStore, id: &str, referral: &Value) -> anyhow::Result<bool> {
+    let fingerprint = fingerprint::referral(referral);
+    Ok(store.link_by_referral(id)?.is_some_and(|link| {
+        link.last_error.is_none() && link.pc_hash.as_deref() == Some(fingerprint.as_str())
+    }))
 }
 
 /// Reconciles until `stop` turns true.

@@ -7,6 +7,7 @@
 //! only the columns the opportunity does not already hold, minus conflicts the CRM wins,
 //! are written.
 
+use super::compare::{at, holds};
 use super::conflicts::columns_to_write;
 use super::fingerprint::{self, unmarked};
 use super::outcome::Mapped;
@@ -36,6 +37,14 @@ impl SyncEngine {
         let id = event.record_id.as_str();
         let referral = match self.referrals.client().get_referral(id).await {
             Ok(r) => r,
+            // An event can arrive before its referral is readable. A referral cosell has never
+            // seen is retried (and dead-lettered if it never appears); one it has linked
+            // before is gone.
+            Err(PartnerCenterError::NotFound(_)) if self.store.link_by_referral(id)?.is_none() => {
+                return Err(SyncError::transient(format!(
+                    "referral {id} is not readable (yet)"
+                )));
+            }
             Err(PartnerCenterError::NotFound(_)) => {
                 return Ok(Done::new(
                     "skipped",
@@ -155,13 +164,27 @@ impl SyncEngine {
         mut columns: Map<String, Value>,
     ) -> Result<Done, SyncError> {
         self.mark_name_synced(&mut columns);
+        let written = columns.clone();
         let oid = self.opportunities.create(columns).await?;
         let row = self.opportunities.read(&oid).await?;
         link.opportunity_id = Some(oid.clone());
         link.last_error = None;
         if let Some(row) = &row {
-            link.crm_hash = Some(fingerprint::opportunity(&row.body, &self.volatile()));
-            link.crm_snapshot = Some(row.body.to_string());
+            let changed = changed_since_written(&row.body, &written);
+            if changed.is_empty() {
+                link.crm_hash = Some(fingerprint::opportunity(&row.body, &self.volatile()));
+                link.crm_snapshot = Some(row.body.to_string());
+            } else {
+                // A seller edited the new opportunity between cosell's create and its read:
+                // what cosell wrote is what is in sync, and without a fingerprint on record
+                // the seller's edit is processed (and sent on) instead of taken as synced.
+                tracing::debug!(opportunity = %oid, ?changed, "changed between create and read-back");
+                let mut synced = row.body.clone();
+                for (column, value) in plain_columns(&written) {
+                    synced[column] = value.clone();
+                }
+                link.crm_snapshot = Some(synced.to_string());
+            }
         }
         self.store.save_link(&link)?;
         let rid = link.referral_id.unwrap_or_default();
@@ -265,4 +288,20 @@ impl SyncEngine {
             format!("opportunity {oid}: {}", changed.join(", ")),
         ))
     }
+}
+
+/// The columns a create wrote that are plain values (not `@odata.bind` lookups or the state,
+/// which Dataverse answers in another shape).
+fn plain_columns(written: &Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
+    written.iter().filter(|(column, _)| {
+        !column.contains('@') && !column.starts_with("state") && !column.starts_with("status")
+    })
+}
+
+/// The plain columns `row` no longer holds as written.
+fn changed_since_written<'a>(row: &Value, written: &'a Map<String, Value>) -> Vec<&'a str> {
+    plain_columns(written)
+        .filter(|(column, value)| !holds(at(row, &format!("/{column}")), value))
+        .map(|(column, _)| column.as_str())
+        .collect()
 }

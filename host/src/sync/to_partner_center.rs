@@ -176,11 +176,18 @@ impl SyncEngine {
         link.pc_hash = Some(fingerprint::referral(&created));
         link.pc_snapshot = Some(created.to_string());
         link.last_error = None;
+        // The link is saved at once, so the referral is never created twice; but until the id
+        // is written back to the opportunity, without the opportunity's fingerprint: a crash
+        // in between leaves this event to run again and finish the write-back, instead of
+        // taking the unchanged opportunity as synced.
+        let synced = link.crm_hash.take();
         self.store.save_link(link)?;
         let kind = created["type"].as_str().unwrap_or("Independent");
         let extra = self.referral_columns(&row.body, &rid);
         let line = format!("created {kind} referral {rid} in Partner Center");
         self.note_success(oid, row, Some(&line), extra).await?;
+        link.crm_hash = synced;
+        self.store.save_link(link)?;
         Ok(Done::new(
             "created",
             format!("referral {rid} ({kind}) from opportunity {oid}"),

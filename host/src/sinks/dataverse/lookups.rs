@@ -34,6 +34,10 @@ pub fn literal(text: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Lookups {
     currencies: Mutex<HashMap<String, String>>,
+    /// Held while an account and its contacts are found or created: two referrals of the same
+    /// new customer, synced at the same time by different workers, would otherwise both find
+    /// nothing and create the account twice. (One host; see docs/sync.md.)
+    find_or_create: tokio::sync::Mutex<()>,
 }
 
 const ACCOUNT_FIELDS: [&str; 7] = [
@@ -89,7 +93,10 @@ impl Lookups {
             );
         }
         if let Some(account) = columns.remove("customerid_account") {
-            let (account_id, first_contact) = self.account(dv, &account).await?;
+            let (account_id, first_contact) = {
+                let _one_at_a_time = self.find_or_create.lock().await;
+                self.account(dv, &account).await?
+            };
             columns.insert(
                 "customerid_account@odata.bind".into(),
                 json!(format!("/accounts({account_id})")),

@@ -1,0 +1,295 @@
+//! What cosell promises about losing nothing, proven against the emulators (docs/reliability.md):
+//! a stream of changes from both sides survives SIGKILLs of the host at random moments and
+//! injected faults (5xx, dropped connections, 429 storms, slow answers, webhooks dropped,
+//! duplicated and reordered, tight service protection limits); a webhook delivered ten times,
+//! or before its referral is readable, is handled once. Each test prints the figures it proved.
+//!
+//! The two drills take a minute or more each and are `#[ignore]`d, so `cargo nextest run` stays
+//! quick; `make test` (and so CI) runs them with `--run-ignored all`.
+
+mod support;
+
+use cosell_emulators::common::faults::FaultConfig;
+use cosell_emulators::dataverse::{DataverseConfig, ServiceProtectionLimits};
+use cosell_emulators::partner_center::webhooks::WebhookEvent;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::drill::Drill;
+use support::sync_env::{Options, SETTLE, SyncEnv, wait_until};
+
+/// Retries come quickly so the drills converge within their bounds.
+const FAST_RETRIES: &str = "[sync]\nretry_base_ms = 200\nmax_attempts = 12\n";
+
+/// The seed of every drill: a failure can be replayed exactly.
+const SEED: u64 = 0xc05e11;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a drill of about a minute: make test runs it"]
+async fn a_stream_of_changes_survives_repeated_sigkills() {
+    let options = Options {
+        extra: FAST_RETRIES.into(),
+        poll_secs: 1,
+        bound: Duration::from_secs(300),
+        ..Options::default()
+    };
+    SyncEnv::run_with(options, |mut env| async move {
+        let mut drill = Drill::new(&env, SEED).await;
+        let mut rng = StdRng::seed_from_u64(SEED);
+        let kills = 6;
+        for _ in 0..kills {
+            // Changes flow while the host runs, for a random while...
+            let run_for = Duration::from_millis(rng.random_range(400..2_500));
+            let started = Instant::now();
+            while started.elapsed() < run_for {
+                drill.step(&env).await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..30))).await;
+            }
+            // ...then it dies mid-stream, and changes go on while it is down (their webhooks
+            // fail: only the queue and the pollers can bring them back).
+            env.kill_host();
+            for _ in 0..rng.random_range(0..15) {
+                drill.step(&env).await;
+            }
+            env.start_host().await;
+        }
+        for _ in 0..40 {
+            drill.step(&env).await;
+        }
+        let settled = drill.settle(&env, Duration::from_secs(120)).await;
+        println!("crash drill: {}; {kills} SIGKILLs; {settled}", drill.sent);
+        assert!(
+            drill.records() >= 100,
+            "hundreds of changes: {}",
+            drill.sent
+        );
+        let log = env.keep_host_log("crash-drill");
+        assert!(
+            settled.clean(),
+            "{:#?}\n{}\nhost log: {}",
+            settled.verdict,
+            settled.queue,
+            log.display()
+        );
+    })
+    .await;
+}
+
+/// Faults on both emulators: 10% 503s and 10% dropped connections (20% of calls fail), 20 ms
+/// of latency on every call, webhooks dropped, duplicated and reordered.
+fn steady_faults() -> FaultConfig {
+    FaultConfig {
+        error_rate: 0.1,
+        drop_rate: 0.1,
+        latency_ms: 20,
+        webhook_drop_rate: 0.2,
+        webhook_duplicate_rate: 0.2,
+        webhook_reorder: true,
+        ..FaultConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a drill of about a minute: make test runs it"]
+async fn the_same_end_state_is_reached_through_faults() {
+    let options = Options {
+        extra: FAST_RETRIES.into(),
+        poll_secs: 1,
+        bound: Duration::from_secs(300),
+        // Tight service protection limits so that they bite during the drill: 3 concurrent
+        // requests, and 200 requests per 10 s.
+        dataverse: DataverseConfig {
+            limits: ServiceProtectionLimits {
+                requests: 200,
+                concurrent: 3,
+                window: chrono::Duration::seconds(10),
+                ..ServiceProtectionLimits::default()
+            },
+            ..DataverseConfig::default()
+        },
+    };
+    SyncEnv::run_with(options, |env| async move {
+        let mut drill = Drill::new(&env, SEED).await;
+        for emulator in [env.pc.faults(), env.dv.faults()] {
+            emulator.set(steady_faults()).expect("valid faults");
+        }
+        let mut storms = 0;
+        let started = Instant::now();
+        while drill.sent.total() < 160 {
+            // Every 40 changes, a 429 storm of a second on both sides.
+            if drill.sent.total() % 40 == 39 {
+                storms += 1;
+                let storm = FaultConfig { throttle_rate: 0.8, retry_after_secs: 1, ..steady_faults() };
+                env.pc.faults().set(storm.clone()).unwrap();
+                env.dv.faults().set(storm).unwrap();
+                drill.step(&env).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                env.pc.faults().set(steady_faults()).unwrap();
+                env.dv.faults().set(steady_faults()).unwrap();
+            }
+            drill.step(&env).await;
+        }
+        let streamed = started.elapsed();
+        let settled = drill.settle(&env, Duration::from_secs(150)).await;
+        let protection = env.dv.service_protection();
+        let pc_faults = env.pc.webhooks().deliveries().len();
+        println!(
+            "fault drill: {} in {streamed:?} with 10% 503s, 10% dropped connections, 20 ms latency, \
+             20% of webhooks dropped and 20% duplicated, reordered, {storms} 429 storms; {settled}; \
+             Partner Center delivery attempts {pc_faults}; \
+             Dataverse service protection: {} admitted, {} refused in {} episodes, {} early requests \
+             (at most {} in one episode)",
+            drill.sent,
+            protection.admitted,
+            protection.refused,
+            protection.episodes,
+            protection.early_requests,
+            protection.max_early_requests_in_episode
+        );
+        let log = env.keep_host_log("fault-drill");
+        assert!(settled.clean(), "{:#?}\n{}\nhost log: {}", settled.verdict, settled.queue, log.display());
+        assert!(protection.episodes > 0, "the service protection limits were reached: {protection:?}");
+        // Once told to wait, the host sends nothing more until Retry-After has passed, except
+        // the requests already on their way (at most its concurrency, 16).
+        assert!(
+            protection.max_early_requests_in_episode <= 16,
+            "the host kept calling after a 429: {protection:?}"
+        );
+    })
+    .await;
+}
+
+/// The audit trail of one record.
+async fn audit(env: &SyncEnv, record: &str) -> Vec<Value> {
+    env.admin_get(&format!("/admin/v1/audit?record={record}&limit=1000"))
+        .await["audit"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn count(trail: &[Value], outcome: &str) -> usize {
+    trail.iter().filter(|e| e["outcome"] == outcome).count()
+}
+
+/// Partner Center webhooks accepted and stored: as a queue entry of their own, or coalesced
+/// into the waiting entry of the same record (`cosell_intake_events_total`).
+async fn partner_center_events_stored(env: &SyncEnv) -> f64 {
+    let metrics = reqwest::get(format!("{}/metrics", env.admin_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    ["queued", "coalesced"]
+        .iter()
+        .map(|result| {
+            let wanted = format!(
+                "cosell_intake_events_total{{source=\"partner-center-webhook\",result=\"{result}\"}}"
+            );
+            metrics
+                .lines()
+                .find(|l| l.starts_with(&wanted))
+                .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+/// Delivers the same `event` for `referral` ten times, signed by the emulator.
+async fn deliver_ten_times(env: &SyncEnv, event: &str, referral: &str) {
+    let before = partner_center_events_stored(env).await;
+    let uri = format!("{}/v1.0/engagements/referrals/{referral}", env.pc_url);
+    let event = WebhookEvent::new(event, "referral", uri, chrono::Utc::now());
+    for _ in 0..10 {
+        env.pc.webhooks().enqueue(event.clone());
+    }
+    let stored = wait_until(SETTLE, || async {
+        (partner_center_events_stored(env).await >= before + 10.0).then_some(())
+    })
+    .await;
+    assert!(
+        stored.is_some(),
+        "the ten deliveries were accepted\n{}",
+        env.host_log()
+    );
+}
+
+async fn queue_idle(env: &SyncEnv) {
+    let idle = wait_until(SETTLE, || async {
+        let queue = env.admin_get("/admin/v1/queue").await;
+        (queue["pending"] == 0 && queue["running"] == 0).then_some(())
+    })
+    .await;
+    assert!(idle.is_some(), "the queue drained\n{}", env.host_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_center_event_delivered_ten_times_is_handled_once() {
+    // No pollers: only the deliveries move the record.
+    SyncEnv::run_polling_every(FAST_RETRIES, 0, |env| async move {
+        // The referral's own event is not delivered; the storm is the only news of it.
+        env.pc.faults().set(FaultConfig { webhook_drop_rate: 1.0, ..FaultConfig::default() }).unwrap();
+        let referral = env.pc.microsoft().create_incoming(json!({"name": "Storm referral", "details": {"dealValue": 70000}}));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        env.pc.faults().set(FaultConfig::default()).unwrap();
+        deliver_ten_times(&env, "referral-created", &rid).await;
+        queue_idle(&env).await;
+        let opportunities = env.seller.query("opportunities", &format!("$filter=cosell_referralidentifier eq '{rid}'")).await.unwrap();
+        assert_eq!(opportunities.len(), 1, "one opportunity");
+        let trail = audit(&env, &format!("referral:{rid}")).await;
+        assert_eq!(count(&trail, "created"), 1, "{trail:#?}");
+        assert_eq!(count(&trail, "updated"), 0, "{trail:#?}");
+
+        // The same again for an update.
+        env.pc.faults().set(FaultConfig { webhook_drop_rate: 1.0, ..FaultConfig::default() }).unwrap();
+        env.pc.microsoft().update(&rid, json!({"details": {"dealValue": 75000}})).unwrap();
+        env.pc.faults().set(FaultConfig::default()).unwrap();
+        deliver_ten_times(&env, "referral-updated", &rid).await;
+        queue_idle(&env).await;
+        let oid = opportunities[0]["opportunityid"].as_str().unwrap();
+        assert_eq!(env.opportunity(oid).await["estimatedvalue"].as_f64(), Some(75000.0));
+        let trail = audit(&env, &format!("referral:{rid}")).await;
+        assert_eq!(count(&trail, "created"), 1, "{trail:#?}");
+        assert_eq!(count(&trail, "updated"), 1, "{trail:#?}");
+        println!(
+            "webhook storm: 2 events delivered 10 times each (20 deliveries stored); 1 opportunity created, 1 update written; \
+             duplicates = 0"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_arrives_before_its_referral_is_readable_is_handled_once() {
+    SyncEnv::run_polling_every(FAST_RETRIES, 0, |env| async move {
+        // Partner Center's reads lag its writes by 2 s: the referral-created webhook arrives
+        // while a read of the referral still answers 404.
+        env.pc.faults().set(FaultConfig { read_lag_ms: 2_000, ..FaultConfig::default() }).unwrap();
+        let started = Instant::now();
+        let referral = env.pc.microsoft().create_incoming(json!({"name": "Lagging referral"}));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        let opportunity = wait_until(SETTLE, || async {
+            let rows = env.seller.query("opportunities", &format!("$filter=cosell_referralidentifier eq '{rid}'")).await.ok()?;
+            rows.into_iter().next()
+        })
+        .await
+        .unwrap_or_else(|| panic!("the referral was synced once readable\n{}", env.host_log()));
+        let took = started.elapsed();
+        queue_idle(&env).await;
+        let trail = audit(&env, &format!("referral:{rid}")).await;
+        let retries = count(&trail, "retry");
+        println!(
+            "early event: referral-created arrived {} ms before the referral was readable; {retries} retries, \
+             opportunity created after {took:?}; created = {}, duplicates = 0",
+            2_000,
+            count(&trail, "created")
+        );
+        assert!(retries >= 1, "the first read found nothing: {trail:#?}");
+        assert_eq!(count(&trail, "created"), 1, "{trail:#?}");
+        assert_eq!(count(&trail, "dead-letter"), 0, "{trail:#?}");
+        assert!(opportunity["name"].as_str().unwrap().starts_with("Lagging referral"));
+    })
+    .await;
+}
