@@ -157,12 +157,17 @@ impl SyncEnv {
 
     /// Starts `cosell serve` and waits until both listeners answer.
     pub async fn start_host(&mut self) {
+        self.start_host_logging("cosell=debug,info").await
+    }
+
+    /// [`SyncEnv::start_host`] with this `RUST_LOG` filter (the security tests log everything).
+    pub async fn start_host_logging(&mut self, rust_log: &str) {
         let log = std::fs::File::create(self.dir.path().join("host.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_cosell"))
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("COSELL_ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", "cosell=debug,info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -186,6 +191,11 @@ impl SyncEnv {
                 self.host_log()
             );
         }
+    }
+
+    /// The running host's process id.
+    pub fn host_pid(&self) -> Option<u32> {
+        self.host.as_ref().map(Child::id)
     }
 
     /// Kills the host process (SIGKILL).
