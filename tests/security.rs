@@ -888,7 +888,7 @@ async fn full_run() {
         "Dataverse request",
         "Partner Center request",
         "dead-lettered",
-        "401",
+        "answered 401",
     ] {
         assert!(
             host_log.contains(expected),
@@ -1048,6 +1048,34 @@ async fn a_guest_in_a_running_host_reaches_none_of_its_secrets() {
             );
         }
 
+        // The same probe under `cosell mapping test`, run from the configuration's directory
+        // (so the relative secret paths are right there) with the admin token in its
+        // environment: the CLI gives the guest no more than the host does.
+        let probe_file = dir.join("probe.json");
+        std::fs::write(&probe_file, probe.to_string()).unwrap();
+        let cli = Command::new(env!("CARGO_BIN_EXE_cosell"))
+            .current_dir(&dir)
+            .args(["mapping", "test", "--input"])
+            .arg(&probe_file)
+            .arg("--limits-from")
+            .arg(&env.config_path)
+            .arg(support::guest_path("testing/wasi_prober.wasm"))
+            .env("COSELL_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let cli_stdout = String::from_utf8_lossy(&cli.stdout).into_owned();
+        let cli_stderr = String::from_utf8_lossy(&cli.stderr).into_owned();
+        assert!(cli.status.success(), "{cli_stderr}");
+        let cli_seen: Value = serde_json::from_str(&cli_stdout).unwrap();
+        for (path, result) in cli_seen["files"].as_object().unwrap() {
+            assert!(
+                result.as_str().unwrap().starts_with("error: "),
+                "under mapping test the guest read {path}: {result}"
+            );
+        }
+        assert_eq!(cli_seen["env"], json!([]), "{cli_seen:#}");
+        assert_eq!(cli_seen["preopens"], json!([]), "{cli_seen:#}");
+
         // The guest's stdout reached the host log: the log was written while it ran.
         let logged = wait_until(Duration::from_secs(5), || async {
             let log = env.host_log();
@@ -1067,11 +1095,13 @@ async fn a_guest_in_a_running_host_reaches_none_of_its_secrets() {
             ("the deploy answer".to_owned(), deploy_answer),
             ("the pipeline run answer".to_owned(), run_answer),
             ("host.log".to_owned(), logged),
+            ("cosell mapping test stdout".to_owned(), cli_stdout),
+            ("cosell mapping test stderr".to_owned(), cli_stderr),
         ];
         let found = leaks(&places, &secrets);
         assert!(found.is_empty(), "secrets reached the guest:\n{}", found.join("\n"));
         println!(
-            "guest in a running host (pid {pid}): {} paths tried (the 4 secret files, the state database, the config, /proc/<host>/environ, /etc/shadow, ...) -> {} opened; {} environment variables looked up -> 0 found; {} config keys -> 0 found; tcp and dns refused; {} secret values absent from its output and the host log",
+            "guest in a running host (pid {pid}): {} paths tried (the 4 secret files, the state database, the config, /proc/<host>/environ, /etc/shadow, ...) -> {} opened; {} environment variables looked up -> 0 found; {} config keys -> 0 found; tcp and dns refused; the same under `cosell mapping test`; {} secret values absent from its output, the host log and the CLI's output",
             files.len(),
             files.values().filter(|r| !r.as_str().unwrap().starts_with("error")).count(),
             env_names.len(),
