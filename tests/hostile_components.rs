@@ -180,6 +180,24 @@ fn a_wasi_guest_loads_but_sees_no_files_environment_or_network() {
         seen["dns"].as_str().unwrap().starts_with("error"),
         "name lookup allowed: {seen}"
     );
+    // Its default list of paths (the process's environment and command line, /etc/passwd,
+    // the root, the secrets beside a config) opens nothing; no variable is found by name.
+    let files = seen["files"].as_object().unwrap();
+    assert!(files.len() >= 5, "{seen}");
+    for (path, result) in files {
+        assert_eq!(
+            result, "error: no preopened directory to open it from",
+            "{path}: {seen}"
+        );
+    }
+    for (name, value) in seen["env_lookup"].as_object().unwrap() {
+        assert!(value.is_null(), "${name} leaked: {seen}");
+    }
+    // The config import gives the step its own table only (none here), nothing of the host's.
+    assert_eq!(seen["config_keys"], json!([]), "{seen}");
+    for (key, value) in seen["config_lookup"].as_object().unwrap() {
+        assert!(value.is_null(), "config `{key}` leaked: {seen}");
+    }
     // The wall clock reads the context timestamp, 2026-11-24T12:00:00Z.
     assert_eq!(seen["wall_clock_seconds"], 1_795_521_600u64, "{seen}");
     // stdout and stderr reach the host log, tagged by stream.

@@ -217,6 +217,11 @@ impl SyncEnv {
 
     /// Starts `cosell serve` and waits until both listeners answer.
     pub async fn start_host(&mut self) {
+        self.start_host_logging("cosell=debug,info").await
+    }
+
+    /// [`SyncEnv::start_host`] with this `RUST_LOG` filter (the security tests log everything).
+    pub async fn start_host_logging(&mut self, rust_log: &str) {
         // Appended to, so the log of a run before a restart is kept.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -227,7 +232,7 @@ impl SyncEnv {
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("COSELL_ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", "cosell=debug,info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -251,6 +256,11 @@ impl SyncEnv {
                 self.host_log()
             );
         }
+    }
+
+    /// The running host's process id.
+    pub fn host_pid(&self) -> Option<u32> {
+        self.host.as_ref().map(Child::id)
     }
 
     /// Kills the host process (SIGKILL).

@@ -69,6 +69,13 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
+/// Every token an issuer handed out ([`TokenIssuer::issued`]).
+#[derive(Debug, Clone, Default)]
+pub struct IssuedTokens {
+    pub access: Vec<String>,
+    pub refresh: Vec<String>,
+}
+
 /// Issues and checks tokens for one emulator.
 #[derive(Debug, Clone)]
 pub struct TokenIssuer {
@@ -79,6 +86,9 @@ pub struct TokenIssuer {
     access: Arc<Mutex<HashMap<String, Claims>>>,
     /// refresh token → client id.
     refresh: Arc<Mutex<HashMap<String, String>>>,
+    /// Every refresh token ever granted, used or not, so a test can look for it where it
+    /// must not be (logs, errors, the audit trail).
+    granted_refresh: Arc<Mutex<Vec<String>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,6 +104,7 @@ impl TokenIssuer {
             clients: Default::default(),
             access: Default::default(),
             refresh: Default::default(),
+            granted_refresh: Default::default(),
         }
     }
 
@@ -106,7 +117,17 @@ impl TokenIssuer {
     pub fn grant_refresh_token(&self, client_id: &str) -> String {
         let token = format!("rt-{}", uuid::Uuid::new_v4().simple());
         lock(&self.refresh).insert(token.clone(), client_id.to_owned());
+        lock(&self.granted_refresh).push(token.clone());
         token
+    }
+
+    /// Every secret this issuer ever handed out: access tokens (expired ones too) and refresh
+    /// tokens (used ones too). For tests that prove a client never reveals them.
+    pub fn issued(&self) -> IssuedTokens {
+        IssuedTokens {
+            access: lock(&self.access).keys().cloned().collect(),
+            refresh: lock(&self.granted_refresh).clone(),
+        }
     }
 
     fn mint(&self, client_id: &str, grant: Grant) -> TokenResponse {

@@ -318,6 +318,11 @@ impl PartnerCenter {
             .grant_refresh_token(&self.inner.config.client_id)
     }
 
+    /// The token issuer (to list the tokens it handed out).
+    pub fn tokens(&self) -> &TokenIssuer {
+        &self.inner.tokens
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &PartnerCenterConfig {
         &self.inner.config

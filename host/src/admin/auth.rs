@@ -1,6 +1,13 @@
 //! Bearer-token authentication of the admin API.
+//!
+//! Every route under `/admin/v1` goes through [`require_bearer`]: the `Authorization` header
+//! must be the `Bearer` scheme (case-insensitive, RFC 7235) followed by exactly the admin
+//! token, compared in constant time ([`crate::config::Secret::matches`]). Anything else (no
+//! header, another scheme, a prefix or extension of the token) is 401 with the same body, so
+//! the answer tells an attacker nothing about how close a guess was.
 
 use super::AdminState;
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -16,10 +23,13 @@ pub async fn require_bearer(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token);
     match presented {
         Some(token) if state.token.matches(token.trim()) => next.run(request).await,
         _ => {
+            discard(request.into_body(), super::body_limit(&state)).await;
             let mut response = (
                 StatusCode::UNAUTHORIZED,
                 axum::Json(serde_json::json!({
@@ -31,6 +41,24 @@ pub async fn require_bearer(
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
+        }
+    }
+}
+
+/// Reads and drops what is left of a refused request's body, at most `limit` bytes. Answering
+/// before a client has finished sending (a deploy uploads megabytes) makes the server close a
+/// socket with unread data, which resets the connection, and the client would see "connection
+/// reset" instead of the 401 that tells it what is wrong. Nothing is kept, and a body over the
+/// limit is cut off like any other.
+async fn discard(body: Body, limit: usize) {
+    let mut body = std::pin::pin!(body);
+    let mut read = 0;
+    while let Some(Ok(frame)) =
+        std::future::poll_fn(|cx| HttpBody::poll_frame(body.as_mut(), cx)).await
+    {
+        read += frame.data_ref().map_or(0, |data| data.len());
+        if read > limit {
+            break;
         }
     }
 }

@@ -42,17 +42,21 @@ pub struct AdminState {
     pub wakeup: Option<Wakeup>,
 }
 
-/// The admin router.
-pub fn router(state: AdminState) -> Router {
-    // Room for the largest accepted component plus multipart/JSON overhead; anything bigger is
-    // answered 413 before it is read into memory.
-    let body_limit = state
+/// The largest request body the admin API reads: the largest accepted component plus
+/// multipart/JSON overhead; anything bigger is answered 413 before it is read into memory.
+fn body_limit(state: &AdminState) -> usize {
+    state
         .deployer
         .pipelines()
         .runtime()
         .limits()
         .max_component_bytes as usize
-        + 64 * 1024;
+        + 64 * 1024
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> Router {
+    let body_limit = body_limit(&state);
     let protected = Router::new()
         .route("/steps", get(handlers::list_steps))
         .route(

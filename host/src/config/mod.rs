@@ -53,6 +53,9 @@ pub struct HostConfig {
 pub struct AdminConfig {
     /// Address to listen on. Defaults to loopback: expose it deliberately.
     pub listen: SocketAddr,
+    /// Must be `true` for `listen` to be anything but a loopback address: the admin API deploys
+    /// code into the host, so reaching it from the network is a decision, not a default.
+    pub allow_remote: bool,
     /// Environment variable that holds the bearer token.
     pub token_env: Option<String>,
     /// File that holds the bearer token (for container secrets).
@@ -63,6 +66,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
+            allow_remote: false,
             token_env: Some("COSELL_ADMIN_TOKEN".into()),
             token_file: None,
         }
@@ -70,6 +74,17 @@ impl Default for AdminConfig {
 }
 
 impl AdminConfig {
+    /// Refuses a non-loopback `listen` unless `allow_remote` says it is meant.
+    pub fn validate(&self) -> Result<()> {
+        if !self.listen.ip().is_loopback() && !self.allow_remote {
+            bail!(
+                "admin.listen = \"{}\" is not a loopback address; the admin API deploys code into the host, so it listens on 127.0.0.1 unless you also set admin.allow_remote = true (and put TLS in front of it)",
+                self.listen
+            );
+        }
+        Ok(())
+    }
+
     /// Reads the bearer token from the file or the environment variable.
     pub fn token(&self) -> Result<Secret> {
         if self.token_file.is_none() && self.token_env.is_none() {
@@ -217,6 +232,7 @@ impl HostConfig {
 
     /// Checks what the types cannot: limits, unique and well-formed step names.
     pub fn validate(&self) -> Result<()> {
+        self.admin.validate()?;
         self.limits.validate().map_err(anyhow::Error::msg)?;
         let mut names = BTreeSet::new();
         for (direction, steps) in self.pipelines.by_direction() {
@@ -288,6 +304,35 @@ mod tests {
         assert_eq!(config.limits, Limits::default());
         let step = &config.pipelines.partner_center_to_crm[0];
         assert_eq!(step.config.get("column-prefix").unwrap(), "new_");
+    }
+
+    #[test]
+    fn the_admin_api_stays_on_loopback_unless_remote_access_is_allowed() {
+        let with_admin = |admin: &str| {
+            parse(&format!(
+                "[admin]\n{admin}\n[[pipelines.partner-center-to-crm]]\nstep = \"a\"\ncomponent = \"a.wasm\"\n"
+            ))
+        };
+        let mut refused = 0;
+        for listen in ["0.0.0.0:8686", "[::]:8686", "192.0.2.10:8686", "10.0.0.1:1"] {
+            let err = with_admin(&format!("listen = \"{listen}\"")).unwrap_err();
+            let message = format!("{err:#}");
+            assert!(
+                message.contains("admin.allow_remote = true") && message.contains(listen),
+                "{listen}: {message}"
+            );
+            refused += 1;
+            let allowed = with_admin(&format!("listen = \"{listen}\"\nallow_remote = true"))
+                .unwrap_or_else(|e| panic!("{listen} with allow_remote: {e:#}"));
+            assert!(allowed.admin.allow_remote);
+        }
+        for listen in ["127.0.0.1:8686", "127.0.0.2:0", "[::1]:8686"] {
+            with_admin(&format!("listen = \"{listen}\"")).unwrap();
+        }
+        assert!(!with_admin("").unwrap().admin.allow_remote);
+        eprintln!(
+            "admin bind rule: {refused} non-loopback addresses refused without allow_remote and accepted with it; 3 loopback addresses accepted"
+        );
     }
 
     #[test]

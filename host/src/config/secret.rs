@@ -4,6 +4,7 @@ use anyhow::{Context as _, Result, bail};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::Path;
+use subtle::ConstantTimeEq as _;
 
 /// A secret value. `Debug` and `Display` print `[redacted]`.
 #[derive(Clone)]
@@ -42,13 +43,12 @@ impl Secret {
 
     /// Compares with `candidate` in time independent of where they differ.
     pub fn matches(&self, candidate: &str) -> bool {
-        // Comparing digests keeps the comparison length-independent too.
+        // Comparing digests keeps the time independent of the lengths too (a prefix of the
+        // secret takes as long as a stranger's guess), and `subtle` keeps the optimiser from
+        // turning the byte comparison back into an early exit.
         let a = Sha256::digest(self.0.as_bytes());
         let b = Sha256::digest(candidate.as_bytes());
-        a.iter()
-            .zip(b.iter())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+        a.as_slice().ct_eq(b.as_slice()).into()
     }
 }
 
@@ -67,6 +67,8 @@ mod tests {
         let secret = Secret::new("s3cret");
         assert!(secret.matches("s3cret"));
         assert!(!secret.matches("s3cre"));
+        assert!(!secret.matches("s3crets"));
+        assert!(!secret.matches(""));
         assert!(!format!("{secret:?}").contains("s3cret"));
     }
 }

@@ -31,6 +31,9 @@ pub struct RunningHost {
 
 /// Starts the host described by `config`, with `token` guarding the admin API.
 pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
+    // The bind rule is checked here too, not only when a file is loaded, so a configuration
+    // built in code cannot expose the admin API by accident; before anything starts.
+    config.admin.validate()?;
     let metrics = Arc::new(Metrics::new());
     let limits = config.limits.clone();
     let runtime =

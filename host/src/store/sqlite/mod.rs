@@ -93,6 +93,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the state directory {}", dir.display()))?;
         }
+        owner_only(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("opening the state database {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -113,6 +114,34 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
+}
+
+/// Makes the database file (created empty if missing) and any WAL and shared-memory files
+/// readable and writable by their owner only: the database keeps the rotated Partner Center
+/// refresh token. SQLite creates its WAL and `-shm` files with the database file's mode.
+fn owner_only(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating the state database {}", path.display()))?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = std::path::PathBuf::from(name);
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making {} its owner's only", file.display()))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 pub(crate) fn now() -> String {

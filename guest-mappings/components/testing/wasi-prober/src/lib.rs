@@ -6,8 +6,18 @@
 //! {"env": [["K","V"]...], "args": [...], "cwd": null, "preopens": ["/..."],
 //!  "tcp": "ok" | "error: <code>", "tcp_connect": "...", "dns": "...",
 //!  "wall_clock_seconds": n, "monotonic_ns": n, "random": n,
-//!  "stdout": "ok" | "error: ...", "stderr": "ok" | "error: ..."}
+//!  "stdout": "ok" | "error: ...", "stderr": "ok" | "error: ...",
+//!  "files": {"<path>": "read N bytes: <text>" | "error: ..."},
+//!  "env_lookup": {"<NAME>": "<value>" | null},
+//!  "config_keys": [...], "config_lookup": {"<key>": "<value>" | null}}
 //! ```
+//!
+//! The input may name what to try, so a test can aim the prober at the secrets of the host it
+//! runs in (its secret files, its state database, `/proc/self/environ`):
+//! `{"probe": {"paths": [...], "env": [...], "config": [...]}}`. Without it, a default list of
+//! paths and names is tried. Every path is tried from every preopened directory (there should
+//! be none: a WASI 0.2 guest can only open files relative to a preopen, so that list is the
+//! whole of its file access).
 //!
 //! It writes "hello from stdout" / "hello from stderr" to stdout / stderr.
 
@@ -24,6 +34,7 @@ mod bindings {
 use bindings::wasi::cli::{environment, stderr, stdout};
 use bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use bindings::wasi::filesystem::preopens;
+use bindings::wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
 use bindings::wasi::io::poll;
 use bindings::wasi::random::random;
 use bindings::wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
@@ -37,7 +48,7 @@ const WAIT_NS: u64 = 1_000_000_000;
 struct Prober;
 
 impl Mapping for Prober {
-    fn map(ctx: Context, _input: String, _current: Option<String>) -> Result<String, MappingError> {
+    fn map(ctx: Context, input: String, _current: Option<String>) -> Result<String, MappingError> {
         guest_glue::log::info(&format!("wasi-prober: probing for {}", ctx.mapping_name));
 
         let stdout = write_line(stdout::get_stdout(), "hello from stdout\n");
@@ -49,10 +60,45 @@ impl Mapping for Prober {
             .collect();
         let args = environment::get_arguments();
         let cwd = environment::initial_cwd();
-        let preopens: Vec<String> = preopens::get_directories()
-            .into_iter()
-            .map(|(_descriptor, name)| name)
-            .collect();
+        let directories = preopens::get_directories();
+        let preopens: Vec<String> = directories.iter().map(|(_, name)| name.clone()).collect();
+
+        let probe = serde_json::from_str::<Value>(&input)
+            .ok()
+            .and_then(|v| v.get("probe").cloned())
+            .unwrap_or(Value::Null);
+        let names = |key: &str, default: &[&str]| -> Vec<String> {
+            match probe.get(key).and_then(Value::as_array) {
+                Some(list) => list
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                None => default.iter().map(|s| s.to_string()).collect(),
+            }
+        };
+        let mut files = serde_json::Map::new();
+        for path in names("paths", DEFAULT_PATHS) {
+            files.insert(path.clone(), Value::String(read_file(&directories, &path)));
+        }
+        // `get-environment` is the only way to read a variable; look the names up in it.
+        let environment = environment::get_environment();
+        let mut env_lookup = serde_json::Map::new();
+        for name in names("env", DEFAULT_ENV) {
+            let value = environment
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| Value::String(v.clone()))
+                .unwrap_or(Value::Null);
+            env_lookup.insert(name, value);
+        }
+        let config_keys = guest_glue::config::keys();
+        let mut config_lookup = serde_json::Map::new();
+        for key in names("config", DEFAULT_CONFIG) {
+            let value = guest_glue::config::get(&key)
+                .map(Value::String)
+                .unwrap_or(Value::Null);
+            config_lookup.insert(key, value);
+        }
 
         let network = instance_network::instance_network();
         let (tcp, tcp_connect) = match tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
@@ -109,9 +155,67 @@ impl Mapping for Prober {
             "random": random::get_random_u64(),
             "stdout": stdout,
             "stderr": stderr,
+            "files": files,
+            "env_lookup": env_lookup,
+            "config_keys": config_keys,
+            "config_lookup": config_lookup,
         });
         Ok(report.to_string())
     }
+}
+
+/// Paths tried when the input names none: the host's environment and command line, a system
+/// file, the root, the working directory and where cosell keeps its secrets and state.
+const DEFAULT_PATHS: &[&str] = &[
+    "/proc/self/environ",
+    "/proc/self/cmdline",
+    "/etc/passwd",
+    "/",
+    ".",
+    "secrets/dataverse-client-secret",
+    "cosell.db",
+];
+
+/// Variables tried when the input names none.
+const DEFAULT_ENV: &[&str] = &["COSELL_ADMIN_TOKEN", "PATH", "HOME"];
+
+/// Config keys tried when the input names none (a step sees only its own `config` table).
+const DEFAULT_CONFIG: &[&str] = &["token", "admin.token", "client_secret", "refresh_token"];
+
+/// Tries to open and read `path` from every preopened directory: "read N bytes: <text>" from
+/// the first that works, else every error, or that there is no directory to open it from.
+fn read_file(
+    directories: &[(bindings::wasi::filesystem::types::Descriptor, String)],
+    path: &str,
+) -> String {
+    if directories.is_empty() {
+        return "error: no preopened directory to open it from".to_string();
+    }
+    let mut errors = Vec::new();
+    for (directory, name) in directories {
+        // Paths under a preopen are relative to it.
+        let relative = path.trim_start_matches('/');
+        let relative = if relative.is_empty() { "." } else { relative };
+        match directory.open_at(
+            PathFlags::SYMLINK_FOLLOW,
+            relative,
+            OpenFlags::empty(),
+            DescriptorFlags::READ,
+        ) {
+            Err(code) => errors.push(format!("{name}: {}", code.name())),
+            Ok(file) => match file.read(4096, 0) {
+                Ok((bytes, _end)) => {
+                    return format!(
+                        "read {} bytes: {}",
+                        bytes.len(),
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+                Err(code) => errors.push(format!("{name}: opened, read {}", code.name())),
+            },
+        }
+    }
+    format!("error: {}", errors.join("; "))
 }
 
 /// Writes `line` to `stream`: "ok" or "error: ...".
