@@ -18,8 +18,8 @@ mod support;
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::guest_path;
 use support::sync_env::{SyncEnv, wait_until};
@@ -65,10 +65,7 @@ impl Poison {
                 "exceeded its memory cap".into(),
                 "limits.memory_bytes".into(),
             ],
-            Poison::Trap => vec![
-                "trapped".into(),
-                format!("poisoned referral {rid}"),
-            ],
+            Poison::Trap => vec!["trapped".into(), format!("poisoned referral {rid}")],
         }
     }
 }
@@ -104,7 +101,7 @@ async fn opportunities_by_referral(env: &SyncEnv) -> BTreeMap<String, Vec<String
     by_referral
 }
 
-/// The dead letters: (referral id → reasons), one reason per dead letter.
+/// The dead letters: (referral id → `[origin] reason`), one per dead letter.
 async fn dead_letters(env: &SyncEnv) -> BTreeMap<String, Vec<String>> {
     let body = env.admin_get("/admin/v1/dead-letters?limit=10000").await;
     let mut by_record: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -112,7 +109,11 @@ async fn dead_letters(env: &SyncEnv) -> BTreeMap<String, Vec<String>> {
         by_record
             .entry(letter["record_id"].as_str().unwrap_or_default().to_owned())
             .or_default()
-            .push(letter["last_error"].as_str().unwrap_or_default().to_owned());
+            .push(format!(
+                "[{}] {}",
+                letter["origin"].as_str().unwrap_or_default(),
+                letter["last_error"].as_str().unwrap_or_default()
+            ));
     }
     by_record
 }
@@ -186,11 +187,14 @@ impl HealthWatch {
                     for url in &urls {
                         let started = Instant::now();
                         let ok = match http.get(url).send().await {
-                            Ok(r) if r.status().is_success() => r
-                                .json::<Value>()
-                                .await
-                                .map(|b| b["status"] == "ok")
-                                .unwrap_or(false),
+                            // The admin API answers JSON with a status, the webhook
+                            // listener a plain `ok`.
+                            Ok(r) if r.status().is_success() => {
+                                let text = r.text().await.unwrap_or_default();
+                                text == "ok"
+                                    || serde_json::from_str::<Value>(&text)
+                                        .is_ok_and(|b| b["status"] == "ok")
+                            }
                             _ => false,
                         };
                         checks.fetch_add(1, Ordering::Relaxed);
@@ -339,20 +343,34 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
         };
         let phase1 = test_started.elapsed();
 
-        // Exactly the poisoned records are dead letters, once each, with a clear reason.
+        // Exactly the poisoned records are dead letters, each with a clear reason. Usually one
+        // letter a record: notifications stored while it failed are folded into its letter.
+        // A referral-created webhook delivered only after the letter was written (the
+        // emulator, like Partner Center, delivers one at a time, seconds late under a burst)
+        // cannot be told from a new change, so it runs with a budget of its own and may end in
+        // a second letter; never more (re-listings by the reconciliation are parked).
         let dead_ids: BTreeSet<&String> = dead.keys().collect();
         let poisoned_ids: BTreeSet<&String> = poisoned.keys().collect();
         assert_eq!(dead_ids, poisoned_ids, "exactly the poisoned referrals are dead letters");
+        let letters: usize = dead.values().map(Vec::len).sum();
         for (rid, reasons) in &dead {
-            assert_eq!(reasons.len(), 1, "referral {rid} has one dead letter: {reasons:#?}");
-            let reason = &reasons[0];
+            assert!(reasons.len() <= 2, "referral {rid} has at most two dead letters: {reasons:#?}");
+            for reason in reasons {
+            // Attempts of notifications folded into the letter count too, so at least the budget.
+            let attempts: u32 = reason
+                .split("gave up after ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next()?.parse().ok())
+                .unwrap_or_else(|| panic!("the dead letter of {rid} counts its attempts: {reason}"));
+            assert!(attempts >= MAX_ATTEMPTS, "{reason}");
             let mut wanted = vec![
-                format!("gave up after {MAX_ATTEMPTS} attempts"),
+                "step 1 of the partner-center-to-crm pipeline".to_owned(),
                 format!("mapping `{STEP}` version"),
             ];
             wanted.extend(poisoned[rid].reason_mentions(rid));
             for w in wanted {
                 assert!(reason.contains(&w), "the dead letter of {rid} ({:?}) says `{w}`: {reason}", poisoned[rid]);
+            }
             }
         }
         // None of them reached the CRM; every clean one did, exactly once.
@@ -362,13 +380,24 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
         for rid in &clean {
             assert_eq!(opportunities[rid].len(), 1, "referral {rid} has one opportunity: {:?}", opportunities[rid]);
         }
-        // The poisoned records were retried and dead-lettered exactly as configured; no clean
-        // record was ever retried.
+        // The poisoned records were retried and dead-lettered as configured; no clean record
+        // was ever retried. A notification arriving while a record waits for a retry gives it
+        // the whole budget again (docs/sync.md): here the referral-created webhook, when the
+        // reconciliation saw the referral first. So each poisoned record failed between
+        // max_attempts and 2 × max_attempts times, and ended in exactly one dead letter.
         let audit = audit_outcomes(&env).await;
+        let mut failed_attempts = 0;
         for rid in poisoned.keys() {
             let outcomes = audit.get(&format!("referral:{rid}")).cloned().unwrap_or_default();
-            assert_eq!(outcomes.get("retry").copied().unwrap_or(0), (MAX_ATTEMPTS - 1) as usize, "retries of {rid}: {outcomes:?}");
-            assert_eq!(outcomes.get("dead-letter").copied().unwrap_or(0), 1, "dead letters of {rid}: {outcomes:?}");
+            let retries = outcomes.get("retry").copied().unwrap_or(0);
+            let budget = MAX_ATTEMPTS as usize;
+            let letters = dead[rid].len();
+            assert!(
+                (letters * (budget - 1)..2 * letters * budget).contains(&retries),
+                "retries of {rid}: {outcomes:?}"
+            );
+            assert_eq!(outcomes.get("dead-letter").copied().unwrap_or(0), dead[rid].len(), "dead letters of {rid}: {outcomes:?}");
+            failed_attempts += retries + letters;
         }
         let retried_clean: Vec<&String> = clean
             .iter()
@@ -446,14 +475,14 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
             count(Poison::Trap)
         );
         println!(
-            "  mapping calls stopped: {} by fuel, {} by the time limit, {} by the memory cap, {} trapped ({} attempts each)",
+            "  mapping calls stopped: {} by fuel, {} by the time limit, {} by the memory cap, {} trapped",
             poisoned_calls("limit_fuel"),
             poisoned_calls("limit_timeout"),
             poisoned_calls("limit_memory"),
             poisoned_calls("trapped"),
-            MAX_ATTEMPTS
         );
-        println!("  dead-lettered:        {} (exactly the affected records, one letter each)", dead.len());
+        println!("  failed attempts:      {failed_attempts} (max_attempts = {MAX_ATTEMPTS} per notification)");
+        println!("  dead-lettered:        {} records (exactly the affected ones), {letters} letters", dead.len());
         println!(
             "  synced meanwhile:     {} clean referrals in {phase1:.1?}; after the bad deploy p50 {:?}, max {worst:?}",
             clean.len(),
