@@ -230,12 +230,21 @@ impl HealthWatch {
 }
 
 /// Deploys `component` (a path under `guest-mappings/dist/`) to the step with the CLI, as an
-/// operator would; answers what it printed.
+/// operator would; answers `<status> <version>` from what it printed.
 fn deploy(env: &SyncEnv, component: &str) -> String {
     let path = guest_path(component);
     let path = path.to_str().unwrap();
     // The CLI is a blocking child process; the emulators run on this runtime's other thread.
-    tokio::task::block_in_place(|| env.cosell_admin(&["mapping", "deploy", STEP, path]))
+    let out = tokio::task::block_in_place(|| env.cosell_admin(&["mapping", "deploy", STEP, path]));
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(
+        matches!(
+            report["status"].as_str(),
+            Some("activated" | "already-active")
+        ),
+        "{out}"
+    );
+    format!("{} {}", report["status"], report["version"])
 }
 
 /// Sends one incoming referral from a Microsoft seller (the template's customer, whose account
@@ -290,7 +299,7 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
         }
         // ...and the step goes bad part-way through, while those are still being synced.
         let deployed = deploy(&env, "testing/poisoned_referral_to_opportunity.wasm");
-        println!("poisoned version deployed mid-stream: {}", deployed.trim());
+        println!("poisoned version deployed mid-stream: {deployed}");
         for i in 0..AFTER {
             let n = BEFORE + i;
             let poison = (i % POISON_EVERY == POISON_EVERY / 2)
@@ -424,10 +433,10 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
         // Phase 2: the fixed version goes live, the dead letters are replayed, and the
         // poisoned referrals sync once each.
         let fixed = deploy(&env, "referral_to_opportunity.wasm");
-        println!("fixed version deployed: {}", fixed.trim());
+        println!("fixed version deployed: {fixed}");
         let replay_started = Instant::now();
         let replayed = tokio::task::block_in_place(|| env.cosell_admin(&["dead-letters", "replay", "--all"]));
-        println!("replay: {}", replayed.trim());
+        println!("replay: {}", replayed.split_whitespace().collect::<Vec<_>>().join(" "));
         let completed = wait_until(PHASE, || async {
             let opportunities = opportunities_by_referral(&env).await;
             let queue = env.admin_get("/admin/v1/queue").await;

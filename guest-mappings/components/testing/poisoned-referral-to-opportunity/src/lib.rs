@@ -53,12 +53,9 @@ impl Mapping for PoisonedReferralToOpportunity {
                 }
             }
             Some(_) => panic!("poisoned referral {}", referral_id(&input)),
-            None => guest_glue::rules::run(
-                mapping_rules::referral_to_opportunity,
-                ctx,
-                input,
-                current,
-            ),
+            None => {
+                guest_glue::rules::run(mapping_rules::referral_to_opportunity, ctx, input, current)
+            }
         }
     }
 }
