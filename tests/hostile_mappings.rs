@@ -365,13 +365,12 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
         for (rid, reasons) in &dead {
             assert!(reasons.len() <= 2, "referral {rid} has at most two dead letters: {reasons:#?}");
             for reason in reasons {
-            // Attempts of notifications folded into the letter count too, so at least the budget.
             let attempts: u32 = reason
                 .split("gave up after ")
                 .nth(1)
                 .and_then(|rest| rest.split(' ').next()?.parse().ok())
                 .unwrap_or_else(|| panic!("the dead letter of {rid} counts its attempts: {reason}"));
-            assert!(attempts >= MAX_ATTEMPTS, "{reason}");
+            assert_eq!(attempts, MAX_ATTEMPTS, "{reason}");
             let mut wanted = vec![
                 "step 1 of the partner-center-to-crm pipeline".to_owned(),
                 format!("mapping `{STEP}` version"),

@@ -71,19 +71,12 @@ const COVERED: &str = "state = 'pending' AND id != ?1
           OR CAST(ROUND((julianday(received_at) - 2440587.5) * 86400000.0) AS INTEGER)
              < (SELECT available_at FROM sync_events WHERE id = ?1))";
 
-/// Folds the events a failed attempt of `id` stands for into it, with their attempts, before
-/// it waits for a retry or becomes a dead letter. Left in the queue, they would fail the same
-/// way: a record would use several retry budgets at once and end in several dead letters.
-/// A change received after the attempt started stays, and runs with the whole budget.
+/// Folds the events a failed attempt of `id` stands for into it before it waits for a retry or
+/// becomes a dead letter. Left in the queue, they would fail the same way: a record would use
+/// several retry budgets at once and end in several dead letters. The event keeps its own
+/// attempts, so its dead letter still says `gave up after <sync.max_attempts> attempts`. A
+/// change received after the attempt started stays, and runs with the whole budget.
 fn fold_covered(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
-    tx.execute(
-        &format!(
-            "UPDATE sync_events SET attempts = attempts
-                 + COALESCE((SELECT SUM(attempts) FROM sync_events WHERE {COVERED}), 0)
-             WHERE id = ?1"
-        ),
-        params![id, RECONCILE_ORIGIN],
-    )?;
     tx.execute(
         &format!("DELETE FROM sync_events WHERE {COVERED}"),
         params![id, RECONCILE_ORIGIN],
