@@ -5,7 +5,8 @@
 #
 #   dist/referral_to_opportunity.wasm, dist/opportunity_to_referral.wasm
 #   dist/testing/{version_stamp,infinite_loop,memory_bomb,deep_recursion,panics,
-#                 oversized_output,wasi_prober,other_world}.wasm
+#                 oversized_output,wasi_prober,other_world,
+#                 poisoned_referral_to_opportunity}.wasm
 #
 # Usage: build.sh [--release] [--check-toolchain]
 #   --release          optimised build (profile.release: opt-level "s", LTO, panic=abort)
@@ -46,6 +47,7 @@ ARTIFACTS=(
     "oversized_output:testing/oversized_output.wasm"
     "wasi_prober:testing/wasi_prober.wasm"
     "other_world:testing/other_world.wasm"
+    "poisoned_referral_to_opportunity:testing/poisoned_referral_to_opportunity.wasm"
 )
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -57,7 +59,7 @@ for arg in "$@"; do
     case "$arg" in
         --release) RELEASE=1 ;;
         --check-toolchain) CHECK_ONLY=1 ;;
-        -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$arg' (usage: build.sh [--release] [--check-toolchain])" ;;
     esac
 done

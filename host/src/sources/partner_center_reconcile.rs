@@ -8,19 +8,30 @@
 //! the list already shows it unchanged, and queueing the whole overlap window on every run
 //! would keep the queue busy with reads that find nothing to do. The first run starts the
 //! cursor at now (unless `pollers.initial_sync`).
+//!
+//! A referral that failed is different: it has no fingerprint to match, so every re-listing
+//! would run it in full again. One that was dead-lettered and has not changed since is left to
+//! its dead letter (a replay, or a change announced by a webhook, runs it again); re-queueing it
+//! on every run would spend its mapping's limits and stack up a new dead letter each time. A
+//! referral waiting for a retry keeps its backoff (see [`RECONCILE_ORIGIN`]).
 
 use super::intake::Intake;
 use crate::connections::partner_center::PartnerCenterClient;
-use crate::store::{Side, SyncStore};
+use crate::store::{RECONCILE_ORIGIN, Side, SyncStore};
 use crate::sync::fingerprint;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 const CURSOR: &str = "partner-center-updated-since";
-const ORIGIN: &str = "partner-center-reconcile";
+const ORIGIN: &str = RECONCILE_ORIGIN;
+
+/// Dead letters read per run to find the parked referrals (they are exceptional; past this
+/// many, the rest are simply re-queued as before).
+const DEAD_LETTERS_READ: usize = 10_000;
 
 /// One reconciliation: answers how many referrals were queued.
 pub async fn reconcile_once(
@@ -59,8 +70,21 @@ pub async fn reconcile_once(
                 .all(|r| updated(r).is_some_and(|at| at >= since))
         })
         .await?;
+    // When each dead-lettered referral was given up, the newest letter if it has several.
+    let mut given_up: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for letter in store.dead_letters(DEAD_LETTERS_READ)? {
+        let Ok(at) = DateTime::parse_from_rfc3339(&letter.failed_at) else {
+            continue;
+        };
+        if letter.side == Side::PartnerCenter {
+            let at = at.with_timezone(&Utc);
+            let entry = given_up.entry(letter.record_id).or_insert(at);
+            *entry = (*entry).max(at);
+        }
+    }
     let mut newest = cursor.unwrap_or(since);
     let mut queued = 0;
+    let mut parked = 0;
     for referral in listed
         .iter()
         .filter(|r| updated(r).is_some_and(|at| at >= since))
@@ -68,12 +92,27 @@ pub async fn reconcile_once(
         let Some(id) = referral["id"].as_str() else {
             continue;
         };
-        newest = newest.max(updated(referral).unwrap_or(newest));
+        let at = updated(referral);
+        newest = newest.max(at.unwrap_or(newest));
         if already_synced(store.as_ref(), id, referral)? {
+            continue;
+        }
+        // Unchanged since its last attempt read it: the dead letter stands for it.
+        if given_up
+            .get(id)
+            .is_some_and(|failed| at.is_some_and(|at| at <= *failed))
+        {
+            parked += 1;
             continue;
         }
         intake.accept(Side::PartnerCenter, id, ORIGIN, "{}")?;
         queued += 1;
+    }
+    if parked > 0 {
+        tracing::debug!(
+            parked,
+            "dead-lettered referrals unchanged since they failed were not re-queued"
+        );
     }
     store.set_cursor(CURSOR, &newest.to_rfc3339_opts(SecondsFormat::Millis, true))?;
     Ok(queued)

@@ -38,6 +38,12 @@ impl Side {
 /// The origin a replayed dead letter gets: it runs in full even if its record did not change.
 pub const REPLAY_ORIGIN: &str = "replay";
 
+/// The origin of the Partner Center reconciliation. It re-lists every referral updated in its
+/// look-back window, changed or not, so its events are no evidence of a change: one never
+/// resets the backoff and attempts of an event waiting for a retry (otherwise a record that
+/// always fails would be retried forever and never reach its dead letter).
+pub const RECONCILE_ORIGIN: &str = "partner-center-reconcile";
+
 /// An event to store.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

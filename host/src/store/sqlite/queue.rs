@@ -7,7 +7,7 @@
 
 use super::{SqliteStore, now};
 use crate::store::sync::{
-    DeadLetter, Enqueued, NewEvent, QueueCounts, QueuedEvent, REPLAY_ORIGIN, Side,
+    DeadLetter, Enqueued, NewEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, Side,
 };
 use anyhow::{Context as _, Result};
 use rusqlite::{OptionalExtension, Row, params};
@@ -60,6 +60,30 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The other events of the record of running event `id` that its failed attempt stands for:
+/// waiting ones received before the attempt started (it read the current state, so it saw
+/// what they announced), and re-listings by the reconciliation (no evidence of a change; a
+/// referral changed after its dead letter is listed again).
+const COVERED: &str = "state = 'pending' AND id != ?1
+     AND side = (SELECT side FROM sync_events WHERE id = ?1)
+     AND record_id = (SELECT record_id FROM sync_events WHERE id = ?1)
+     AND (origin = ?2
+          OR CAST(ROUND((julianday(received_at) - 2440587.5) * 86400000.0) AS INTEGER)
+             < (SELECT available_at FROM sync_events WHERE id = ?1))";
+
+/// Folds the events a failed attempt of `id` stands for into it before it waits for a retry or
+/// becomes a dead letter. Left in the queue, they would fail the same way: a record would use
+/// several retry budgets at once and end in several dead letters. The event keeps its own
+/// attempts, so its dead letter still says `gave up after <sync.max_attempts> attempts`. A
+/// change received after the attempt started stays, and runs with the whole budget.
+fn fold_covered(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
+    tx.execute(
+        &format!("DELETE FROM sync_events WHERE {COVERED}"),
+        params![id, RECONCILE_ORIGIN],
+    )?;
+    Ok(())
+}
+
 impl SqliteStore {
     pub(crate) fn queue_enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
         let mut conn = self.conn();
@@ -74,13 +98,28 @@ impl SqliteStore {
             )
             .optional()?;
         let result = match waiting {
+            // The reconciliation re-lists records whether they changed or not: the waiting
+            // event keeps its place and its attempts (it reads the current state anyway).
+            Some(id) if event.origin == RECONCILE_ORIGIN => Enqueued::Coalesced(id),
             Some(id) => {
                 // A change that may fix an earlier failure should not wait out its backoff, and
-                // gets the whole retry budget.
+                // gets the whole retry budget. The event now stands for this notification: it
+                // is received now, and a re-listing it joins becomes a change (so a dead
+                // letter cannot fold it away, see `queue_dead_letter`).
                 tx.execute(
-                    "UPDATE sync_events SET available_at = MIN(available_at, ?2), attempts = 0
+                    "UPDATE sync_events SET available_at = MIN(available_at, ?2), attempts = 0,
+                            received_at = ?6,
+                            payload = CASE WHEN origin = ?3 THEN ?5 ELSE payload END,
+                            origin = CASE WHEN origin = ?3 THEN ?4 ELSE origin END
                      WHERE id = ?1",
-                    params![id, now_ms()],
+                    params![
+                        id,
+                        now_ms(),
+                        RECONCILE_ORIGIN,
+                        event.origin,
+                        event.payload,
+                        now()
+                    ],
                 )?;
                 Enqueued::Coalesced(id)
             }
@@ -124,9 +163,13 @@ impl SqliteStore {
             })
             .optional()?;
         if let Some(event) = &event {
+            // While it runs, `available_at` holds when this attempt started: what was received
+            // before then, the attempt read (see `queue_dead_letter`).
             tx.execute(
-                "UPDATE sync_events SET state = 'running', attempts = attempts + 1 WHERE id = ?1",
-                params![event.id],
+                "UPDATE sync_events SET state = 'running', attempts = attempts + 1,
+                        available_at = ?2
+                 WHERE id = ?1",
+                params![event.id, now_ms],
             )?;
         }
         tx.commit().context("claiming an event from the queue")?;
@@ -141,23 +184,28 @@ impl SqliteStore {
     }
 
     pub(crate) fn queue_retry_later(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
-        self.conn()
-            .execute(
-                "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3
-                 WHERE id = ?1",
-                params![id, at_ms, error],
-            )
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        fold_covered(&tx, id)?;
+        tx.execute(
+            "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3
+             WHERE id = ?1",
+            params![id, at_ms, error],
+        )?;
+        tx.commit()
             .context("putting a failed event back in the queue")?;
         Ok(())
     }
 
     pub(crate) fn queue_dead_letter(&self, id: i64, error: &str) -> Result<()> {
-        self.conn()
-            .execute(
-                "UPDATE sync_events SET state = 'dead', last_error = ?2, failed_at = ?3 WHERE id = ?1",
-                params![id, error, now()],
-            )
-            .context("storing a dead letter")?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        fold_covered(&tx, id)?;
+        tx.execute(
+            "UPDATE sync_events SET state = 'dead', last_error = ?2, failed_at = ?3 WHERE id = ?1",
+            params![id, error, now()],
+        )?;
+        tx.commit().context("storing a dead letter")?;
         Ok(())
     }
 
@@ -328,6 +376,73 @@ mod tests {
         assert_eq!(store.replay_dead_letters(None).unwrap(), 1);
         let e = store.claim(i64::MAX / 2).unwrap().unwrap();
         assert_eq!(e.attempts, 1);
+    }
+
+    #[test]
+    fn a_re_listed_record_keeps_its_backoff_and_attempts_but_a_change_resets_them() {
+        let (_dir, store) = test_store();
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        let now = super::now_ms();
+        let e = store.claim(now).unwrap().unwrap();
+        store.retry_later(e.id, "trapped", now + 60_000).unwrap();
+        // The reconciliation lists it again: no evidence of a change.
+        let relisted = NewEvent {
+            origin: crate::store::RECONCILE_ORIGIN.into(),
+            ..event("referral:a", "a")
+        };
+        assert_eq!(store.enqueue(&relisted).unwrap(), Enqueued::Coalesced(e.id));
+        assert!(
+            store.claim(now + 59_999).unwrap().is_none(),
+            "still backing off"
+        );
+        let e = store.claim(now + 60_000).unwrap().unwrap();
+        assert_eq!(e.attempts, 2, "the attempts still count");
+        store.retry_later(e.id, "trapped", i64::MAX / 2).unwrap();
+        // A webhook says it changed: it runs now, with the whole budget.
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        let e = store.claim(super::now_ms()).unwrap().unwrap();
+        assert_eq!(e.attempts, 1);
+    }
+
+    #[test]
+    fn a_dead_letter_stands_for_what_its_last_attempt_read_but_not_for_later_changes() {
+        let (_dir, store) = test_store();
+        let tick = || std::thread::sleep(std::time::Duration::from_millis(3));
+        let relisted = || NewEvent {
+            origin: crate::store::RECONCILE_ORIGIN.into(),
+            ..event("referral:a", "a")
+        };
+        let failing = store.enqueue(&event("referral:a", "a")).unwrap().id();
+        let e = store.claim(super::now_ms()).unwrap().unwrap();
+        tick();
+        // A notification while the first attempt runs waits behind it...
+        let before = store.enqueue(&event("referral:a", "a")).unwrap();
+        assert!(matches!(before, Enqueued::New(_)));
+        store.retry_later(e.id, "trapped", 0).unwrap();
+        tick();
+        // ...and the last attempt, which started after it arrived, read what it announced.
+        let e = store.claim(super::now_ms()).unwrap().unwrap();
+        assert_eq!(e.id, failing);
+        tick();
+        // A re-listing during the last attempt announces no change.
+        store.enqueue(&relisted()).unwrap();
+        store.dead_letter(e.id, "trapped").unwrap();
+        assert_eq!(store.dead_letters(10).unwrap()[0].id, failing);
+        let counts = store.queue_counts().unwrap();
+        assert_eq!((counts.pending, counts.dead), (0, 1), "{counts:?}");
+
+        // A change that arrives during the last attempt is kept, even if it joined a
+        // re-listing, and runs with the whole budget.
+        store.replay_dead_letters(None).unwrap();
+        let e = store.claim(super::now_ms()).unwrap().unwrap();
+        tick();
+        store.enqueue(&relisted()).unwrap();
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        store.dead_letter(e.id, "trapped again").unwrap();
+        let counts = store.queue_counts().unwrap();
+        assert_eq!((counts.pending, counts.dead), (1, 1), "{counts:?}");
+        let next = store.claim(super::now_ms()).unwrap().unwrap();
+        assert_eq!((next.origin.as_str(), next.attempts), ("test", 1));
     }
 
     #[test]
