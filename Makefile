@@ -3,7 +3,7 @@
 #               the host, seeded, on loopback (`cosell sandbox`)
 #   make test   build the components and run every test, then the lint checks
 #
-# Other targets: make serve | guests | lint | fmt
+# Other targets: make serve | guests | lint | fmt | fuzz
 
 CARGO ?= cargo
 # A local development token for the admin API; set your own for anything else.
@@ -16,7 +16,7 @@ PYTHON_GUEST := guest-mappings/dist/python_example.wasm
 PYTHON_VENV := guest-mappings/python-example/.venv
 COMPONENTIZE_PY_VERSION := 0.25.1
 
-.PHONY: run serve test guests rust-guests lint fmt
+.PHONY: run serve test guests rust-guests lint fmt fuzz
 
 guests: rust-guests $(PYTHON_GUEST)
 
@@ -57,3 +57,30 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+# The fuzz targets of the webhook parsers and the signature verifier (fuzz/README.md), each for
+# FUZZ_SECONDS, from the kept seeds. cargo-fuzz wants nightly flags: RUSTC_BOOTSTRAP=1 lets the
+# stable compiler accept them. Its own target dir, so instrumented builds never mix with ours.
+# A crash input is copied into fuzz/regressions/<target>/ (replayed by `make test` from then
+# on) and fails the run.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := partner_center_event dataverse_context signature
+
+fuzz:
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build --target-dir target
+	@cd fuzz && for target in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$target regressions/$$target; rm -rf artifacts/$$target; \
+		log=target/fuzz-$$target.log; \
+		echo "==> fuzzing $$target for $(FUZZ_SECONDS) s (log: fuzz/$$log)"; \
+		if RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --target-dir target $$target corpus/$$target seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >$$log 2>&1; then \
+			grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|Done)' $$log; \
+		else \
+			tail -n 60 $$log; \
+			if ls artifacts/$$target/* >/dev/null 2>&1; then \
+				cp artifacts/$$target/* regressions/$$target/; \
+				echo "FUZZ FAILURE in $$target: inputs copied to fuzz/regressions/$$target/; fix, then commit them"; \
+			fi; \
+			exit 1; \
+		fi; \
+	done

@@ -2,11 +2,13 @@
 //!
 //! Dataverse authenticates a delivery the way its service endpoint was registered (reference
 //! §5.2): `HttpHeader` sends the configured header, `WebhookKey` a `code` query parameter,
-//! `HttpQueryString` the configured query parameters. The value is compared in constant time.
-//! Only `PrimaryEntityName` and `PrimaryEntityId` are used: the engine reads the opportunity
-//! itself, so a delivery's possibly stale image (and its 256 KB truncation) never matters.
+//! `HttpQueryString` the configured query parameters. The value is compared in constant time,
+//! and checked first: without it the answer is 401 whatever else is wrong. Then the content
+//! type (415 unless JSON or absent, `webhook_formats::content_type`) and the body
+//! (`webhook_formats::dataverse`): only `PrimaryEntityName` and `PrimaryEntityId` are used, the
+//! engine reads the opportunity itself, so a delivery's possibly stale image (and its 256 KB
+//! truncation) never matters.
 
-use super::intake::plausible_id;
 use super::{WebhookState, answer};
 use crate::config::{DataverseAuthKind, Secret};
 use crate::store::Side;
@@ -14,7 +16,8 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::Value;
+use webhook_formats::content_type;
+use webhook_formats::dataverse::{Context, parse_context};
 
 const ORIGIN: &str = "dataverse-webhook";
 
@@ -70,36 +73,28 @@ pub async fn receive(
             "the delivery does not carry the configured webhook credential",
         );
     }
-    let Ok(context) = serde_json::from_slice::<Value>(&body) else {
+    if !content_type::headers_are_json(&headers) {
         state.intake.record_unqueued(ORIGIN, "refused");
         return answer(
-            StatusCode::BAD_REQUEST,
-            "the body is not a RemoteExecutionContext",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a RemoteExecutionContext is application/json",
         );
+    }
+    let context = match parse_context(&body) {
+        Ok(context) => context,
+        Err(e) => {
+            state.intake.record_unqueued(ORIGIN, "refused");
+            return answer(StatusCode::BAD_REQUEST, e.to_string());
+        }
     };
-    if context["PrimaryEntityName"] != "opportunity" {
+    let (Context::Opportunity { id, .. }, Some(payload)) = (&context, context.queue_payload())
+    else {
         state.intake.record_unqueued(ORIGIN, "ignored");
         return answer(StatusCode::OK, "not an opportunity; nothing to do");
-    }
-    let Some(id) = context["PrimaryEntityId"]
-        .as_str()
-        .filter(|id| plausible_id(id))
-    else {
-        state.intake.record_unqueued(ORIGIN, "refused");
-        return answer(
-            StatusCode::BAD_REQUEST,
-            "PrimaryEntityId is missing or not an id",
-        );
     };
-    let id = id.to_ascii_lowercase();
-    let payload = format!(
-        r#"{{"MessageName":{},"PrimaryEntityId":{}}}"#,
-        context["MessageName"],
-        Value::String(id.clone())
-    );
     match state
         .intake
-        .accept_async(Side::Dataverse, id.to_owned(), ORIGIN, payload.to_string())
+        .accept_async(Side::Dataverse, id.clone(), ORIGIN, payload)
         .await
     {
         Ok(_) => answer(StatusCode::OK, "stored"),

@@ -81,10 +81,4 @@ impl Intake {
 }
 
 /// Whether `id` looks like a record id (GUIDs, Partner Center ids): no path or query tricks.
-pub fn plausible_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 100
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
+pub use webhook_formats::ids::plausible_id;

@@ -10,7 +10,9 @@
 //! - [`schedule`]: the round-after-round loop both pollers run in.
 //!
 //! Both webhooks are served by one listener (`[webhooks] listen`), separate from the admin
-//! API, because it faces the internet (through a TLS proxy) and the admin API must not.
+//! API, because it faces the internet (through a TLS proxy) and the admin API must not. What
+//! the handlers read from a delivery (content type, body, signature headers, certificate
+//! checks) is the `webhook_formats` crate: pure code, fuzzed by the targets in `fuzz/`.
 
 pub mod dataverse_changes;
 pub mod dataverse_webhook;

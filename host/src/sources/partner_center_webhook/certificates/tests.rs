@@ -102,26 +102,26 @@ fn foreign_issuers_expired_certificates_and_non_rsa_keys_are_refused() {
     let open = policy(&[], false);
     let now = SystemTime::now();
     let contoso = self_signed("Contoso Ltd", None);
-    let err = accept(&open, &contoso, now).err().expect("not Microsoft");
+    let err = accept(&open, &contoso, now).expect_err("not Microsoft");
     assert!(err.to_string().contains("issuer"), "{err}");
     // Only an exact organisation attribute counts, not a substring of another one.
     let lookalike = self_signed("Microsoft Corporation Ltd", None);
     assert!(accept(&open, &lookalike, now).is_err());
     let expired = self_signed("Microsoft Corporation", Some((2000, 2001)));
-    let err = accept(&open, &expired, now).err().expect("expired");
+    let err = accept(&open, &expired, now).expect_err("expired");
     assert!(err.to_string().contains("validity"), "{err}");
     let future = self_signed("Microsoft Corporation", Some((2200, 2201)));
     assert!(accept(&open, &future, now).is_err(), "not yet valid");
     // Issuer and dates fine, but an ECDSA key cannot verify an RSA signature.
     let ecdsa = self_signed("Microsoft Corporation", None);
-    let err = accept(&open, &ecdsa, now).err().expect("not RSA");
+    let err = accept(&open, &ecdsa, now).expect_err("not RSA");
     assert!(err.to_string().contains("RSA"), "{err}");
     // Pinning trusts a foreign issuer, and the key is then what makes it unusable.
     let pinned = CertificatePolicy {
         pinned: vec![contoso.clone()],
         ..open
     };
-    let err = accept(&pinned, &contoso, now).err().expect("still ECDSA");
+    let err = accept(&pinned, &contoso, now).expect_err("still ECDSA");
     assert!(err.to_string().contains("RSA"), "{err}");
     assert!(accept(&pinned, b"garbage", now).is_err());
 }
