@@ -23,39 +23,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Over `webhooks.max_body_bytes` (256 KiB, the default the test host runs with).
 const OVER_LIMIT: usize = 300 * 1024;
 
-/// Sum of the samples of metric `name` whose labels include every pair of `labels`.
-async fn metric(env: &SyncEnv, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", env.admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(['{', ' ']))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Intake results (queued, coalesced, refused, ignored) of both webhooks.
 async fn intake(env: &SyncEnv) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for source in ["partner-center-webhook", "dataverse-webhook"] {
         for result in ["queued", "coalesced", "refused", "ignored"] {
-            let n = metric(
-                env,
-                "cosell_intake_events_total",
-                &[("source", source), ("result", result)],
-            )
-            .await;
+            let n = env
+                .metric(
+                    "cosell_intake_events_total",
+                    &[("source", source), ("result", result)],
+                )
+                .await;
             out.insert(format!("{source}/{result}"), n);
         }
     }
@@ -712,19 +690,11 @@ async fn replay(
 async fn writes(env: &SyncEnv) -> f64 {
     let mut n = 0.0;
     for outcome in ["created", "updated"] {
-        n += metric(env, "cosell_sync_events_total", &[("outcome", outcome)]).await;
+        n += env
+            .metric("cosell_sync_events_total", &[("outcome", outcome)])
+            .await;
     }
     n
-}
-
-async fn opportunities_for(env: &SyncEnv, rid: &str) -> Vec<Value> {
-    env.seller
-        .query(
-            "opportunities",
-            &format!("$filter=cosell_referralidentifier eq '{rid}'"),
-        )
-        .await
-        .unwrap()
 }
 
 /// Writes the captured deliveries as the fuzz targets' seeds (only with COSELL_WRITE_FUZZ_SEEDS).
@@ -793,7 +763,7 @@ async fn a_replayed_genuine_delivery_is_acknowledged_and_writes_nothing_twice() 
         // A Microsoft referral becomes an opportunity; then Microsoft raises the deal value.
         let referral = env.pc.microsoft().create_incoming(json!({"name": "Replay target", "details": {"dealValue": 1000, "currency": "USD"}}));
         let rid = referral["id"].as_str().unwrap().to_owned();
-        let opp = wait_until(SETTLE, || async { opportunities_for(&env, &rid).await.into_iter().next() })
+        let opp = wait_until(SETTLE, || async { env.opportunities_for_referral(&rid).await.into_iter().next() })
             .await
             .unwrap_or_else(|| panic!("an opportunity for {rid}\n{}", env.host_log()));
         let oid = opp["opportunityid"].as_str().unwrap().to_owned();
@@ -822,7 +792,7 @@ async fn a_replayed_genuine_delivery_is_acknowledged_and_writes_nothing_twice() 
         let opportunity_etag = env.etag(&oid).await;
         let referrals = env.pc.referrals().len();
         let writes_before = writes(&env).await;
-        let runs_before = metric(&env, "cosell_sync_events_total", &[]).await;
+        let runs_before = env.metric( "cosell_sync_events_total", &[]).await;
         let intake_before = intake(&env).await;
 
         // The stale referral-created (older than the update) and the opportunity's Create, each
@@ -847,9 +817,9 @@ async fn a_replayed_genuine_delivery_is_acknowledged_and_writes_nothing_twice() 
         let intake_after = intake(&env).await;
         let stored: f64 = ["partner-center-webhook", "dataverse-webhook"].iter().map(|s| delta(&intake_before, &intake_after, &format!("{s}/queued"))).sum();
         let coalesced: f64 = ["partner-center-webhook", "dataverse-webhook"].iter().map(|s| delta(&intake_before, &intake_after, &format!("{s}/coalesced"))).sum();
-        let runs = metric(&env, "cosell_sync_events_total", &[]).await - runs_before;
+        let runs = env.metric( "cosell_sync_events_total", &[]).await - runs_before;
         let extra_writes = writes(&env).await - writes_before;
-        let opportunities = opportunities_for(&env, &rid).await;
+        let opportunities = env.opportunities_for_referral(&rid).await;
         println!(
             "replays: {sent} genuine deliveries re-sent ({} partner-center referral-created, {} dataverse Create), answered {statuses:?}; \
              stored {stored} + coalesced {coalesced}; sync runs {runs}; writes = {extra_writes}; referrals {} -> {}; \
@@ -927,7 +897,10 @@ async fn genuine_sync(env: &SyncEnv, name: &str) -> Duration {
     let referral = env.pc.microsoft().create_incoming(json!({"name": name}));
     let rid = referral["id"].as_str().unwrap().to_owned();
     let synced = wait_until(SETTLE, || async {
-        opportunities_for(env, &rid).await.into_iter().next()
+        env.opportunities_for_referral(&rid)
+            .await
+            .into_iter()
+            .next()
     })
     .await;
     assert!(

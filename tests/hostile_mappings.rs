@@ -134,13 +134,9 @@ async fn audit_outcomes(env: &SyncEnv) -> HashMap<String, HashMap<String, usize>
 
 /// `cosell_mapping_calls{step, outcome}` of the step, from `/metrics`.
 async fn mapping_calls(env: &SyncEnv) -> BTreeMap<String, u64> {
-    let text = reqwest::get(format!("{}/metrics", env.admin_url))
+    env.metrics_text()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with("cosell_mapping_calls_total{") && l.contains(STEP))
         .filter_map(|l| {
             let outcome = l.split("outcome=\"").nth(1)?.split('"').next()?;

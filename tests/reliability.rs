@@ -176,25 +176,10 @@ fn count(trail: &[Value], outcome: &str) -> usize {
 /// Partner Center webhooks accepted and stored: as a queue entry of their own, or coalesced
 /// into the waiting entry of the same record (`cosell_intake_events_total`).
 async fn partner_center_events_stored(env: &SyncEnv) -> f64 {
-    let metrics = reqwest::get(format!("{}/metrics", env.admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    ["queued", "coalesced"]
-        .iter()
-        .map(|result| {
-            let wanted = format!(
-                "cosell_intake_events_total{{source=\"partner-center-webhook\",result=\"{result}\"}}"
-            );
-            metrics
-                .lines()
-                .find(|l| l.starts_with(&wanted))
-                .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        })
-        .sum()
+    let source = ("source", "partner-center-webhook");
+    let series = "cosell_intake_events_total";
+    env.metric(series, &[source, ("result", "queued")]).await
+        + env.metric(series, &[source, ("result", "coalesced")]).await
 }
 
 /// Delivers the same `event` for `referral` ten times, signed by the emulator.
@@ -236,7 +221,7 @@ async fn a_partner_center_event_delivered_ten_times_is_handled_once() {
         env.pc.faults().set(FaultConfig::default()).unwrap();
         deliver_ten_times(&env, "referral-created", &rid).await;
         queue_idle(&env).await;
-        let opportunities = env.seller.query("opportunities", &format!("$filter=cosell_referralidentifier eq '{rid}'")).await.unwrap();
+        let opportunities = env.opportunities_for_referral(&rid).await;
         assert_eq!(opportunities.len(), 1, "one opportunity");
         let trail = audit(&env, &format!("referral:{rid}")).await;
         assert_eq!(count(&trail, "created"), 1, "{trail:#?}");
@@ -270,10 +255,7 @@ async fn an_event_that_arrives_before_its_referral_is_readable_is_handled_once()
         let started = Instant::now();
         let referral = env.pc.microsoft().create_incoming(json!({"name": "Lagging referral"}));
         let rid = referral["id"].as_str().unwrap().to_owned();
-        let opportunity = wait_until(SETTLE, || async {
-            let rows = env.seller.query("opportunities", &format!("$filter=cosell_referralidentifier eq '{rid}'")).await.ok()?;
-            rows.into_iter().next()
-        })
+        let opportunity = wait_until(SETTLE, || async { env.opportunities_for_referral(&rid).await.into_iter().next() })
         .await
         .unwrap_or_else(|| panic!("the referral was synced once readable\n{}", env.host_log()));
         let took = started.elapsed();

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::seller;
 use support::sync_env::{SyncEnv, wait_until};
 use support::{TOKEN, guest, start, start_stamp_host, with_custom_section};
 
@@ -29,49 +30,9 @@ const FULL_LOG: &str = "trace,cranelift=info,wasmtime=info,regalloc2=info,wit_co
 // ---------------------------------------------------------------------------------------------
 // Records, as the seller and the Microsoft seller create them.
 
-/// A customer account with one contact; answers (account, contact).
-async fn customer(env: &SyncEnv, name: &str, postal: &str) -> (String, String) {
-    let account = env
-        .seller
-        .create(
-            "accounts",
-            &json!({"name": name, "address1_postalcode": postal, "address1_country": "US"}),
-        )
-        .await
-        .unwrap();
-    let contact = env
-        .seller
-        .create(
-            "contacts",
-            &json!({"firstname": "Dana", "lastname": "Buyer", "emailaddress1": format!("dana@{postal}.example"),
-                    "parentcustomerid_account@odata.bind": format!("/accounts({account})")}),
-        )
-        .await
-        .unwrap();
-    (account, contact)
-}
-
 /// A new opportunity with Sync = Yes; `extra` columns are set (or removed with `null`).
 async fn new_opportunity(env: &SyncEnv, name: &str, postal: u32, extra: Value) -> String {
-    let (account, contact) = customer(env, &format!("{name} Inc"), &format!("{postal:05}")).await;
-    let mut body = json!({
-        "name": name,
-        "estimatedvalue": 25000,
-        "description": "Migration of 400 seats",
-        "estimatedclosedate": "2027-03-31",
-        "customerid_account@odata.bind": format!("/accounts({account})"),
-        "parentcontactid@odata.bind": format!("/contacts({contact})"),
-        "cosell_syncwithpartnercenter": true,
-        "cosell_products": "SOL-1234",
-    });
-    for (column, value) in extra.as_object().unwrap() {
-        if value.is_null() {
-            body.as_object_mut().unwrap().remove(column);
-        } else {
-            body[column] = value.clone();
-        }
-    }
-    env.seller.create("opportunities", &body).await.unwrap()
+    seller::creates_opportunity(env, name, &format!("{postal:05}"), extra).await
 }
 
 /// A referral from a Microsoft seller; answers its id.
@@ -89,16 +50,6 @@ fn referral_id_of(opportunity: &Value) -> Option<String> {
         .as_str()
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
-}
-
-async fn opportunities_for_referral(env: &SyncEnv, rid: &str) -> Vec<Value> {
-    env.seller
-        .query(
-            "opportunities",
-            &format!("$filter=cosell_referralidentifier eq '{rid}'"),
-        )
-        .await
-        .unwrap_or_default()
 }
 
 /// Waits up to `limit` for `probe` to answer `Some`; panics with `what` and the host log
@@ -604,7 +555,7 @@ async fn full_run() {
         &env,
         Duration::from_secs(20),
         "the opportunity of the referral",
-        || async { (!opportunities_for_referral(&env, &incoming).await.is_empty()).then_some(()) },
+        || async { (!env.opportunities_for_referral(&incoming).await.is_empty()).then_some(()) },
     )
     .await;
     env.pc
@@ -616,7 +567,7 @@ async fn full_run() {
         Duration::from_secs(20),
         "the updated opportunity",
         || async {
-            opportunities_for_referral(&env, &incoming)
+            env.opportunities_for_referral(&incoming)
                 .await
                 .first()
                 .is_some_and(|o| o["estimatedvalue"].as_f64() == Some(12345.0))
@@ -714,7 +665,8 @@ async fn full_run() {
         "records synced after the tokens expired",
         || async {
             (referral_id_of(&env.opportunity(&after_expiry).await).is_some()
-                && !opportunities_for_referral(&env, &incoming_after)
+                && !env
+                    .opportunities_for_referral(&incoming_after)
                     .await
                     .is_empty())
             .then_some(())
@@ -1130,7 +1082,7 @@ async fn all_synced(
         }
     }
     for (rid, value) in inbound {
-        let found = opportunities_for_referral(env, rid).await;
+        let found = env.opportunities_for_referral(rid).await;
         if found.first()?["estimatedvalue"].as_f64() != Some(*value) {
             return None;
         }
@@ -1208,7 +1160,7 @@ async fn access_tokens_expiring_mid_run_are_refreshed_without_losing_work() {
             duplicates += n - 1;
         }
         for (rid, _) in &inbound {
-            duplicates += opportunities_for_referral(&env, rid).await.len() - 1;
+            duplicates += env.opportunities_for_referral(rid).await.len() - 1;
         }
         assert_eq!(duplicates, 0);
         // Nothing dead-lettered, nothing left in the queue.

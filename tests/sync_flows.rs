@@ -9,28 +9,10 @@ use cosell::sinks::dataverse::lookups::literal;
 use cosell::sinks::partner_center::targets_microsoft;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use support::seller::{self, customer};
 use support::sync_env::{SETTLE, SyncEnv, wait_until};
 
 const HELP_WORKLOAD: i64 = 100_000_000;
-
-/// A customer account with one contact, as a seller would have it; answers (account, contact).
-async fn customer(env: &SyncEnv, name: &str, postal: &str) -> (String, String) {
-    let account = env
-        .seller
-        .create("accounts", &json!({"name": name, "address1_postalcode": postal, "address1_country": "US", "address1_city": "Redmond"}))
-        .await
-        .unwrap();
-    let contact = env
-        .seller
-        .create(
-            "contacts",
-            &json!({"firstname": "Dana", "lastname": "Buyer", "emailaddress1": format!("dana@{}.example", postal),
-                    "parentcustomerid_account@odata.bind": format!("/accounts({account})")}),
-        )
-        .await
-        .unwrap();
-    (account, contact)
-}
 
 async fn currency(env: &SyncEnv, code: &str) -> String {
     let rows = env
@@ -59,34 +41,17 @@ async fn seller_creates_opportunity_with(
     help: Option<i64>,
     extra: Value,
 ) -> String {
-    let (account, contact) = customer(
-        env,
-        &format!("{name} Inc"),
-        &format!("{:05}", name.len() * 97),
-    )
-    .await;
-    let mut body = json!({
-        "name": name,
-        "estimatedvalue": 25000,
-        "description": "Migration of 400 seats",
-        "estimatedclosedate": "2027-03-31",
-        "customerid_account@odata.bind": format!("/accounts({account})"),
-        "parentcontactid@odata.bind": format!("/contacts({contact})"),
+    let mut columns = json!({
         "transactioncurrencyid@odata.bind": format!("/transactioncurrencies({})", currency(env, "EUR").await),
-        "cosell_syncwithpartnercenter": true,
-        "cosell_products": "SOL-1234",
     });
     if let Some(help) = help {
-        body["cosell_howcanmicrosofthelp"] = json!(help);
+        columns["cosell_howcanmicrosofthelp"] = json!(help);
     }
     for (column, value) in extra.as_object().unwrap() {
-        if value.is_null() {
-            body.as_object_mut().unwrap().remove(column);
-        } else {
-            body[column] = value.clone();
-        }
+        columns[column] = value.clone();
     }
-    env.seller.create("opportunities", &body).await.unwrap()
+    let postal = format!("{:05}", name.len() * 97);
+    seller::creates_opportunity(env, name, &postal, columns).await
 }
 
 fn referral_id_of(opportunity: &Value) -> Option<String> {
@@ -241,15 +206,7 @@ async fn flow2_crm_changes_are_patched_onto_the_referral_and_closing_sets_its_st
 }
 
 async fn opportunity_for_referral(env: &SyncEnv, rid: &str) -> Option<Value> {
-    env.seller
-        .query(
-            "opportunities",
-            &format!("$filter=cosell_referralidentifier eq '{rid}'"),
-        )
-        .await
-        .ok()?
-        .into_iter()
-        .next()
+    env.opportunities_for_referral(rid).await.into_iter().next()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,19 +289,9 @@ async fn flow5_cosell_recognises_its_own_writes_and_never_ping_pongs() {
         assert_ne!(now, opportunity_etag);
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(env.etag(&oid).await, now, "no ping-pong");
-        let metrics = reqwest::get(format!("{}/metrics", env.admin_url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let echoes: f64 = metrics
-            .lines()
-            .find(|l| l.starts_with("cosell_sync_echoes_suppressed_total"))
-            .and_then(|l| l.split_whitespace().last()?.parse().ok())
-            .unwrap_or(0.0);
+        let echoes = env.metric("cosell_sync_echoes_suppressed_total", &[]).await;
         println!("flow 5: {echoes} echoes recognised and dropped");
-        assert!(echoes >= 2.0, "the echoes were recognised: {metrics}");
+        assert!(echoes >= 2.0, "the echoes were recognised: {echoes}");
     })
     .await;
 }

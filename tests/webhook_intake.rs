@@ -11,18 +11,11 @@ use support::sync_env::SyncEnv;
 
 /// The `cosell_intake_events_total` counter of `source` and `result`.
 async fn intake(env: &SyncEnv, source: &str, result: &str) -> f64 {
-    let metrics = reqwest::get(format!("{}/metrics", env.admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let wanted = format!("cosell_intake_events_total{{source=\"{source}\",result=\"{result}\"}}");
-    metrics
-        .lines()
-        .find(|l| l.starts_with(&wanted))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0.0)
+    env.metric(
+        "cosell_intake_events_total",
+        &[("source", source), ("result", result)],
+    )
+    .await
 }
 
 async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> u16 {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod drill;
+pub mod seller;
 pub mod sync_env;
 
 use cosell::config::{HostConfig, Secret};

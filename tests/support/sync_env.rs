@@ -296,6 +296,45 @@ impl SyncEnv {
             .unwrap()
     }
 
+    /// The host's `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The sum of the samples of metric `name` whose labels include every pair of `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with(['{', ' ']))
+            })
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// The opportunities that carry referral `rid`'s id (none if the query fails).
+    pub async fn opportunities_for_referral(&self, rid: &str) -> Vec<Value> {
+        self.seller
+            .query(
+                "opportunities",
+                &format!("$filter=cosell_referralidentifier eq '{rid}'"),
+            )
+            .await
+            .unwrap_or_default()
+    }
+
     /// An opportunity as the seller sees it.
     pub async fn opportunity(&self, id: &str) -> Value {
         self.seller
