@@ -40,7 +40,11 @@ pub fn parse_context(body: &[u8]) -> Result<Context, ContextError> {
         .ok_or(ContextError::NoId)?;
     Ok(Context::Opportunity {
         id: id.to_ascii_lowercase(),
-        message: context["MessageName"].clone(),
+        // Kept only as a short name (Create, Update, Win…): the sender's text is never stored.
+        message: context["MessageName"]
+            .as_str()
+            .filter(|m| m.len() <= 64 && m.chars().all(|c| c.is_ascii_alphanumeric()))
+            .map_or(Value::Null, |m| Value::String(m.to_owned())),
     })
 }
 

@@ -49,16 +49,23 @@ pub async fn require_bearer(
 /// before a client has finished sending (a deploy uploads megabytes) makes the server close a
 /// socket with unread data, which resets the connection, and the client would see "connection
 /// reset" instead of the 401 that tells it what is wrong. Nothing is kept, and a body over the
-/// limit is cut off like any other.
+/// limit is cut off like any other, and so is one that trickles in for longer than
+/// [`DISCARD_TIME`] (an unauthenticated client must not hold a connection open).
 async fn discard(body: Body, limit: usize) {
-    let mut body = std::pin::pin!(body);
-    let mut read = 0;
-    while let Some(Ok(frame)) =
-        std::future::poll_fn(|cx| HttpBody::poll_frame(body.as_mut(), cx)).await
-    {
-        read += frame.data_ref().map_or(0, |data| data.len());
-        if read > limit {
-            break;
+    let drain = async {
+        let mut body = std::pin::pin!(body);
+        let mut read = 0;
+        while let Some(Ok(frame)) =
+            std::future::poll_fn(|cx| HttpBody::poll_frame(body.as_mut(), cx)).await
+        {
+            read += frame.data_ref().map_or(0, |data| data.len());
+            if read > limit {
+                break;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
 }
+
+/// How long a refused request's body is read before the 401 goes out regardless.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);

@@ -70,10 +70,11 @@ pub async fn reconcile_once(
                 .all(|r| updated(r).is_some_and(|at| at >= since))
         })
         .await?;
-    // When each dead-lettered referral was given up, the newest letter if it has several.
+    // When the last attempt of each dead-lettered referral started, the newest if it has
+    // several letters.
     let mut given_up: HashMap<String, DateTime<Utc>> = HashMap::new();
     for letter in store.dead_letters(DEAD_LETTERS_READ)? {
-        let Ok(at) = DateTime::parse_from_rfc3339(&letter.failed_at) else {
+        let Ok(at) = DateTime::parse_from_rfc3339(&letter.last_attempt_at) else {
             continue;
         };
         if letter.side == Side::PartnerCenter {
@@ -97,10 +98,12 @@ pub async fn reconcile_once(
         if already_synced(store.as_ref(), id, referral)? {
             continue;
         }
-        // Unchanged since its last attempt read it: the dead letter stands for it.
+        // Unchanged since its last attempt started (and read it): the dead letter stands for
+        // it. (Partner Center's clock against the host's: one running behind could hide a
+        // change made during that attempt until the next; keep both on NTP.)
         if given_up
             .get(id)
-            .is_some_and(|failed| at.is_some_and(|at| at <= *failed))
+            .is_some_and(|attempt| at.is_some_and(|at| at < *attempt))
         {
             parked += 1;
             continue;

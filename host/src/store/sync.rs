@@ -103,6 +103,9 @@ pub struct DeadLetter {
     pub last_error: String,
     pub received_at: String,
     pub failed_at: String,
+    /// When its last attempt started (and read the record): a change after this is news the
+    /// dead letter does not stand for.
+    pub last_attempt_at: String,
 }
 
 /// Queue sizes by state.

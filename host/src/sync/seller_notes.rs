@@ -81,16 +81,17 @@ impl SyncEngine {
     }
 
     /// Marks a synced opportunity ✔ and adds `line` (with `extra` columns such as the referral
-    /// id) to its Audit column.
+    /// id) to its Audit column. Answers `false` when a seller's edit got in the way (412) and
+    /// nothing was written.
     pub(crate) async fn note_success(
         &self,
         id: &str,
         row: &Row,
         line: Option<&str>,
         mut extra: Map<String, Value>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<bool, SyncError> {
         if row.body["statecode"].as_i64().unwrap_or(0) != 0 {
-            return Ok(());
+            return Ok(true);
         }
         extra.extend(self.note_columns(&row.body, &self.config.success_mark, line));
         self.opportunities

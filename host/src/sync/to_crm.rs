@@ -290,18 +290,29 @@ impl SyncEngine {
     }
 }
 
-/// The columns a create wrote that are plain values (not `@odata.bind` lookups or the state,
-/// which Dataverse answers in another shape).
+/// The columns a create wrote that are plain values (not lookups, written by value as an
+/// object or bound with `@odata.bind`, nor the state, which Dataverse answers in another shape).
 fn plain_columns(written: &Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
-    written.iter().filter(|(column, _)| {
-        !column.contains('@') && !column.starts_with("state") && !column.starts_with("status")
+    written.iter().filter(|(column, value)| {
+        !value.is_object()
+            && !column.contains('@')
+            && !column.starts_with("state")
+            && !column.starts_with("status")
     })
 }
 
-/// The plain columns `row` no longer holds as written.
+/// What shows that someone else wrote to the opportunity between cosell's create and `row`,
+/// its read-back: a plain column cosell wrote that no longer holds its value, or a
+/// modification stamp later than the creation stamp (for columns cosell did not write).
 fn changed_since_written<'a>(row: &Value, written: &'a Map<String, Value>) -> Vec<&'a str> {
-    plain_columns(written)
+    let mut changed: Vec<&str> = plain_columns(written)
         .filter(|(column, value)| !holds(at(row, &format!("/{column}")), value))
         .map(|(column, _)| column.as_str())
-        .collect()
+        .collect();
+    if let (Some(created), Some(modified)) = (row["createdon"].as_str(), row["modifiedon"].as_str())
+        && created != modified
+    {
+        changed.push("modifiedon");
+    }
+    changed
 }

@@ -49,9 +49,12 @@ impl SyncEngine {
             let mut current = match &link.referral_id {
                 Some(rid) => match self.referrals.client().get_referral(rid).await {
                     Ok(r) => Some(r),
+                    // Retried, then dead-lettered: a referral cosell just created can be
+                    // unreadable for a moment (reads can lag writes), so a 404 is not yet proof
+                    // that it is gone.
                     Err(PartnerCenterError::NotFound(_)) => {
-                        return Err(SyncError::Rejected(format!(
-                            "the linked referral {rid} no longer exists in Partner Center"
+                        return Err(SyncError::transient(format!(
+                            "the linked referral {rid} is not readable in Partner Center (deleted, or not yet readable)"
                         )));
                     }
                     Err(e) => return Err(e.into()),
@@ -185,9 +188,13 @@ impl SyncEngine {
         let kind = created["type"].as_str().unwrap_or("Independent");
         let extra = self.referral_columns(&row.body, &rid);
         let line = format!("created {kind} referral {rid} in Partner Center");
-        self.note_success(oid, row, Some(&line), extra).await?;
-        link.crm_hash = synced;
-        self.store.save_link(link)?;
+        // A seller's edit got in the way of the note (412): the fingerprint stays off, so the
+        // next event runs in full and writes the ids back, even if that edit changed nothing
+        // the fingerprint covers.
+        if self.note_success(oid, row, Some(&line), extra).await? {
+            link.crm_hash = synced;
+            self.store.save_link(link)?;
+        }
         Ok(Done::new(
             "created",
             format!("referral {rid} ({kind}) from opportunity {oid}"),

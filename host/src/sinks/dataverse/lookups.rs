@@ -10,7 +10,7 @@ use crate::connections::dataverse::DataverseClient;
 use crate::sync::SyncError;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Quotes a string for an OData `$filter` literal inside a query string: `'` doubled (OData),
 /// and the characters that would end or change the query parameter percent-encoded.
@@ -34,10 +34,27 @@ pub fn literal(text: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Lookups {
     currencies: Mutex<HashMap<String, String>>,
-    /// Held while an account and its contacts are found or created: two referrals of the same
-    /// new customer, synced at the same time by different workers, would otherwise both find
-    /// nothing and create the account twice. (One host; see docs/sync.md.)
-    find_or_create: tokio::sync::Mutex<()>,
+    /// One lock per customer (name and postal code), held while its account and contacts are
+    /// found or created: two referrals of the same new customer, synced at the same time by
+    /// different workers, would otherwise both find nothing and create the account twice.
+    /// Per customer, so a slow lookup holds up no other customer. (One host; docs/sync.md.)
+    customers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Lookups {
+    fn customer_lock(&self, account: &Value) -> Arc<tokio::sync::Mutex<()>> {
+        let key = format!(
+            "{}\u{1f}{}",
+            account["name"].as_str().unwrap_or_default().to_lowercase(),
+            account["address1_postalcode"].as_str().unwrap_or_default()
+        );
+        self.customers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone()
+    }
 }
 
 const ACCOUNT_FIELDS: [&str; 7] = [
@@ -94,7 +111,8 @@ impl Lookups {
         }
         if let Some(account) = columns.remove("customerid_account") {
             let (account_id, first_contact) = {
-                let _one_at_a_time = self.find_or_create.lock().await;
+                let lock = self.customer_lock(&account);
+                let _one_at_a_time = lock.lock().await;
                 self.account(dv, &account).await?
             };
             columns.insert(

@@ -125,28 +125,28 @@ impl OpportunityWriter {
 
     /// Writes cosell's own columns for the seller (audit, marks, referral id and link), only
     /// if the opportunity is still at `etag`; a 412 means the seller changed it meanwhile and
-    /// that change is synced next, so the note is dropped rather than forced.
+    /// that change is synced next, so the note is dropped rather than forced (answers `false`).
     pub async fn note(
         &self,
         id: &str,
         columns: Map<String, Value>,
         etag: Option<&str>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<bool, SyncError> {
         if columns.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         match self
             .client
             .update("opportunities", id, &Value::Object(columns), etag)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(DataverseError::PreconditionFailed(_)) => {
                 tracing::debug!(
                     opportunity = id,
                     "opportunity changed before cosell's note; the next sync writes it"
                 );
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(e.into()),
         }

@@ -234,7 +234,8 @@ impl SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT id, side, record_id, origin, attempts, COALESCE(last_error, ''), received_at,
-                    COALESCE(failed_at, '')
+                    COALESCE(failed_at, ''),
+                    strftime('%Y-%m-%dT%H:%M:%fZ', available_at / 1000.0, 'unixepoch')
              FROM sync_events WHERE state = 'dead' ORDER BY id LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit as i64], |row| {
@@ -247,6 +248,9 @@ impl SqliteStore {
                 last_error: row.get(5)?,
                 received_at: row.get(6)?,
                 failed_at: row.get(7)?,
+                // While an event runs, `available_at` holds the start of its attempt, and a
+                // dead letter keeps it.
+                last_attempt_at: row.get(8)?,
             })
         })?;
         rows.collect::<Result<_, _>>()
@@ -256,16 +260,21 @@ impl SqliteStore {
     pub(crate) fn queue_replay(&self, ids: Option<&[i64]>) -> Result<u64> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        // Received now: an attempt of the same record already running did not see the
+        // operator's request, so it must not fold the replay away (see `COVERED`).
         let reset = format!(
             "UPDATE sync_events SET state = 'pending', attempts = 0, available_at = ?1,
-             failed_at = NULL, origin = '{REPLAY_ORIGIN}' WHERE state = 'dead'"
+             failed_at = NULL, origin = '{REPLAY_ORIGIN}', received_at = ?2 WHERE state = 'dead'"
         );
         let n = match ids {
-            None => tx.execute(&reset, params![now_ms()])?,
+            None => tx.execute(&reset, params![now_ms(), now()])?,
             Some(ids) => {
                 let mut n = 0;
                 for id in ids {
-                    n += tx.execute(&format!("{reset} AND id = ?2"), params![now_ms(), id])?;
+                    n += tx.execute(
+                        &format!("{reset} AND id = ?3"),
+                        params![now_ms(), now(), id],
+                    )?;
                 }
                 n
             }
@@ -426,8 +435,18 @@ mod tests {
         tick();
         // A re-listing during the last attempt announces no change.
         store.enqueue(&relisted()).unwrap();
+        let attempt_started = chrono::Utc::now() - chrono::Duration::milliseconds(3);
+        tick();
         store.dead_letter(e.id, "trapped").unwrap();
-        assert_eq!(store.dead_letters(10).unwrap()[0].id, failing);
+        let letter = &store.dead_letters(10).unwrap()[0];
+        assert_eq!(letter.id, failing);
+        // The letter says when the attempt it stands for started: before it failed.
+        let last_attempt = chrono::DateTime::parse_from_rfc3339(&letter.last_attempt_at).unwrap();
+        let failed = chrono::DateTime::parse_from_rfc3339(&letter.failed_at).unwrap();
+        assert!(
+            last_attempt <= attempt_started && last_attempt < failed,
+            "{letter:?}"
+        );
         let counts = store.queue_counts().unwrap();
         assert_eq!((counts.pending, counts.dead), (0, 1), "{counts:?}");
 
