@@ -61,7 +61,15 @@ impl SyncEngine {
             ));
         }
         let mut link = match self.store.link_by_referral(id)? {
-            Some(link) => link,
+            Some(link) if link.opportunity_id.is_some() => link,
+            // A link without its opportunity (a failure was recorded before one was made) may
+            // still have one: a create whose answer was lost, or made by a run that stopped
+            // before it saved the link.
+            Some(link) => Link {
+                id: link.id,
+                last_error: link.last_error,
+                ..self.adopt_opportunity(id, &doc).await?
+            },
             None => self.adopt_opportunity(id, &doc).await?,
         };
         let pc_hash = fingerprint::referral(&doc);

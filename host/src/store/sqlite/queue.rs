@@ -235,7 +235,7 @@ impl SqliteStore {
         let mut stmt = conn.prepare(
             "SELECT id, side, record_id, origin, attempts, COALESCE(last_error, ''), received_at,
                     COALESCE(failed_at, ''),
-                    strftime('%Y-%m-%dT%H:%M:%fZ', available_at / 1000.0, 'unixepoch')
+                    COALESCE(strftime('%Y-%m-%dT%H:%M:%fZ', available_at / 1000.0, 'unixepoch'), '')
              FROM sync_events WHERE state = 'dead' ORDER BY id LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit as i64], |row| {
