@@ -25,7 +25,11 @@ impl Mapping for VersionStamp {
         let mut doc = match serde_json::from_str::<Value>(&input) {
             Ok(Value::Object(doc)) => doc,
             Ok(_) => return Err(MappingError::Reject("input is not a JSON object".into())),
-            Err(e) => return Err(MappingError::Reject(format!("input is not valid JSON: {e}"))),
+            Err(e) => {
+                return Err(MappingError::Reject(format!(
+                    "input is not valid JSON: {e}"
+                )));
+            }
         };
 
         let text = |v: &Value| match v {

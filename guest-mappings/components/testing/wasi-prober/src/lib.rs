@@ -101,8 +101,7 @@ impl Mapping for Prober {
         }
 
         let network = instance_network::instance_network();
-        let (tcp, tcp_connect) = match tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
-        {
+        let (tcp, tcp_connect) = match tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
             Err(code) => (format!("error: {}", code.name()), "not tried".to_string()),
             Ok(socket) => {
                 // 192.0.2.1 is TEST-NET-1 (documentation only): nothing answers there.
