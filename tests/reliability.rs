@@ -133,14 +133,25 @@ async fn the_same_end_state_is_reached_through_faults() {
         let streamed = started.elapsed();
         let settled = drill.settle(&env, Duration::from_secs(150)).await;
         let protection = env.dv.service_protection();
-        let pc_faults = env.pc.webhooks().deliveries().len();
+        let (pc, dv) = (env.pc.faults().injected(), env.dv.faults().injected());
         println!(
             "fault drill: {} in {streamed:?} with 10% 503s, 10% dropped connections, 20 ms latency, \
              20% of webhooks dropped and 20% duplicated, reordered, {storms} 429 storms; {settled}; \
-             Partner Center delivery attempts {pc_faults}; \
+             faults injected: Partner Center {} 503s, {} dropped connections, {} 429s, {} webhooks dropped, \
+             {} duplicated; Dataverse {} 503s, {} dropped connections, {} 429s, {} webhooks dropped, {} duplicated; \
              Dataverse service protection: {} admitted, {} refused in {} episodes, {} early requests \
              (at most {} in one episode)",
             drill.sent,
+            pc.server_errors,
+            pc.dropped_connections,
+            pc.throttled,
+            pc.webhooks_dropped,
+            pc.webhooks_duplicated,
+            dv.server_errors,
+            dv.dropped_connections,
+            dv.throttled,
+            dv.webhooks_dropped,
+            dv.webhooks_duplicated,
             protection.admitted,
             protection.refused,
             protection.episodes,
@@ -150,6 +161,7 @@ async fn the_same_end_state_is_reached_through_faults() {
         let log = env.keep_host_log("fault-drill");
         assert!(settled.clean(), "{:#?}\n{}\nhost log: {}", settled.verdict, settled.queue, log.display());
         assert!(protection.episodes > 0, "the service protection limits were reached: {protection:?}");
+        assert!(pc.api() > 0 && dv.api() > 0 && pc.webhooks_dropped + dv.webhooks_dropped > 0, "faults were injected");
         // Once told to wait, the host sends nothing more until Retry-After has passed, except
         // the requests already on their way (at most its concurrency, 16).
         assert!(

@@ -75,11 +75,29 @@ pub enum DeliveryFault {
     Duplicate,
 }
 
+/// How many faults an emulator has injected so far, by kind: what a drill reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Injected {
+    pub server_errors: u64,
+    pub dropped_connections: u64,
+    pub throttled: u64,
+    pub webhooks_dropped: u64,
+    pub webhooks_duplicated: u64,
+}
+
+impl Injected {
+    /// Injected API faults (5xx, dropped connections, 429s).
+    pub fn api(&self) -> u64 {
+        self.server_errors + self.dropped_connections + self.throttled
+    }
+}
+
 /// The live fault settings of one emulator, shared by its handlers. Cloning shares them.
 #[derive(Debug, Clone)]
 pub struct Faults {
     config: Arc<Mutex<FaultConfig>>,
     rng: Arc<Mutex<StdRng>>,
+    injected: Arc<Mutex<Injected>>,
 }
 
 impl Default for Faults {
@@ -94,6 +112,7 @@ impl Faults {
         Self {
             config: Arc::new(Mutex::new(FaultConfig::default())),
             rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+            injected: Arc::default(),
         }
     }
 
@@ -135,19 +154,38 @@ impl Faults {
         } else {
             RequestFault::None
         };
+        let mut injected = self.injected.lock().unwrap_or_else(|p| p.into_inner());
+        match fault {
+            RequestFault::Drop => injected.dropped_connections += 1,
+            RequestFault::ServerError => injected.server_errors += 1,
+            RequestFault::Throttle(_) => injected.throttled += 1,
+            RequestFault::None => {}
+        }
         (fault, latency)
     }
 
     /// Decides the fault of one webhook delivery.
     pub fn for_delivery(&self) -> DeliveryFault {
         let config = self.get();
-        if self.roll(config.webhook_drop_rate) {
+        let fault = if self.roll(config.webhook_drop_rate) {
             DeliveryFault::Drop
         } else if self.roll(config.webhook_duplicate_rate) {
             DeliveryFault::Duplicate
         } else {
             DeliveryFault::Deliver
+        };
+        let mut injected = self.injected.lock().unwrap_or_else(|p| p.into_inner());
+        match fault {
+            DeliveryFault::Drop => injected.webhooks_dropped += 1,
+            DeliveryFault::Duplicate => injected.webhooks_duplicated += 1,
+            DeliveryFault::Deliver => {}
         }
+        fault
+    }
+
+    /// The faults injected so far.
+    pub fn injected(&self) -> Injected {
+        *self.injected.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Puts `events` in delivery order: as they happened, or shuffled when reordering is on.
@@ -185,6 +223,9 @@ mod tests {
             .filter(|_| faults.for_request().0 == RequestFault::Throttle(7))
             .count();
         assert!((350..650).contains(&throttled), "{throttled}");
+        let injected = faults.injected();
+        assert_eq!(injected.server_errors, 1);
+        assert_eq!(injected.throttled, throttled as u64);
         let bad = FaultConfig {
             drop_rate: 1.5,
             ..FaultConfig::default()
