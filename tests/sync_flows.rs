@@ -336,6 +336,84 @@ default = "most-recent"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow6_cosells_own_write_is_no_conflict_while_a_sellers_edit_waits() {
+    // The CRM wins conflicts, so a false one would keep Microsoft's value out. No pollers, and
+    // Dataverse's webhooks dropped: the seller's edit stays unsynced while Microsoft changes
+    // the deal value twice (the drills found this as a reverted deal value).
+    let faults = cosell_emulators::common::faults::FaultConfig::default;
+    SyncEnv::run_polling_every(
+        "[sync.conflicts]\ndefault = \"crm\"\n",
+        0,
+        |env| async move {
+            let referral = env.pc.microsoft().create_incoming(
+                json!({"name": "Relecloud rollout", "details": {"dealValue": 10000}}),
+            );
+            let rid = referral["id"].as_str().unwrap().to_owned();
+            let opp = wait_until(SETTLE, || opportunity_for_referral(&env, &rid))
+                .await
+                .expect("an opportunity");
+            let oid = opp["opportunityid"].as_str().unwrap().to_owned();
+            env.dv
+                .faults()
+                .set(cosell_emulators::common::faults::FaultConfig {
+                    webhook_drop_rate: 1.0,
+                    ..faults()
+                })
+                .unwrap();
+            env.seller
+                .update(
+                    "opportunities",
+                    &oid,
+                    &json!({"description": "Partner's own notes"}),
+                    None,
+                )
+                .await
+                .unwrap();
+            env.pc
+                .microsoft()
+                .update(&rid, json!({"details": {"dealValue": 20000}}))
+                .unwrap();
+            env.wait_opportunity(&oid, "Microsoft's first change", |o| {
+                o["estimatedvalue"].as_f64() == Some(20000.0)
+            })
+            .await;
+            env.pc
+                .microsoft()
+                .update(&rid, json!({"details": {"dealValue": 30000}}))
+                .unwrap();
+            env.wait_opportunity(
+                &oid,
+                "Microsoft's second change (cosell's own write is not the seller's)",
+                |o| o["estimatedvalue"].as_f64() == Some(30000.0),
+            )
+            .await;
+            // The seller's edit still goes to Partner Center, and the deal value is not sent back.
+            env.dv.faults().set(faults()).unwrap();
+            env.seller
+                .update(
+                    "opportunities",
+                    &oid,
+                    &json!({"description": "Partner's newer notes"}),
+                    None,
+                )
+                .await
+                .unwrap();
+            let r = env
+                .wait_referral("the seller's notes", |r| {
+                    r["id"] == rid.as_str() && r["details"]["notes"] == "Partner's newer notes"
+                })
+                .await;
+            assert_eq!(
+                r["details"]["dealValue"].as_f64(),
+                Some(30000.0),
+                "Microsoft's deal value was kept"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow7_a_failed_sync_is_shown_to_the_seller_and_retried_when_fixed() {
     SyncEnv::run("", |env| async move {
         // Help from Microsoft without a solution id: the mapping refuses it.

@@ -281,8 +281,23 @@ impl SyncEngine {
         if synced_before && untouched {
             link.crm_hash = Some(fingerprint::opportunity(&after.body, &volatile));
             link.crm_snapshot = Some(after.body.to_string());
-        } else if let Some(snapshot) = first_snapshot {
-            link.crm_snapshot = Some(snapshot);
+        } else if let Some(base) = link.crm_snapshot.clone().or(first_snapshot) {
+            // The seller has changes not synced yet, so the fingerprint stays and they are
+            // still sent on; but the columns just written are in sync now. Left at their old
+            // values in the snapshot, cosell's own write would look like the seller's change
+            // next time: a false conflict that could keep Microsoft's next value out, and
+            // send the old one back to Partner Center.
+            let mut snapshot: Value = serde_json::from_str(&base).unwrap_or_default();
+            if let Value::Object(snapshot) = &mut snapshot {
+                for column in &changed {
+                    for key in [column.clone(), format!("_{column}_value")] {
+                        if let Some(value) = after.body.get(&key) {
+                            snapshot.insert(key, value.clone());
+                        }
+                    }
+                }
+            }
+            link.crm_snapshot = Some(snapshot.to_string());
         }
         self.store.save_link(&link)?;
         if changed.is_empty() {
