@@ -20,6 +20,14 @@ use std::time::{Duration, Instant};
 /// The notes of every referral Microsoft creates (the emulator's template).
 const TEMPLATE_NOTES: &str = "Customer asked for help with a Dynamics 365 Sales rollout.";
 
+/// Customers the CRM knows (created by [`Drill::new`]), with their postal codes.
+const KNOWN_CUSTOMERS: [(&str, &str); 4] = [
+    ("Known Drill 0", "98000"),
+    ("Known Drill 1", "98001"),
+    ("Known Drill 2", "98002"),
+    ("Known Drill 3", "98003"),
+];
+
 /// Customers Microsoft's referrals name that the CRM does not know yet: cosell creates each
 /// account once, however many referrals name it at the same time.
 const NEW_CUSTOMERS: [(&str, &str); 3] = [
@@ -142,8 +150,8 @@ impl Drill {
     /// A drill seeded with `seed`; creates the CRM's known customers.
     pub async fn new(env: &SyncEnv, seed: u64) -> Self {
         let mut customers = Vec::new();
-        for i in 0..4 {
-            let account = json!({"name": format!("Known Drill {i}"), "address1_postalcode": format!("9800{i}"),
+        for (i, (name, postal)) in KNOWN_CUSTOMERS.into_iter().enumerate() {
+            let account = json!({"name": name, "address1_postalcode": postal,
                                  "address1_country": "US", "address1_city": "Redmond"});
             let account = persist("creating a customer", || {
                 env.seller.create("accounts", &account)
@@ -193,19 +201,9 @@ impl Drill {
         let deal_value = 10_000 + 100 * self.rng.random_range(0..500);
         // Mostly customers the CRM knows; some it does not, named by several referrals.
         let (customer, postal) = if self.rng.random_bool(0.7) {
-            let i = self.rng.random_range(0..self.customers.len());
-            (
-                [
-                    "Known Drill 0",
-                    "Known Drill 1",
-                    "Known Drill 2",
-                    "Known Drill 3",
-                ][i],
-                format!("9800{i}"),
-            )
+            KNOWN_CUSTOMERS[self.rng.random_range(0..KNOWN_CUSTOMERS.len())]
         } else {
-            let (name, postal) = NEW_CUSTOMERS[self.rng.random_range(0..NEW_CUSTOMERS.len())];
-            (name, postal.to_owned())
+            NEW_CUSTOMERS[self.rng.random_range(0..NEW_CUSTOMERS.len())]
         };
         let referral = env.pc.microsoft().create_incoming(json!({
             "name": format!("Drill referral {n}"),
