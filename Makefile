@@ -3,7 +3,7 @@
 #               the host, seeded, on loopback (`cosell sandbox`)
 #   make test   build the components and run every test, then the lint checks
 #
-# Other targets: make serve | guests | lint | fmt | fuzz
+# Other targets: make serve | guests | lint | fmt | fuzz | bench
 
 CARGO ?= cargo
 # A local development token for the admin API; set your own for anything else.
@@ -16,7 +16,7 @@ PYTHON_GUEST := guest-mappings/dist/python_example.wasm
 PYTHON_VENV := guest-mappings/python-example/.venv
 COMPONENTIZE_PY_VERSION := 0.25.1
 
-.PHONY: run serve test guests rust-guests lint fmt fuzz
+.PHONY: run serve test guests rust-guests lint fmt fuzz bench
 
 guests: rust-guests $(PYTHON_GUEST)
 
@@ -84,3 +84,11 @@ fuzz:
 			exit 1; \
 		fi; \
 	done
+
+# The benchmarks (docs/benchmarks.md): the criterion benches (in-process figures), then the load
+# driver (end-to-end figures against the emulators, ~5 min), then one table of everything.
+# Release builds; nothing here asserts a time.
+bench: rust-guests
+	$(CARGO) build --release -p cosell -p cosell-bench
+	$(CARGO) bench -p cosell-bench
+	$(CARGO) run --release -p cosell-bench -- all

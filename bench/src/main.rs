@@ -1,2 +1,76 @@
-//! `cosell-bench`: the load driver for the end-to-end figures, and the table of all results.
-fn main() {}
+//! `cosell-bench`: the load driver for cosell's end-to-end figures (hot swap, webhook intake,
+//! end-to-end latency, host memory), and the table of every figure saved so far, the criterion
+//! benches' included. `make bench` runs everything; docs/benchmarks.md has the last results.
+
+mod driver;
+mod table;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use cosell_bench::results::{FigureResults, results_dir};
+use driver::{hot_swap, intake, latency};
+
+/// Runs cosell's end-to-end benchmarks against the emulators and prints the results table.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Figure 3: deploy → serving, cold and warm, and swaps under load.
+    HotSwap(hot_swap::HotSwapArgs),
+    /// Figure 4: Partner Center webhooks accepted and stored per second.
+    Intake(intake::IntakeArgs),
+    /// Figures 5 and 7: end-to-end latency at a fixed rate, and the host's memory.
+    Latency(latency::LatencyArgs),
+    /// Every driver figure in turn (with their default settings), then the table.
+    All,
+    /// Prints the table of every figure saved under target/bench-results.
+    Table,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::HotSwap(args) => {
+            hot_swap::run(&args).await?;
+        }
+        Command::Intake(args) => {
+            intake::run(&args).await?;
+        }
+        Command::Latency(args) => {
+            latency::run(&args).await?;
+        }
+        Command::All => {
+            hot_swap::run(&parse_defaults()).await?;
+            intake::run(&parse_defaults()).await?;
+            latency::run(&parse_defaults()).await?;
+        }
+        Command::Table => {}
+    }
+    let figures = FigureResults::load_all()?;
+    if figures.is_empty() {
+        eprintln!(
+            "no results under {} yet: run `make bench`",
+            results_dir().display()
+        );
+    } else {
+        println!("{}", table::markdown(&figures));
+        println!("{}", table::methods(&figures));
+    }
+    Ok(())
+}
+
+/// A scenario's arguments at their defaults.
+fn parse_defaults<T: clap::Args>() -> T {
+    #[derive(Parser)]
+    struct Wrapper<A: clap::Args> {
+        #[command(flatten)]
+        args: A,
+    }
+    Wrapper::<T>::parse_from(["cosell-bench"]).args
+}

@@ -27,7 +27,11 @@ pub struct Row {
 
 impl Row {
     /// A row without a target.
-    pub fn info(measure: impl Into<String>, value: impl Into<String>, spread: impl Into<String>) -> Self {
+    pub fn info(
+        measure: impl Into<String>,
+        value: impl Into<String>,
+        spread: impl Into<String>,
+    ) -> Self {
         Self {
             measure: measure.into(),
             value: value.into(),
@@ -107,7 +111,8 @@ impl FigureResults {
         for entry in entries {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "json") {
-                let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 let figure: FigureResults = serde_json::from_slice(&bytes)
                     .with_context(|| format!("{} is not a benchmark result", path.display()))?;
                 figures.push(figure);

@@ -114,7 +114,25 @@ struct Inner {
     org: webhooks::Organization,
     base_currency: Uuid,
     queue: tokio::sync::mpsc::UnboundedSender<Vec<webhooks::Delivery>>,
+    /// Committed writes, for observers ([`Dataverse::observe_writes`]).
+    observed: tokio::sync::broadcast::Sender<ObservedWrite>,
     receiver: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Vec<webhooks::Delivery>>>>,
+}
+
+/// How many committed writes an observer may fall behind before it loses the oldest.
+const OBSERVED_WRITES_BUFFER: usize = 65_536;
+
+/// A write as it committed, for [`Dataverse::observe_writes`].
+#[derive(Debug, Clone)]
+pub struct ObservedWrite {
+    /// When it committed (this process's monotonic clock, not the emulated one).
+    pub at: std::time::Instant,
+    /// The SDK message: `Create`, `Update`, …
+    pub message: String,
+    pub entity: String,
+    pub id: Uuid,
+    /// The columns the write set (stored form), including the primary id.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The emulator. Cloning shares it.
@@ -150,6 +168,7 @@ impl Dataverse {
                 org,
                 base_currency,
                 queue,
+                observed: tokio::sync::broadcast::channel(OBSERVED_WRITES_BUFFER).0,
                 receiver: Mutex::new(Some(receiver)),
             }),
         }
@@ -174,6 +193,13 @@ impl Dataverse {
     /// `GET /_emulator/service-protection`).
     pub fn service_protection(&self) -> limits::ProtectionStats {
         self.inner.limiter.stats()
+    }
+
+    /// Every write committed from now on (creates, updates, upserts, closes; also those made
+    /// through [`Dataverse::with_store`]), as it commits. Benchmarks use it to time when a
+    /// record lands; a receiver that falls more than 65,536 writes behind loses the oldest.
+    pub fn observe_writes(&self) -> tokio::sync::broadcast::Receiver<ObservedWrite> {
+        self.inner.observed.subscribe()
     }
 
     /// The token issuer (to mint tokens in-process).
@@ -281,6 +307,18 @@ impl Dataverse {
         }
         let now = self.inner.clock.now();
         let events = std::mem::take(&mut store.pending);
+        if self.inner.observed.receiver_count() > 0 {
+            let at = std::time::Instant::now();
+            for event in &events {
+                let _ = self.inner.observed.send(ObservedWrite {
+                    at,
+                    message: event.message.clone(),
+                    entity: event.entity.clone(),
+                    id: event.id,
+                    attributes: event.attributes.clone(),
+                });
+            }
+        }
         let deliveries: Vec<_> = events
             .iter()
             .flat_map(|e| webhooks::resolve(store, e, &self.inner.org, now))

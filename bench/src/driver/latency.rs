@@ -1,0 +1,187 @@
+//! Figure 5, end-to-end latency at 200 changes/s, and figure 7's host memory (RSS idle and
+//! under that load), from one run.
+//!
+//! The Dataverse emulator's service protection limits are raised for this run: at the
+//! documented 6,000 requests per 300 s, 200 changes/s (several requests each) would be
+//! throttled within seconds, and the figure would measure the quota, not cosell (figure 6
+//! measures the quota).
+
+use super::env::{BenchEnv, EnvOptions, rss_bytes};
+use super::workload::{self, Workload};
+use anyhow::{Result, bail};
+use cosell_bench::results::{FigureResults, Row};
+use cosell_bench::stats::{Summary, short};
+use cosell_emulators::dataverse::{DataverseConfig, ServiceProtectionLimits};
+use std::time::Duration;
+
+/// How the latency figure is driven.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LatencyArgs {
+    /// Changes per second offered.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Seconds of offered load.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Share of the changes that update an earlier referral.
+    #[arg(long, default_value_t = 0.3)]
+    pub update_share: f64,
+}
+
+/// The Dataverse emulator with room for the load (see the module doc).
+pub fn unthrottled_dataverse() -> DataverseConfig {
+    DataverseConfig {
+        limits: ServiceProtectionLimits {
+            requests: 100_000_000,
+            execution_time: chrono::Duration::days(365),
+            ..ServiceProtectionLimits::default()
+        },
+        ..DataverseConfig::default()
+    }
+}
+
+/// Samples the host's RSS every 100 ms until stopped; answers the samples in bytes.
+pub fn sample_rss(
+    pid: u32,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Vec<u64>>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                _ = tick.tick() => {
+                    if let Ok(rss) = rss_bytes(pid) { samples.push(rss) }
+                }
+            }
+        }
+        samples
+    });
+    (stop, task)
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Runs figures 5 and 7a and saves them.
+pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
+    let env = BenchEnv::start(EnvOptions {
+        extra: String::new(),
+        dataverse: unthrottled_dataverse(),
+        register_webhooks: true,
+    })
+    .await?;
+    // Warm-up: tokens, connections, the first account, the components' first instances.
+    let warm = workload::run(
+        &env.pc,
+        &env.dv,
+        &Workload {
+            rate: 20.0,
+            duration: Duration::from_secs(2),
+            update_share: 0.0,
+            customers: 5,
+            drain: Duration::from_secs(20),
+            run: "warmup".into(),
+        },
+    )
+    .await?;
+    if warm.missing > 0 {
+        bail!(
+            "the warm-up did not sync ({} missing); host log:\n{}",
+            warm.missing,
+            env.host_log()
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = Summary::new(
+        (0..10)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(100));
+                rss_bytes(env.host_pid()).unwrap_or(0) as f64 / MIB
+            })
+            .collect(),
+    );
+
+    eprintln!("latency: {} changes/s for {} s…", args.rate, args.seconds);
+    let (stop, sampler) = sample_rss(env.host_pid());
+    let outcome = workload::run(
+        &env.pc,
+        &env.dv,
+        &Workload {
+            rate: args.rate,
+            duration: Duration::from_secs(args.seconds),
+            update_share: args.update_share,
+            customers: 200,
+            drain: Duration::from_secs(60),
+            run: "latency".into(),
+        },
+    )
+    .await?;
+    let _ = stop.send(());
+    let load_rss = Summary::new(sampler.await?.into_iter().map(|b| b as f64 / MIB).collect());
+    let latency = Summary::new(
+        outcome
+            .latencies
+            .iter()
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect(),
+    );
+    eprintln!(
+        "latency: {} creates + {} updates offered in {:.1} s, {} missing, p50 {:.1} ms, p99 {:.1} ms",
+        outcome.creates_sent,
+        outcome.updates_sent,
+        outcome.offered_for.as_secs_f64(),
+        outcome.missing,
+        latency.median(),
+        latency.percentile(99.0)
+    );
+    let changes = outcome.creates_sent + outcome.updates_sent;
+    let fig5 = FigureResults {
+        figure: 5,
+        title: "End-to-end latency".into(),
+        method: format!(
+            "{changes} Microsoft-side changes ({} creates, {} updates, 200 customers) offered open-loop at {} /s for {} s; from the referral changing in the Partner Center emulator (which then signs and delivers its webhook) to the opportunity write committing in the Dataverse emulator; host with default settings, pollers off; Dataverse limits raised",
+            outcome.creates_sent, outcome.updates_sent, args.rate, args.seconds
+        ),
+        rows: vec![
+            Row::info(
+                "p50, webhook → written in Dataverse",
+                format!("{} ms", short(latency.median())),
+                latency.iqr_text("ms"),
+            ),
+            Row::judged(
+                "p99",
+                format!("{} ms", short(latency.percentile(99.0))),
+                format!("max {} ms", short(latency.max())),
+                "< 50 ms",
+                latency.percentile(99.0) < 50.0 && outcome.missing == 0,
+            ),
+            Row::judged(
+                "changes not landed / creates written twice",
+                format!("{} / {}", outcome.missing, outcome.duplicate_creates),
+                String::new(),
+                "0 / 0",
+                outcome.missing == 0 && outcome.duplicate_creates == 0,
+            ),
+        ],
+    };
+    fig5.save("5-latency")?;
+    let fig7 = FigureResults {
+        figure: 7,
+        title: "Host memory".into(),
+        method: "VmRSS of the `cosell serve` process: idle after a warm-up, then sampled every 100 ms during figure 5's load".into(),
+        rows: vec![
+            Row::info("host RSS idle", format!("{} MiB", short(idle.median())), idle.iqr_text("MiB")),
+            Row::info(
+                format!("host RSS under {} changes/s", args.rate),
+                format!("{} MiB", short(load_rss.median())),
+                format!("max {} MiB", short(load_rss.max())),
+            ),
+        ],
+    };
+    fig7.save("7-host-memory")?;
+    Ok(vec![fig5, fig7])
+}
