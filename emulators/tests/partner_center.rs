@@ -1405,3 +1405,70 @@ async fn the_reorder_fault_shuffles_queued_deliveries() {
     assert_eq!(a, b, "each event exactly once");
     env.running.stop().await;
 }
+
+/// With `webhook_concurrency`, a slow receiver gets several deliveries at once (never more than
+/// the setting), and every event still arrives exactly once.
+#[tokio::test]
+async fn webhook_deliveries_run_concurrently_up_to_the_setting() {
+    let env = Env::start(PartnerCenterConfig {
+        webhook_concurrency: 4,
+        ..PartnerCenterConfig::default()
+    })
+    .await;
+    let (in_flight, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let app = {
+        let (in_flight, most) = (in_flight.clone(), most.clone());
+        Router::new().route(
+            "/hook",
+            post(move |body: Bytes| {
+                let (in_flight, most, tx) = (in_flight.clone(), most.clone(), tx.clone());
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    // Slow enough that the next deliveries start before this one ends.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let event: Value = serde_json::from_slice(&body).unwrap();
+                    let _ = tx.send(event["ResourceUri"].as_str().unwrap().to_owned());
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let reg = json!({"WebhookUrl": url, "WebhookEvents": ["referral-created"]});
+    register(&env, reg, reqwest::Method::POST).await;
+    let ms = env.pc.microsoft();
+    let created: HashSet<String> = (0..12)
+        .map(|_| {
+            ms.create_incoming(json!({}))["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let mut delivered = Vec::new();
+    for _ in 0..12 {
+        let uri = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+            .await
+            .expect("every delivery within 20 s")
+            .unwrap();
+        delivered.push(uri.rsplit('/').next().unwrap().to_owned());
+    }
+    assert_eq!(delivered.iter().cloned().collect::<HashSet<_>>(), created);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), rx.recv())
+            .await
+            .is_err(),
+        "no event is delivered twice"
+    );
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&most),
+        "{most} deliveries were in flight at once"
+    );
+    env.running.stop().await;
+}

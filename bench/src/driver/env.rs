@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Webhook deliveries the Partner Center emulator has in flight at once.
+pub const WEBHOOK_CONCURRENCY: usize = 16;
+
 /// The admin token of the benchmark's host.
 pub const ADMIN_TOKEN: &str = "bench-admin-token";
 
@@ -74,7 +77,12 @@ impl BenchEnv {
     /// Starts the emulators, writes the host's configuration, runs the setup commands and
     /// starts `cosell serve`, waiting until both of its listeners answer.
     pub async fn start(options: EnvOptions) -> Result<Self> {
-        let pc = PartnerCenter::new(PartnerCenterConfig::default());
+        let pc = PartnerCenter::new(PartnerCenterConfig {
+            // Microsoft's dispatch is not one event at a time (its concurrency is not
+            // documented); a sequential emulator would be the bottleneck, not the host.
+            webhook_concurrency: WEBHOOK_CONCURRENCY,
+            ..PartnerCenterConfig::default()
+        });
         let pc_server = pc
             .serve()
             .await
@@ -234,4 +242,24 @@ pub fn rss_bytes(pid: u32) -> Result<u64> {
         .and_then(|n| n.parse().ok())
         .context("no VmRSS line in /proc/<pid>/status")?;
     Ok(kib * 1024)
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds (`/proc/<pid>/stat`;
+/// Linux reports it in USER_HZ ticks, 100 per second on every architecture it exports to
+/// user space).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => Ok((user + system) / 100.0),
+        _ => bail!("unexpected /proc/{pid}/stat format"),
+    }
 }

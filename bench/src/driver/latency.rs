@@ -6,7 +6,7 @@
 //! throttled within seconds, and the figure would measure the quota, not cosell (figure 6
 //! measures the quota).
 
-use super::env::{BenchEnv, EnvOptions, rss_bytes};
+use super::env::{BenchEnv, EnvOptions, cpu_seconds, rss_bytes};
 use super::workload::{self, Workload};
 use anyhow::{Result, bail};
 use cosell_bench::results::{FigureResults, Row};
@@ -107,6 +107,10 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
 
     eprintln!("latency: {} changes/s for {} s…", args.rate, args.seconds);
     let (stop, sampler) = sample_rss(env.host_pid());
+    let cpu_before = (
+        cpu_seconds(env.host_pid())?,
+        cpu_seconds(std::process::id())?,
+    );
     let outcome = workload::run(
         &env.pc,
         &env.dv,
@@ -121,6 +125,10 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
     )
     .await?;
     let _ = stop.send(());
+    let cpu_after = (
+        cpu_seconds(env.host_pid())?,
+        cpu_seconds(std::process::id())?,
+    );
     let load_rss = Summary::new(sampler.await?.into_iter().map(|b| b as f64 / MIB).collect());
     let latency = Summary::new(
         outcome
@@ -139,6 +147,10 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
         latency.percentile(99.0)
     );
     let changes = outcome.creates_sent + outcome.updates_sent;
+    // CPU per change, to tell a slow path from a machine without the cores for the load.
+    let per_change_ms = |before: f64, after: f64| (after - before) * 1000.0 / changes.max(1) as f64;
+    let host_cpu = per_change_ms(cpu_before.0, cpu_after.0);
+    let emulators_cpu = per_change_ms(cpu_before.1, cpu_after.1);
     let fig5 = FigureResults {
         figure: 5,
         title: "End-to-end latency".into(),
@@ -158,6 +170,15 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
                 format!("max {} ms", short(latency.max())),
                 "< 50 ms",
                 latency.percentile(99.0) < 50.0 && outcome.missing == 0,
+            ),
+            Row::info(
+                "CPU per change: host / emulators",
+                format!("{} / {} ms", short(host_cpu), short(emulators_cpu)),
+                format!(
+                    "{} of 2 cores at {} /s",
+                    short((host_cpu + emulators_cpu) * args.rate / 1000.0),
+                    args.rate
+                ),
             ),
             Row::judged(
                 "changes not landed / creates written twice",

@@ -67,6 +67,11 @@ pub struct PartnerCenterConfig {
     pub webhook_max_attempts: u32,
     /// How long one delivery attempt may take.
     pub webhook_timeout: std::time::Duration,
+    /// Deliveries in flight at once. Partner Center's dispatch concurrency is not documented;
+    /// 1 (the default) sends one event at a time, in the order the changes happened. More
+    /// lets a load test offer a receiver more than one sender can (benchmarks use 16); order
+    /// is then only the order in which deliveries start.
+    pub webhook_concurrency: usize,
     /// How long an unanswered incoming referral stays New (Partner Center: 14 days).
     pub referral_expiry: chrono::Duration,
     /// Page size when a list names no `$top`.
@@ -91,6 +96,7 @@ impl Default for PartnerCenterConfig {
             webhook_retry_base: std::time::Duration::from_secs(1),
             webhook_max_attempts: 10,
             webhook_timeout: std::time::Duration::from_secs(10),
+            webhook_concurrency: 1,
             referral_expiry: chrono::Duration::days(14),
             default_page_size: 100,
             public_url: None,

@@ -14,7 +14,7 @@
 //! Bodies are read with case-insensitive member names (docs send PascalCase, the swagger says
 //! camelCase) and answered in the docs' PascalCase. Both App-only and App+User tokens work.
 //!
-//! Deliveries: `POST` of `{EventName, ResourceUri, ResourceName, AuditUri, ResourceChangeUtcDate}`
+//! Deliveries (one at a time, or up to `webhook_concurrency` at once): `POST` of `{EventName, ResourceUri, ResourceName, AuditUri, ResourceChangeUtcDate}`
 //! to the registered URL, signed as [`super::signing`] says, with `Authorization: Signature <b64>`
 //! or, when the registration sets `SignatureTokenToMsSignatureHeader`, `x-ms-signature:
 //! Signature <b64>`. A background task takes events from a queue in the order they happened
@@ -203,6 +203,10 @@ async fn run(weak: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Queued>) {
         .no_proxy()
         .build()
         .unwrap_or_default();
+    let concurrency = weak
+        .upgrade()
+        .map_or(1, |inner| inner.config.webhook_concurrency.max(1));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(concurrency));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -230,7 +234,21 @@ async fn run(weak: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Queued>) {
                     deliver(&inner, &client, &queued).await;
                     deliver(&inner, &client, &queued).await;
                 }
-                DeliveryFault::Deliver => deliver(&inner, &client, &queued).await,
+                DeliveryFault::Deliver if concurrency == 1 => {
+                    deliver(&inner, &client, &queued).await
+                }
+                DeliveryFault::Deliver => {
+                    let permit = in_flight
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    let (inner, client) = (inner.clone(), client.clone());
+                    tokio::spawn(async move {
+                        deliver(&inner, &client, &queued).await;
+                        drop(permit);
+                    });
+                }
             }
         }
     }
