@@ -1,6 +1,6 @@
 //! The `cosell` binary as an operator and a mapping author use it: `mapping test`, `serve`,
 //! `mapping deploy | list | rollback`, and a restart (even after SIGKILL) that keeps the
-//! deployed versions.
+//! deployed versions and loads them from the artifact cache.
 
 mod support;
 
@@ -216,11 +216,80 @@ fn a_restart_keeps_the_deployed_and_rolled_back_versions() {
 }
 
 fn reqwest_blocking_get(url: &str) -> Value {
+    serde_json::from_str(&reqwest_blocking_get_text(url)).unwrap()
+}
+
+fn reqwest_blocking_get_text(url: &str) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+    runtime.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}
+
+/// The `cosell_component_cache_total` counts of a running host, as `(hit, miss, error)`.
+fn component_cache_counts(served: &Served) -> (u64, u64, u64) {
+    let text = reqwest_blocking_get_text(&format!("{}/metrics", served.url));
+    let count = |result: &str| {
+        let prefix = format!("cosell_component_cache_total{{result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    (count("hit"), count("miss"), count("error"))
+}
+
+#[test]
+fn a_restarted_host_loads_its_versions_from_the_artifact_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cosell.toml");
+    let write_config = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[admin]\nlisten = \"127.0.0.1:0\"\n[state]\npath = \"state/cosell.db\"\n{extra}\n\
+                 [[pipelines.partner-center-to-crm]]\nstep = \"pc-to-crm\"\ncomponent = \"{}\"\n",
+                guest_path("testing/version_stamp.wasm").display()
+            ),
+        )
+        .unwrap()
+    };
+    write_config("");
+
+    let host = serve(&config);
+    let version = active(&host);
+    assert_eq!(component_cache_counts(&host), (0, 1, 0), "first start");
+    drop(host);
+    let cache_dir = dir.path().join("state/compiled");
+    let entries = std::fs::read_dir(&cache_dir)
+        .expect("no compiled/ beside the state database")
+        .count();
+    assert_eq!(entries, 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&cache_dir).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "the cache directory is not its owner's only"
+        );
+    }
+
+    let host = serve(&config);
+    assert_eq!(
+        component_cache_counts(&host),
+        (1, 0, 0),
+        "the restart compiled again"
+    );
+    assert_eq!(active(&host), version);
+    drop(host);
+
+    // Disabled: nothing is looked up or counted, and the host still serves.
+    write_config("[artifact_cache]\nenabled = false");
+    let host = serve(&config);
+    assert_eq!(component_cache_counts(&host), (0, 0, 0));
+    assert_eq!(active(&host), version);
 }
 
 #[test]

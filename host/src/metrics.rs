@@ -1,6 +1,6 @@
 //! Prometheus metrics of the host, served on `/metrics`.
 
-use crate::runtime::{CallErrorKind, CallReport};
+use crate::runtime::{CacheOutcome, CallErrorKind, CallReport};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,6 +33,11 @@ struct DeployLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SyncLabels {
     side: String,
     outcome: String,
@@ -57,6 +62,7 @@ pub struct Metrics {
     fuel: Family<StepLabels, Histogram>,
     active_version: Family<VersionLabels, Gauge>,
     deployments: Family<DeployLabels, Counter>,
+    component_cache: Family<ResultLabels, Counter>,
     syncs: Family<SyncLabels, Counter>,
     sync_seconds: Family<SyncLabels, Histogram>,
     echoes: Counter,
@@ -82,6 +88,7 @@ impl Metrics {
         });
         let active_version = Family::<VersionLabels, Gauge>::default();
         let deployments = Family::<DeployLabels, Counter>::default();
+        let component_cache = Family::<ResultLabels, Counter>::default();
         let syncs = Family::<SyncLabels, Counter>::default();
         let sync_seconds = Family::<SyncLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -140,6 +147,11 @@ impl Metrics {
             "Deploy and rollback attempts by result",
             deployments.clone(),
         );
+        registry.register(
+            "component_cache",
+            "Component loads (start-up, deploy, rollback, drop directory) by what the artifact cache did: hit (no compilation), miss (compiled and stored), error (unusable entry or failed write; compiled)",
+            component_cache.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             calls,
@@ -147,6 +159,7 @@ impl Metrics {
             fuel,
             active_version,
             deployments,
+            component_cache,
             syncs,
             sync_seconds,
             echoes,
@@ -240,6 +253,18 @@ impl Metrics {
             .get_or_create(&DeployLabels {
                 step: step.to_owned(),
                 result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one component load by what the artifact cache did; nothing without a cache.
+    pub fn record_component_load(&self, outcome: CacheOutcome) {
+        if outcome == CacheOutcome::Disabled {
+            return;
+        }
+        self.component_cache
+            .get_or_create(&ResultLabels {
+                result: outcome.label().to_owned(),
             })
             .inc();
     }

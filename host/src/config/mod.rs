@@ -35,6 +35,8 @@ pub struct HostConfig {
     pub limits: Limits,
     #[serde(default)]
     pub deploy: DeployConfig,
+    #[serde(default)]
+    pub artifact_cache: ArtifactCacheConfig,
     pub pipelines: PipelinesConfig,
     /// Partner Center; without it (or `[dataverse]`) the host only serves mappings.
     pub partner_center: Option<PartnerCenterConfig>,
@@ -139,6 +141,50 @@ impl DeployConfig {
     }
 }
 
+/// `[artifact_cache]`: compiled components kept on disk, so a version compiled once loads
+/// again (restart, rollback, re-deploy) without compiling. See `runtime::artifact_cache`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArtifactCacheConfig {
+    /// `false`: every load compiles.
+    pub enabled: bool,
+    /// The cache directory (created 0700). Unset: `compiled/` beside the state database.
+    pub dir: Option<PathBuf>,
+    /// Bound on the cache's size; the least recently used entries are deleted beyond it.
+    pub max_mib: u64,
+}
+
+impl Default for ArtifactCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            max_mib: crate::runtime::artifact_cache::DEFAULT_MAX_BYTES / (1024 * 1024),
+        }
+    }
+}
+
+impl ArtifactCacheConfig {
+    /// The cache directory, or `None` when the cache is disabled.
+    pub fn directory(&self, state: &StateConfig) -> Option<PathBuf> {
+        if !self.enabled {
+            return None;
+        }
+        Some(self.dir.clone().unwrap_or_else(|| {
+            state
+                .path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join("compiled")
+        }))
+    }
+
+    /// The size bound in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_mib.saturating_mul(1024 * 1024)
+    }
+}
+
 /// `[pipelines]`: the ordered steps of each direction.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +246,9 @@ impl HostConfig {
         if let Some(dir) = self.deploy.watch_dir.as_mut() {
             resolve(dir);
         }
+        if let Some(dir) = self.artifact_cache.dir.as_mut() {
+            resolve(dir);
+        }
         if let Some(file) = self.admin.token_file.as_mut() {
             resolve(file);
         }
@@ -249,6 +298,11 @@ impl HostConfig {
         if self.partner_center.is_some() != self.dataverse.is_some() {
             bail!(
                 "syncing needs both [partner_center] and [dataverse]; configure both, or neither to only serve mappings"
+            );
+        }
+        if self.artifact_cache.enabled && self.artifact_cache.max_mib == 0 {
+            bail!(
+                "artifact_cache.max_mib must be at least 1; to run without the cache, set artifact_cache.enabled = false"
             );
         }
         if self.sync.workers == 0 || self.sync.max_attempts == 0 {
@@ -302,6 +356,11 @@ mod tests {
         .unwrap();
         assert_eq!(config.admin.listen.to_string(), "127.0.0.1:8686");
         assert_eq!(config.limits, Limits::default());
+        assert_eq!(
+            config.artifact_cache.directory(&config.state),
+            Some(PathBuf::from("cosell-state/compiled")),
+            "the artifact cache sits beside the state database by default"
+        );
         let step = &config.pipelines.partner_center_to_crm[0];
         assert_eq!(step.config.get("column-prefix").unwrap(), "new_");
     }

@@ -66,7 +66,8 @@ fn load_step(
                 spec.step
             )
         })?;
-        tracing::info!(step = %spec.step, version = %component.version, "serving the persisted active version");
+        metrics.record_component_load(component.artifact);
+        tracing::info!(step = %spec.step, version = %component.version, artifact_cache = component.artifact.label(), "serving the persisted active version");
         return Ok(MappingStep::new(identity, Arc::new(component), metrics));
     }
     let wasm = std::fs::read(&spec.component).with_context(|| {
@@ -88,6 +89,7 @@ fn load_step(
         "config",
         ActivationReason::Bootstrap,
     )?;
-    tracing::info!(step = %spec.step, version = %validated.component.version, file = %spec.component.display(), "deployed the configured component");
+    metrics.record_component_load(validated.component.artifact);
+    tracing::info!(step = %spec.step, version = %validated.component.version, file = %spec.component.display(), artifact_cache = validated.component.artifact.label(), "deployed the configured component");
     Ok(MappingStep::new(identity, validated.component, metrics))
 }

@@ -18,6 +18,7 @@ pub use validate::{SampleRun, ValidationError};
 
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
+use crate::runtime::CacheOutcome;
 use crate::store::{ActivationReason, DeploymentStore, VersionSummary};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,7 +58,14 @@ pub struct DeployReport {
     pub previous: String,
     pub status: DeployStatus,
     pub sample: Option<SampleRun>,
+    /// Time to get the version's machine code: a Cranelift compile, or a load from the
+    /// artifact cache (see `artifact_cache`). 0 when nothing was loaded.
     pub compile_ms: f64,
+    /// What the artifact cache did: `hit` (loaded precompiled), `miss` (compiled and stored),
+    /// `error` (unusable entry or failed write; compiled), `disabled`. Absent when nothing was
+    /// loaded (`already-active`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_cache: Option<CacheOutcome>,
 }
 
 /// Why a deploy or rollback did not happen. The active version is unchanged in every case.
@@ -227,6 +235,7 @@ impl Deployer {
                 status: DeployStatus::AlreadyActive,
                 sample: None,
                 compile_ms: 0.0,
+                artifact_cache: None,
             });
         }
         let sample = self.samples.get(step_name).cloned().unwrap_or_default();
@@ -242,19 +251,23 @@ impl Deployer {
             step: step_name.to_owned(),
             error,
         })?;
+        let artifact = validated.component.artifact;
+        self.metrics.record_component_load(artifact);
         // Persist before activating: if the host dies in between, it restarts on the new
         // version, which is what the caller was told.
         self.store
             .save_and_activate(step_name, &version, &wasm, source.as_str(), reason)?;
         step.activate(validated.component);
-        tracing::info!(step = step_name, %version, %previous, ?reason, "activated a new version");
+        let compile_ms = validated.compile_time.as_secs_f64() * 1000.0;
+        tracing::info!(step = step_name, %version, %previous, ?reason, artifact_cache = artifact.label(), compile_ms, "activated a new version");
         Ok(DeployReport {
             step: step_name.to_owned(),
             version,
             previous,
             status: DeployStatus::Activated,
             sample: Some(validated.sample),
-            compile_ms: validated.compile_time.as_secs_f64() * 1000.0,
+            compile_ms,
+            artifact_cache: Some(artifact),
         })
     }
 

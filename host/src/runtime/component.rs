@@ -5,7 +5,9 @@
 //! into a component with `wit-component`. The bytes are compiled once and type-checked against
 //! the `mapping-step` world with `instantiate_pre`, so a component for another world, or one
 //! that imports something the host does not offer, is refused here, before it can go live.
+//! With an [`ArtifactCache`], a component compiled before is deserialized instead of compiled.
 
+use super::artifact_cache::{ArtifactCache, CacheOutcome};
 use super::bindings::MappingStepPre;
 use super::limits::Limit;
 use super::sandbox::CallState;
@@ -40,6 +42,8 @@ pub struct MappingComponent {
     pub version: Arc<str>,
     /// Size of the uploaded bytes.
     pub size: usize,
+    /// Whether the machine code came from the artifact cache or was compiled.
+    pub artifact: CacheOutcome,
     pub(crate) pre: MappingStepPre<CallState>,
 }
 
@@ -48,6 +52,7 @@ impl std::fmt::Debug for MappingComponent {
         f.debug_struct("MappingComponent")
             .field("version", &self.version)
             .field("size", &self.size)
+            .field("artifact", &self.artifact)
             .finish()
     }
 }
@@ -83,10 +88,12 @@ pub fn component_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, LoadError> {
     Ok(Cow::Owned(encoded))
 }
 
-/// Compiles `bytes` and type-checks them against the world. `max_size` is the size cap.
+/// Compiles `bytes` (or takes them from `cache`) and type-checks them against the world.
+/// `max_size` is the size cap.
 pub fn load(
     engine: &Engine,
     linker: &Linker<CallState>,
+    cache: Option<&ArtifactCache>,
     bytes: &[u8],
     max_size: u64,
 ) -> Result<MappingComponent, LoadError> {
@@ -100,8 +107,11 @@ pub fn load(
         return Err(LoadError::NotWasm);
     }
     let component_bytes = component_bytes(bytes)?;
-    let component = Component::new(engine, &component_bytes)
-        .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+    let (component, artifact) = match cache {
+        Some(cache) => cache.load_or_compile(engine, &component_bytes),
+        None => Component::new(engine, &component_bytes).map(|c| (c, CacheOutcome::Disabled)),
+    }
+    .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
@@ -110,6 +120,7 @@ pub fn load(
     Ok(MappingComponent {
         version: content_hash(bytes).into(),
         size: bytes.len(),
+        artifact,
         pre,
     })
 }

@@ -10,9 +10,11 @@
 //! - [`sandbox`]: the per-call store state and the deny-by-default WASI.
 //! - [`linker`]: what a component may import.
 //! - [`component`]: bytes → compiled, type-checked component.
+//! - [`artifact_cache`]: precompiled components on disk, so a known version skips compilation.
 //! - [`call`]: one call on one record, and how its failures are named.
 //! - [`guest_log`]: the guest's log lines and their budget.
 
+pub mod artifact_cache;
 pub mod bindings;
 pub mod call;
 pub mod component;
@@ -22,6 +24,7 @@ pub mod limits;
 pub mod linker;
 pub mod sandbox;
 
+pub use artifact_cache::{ArtifactCache, CacheOutcome};
 pub use call::{CallError, CallErrorKind, CallReport, CallStats, Direction, MappingCall};
 pub use component::{LoadError, MappingComponent};
 pub use engine::AllocatorKind;
@@ -39,6 +42,7 @@ pub struct MappingRuntime {
     linker: Linker<sandbox::CallState>,
     limits: Limits,
     allocator: AllocatorKind,
+    artifact_cache: Option<ArtifactCache>,
 }
 
 impl MappingRuntime {
@@ -54,15 +58,29 @@ impl MappingRuntime {
             linker,
             limits,
             allocator,
+            artifact_cache: None,
         })
     }
 
+    /// Makes [`load`](Self::load) keep compiled components in `cache` and take them from it.
+    pub fn with_artifact_cache(mut self, cache: ArtifactCache) -> Self {
+        self.artifact_cache = Some(cache);
+        self
+    }
+
+    /// The artifact cache, when the runtime has one.
+    pub fn artifact_cache(&self) -> Option<&ArtifactCache> {
+        self.artifact_cache.as_ref()
+    }
+
     /// Compiles and type-checks `bytes` (a component, or a core module with an embedded
-    /// component type) as a mapping step.
+    /// component type) as a mapping step. With an artifact cache, a component compiled before
+    /// is deserialized instead; [`MappingComponent::artifact`] says which happened.
     pub fn load(&self, bytes: &[u8]) -> Result<MappingComponent, LoadError> {
         component::load(
             &self.engine,
             &self.linker,
+            self.artifact_cache.as_ref(),
             bytes,
             self.limits.max_component_bytes,
         )

@@ -7,7 +7,7 @@ use crate::admin::{self, AdminState};
 use crate::config::{HostConfig, Secret};
 use crate::deploy::{self, Deployer, watch_dir::DropDirectory};
 use crate::metrics::Metrics;
-use crate::runtime::MappingRuntime;
+use crate::runtime::{ArtifactCache, MappingRuntime};
 use crate::store::DeploymentStore;
 use crate::store::sqlite::SqliteStore;
 use anyhow::{Context as _, Result};
@@ -36,8 +36,18 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     config.admin.validate()?;
     let metrics = Arc::new(Metrics::new());
     let limits = config.limits.clone();
-    let runtime =
-        Arc::new(tokio::task::spawn_blocking(move || MappingRuntime::new(limits)).await??);
+    let cache_dir = config.artifact_cache.directory(&config.state);
+    let cache_max_bytes = config.artifact_cache.max_bytes();
+    let runtime = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            let runtime = MappingRuntime::new(limits)?;
+            anyhow::Ok(match cache_dir {
+                Some(dir) => with_artifact_cache(runtime, dir, cache_max_bytes),
+                None => runtime,
+            })
+        })
+        .await??,
+    );
     let sqlite = Arc::new(SqliteStore::open(&config.state.path)?);
     let store: Arc<dyn DeploymentStore> = sqlite.clone();
     let boot = {
@@ -120,6 +130,25 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         server,
         watcher,
     })
+}
+
+/// `runtime` with its artifact cache in `dir`; without one, and a warning, when the directory
+/// cannot be made private: the cache only saves time, so it never stops the host.
+fn with_artifact_cache(
+    runtime: MappingRuntime,
+    dir: std::path::PathBuf,
+    max_bytes: u64,
+) -> MappingRuntime {
+    match ArtifactCache::open(&dir, max_bytes) {
+        Ok(cache) => {
+            tracing::debug!(dir = %dir.display(), max_bytes, "artifact cache ready");
+            runtime.with_artifact_cache(cache)
+        }
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "running without the artifact cache: every load compiles (fix the directory, or set artifact_cache.enabled = false to silence this)");
+            runtime
+        }
+    }
 }
 
 impl RunningHost {
