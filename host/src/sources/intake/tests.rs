@@ -107,6 +107,10 @@ fn batches(metrics: &Metrics) -> (u64, u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the store is held on purpose, so that the writer waits for it"
+)]
 async fn concurrent_deliveries_are_stored_in_one_batch_as_enqueue_would_store_them() {
     let (_dir, store) = test_store();
     let store = Arc::new(store);
@@ -171,6 +175,10 @@ async fn concurrent_deliveries_are_stored_in_one_batch_as_enqueue_would_store_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the store is held on purpose, so that the writer waits for it"
+)]
 async fn a_batch_that_fails_fails_every_delivery_in_it_and_stores_none_of_them() {
     let (_dir, store) = test_store();
     let store = Arc::new(store);

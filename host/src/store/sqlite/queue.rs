@@ -503,11 +503,11 @@ mod tests {
         assert_eq!((next.origin.as_str(), next.attempts), ("test", 1));
     }
 
-    /// Every queue entry, without its times: (id, side, record, key, origin, payload, state,
-    /// attempts).
-    fn rows(
-        store: &SqliteStore,
-    ) -> Vec<(i64, String, String, String, String, String, String, u32)> {
+    /// A queue entry without its times: id, side, record, key, origin, payload, state, attempts.
+    type Row = (i64, String, String, String, String, String, String, u32);
+
+    /// Every queue entry, oldest first.
+    fn rows(store: &SqliteStore) -> Vec<Row> {
         let conn = store.conn();
         let mut stmt = conn
             .prepare(
