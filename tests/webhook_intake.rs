@@ -1,11 +1,15 @@
 //! The webhook listener of a running `cosell serve`: what it refuses (bad or missing
 //! signatures, certificates off the allow-list, wrong Dataverse credentials, malformed or
 //! oversized bodies) is answered 4xx and stores nothing; what it accepts is stored before the
-//! 200 and synced.
+//! 200 and synced; deliveries arriving together are stored together (group commit), and a
+//! store failure is answered 503 for every delivery it affects.
 
 mod support;
 
+use cosell_emulators::partner_center::signing::SigningMaterial;
+use cosell_emulators::partner_center::webhooks::WebhookEvent;
 use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use support::sync_env::SyncEnv;
 
@@ -88,6 +92,90 @@ async fn dataverse_deliveries_need_the_configured_key_and_a_context() {
         assert_eq!(intake(&env, "dataverse-webhook", "queued").await, 0.0);
         assert_eq!(post(&url, &[("x-cosell-key", &key)], context).await, 200);
         assert_eq!(intake(&env, "dataverse-webhook", "queued").await, 1.0, "the right key and an opportunity: stored");
+    })
+    .await;
+}
+
+/// A genuine delivery about `referral`, signed as the Partner Center emulator signs.
+fn signed_delivery(env: &SyncEnv, referral: &str) -> reqwest::RequestBuilder {
+    let uri = format!("{}/v1.0/engagements/referrals/{referral}", env.pc_url);
+    let event = WebhookEvent::new("referral-updated", "referral", uri, chrono::Utc::now());
+    let body = serde_json::to_vec(&event).unwrap();
+    let signature = format!("Signature {}", SigningMaterial::get().sign_base64(&body));
+    reqwest::Client::new()
+        .post(format!("{}/webhooks/partner-center", env.webhooks_url))
+        .header("content-type", "application/json")
+        .header("authorization", signature)
+        .header(
+            "x-ms-certificate-url",
+            format!("{}/_emulator/certificate.cer", env.pc_url),
+        )
+        .header("x-ms-signature-algorithm", "rsa-sha256")
+        .body(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_are_acknowledged_only_once_stored_and_a_store_failure_is_a_503() {
+    // No pollers: only the deliveries store events.
+    SyncEnv::run_polling_every("", 0, |env| async move {
+        // The state database refuses the event of one referral, as a full disk or a broken
+        // file would: the whole transaction holding it fails.
+        let db = rusqlite::Connection::open(env.dir.path().join("cosell.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(20)).unwrap();
+        db.execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON sync_events WHEN NEW.record_id = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+        // 120 deliveries at once: 30 referrals, 4 each, and the one the store refuses.
+        let mut referrals: Vec<String> = (0..120).map(|n| format!("storm-{:02}", n % 30)).collect();
+        referrals.insert(60, "poison".into());
+        let sent: Vec<_> = referrals
+            .iter()
+            .map(|referral| {
+                let request = signed_delivery(&env, referral);
+                let referral = referral.clone();
+                tokio::spawn(async move { (referral, request.send().await.unwrap().status().as_u16()) })
+            })
+            .collect();
+        let mut statuses: HashMap<String, Vec<u16>> = HashMap::new();
+        for delivery in sent {
+            let (referral, status) = delivery.await.unwrap();
+            statuses.entry(referral).or_default().push(status);
+        }
+        assert_eq!(statuses["poison"], [503], "not stored, so not acknowledged");
+        let acknowledged: usize = statuses.values().flatten().filter(|s| **s == 200).count();
+        assert!(
+            statuses.values().flatten().all(|s| *s == 200 || *s == 503),
+            "{statuses:?}"
+        );
+        println!(
+            "{acknowledged} of {} concurrent deliveries acknowledged; the failed transaction answered {} with 503",
+            referrals.len(),
+            referrals.len() - acknowledged
+        );
+        // Every acknowledged delivery's referral is in the queue (whatever the workers made of
+        // it since), and a referral none of whose deliveries was acknowledged is not.
+        let mut stmt = db.prepare("SELECT DISTINCT record_id FROM sync_events").unwrap();
+        let stored: BTreeSet<String> = stmt
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (referral, got) in &statuses {
+            assert_eq!(
+                stored.contains(referral),
+                got.contains(&200),
+                "{referral}: answered {got:?}\n{}",
+                env.host_log()
+            );
+        }
+        let counted = intake(&env, "partner-center-webhook", "queued").await
+            + intake(&env, "partner-center-webhook", "coalesced").await;
+        assert_eq!(counted as usize, acknowledged, "each acknowledged delivery counted once as stored");
+        // The host goes on storing once the store works again.
+        db.execute_batch("DROP TRIGGER poison").unwrap();
+        assert_eq!(signed_delivery(&env, "poison").send().await.unwrap().status(), 200);
     })
     .await;
 }

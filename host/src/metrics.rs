@@ -67,6 +67,7 @@ pub struct Metrics {
     sync_seconds: Family<SyncLabels, Histogram>,
     echoes: Counter,
     intake: Family<IntakeLabels, Counter>,
+    intake_batch: Histogram,
     queue: Family<QueueLabels, Gauge>,
 }
 
@@ -95,6 +96,7 @@ impl Metrics {
         });
         let echoes = Counter::default();
         let intake = Family::<IntakeLabels, Counter>::default();
+        let intake_batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         let queue = Family::<QueueLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("cosell");
         registry.register(
@@ -121,6 +123,11 @@ impl Metrics {
             "intake_events",
             "Notifications received by source (partner-center-webhook, dataverse-webhook, dataverse-changes, partner-center-reconcile) and result (queued, coalesced, ignored, refused)",
             intake.clone(),
+        );
+        registry.register(
+            "intake_batch_events",
+            "Webhook events stored by one transaction of the intake (group commit): one flush to disk for all of them",
+            intake_batch.clone(),
         );
         registry.register(
             "mapping_calls",
@@ -164,6 +171,7 @@ impl Metrics {
             sync_seconds,
             echoes,
             intake,
+            intake_batch,
             queue,
         }
     }
@@ -204,6 +212,11 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    /// Records how many webhook events one intake transaction stored.
+    pub fn record_intake_batch(&self, events: usize) {
+        self.intake_batch.observe(events as f64);
     }
 
     /// Counts one finished call.

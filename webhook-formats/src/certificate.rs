@@ -20,6 +20,7 @@
 
 use rsa::RsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
+use rsa::traits::PublicKeyParts as _;
 use std::time::{Duration, SystemTime};
 use url::Url;
 use x509_cert::Certificate;
@@ -28,6 +29,10 @@ use x509_cert::der::{Decode, DecodePem, Encode};
 /// The host Partner Center's documented sample names in `x-ms-certificate-url`
 /// (`https://3psostorageacct.blob.core.windows.net/cert/pcnotifications-dispatch.microsoft.com.cer`).
 pub const PARTNER_CENTER_CERTIFICATE_HOST: &str = "3psostorageacct.blob.core.windows.net";
+
+/// The smallest RSA key a signature is checked with (what `ring` verifies; Partner Center's
+/// certificate has one of 2048 bits).
+const MIN_KEY_BITS: usize = 2048;
 
 /// The organisation Microsoft's reference receiver requires in the issuer.
 const MICROSOFT_ISSUER: &str = "O=Microsoft Corporation";
@@ -175,5 +180,11 @@ pub fn accept(
         .map_err(|e| CertificateError::NotAcceptable(format!("cannot read its key: {e}")))?;
     let key = RsaPublicKey::from_public_key_der(&spki)
         .map_err(|_| CertificateError::NotAcceptable("its key is not an RSA key".into()))?;
+    let bits = key.size() * 8;
+    if bits < MIN_KEY_BITS {
+        return Err(CertificateError::NotAcceptable(format!(
+            "its RSA key has {bits} bits; at least {MIN_KEY_BITS} are required"
+        )));
+    }
     Ok(Accepted { key, not_after })
 }

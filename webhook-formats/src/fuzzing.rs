@@ -12,7 +12,7 @@ use crate::certificate::{self, CertificatePolicy};
 use crate::dataverse::{self, Context};
 use crate::ids::plausible_id;
 use crate::partner_center::{self, Event};
-use crate::signature::{DeliveryProof, RejectedDelivery};
+use crate::signature::{DeliveryProof, RejectedDelivery, SignatureKey};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::{Duration, SystemTime};
 
@@ -87,7 +87,7 @@ pub fn signature(data: &[u8]) -> Result<(), String> {
         certificate::check_url(&policy, &proof.certificate_url).map_err(unauthorized)?;
         let accepted = certificate::accept(&policy, input.certificate, signature_now())
             .map_err(unauthorized)?;
-        proof.verify(&accepted.key, input.body)
+        proof.verify(&SignatureKey::new(&accepted.key), input.body)
     })();
     checked.map_err(|rejected| {
         assert!(

@@ -1,7 +1,9 @@
 //! Assembling and running the host: runtime, store, pipelines, deployer, admin API, watcher,
-//! and, when both services are configured, the sync engine ([`sync`]).
+//! and, when both services are configured, the sync engine ([`sync`]) with its webhook
+//! listener ([`webhook_listener`], on a runtime of its own).
 
 pub mod sync;
+pub mod webhook_listener;
 
 use crate::admin::{self, AdminState};
 use crate::config::{HostConfig, Secret};

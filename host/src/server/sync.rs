@@ -1,6 +1,7 @@
 //! Assembling the sync engine: the two clients, the engine and its workers, the pollers and
 //! the webhook listener. Only when both `[partner_center]` and `[dataverse]` are configured.
 
+use super::webhook_listener::WebhookListener;
 use crate::config::HostConfig;
 use crate::config::Secret;
 use crate::connections::dataverse::{DataverseClient, DataverseSettings};
@@ -36,7 +37,7 @@ pub struct SyncParts {
     pub store: Arc<dyn SyncStore>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    listener: JoinHandle<std::io::Result<()>>,
+    listener: WebhookListener,
 }
 
 /// Partner Center refresh tokens kept in the state database.
@@ -159,7 +160,7 @@ pub async fn start(
         metrics.clone(),
     ));
     let wakeup: Wakeup = Arc::new(Notify::new());
-    let intake = Arc::new(Intake::new(store.clone(), wakeup.clone(), metrics));
+    let intake = Arc::new(Intake::new(store.clone(), wakeup.clone(), metrics)?);
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = worker::spawn(engine, config.sync.workers, wakeup.clone(), stop_rx.clone());
     let pollers = &config.pollers;
@@ -187,20 +188,9 @@ pub async fn start(
         partner_center: verifier(config)?,
         dataverse: dataverse_auth(config)?,
     };
-    let listen = config.webhooks.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the webhook listener to {listen} (webhooks.listen)"))?;
-    let webhook_addr = listener.local_addr()?;
     let app = sources::router(state, config.webhooks.max_body_bytes);
-    let mut stop_serving = stop_rx;
-    let listener = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_serving.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let listener = WebhookListener::start(config.webhooks.listen, app, stop_rx)?;
+    let webhook_addr = listener.addr;
     tracing::info!(%webhook_addr, workers = config.sync.workers, "sync engine started");
     Ok(SyncParts {
         webhook_addr,
@@ -216,7 +206,7 @@ impl SyncParts {
     /// Stops the listener, the pollers and the workers (each finishes its current event).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.listener.await;
+        self.listener.stopped().await;
         for task in self.tasks {
             let _ = task.await;
         }

@@ -151,6 +151,10 @@ pub struct AuditEntry {
 pub trait SyncStore: Send + Sync {
     /// Stores an event durably (or coalesces it with a waiting one for the same record).
     fn enqueue(&self, event: &NewEvent) -> Result<Enqueued>;
+    /// Stores several events durably in one transaction (one flush to disk for all of them):
+    /// each as [`SyncStore::enqueue`] would, in order, so a later event coalesces with an
+    /// earlier one of the same batch. All or nothing: after an error none of them is stored.
+    fn enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>>;
     /// Takes the oldest ready event whose record has no event running, and marks it running.
     fn claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>>;
     /// Removes a processed event.

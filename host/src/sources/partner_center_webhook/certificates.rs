@@ -13,12 +13,12 @@
 
 use anyhow::Context as _;
 use reqwest::Url;
-use rsa::RsaPublicKey;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use webhook_formats::signature::SignatureKey;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, Encode};
 
@@ -44,7 +44,7 @@ pub fn load_certificate_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 struct Cached {
-    key: RsaPublicKey,
+    key: Arc<SignatureKey>,
     good_until: Instant,
 }
 
@@ -52,7 +52,8 @@ struct Cached {
 type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 
 /// Downloads certificates named by deliveries, checks them against the policy and caches
-/// their RSA public keys per URL. Cheap to share behind an `Arc`.
+/// their RSA public keys per URL, ready to check signatures with. Cheap to share behind an
+/// `Arc`.
 pub struct CertificateStore {
     policy: CertificatePolicy,
     http: reqwest::Client,
@@ -94,7 +95,7 @@ impl CertificateStore {
     /// The RSA public key of the certificate at `url`: from the cache while it is fresh,
     /// otherwise downloaded and checked. A URL outside the policy is refused without any
     /// network call.
-    pub async fn public_key(&self, url: &str) -> Result<RsaPublicKey, CertificateError> {
+    pub async fn signature_key(&self, url: &str) -> Result<Arc<SignatureKey>, CertificateError> {
         let url = check_url(&self.policy, url)?;
         let slot = self.slot(url.as_str());
         let mut cached = slot.lock().await;
@@ -111,11 +112,12 @@ impl CertificateStore {
                 .unwrap_or(Duration::ZERO);
             good_until = good_until.min(Instant::now() + left);
         }
+        let key = Arc::new(SignatureKey::new(&accepted.key));
         *cached = Some(Cached {
-            key: accepted.key.clone(),
+            key: key.clone(),
             good_until,
         });
-        Ok(accepted.key)
+        Ok(key)
     }
 
     /// The slot of `url`, made if need be; evicts stale slots (then any) when full.

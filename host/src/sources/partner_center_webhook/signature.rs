@@ -10,7 +10,7 @@ use reqwest::header::HeaderMap;
 
 pub use webhook_formats::signature::{
     ALGORITHM, ALGORITHM_HEADER, CERTIFICATE_URL_HEADER, DeliveryProof, RejectedDelivery,
-    SIGNATURE_HEADER,
+    SIGNATURE_HEADER, SignatureKey,
 };
 
 /// Checks the signature of webhook deliveries; share one per process (it holds the
@@ -38,7 +38,7 @@ impl SignatureVerifier {
         let proof = DeliveryProof::from_headers(headers)?;
         let key = self
             .certificates
-            .public_key(&proof.certificate_url)
+            .signature_key(&proof.certificate_url)
             .await
             .map_err(|e| RejectedDelivery::unauthorized(e.to_string()))?;
         proof.verify(&key, body)

@@ -84,65 +84,104 @@ fn fold_covered(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Stores `event` in the open transaction `tx` (or coalesces it with a waiting event of the
+/// same record); `now_ms` and `now` are the time it is received.
+fn enqueue_in(
+    tx: &rusqlite::Transaction<'_>,
+    event: &NewEvent,
+    now_ms: i64,
+    now: &str,
+) -> Result<Enqueued> {
+    let waiting: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM sync_events
+             WHERE lock_key = ?1 AND side = ?2 AND record_id = ?3 AND state = 'pending'
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row(
+            params![event.lock_key, event.side.as_str(), event.record_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(match waiting {
+        // The reconciliation re-lists records whether they changed or not: the waiting
+        // event keeps its place and its attempts (it reads the current state anyway).
+        Some(id) if event.origin == RECONCILE_ORIGIN => Enqueued::Coalesced(id),
+        Some(id) => {
+            // A change that may fix an earlier failure should not wait out its backoff, and
+            // gets the whole retry budget. The event now stands for this notification: it
+            // is received now, and a re-listing it joins becomes a change (so a dead
+            // letter cannot fold it away, see `queue_dead_letter`).
+            tx.prepare_cached(
+                "UPDATE sync_events SET available_at = MIN(available_at, ?2), attempts = 0,
+                        received_at = ?6,
+                        payload = CASE WHEN origin = ?3 THEN ?5 ELSE payload END,
+                        origin = CASE WHEN origin = ?3 THEN ?4 ELSE origin END
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                now_ms,
+                RECONCILE_ORIGIN,
+                event.origin,
+                event.payload,
+                now
+            ])?;
+            Enqueued::Coalesced(id)
+        }
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO sync_events
+                 (side, record_id, lock_key, origin, payload, state, attempts, available_at, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7)",
+            )?
+            .execute(params![
+                event.side.as_str(),
+                event.record_id,
+                event.lock_key,
+                event.origin,
+                event.payload,
+                now_ms,
+                now
+            ])?;
+            Enqueued::New(tx.last_insert_rowid())
+        }
+    })
+}
+
 impl SqliteStore {
     pub(crate) fn queue_enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
+        let mut stored = self.queue_enqueue_batch(std::slice::from_ref(event))?;
+        Ok(stored.pop().expect("one result per event"))
+    }
+
+    /// Group commit: the events in order, in one transaction, so one `fsync` (`synchronous =
+    /// FULL`) stores them all. They are received when the transaction holds the database, which
+    /// is after any claim that ran before it (see `COVERED`).
+    pub(crate) fn queue_enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let waiting: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM sync_events
-                 WHERE lock_key = ?1 AND side = ?2 AND record_id = ?3 AND state = 'pending'
-                 ORDER BY id LIMIT 1",
-                params![event.lock_key, event.side.as_str(), event.record_id],
-                |row| row.get(0),
-            )
-            .optional()?;
-        let result = match waiting {
-            // The reconciliation re-lists records whether they changed or not: the waiting
-            // event keeps its place and its attempts (it reads the current state anyway).
-            Some(id) if event.origin == RECONCILE_ORIGIN => Enqueued::Coalesced(id),
-            Some(id) => {
-                // A change that may fix an earlier failure should not wait out its backoff, and
-                // gets the whole retry budget. The event now stands for this notification: it
-                // is received now, and a re-listing it joins becomes a change (so a dead
-                // letter cannot fold it away, see `queue_dead_letter`).
-                tx.execute(
-                    "UPDATE sync_events SET available_at = MIN(available_at, ?2), attempts = 0,
-                            received_at = ?6,
-                            payload = CASE WHEN origin = ?3 THEN ?5 ELSE payload END,
-                            origin = CASE WHEN origin = ?3 THEN ?4 ELSE origin END
-                     WHERE id = ?1",
-                    params![
-                        id,
-                        now_ms(),
-                        RECONCILE_ORIGIN,
-                        event.origin,
-                        event.payload,
-                        now()
-                    ],
-                )?;
-                Enqueued::Coalesced(id)
-            }
-            None => {
-                tx.execute(
-                    "INSERT INTO sync_events
-                     (side, record_id, lock_key, origin, payload, state, attempts, available_at, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7)",
-                    params![
+        // Immediate: the write lock is taken (or waited for) up front, never in the middle.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (at_ms, at) = (now_ms(), now());
+        let stored = events
+            .iter()
+            .map(|event| {
+                enqueue_in(&tx, event, at_ms, &at).with_context(|| {
+                    format!(
+                        "storing the event of {} {} in the queue",
                         event.side.as_str(),
-                        event.record_id,
-                        event.lock_key,
-                        event.origin,
-                        event.payload,
-                        now_ms(),
-                        now()
-                    ],
-                )?;
-                Enqueued::New(tx.last_insert_rowid())
-            }
-        };
-        tx.commit().context("storing an event in the queue")?;
-        Ok(result)
+                        event.record_id
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().with_context(|| {
+            format!(
+                "committing {} event(s) to the queue (nothing of them is stored)",
+                events.len()
+            )
+        })?;
+        Ok(stored)
     }
 
     pub(crate) fn queue_claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>> {
@@ -305,8 +344,8 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::sqlite::test_store;
-    use crate::store::{Enqueued, NewEvent, Side, SyncStore};
+    use crate::store::sqlite::{SqliteStore, test_store};
+    use crate::store::{Enqueued, NewEvent, RECONCILE_ORIGIN, Side, SyncStore};
 
     fn event(key: &str, id: &str) -> NewEvent {
         NewEvent {
@@ -462,6 +501,131 @@ mod tests {
         assert_eq!((counts.pending, counts.dead), (1, 1), "{counts:?}");
         let next = store.claim(super::now_ms()).unwrap().unwrap();
         assert_eq!((next.origin.as_str(), next.attempts), ("test", 1));
+    }
+
+    /// A queue entry without its times: id, side, record, key, origin, payload, state, attempts.
+    type Row = (i64, String, String, String, String, String, String, u32);
+
+    /// Every queue entry, oldest first.
+    fn rows(store: &SqliteStore) -> Vec<Row> {
+        let conn = store.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, side, record_id, lock_key, origin, payload, state, attempts
+                 FROM sync_events ORDER BY id",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    /// A queue with `a` running and a failed `w` waiting for its retry.
+    fn busy_store() -> (tempfile::TempDir, SqliteStore) {
+        let (dir, store) = test_store();
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        store.enqueue(&event("referral:w", "w")).unwrap();
+        let a = store.claim(i64::MAX / 2).unwrap().unwrap();
+        let w = store.claim(i64::MAX / 2).unwrap().unwrap();
+        assert_eq!((a.record_id.as_str(), w.record_id.as_str()), ("a", "w"));
+        store.retry_later(w.id, "503", i64::MAX / 2).unwrap();
+        (dir, store)
+    }
+
+    /// Events that coalesce with each other and with what waits, in every way `enqueue` knows.
+    fn mixed_events() -> Vec<NewEvent> {
+        let relisted = |key: &str, id: &str| NewEvent {
+            origin: RECONCILE_ORIGIN.into(),
+            payload: "{}".into(),
+            ..event(key, id)
+        };
+        let webhook = |key: &str, id: &str, n: u32| NewEvent {
+            origin: "partner-center-webhook".into(),
+            payload: format!("{{\"n\":{n}}}"),
+            ..event(key, id)
+        };
+        let mut crm = webhook("opportunity:o1", "o1", 9);
+        crm.side = Side::Dataverse;
+        vec![
+            webhook("referral:a", "a", 1), // a runs: a new entry waits behind it
+            webhook("referral:a", "a", 2), // joins that entry
+            relisted("referral:b", "b"),   // new
+            webhook("referral:b", "b", 3), // turns the re-listing into a change
+            relisted("referral:b", "b"),   // changes nothing
+            webhook("referral:w", "w", 4), // the failed one runs now, with its whole budget
+            crm,
+            webhook("referral:b", "b", 5), // joins, keeps the change's payload
+        ]
+    }
+
+    #[test]
+    fn a_batch_stores_each_event_as_enqueue_would_in_order() {
+        let (_one, one_by_one) = busy_store();
+        let (_all, batched) = busy_store();
+        let events = mixed_events();
+        let singles: Vec<Enqueued> = events
+            .iter()
+            .map(|e| one_by_one.enqueue(e).unwrap())
+            .collect();
+        let batch = batched.enqueue_batch(&events).unwrap();
+        assert_eq!(batch, singles);
+        assert!(matches!(batch[0], Enqueued::New(_)), "{batch:?}");
+        assert_eq!(batch[1], Enqueued::Coalesced(batch[0].id()));
+        assert_eq!(batch[7], Enqueued::Coalesced(batch[2].id()));
+        assert_eq!(rows(&batched), rows(&one_by_one));
+        // The failed event no longer waits out its backoff.
+        let ready: Vec<String> = std::iter::from_fn(|| batched.claim(super::now_ms()).unwrap())
+            .map(|e| e.record_id)
+            .collect();
+        assert_eq!(
+            ready,
+            ["w", "b", "o1"],
+            "a still runs, so its new entry waits"
+        );
+        assert!(batched.enqueue_batch(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_that_fails_midway_leaves_the_queue_as_it_was() {
+        let (_dir, store) = busy_store();
+        store
+            .enqueue(&NewEvent {
+                origin: RECONCILE_ORIGIN.into(),
+                ..event("referral:b", "b")
+            })
+            .unwrap();
+        let before = rows(&store);
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON sync_events WHEN NEW.record_id = 'poison'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let mut events = mixed_events();
+        events.insert(6, event("referral:poison", "poison"));
+        let err = store.enqueue_batch(&events).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("partner-center poison") && text.contains("injected failure"),
+            "{text}"
+        );
+        // Neither the new entries nor the changes to waiting ones before the failure.
+        assert_eq!(rows(&store), before);
+        store.conn().execute_batch("DROP TRIGGER poison").unwrap();
+        assert_eq!(store.enqueue_batch(&events).unwrap().len(), events.len());
     }
 
     #[test]

@@ -41,6 +41,9 @@ impl SyncStore for SqliteStore {
     fn enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
         self.queue_enqueue(event)
     }
+    fn enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>> {
+        self.queue_enqueue_batch(events)
+    }
     fn claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>> {
         self.queue_claim(now_ms)
     }

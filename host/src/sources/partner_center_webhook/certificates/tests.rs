@@ -169,3 +169,39 @@ fn pinned_certificates_must_be_der_and_the_cache_stays_bounded() {
         "one slot per URL"
     );
 }
+
+/// A 1024-bit RSA public key (PKCS#1 DER), for a certificate rcgen signs with another key.
+struct SmallRsaKey(Vec<u8>);
+
+impl rcgen::PublicKeyData for SmallRsaKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_RSA_SHA256
+    }
+}
+
+#[test]
+fn rsa_keys_under_2048_bits_are_refused_even_when_pinned() {
+    use rsa::pkcs1::EncodeRsaPublicKey as _;
+    let small = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+    let pkcs1 = small.to_public_key().to_pkcs1_der().unwrap().into_vec();
+    let issuer_key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::CertificateParams::new(vec!["issuer.example".to_owned()])
+        .unwrap()
+        .self_signed(&issuer_key)
+        .unwrap();
+    let der = rcgen::CertificateParams::new(vec!["cert.example".to_owned()])
+        .unwrap()
+        .signed_by(&SmallRsaKey(pkcs1), &issuer, &issuer_key)
+        .unwrap()
+        .der()
+        .to_vec();
+    let pinned = CertificatePolicy {
+        pinned: vec![der.clone()],
+        ..policy(&[], false)
+    };
+    let err = accept(&pinned, &der, SystemTime::now()).expect_err("1024 bits");
+    assert!(err.to_string().contains("at least 2048"), "{err}");
+}

@@ -1,0 +1,138 @@
+//! Where every source hands over a notification: it is stored in the queue (durably, before
+//! the source acknowledges it) and the workers are woken.
+//!
+//! Webhook deliveries go through [`writer`]: one thread stores every event waiting in one
+//! transaction (group commit), so a storm of deliveries costs one flush to disk per batch
+//! rather than one per delivery, and each delivery is answered only once its batch is
+//! committed. The pollers store their events one at a time with [`Intake::accept`].
+
+mod writer;
+
+use crate::metrics::Metrics;
+use crate::store::{Enqueued, NewEvent, Side, SyncStore};
+use crate::sync::{lock_key, worker::Wakeup};
+use std::sync::Arc;
+
+pub use writer::MAX_BATCH;
+
+/// The queue's front door.
+pub struct Intake {
+    shared: Arc<Shared>,
+    writer: writer::Writer,
+}
+
+/// What storing an event needs, shared by the front door and the writer thread.
+struct Shared {
+    store: Arc<dyn SyncStore>,
+    wakeup: Wakeup,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    /// The event to store for a notification; reads the record's link for its lock key.
+    fn event(
+        &self,
+        side: Side,
+        record_id: String,
+        origin: &str,
+        payload: String,
+    ) -> anyhow::Result<NewEvent> {
+        Ok(NewEvent {
+            lock_key: lock_key(self.store.as_ref(), side, &record_id)?,
+            side,
+            record_id,
+            origin: origin.to_owned(),
+            payload,
+        })
+    }
+
+    /// What follows a stored event: it is counted and a worker is woken.
+    fn stored(&self, event: &NewEvent, enqueued: Enqueued) {
+        let result = match enqueued {
+            Enqueued::New(_) => "queued",
+            Enqueued::Coalesced(_) => "coalesced",
+        };
+        self.metrics.record_intake(&event.origin, result);
+        self.wakeup.notify_one();
+        tracing::debug!(
+            side = event.side.as_str(),
+            record_id = event.record_id,
+            origin = event.origin,
+            result,
+            "notification stored"
+        );
+    }
+}
+
+impl Intake {
+    /// The front door of `store`; starts the writer thread of the webhook deliveries, which
+    /// ends when the `Intake` is dropped.
+    pub fn new(
+        store: Arc<dyn SyncStore>,
+        wakeup: Wakeup,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let shared = Arc::new(Shared {
+            store,
+            wakeup,
+            metrics,
+        });
+        Ok(Self {
+            writer: writer::Writer::start(shared.clone())?,
+            shared,
+        })
+    }
+
+    /// Stores that `record_id` changed on `side`, alone in its own transaction (for the
+    /// pollers); `origin` names the source, `payload` is the notification as received.
+    pub fn accept(
+        &self,
+        side: Side,
+        record_id: &str,
+        origin: &str,
+        payload: &str,
+    ) -> anyhow::Result<Enqueued> {
+        let event = self
+            .shared
+            .event(side, record_id.to_owned(), origin, payload.to_owned())?;
+        let enqueued = self.shared.store.enqueue(&event)?;
+        self.shared.stored(&event, enqueued);
+        Ok(enqueued)
+    }
+
+    /// Stores a webhook delivery's event with the others waiting (group commit) and answers
+    /// once the transaction holding it is committed. An error means it is not stored: the
+    /// delivery must be answered with a failure so that the sender retries it.
+    pub async fn accept_async(
+        &self,
+        side: Side,
+        record_id: String,
+        origin: &'static str,
+        payload: String,
+    ) -> anyhow::Result<Enqueued> {
+        self.writer
+            .store(writer::Delivery {
+                side,
+                record_id,
+                origin,
+                payload,
+            })
+            .await
+    }
+
+    /// Counts a notification that was not stored (refused or not about a synced record).
+    pub fn record_unqueued(&self, origin: &str, result: &str) {
+        self.shared.metrics.record_intake(origin, result);
+    }
+
+    pub fn store(&self) -> &Arc<dyn SyncStore> {
+        &self.shared.store
+    }
+}
+
+/// Whether `id` looks like a record id (GUIDs, Partner Center ids): no path or query tricks.
+pub use webhook_formats::ids::plausible_id;
+
+// Group commit with a real store: concurrent deliveries, coalescing in a batch, a failed batch.
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! Group commit against a real SQLite store. The store's connection is held while deliveries
+//! pile up, so the test knows they are stored by one transaction (the writer takes everything
+//! waiting), without depending on timing.
+
+use super::*;
+use crate::store::sqlite::{SqliteStore, test_store};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const ORIGIN: &str = "partner-center-webhook";
+
+fn intake(store: &Arc<SqliteStore>) -> (Arc<Intake>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new());
+    let wakeup = Arc::new(tokio::sync::Notify::new());
+    let intake = Intake::new(store.clone(), wakeup, metrics.clone()).unwrap();
+    (Arc::new(intake), metrics)
+}
+
+/// Waits (bounded) until `n` deliveries wait in the writer's channel.
+async fn until_waiting(intake: &Intake, n: usize) {
+    for _ in 0..2_000 {
+        if intake.writer.waiting() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!(
+        "{n} deliveries never waited together ({} do)",
+        intake.writer.waiting()
+    );
+}
+
+/// A delivery for `referral` with its own payload, stored in the background.
+fn deliver(
+    intake: &Arc<Intake>,
+    referral: &str,
+    n: usize,
+) -> tokio::task::JoinHandle<(String, String, anyhow::Result<Enqueued>)> {
+    let (intake, referral) = (intake.clone(), referral.to_owned());
+    tokio::spawn(async move {
+        let payload = format!(r#"{{"referral":"{referral}","delivery":{n}}}"#);
+        let stored = intake
+            .accept_async(
+                Side::PartnerCenter,
+                referral.clone(),
+                ORIGIN,
+                payload.clone(),
+            )
+            .await;
+        (referral, payload, stored)
+    })
+}
+
+/// Sends one delivery and waits until the writer has taken it as a batch of its own and is
+/// about to store it (blocked on the store the caller holds), so that what is sent next
+/// waits for one batch together.
+async fn first_batch_taken(intake: &Arc<Intake>) -> tokio::task::JoinHandle<impl Sized> {
+    let first = deliver(intake, "warm-up", 0);
+    for _ in 0..2_000 {
+        if intake.writer.batches_taken() == 1 {
+            return first;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the writer never took the first delivery");
+}
+
+/// The pending queue entries: record id → (id, lock key, origin, payload, attempts).
+fn pending(store: &SqliteStore) -> HashMap<String, (i64, String, String, String, u32)> {
+    let conn = store.conn();
+    let mut stmt = conn
+        .prepare(
+            "SELECT record_id, id, lock_key, origin, payload, attempts FROM sync_events
+             WHERE state = 'pending'",
+        )
+        .unwrap();
+    stmt.query_map([], |row| {
+        Ok((
+            row.get(0)?,
+            (
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ),
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// `(count, sum)` of the batch-size histogram.
+fn batches(metrics: &Metrics) -> (u64, u64) {
+    let text = metrics.encode();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+            .unwrap_or(0)
+    };
+    (
+        value("cosell_intake_batch_events_count "),
+        value("cosell_intake_batch_events_sum "),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the store is held on purpose, so that the writer waits for it"
+)]
+async fn concurrent_deliveries_are_stored_in_one_batch_as_enqueue_would_store_them() {
+    let (_dir, store) = test_store();
+    let store = Arc::new(store);
+    let (intake, metrics) = intake(&store);
+    let held = store.conn();
+    let first = first_batch_taken(&intake).await;
+    // 60 deliveries for 12 referrals, 5 each: coalescing happens inside the batch.
+    let deliveries: Vec<_> = (0..60)
+        .map(|n| deliver(&intake, &format!("r{:02}", n % 12), n))
+        .collect();
+    until_waiting(&intake, 60).await;
+    drop(held);
+    assert!(first.await.is_ok());
+    let mut by_referral: HashMap<String, Vec<(String, Enqueued)>> = HashMap::new();
+    for delivery in deliveries {
+        let (referral, payload, stored) = delivery.await.unwrap();
+        let stored = stored.expect("every delivery is stored");
+        by_referral
+            .entry(referral)
+            .or_default()
+            .push((payload, stored));
+    }
+    assert_eq!(
+        batches(&metrics),
+        (2, 61),
+        "the warm-up, then all 60 at once"
+    );
+
+    let queue = pending(&store);
+    assert_eq!(queue.len(), 13, "one entry per referral: {queue:#?}");
+    for (referral, stored) in &by_referral {
+        // As five enqueues in a row: the first makes the entry, the others join it and
+        // leave its payload (the same origin) as it was.
+        let new: Vec<_> = stored
+            .iter()
+            .filter(|(_, e)| matches!(e, Enqueued::New(_)))
+            .collect();
+        assert_eq!(new.len(), 1, "{referral}: {stored:?}");
+        let (payload, entry) = new[0];
+        assert!(
+            stored.iter().all(|(_, e)| e.id() == entry.id()),
+            "{stored:?}"
+        );
+        let expected = (
+            entry.id(),
+            format!("referral:{referral}"),
+            ORIGIN.to_owned(),
+            payload.clone(),
+            0,
+        );
+        assert_eq!(queue[referral], expected, "{referral}");
+    }
+    let counted = metrics.encode();
+    assert!(
+        counted.contains(
+            r#"cosell_intake_events_total{source="partner-center-webhook",result="queued"} 13"#
+        ) && counted.contains(
+            r#"cosell_intake_events_total{source="partner-center-webhook",result="coalesced"} 48"#
+        ),
+        "{counted}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the store is held on purpose, so that the writer waits for it"
+)]
+async fn a_batch_that_fails_fails_every_delivery_in_it_and_stores_none_of_them() {
+    let (_dir, store) = test_store();
+    let store = Arc::new(store);
+    // The store fails on one event: the 30 others of its batch must not be stored either.
+    store
+        .conn()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON sync_events WHEN NEW.record_id = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let (intake, metrics) = intake(&store);
+    let held = store.conn();
+    let first = first_batch_taken(&intake).await;
+    let mut deliveries: Vec<_> = (0..30)
+        .map(|n| deliver(&intake, &format!("r{:02}", n % 10), n))
+        .collect();
+    deliveries.insert(15, deliver(&intake, "poison", 99));
+    until_waiting(&intake, 31).await;
+    drop(held);
+    assert!(first.await.is_ok());
+    for delivery in deliveries {
+        let (referral, _, stored) = delivery.await.unwrap();
+        let err = stored.expect_err("the batch failed, so every delivery in it failed");
+        assert!(
+            format!("{err:#}").contains("injected failure"),
+            "{referral}: {err:#}"
+        );
+    }
+    assert_eq!(batches(&metrics), (2, 32));
+    let queue = pending(&store);
+    assert_eq!(
+        queue.keys().collect::<Vec<_>>(),
+        ["warm-up"],
+        "nothing of the failed batch"
+    );
+
+    // The writer goes on: the next deliveries are stored.
+    let (_, _, stored) = deliver(&intake, "r01", 100).await.unwrap();
+    assert!(matches!(stored.unwrap(), Enqueued::New(_)));
+    assert_eq!(pending(&store).len(), 2);
+}
