@@ -153,7 +153,7 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
     let emulators_cpu = per_change_ms(cpu_before.1, cpu_after.1);
     let fig5 = FigureResults {
         figure: 5,
-        title: "End-to-end latency".into(),
+        title: format!("End-to-end latency at {} changes/s", args.rate),
         method: format!(
             "{changes} Microsoft-side changes ({} creates, {} updates, 200 customers) offered open-loop at {} /s for {} s; from the referral changing in the Partner Center emulator (which then signs and delivers its webhook) to the opportunity write committing in the Dataverse emulator; host with default settings, pollers off; Dataverse limits raised",
             outcome.creates_sent, outcome.updates_sent, args.rate, args.seconds
@@ -189,10 +189,10 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
             ),
         ],
     };
-    fig5.save("5-latency")?;
+    fig5.save(&format!("5-latency-{}", args.rate))?;
     let fig7 = FigureResults {
         figure: 7,
-        title: "Host memory".into(),
+        title: format!("Host memory at {} changes/s", args.rate),
         method: "VmRSS of the `cosell serve` process: idle after a warm-up, then sampled every 100 ms during figure 5's load".into(),
         rows: vec![
             Row::info("host RSS idle", format!("{} MiB", short(idle.median())), idle.iqr_text("MiB")),
@@ -203,6 +203,6 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
             ),
         ],
     };
-    fig7.save("7-host-memory")?;
+    fig7.save(&format!("7-host-memory-{}", args.rate))?;
     Ok(vec![fig5, fig7])
 }

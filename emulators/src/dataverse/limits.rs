@@ -72,6 +72,9 @@ pub struct ProtectionStats {
     pub early_requests: u64,
     /// The most early requests of one client in one episode.
     pub max_early_requests_in_episode: u64,
+    /// Execution time of the admitted requests, summed, in milliseconds (what the execution
+    /// time limit counts), for the share of the quota a client used.
+    pub execution_ms: u64,
 }
 
 /// Counts requests per client and refuses those over a limit.
@@ -104,6 +107,9 @@ impl Drop for Permit {
             user.concurrent = user.concurrent.saturating_sub(1);
             user.execution.push_back((now, elapsed));
         }
+        drop(users);
+        let mut stats = self.limiter.stats.lock().unwrap_or_else(|p| p.into_inner());
+        stats.execution_ms += elapsed.num_milliseconds().max(0) as u64;
     }
 }
 

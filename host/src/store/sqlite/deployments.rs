@@ -27,7 +27,8 @@ impl DeploymentStore for SqliteStore {
         source: &str,
         reason: ActivationReason,
     ) -> Result<()> {
-        let mut conn = self.conn();
+        // Durable: the deploy is answered "activated", and a restart must serve it.
+        let mut conn = self.durable_conn();
         let tx = conn.transaction()?;
         tx.execute(
             "INSERT OR IGNORE INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
@@ -40,7 +41,7 @@ impl DeploymentStore for SqliteStore {
     }
 
     fn activate(&self, step: &str, version: &str, reason: ActivationReason) -> Result<()> {
-        insert_activation(&self.conn(), step, version, reason)
+        insert_activation(&self.durable_conn(), step, version, reason)
             .with_context(|| format!("activating version {version} of step `{step}`"))
     }
 
