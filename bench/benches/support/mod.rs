@@ -1,0 +1,233 @@
+//! What the in-process benches share: the recorded fixture cases, the default components, the
+//! native and the WASM call of one case made exactly as `tests/default_mappings.rs` makes them,
+//! criterion's settings for a noisy two-core machine, and reading criterion's samples back as
+//! a median and an interquartile range.
+
+#![allow(dead_code)] // Each bench uses its own part of this module.
+
+use anyhow::{Context as _, Result, bail};
+use cosell::runtime::{Direction, MappingCall, MappingComponent, MappingRuntime, StepConfig};
+use cosell_bench::results::workspace_root;
+use cosell_bench::stats::Summary;
+use criterion::Criterion;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The recorded cases of `guest-mappings/fixtures/cases.json`, with their documents read.
+pub struct Fixtures {
+    pub tenant: String,
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    pub cases: Vec<Case>,
+}
+
+/// One case: a record, its counterpart if any, and the step configuration.
+pub struct Case {
+    pub name: String,
+    pub direction: Direction,
+    pub mapping_name: Arc<str>,
+    pub event: String,
+    pub input: String,
+    pub current: Option<String>,
+    pub config: Arc<StepConfig>,
+}
+
+#[derive(Deserialize)]
+struct CasesFile {
+    context: ContextFile,
+    cases: Vec<CaseFile>,
+}
+
+#[derive(Deserialize)]
+struct ContextFile {
+    tenant: String,
+    timestamp: String,
+}
+
+#[derive(Deserialize)]
+struct CaseFile {
+    name: String,
+    direction: Direction,
+    mapping_name: String,
+    event: String,
+    input: String,
+    current: Option<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+fn fixtures_dir() -> PathBuf {
+    workspace_root().join("guest-mappings/fixtures")
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+impl Fixtures {
+    /// Reads `cases.json` and every document it names.
+    pub fn load() -> Result<Self> {
+        let dir = fixtures_dir();
+        let file: CasesFile = serde_json::from_str(&read(&dir.join("cases.json"))?)
+            .context("guest-mappings/fixtures/cases.json is not the cases manifest")?;
+        let cases = file
+            .cases
+            .into_iter()
+            .map(|case| {
+                Ok(Case {
+                    input: read(&dir.join(&case.input))?,
+                    current: case.current.map(|c| read(&dir.join(c))).transpose()?,
+                    name: case.name,
+                    direction: case.direction,
+                    mapping_name: case.mapping_name.into(),
+                    event: case.event,
+                    config: Arc::new(case.config.into_iter().collect()),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            tenant: file.context.tenant,
+            timestamp: file
+                .context
+                .timestamp
+                .parse()
+                .context("the cases manifest's timestamp is not RFC 3339")?,
+            cases,
+        })
+    }
+
+    /// The case called `name`.
+    pub fn case(&self, name: &str) -> Result<&Case> {
+        match self.cases.iter().find(|case| case.name == name) {
+            Some(case) => Ok(case),
+            None => bail!("guest-mappings/fixtures/cases.json has no case `{name}`"),
+        }
+    }
+
+    /// The host's call of `case`, as the pipeline makes it.
+    pub fn call<'a>(&'a self, case: &'a Case) -> MappingCall<'a> {
+        MappingCall {
+            mapping_name: case.mapping_name.clone(),
+            direction: case.direction,
+            event: &case.event,
+            tenant: &self.tenant,
+            timestamp: self.timestamp,
+            input: &case.input,
+            current: case.current.as_deref(),
+            config: case.config.clone(),
+        }
+    }
+}
+
+/// The context the native library gets: the very strings the host hands the guest.
+pub fn native_context(call: &MappingCall<'_>, version: &str) -> mapping_rules::Context {
+    mapping_rules::Context {
+        direction: match call.direction {
+            Direction::PartnerCenterToCrm => mapping_rules::Direction::PartnerCenterToCrm,
+            Direction::CrmToPartnerCenter => mapping_rules::Direction::CrmToPartnerCenter,
+        },
+        event: call.event.to_owned(),
+        tenant: call.tenant.to_owned(),
+        mapping_name: call.mapping_name.to_string(),
+        mapping_version: version.to_owned(),
+        timestamp: call
+            .timestamp
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }
+}
+
+/// The native library's mapping of `call` (the function the component wraps).
+pub fn native_map(
+    ctx: &mapping_rules::Context,
+    call: &MappingCall<'_>,
+) -> Result<String, mapping_rules::MappingError> {
+    let config: &BTreeMap<String, String> = &call.config;
+    match call.direction {
+        Direction::PartnerCenterToCrm => {
+            mapping_rules::referral_to_opportunity(ctx, call.input, call.current, config)
+        }
+        Direction::CrmToPartnerCenter => {
+            mapping_rules::opportunity_to_referral(ctx, call.input, call.current, config)
+        }
+    }
+}
+
+/// The default component's file for `direction`.
+pub fn component_path(direction: Direction) -> PathBuf {
+    let name = match direction {
+        Direction::PartnerCenterToCrm => "referral_to_opportunity.wasm",
+        Direction::CrmToPartnerCenter => "opportunity_to_referral.wasm",
+    };
+    workspace_root().join("guest-mappings/dist").join(name)
+}
+
+/// Loads the default component for `direction` into `runtime`.
+pub fn load_component(runtime: &MappingRuntime, direction: Direction) -> Result<MappingComponent> {
+    let path = component_path(direction);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} (build the guests first: make rust-guests)",
+            path.display()
+        )
+    })?;
+    runtime
+        .load(&bytes)
+        .with_context(|| format!("loading {}", path.display()))
+}
+
+/// Where these benches keep criterion's reports, so they can be read back.
+pub fn criterion_dir() -> PathBuf {
+    cosell_bench::results::results_dir()
+        .parent()
+        .map(|target| target.join("criterion"))
+        .unwrap_or_else(|| workspace_root().join("target/criterion"))
+}
+
+/// Criterion set for short, repeatable runs on a shared machine: enough samples for a median
+/// and quartiles, each bench a few seconds.
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .output_directory(&criterion_dir())
+        .sample_size(60)
+        .warm_up_time(Duration::from_millis(800))
+        .measurement_time(Duration::from_secs(3))
+        .noise_threshold(0.05)
+        .configure_from_args()
+}
+
+#[derive(Deserialize)]
+struct SavedSample {
+    iters: Vec<f64>,
+    times: Vec<f64>,
+}
+
+/// The per-iteration times (µs) of criterion's samples of `group/id`, if this run (started at
+/// `since`) measured it: a run filtered to some benches leaves older runs' files in place,
+/// which must not be reported as this run's, and criterion's test mode writes none.
+pub fn samples(group: &str, id: &str, since: SystemTime) -> Result<Option<Summary>> {
+    let path = criterion_dir().join(group).join(id).join("new/sample.json");
+    let fresh = std::fs::metadata(&path)
+        .and_then(|meta| meta.modified())
+        .is_ok_and(|modified| modified >= since);
+    if !fresh {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let sample: SavedSample = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not criterion's sample file", path.display()))?;
+    // Nanoseconds per sample over the sample's iteration count → µs per iteration.
+    let per_iter = sample
+        .iters
+        .iter()
+        .zip(&sample.times)
+        .map(|(iters, ns)| ns / iters / 1000.0)
+        .collect();
+    Ok(Some(Summary::new(per_iter)))
+}
+
+/// `12.3 µs`.
+pub fn micros(value: f64) -> String {
+    format!("{} µs", cosell_bench::stats::short(value))
+}
