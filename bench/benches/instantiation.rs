@@ -34,6 +34,7 @@ fn main() -> Result<()> {
     let case = fixtures.case(CASE)?;
     let call = fixtures.call(case);
     let mut criterion = support::criterion();
+    let clock = support::Clock::from_env().name();
     let mut group = criterion.benchmark_group(GROUP);
     for (allocator, slug) in ALLOCATORS {
         let runtime = MappingRuntime::with_allocator(Limits::default(), allocator)
@@ -73,7 +74,8 @@ fn main() -> Result<()> {
         figure: 2,
         title: "Instantiation".into(),
         method: format!(
-            "criterion; default referral_to_opportunity component under Limits::default(); \
+            "criterion, {clock}; default referral_to_opportunity component under \
+             Limits::default(); \
              each instance dropped inside the timing (as after every record); the call maps \
              {CASE}; median µs over 60 samples, with IQR"
         ),

@@ -2,7 +2,8 @@
 //! library) and as the default WebAssembly component through cosell's own call path
 //! (`MappingRuntime::call`: a fresh store from the `InstancePre`, the sandbox, fuel, epoch
 //! deadline and memory cap of the production limits, the pooling allocator, output check), side
-//! by side in one run, on recorded 2–4 KB records in both directions.
+//! by side in one run, on recorded 2–4 KB records in both directions; and, to show what the
+//! instantiation costs, the guest's call on an instance made outside the timing.
 //!
 //! `cargo bench -p cosell-bench --bench mapping_cost`; writes
 //! `target/bench-results/mapping-cost.json`.
@@ -13,7 +14,7 @@ use anyhow::{Result, ensure};
 use cosell::runtime::{Limits, MappingRuntime};
 use cosell_bench::results::{FigureResults, Row};
 use cosell_bench::stats::{Summary, short};
-use criterion::BenchmarkId;
+use criterion::{BatchSize, BenchmarkId};
 use std::hint::black_box;
 use std::time::SystemTime;
 use support::{Fixtures, micros};
@@ -38,6 +39,7 @@ fn main() -> Result<()> {
     let fixtures = Fixtures::load()?;
     let runtime = MappingRuntime::new(Limits::default())?;
     let mut criterion = support::criterion();
+    let clock = support::Clock::from_env().name();
     let mut group = criterion.benchmark_group(GROUP);
     for name in CASES {
         let case = fixtures.case(name)?;
@@ -59,6 +61,22 @@ fn main() -> Result<()> {
         group.bench_function(BenchmarkId::new("wasm", name), |b| {
             b.iter(|| runtime.call(black_box(&component), black_box(&call)))
         });
+        // The guest's own work: the same call on an instance made (and dropped) outside the
+        // timing, which shows how much of the WASM cost is instantiation.
+        group.bench_function(BenchmarkId::new("wasm_ready_instance", name), |b| {
+            b.iter_batched(
+                || {
+                    runtime
+                        .instantiate(&component, &call)
+                        .expect("instantiates")
+                },
+                |mut instance| {
+                    black_box(instance.call(&component, black_box(&call))).ok();
+                    instance
+                },
+                BatchSize::PerIteration,
+            )
+        });
     }
     group.finish();
     criterion.final_summary();
@@ -68,7 +86,8 @@ fn main() -> Result<()> {
         let case = fixtures.case(name)?;
         let native = support::samples(GROUP, &format!("native/{name}"), started)?;
         let wasm = support::samples(GROUP, &format!("wasm/{name}"), started)?;
-        let (Some(native), Some(wasm)) = (native, wasm) else {
+        let ready = support::samples(GROUP, &format!("wasm_ready_instance/{name}"), started)?;
+        let (Some(native), Some(wasm), Some(ready)) = (native, wasm, ready) else {
             continue;
         };
         let label = format!(
@@ -80,6 +99,15 @@ fn main() -> Result<()> {
             }
         );
         rows.extend(case_rows(&label, &native, &wasm));
+        rows.push(Row::info(
+            format!("{label}: WASM on a ready instance (no instantiation)"),
+            micros(ready.median()),
+            format!(
+                "{}; {}× native",
+                ready.iqr_text("µs"),
+                short(ready.median() / native.median())
+            ),
+        ));
     }
     if rows.is_empty() {
         println!("no fresh criterion samples (test mode or filtered run): nothing saved");
@@ -89,10 +117,11 @@ fn main() -> Result<()> {
         figure: 1,
         title: "Mapping cost per record".into(),
         method: format!(
-            "criterion, native library and default component side by side in one process; \
-             WASM = MappingRuntime::call with Limits::default() and the {:?} allocator (fresh \
-             store, sandbox, fuel, epoch deadline, memory cap, output check); median µs per \
-             record over 60 samples, with IQR",
+            "criterion, {clock}; native library and default component side by side in one \
+             process; WASM = MappingRuntime::call with Limits::default() and the {:?} \
+             allocator (fresh store, sandbox, fuel, epoch deadline, memory cap, output check); \
+             ready instance = the same call on an instance made outside the timing; median µs \
+             per record over 60 samples, with IQR",
             runtime.allocator()
         ),
         rows,
