@@ -76,10 +76,13 @@ fn engine_config(limits: &Limits, pooling: bool) -> Config {
     config
 }
 
-/// Bytes of a linear memory kept resident in its pool slot between instances, when the kernel
-/// can tell which pages an instance wrote (`PAGEMAP_SCAN`, Linux 6.7+). The default mapping
-/// writes a few hundred KiB of its ~1.1 MiB per record (stack, heap, copies of the documents).
-pub const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 * 1024 * 1024;
+/// Most bytes of a linear memory kept resident in its pool slot between instances, when the
+/// kernel can tell which pages an instance wrote (`PAGEMAP_SCAN`, Linux 6.7+); only written
+/// pages are kept. The default mapping writes ~100 KiB per record (stack, heap, the documents),
+/// so 1 MiB leaves room for bigger guests while bounding what warm slots may hold: at most
+/// 1 MiB for each of the pool's memories (128 MiB if every slot were used by a guest that
+/// writes a megabyte or more).
+pub const LINEAR_MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
 /// The same for tables. A mapping's tables fit in a page, and a table no bigger than a page
 /// kept resident is simply zeroed, without a `PAGEMAP_SCAN` system call.
 pub const TABLE_KEEP_RESIDENT: usize = 4096;
