@@ -9,7 +9,7 @@
 #                 poisoned_referral_to_opportunity}.wasm
 #
 # Usage: build.sh [--release] [--check-toolchain]
-#   --release          optimised build (profile.release: opt-level "s", LTO, panic=abort)
+#   --release          optimised build (profile.release: opt-level 3, LTO, panic=abort)
 #   --check-toolchain  only report which toolchain path would be used, build nothing
 #
 # Toolchain paths, in order of preference:

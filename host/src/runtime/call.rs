@@ -1,6 +1,8 @@
 //! One call of a mapping step on one record: a fresh `Store`, the limits, the outcome.
 
-use super::bindings::{GuestContext, GuestDirection, GuestMappingError, LogBudgetExceeded};
+use super::bindings::{
+    GuestContext, GuestDirection, GuestMappingError, LogBudgetExceeded, MappingStep,
+};
 use super::component::MappingComponent;
 use super::engine::deadline_ticks;
 use super::guest_log::{GuestLog, GuestLogLine};
@@ -156,6 +158,43 @@ pub fn call_mapping(
         };
     }
 
+    let mut store = new_store(engine, limits, component, call);
+    let context = guest_context(component, call);
+    let outcome = component
+        .pre
+        .instantiate(&mut store)
+        .map_err(|err| CallErrorKind::Instantiation(format!("{err:#}")))
+        .and_then(|instance| invoke(&mut store, &instance, &context, call, limits));
+
+    let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+    let state = store.into_data();
+    let peak_memory_bytes = state.limiter.peak_bytes();
+    let mut log = state.log;
+    let stdio_within_budget = log.collect_stdio();
+    let result = match outcome {
+        Err(kind) => Err(kind),
+        Ok(_) if stdio_within_budget.is_err() => Err(log_budget_exceeded(limits)),
+        Ok(Ok(output)) => check_output(output, limits),
+        Ok(Err(guest_error)) => Err(guest_error_kind(guest_error)),
+    };
+    CallReport {
+        result: result.map_err(error),
+        stats: CallStats {
+            fuel_used,
+            peak_memory_bytes,
+            duration: started.elapsed(),
+        },
+        logs: log.into_lines(),
+    }
+}
+
+/// A fresh store for one call of `component`, with its sandbox and limits set.
+pub(super) fn new_store(
+    engine: &Engine,
+    limits: &Limits,
+    component: &MappingComponent,
+    call: &MappingCall<'_>,
+) -> Store<CallState> {
     let frozen_time = call.timestamp.signed_duration_since(DateTime::UNIX_EPOCH);
     let state = CallState::new(SandboxSpec {
         memory_cap: limits.memory_bytes,
@@ -174,8 +213,12 @@ pub fn call_mapping(
         .set_fuel(limits.fuel)
         .expect("fuel metering is enabled on the engine");
     store.set_epoch_deadline(deadline_ticks(limits.timeout()));
+    store
+}
 
-    let context = GuestContext {
+/// The context the guest is given for `call`.
+pub(super) fn guest_context(component: &MappingComponent, call: &MappingCall<'_>) -> GuestContext {
+    GuestContext {
         direction: match call.direction {
             Direction::PartnerCenterToCrm => GuestDirection::PartnerCenterToCrm,
             Direction::CrmToPartnerCenter => GuestDirection::CrmToPartnerCenter,
@@ -185,41 +228,28 @@ pub fn call_mapping(
         mapping_name: call.mapping_name.to_string(),
         mapping_version: component.version.to_string(),
         timestamp: call.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
-    };
+    }
+}
 
-    let outcome = component
-        .pre
-        .instantiate(&mut store)
-        .map_err(|err| CallErrorKind::Instantiation(format!("{err:#}")))
-        .and_then(|instance| {
-            instance
-                .call_map(&mut store, &context, call.input, call.current)
-                .map_err(|err| classify_trap(&err, store.data(), limits))
-        });
+/// Calls the guest's `map` on an instance in `store`, naming the limit it ran into if it trapped.
+pub(super) fn invoke(
+    store: &mut Store<CallState>,
+    instance: &MappingStep,
+    context: &GuestContext,
+    call: &MappingCall<'_>,
+    limits: &Limits,
+) -> Result<Result<String, GuestMappingError>, CallErrorKind> {
+    instance
+        .call_map(&mut *store, context, call.input, call.current)
+        .map_err(|err| classify_trap(&err, store.data(), limits))
+}
 
-    let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
-    let state = store.into_data();
-    let peak_memory_bytes = state.limiter.peak_bytes();
-    let mut log = state.log;
-    let stdio_within_budget = log.collect_stdio();
-    let result = match outcome {
-        Err(kind) => Err(kind),
-        Ok(_) if stdio_within_budget.is_err() => Err(log_budget_exceeded(limits)),
-        Ok(Ok(output)) => check_output(output, limits),
-        Ok(Err(guest_error)) => Err(match guest_error {
-            GuestMappingError::Reject(reason) => CallErrorKind::Rejected(reason),
-            GuestMappingError::Skip(reason) => CallErrorKind::Skipped(reason),
-            GuestMappingError::Fail(reason) => CallErrorKind::Failed(reason),
-        }),
-    };
-    CallReport {
-        result: result.map_err(error),
-        stats: CallStats {
-            fuel_used,
-            peak_memory_bytes,
-            duration: started.elapsed(),
-        },
-        logs: log.into_lines(),
+/// The kind of failure a guest's own error result stands for.
+pub(super) fn guest_error_kind(error: GuestMappingError) -> CallErrorKind {
+    match error {
+        GuestMappingError::Reject(reason) => CallErrorKind::Rejected(reason),
+        GuestMappingError::Skip(reason) => CallErrorKind::Skipped(reason),
+        GuestMappingError::Fail(reason) => CallErrorKind::Failed(reason),
     }
 }
 

@@ -8,7 +8,7 @@
 use super::limits::Limits;
 use anyhow::{Context as _, Result};
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. A call's deadline is a number of these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -30,18 +30,24 @@ pub const POOL_INSTANCES: u32 = 64;
 /// Builds the engine, preferring the pooling allocator.
 pub fn build_engine(limits: &Limits, prefer_pooling: bool) -> Result<(Engine, AllocatorKind)> {
     if prefer_pooling {
-        match Engine::new(&engine_config(limits, true)) {
+        match build_engine_with(limits, AllocatorKind::Pooling) {
             Ok(engine) => return Ok((engine, AllocatorKind::Pooling)),
             Err(err) => tracing::warn!(
-                error = %err,
+                error = %format!("{err:#}"),
                 "could not reserve the pooling allocator's address space; using on-demand allocation"
             ),
         }
     }
-    let engine = Engine::new(&engine_config(limits, false))
-        .map_err(anyhow::Error::from)
-        .context("creating the WebAssembly engine")?;
+    let engine = build_engine_with(limits, AllocatorKind::OnDemand)?;
     Ok((engine, AllocatorKind::OnDemand))
+}
+
+/// Builds the engine with exactly the `allocator` asked for, failing instead of falling back.
+pub fn build_engine_with(limits: &Limits, allocator: AllocatorKind) -> Result<Engine> {
+    let pooling = allocator == AllocatorKind::Pooling;
+    Engine::new(&engine_config(limits, pooling))
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("creating the WebAssembly engine ({allocator:?} allocator)"))
 }
 
 fn engine_config(limits: &Limits, pooling: bool) -> Config {
@@ -64,9 +70,41 @@ fn engine_config(limits: &Limits, pooling: bool) -> Config {
             .max_tables_per_component(8)
             .total_tables(POOL_INSTANCES * 8)
             .max_memory_size(memory);
+        keep_slots_warm(&mut pool);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+/// Most bytes of a linear memory kept resident in its pool slot between instances, when the
+/// kernel can tell which pages an instance wrote (`PAGEMAP_SCAN`, Linux 6.7+); only written
+/// pages are kept. The default mapping writes ~100 KiB per record (stack, heap, the documents),
+/// so 1 MiB leaves room for bigger guests while bounding what warm slots may hold: at most
+/// 1 MiB for each of the pool's memories (128 MiB if every slot were used by a guest that
+/// writes a megabyte or more).
+pub const LINEAR_MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
+/// The same for tables. A mapping's tables fit in a page, and a table no bigger than a page
+/// kept resident is simply zeroed, without a `PAGEMAP_SCAN` system call.
+pub const TABLE_KEEP_RESIDENT: usize = 4096;
+
+/// Resets a freed slot by rewriting the pages the instance dirtied instead of handing them
+/// back to the kernel, so the next record's instance does not page-fault them in again.
+///
+/// By default wasmtime `madvise`s a slot's memory away after every instance: each record then
+/// pays a page fault per page it touches, plus the `madvise` and its TLB shootdown, which was
+/// about 40% of a call of the default mapping (issue 6, docs/benchmarks.md). With
+/// `PAGEMAP_SCAN`, only the pages actually written are reset (zeroed or copied back from the
+/// data image), up to the keep-resident size; anything beyond is still decommitted. Without
+/// it, keeping memory resident would mean zeroing the first N bytes on every reset whether
+/// they were used or not, which costs more than it saves, so the defaults are kept there.
+/// The isolation between records is the same either way: a reused slot starts from the
+/// module's pristine image.
+fn keep_slots_warm(pool: &mut PoolingAllocationConfig) {
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
+    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.

@@ -13,6 +13,7 @@
 //! - [`artifact_cache`]: precompiled components on disk, so a known version skips compilation.
 //! - [`call`]: one call on one record, and how its failures are named.
 //! - [`guest_log`]: the guest's log lines and their budget.
+//! - [`live_instance`]: an instance held outside a call, for the benchmarks.
 
 pub mod artifact_cache;
 pub mod bindings;
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod guest_log;
 pub mod limits;
 pub mod linker;
+pub mod live_instance;
 pub mod sandbox;
 
 pub use artifact_cache::{ArtifactCache, CacheOutcome};
@@ -30,6 +32,7 @@ pub use component::{LoadError, MappingComponent};
 pub use engine::AllocatorKind;
 pub use guest_log::{GuestLevel, GuestLogLine, GuestStream};
 pub use limits::{Limit, Limits};
+pub use live_instance::LiveInstance;
 pub use sandbox::StepConfig;
 
 use anyhow::Result;
@@ -50,6 +53,19 @@ impl MappingRuntime {
     pub fn new(limits: Limits) -> Result<Self> {
         limits.validate().map_err(anyhow::Error::msg)?;
         let (engine, allocator) = engine::build_engine(&limits, true)?;
+        Self::with_engine(engine, allocator, limits)
+    }
+
+    /// Creates the runtime with exactly the `allocator` asked for (no fallback: an error if
+    /// the pooling allocator cannot reserve its address space). The host always uses
+    /// [`MappingRuntime::new`]; this is for comparing the allocators (the benchmarks).
+    pub fn with_allocator(limits: Limits, allocator: AllocatorKind) -> Result<Self> {
+        limits.validate().map_err(anyhow::Error::msg)?;
+        let engine = engine::build_engine_with(&limits, allocator)?;
+        Self::with_engine(engine, allocator, limits)
+    }
+
+    fn with_engine(engine: Engine, allocator: AllocatorKind, limits: Limits) -> Result<Self> {
         let linker = linker::build_linker(&engine)?;
         engine::start_epoch_ticker(&engine);
         tracing::debug!(?allocator, "mapping runtime ready");
@@ -90,6 +106,17 @@ impl MappingRuntime {
     /// blocking thread (see `pipeline`).
     pub fn call(&self, component: &MappingComponent, call: &MappingCall<'_>) -> CallReport {
         call::call_mapping(&self.engine, &self.limits, component, call)
+    }
+
+    /// Instantiates `component` for `call` exactly as [`MappingRuntime::call`] does, without
+    /// calling it, and keeps the instance alive. For measuring instantiation and the memory of
+    /// a live instance; the host itself only uses `call`.
+    pub fn instantiate(
+        &self,
+        component: &MappingComponent,
+        call: &MappingCall<'_>,
+    ) -> Result<LiveInstance, CallErrorKind> {
+        LiveInstance::new(&self.engine, &self.limits, component, call)
     }
 
     /// The limits every call runs under.

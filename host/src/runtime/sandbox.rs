@@ -12,6 +12,8 @@
 //!   sleeping (subscribing to a clock) traps, because no mapping needs to wait;
 //! - randomness from a generator seeded with the hash of the mapping version and the input, so
 //!   it is repeatable: a mapping must not use it for secrets (it has none to make).
+//!
+//! The WASI context is only built if the guest calls WASI (see `LazyWasi`).
 
 use super::guest_log::GuestLog;
 use super::limits::MemoryLimiter;
@@ -32,7 +34,7 @@ pub struct CallState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) log: GuestLog,
     pub(crate) config: Arc<StepConfig>,
-    wasi: WasiCtx,
+    wasi: LazyWasi,
     table: ResourceTable,
 }
 
@@ -50,20 +52,53 @@ pub struct SandboxSpec<'a> {
 impl CallState {
     /// Builds the state of one call, with the deny-by-default WASI described above.
     pub fn new(spec: SandboxSpec<'_>) -> Self {
-        let mut hasher = Sha256::new();
-        for part in spec.seed_material {
-            hasher.update(part);
-        }
-        let seed: [u8; 32] = hasher.finalize().into();
         let (stdout, stderr) = spec.log.stdio_pipes();
+        Self {
+            limiter: MemoryLimiter::new(spec.memory_cap),
+            log: spec.log,
+            config: spec.config,
+            wasi: LazyWasi::Pending(WasiSpec {
+                stdout,
+                stderr,
+                frozen_time: spec.frozen_time,
+                seed_material: spec.seed_material.concat(),
+            }),
+            table: ResourceTable::new(),
+        }
+    }
+}
 
+/// The call's WASI context, built the first time the guest calls a WASI function.
+///
+/// Components built for `wasm32-unknown-unknown` with wit-bindgen, such as the default
+/// mappings, import no WASI at all, and building the context (hashing the input for the seed,
+/// two generators) was about 5% of their call (issue 6, docs/benchmarks.md). A component that
+/// does use WASI gets exactly the context it would have got up front: the seed is taken from
+/// the same bytes, and nothing in it depends on when it is built (the clocks are frozen).
+enum LazyWasi {
+    Pending(WasiSpec),
+    Ready(Box<WasiCtx>),
+}
+
+/// What the WASI context is built from.
+struct WasiSpec {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    frozen_time: Duration,
+    /// The concatenated seed material (hashing it in parts or whole gives the same digest).
+    seed_material: Vec<u8>,
+}
+
+impl WasiSpec {
+    fn build(&self) -> WasiCtx {
+        let seed: [u8; 32] = Sha256::digest(&self.seed_material).into();
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(stdout)
-            .stderr(stderr)
+        wasi.stdout(self.stdout.clone())
+            .stderr(self.stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .wall_clock(FrozenWallClock(spec.frozen_time))
+            .wall_clock(FrozenWallClock(self.frozen_time))
             .monotonic_clock(FrozenMonotonicClock)
             .secure_random(rand::rngs::StdRng::from_seed(seed))
             .insecure_random(rand::rngs::StdRng::from_seed(seed))
@@ -71,12 +106,18 @@ impl CallState {
                 seed[..16].try_into().expect("16 bytes"),
             ))
             .max_random_size(64 * 1024);
-        Self {
-            limiter: MemoryLimiter::new(spec.memory_cap),
-            log: spec.log,
-            config: spec.config,
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
+        wasi.build()
+    }
+}
+
+impl LazyWasi {
+    fn get(&mut self) -> &mut WasiCtx {
+        if let LazyWasi::Pending(spec) = self {
+            *self = LazyWasi::Ready(Box::new(spec.build()));
+        }
+        match self {
+            LazyWasi::Ready(ctx) => ctx,
+            LazyWasi::Pending(_) => unreachable!("built just above"),
         }
     }
 }
@@ -84,7 +125,7 @@ impl CallState {
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get(),
             table: &mut self.table,
         }
     }

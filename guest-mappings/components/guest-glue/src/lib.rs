@@ -12,7 +12,9 @@
 //!   installs it on every call before running the mapping;
 //! * [`log`] and [`config`]: small wrappers around the imports;
 //! * [`rules`] (feature `rules`): conversions between the WIT types and the `mapping-rules`
-//!   library types, used by the default components.
+//!   library types, used by the default components;
+//! * the global allocator (`allocator.rs`): talc on a static arena, so a typical record never
+//!   grows linear memory.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -31,6 +33,11 @@ pub mod bindings {
 }
 
 pub use bindings::cosell::mapping::types::{Context, Direction, MappingError};
+
+// The global allocator of every guest (single-threaded wasm only, where talc's lock-free cell
+// is sound; native builds of this crate, e.g. `cargo check`, keep the system allocator).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+mod allocator;
 
 /// A mapping step: what a component implements. Same signature as the WIT export
 /// `map: func(ctx: context, input: string, current: option<string>) -> result<string, mapping-error>`.
@@ -147,11 +154,39 @@ pub mod rules {
     ) -> Result<String, mapping_rules::MappingError>;
 
     /// `mapping_rules::Config` backed by the `config` import.
-    pub struct HostConfig;
+    ///
+    /// It asks the host for the list of keys once, and for a value only when the key is set:
+    /// the default mapping looks up some 25 keys per record, and an operator sets few or none,
+    /// so this saves a host call per key that is not set (the configuration cannot change
+    /// during a call).
+    pub struct HostConfig {
+        /// The keys the operator set, sorted (as the `keys` import returns them).
+        keys: Vec<String>,
+    }
+
+    impl HostConfig {
+        /// Reads the list of keys from the host.
+        pub fn new() -> Self {
+            Self {
+                keys: crate::config::keys(),
+            }
+        }
+    }
+
+    impl Default for HostConfig {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
 
     impl mapping_rules::Config for HostConfig {
         fn get(&self, key: &str) -> Option<String> {
-            crate::config::get(key)
+            let is_set = self.keys.binary_search_by(|k| k.as_str().cmp(key)).is_ok();
+            if is_set {
+                crate::config::get(key)
+            } else {
+                None
+            }
         }
     }
 
@@ -189,6 +224,6 @@ pub mod rules {
         current: Option<String>,
     ) -> Result<String, MappingError> {
         let ctx = mapping_rules::Context::from(ctx);
-        rule(&ctx, &input, current.as_deref(), &HostConfig).map_err(MappingError::from)
+        rule(&ctx, &input, current.as_deref(), &HostConfig::new()).map_err(MappingError::from)
     }
 }
