@@ -5,7 +5,7 @@
 //! Claiming skips records that already have an event running, which is what keeps events of
 //! one record in order while different records run in parallel.
 
-use super::{SqliteStore, now};
+use super::{SqliteStore, now, write_transaction};
 use crate::store::sync::{
     DeadLetter, Enqueued, NewEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, Side,
 };
@@ -87,7 +87,7 @@ fn fold_covered(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
 impl SqliteStore {
     pub(crate) fn queue_enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let waiting: Option<i64> = tx
             .query_row(
                 "SELECT id FROM sync_events
@@ -147,7 +147,7 @@ impl SqliteStore {
 
     pub(crate) fn queue_claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let event = tx
             .query_row(CLAIM_SQL.as_str(), params![now_ms], |row| {
                 Ok(QueuedEvent {
@@ -185,7 +185,7 @@ impl SqliteStore {
 
     pub(crate) fn queue_retry_later(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
         tx.execute(
             "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3
@@ -199,7 +199,7 @@ impl SqliteStore {
 
     pub(crate) fn queue_dead_letter(&self, id: i64, error: &str) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
         tx.execute(
             "UPDATE sync_events SET state = 'dead', last_error = ?2, failed_at = ?3 WHERE id = ?1",
@@ -259,7 +259,7 @@ impl SqliteStore {
 
     pub(crate) fn queue_replay(&self, ids: Option<&[i64]>) -> Result<u64> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         // Received now: an attempt of the same record already running did not see the
         // operator's request, so it must not fold the replay away (see `COVERED`).
         let reset = format!(
