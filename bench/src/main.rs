@@ -8,7 +8,7 @@ mod table;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use cosell_bench::results::{FigureResults, results_dir};
-use driver::{hot_swap, intake, latency};
+use driver::{backfill, hot_swap, intake, latency};
 
 /// Runs cosell's end-to-end benchmarks against the emulators and prints the results table.
 #[derive(Debug, Parser)]
@@ -26,6 +26,9 @@ enum Command {
     Intake(intake::IntakeArgs),
     /// Figures 5 and 7: end-to-end latency at a fixed rate, and the host's memory.
     Latency(latency::LatencyArgs),
+    /// Figure 6: 100,000 referrals into Dataverse at its documented limits, `$batch` vs one
+    /// request per record.
+    Backfill(backfill::BackfillArgs),
     /// Every driver figure in turn (with their default settings), then the table.
     All,
     /// Prints the table of every figure saved under target/bench-results.
@@ -45,6 +48,9 @@ async fn main() -> Result<()> {
         Command::Latency(args) => {
             latency::run(&args).await?;
         }
+        Command::Backfill(args) => {
+            backfill::run(&args).await?;
+        }
         Command::All => {
             hot_swap::run(&parse_defaults()).await?;
             intake::run(&parse_defaults()).await?;
@@ -54,6 +60,7 @@ async fn main() -> Result<()> {
             let mut sustainable: latency::LatencyArgs = parse_defaults();
             sustainable.rate = 100.0;
             latency::run(&sustainable).await?;
+            backfill::run(&parse_defaults()).await?;
         }
         Command::Table => {}
     }

@@ -2,8 +2,9 @@
 //!
 //! - [`env`]: both emulators in this process, `cosell serve` in its own.
 //! - [`workload`]: the open-loop stream of Microsoft-side changes and when each lands.
-//! - [`intake`]: figure 4. [`latency`]: figures 5 and 7 (host RSS). [`hot_swap`]: figure 3.
+//! - [`intake`]: figure 4. [`backfill`]: figure 6. [`latency`]: figures 5 and 7 (host RSS). [`hot_swap`]: figure 3.
 
+pub mod backfill;
 pub mod env;
 pub mod hot_swap;
 pub mod intake;

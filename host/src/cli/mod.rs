@@ -1,8 +1,9 @@
 //! The `cosell` command line: `serve`, `sandbox`, `mapping test | deploy | list | rollback`,
-//! `dead-letters list | replay`, `audit`, and the setup commands `partner-center register-webhooks`,
-//! `dataverse provision | register-webhook`.
+//! `dead-letters list | replay`, `audit`, `backfill`, and the setup commands
+//! `partner-center register-webhooks`, `dataverse provision | register-webhook`.
 
 mod admin_client;
+mod backfill;
 mod mapping_test;
 mod sandbox;
 mod serve;
@@ -67,6 +68,12 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Create the Dataverse opportunities of the referrals already in Partner Center, in bulk
+    /// ($batch requests), for a partner connecting cosell to existing referrals. Referrals
+    /// already linked or whose opportunity exists are skipped, so it is safe to run again and
+    /// next to a running host. Prints progress on stderr and a summary; exits 1 if any
+    /// referral failed.
+    Backfill(backfill::BackfillArgs),
     /// Partner Center setup.
     #[command(subcommand, name = "partner-center")]
     PartnerCenter(PartnerCenterCommand),
@@ -221,6 +228,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             admin,
         } => sync_admin::audit(&admin, record.as_deref(), limit).await,
         Command::DeadLetters(DeadLettersCommand::List { admin }) => sync_admin::list(&admin).await,
+        Command::Backfill(args) => backfill::run(args).await,
         Command::DeadLetters(DeadLettersCommand::Replay { ids, all, admin }) => {
             sync_admin::replay(&admin, &ids, all).await
         }

@@ -177,6 +177,26 @@ pub trait SyncStore: Send + Sync {
     fn link_by_opportunity(&self, opportunity_id: &str) -> Result<Option<Link>>;
     /// Inserts or updates a link; answers its id.
     fn save_link(&self, link: &Link) -> Result<i64>;
+    /// Saves the links whose referral is not linked to an opportunity yet, as
+    /// [`save_link`](Self::save_link) does, all in one transaction (one write to disk for many;
+    /// the backfill saves its links so). Answers, for each link, the opportunity its referral
+    /// was linked to already (then that link was left as it is), or `None` when it was saved.
+    fn save_unlinked(&self, links: &[Link]) -> Result<Vec<Option<String>>> {
+        let mut linked = Vec::with_capacity(links.len());
+        for link in links {
+            let existing = match &link.referral_id {
+                Some(referral) => self
+                    .link_by_referral(referral)?
+                    .and_then(|l| l.opportunity_id),
+                None => None,
+            };
+            if existing.is_none() {
+                self.save_link(link)?;
+            }
+            linked.push(existing);
+        }
+        Ok(linked)
+    }
 
     fn cursor(&self, name: &str) -> Result<Option<String>>;
     fn set_cursor(&self, name: &str, value: &str) -> Result<()>;

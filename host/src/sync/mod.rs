@@ -8,12 +8,15 @@
 //! - [`seller_notes`]: the Audit column and the ✔/✖ marks the seller sees (flow 7).
 //! - [`compare`]: subset equality and JSON Patch diffs; [`outcome`]: results and failures.
 //! - [`worker`]: the workers that drain the queue, retry and dead-letter.
+//! - [`backfill`]: creating the opportunities of existing referrals in bulk (`$batch`), linked
+//!   so the engine treats them as its own.
 //!
 //! Processing is idempotent because it is state-based: an event only names a record, the
 //! engine reads the current state of both sides and writes the difference, so an event
 //! handled twice (a duplicate delivery, a crash before the queue entry was removed) writes
 //! nothing the second time.
 
+pub mod backfill;
 pub mod compare;
 pub mod conflicts;
 pub mod fingerprint;

@@ -8,6 +8,7 @@
 
 use super::fingerprint::unmarked;
 use super::{SyncEngine, SyncError};
+use crate::config::SyncConfig;
 use crate::connections::dataverse::Row;
 use serde_json::{Map, Value, json};
 
@@ -33,6 +34,15 @@ pub fn marked(name: &str, mark: &str, marks: &[&str; 2]) -> String {
     }
 }
 
+/// Gives the `name` column in `columns`, if any, the success mark of `config`.
+pub fn mark_name_synced(columns: &mut Map<String, Value>, config: &SyncConfig) {
+    if let Some(name) = columns.get("name").and_then(Value::as_str) {
+        let marks = [config.success_mark.as_str(), config.failure_mark.as_str()];
+        let wanted = marked(name, &config.success_mark, &marks);
+        columns.insert("name".into(), json!(wanted));
+    }
+}
+
 fn stamped(text: &str) -> String {
     format!(
         "{} cosell: {text}",
@@ -48,10 +58,7 @@ impl SyncEngine {
 
     /// Gives the `name` column in `columns`, if any, the success mark.
     pub(crate) fn mark_name_synced(&self, columns: &mut Map<String, Value>) {
-        if let Some(name) = columns.get("name").and_then(Value::as_str) {
-            let wanted = marked(name, &self.config.success_mark, &self.marks());
-            columns.insert("name".into(), json!(wanted));
-        }
+        mark_name_synced(columns, &self.config);
     }
 
     /// The columns that give `opportunity` the `mark` and, if given, a new audit line.

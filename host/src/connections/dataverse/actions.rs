@@ -1,14 +1,73 @@
 //! Actions and metadata: `WinOpportunity`/`LoseOpportunity` (close an opportunity with an
-//! `OpportunityClose` activity) and the Metadata API's columns of a table (list them, create a
-//! custom one). Creating a column that exists fails, so list first to create only what is
-//! missing.
+//! `OpportunityClose` activity), also as a request of a `$batch` ([`close_request`]), and the
+//! Metadata API's columns of a table (list them, create a custom one). Creating a column that
+//! exists fails, so list first to create only what is missing.
 
 use super::Result;
+use super::batch::BatchRequest;
 use super::client::DataverseClient;
 use super::error::DataverseError;
 use super::request::Call;
 use reqwest::Method;
 use serde_json::{Value, json};
+
+/// How an opportunity is closed: the action and the state it leaves the opportunity in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// `WinOpportunity`: state 1 (Won).
+    Won,
+    /// `LoseOpportunity`: state 2 (Lost).
+    Lost,
+}
+
+impl Closing {
+    /// The closing of an opportunity `statecode` (1 won, 2 lost; `None` for open).
+    pub fn of_state(state: i64) -> Option<Self> {
+        match state {
+            1 => Some(Closing::Won),
+            2 => Some(Closing::Lost),
+            _ => None,
+        }
+    }
+
+    /// The action's name.
+    pub fn action(self) -> &'static str {
+        match self {
+            Closing::Won => "WinOpportunity",
+            Closing::Lost => "LoseOpportunity",
+        }
+    }
+
+    /// The `statuscode` used when none is given (3 Won, 4 Canceled).
+    pub fn default_status(self) -> i64 {
+        match self {
+            Closing::Won => 3,
+            Closing::Lost => 4,
+        }
+    }
+}
+
+/// The body of a close action: the status and the `OpportunityClose` activity.
+fn close_body(id: &str, status: i64, subject: &str) -> Value {
+    json!({
+        "Status": status,
+        "OpportunityClose": {
+            "subject": subject,
+            "opportunityid@odata.bind": format!("/opportunities({id})"),
+        },
+    })
+}
+
+/// The close action of opportunity `id` as a request of a `$batch`, e.g. after its create in
+/// the same change set (the create then names the id: `opportunityid` in its body).
+pub fn close_request(closing: Closing, id: &str, status: i64, subject: &str) -> BatchRequest {
+    BatchRequest {
+        method: Method::POST,
+        path: closing.action().to_owned(),
+        body: Some(close_body(id, status, subject)),
+        if_match: None,
+    }
+}
 
 impl DataverseClient {
     /// `POST WinOpportunity`: closes the opportunity as won with `status_code` (e.g. 3 Won) and
@@ -20,7 +79,7 @@ impl DataverseClient {
         status_code: i64,
         subject: &str,
     ) -> Result<()> {
-        self.close("WinOpportunity", opportunity_id, status_code, subject)
+        self.close(Closing::Won, opportunity_id, status_code, subject)
             .await
     }
 
@@ -32,18 +91,13 @@ impl DataverseClient {
         status_code: i64,
         subject: &str,
     ) -> Result<()> {
-        self.close("LoseOpportunity", opportunity_id, status_code, subject)
+        self.close(Closing::Lost, opportunity_id, status_code, subject)
             .await
     }
 
-    async fn close(&self, action: &str, id: &str, status: i64, subject: &str) -> Result<()> {
-        let body = json!({
-            "Status": status,
-            "OpportunityClose": {
-                "subject": subject,
-                "opportunityid@odata.bind": format!("/opportunities({id})"),
-            },
-        });
+    async fn close(&self, closing: Closing, id: &str, status: i64, subject: &str) -> Result<()> {
+        let body = close_body(id, status, subject);
+        let action = closing.action();
         let call = Call::new(
             Method::POST,
             self.url(action, "")?,

@@ -3,8 +3,9 @@
 //! Atomic: the requests form one change set, which Dataverse applies all or nothing; a failure
 //! comes back as the error of the failing request (nothing was applied). Not atomic: each
 //! request is its own part and `Prefer: odata.continue-on-error` makes Dataverse run them all,
-//! each answering its own status. A batch is retried like one request: it counts as idempotent
-//! only when none of its requests is a POST.
+//! each answering its own status. [`DataverseClient::batch_items`] mixes both: independent
+//! [`BatchItem`]s, each a request or a change set of its own, all run. A batch is retried like
+//! one request: it counts as idempotent only when none of its requests is a POST.
 
 use super::Result;
 use super::client::DataverseClient;
@@ -28,6 +29,24 @@ pub struct BatchRequest {
     pub if_match: Option<String>,
 }
 
+/// One item of a [`DataverseClient::batch_items`] call: a request on its own, or a change set
+/// that Dataverse applies all or nothing.
+#[derive(Debug, Clone)]
+pub enum BatchItem {
+    Request(BatchRequest),
+    ChangeSet(Vec<BatchRequest>),
+}
+
+impl BatchItem {
+    /// Its requests, in order.
+    pub fn requests(&self) -> &[BatchRequest] {
+        match self {
+            BatchItem::Request(request) => std::slice::from_ref(request),
+            BatchItem::ChangeSet(requests) => requests,
+        }
+    }
+}
+
 /// The answer to one request of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchResponse {
@@ -35,6 +54,25 @@ pub struct BatchResponse {
     /// The row id from `OData-EntityId`, when the answer has one (creates and upserts).
     pub entity_id: Option<String>,
     pub body: Option<Value>,
+}
+
+impl BatchResponse {
+    /// Whether the request succeeded (2xx).
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The typed error of a failed answer (as a call of its own would have had), naming `what`;
+    /// `None` for a success.
+    pub fn error(&self, what: &str) -> Option<DataverseError> {
+        let answer = Answer {
+            status: reqwest::StatusCode::from_u16(self.status)
+                .unwrap_or(reqwest::StatusCode::BAD_REQUEST),
+            headers: Default::default(),
+            text: self.body.as_ref().map(Value::to_string).unwrap_or_default(),
+        };
+        check(answer, what).err()
+    }
 }
 
 impl DataverseClient {
@@ -49,36 +87,13 @@ impl DataverseClient {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        if requests.len() > MAX_REQUESTS {
-            return Err(invalid(format!(
-                "a batch holds at most {MAX_REQUESTS} requests, not {}; split it",
-                requests.len()
-            )));
-        }
-        if atomic && requests.iter().any(|r| r.method == Method::GET) {
-            return Err(invalid(
-                "a change set cannot contain a GET; read before or after the batch".into(),
-            ));
-        }
-        let boundary = format!("batch_{}", retry::new_uuid());
-        let text = self.body(requests, atomic, &boundary)?;
-        let mut call = Call::new(Method::POST, self.url("$batch", "")?, "$batch");
-        call.idempotent = requests.iter().all(|r| r.method != Method::POST);
-        call.payload = Payload::Raw {
-            content_type: format!("multipart/mixed; boundary={boundary}"),
-            text,
+        let items: Vec<BatchItem> = if atomic {
+            vec![BatchItem::ChangeSet(requests.to_vec())]
+        } else {
+            requests.iter().cloned().map(BatchItem::Request).collect()
         };
-        if !atomic {
-            call = call.header("prefer", "odata.continue-on-error")?;
-        }
-        let answer = self.exchange(call).await?;
-        let Some(response_boundary) = boundary_of(&answer.headers) else {
-            check(answer, "$batch")?;
-            return Err(DataverseError::InvalidResponse(
-                "the $batch answer is not multipart".into(),
-            ));
-        };
-        let mut parts = parse_parts(&answer.text, &response_boundary);
+        let (answer, items) = self.send_batch(&items, !atomic).await?;
+        let mut parts: Vec<BatchResponse> = items.into_iter().flatten().collect();
         if !answer.status.is_success() {
             return Err(match parts.pop() {
                 Some(failed) if atomic => change_set_error(failed, &answer, requests.len()),
@@ -97,46 +112,131 @@ impl DataverseClient {
         Ok(parts)
     }
 
-    fn body(&self, requests: &[BatchRequest], atomic: bool, boundary: &str) -> Result<String> {
-        let mut parts = Vec::with_capacity(requests.len());
-        for (i, request) in requests.iter().enumerate() {
-            let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
-            let url = self.url(path, query)?;
-            let mut part = String::from(
-                "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n",
-            );
-            if atomic {
-                part.push_str(&format!("Content-ID: {}\r\n", i + 1));
-            }
-            part.push_str(&format!("\r\n{} {url} HTTP/1.1\r\n", request.method));
-            if let Some(tag) = &request.if_match {
-                part.push_str(&format!("If-Match: {tag}\r\n"));
-            }
-            match &request.body {
-                Some(body) => part.push_str(&format!(
-                    "Content-Type: application/json; type=entry\r\n\r\n{body}\r\n"
-                )),
-                None => part.push_str("\r\n"),
-            }
-            parts.push(part);
+    /// `POST $batch` of independent `items` with `Prefer: odata.continue-on-error`, so every
+    /// item runs whatever happens to the others. Answers one list per item, in order: a request
+    /// has its answer; a change set has one answer per request when it was applied, or only the
+    /// answer of the request that failed it (then none of its requests was applied). The error
+    /// is the batch's as a whole (not sent, throttled after every retry, refused as malformed):
+    /// then no item's outcome is known from the answer.
+    pub async fn batch_items(&self, items: &[BatchItem]) -> Result<Vec<Vec<BatchResponse>>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut out = String::new();
-        if atomic {
-            let change_set = format!("changeset_{}", retry::new_uuid());
-            out.push_str(&format!(
-                "--{boundary}\r\nContent-Type: multipart/mixed; boundary={change_set}\r\n\r\n"
+        let (answer, answers) = self.send_batch(items, true).await?;
+        if !answer.status.is_success() {
+            return Err(check(answer, "$batch").err().unwrap_or_else(|| {
+                DataverseError::InvalidResponse("a failed $batch without parts".into())
+            }));
+        }
+        let shaped = answers.len() == items.len()
+            && answers.iter().zip(items).all(|(answer, item)| {
+                answer.len() == item.requests().len()
+                    || (answer.len() == 1 && !answer[0].is_success())
+            });
+        if !shaped {
+            return Err(DataverseError::InvalidResponse(format!(
+                "the $batch answer does not match its {} items ({} answered)",
+                items.len(),
+                answers.len()
+            )));
+        }
+        Ok(answers)
+    }
+
+    /// Sends `items` (change sets with their `Content-ID`s); answers the batch's own answer and
+    /// the parts of each top-level item.
+    async fn send_batch(
+        &self,
+        items: &[BatchItem],
+        continue_on_error: bool,
+    ) -> Result<(Answer, Vec<Vec<BatchResponse>>)> {
+        let count: usize = items.iter().map(|i| i.requests().len()).sum();
+        if count > MAX_REQUESTS {
+            return Err(invalid(format!(
+                "a batch holds at most {MAX_REQUESTS} requests, not {count}; split it"
+            )));
+        }
+        let get_in_change_set = items.iter().any(|item| {
+            matches!(item, BatchItem::ChangeSet(requests) if requests.iter().any(|r| r.method == Method::GET))
+        });
+        if get_in_change_set {
+            return Err(invalid(
+                "a change set cannot contain a GET; read before or after the batch".into(),
             ));
-            for part in &parts {
-                out.push_str(&format!("--{change_set}\r\n{part}"));
-            }
-            out.push_str(&format!("--{change_set}--\r\n"));
-        } else {
-            for part in &parts {
-                out.push_str(&format!("--{boundary}\r\n{part}"));
+        }
+        let boundary = format!("batch_{}", retry::new_uuid());
+        let text = self.body(items, &boundary)?;
+        let mut call = Call::new(Method::POST, self.url("$batch", "")?, "$batch");
+        call.idempotent = items
+            .iter()
+            .flat_map(BatchItem::requests)
+            .all(|r| r.method != Method::POST);
+        call.payload = Payload::Raw {
+            content_type: format!("multipart/mixed; boundary={boundary}"),
+            text,
+        };
+        if continue_on_error {
+            call = call.header("prefer", "odata.continue-on-error")?;
+        }
+        let answer = self.exchange(call).await?;
+        let Some(response_boundary) = boundary_of(&answer.headers) else {
+            check(answer, "$batch")?;
+            return Err(DataverseError::InvalidResponse(
+                "the $batch answer is not multipart".into(),
+            ));
+        };
+        let parts = parse_items(&answer.text, &response_boundary);
+        Ok((answer, parts))
+    }
+
+    fn body(&self, items: &[BatchItem], boundary: &str) -> Result<String> {
+        let mut out = String::new();
+        // Content-IDs are numbered across the whole batch, so each is unique in it.
+        let mut content_id = 0;
+        for item in items {
+            match item {
+                BatchItem::Request(request) => {
+                    out.push_str(&format!("--{boundary}\r\n"));
+                    out.push_str(&self.part(request, None)?);
+                }
+                BatchItem::ChangeSet(requests) => {
+                    let change_set = format!("changeset_{}", retry::new_uuid());
+                    out.push_str(&format!(
+                        "--{boundary}\r\nContent-Type: multipart/mixed; boundary={change_set}\r\n\r\n"
+                    ));
+                    for request in requests {
+                        content_id += 1;
+                        out.push_str(&format!("--{change_set}\r\n"));
+                        out.push_str(&self.part(request, Some(content_id))?);
+                    }
+                    out.push_str(&format!("--{change_set}--\r\n"));
+                }
             }
         }
         out.push_str(&format!("--{boundary}--\r\n"));
         Ok(out)
+    }
+
+    /// One `application/http` part.
+    fn part(&self, request: &BatchRequest, content_id: Option<usize>) -> Result<String> {
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        let url = self.url(path, query)?;
+        let mut part =
+            String::from("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");
+        if let Some(id) = content_id {
+            part.push_str(&format!("Content-ID: {id}\r\n"));
+        }
+        part.push_str(&format!("\r\n{} {url} HTTP/1.1\r\n", request.method));
+        if let Some(tag) = &request.if_match {
+            part.push_str(&format!("If-Match: {tag}\r\n"));
+        }
+        match &request.body {
+            Some(body) => part.push_str(&format!(
+                "Content-Type: application/json; type=entry\r\n\r\n{body}\r\n"
+            )),
+            None => part.push_str("\r\n"),
+        }
+        Ok(part)
     }
 }
 
@@ -183,8 +283,9 @@ fn boundary_in(content_type: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
-/// The answers in a multipart body, change sets flattened, in order.
-fn parse_parts(body: &str, boundary: &str) -> Vec<BatchResponse> {
+/// The answers in a multipart body, one list per top-level part, in order: a change set's
+/// answers are its part's list.
+fn parse_items(body: &str, boundary: &str) -> Vec<Vec<BatchResponse>> {
     let delimiter = format!("--{boundary}");
     let mut out = Vec::new();
     for chunk in body.split(delimiter.as_str()).skip(1) {
@@ -198,10 +299,10 @@ fn parse_parts(body: &str, boundary: &str) -> Vec<BatchResponse> {
             .filter_map(|l| l.split_once(':'))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-type"))
             .and_then(|(_, v)| boundary_in(v.trim()));
-        match nested {
-            Some(inner) => out.extend(parse_parts(rest, &inner)),
-            None => out.extend(parse_http(rest)),
-        }
+        out.push(match nested {
+            Some(inner) => parse_items(rest, &inner).into_iter().flatten().collect(),
+            None => parse_http(rest).into_iter().collect(),
+        });
     }
     out
 }
@@ -244,13 +345,37 @@ mod tests {
             --batchresponse_1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n\
             HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\r\n{\"error\":{\"code\":\"0x1\",\"message\":\"m\"}}\r\n\
             --batchresponse_1--\r\n";
-        let parts = parse_parts(body, "batchresponse_1");
+        let items = parse_items(body, "batchresponse_1");
+        assert_eq!(items.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        let parts: Vec<BatchResponse> = items.into_iter().flatten().collect();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].status, 204);
         assert_eq!(parts[0].entity_id.as_deref(), Some("abc"));
         assert_eq!(parts[0].body, None);
         assert_eq!(parts[1].status, 400);
         assert_eq!(parts[1].body.as_ref().unwrap()["error"]["code"], "0x1");
+    }
+
+    #[test]
+    fn each_item_gets_its_answers_an_applied_change_set_all_a_failed_one_its_failure() {
+        let body = "--b\r\nContent-Type: multipart/mixed; boundary=cs1\r\n\r\n\
+            --cs1\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\nOData-EntityId: https://x/api/data/v9.2/opportunities(o1)\r\n\r\n\r\n\
+            --cs1\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n\
+            --cs1--\r\n\
+            --b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 400 Bad Request\r\n\r\n{\"error\":{\"code\":\"0x2\",\"message\":\"no\"}}\r\n\
+            --b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\nOData-EntityId: https://x/api/data/v9.2/opportunities(o3)\r\n\r\n\r\n\
+            --b--\r\n";
+        let items = parse_items(body, "b");
+        assert_eq!(items.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1, 1]);
+        assert_eq!(items[0][0].entity_id.as_deref(), Some("o1"));
+        assert!(items[0].iter().all(BatchResponse::is_success));
+        let refused = items[1][0].error("the opportunity").expect("a failure");
+        assert!(
+            matches!(&refused, DataverseError::BadRequest { code, .. } if code == "0x2"),
+            "{refused}"
+        );
+        assert_eq!(items[2][0].entity_id.as_deref(), Some("o3"));
+        assert!(items[2][0].error("x").is_none());
     }
 
     #[test]

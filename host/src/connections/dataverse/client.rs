@@ -12,6 +12,7 @@ use reqwest::header;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The Web API path below the environment root.
 const API_PATH: &str = "/api/data/v9.2";
@@ -23,6 +24,24 @@ pub struct Row {
     pub etag: Option<String>,
 }
 
+/// What a client has sent so far: every attempt, as Dataverse's service protection limits
+/// count requests (a `$batch` is one), and the 429s among their answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    pub requests: u64,
+    pub throttled: u64,
+}
+
+impl Traffic {
+    /// What was sent between `earlier` and `self`.
+    pub fn since(self, earlier: Traffic) -> Traffic {
+        Traffic {
+            requests: self.requests.saturating_sub(earlier.requests),
+            throttled: self.throttled.saturating_sub(earlier.throttled),
+        }
+    }
+}
+
 struct Shared {
     http: reqwest::Client,
     root: String,
@@ -30,6 +49,8 @@ struct Shared {
     max_retries: u32,
     tokens: TokenCache,
     limiter: Arc<Limiter>,
+    sent: AtomicU64,
+    throttled: AtomicU64,
 }
 
 /// A Dataverse Web API client. Cloning shares the connection pool, token cache and limiter.
@@ -72,6 +93,8 @@ impl DataverseClient {
                 api,
                 max_retries: settings.max_retries,
                 limiter: Limiter::new(settings.max_concurrency),
+                sent: AtomicU64::new(0),
+                throttled: AtomicU64::new(0),
             }),
             page_size: None,
         })
@@ -89,6 +112,14 @@ impl DataverseClient {
     /// The limiter's current bound, requests in flight and run of successes.
     pub fn concurrency(&self) -> Window {
         self.shared.limiter.window()
+    }
+
+    /// The requests sent and 429s met since the client was made (clones share them).
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            requests: self.shared.sent.load(Ordering::Relaxed),
+            throttled: self.shared.throttled.load(Ordering::Relaxed),
+        }
     }
 
     /// `GET {set}({id})?{query}`: the row and its etag, `None` when there is no such row.
@@ -253,6 +284,7 @@ impl DataverseClient {
             let request = self.request(&call, &token, &request_id);
             let permit = shared.limiter.acquire().await;
             tracing::debug!(%method, url, request_id, attempt, "Dataverse request");
+            shared.sent.fetch_add(1, Ordering::Relaxed);
             let sent = request.send().await;
             let wait = match sent {
                 Err(e) => {
@@ -276,6 +308,7 @@ impl DataverseClient {
                     let retry_after = retry::retry_after(&headers);
                     let message = || message_of(&text);
                     if status == StatusCode::TOO_MANY_REQUESTS {
+                        shared.throttled.fetch_add(1, Ordering::Relaxed);
                         shared.limiter.throttled(retry_after);
                         if attempt >= shared.max_retries {
                             return Err(DataverseError::Throttled { retry_after });

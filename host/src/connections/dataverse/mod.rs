@@ -3,9 +3,11 @@
 //!
 //! - [`client`]: [`DataverseClient`], its shared request loop and the row calls (get, query
 //!   with `@odata.nextLink` paging, create, update with `If-Match`, upsert by alternate key).
-//! - [`batch`]: `$batch` with one atomic change set or independent requests.
+//! - [`batch`]: `$batch` with one atomic change set or independent requests, or independent
+//!   items each a request or a change set of its own (the backfill's creates and closes).
 //! - [`changes`]: change tracking (`Prefer: odata.track-changes`, `@odata.deltaLink`).
-//! - [`actions`]: `WinOpportunity`/`LoseOpportunity` and the Metadata API (custom columns).
+//! - [`actions`]: `WinOpportunity`/`LoseOpportunity` (also as a request of a `$batch`) and the
+//!   Metadata API (custom columns).
 //! - [`limiter`]: adaptive concurrency (AIMD) under the service protection limits.
 //! - [`request`]: one call's request and answer, and the typed error of a failed answer.
 //! - [`auth`]: the client-credentials token and its cache.
@@ -14,7 +16,8 @@
 //! Every request carries `OData-MaxVersion`/`OData-Version: 4.0`, `Accept: application/json`
 //! and `x-ms-client-request-id` (new per logical call, the same on each of its retries). 429s
 //! wait `Retry-After` and lower the concurrency; 5xx and connection errors back off with jitter;
-//! a POST that may have reached the server is not retried unless it is idempotent. Secrets are
+//! a POST that may have reached the server is not retried unless it is idempotent. The client
+//! counts the requests it sends and the 429s it meets ([`Traffic`]). Secrets are
 //! held as [`Secret`] and never logged.
 
 pub mod actions;
@@ -26,9 +29,9 @@ pub mod error;
 pub mod limiter;
 pub mod request;
 
-pub use batch::{BatchRequest, BatchResponse};
+pub use batch::{BatchItem, BatchRequest, BatchResponse};
 pub use changes::ChangePage;
-pub use client::{DataverseClient, Row};
+pub use client::{DataverseClient, Row, Traffic};
 pub use error::DataverseError;
 
 use crate::config::Secret;

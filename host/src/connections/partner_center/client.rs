@@ -95,54 +95,32 @@ impl PartnerCenterClient {
         top: Option<u32>,
         mut more: impl FnMut(&[Value]) -> bool,
     ) -> Result<Vec<Value>> {
-        let mut url = reqwest::Url::parse(&format!("{}{REFERRALS}", self.shared.base_url))
-            .map_err(|e| PartnerCenterError::BadRequest(format!("base_url is not a URL: {e}")))?;
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(filter) = filter {
-                query.append_pair("$filter", filter);
-            }
-            if let Some(orderby) = orderby {
-                query.append_pair("$orderby", orderby);
-            }
-            if let Some(top) = top {
-                query.append_pair("$top", &top.to_string());
-            }
-        }
-        let origin = url.origin();
-        let mut next = Some(url.to_string());
+        let mut pages = ReferralPages::new(self, filter, orderby, top)?;
         let mut all = Vec::new();
-        while let Some(page_url) = next.take() {
-            let (_, mut page) = self
-                .call(Method::GET, &page_url, None, &[], "the referral list")
-                .await?;
-            let Value::Array(items) = page["value"].take() else {
-                return Err(PartnerCenterError::InvalidResponse(
-                    "a referral list page has no 'value' array".into(),
-                ));
-            };
+        while let Some(items) = pages.next_page().await? {
             let go_on = more(&items);
             all.extend(items);
             if !go_on {
                 break;
             }
-            if let Some(link) = page["@odata.nextLink"].as_str() {
-                // The link is opaque, but the bearer token must not go to another host.
-                let parsed = reqwest::Url::parse(link).map_err(|e| {
-                    PartnerCenterError::InvalidResponse(format!(
-                        "@odata.nextLink is not a URL: {e}"
-                    ))
-                })?;
-                if parsed.origin() != origin || link == page_url {
-                    return Err(PartnerCenterError::InvalidResponse(format!(
-                        "@odata.nextLink {link} leaves {} or repeats the page",
-                        self.shared.base_url
-                    )));
-                }
-                next = Some(link.to_owned());
-            }
         }
         Ok(all)
+    }
+
+    /// The referrals matching `filter` (ordered by `orderby`, pages of `top`), one page read
+    /// each time the stream needs more: a long list is never held whole. The stream ends after
+    /// the last page or with the first error.
+    pub fn referral_pages(
+        &self,
+        filter: Option<&str>,
+        orderby: Option<&str>,
+        top: Option<u32>,
+    ) -> Result<impl futures_util::Stream<Item = Result<Vec<Value>>> + Send + 'static> {
+        let pages = ReferralPages::new(self, filter, orderby, top)?;
+        Ok(futures_util::stream::try_unfold(
+            pages,
+            |mut pages| async move { Ok(pages.next_page().await?.map(|items| (items, pages))) },
+        ))
     }
 
     /// One referral and its eTag.
@@ -315,6 +293,72 @@ impl PartnerCenterClient {
             );
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// Reading the referral list page by page, following `@odata.nextLink`.
+struct ReferralPages {
+    client: PartnerCenterClient,
+    origin: url::Origin,
+    next: Option<String>,
+}
+
+impl ReferralPages {
+    fn new(
+        client: &PartnerCenterClient,
+        filter: Option<&str>,
+        orderby: Option<&str>,
+        top: Option<u32>,
+    ) -> Result<Self> {
+        let mut url = reqwest::Url::parse(&format!("{}{REFERRALS}", client.shared.base_url))
+            .map_err(|e| PartnerCenterError::BadRequest(format!("base_url is not a URL: {e}")))?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(filter) = filter {
+                query.append_pair("$filter", filter);
+            }
+            if let Some(orderby) = orderby {
+                query.append_pair("$orderby", orderby);
+            }
+            if let Some(top) = top {
+                query.append_pair("$top", &top.to_string());
+            }
+        }
+        Ok(Self {
+            client: client.clone(),
+            origin: url.origin(),
+            next: Some(url.to_string()),
+        })
+    }
+
+    /// The next page's referrals; `None` after the last page.
+    async fn next_page(&mut self) -> Result<Option<Vec<Value>>> {
+        let Some(page_url) = self.next.take() else {
+            return Ok(None);
+        };
+        let (_, mut page) = self
+            .client
+            .call(Method::GET, &page_url, None, &[], "the referral list")
+            .await?;
+        let Value::Array(items) = page["value"].take() else {
+            return Err(PartnerCenterError::InvalidResponse(
+                "a referral list page has no 'value' array".into(),
+            ));
+        };
+        if let Some(link) = page["@odata.nextLink"].as_str() {
+            // The link is opaque, but the bearer token must not go to another host.
+            let parsed = reqwest::Url::parse(link).map_err(|e| {
+                PartnerCenterError::InvalidResponse(format!("@odata.nextLink is not a URL: {e}"))
+            })?;
+            if parsed.origin() != self.origin || link == page_url {
+                return Err(PartnerCenterError::InvalidResponse(format!(
+                    "@odata.nextLink {link} leaves {} or repeats the page",
+                    self.client.shared.base_url
+                )));
+            }
+            self.next = Some(link.to_owned());
+        }
+        Ok(Some(items))
     }
 }
 

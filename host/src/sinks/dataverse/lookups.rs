@@ -43,18 +43,23 @@ pub struct Lookups {
 
 impl Lookups {
     fn customer_lock(&self, account: &Value) -> Arc<tokio::sync::Mutex<()>> {
-        let key = format!(
-            "{}\u{1f}{}",
-            account["name"].as_str().unwrap_or_default().to_lowercase(),
-            account["address1_postalcode"].as_str().unwrap_or_default()
-        );
         self.customers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
+            .entry(customer_key(account))
             .or_default()
             .clone()
     }
+}
+
+/// Who the customer `account` (the object a mapping wrote) is: its name, ignoring case, and
+/// postal code, which is how its account is matched.
+pub(crate) fn customer_key(account: &Value) -> String {
+    format!(
+        "{}\u{1f}{}",
+        account["name"].as_str().unwrap_or_default().to_lowercase(),
+        account["address1_postalcode"].as_str().unwrap_or_default()
+    )
 }
 
 const ACCOUNT_FIELDS: [&str; 7] = [
@@ -129,7 +134,12 @@ impl Lookups {
         Ok(())
     }
 
-    async fn currency(&self, dv: &DataverseClient, code: &str) -> Result<String, SyncError> {
+    /// The id of the currency with ISO code `code` (cached).
+    pub(crate) async fn currency(
+        &self,
+        dv: &DataverseClient,
+        code: &str,
+    ) -> Result<String, SyncError> {
         if let Some(id) = self
             .currencies
             .lock()
@@ -165,18 +175,14 @@ impl Lookups {
         dv: &DataverseClient,
         account: &Value,
     ) -> Result<(String, Option<String>), SyncError> {
-        let name = account["name"].as_str().unwrap_or_default();
-        let mut filter = format!("name eq {}", literal(name));
-        if let Some(postal) = account["address1_postalcode"].as_str() {
-            filter.push_str(&format!(" and address1_postalcode eq {}", literal(postal)));
-        }
+        let filter = account_filter(account);
         let rows = dv
             .query("accounts", &format!("$select=accountid&$filter={filter}"))
             .await?;
         let account_id = match first_id(&rows, "accountid") {
             Some(id) => id,
             None => {
-                dv.create("accounts", &Value::Object(pick(account, &ACCOUNT_FIELDS)))
+                dv.create("accounts", &Value::Object(account_body(account)))
                     .await?
             }
         };
@@ -212,13 +218,40 @@ impl Lookups {
                 return Ok(id);
             }
         }
-        let mut body = pick(contact, &CONTACT_FIELDS);
-        body.insert(
-            "parentcustomerid_account@odata.bind".into(),
-            json!(format!("/accounts({account_id})")),
-        );
-        Ok(dv.create("contacts", &Value::Object(body)).await?)
+        Ok(dv
+            .create(
+                "contacts",
+                &Value::Object(contact_body(contact, account_id)),
+            )
+            .await?)
     }
+}
+
+/// The `$filter` that matches the account of `account` (the object a mapping wrote): its name
+/// and postal code.
+pub(crate) fn account_filter(account: &Value) -> String {
+    let name = account["name"].as_str().unwrap_or_default();
+    let mut filter = format!("name eq {}", literal(name));
+    if let Some(postal) = account["address1_postalcode"].as_str() {
+        filter.push_str(&format!(" and address1_postalcode eq {}", literal(postal)));
+    }
+    filter
+}
+
+/// The body that creates the account `account` (the object a mapping wrote) describes.
+pub(crate) fn account_body(account: &Value) -> Map<String, Value> {
+    pick(account, &ACCOUNT_FIELDS)
+}
+
+/// The body that creates `contact` (an object of a mapping's `contact_customer_accounts`)
+/// under account `account_id`.
+pub(crate) fn contact_body(contact: &Value, account_id: &str) -> Map<String, Value> {
+    let mut body = pick(contact, &CONTACT_FIELDS);
+    body.insert(
+        "parentcustomerid_account@odata.bind".into(),
+        json!(format!("/accounts({account_id})")),
+    );
+    body
 }
 
 #[cfg(test)]

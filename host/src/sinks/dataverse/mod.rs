@@ -9,13 +9,14 @@
 
 pub mod lookups;
 
+use crate::connections::dataverse::actions::Closing;
 use crate::connections::dataverse::{DataverseClient, DataverseError, Row};
 use crate::sync::SyncError;
 use lookups::Lookups;
 use serde_json::{Map, Value};
 
 /// The subject of the opportunity-close activity cosell's closes create.
-const CLOSE_SUBJECT: &str = "Closed in Partner Center";
+pub const CLOSE_SUBJECT: &str = "Closed in Partner Center";
 
 /// How opportunities are read: the shape the mappings expect (docs/mapping.md).
 pub const OPPORTUNITY_QUERY: &str = "$expand=customerid_account($expand=contact_customer_accounts),parentcontactid,transactioncurrencyid";
@@ -27,15 +28,15 @@ pub struct OpportunityWriter {
     lookups: std::sync::Arc<Lookups>,
 }
 
-/// Splits `statecode`/`statuscode` off the columns: `(state, status)`.
-fn take_state(columns: &mut Map<String, Value>) -> (Option<i64>, Option<i64>) {
-    let state = columns.remove("statecode").and_then(|v| v.as_i64());
-    let status = columns.get("statuscode").and_then(|v| v.as_i64());
-    if matches!(state, Some(1 | 2)) {
-        // A closed status is set by the close action, not by a write.
-        columns.remove("statuscode");
-    }
-    (state, status)
+/// How mapped columns want the opportunity closed, if at all: the action and its `statuscode`
+/// (the action's default when the mapping gave none). Takes `statecode` (not writable) and a
+/// closed `statuscode` (set by the action, not by a write) off the columns; an open
+/// `statuscode` stays, to be written.
+pub fn take_closing(columns: &mut Map<String, Value>) -> Option<(Closing, i64)> {
+    let state = columns.remove("statecode").and_then(|v| v.as_i64())?;
+    let closing = Closing::of_state(state)?;
+    let status = columns.remove("statuscode").and_then(|v| v.as_i64());
+    Some((closing, status.unwrap_or(closing.default_status())))
 }
 
 impl OpportunityWriter {
@@ -60,13 +61,13 @@ impl OpportunityWriter {
 
     /// Creates an opportunity from mapped columns; answers its id.
     pub async fn create(&self, mut columns: Map<String, Value>) -> Result<String, SyncError> {
-        let (state, status) = take_state(&mut columns);
+        let closing = take_closing(&mut columns);
         self.lookups.resolve(&self.client, &mut columns).await?;
         let id = self
             .client
             .create("opportunities", &Value::Object(columns))
             .await?;
-        self.close_if_wanted(&id, state, status).await?;
+        self.close(&id, closing).await?;
         Ok(id)
     }
 
@@ -78,7 +79,7 @@ impl OpportunityWriter {
         current: &Value,
         etag: Option<&str>,
     ) -> Result<(), SyncError> {
-        let (state, status) = take_state(&mut columns);
+        let closing = take_closing(&mut columns);
         let was_open = current["statecode"].as_i64().unwrap_or(0) == 0;
         self.lookups.resolve(&self.client, &mut columns).await?;
         if !columns.is_empty() {
@@ -96,29 +97,24 @@ impl OpportunityWriter {
             }
         }
         if was_open {
-            self.close_if_wanted(id, state, status).await?;
+            self.close(id, closing).await?;
         }
         Ok(())
     }
 
-    async fn close_if_wanted(
-        &self,
-        id: &str,
-        state: Option<i64>,
-        status: Option<i64>,
-    ) -> Result<(), SyncError> {
-        match state {
-            Some(1) => {
+    async fn close(&self, id: &str, closing: Option<(Closing, i64)>) -> Result<(), SyncError> {
+        match closing {
+            Some((Closing::Won, status)) => {
                 self.client
-                    .win_opportunity(id, status.unwrap_or(3), CLOSE_SUBJECT)
+                    .win_opportunity(id, status, CLOSE_SUBJECT)
                     .await?
             }
-            Some(2) => {
+            Some((Closing::Lost, status)) => {
                 self.client
-                    .lose_opportunity(id, status.unwrap_or(4), CLOSE_SUBJECT)
+                    .lose_opportunity(id, status, CLOSE_SUBJECT)
                     .await?
             }
-            _ => {}
+            None => {}
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! [`DeploymentStore`] on SQLite: mapping versions (content-addressed) and the activation log.
 
-use super::{SqliteStore, now};
+use super::{SqliteStore, now, write_transaction};
 use crate::store::{ActivationReason, DeploymentStore, StoredVersion, VersionSummary};
 use anyhow::{Context as _, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -29,7 +29,7 @@ impl DeploymentStore for SqliteStore {
     ) -> Result<()> {
         // Durable: the deploy is answered "activated", and a restart must serve it.
         let mut conn = self.durable_conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         tx.execute(
             "INSERT OR IGNORE INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

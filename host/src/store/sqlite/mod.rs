@@ -162,6 +162,16 @@ impl Drop for DurableConn<'_> {
     }
 }
 
+/// A transaction that takes the write lock when it begins; every write goes through one.
+/// Most writes read first; begun as a reader (SQLite's default), a transaction cannot become a
+/// writer once another process on the same file (a setup command or a backfill next to the
+/// host) has written meanwhile: SQLite answers "database is locked" at once, without waiting
+/// `busy_timeout`, and a webhook would be refused. Begun as a writer, it waits its turn.
+pub(crate) fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .context("starting a write to the state database")
+}
+
 /// Makes the database file (created empty if missing) and any WAL and shared-memory files
 /// readable and writable by their owner only: the database keeps the rotated Partner Center
 /// refresh token. SQLite creates its WAL and `-shm` files with the database file's mode.

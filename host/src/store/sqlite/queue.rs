@@ -5,7 +5,7 @@
 //! Claiming skips records that already have an event running, which is what keeps events of
 //! one record in order while different records run in parallel.
 
-use super::{SqliteStore, now};
+use super::{SqliteStore, now, write_transaction};
 use crate::store::sync::{
     DeadLetter, Enqueued, NewEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, Side,
 };
@@ -187,7 +187,7 @@ impl SqliteStore {
 
     pub(crate) fn queue_claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let event = tx
             .query_row(CLAIM_SQL.as_str(), params![now_ms], |row| {
                 Ok(QueuedEvent {
@@ -225,7 +225,7 @@ impl SqliteStore {
 
     pub(crate) fn queue_retry_later(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
         tx.execute(
             "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3
@@ -239,7 +239,7 @@ impl SqliteStore {
 
     pub(crate) fn queue_dead_letter(&self, id: i64, error: &str) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
         tx.execute(
             "UPDATE sync_events SET state = 'dead', last_error = ?2, failed_at = ?3 WHERE id = ?1",
@@ -300,7 +300,7 @@ impl SqliteStore {
     pub(crate) fn queue_replay(&self, ids: Option<&[i64]>) -> Result<u64> {
         // Durable: the operator is told how many were replayed.
         let mut conn = self.durable_conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         // Received now: an attempt of the same record already running did not see the
         // operator's request, so it must not fold the replay away (see `COVERED`).
         let reset = format!(

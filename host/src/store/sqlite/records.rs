@@ -1,7 +1,7 @@
 //! Links, cursors, rotated credentials and the audit trail on SQLite, and the [`SyncStore`]
 //! implementation that puts them together with the queue.
 
-use super::{SqliteStore, now};
+use super::{SqliteStore, now, write_transaction};
 use crate::store::sync::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, QueueCounts, QueuedEvent, SyncStore,
 };
@@ -35,6 +35,59 @@ impl SqliteStore {
             .optional()
             .with_context(|| format!("reading the link of {column} {value}"))
     }
+}
+
+/// Saves `link` inside `tx`; answers its id.
+fn save_link_in(tx: &rusqlite::Transaction<'_>, link: &Link) -> Result<i64> {
+    // Two runs may each have started a link for the same pair (one from each side): the
+    // saved one absorbs any other row naming either record, so the pair has one link.
+    let target: Option<i64> = match link.id {
+        Some(id) => Some(id),
+        None => tx
+            .query_row(
+                "SELECT id FROM sync_links WHERE referral_id = ?1 OR opportunity_id = ?2
+                 ORDER BY id LIMIT 1",
+                params![link.referral_id, link.opportunity_id],
+                |row| row.get(0),
+            )
+            .optional()?,
+    };
+    tx.execute(
+        "DELETE FROM sync_links WHERE (referral_id = ?1 OR opportunity_id = ?2) AND id != ?3",
+        params![link.referral_id, link.opportunity_id, target.unwrap_or(-1)],
+    )?;
+    let values = params![
+        link.referral_id,
+        link.opportunity_id,
+        link.pc_hash,
+        link.pc_snapshot,
+        link.crm_hash,
+        link.crm_snapshot,
+        link.last_error,
+        now(),
+        target
+    ];
+    let id = match target {
+        Some(id) => {
+            tx.execute(
+                "UPDATE sync_links SET referral_id = ?1, opportunity_id = ?2, pc_hash = ?3,
+                 pc_snapshot = ?4, crm_hash = ?5, crm_snapshot = ?6, last_error = ?7,
+                 updated_at = ?8 WHERE id = ?9",
+                values,
+            )?;
+            id
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO sync_links (referral_id, opportunity_id, pc_hash, pc_snapshot,
+                 crm_hash, crm_snapshot, last_error, updated_at, id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                values,
+            )?;
+            tx.last_insert_rowid()
+        }
+    };
+    Ok(id)
 }
 
 impl SyncStore for SqliteStore {
@@ -82,57 +135,36 @@ impl SyncStore for SqliteStore {
 
     fn save_link(&self, link: &Link) -> Result<i64> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        // Two runs may each have started a link for the same pair (one from each side): the
-        // saved one absorbs any other row naming either record, so the pair has one link.
-        let target: Option<i64> = match link.id {
-            Some(id) => Some(id),
-            None => tx
-                .query_row(
-                    "SELECT id FROM sync_links WHERE referral_id = ?1 OR opportunity_id = ?2
-                     ORDER BY id LIMIT 1",
-                    params![link.referral_id, link.opportunity_id],
-                    |row| row.get(0),
-                )
-                .optional()?,
-        };
-        tx.execute(
-            "DELETE FROM sync_links WHERE (referral_id = ?1 OR opportunity_id = ?2) AND id != ?3",
-            params![link.referral_id, link.opportunity_id, target.unwrap_or(-1)],
-        )?;
-        let values = params![
-            link.referral_id,
-            link.opportunity_id,
-            link.pc_hash,
-            link.pc_snapshot,
-            link.crm_hash,
-            link.crm_snapshot,
-            link.last_error,
-            now(),
-            target
-        ];
-        let id = match target {
-            Some(id) => {
-                tx.execute(
-                    "UPDATE sync_links SET referral_id = ?1, opportunity_id = ?2, pc_hash = ?3,
-                     pc_snapshot = ?4, crm_hash = ?5, crm_snapshot = ?6, last_error = ?7,
-                     updated_at = ?8 WHERE id = ?9",
-                    values,
-                )?;
-                id
-            }
-            None => {
-                tx.execute(
-                    "INSERT INTO sync_links (referral_id, opportunity_id, pc_hash, pc_snapshot,
-                     crm_hash, crm_snapshot, last_error, updated_at, id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    values,
-                )?;
-                tx.last_insert_rowid()
-            }
-        };
+        let tx = write_transaction(&mut conn)?;
+        let id = save_link_in(&tx, link)?;
         tx.commit().context("saving a link")?;
         Ok(id)
+    }
+
+    fn save_unlinked(&self, links: &[Link]) -> Result<Vec<Option<String>>> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        let mut linked = Vec::with_capacity(links.len());
+        for link in links {
+            let existing: Option<String> = match &link.referral_id {
+                Some(referral) => tx
+                    .query_row(
+                        "SELECT opportunity_id FROM sync_links WHERE referral_id = ?1",
+                        params![referral],
+                        |row| row.get(0),
+                    )
+                    .optional()?
+                    .flatten(),
+                None => None,
+            };
+            if existing.is_none() {
+                save_link_in(&tx, link)?;
+            }
+            linked.push(existing);
+        }
+        tx.commit()
+            .with_context(|| format!("saving {} links", links.len()))?;
+        Ok(linked)
     }
 
     fn cursor(&self, name: &str) -> Result<Option<String>> {
@@ -249,6 +281,43 @@ mod tests {
             Some("rt-2")
         );
         assert!(store.link_by_referral("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn links_are_saved_for_unlinked_referrals_only() {
+        let (dir, store) = test_store();
+        let link = |referral: &str, opportunity: &str| Link {
+            referral_id: Some(referral.into()),
+            opportunity_id: Some(opportunity.into()),
+            pc_hash: Some(format!("{referral}-hash")),
+            ..Link::default()
+        };
+        store.save_link(&link("r1", "host-o1")).unwrap();
+        let failed_before = Link {
+            referral_id: Some("r2".into()),
+            last_error: Some("refused".into()),
+            ..Link::default()
+        };
+        store.save_link(&failed_before).unwrap();
+        let linked = store
+            .save_unlinked(&[link("r1", "o1"), link("r2", "o2"), link("r3", "o3")])
+            .unwrap();
+        assert_eq!(linked, [Some("host-o1".into()), None, None]);
+        // A second process sees them (one transaction, committed).
+        let other = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let r1 = other.link_by_referral("r1").unwrap().unwrap();
+        assert_eq!(
+            r1.opportunity_id.as_deref(),
+            Some("host-o1"),
+            "left as it was"
+        );
+        let r2 = other.link_by_referral("r2").unwrap().unwrap();
+        assert_eq!(r2.opportunity_id.as_deref(), Some("o2"));
+        assert_eq!(
+            r2.last_error, None,
+            "the earlier failure's link now holds the pair"
+        );
+        assert!(other.link_by_opportunity("o3").unwrap().is_some());
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! The lookups of a backfill: what the sync engine's [`Lookups`] does per referral, done once
+//! per run, and for a chunk of referrals at a time.
+//!
+//! - A currency is found once per ISO code.
+//! - A customer (an account by name and postal code) is looked up once per run, with its
+//!   contacts in the same query; the customers a chunk needs are looked up together (one
+//!   `$batch` of queries), and the missing accounts created together, with ids chosen here
+//!   ([`super::customers`]).
+//! - Contacts are matched by email among the account's (found, or created by this run); the
+//!   missing ones are *planned*, with their id chosen here, and a chunk's planned contacts are
+//!   created together before the opportunities that name them. Two referrals of one customer
+//!   naming the same new contact plan it once. A contact whose create failed is forgotten, so
+//!   a later referral plans it again.
+//!
+//! Chunks are prepared one after the other, so what one chunk created is known to the next.
+//! Remembering is right for a run, not for the long-running host: there a seller may merge or
+//! delete an account between two syncs.
+
+use crate::connections::dataverse::DataverseClient;
+use crate::connections::dataverse::batch::BatchRequest;
+use crate::connections::retry::new_uuid;
+use crate::sinks::dataverse::lookups::{
+    Lookups, account_body, account_filter, contact_body, customer_key,
+};
+use crate::sync::SyncError;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A customer as this run knows it.
+#[derive(Debug)]
+pub(super) struct Customer {
+    account_id: String,
+    /// Its contacts by email (lower case): found, created by this run, or planned.
+    contacts: Mutex<HashMap<String, String>>,
+}
+
+impl Customer {
+    /// An account that exists, with its contacts as a query expanded them
+    /// (`contact_customer_accounts`).
+    pub fn found(row: &Value) -> Option<Self> {
+        let account_id = row["accountid"].as_str()?.to_owned();
+        let mut contacts = HashMap::new();
+        for contact in row["contact_customer_accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(email), Some(id)) = (
+                contact["emailaddress1"].as_str(),
+                contact["contactid"].as_str(),
+            ) {
+                contacts
+                    .entry(email.to_lowercase())
+                    .or_insert_with(|| id.to_owned());
+            }
+        }
+        Some(Self {
+            account_id,
+            contacts: Mutex::new(contacts),
+        })
+    }
+
+    /// An account this run created (so without contacts yet).
+    pub fn created(account_id: String) -> Self {
+        Self {
+            account_id,
+            contacts: Mutex::default(),
+        }
+    }
+}
+
+/// A contact to create before the opportunity that names it.
+#[derive(Debug)]
+pub(super) struct NewContact {
+    /// Its id, chosen here (`contactid` in the create).
+    pub id: String,
+    pub request: BatchRequest,
+    customer: Arc<Customer>,
+    email: Option<String>,
+}
+
+/// A referral's contacts: the ids it names, and those among them it planned to create.
+#[derive(Debug, Default)]
+pub(super) struct Contacts {
+    pub ids: Vec<String>,
+    pub new: Vec<NewContact>,
+}
+
+/// The lookups of one run.
+#[derive(Debug, Default)]
+pub(super) struct RunLookups {
+    /// The currency cache.
+    lookups: Lookups,
+    /// The customers found or created so far, by [`customer_key`].
+    customers: Mutex<HashMap<String, Arc<Customer>>>,
+}
+
+impl RunLookups {
+    /// Replaces the currency the mapping names by code with its `@odata.bind` reference.
+    pub async fn currency(
+        &self,
+        dv: &DataverseClient,
+        columns: &mut Map<String, Value>,
+    ) -> Result<(), SyncError> {
+        if let Some(currency) = columns.remove("transactioncurrencyid") {
+            let code = currency["isocurrencycode"].as_str().unwrap_or_default();
+            let id = self.lookups.currency(dv, code).await?;
+            columns.insert(
+                "transactioncurrencyid@odata.bind".into(),
+                json!(format!("/transactioncurrencies({id})")),
+            );
+        }
+        Ok(())
+    }
+
+    /// The customer `account` names, if this run knows it.
+    pub fn known(&self, account: &Value) -> Option<Arc<Customer>> {
+        lock(&self.customers).get(&customer_key(account)).cloned()
+    }
+
+    /// Remembers the customer `account` names.
+    pub fn remember(&self, account: &Value, customer: Customer) {
+        lock(&self.customers).insert(customer_key(account), Arc::new(customer));
+    }
+
+    /// Binds the customer's account and its first contact in `columns`; answers the contacts
+    /// `account` names, those not there yet planned.
+    pub fn plan_contacts(
+        &self,
+        customer: &Arc<Customer>,
+        account: &Value,
+        columns: &mut Map<String, Value>,
+    ) -> Contacts {
+        columns.insert(
+            "customerid_account@odata.bind".into(),
+            json!(format!("/accounts({})", customer.account_id)),
+        );
+        let mut contacts = Contacts::default();
+        for contact in account["contact_customer_accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let (id, new) = plan_contact(customer, contact);
+            contacts.ids.push(id);
+            contacts.new.extend(new);
+        }
+        if let Some(first) = contacts.ids.first() {
+            columns.insert(
+                "parentcontactid@odata.bind".into(),
+                json!(format!("/contacts({first})")),
+            );
+        }
+        contacts
+    }
+
+    /// A planned contact that could not be created: a later referral naming it plans it again.
+    pub fn forget(&self, contact: &NewContact) {
+        if let Some(email) = &contact.email {
+            let mut known = lock(&contact.customer.contacts);
+            if known.get(email) == Some(&contact.id) {
+                known.remove(email);
+            }
+        }
+    }
+}
+
+/// The query that finds the account of `account` (the object a mapping wrote) with its
+/// contacts.
+pub(super) fn account_query(account: &Value) -> BatchRequest {
+    BatchRequest {
+        method: Method::GET,
+        path: format!(
+            "accounts?$select=accountid&$filter={}&$expand=contact_customer_accounts($select=contactid,emailaddress1)",
+            account_filter(account)
+        ),
+        body: None,
+        if_match: None,
+    }
+}
+
+/// The create of the account `account` describes, with its id chosen here.
+pub(super) fn account_create(account: &Value) -> (String, BatchRequest) {
+    let id = new_uuid();
+    let mut body = account_body(account);
+    body.insert("accountid".into(), json!(id));
+    let request = BatchRequest {
+        method: Method::POST,
+        path: "accounts".into(),
+        body: Some(Value::Object(body)),
+        if_match: None,
+    };
+    (id, request)
+}
+
+/// The id of `contact` under `customer`, and the contact to create when it is new.
+fn plan_contact(customer: &Arc<Customer>, contact: &Value) -> (String, Option<NewContact>) {
+    let email = contact["emailaddress1"]
+        .as_str()
+        .filter(|e| !e.trim().is_empty())
+        .map(str::to_lowercase);
+    // Looked up and planned under one lock, so two referrals never plan the same contact.
+    let mut known = lock(&customer.contacts);
+    if let Some(id) = email.as_ref().and_then(|e| known.get(e)) {
+        return (id.clone(), None);
+    }
+    let id = new_uuid();
+    if let Some(email) = &email {
+        known.insert(email.clone(), id.clone());
+    }
+    let mut body = contact_body(contact, &customer.account_id);
+    body.insert("contactid".into(), json!(id));
+    let request = BatchRequest {
+        method: Method::POST,
+        path: "contacts".into(),
+        body: Some(Value::Object(body)),
+        if_match: None,
+    };
+    let new = NewContact {
+        id: id.clone(),
+        request,
+        customer: customer.clone(),
+        email,
+    };
+    (id, Some(new))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,234 @@
+//! Turning one referral into the write that creates its opportunity: the active
+//! referral-to-opportunity pipeline (as for a `referral-created` event, with the event name
+//! `backfill`), the ✔ mark on the name, the lookups ([`super::lookups`]), and, for a won or
+//! lost referral, the close.
+//!
+//! [`Run::draft`] maps and finds the currency; the chunk's customers are then resolved
+//! together ([`super::customers`]); [`Run::plan`] binds each draft's account and plans its
+//! contacts, which are created together; [`Run::finish`] makes each draft whose contacts exist
+//! into its write.
+//!
+//! A closed referral's write is a change set of two requests: the create, naming the new
+//! opportunity's id (`opportunityid` in its body: the mapping's, from `externalReferenceId`,
+//! or a new one), and `WinOpportunity`/`LoseOpportunity` for that id. Dataverse applies both
+//! or neither, so an opportunity is never left open for a closed referral, and a failed close
+//! leaves nothing to clean up.
+
+use super::Run;
+use super::lookups::Contacts;
+use super::report::{Outcome, RecordOutcome};
+use crate::connections::dataverse::BatchItem;
+use crate::connections::dataverse::actions::{Closing, close_request};
+use crate::connections::dataverse::batch::BatchRequest;
+use crate::connections::retry::new_uuid;
+use crate::pipeline::PipelineInput;
+use crate::runtime::Direction;
+use crate::sinks::dataverse::lookups::customer_key;
+use crate::sinks::dataverse::{CLOSE_SUBJECT, take_closing};
+use crate::store::Link;
+use crate::sync::SyncError;
+use crate::sync::fingerprint;
+use crate::sync::outcome::{Mapped, classify_pipeline};
+use crate::sync::seller_notes::mark_name_synced;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+/// The event name the mapping sees (it appears in the opportunity's Audit line).
+pub(super) const EVENT: &str = "backfill";
+
+/// A referral mapped, its currency found, its customer and contacts perhaps still to find or
+/// create.
+#[derive(Debug)]
+pub(super) struct Draft {
+    referral_id: String,
+    columns: Map<String, Value>,
+    closing: Option<(Closing, i64)>,
+    /// The customer as the mapping wrote it (`customerid_account`), until it is bound.
+    account: Option<Value>,
+    pub contacts: Contacts,
+    link: Link,
+}
+
+impl Draft {
+    /// The customer as the mapping wrote it.
+    pub fn account(&self) -> Option<&Value> {
+        self.account.as_ref()
+    }
+}
+
+/// A referral ready to be written.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    pub referral_id: String,
+    /// The create, or the change set of the create and the close.
+    pub item: BatchItem,
+    /// The link to save once the opportunity exists (its id still missing).
+    pub link: Link,
+    pub closed: bool,
+    /// The opportunity id the create names (given by the mapping, or chosen for a close).
+    pub named_id: Option<String>,
+}
+
+impl Prepared {
+    /// How many requests its write takes.
+    pub fn requests(&self) -> usize {
+        self.item.requests().len()
+    }
+}
+
+impl Run<'_> {
+    /// Maps `doc` and, unless this is a dry run, finds its currency: the draft of its write,
+    /// or the referral's outcome when there is nothing to write.
+    pub(super) async fn draft(&self, id: String, doc: Value) -> Result<Draft, RecordOutcome> {
+        let outcome = |o| RecordOutcome::new(&id, o);
+        let input = PipelineInput {
+            event: EVENT.to_owned(),
+            tenant: self.backfill.sync.tenant.clone(),
+            timestamp: chrono::Utc::now(),
+            document: doc.to_string(),
+            current: None,
+        };
+        let result = self
+            .backfill
+            .pipelines
+            .run(Direction::PartnerCenterToCrm, input)
+            .await
+            .map(|o| o.document);
+        let mut columns = match classify_pipeline(result) {
+            Ok(Mapped::Output(text)) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(columns)) => columns,
+                _ => {
+                    return Err(outcome(Outcome::Failed(
+                        "the mapping's output is not a JSON object of columns".into(),
+                    )));
+                }
+            },
+            Ok(Mapped::Skipped(reason)) => {
+                return Err(outcome(Outcome::Skipped(format!(
+                    "the mapping skipped it: {reason}"
+                ))));
+            }
+            Err(SyncError::Rejected(reason)) => return Err(outcome(Outcome::Refused(reason))),
+            Err(SyncError::Transient(reason)) => return Err(outcome(Outcome::Failed(reason))),
+        };
+        if self.options.dry_run {
+            return Err(outcome(Outcome::WouldCreate));
+        }
+        let closing = take_closing(&mut columns);
+        mark_name_synced(&mut columns, &self.backfill.sync);
+        if let Err(e) = self
+            .lookups
+            .currency(&self.backfill.dataverse, &mut columns)
+            .await
+        {
+            return Err(outcome(Outcome::Failed(format!(
+                "resolving its currency: {e}"
+            ))));
+        }
+        let account = columns.remove("customerid_account");
+        Ok(Draft {
+            link: Link {
+                referral_id: Some(id.clone()),
+                pc_hash: Some(fingerprint::referral(&doc)),
+                pc_snapshot: Some(doc.to_string()),
+                ..Link::default()
+            },
+            referral_id: id,
+            columns,
+            closing,
+            account,
+            contacts: Contacts::default(),
+        })
+    }
+
+    /// Binds the draft's account (resolved for the chunk; `failed` holds why a customer could
+    /// not be, by [`customer_key`]) and plans its contacts.
+    pub(super) fn plan(
+        &self,
+        mut draft: Draft,
+        failed: &HashMap<String, String>,
+    ) -> Result<Draft, RecordOutcome> {
+        let Some(account) = draft.account.take() else {
+            return Ok(draft);
+        };
+        let customer = match failed.get(&customer_key(&account)) {
+            Some(reason) => Err(reason.clone()),
+            None => self
+                .lookups
+                .known(&account)
+                .ok_or_else(|| "its customer was not resolved".to_owned()),
+        };
+        match customer {
+            Ok(customer) => {
+                draft.contacts =
+                    self.lookups
+                        .plan_contacts(&customer, &account, &mut draft.columns);
+                Ok(draft)
+            }
+            Err(reason) => Err(RecordOutcome::new(
+                draft.referral_id,
+                Outcome::Failed(reason),
+            )),
+        }
+    }
+
+    /// The write of `draft`, unless one of its contacts could not be created (`failed`: the
+    /// reason by contact id).
+    pub(super) fn finish(
+        &self,
+        draft: Draft,
+        failed: &HashMap<String, String>,
+    ) -> Result<Prepared, RecordOutcome> {
+        let Draft {
+            referral_id,
+            mut columns,
+            closing,
+            contacts,
+            link,
+            ..
+        } = draft;
+        if let Some((contact, reason)) = contacts
+            .ids
+            .iter()
+            .find_map(|id| failed.get(id).map(|reason| (id, reason)))
+        {
+            return Err(RecordOutcome::new(
+                referral_id,
+                Outcome::Failed(format!("creating its contact {contact}: {reason}")),
+            ));
+        }
+        let given_id = columns
+            .get("opportunityid")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let (item, named_id) = match closing {
+            None => (BatchItem::Request(create(columns)), given_id),
+            Some((closing, status)) => {
+                let oid = given_id.unwrap_or_else(new_uuid);
+                columns.insert("opportunityid".into(), json!(oid));
+                let close = close_request(closing, &oid, status, CLOSE_SUBJECT);
+                (
+                    BatchItem::ChangeSet(vec![create(columns), close]),
+                    Some(oid),
+                )
+            }
+        };
+        Ok(Prepared {
+            referral_id,
+            item,
+            link,
+            closed: closing.is_some(),
+            named_id,
+        })
+    }
+}
+
+fn create(columns: Map<String, Value>) -> BatchRequest {
+    BatchRequest {
+        method: Method::POST,
+        path: "opportunities".into(),
+        body: Some(Value::Object(columns)),
+        if_match: None,
+    }
+}

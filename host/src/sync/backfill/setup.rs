@@ -1,0 +1,54 @@
+//! A [`Backfill`] from the host's configuration, as `cosell serve` would set its parts up: the
+//! state database, the mapping steps on their active (deployed) versions, the Dataverse
+//! client and the `[sync]` settings.
+
+use super::Backfill;
+use crate::config::HostConfig;
+use crate::deploy;
+use crate::metrics::Metrics;
+use crate::runtime::MappingRuntime;
+use crate::server::sync::dataverse_client;
+use crate::store::DeploymentStore;
+use crate::store::sqlite::SqliteStore;
+use anyhow::{Context as _, Result};
+use std::sync::Arc;
+
+impl Backfill {
+    /// Opens the state database of `config` (which a running host may share: SQLite in WAL
+    /// mode), loads the pipelines on the versions active there (a step never deployed starts on
+    /// its configured component, as at a host's first start), and makes the Dataverse client.
+    pub async fn from_config(config: &HostConfig) -> Result<Self> {
+        if config.dataverse.is_none() {
+            anyhow::bail!("[dataverse] is not configured: a backfill writes opportunities there");
+        }
+        let limits = config.limits.clone();
+        let runtime = Arc::new(
+            tokio::task::spawn_blocking(move || MappingRuntime::new(limits))
+                .await?
+                .context("starting the mapping runtime")?,
+        );
+        let sqlite = Arc::new(SqliteStore::open(&config.state.path)?);
+        let pipelines = {
+            let (pipelines, deployments) = (
+                config.pipelines.clone(),
+                sqlite.clone() as Arc<dyn DeploymentStore>,
+            );
+            tokio::task::spawn_blocking(move || {
+                deploy::bootstrap(
+                    &pipelines,
+                    runtime,
+                    deployments.as_ref(),
+                    Arc::new(Metrics::new()),
+                )
+            })
+            .await??
+            .pipelines
+        };
+        Ok(Self {
+            pipelines,
+            dataverse: dataverse_client(config)?,
+            store: sqlite,
+            sync: config.sync.clone(),
+        })
+    }
+}
