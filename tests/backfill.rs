@@ -666,6 +666,13 @@ async fn next_to_a_running_host_the_cli_skips_what_it_synced_and_the_engine_take
             .map(|r| (id(&r), r))
             .collect();
 
+        let (code, _, err) = cosell(&["backfill", "--config", &config, "--batch-size", "1001"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("batch size must be 1 to 1000"), "{err}");
+        let (code, out, err) = cosell(&["backfill", "--config", &config, "--dry-run", "--limit", "10"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(out.contains(": 10 referrals in"), "{out}");
+        assert!(err.contains("backfill: "), "a progress line on stderr: {err}");
         let (code, out, err) = cosell(&["backfill", "--config", &config, "--dry-run"]);
         assert_eq!(code, 0, "{out}\n{err}");
         assert!(out.contains("would create   41"), "{out}");

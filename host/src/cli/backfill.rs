@@ -101,11 +101,12 @@ pub async fn run(args: BackfillArgs) -> Result<i32> {
         .map_ok(|page| stream::iter(page.into_iter().map(Ok::<_, anyhow::Error>)))
         .try_flatten()
         .take(args.limit.unwrap_or(usize::MAX));
-    let mut last = Instant::now();
+    // The first totals are shown at once, then every PROGRESS_EVERY.
+    let mut last: Option<Instant> = None;
     let report = backfill
         .run(referrals, &options, |report| {
-            if last.elapsed() >= PROGRESS_EVERY {
-                last = Instant::now();
+            if last.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+                last = Some(Instant::now());
                 eprintln!("{}", progress_line(report));
             }
         })

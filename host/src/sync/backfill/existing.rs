@@ -14,7 +14,9 @@
 //! against the same execution-time quota as the creates; it would only narrow, not close, the
 //! window a live host has to create the same opportunity between the check and the create.
 //! That window (the host creating a referral's opportunity in the moment the backfill writes
-//! it) is reported, not silent: see `super::drain`.
+//! it) is reported, not silent: see `super::links`. Where the Referral Identifier column is an
+//! alternate key (as in the Dataverse emulator), Dataverse refuses the second create and the
+//! referral counts as already there.
 
 use super::report::{Outcome, RecordOutcome};
 use super::{ClosedReferrals, Options};

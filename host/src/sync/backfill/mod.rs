@@ -215,21 +215,22 @@ impl Backfill {
             dry_run: options.dry_run,
             ..BackfillReport::default()
         };
+        let stamp = |report: &mut BackfillReport| {
+            report.elapsed = started.elapsed();
+            let sent = self.dataverse.traffic().since(traffic);
+            (report.requests, report.throttled) = (sent.requests, sent.throttled);
+        };
         let (units, queue) = mpsc::channel(options.mode.concurrency() * 2);
         let (source_error, ()) = futures_util::future::join(
             run.feed(referrals, units),
             run.drain(queue, &mut report, |report| {
-                report.elapsed = started.elapsed();
-                let sent = self.dataverse.traffic().since(traffic);
-                (report.requests, report.throttled) = (sent.requests, sent.throttled);
+                stamp(report);
                 progress(report);
             }),
         )
         .await;
         report.source_error = source_error;
-        report.elapsed = started.elapsed();
-        let sent = self.dataverse.traffic().since(traffic);
-        (report.requests, report.throttled) = (sent.requests, sent.throttled);
+        stamp(&mut report);
         Ok(report)
     }
 }
