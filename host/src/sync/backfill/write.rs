@@ -6,7 +6,7 @@
 //!   referral is its own item (a create, or the change set of a create and its close), so a
 //!   record Dataverse refuses is reported with its reason and every other one is still
 //!   written. Not one change set for the whole batch: one bad record would roll back the other
-//!   999 (and a batch that size would have to be retried record by record anyway).
+//!   999.
 //! - **Per record**: one request per referral: a plain `POST opportunities`, or for a closed
 //!   referral a `$batch` holding just its change set (so it is closed atomically too).
 //!
