@@ -112,7 +112,7 @@ pub async fn run(args: &HotSwapArgs) -> Result<FigureResults> {
     deploy(&client, &env, &b).await?;
     let mut warm = Vec::new();
     for i in 0..args.warm {
-        warm.push(deploy(&client, &env, if i % 2 == 0 { &a } else { &b }).await?);
+        warm.push(deploy(&client, &env, if i.is_multiple_of(2) { &a } else { &b }).await?);
     }
     let (cold_ms, warm_ms) = (ms(&cold), ms(&warm));
     eprintln!(
@@ -139,7 +139,8 @@ pub async fn run(args: &HotSwapArgs) -> Result<FigureResults> {
         let mut i = 0usize;
         while Instant::now() < swapping_until {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            under_load.push(deploy(&client, &env, if i % 2 == 0 { &a } else { &b }).await?);
+            under_load
+                .push(deploy(&client, &env, if i.is_multiple_of(2) { &a } else { &b }).await?);
             i += 1;
         }
         anyhow::Ok(under_load)
