@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 /// The running listener.
 pub struct WebhookListener {
+    /// Where it listens (the port is the system's choice when `webhooks.listen` asked for 0).
     pub addr: SocketAddr,
     serving: JoinHandle<std::io::Result<()>>,
     runtime: Option<Runtime>,

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::store::{Enqueued, NewEvent, Side, SyncStore};
 use crate::sync::{lock_key, worker::Wakeup};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 pub use writer::MAX_BATCH;
 
@@ -26,6 +27,9 @@ struct Shared {
     store: Arc<dyn SyncStore>,
     wakeup: Wakeup,
     metrics: Arc<Metrics>,
+    /// Batches the writer has taken from its channel (tests wait on it to know what went
+    /// together).
+    batches_taken: AtomicUsize,
 }
 
 impl Shared {
@@ -76,6 +80,7 @@ impl Intake {
             store,
             wakeup,
             metrics,
+            batches_taken: AtomicUsize::new(0),
         });
         Ok(Self {
             writer: writer::Writer::start(shared.clone())?,

@@ -57,7 +57,12 @@ fn deliver(
 async fn first_batch_taken(intake: &Arc<Intake>) -> tokio::task::JoinHandle<impl Sized> {
     let first = deliver(intake, "warm-up", 0);
     for _ in 0..2_000 {
-        if intake.writer.batches_taken() == 1 {
+        if intake
+            .shared
+            .batches_taken
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
             return first;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -18,6 +18,7 @@ use crate::store::{Enqueued, Side};
 use anyhow::{Context as _, anyhow};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most events stored in one transaction: bounds how long one commit holds the store
@@ -47,33 +48,17 @@ struct Handed {
 /// over is stored.
 pub(super) struct Writer {
     sender: mpsc::Sender<Handed>,
-    /// Batches taken from the channel so far: tests wait on it to know what went together.
-    #[cfg(test)]
-    taken: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Writer {
     /// Starts the writer thread.
     pub(super) fn start(shared: Arc<Shared>) -> anyhow::Result<Self> {
         let (sender, receiver) = mpsc::channel(WAITING);
-        #[cfg(test)]
-        let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        #[cfg(test)]
-        let on_taken = {
-            let taken = taken.clone();
-            move || taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        };
-        #[cfg(not(test))]
-        let on_taken = || ();
         std::thread::Builder::new()
             .name("cosell-intake".into())
-            .spawn(move || run(&shared, receiver, on_taken))
+            .spawn(move || run(&shared, receiver))
             .context("starting the intake writer thread")?;
-        Ok(Self {
-            sender,
-            #[cfg(test)]
-            taken,
-        })
+        Ok(Self { sender })
     }
 
     /// Hands `delivery` over and waits until its batch is committed (or failed).
@@ -94,16 +79,10 @@ impl Writer {
     pub(super) fn waiting(&self) -> usize {
         self.sender.max_capacity() - self.sender.capacity()
     }
-
-    /// How many batches the writer has taken from the channel.
-    #[cfg(test)]
-    pub(super) fn batches_taken(&self) -> usize {
-        self.taken.load(std::sync::atomic::Ordering::SeqCst)
-    }
 }
 
 /// The writer thread: one batch after another until every sender is gone.
-fn run<T>(shared: &Shared, mut receiver: mpsc::Receiver<Handed>, on_taken: impl Fn() -> T) {
+fn run(shared: &Shared, mut receiver: mpsc::Receiver<Handed>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
@@ -112,7 +91,7 @@ fn run<T>(shared: &Shared, mut receiver: mpsc::Receiver<Handed>, on_taken: impl 
         {
             batch.push(next);
         }
-        on_taken();
+        shared.batches_taken.fetch_add(1, Ordering::SeqCst);
         store_batch(shared, &mut batch);
     }
 }
