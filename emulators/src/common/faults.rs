@@ -1,7 +1,9 @@
 //! Faults on demand: what the reliability tests inject into an emulator.
 //!
 //! API answers: a rate of 5xx answers, added latency, dropped connections (the TCP connection is
-//! closed without an answer) and 429 storms with `Retry-After`. Webhook deliveries: drops,
+//! closed without an answer) and 429 storms with `Retry-After`; and the ambiguous failures of a
+//! write that was applied but whose answer never arrived (500 or a dropped connection after the
+//! write), which a client must not take as "nothing happened". Webhook deliveries: drops,
 //! duplicates and reordering; reads that lag writes. Set them in-process with [`Faults::set`] or over HTTP through the
 //! control endpoint (`PUT /_emulator/faults`, see [`super::control`]). All rates are 0..=1.
 
@@ -34,6 +36,12 @@ pub struct FaultConfig {
     /// was created, like a service whose reads lag its writes, so its `referral-created` event
     /// can arrive before the referral is readable.
     pub read_lag_ms: u64,
+    /// Share of writes (POST, PUT, PATCH, DELETE; not token requests) that are applied and
+    /// then answered 500 Internal Server Error instead of their real answer.
+    pub applied_error_rate: f64,
+    /// Share of writes that are applied and then have their connection closed without an
+    /// answer, as a timeout after the service committed would look.
+    pub applied_drop_rate: f64,
 }
 
 impl FaultConfig {
@@ -45,6 +53,8 @@ impl FaultConfig {
             ("throttle_rate", self.throttle_rate),
             ("webhook_drop_rate", self.webhook_drop_rate),
             ("webhook_duplicate_rate", self.webhook_duplicate_rate),
+            ("applied_error_rate", self.applied_error_rate),
+            ("applied_drop_rate", self.applied_drop_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1, got {rate}"));
@@ -67,6 +77,17 @@ pub enum RequestFault {
     Drop,
 }
 
+/// What to do with the answer of one write, after it was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterWriteFault {
+    /// Send the real answer.
+    None,
+    /// Answer 500 instead: the write stays applied.
+    ServerError,
+    /// Close the connection without answering: the write stays applied.
+    Drop,
+}
+
 /// What to do with one webhook delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryFault {
@@ -83,12 +104,20 @@ pub struct Injected {
     pub throttled: u64,
     pub webhooks_dropped: u64,
     pub webhooks_duplicated: u64,
+    /// Writes applied and then answered 500.
+    pub applied_then_failed: u64,
+    /// Writes applied and then dropped without an answer.
+    pub applied_then_dropped: u64,
 }
 
 impl Injected {
-    /// Injected API faults (5xx, dropped connections, 429s).
+    /// Injected API faults (5xx, dropped connections, 429s, failures after an applied write).
     pub fn api(&self) -> u64 {
-        self.server_errors + self.dropped_connections + self.throttled
+        self.server_errors
+            + self.dropped_connections
+            + self.throttled
+            + self.applied_then_failed
+            + self.applied_then_dropped
     }
 }
 
@@ -164,6 +193,25 @@ impl Faults {
         (fault, latency)
     }
 
+    /// Decides what happens to the answer of a write that was just applied.
+    pub fn after_write(&self) -> AfterWriteFault {
+        let config = self.get();
+        let fault = if self.roll(config.applied_drop_rate) {
+            AfterWriteFault::Drop
+        } else if self.roll(config.applied_error_rate) {
+            AfterWriteFault::ServerError
+        } else {
+            AfterWriteFault::None
+        };
+        let mut injected = self.injected.lock().unwrap_or_else(|p| p.into_inner());
+        match fault {
+            AfterWriteFault::Drop => injected.applied_then_dropped += 1,
+            AfterWriteFault::ServerError => injected.applied_then_failed += 1,
+            AfterWriteFault::None => {}
+        }
+        fault
+    }
+
     /// Decides the fault of one webhook delivery.
     pub fn for_delivery(&self) -> DeliveryFault {
         let config = self.get();
@@ -231,5 +279,35 @@ mod tests {
             ..FaultConfig::default()
         };
         assert!(faults.set(bad).unwrap_err().contains("drop_rate"));
+    }
+
+    #[test]
+    fn after_write_faults_are_counted() {
+        let faults = Faults::new(3);
+        assert_eq!(faults.after_write(), AfterWriteFault::None);
+        faults
+            .set(FaultConfig {
+                applied_drop_rate: 1.0,
+                ..FaultConfig::default()
+            })
+            .unwrap();
+        assert_eq!(faults.after_write(), AfterWriteFault::Drop);
+        faults
+            .set(FaultConfig {
+                applied_error_rate: 1.0,
+                ..FaultConfig::default()
+            })
+            .unwrap();
+        assert_eq!(faults.after_write(), AfterWriteFault::ServerError);
+        let injected = faults.injected();
+        assert_eq!(
+            (injected.applied_then_dropped, injected.applied_then_failed),
+            (1, 1)
+        );
+        let bad = FaultConfig {
+            applied_error_rate: -0.1,
+            ..FaultConfig::default()
+        };
+        assert!(faults.set(bad).unwrap_err().contains("applied_error_rate"));
     }
 }

@@ -5,7 +5,8 @@
 //! fault needs the service to fail, which closes the connection without an answer; axum's
 //! server only takes infallible services.
 
-use super::faults::{Faults, RequestFault};
+use super::faults::{AfterWriteFault, Faults, RequestFault};
+use axum::http::Method;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
@@ -112,10 +113,38 @@ async fn handle(
             }
         }
     }
-    Ok(router
+    let after_write = is_faultable_write(&request);
+    let response = router
         .oneshot(request.map(Body::new))
         .await
-        .unwrap_or_else(|never| match never {}))
+        .unwrap_or_else(|never| match never {});
+    if !after_write {
+        return Ok(response);
+    }
+    // The write has run (and committed, whatever its answer): only the answer is lost.
+    match faults.after_write() {
+        AfterWriteFault::None => Ok(response),
+        AfterWriteFault::Drop => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "injected fault: connection dropped after the write was applied",
+        )),
+        AfterWriteFault::ServerError => Ok(error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "Injected fault: an internal error occurred after the request was processed.",
+        )),
+    }
+}
+
+/// Writes whose answer an "applied, then failed" fault may replace: every POST, PUT, PATCH and
+/// DELETE outside the control endpoints, except token requests (a lost answer to a
+/// refresh-token grant would burn a single-use token, which no client can recover from and
+/// no drill means to test).
+fn is_faultable_write(request: &Request<Incoming>) -> bool {
+    let path = request.uri().path();
+    [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(request.method())
+        && !path.starts_with(CONTROL_PREFIX)
+        && !path.contains("/oauth2/")
 }
 
 /// A JSON error answer in the `{"error": {"code", "message"}}` shape both services use.
