@@ -131,6 +131,7 @@ async fn token_endpoint_and_401_without_token() {
             ("grant_type", "client_credentials"),
             ("client_id", config.client_id.as_str()),
             ("client_secret", "wrong"),
+            ("scope", "https://cosell-emulator.crm.dynamics.com/.default"),
         ])
         .send()
         .await

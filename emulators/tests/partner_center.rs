@@ -8,8 +8,10 @@ use axum::routing::post;
 use base64::Engine;
 use chrono::Duration;
 use cosell_emulators::common::faults::FaultConfig;
-use cosell_emulators::common::server::RunningEmulator;
-use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
+use cosell_emulators::partner_center::{
+    PartnerCenter, PartnerCenterConfig, REFERRALS_AUDIENCE, RunningPartnerCenter,
+    WEBHOOKS_AUDIENCE,
+};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
 use serde_json::{Value, json};
@@ -21,9 +23,12 @@ use x509_cert::der::{Decode, Encode};
 
 struct Env {
     pc: PartnerCenter,
-    running: RunningEmulator,
+    running: RunningPartnerCenter,
     http: reqwest::Client,
+    /// A delegated token for the Referrals API.
     token: String,
+    /// A delegated token for the Webhooks API (another audience, another host).
+    webhooks_token: String,
 }
 
 impl Env {
@@ -36,8 +41,10 @@ impl Env {
             running,
             http,
             token: String::new(),
+            webhooks_token: String::new(),
         };
-        env.token = env.delegated_token().await;
+        env.token = env.delegated_token(REFERRALS_AUDIENCE).await;
+        env.webhooks_token = env.delegated_token(WEBHOOKS_AUDIENCE).await;
         env
     }
 
@@ -45,11 +52,16 @@ impl Env {
         Env::start(PartnerCenterConfig::default()).await
     }
 
+    /// `path` on the listener that serves it: the Webhooks API has its own host.
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.running.url())
+        if path.starts_with("/webhooks/") {
+            format!("{}{path}", self.running.webhooks_url())
+        } else {
+            format!("{}{path}", self.running.url())
+        }
     }
 
-    async fn delegated_token(&self) -> String {
+    async fn delegated_token(&self, audience: &str) -> String {
         let tenant = &self.pc.config().tenant_id;
         let answer: Value = self
             .http
@@ -57,10 +69,7 @@ impl Env {
             .form(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", &self.pc.refresh_token()),
-                (
-                    "scope",
-                    "https://api.partner.microsoft.com/user_impersonation offline_access",
-                ),
+                ("scope", &format!("{audience}/user_impersonation offline_access")),
             ])
             .send()
             .await
@@ -71,10 +80,14 @@ impl Env {
         answer["access_token"].as_str().expect("a token").to_owned()
     }
 
+    /// A request to `path` with the token of the API that serves it.
     fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(&self.token)
+        let token = if path.starts_with("/webhooks/") {
+            &self.webhooks_token
+        } else {
+            &self.token
+        };
+        self.http.request(method, self.url(path)).bearer_auth(token)
     }
 
     async fn create(&self, body: Value) -> Value {
@@ -195,6 +208,7 @@ async fn tokens_are_required_and_expire_and_app_only_is_refused_on_referrals() {
             ("grant_type", "client_credentials"),
             ("client_id", &env.pc.config().client_id),
             ("client_secret", &env.pc.config().client_secret),
+            ("scope", &format!("{REFERRALS_AUDIENCE}/.default")),
         ])
         .send()
         .await
@@ -211,10 +225,25 @@ async fn tokens_are_required_and_expire_and_app_only_is_refused_on_referrals() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let app: Value = env
+        .http
+        .post(env.url(&format!("/{tenant}/oauth2/v2.0/token")))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &env.pc.config().client_id),
+            ("client_secret", &env.pc.config().client_secret),
+            ("scope", &format!("{WEBHOOKS_AUDIENCE}/.default")),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let hooks = env
         .http
         .get(env.url("/webhooks/v1/registration/events"))
-        .bearer_auth(app_token)
+        .bearer_auth(app["access_token"].as_str().unwrap())
         .send()
         .await
         .unwrap();
@@ -227,6 +256,7 @@ async fn tokens_are_required_and_expire_and_app_only_is_refused_on_referrals() {
             ("grant_type", "client_credentials"),
             ("client_id", &env.pc.config().client_id),
             ("client_secret", "wrong"),
+            ("scope", &format!("{WEBHOOKS_AUDIENCE}/.default")),
         ])
         .send()
         .await
@@ -247,6 +277,197 @@ async fn tokens_are_required_and_expire_and_app_only_is_refused_on_referrals() {
     env.pc.clock().advance(Duration::minutes(61));
     let (status, body) = env.list(&[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    env.running.stop().await;
+}
+
+#[tokio::test]
+async fn each_api_is_on_its_own_host_and_takes_only_tokens_for_its_audience() {
+    let env = Env::default().await;
+    let tenant = env.pc.config().tenant_id.clone();
+    // A token request that names no resource is refused, as Entra ID refuses it.
+    let unnamed = env
+        .http
+        .post(env.url(&format!("/{tenant}/oauth2/v2.0/token")))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &env.pc.refresh_token()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unnamed.status(), StatusCode::BAD_REQUEST);
+    let body: Value = unnamed.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+
+    // The Referrals API's token is refused by the Webhooks API, and the other way round.
+    let on_webhooks = env
+        .http
+        .get(env.url("/webhooks/v1/registration/events"))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_webhooks.status(), StatusCode::UNAUTHORIZED);
+    let on_referrals = env
+        .http
+        .get(env.url("/v1.0/engagements/referrals"))
+        .bearer_auth(&env.webhooks_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_referrals.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = env.list(&[]).await;
+    assert_eq!(status, StatusCode::OK, "its own token works");
+    let events = env
+        .api(reqwest::Method::GET, "/webhooks/v1/registration/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+
+    // The referrals host does not serve the Webhooks API, nor the other way round.
+    let wrong_host = env
+        .http
+        .get(format!("{}/webhooks/v1/registration/events", env.running.url()))
+        .bearer_auth(&env.webhooks_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_host.status(), StatusCode::NOT_FOUND);
+    let wrong_host = env
+        .http
+        .get(format!("{}/v1.0/engagements/referrals", env.running.webhooks_url()))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_host.status(), StatusCode::NOT_FOUND);
+    env.running.stop().await;
+}
+
+#[tokio::test]
+async fn device_code_sign_in_polls_until_a_named_user_approves() {
+    let env = Env::start(PartnerCenterConfig {
+        device_code_interval: std::time::Duration::from_secs(1),
+        ..PartnerCenterConfig::default()
+    })
+    .await;
+    let tenant = env.pc.config().tenant_id.clone();
+    let client_id = env.pc.config().client_id.clone();
+    let scope = format!("{REFERRALS_AUDIENCE}/.default offline_access openid profile");
+    let no_scope = env
+        .http
+        .post(env.url(&format!("/{tenant}/oauth2/v2.0/devicecode")))
+        .form(&[("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_scope.status(), StatusCode::BAD_REQUEST);
+    let start: Value = env
+        .http
+        .post(env.url(&format!("/{tenant}/oauth2/v2.0/devicecode")))
+        .form(&[("client_id", client_id.as_str()), ("scope", &scope)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for field in ["device_code", "user_code", "verification_uri", "message"] {
+        assert!(start[field].is_string(), "{field}: {start}");
+    }
+    assert_eq!(start["interval"], 1);
+    assert_eq!(start["expires_in"], 900);
+    let device_code = start["device_code"].as_str().unwrap();
+    let user_code = start["user_code"].as_str().unwrap();
+    assert!(start["message"].as_str().unwrap().contains(user_code));
+    let poll = || {
+        env.http
+            .post(env.url(&format!("/{tenant}/oauth2/v2.0/token")))
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", client_id.as_str()),
+                ("device_code", device_code),
+                ("scope", &scope),
+            ])
+            .send()
+    };
+    // The pending sign-in is listed; the user approves it (what the browser page does).
+    let pending: Value = env
+        .http
+        .get(env.url("/_emulator/device-codes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending[0]["user_code"], user_code);
+    let interval = std::time::Duration::from_millis(1100);
+    tokio::time::sleep(interval).await;
+    let waiting = poll().await.unwrap();
+    assert_eq!(waiting.status(), StatusCode::BAD_REQUEST);
+    let waiting: Value = waiting.json().await.unwrap();
+    assert_eq!(waiting["error"], "authorization_pending", "{waiting}");
+    let approved = env
+        .http
+        .post(env.url(&format!("/_emulator/device-codes/{user_code}/approve")))
+        .json(&json!({"user": "alice@contoso.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(interval).await;
+    let tokens: Value = poll().await.unwrap().json().await.unwrap();
+    let id_token = tokens["id_token"].as_str().expect("an id_token");
+    let payload = id_token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["preferred_username"], "alice@contoso.example");
+    assert!(tokens["refresh_token"].is_string());
+    let list = env
+        .http
+        .get(env.url("/v1.0/engagements/referrals"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::OK, "a delegated Referrals token");
+    // The code is spent.
+    let again: Value = poll().await.unwrap().json().await.unwrap();
+    assert_eq!(again["error"], "bad_verification_code", "{again}");
+
+    // A client that polls before `interval` has passed is told to slow down.
+    let second: Value = env
+        .http
+        .post(env.url(&format!("/{tenant}/oauth2/v2.0/devicecode")))
+        .form(&[("client_id", client_id.as_str()), ("scope", &scope)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let early: Value = env
+        .http
+        .post(env.url(&format!("/{tenant}/oauth2/v2.0/token")))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", client_id.as_str()),
+            ("device_code", second["device_code"].as_str().unwrap()),
+            ("scope", &scope),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(early["error"], "slow_down", "{early}");
     env.running.stop().await;
 }
 
@@ -713,14 +934,14 @@ async fn unanswered_incoming_referrals_expire_after_14_emulated_days() {
     let reg = json!({"WebhookUrl": receiver.url, "WebhookEvents": ["referral-updated"]});
     register(&env, reg, reqwest::Method::POST).await;
     env.pc.clock().advance(Duration::days(13));
-    env.token = env.delegated_token().await; // the old one expired with the clock
+    env.token = env.delegated_token(REFERRALS_AUDIENCE).await; // the old one expired with the clock
     assert_eq!(env.get(&waiting).await["status"], "New");
     let (_, page) = env.list(&[("$filter", "substatus eq 'Expired'")]).await;
     assert_eq!(page["@odata.count"], 0);
     env.pc
         .clock()
         .advance(Duration::days(1) + Duration::minutes(1));
-    env.token = env.delegated_token().await;
+    env.token = env.delegated_token(REFERRALS_AUDIENCE).await;
     let (_, page) = env
         .list(&[("$filter", "status eq 'Closed' and substatus eq 'Expired'")])
         .await;

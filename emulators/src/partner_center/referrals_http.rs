@@ -4,7 +4,7 @@
 
 use super::json_patch::{self, PatchOp};
 use super::referrals::{ApiError, READ_ONLY, require_members};
-use super::{Inner, authorize, odata};
+use super::{Api, Inner, authorize, odata};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -41,7 +41,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = authorize(&inner, &headers, true) {
+    if let Err(r) = authorize(&inner, &headers, Api::Referrals) {
         return r;
     }
     let bad = |m: String| ApiError::BadRequest(m).into_response();
@@ -136,7 +136,7 @@ pub(crate) async fn get_one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize(&inner, &headers, true) {
+    if let Err(r) = authorize(&inner, &headers, Api::Referrals) {
         return r;
     }
     match inner.get_referral(&id) {
@@ -150,7 +150,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&inner, &headers, true) {
+    if let Err(r) = authorize(&inner, &headers, Api::Referrals) {
         return r;
     }
     let body: Value = match serde_json::from_slice(&body) {
@@ -173,7 +173,7 @@ pub(crate) async fn patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&inner, &headers, true) {
+    if let Err(r) = authorize(&inner, &headers, Api::Referrals) {
         return r;
     }
     let ops: Vec<PatchOp> = match serde_json::from_slice(&body) {
@@ -213,7 +213,7 @@ pub(crate) async fn put(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&inner, &headers, true) {
+    if let Err(r) = authorize(&inner, &headers, Api::Referrals) {
         return r;
     }
     let Some(tag) = if_match(&headers) else {

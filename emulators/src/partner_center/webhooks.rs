@@ -12,7 +12,8 @@
 //! | GET | `/_emulator/webhooks/parked` | events that failed all attempts (emulator only) |
 //!
 //! Bodies are read with case-insensitive member names (docs send PascalCase, the swagger says
-//! camelCase) and answered in the docs' PascalCase. Both App-only and App+User tokens work.
+//! camelCase) and answered in the docs' PascalCase. Both App-only and App+User tokens work, for
+//! the Webhooks API's audience only. Served on the emulator's second listener.
 //!
 //! Deliveries (one at a time, or up to `webhook_concurrency` at once): `POST` of `{EventName, ResourceUri, ResourceName, AuditUri, ResourceChangeUtcDate}`
 //! to the registered URL, signed as [`super::signing`] says, with `Authorization: Signature <b64>`
@@ -28,7 +29,7 @@
 //! Not emitted: `related-referral-*` events (their payload is not documented).
 
 use super::signing::SigningMaterial;
-use super::{Inner, authorize};
+use super::{Api, Inner, authorize};
 use crate::common::faults::DeliveryFault;
 use crate::common::server::error_response;
 use axum::Json;
@@ -415,7 +416,7 @@ pub(crate) async fn get_registration(
     State(inner): State<Arc<Inner>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&inner, &headers, false) {
+    if let Err(r) = authorize(&inner, &headers, Api::Webhooks) {
         return r;
     }
     match inner.webhooks.registration() {
@@ -450,7 +451,7 @@ fn write_registration(
     body: &[u8],
     overwrite: bool,
 ) -> Response {
-    if let Err(r) = authorize(inner, headers, false) {
+    if let Err(r) = authorize(inner, headers, Api::Webhooks) {
         return r;
     }
     let registration = match parse_registration(inner, body) {
@@ -470,7 +471,7 @@ fn write_registration(
 }
 
 pub(crate) async fn get_events(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&inner, &headers, false) {
+    if let Err(r) = authorize(&inner, &headers, Api::Webhooks) {
         return r;
     }
     Json(EVENTS).into_response()
@@ -480,7 +481,7 @@ pub(crate) async fn post_validation(
     State(inner): State<Arc<Inner>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&inner, &headers, false) {
+    if let Err(r) = authorize(&inner, &headers, Api::Webhooks) {
         return r;
     }
     let Some(reg) = inner.webhooks.registration() else {
@@ -509,7 +510,7 @@ pub(crate) async fn post_validation(
     );
     let uri = format!(
         "{}/webhooks/v1/registration/validationEvents/{id}",
-        inner.base_url()
+        inner.webhooks_base_url()
     );
     let event = WebhookEvent::new("test-created", "test", uri, inner.clock.now());
     inner.webhooks.enqueue_inner(event, Some(id.clone()));
@@ -521,7 +522,7 @@ pub(crate) async fn get_validation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize(&inner, &headers, false) {
+    if let Err(r) = authorize(&inner, &headers, Api::Webhooks) {
         return r;
     }
     match lock(&inner.webhooks.validations).get(&id) {
