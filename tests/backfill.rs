@@ -17,6 +17,7 @@ use cosell::sync::backfill::{
 };
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::common::server::RunningEmulator;
+use cosell_emulators::partner_center::RunningPartnerCenter;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig, ServiceProtectionLimits};
 use cosell_emulators::partner_center::webhooks::WebhookEvent;
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
@@ -43,7 +44,7 @@ struct Env {
     config: HostConfig,
     reader: DataverseClient,
     _dir: tempfile::TempDir,
-    _servers: (RunningEmulator, RunningEmulator),
+    _servers: (RunningPartnerCenter, RunningEmulator),
 }
 
 impl Env {
@@ -68,6 +69,7 @@ impl Env {
         let emulators = Emulators {
             partner_center: &pc,
             partner_center_url: pc_server.url(),
+            partner_center_webhooks_url: pc_server.webhooks_url(),
             dataverse: &dv,
             dataverse_url: dv_server.url(),
         };

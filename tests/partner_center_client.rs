@@ -9,7 +9,6 @@ use cosell::connections::partner_center::{
     PartnerCenterClient, PartnerCenterError, PartnerCenterSettings,
 };
 use cosell_emulators::common::faults::FaultConfig;
-use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -20,7 +19,7 @@ use support::partner_center_settings;
 /// Every test is bounded: a hung call fails the test instead of the run.
 const BOUND: Duration = Duration::from_secs(60);
 
-async fn emulator(seed: u64) -> (PartnerCenter, RunningEmulator) {
+async fn emulator(seed: u64) -> (PartnerCenter, cosell_emulators::partner_center::RunningPartnerCenter) {
     let pc = PartnerCenter::new(PartnerCenterConfig {
         fault_seed: seed,
         ..PartnerCenterConfig::default()
@@ -29,7 +28,7 @@ async fn emulator(seed: u64) -> (PartnerCenter, RunningEmulator) {
     (pc, running)
 }
 
-fn client(pc: &PartnerCenter, running: &RunningEmulator) -> PartnerCenterClient {
+fn client(pc: &PartnerCenter, running: &cosell_emulators::partner_center::RunningPartnerCenter) -> PartnerCenterClient {
     PartnerCenterClient::new(partner_center_settings(pc, running)).expect("a client")
 }
 
@@ -205,7 +204,7 @@ async fn an_expired_token_is_refreshed_transparently() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_credentials_give_a_clear_unauthorized_error() {
+async fn a_refused_refresh_token_names_the_command_that_fixes_it() {
     tokio::time::timeout(BOUND, async {
         let (pc, running) = emulator(5).await;
         let mut wrong = partner_center_settings(&pc, &running);
@@ -216,15 +215,82 @@ async fn wrong_credentials_give_a_clear_unauthorized_error() {
             .await
             .expect_err("refused");
         assert!(
-            matches!(err, PartnerCenterError::Unauthorized(_)),
+            matches!(err, PartnerCenterError::SignInRequired { .. }),
             "{err:?}"
         );
         let text = err.to_string();
         assert!(text.contains("refresh token"), "{text}");
         assert!(
+            text.contains("`cosell partner-center login --config test.toml`"),
+            "the exact command: {text}"
+        );
+        assert!(
             !text.contains("rt-not-a-real-token"),
             "the secret is not echoed: {text}"
         );
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Keeps every rotated refresh token, as the state database does.
+#[derive(Default)]
+struct MemoryKeeper(Mutex<Vec<String>>);
+
+impl cosell::connections::partner_center::auth::RefreshTokenKeeper for MemoryKeeper {
+    fn load(&self) -> Option<Secret> {
+        self.0.lock().unwrap().last().cloned().map(Secret::new)
+    }
+    fn save(&self, token: &Secret) {
+        self.0.lock().unwrap().push(token.expose().to_owned());
+    }
+}
+
+/// The Referrals and Webhooks APIs are two hosts with two audiences: the client asks for a
+/// token for each (the emulator refuses a token for the other API, and a token request that
+/// names no resource), redeems both from one single-use refresh-token chain without ever
+/// reusing a spent one, even with calls to both APIs racing after the tokens expire, and
+/// keeps every rotated refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_api_gets_a_token_for_its_audience_from_one_refresh_chain() {
+    tokio::time::timeout(BOUND, async {
+        let (pc, running) = emulator(6).await;
+        pc.microsoft().create_incoming(json!({}));
+        let client = client(&pc, &running);
+        let keeper = Arc::new(MemoryKeeper::default());
+        client.keep_refresh_tokens(keeper.clone());
+        assert_eq!(client.list_referrals(None, None).await.expect("referrals").len(), 1);
+        assert!(
+            client
+                .webhook_events()
+                .await
+                .expect("webhook events")
+                .contains(&"referral-created".to_owned())
+        );
+        assert_eq!(keeper.0.lock().unwrap().len(), 2, "one redemption per audience");
+
+        pc.clock().advance(chrono::Duration::minutes(61));
+        let calls = (0..8).map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    client.list_referrals(None, None).await.map(|_| ())
+                } else {
+                    client.webhook_registration().await.map(|_| ())
+                }
+            })
+        });
+        for call in futures_util::future::join_all(calls).await {
+            call.unwrap().expect("every call after expiry succeeds");
+        }
+        let kept = keeper.0.lock().unwrap().clone();
+        assert_eq!(kept.len(), 4, "one more redemption per audience: {kept:?}");
+        // The newest kept token is the live one: it still redeems.
+        let mut settings = partner_center_settings(&pc, &running);
+        settings.refresh_token = Secret::new(kept.last().unwrap().clone());
+        let fresh = PartnerCenterClient::new(settings).unwrap();
+        fresh.list_referrals(None, None).await.expect("the kept token works");
         running.stop().await;
     })
     .await
@@ -278,6 +344,8 @@ async fn the_request_id_is_kept_across_retries() {
             refresh_token: Secret::new("rt1"),
             timeout: Duration::from_secs(5),
             max_retries: 3,
+            webhooks_url: url.clone(),
+            sign_in_command: "cosell partner-center login --config c.toml".into(),
         })
         .unwrap();
         assert_eq!(client.get_referral("r1").await.unwrap().etag, "e1");

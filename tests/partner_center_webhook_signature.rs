@@ -12,12 +12,12 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 mod support;
 
+use cosell::connections::partner_center::Audience;
 use cosell::connections::partner_center::auth::TokenCache;
 use cosell::sources::partner_center_webhook::certificates::{
     CertificatePolicy, load_certificate_file,
 };
 use cosell::sources::partner_center_webhook::signature::SignatureVerifier;
-use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::json;
 use std::sync::Arc;
@@ -56,7 +56,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Delivery>) -> Delivery {
 
 struct Emulator {
     pc: PartnerCenter,
-    running: RunningEmulator,
+    running: cosell_emulators::partner_center::RunningPartnerCenter,
     http: reqwest::Client,
     token: String,
 }
@@ -68,7 +68,9 @@ impl Emulator {
         let http = reqwest::Client::new();
         // The host's own token cache redeems the emulator's refresh token.
         let settings = partner_center_settings(&pc, &running);
-        let token = TokenCache::new(&settings).token(&http, None).await;
+        let token = TokenCache::new(&settings)
+            .token(&http, Audience::Webhooks, None)
+            .await;
         let token = token.expect("a delegated token").expose().to_owned();
         Emulator {
             pc,
@@ -84,7 +86,10 @@ impl Emulator {
                           "SignatureTokenToMsSignatureHeader": ms_header});
         let r = self
             .http
-            .put(format!("{}/webhooks/v1/registration", self.running.url()))
+            .put(format!(
+                "{}/webhooks/v1/registration",
+                self.running.webhooks_url()
+            ))
             .bearer_auth(&self.token)
             .json(&body)
             .send()
@@ -96,7 +101,7 @@ impl Emulator {
     async fn validation_event(&self) {
         let url = format!(
             "{}/webhooks/v1/registration/validationEvents",
-            self.running.url()
+            self.running.webhooks_url()
         );
         let r = self.http.post(url).bearer_auth(&self.token).send().await;
         assert!(r.unwrap().status().is_success());

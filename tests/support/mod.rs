@@ -221,16 +221,18 @@ impl Admin {
 /// Settings of the host's Partner Center client for a running Partner Center emulator.
 pub fn partner_center_settings(
     pc: &cosell_emulators::partner_center::PartnerCenter,
-    running: &cosell_emulators::common::server::RunningEmulator,
+    running: &cosell_emulators::partner_center::RunningPartnerCenter,
 ) -> cosell::connections::partner_center::PartnerCenterSettings {
     let url = running.url();
     cosell::connections::partner_center::PartnerCenterSettings {
         base_url: url.clone(),
+        webhooks_url: running.webhooks_url(),
         token_url: format!("{url}/{}/oauth2/token", pc.config().tenant_id),
         client_id: pc.config().client_id.clone(),
         client_secret: Secret::new(pc.config().client_secret.clone()),
         refresh_token: Secret::new(pc.refresh_token()),
         timeout: Duration::from_secs(5),
         max_retries: 8,
+        sign_in_command: "cosell partner-center login --config test.toml".into(),
     }
 }

@@ -8,6 +8,7 @@ use cosell::config::Secret;
 use cosell::connections::dataverse::{DataverseClient, DataverseSettings};
 use cosell::sandbox::wiring::{Emulators, HostWiring, default_pipelines, write_host_config};
 use cosell_emulators::common::server::RunningEmulator;
+use cosell_emulators::partner_center::RunningPartnerCenter;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::Value;
@@ -38,7 +39,7 @@ pub struct SyncEnv {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     host: Option<Child>,
-    pub pc_server: RunningEmulator,
+    pub pc_server: RunningPartnerCenter,
     _dv_server: RunningEmulator,
 }
 
@@ -112,6 +113,7 @@ impl SyncEnv {
         let emulators = Emulators {
             partner_center: &pc,
             partner_center_url: pc_server.url(),
+            partner_center_webhooks_url: pc_server.webhooks_url(),
             dataverse: &dv,
             dataverse_url: dv_server.url(),
         };

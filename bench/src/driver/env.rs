@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use cosell::sandbox::wiring::{Emulators, HostWiring, default_pipelines, write_host_config};
 use cosell_bench::results::workspace_root;
 use cosell_emulators::common::server::RunningEmulator;
+use cosell_emulators::partner_center::RunningPartnerCenter;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ pub struct BenchEnv {
     pub config_path: PathBuf,
     pub dir: tempfile::TempDir,
     host: Child,
-    _servers: (RunningEmulator, RunningEmulator),
+    _servers: (RunningPartnerCenter, RunningEmulator),
 }
 
 fn free_port() -> Result<u16> {
@@ -97,6 +98,7 @@ impl BenchEnv {
         let emulators = Emulators {
             partner_center: &pc,
             partner_center_url: pc_server.url(),
+            partner_center_webhooks_url: pc_server.webhooks_url(),
             dataverse: &dv,
             dataverse_url: dv_server.url(),
         };

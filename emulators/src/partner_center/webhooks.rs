@@ -44,13 +44,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::mpsc;
 
-/// The event names a registration may ask for.
-pub const EVENTS: [&str; 5] = [
+/// The event names a registration may ask for: the referral events, the validation event and
+/// some of Partner Center's other documented events (which the emulator never emits, but a
+/// tenant's registration may hold them for another application).
+pub const EVENTS: [&str; 8] = [
     "referral-created",
     "referral-updated",
     "related-referral-created",
     "related-referral-updated",
     "test-created",
+    "subscription-updated",
+    "usagerecords-thresholdExceeded",
+    "invoice-ready",
 ];
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,9 +1,10 @@
 //! The `cosell` command line: `serve`, `sandbox`, `mapping test | deploy | list | rollback`,
 //! `dead-letters list | replay`, `audit`, `backfill`, and the setup commands
-//! `partner-center register-webhooks`, `dataverse provision | register-webhook`.
+//! `partner-center login | register-webhooks`, `dataverse provision | register-webhook`.
 
 mod admin_client;
 mod backfill;
+mod login;
 mod mapping_test;
 mod sandbox;
 mod serve;
@@ -103,6 +104,18 @@ pub enum DeadLettersCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PartnerCenterCommand {
+    /// Sign in to Partner Center as a user with a Referrals role (the OAuth device-code flow:
+    /// open the page it prints, enter the code) and keep the refresh token in the state
+    /// database, where the host and the other commands find it. Run it again when Partner
+    /// Center refuses the kept token. With --status, show whose sign-in is kept and when it was
+    /// obtained and last refreshed (never the token).
+    Login {
+        #[arg(long, short, env = "COSELL_CONFIG")]
+        config: PathBuf,
+        /// Show the kept sign-in instead of signing in.
+        #[arg(long)]
+        status: bool,
+    },
     /// Register cosell's webhook URL for referral-created, referral-updated,
     /// related-referral-created and related-referral-updated.
     RegisterWebhooks {
@@ -111,9 +124,11 @@ pub enum PartnerCenterCommand {
         /// The public URL of `/webhooks/partner-center` (behind your TLS proxy).
         #[arg(long)]
         url: String,
-        /// Replace an existing registration (Partner Center keeps one per tenant).
-        #[arg(long)]
-        overwrite: bool,
+        /// Replace the tenant's registration, removing events other applications registered
+        /// (printed first). Without it, those events are kept: Partner Center keeps one
+        /// registration per tenant, and the union is registered with this URL.
+        #[arg(long, alias = "overwrite")]
+        replace: bool,
         /// Then have Partner Center send a test event and report whether it arrived (the host
         /// must be running behind the URL).
         #[arg(long)]
@@ -235,9 +250,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::PartnerCenter(PartnerCenterCommand::RegisterWebhooks {
             config,
             url,
-            overwrite,
+            replace,
             validate,
-        }) => setup::register_webhooks_command(&config, &url, overwrite, validate).await,
+        }) => setup::register_webhooks_command(&config, &url, replace, validate).await,
+        Command::PartnerCenter(PartnerCenterCommand::Login { config, status }) => {
+            login::run(&config, status).await
+        }
         Command::Dataverse(DataverseCommand::Provision { config }) => {
             setup::provision_command(&config).await
         }

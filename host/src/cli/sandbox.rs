@@ -24,6 +24,10 @@ pub struct SandboxArgs {
     /// The Partner Center emulator's address (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8687")]
     pub partner_center_listen: SocketAddr,
+    /// The Partner Center emulator's Webhooks API address: another host at Microsoft, so
+    /// another listener here (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8690")]
+    pub partner_center_webhooks_listen: SocketAddr,
     /// The Dataverse emulator's address (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8688")]
     pub dataverse_listen: SocketAddr,
@@ -52,6 +56,7 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         admin_listen: args.admin_listen,
         webhooks_listen: args.webhooks_listen,
         partner_center_listen: args.partner_center_listen,
+        partner_center_webhooks_listen: args.partner_center_webhooks_listen,
         dataverse_listen: args.dataverse_listen,
         referrals: args.referrals,
         accounts: args.accounts,
@@ -66,6 +71,9 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         "  Partner Center emulator  {:<26} {} referrals",
         m.partner_center.url, m.seeded.referrals
     );
+    if let Some(webhooks_api) = &m.partner_center.webhooks_url {
+        eprintln!("    its Webhooks API       {webhooks_api}");
+    }
     eprintln!(
         "  Dataverse emulator       {:<26} {} accounts, {} opportunities",
         m.dataverse.url, m.seeded.accounts, m.seeded.opportunities

@@ -1,6 +1,8 @@
 //! Setup commands: register cosell's webhooks with both services and create its columns.
 //!
-//! - `cosell partner-center register-webhooks --url …` registers the four referral events.
+//! - `cosell partner-center register-webhooks --url …` registers the four referral events. The
+//!   tenant has one registration, possibly shared with other applications: events cosell does
+//!   not handle are kept (the union is registered, with cosell's URL) unless `--replace`.
 //! - `cosell dataverse provision` creates the custom columns that are missing
 //!   (`schema/dataverse-columns.json`, with `sync.column_prefix`), idempotently.
 //! - `cosell dataverse register-webhook --url …` creates or updates the `cosell` service
@@ -8,11 +10,12 @@
 
 use crate::config::{DataverseAuthKind, HostConfig};
 use crate::connections::dataverse::DataverseClient;
-use crate::connections::partner_center::PartnerCenterClient;
+use crate::connections::partner_center::webhooks::WebhookRegistration;
+use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterError};
 use crate::server::sync::{dataverse_client, partner_center_client};
 use crate::sinks::dataverse::lookups::literal;
 use crate::store::sqlite::SqliteStore;
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -31,24 +34,124 @@ fn load(config: &Path) -> Result<HostConfig> {
     HostConfig::load(config)
 }
 
+/// What registering did to the tenant's one registration.
+#[derive(Debug, Clone)]
+pub struct RegistrationOutcome {
+    /// Partner Center's answer.
+    pub registered: Value,
+    /// The registration found before, if any.
+    pub previous: Option<WebhookRegistration>,
+    /// Events cosell does not handle that were registered and are kept.
+    pub kept: Vec<String>,
+    /// Events cosell does not handle that `--replace` removed.
+    pub removed: Vec<String>,
+}
+
+impl RegistrationOutcome {
+    /// What a person should know, one line each (for stderr): events kept or removed, and a
+    /// URL that changed.
+    pub fn notes(&self, url: &str) -> Vec<String> {
+        let mut notes = Vec::new();
+        let Some(previous) = &self.previous else {
+            return notes;
+        };
+        if !self.removed.is_empty() {
+            notes.push(format!(
+                "--replace: removed {} from the tenant's webhook registration (they were delivered to {})",
+                self.removed.join(", "),
+                previous.url
+            ));
+        }
+        if !self.kept.is_empty() {
+            notes.push(format!(
+                "the tenant's webhook registration already had events cosell does not handle: {}; \
+                 they are kept (Partner Center keeps one registration per tenant, so they now go to \
+                 {url}, which acknowledges and ignores them); run again with --replace to remove them",
+                self.kept.join(", ")
+            ));
+        }
+        if previous.url != url {
+            notes.push(format!(
+                "the registration pointed at {}; it now points at {url}",
+                previous.url
+            ));
+        }
+        notes
+    }
+}
+
 /// Registers `url` for the referral events (and `test-created`, the validation event, with
-/// `validation`).
+/// `validation`). Partner Center keeps one registration per tenant: an existing one keeps its
+/// events that cosell does not handle (the union is registered, under cosell's URL), unless
+/// `replace`, which removes them. A POST answered 409 (a registration appeared meanwhile) takes
+/// the same path.
 pub async fn register_partner_center_webhooks(
     client: &PartnerCenterClient,
     url: &str,
-    overwrite: bool,
+    replace: bool,
     validation: bool,
-) -> Result<Value> {
-    if !overwrite && client.webhook_registration().await?.is_some() {
-        bail!(
-            "Partner Center already has a webhook registration for this tenant; run again with --overwrite to replace it"
-        );
-    }
-    let mut events = PARTNER_CENTER_EVENTS.to_vec();
+) -> Result<RegistrationOutcome> {
+    let mut ours: Vec<String> = PARTNER_CENTER_EVENTS.iter().map(|e| e.to_string()).collect();
     if validation {
-        events.push("test-created");
+        ours.push("test-created".into());
     }
-    Ok(client.register_webhook(url, &events, overwrite).await?)
+    let mut previous = client
+        .webhook_registration()
+        .await
+        .context("reading the tenant's webhook registration")?;
+    if previous.is_none() {
+        let registration = WebhookRegistration {
+            url: url.to_owned(),
+            events: ours.clone(),
+            signature_in_ms_header: false,
+        };
+        match client.create_webhook_registration(&registration).await {
+            Ok(registered) => {
+                return Ok(RegistrationOutcome {
+                    registered,
+                    previous: None,
+                    kept: Vec::new(),
+                    removed: Vec::new(),
+                });
+            }
+            Err(PartnerCenterError::Conflict(_)) => {
+                previous = client
+                    .webhook_registration()
+                    .await
+                    .context("reading the webhook registration Partner Center reported (409)")?;
+            }
+            Err(e) => return Err(e).context("creating the webhook registration"),
+        }
+    }
+    let previous = previous.context(
+        "Partner Center answered 409 (a registration exists) but then has none; run the command again",
+    )?;
+    let foreign: Vec<String> = previous
+        .events
+        .iter()
+        .filter(|e| !ours.iter().any(|o| o.eq_ignore_ascii_case(e)))
+        .cloned()
+        .collect();
+    let (kept, removed) = if replace {
+        (Vec::new(), foreign)
+    } else {
+        (foreign, Vec::new())
+    };
+    let registration = WebhookRegistration {
+        url: url.to_owned(),
+        events: ours.into_iter().chain(kept.iter().cloned()).collect(),
+        signature_in_ms_header: previous.signature_in_ms_header,
+    };
+    let registered = client
+        .replace_webhook_registration(&registration)
+        .await
+        .context("updating the tenant's webhook registration")?;
+    Ok(RegistrationOutcome {
+        registered,
+        previous: Some(previous),
+        kept,
+        removed,
+    })
 }
 
 /// The column definitions with `prefix` instead of `cosell_`.
@@ -187,14 +290,17 @@ pub async fn register_dataverse_webhook(
 pub async fn register_webhooks_command(
     config: &Path,
     url: &str,
-    overwrite: bool,
+    replace: bool,
     validate: bool,
 ) -> Result<i32> {
     let config = load(config)?;
     let store = std::sync::Arc::new(SqliteStore::open(&config.state.path)?);
     let client = partner_center_client(&config, store)?;
-    let registration = register_partner_center_webhooks(&client, url, overwrite, validate).await?;
-    println!("{}", serde_json::to_string_pretty(&registration)?);
+    let outcome = register_partner_center_webhooks(&client, url, replace, validate).await?;
+    for note in outcome.notes(url) {
+        eprintln!("{note}");
+    }
+    println!("{}", serde_json::to_string_pretty(&outcome.registered)?);
     if !validate {
         return Ok(0);
     }

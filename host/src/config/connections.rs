@@ -45,19 +45,29 @@ fn default_max_retries() -> u32 {
     6
 }
 
+fn default_webhooks_url() -> String {
+    crate::connections::partner_center::DEFAULT_WEBHOOKS_URL.into()
+}
+
 /// `[partner_center]`: the Referrals and Webhooks APIs, with delegated (App+User) auth.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerCenterConfig {
-    /// The API root, `https://api.partner.microsoft.com`.
+    /// The Referrals API root, `https://api.partner.microsoft.com`.
     pub base_url: String,
-    /// `https://login.microsoftonline.com/<tenant>/oauth2/token`.
+    /// The Webhooks API root, another host: `https://api.partnercenter.microsoft.com` (the
+    /// default).
+    #[serde(default = "default_webhooks_url")]
+    pub webhooks_url: String,
+    /// `https://login.microsoftonline.com/<tenant>/oauth2/token` (or `.../oauth2/v2.0/token`).
     pub token_url: String,
     pub client_id: String,
     pub client_secret: SecretRef,
-    /// The delegated refresh token of a user with a co-sell role. Refresh tokens rotate: the
-    /// host keeps the newest one in its state database and uses this one only until then.
-    pub refresh_token: SecretRef,
+    /// The delegated refresh token of a user with a co-sell role; optional once
+    /// `cosell partner-center login` has kept one in the state database. Refresh tokens
+    /// rotate: the host keeps the newest one in its state database and uses the one here only
+    /// when it is new (a value different from the one last read replaces the kept one).
+    pub refresh_token: Option<SecretRef>,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     #[serde(default = "default_max_retries")]

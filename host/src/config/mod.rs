@@ -47,6 +47,10 @@ pub struct HostConfig {
     pub sync: SyncConfig,
     #[serde(default)]
     pub pollers: PollersConfig,
+    /// The file this configuration was loaded from (set by [`HostConfig::load`]; named in
+    /// errors that tell the user which command to run).
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
 }
 
 /// `[admin]`: the operator's HTTP API (deploy, list, rollback, health, metrics).
@@ -233,6 +237,7 @@ impl HostConfig {
         config
             .validate()
             .with_context(|| format!("checking the configuration file {}", path.display()))?;
+        config.source_file = Some(path.to_owned());
         Ok(config)
     }
 
@@ -254,7 +259,9 @@ impl HostConfig {
         }
         if let Some(pc) = self.partner_center.as_mut() {
             pc.client_secret.resolve(base);
-            pc.refresh_token.resolve(base);
+            if let Some(token) = pc.refresh_token.as_mut() {
+                token.resolve(base);
+            }
             pc.webhooks
                 .trusted_certificates
                 .iter_mut()

@@ -25,6 +25,8 @@ pub struct Token {
     pub lifetime: Duration,
     /// The replacement refresh token, when the endpoint sent one.
     pub refresh_token: Option<Secret>,
+    /// The OpenID Connect `id_token` (a JWT naming the user), when `openid` was asked for.
+    pub id_token: Option<String>,
 }
 
 /// Why the token endpoint gave no token; each client turns it into its own error.
@@ -33,6 +35,8 @@ pub enum TokenError {
     /// A 4xx other than 429: the credentials, grant or tenant were refused.
     Rejected {
         status: reqwest::StatusCode,
+        /// The OAuth `error` code, e.g. `invalid_grant` (a refused refresh token).
+        code: Option<String>,
         message: String,
     },
     /// 429 still after every retry.
@@ -51,6 +55,7 @@ struct Answer {
     /// Entra ID's v1 endpoint sends a string, v2 a number.
     expires_in: Option<serde_json::Value>,
     refresh_token: Option<String>,
+    id_token: Option<String>,
 }
 
 /// Where tokens come from and how often a failed token request is retried.
@@ -95,6 +100,7 @@ impl TokenEndpoint {
                     if !retryable {
                         return Err(TokenError::Rejected {
                             status,
+                            code: oauth_error_code(&body),
                             message: message_of(&body),
                         });
                     }
@@ -153,7 +159,14 @@ impl TokenEndpoint {
     }
 }
 
-fn parse(body: &str) -> Result<Token, TokenError> {
+/// The `error` member of an OAuth error answer (RFC 6749 §5.2).
+pub fn oauth_error_code(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    value["error"].as_str().map(str::to_owned)
+}
+
+/// A token endpoint's successful answer, parsed.
+pub fn parse(body: &str) -> Result<Token, TokenError> {
     let answer: Answer = serde_json::from_str(body).map_err(|e| {
         TokenError::InvalidResponse(format!("the token endpoint's answer is not a token: {e}"))
     })?;
@@ -168,6 +181,7 @@ fn parse(body: &str) -> Result<Token, TokenError> {
         access_token: Secret::new(answer.access_token),
         lifetime,
         refresh_token: answer.refresh_token.map(Secret::new),
+        id_token: answer.id_token,
     })
 }
 

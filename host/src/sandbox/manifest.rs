@@ -13,6 +13,10 @@ use std::path::Path;
 pub struct ServiceEndpoints {
     /// Base URL of the emulator (its API paths are the real service's).
     pub url: String,
+    /// Partner Center only: the Webhooks API's base URL (another host at Microsoft, another
+    /// listener here).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub webhooks_url: Option<String>,
     /// The OAuth token endpoint.
     pub token_url: String,
     pub tenant_id: String,
@@ -74,12 +78,23 @@ impl ServiceEndpoints {
     ) -> Self {
         Self {
             url: server.url(),
+            webhooks_url: None,
             token_url: format!("{}/{}/{token_path}", server.url(), app.tenant_id),
             tenant_id: app.tenant_id,
             client_id: app.client_id,
             client_secret: app.client_secret,
             refresh_token,
             control_url: format!("{}/_emulator", server.url()),
+        }
+    }
+}
+
+impl ServiceEndpoints {
+    /// The same endpoints with the Webhooks API at `url`.
+    pub(super) fn with_webhooks_url(self, url: String) -> Self {
+        Self {
+            webhooks_url: Some(url),
+            ..self
         }
     }
 }

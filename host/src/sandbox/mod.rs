@@ -20,7 +20,7 @@ use crate::server::RunningHost;
 use anyhow::{Context as _, Result, bail};
 use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
-use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
+use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig, RunningPartnerCenter};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -35,8 +35,9 @@ pub struct SandboxOptions {
     pub admin_listen: SocketAddr,
     /// The webhook listener's address (port 0: any free port).
     pub webhooks_listen: SocketAddr,
-    /// The emulators' addresses.
+    /// The emulators' addresses (Partner Center's Webhooks API has a listener of its own).
     pub partner_center_listen: SocketAddr,
+    pub partner_center_webhooks_listen: SocketAddr,
     pub dataverse_listen: SocketAddr,
     /// Referrals seeded into Partner Center.
     pub referrals: usize,
@@ -54,7 +55,7 @@ pub struct RunningSandbox {
     pub manifest: SandboxManifest,
     pub manifest_path: PathBuf,
     host: RunningHost,
-    partner_center: RunningEmulator,
+    partner_center: RunningPartnerCenter,
     dataverse: RunningEmulator,
 }
 
@@ -70,6 +71,7 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
 
     let pc_config = PartnerCenterConfig {
         listen: options.partner_center_listen,
+        webhooks_listen: options.partner_center_webhooks_listen,
         ..PartnerCenterConfig::default()
     };
     let pc_app = AppIdentity {
@@ -81,8 +83,8 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
     partner_center.seed_demo_data(options.referrals, options.seed);
     let pc_server = partner_center.serve().await.with_context(|| {
         format!(
-            "starting the Partner Center emulator on {}",
-            options.partner_center_listen
+            "starting the Partner Center emulator on {} and {}",
+            options.partner_center_listen, options.partner_center_webhooks_listen
         )
     })?;
 
@@ -112,6 +114,7 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
     let emulators = wiring::Emulators {
         partner_center: &partner_center,
         partner_center_url: pc_server.url(),
+        partner_center_webhooks_url: pc_server.webhooks_url(),
         dataverse: &dataverse,
         dataverse_url: dv_server.url(),
     };
@@ -136,11 +139,12 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
 
     let manifest = SandboxManifest::new(
         ServiceEndpoints::new(
-            &pc_server,
+            &pc_server.api,
             pc_app,
             "oauth2/token",
             Some(partner_center.refresh_token()),
-        ),
+        )
+        .with_webhooks_url(pc_server.webhooks_url()),
         ServiceEndpoints::new(&dv_server, dv_app, "oauth2/v2.0/token", None),
         &host,
         &token,

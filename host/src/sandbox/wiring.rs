@@ -5,7 +5,9 @@
 
 use crate::cli::setup::{register_dataverse_webhook, register_partner_center_webhooks};
 use crate::config::{HostConfig, Secret};
-use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterSettings};
+use crate::connections::partner_center::{
+    PartnerCenterClient, PartnerCenterSettings, sign_in_command,
+};
 use crate::server::sync::dataverse_client;
 use anyhow::{Context as _, Result};
 use cosell_emulators::dataverse::Dataverse;
@@ -17,7 +19,10 @@ use std::time::Duration;
 /// Two running emulators, by handle and URL.
 pub struct Emulators<'a> {
     pub partner_center: &'a PartnerCenter,
+    /// The token endpoint, the Referrals API and the control endpoints.
     pub partner_center_url: String,
+    /// The Webhooks API.
+    pub partner_center_webhooks_url: String,
     pub dataverse: &'a Dataverse,
     pub dataverse_url: String,
 }
@@ -118,6 +123,7 @@ watch_dir = "drop"
 
 [partner_center]
 base_url = "{pc_url}"
+webhooks_url = "{pc_webhooks_url}"
 token_url = "{pc_url}/{pc_tenant}/oauth2/token"
 client_id = "{pc_client}"
 client_secret = {{ file = "{pc_secret}" }}
@@ -154,6 +160,7 @@ partner_center_interval_secs = {pc_poll}
         admin = wiring.admin_listen,
         webhooks = wiring.webhooks_listen,
         pc_url = emulators.partner_center_url,
+        pc_webhooks_url = emulators.partner_center_webhooks_url,
         pc_tenant = pc.tenant_id,
         pc_client = pc.client_id,
         pc_secret = pc_secret.display(),
@@ -184,6 +191,7 @@ pub async fn register_webhooks(
     let pc = emulators.partner_center.config();
     let client = PartnerCenterClient::new(PartnerCenterSettings {
         base_url: emulators.partner_center_url.clone(),
+        webhooks_url: emulators.partner_center_webhooks_url.clone(),
         token_url: format!(
             "{}/{}/oauth2/token",
             emulators.partner_center_url, pc.tenant_id
@@ -193,11 +201,12 @@ pub async fn register_webhooks(
         refresh_token: Secret::new(emulators.partner_center.refresh_token()),
         timeout: Duration::from_secs(10),
         max_retries: 3,
+        sign_in_command: sign_in_command(config.source_file.as_deref()),
     })?;
     register_partner_center_webhooks(
         &client,
         &format!("http://{webhooks}/webhooks/partner-center"),
-        true,
+        false,
         false,
     )
     .await

@@ -3,10 +3,11 @@
 
 use super::webhook_listener::WebhookListener;
 use crate::config::HostConfig;
-use crate::config::Secret;
 use crate::connections::dataverse::{DataverseClient, DataverseSettings};
-use crate::connections::partner_center::auth::RefreshTokenKeeper;
-use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterSettings};
+use crate::connections::partner_center::{
+    PartnerCenterClient, PartnerCenterSettings, sign_in_command,
+};
+use crate::store::sign_in::{self, StoredRefreshToken};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
 use crate::sinks::dataverse::OpportunityWriter;
@@ -28,7 +29,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 /// Where the newest Partner Center refresh token is kept (they are single use).
-pub const REFRESH_TOKEN_CREDENTIAL: &str = "partner-center-refresh-token";
+pub use crate::store::sign_in::REFRESH_TOKEN_CREDENTIAL;
 
 /// The running sync engine.
 pub struct SyncParts {
@@ -40,32 +41,9 @@ pub struct SyncParts {
     listener: WebhookListener,
 }
 
-/// Partner Center refresh tokens kept in the state database.
-struct StoredRefreshToken(Arc<dyn SyncStore>);
-
-impl RefreshTokenKeeper for StoredRefreshToken {
-    fn load(&self) -> Option<Secret> {
-        match self.0.credential(REFRESH_TOKEN_CREDENTIAL) {
-            Ok(token) => token.map(Secret::new),
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "could not read the kept Partner Center refresh token");
-                None
-            }
-        }
-    }
-
-    fn save(&self, token: &Secret) {
-        if let Err(e) = self
-            .0
-            .set_credential(REFRESH_TOKEN_CREDENTIAL, token.expose())
-        {
-            tracing::error!(error = %format!("{e:#}"), "could not keep the rotated Partner Center refresh token");
-        }
-    }
-}
-
-/// The Partner Center client of `config`, with the newest refresh token the store holds; each
-/// rotated one is stored.
+/// The Partner Center client of `config`, starting from the refresh token
+/// [`sign_in::starting_refresh_token`] picks (the kept one, or a new one from the
+/// configuration); each rotated one is stored.
 pub fn partner_center_client(
     config: &HostConfig,
     store: Arc<dyn SyncStore>,
@@ -74,18 +52,18 @@ pub fn partner_center_client(
         .partner_center
         .as_ref()
         .context("[partner_center] is not configured")?;
-    let refresh_token = match store.credential(REFRESH_TOKEN_CREDENTIAL)? {
-        Some(token) => Secret::new(token),
-        None => pc.refresh_token.read("partner_center.refresh_token")?,
-    };
+    let sign_in_command = sign_in_command(config.source_file.as_deref());
+    let refresh_token = sign_in::starting_refresh_token(pc, &*store, &sign_in_command)?;
     let client = PartnerCenterClient::new(PartnerCenterSettings {
         base_url: pc.base_url.clone(),
+        webhooks_url: pc.webhooks_url.clone(),
         token_url: pc.token_url.clone(),
         client_id: pc.client_id.clone(),
         client_secret: pc.client_secret.read("partner_center.client_secret")?,
         refresh_token,
         timeout: pc.timeout(),
         max_retries: pc.max_retries,
+        sign_in_command,
     })?;
     client.keep_refresh_tokens(Arc::new(StoredRefreshToken(store)));
     Ok(client)

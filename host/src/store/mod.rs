@@ -3,8 +3,10 @@
 //! Two traits: [`DeploymentStore`] (the deployed versions of each mapping step and which one
 //! was active when) and [`SyncStore`] (the event queue, dead letters, record links, cursors,
 //! credentials and the audit trail, in [`sync`]). Storage sits behind traits so a PostgreSQL
-//! backend can serve several host replicas; [`sqlite`] is the embedded default.
+//! backend can serve several host replicas; [`sqlite`] is the embedded default. [`sign_in`]
+//! keeps the Partner Center sign-in (its rotating refresh token) in the credentials.
 
+pub mod sign_in;
 pub mod sqlite;
 pub mod sync;
 

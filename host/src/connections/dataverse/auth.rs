@@ -60,7 +60,9 @@ impl TokenCache {
 
     fn error_of(&self, error: TokenError) -> DataverseError {
         match error {
-            TokenError::Rejected { status, message } => DataverseError::Unauthorized(format!(
+            TokenError::Rejected {
+                status, message, ..
+            } => DataverseError::Unauthorized(format!(
                 "the token endpoint {} answered {status} for client id {}: {message}",
                 self.endpoint.url, self.client_id
             )),

@@ -1,14 +1,20 @@
-//! Delegated auth: the refresh-token grant and the access-token cache.
+//! Delegated auth: the refresh-token grant and the access-token cache, one access token per
+//! [`Audience`].
 //!
-//! The access token is reused until [`REFRESH_MARGIN`] before it expires. Refresh tokens may be
-//! single use (Entra ID rotates them; the emulator enforces it), so each answer's new refresh
-//! token replaces the old one. Tokens are held as [`Secret`] and never logged. The endpoint
-//! call and the cache entry are shared with Dataverse ([`crate::connections::oauth`]).
+//! Each access token is reused until [`REFRESH_MARGIN`] before it expires. Both audiences are
+//! redeemed from the same refresh token, and refresh tokens may be single use (Entra ID
+//! rotates them; the emulator enforces it), so every refresh, whichever audience it is for,
+//! runs under one lock and each answer's new refresh token replaces the old one (and reaches
+//! the [`RefreshTokenKeeper`]). The grant names its resource as the endpoint expects:
+//! `scope=<resource>/.default offline_access` on the v2.0 endpoint, `resource=<resource>` on
+//! v1. Tokens are held as [`Secret`] and never logged. The endpoint call and the cache entry
+//! are shared with Dataverse ([`crate::connections::oauth`]).
 
 use super::error::PartnerCenterError;
-use super::{PartnerCenterSettings, Result};
+use super::{Audience, PartnerCenterSettings, Result};
 use crate::config::Secret;
 use crate::connections::oauth::{CachedToken, TokenEndpoint, TokenError};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -16,7 +22,17 @@ pub use crate::connections::oauth::REFRESH_MARGIN;
 
 struct State {
     refresh_token: Secret,
-    access: Option<CachedToken>,
+    access: HashMap<Audience, Option<CachedToken>>,
+}
+
+/// The form field that names `audience`'s resource at the token endpoint `token_url`: `scope`
+/// on the v2.0 endpoint, `resource` on v1.
+pub fn resource_field(token_url: &str, audience: Audience) -> (&'static str, String) {
+    if token_url.contains("/v2.0/") {
+        ("scope", format!("{}/.default offline_access", audience.resource()))
+    } else {
+        ("resource", audience.resource().to_owned())
+    }
 }
 
 /// Where rotated refresh tokens are kept, so they survive restarts and are shared by every
@@ -35,6 +51,7 @@ pub struct TokenCache {
     endpoint: TokenEndpoint,
     client_id: String,
     client_secret: Secret,
+    sign_in_command: String,
     state: Mutex<State>,
 }
 
@@ -48,9 +65,10 @@ impl TokenCache {
             },
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),
+            sign_in_command: settings.sign_in_command.clone(),
             state: Mutex::new(State {
                 refresh_token: settings.refresh_token.clone(),
-                access: None,
+                access: HashMap::new(),
             }),
         }
     }
@@ -61,9 +79,14 @@ impl TokenCache {
         *self.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(keeper);
     }
 
-    /// A valid access token: the cached one, or a new one when it is missing, close to its
-    /// expiry, or equal to `rejected` (a token the API just refused with 401).
-    pub async fn token(&self, http: &reqwest::Client, rejected: Option<&Secret>) -> Result<Secret> {
+    /// A valid access token for `audience`: the cached one, or a new one when it is missing,
+    /// close to its expiry, or equal to `rejected` (a token the API just refused with 401).
+    pub async fn token(
+        &self,
+        http: &reqwest::Client,
+        audience: Audience,
+        rejected: Option<&Secret>,
+    ) -> Result<Secret> {
         let keeper = self
             .keeper
             .lock()
@@ -76,11 +99,14 @@ impl TokenCache {
                 refresh_token,
                 access,
             } = &mut *state;
+            let access = access.entry(audience).or_default();
+            let (field, resource) = resource_field(&self.endpoint.url, audience);
             let form = [
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh_token.expose()),
                 ("client_id", self.client_id.as_str()),
                 ("client_secret", self.client_secret.expose()),
+                (field, resource.as_str()),
             ];
             match self.endpoint.cached(http, access, rejected, &form).await {
                 Ok((token, next)) => {
@@ -107,18 +133,32 @@ impl TokenCache {
                             );
                             *refresh_token = newer;
                         }
-                        _ => return Err(into_error(error)),
+                        _ => return Err(into_error(error, &self.sign_in_command)),
                     }
                 }
-                Err(error) => return Err(into_error(error)),
+                Err(error) => return Err(into_error(error, &self.sign_in_command)),
             }
         }
     }
 }
 
-fn into_error(error: TokenError) -> PartnerCenterError {
+fn into_error(error: TokenError, sign_in_command: &str) -> PartnerCenterError {
     match error {
-        TokenError::Rejected { status, message } => PartnerCenterError::Unauthorized(format!(
+        // The refresh token itself was refused (revoked, expired, already used): only a new
+        // sign-in helps.
+        TokenError::Rejected {
+            code: Some(code),
+            message,
+            ..
+        } if code == "invalid_grant" || code == "interaction_required" => {
+            PartnerCenterError::SignInRequired {
+                message,
+                command: sign_in_command.to_owned(),
+            }
+        }
+        TokenError::Rejected {
+            status, message, ..
+        } => PartnerCenterError::Unauthorized(format!(
             "the token endpoint answered {status}: {message}"
         )),
         TokenError::Throttled { retry_after } => PartnerCenterError::Throttled { retry_after },

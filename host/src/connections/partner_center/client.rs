@@ -1,8 +1,10 @@
-//! [`PartnerCenterClient`]: the Referrals API calls and the retry loop they share.
+//! [`PartnerCenterClient`]: the Referrals API calls and the retry loop they share with the
+//! Webhooks API calls ([`super::webhooks`]); each call names its [`Audience`], which picks the
+//! access token.
 
 use super::auth::TokenCache;
 use super::error::{PartnerCenterError, message_of};
-use super::{PartnerCenterSettings, Result};
+use super::{Audience, PartnerCenterSettings, Result};
 use crate::config::Secret;
 use crate::connections::retry;
 use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH};
@@ -22,11 +24,13 @@ pub struct Referral {
 struct Shared {
     http: reqwest::Client,
     base_url: String,
+    webhooks_url: String,
     max_retries: u32,
     tokens: TokenCache,
 }
 
-/// A Partner Center Referrals API client. Cloning shares the connection pool and token cache.
+/// A Partner Center Referrals and Webhooks API client. Cloning shares the connection pool and
+/// token cache.
 #[derive(Clone)]
 pub struct PartnerCenterClient {
     shared: Arc<Shared>,
@@ -37,6 +41,7 @@ impl std::fmt::Debug for PartnerCenterClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartnerCenterClient")
             .field("base_url", &self.shared.base_url)
+            .field("webhooks_url", &self.shared.webhooks_url)
             .field("correlation_id", &self.correlation_id)
             .finish_non_exhaustive()
     }
@@ -54,6 +59,7 @@ impl PartnerCenterClient {
             shared: Arc::new(Shared {
                 http,
                 base_url: settings.base_url.trim_end_matches('/').to_owned(),
+                webhooks_url: settings.webhooks_url.trim_end_matches('/').to_owned(),
                 max_retries: settings.max_retries,
                 tokens: TokenCache::new(&settings),
             }),
@@ -187,8 +193,9 @@ impl PartnerCenterClient {
         Ok(patched)
     }
 
-    pub(super) fn base_url(&self) -> &str {
-        &self.shared.base_url
+    /// The Webhooks API root.
+    pub(super) fn webhooks_url(&self) -> &str {
+        &self.shared.webhooks_url
     }
 
     fn referral_url(&self, id: &str) -> Result<String> {
@@ -200,11 +207,25 @@ impl PartnerCenterClient {
         Ok(url.to_string())
     }
 
-    /// One logical call: one `MS-RequestId` for all its attempts; 429 waits `Retry-After`, 5xx
-    /// and connection errors back off, both up to `max_retries`; a 401 refreshes the token once.
-    /// `what` names the resource in errors.
-    pub(super) async fn call(
+    /// A Referrals API call (see [`Self::call_api`]).
+    async fn call(
         &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        extra: &[(HeaderName, HeaderValue)],
+        what: &str,
+    ) -> Result<(HeaderMap, Value)> {
+        self.call_api(Audience::Referrals, method, url, body, extra, what)
+            .await
+    }
+
+    /// One logical call to the API of `audience`, with its token: one `MS-RequestId` for all
+    /// its attempts; 429 waits `Retry-After`, 5xx and connection errors back off, both up to
+    /// `max_retries`; a 401 refreshes the token once. `what` names the resource in errors.
+    pub(super) async fn call_api(
+        &self,
+        audience: Audience,
         method: Method,
         url: &str,
         body: Option<&Value>,
@@ -220,7 +241,10 @@ impl PartnerCenterClient {
         let mut rejected: Option<Secret> = None;
         let mut refreshed = false;
         loop {
-            let token = shared.tokens.token(&shared.http, rejected.as_ref()).await?;
+            let token = shared
+                .tokens
+                .token(&shared.http, audience, rejected.as_ref())
+                .await?;
             let mut request = shared
                 .http
                 .request(method.clone(), url)
@@ -379,6 +403,7 @@ fn classify(
             "the API still answered 401 after a token refresh: {message}"
         )),
         StatusCode::FORBIDDEN => PartnerCenterError::Forbidden(message),
+        StatusCode::CONFLICT => PartnerCenterError::Conflict(message),
         StatusCode::TOO_MANY_REQUESTS => PartnerCenterError::Throttled {
             retry_after: retry::retry_after(headers),
         },

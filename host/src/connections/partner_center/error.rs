@@ -16,15 +16,23 @@ pub enum PartnerCenterError {
         "Partner Center has no {0}; check the id (it may have been deleted or belong to another partner)"
     )]
     NotFound(String),
+    /// 409: the resource exists already (e.g. the tenant's one webhook registration).
+    #[error("Partner Center answered 409 Conflict: {0}")]
+    Conflict(String),
     /// 400 (and other refused requests).
     #[error("Partner Center rejected the request: {0}; fix the request and send it again")]
     BadRequest(String),
     /// The token endpoint refused the credentials, or the API still answered 401 after a refresh.
     #[error(
         "Partner Center authentication failed: {0}; check the client id, client secret and \
-         refresh token (refresh tokens are single use: sign in again to get a new one)"
+         token_url (a refused refresh token needs a new sign-in: `cosell partner-center login`)"
     )]
     Unauthorized(String),
+    /// The token endpoint refused the refresh token (revoked, expired or already used).
+    #[error(
+        "Partner Center refused the refresh token ({message}); sign in again with `{command}`"
+    )]
+    SignInRequired { message: String, command: String },
     /// 403: the token is valid but not allowed (e.g. app-only on the Referrals API).
     #[error(
         "Partner Center refused access: {0}; the Referrals API needs a delegated (App+User) \
@@ -42,8 +50,8 @@ pub enum PartnerCenterError {
     Server { status: u16, message: String },
     /// No answer: connection refused or dropped, timeout, TLS.
     #[error(
-        "could not reach Partner Center ({0}); check base_url and token_url and the network, \
-         then retry"
+        "could not reach Partner Center ({0}); check base_url, webhooks_url and token_url and \
+         the network, then retry"
     )]
     Transport(String),
     /// An answer this client does not understand.

@@ -1,39 +1,122 @@
-//! The Partner Center Webhooks API: the tenant's one registration (reference §2).
+//! The Partner Center Webhooks API: the tenant's one registration (reference §2), on its own
+//! host (`webhooks_url`) with tokens for its own audience ([`Audience::Webhooks`]).
 
 use super::client::PartnerCenterClient;
-use super::{PartnerCenterError, Result};
+use super::{Audience, PartnerCenterError, Result};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const REGISTRATION: &str = "/webhooks/v1/registration";
 
+/// A webhook registration as Partner Center answers it (member names are PascalCase in the
+/// docs and camelCase in the swagger: both are read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRegistration {
+    /// Where the events go.
+    pub url: String,
+    /// The event names registered.
+    pub events: Vec<String>,
+    /// Signatures in `x-ms-signature` instead of `Authorization`.
+    pub signature_in_ms_header: bool,
+}
+
+impl WebhookRegistration {
+    fn from_json(body: &Value) -> Result<Self> {
+        let member = |name: &str| {
+            body.as_object().and_then(|o| {
+                o.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            })
+        };
+        let url = member("webhookUrl")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                PartnerCenterError::InvalidResponse(format!(
+                    "a webhook registration without WebhookUrl: {body}"
+                ))
+            })?
+            .to_owned();
+        let events = member("webhookEvents")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let signature_in_ms_header = member("signatureTokenToMsSignatureHeader")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(Self {
+            url,
+            events,
+            signature_in_ms_header,
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        let mut body = json!({ "WebhookUrl": self.url, "WebhookEvents": self.events });
+        if self.signature_in_ms_header {
+            body["SignatureTokenToMsSignatureHeader"] = json!(true);
+        }
+        body
+    }
+}
+
 impl PartnerCenterClient {
-    /// The current registration, if any.
-    pub async fn webhook_registration(&self) -> Result<Option<Value>> {
-        let url = format!("{}{REGISTRATION}", self.base_url());
+    /// The tenant's registration, if any.
+    pub async fn webhook_registration(&self) -> Result<Option<WebhookRegistration>> {
+        let url = format!("{}{REGISTRATION}", self.webhooks_url());
         match self
-            .call(Method::GET, &url, None, &[], "webhook registration")
+            .call_api(
+                Audience::Webhooks,
+                Method::GET,
+                &url,
+                None,
+                &[],
+                "webhook registration",
+            )
             .await
         {
-            Ok((_, body)) => Ok(Some(body)),
+            Ok((_, body)) => Ok(Some(WebhookRegistration::from_json(&body)?)),
             Err(PartnerCenterError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Registers `url` for `events`; with `overwrite` an existing registration is replaced
-    /// (PUT), without it an existing one is an error (POST answers 409).
-    pub async fn register_webhook(
+    /// Creates the registration (POST). Partner Center keeps one per tenant: when one exists
+    /// the answer is 409, [`PartnerCenterError::Conflict`].
+    pub async fn create_webhook_registration(
         &self,
-        url: &str,
-        events: &[&str],
-        overwrite: bool,
+        registration: &WebhookRegistration,
     ) -> Result<Value> {
-        let endpoint = format!("{}{REGISTRATION}", self.base_url());
-        let body = json!({ "WebhookUrl": url, "WebhookEvents": events });
-        let method = if overwrite { Method::PUT } else { Method::POST };
+        self.write_registration(Method::POST, registration).await
+    }
+
+    /// Replaces the tenant's registration, whatever it was (PUT).
+    pub async fn replace_webhook_registration(
+        &self,
+        registration: &WebhookRegistration,
+    ) -> Result<Value> {
+        self.write_registration(Method::PUT, registration).await
+    }
+
+    async fn write_registration(
+        &self,
+        method: Method,
+        registration: &WebhookRegistration,
+    ) -> Result<Value> {
+        let endpoint = format!("{}{REGISTRATION}", self.webhooks_url());
         let (_, registered) = self
-            .call(method, &endpoint, Some(&body), &[], "webhook registration")
+            .call_api(
+                Audience::Webhooks,
+                method,
+                &endpoint,
+                Some(&registration.to_json()),
+                &[],
+                "webhook registration",
+            )
             .await?;
         Ok(registered)
     }
@@ -45,9 +128,10 @@ const VALIDATION: &str = "/webhooks/v1/registration/validationEvents";
 impl PartnerCenterClient {
     /// The event names a registration may ask for.
     pub async fn webhook_events(&self) -> Result<Vec<String>> {
-        let url = format!("{}{EVENTS}", self.base_url());
+        let url = format!("{}{EVENTS}", self.webhooks_url());
         let (_, body) = self
-            .call(Method::GET, &url, None, &[], "webhook events")
+            
+            .call_api(Audience::Webhooks, Method::GET, &url, None, &[], "webhook events")
             .await?;
         Ok(body
             .as_array()
@@ -60,9 +144,10 @@ impl PartnerCenterClient {
     /// Asks Partner Center to send a `test-created` event to the registered URL; answers the
     /// validation's correlation id.
     pub async fn send_validation_event(&self) -> Result<String> {
-        let url = format!("{}{VALIDATION}", self.base_url());
+        let url = format!("{}{VALIDATION}", self.webhooks_url());
         let (_, body) = self
-            .call(
+            .call_api(
+                Audience::Webhooks,
                 Method::POST,
                 &url,
                 Some(&json!({})),
@@ -82,9 +167,10 @@ impl PartnerCenterClient {
 
     /// The delivery attempts of a validation event so far.
     pub async fn validation_event(&self, correlation_id: &str) -> Result<Value> {
-        let url = format!("{}{VALIDATION}/{correlation_id}", self.base_url());
+        let url = format!("{}{VALIDATION}/{correlation_id}", self.webhooks_url());
         let (_, body) = self
-            .call(Method::GET, &url, None, &[], "webhook validation")
+            
+            .call_api(Audience::Webhooks, Method::GET, &url, None, &[], "webhook validation")
             .await?;
         Ok(body)
     }
