@@ -15,10 +15,16 @@ async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
 }
 
 async fn token(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> String {
+    token_answer(http, url, form).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn token_answer(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> Value {
     let response = http.post(url).form(form).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200, "token endpoint {url}");
-    let body: Value = response.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
+    response.json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,6 +40,8 @@ async fn the_sandbox_starts_seeds_describes_itself_and_stops_on_ctrl_c() {
             "--admin-listen",
             "127.0.0.1:0",
             "--partner-center-listen",
+            "127.0.0.1:0",
+            "--partner-center-webhooks-listen",
             "127.0.0.1:0",
             "--webhooks-listen",
             "127.0.0.1:0",
@@ -85,15 +93,44 @@ async fn the_sandbox_starts_seeds_describes_itself_and_stops_on_ctrl_c() {
 
     // Partner Center: a delegated token from the published refresh token lists the seed.
     let pc = &manifest["partner_center"];
-    let pc_token = token(
+    let answer = token_answer(
         &http,
         pc["token_url"].as_str().unwrap(),
         &[
             ("grant_type", "refresh_token"),
             ("refresh_token", pc["refresh_token"].as_str().unwrap()),
+            ("resource", "https://api.partner.microsoft.com"),
         ],
     )
     .await;
+    let pc_token = answer["access_token"].as_str().unwrap().to_owned();
+    // The Webhooks API is another host, with tokens for its own resource (the rotated refresh
+    // token redeems one): the host's webhook is registered there.
+    let webhooks_token = token(
+        &http,
+        pc["token_url"].as_str().unwrap(),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", answer["refresh_token"].as_str().unwrap()),
+            ("resource", "https://api.partnercenter.microsoft.com"),
+        ],
+    )
+    .await;
+    let webhooks_api = pc["webhooks_url"].as_str().expect("webhooks_url");
+    assert_ne!(webhooks_api, pc["url"].as_str().unwrap());
+    let registration = get_json(
+        &http,
+        &format!("{webhooks_api}/webhooks/v1/registration"),
+        &webhooks_token,
+    )
+    .await;
+    assert!(
+        registration["WebhookUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with("/webhooks/partner-center"),
+        "{registration}"
+    );
     let referrals_url = format!("{}/v1.0/engagements/referrals", pc["url"].as_str().unwrap());
     let referrals = get_json(&http, &referrals_url, &pc_token).await;
     assert!(
@@ -110,6 +147,7 @@ async fn the_sandbox_starts_seeds_describes_itself_and_stops_on_ctrl_c() {
             ("grant_type", "client_credentials"),
             ("client_id", dv["client_id"].as_str().unwrap()),
             ("client_secret", dv["client_secret"].as_str().unwrap()),
+            ("scope", &format!("{}/.default", dv["url"].as_str().unwrap())),
         ],
     )
     .await;
