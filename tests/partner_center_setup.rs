@@ -300,6 +300,15 @@ async fn login_keeps_a_named_users_sign_in_that_the_commands_then_use() {
             setup.config.display()
         );
         assert!(text(&none.stderr).contains(&expected), "{}", text(&none.stderr));
+        // The host refuses to start, saying the same.
+        let serve = Command::new(env!("CARGO_BIN_EXE_cosell"))
+            .args(["serve", "--config"])
+            .arg(&setup.config)
+            .env("COSELL_ADMIN_TOKEN", "setup-test-admin-token")
+            .output()
+            .expect("cosell serve runs");
+        assert!(!serve.status.success());
+        assert!(text(&serve.stderr).contains(&expected), "{}", text(&serve.stderr));
 
         let declined = setup.login(None).await;
         assert!(!declined.status.success());

@@ -48,7 +48,7 @@ pub async fn run(config_path: &Path, status: bool) -> Result<i32> {
         configured.as_ref(),
     )?;
     println!(
-        "signed in as {}; the refresh token is kept in {} (restart a running `cosell serve` to use it)",
+        "signed in as {}; the refresh token is kept in {}, where every cosell command and host on it finds it",
         signed_in.user.as_deref().unwrap_or("(a user the sign-in did not name)"),
         config.state.path.display()
     );
