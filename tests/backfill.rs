@@ -17,8 +17,8 @@ use cosell::sync::backfill::{
 };
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::common::server::RunningEmulator;
-use cosell_emulators::partner_center::RunningPartnerCenter;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig, ServiceProtectionLimits};
+use cosell_emulators::partner_center::RunningPartnerCenter;
 use cosell_emulators::partner_center::webhooks::WebhookEvent;
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::{Map, Value, json};

@@ -19,7 +19,12 @@ use support::partner_center_settings;
 /// Every test is bounded: a hung call fails the test instead of the run.
 const BOUND: Duration = Duration::from_secs(60);
 
-async fn emulator(seed: u64) -> (PartnerCenter, cosell_emulators::partner_center::RunningPartnerCenter) {
+async fn emulator(
+    seed: u64,
+) -> (
+    PartnerCenter,
+    cosell_emulators::partner_center::RunningPartnerCenter,
+) {
     let pc = PartnerCenter::new(PartnerCenterConfig {
         fault_seed: seed,
         ..PartnerCenterConfig::default()
@@ -28,7 +33,10 @@ async fn emulator(seed: u64) -> (PartnerCenter, cosell_emulators::partner_center
     (pc, running)
 }
 
-fn client(pc: &PartnerCenter, running: &cosell_emulators::partner_center::RunningPartnerCenter) -> PartnerCenterClient {
+fn client(
+    pc: &PartnerCenter,
+    running: &cosell_emulators::partner_center::RunningPartnerCenter,
+) -> PartnerCenterClient {
     PartnerCenterClient::new(partner_center_settings(pc, running)).expect("a client")
 }
 
@@ -260,7 +268,14 @@ async fn each_api_gets_a_token_for_its_audience_from_one_refresh_chain() {
         let client = client(&pc, &running);
         let keeper = Arc::new(MemoryKeeper::default());
         client.keep_refresh_tokens(keeper.clone());
-        assert_eq!(client.list_referrals(None, None).await.expect("referrals").len(), 1);
+        assert_eq!(
+            client
+                .list_referrals(None, None)
+                .await
+                .expect("referrals")
+                .len(),
+            1
+        );
         assert!(
             client
                 .webhook_events()
@@ -268,7 +283,11 @@ async fn each_api_gets_a_token_for_its_audience_from_one_refresh_chain() {
                 .expect("webhook events")
                 .contains(&"referral-created".to_owned())
         );
-        assert_eq!(keeper.0.lock().unwrap().len(), 2, "one redemption per audience");
+        assert_eq!(
+            keeper.0.lock().unwrap().len(),
+            2,
+            "one redemption per audience"
+        );
 
         pc.clock().advance(chrono::Duration::minutes(61));
         let calls = (0..8).map(|i| {
@@ -290,7 +309,10 @@ async fn each_api_gets_a_token_for_its_audience_from_one_refresh_chain() {
         let mut settings = partner_center_settings(&pc, &running);
         settings.refresh_token = Secret::new(kept.last().unwrap().clone());
         let fresh = PartnerCenterClient::new(settings).unwrap();
-        fresh.list_referrals(None, None).await.expect("the kept token works");
+        fresh
+            .list_referrals(None, None)
+            .await
+            .expect("the kept token works");
         running.stop().await;
     })
     .await

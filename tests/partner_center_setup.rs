@@ -141,7 +141,14 @@ impl Setup {
         let control = format!("{}/_emulator/device-codes", self.pc_server.url());
         let mut code = None;
         for _ in 0..200 {
-            let pending: Value = http.get(&control).send().await.unwrap().json().await.unwrap();
+            let pending: Value = http
+                .get(&control)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             if let Some(c) = pending[0]["user_code"].as_str() {
                 code = Some(c.to_owned());
                 break;
@@ -209,7 +216,10 @@ async fn register_webhooks_keeps_other_applications_events_and_replace_removes_t
             "says what it removes: {stderr}"
         );
         let (_, events) = setup.registration();
-        assert!(!events.iter().any(|e| e == "subscription-updated"), "{events:?}");
+        assert!(
+            !events.iter().any(|e| e == "subscription-updated"),
+            "{events:?}"
+        );
         assert_eq!(events.len(), 4, "{events:?}");
         setup.pc_server.stop().await;
     })
@@ -227,7 +237,9 @@ async fn a_post_answered_409_takes_the_merge_path() {
             .route(
                 "/tenant/oauth2/token",
                 axum::routing::post(|| async {
-                    axum::Json(json!({"access_token": "at", "expires_in": 3600, "refresh_token": "rt2"}))
+                    axum::Json(
+                        json!({"access_token": "at", "expires_in": 3600, "refresh_token": "rt2"}),
+                    )
                 }),
             )
             .route(
@@ -260,18 +272,19 @@ async fn a_post_answered_409_takes_the_merge_path() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = PartnerCenterClient::new(cosell::connections::partner_center::PartnerCenterSettings {
-            base_url: url.clone(),
-            webhooks_url: url.clone(),
-            token_url: format!("{url}/tenant/oauth2/token"),
-            client_id: "client".into(),
-            client_secret: cosell::config::Secret::new("secret"),
-            refresh_token: cosell::config::Secret::new("rt1"),
-            timeout: Duration::from_secs(5),
-            max_retries: 1,
-            sign_in_command: "cosell partner-center login --config c.toml".into(),
-        })
-        .unwrap();
+        let client =
+            PartnerCenterClient::new(cosell::connections::partner_center::PartnerCenterSettings {
+                base_url: url.clone(),
+                webhooks_url: url.clone(),
+                token_url: format!("{url}/tenant/oauth2/token"),
+                client_id: "client".into(),
+                client_secret: cosell::config::Secret::new("secret"),
+                refresh_token: cosell::config::Secret::new("rt1"),
+                timeout: Duration::from_secs(5),
+                max_retries: 1,
+                sign_in_command: "cosell partner-center login --config c.toml".into(),
+            })
+            .unwrap();
         let outcome = register_partner_center_webhooks(&client, OUR_HOOK, false, false)
             .await
             .expect("merged after the 409");
@@ -299,7 +312,11 @@ async fn login_keeps_a_named_users_sign_in_that_the_commands_then_use() {
             "cosell partner-center login --config {}",
             setup.config.display()
         );
-        assert!(text(&none.stderr).contains(&expected), "{}", text(&none.stderr));
+        assert!(
+            text(&none.stderr).contains(&expected),
+            "{}",
+            text(&none.stderr)
+        );
         // The host refuses to start, saying the same.
         let serve = Command::new(env!("CARGO_BIN_EXE_cosell"))
             .args(["serve", "--config"])
@@ -308,16 +325,27 @@ async fn login_keeps_a_named_users_sign_in_that_the_commands_then_use() {
             .output()
             .expect("cosell serve runs");
         assert!(!serve.status.success());
-        assert!(text(&serve.stderr).contains(&expected), "{}", text(&serve.stderr));
+        assert!(
+            text(&serve.stderr).contains(&expected),
+            "{}",
+            text(&serve.stderr)
+        );
 
         let declined = setup.login(None).await;
         assert!(!declined.status.success());
-        assert!(text(&declined.stderr).contains("declined"), "{}", text(&declined.stderr));
+        assert!(
+            text(&declined.stderr).contains("declined"),
+            "{}",
+            text(&declined.stderr)
+        );
 
         let login = setup.login(Some("alice@contoso.example")).await;
         let stdout = text(&login.stdout);
         assert!(login.status.success(), "{stdout}{}", text(&login.stderr));
-        assert!(stdout.contains("enter the code"), "the sign-in message: {stdout}");
+        assert!(
+            stdout.contains("enter the code"),
+            "the sign-in message: {stdout}"
+        );
         assert!(stdout.contains("alice@contoso.example"), "{stdout}");
 
         let status = setup.cosell(&["partner-center", "login", "--status"]);
@@ -331,7 +359,10 @@ async fn login_keeps_a_named_users_sign_in_that_the_commands_then_use() {
         assert!(registered.status.success(), "{}", text(&registered.stderr));
         let status = setup.cosell(&["partner-center", "login", "--status"]);
         let shown = text(&status.stdout);
-        assert!(!shown.contains("last refreshed: never"), "refreshed since: {shown}");
+        assert!(
+            !shown.contains("last refreshed: never"),
+            "refreshed since: {shown}"
+        );
         assert!(shown.contains("alice@contoso.example"), "{shown}");
         for token in setup.pc.tokens().issued().refresh {
             assert!(!shown.contains(&token), "the status never shows a token");
@@ -371,7 +402,10 @@ async fn a_new_configured_refresh_token_replaces_a_stale_kept_one() {
             )),
             "{stderr}"
         );
-        assert!(!stderr.contains("rt-revoked"), "the token is not echoed: {stderr}");
+        assert!(
+            !stderr.contains("rt-revoked"),
+            "the token is not echoed: {stderr}"
+        );
         // The operator puts a new token in the configuration: it wins over the kept one.
         configure_refresh_token(&setup, &setup.pc.refresh_token());
         let fresh = register();

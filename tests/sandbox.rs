@@ -147,7 +147,10 @@ async fn the_sandbox_starts_seeds_describes_itself_and_stops_on_ctrl_c() {
             ("grant_type", "client_credentials"),
             ("client_id", dv["client_id"].as_str().unwrap()),
             ("client_secret", dv["client_secret"].as_str().unwrap()),
-            ("scope", &format!("{}/.default", dv["url"].as_str().unwrap())),
+            (
+                "scope",
+                &format!("{}/.default", dv["url"].as_str().unwrap()),
+            ),
         ],
     )
     .await;

@@ -9,8 +9,7 @@ use base64::Engine;
 use chrono::Duration;
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::partner_center::{
-    PartnerCenter, PartnerCenterConfig, REFERRALS_AUDIENCE, RunningPartnerCenter,
-    WEBHOOKS_AUDIENCE,
+    PartnerCenter, PartnerCenterConfig, REFERRALS_AUDIENCE, RunningPartnerCenter, WEBHOOKS_AUDIENCE,
 };
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
@@ -69,7 +68,10 @@ impl Env {
             .form(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", &self.pc.refresh_token()),
-                ("scope", &format!("{audience}/user_impersonation offline_access")),
+                (
+                    "scope",
+                    &format!("{audience}/user_impersonation offline_access"),
+                ),
             ])
             .send()
             .await
@@ -328,7 +330,10 @@ async fn each_api_is_on_its_own_host_and_takes_only_tokens_for_its_audience() {
     // The referrals host does not serve the Webhooks API, nor the other way round.
     let wrong_host = env
         .http
-        .get(format!("{}/webhooks/v1/registration/events", env.running.url()))
+        .get(format!(
+            "{}/webhooks/v1/registration/events",
+            env.running.url()
+        ))
         .bearer_auth(&env.webhooks_token)
         .send()
         .await
@@ -336,7 +341,10 @@ async fn each_api_is_on_its_own_host_and_takes_only_tokens_for_its_audience() {
     assert_eq!(wrong_host.status(), StatusCode::NOT_FOUND);
     let wrong_host = env
         .http
-        .get(format!("{}/v1.0/engagements/referrals", env.running.webhooks_url()))
+        .get(format!(
+            "{}/v1.0/engagements/referrals",
+            env.running.webhooks_url()
+        ))
         .bearer_auth(&env.token)
         .send()
         .await

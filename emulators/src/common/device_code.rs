@@ -293,9 +293,15 @@ mod tests {
         for flow in lock(&codes.flows).values_mut() {
             flow.next_poll = Instant::now();
         }
-        assert_eq!(refused(codes.poll("app", &denied.device_code)), "access_denied");
+        assert_eq!(
+            refused(codes.poll("app", &denied.device_code)),
+            "access_denied"
+        );
         clock.advance(chrono::Duration::seconds(DEVICE_CODE_LIFETIME_SECS + 1));
-        assert_eq!(refused(codes.poll("app", &expired.device_code)), "expired_token");
+        assert_eq!(
+            refused(codes.poll("app", &expired.device_code)),
+            "expired_token"
+        );
         assert!(!codes.approve(&expired.user_code, "late@contoso.example"));
     }
 }

@@ -333,7 +333,13 @@ impl TokenIssuer {
                         "AADSTS70000: The provided refresh token is invalid or expired.",
                     ));
                 };
-                Ok(self.mint(&client_id, Grant::RefreshToken, audience, Some(&user), request))
+                Ok(self.mint(
+                    &client_id,
+                    Grant::RefreshToken,
+                    audience,
+                    Some(&user),
+                    request,
+                ))
             }
             _ => {
                 self.check_optional_secret(request)?;

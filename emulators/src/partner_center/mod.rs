@@ -51,9 +51,7 @@ use crate::common::clock::EmulatedClock;
 use crate::common::control;
 use crate::common::faults::Faults;
 use crate::common::server::{self, RunningEmulator, error_response};
-use crate::common::tokens::{
-    Claims, Grant, TokenError, TokenIssuer, TokenRequest, endpoint_error,
-};
+use crate::common::tokens::{Claims, Grant, TokenError, TokenIssuer, TokenRequest, endpoint_error};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -198,9 +196,10 @@ pub(crate) fn authorize(inner: &Inner, headers: &HeaderMap, api: Api) -> Result<
     // RFC 6750 §3.1: no error code when the request carried no token at all.
     let unauthorized = |message: &str, challenge: &'static str| {
         let mut response = error_response(StatusCode::UNAUTHORIZED, "Unauthorized", message);
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
         response
     };
     const INVALID: &str = "Bearer error=\"invalid_token\"";
@@ -226,6 +225,10 @@ pub(crate) fn authorize(inner: &Inner, headers: &HeaderMap, api: Api) -> Result<
     }
 }
 
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer, built once per refused request"
+)]
 fn known_tenant(inner: &Inner, tenant: &str) -> Result<(), Response> {
     if tenant != inner.config.tenant_id && tenant != "common" && tenant != "organizations" {
         let (status, body) = endpoint_error(
@@ -303,7 +306,9 @@ async fn device_code(
     if client_id != inner.config.client_id {
         return refuse(
             "unauthorized_client",
-            &format!("AADSTS700016: Application with identifier '{client_id}' was not found in the directory."),
+            &format!(
+                "AADSTS700016: Application with identifier '{client_id}' was not found in the directory."
+            ),
         );
     }
     let Some(scope) = request.scope.filter(|s| !s.trim().is_empty()) else {
@@ -458,7 +463,10 @@ impl PartnerCenter {
                 "/_emulator/device-codes/{user_code}/approve",
                 post(approve_sign_in),
             )
-            .route("/_emulator/device-codes/{user_code}/deny", post(deny_sign_in))
+            .route(
+                "/_emulator/device-codes/{user_code}/deny",
+                post(deny_sign_in),
+            )
             .merge(microsoft::routes())
             .layer(axum::middleware::from_fn(request_ids))
             .with_state(self.inner.clone())

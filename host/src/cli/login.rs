@@ -49,7 +49,10 @@ pub async fn run(config_path: &Path, status: bool) -> Result<i32> {
     )?;
     println!(
         "signed in as {}; the refresh token is kept in {}, where every cosell command and host on it finds it",
-        signed_in.user.as_deref().unwrap_or("(a user the sign-in did not name)"),
+        signed_in
+            .user
+            .as_deref()
+            .unwrap_or("(a user the sign-in did not name)"),
         config.state.path.display()
     );
     Ok(0)
@@ -78,7 +81,10 @@ fn show_status(store: &SqliteStore, config: &HostConfig, config_path: &Path) -> 
         Some(Origin::Config) => "from [partner_center] refresh_token",
         None => "(how is not recorded)",
     };
-    println!("Partner Center sign-in kept in {}", config.state.path.display());
+    println!(
+        "Partner Center sign-in kept in {}",
+        config.state.path.display()
+    );
     println!("  user:           {user}");
     println!(
         "  obtained:       {} {how}",

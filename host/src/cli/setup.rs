@@ -91,7 +91,10 @@ pub async fn register_partner_center_webhooks(
     replace: bool,
     validation: bool,
 ) -> Result<RegistrationOutcome> {
-    let mut ours: Vec<String> = PARTNER_CENTER_EVENTS.iter().map(|e| e.to_string()).collect();
+    let mut ours: Vec<String> = PARTNER_CENTER_EVENTS
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     if validation {
         ours.push("test-created".into());
     }

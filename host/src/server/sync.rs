@@ -7,7 +7,6 @@ use crate::connections::dataverse::{DataverseClient, DataverseSettings};
 use crate::connections::partner_center::{
     PartnerCenterClient, PartnerCenterSettings, sign_in_command,
 };
-use crate::store::sign_in::{self, StoredRefreshToken};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
 use crate::sinks::dataverse::OpportunityWriter;
@@ -19,6 +18,7 @@ use crate::sources::partner_center_webhook::certificates::{
 use crate::sources::partner_center_webhook::signature::SignatureVerifier;
 use crate::sources::{self, WebhookState};
 use crate::store::SyncStore;
+use crate::store::sign_in::{self, StoredRefreshToken};
 use crate::sync::SyncEngine;
 use crate::sync::worker::{self, Wakeup};
 use anyhow::{Context as _, Result};

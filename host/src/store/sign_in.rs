@@ -230,13 +230,26 @@ client_secret = { env = "UNUSED" }"#;
         let pc = config(dir.path(), Some("rt-config-1"));
         assert_eq!(start(&pc, &store), "rt-config-1");
         // The host rotates it.
-        StoredRefreshToken(Arc::new(crate::store::sqlite::SqliteStore::open(&dir.path().join("state.db")).unwrap()))
-            .save(&Secret::new("rt-rotated"));
-        assert_eq!(start(&pc, &store), "rt-rotated", "the spent configured token is not reused");
+        StoredRefreshToken(Arc::new(
+            crate::store::sqlite::SqliteStore::open(&dir.path().join("state.db")).unwrap(),
+        ))
+        .save(&Secret::new("rt-rotated"));
+        assert_eq!(
+            start(&pc, &store),
+            "rt-rotated",
+            "the spent configured token is not reused"
+        );
         let pc = config(dir.path(), Some("rt-config-2"));
-        assert_eq!(start(&pc, &store), "rt-config-2", "a new configured token wins");
+        assert_eq!(
+            start(&pc, &store),
+            "rt-config-2",
+            "a new configured token wins"
+        );
         let record = SignIn::load(&store).unwrap().unwrap();
-        assert_eq!(record.config_sha256, Some(fingerprint(&Secret::new("rt-config-2"))));
+        assert_eq!(
+            record.config_sha256,
+            Some(fingerprint(&Secret::new("rt-config-2")))
+        );
         // Never the value a second time: the record holds no token.
         let text = store.credential(SIGN_IN_CREDENTIAL).unwrap().unwrap();
         assert!(!text.contains("rt-config"), "{text}");
@@ -246,14 +259,20 @@ client_secret = { env = "UNUSED" }"#;
     fn without_a_configured_token_the_login_is_used_or_the_error_names_the_command() {
         let (dir, store) = test_store();
         let pc = config(dir.path(), None);
-        let err = starting_refresh_token(&pc, &store, "cosell partner-center login --config c.toml")
-            .unwrap_err();
+        let err =
+            starting_refresh_token(&pc, &store, "cosell partner-center login --config c.toml")
+                .unwrap_err();
         assert!(
             format!("{err:#}").contains("cosell partner-center login --config c.toml"),
             "{err:#}"
         );
-        keep_login(&store, &Secret::new("rt-login"), Some("alice@contoso.example".into()), None)
-            .unwrap();
+        keep_login(
+            &store,
+            &Secret::new("rt-login"),
+            Some("alice@contoso.example".into()),
+            None,
+        )
+        .unwrap();
         assert_eq!(start(&pc, &store), "rt-login");
         // A login next to an unchanged configured token is not undone by it.
         let with_token = config(dir.path(), Some("rt-old-config"));

@@ -29,7 +29,10 @@ struct State {
 /// on the v2.0 endpoint, `resource` on v1.
 pub fn resource_field(token_url: &str, audience: Audience) -> (&'static str, String) {
     if token_url.contains("/v2.0/") {
-        ("scope", format!("{}/.default offline_access", audience.resource()))
+        (
+            "scope",
+            format!("{}/.default offline_access", audience.resource()),
+        )
     } else {
         ("resource", audience.resource().to_owned())
     }

@@ -29,9 +29,7 @@ pub enum PartnerCenterError {
     )]
     Unauthorized(String),
     /// The token endpoint refused the refresh token (revoked, expired or already used).
-    #[error(
-        "Partner Center refused the refresh token ({message}); sign in again with `{command}`"
-    )]
+    #[error("Partner Center refused the refresh token ({message}); sign in again with `{command}`")]
     SignInRequired { message: String, command: String },
     /// 403: the token is valid but not allowed (e.g. app-only on the Referrals API).
     #[error(

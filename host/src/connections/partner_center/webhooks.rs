@@ -130,8 +130,14 @@ impl PartnerCenterClient {
     pub async fn webhook_events(&self) -> Result<Vec<String>> {
         let url = format!("{}{EVENTS}", self.webhooks_url());
         let (_, body) = self
-            
-            .call_api(Audience::Webhooks, Method::GET, &url, None, &[], "webhook events")
+            .call_api(
+                Audience::Webhooks,
+                Method::GET,
+                &url,
+                None,
+                &[],
+                "webhook events",
+            )
             .await?;
         Ok(body
             .as_array()
@@ -169,8 +175,14 @@ impl PartnerCenterClient {
     pub async fn validation_event(&self, correlation_id: &str) -> Result<Value> {
         let url = format!("{}{VALIDATION}/{correlation_id}", self.webhooks_url());
         let (_, body) = self
-            
-            .call_api(Audience::Webhooks, Method::GET, &url, None, &[], "webhook validation")
+            .call_api(
+                Audience::Webhooks,
+                Method::GET,
+                &url,
+                None,
+                &[],
+                "webhook validation",
+            )
             .await?;
         Ok(body)
     }
