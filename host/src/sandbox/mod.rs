@@ -1,6 +1,7 @@
 //! `cosell sandbox`: the whole product on one machine, without a Microsoft account.
 //!
-//! Starts the Partner Center and Dataverse emulators (crate `cosell-emulators`) and the host
+//! Starts the Partner Center emulator (two listeners: its token endpoint and Referrals API, and
+//! its Webhooks API, two hosts at Microsoft), the Dataverse emulator (crate `cosell-emulators`) and the host
 //! (embedded SQLite store, default mappings deployed), all on loopback, seeds a realistic data
 //! set, and writes where everything is to `<data-dir>/sandbox.json` so scripts and tests can
 //! find it. The host syncs the two emulators: both services' webhooks are registered with it
