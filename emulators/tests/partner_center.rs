@@ -396,7 +396,6 @@ async fn device_code_sign_in_polls_until_a_named_user_approves() {
                 ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
                 ("client_id", client_id.as_str()),
                 ("device_code", device_code),
-                ("scope", &scope),
             ])
             .send()
     };

@@ -5,7 +5,8 @@
 //! `user_code`, `verification_uri`, `expires_in` (900 s), `interval` (5 s by default) and a
 //! `message` for the user. The client then polls the token endpoint with
 //! `grant_type=urn:ietf:params:oauth:grant-type:device_code`, `client_id` and `device_code`;
-//! the answers (400, Entra's `{"error", "error_description"}`) are:
+//! the tokens are for the scope the sign-in asked for (the poll need not repeat it). The
+//! answers (400, Entra's `{"error", "error_description"}`) are:
 //!
 //! - `authorization_pending`: nobody has signed in yet;
 //! - `slow_down`: the poll came sooner than `interval` after the code was issued or after the
@@ -78,8 +79,9 @@ struct Flow {
 /// What a token-endpoint poll gets.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Poll {
-    /// Signed in as this user: mint the tokens.
-    Approved(String),
+    /// Signed in as this user (the first value), for the scope the sign-in asked for (the
+    /// second): mint the tokens.
+    Approved(String, String),
     /// Not (yet): the OAuth error code and its description.
     Refused(&'static str, String),
 }
@@ -235,8 +237,8 @@ impl DeviceCodes {
                 )
             }
             Outcome::Approved(user) => {
-                flows.remove(device_code);
-                Poll::Approved(user)
+                let flow = flows.remove(device_code).expect("found above");
+                Poll::Approved(user, flow.scope)
             }
         }
     }
@@ -249,7 +251,7 @@ mod tests {
     fn refused(poll: Poll) -> &'static str {
         match poll {
             Poll::Refused(code, _) => code,
-            Poll::Approved(u) => panic!("approved as {u}"),
+            Poll::Approved(u, _) => panic!("approved as {u}"),
         }
     }
 
@@ -275,7 +277,10 @@ mod tests {
         }
         assert_eq!(
             codes.poll("app", &auth.device_code),
-            Poll::Approved("alice@contoso.example".into())
+            Poll::Approved(
+                "alice@contoso.example".into(),
+                "https://api.partner.microsoft.com/.default".into()
+            )
         );
         assert_eq!(
             refused(codes.poll("app", &auth.device_code)),

@@ -156,6 +156,16 @@ pub fn audience_of(request: &TokenRequest) -> Option<String> {
     Some(format!("{scheme}://{host}"))
 }
 
+/// The answer to a token request that names no resource.
+fn missing_resource() -> EndpointError {
+    endpoint_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "AADSTS900144: The request body must contain the following parameter: 'scope' \
+         (v2.0 endpoint) or 'resource' (v1 endpoint), naming the API the token is for.",
+    )
+}
+
 fn wants_id_token(request: &TokenRequest) -> bool {
     request
         .scope
@@ -290,13 +300,11 @@ impl TokenIssuer {
                 ),
             ));
         }
+        if request.grant_type == DEVICE_CODE_GRANT {
+            return self.redeem_device_code(request);
+        }
         let Some(audience) = audience_of(request) else {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "AADSTS900144: The request body must contain the following parameter: 'scope' \
-                 (v2.0 endpoint) or 'resource' (v1 endpoint), naming the API the token is for.",
-            ));
+            return Err(missing_resource());
         };
         match request.grant_type.as_str() {
             "client_credentials" => {
@@ -341,28 +349,37 @@ impl TokenIssuer {
                     request,
                 ))
             }
-            _ => {
-                self.check_optional_secret(request)?;
-                let (Some(client_id), Some(code)) = (&request.client_id, &request.device_code)
-                else {
-                    return Err(error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        "AADSTS900144: client_id and device_code are required.",
-                    ));
+            other => unreachable!("grant type {other} was checked above"),
+        }
+    }
+
+    /// The device-code grant: the tokens are for the scope the sign-in started with.
+    fn redeem_device_code(&self, request: &TokenRequest) -> Result<TokenResponse, EndpointError> {
+        self.check_optional_secret(request)?;
+        let (Some(client_id), Some(code)) = (&request.client_id, &request.device_code) else {
+            return Err(endpoint_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "AADSTS900144: client_id and device_code are required.",
+            ));
+        };
+        match self.device.poll(client_id, code) {
+            Poll::Approved(user, scope) => {
+                let granted = TokenRequest {
+                    scope: Some(scope),
+                    ..request.clone()
                 };
-                match self.device.poll(client_id, code) {
-                    Poll::Approved(user) => Ok(self.mint(
-                        client_id,
-                        Grant::RefreshToken,
-                        audience,
-                        Some(&user),
-                        request,
-                    )),
-                    Poll::Refused(code, description) => {
-                        Err(error(StatusCode::BAD_REQUEST, code, &description))
-                    }
-                }
+                let audience = audience_of(&granted).ok_or_else(missing_resource)?;
+                Ok(self.mint(
+                    client_id,
+                    Grant::RefreshToken,
+                    audience,
+                    Some(&user),
+                    &granted,
+                ))
+            }
+            Poll::Refused(code, description) => {
+                Err(endpoint_error(StatusCode::BAD_REQUEST, code, &description))
             }
         }
     }

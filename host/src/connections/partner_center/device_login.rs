@@ -164,8 +164,6 @@ impl DeviceLogin {
             if let Some(secret) = &self.client_secret {
                 form.push(("client_secret", secret.expose()));
             }
-            let scope = login_scope();
-            form.push(("scope", scope.as_str()));
             let (status, body) = post_form(&self.http, &self.token_url, &form).await?;
             if status.is_success() {
                 let token = oauth::parse(&body).map_err(|e| {
