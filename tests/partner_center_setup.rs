@@ -285,10 +285,20 @@ async fn a_post_answered_409_takes_the_merge_path() {
                 sign_in_command: "cosell partner-center login --config c.toml".into(),
             })
             .unwrap();
-        let outcome = register_partner_center_webhooks(&client, OUR_HOOK, false, false)
-            .await
-            .expect("merged after the 409");
+        let said = Mutex::new(Vec::new());
+        let outcome = register_partner_center_webhooks(&client, OUR_HOOK, false, false, |note| {
+            said.lock().unwrap().push(note.to_owned())
+        })
+        .await
+        .expect("merged after the 409");
         assert_eq!(outcome.kept, vec!["invoice-ready".to_owned()]);
+        assert!(
+            said.lock()
+                .unwrap()
+                .iter()
+                .any(|n| n.contains("invoice-ready")),
+            "says what it keeps"
+        );
         let puts = puts.lock().unwrap().clone();
         assert_eq!(puts.len(), 1, "{puts:?}");
         assert_eq!(puts[0]["WebhookUrl"], OUR_HOOK);

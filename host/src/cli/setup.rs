@@ -84,12 +84,14 @@ impl RegistrationOutcome {
 /// `validation`). Partner Center keeps one registration per tenant: an existing one keeps its
 /// events that cosell does not handle (the union is registered, under cosell's URL), unless
 /// `replace`, which removes them. A POST answered 409 (a registration appeared meanwhile) takes
-/// the same path.
+/// the same path. What is kept, removed or redirected is passed to `say` (one line each)
+/// before the registration is changed.
 pub async fn register_partner_center_webhooks(
     client: &PartnerCenterClient,
     url: &str,
     replace: bool,
     validation: bool,
+    say: impl Fn(&str),
 ) -> Result<RegistrationOutcome> {
     let mut ours: Vec<String> = PARTNER_CENTER_EVENTS
         .iter()
@@ -145,16 +147,21 @@ pub async fn register_partner_center_webhooks(
         events: ours.into_iter().chain(kept.iter().cloned()).collect(),
         signature_in_ms_header: previous.signature_in_ms_header,
     };
-    let registered = client
-        .replace_webhook_registration(&registration)
-        .await
-        .context("updating the tenant's webhook registration")?;
-    Ok(RegistrationOutcome {
-        registered,
+    let mut outcome = RegistrationOutcome {
+        registered: Value::Null,
         previous: Some(previous),
         kept,
         removed,
-    })
+    };
+    // Said before the registration changes: what is removed is printed first.
+    for note in outcome.notes(url) {
+        say(&note);
+    }
+    outcome.registered = client
+        .replace_webhook_registration(&registration)
+        .await
+        .context("updating the tenant's webhook registration")?;
+    Ok(outcome)
 }
 
 /// The column definitions with `prefix` instead of `cosell_`.
@@ -299,10 +306,10 @@ pub async fn register_webhooks_command(
     let config = load(config)?;
     let store = std::sync::Arc::new(SqliteStore::open(&config.state.path)?);
     let client = partner_center_client(&config, store)?;
-    let outcome = register_partner_center_webhooks(&client, url, replace, validate).await?;
-    for note in outcome.notes(url) {
-        eprintln!("{note}");
-    }
+    let outcome = register_partner_center_webhooks(&client, url, replace, validate, |note| {
+        eprintln!("{note}")
+    })
+    .await?;
     println!("{}", serde_json::to_string_pretty(&outcome.registered)?);
     if !validate {
         return Ok(0);

@@ -208,6 +208,7 @@ pub async fn register_webhooks(
         &format!("http://{webhooks}/webhooks/partner-center"),
         false,
         false,
+        |note| tracing::info!("{note}"),
     )
     .await
     .context("registering the host's webhook with the Partner Center emulator")?;
