@@ -123,7 +123,7 @@ impl DataverseClient {
         } else {
             requests.iter().cloned().map(BatchItem::Request).collect()
         };
-        let (answer, items) = self.send_batch(&items, !atomic).await?;
+        let (answer, items) = self.send_batch(&items, !atomic, false).await?;
         let mut parts: Vec<BatchResponse> = items.into_iter().flatten().collect();
         if !answer.status.is_success() {
             return Err(match parts.pop() {
@@ -144,15 +144,17 @@ impl DataverseClient {
     }
 
     /// `POST $batch` of independent `items` with `Prefer: odata.continue-on-error`, once (its
-    /// answer lost is an error): see [`batch_items`](Self::batch_items).
+    /// answer lost is an error): see [`batch_items`](Self::batch_items). `quick`: a lost answer
+    /// is not retried even when the batch is idempotent (the caller has another way to know).
     pub(crate) async fn batch_items_once(
         &self,
         items: &[BatchItem],
+        quick: bool,
     ) -> Result<Vec<Vec<BatchResponse>>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let (answer, answers) = self.send_batch(items, true).await?;
+        let (answer, answers) = self.send_batch(items, true, quick).await?;
         if !answer.status.is_success() {
             return Err(check(answer, "$batch").err().unwrap_or_else(|| {
                 DataverseError::InvalidResponse("a failed $batch without parts".into())
@@ -174,11 +176,13 @@ impl DataverseClient {
     }
 
     /// Sends `items` (change sets with their `Content-ID`s); answers the batch's own answer and
-    /// the parts of each top-level item.
+    /// the parts of each top-level item. A batch of creates, or a `quick` one, is sent again
+    /// only when Dataverse surely did not run it.
     async fn send_batch(
         &self,
         items: &[BatchItem],
         continue_on_error: bool,
+        quick: bool,
     ) -> Result<(Answer, Vec<Vec<BatchResponse>>)> {
         let count: usize = items.iter().map(|i| i.requests().len()).sum();
         if count > MAX_REQUESTS {
@@ -198,7 +202,7 @@ impl DataverseClient {
         let text = self.body(items, &boundary)?;
         let mut call = Call::new(Method::POST, self.url("$batch", "")?, "$batch");
         let requests = || items.iter().flat_map(BatchItem::requests);
-        call.create = requests().any(|r| r.created_row().is_some());
+        call.create = quick || requests().any(|r| r.created_row().is_some());
         call.idempotent = !call.create && requests().all(|r| r.method != Method::POST);
         call.payload = Payload::Raw {
             content_type: format!("multipart/mixed; boundary={boundary}"),

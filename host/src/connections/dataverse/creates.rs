@@ -14,8 +14,8 @@
 //! 429 or a bare 503 (Dataverse surely did not run it) is sent again without looking.
 //!
 //! [`DataverseClient::batch_items`] does the same for a `$batch` of independent items whose
-//! creates are [`BatchRequest::create`]s: after a lost answer, one `$batch` of reads finds the
-//! items that landed (a change set is atomic, so its create tells for all of it), and only the
+//! creates are [`BatchRequest::create`]s: after a lost answer, one `$batch` of reads (or, if its
+//! answer is lost too, a read per row) finds the items that landed (a change set is atomic, so its create tells for all of it), and only the
 //! others are sent again.
 
 use super::batch::{BatchItem, BatchRequest, BatchResponse, MAX_REQUESTS};
@@ -25,8 +25,12 @@ use super::request::Call;
 use super::Result;
 use crate::connections::retry;
 use reqwest::Method;
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use serde_json::{Value, json};
 use std::collections::HashSet;
+
+/// Reads sent at once when the rows of a `$batch` are read back one by one.
+const READS_AT_ONCE: usize = 8;
 
 impl DataverseError {
     /// Whether the request may have been carried out although it failed: no answer (a
@@ -107,7 +111,7 @@ impl DataverseClient {
             create.is_some() || item.requests().iter().all(|r| r.method != Method::POST)
         });
         if !checkable || creates.iter().all(Option::is_none) {
-            return self.batch_items_once(items).await;
+            return self.batch_items_once(items, false).await;
         }
         let mut answers: Vec<Option<Vec<BatchResponse>>> = vec![None; items.len()];
         let mut pending: Vec<usize> = (0..items.len()).collect();
@@ -115,7 +119,7 @@ impl DataverseClient {
         let mut round = 0;
         loop {
             let sent: Vec<BatchItem> = pending.iter().map(|&i| items[i].clone()).collect();
-            let error = match self.batch_items_once(&sent).await {
+            let error = match self.batch_items_once(&sent, false).await {
                 Ok(parts) => {
                     // A 412 on a create sent after a lost answer: its first attempt may have
                     // made the row (or it repeats another key): read it back.
@@ -169,7 +173,8 @@ impl DataverseClient {
         Ok(answers.into_iter().map(Option::unwrap_or_default).collect())
     }
 
-    /// The items among `indexes` whose create exists: reads by id, in `$batch`es.
+    /// The items among `indexes` whose create exists: reads by id, in `$batch`es (or one by
+    /// one when the answer of such a `$batch` is lost as well).
     async fn landed(
         &self,
         indexes: &[usize],
@@ -191,7 +196,20 @@ impl DataverseClient {
                     })
                 })
                 .collect();
-            let answers = self.batch_items_once(&reads).await?;
+            let answers = match self.batch_items_once(&reads, true).await {
+                Ok(answers) => answers,
+                // The answer of the reads' `$batch` (a POST) can be lost too: one read each.
+                Err(e) if e.answer_lost() => {
+                    let found = stream::iter(chunk)
+                        .map(|(i, set, id)| async move { Ok((*i, self.exists(set, id).await?)) })
+                        .buffered(READS_AT_ONCE)
+                        .try_collect::<Vec<(usize, bool)>>()
+                        .await?;
+                    landed.extend(found.into_iter().filter(|(_, found)| *found).map(|(i, _)| i));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for ((i, set, id), answer) in chunk.iter().zip(answers) {
                 match answer.first().map(|a| a.status) {
                     Some(200) => {
