@@ -201,7 +201,7 @@ async fn no_record_is_duplicated_when_the_answers_of_applied_writes_are_lost() {
             emulator.set(lost_answer_faults()).expect("valid faults");
         }
         let started = Instant::now();
-        while drill.sent.total() < 160 {
+        while drill.sent.total() < 300 {
             drill.step(&env).await;
         }
         let streamed = started.elapsed();
