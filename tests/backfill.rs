@@ -493,7 +493,10 @@ async fn contacts(reader: &DataverseClient) -> HashMap<(String, String), usize> 
         .unwrap()
     {
         let key = (
-            row["_parentcustomerid_value"].as_str().unwrap_or_default().to_owned(),
+            row["_parentcustomerid_value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             row["emailaddress1"].as_str().unwrap_or_default().to_owned(),
         );
         *counts.entry(key).or_default() += 1;

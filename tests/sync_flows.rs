@@ -764,5 +764,7 @@ async fn when_dataverse_loses_the_answers_of_applied_writes_a_referral_creates_e
 }
 
 async fn queue_dead(env: &SyncEnv) -> i64 {
-    env.admin_get("/admin/v1/queue").await["dead"].as_i64().unwrap_or(-1)
+    env.admin_get("/admin/v1/queue").await["dead"]
+        .as_i64()
+        .unwrap_or(-1)
 }

@@ -1257,7 +1257,10 @@ async fn webhook_faults_drop_and_duplicate_deliveries() {
 async fn creates_never_overwrite_a_row_that_exists_alone_or_in_a_batch() {
     let env = start().await;
     let (status, headers, _) = env
-        .send(env.req(Method::POST, "accounts").json(&json!({"name": "Original"})))
+        .send(
+            env.req(Method::POST, "accounts")
+                .json(&json!({"name": "Original"})),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let id = id_of(headers["OData-EntityId"].to_str().unwrap());
@@ -1275,7 +1278,8 @@ async fn creates_never_overwrite_a_row_that_exists_alone_or_in_a_batch() {
     );
 
     let fresh = uuid::Uuid::new_v4();
-    let if_none_match = |part: String| part.replacen("HTTP/1.1\r\n", "HTTP/1.1\r\nIf-None-Match: *\r\n", 1);
+    let if_none_match =
+        |part: String| part.replacen("HTTP/1.1\r\n", "HTTP/1.1\r\nIf-None-Match: *\r\n", 1);
     let body = batch(&[
         if_none_match(http_part(
             "PATCH",

@@ -10,9 +10,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use cosell::config::Secret;
 use cosell::connections::dataverse::actions::{Closing, close_request};
-use cosell::connections::dataverse::{
-    BatchItem, BatchRequest, DataverseClient, DataverseError,
-};
+use cosell::connections::dataverse::{BatchItem, BatchRequest, DataverseClient, DataverseError};
 use cosell::connections::retry;
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::common::server;
@@ -163,23 +161,40 @@ async fn a_create_whose_answer_is_lost_makes_exactly_one_row() {
                 [1, 2],
                 "{answers:?}"
             );
-            assert!(answers.iter().flatten().all(|a| a.is_success()), "{answers:?}");
+            assert!(
+                answers.iter().flatten().all(|a| a.is_success()),
+                "{answers:?}"
+            );
             assert_eq!(answers[0][0].entity_id.as_deref(), Some(account.as_str()));
-            assert_eq!(answers[1][0].entity_id.as_deref(), Some(opportunity.as_str()));
+            assert_eq!(
+                answers[1][0].entity_id.as_deref(),
+                Some(opportunity.as_str())
+            );
             for (set, name, id) in [
                 ("accounts", format!("Alone {n}"), &single),
                 ("accounts", format!("Batched {n}"), &account),
                 ("opportunities", format!("Won {n}"), &opportunity),
             ] {
-                let id_column = if set == "accounts" { "accountid" } else { "opportunityid" };
+                let id_column = if set == "accounts" {
+                    "accountid"
+                } else {
+                    "opportunityid"
+                };
                 let rows = client
-                    .query(set, &format!("$select={id_column}&$filter=name eq '{name}'"))
+                    .query(
+                        set,
+                        &format!("$select={id_column}&$filter=name eq '{name}'"),
+                    )
                     .await
                     .unwrap();
                 assert_eq!(rows.len(), 1, "{name}: one row, not {rows:?}");
                 assert_eq!(rows[0][id_column], id.as_str());
             }
-            let won = client.get("opportunities", &opportunity, "").await.unwrap().unwrap();
+            let won = client
+                .get("opportunities", &opportunity, "")
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(won.body["statecode"], 1, "closed with its create");
         }
         let injected = dv.faults().injected();

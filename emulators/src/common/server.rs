@@ -6,9 +6,9 @@
 //! server only takes infallible services.
 
 use super::faults::{AfterWriteFault, Faults, RequestFault};
-use axum::http::Method;
 use axum::Router;
 use axum::body::Body;
+use axum::http::Method;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};

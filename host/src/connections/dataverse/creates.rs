@@ -18,14 +18,14 @@
 //! answer is lost too, a read per row) finds the items that landed (a change set is atomic, so its create tells for all of it), and only the
 //! others are sent again.
 
+use super::Result;
 use super::batch::{BatchItem, BatchRequest, BatchResponse, MAX_REQUESTS};
 use super::client::DataverseClient;
 use super::error::DataverseError;
 use super::request::Call;
-use super::Result;
 use crate::connections::retry;
-use reqwest::Method;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -129,10 +129,9 @@ impl DataverseClient {
                         .filter(|(i, part)| in_doubt.contains(i) && refused_as_existing(part))
                         .map(|(&i, _)| i)
                         .collect();
-                    let landed = match self.landed(&doubtful, &creates).await {
-                        Ok(landed) => landed,
-                        Err(_) => HashSet::new(),
-                    };
+                    // A read that fails leaves the 412s as they are (the caller's to judge).
+                    let landed: HashSet<usize> =
+                        self.landed(&doubtful, &creates).await.unwrap_or_default();
                     for (&i, part) in pending.iter().zip(parts) {
                         answers[i] = Some(if landed.contains(&i) {
                             applied(&items[i], &creates[i])
@@ -205,7 +204,12 @@ impl DataverseClient {
                         .buffered(READS_AT_ONCE)
                         .try_collect::<Vec<(usize, bool)>>()
                         .await?;
-                    landed.extend(found.into_iter().filter(|(_, found)| *found).map(|(i, _)| i));
+                    landed.extend(
+                        found
+                            .into_iter()
+                            .filter(|(_, found)| *found)
+                            .map(|(i, _)| i),
+                    );
                     continue;
                 }
                 Err(e) => return Err(e),

@@ -146,12 +146,10 @@ impl super::Run<'_> {
     async fn write_one(&self, record: Prepared) -> RecordOutcome {
         let dv = &self.backfill.dataverse;
         match &record.item {
-            BatchItem::Request(create) => {
-                match self.create_one(create).await {
-                    Ok(id) => created(record, id),
-                    Err(e) => failed(record, &e),
-                }
-            }
+            BatchItem::Request(create) => match self.create_one(create).await {
+                Ok(id) => created(record, id),
+                Err(e) => failed(record, &e),
+            },
             BatchItem::ChangeSet(_) => {
                 match dv.batch_items(std::slice::from_ref(&record.item)).await {
                     Ok(answers) => outcome_of(record, &answers[0]),
