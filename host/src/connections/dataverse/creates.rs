@@ -15,8 +15,8 @@
 //!
 //! [`DataverseClient::batch_items`] does the same for a `$batch` of independent items whose
 //! creates are [`BatchRequest::create`]s: after a lost answer, one `$batch` of reads (or, if its
-//! answer is lost too, a read per row) finds the items that landed (a change set is atomic, so its create tells for all of it), and only the
-//! others are sent again.
+//! answer is lost too, a read per row) finds the items that landed (a change set is atomic, so
+//! its create tells for all of it), and only the others are sent again.
 
 use super::Result;
 use super::batch::{BatchItem, BatchRequest, BatchResponse, MAX_REQUESTS};
@@ -32,14 +32,6 @@ use std::collections::HashSet;
 /// Reads sent at once when the rows of a `$batch` are read back one by one.
 const READS_AT_ONCE: usize = 8;
 
-impl DataverseError {
-    /// Whether the request may have been carried out although it failed: no answer (a
-    /// timeout, a dropped connection) or a server error.
-    pub fn answer_lost(&self) -> bool {
-        matches!(self, Self::Server { .. } | Self::Transport(_))
-    }
-}
-
 impl DataverseClient {
     /// Creates a row of `set` with the columns of `body` and answers its id, a new GUID. Never
     /// creates it twice: see [`create_with_id`](Self::create_with_id).
@@ -50,8 +42,8 @@ impl DataverseClient {
     /// Creates row `id` of `set` with the columns of `body` (which should not hold the primary
     /// key; `id` is it) and answers `id`. A lost answer is followed by a read: the row found
     /// means created; not found, the create is sent again. A row `id` that existed before this
-    /// call is [`DataverseError::PreconditionFailed`]; so is a row another of its alternate
-    /// keys makes a duplicate.
+    /// call is [`DataverseError::PreconditionFailed`], and so is a row that would repeat the
+    /// alternate key of another (e.g. an opportunity's Referral Identifier).
     pub async fn create_with_id(&self, set: &str, id: &str, body: &Value) -> Result<String> {
         let what = format!("{set}({id})");
         let url = self.url(&what, "")?;
