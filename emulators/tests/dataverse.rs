@@ -1252,7 +1252,7 @@ async fn webhook_faults_drop_and_duplicate_deliveries() {
 
 /// A create whose answer was lost must be safe to send again: a POST naming a row that exists
 /// and a PATCH with `If-None-Match: *` (alone or as a `$batch` part) fail with 412 and leave the
-/// row as it was, never overwrite it.
+/// row as it was, never overwrite it; a PATCH whose body names another row is refused.
 #[tokio::test]
 async fn creates_never_overwrite_a_row_that_exists_alone_or_in_a_batch() {
     let env = start().await;
@@ -1276,6 +1276,17 @@ async fn creates_never_overwrite_a_row_that_exists_alone_or_in_a_batch() {
         error_message(&body),
         "A record with matching key values already exists."
     );
+
+    // A PATCH naming another row in its body than in its URL is refused, not guessed.
+    let other = uuid::Uuid::new_v4();
+    let (status, _, _) = env
+        .send(
+            env.req(Method::PATCH, &format!("accounts({other})"))
+                .header("If-None-Match", "*")
+                .json(&json!({"accountid": id, "name": "Which one?"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let fresh = uuid::Uuid::new_v4();
     let if_none_match =
