@@ -486,6 +486,83 @@ async fn a_dry_run_writes_nothing_and_a_run_adopts_an_opportunity_left_without_i
     .expect("bounded");
 }
 
+/// Contacts by account and email, and how many of each.
+async fn contacts(reader: &DataverseClient) -> HashMap<(String, String), usize> {
+    let mut counts = HashMap::new();
+    for row in reader
+        .query("contacts", "$select=emailaddress1,_parentcustomerid_value")
+        .await
+        .unwrap()
+    {
+        let key = (
+            row["_parentcustomerid_value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            row["emailaddress1"].as_str().unwrap_or_default().to_owned(),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+/// Writes applied by Dataverse whose answers are lost (answered 500, or the connection dropped):
+/// every write at first one by one, then a share of the `$batch`es (whose reads are POSTs too,
+/// so not all of them can fail). Each run creates every opportunity, account and contact once
+/// and reports no failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_answers_of_applied_writes_are_lost_a_backfill_creates_everything_once() {
+    tokio::time::timeout(BOUND, async {
+        let runs = [
+            (
+                FaultConfig { applied_error_rate: 1.0, ..FaultConfig::default() },
+                per_record(4),
+            ),
+            (
+                FaultConfig { applied_drop_rate: 1.0, ..FaultConfig::default() },
+                per_record(4),
+            ),
+            (
+                FaultConfig {
+                    applied_error_rate: 0.2,
+                    applied_drop_rate: 0.1,
+                    ..FaultConfig::default()
+                },
+                batch(8, 2),
+            ),
+        ];
+        for (n, (faults, options)) in runs.into_iter().enumerate() {
+            let env = Env::start(DataverseConfig { fault_seed: 40 + n as u64, ..DataverseConfig::default() }).await;
+            let referrals = seeded(&env.pc, 30, 11 + n as u64);
+            env.dv.faults().set(faults.clone()).unwrap();
+            let mode = options.mode;
+            let report = env.backfill(&referrals, options).await;
+            env.dv.faults().set(FaultConfig::default()).unwrap();
+            let injected = env.dv.faults().injected();
+            println!(
+                "run {n} ({mode:?}): {} created, {} failed; {} writes applied then answered 500, {} dropped",
+                report.created,
+                report.failed.len(),
+                injected.applied_then_failed,
+                injected.applied_then_dropped
+            );
+            assert!(injected.applied_then_failed + injected.applied_then_dropped > 0);
+            assert!(report.failed.is_empty(), "run {n}: {report:#?}");
+            assert_eq!(report.created, 30, "run {n}: {report:#?}");
+            // `opportunities` panics on a referral with two.
+            let rows = opportunities(&env.reader).await;
+            assert_eq!(rows.len(), 30, "run {n}");
+            let accounts = accounts(&env.reader).await;
+            assert!(accounts.values().all(|n| *n == 1), "run {n}: {accounts:?}");
+            let contacts = contacts(&env.reader).await;
+            assert!(!contacts.is_empty());
+            assert!(contacts.values().all(|n| *n == 1), "run {n}: {contacts:?}");
+        }
+    })
+    .await
+    .expect("bounded");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_tight_service_protection_limits_a_backfill_completes_waiting_out_retry_after() {
     tokio::time::timeout(BOUND, async {

@@ -75,7 +75,7 @@ fn request(method: Method, path: &str, body: Option<Value>) -> BatchRequest {
         method,
         path: path.to_owned(),
         body,
-        if_match: None,
+        ..BatchRequest::default()
     }
 }
 

@@ -1,10 +1,11 @@
 //! What cosell promises about losing nothing, proven against the emulators (docs/reliability.md):
 //! a stream of changes from both sides survives SIGKILLs of the host at random moments and
 //! injected faults (5xx, dropped connections, 429 storms, slow answers, webhooks dropped,
-//! duplicated and reordered, tight service protection limits); a webhook delivered ten times,
-//! or before its referral is readable, is handled once. Each test prints the figures it proved.
+//! duplicated and reordered, tight service protection limits) and writes whose answer is lost
+//! after they were applied (no referral, opportunity, account or contact made twice); a webhook
+//! delivered ten times, or before its referral is readable, is handled once. Each test prints the figures it proved.
 //!
-//! The two drills take a minute or more each and are `#[ignore]`d, so `cargo nextest run` stays
+//! The three drills take a minute or more each and are `#[ignore]`d, so `cargo nextest run` stays
 //! quick; `make test` (and so CI) runs them with `--run-ignored all`.
 
 mod support;
@@ -167,6 +168,69 @@ async fn the_same_end_state_is_reached_through_faults() {
         assert!(
             protection.max_early_requests_in_episode <= 16,
             "the host kept calling after a 429: {protection:?}"
+        );
+    })
+    .await;
+}
+
+/// Faults on both emulators where the answer of a write is lost after the write was applied:
+/// 10% of writes answered 500 and 10% dropped without an answer, plus 5% of ordinary 503s
+/// (nothing applied) and 10 ms of latency on every call.
+fn lost_answer_faults() -> FaultConfig {
+    FaultConfig {
+        applied_error_rate: 0.1,
+        applied_drop_rate: 0.1,
+        error_rate: 0.05,
+        latency_ms: 10,
+        ..FaultConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a drill of about a minute: make test runs it"]
+async fn no_record_is_duplicated_when_the_answers_of_applied_writes_are_lost() {
+    let options = Options {
+        extra: FAST_RETRIES.into(),
+        poll_secs: 1,
+        bound: Duration::from_secs(300),
+        ..Options::default()
+    };
+    SyncEnv::run_with(options, |env| async move {
+        let mut drill = Drill::new(&env, SEED).await;
+        for emulator in [env.pc.faults(), env.dv.faults()] {
+            emulator.set(lost_answer_faults()).expect("valid faults");
+        }
+        let started = Instant::now();
+        while drill.sent.total() < 300 {
+            drill.step(&env).await;
+        }
+        let streamed = started.elapsed();
+        let settled = drill.settle(&env, Duration::from_secs(150)).await;
+        let (pc, dv) = (env.pc.faults().injected(), env.dv.faults().injected());
+        let duplicated = settled.verdict.duplicated;
+        println!(
+            "lost-answer drill: {} in {streamed:?} with 10% of writes applied then answered 500, 10% applied \
+             then dropped, 5% 503s, 10 ms latency, on both sides; {settled}; faults injected: Partner Center \
+             {} applied then 500, {} applied then dropped, {} 503s; Dataverse {} applied then 500, {} applied \
+             then dropped, {} 503s",
+            drill.sent,
+            pc.applied_then_failed,
+            pc.applied_then_dropped,
+            pc.server_errors,
+            dv.applied_then_failed,
+            dv.applied_then_dropped,
+            dv.server_errors,
+        );
+        let log = env.keep_host_log("lost-answer-drill");
+        assert!(settled.clean(), "{:#?}\n{}\nhost log: {}", settled.verdict, settled.queue, log.display());
+        assert_eq!(duplicated.total(), 0, "{duplicated}");
+        assert!(
+            dv.applied_then_failed > 0 && dv.applied_then_dropped > 0,
+            "Dataverse lost answers: {dv:?}"
+        );
+        assert!(
+            pc.applied_then_failed + pc.applied_then_dropped > 0,
+            "Partner Center lost answers: {pc:?}"
         );
     })
     .await;

@@ -716,3 +716,55 @@ async fn events_stored_before_a_crash_are_synced_after_the_restart() {
     })
     .await;
 }
+
+/// Dataverse applies every write but the answer is lost (answered 500, then on a second
+/// referral the connection dropped) until the opportunity exists: the host finds out that its
+/// creates landed, and a run of the record again finds what an earlier one created. One
+/// opportunity, one account and one contact each, even for a contact without an email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_dataverse_loses_the_answers_of_applied_writes_a_referral_creates_each_row_once() {
+    use cosell_emulators::common::faults::FaultConfig;
+    SyncEnv::run("[sync]\nretry_base_ms = 200\nmax_attempts = 40\n", |env| async move {
+        let lost = [
+            FaultConfig { applied_error_rate: 1.0, ..FaultConfig::default() },
+            FaultConfig { applied_drop_rate: 1.0, ..FaultConfig::default() },
+        ];
+        for (n, fault) in lost.into_iter().enumerate() {
+            let name = format!("Lost Answers {n}");
+            env.dv.faults().set(fault).expect("valid faults");
+            let referral = env.pc.microsoft().create_incoming(json!({
+                "name": format!("Lost answers deal {n}"),
+                "customerProfile": {"name": name, "address": {"postalCode": format!("9920{n}"), "country": "US"},
+                                    "team": [{"firstName": "Noor", "lastName": "Haddad", "phoneNumber": "+1 425 555 0142"}]},
+                "details": {"dealValue": 31000, "currency": "USD"}
+            }));
+            let rid = referral["id"].as_str().unwrap().to_owned();
+            wait_until(SETTLE, || opportunity_for_referral(&env, &rid))
+                .await
+                .unwrap_or_else(|| panic!("no opportunity for {rid}\n{}", env.host_log()));
+            let injected = env.dv.faults().injected();
+            assert!(injected.applied_then_failed + injected.applied_then_dropped > 0);
+            env.dv.faults().set(FaultConfig::default()).expect("valid faults");
+            wait_until(SETTLE, || async {
+                let queue = env.admin_get("/admin/v1/queue").await;
+                (queue["pending"] == 0 && queue["running"] == 0).then_some(())
+            })
+            .await
+            .expect("the host catches up");
+            assert_eq!(queue_dead(&env).await, 0);
+            assert_eq!(env.opportunities_for_referral(&rid).await.len(), 1, "one opportunity");
+            let accounts = env.seller.query("accounts", &format!("$select=accountid&$filter=name eq '{name}'")).await.unwrap();
+            assert_eq!(accounts.len(), 1, "one account: {accounts:?}");
+            let account = accounts[0]["accountid"].as_str().unwrap();
+            let contacts = env.seller.query("contacts", &format!("$select=lastname&$filter=_parentcustomerid_value eq {account}")).await.unwrap();
+            assert_eq!(contacts.len(), 1, "one contact: {contacts:?}");
+        }
+    })
+    .await;
+}
+
+async fn queue_dead(env: &SyncEnv) -> i64 {
+    env.admin_get("/admin/v1/queue").await["dead"]
+        .as_i64()
+        .unwrap_or(-1)
+}

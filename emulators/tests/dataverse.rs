@@ -1250,3 +1250,74 @@ async fn webhook_faults_drop_and_duplicate_deliveries() {
     assert_eq!(received.lock().unwrap().len(), 2);
     env.running.stop().await;
 }
+
+/// A create whose answer was lost must be safe to send again: a POST naming a row that exists
+/// and a PATCH with `If-None-Match: *` (alone or as a `$batch` part) fail with 412 and leave the
+/// row as it was, never overwrite it; a PATCH whose body names another row is refused.
+#[tokio::test]
+async fn creates_never_overwrite_a_row_that_exists_alone_or_in_a_batch() {
+    let env = start().await;
+    let (status, headers, _) = env
+        .send(
+            env.req(Method::POST, "accounts")
+                .json(&json!({"name": "Original"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let id = id_of(headers["OData-EntityId"].to_str().unwrap());
+
+    let (status, _, body) = env
+        .send(
+            env.req(Method::POST, "accounts")
+                .json(&json!({"accountid": id, "name": "Posted again"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        error_message(&body),
+        "A record with matching key values already exists."
+    );
+
+    // A PATCH naming another row in its body than in its URL is refused, not guessed.
+    let other = uuid::Uuid::new_v4();
+    let (status, _, _) = env
+        .send(
+            env.req(Method::PATCH, &format!("accounts({other})"))
+                .header("If-None-Match", "*")
+                .json(&json!({"accountid": id, "name": "Which one?"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let fresh = uuid::Uuid::new_v4();
+    let if_none_match =
+        |part: String| part.replacen("HTTP/1.1\r\n", "HTTP/1.1\r\nIf-None-Match: *\r\n", 1);
+    let body = batch(&[
+        if_none_match(http_part(
+            "PATCH",
+            &format!("accounts({id})"),
+            Some(json!({"name": "Batched again"})),
+            None,
+        )),
+        if_none_match(http_part(
+            "PATCH",
+            &format!("accounts({fresh})"),
+            Some(json!({"name": "Batched new"})),
+            None,
+        )),
+    ]);
+    let response = env
+        .req(Method::POST, "$batch")
+        .header("Content-Type", "multipart/mixed; boundary=batch_AAA123")
+        .header("Prefer", "odata.continue-on-error")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert_eq!(text.matches("HTTP/1.1 412").count(), 1, "{text}");
+    assert_eq!(text.matches("HTTP/1.1 204 No Content").count(), 1, "{text}");
+    assert_eq!(account_names(&env).await, ["Batched new", "Original"]);
+    env.running.stop().await;
+}

@@ -1,5 +1,6 @@
 //! Resilience of the Dataverse client: 503s retried without duplicate creates, dropped
-//! connections on a create not replayed, a wrong secret refused clearly, and a burst under low
+//! connections on a create not replayed, creates whose answer is lost (applied, then answered
+//! 500 or dropped) made exactly once, alone and in a `$batch`, a wrong secret refused clearly, and a burst under low
 //! service protection limits completing inside the adaptive concurrency limiter. The burst test
 //! wraps the emulator's router with a layer that counts the requests in flight and records
 //! each request's headers and answer.
@@ -8,7 +9,9 @@ use super::{BOUND, client, emulator, names, settings};
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use cosell::config::Secret;
-use cosell::connections::dataverse::{DataverseClient, DataverseError};
+use cosell::connections::dataverse::actions::{Closing, close_request};
+use cosell::connections::dataverse::{BatchItem, BatchRequest, DataverseClient, DataverseError};
+use cosell::connections::retry;
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::common::server;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig, ServiceProtectionLimits};
@@ -76,14 +79,18 @@ async fn server_errors_are_retried_and_creates_are_not_duplicated() {
         );
         assert!(err.is_transient());
 
-        // A dropped connection may have reached the server: a create is not sent again.
+        // A dropped connection may have reached the server: a create is not sent again before
+        // a read says it did not land, and here every read is dropped too.
         dv.faults()
             .set(FaultConfig {
                 drop_rate: 1.0,
                 ..FaultConfig::default()
             })
             .unwrap();
-        let err = client
+        let mut quick = settings(&dv, &running.url());
+        quick.max_retries = 2;
+        let err = DataverseClient::new(quick)
+            .unwrap()
             .create("accounts", &json!({"name": "Dropped"}))
             .await
             .expect_err("dropped");
@@ -97,6 +104,101 @@ async fn server_errors_are_retried_and_creates_are_not_duplicated() {
                 .len(),
             9
         );
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Every create is applied and then its answer lost (500, or the connection dropped): the client
+/// finds out that it landed, answers its id, and makes no second row; in a `$batch` too, where a
+/// change set (create and close) counts as landed with its create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_is_lost_makes_exactly_one_row() {
+    tokio::time::timeout(BOUND, async {
+        let (dv, running) = emulator(DataverseConfig::default()).await;
+        let client = client(&dv, &running);
+        let lost = [
+            FaultConfig {
+                applied_error_rate: 1.0,
+                ..FaultConfig::default()
+            },
+            FaultConfig {
+                applied_drop_rate: 1.0,
+                ..FaultConfig::default()
+            },
+        ];
+        for (n, fault) in lost.into_iter().enumerate() {
+            dv.faults().set(fault).unwrap();
+            let single = client
+                .create("accounts", &json!({"name": format!("Alone {n}")}))
+                .await
+                .expect("a create whose answer is lost is found to have landed");
+            let account = retry::new_uuid();
+            let opportunity = retry::new_uuid();
+            let items = [
+                BatchItem::Request(BatchRequest::create(
+                    "accounts",
+                    &account,
+                    json!({"name": format!("Batched {n}")}),
+                )),
+                BatchItem::ChangeSet(vec![
+                    BatchRequest::create(
+                        "opportunities",
+                        &opportunity,
+                        json!({"name": format!("Won {n}"), "estimatedvalue": 1000}),
+                    ),
+                    close_request(Closing::Won, &opportunity, 3, "Won"),
+                ]),
+            ];
+            let answers = client
+                .batch_items(&items)
+                .await
+                .expect("a $batch whose answer is lost is sorted out");
+            dv.faults().set(FaultConfig::default()).unwrap();
+            assert_eq!(
+                answers.iter().map(Vec::len).collect::<Vec<_>>(),
+                [1, 2],
+                "{answers:?}"
+            );
+            assert!(
+                answers.iter().flatten().all(|a| a.is_success()),
+                "{answers:?}"
+            );
+            assert_eq!(answers[0][0].entity_id.as_deref(), Some(account.as_str()));
+            assert_eq!(
+                answers[1][0].entity_id.as_deref(),
+                Some(opportunity.as_str())
+            );
+            for (set, name, id) in [
+                ("accounts", format!("Alone {n}"), &single),
+                ("accounts", format!("Batched {n}"), &account),
+                ("opportunities", format!("Won {n}"), &opportunity),
+            ] {
+                let id_column = if set == "accounts" {
+                    "accountid"
+                } else {
+                    "opportunityid"
+                };
+                let rows = client
+                    .query(
+                        set,
+                        &format!("$select={id_column}&$filter=name eq '{name}'"),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(rows.len(), 1, "{name}: one row, not {rows:?}");
+                assert_eq!(rows[0][id_column], id.as_str());
+            }
+            let won = client
+                .get("opportunities", &opportunity, "")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(won.body["statecode"], 1, "closed with its create");
+        }
+        let injected = dv.faults().injected();
+        assert!(injected.applied_then_failed >= 2 && injected.applied_then_dropped >= 2);
         running.stop().await;
     })
     .await

@@ -1,13 +1,15 @@
 //! The reliability drills' workload and their verdict: a seeded stream of creates and updates
 //! from both sides (Microsoft sellers in Partner Center, the partner's sellers in the CRM),
 //! remembered as the last writer left each field, and the check that every change reached the
-//! other side exactly once: no record missing, none duplicated, no update lost.
+//! other side exactly once: no record missing, none duplicated (referrals, opportunities,
+//! accounts and contacts counted apart), no update lost.
 //!
 //! Each field has one writer, so "as the last writer left it" is well defined even while
 //! both sides change the same record: Microsoft changes a referral's deal value; the seller
 //! changes the description of every opportunity and the estimated value of their own.
 
 use super::sync_env::SyncEnv;
+use cosell::connections::dataverse::DataverseError;
 use cosell::sinks::partner_center::targets_microsoft;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -92,10 +94,39 @@ pub struct Verdict {
     pub compared: usize,
     /// Records without their counterpart on the other side.
     pub missing: Vec<String>,
-    /// Records with more than one counterpart, and accounts created twice.
+    /// Records with more than one counterpart, and accounts or contacts created twice.
     pub duplicates: Vec<String>,
+    /// Rows more than there should be, by kind.
+    pub duplicated: Duplicated,
     /// Fields that do not hold the last writer's value.
     pub stale: Vec<String>,
+}
+
+/// Rows made more than once, by kind: the second and later copies of a referral of a seller's
+/// opportunity (either half of a co-sell pair), of an opportunity of a referral, of an account
+/// (same name and postal code) and of a contact (same account, and same email or name).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Duplicated {
+    pub referrals: usize,
+    pub opportunities: usize,
+    pub accounts: usize,
+    pub contacts: usize,
+}
+
+impl Duplicated {
+    pub fn total(&self) -> usize {
+        self.referrals + self.opportunities + self.accounts + self.contacts
+    }
+}
+
+impl fmt::Display for Duplicated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "duplicated referrals = {}, opportunities = {}, accounts = {}, contacts = {}",
+            self.referrals, self.opportunities, self.accounts, self.contacts
+        )
+    }
 }
 
 impl Verdict {
@@ -108,10 +139,11 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} records compared, losses = {}, duplicates = {}, stale fields = {}",
+            "{} records compared, losses = {}, duplicates = {} ({}), stale fields = {}",
             self.compared,
             self.missing.len(),
             self.duplicates.len(),
+            self.duplicated,
             self.stale.len()
         )
     }
@@ -128,8 +160,9 @@ pub struct Drill {
 }
 
 /// Retries a seller's action until it succeeds: the seller's own calls meet the injected
-/// faults too, and a person would simply try again. Faults strike before the emulator acts, so
-/// trying again never repeats a write.
+/// faults too, and a person would simply try again. Reads and updates can be repeated; creates
+/// go through [`seller_create`], which names its row so that trying again never makes a second
+/// one (a drill may lose the answers of applied writes).
 pub async fn persist<T, E: fmt::Display, F, Fut>(what: &str, mut action: F) -> T
 where
     F: FnMut() -> Fut,
@@ -146,6 +179,20 @@ where
     panic!("{what} kept failing: {last}")
 }
 
+/// A seller's create of a row of `set`, tried until it is done, exactly once: its id is chosen
+/// before the first try, and a later try that finds the row there (412) knows an earlier one
+/// made it.
+pub async fn seller_create(env: &SyncEnv, set: &str, body: &Value) -> String {
+    let id = cosell::connections::retry::new_uuid();
+    persist("a seller's create", || async {
+        match env.seller.create_with_id(set, &id, body).await {
+            Err(DataverseError::PreconditionFailed(_)) => Ok(id.clone()),
+            other => other,
+        }
+    })
+    .await
+}
+
 impl Drill {
     /// A drill seeded with `seed`; creates the CRM's known customers.
     pub async fn new(env: &SyncEnv, seed: u64) -> Self {
@@ -153,17 +200,11 @@ impl Drill {
         for (i, (name, postal)) in KNOWN_CUSTOMERS.into_iter().enumerate() {
             let account = json!({"name": name, "address1_postalcode": postal,
                                  "address1_country": "US", "address1_city": "Redmond"});
-            let account = persist("creating a customer", || {
-                env.seller.create("accounts", &account)
-            })
-            .await;
+            let account = seller_create(env, "accounts", &account).await;
             let contact = json!({"firstname": "Dana", "lastname": format!("Buyer {i}"),
                                  "emailaddress1": format!("dana{i}@known.example"),
                                  "parentcustomerid_account@odata.bind": format!("/accounts({account})")});
-            let contact = persist("creating a contact", || {
-                env.seller.create("contacts", &contact)
-            })
-            .await;
+            let contact = seller_create(env, "contacts", &contact).await;
             customers.push((account, contact));
         }
         Self {
@@ -250,10 +291,7 @@ impl Drill {
             "cosell_syncwithpartnercenter": true,
             "cosell_products": "SOL-1234",
         });
-        let opportunity = persist("the seller's create", || {
-            env.seller.create("opportunities", &body)
-        })
-        .await;
+        let opportunity = seller_create(env, "opportunities", &body).await;
         self.from_seller.push(FromSeller {
             opportunity,
             name,
@@ -331,6 +369,7 @@ impl Drill {
                     verdict
                         .duplicates
                         .push(format!("referral {rid} has {} opportunities", more.len()));
+                    verdict.duplicated.opportunities += more.len() - 1;
                     continue;
                 }
             };
@@ -358,10 +397,17 @@ impl Drill {
         for record in &self.from_seller {
             verdict.compared += 1;
             let oid = record.opportunity.as_str();
-            let halves: Vec<&Value> = referrals
+            let (microsoft_halves, halves): (Vec<&Value>, Vec<&Value>) = referrals
                 .iter()
-                .filter(|r| r["externalReferenceId"] == oid && !targets_microsoft(r))
-                .collect();
+                .filter(|r| r["externalReferenceId"] == oid)
+                .partition(|r| targets_microsoft(r));
+            if microsoft_halves.len() > 1 {
+                verdict.duplicates.push(format!(
+                    "opportunity {oid} has {} Microsoft-targeted referrals",
+                    microsoft_halves.len()
+                ));
+                verdict.duplicated.referrals += microsoft_halves.len() - 1;
+            }
             let referral = match halves.as_slice() {
                 [] => {
                     verdict
@@ -374,6 +420,7 @@ impl Drill {
                     verdict
                         .duplicates
                         .push(format!("opportunity {oid} has {} referrals", more.len()));
+                    verdict.duplicated.referrals += more.len() - 1;
                     continue;
                 }
             };
@@ -404,27 +451,46 @@ impl Drill {
                 ));
             }
         }
-        // Nothing else was created: one opportunity per record, one account per new customer.
+        // Nothing else was created: one opportunity per record, one account per customer, one
+        // contact per person of a customer.
         let extra = opportunities.len() as i64 - self.records() as i64;
         if extra > 0 {
             verdict
                 .duplicates
                 .push(format!("{extra} opportunities more than records"));
+            verdict.duplicated.opportunities = verdict.duplicated.opportunities.max(extra as usize);
         }
-        for (name, _) in NEW_CUSTOMERS {
-            if !self.from_microsoft.iter().any(|r| r.customer == name) {
-                continue;
-            }
-            let filter = format!("$select=accountid&$filter=name eq '{name}'");
-            let accounts = persist("reading the accounts", || {
-                env.seller.query("accounts", &filter)
-            })
-            .await;
-            if accounts.len() != 1 {
-                verdict
-                    .duplicates
-                    .push(format!("{} accounts named {name}", accounts.len()));
-            }
+        let accounts: Vec<Value> = persist("reading the accounts", || {
+            env.seller
+                .query("accounts", "$select=accountid,name,address1_postalcode")
+        })
+        .await;
+        for (customer, copies) in copies(&accounts, |a| {
+            format!("{} {}", a["name"], a["address1_postalcode"])
+        }) {
+            verdict
+                .duplicates
+                .push(format!("{copies} accounts of customer {customer}"));
+            verdict.duplicated.accounts += copies - 1;
+        }
+        let contacts: Vec<Value> = persist("reading the contacts", || {
+            env.seller.query(
+                "contacts",
+                "$select=firstname,lastname,emailaddress1,_parentcustomerid_value",
+            )
+        })
+        .await;
+        for (person, copies) in copies(&contacts, |c| match c["emailaddress1"].as_str() {
+            Some(email) => format!("{} {email}", c["_parentcustomerid_value"]),
+            None => format!(
+                "{} {} {}",
+                c["_parentcustomerid_value"], c["firstname"], c["lastname"]
+            ),
+        }) {
+            verdict
+                .duplicates
+                .push(format!("{copies} contacts {person}"));
+            verdict.duplicated.contacts += copies - 1;
         }
         verdict
     }
@@ -479,6 +545,15 @@ impl fmt::Display for Settled {
             self.took.as_secs_f64()
         )
     }
+}
+
+/// The keys `key` gives more than one of `rows`, and how many rows have each.
+fn copies(rows: &[Value], key: impl Fn(&Value) -> String) -> Vec<(String, usize)> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for row in rows {
+        *counts.entry(key(row)).or_default() += 1;
+    }
+    counts.into_iter().filter(|(_, n)| *n > 1).collect()
 }
 
 /// The opportunities that carry `referral`'s id.

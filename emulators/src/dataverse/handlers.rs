@@ -8,7 +8,9 @@
 //! `If-Match` etag → 412 ("The version of the existing record doesn't match the RowVersion
 //! property provided."); `If-None-Match: *` on an existing row → 412 ("A record with matching key
 //! values already exists."); `If-None-Match: <etag>` on a GET of an unchanged row → 304.
-//! Choice where the reference stops: creating a row whose id is taken also answers that 412.
+//! Choices where the reference stops: creating a row whose id is taken (a POST naming it) also
+//! answers that 412, never overwriting the row; a PATCH whose body names another primary key
+//! than its URL is 400.
 
 use super::records::{self, ApiResult, Key, Store, bad_request, not_found, parse_key, to_json};
 use super::schema::EntityDef;
@@ -434,6 +436,7 @@ fn upsert(
     }
     let body = parse_body(&request.body)?;
     let mut values = store.convert(&def.logical_name, &body)?;
+    check_body_id(def, key, &values)?;
     match existing {
         Some(id) => {
             values.remove(&def.primary_id);
@@ -477,6 +480,26 @@ fn upsert(
             let id = insert(store, ctx, def, id, values)?;
             created_or_updated(store, ctx, def, request, &id, true)
         }
+    }
+}
+
+/// A PATCH whose body names another primary key than its URL is refused (400), whether it
+/// would update or create: the row the request means is ambiguous.
+fn check_body_id(
+    def: &EntityDef,
+    key: &Key,
+    values: &serde_json::Map<String, Value>,
+) -> ApiResult<()> {
+    let in_body = values
+        .get(&def.primary_id)
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok());
+    match (key, in_body) {
+        (Key::Id(id), Some(other)) if *id != other => Err(bad_request(
+            "0x80040203",
+            "Entity Id must be the same as the value set in property bag.",
+        )),
+        _ => Ok(()),
     }
 }
 

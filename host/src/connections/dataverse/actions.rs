@@ -59,13 +59,13 @@ fn close_body(id: &str, status: i64, subject: &str) -> Value {
 }
 
 /// The close action of opportunity `id` as a request of a `$batch`, e.g. after its create in
-/// the same change set (the create then names the id: `opportunityid` in its body).
+/// the same change set (the create then names the id: [`BatchRequest::create`]).
 pub fn close_request(closing: Closing, id: &str, status: i64, subject: &str) -> BatchRequest {
     BatchRequest {
         method: Method::POST,
         path: closing.action().to_owned(),
         body: Some(close_body(id, status, subject)),
-        if_match: None,
+        ..BatchRequest::default()
     }
 }
 

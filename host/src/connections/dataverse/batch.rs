@@ -5,7 +5,9 @@
 //! request is its own part and `Prefer: odata.continue-on-error` makes Dataverse run them all,
 //! each answering its own status. [`DataverseClient::batch_items`] mixes both: independent
 //! [`BatchItem`]s, each a request or a change set of its own, all run. A batch is retried like
-//! one request: it counts as idempotent only when none of its requests is a POST.
+//! one request: it counts as idempotent only when none of its requests is a POST or a create.
+//! A batch of creates ([`BatchRequest::create`]) whose answer is lost is not sent again blindly:
+//! [`super::creates`] finds out which of them landed first.
 
 use super::Result;
 use super::client::DataverseClient;
@@ -19,7 +21,7 @@ use serde_json::Value;
 pub const MAX_REQUESTS: usize = 1000;
 
 /// One request of a batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchRequest {
     pub method: Method,
     /// Relative to the Web API root, e.g. `opportunities(<id>)` or `accounts`.
@@ -27,6 +29,35 @@ pub struct BatchRequest {
     pub body: Option<Value>,
     /// `If-Match` (an `@odata.etag`, or `*`).
     pub if_match: Option<String>,
+    /// `If-None-Match: *` (never update a row that exists): what makes a PATCH a create.
+    pub if_none_match: bool,
+}
+
+impl BatchRequest {
+    /// The create of row `id` of `set` with the columns of `body` (without its primary key):
+    /// `PATCH {set}({id})` with `If-None-Match: *`, which creates the row or, when it exists,
+    /// fails with 412 and changes nothing. The id is chosen before the first attempt, so a
+    /// create whose answer was lost can be looked up, and sent again without a duplicate.
+    pub fn create(set: &str, id: &str, body: Value) -> Self {
+        Self {
+            method: Method::PATCH,
+            path: format!("{set}({id})"),
+            body: Some(body),
+            if_match: None,
+            if_none_match: true,
+        }
+    }
+
+    /// The entity set and id of the row this request creates, if it is a
+    /// [`create`](Self::create).
+    pub fn created_row(&self) -> Option<(&str, &str)> {
+        if self.method != Method::PATCH || !self.if_none_match || self.if_match.is_some() {
+            return None;
+        }
+        let (set, rest) = self.path.split_once('(')?;
+        let id = rest.strip_suffix(')')?;
+        (!id.is_empty() && !id.contains(['(', '\'', '='])).then_some((set, id))
+    }
 }
 
 /// One item of a [`DataverseClient::batch_items`] call: a request on its own, or a change set
@@ -92,7 +123,7 @@ impl DataverseClient {
         } else {
             requests.iter().cloned().map(BatchItem::Request).collect()
         };
-        let (answer, items) = self.send_batch(&items, !atomic).await?;
+        let (answer, items) = self.send_batch(&items, !atomic, false).await?;
         let mut parts: Vec<BatchResponse> = items.into_iter().flatten().collect();
         if !answer.status.is_success() {
             return Err(match parts.pop() {
@@ -112,17 +143,18 @@ impl DataverseClient {
         Ok(parts)
     }
 
-    /// `POST $batch` of independent `items` with `Prefer: odata.continue-on-error`, so every
-    /// item runs whatever happens to the others. Answers one list per item, in order: a request
-    /// has its answer; a change set has one answer per request when it was applied, or only the
-    /// answer of the request that failed it (then none of its requests was applied). The error
-    /// is the batch's as a whole (not sent, throttled after every retry, refused as malformed):
-    /// then no item's outcome is known from the answer.
-    pub async fn batch_items(&self, items: &[BatchItem]) -> Result<Vec<Vec<BatchResponse>>> {
+    /// `POST $batch` of independent `items` with `Prefer: odata.continue-on-error`, once (its
+    /// answer lost is an error): see [`batch_items`](Self::batch_items). `quick`: a lost answer
+    /// is not retried even when the batch is idempotent (the caller has another way to know).
+    pub(crate) async fn batch_items_once(
+        &self,
+        items: &[BatchItem],
+        quick: bool,
+    ) -> Result<Vec<Vec<BatchResponse>>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let (answer, answers) = self.send_batch(items, true).await?;
+        let (answer, answers) = self.send_batch(items, true, quick).await?;
         if !answer.status.is_success() {
             return Err(check(answer, "$batch").err().unwrap_or_else(|| {
                 DataverseError::InvalidResponse("a failed $batch without parts".into())
@@ -144,11 +176,13 @@ impl DataverseClient {
     }
 
     /// Sends `items` (change sets with their `Content-ID`s); answers the batch's own answer and
-    /// the parts of each top-level item.
+    /// the parts of each top-level item. A batch of creates, or a `quick` one, is sent again
+    /// only when Dataverse surely did not run it.
     async fn send_batch(
         &self,
         items: &[BatchItem],
         continue_on_error: bool,
+        quick: bool,
     ) -> Result<(Answer, Vec<Vec<BatchResponse>>)> {
         let count: usize = items.iter().map(|i| i.requests().len()).sum();
         if count > MAX_REQUESTS {
@@ -167,10 +201,9 @@ impl DataverseClient {
         let boundary = format!("batch_{}", retry::new_uuid());
         let text = self.body(items, &boundary)?;
         let mut call = Call::new(Method::POST, self.url("$batch", "")?, "$batch");
-        call.idempotent = items
-            .iter()
-            .flat_map(BatchItem::requests)
-            .all(|r| r.method != Method::POST);
+        let requests = || items.iter().flat_map(BatchItem::requests);
+        call.create = quick || requests().any(|r| r.created_row().is_some());
+        call.idempotent = !call.create && requests().all(|r| r.method != Method::POST);
         call.payload = Payload::Raw {
             content_type: format!("multipart/mixed; boundary={boundary}"),
             text,
@@ -229,6 +262,9 @@ impl DataverseClient {
         part.push_str(&format!("\r\n{} {url} HTTP/1.1\r\n", request.method));
         if let Some(tag) = &request.if_match {
             part.push_str(&format!("If-Match: {tag}\r\n"));
+        }
+        if request.if_none_match {
+            part.push_str("If-None-Match: *\r\n");
         }
         match &request.body {
             Some(body) => part.push_str(&format!(

@@ -1,5 +1,6 @@
 //! [`DataverseClient`]: the request loop every call shares (token, limiter, headers, retries)
-//! and the row calls: get, query with paging, create, update and upsert by alternate key.
+//! and the row calls: get, query with paging, update and upsert by alternate key (creates are
+//! in [`super::creates`]).
 
 use super::auth::TokenCache;
 use super::error::DataverseError;
@@ -144,16 +145,6 @@ impl DataverseClient {
         Ok(rows)
     }
 
-    /// `POST {set}`: creates a row and answers its id (from `OData-EntityId`). Not retried once
-    /// the request may have reached Dataverse (it could create the row twice).
-    pub async fn create(&self, set: &str, body: &Value) -> Result<String> {
-        let url = self.url(set, "")?;
-        let answer = self
-            .send(Call::new(Method::POST, url, set).json(body))
-            .await?;
-        answer.entity_id(set)
-    }
-
     /// `PATCH {set}({id})` with `If-Match: if_match`, or `If-Match: *` when `None` (so it never
     /// creates a row). A changed row is [`DataverseError::PreconditionFailed`], a missing one
     /// [`DataverseError::NotFound`].
@@ -188,6 +179,11 @@ impl DataverseClient {
             .send(Call::new(Method::PATCH, url, &what).json(body))
             .await?;
         answer.entity_id(&what)
+    }
+
+    /// How many times a call is retried.
+    pub(crate) fn max_retries(&self) -> u32 {
+        self.shared.max_retries
     }
 
     /// `{url}/api/data/v9.2/{path}?{query}`, percent-encoded.
@@ -268,8 +264,8 @@ impl DataverseClient {
     /// One logical call: one `x-ms-client-request-id` for all its attempts, each attempt inside
     /// a limiter slot. 429 lowers the concurrency and waits `Retry-After`; 5xx and connection
     /// errors back off; both up to `max_retries`. A call that is not idempotent is retried only
-    /// when it surely was not carried out: a refused connection, a 429 or a 503. A 401 fetches a
-    /// new token once.
+    /// when it surely was not carried out: a refused connection, a 429 or a 503 (for a create,
+    /// a 503 without a body). A 401 fetches a new token once.
     pub(crate) async fn exchange(&self, call: Call<'_>) -> Result<Answer> {
         let shared = &self.shared;
         let Call {
@@ -314,7 +310,11 @@ impl DataverseClient {
                             return Err(DataverseError::Throttled { retry_after });
                         }
                     } else if status.is_server_error() {
-                        let safe = call.idempotent || status == StatusCode::SERVICE_UNAVAILABLE;
+                        // A 503 is Dataverse declining the request; a create trusts only a
+                        // bare one (a gateway's 503 with a body may follow a commit).
+                        let safe = call.idempotent
+                            || (status == StatusCode::SERVICE_UNAVAILABLE
+                                && (!call.create || text.trim().is_empty()));
                         if !safe || attempt >= shared.max_retries {
                             return Err(DataverseError::Server {
                                 status: status.as_u16(),

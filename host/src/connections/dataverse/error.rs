@@ -62,6 +62,13 @@ impl DataverseError {
             Self::Throttled { .. } | Self::Server { .. } | Self::Transport(_)
         )
     }
+
+    /// Whether the request may have been carried out although it failed: no answer (a
+    /// timeout, a dropped connection) or a server error. A create that failed so is looked up
+    /// before it is sent again ([`super::creates`]).
+    pub fn answer_lost(&self) -> bool {
+        matches!(self, Self::Server { .. } | Self::Transport(_))
+    }
 }
 
 /// The `error.code` of a Dataverse error body (often empty).

@@ -2,7 +2,10 @@
 //! an application user (client-credentials auth).
 //!
 //! - [`client`]: [`DataverseClient`], its shared request loop and the row calls (get, query
-//!   with `@odata.nextLink` paging, create, update with `If-Match`, upsert by alternate key).
+//!   with `@odata.nextLink` paging, update with `If-Match`, upsert by alternate key).
+//! - [`creates`]: creates that name their row (`PATCH` with `If-None-Match: *`), alone or in a
+//!   `$batch`, and find out whether they landed when their answer is lost, so a create is never
+//!   made twice.
 //! - [`batch`]: `$batch` with one atomic change set or independent requests, or independent
 //!   items each a request or a change set of its own (the backfill's creates and closes).
 //! - [`changes`]: change tracking (`Prefer: odata.track-changes`, `@odata.deltaLink`).
@@ -16,7 +19,8 @@
 //! Every request carries `OData-MaxVersion`/`OData-Version: 4.0`, `Accept: application/json`
 //! and `x-ms-client-request-id` (new per logical call, the same on each of its retries). 429s
 //! wait `Retry-After` and lower the concurrency; 5xx and connection errors back off with jitter;
-//! a POST that may have reached the server is not retried unless it is idempotent. The client
+//! a POST that may have reached the server is not retried unless it is idempotent, and a create
+//! whose answer is lost is looked up before it is sent again. The client
 //! counts the requests it sends and the 429s it meets ([`Traffic`]). Secrets are
 //! held as [`Secret`] and never logged.
 
@@ -25,6 +29,7 @@ pub mod auth;
 pub mod batch;
 pub mod changes;
 pub mod client;
+pub mod creates;
 pub mod error;
 pub mod limiter;
 pub mod request;

@@ -24,6 +24,10 @@ pub(crate) struct Call<'a> {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Whether sending it twice is harmless (decides retries after it may have arrived).
     pub idempotent: bool,
+    /// A create whose caller finds out whether it landed when its answer is lost
+    /// ([`super::creates`]): sent again here only when it surely did not arrive (a refused
+    /// connection, a 429, a 503 without a body); any other failure goes back to the caller.
+    pub create: bool,
     /// Names the resource in errors, e.g. `opportunities(<id>)`.
     pub what: String,
 }
@@ -37,6 +41,7 @@ impl<'a> Call<'a> {
             payload: Payload::Empty,
             headers: Vec::new(),
             idempotent,
+            create: false,
             what: what.into(),
         }
     }

@@ -4,7 +4,9 @@
 //! `customerid_account: {"name": …, "address1_postalcode": …, "contact_customer_accounts": […]}`
 //! (docs/mapping.md). Here the currency is found by its code; the account is matched by name
 //! and postal code or created (the connector's documented behaviour), and its contacts by
-//! email under that account or created.
+//! email (or, without one, by name) under that account or created. Each create names its row
+//! and never runs twice ([`DataverseClient::create`]); a sync run again after a failure finds
+//! what the earlier run created.
 
 use crate::connections::dataverse::DataverseClient;
 use crate::sync::SyncError;
@@ -204,13 +206,12 @@ impl Lookups {
         account_id: &str,
         contact: &Value,
     ) -> Result<String, SyncError> {
-        if let Some(email) = contact["emailaddress1"].as_str() {
+        if let Some(filter) = contact_filter(contact) {
             let rows = dv
                 .query(
                     "contacts",
                     &format!(
-                        "$select=contactid&$filter=emailaddress1 eq {} and _parentcustomerid_value eq {account_id}",
-                        literal(email)
+                        "$select=contactid&$filter={filter} and _parentcustomerid_value eq {account_id}"
                     ),
                 )
                 .await?;
@@ -225,6 +226,23 @@ impl Lookups {
             )
             .await?)
     }
+}
+
+/// The `$filter` that matches `contact` (an object of a mapping's `contact_customer_accounts`)
+/// among its account's contacts: its email, or without one its first and last name, so that a
+/// sync run again (after a failure, even one whose create did land) finds the contact it
+/// created instead of making a second one. `None` when the contact has neither.
+fn contact_filter(contact: &Value) -> Option<String> {
+    let text = |column: &str| contact[column].as_str().filter(|v| !v.trim().is_empty());
+    if let Some(email) = text("emailaddress1") {
+        return Some(format!("emailaddress1 eq {}", literal(email)));
+    }
+    let last = text("lastname")?;
+    let first = match text("firstname") {
+        Some(first) => format!("firstname eq {}", literal(first)),
+        None => "firstname eq null".to_owned(),
+    };
+    Some(format!("{first} and lastname eq {}", literal(last)))
 }
 
 /// The `$filter` that matches the account of `account` (the object a mapping wrote): its name

@@ -59,13 +59,19 @@ impl OpportunityWriter {
             .await?)
     }
 
-    /// Creates an opportunity from mapped columns; answers its id.
+    /// Creates an opportunity from mapped columns; answers its id: the one the mapping gave
+    /// (`opportunityid`), or a new one. Its account, contacts and itself are each created once
+    /// even when an answer is lost ([`DataverseClient::create_with_id`]).
     pub async fn create(&self, mut columns: Map<String, Value>) -> Result<String, SyncError> {
         let closing = take_closing(&mut columns);
         self.lookups.resolve(&self.client, &mut columns).await?;
+        let id = match columns.remove("opportunityid") {
+            Some(Value::String(id)) => id,
+            _ => crate::connections::retry::new_uuid(),
+        };
         let id = self
             .client
-            .create("opportunities", &Value::Object(columns))
+            .create_with_id("opportunities", &id, &Value::Object(columns))
             .await?;
         self.close(&id, closing).await?;
         Ok(id)

@@ -176,22 +176,14 @@ pub(super) fn account_query(account: &Value) -> BatchRequest {
             "accounts?$select=accountid&$filter={}&$expand=contact_customer_accounts($select=contactid,emailaddress1)",
             account_filter(account)
         ),
-        body: None,
-        if_match: None,
+        ..BatchRequest::default()
     }
 }
 
 /// The create of the account `account` describes, with its id chosen here.
 pub(super) fn account_create(account: &Value) -> (String, BatchRequest) {
     let id = new_uuid();
-    let mut body = account_body(account);
-    body.insert("accountid".into(), json!(id));
-    let request = BatchRequest {
-        method: Method::POST,
-        path: "accounts".into(),
-        body: Some(Value::Object(body)),
-        if_match: None,
-    };
+    let request = BatchRequest::create("accounts", &id, Value::Object(account_body(account)));
     (id, request)
 }
 
@@ -210,14 +202,8 @@ fn plan_contact(customer: &Arc<Customer>, contact: &Value) -> (String, Option<Ne
     if let Some(email) = &email {
         known.insert(email.clone(), id.clone());
     }
-    let mut body = contact_body(contact, &customer.account_id);
-    body.insert("contactid".into(), json!(id));
-    let request = BatchRequest {
-        method: Method::POST,
-        path: "contacts".into(),
-        body: Some(Value::Object(body)),
-        if_match: None,
-    };
+    let body = contact_body(contact, &customer.account_id);
+    let request = BatchRequest::create("contacts", &id, Value::Object(body));
     let new = NewContact {
         id: id.clone(),
         request,

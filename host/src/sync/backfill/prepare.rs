@@ -8,9 +8,11 @@
 //! contacts, which are created together; [`Run::finish`] makes each draft whose contacts exist
 //! into its write.
 //!
-//! A closed referral's write is a change set of two requests: the create, naming the new
-//! opportunity's id (`opportunityid` in its body: the mapping's, from `externalReferenceId`,
-//! or a new one), and `WinOpportunity`/`LoseOpportunity` for that id. Dataverse applies both
+//! Every create names the new opportunity's id (the mapping's `opportunityid`, from
+//! `externalReferenceId`, or a new one) and never updates a row that exists
+//! ([`BatchRequest::create`]), so a write whose answer is lost is found out, not repeated.
+//! A closed referral's write is a change set of two requests: the create and
+//! `WinOpportunity`/`LoseOpportunity` for that id. Dataverse applies both
 //! or neither, so an opportunity is never left open for a closed referral, and a failed close
 //! leaves nothing to clean up.
 
@@ -30,8 +32,7 @@ use crate::sync::SyncError;
 use crate::sync::fingerprint;
 use crate::sync::outcome::{Mapped, classify_pipeline};
 use crate::sync::seller_notes::mark_name_synced;
-use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// The event name the mapping sees (it appears in the opportunity's Audit line).
@@ -66,7 +67,7 @@ pub(super) struct Prepared {
     /// The link to save once the opportunity exists (its id still missing).
     pub link: Link,
     pub closed: bool,
-    /// The opportunity id the create names (given by the mapping, or chosen for a close).
+    /// The opportunity id the create names (given by the mapping, or chosen here).
     pub named_id: Option<String>,
 }
 
@@ -198,20 +199,16 @@ impl Run<'_> {
                 Outcome::Failed(format!("creating its contact {contact}: {reason}")),
             ));
         }
-        let given_id = columns
-            .get("opportunityid")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let (item, named_id) = match closing {
-            None => (BatchItem::Request(create(columns)), given_id),
+        let oid = match columns.remove("opportunityid") {
+            Some(Value::String(id)) => id,
+            _ => new_uuid(),
+        };
+        let create = BatchRequest::create("opportunities", &oid, Value::Object(columns));
+        let item = match closing {
+            None => BatchItem::Request(create),
             Some((closing, status)) => {
-                let oid = given_id.unwrap_or_else(new_uuid);
-                columns.insert("opportunityid".into(), json!(oid));
                 let close = close_request(closing, &oid, status, CLOSE_SUBJECT);
-                (
-                    BatchItem::ChangeSet(vec![create(columns), close]),
-                    Some(oid),
-                )
+                BatchItem::ChangeSet(vec![create, close])
             }
         };
         Ok(Prepared {
@@ -219,16 +216,7 @@ impl Run<'_> {
             item,
             link,
             closed: closing.is_some(),
-            named_id,
+            named_id: Some(oid),
         })
-    }
-}
-
-fn create(columns: Map<String, Value>) -> BatchRequest {
-    BatchRequest {
-        method: Method::POST,
-        path: "opportunities".into(),
-        body: Some(Value::Object(columns)),
-        if_match: None,
     }
 }

@@ -11,8 +11,9 @@
 //!   referral a `$batch` holding just its change set (so it is closed atomically too).
 //!
 //! The client's limiter keeps either within the service protection limits: it waits out every
-//! `Retry-After`, halves its concurrency on a 429, and a `$batch` of creates is retried only
-//! when Dataverse surely did not run it (a 429 or 503, a refused connection).
+//! `Retry-After` and halves its concurrency on a 429. Every create names its row, so a write
+//! whose answer is lost (a timeout, a dropped connection, a 500) is not a failure: the client
+//! reads which rows landed and sends only the others again (`connections::dataverse::creates`).
 
 use super::Mode;
 use super::lookups::NewContact;
@@ -95,10 +96,21 @@ impl super::Run<'_> {
                 .await
                 .map(|rows| Some(json!({"value": rows})))
         } else {
-            let body = request.body.clone().unwrap_or_default();
-            dv.create(set, &body).await.map(|_| None)
+            self.create_one(request).await.map(|_| None)
         };
         result.map_err(|e| e.to_string())
+    }
+
+    /// Sends one create (a [`BatchRequest::create`]) on its own.
+    async fn create_one(&self, request: &BatchRequest) -> Result<String, DataverseError> {
+        let Some((set, id)) = request.created_row() else {
+            return Err(DataverseError::BadRequest {
+                code: String::new(),
+                message: format!("{} {} is not a create", request.method, request.path),
+            });
+        };
+        let body = request.body.clone().unwrap_or_default();
+        self.backfill.dataverse.create_with_id(set, id, &body).await
     }
 
     /// Creates `contacts`; answers the reason of each that failed, by id. A failed one is
@@ -134,13 +146,10 @@ impl super::Run<'_> {
     async fn write_one(&self, record: Prepared) -> RecordOutcome {
         let dv = &self.backfill.dataverse;
         match &record.item {
-            BatchItem::Request(create) => {
-                let body = create.body.clone().unwrap_or_default();
-                match dv.create(&create.path, &body).await {
-                    Ok(id) => created(record, id),
-                    Err(e) => failed(record, &e),
-                }
-            }
+            BatchItem::Request(create) => match self.create_one(create).await {
+                Ok(id) => created(record, id),
+                Err(e) => failed(record, &e),
+            },
             BatchItem::ChangeSet(_) => {
                 match dv.batch_items(std::slice::from_ref(&record.item)).await {
                     Ok(answers) => outcome_of(record, &answers[0]),
