@@ -583,6 +583,51 @@ async fn shared_co_sell_referral_is_created_in_two_steps() {
 }
 
 #[tokio::test]
+async fn the_documented_next_link_path_can_be_served_and_undocumented_filters_are_refused() {
+    let env = Env::start(PartnerCenterConfig {
+        serve_next_link_path: true,
+        ..PartnerCenterConfig::default()
+    })
+    .await;
+    for i in 0..5 {
+        env.create(referral(&format!("Deal {i}"), "Independent")).await;
+    }
+    let (_, page) = env.list(&[("$top", "3")]).await;
+    let next = page["@odata.nextLink"].as_str().unwrap();
+    let rest: Value = env
+        .http
+        .get(next)
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["value"].as_array().unwrap().len(), 2);
+    assert!(rest.get("@odata.nextLink").is_none());
+
+    for filter in [
+        "externalReferenceId eq 'x'",
+        "name eq 'Deal 1'",
+        "status eq 'New' and updatedDateTime ge '2026-01-01T00:00:00Z'",
+    ] {
+        let (status, body) = env.list(&[("$filter", filter)]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{filter}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not supported"),
+            "{body}"
+        );
+    }
+    let (status, _) = env.list(&[("$orderby", "name")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    env.running.stop().await;
+}
+
+#[tokio::test]
 async fn list_pages_with_an_opaque_next_link_select_and_orderby() {
     let env = Env::default().await;
     let mut created = Vec::new();
@@ -619,17 +664,19 @@ async fn list_pages_with_an_opaque_next_link_select_and_orderby() {
         let Some(next) = page["@odata.nextLink"].as_str() else {
             break;
         };
-        assert!(next.contains("$skiptoken="), "{next}");
-        page = env
-            .http
-            .get(next)
-            .bearer_auth(&env.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        // The documented shape: another path than the request's, answered 404 here, so the
+        // link's $skiptoken goes on the list's own path.
+        let link = reqwest::Url::parse(next).unwrap();
+        assert_eq!(link.path(), "/v1.0/referrals", "{next}");
+        let as_linked = env.http.get(next).bearer_auth(&env.token).send().await;
+        assert_eq!(as_linked.unwrap().status(), StatusCode::NOT_FOUND);
+        let (_, token) = link
+            .query_pairs()
+            .find(|(k, _)| k == "$skiptoken")
+            .expect("a $skiptoken");
+        let (status, next_page) = env.list(&[("$skiptoken", &token)]).await;
+        assert_eq!(status, StatusCode::OK);
+        page = next_page;
     }
     assert_eq!(sizes, vec![10, 10, 5]);
     assert_eq!(seen, created, "every id once, in creation order");

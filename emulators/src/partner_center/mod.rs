@@ -116,6 +116,11 @@ pub struct PartnerCenterConfig {
     pub referral_expiry: chrono::Duration,
     /// Page size when a list names no `$top`.
     pub default_page_size: usize,
+    /// Whether the path of the documented `@odata.nextLink` (`/v1.0/referrals`, without
+    /// `/engagements`) answers with the next page. Whether the live service serves it is not
+    /// known, so by default it answers 404 and a client must fall back to the link's
+    /// `$skiptoken` on the list's own path.
+    pub serve_next_link_path: bool,
     /// The base URL to put in links and `x-ms-certificate-url` (default: the bound address).
     pub public_url: Option<String>,
     /// The Webhooks API's base URL, in validation events' `ResourceUri` (default: the bound
@@ -144,6 +149,7 @@ impl Default for PartnerCenterConfig {
             webhook_concurrency: 1,
             referral_expiry: chrono::Duration::days(14),
             default_page_size: 100,
+            serve_next_link_path: false,
             public_url: None,
             public_webhooks_url: None,
             organization_id: "3e1f0a4c-5b6d-4e7f-8a9b-0c1d2e3f4a5b".into(),
@@ -445,7 +451,12 @@ impl PartnerCenter {
     pub fn router(&self) -> Router {
         use referrals_http as r;
         use webhooks as w;
-        Router::new()
+        let router = Router::new();
+        let router = match self.inner.config.serve_next_link_path {
+            true => router.route("/v1.0/referrals", get(r::list)),
+            false => router,
+        };
+        router
             .route("/{tenant}/oauth2/token", post(token_v1))
             .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
             .route("/{tenant}/oauth2/v2.0/devicecode", post(device_code))

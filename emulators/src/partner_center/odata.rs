@@ -8,6 +8,10 @@
 //! Where the facts stop: string comparison is case-sensitive (OData's rule); an unquoted GUID
 //! is read as a string, since the live service writes `engagementId eq <guid>` in its own links;
 //! a missing member is `null`; functions (`contains`, …) are not documented and answer 400.
+//! A `$filter` may name only the members Microsoft's documented examples filter on
+//! ([`DOCUMENTED_MEMBERS`], and `email` inside `team/any`): the service's real set is not
+//! published, so a client that filters on anything else (`externalReferenceId`, `name`,
+//! `updatedDateTime`) could work here and fail there; the emulator answers 400 instead.
 
 use crate::common::odata::{
     self, CmpOp, Dialect, Expr, LambdaKind, Literal, Operand, SyntaxError, Token,
@@ -65,9 +69,80 @@ fn message(error: SyntaxError) -> String {
     }
 }
 
-/// Parses a `$filter` expression.
+/// The members Microsoft's documentation shows in a referral list `$filter`.
+pub const DOCUMENTED_MEMBERS: &[&str] = &[
+    "engagementId",
+    "status",
+    "substatus",
+    "qualification",
+    "direction",
+    "type",
+    "customerProfile/address/country",
+];
+
+/// The collections a documented `$filter` ranges over with `any`, and the members of their
+/// items it compares.
+const DOCUMENTED_LAMBDAS: &[(&str, &[&str])] = &[("team", &["email"])];
+
+/// Parses a `$filter` expression, refusing members the documentation never filters on.
 pub fn parse_filter(input: &str) -> Result<Expr, String> {
-    odata::parse(input, DIALECT).map_err(message)
+    let expr = odata::parse(input, DIALECT).map_err(message)?;
+    documented_only(&expr, None)?;
+    Ok(expr)
+}
+
+/// Checks that `expr` compares only documented members; `lambda` is the range variable in
+/// scope and the members its items may be compared on.
+fn documented_only(expr: &Expr, lambda: Option<(&str, &[&str])>) -> Result<(), String> {
+    let operand = |o: &Operand| match o {
+        Operand::Path(path) => documented_path(path, lambda),
+        _ => Ok(()),
+    };
+    match expr {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            documented_only(a, lambda)?;
+            documented_only(b, lambda)
+        }
+        Expr::Not(a) => documented_only(a, lambda),
+        Expr::Call(..) => Ok(()),
+        Expr::Compare(l, _, r) => {
+            operand(l)?;
+            operand(r)
+        }
+        Expr::Lambda(inner) => {
+            let collection = inner.path.join("/");
+            let members = DOCUMENTED_LAMBDAS
+                .iter()
+                .find(|(name, _)| *name == collection)
+                .map(|(_, members)| *members)
+                .ok_or_else(|| undocumented(&collection))?;
+            documented_only(&inner.body, Some((inner.var.as_str(), members)))
+        }
+    }
+}
+
+fn documented_path(path: &[String], lambda: Option<(&str, &[&str])>) -> Result<(), String> {
+    if let Some((var, members)) = lambda
+        && path.first().map(String::as_str) == Some(var)
+    {
+        let member = path[1..].join("/");
+        return match members.contains(&member.as_str()) {
+            true => Ok(()),
+            false => Err(undocumented(&member)),
+        };
+    }
+    let joined = path.join("/");
+    match DOCUMENTED_MEMBERS.contains(&joined.as_str()) {
+        true => Ok(()),
+        false => Err(undocumented(&joined)),
+    }
+}
+
+fn undocumented(member: &str) -> String {
+    format!(
+        "filtering on '{member}' is not supported; $filter may name {} and team/any(t:t/email eq '…')",
+        DOCUMENTED_MEMBERS.join(", ")
+    )
 }
 
 fn literal(value: &Literal) -> Value {
@@ -204,8 +279,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Evaluates `filter` without the documented-members rule, to test evaluation alone.
     fn hit(filter: &str, item: &Value) -> bool {
-        eval(&parse_filter(filter).unwrap(), item)
+        eval(&odata::parse(filter, DIALECT).unwrap(), item)
     }
 
     #[test]
@@ -250,6 +326,28 @@ mod tests {
         assert!(parse_filter("contains(name,'x')").is_err());
         assert!(parse_filter("status eq 'Active' and").is_err());
         assert!(parse_filter("status xx 'A'").is_err());
+    }
+
+    #[test]
+    fn only_documented_members_may_be_filtered_on() {
+        for ok in [
+            "engagementId eq 'x'",
+            "status eq 'Active' and direction eq 'Outgoing' and type eq 'Shared' and team/any(t:t/email eq 'x@y')",
+            "customerProfile/address/country eq 'US' and not (substatus eq 'Pending')",
+        ] {
+            assert!(parse_filter(ok).is_ok(), "{ok}");
+        }
+        for (bad, member) in [
+            ("externalReferenceId eq 'x'", "externalReferenceId"),
+            ("name eq 'x'", "name"),
+            ("updatedDateTime ge '2026-01-01T00:00:00Z'", "updatedDateTime"),
+            ("status eq 'New' or customerProfile/name eq 'x'", "customerProfile/name"),
+            ("team/any(t:t/lastName eq 'x')", "lastName"),
+            ("customerProfile/team/any(t:t/email eq 'x')", "customerProfile/team"),
+        ] {
+            let error = parse_filter(bad).unwrap_err();
+            assert!(error.contains(&format!("'{member}'")), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -124,9 +124,9 @@ pub(crate) async fn list(
         };
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(&next).expect("serialisable"));
-        body["@odata.nextLink"] = json!(format!(
-            "{base}/v1.0/engagements/referrals?$skiptoken={token}"
-        ));
+        // The documented shape: not the request's path (no `/engagements`), and on the
+        // live service `http://` although the API is served over https.
+        body["@odata.nextLink"] = json!(format!("{base}/v1.0/referrals?$skiptoken={token}"));
     }
     Json(body).into_response()
 }
