@@ -8,6 +8,7 @@ use cosell::config::Secret;
 use cosell::connections::partner_center::{
     PartnerCenterClient, PartnerCenterError, PartnerCenterSettings,
 };
+use cosell::sinks::partner_center::ReferralWriter;
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::{Value, json};
@@ -43,35 +44,113 @@ fn client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_every_referral_across_pages_exactly_once() {
     tokio::time::timeout(BOUND, async {
-        let (pc, running) = emulator(1).await;
-        let mut seeded = HashSet::new();
-        for i in 0..23 {
-            let r = pc
-                .microsoft()
-                .create_incoming(json!({ "name": format!("Referral {i}") }));
-            seeded.insert(r["id"].as_str().unwrap().to_owned());
-        }
-        let client = client(&pc, &running);
-        let listed = client
-            .list_referrals(None, Some(5))
-            .await
-            .expect("the list");
-        let ids: Vec<String> = listed
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(ids.len(), 23, "every referral once");
-        assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), seeded);
+        // The documented next link's path answers 404 (the emulator's default, so the client
+        // falls back to its $skiptoken on the list's path) or serves the page.
+        for serve_next_link_path in [false, true] {
+            let pc = PartnerCenter::new(PartnerCenterConfig {
+                fault_seed: 1,
+                serve_next_link_path,
+                ..PartnerCenterConfig::default()
+            });
+            let running = pc.serve().await.expect("the emulator starts");
+            let mut seeded = HashSet::new();
+            for i in 0..23 {
+                let r = pc
+                    .microsoft()
+                    .create_incoming(json!({ "name": format!("Referral {i}") }));
+                seeded.insert(r["id"].as_str().unwrap().to_owned());
+            }
+            let client = client(&pc, &running);
+            let listed = client
+                .list_referrals(None, Some(5))
+                .await
+                .expect("the list");
+            let ids: Vec<String> = listed
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(ids.len(), 23, "every referral once");
+            assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), seeded);
 
-        let filtered = client
-            .list_referrals(Some("name eq 'Referral 7'"), Some(2))
-            .await
-            .expect("a filtered list");
-        assert_eq!(filtered.len(), 1);
+            let filtered = client
+                .list_referrals(Some("direction eq 'Incoming' and status eq 'New'"), Some(4))
+                .await
+                .expect("a filtered list");
+            assert_eq!(filtered.len(), 23);
+            // A filter Microsoft never documents is refused, as the real service may.
+            let undocumented = client
+                .list_referrals(Some("name eq 'Referral 7'"), Some(2))
+                .await;
+            assert!(
+                matches!(undocumented, Err(PartnerCenterError::BadRequest(_))),
+                "{undocumented:?}"
+            );
+            running.stop().await;
+        }
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_is_lost_makes_exactly_one_referral() {
+    tokio::time::timeout(BOUND, async {
+        let (pc, running) = emulator(7).await;
+        // Older referrals than the intent, on more than one lookup page.
+        for _ in 0..130 {
+            pc.microsoft().create_incoming(json!({}));
+        }
+        let writer = ReferralWriter::new(client(&pc, &running));
+        let faults = [
+            FaultConfig {
+                applied_error_rate: 1.0,
+                ..FaultConfig::default()
+            },
+            FaultConfig {
+                applied_drop_rate: 1.0,
+                ..FaultConfig::default()
+            },
+        ];
+        for (n, fault) in faults.into_iter().enumerate() {
+            for kind in ["Independent", "Shared"] {
+                let opportunity = format!("00000000-0000-4000-8000-00000000000{n}{}", kind.len());
+                let mut referral = outgoing(kind);
+                referral["externalReferenceId"] = json!("not what the lookup matches");
+                let since = chrono::Utc::now().timestamp_millis();
+                pc.faults().set(fault.clone()).unwrap();
+                let created = writer.create(&opportunity, since, &referral).await;
+                pc.faults().set(FaultConfig::default()).unwrap();
+                let created = created.expect("the create is found after its answer is lost");
+                let ours: Vec<Value> = pc
+                    .referrals()
+                    .into_iter()
+                    .filter(|r| r["externalReferenceId"] == json!(opportunity))
+                    .collect();
+                let halves = if kind == "Shared" { 2 } else { 1 };
+                assert_eq!(ours.len(), halves, "{kind} under {fault:?}: {ours:#?}");
+                assert!(ours.iter().any(|r| r["id"] == created["id"]));
+            }
+        }
+        assert!(pc.faults().injected().applied_then_failed >= 2);
+        assert!(pc.faults().injected().applied_then_dropped >= 2);
         running.stop().await;
     })
     .await
     .expect("bounded");
+}
+
+/// An outgoing referral as the default mapping makes one.
+fn outgoing(kind: &str) -> Value {
+    json!({
+        "name": "Lost answer",
+        "type": kind,
+        "qualification": "SalesQualified",
+        "customerProfile": {"name": "Contoso", "address": {"country": "US", "postalCode": "98052"},
+                            "team": [{"firstName": "A", "lastName": "B", "email": "a@contoso.example"}]},
+        "consent": {"consentToShareReferralWithMicrosoftSellers": kind == "Shared", "consentToContact": true},
+        "details": {"notes": "n", "dealValue": 1000, "currency": "USD"},
+        "team": [{"firstName": "P", "lastName": "Q", "email": "me@partner.example"}]
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

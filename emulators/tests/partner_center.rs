@@ -590,7 +590,8 @@ async fn the_documented_next_link_path_can_be_served_and_undocumented_filters_ar
     })
     .await;
     for i in 0..5 {
-        env.create(referral(&format!("Deal {i}"), "Independent")).await;
+        env.create(referral(&format!("Deal {i}"), "Independent"))
+            .await;
     }
     let (_, page) = env.list(&[("$top", "3")]).await;
     let next = page["@odata.nextLink"].as_str().unwrap();

@@ -340,10 +340,19 @@ mod tests {
         for (bad, member) in [
             ("externalReferenceId eq 'x'", "externalReferenceId"),
             ("name eq 'x'", "name"),
-            ("updatedDateTime ge '2026-01-01T00:00:00Z'", "updatedDateTime"),
-            ("status eq 'New' or customerProfile/name eq 'x'", "customerProfile/name"),
+            (
+                "updatedDateTime ge '2026-01-01T00:00:00Z'",
+                "updatedDateTime",
+            ),
+            (
+                "status eq 'New' or customerProfile/name eq 'x'",
+                "customerProfile/name",
+            ),
             ("team/any(t:t/lastName eq 'x')", "lastName"),
-            ("customerProfile/team/any(t:t/email eq 'x')", "customerProfile/team"),
+            (
+                "customerProfile/team/any(t:t/email eq 'x')",
+                "customerProfile/team",
+            ),
         ] {
             let error = parse_filter(bad).unwrap_err();
             assert!(error.contains(&format!("'{member}'")), "{bad}: {error}");

@@ -1,13 +1,35 @@
 //! Writing referrals to Partner Center.
 //!
-//! A co-sell (Shared) referral takes two creates (reference §1.9): the partner's referral,
-//! then a "connected" one with the same `engagementId` targeting Microsoft
-//! (`{type: BusinessProfileLocation, id: msft}`). An Independent referral is one create.
-//! Before creating, the referral naming the opportunity in `externalReferenceId` is looked
-//! up, so a create retried after a crash adopts the referral instead of making a second one.
+//! A co-sell (Shared) referral takes two creates: the partner's referral, then a "connected"
+//! one with the same `engagementId` targeting Microsoft (`{type: BusinessProfileLocation, id:
+//! msft}`). An Independent referral is one create.
+//!
+//! Partner Center takes no client-chosen id and documents no filter on `externalReferenceId`,
+//! so a create whose answer is lost cannot simply be sent again (that makes a duplicate) nor
+//! found with a query. Instead the caller records an intent in its own state before the POST
+//! ([`crate::store::SyncStore::begin_referral_intent`]), every referral cosell creates carries
+//! its opportunity's id in `externalReferenceId` (the documented place for the CRM's own id),
+//! and after a lost answer (or a crash with the intent still open) [`ReferralWriter::find_created`]
+//! lists the newest referrals with the documented `$orderby=createdDateTime desc`, stopping
+//! once older than the intent, and matches that id on the client. The Microsoft half is found
+//! with the documented `engagementId` filter.
 
-use crate::connections::partner_center::{PartnerCenterClient, Referral, Result};
+use crate::connections::partner_center::{
+    PartnerCenterClient, PartnerCenterError, Referral, Result,
+};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+
+/// How much older than the intent a referral's `createdDateTime` may look and still be the
+/// one that intent created: the two clocks are not the same.
+const CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
+
+/// Creates sent under one call before giving the event back to the queue (each one only
+/// after the lookup found nothing).
+const CREATE_ATTEMPTS: usize = 3;
+
+/// Page size of the lookup's list.
+const LOOKUP_PAGE: u32 = 100;
 
 /// Whether a referral is the Microsoft-targeted half of a co-sell pair.
 pub fn targets_microsoft(referral: &Value) -> bool {
@@ -33,43 +55,118 @@ impl ReferralWriter {
         &self.client
     }
 
-    /// The partner's referral whose `externalReferenceId` is `opportunity_id`, if one exists.
-    pub async fn find_for_opportunity(&self, opportunity_id: &str) -> Result<Option<Referral>> {
-        let filter = format!(
-            "externalReferenceId eq '{}'",
-            opportunity_id.replace('\'', "''")
-        );
-        let found = self.client.list_referrals(Some(&filter), None).await?;
-        match found.into_iter().find(|r| !targets_microsoft(r)) {
+    /// The partner's referral created for `opportunity_id` since `since_ms` (the intent's
+    /// time, milliseconds since the epoch), if Partner Center has one: the newest referrals are
+    /// listed (`createdDateTime desc`) until one is older than the intent.
+    pub async fn find_created(
+        &self,
+        opportunity_id: &str,
+        since_ms: i64,
+    ) -> Result<Option<Referral>> {
+        let cutoff = since_ms - CLOCK_SKEW_MS;
+        let ours = |r: &Value| {
+            r["externalReferenceId"].as_str() == Some(opportunity_id) && !targets_microsoft(r)
+        };
+        let listed = self
+            .client
+            .list_referrals_while(
+                None,
+                Some("createdDateTime desc"),
+                Some(LOOKUP_PAGE),
+                |page| {
+                    !page.iter().any(ours)
+                        && page.last().is_some_and(|r| !created_before(r, cutoff))
+                },
+            )
+            .await?;
+        match listed
+            .iter()
+            .find(|r| ours(r) && !created_before(r, cutoff))
+        {
             Some(r) => {
                 let id = r["id"].as_str().unwrap_or_default().to_owned();
+                tracing::info!(opportunity = opportunity_id, referral = %id, "found the referral a lost create made");
                 Ok(Some(self.client.get_referral(&id).await?))
             }
             None => Ok(None),
         }
     }
 
-    /// Creates `referral`; for a Shared one also its Microsoft-targeted half. Answers the
-    /// partner's referral as created.
-    pub async fn create(&self, referral: &Value) -> Result<Value> {
-        let created = self.client.create_referral(referral).await?;
+    /// Creates `referral` for `opportunity_id` under an intent begun at `since_ms`; for a
+    /// Shared one also its Microsoft-targeted half. A create whose answer is lost is looked up
+    /// before it is sent again. Answers the partner's referral as created (or found).
+    pub async fn create(
+        &self,
+        opportunity_id: &str,
+        since_ms: i64,
+        referral: &Value,
+    ) -> Result<Value> {
+        let mut referral = referral.clone();
+        // The marker the lookup matches: cosell's, whatever the mapping wrote there.
+        referral["externalReferenceId"] = json!(opportunity_id);
+        let mut lost = None;
+        let mut created = None;
+        for _ in 0..CREATE_ATTEMPTS {
+            match self.client.create_referral(&referral).await {
+                Ok(answer) => {
+                    created = Some(answer);
+                    break;
+                }
+                Err(PartnerCenterError::AnswerLost(why)) => {
+                    tracing::warn!(
+                        opportunity = opportunity_id,
+                        why,
+                        "the answer to a referral create was lost; looking it up"
+                    );
+                    if let Some(found) = self.find_created(opportunity_id, since_ms).await? {
+                        created = Some(found.body);
+                        break;
+                    }
+                    lost = Some(why);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let created =
+            created.ok_or_else(|| PartnerCenterError::AnswerLost(lost.unwrap_or_default()))?;
         if referral["type"] == "Shared" {
-            self.create_microsoft_half(referral, &created["engagementId"])
-                .await?;
+            self.ensure_microsoft_half(&created, &referral).await?;
         }
         Ok(created)
     }
 
     /// The second step of a co-sell: `referral` again, in the same engagement, for Microsoft.
-    async fn create_microsoft_half(
-        &self,
-        referral: &Value,
-        engagement_id: &Value,
-    ) -> Result<Value> {
+    /// A create whose answer is lost is looked up in the engagement before it is sent again.
+    async fn create_microsoft_half(&self, referral: &Value, engagement: &str) -> Result<()> {
         let mut connected = referral.clone();
-        connected["engagementId"] = engagement_id.clone();
+        connected["engagementId"] = json!(engagement);
         connected["target"] = json!([{"type": "BusinessProfileLocation", "id": "msft"}]);
-        self.client.create_referral(&connected).await
+        let mut lost = String::new();
+        for _ in 0..CREATE_ATTEMPTS {
+            match self.client.create_referral(&connected).await {
+                Ok(_) => return Ok(()),
+                Err(PartnerCenterError::AnswerLost(why)) => {
+                    tracing::warn!(
+                        engagement,
+                        why,
+                        "the answer to a Microsoft half's create was lost; looking it up"
+                    );
+                    if self.microsoft_half_exists(engagement).await? {
+                        return Ok(());
+                    }
+                    lost = why;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(PartnerCenterError::AnswerLost(lost))
+    }
+
+    /// Whether the engagement has its Microsoft-targeted referral (documented filter).
+    async fn microsoft_half_exists(&self, engagement: &str) -> Result<bool> {
+        let filter = format!("engagementId eq '{}'", engagement.replace('\'', "''"));
+        let siblings = self.client.list_referrals(Some(&filter), None).await?;
+        Ok(siblings.iter().any(targets_microsoft))
     }
 
     /// Creates the Microsoft-targeted half of the Shared referral `existing` when it is
@@ -79,24 +176,26 @@ impl ReferralWriter {
         let Some(engagement) = existing["engagementId"].as_str() else {
             return Ok(());
         };
-        if existing["type"] != "Shared" {
+        if existing["type"] != "Shared" || self.microsoft_half_exists(engagement).await? {
             return Ok(());
         }
-        let filter = format!("engagementId eq '{}'", engagement.replace('\'', "''"));
-        let siblings = self.client.list_referrals(Some(&filter), None).await?;
-        if !siblings.iter().any(targets_microsoft) {
-            tracing::info!(
-                engagement,
-                "creating the missing Microsoft half of a co-sell referral"
-            );
-            self.create_microsoft_half(wanted, &existing["engagementId"])
-                .await?;
-        }
-        Ok(())
+        tracing::info!(
+            engagement,
+            "creating the Microsoft half of a co-sell referral"
+        );
+        self.create_microsoft_half(wanted, engagement).await
     }
 
     /// Sends `ops` with `If-Match: etag`; answers the referral as it now is.
     pub async fn patch(&self, id: &str, ops: &[Value], etag: &str) -> Result<Value> {
         self.client.patch_referral(id, ops, Some(etag)).await
     }
+}
+
+/// Whether `referral` was created before `cutoff_ms`; a missing or unreadable time is not.
+fn created_before(referral: &Value, cutoff_ms: i64) -> bool {
+    referral["createdDateTime"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t.with_timezone(&Utc).timestamp_millis() < cutoff_ms)
 }

@@ -204,6 +204,16 @@ pub trait SyncStore: Send + Sync {
     fn credential(&self, name: &str) -> Result<Option<String>>;
     fn set_credential(&self, name: &str, value: &str) -> Result<()>;
 
+    /// When cosell began creating the partner referral of `opportunity_id`, if that create
+    /// has not been seen to finish (its answer was lost, or the host stopped in between).
+    fn referral_intent(&self, opportunity_id: &str) -> Result<Option<i64>>;
+    /// Records durably, before the POST, that cosell is about to create the partner referral
+    /// of `opportunity_id`; an unfinished earlier intent keeps its time. Answers when the
+    /// intent began (milliseconds since the epoch).
+    fn begin_referral_intent(&self, opportunity_id: &str, now_ms: i64) -> Result<i64>;
+    /// The create of `opportunity_id`'s referral finished: its referral is linked.
+    fn end_referral_intent(&self, opportunity_id: &str) -> Result<()>;
+
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
     /// The newest `limit` entries of a record (all records with `None`), newest first.
     fn audit_trail(&self, record: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;

@@ -64,10 +64,13 @@ impl SyncEngine {
             let Some(mut wanted) = self.map_opportunity(&row, current.as_ref()).await? else {
                 return Ok(Done::new("skipped", SKIPPED));
             };
-            if current.is_none() {
-                // A create retried after a crash finds the referral it made (looked up only
-                // once the mapping wants a referral, so unsynced opportunities cost no call).
-                if let Some(found) = self.referrals.find_for_opportunity(oid).await? {
+            let mut adopted = false;
+            if current.is_none()
+                && let Some(since) = self.store.referral_intent(oid)?
+            {
+                // An earlier create of this opportunity's referral never saw its answer (lost,
+                // or the host stopped): find what it made before creating anything.
+                if let Some(found) = self.referrals.find_created(oid, since).await? {
                     self.referrals
                         .ensure_microsoft_half(&found.body, &wanted)
                         .await?;
@@ -76,6 +79,7 @@ impl SyncEngine {
                     };
                     wanted = remapped;
                     current = Some(found);
+                    adopted = true;
                 }
             }
             link.crm_hash = Some(crm_hash.clone());
@@ -88,7 +92,12 @@ impl SyncEngine {
                 }
             };
             match done {
-                Some(done) => return Ok(done),
+                Some(done) => {
+                    if adopted {
+                        self.store.end_referral_intent(oid)?;
+                    }
+                    return Ok(done);
+                }
                 None => tracing::info!(
                     opportunity = oid,
                     "Partner Center answered 412: reading the referral again and re-running the mapping"
@@ -169,7 +178,11 @@ impl SyncEngine {
         row: &Row,
         wanted: &Value,
     ) -> Result<Done, SyncError> {
-        let created = self.referrals.create(wanted).await?;
+        // Durable before the POST: a lost answer or a crash is looked up, never re-sent blindly.
+        let since = self
+            .store
+            .begin_referral_intent(oid, chrono::Utc::now().timestamp_millis())?;
+        let created = self.referrals.create(oid, since, wanted).await?;
         let rid = created["id"]
             .as_str()
             .ok_or_else(|| SyncError::transient("Partner Center created a referral without an id"))?
@@ -185,6 +198,7 @@ impl SyncEngine {
         // taking the unchanged opportunity as synced.
         let synced = link.crm_hash.take();
         self.store.save_link(link)?;
+        self.store.end_referral_intent(oid)?;
         let kind = created["type"].as_str().unwrap_or("Independent");
         let extra = self.referral_columns(&row.body, &rid);
         let line = format!("created {kind} referral {rid} in Partner Center");

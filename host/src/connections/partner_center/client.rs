@@ -262,7 +262,12 @@ impl PartnerCenterClient {
             let wait = match request.send().await {
                 Err(e) => {
                     let safe = idempotent || e.is_connect();
-                    if e.is_builder() || !safe || attempt >= shared.max_retries {
+                    if !safe && !e.is_builder() {
+                        return Err(PartnerCenterError::AnswerLost(format!(
+                            "{method} {url}: {e}"
+                        )));
+                    }
+                    if e.is_builder() || attempt >= shared.max_retries {
                         return Err(PartnerCenterError::Transport(format!(
                             "{method} {url}: {e}"
                         )));
@@ -301,6 +306,17 @@ impl PartnerCenterClient {
                         StatusCode::TOO_MANY_REQUESTS if attempt < shared.max_retries => {
                             retry::retry_after(&headers).unwrap_or_else(|| retry::backoff(attempt))
                         }
+                        // Only a bodiless 503 surely comes from in front of the service; any
+                        // other 5xx to a POST may follow an applied write.
+                        s if s.is_server_error()
+                            && !idempotent
+                            && !(s == StatusCode::SERVICE_UNAVAILABLE
+                                && text.trim().is_empty()) =>
+                        {
+                            return Err(PartnerCenterError::AnswerLost(format!(
+                                "{method} {url} answered {status}: {message}"
+                            )));
+                        }
                         s if s.is_server_error() && attempt < shared.max_retries => {
                             retry::retry_after(&headers).unwrap_or_else(|| retry::backoff(attempt))
                         }
@@ -321,10 +337,19 @@ impl PartnerCenterClient {
 }
 
 /// Reading the referral list page by page, following `@odata.nextLink`.
+///
+/// The link is opaque, and Microsoft's documented one is on another scheme and path than the
+/// request (`http://api.partner.microsoft.com/v1.0/referrals?$skiptoken=…`). It is followed on
+/// the configured API host only, with the configured scheme and port (so https stays https and
+/// the token never leaves that host); when its path answers 404, its `$skiptoken` is sent on
+/// the list's own path instead, and every later page goes there directly.
 struct ReferralPages {
     client: PartnerCenterClient,
-    origin: url::Origin,
-    next: Option<String>,
+    /// The first page's URL: the list's own path and query.
+    first: reqwest::Url,
+    next: Option<reqwest::Url>,
+    /// Whether next links' paths answered 404, so `$skiptoken` goes on the list's path.
+    skiptoken_on_list_path: bool,
 }
 
 impl ReferralPages {
@@ -350,8 +375,9 @@ impl ReferralPages {
         }
         Ok(Self {
             client: client.clone(),
-            origin: url.origin(),
-            next: Some(url.to_string()),
+            first: url.clone(),
+            next: Some(url),
+            skiptoken_on_list_path: false,
         })
     }
 
@@ -360,30 +386,85 @@ impl ReferralPages {
         let Some(page_url) = self.next.take() else {
             return Ok(None);
         };
-        let (_, mut page) = self
-            .client
-            .call(Method::GET, &page_url, None, &[], "the referral list")
-            .await?;
+        let mut page = match self.get(&page_url).await {
+            Err(PartnerCenterError::NotFound(_)) if page_url != self.first => {
+                let fallback = skiptoken_on(&self.first, &page_url)?;
+                tracing::debug!(
+                    link = %page_url,
+                    "the next link's path answered 404; sending its $skiptoken on the list's path"
+                );
+                self.skiptoken_on_list_path = true;
+                self.get(&fallback).await?
+            }
+            other => other?,
+        };
         let Value::Array(items) = page["value"].take() else {
             return Err(PartnerCenterError::InvalidResponse(
                 "a referral list page has no 'value' array".into(),
             ));
         };
         if let Some(link) = page["@odata.nextLink"].as_str() {
-            // The link is opaque, but the bearer token must not go to another host.
-            let parsed = reqwest::Url::parse(link).map_err(|e| {
-                PartnerCenterError::InvalidResponse(format!("@odata.nextLink is not a URL: {e}"))
-            })?;
-            if parsed.origin() != self.origin || link == page_url {
+            let next = on_api_host(&self.first, link)?;
+            let next = match self.skiptoken_on_list_path {
+                true => skiptoken_on(&self.first, &next)?,
+                false => next,
+            };
+            if next == page_url {
                 return Err(PartnerCenterError::InvalidResponse(format!(
-                    "@odata.nextLink {link} leaves {} or repeats the page",
-                    self.client.shared.base_url
+                    "@odata.nextLink {link} repeats the page it came with"
                 )));
             }
-            self.next = Some(link.to_owned());
+            self.next = Some(next);
         }
         Ok(Some(items))
     }
+
+    async fn get(&self, url: &reqwest::Url) -> Result<Value> {
+        let (_, page) = self
+            .client
+            .call(Method::GET, url.as_str(), None, &[], "the referral list")
+            .await?;
+        Ok(page)
+    }
+}
+
+/// `link` moved onto `api`'s scheme, host and port, keeping its path and query; an error when
+/// it names another host (the bearer token must not go there).
+fn on_api_host(api: &reqwest::Url, link: &str) -> Result<reqwest::Url> {
+    let parsed = reqwest::Url::parse(link).map_err(|e| {
+        PartnerCenterError::InvalidResponse(format!("@odata.nextLink is not a URL: {e}"))
+    })?;
+    let same_host = parsed
+        .host_str()
+        .zip(api.host_str())
+        .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b));
+    if !same_host {
+        return Err(PartnerCenterError::InvalidResponse(format!(
+            "@odata.nextLink {link} names another host than the API's {}; not following it",
+            api.host_str().unwrap_or_default()
+        )));
+    }
+    let mut moved = api.clone();
+    moved.set_path(parsed.path());
+    moved.set_query(parsed.query());
+    Ok(moved)
+}
+
+/// The list's first page URL with `link`'s `$skiptoken` instead of its own query.
+fn skiptoken_on(first: &reqwest::Url, link: &reqwest::Url) -> Result<reqwest::Url> {
+    let token = link
+        .query_pairs()
+        .find(|(k, _)| k == "$skiptoken")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| {
+            PartnerCenterError::InvalidResponse(format!(
+                "@odata.nextLink {link} answered 404 and carries no $skiptoken to fall back on"
+            ))
+        })?;
+    let mut url = first.clone();
+    url.set_query(None);
+    url.query_pairs_mut().append_pair("$skiptoken", &token);
+    Ok(url)
 }
 
 /// The typed error of a final (not retried) answer.
@@ -412,5 +493,53 @@ fn classify(
             message,
         },
         s => PartnerCenterError::BadRequest(format!("{s}: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api() -> reqwest::Url {
+        reqwest::Url::parse("https://api.partner.microsoft.com/v1.0/engagements/referrals?$top=5")
+            .unwrap()
+    }
+
+    #[test]
+    fn the_documented_next_link_is_followed_on_the_api_host_over_https() {
+        let next = on_api_host(
+            &api(),
+            "http://api.partner.microsoft.com/v1.0/referrals?$skiptoken=abc",
+        )
+        .unwrap();
+        assert_eq!(
+            next.as_str(),
+            "https://api.partner.microsoft.com/v1.0/referrals?$skiptoken=abc"
+        );
+    }
+
+    #[test]
+    fn a_next_link_on_another_host_is_refused() {
+        for link in [
+            "https://evil.example/v1.0/referrals?$skiptoken=abc",
+            "http://api.partner.microsoft.com.evil.example/v1.0/referrals?$skiptoken=abc",
+            "not a url",
+        ] {
+            assert!(on_api_host(&api(), link).is_err(), "{link}");
+        }
+    }
+
+    #[test]
+    fn the_fallback_sends_only_the_skiptoken_on_the_lists_path() {
+        let link = reqwest::Url::parse(
+            "https://api.partner.microsoft.com/v1.0/referrals?$skiptoken=a%2Bb",
+        )
+        .unwrap();
+        let url = skiptoken_on(&api(), &link).unwrap();
+        assert_eq!(url.path(), "/v1.0/engagements/referrals");
+        let pairs: Vec<_> = url.query_pairs().into_owned().collect();
+        assert_eq!(pairs, vec![("$skiptoken".to_owned(), "a+b".to_owned())]);
+        let without = reqwest::Url::parse("https://api.partner.microsoft.com/v1.0/x").unwrap();
+        assert!(skiptoken_on(&api(), &without).is_err());
     }
 }

@@ -52,6 +52,14 @@ pub enum PartnerCenterError {
          the network, then retry"
     )]
     Transport(String),
+    /// A write (POST) whose answer was lost (a timeout, a dropped connection, a 5xx other than a
+    /// bodiless 503): it may or may not have been applied, so it must be looked up, never
+    /// sent again blindly.
+    #[error(
+        "Partner Center may have applied the write, but its answer was lost ({0}); a create \
+         is looked up before it is sent again"
+    )]
+    AnswerLost(String),
     /// An answer this client does not understand.
     #[error("Partner Center sent an unexpected answer: {0}")]
     InvalidResponse(String),

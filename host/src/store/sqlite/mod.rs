@@ -17,6 +17,7 @@ pub struct SqliteStore {
 }
 
 mod deployments;
+mod intents;
 mod queue;
 mod records;
 
@@ -84,6 +85,10 @@ CREATE TABLE IF NOT EXISTS audit_trail (
     detail    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_trail_by_record ON audit_trail (record, id);
+CREATE TABLE IF NOT EXISTS referral_intents (
+    opportunity_id TEXT PRIMARY KEY,
+    started_at_ms  INTEGER NOT NULL
+);
 ";
 
 impl SqliteStore {

@@ -200,6 +200,18 @@ impl SyncStore for SqliteStore {
             .with_context(|| format!("reading credential {name}"))
     }
 
+    fn referral_intent(&self, opportunity_id: &str) -> Result<Option<i64>> {
+        self.intent(opportunity_id)
+    }
+
+    fn begin_referral_intent(&self, opportunity_id: &str, now_ms: i64) -> Result<i64> {
+        self.begin_intent(opportunity_id, now_ms)
+    }
+
+    fn end_referral_intent(&self, opportunity_id: &str) -> Result<()> {
+        self.end_intent(opportunity_id)
+    }
+
     fn set_credential(&self, name: &str, value: &str) -> Result<()> {
         // Durable: a rotated refresh token is single-use; losing it would lock cosell out.
         self.durable_conn()
