@@ -661,8 +661,10 @@ async fn flow1_a_co_sell_create_interrupted_between_its_two_steps_is_finished() 
     SyncEnv::run("", |env| async move {
         // The opportunity exists, not yet marked for sync.
         let oid = seller_creates_opportunity_with(&env, "Half done", Some(HELP_WORKLOAD), json!({"cosell_syncwithpartnercenter": false})).await;
-        // A previous run created the partner's Shared referral, then stopped before the
-        // Microsoft half (a crash, Partner Center down).
+        // A previous run noted its intent, created the partner's Shared referral, then stopped
+        // before it saw the answer and before the Microsoft half (a crash, Partner Center down).
+        let store = cosell::store::sqlite::SqliteStore::open(&env.dir.path().join("cosell.db")).unwrap();
+        cosell::store::SyncStore::begin_referral_intent(&store, &oid, chrono::Utc::now().timestamp_millis()).unwrap();
         let pc = PartnerCenterClient::new(support::partner_center_settings(&env.pc, &env.pc_server)).unwrap();
         let first = pc
             .create_referral(&json!({
@@ -767,4 +769,113 @@ async fn queue_dead(env: &SyncEnv) -> i64 {
     env.admin_get("/admin/v1/queue").await["dead"]
         .as_i64()
         .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_partner_center_loses_the_answers_of_creates_each_opportunity_gets_one_referral() {
+    use cosell_emulators::common::faults::FaultConfig;
+    SyncEnv::run(
+        "[sync]\nretry_base_ms = 200\nmax_attempts = 40\n",
+        |env| async move {
+            let lost = [
+                FaultConfig {
+                    applied_error_rate: 1.0,
+                    ..FaultConfig::default()
+                },
+                FaultConfig {
+                    applied_drop_rate: 1.0,
+                    ..FaultConfig::default()
+                },
+            ];
+            for (n, fault) in lost.into_iter().enumerate() {
+                env.pc.faults().set(fault).expect("valid faults");
+                let shared = seller_creates_opportunity(
+                    &env,
+                    &format!("Lost co-sell {n}"),
+                    Some(HELP_WORKLOAD),
+                )
+                .await;
+                let private =
+                    seller_creates_opportunity(&env, &format!("Lost private deal {n}"), None).await;
+                for oid in [&shared, &private] {
+                    env.wait_opportunity(oid, "the referral id written back", |o| {
+                        referral_id_of(o).is_some()
+                    })
+                    .await;
+                }
+                let injected = env.pc.faults().injected();
+                assert!(injected.applied_then_failed + injected.applied_then_dropped > 0);
+                env.pc
+                    .faults()
+                    .set(FaultConfig::default())
+                    .expect("valid faults");
+                // Pollers and retries have had their chance to create anything twice.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                for (oid, halves) in [(&shared, 2), (&private, 1)] {
+                    let made: Vec<Value> = env
+                        .pc
+                        .referrals()
+                        .into_iter()
+                        .filter(|r| r["externalReferenceId"] == oid.as_str())
+                        .collect();
+                    assert_eq!(made.len(), halves, "{oid}: {made:#?}\n{}", env.host_log());
+                    assert_eq!(made.iter().filter(|r| !targets_microsoft(r)).count(), 1);
+                }
+            }
+            assert_eq!(queue_dead(&env).await, 0);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciliation_finds_every_referral_whose_webhook_was_lost_past_the_first_page() {
+    use cosell_emulators::common::faults::FaultConfig;
+    SyncEnv::run_polling_every("", 1, |env| async move {
+        // The poller's first run only notes where it starts.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        env.pc
+            .faults()
+            .set(FaultConfig {
+                webhook_drop_rate: 1.0,
+                ..FaultConfig::default()
+            })
+            .expect("valid faults");
+        // More than one page of the poller's list (100 a page).
+        let ids: Vec<String> = (0..130)
+            .map(|i| {
+                env.pc
+                    .microsoft()
+                    .create_incoming(json!({"name": format!("Unannounced {i}")}))["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let all_synced = wait_until(Duration::from_secs(90), || async {
+            let rows = env
+                .seller
+                .query(
+                    "opportunities",
+                    "$select=cosell_referralidentifier&$filter=startswith(name,'Unannounced')",
+                )
+                .await
+                .ok()?;
+            let seen: std::collections::HashSet<&str> = rows
+                .iter()
+                .filter_map(|r| r["cosell_referralidentifier"].as_str())
+                .collect();
+            ids.iter()
+                .all(|id| seen.contains(id.as_str()))
+                .then_some(rows.len())
+        })
+        .await;
+        assert_eq!(
+            all_synced,
+            Some(130),
+            "every referral once\n{}",
+            env.host_log()
+        );
+    })
+    .await;
 }
