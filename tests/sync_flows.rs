@@ -879,3 +879,82 @@ async fn the_reconciliation_finds_every_referral_whose_webhook_was_lost_past_the
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referral_is_shared_with_microsoft_only_when_a_seller_asks_for_help() {
+    SyncEnv::run("", |env| async move {
+        // An Independent referral whose assistance code came from Partner Center itself.
+        let referral = env.pc.microsoft().create_incoming(json!({
+            "name": "Private with a code",
+            "type": "Independent",
+            "consent": {"consentToShareReferralWithMicrosoftSellers": false},
+            "inviteContext": {"assistanceRequestCode": "CustomerTechnicalArchitecture"}
+        }));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        let opp = wait_until(SETTLE, || opportunity_for_referral(&env, &rid))
+            .await
+            .unwrap_or_else(|| panic!("no opportunity for {rid}\n{}", env.host_log()));
+        let oid = opp["opportunityid"].as_str().unwrap().to_owned();
+        let asked = env.opportunity(&oid).await["cosell_howcanmicrosofthelp"].clone();
+        assert_eq!(
+            asked,
+            json!(100_000_001),
+            "the code came over as the help column"
+        );
+
+        // An unrelated edit by the seller goes to Partner Center; nothing is shared.
+        env.seller
+            .update(
+                "opportunities",
+                &oid,
+                &json!({"estimatedvalue": 61000}),
+                None,
+            )
+            .await
+            .unwrap();
+        let after = env
+            .wait_referral("the new deal value", |r| {
+                r["id"] == rid.as_str() && r["details"]["dealValue"].as_f64() == Some(61000.0)
+            })
+            .await;
+        assert_eq!(after["type"], "Independent", "{after:#}");
+        assert_eq!(
+            after["consent"]["consentToShareReferralWithMicrosoftSellers"],
+            false
+        );
+        let engagement = after["engagementId"].clone();
+        let to_microsoft = |env: &SyncEnv| {
+            env.pc
+                .referrals()
+                .into_iter()
+                .filter(|r| r["engagementId"] == engagement && targets_microsoft(r))
+                .count()
+        };
+        assert_eq!(to_microsoft(&env), 0);
+
+        // The seller asks Microsoft for help: now it is shared.
+        env.seller
+            .update(
+                "opportunities",
+                &oid,
+                &json!({"cosell_howcanmicrosofthelp": HELP_WORKLOAD}),
+                None,
+            )
+            .await
+            .unwrap();
+        let shared = env
+            .wait_referral("the referral shared", |r| {
+                r["id"] == rid.as_str() && r["type"] == "Shared"
+            })
+            .await;
+        assert_eq!(
+            shared["consent"]["consentToShareReferralWithMicrosoftSellers"],
+            true
+        );
+        assert_eq!(
+            shared["inviteContext"]["assistanceRequestCode"],
+            "WorkloadSpecificValueProposition"
+        );
+    })
+    .await;
+}

@@ -22,6 +22,7 @@ pub mod conflicts;
 pub mod fingerprint;
 pub mod outcome;
 pub mod seller_notes;
+pub mod sharing;
 mod to_crm;
 mod to_partner_center;
 pub mod worker;

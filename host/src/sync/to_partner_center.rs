@@ -12,6 +12,7 @@ use super::compare::{apply_ops, patch_ops};
 use super::conflicts::ops_to_send;
 use super::fingerprint;
 use super::outcome::Mapped;
+use super::sharing;
 use super::{Done, SyncEngine, SyncError};
 use crate::connections::dataverse::Row;
 use crate::connections::partner_center::{PartnerCenterError, Referral};
@@ -82,6 +83,9 @@ impl SyncEngine {
                     adopted = true;
                 }
             }
+            if let Some(current) = &current {
+                self.hold_back_undecided_sharing(&mut wanted, &current.body, &row.body, &link, oid);
+            }
             link.crm_hash = Some(crm_hash.clone());
             link.crm_snapshot = Some(row.body.to_string());
             let done = match current {
@@ -107,6 +111,32 @@ impl SyncEngine {
         Err(SyncError::transient(format!(
             "the referral kept changing while opportunity {oid} was being synced (412 {PRECONDITION_ROUNDS} times)"
         )))
+    }
+
+    /// Keeps the mapping from making `current` Shared unless the seller asked Microsoft for
+    /// help in the CRM since the last sync (see [`super::sharing`]).
+    fn hold_back_undecided_sharing(
+        &self,
+        wanted: &mut Value,
+        current: &Value,
+        opportunity: &Value,
+        link: &Link,
+        oid: &str,
+    ) {
+        let last_synced: Option<Value> = link
+            .crm_snapshot
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
+        let help = self.config.column("howcanmicrosofthelp");
+        if sharing::seller_asked_for_help(opportunity, last_synced.as_ref(), &help) {
+            return;
+        }
+        if sharing::hold_back_sharing(wanted, current) {
+            tracing::info!(
+                opportunity = oid,
+                "not sharing the referral with Microsoft: no seller changed \"How can Microsoft help?\" since the last sync"
+            );
+        }
     }
 
     /// The referral id and link columns, where the opportunity does not hold them yet. Every
