@@ -958,3 +958,64 @@ async fn a_referral_is_shared_with_microsoft_only_when_a_seller_asks_for_help() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closings_in_partner_center_close_the_opportunity_through_the_running_host() {
+    SyncEnv::run("", |env| async move {
+        // (outcome, its referral) for four Microsoft referrals that each got their opportunity.
+        let mut cases = Vec::new();
+        for outcome in ["Won", "Lost", "Declined", "Expired"] {
+            let referral = env
+                .pc
+                .microsoft()
+                .create_incoming(json!({"name": format!("Closing as {outcome}")}));
+            let rid = referral["id"].as_str().unwrap().to_owned();
+            let opp = wait_until(SETTLE, || opportunity_for_referral(&env, &rid))
+                .await
+                .unwrap_or_else(|| panic!("no opportunity for {rid}\n{}", env.host_log()));
+            cases.push((
+                outcome,
+                rid,
+                opp["opportunityid"].as_str().unwrap().to_owned(),
+            ));
+        }
+        let microsoft = env.pc.microsoft();
+        for (outcome, rid, _) in &cases {
+            match *outcome {
+                "Won" | "Lost" => {
+                    microsoft.set_state(rid, "Active", "Accepted").unwrap();
+                    microsoft.set_state(rid, "Closed", outcome).unwrap();
+                }
+                "Declined" => {
+                    microsoft.set_state(rid, "Closed", "Declined").unwrap();
+                }
+                _ => {}
+            }
+        }
+        // Fourteen days without an answer: Partner Center expires the last one (and tells
+        // cosell through its webhook, as for every change).
+        env.pc.clock().advance(chrono::TimeDelta::days(15));
+        let expired = env.pc.referral(&cases[3].1).unwrap();
+        assert_eq!(
+            (expired["status"].as_str(), expired["substatus"].as_str()),
+            (Some("Closed"), Some("Expired"))
+        );
+
+        // (statecode, statuscode) the default mapping documents for each outcome.
+        let expected = [(1, 3), (2, 5), (2, 4), (2, 4)];
+        for ((outcome, rid, oid), (state, status)) in cases.iter().zip(expected) {
+            let opp = env
+                .wait_opportunity(oid, &format!("the opportunity closed as {outcome}"), |o| {
+                    o["statecode"] == state && o["statuscode"] == status
+                })
+                .await;
+            assert!(
+                opp["cosell_audit"]
+                    .as_str()
+                    .is_some_and(|a| a.contains(&format!("{rid} (Closed/{outcome})"))),
+                "the seller sees what cosell did to {rid}: {opp:#}"
+            );
+        }
+    })
+    .await;
+}
