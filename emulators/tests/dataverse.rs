@@ -1321,3 +1321,67 @@ async fn creates_never_overwrite_a_row_that_exists_alone_or_in_a_batch() {
     assert_eq!(account_names(&env).await, ["Batched new", "Original"]);
     env.running.stop().await;
 }
+
+#[tokio::test]
+async fn win_and_lose_deliver_their_opportunity_close_not_a_target() {
+    let env = start().await;
+    let (url, received) = receiver(0).await;
+    for message in ["Win", "Lose"] {
+        register_webhook(&env, &url, 4, "k", message).await;
+    }
+    let won = env
+        .create(
+            "opportunities",
+            json!({"name": "Won deal", "estimatedvalue": 1000}),
+        )
+        .await;
+    let lost = env
+        .create("opportunities", json!({"name": "Lost deal"}))
+        .await;
+    for (action, id, status) in [("WinOpportunity", &won, 3), ("LoseOpportunity", &lost, 4)] {
+        let (code, _, body) = env
+            .send(env.req(Method::POST, action).json(&json!({
+                "Status": status,
+                "OpportunityClose": {"subject": "closed", "opportunityid@odata.bind": format!("/opportunities({id})")}
+            })))
+            .await;
+        assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    }
+    wait_for(&received, 2).await;
+    let list = received.lock().unwrap().clone();
+    for ((_, _, body), (message, id, status)) in
+        list.iter().zip([("Win", &won, 3), ("Lose", &lost, 4)])
+    {
+        assert_eq!(body["MessageName"], message);
+        assert_eq!(
+            body["PrimaryEntityId"], "00000000-0000-0000-0000-000000000000",
+            "{body:#}"
+        );
+        let inputs = body["InputParameters"].as_array().unwrap();
+        assert!(inputs.iter().all(|p| p["key"] != "Target"), "{body:#}");
+        let close = &inputs
+            .iter()
+            .find(|p| p["key"] == "OpportunityClose")
+            .unwrap()["value"];
+        assert_eq!(close["LogicalName"], "opportunityclose");
+        let reference = &close["Attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == "opportunityid")
+            .unwrap()["value"];
+        assert_eq!(
+            (reference["LogicalName"].as_str(), reference["Id"].as_str()),
+            (Some("opportunity"), Some(id.as_str()))
+        );
+        let state = &inputs.iter().find(|p| p["key"] == "Status").unwrap()["value"];
+        assert_eq!(state["Value"], status);
+        assert!(
+            state["__type"]
+                .as_str()
+                .unwrap()
+                .starts_with("OptionSetValue:")
+        );
+    }
+    env.running.stop().await;
+}

@@ -1,5 +1,7 @@
-//! A Dataverse webhook step's `RemoteExecutionContext`. Only `PrimaryEntityName` and
-//! `PrimaryEntityId` are used: the engine reads the opportunity itself, so a delivery's
+//! A Dataverse webhook step's `RemoteExecutionContext`. Only `PrimaryEntityName` and the
+//! opportunity's id are used (`PrimaryEntityId`, or for `Win`/`Lose`, which are requests about
+//! an `OpportunityClose` rather than a `Target`, the `opportunityid` reference inside the
+//! `OpportunityClose` input parameter): the engine reads the opportunity itself, so a delivery's
 //! possibly stale image (and its 256 KB truncation) never matters, and what is stored in the
 //! queue is a small payload cosell writes itself, never the sender's body.
 
@@ -34,10 +36,13 @@ pub fn parse_context(body: &[u8]) -> Result<Context, ContextError> {
     if context["PrimaryEntityName"] != "opportunity" {
         return Ok(Context::OtherTable);
     }
-    let id = context["PrimaryEntityId"]
-        .as_str()
-        .filter(|id| plausible_id(id))
-        .ok_or(ContextError::NoId)?;
+    let closing = matches!(context["MessageName"].as_str(), Some("Win" | "Lose"));
+    let id = match closing {
+        true => closed_opportunity(&context),
+        false => context["PrimaryEntityId"].as_str(),
+    }
+    .filter(|id| plausible_id(id) && !is_nil(id))
+    .ok_or(ContextError::NoId)?;
     Ok(Context::Opportunity {
         id: id.to_ascii_lowercase(),
         // Kept only as a short name (Create, Update, Win…): the sender's text is never stored.
@@ -46,6 +51,29 @@ pub fn parse_context(body: &[u8]) -> Result<Context, ContextError> {
             .filter(|m| m.len() <= 64 && m.chars().all(|c| c.is_ascii_alphanumeric()))
             .map_or(Value::Null, |m| Value::String(m.to_owned())),
     })
+}
+
+/// The opportunity a Win or Lose closed: `InputParameters` → `OpportunityClose` →
+/// `Attributes` → `opportunityid` (an EntityReference). Collections are `{key, value}` arrays.
+fn closed_opportunity(context: &Value) -> Option<&str> {
+    let close = value_of(&context["InputParameters"], "OpportunityClose")?;
+    let reference = value_of(&close["Attributes"], "opportunityid")?;
+    (reference["LogicalName"] == "opportunity")
+        .then(|| reference["Id"].as_str())
+        .flatten()
+}
+
+/// The value under `key` in a `[{key, value}]` collection.
+fn value_of<'a>(collection: &'a Value, key: &str) -> Option<&'a Value> {
+    collection
+        .as_array()?
+        .iter()
+        .find(|pair| pair["key"] == key)
+        .map(|pair| &pair["value"])
+}
+
+fn is_nil(id: &str) -> bool {
+    id.chars().all(|c| c == '0' || c == '-')
 }
 
 impl Context {
@@ -78,5 +106,32 @@ mod tests {
         let bad = br#"{"PrimaryEntityName":"opportunity","PrimaryEntityId":"../../etc"}"#;
         assert_eq!(parse_context(bad), Err(ContextError::NoId));
         assert_eq!(parse_context(b"\"opportunity\""), Ok(Context::OtherTable));
+    }
+
+    #[test]
+    fn win_and_lose_name_the_opportunity_in_their_opportunity_close() {
+        let body = br#"{"MessageName":"Win","PrimaryEntityName":"opportunity",
+            "PrimaryEntityId":"00000000-0000-0000-0000-000000000000",
+            "InputParameters":[
+              {"key":"OpportunityClose","value":{"__type":"Entity:http:\/\/schemas.microsoft.com\/xrm\/2011\/Contracts",
+                "Attributes":[{"key":"subject","value":"Won"},
+                  {"key":"opportunityid","value":{"__type":"EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts",
+                   "Id":"7f3c2a52-0000-4000-8000-000000000002","KeyAttributes":[],"LogicalName":"opportunity","Name":null,"RowVersion":null}}],
+                "LogicalName":"opportunityclose"}},
+              {"key":"Status","value":{"__type":"OptionSetValue:http://schemas.microsoft.com/xrm/2011/Contracts","Value":3}}]}"#;
+        assert_eq!(
+            parse_context(body).unwrap(),
+            Context::Opportunity {
+                id: "7f3c2a52-0000-4000-8000-000000000002".into(),
+                message: Value::String("Win".into())
+            }
+        );
+        // A Lose without its OpportunityClose names no opportunity, whatever PrimaryEntityId says.
+        let bare = br#"{"MessageName":"Lose","PrimaryEntityName":"opportunity",
+            "PrimaryEntityId":"00000000-0000-0000-0000-000000000000","InputParameters":[]}"#;
+        assert_eq!(parse_context(bare), Err(ContextError::NoId));
+        let empty_update = br#"{"MessageName":"Update","PrimaryEntityName":"opportunity",
+            "PrimaryEntityId":"00000000-0000-0000-0000-000000000000"}"#;
+        assert_eq!(parse_context(empty_update), Err(ContextError::NoId));
     }
 }

@@ -146,6 +146,32 @@ fn row<'a>(
     Some(&store.get(entity, &Uuid::parse_str(id).ok()?)?.values)
 }
 
+/// The `InputParameters` of a Win or Lose: the `OpportunityClose` entity (its `opportunityid`
+/// a reference to the opportunity) and the `Status` it was closed with.
+fn close_inputs(event: &WriteEvent) -> Value {
+    let status = event
+        .attributes
+        .get("statuscode")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut attributes = vec![
+        json!({"key": "opportunityid", "value": entity_reference(&json!(event.id), &json!("opportunity"))}),
+        json!({"key": "subject", "value": format!("Opportunity {}", event.message)}),
+    ];
+    if let Some(revenue) = event.attributes.get("actualvalue") {
+        attributes.push(json!({"key": "actualrevenue", "value": {"__type": format!("Money:{CONTRACTS}"), "Value": revenue}}));
+    }
+    json!([
+        {"key": "OpportunityClose", "value": {
+            "__type": format!("Entity:{CONTRACTS}"),
+            "Attributes": attributes,
+            "EntityState": null, "FormattedValues": [], "Id": Uuid::nil(), "KeyAttributes": [],
+            "LogicalName": "opportunityclose", "RelatedEntities": [], "RowVersion": null,
+        }},
+        {"key": "Status", "value": {"__type": format!("OptionSetValue:{CONTRACTS}"), "Value": status}},
+    ])
+}
+
 /// The deliveries a committed write causes.
 pub fn resolve(
     store: &Store,
@@ -244,17 +270,25 @@ pub fn resolve(
             "EntityState": null, "FormattedValues": [], "Id": event.id, "KeyAttributes": [],
             "LogicalName": event.entity, "RelatedEntities": [], "RowVersion": null,
         });
-        let input = if event.message == "Delete" {
-            entity_reference(&json!(event.id), &json!(event.entity))
-        } else {
-            target
+        let closing = matches!(event.message.as_str(), "Win" | "Lose");
+        let inputs = match event.message.as_str() {
+            "Delete" => {
+                json!([{"key": "Target", "value": entity_reference(&json!(event.id), &json!(event.entity))}])
+            }
+            "Win" | "Lose" => close_inputs(event),
+            _ => json!([{"key": "Target", "value": target}]),
         };
+        // WinOpportunity and LoseOpportunity are requests about an OpportunityClose, not a
+        // Target: the opportunity is only in its `opportunityid` reference, and the context's
+        // primary entity id is not that opportunity's (here the empty GUID, the stricter
+        // reading: a receiver must read the OpportunityClose).
+        let primary_id = if closing { Uuid::nil() } else { event.id };
         let body = json!({
             "BusinessUnitId": org.business_unit_id,
             "CorrelationId": correlation,
             "Depth": 1,
             "InitiatingUserId": org.user_id,
-            "InputParameters": [{"key": "Target", "value": input}],
+            "InputParameters": inputs,
             "IsExecutingOffline": false,
             "IsInTransaction": mode == 0,
             "IsOfflinePlayback": false,
@@ -270,7 +304,7 @@ pub fn resolve(
             "ParentContext": null,
             "PostEntityImages": [],
             "PreEntityImages": [],
-            "PrimaryEntityId": event.id,
+            "PrimaryEntityId": primary_id,
             "PrimaryEntityName": event.entity,
             "RequestId": null,
             "SecondaryEntityName": "none",
