@@ -1019,3 +1019,119 @@ async fn closings_in_partner_center_close_the_opportunity_through_the_running_ho
     })
     .await;
 }
+
+/// Every `cosell_intake_events_total` of Dataverse's webhook, whatever its result.
+async fn dataverse_deliveries(env: &SyncEnv) -> f64 {
+    env.metrics_text()
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("cosell_intake_events_total{") && l.contains("source=\"dataverse-webhook\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The Dataverse delivery count once it stopped moving (bounded).
+async fn settled_deliveries(env: &SyncEnv) -> f64 {
+    let mut last = dataverse_deliveries(env).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = dataverse_deliveries(env).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_update_step_sends_only_changes_to_columns_the_mapping_reads() {
+    SyncEnv::run_polling_every("", 0, |env| async move {
+        let step = env
+            .seller
+            .query(
+                "sdkmessageprocessingsteps",
+                "$filter=name eq 'cosell: opportunity Update'",
+            )
+            .await
+            .unwrap();
+        let filter = step[0]["filteringattributes"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let columns: Vec<&str> = filter.split(',').collect();
+        for read in [
+            "cosell_howcanmicrosofthelp",
+            "cosell_syncwithpartnercenter",
+            "estimatedvalue",
+            "description",
+        ] {
+            assert!(columns.contains(&read), "{read} in {filter}");
+        }
+        assert!(
+            !filter.contains("cosell_audit"),
+            "cosell's own write-backs are not sent back: {filter}"
+        );
+        assert_eq!(step[0]["asyncautodelete"], true);
+        let endpoint = env
+            .seller
+            .query("serviceendpoints", "$filter=name eq 'cosell'")
+            .await
+            .unwrap();
+        assert_eq!(endpoint[0]["messageformat"], 2, "JSON");
+
+        let oid = seller_creates_opportunity_with(
+            &env,
+            "Filtered deal",
+            None,
+            json!({"cosell_syncwithpartnercenter": false}),
+        )
+        .await;
+        let created = wait_until(SETTLE, || async {
+            (dataverse_deliveries(&env).await >= 1.0).then_some(())
+        })
+        .await;
+        assert!(
+            created.is_some(),
+            "the create was delivered:\n{}",
+            env.metrics_text().await
+        );
+        let before = settled_deliveries(&env).await;
+        env.seller
+            .update(
+                "opportunities",
+                &oid,
+                &json!({"closeprobability": 40}),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            settled_deliveries(&env).await,
+            before,
+            "a column no mapping reads sends nothing"
+        );
+        env.seller
+            .update(
+                "opportunities",
+                &oid,
+                &json!({"description": "Now it matters"}),
+                None,
+            )
+            .await
+            .unwrap();
+        let after = wait_until(SETTLE, || async {
+            let now = dataverse_deliveries(&env).await;
+            (now > before).then_some(now)
+        })
+        .await;
+        assert_eq!(
+            after,
+            Some(before + 1.0),
+            "one delivery for a column the mapping reads"
+        );
+    })
+    .await;
+}

@@ -10,6 +10,7 @@ mod sandbox;
 mod serve;
 pub mod setup;
 mod sync_admin;
+pub mod update_columns;
 
 use crate::runtime::Direction;
 use anyhow::Result;

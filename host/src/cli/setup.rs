@@ -234,7 +234,10 @@ pub async fn register_dataverse_webhook(
         "url": url,
         "authtype": auth.kind.authtype(),
         "authvalue": authvalue(auth.kind, &auth.name, secret.expose()),
+        // JSON: the RemoteExecutionContext cosell reads (not .NET binary or text XML).
+        "messageformat": 2,
     });
+    let update_columns = super::update_columns::filtering_attributes(config);
     let endpoint_id = match find_one(
         dv,
         "serviceendpoints",
@@ -252,15 +255,23 @@ pub async fn register_dataverse_webhook(
     // Closing an opportunity runs the Win or Lose message, which an Update step may not see.
     for message in ["Create", "Update", "Win", "Lose"] {
         let step_name = format!("cosell: opportunity {message}");
-        if find_one(
+        // Asynchronous (mode 1), so a slow or unreachable cosell never holds up a seller's
+        // save; its finished system jobs deleted, so they don't fill the environment.
+        let mut settings = json!({"mode": 1, "stage": 40, "rank": 1, "asyncautodelete": true});
+        if message == "Update" {
+            settings["filteringattributes"] = json!(update_columns);
+        }
+        if let Some(existing) = find_one(
             dv,
             "sdkmessageprocessingsteps",
             "sdkmessageprocessingstepid",
             &format!("name eq {}", literal(&step_name)),
         )
         .await?
-        .is_some()
         {
+            dv.update("sdkmessageprocessingsteps", &existing, &settings, None)
+                .await
+                .with_context(|| format!("updating the step `{step_name}`"))?;
             continue;
         }
         let message_id = find_one(
@@ -281,15 +292,15 @@ pub async fn register_dataverse_webhook(
         )
         .await?
         .with_context(|| format!("Dataverse has no `{message}` filter for opportunity"))?;
-        let step = json!({
+        let mut step = json!({
             "name": step_name,
-            "mode": 1,
-            "stage": 40,
-            "rank": 1,
             "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint_id})"),
             "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
             "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter_id})"),
         });
+        for (key, value) in settings.as_object().into_iter().flatten() {
+            step[key] = value.clone();
+        }
         dv.create("sdkmessageprocessingsteps", &step).await?;
     }
     Ok(endpoint_id)
