@@ -52,7 +52,7 @@ impl Env {
         let pc = PartnerCenter::new(PartnerCenterConfig::default());
         let pc_server = pc.serve().await.expect("Partner Center starts");
         let dv = Dataverse::new(dataverse);
-        dv.install_cosell_columns();
+        dv.provision_cosell();
         let dv_server = dv.serve().await.expect("Dataverse starts");
         let dir = tempfile::tempdir().unwrap();
         let wiring = HostWiring {

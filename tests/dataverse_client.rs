@@ -22,7 +22,7 @@ const BOUND: Duration = Duration::from_secs(60);
 
 async fn emulator(config: DataverseConfig) -> (Dataverse, RunningEmulator) {
     let dv = Dataverse::new(config);
-    dv.install_cosell_columns();
+    dv.provision_cosell();
     let running = dv.serve().await.expect("the emulator starts");
     (dv, running)
 }
@@ -476,12 +476,12 @@ async fn metadata_lists_columns_and_creates_missing_ones() {
             "DisplayName": {"@odata.type": "Microsoft.Dynamics.CRM.Label", "LocalizedLabels": [{"@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel", "Label": "Bank Name", "LanguageCode": 1033}]},
             "RequiredLevel": {"Value": "None", "CanBeChanged": true, "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings"},
         });
-        client.create_attribute("opportunity", &definition).await.expect("created");
+        client.create_attribute("opportunity", &definition, "Default").await.expect("created");
         let after = client.attribute_names("opportunity").await.unwrap();
         assert!(after.iter().any(|c| c == "new_bankname"), "{after:?}");
         assert_eq!(after.len(), before.len() + 1);
         // Creating it again fails, which is why callers list first.
-        let twice = client.create_attribute("opportunity", &definition).await;
+        let twice = client.create_attribute("opportunity", &definition, "Default").await;
         assert!(matches!(twice, Err(DataverseError::BadRequest { .. })), "{twice:?}");
         // The column is usable at once.
         let id = client
@@ -490,6 +490,45 @@ async fn metadata_lists_columns_and_creates_missing_ones() {
             .unwrap();
         let row = read_row(&client, "opportunities", &id, "$select=new_bankname").await;
         assert_eq!(row.body["new_bankname"], "Woodgrove");
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_creates_columns_key_and_change_tracking_in_the_named_solution() {
+    use cosell::cli::setup::provision;
+    tokio::time::timeout(BOUND, async {
+        // A fresh environment: nothing of cosell's yet.
+        let dv = Dataverse::new(DataverseConfig::default());
+        let running = dv.serve().await.expect("the emulator starts");
+        let client = client(&dv, &running);
+        let delta = client.track_changes("opportunities", "name", None).await;
+        assert!(delta.is_err(), "no change tracking before provisioning: {delta:?}");
+
+        // A column must carry the prefix of its solution's publisher.
+        let column = json!({"@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
+                            "AttributeType": "String", "MaxLength": 100, "SchemaName": "cosell_Other"});
+        let wrong = client.create_attribute("opportunity", &column, "Default").await;
+        assert!(matches!(&wrong, Err(DataverseError::BadRequest { message, .. }) if message.contains("new_")), "{wrong:?}");
+        let unknown = provision(&client, "nosuchsolution", "cosell").await;
+        assert!(format!("{:#}", unknown.unwrap_err()).contains("nosuchsolution"));
+        let mismatch = provision(&client, "cosell", "contoso").await;
+        assert!(mismatch.is_err(), "contoso_ columns in a solution whose publisher is cosell");
+
+        let done = provision(&client, "cosell", "cosell").await.expect("provisioned");
+        assert_eq!(done.columns.len(), 6, "{:?}", done.columns);
+        assert!(done.key && done.change_tracking);
+        let again = provision(&client, "cosell", "cosell").await.expect("provisioned again");
+        assert!(again.columns.is_empty() && !again.key && !again.change_tracking);
+
+        // Now the sync's queries work: change tracking and upsert by the referral identifier.
+        client.track_changes("opportunities", "name", None).await.expect("a delta read");
+        let body = json!({"name": "Keyed"});
+        let first = client.upsert_by_key("opportunities", "cosell_referralidentifier", "R-1", &body).await.unwrap();
+        let second = client.upsert_by_key("opportunities", "cosell_referralidentifier", "R-1", &body).await.unwrap();
+        assert_eq!(first, second, "the alternate key finds the same row");
         running.stop().await;
     })
     .await

@@ -636,7 +636,7 @@ async fn setup_commands_can_run_next_to_a_running_host() {
             "--validate",
         ]);
         // Provisioning again changes nothing.
-        let out = env.cosell(&["dataverse", "provision"]);
+        let out = env.cosell(&["dataverse", "provision", "--solution", "cosell"]);
         assert!(out.contains("nothing to do"), "{out}");
         // The command redeemed the refresh token the host holds (they are single use). Once the
         // host's access token expires, it takes the newer one the command kept in the state.
@@ -1026,7 +1026,8 @@ async fn dataverse_deliveries(env: &SyncEnv) -> f64 {
         .await
         .lines()
         .filter(|l| {
-            l.starts_with("cosell_intake_events_total{") && l.contains("source=\"dataverse-webhook\"")
+            l.starts_with("cosell_intake_events_total{")
+                && l.contains("source=\"dataverse-webhook\"")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

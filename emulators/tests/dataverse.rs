@@ -17,7 +17,7 @@ struct Env {
 
 async fn start_with(config: DataverseConfig) -> Env {
     let dv = Dataverse::new(config);
-    dv.install_cosell_columns();
+    dv.provision_cosell();
     let running = dv.serve().await.expect("serves");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -231,10 +231,29 @@ async fn undefined_columns_are_rejected_until_created_through_the_metadata_api()
         "The property 'new_bankname' does not exist on type 'Microsoft.Dynamics.CRM.opportunity'. Make sure to only use property names that are defined by the type."
     );
 
+    let bank_name = |solution: &str| {
+        env.req(
+            Method::POST,
+            "EntityDefinitions(LogicalName='opportunity')/Attributes",
+        )
+        .header("MSCRM.SolutionUniqueName", solution)
+        .json(&json!({
+            "@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
+            "AttributeType": "String", "MaxLength": 100, "SchemaName": "new_BankName",
+        }))
+    };
+    // The prefix must be that of the solution's publisher (cosell's is `cosell`); an
+    // unknown solution is refused.
+    let (status, _, body) = env.send(bank_name("cosell")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("'cosell_'"), "{body}");
+    let (status, _, body) = env.send(bank_name("nosuchsolution")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
     let (status, headers, body) = env
         .send(
             env.req(Method::POST, "EntityDefinitions(LogicalName='opportunity')/Attributes")
-                .header("MSCRM.SolutionUniqueName", "cosell")
+                .header("MSCRM.SolutionUniqueName", "Default")
                 .json(&json!({
                     "@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
                     "AttributeType": "String",

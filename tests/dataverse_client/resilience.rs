@@ -304,6 +304,7 @@ async fn a_burst_under_low_limits_succeeds_within_the_concurrency_limiter() {
             },
             ..DataverseConfig::default()
         });
+        dv.provision_cosell();
         let seen: Arc<Mutex<Seen>> = Arc::default();
         let layer = seen.clone();
         let router = dv

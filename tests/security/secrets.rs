@@ -241,7 +241,7 @@ async fn full_run() {
             "--validate",
         ],
         vec!["dataverse", "register-webhook", "--url", dv_hook.as_str()],
-        vec!["dataverse", "provision"],
+        vec!["dataverse", "provision", "--solution", "cosell"],
     ] {
         let run = cosell(&[&args[..], &["--config", &config]].concat(), &[]);
         assert!(run.success, "{}: {}", run.what, run.text);
@@ -305,7 +305,7 @@ async fn full_run() {
     std::fs::write(&wrong_config_path, wrong_config).unwrap();
     let wrong_config_path = wrong_config_path.to_str().unwrap();
     for args in [
-        vec!["dataverse", "provision"],
+        vec!["dataverse", "provision", "--solution", "cosell"],
         vec!["dataverse", "register-webhook", "--url", dv_hook.as_str()],
         vec![
             "partner-center",

@@ -161,7 +161,7 @@ impl SyncEnv {
             pc_server,
             _dv_server: dv_server,
         };
-        env.cosell(&["dataverse", "provision"]);
+        env.cosell(&["dataverse", "provision", "--solution", "cosell"]);
         let pc_hook = format!("{}/webhooks/partner-center", env.webhooks_url);
         env.cosell(&["partner-center", "register-webhooks", "--url", &pc_hook]);
         let dv_hook = format!("{}/webhooks/dataverse", env.webhooks_url);

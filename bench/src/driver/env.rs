@@ -116,7 +116,10 @@ impl BenchEnv {
         };
         let config_path = write_host_config(dir.path(), &emulators, &wiring).await?;
         let webhooks_url = format!("http://127.0.0.1:{webhooks_port}");
-        cosell(&config_path, &["dataverse", "provision"])?;
+        cosell(
+            &config_path,
+            &["dataverse", "provision", "--solution", "cosell"],
+        )?;
         if options.register_webhooks {
             let pc_hook = format!("{webhooks_url}/webhooks/partner-center");
             cosell(

@@ -74,8 +74,6 @@ pub struct DataverseConfig {
     /// How long tokens live (emulated time).
     pub token_lifetime: chrono::Duration,
     pub limits: ServiceProtectionLimits,
-    /// The alternate key column of `opportunity` (default `cosell_referralidentifier`).
-    pub alternate_key_column: String,
     /// The environment's domain, sent as `x-ms-dynamics-organization`.
     pub organization_domain: String,
     /// The organisation's unique name (`OrganizationName` in webhook contexts).
@@ -95,7 +93,6 @@ impl Default for DataverseConfig {
             client_secret: "cosell-dataverse-secret".into(),
             token_lifetime: chrono::Duration::hours(1),
             limits: ServiceProtectionLimits::default(),
-            alternate_key_column: "cosell_referralidentifier".into(),
             organization_domain: "cosell-emulator.crm.dynamics.com".into(),
             organization_name: "cosellemulator".into(),
             webhook_timeout: std::time::Duration::from_secs(60),
@@ -147,7 +144,7 @@ impl Dataverse {
         let clock = EmulatedClock::new();
         let tokens = TokenIssuer::new(clock.clone(), config.token_lifetime);
         tokens.register_client(&config.client_id, &config.client_secret);
-        let mut store = Store::new(schema::Schema::builtin(&config.alternate_key_column));
+        let mut store = Store::new(schema::Schema::builtin());
         let base_currency = seed::system_rows(&mut store);
         let (queue, receiver) = tokio::sync::mpsc::unbounded_channel();
         let org = webhooks::Organization {
@@ -258,13 +255,20 @@ impl Dataverse {
         .await
     }
 
-    /// Creates the seed connector's custom columns on opportunity (Sync with Partner Center,
-    /// Referral Identifier, Referral Link, How can Microsoft help?, Products, Audit) with the
-    /// `cosell_` prefix, as docs/mapping.md names them. Idempotent.
-    pub fn install_cosell_columns(&self) {
+    /// Does in-process what `cosell dataverse provision --solution cosell` does through the
+    /// Metadata API: the cosell custom columns on opportunity (Sync with Partner Center,
+    /// Referral Identifier, Referral Link, How can Microsoft help?, Products, Audit; prefix
+    /// `cosell_`, as docs/mapping.md names them), the alternate key on Referral Identifier and
+    /// change tracking on opportunity. For tests that are not about provisioning; a fresh
+    /// emulator has none of these, as a fresh environment has not. Idempotent.
+    pub fn provision_cosell(&self) {
         let mut store = self.store();
         for body in seed::cosell_columns() {
             let _ = store.schema.add_attribute("opportunity", &body);
+        }
+        let _ = store.add_alternate_key("opportunity", vec!["cosell_referralidentifier".into()]);
+        if let Some(def) = store.schema.entities.get_mut("opportunity") {
+            def.change_tracking = true;
         }
     }
 

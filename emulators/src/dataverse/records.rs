@@ -229,6 +229,34 @@ impl Store {
         }
     }
 
+    /// Defines an alternate key on `entity` and indexes its rows; refused (and not defined)
+    /// when two rows already share a value of it, as Dataverse fails to build such a key.
+    pub fn add_alternate_key(&mut self, entity: &str, columns: Vec<String>) -> Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for record in self.tables.get(entity).into_iter().flat_map(|t| t.values()) {
+            if let Some(value) = Self::key_value(&columns, &record.values)
+                && !seen.insert(value.clone())
+            {
+                return Err(format!(
+                    "The key cannot be created: several records of '{entity}' share the value {value}."
+                ));
+            }
+        }
+        self.schema.add_alternate_key(entity, columns)?;
+        let rows: Vec<(Uuid, Map<String, Value>)> = self
+            .tables
+            .get(entity)
+            .into_iter()
+            .flat_map(|t| t.iter().map(|(id, r)| (*id, r.values.clone())))
+            .collect();
+        // Rebuilt for every key of the table: simpler than indexing the new one alone.
+        self.key_index.retain(|(table, _), _| table != entity);
+        for (id, values) in rows {
+            self.index_row(entity, id, &values, true);
+        }
+        Ok(())
+    }
+
     /// Takes row `id` of `entity`, as it is now, out of the key index.
     fn unindex_current(&mut self, entity: &str, id: &Uuid) {
         if let Some(values) = self.get(entity, id).map(|r| r.values.clone()) {
@@ -804,13 +832,61 @@ mod tests {
         values
     }
 
+    fn add_key_column(store: &mut Store) {
+        let column = json!({"@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
+                            "AttributeType": "String", "SchemaName": "cosell_ReferralIdentifier", "MaxLength": 100});
+        store.schema.add_attribute("opportunity", &column).unwrap();
+    }
+
+    #[test]
+    fn a_key_over_rows_that_share_a_value_is_refused_and_a_key_is_defined_once() {
+        let mut store = Store::new(super::super::schema::Schema::builtin());
+        add_key_column(&mut store);
+        store.write("opportunity", Uuid::new_v4(), row("R1"), true, "now");
+        store.write("opportunity", Uuid::new_v4(), row("R1"), true, "now");
+        assert!(
+            store
+                .add_alternate_key("opportunity", vec![KEY.into()])
+                .is_err()
+        );
+        assert!(
+            store.schema.entities["opportunity"]
+                .alternate_keys
+                .is_empty()
+        );
+        let mut store = Store::new(super::super::schema::Schema::builtin());
+        add_key_column(&mut store);
+        store.write("opportunity", Uuid::new_v4(), row("R1"), true, "now");
+        store
+            .add_alternate_key("opportunity", vec![KEY.into()])
+            .unwrap();
+        assert!(
+            taken(&store, &Uuid::new_v4(), "R1"),
+            "existing rows are indexed"
+        );
+        assert!(
+            store
+                .add_alternate_key("opportunity", vec![KEY.into()])
+                .is_err()
+        );
+        assert!(
+            store
+                .add_alternate_key("opportunity", vec!["nope".into()])
+                .is_err()
+        );
+    }
+
     fn taken(store: &Store, id: &Uuid, key: &str) -> bool {
         store.check_unique("opportunity", id, &row(key)).is_err()
     }
 
     #[test]
     fn an_alternate_key_stays_unique_through_writes_deletes_and_rollbacks() {
-        let mut store = Store::new(super::super::schema::Schema::builtin(KEY));
+        let mut store = Store::new(super::super::schema::Schema::builtin());
+        add_key_column(&mut store);
+        store
+            .add_alternate_key("opportunity", vec![KEY.into()])
+            .unwrap();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         store.write("opportunity", a, row("R1"), true, "now");
         assert!(taken(&store, &b, "R1"), "another row cannot take R1");

@@ -169,8 +169,9 @@ fn address_columns(prefix: &str) -> Vec<(String, ColumnDef)> {
 }
 
 impl Schema {
-    /// The built-in tables; `alternate_key_column` becomes the alternate key of `opportunity`.
-    pub fn builtin(alternate_key_column: &str) -> Self {
+    /// The built-in tables. `opportunity` has no alternate key and no change tracking until
+    /// someone creates them through the Metadata API (as `cosell dataverse provision` does).
+    pub fn builtin() -> Self {
         let mut entities = BTreeMap::new();
         let mut opportunity = entity(
             "opportunity",
@@ -200,7 +201,8 @@ impl Schema {
                 col("transactioncurrencyid", lookup(&["transactioncurrency"])),
             ],
         );
-        opportunity.alternate_keys = vec![vec![alternate_key_column.to_owned()]];
+        // Change tracking is a per-table setting an administrator turns on (§4.9).
+        opportunity.change_tracking = false;
         let mut account_columns = vec![
             col("name", s(160)),
             col("accountnumber", s(20)),
@@ -373,6 +375,30 @@ impl Schema {
                     col("sdkmessagefilterid", lookup(&["sdkmessagefilter"])),
                 ],
             ),
+            // Solutions and their publishers: a column's SchemaName must carry the
+            // customization prefix of the publisher of the solution it is created in.
+            entity(
+                "publisher",
+                "publishers",
+                "friendlyname",
+                ACTIVE_INACTIVE,
+                vec![
+                    col("friendlyname", s(256)),
+                    col("uniquename", s(256)),
+                    col("customizationprefix", s(8)),
+                ],
+            ),
+            entity(
+                "solution",
+                "solutions",
+                "friendlyname",
+                ACTIVE_INACTIVE,
+                vec![
+                    col("friendlyname", s(256)),
+                    col("uniquename", s(65)),
+                    col("publisherid", lookup(&["publisher"])),
+                ],
+            ),
         ];
         for mut table in tables {
             if !["opportunity", "account", "contact", "lead"].contains(&table.logical_name.as_str())
@@ -382,6 +408,31 @@ impl Schema {
             entities.insert(table.logical_name.clone(), table);
         }
         Self { entities }
+    }
+
+    /// Defines alternate key `columns` on `entity` (the Metadata API's `Keys`). The rows'
+    /// uniqueness is checked by [`super::records::Store::add_alternate_key`].
+    pub fn add_alternate_key(&mut self, entity: &str, columns: Vec<String>) -> Result<(), String> {
+        let table = self
+            .entities
+            .get_mut(entity)
+            .ok_or_else(|| format!("Could not find entity with LogicalName '{entity}'."))?;
+        if columns.is_empty() {
+            return Err("KeyAttributes must name at least one column.".into());
+        }
+        if let Some(missing) = columns.iter().find(|c| !table.columns.contains_key(*c)) {
+            return Err(format!(
+                "The attribute '{missing}' does not exist on entity '{entity}'."
+            ));
+        }
+        if table.alternate_keys.contains(&columns) {
+            return Err(format!(
+                "An entity key with the attributes {} already exists on entity '{entity}'.",
+                columns.join(", ")
+            ));
+        }
+        table.alternate_keys.push(columns);
+        Ok(())
     }
 
     /// The table whose entity set is `set` (e.g. `opportunities`).

@@ -72,9 +72,41 @@ pub fn system_rows(store: &mut Store) -> Uuid {
             );
         }
     }
+    // The environment's Default solution (its publisher's prefix is `new`) and a `cosell`
+    // solution whose publisher's prefix is `cosell`, which an operator would have created in
+    // the maker portal before provisioning.
+    for (solution, friendly, publisher, prefix) in [
+        (
+            DEFAULT_SOLUTION,
+            "Default Solution",
+            "DefaultPublisher",
+            "new",
+        ),
+        ("cosell", "cosell", "cosell", "cosell"),
+    ] {
+        let publisher_id = Uuid::new_v4();
+        insert(
+            store,
+            "publisher",
+            publisher_id,
+            json!({"uniquename": publisher, "friendlyname": publisher, "customizationprefix": prefix}),
+            &now,
+        );
+        insert(
+            store,
+            "solution",
+            Uuid::new_v4(),
+            json!({"uniquename": solution, "friendlyname": friendly,
+                   "publisherid": {"id": publisher_id, "entity": "publisher"}}),
+            &now,
+        );
+    }
     store.pending.clear();
     base
 }
+
+/// The solution a Metadata API call without `MSCRM.SolutionUniqueName` works in.
+pub const DEFAULT_SOLUTION: &str = "Default";
 
 /// The Metadata API bodies of the cosell columns on opportunity: the definitions
 /// `cosell dataverse provision` uses (`schema/dataverse-columns.json`).

@@ -139,10 +139,20 @@ pub enum PartnerCenterCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DataverseCommand {
-    /// Create cosell's custom columns on opportunity (only the missing ones; safe to re-run).
+    /// Make Dataverse ready for cosell inside a solution: its custom columns on opportunity, the
+    /// alternate key on the referral identifier and change tracking on opportunity (only what is
+    /// missing; safe to re-run).
     Provision {
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
+        /// The unique name of the solution the columns, the key and the change-tracking
+        /// setting go into (create it first, with your publisher, in make.powerapps.com).
+        #[arg(long)]
+        solution: String,
+        /// The customization prefix of that solution's publisher (default: the configured
+        /// column prefix without its `_`, e.g. `cosell`); it must match the column prefix.
+        #[arg(long)]
+        publisher_prefix: Option<String>,
     },
     /// Create or update the `cosell` service endpoint and its steps on opportunity Create,
     /// Update, Win and Lose, authenticated as [webhooks.dataverse] says.
@@ -257,9 +267,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::PartnerCenter(PartnerCenterCommand::Login { config, status }) => {
             login::run(&config, status).await
         }
-        Command::Dataverse(DataverseCommand::Provision { config }) => {
-            setup::provision_command(&config).await
-        }
+        Command::Dataverse(DataverseCommand::Provision {
+            config,
+            solution,
+            publisher_prefix,
+        }) => setup::provision_command(&config, &solution, publisher_prefix.as_deref()).await,
         Command::Dataverse(DataverseCommand::RegisterWebhook { config, url }) => {
             setup::register_dataverse_webhook_command(&config, &url).await
         }

@@ -171,11 +171,51 @@ pub fn column_definitions(prefix: &str) -> Vec<Value> {
     serde_json::from_str(&text).expect("schema/dataverse-columns.json is a JSON array")
 }
 
-/// Creates the missing columns; answers the logical names created.
-pub async fn provision(dv: &DataverseClient, prefix: &str) -> Result<Vec<String>> {
+/// What [`provision`] created; empty when everything was there.
+#[derive(Debug, Default)]
+pub struct Provisioned {
+    /// The columns created (logical names).
+    pub columns: Vec<String>,
+    /// Whether the alternate key on the referral identifier was created.
+    pub key: bool,
+    /// Whether change tracking was turned on for opportunity.
+    pub change_tracking: bool,
+}
+
+impl Provisioned {
+    /// One line per thing created, or a line saying nothing was needed.
+    pub fn lines(&self, solution: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.columns.is_empty() {
+            lines.push(format!(
+                "created in solution {solution}: {}",
+                self.columns.join(", ")
+            ));
+        }
+        if self.key {
+            lines.push(format!(
+                "created the alternate key on the referral identifier in solution {solution}"
+            ));
+        }
+        if self.change_tracking {
+            lines.push("turned on change tracking for opportunity".to_owned());
+        }
+        if lines.is_empty() {
+            lines.push("every cosell column, the alternate key and change tracking exist already; nothing to do".into());
+        }
+        lines
+    }
+}
+
+/// Makes Dataverse ready for cosell, inside `solution` (whose publisher's customization
+/// prefix must be `prefix`, as the columns are named `<prefix>_…`): the missing cosell columns
+/// on opportunity, the alternate key on the referral identifier column, and change tracking
+/// on opportunity. Safe to run again.
+pub async fn provision(dv: &DataverseClient, solution: &str, prefix: &str) -> Result<Provisioned> {
+    let column_prefix = format!("{prefix}_");
+    let mut done = Provisioned::default();
     let existing = dv.attribute_names("opportunity").await?;
-    let mut created = Vec::new();
-    for definition in column_definitions(prefix) {
+    for definition in column_definitions(&column_prefix) {
         let logical = definition["SchemaName"]
             .as_str()
             .unwrap_or_default()
@@ -186,12 +226,53 @@ pub async fn provision(dv: &DataverseClient, prefix: &str) -> Result<Vec<String>
         {
             continue;
         }
-        dv.create_attribute("opportunity", &definition)
+        dv.create_attribute("opportunity", &definition, solution)
             .await
-            .with_context(|| format!("creating column {logical}"))?;
-        created.push(logical);
+            .with_context(|| format!("creating column {logical} in solution {solution}"))?;
+        done.columns.push(logical);
     }
-    Ok(created)
+    let key_column = format!("{column_prefix}referralidentifier");
+    let keys = dv.alternate_keys("opportunity").await?;
+    if !keys
+        .iter()
+        .any(|k| k.len() == 1 && k[0].eq_ignore_ascii_case(&key_column))
+    {
+        dv.create_alternate_key(
+            "opportunity",
+            &format!("{column_prefix}ReferralIdentifierKey"),
+            &[key_column.as_str()],
+            solution,
+        )
+        .await
+        .with_context(|| format!("creating the alternate key on {key_column}"))?;
+        done.key = true;
+    }
+    if !dv.change_tracking_enabled("opportunity").await? {
+        dv.enable_change_tracking("opportunity", solution)
+            .await
+            .context("turning on change tracking for opportunity")?;
+        done.change_tracking = true;
+    }
+    Ok(done)
+}
+
+/// The publisher prefix provisioning uses: `given`, which must match the configured column
+/// prefix (`[sync] column_prefix`, the mappings' `column-prefix`), or that prefix without its
+/// `_`.
+pub fn publisher_prefix(config: &HostConfig, given: Option<&str>) -> Result<String> {
+    let configured = config.sync.column_prefix.trim_end_matches('_').to_owned();
+    match given {
+        None => Ok(configured),
+        Some(p) if p.trim_end_matches('_').eq_ignore_ascii_case(&configured) => Ok(configured),
+        Some(p) => anyhow::bail!(
+            "--publisher-prefix {p} does not match the configured column prefix `{}`: \
+             cosell reads its columns as `{}…`; set `[sync] column_prefix = \"{p}_\"` and the \
+             mappings' `column-prefix = \"{p}_\"` in the configuration, or provision in a \
+             solution whose publisher's prefix is `{configured}`",
+            config.sync.column_prefix,
+            config.sync.column_prefix,
+        ),
+    }
 }
 
 fn authvalue(kind: DataverseAuthKind, name: &str, value: &str) -> String {
@@ -348,14 +429,23 @@ pub async fn register_webhooks_command(
 }
 
 /// `cosell dataverse provision`.
-pub async fn provision_command(config: &Path) -> Result<i32> {
+pub async fn provision_command(
+    config: &Path,
+    solution: &str,
+    publisher_prefix_given: Option<&str>,
+) -> Result<i32> {
     let config = load(config)?;
+    let prefix = publisher_prefix(&config, publisher_prefix_given)?;
     let dv = dataverse_client(&config)?;
-    let created = provision(&dv, &config.sync.column_prefix).await?;
-    if created.is_empty() {
-        println!("every cosell column exists already; nothing to do");
-    } else {
-        println!("created: {}", created.join(", "));
+    let done = provision(&dv, solution, &prefix).await.with_context(|| {
+        format!(
+            "provisioning in solution `{solution}` (it must exist, and its publisher's \
+             customization prefix must be `{prefix}`; create it in make.powerapps.com under \
+             Solutions → New solution)"
+        )
+    })?;
+    for line in done.lines(solution) {
+        println!("{line}");
     }
     Ok(0)
 }

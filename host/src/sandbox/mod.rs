@@ -99,8 +99,6 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
         client_secret: dv_config.client_secret.clone(),
     };
     let dataverse = Dataverse::new(dv_config);
-    dataverse.install_cosell_columns();
-    dataverse.seed_demo_data(options.accounts, options.opportunities, options.seed);
     let dv_server = dataverse.serve().await.with_context(|| {
         format!(
             "starting the Dataverse emulator on {}",
@@ -133,6 +131,10 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
     )
     .await?;
     let config = HostConfig::load(&config_path)?;
+    // Provisioned as an operator would (`cosell dataverse provision --solution cosell`), then
+    // seeded: the seeded opportunities use the columns it creates.
+    wiring::provision(&config).await?;
+    dataverse.seed_demo_data(options.accounts, options.opportunities, options.seed);
     let host = crate::server::start(config.clone(), token.clone()).await?;
     if let Some(addr) = host.webhook_addr {
         wiring::register_webhooks(&config, &emulators, addr).await?;

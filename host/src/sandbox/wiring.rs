@@ -181,6 +181,20 @@ partner_center_interval_secs = {pc_poll}
     Ok(path)
 }
 
+/// The solution the sandbox provisions Dataverse in (the emulator has it, with publisher
+/// prefix `cosell`).
+pub const SANDBOX_SOLUTION: &str = "cosell";
+
+/// Provisions the Dataverse emulator as `cosell dataverse provision --solution cosell` does.
+pub async fn provision(config: &HostConfig) -> Result<()> {
+    let dv = dataverse_client(config)?;
+    let prefix = crate::cli::setup::publisher_prefix(config, None)?;
+    crate::cli::setup::provision(&dv, SANDBOX_SOLUTION, &prefix)
+        .await
+        .context("provisioning the Dataverse emulator")?;
+    Ok(())
+}
+
 /// Registers the host's webhook URLs with both emulators through their real APIs, with a
 /// sign-in of its own (the host's refresh token stays the host's).
 pub async fn register_webhooks(

@@ -32,6 +32,7 @@ pub mod client;
 pub mod creates;
 pub mod error;
 pub mod limiter;
+pub mod metadata;
 pub mod request;
 
 pub use batch::{BatchItem, BatchRequest, BatchResponse};
