@@ -1136,3 +1136,33 @@ async fn the_update_step_sends_only_changes_to_columns_the_mapping_reads() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_the_delta_link_expired_are_synced_after_a_full_read() {
+    SyncEnv::run_polling_every("", 1, |mut env| async move {
+        // The poller has saved its delta link.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        env.kill_host();
+        // While the host is down (its webhook unreachable), sellers change things...
+        let mut made = Vec::new();
+        for i in 0..3 {
+            made.push(seller_creates_opportunity(&env, &format!("While away {i}"), None).await);
+        }
+        // ...and more than a week passes: the saved delta link has expired.
+        env.dv.clock().advance(chrono::TimeDelta::days(8));
+        env.start_host().await;
+        for oid in &made {
+            env.wait_opportunity(oid, "its referral after the recovery", |o| {
+                referral_id_of(o).is_some()
+            })
+            .await;
+        }
+        let log = env.host_log();
+        assert_eq!(
+            log.matches("refused the saved delta link").count(),
+            1,
+            "logged once:\n{log}"
+        );
+    })
+    .await;
+}

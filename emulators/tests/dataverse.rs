@@ -1404,3 +1404,61 @@ async fn win_and_lose_deliver_their_opportunity_close_not_a_target() {
     }
     env.running.stop().await;
 }
+
+#[tokio::test]
+async fn delta_answers_are_paged_and_delta_tokens_expire_after_seven_days() {
+    // An access token that outlives the week this test skips.
+    let env = start_with(DataverseConfig {
+        token_lifetime: chrono::Duration::days(30),
+        ..DataverseConfig::default()
+    })
+    .await;
+    let (_, _, body) = env
+        .send(
+            env.req(Method::GET, "opportunities?$select=name")
+                .header("Prefer", "odata.track-changes"),
+        )
+        .await;
+    let delta_link = body["@odata.deltaLink"].as_str().unwrap().to_owned();
+    for i in 0..7 {
+        env.create("opportunities", json!({"name": format!("Changed {i}")}))
+            .await;
+    }
+    // Pages of 3: a next link on each but the last, the new delta link only on the last.
+    let mut seen = 0;
+    let mut next = delta_link.clone();
+    let mut pages = 0;
+    let new_delta = loop {
+        let (status, _, page) = env
+            .send(
+                env.req(Method::GET, &next)
+                    .header("Prefer", "odata.track-changes,odata.maxpagesize=3"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        seen += page["value"].as_array().unwrap().len();
+        match (
+            page["@odata.nextLink"].as_str(),
+            page["@odata.deltaLink"].as_str(),
+        ) {
+            (Some(link), None) => next = link.to_owned(),
+            (None, Some(delta)) => break delta.to_owned(),
+            other => panic!("a page has a next link or a delta link, not {other:?}"),
+        }
+        assert!(pages < 10);
+    };
+    assert_eq!((seen, pages), (7, 3));
+
+    // Seven days are fine; past them the token is refused, and a full read starts again.
+    env.dv
+        .clock()
+        .advance(chrono::TimeDelta::days(7) - chrono::TimeDelta::hours(1));
+    let (status, _) = env.get(&new_delta).await;
+    assert_eq!(status, StatusCode::OK);
+    env.dv.clock().advance(chrono::TimeDelta::hours(2));
+    let (status, body) = env.get(&new_delta).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("expired"), "{body}");
+    env.running.stop().await;
+}

@@ -89,6 +89,8 @@ pub struct Ctx {
     pub user_id: Uuid,
     pub business_unit_id: Uuid,
     pub organization_id: Uuid,
+    /// How long a change-tracking token stays usable (`Organization.ExpireChangeTrackingInDays`).
+    pub change_tracking_expiry: chrono::Duration,
 }
 
 /// The `Prefer` header's preferences, lower-cased.
@@ -535,7 +537,13 @@ fn list(
         .map(|s| query::parse_select(def, s))
         .transpose()?;
     if let Some(token) = param("$deltatoken") {
-        return change_tracking::delta(store, ctx, def, select.as_deref(), token);
+        let page = change_tracking::DeltaPage {
+            size: max_page_size(&request.headers).unwrap_or(change_tracking::MAX_PAGE),
+            offset: param("$skiptoken")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        };
+        return change_tracking::delta(store, ctx, def, select.as_deref(), token, page);
     }
     let track = has_prefer(&request.headers, "odata.track-changes");
     if track {

@@ -82,6 +82,9 @@ pub struct DataverseConfig {
     pub webhook_timeout: std::time::Duration,
     /// Seed of the fault generator.
     pub fault_seed: u64,
+    /// How long a change-tracking delta token stays usable, in emulated time (Dataverse's
+    /// default `Organization.ExpireChangeTrackingInDays` is 7 days).
+    pub change_tracking_expiry: chrono::Duration,
 }
 
 impl Default for DataverseConfig {
@@ -93,6 +96,7 @@ impl Default for DataverseConfig {
             client_secret: "cosell-dataverse-secret".into(),
             token_lifetime: chrono::Duration::hours(1),
             limits: ServiceProtectionLimits::default(),
+            change_tracking_expiry: chrono::Duration::days(7),
             organization_domain: "cosell-emulator.crm.dynamics.com".into(),
             organization_name: "cosellemulator".into(),
             webhook_timeout: std::time::Duration::from_secs(60),
@@ -301,6 +305,7 @@ impl Dataverse {
             user_id: self.inner.org.user_id,
             business_unit_id: self.inner.org.business_unit_id,
             organization_id: self.inner.org.id,
+            change_tracking_expiry: self.inner.config.change_tracking_expiry,
         }
     }
 
