@@ -302,6 +302,8 @@ fn every_command_has_help() {
         vec!["mapping", "deploy", "--help"],
         vec!["mapping", "list", "--help"],
         vec!["mapping", "rollback", "--help"],
+        vec!["config", "--help"],
+        vec!["config", "check", "--help"],
     ] {
         let output = cosell().args(&args).output().unwrap();
         assert!(output.status.success(), "{args:?}");

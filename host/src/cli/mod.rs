@@ -4,6 +4,7 @@
 
 mod admin_client;
 mod backfill;
+mod config_check;
 mod login;
 mod mapping_test;
 mod sandbox;
@@ -82,6 +83,28 @@ pub enum Command {
     /// Dataverse setup.
     #[command(subcommand)]
     Dataverse(DataverseCommand),
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check that a configuration is ready to run and say what to fix: keys and values,
+    /// secrets readable (never printed), components present, state directory writable, a
+    /// Partner Center sign-in; with --online also tokens from both services, the webhook
+    /// registrations and Dataverse's provisioning. Exits 1 when anything needs fixing.
+    Check {
+        #[arg(long, short, env = "COSELL_CONFIG")]
+        config: PathBuf,
+        /// Also ask Partner Center and Dataverse (tokens, registrations, provisioning).
+        #[arg(long)]
+        online: bool,
+        /// The public base URL of the webhook listener (behind your TLS proxy), e.g.
+        /// https://cosell.example.com: the registrations must deliver there.
+        #[arg(long, requires = "online")]
+        public_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +295,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             solution,
             publisher_prefix,
         }) => setup::provision_command(&config, &solution, publisher_prefix.as_deref()).await,
+        Command::Config(ConfigCommand::Check {
+            config,
+            online,
+            public_url,
+        }) => config_check::run(&config, online, public_url.as_deref()).await,
         Command::Dataverse(DataverseCommand::RegisterWebhook { config, url }) => {
             setup::register_dataverse_webhook_command(&config, &url).await
         }

@@ -28,7 +28,7 @@ pub const PARTNER_CENTER_EVENTS: [&str; 4] = [
 ];
 
 /// The name of cosell's service endpoint in Dataverse.
-const ENDPOINT_NAME: &str = "cosell";
+pub(crate) const ENDPOINT_NAME: &str = "cosell";
 
 fn load(config: &Path) -> Result<HostConfig> {
     HostConfig::load(config)
@@ -214,18 +214,7 @@ impl Provisioned {
 pub async fn provision(dv: &DataverseClient, solution: &str, prefix: &str) -> Result<Provisioned> {
     let column_prefix = format!("{prefix}_");
     let mut done = Provisioned::default();
-    let existing = dv.attribute_names("opportunity").await?;
-    for definition in column_definitions(&column_prefix) {
-        let logical = definition["SchemaName"]
-            .as_str()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if existing
-            .iter()
-            .any(|name| name.eq_ignore_ascii_case(&logical))
-        {
-            continue;
-        }
+    for (logical, definition) in missing_columns(dv, &column_prefix).await? {
         dv.create_attribute("opportunity", &definition, solution)
             .await
             .with_context(|| format!("creating column {logical} in solution {solution}"))?;
@@ -256,6 +245,45 @@ pub async fn provision(dv: &DataverseClient, solution: &str, prefix: &str) -> Re
     Ok(done)
 }
 
+/// The cosell columns (logical name, Metadata API definition) opportunity lacks, named with
+/// `prefix` (e.g. `cosell_`).
+pub async fn missing_columns(dv: &DataverseClient, prefix: &str) -> Result<Vec<(String, Value)>> {
+    let existing = dv.attribute_names("opportunity").await?;
+    Ok(column_definitions(prefix)
+        .into_iter()
+        .map(|definition| {
+            let logical = definition["SchemaName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            (logical, definition)
+        })
+        .filter(|(logical, _)| {
+            !existing
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(logical))
+        })
+        .collect())
+}
+
+/// Whether opportunity has the alternate key on `<prefix>referralidentifier` and change
+/// tracking (what provisioning adds besides the columns); answers what is missing.
+pub async fn missing_setup(dv: &DataverseClient, prefix: &str) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    let key_column = format!("{prefix}referralidentifier");
+    let keys = dv.alternate_keys("opportunity").await?;
+    if !keys
+        .iter()
+        .any(|k| k.len() == 1 && k[0].eq_ignore_ascii_case(&key_column))
+    {
+        missing.push(format!("the alternate key on {key_column}"));
+    }
+    if !dv.change_tracking_enabled("opportunity").await? {
+        missing.push("change tracking on opportunity".to_owned());
+    }
+    Ok(missing)
+}
+
 /// The publisher prefix provisioning uses: `given`, which must match the configured column
 /// prefix (`[sync] column_prefix`, the mappings' `column-prefix`), or that prefix without its
 /// `_`.
@@ -282,7 +310,7 @@ fn authvalue(kind: DataverseAuthKind, name: &str, value: &str) -> String {
     }
 }
 
-async fn find_one(
+pub(crate) async fn find_one(
     dv: &DataverseClient,
     set: &str,
     id_column: &str,
