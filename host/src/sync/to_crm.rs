@@ -214,6 +214,18 @@ impl SyncEngine {
             .crm_snapshot
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok());
+        // Columns the opportunity already holds as the mapping wants them, although the last
+        // synced state differs: cosell's own write whose answer was lost (or the seller made
+        // the same change). They are in sync now, whatever else happens to this run.
+        let caught_up: Vec<String> = output
+            .iter()
+            .filter(|(column, wanted)| {
+                !column.contains('@')
+                    && row.body.get(column.as_str()) == Some(*wanted)
+                    && snapshot.as_ref().and_then(|s| s.get(column.as_str())) != Some(*wanted)
+            })
+            .map(|(column, _)| column.clone())
+            .collect();
         let marks = self.marks();
         let (mut write, conflicts) = columns_to_write(
             &self.config.conflicts,
@@ -289,7 +301,7 @@ impl SyncEngine {
             // send the old one back to Partner Center.
             let mut snapshot: Value = serde_json::from_str(&base).unwrap_or_default();
             if let Value::Object(snapshot) = &mut snapshot {
-                for column in &changed {
+                for column in changed.iter().chain(&caught_up) {
                     for key in [column.clone(), format!("_{column}_value")] {
                         if let Some(value) = after.body.get(&key) {
                             snapshot.insert(key, value.clone());

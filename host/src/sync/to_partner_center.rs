@@ -260,9 +260,11 @@ impl SyncEngine {
             .pc_snapshot
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok());
+        let wanted_ops = patch_ops(&current.body, wanted);
+        let holds_wanted = wanted_ops.is_empty();
         let (ops, conflicts) = ops_to_send(
             &self.config.conflicts,
-            patch_ops(&current.body, wanted),
+            wanted_ops,
             &current.body,
             &row.body,
             snapshot.as_ref(),
@@ -285,6 +287,15 @@ impl SyncEngine {
             if !pc_had_changes {
                 link.pc_hash = Some(fingerprint::referral(&current.body));
                 link.pc_snapshot = Some(current.body.to_string());
+            } else if holds_wanted && let Some(mut synced) = snapshot.clone() {
+                // The referral already holds everything the opportunity dictates, though the
+                // last synced state does not: cosell's own PATCH whose answer was lost (or the
+                // same change made in Partner Center). Those fields are in sync now; left stale
+                // in the snapshot, cosell's own write would look like Microsoft's change and
+                // win over the seller's next edit. Anything else Microsoft changed stays unsynced.
+                let caught_up = patch_ops(&synced, wanted);
+                apply_ops(&mut synced, &caught_up);
+                link.pc_snapshot = Some(synced.to_string());
             }
             self.store.save_link(link)?;
             let ids = self.referral_columns(&row.body, &rid);
