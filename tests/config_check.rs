@@ -7,57 +7,25 @@
 
 mod support;
 
-use cosell::sandbox::wiring::{Emulators, HostWiring, default_pipelines, write_host_config};
-use cosell_emulators::common::server::RunningEmulator;
-use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
-use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig, RunningPartnerCenter};
+use support::commands_env::CommandsEnv;
+
+use cosell_emulators::partner_center::PartnerCenterConfig;
 use std::path::PathBuf;
 use std::process::Command;
 
 /// Both emulators and a host configuration for them (no host runs: only commands).
-struct Setup {
-    pc: PartnerCenter,
-    _pc_server: RunningPartnerCenter,
-    _dv_server: RunningEmulator,
-    _dir: tempfile::TempDir,
-    config: PathBuf,
+struct Setup(CommandsEnv);
+
+impl std::ops::Deref for Setup {
+    type Target = CommandsEnv;
+    fn deref(&self) -> &CommandsEnv {
+        &self.0
+    }
 }
 
 impl Setup {
     async fn start() -> Setup {
-        let pc = PartnerCenter::new(PartnerCenterConfig::default());
-        let pc_server = pc.serve().await.expect("Partner Center starts");
-        let dv = Dataverse::new(DataverseConfig::default());
-        let dv_server = dv.serve().await.expect("Dataverse starts");
-        let dir = tempfile::tempdir().unwrap();
-        let emulators = Emulators {
-            partner_center: &pc,
-            partner_center_url: pc_server.url(),
-            partner_center_webhooks_url: pc_server.webhooks_url(),
-            dataverse: &dv,
-            dataverse_url: dv_server.url(),
-        };
-        let wiring = HostWiring {
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            webhooks_listen: "127.0.0.1:0".parse().unwrap(),
-            dataverse_poll_secs: 0,
-            partner_center_poll_secs: 0,
-            extra: String::new(),
-            pipelines: default_pipelines(
-                &support::guest_path("referral_to_opportunity.wasm"),
-                &support::guest_path("opportunity_to_referral.wasm"),
-            ),
-        };
-        let config = write_host_config(dir.path(), &emulators, &wiring)
-            .await
-            .expect("the configuration is written");
-        Setup {
-            pc,
-            _pc_server: pc_server,
-            _dv_server: dv_server,
-            _dir: dir,
-            config,
-        }
+        Setup(CommandsEnv::start(PartnerCenterConfig::default()).await)
     }
 
     /// Runs `cosell <args> --config <file>`: exit code and stdout + stderr.

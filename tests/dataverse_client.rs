@@ -319,6 +319,51 @@ async fn query_follows_next_links_to_every_row_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_larger_than_a_page_is_read_to_its_last_page() {
+    tokio::time::timeout(BOUND, async {
+        let (dv, running) = emulator(DataverseConfig::default()).await;
+        let client = client(&dv, &running).with_page_size(2);
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let body = json!({"name": format!("Paged {i}")});
+            ids.push(client.create("opportunities", &body).await.unwrap());
+        }
+        let initial = client
+            .track_changes("opportunities", "name,estimatedvalue", None)
+            .await
+            .expect("the initial read");
+        for id in &ids {
+            let body = json!({"estimatedvalue": 7});
+            client
+                .update("opportunities", id, &body, None)
+                .await
+                .unwrap();
+        }
+        // Five changes in pages of two: three pages, the delta link on the last.
+        let delta = client
+            .track_changes(
+                "opportunities",
+                "name,estimatedvalue",
+                Some(&initial.delta_link),
+            )
+            .await
+            .expect("the delta");
+        let mut changed: Vec<&str> = delta
+            .changed
+            .iter()
+            .filter_map(|r| r["opportunityid"].as_str())
+            .collect();
+        changed.sort_unstable();
+        let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(changed, expected, "every change once, across the pages");
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_tracking_reports_changes_and_deletions_since_the_last_round() {
     tokio::time::timeout(BOUND, async {
         let (dv, running) = emulator(DataverseConfig::default()).await;

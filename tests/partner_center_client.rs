@@ -101,16 +101,7 @@ async fn a_create_whose_answer_is_lost_makes_exactly_one_referral() {
             pc.microsoft().create_incoming(json!({}));
         }
         let writer = ReferralWriter::new(client(&pc, &running));
-        let faults = [
-            FaultConfig {
-                applied_error_rate: 1.0,
-                ..FaultConfig::default()
-            },
-            FaultConfig {
-                applied_drop_rate: 1.0,
-                ..FaultConfig::default()
-            },
-        ];
+        let faults = FaultConfig::every_answer_lost();
         for (n, fault) in faults.into_iter().enumerate() {
             for kind in ["Independent", "Shared"] {
                 let opportunity = format!("00000000-0000-4000-8000-00000000000{n}{}", kind.len());

@@ -7,15 +7,14 @@
 
 mod support;
 
+use support::commands_env::CommandsEnv;
+
 use cosell::cli::setup::register_partner_center_webhooks;
 use cosell::connections::partner_center::PartnerCenterClient;
 use cosell::connections::partner_center::webhooks::WebhookRegistration;
-use cosell::sandbox::wiring::{Emulators, HostWiring, default_pipelines, write_host_config};
 use cosell::store::SyncStore;
 use cosell::store::sqlite::SqliteStore;
-use cosell_emulators::common::server::RunningEmulator;
-use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
-use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig, RunningPartnerCenter};
+use cosell_emulators::partner_center::PartnerCenterConfig;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -26,53 +25,25 @@ use support::partner_center_settings;
 const BOUND: Duration = Duration::from_secs(120);
 const OUR_HOOK: &str = "http://127.0.0.1:9/webhooks/partner-center";
 
-struct Setup {
-    pc: PartnerCenter,
-    pc_server: RunningPartnerCenter,
-    _dv_server: RunningEmulator,
-    _dir: tempfile::TempDir,
-    config: PathBuf,
+struct Setup(CommandsEnv);
+
+impl std::ops::Deref for Setup {
+    type Target = CommandsEnv;
+    fn deref(&self) -> &CommandsEnv {
+        &self.0
+    }
 }
 
 impl Setup {
     /// Both emulators and a host configuration for them (no host runs: only commands).
     async fn start() -> Setup {
-        let pc = PartnerCenter::new(PartnerCenterConfig {
-            device_code_interval: Duration::from_secs(1),
-            ..PartnerCenterConfig::default()
-        });
-        let pc_server = pc.serve().await.expect("Partner Center starts");
-        let dv = Dataverse::new(DataverseConfig::default());
-        let dv_server = dv.serve().await.expect("Dataverse starts");
-        let dir = tempfile::tempdir().unwrap();
-        let emulators = Emulators {
-            partner_center: &pc,
-            partner_center_url: pc_server.url(),
-            partner_center_webhooks_url: pc_server.webhooks_url(),
-            dataverse: &dv,
-            dataverse_url: dv_server.url(),
-        };
-        let wiring = HostWiring {
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            webhooks_listen: "127.0.0.1:0".parse().unwrap(),
-            dataverse_poll_secs: 0,
-            partner_center_poll_secs: 0,
-            extra: String::new(),
-            pipelines: default_pipelines(
-                &support::guest_path("referral_to_opportunity.wasm"),
-                &support::guest_path("opportunity_to_referral.wasm"),
-            ),
-        };
-        let config = write_host_config(dir.path(), &emulators, &wiring)
-            .await
-            .expect("the configuration is written");
-        Setup {
-            pc,
-            pc_server,
-            _dv_server: dv_server,
-            _dir: dir,
-            config,
-        }
+        Setup(
+            CommandsEnv::start(PartnerCenterConfig {
+                device_code_interval: Duration::from_secs(1),
+                ..PartnerCenterConfig::default()
+            })
+            .await,
+        )
     }
 
     /// Removes `[partner_center] refresh_token` from the configuration.
@@ -221,7 +192,7 @@ async fn register_webhooks_keeps_other_applications_events_and_replace_removes_t
             "{events:?}"
         );
         assert_eq!(events.len(), 4, "{events:?}");
-        setup.pc_server.stop().await;
+        setup.0.pc_server.stop().await;
     })
     .await;
 }
@@ -377,7 +348,7 @@ async fn login_keeps_a_named_users_sign_in_that_the_commands_then_use() {
         for token in setup.pc.tokens().issued().refresh {
             assert!(!shown.contains(&token), "the status never shows a token");
         }
-        setup.pc_server.stop().await;
+        setup.0.pc_server.stop().await;
     })
     .await;
 }
@@ -428,7 +399,7 @@ async fn a_new_configured_refresh_token_replaces_a_stale_kept_one() {
             .unwrap();
         let configured = std::fs::read_to_string(setup.refresh_token_file()).unwrap();
         assert!(!record.contains(&configured), "{record}");
-        setup.pc_server.stop().await;
+        setup.0.pc_server.stop().await;
     })
     .await;
 }

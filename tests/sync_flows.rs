@@ -727,10 +727,7 @@ async fn events_stored_before_a_crash_are_synced_after_the_restart() {
 async fn when_dataverse_loses_the_answers_of_applied_writes_a_referral_creates_each_row_once() {
     use cosell_emulators::common::faults::FaultConfig;
     SyncEnv::run("[sync]\nretry_base_ms = 200\nmax_attempts = 40\n", |env| async move {
-        let lost = [
-            FaultConfig { applied_error_rate: 1.0, ..FaultConfig::default() },
-            FaultConfig { applied_drop_rate: 1.0, ..FaultConfig::default() },
-        ];
+        let lost = FaultConfig::every_answer_lost();
         for (n, fault) in lost.into_iter().enumerate() {
             let name = format!("Lost Answers {n}");
             env.dv.faults().set(fault).expect("valid faults");
@@ -777,16 +774,7 @@ async fn when_partner_center_loses_the_answers_of_creates_each_opportunity_gets_
     SyncEnv::run(
         "[sync]\nretry_base_ms = 200\nmax_attempts = 40\n",
         |env| async move {
-            let lost = [
-                FaultConfig {
-                    applied_error_rate: 1.0,
-                    ..FaultConfig::default()
-                },
-                FaultConfig {
-                    applied_drop_rate: 1.0,
-                    ..FaultConfig::default()
-                },
-            ];
+            let lost = FaultConfig::every_answer_lost();
             for (n, fault) in lost.into_iter().enumerate() {
                 env.pc.faults().set(fault).expect("valid faults");
                 let shared = seller_creates_opportunity(

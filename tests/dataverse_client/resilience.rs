@@ -118,16 +118,7 @@ async fn a_create_whose_answer_is_lost_makes_exactly_one_row() {
     tokio::time::timeout(BOUND, async {
         let (dv, running) = emulator(DataverseConfig::default()).await;
         let client = client(&dv, &running);
-        let lost = [
-            FaultConfig {
-                applied_error_rate: 1.0,
-                ..FaultConfig::default()
-            },
-            FaultConfig {
-                applied_drop_rate: 1.0,
-                ..FaultConfig::default()
-            },
-        ];
+        let lost = FaultConfig::every_answer_lost();
         for (n, fault) in lost.into_iter().enumerate() {
             dv.faults().set(fault).unwrap();
             let single = client

@@ -4,6 +4,7 @@
 //! workload ([`drill`]).
 #![allow(dead_code)]
 
+pub mod commands_env;
 pub mod drill;
 pub mod seller;
 pub mod sync_env;

@@ -45,6 +45,21 @@ pub struct FaultConfig {
 }
 
 impl FaultConfig {
+    /// The two ways every write's answer can be lost once the write is applied: answered 500,
+    /// and the connection dropped. What a test of "no duplicate on a lost answer" runs through.
+    pub fn every_answer_lost() -> [FaultConfig; 2] {
+        [
+            FaultConfig {
+                applied_error_rate: 1.0,
+                ..FaultConfig::default()
+            },
+            FaultConfig {
+                applied_drop_rate: 1.0,
+                ..FaultConfig::default()
+            },
+        ]
+    }
+
     /// Checks that every rate is between 0 and 1.
     pub fn validate(&self) -> Result<(), String> {
         for (name, rate) in [

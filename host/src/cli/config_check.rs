@@ -9,7 +9,7 @@
 //! and looks for cosell's columns and service endpoint in Dataverse.
 
 use super::setup::{
-    ENDPOINT_NAME, PARTNER_CENTER_EVENTS, find_one, missing_columns, missing_setup,
+    ENDPOINT_NAME, PARTNER_CENTER_EVENTS, find_one, key_and_tracking, missing_columns,
 };
 use crate::config::{HostConfig, SecretRef};
 use crate::server::sync::{dataverse_client, partner_center_client};
@@ -367,7 +367,11 @@ async fn check_dataverse(config: &HostConfig, public_url: Option<&str>, report: 
             return;
         }
     }
-    match missing_setup(&dv, &config.sync.column_prefix).await {
+    let prefix = &config.sync.column_prefix;
+    match key_and_tracking(&dv, prefix)
+        .await
+        .map(|have| have.missing(prefix))
+    {
         Ok(missing) if missing.is_empty() => {}
         Ok(missing) => report.problem(format!(
             "Dataverse: opportunity lacks {}\n  fix: {PROVISION}",

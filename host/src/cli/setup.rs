@@ -220,12 +220,9 @@ pub async fn provision(dv: &DataverseClient, solution: &str, prefix: &str) -> Re
             .with_context(|| format!("creating column {logical} in solution {solution}"))?;
         done.columns.push(logical);
     }
-    let key_column = format!("{column_prefix}referralidentifier");
-    let keys = dv.alternate_keys("opportunity").await?;
-    if !keys
-        .iter()
-        .any(|k| k.len() == 1 && k[0].eq_ignore_ascii_case(&key_column))
-    {
+    let have = key_and_tracking(dv, &column_prefix).await?;
+    if !have.key {
+        let key_column = format!("{column_prefix}referralidentifier");
         dv.create_alternate_key(
             "opportunity",
             &format!("{column_prefix}ReferralIdentifierKey"),
@@ -236,7 +233,7 @@ pub async fn provision(dv: &DataverseClient, solution: &str, prefix: &str) -> Re
         .with_context(|| format!("creating the alternate key on {key_column}"))?;
         done.key = true;
     }
-    if !dv.change_tracking_enabled("opportunity").await? {
+    if !have.change_tracking {
         dv.enable_change_tracking("opportunity", solution)
             .await
             .context("turning on change tracking for opportunity")?;
@@ -266,22 +263,40 @@ pub async fn missing_columns(dv: &DataverseClient, prefix: &str) -> Result<Vec<(
         .collect())
 }
 
-/// Whether opportunity has the alternate key on `<prefix>referralidentifier` and change
-/// tracking (what provisioning adds besides the columns); answers what is missing.
-pub async fn missing_setup(dv: &DataverseClient, prefix: &str) -> Result<Vec<String>> {
-    let mut missing = Vec::new();
+/// What provisioning adds to opportunity besides the columns, as Dataverse has it now.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyAndTracking {
+    /// The alternate key on `<prefix>referralidentifier` exists.
+    pub key: bool,
+    /// Change tracking is on.
+    pub change_tracking: bool,
+}
+
+impl KeyAndTracking {
+    /// What is missing, in words (empty when nothing is).
+    pub fn missing(&self, prefix: &str) -> Vec<String> {
+        let mut missing = Vec::new();
+        if !self.key {
+            missing.push(format!("the alternate key on {prefix}referralidentifier"));
+        }
+        if !self.change_tracking {
+            missing.push("change tracking on opportunity".to_owned());
+        }
+        missing
+    }
+}
+
+/// Reads whether opportunity has the alternate key on `<prefix>referralidentifier` (prefix
+/// e.g. `cosell_`) and change tracking.
+pub async fn key_and_tracking(dv: &DataverseClient, prefix: &str) -> Result<KeyAndTracking> {
     let key_column = format!("{prefix}referralidentifier");
     let keys = dv.alternate_keys("opportunity").await?;
-    if !keys
-        .iter()
-        .any(|k| k.len() == 1 && k[0].eq_ignore_ascii_case(&key_column))
-    {
-        missing.push(format!("the alternate key on {key_column}"));
-    }
-    if !dv.change_tracking_enabled("opportunity").await? {
-        missing.push("change tracking on opportunity".to_owned());
-    }
-    Ok(missing)
+    Ok(KeyAndTracking {
+        key: keys
+            .iter()
+            .any(|k| k.len() == 1 && k[0].eq_ignore_ascii_case(&key_column)),
+        change_tracking: dv.change_tracking_enabled("opportunity").await?,
+    })
 }
 
 /// The publisher prefix provisioning uses: `given`, which must match the configured column

@@ -85,7 +85,6 @@ impl ReferralWriter {
         {
             Some(r) => {
                 let id = r["id"].as_str().unwrap_or_default().to_owned();
-                tracing::info!(opportunity = opportunity_id, referral = %id, "found the referral a lost create made");
                 Ok(Some(self.client.get_referral(&id).await?))
             }
             None => Ok(None),
@@ -104,33 +103,27 @@ impl ReferralWriter {
         let mut referral = referral.clone();
         // The marker the lookup matches: cosell's, whatever the mapping wrote there.
         referral["externalReferenceId"] = json!(opportunity_id);
-        let mut lost = None;
-        let mut created = None;
-        for _ in 0..CREATE_ATTEMPTS {
-            match self.client.create_referral(&referral).await {
-                Ok(answer) => {
-                    created = Some(answer);
-                    break;
-                }
-                Err(PartnerCenterError::AnswerLost(why)) => {
-                    tracing::warn!(
-                        opportunity = opportunity_id,
-                        why,
-                        "the answer to a referral create was lost; looking it up"
-                    );
-                    if let Some(found) = self.find_created(opportunity_id, since_ms).await? {
-                        created = Some(found.body);
-                        break;
-                    }
-                    lost = Some(why);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let created =
-            created.ok_or_else(|| PartnerCenterError::AnswerLost(lost.unwrap_or_default()))?;
+        let (created, found) = self
+            .create_or_find(&referral, || async {
+                Ok(self
+                    .find_created(opportunity_id, since_ms)
+                    .await?
+                    .map(|r| r.body))
+            })
+            .await?;
         if referral["type"] == "Shared" {
-            self.ensure_microsoft_half(&created, &referral).await?;
+            match found {
+                // A referral that was there already may have its half too.
+                true => self.ensure_microsoft_half(&created, &referral).await?,
+                false => {
+                    let engagement = created["engagementId"].as_str().ok_or_else(|| {
+                        PartnerCenterError::InvalidResponse(
+                            "a Shared referral was created without an engagementId".into(),
+                        )
+                    })?;
+                    self.create_microsoft_half(&referral, engagement).await?
+                }
+            }
         }
         Ok(created)
     }
@@ -141,18 +134,36 @@ impl ReferralWriter {
         let mut connected = referral.clone();
         connected["engagementId"] = json!(engagement);
         connected["target"] = json!([{"type": "BusinessProfileLocation", "id": "msft"}]);
+        self.create_or_find(&connected, || async {
+            Ok(self
+                .microsoft_half_exists(engagement)
+                .await?
+                .then_some(Value::Null))
+        })
+        .await
+        .map(drop)
+    }
+
+    /// POSTs `body`, up to [`CREATE_ATTEMPTS`] times; after a lost answer `find` says whether
+    /// the create landed after all (its referral) before the POST is sent again. Answers the
+    /// referral and whether it was found rather than created.
+    async fn create_or_find<F, Fut>(&self, body: &Value, find: F) -> Result<(Value, bool)>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Value>>>,
+    {
         let mut lost = String::new();
         for _ in 0..CREATE_ATTEMPTS {
-            match self.client.create_referral(&connected).await {
-                Ok(_) => return Ok(()),
+            match self.client.create_referral(body).await {
+                Ok(created) => return Ok((created, false)),
                 Err(PartnerCenterError::AnswerLost(why)) => {
                     tracing::warn!(
-                        engagement,
                         why,
-                        "the answer to a Microsoft half's create was lost; looking it up"
+                        "the answer to a referral create was lost; looking it up"
                     );
-                    if self.microsoft_half_exists(engagement).await? {
-                        return Ok(());
+                    if let Some(found) = find().await? {
+                        tracing::info!(referral = %found["id"], "found the referral a lost create made");
+                        return Ok((found, true));
                     }
                     lost = why;
                 }

@@ -65,21 +65,29 @@ impl WebhookRegistration {
 }
 
 impl PartnerCenterClient {
+    /// One Webhooks API call to `path` (under `webhooks_url`, with a Webhooks-audience token);
+    /// answers the body.
+    async fn webhooks_api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Value> {
+        let url = format!("{}{path}", self.webhooks_url());
+        let (_, answer) = self
+            .call_api(Audience::Webhooks, method, &url, body, &[], what)
+            .await?;
+        Ok(answer)
+    }
+
     /// The tenant's registration, if any.
     pub async fn webhook_registration(&self) -> Result<Option<WebhookRegistration>> {
-        let url = format!("{}{REGISTRATION}", self.webhooks_url());
         match self
-            .call_api(
-                Audience::Webhooks,
-                Method::GET,
-                &url,
-                None,
-                &[],
-                "webhook registration",
-            )
+            .webhooks_api(Method::GET, REGISTRATION, None, "webhook registration")
             .await
         {
-            Ok((_, body)) => Ok(Some(WebhookRegistration::from_json(&body)?)),
+            Ok(body) => Ok(Some(WebhookRegistration::from_json(&body)?)),
             Err(PartnerCenterError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -107,18 +115,13 @@ impl PartnerCenterClient {
         method: Method,
         registration: &WebhookRegistration,
     ) -> Result<Value> {
-        let endpoint = format!("{}{REGISTRATION}", self.webhooks_url());
-        let (_, registered) = self
-            .call_api(
-                Audience::Webhooks,
-                method,
-                &endpoint,
-                Some(&registration.to_json()),
-                &[],
-                "webhook registration",
-            )
-            .await?;
-        Ok(registered)
+        self.webhooks_api(
+            method,
+            REGISTRATION,
+            Some(&registration.to_json()),
+            "webhook registration",
+        )
+        .await
     }
 }
 
@@ -128,16 +131,8 @@ const VALIDATION: &str = "/webhooks/v1/registration/validationEvents";
 impl PartnerCenterClient {
     /// The event names a registration may ask for.
     pub async fn webhook_events(&self) -> Result<Vec<String>> {
-        let url = format!("{}{EVENTS}", self.webhooks_url());
-        let (_, body) = self
-            .call_api(
-                Audience::Webhooks,
-                Method::GET,
-                &url,
-                None,
-                &[],
-                "webhook events",
-            )
+        let body = self
+            .webhooks_api(Method::GET, EVENTS, None, "webhook events")
             .await?;
         Ok(body
             .as_array()
@@ -150,14 +145,11 @@ impl PartnerCenterClient {
     /// Asks Partner Center to send a `test-created` event to the registered URL; answers the
     /// validation's correlation id.
     pub async fn send_validation_event(&self) -> Result<String> {
-        let url = format!("{}{VALIDATION}", self.webhooks_url());
-        let (_, body) = self
-            .call_api(
-                Audience::Webhooks,
+        let body = self
+            .webhooks_api(
                 Method::POST,
-                &url,
+                VALIDATION,
                 Some(&json!({})),
-                &[],
                 "webhook validation",
             )
             .await?;
@@ -173,17 +165,8 @@ impl PartnerCenterClient {
 
     /// The delivery attempts of a validation event so far.
     pub async fn validation_event(&self, correlation_id: &str) -> Result<Value> {
-        let url = format!("{}{VALIDATION}/{correlation_id}", self.webhooks_url());
-        let (_, body) = self
-            .call_api(
-                Audience::Webhooks,
-                Method::GET,
-                &url,
-                None,
-                &[],
-                "webhook validation",
-            )
-            .await?;
-        Ok(body)
+        let path = format!("{VALIDATION}/{correlation_id}");
+        self.webhooks_api(Method::GET, &path, None, "webhook validation")
+            .await
     }
 }
