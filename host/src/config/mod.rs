@@ -12,7 +12,7 @@ pub use connections::{
     DataverseAuthKind, DataverseConfig, DataverseWebhookAuth, PartnerCenterConfig,
     PartnerCenterWebhookConfig, SecretRef, WebhooksConfig,
 };
-pub use secret::Secret;
+pub use secret::{Secret, write_owner_only};
 pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
 
 use crate::runtime::{Direction, Limits, StepConfig};

@@ -52,6 +52,28 @@ impl Secret {
     }
 }
 
+/// Writes `contents` to `path` so that no one but its owner can ever read it: the bytes go into
+/// a new temporary file in the same directory, created 0600 before anything is written to it,
+/// which then replaces `path` by a rename. Writing first and narrowing after would leave the
+/// secret readable under the umask's mode for a moment, and an existing wider file's mode would
+/// survive a truncating write.
+pub fn write_owner_only(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // tempfile creates its files with mode 0600 on Unix.
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")
@@ -70,5 +92,26 @@ mod tests {
         assert!(!secret.matches("s3crets"));
         assert!(!secret.matches(""));
         assert!(!format!("{secret:?}").contains("s3cret"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_are_their_owners_only_from_the_first_byte_and_stay_so() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client-secret");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+        write_owner_only(&path, b"first").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+
+        // A file someone widened is replaced by an owner-only one, not written in place.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_owner_only(&path, b"second").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        // Nothing else is left behind in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -128,17 +128,9 @@ impl SandboxManifest {
         }
     }
 
-    /// Writes the manifest atomically (temporary file, then rename), readable only by its owner
-    /// since it holds the admin token and the emulators' secrets.
+    /// Writes the manifest atomically, readable only by its owner from its first byte, since
+    /// it holds the admin token and the emulators' secrets.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-        }
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        crate::config::write_owner_only(path, serde_json::to_string_pretty(self)?.as_bytes())
     }
 }

@@ -58,12 +58,7 @@ component = "{}"
 /// Writes `value` to `dir/name`, readable only by its owner; answers the path.
 fn secret_file(dir: &Path, name: &str, value: &str) -> Result<PathBuf> {
     let path = dir.join(name);
-    std::fs::write(&path, value).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    crate::config::write_owner_only(&path, value.as_bytes())?;
     Ok(path)
 }
 
