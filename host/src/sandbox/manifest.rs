@@ -3,7 +3,7 @@
 use super::SandboxOptions;
 use crate::config::Secret;
 use crate::server::RunningHost;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use cosell_emulators::common::server::RunningEmulator;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
