@@ -7,7 +7,7 @@
 
 CARGO ?= cargo
 # A local development token for the admin API; set your own for anything else.
-COSELL_ADMIN_TOKEN ?= local-dev-token
+COSELL_ADMIN_TOKEN ?= local-dev-token-not-for-production-use
 export COSELL_ADMIN_TOKEN
 
 # The Python example mapping, built with componentize-py (from PyPI) in a private virtualenv;

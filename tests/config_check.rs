@@ -34,7 +34,10 @@ impl Setup {
             .args(args)
             .arg("--config")
             .arg(&self.config)
-            .env("COSELL_ADMIN_TOKEN", "config-check-admin-token")
+            .env(
+                "COSELL_ADMIN_TOKEN",
+                "config-check-admin-token-3b8d0f6a1c9e5",
+            )
             .output()
             .expect("cosell runs");
         let text = format!(
@@ -169,6 +172,27 @@ async fn a_good_configuration_passes_and_each_mistake_is_named_with_its_fix() {
         &http_url,
         &["dataverse.url", "not an https URL"],
     );
+
+    // An admin token too short to start the host with (from admin.token_file).
+    let short_token = setup.secret_file("short-admin-token");
+    std::fs::write(&short_token, "short-admin-token").unwrap();
+    let short = setup.check_edited(|text| {
+        text.replacen(
+            "[admin]\n",
+            &format!("[admin]\ntoken_file = \"{}\"\n", short_token.display()),
+            1,
+        )
+    });
+    assert_problem(
+        "short admin token",
+        &short,
+        &[
+            "admin.token_env / admin.token_file",
+            "at least 32",
+            "openssl rand -hex 32",
+        ],
+    );
+    assert!(!short.1.contains("short-admin-token\n"), "{}", short.1);
 
     for (what, (_, output)) in [
         ("missing secret file", &missing_file),

@@ -302,7 +302,10 @@ async fn login_keeps_a_named_users_sign_in_that_the_commands_then_use() {
         let serve = Command::new(env!("CARGO_BIN_EXE_cosell"))
             .args(["serve", "--config"])
             .arg(&setup.config)
-            .env("COSELL_ADMIN_TOKEN", "setup-test-admin-token")
+            .env(
+                "COSELL_ADMIN_TOKEN",
+                "setup-test-admin-token-9c4e1a7b2d5f8e30",
+            )
             .output()
             .expect("cosell serve runs");
         assert!(!serve.status.success());

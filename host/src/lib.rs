@@ -15,6 +15,7 @@ pub mod connections;
 pub mod deploy;
 pub mod metrics;
 pub mod pipeline;
+mod private_dir;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;

@@ -221,25 +221,12 @@ async fn the_admin_api_listens_on_loopback_unless_remote_access_is_allowed() {
     for listen in ["0.0.0.0:0", "[::]:0"] {
         // `cosell serve` refuses to start, and says what to do.
         let config = config_listening_on(dir.path(), listen, "");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cosell"))
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_cosell"));
+        serve
             .args(["serve", "--config"])
             .arg(&config)
-            .env("COSELL_ADMIN_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let exited = wait_until(Duration::from_secs(30), || {
-            let status = child.try_wait().unwrap();
-            async move { status }
-        })
-        .await;
-        let Some(status) = exited else {
-            let _ = child.kill();
-            panic!("cosell serve started on {listen} without admin.allow_remote");
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            .env("COSELL_ADMIN_TOKEN", TOKEN);
+        let (status, stderr) = refused_at_start(serve).await;
         assert!(!status.success(), "{listen}: {stderr}");
         assert!(
             stderr.contains("not a loopback address") && stderr.contains("admin.allow_remote"),
@@ -268,5 +255,115 @@ async fn the_admin_api_listens_on_loopback_unless_remote_access_is_allowed() {
     println!(
         "admin bind: {refused} non-loopback binds refused (2 by `cosell serve`, 1 by the server for a config built in code), allowed only with admin.allow_remote = true; loopback served at {}",
         host.admin_addr
+    );
+}
+
+/// Runs `command`, which should exit at once; its exit status and stderr. A command still
+/// running after 30 s (it started although it should not have) is killed and fails the test.
+async fn refused_at_start(mut command: Command) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(30), || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{command:?} started instead of refusing to");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_admin_tokens_and_tokens_on_the_command_line_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = "local-dev-token";
+    let short_file = dir.path().join("short-token");
+    std::fs::write(&short_file, format!("{short}\n")).unwrap();
+    // A short token refuses `cosell serve` from the environment and from admin.token_file,
+    // and `cosell sandbox`, each saying how to make a good one and never printing it.
+    let env_config = config_listening_on(dir.path(), "127.0.0.1:0", "");
+    let file_dir = dir.path().join("file");
+    std::fs::create_dir(&file_dir).unwrap();
+    let file_config = config_listening_on(
+        &file_dir,
+        "127.0.0.1:0",
+        &format!("token_file = \"{}\"", short_file.display()),
+    );
+    let mut refusals = Vec::new();
+    for config in [&env_config, &file_config] {
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_cosell"));
+        serve.args(["serve", "--config"]).arg(config);
+        refusals.push((serve, "cosell serve"));
+    }
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_cosell"));
+    sandbox
+        .arg("sandbox")
+        .arg("--data-dir")
+        .arg(dir.path().join("sandbox"));
+    refusals.push((sandbox, "cosell sandbox"));
+    for (mut command, what) in refusals {
+        command.env("COSELL_ADMIN_TOKEN", short);
+        let (status, stderr) = refused_at_start(command).await;
+        assert!(!status.success(), "{what}: {stderr}");
+        assert!(
+            stderr.contains("at least 32") && stderr.contains("openssl rand -hex 32"),
+            "{what}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(short),
+            "{what} printed the token: {stderr}"
+        );
+    }
+    // The server itself refuses one given in code.
+    let config = cosell::config::HostConfig::load(&env_config).unwrap();
+    let err = cosell::server::start(config, cosell::config::Secret::new(short))
+        .await
+        .err()
+        .expect("the server refuses a short admin token");
+    assert!(format!("{err:#}").contains("at least 32"), "{err:#}");
+
+    // A token on the command line is refused, even the right one, with what to do instead;
+    // from a file (`--token-file`) the same token works.
+    let host_dir = dir.path().join("host");
+    std::fs::create_dir(&host_dir).unwrap();
+    let (host, _admin) = support::start_stamp_host(&host_dir).await;
+    let url = format!("http://{}", host.admin_addr);
+    for flag in ["--token", "--admin-token"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_cosell"))
+            .args(["mapping", "list", "--admin-url", &url, flag, TOKEN])
+            .env("COSELL_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag}: {stderr}");
+        assert!(
+            stderr.contains("COSELL_ADMIN_TOKEN") && stderr.contains("--token-file"),
+            "{flag}: {stderr}"
+        );
+    }
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_cosell"))
+        .args(["mapping", "list", "--admin-url", &url, "--token-file"])
+        .arg(&token_file)
+        .env_remove("COSELL_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!(
+        "admin token: a {}-character token refused by `cosell serve` (environment and file), `cosell sandbox` and the server; --token and --admin-token refused; --token-file accepted",
+        short.len()
     );
 }

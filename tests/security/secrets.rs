@@ -248,7 +248,7 @@ async fn full_run() {
         keep(run, &mut places);
     }
     // And get wrong: a wrong admin token, wrong service credentials.
-    const WRONG_ADMIN: &str = "wrong-admin-token-7f3a9c";
+    const WRONG_ADMIN: &str = "wrong-admin-token-7f3a9c2e5b8d1f4a6c0e";
     const WRONG_DV: &str = "wrong-dataverse-secret-51c0e2";
     const WRONG_PC: &str = "wrong-partner-center-secret-8d2b4e";
     const WRONG_RT: &str = "rt-wrong-refresh-token-93ab17";

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const TOKEN: &str = "test-admin-token";
+pub const TOKEN: &str = "test-admin-token-6f1c2a9e4b7d3c8a5e0f";
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub const WEBHOOK_CONCURRENCY: usize = 16;
 
 /// The admin token of the benchmark's host.
-pub const ADMIN_TOKEN: &str = "bench-admin-token";
+pub const ADMIN_TOKEN: &str = "bench-admin-token-4e9a1c7f3b2d8e5a0c6f";
 
 /// How an environment is set up.
 pub struct EnvOptions {

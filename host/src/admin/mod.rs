@@ -20,6 +20,8 @@ mod auth;
 mod handlers;
 mod sync_handlers;
 
+pub use auth::{MIN_TOKEN_LEN, check_token};
+
 use crate::config::Secret;
 use crate::deploy::Deployer;
 use crate::metrics::Metrics;

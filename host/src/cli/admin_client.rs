@@ -21,8 +21,9 @@ pub(super) fn url(admin: &AdminArgs, path: &str) -> String {
 
 /// Sends the request; prints the JSON answer on stdout on success, the error on stderr.
 pub(super) async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) -> Result<i32> {
+    let token = admin.token()?;
     let response = request
-        .bearer_auth(&admin.token)
+        .bearer_auth(token.expose())
         .send()
         .await
         .with_context(|| {

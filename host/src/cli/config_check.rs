@@ -162,6 +162,14 @@ fn check_secrets(config: &HostConfig, report: &mut Report) {
             report.problem(format!("{key}: {err:#}\n  fix: {fix}"));
         }
     }
+    // The host refuses a short admin token at start-up; say so here first.
+    if let Ok(token) = config.admin.token()
+        && let Err(err) = crate::admin::check_token(&token)
+    {
+        report.problem(format!(
+            "admin.token_env / admin.token_file: {err:#}\n  fix: replace the token with the output of `openssl rand -hex 32`"
+        ));
+    }
 }
 
 fn check_readable(key: &str, path: &Path, report: &mut Report) -> Option<Vec<u8>> {

@@ -14,7 +14,7 @@ mod sync_admin;
 pub mod update_columns;
 
 use crate::runtime::Direction;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -233,9 +233,31 @@ pub struct AdminArgs {
         default_value = "http://127.0.0.1:8686"
     )]
     pub admin_url: String,
-    /// The admin bearer token.
-    #[arg(long, env = "COSELL_ADMIN_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// Refused: a token on the command line shows in the process list and the shell history.
+    /// Kept as a hidden flag so that using it gets an error saying what to do instead.
+    #[arg(long, alias = "admin-token", hide = true)]
+    pub token: Option<String>,
+    /// A file holding the admin bearer token. Without it the token is read from the
+    /// environment variable COSELL_ADMIN_TOKEN.
+    #[arg(long, env = "COSELL_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    /// The admin token, from `--token-file` or `COSELL_ADMIN_TOKEN`; never from the command
+    /// line itself.
+    pub fn token(&self) -> Result<crate::config::Secret> {
+        if self.token.is_some() {
+            anyhow::bail!(
+                "--token is refused: a token on the command line is visible to every user in the process list and stays in the shell history; set COSELL_ADMIN_TOKEN, or put the token in a file and pass --token-file <path> (or set COSELL_ADMIN_TOKEN_FILE)"
+            );
+        }
+        match &self.token_file {
+            Some(file) => crate::config::Secret::from_file(file),
+            None => crate::config::Secret::from_env("COSELL_ADMIN_TOKEN"),
+        }
+        .context("reading the admin token")
+    }
 }
 
 /// Directions as accepted on the command line.

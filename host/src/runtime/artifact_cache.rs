@@ -110,7 +110,7 @@ impl ArtifactCache {
     /// directory belongs to another user: a cache someone else can write to is not used.
     pub fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> anyhow::Result<Self> {
         let dir = dir.into();
-        create_private_dir(&dir)?;
+        crate::private_dir::create_private_dir(&dir, "the artifact cache directory")?;
         Ok(Self { dir, max_bytes })
     }
 
@@ -271,41 +271,6 @@ impl Hasher for DigestHasher {
         let digest = self.0.clone().finalize();
         u64::from_le_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))
     }
-}
-
-/// Creates `dir` with mode 0700 (parents with the default mode), or narrows it to 0700.
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating the directory {}", parent.display()))?;
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    match builder.create(dir) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
-        Err(err) => {
-            return Err(err).with_context(|| {
-                format!("creating the artifact cache directory {}", dir.display())
-            });
-        }
-    }
-    // Explicit, so neither the umask nor an earlier, wider directory decides. Only the
-    // directory's owner may change its mode, so this also refuses another user's directory.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
-            || {
-                format!(
-                    "making the artifact cache directory {} its owner's only (mode 0700); is it another user's?",
-                    dir.display()
-                )
-            },
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

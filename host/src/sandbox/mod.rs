@@ -62,6 +62,11 @@ pub struct RunningSandbox {
 
 /// Starts both emulators and the host, seeds the data and writes `sandbox.json`.
 pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
+    // A chosen token is checked before the emulators start, not only when the host does, so a
+    // short one fails fast with nothing to tear down.
+    if let Some(token) = &options.admin_token {
+        crate::admin::check_token(token)?;
+    }
     std::fs::create_dir_all(&options.data_dir).with_context(|| {
         format!(
             "creating the sandbox data directory {}",

@@ -36,6 +36,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     // The bind rule is checked here too, not only when a file is loaded, so a configuration
     // built in code cannot expose the admin API by accident; before anything starts.
     config.admin.validate()?;
+    crate::admin::check_token(&token)?;
     let metrics = Arc::new(Metrics::new());
     let limits = config.limits.clone();
     let cache_dir = config.artifact_cache.directory(&config.state);
