@@ -132,12 +132,16 @@ impl SqliteStore {
     /// deploy's answer, a rotated single-use refresh token, a replay): each commit is on the
     /// disk before it returns (`synchronous = FULL`, an `fsync` of the WAL, which also makes
     /// every earlier commit durable).
-    pub(crate) fn durable_conn(&self) -> DurableConn<'_> {
+    ///
+    /// Fails closed: when the connection cannot be switched to `synchronous = FULL`, the write
+    /// is refused rather than made without the flush, so nothing is acknowledged (a webhook
+    /// batch is answered 503 and redelivered) that a power loss could still take back.
+    pub(crate) fn durable_conn(&self) -> Result<DurableConn<'_>> {
         let guard = self.conn();
-        if let Err(err) = guard.pragma_update(None, "synchronous", "FULL") {
-            tracing::warn!(error = %err, "could not switch the state database to synchronous = FULL");
-        }
-        DurableConn { guard }
+        guard
+            .pragma_update(None, "synchronous", "FULL")
+            .context("making the write durable (synchronous = FULL) failed; it is refused rather than acknowledged without reaching the disk")?;
+        Ok(DurableConn { guard })
     }
 }
 

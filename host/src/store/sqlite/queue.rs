@@ -160,7 +160,7 @@ impl SqliteStore {
     /// is after any claim that ran before it (see `COVERED`).
     pub(crate) fn queue_enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>> {
         // Durable: the sources acknowledge these events once this returns.
-        let mut conn = self.durable_conn();
+        let mut conn = self.durable_conn()?;
         // Immediate: the write lock is taken (or waited for) up front, never in the middle.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (at_ms, at) = (now_ms(), now());
@@ -299,7 +299,7 @@ impl SqliteStore {
 
     pub(crate) fn queue_replay(&self, ids: Option<&[i64]>) -> Result<u64> {
         // Durable: the operator is told how many were replayed.
-        let mut conn = self.durable_conn();
+        let mut conn = self.durable_conn()?;
         let tx = write_transaction(&mut conn)?;
         // Received now: an attempt of the same record already running did not see the
         // operator's request, so it must not fold the replay away (see `COVERED`).
@@ -357,6 +357,40 @@ mod tests {
             origin: "test".into(),
             payload: "{}".into(),
         }
+    }
+
+    /// Fail closed: events a webhook is about to acknowledge are refused, not stored without
+    /// the flush, when the connection cannot be made durable (`synchronous = FULL`).
+    #[test]
+    fn events_are_refused_when_the_write_cannot_be_made_durable() {
+        use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+        let (_dir, store) = test_store();
+        store
+            .conn()
+            .authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
+                AuthAction::Pragma {
+                    pragma_name: "synchronous",
+                    ..
+                } => Authorization::Deny,
+                _ => Authorization::Allow,
+            }));
+        let error = store
+            .enqueue_batch(&[event("referral:a", "a"), event("referral:b", "b")])
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("synchronous = FULL"),
+            "{error:#}"
+        );
+        store
+            .conn()
+            .authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+        assert!(
+            store.claim(i64::MAX / 2).unwrap().is_none(),
+            "nothing of a refused batch may be stored"
+        );
+        // Once durability can be set again, the same events are stored.
+        store.enqueue_batch(&[event("referral:a", "a")]).unwrap();
+        assert!(store.claim(i64::MAX / 2).unwrap().is_some());
     }
 
     #[test]
