@@ -9,23 +9,20 @@ mod support;
 
 use cosell::config::{HostConfig, Secret};
 use cosell::connections::dataverse::{DataverseClient, DataverseSettings};
-use cosell::sandbox::wiring::{Emulators, HostWiring, default_pipelines, write_host_config};
 use cosell::store::SyncStore;
 use cosell::store::sqlite::SqliteStore;
 use cosell::sync::backfill::{
     Backfill, BackfillReport, ClosedReferrals, Mode, Options, referrals_from,
 };
 use cosell_emulators::common::faults::FaultConfig;
-use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig, ServiceProtectionLimits};
-use cosell_emulators::partner_center::RunningPartnerCenter;
 use cosell_emulators::partner_center::webhooks::WebhookEvent;
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 use std::time::Duration;
-use support::guest_path;
+use support::commands_env::CommandsEnv;
 use support::sync_env::{Options as EnvOptions, SETTLE, SyncEnv, wait_until};
 
 /// Every test is bounded.
@@ -43,48 +40,21 @@ struct Env {
     dv: Dataverse,
     config: HostConfig,
     reader: DataverseClient,
-    _dir: tempfile::TempDir,
-    _servers: (RunningPartnerCenter, RunningEmulator),
+    _emulators: CommandsEnv,
 }
 
 impl Env {
     async fn start(dataverse: DataverseConfig) -> Self {
-        let pc = PartnerCenter::new(PartnerCenterConfig::default());
-        let pc_server = pc.serve().await.expect("Partner Center starts");
-        let dv = Dataverse::new(dataverse);
-        dv.provision_cosell();
-        let dv_server = dv.serve().await.expect("Dataverse starts");
-        let dir = tempfile::tempdir().unwrap();
-        let wiring = HostWiring {
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            webhooks_listen: "127.0.0.1:0".parse().unwrap(),
-            dataverse_poll_secs: 0,
-            partner_center_poll_secs: 0,
-            extra: String::new(),
-            pipelines: default_pipelines(
-                &guest_path("referral_to_opportunity.wasm"),
-                &guest_path("opportunity_to_referral.wasm"),
-            ),
-        };
-        let emulators = Emulators {
-            partner_center: &pc,
-            partner_center_url: pc_server.url(),
-            partner_center_webhooks_url: pc_server.webhooks_url(),
-            dataverse: &dv,
-            dataverse_url: dv_server.url(),
-        };
-        let path = write_host_config(dir.path(), &emulators, &wiring)
-            .await
-            .unwrap();
-        let config = HostConfig::load(&path).unwrap();
-        let reader = reader(&dv, &dv_server.url());
+        let emulators = CommandsEnv::start_with(PartnerCenterConfig::default(), dataverse).await;
+        emulators.dv.provision_cosell();
+        let config = HostConfig::load(&emulators.config).unwrap();
+        let reader = reader(&emulators.dv, &emulators.dv_server.url());
         Env {
-            pc,
-            dv,
+            pc: emulators.pc.clone(),
+            dv: emulators.dv.clone(),
             config,
             reader,
-            _dir: dir,
-            _servers: (pc_server, dv_server),
+            _emulators: emulators,
         }
     }
 

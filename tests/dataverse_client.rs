@@ -8,7 +8,7 @@ mod resilience;
 
 use cosell::config::Secret;
 use cosell::connections::dataverse::{
-    BatchRequest, DataverseClient, DataverseError, DataverseSettings, Row,
+    BatchRequest, ChangePage, DataverseClient, DataverseError, DataverseSettings, Row,
 };
 use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
@@ -68,6 +68,15 @@ fn names(rows: &[Value]) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The changes to opportunities' name and estimated value since `delta_link` (every row
+/// without one), read by the client as the change-tracking poller reads them.
+async fn opportunity_changes(client: &DataverseClient, delta_link: Option<&str>) -> ChangePage {
+    client
+        .track_changes("opportunities", "name,estimatedvalue", delta_link)
+        .await
+        .expect("a change-tracking read")
 }
 
 fn request(method: Method, path: &str, body: Option<Value>) -> BatchRequest {
@@ -328,10 +337,7 @@ async fn a_delta_larger_than_a_page_is_read_to_its_last_page() {
             let body = json!({"name": format!("Paged {i}")});
             ids.push(client.create("opportunities", &body).await.unwrap());
         }
-        let initial = client
-            .track_changes("opportunities", "name,estimatedvalue", None)
-            .await
-            .expect("the initial read");
+        let initial = opportunity_changes(&client, None).await;
         for id in &ids {
             let body = json!({"estimatedvalue": 7});
             client
@@ -340,14 +346,7 @@ async fn a_delta_larger_than_a_page_is_read_to_its_last_page() {
                 .unwrap();
         }
         // Five changes in pages of two: three pages, the delta link on the last.
-        let delta = client
-            .track_changes(
-                "opportunities",
-                "name,estimatedvalue",
-                Some(&initial.delta_link),
-            )
-            .await
-            .expect("the delta");
+        let delta = opportunity_changes(&client, Some(&initial.delta_link)).await;
         let mut changed: Vec<&str> = delta
             .changed
             .iter()
@@ -377,10 +376,7 @@ async fn change_tracking_reports_changes_and_deletions_since_the_last_round() {
                     .unwrap(),
             );
         }
-        let initial = client
-            .track_changes("opportunities", "name,estimatedvalue", None)
-            .await
-            .expect("the initial read");
+        let initial = opportunity_changes(&client, None).await;
         assert_eq!(names(&initial.changed), ["Gone", "Kept", "Untouched"]);
         assert!(initial.deleted.is_empty());
 
@@ -406,28 +402,14 @@ async fn change_tracking_reports_changes_and_deletions_since_the_last_round() {
             .unwrap();
         assert_eq!(deleted[0].status, 204);
 
-        let delta = client
-            .track_changes(
-                "opportunities",
-                "name,estimatedvalue",
-                Some(&initial.delta_link),
-            )
-            .await
-            .expect("the delta");
+        let delta = opportunity_changes(&client, Some(&initial.delta_link)).await;
         assert_eq!(delta.changed.len(), 1, "{delta:?}");
         assert_eq!(delta.changed[0]["opportunityid"], ids[0].as_str());
         assert_eq!(delta.changed[0]["estimatedvalue"], 99);
         assert_eq!(delta.deleted, [ids[1].clone()]);
         assert_ne!(delta.delta_link, initial.delta_link);
 
-        let quiet = client
-            .track_changes(
-                "opportunities",
-                "name,estimatedvalue",
-                Some(&delta.delta_link),
-            )
-            .await
-            .unwrap();
+        let quiet = opportunity_changes(&client, Some(&delta.delta_link)).await;
         assert!(
             quiet.changed.is_empty() && quiet.deleted.is_empty(),
             "{quiet:?}"

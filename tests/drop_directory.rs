@@ -4,15 +4,47 @@
 mod support;
 
 use cosell::deploy::watch_dir::{DropDirectory, DropOutcome};
+use cosell::server::RunningHost;
+use std::path::PathBuf;
 use support::{Admin, guest, stamp_host_config_with, start, start_stamp_host, with_custom_section};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_file_is_deployed_and_a_bad_one_is_rejected_with_its_reason() {
+/// A host serving the version-stamp guest, its first version, and a drop directory (`drop/`
+/// in the test's own directory) watched for it by hand, scan by scan.
+struct Watched {
+    _dir: tempfile::TempDir,
+    drop_dir: PathBuf,
+    host: RunningHost,
+    admin: Admin,
+    v1: String,
+    watcher: DropDirectory,
+}
+
+async fn watched_host() -> Watched {
     let dir = tempfile::tempdir().unwrap();
     let drop_dir = dir.path().join("drop");
     let (host, admin) = start_stamp_host(dir.path()).await;
     let v1 = admin.active_version("pc-to-crm").await;
-    let mut watcher = DropDirectory::new(drop_dir.clone(), host.deployer.clone()).unwrap();
+    let watcher = DropDirectory::new(drop_dir.clone(), host.deployer.clone()).unwrap();
+    Watched {
+        _dir: dir,
+        drop_dir,
+        host,
+        admin,
+        v1,
+        watcher,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_file_is_deployed_and_a_bad_one_is_rejected_with_its_reason() {
+    let Watched {
+        _dir,
+        drop_dir,
+        host,
+        admin,
+        v1,
+        mut watcher,
+    } = watched_host().await;
 
     let v2 = with_custom_section(&guest("testing/version_stamp.wasm"), "v", b"2");
     std::fs::write(drop_dir.join("pc-to-crm.v2.wasm"), &v2).unwrap();
@@ -132,11 +164,14 @@ async fn the_drop_directory_is_the_hosts_users_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_and_oversized_files_are_refused_unread_and_one_bad_file_does_not_stop_the_scan() {
-    let dir = tempfile::tempdir().unwrap();
-    let drop_dir = dir.path().join("drop");
-    let (host, admin) = start_stamp_host(dir.path()).await;
-    let v1 = admin.active_version("pc-to-crm").await;
-    let mut watcher = DropDirectory::new(drop_dir.clone(), host.deployer.clone()).unwrap();
+    let Watched {
+        _dir,
+        drop_dir,
+        host,
+        admin,
+        v1,
+        mut watcher,
+    } = watched_host().await;
     let v2 = with_custom_section(&guest("testing/version_stamp.wasm"), "v", b"2");
     let v3 = with_custom_section(&guest("testing/version_stamp.wasm"), "v", b"3");
 

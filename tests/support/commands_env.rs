@@ -23,18 +23,17 @@ impl CommandsEnv {
     /// Starts the emulators (Partner Center with `pc`) and writes a configuration for them as
     /// `cosell sandbox` does, pollers off.
     pub async fn start(pc: PartnerCenterConfig) -> Self {
+        Self::start_with(pc, DataverseConfig::default()).await
+    }
+
+    /// [`CommandsEnv::start`] with Dataverse's settings too.
+    pub async fn start_with(pc: PartnerCenterConfig, dv: DataverseConfig) -> Self {
         let pc = PartnerCenter::new(pc);
         let pc_server = pc.serve().await.expect("Partner Center starts");
-        let dv = Dataverse::new(DataverseConfig::default());
+        let dv = Dataverse::new(dv);
         let dv_server = dv.serve().await.expect("Dataverse starts");
         let dir = tempfile::tempdir().unwrap();
-        let emulators = Emulators {
-            partner_center: &pc,
-            partner_center_url: pc_server.url(),
-            partner_center_webhooks_url: pc_server.webhooks_url(),
-            dataverse: &dv,
-            dataverse_url: dv_server.url(),
-        };
+        let emulators = Emulators::running(&pc, &pc_server, &dv, &dv_server);
         let wiring = HostWiring {
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             webhooks_listen: "127.0.0.1:0".parse().unwrap(),

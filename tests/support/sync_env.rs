@@ -110,13 +110,7 @@ impl SyncEnv {
             &guest_path("referral_to_opportunity.wasm"),
             &guest_path("opportunity_to_referral.wasm"),
         );
-        let emulators = Emulators {
-            partner_center: &pc,
-            partner_center_url: pc_server.url(),
-            partner_center_webhooks_url: pc_server.webhooks_url(),
-            dataverse: &dv,
-            dataverse_url: dv_server.url(),
-        };
+        let emulators = Emulators::running(&pc, &pc_server, &dv, &dv_server);
         let wiring = HostWiring {
             admin_listen: format!("127.0.0.1:{admin_port}").parse().unwrap(),
             webhooks_listen: format!("127.0.0.1:{webhooks_port}").parse().unwrap(),

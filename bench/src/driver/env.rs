@@ -95,13 +95,7 @@ impl BenchEnv {
             .context("starting the Dataverse emulator")?;
         let dir = tempfile::tempdir()?;
         let (webhooks_port, admin_port) = (free_port()?, free_port()?);
-        let emulators = Emulators {
-            partner_center: &pc,
-            partner_center_url: pc_server.url(),
-            partner_center_webhooks_url: pc_server.webhooks_url(),
-            dataverse: &dv,
-            dataverse_url: dv_server.url(),
-        };
+        let emulators = Emulators::running(&pc, &pc_server, &dv, &dv_server);
         let wiring = HostWiring {
             admin_listen: format!("127.0.0.1:{admin_port}").parse()?,
             webhooks_listen: format!("127.0.0.1:{webhooks_port}").parse()?,

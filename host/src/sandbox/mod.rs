@@ -115,13 +115,7 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
         .admin_token
         .clone()
         .unwrap_or_else(|| Secret::new(format!("sandbox-{}", new_uuid())));
-    let emulators = wiring::Emulators {
-        partner_center: &partner_center,
-        partner_center_url: pc_server.url(),
-        partner_center_webhooks_url: pc_server.webhooks_url(),
-        dataverse: &dataverse,
-        dataverse_url: dv_server.url(),
-    };
+    let emulators = wiring::Emulators::running(&partner_center, &pc_server, &dataverse, &dv_server);
     let config_path = wiring::write_host_config(
         &options.data_dir,
         &emulators,

@@ -10,8 +10,9 @@ use crate::connections::partner_center::{
 };
 use crate::server::sync::dataverse_client;
 use anyhow::{Context as _, Result};
+use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::dataverse::Dataverse;
-use cosell_emulators::partner_center::PartnerCenter;
+use cosell_emulators::partner_center::{PartnerCenter, RunningPartnerCenter};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +26,24 @@ pub struct Emulators<'a> {
     pub partner_center_webhooks_url: String,
     pub dataverse: &'a Dataverse,
     pub dataverse_url: String,
+}
+
+impl<'a> Emulators<'a> {
+    /// The two emulators as they are serving: their handles and their listeners' URLs.
+    pub fn running(
+        partner_center: &'a PartnerCenter,
+        partner_center_server: &RunningPartnerCenter,
+        dataverse: &'a Dataverse,
+        dataverse_server: &RunningEmulator,
+    ) -> Self {
+        Self {
+            partner_center,
+            partner_center_url: partner_center_server.url(),
+            partner_center_webhooks_url: partner_center_server.webhooks_url(),
+            dataverse,
+            dataverse_url: dataverse_server.url(),
+        }
+    }
 }
 
 /// What differs between the sandbox and a test.
