@@ -121,7 +121,7 @@ async fn dead_letters(env: &SyncEnv) -> BTreeMap<String, Vec<String>> {
 }
 
 /// The parked events: (referral id → (version, reason)).
-async fn parked(env: &SyncEnv) -> BTreeMap<String, Vec<(String, String)>> {
+async fn parked_events(env: &SyncEnv) -> BTreeMap<String, Vec<(String, String)>> {
     let body = env.admin_get("/admin/v1/dead-letters?limit=10000").await;
     let mut by_record: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for event in body["parked"].as_array().cloned().unwrap_or_default() {
@@ -348,7 +348,7 @@ async fn a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_comp
                     seen.entry(rid.clone()).or_insert_with(Instant::now);
                 }
             }
-            let parked = parked(&env).await;
+            let parked = parked_events(&env).await;
             let done = clean.iter().all(|rid| opportunities.contains_key(rid))
                 && poisoned.keys().all(|rid| parked.contains_key(rid));
             done.then_some((opportunities, parked))
@@ -361,7 +361,7 @@ async fn a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_comp
             panic!(
                 "phase 1 did not settle: {} clean referrals without an opportunity {missing:?}; parked {:#?}; dead letters {:#?}\nhost log:\n{}",
                 missing.len(),
-                parked(&env).await,
+                parked_events(&env).await,
                 dead_letters(&env).await,
                 env.host_log()
             );
@@ -451,7 +451,7 @@ async fn a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_comp
             panic!(
                 "the fixed version did not complete the sync; queue {}; parked {:#?}; dead letters {:#?}\nhost log:\n{}",
                 env.admin_get("/admin/v1/queue").await,
-                parked(&env).await,
+                parked_events(&env).await,
                 dead_letters(&env).await,
                 env.host_log()
             );

@@ -5,7 +5,10 @@
 //! after they were applied (no referral, opportunity, account or contact made twice); a webhook
 //! delivered ten times, or before its referral is readable, is handled once. Each test prints the figures it proved.
 //!
-//! The three drills take a minute or more each and are `#[ignore]`d, so `cargo nextest run` stays
+//! An outage of each service (every call answered 503, or every connection dropped) ends in no
+//! dead letter and everything synced after recovery.
+//!
+//! The four drills take a minute or more each and are `#[ignore]`d, so `cargo nextest run` stays
 //! quick; `make test` (and so CI) runs them with `--run-ignored all`.
 
 mod support;
@@ -232,6 +235,85 @@ async fn no_record_is_duplicated_when_the_answers_of_applied_writes_are_lost() {
             pc.applied_then_failed + pc.applied_then_dropped > 0,
             "Partner Center lost answers: {pc:?}"
         );
+    })
+    .await;
+}
+
+/// Retries as fast as a drill can afford and a budget that, spent on an outage, runs out within
+/// seconds: 6 attempts, the first retry after 200 ms, doubling (with each attempt's own client
+/// retries, about 15 s in all). Without the pause, an outage longer than that dead-letters.
+const OUTAGE_RETRIES: &str = "[sync]\nretry_base_ms = 200\nmax_attempts = 6\n";
+
+/// How long each outage of the outage drill lasts: `COSELL_OUTAGE_DRILL_SECS`, 75 s by default
+/// (docs/reliability.md has the figures of a run with 600).
+fn outage_length() -> Duration {
+    let secs = std::env::var("COSELL_OUTAGE_DRILL_SECS")
+        .ok()
+        .map(|v| v.parse::<u64>().expect("COSELL_OUTAGE_DRILL_SECS is a number of seconds"))
+        .unwrap_or(75);
+    Duration::from_secs(secs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a drill of a few minutes: make test runs it"]
+async fn an_outage_of_either_service_ends_in_no_dead_letter_and_everything_synced() {
+    let outage = outage_length();
+    let options = Options {
+        extra: OUTAGE_RETRIES.into(),
+        poll_secs: 1,
+        bound: outage * 2 + Duration::from_secs(420),
+        ..Options::default()
+    };
+    SyncEnv::run_with(options, |env| async move {
+        let mut drill = Drill::new(&env, SEED).await;
+        for _ in 0..30 {
+            drill.step(&env).await;
+        }
+        // Partner Center answers every call 503; then Dataverse drops every connection. Both
+        // sides keep changing meanwhile: Microsoft's sellers work in Partner Center (its
+        // webhooks still arrive), and the partner's sellers in Dataverse while it is up.
+        let mut figures = Vec::new();
+        for (service, label) in [("partner-center", "every call answered 503"), ("dataverse", "every connection dropped")] {
+            let (emulator, fault) = match service {
+                "partner-center" => (env.pc.faults(), FaultConfig { error_rate: 1.0, ..FaultConfig::default() }),
+                _ => (env.dv.faults(), FaultConfig { drop_rate: 1.0, ..FaultConfig::default() }),
+            };
+            let pauses_before = env.metric("cosell_service_pauses_total", &[("service", service)]).await;
+            let sent_before = drill.sent.total();
+            emulator.set(fault).expect("valid faults");
+            let started = Instant::now();
+            let mut paused_seen = false;
+            while started.elapsed() < outage {
+                if service == "partner-center" {
+                    drill.step(&env).await;
+                } else {
+                    drill.microsoft_step(&env);
+                }
+                paused_seen |= env.metric("cosell_service_paused", &[("service", service)]).await == 1.0;
+                tokio::time::sleep(outage / 40).await;
+            }
+            emulator.set(FaultConfig::default()).expect("no faults");
+            let injected = emulator.injected();
+            let pauses = env.metric("cosell_service_pauses_total", &[("service", service)]).await - pauses_before;
+            let dead = env.admin_get("/admin/v1/queue").await["dead"].clone();
+            figures.push(format!(
+                "{service} down {:.0} s ({label}; {} changes meanwhile, {} calls refused): paused {pauses} time(s), dead letters {dead}",
+                outage.as_secs_f64(),
+                drill.sent.total() - sent_before,
+                injected.server_errors + injected.dropped_connections,
+            ));
+            assert!(paused_seen && pauses >= 1.0, "the host paused for {service}: {}", figures.last().unwrap());
+            for _ in 0..10 {
+                drill.step(&env).await;
+            }
+        }
+        let settled = drill.settle(&env, Duration::from_secs(240)).await;
+        println!("outage drill: {}; {}; {settled}", drill.sent, figures.join("; "));
+        let log = env.keep_host_log("outage-drill");
+        assert!(settled.clean(), "{:#?}\n{}\nhost log: {}", settled.verdict, settled.queue, log.display());
+        for service in ["partner-center", "dataverse"] {
+            assert_eq!(env.metric("cosell_service_paused", &[("service", service)]).await, 0.0, "{service} resumed");
+        }
     })
     .await;
 }
