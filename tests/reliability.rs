@@ -302,6 +302,10 @@ async fn an_outage_of_either_service_ends_in_no_dead_letter_and_everything_synce
                 drill.sent.total() - sent_before,
                 injected.server_errors + injected.dropped_connections,
             ));
+            // Nothing gave up while the service was down (without the pause, the retry budget
+            // runs out within seconds)...
+            assert_eq!(dead, 0, "no dead letter during the outage: {}\n{}", figures.last().unwrap(), env.host_log());
+            // ...because the host paused for it, and said so.
             assert!(paused_seen && pauses >= 1.0, "the host paused for {service}: {}", figures.last().unwrap());
             for _ in 0..10 {
                 drill.step(&env).await;
