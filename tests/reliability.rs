@@ -438,3 +438,48 @@ async fn an_event_that_arrives_before_its_referral_is_readable_is_handled_once()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_event_whose_worker_died_is_taken_back_when_its_lease_runs_out() {
+    // No pollers, and the referral's own webhook is dropped: the queue entry below is the
+    // only news of it.
+    SyncEnv::run_polling_every("[sync]\nlease_secs = 2\n", 0, |env| async move {
+        env.pc.faults().set(FaultConfig { webhook_drop_rate: 1.0, ..FaultConfig::default() }).unwrap();
+        let referral = env.pc.microsoft().create_incoming(json!({"name": "Orphaned referral"}));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        // A worker (of this host or another process on the same state) claimed its event under
+        // a 2 s lease and died without settling it: the row a claim leaves behind.
+        let state = env.config_path.parent().unwrap().join("cosell.db");
+        assert!(state.exists(), "the host's state is {}", state.display());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        rusqlite::Connection::open(&state)
+            .unwrap()
+            .execute(
+                "INSERT INTO sync_events (side, record_id, lock_key, origin, payload, state,
+                     attempts, available_at, received_at, lease_until)
+                 VALUES ('partner-center', ?1, ?2, 'partner-center-webhook', '{}', 'running',
+                     1, ?3, ?4, ?5)",
+                rusqlite::params![
+                    rid,
+                    format!("referral:{rid}"),
+                    now_ms,
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    now_ms + 2_000
+                ],
+            )
+            .unwrap();
+        let started = Instant::now();
+        // Without leases the event stays running until the host restarts; with them another
+        // worker takes it once the lease has run out, and syncs the referral.
+        let opportunity = wait_until(SETTLE, || async { env.opportunities_for_referral(&rid).await.into_iter().next() })
+            .await
+            .unwrap_or_else(|| panic!("the orphaned event was taken back and synced\n{}", env.host_log()));
+        let took = started.elapsed();
+        queue_idle(&env).await;
+        let trail = audit(&env, &format!("referral:{rid}")).await;
+        println!("lease: an event claimed by a worker that died, under a 2 s lease, synced {took:.1?} later; created = {}", count(&trail, "created"));
+        assert_eq!(count(&trail, "created"), 1, "{trail:#?}");
+        assert!(opportunity["name"].as_str().unwrap().starts_with("Orphaned referral"));
+    })
+    .await;
+}
