@@ -250,7 +250,10 @@ const OUTAGE_RETRIES: &str = "[sync]\nretry_base_ms = 200\nmax_attempts = 3\n";
 fn outage_length() -> Duration {
     let secs = std::env::var("COSELL_OUTAGE_DRILL_SECS")
         .ok()
-        .map(|v| v.parse::<u64>().expect("COSELL_OUTAGE_DRILL_SECS is a number of seconds"))
+        .map(|v| {
+            v.parse::<u64>()
+                .expect("COSELL_OUTAGE_DRILL_SECS is a number of seconds")
+        })
         .unwrap_or(75);
     Duration::from_secs(secs)
 }

@@ -12,8 +12,7 @@ pub mod sync;
 
 pub use sync::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
-    RECONCILE_ORIGIN,
-    REPLAY_ORIGIN, Side, SyncStore,
+    RECONCILE_ORIGIN, REPLAY_ORIGIN, Side, SyncStore,
 };
 
 use anyhow::Result;

@@ -269,7 +269,10 @@ mod tests {
         assert_eq!(a.gate(), Gate::Probe(Side::PartnerCenter));
         // The others wait for the probe.
         assert_eq!(a.gate(), Gate::Wait(PROBE_WAIT));
-        a.probed(Side::PartnerCenter, Some((OutageCause::NoAnswer, "refused")));
+        a.probed(
+            Side::PartnerCenter,
+            Some((OutageCause::NoAnswer, "refused")),
+        );
         assert!(matches!(a.gate(), Gate::Wait(w) if w > Duration::from_millis(25)));
         std::thread::sleep(Duration::from_millis(45));
         assert_eq!(a.gate(), Gate::Probe(Side::PartnerCenter));

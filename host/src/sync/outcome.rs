@@ -200,7 +200,10 @@ mod tests {
                     version,
                     reason,
                 }) => {
-                    assert_eq!((step.as_str(), version.as_str()), ("referral-to-opportunity", "sha256:v1"));
+                    assert_eq!(
+                        (step.as_str(), version.as_str()),
+                        ("referral-to-opportunity", "sha256:v1")
+                    );
                     assert!(reason.contains(&kind.to_string()), "{reason}");
                 }
                 _ => panic!("{kind:?} parks"),
@@ -213,7 +216,10 @@ mod tests {
         ];
         for kind in may_pass {
             assert!(
-                matches!(classify_pipeline(failing(kind.clone())), Err(SyncError::Transient(_))),
+                matches!(
+                    classify_pipeline(failing(kind.clone())),
+                    Err(SyncError::Transient(_))
+                ),
                 "{kind:?} is retried"
             );
         }
@@ -247,7 +253,10 @@ mod tests {
         );
         // Throttling, a race and a refusal are answers: no outage.
         let throttled = PartnerCenterError::Throttled { retry_after: None };
-        assert!(matches!(SyncError::from(throttled), SyncError::Transient(_)));
+        assert!(matches!(
+            SyncError::from(throttled),
+            SyncError::Transient(_)
+        ));
         let race = DataverseError::PreconditionFailed("etag".into());
         assert!(matches!(SyncError::from(race), SyncError::Transient(_)));
         let refused = PartnerCenterError::BadRequest("bad".into());

@@ -144,7 +144,9 @@ async fn probe(engine: &SyncEngine, service: Side) {
     };
     engine.availability.probed(
         service,
-        failure.as_ref().map(|(cause, reason)| (*cause, reason.as_str())),
+        failure
+            .as_ref()
+            .map(|(cause, reason)| (*cause, reason.as_str())),
     );
 }
 
@@ -275,7 +277,10 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
     }
     if let Settle::Park { step, version, .. } = &settle {
         // A version activated while this record ran found nothing parked yet.
-        if let Some(active) = engine.pipelines.step(step).map(|s| s.active().version.clone())
+        if let Some(active) = engine
+            .pipelines
+            .step(step)
+            .map(|s| s.active().version.clone())
             && *active != **version
         {
             // This worker claims again right after, so no wakeup is needed.
@@ -286,7 +291,10 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
 
 /// Processes `event` in a task of its own, so a panic (a bug) fails this event, not the
 /// worker; cut off at 90% of the lease, so the worker settles the event while it holds it.
-async fn run_within_lease(engine: &Arc<SyncEngine>, event: &QueuedEvent) -> Result<Done, SyncError> {
+async fn run_within_lease(
+    engine: &Arc<SyncEngine>,
+    event: &QueuedEvent,
+) -> Result<Done, SyncError> {
     let task = {
         let (engine, event) = (engine.clone(), event.clone());
         tokio::spawn(async move { engine.process(&event).await })

@@ -514,7 +514,10 @@ mod tests {
             "the pair is busy"
         );
         store.complete(running.id).unwrap();
-        assert_eq!(store.claim(i64::MAX / 2, LEASE).unwrap().unwrap().record_id, "r1");
+        assert_eq!(
+            store.claim(i64::MAX / 2, LEASE).unwrap().unwrap().record_id,
+            "r1"
+        );
     }
 
     #[test]
@@ -697,9 +700,10 @@ mod tests {
         assert_eq!(batch[7], Enqueued::Coalesced(batch[2].id()));
         assert_eq!(rows(&batched), rows(&one_by_one));
         // The failed event no longer waits out its backoff.
-        let ready: Vec<String> = std::iter::from_fn(|| batched.claim(super::now_ms(), LEASE).unwrap())
-            .map(|e| e.record_id)
-            .collect();
+        let ready: Vec<String> =
+            std::iter::from_fn(|| batched.claim(super::now_ms(), LEASE).unwrap())
+                .map(|e| e.record_id)
+                .collect();
         assert_eq!(
             ready,
             ["w", "b", "o1"],
@@ -781,7 +785,9 @@ mod tests {
         // A change of the record runs, and parking it again folds the older one away.
         store.enqueue(&event("referral:a", "a")).unwrap();
         let change = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
-        store.park(change.id, "step", "v1", "out of fuel again").unwrap();
+        store
+            .park(change.id, "step", "v1", "out of fuel again")
+            .unwrap();
         assert_eq!(store.queue_counts().unwrap().parked, 1);
         // A new version of the step queues it again, with the whole budget, run in full.
         assert_eq!(store.requeue_parked("step", "v2").unwrap(), 1);
@@ -810,7 +816,10 @@ mod tests {
         assert_eq!(e.attempts, 2);
         store.put_back(e.id, "Dataverse is down", 0).unwrap();
         let e = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
-        assert_eq!(e.attempts, 2, "the attempt during the outage was given back");
+        assert_eq!(
+            e.attempts, 2,
+            "the attempt during the outage was given back"
+        );
     }
 
     #[test]
