@@ -126,7 +126,7 @@ impl Metrics {
         );
         registry.register(
             "sync_events",
-            "Queue events processed, by the side that changed and the outcome (created, updated, unchanged, echo, skipped, rejected, retry, dead_letter)",
+            "Queue events processed, by the side that changed and the outcome (created, updated, unchanged, echo, skipped, rejected, retry, dead_letter, parked, paused)",
             syncs.clone(),
         );
         registry.register(

@@ -162,7 +162,7 @@ pub struct AuditEntry {
     /// `partner-center-to-crm` or `crm-to-partner-center`.
     pub direction: String,
     /// `created`, `updated`, `unchanged`, `echo`, `skipped`, `conflict`, `rejected`, `retry`,
-    /// `dead-letter`.
+    /// `parked`, `dead-letter`.
     pub outcome: String,
     pub detail: String,
 }

@@ -45,25 +45,32 @@ fn link_of(e: &str, l: &str) -> String {
 /// Built once: claiming is on every worker's path.
 /// A running event whose lease ran out (its worker died or hangs) is ready again; until it is
 /// taken back it still holds its record, so a newer event of that record waits behind it.
-static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT e.id, e.side, e.record_id, e.lock_key, e.origin, e.payload, e.attempts,
-                e.received_at
-         FROM sync_events e
-         LEFT JOIN sync_links le ON {link_e}
-         WHERE ((e.state = 'pending' AND e.available_at <= ?1)
-                OR (e.state = 'running' AND e.lease_until <= ?1))
-           AND NOT EXISTS (
-               SELECT 1 FROM sync_events r
-               LEFT JOIN sync_links lr ON {link_r}
-               WHERE r.state = 'running' AND r.id != e.id
-                 AND (r.lock_key = e.lock_key
-                      OR (r.side = e.side AND r.record_id = e.record_id)
-                      OR lr.id = le.id))
-         ORDER BY e.available_at, e.id LIMIT 1",
-        link_e = link_of("e", "le"),
-        link_r = link_of("r", "lr"),
-    )
+/// Those are looked for first, in a query of their own: one `OR` of both states would make
+/// SQLite collect and sort every ready event instead of walking its index to the first one.
+static CLAIM_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [
+        "e.state = 'running' AND e.lease_until <= ?1",
+        "e.state = 'pending' AND e.available_at <= ?1",
+    ]
+    .map(|ready| {
+        format!(
+            "SELECT e.id, e.side, e.record_id, e.lock_key, e.origin, e.payload, e.attempts,
+                        e.received_at
+                 FROM sync_events e
+                 LEFT JOIN sync_links le ON {link_e}
+                 WHERE {ready}
+                   AND NOT EXISTS (
+                       SELECT 1 FROM sync_events r
+                       LEFT JOIN sync_links lr ON {link_r}
+                       WHERE r.state = 'running' AND r.id != e.id
+                         AND (r.lock_key = e.lock_key
+                              OR (r.side = e.side AND r.record_id = e.record_id)
+                              OR lr.id = le.id))
+                 ORDER BY e.available_at, e.id LIMIT 1",
+            link_e = link_of("e", "le"),
+            link_r = link_of("r", "lr"),
+        )
+    })
 });
 
 /// The other events of the record of running event `id` that its failed attempt stands for:
@@ -220,20 +227,26 @@ impl SqliteStore {
     pub(crate) fn queue_claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
-        let event = tx
-            .query_row(CLAIM_SQL.as_str(), params![now_ms], |row| {
-                Ok(QueuedEvent {
-                    id: row.get(0)?,
-                    side: side_of(row, 1)?,
-                    record_id: row.get(2)?,
-                    lock_key: row.get(3)?,
-                    origin: row.get(4)?,
-                    payload: row.get(5)?,
-                    attempts: row.get::<_, u32>(6)? + 1,
-                    received_at: row.get(7)?,
+        let mut event = None;
+        for sql in CLAIM_SQL.iter() {
+            event = tx
+                .query_row(sql, params![now_ms], |row| {
+                    Ok(QueuedEvent {
+                        id: row.get(0)?,
+                        side: side_of(row, 1)?,
+                        record_id: row.get(2)?,
+                        lock_key: row.get(3)?,
+                        origin: row.get(4)?,
+                        payload: row.get(5)?,
+                        attempts: row.get::<_, u32>(6)? + 1,
+                        received_at: row.get(7)?,
+                    })
                 })
-            })
-            .optional()?;
+                .optional()?;
+            if event.is_some() {
+                break;
+            }
+        }
         if let Some(event) = &event {
             // While it runs, `available_at` holds when this attempt started: what was received
             // before then, the attempt read (see `queue_dead_letter`).
