@@ -446,7 +446,9 @@ async fn an_event_that_arrives_before_its_referral_is_readable_is_handled_once()
 async fn a_running_event_whose_worker_died_is_taken_back_when_its_lease_runs_out() {
     // No pollers, and the referral's own webhook is dropped: the queue entry below is the
     // only news of it.
-    SyncEnv::run_polling_every("[sync]\nlease_secs = 2\n", 0, |env| async move {
+    // The host's own claims hold a 30 s lease (its runs are cut off at 27 s, far from a flake);
+    // the dead worker's claim below holds 2 s.
+    SyncEnv::run_polling_every("[sync]\nlease_secs = 30\n", 0, |env| async move {
         env.pc.faults().set(FaultConfig { webhook_drop_rate: 1.0, ..FaultConfig::default() }).unwrap();
         let referral = env.pc.microsoft().create_incoming(json!({"name": "Orphaned referral"}));
         let rid = referral["id"].as_str().unwrap().to_owned();
