@@ -5,12 +5,13 @@
 //! exactly like the default step but loops forever, exhausts its memory or panics on referrals
 //! whose name carries a marker (`guest-mappings/components/testing/poisoned-referral-to-opportunity`).
 //!
-//! Proved: exactly the marked referrals are retried `sync.max_attempts` times and then
-//! dead-lettered, each with a reason naming the limit it hit (fuel, memory) or the trap and
-//! the guest's panic message; every other referral becomes exactly one opportunity, and keeps
-//! flowing while the poisoned ones burn their attempts; `/healthz` answers throughout. Then the
-//! fixed (default) version is deployed, `cosell dead-letters replay --all` queues the dead
-//! letters again, and each poisoned referral becomes exactly one opportunity too.
+//! Proved: exactly the marked referrals are parked on their first failed attempt, not retried
+//! (the sandbox is deterministic: the same record on the same version fails the same way), each
+//! with a reason naming the limit it hit (fuel, memory) or the trap and the guest's panic
+//! message, listed by `cosell dead-letters list`; nothing is dead-lettered; every other
+//! referral becomes exactly one opportunity, and keeps flowing meanwhile; `/healthz` answers
+//! throughout. Then the fixed (default) version is deployed, and with no replay the parked
+//! referrals run again by themselves, each becoming exactly one opportunity.
 //!
 //! `cargo nextest run -p cosell --test hostile_mappings --no-capture` shows the figures.
 
@@ -31,7 +32,8 @@ const BEFORE: usize = 40;
 /// Referrals sent after the poisoned version went live; every `POISON_EVERY`th is poisoned.
 const AFTER: usize = 120;
 const POISON_EVERY: usize = 13;
-/// Low, so a poisoned record reaches its dead letter in well under a second of backoff.
+/// Low, as before parking existed: a record retried on a deterministic failure would reach its
+/// dead letter in well under a second of backoff, so the test would see it.
 const MAX_ATTEMPTS: u32 = 3;
 const HOST_CONFIG: &str = "[sync]\nmax_attempts = 3\nretry_base_ms = 100\n";
 /// How long the whole stream may take to settle, each phase.
@@ -56,7 +58,7 @@ impl Poison {
         }
     }
 
-    /// What the dead letter of referral `rid` must say, besides the step and the attempts.
+    /// What the parked event of referral `rid` must say, besides the step and its version.
     fn reason_mentions(self, rid: &str) -> Vec<String> {
         match self {
             // Fuel runs out first under the default limits; the time limit is the backstop.
@@ -113,6 +115,23 @@ async fn dead_letters(env: &SyncEnv) -> BTreeMap<String, Vec<String>> {
                 "[{}] {}",
                 letter["origin"].as_str().unwrap_or_default(),
                 letter["last_error"].as_str().unwrap_or_default()
+            ));
+    }
+    by_record
+}
+
+/// The parked events: (referral id → (version, reason)).
+async fn parked_events(env: &SyncEnv) -> BTreeMap<String, Vec<(String, String)>> {
+    let body = env.admin_get("/admin/v1/dead-letters?limit=10000").await;
+    let mut by_record: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for event in body["parked"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(event["step"], STEP, "{event}");
+        by_record
+            .entry(event["record_id"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push((
+                event["version"].as_str().unwrap_or_default().to_owned(),
+                event["reason"].as_str().unwrap_or_default().to_owned(),
             ));
     }
     by_record
@@ -263,7 +282,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_completes_the_sync() {
+async fn a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_completes_the_sync() {
     SyncEnv::run(HOST_CONFIG, |env| async move {
         let test_started = Instant::now();
         // The template referral's customer, so every referral matches one account and contact
@@ -318,7 +337,7 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
             .collect();
         assert!(Poison::ALL.iter().all(|p| poisoned.values().any(|q| q == p)));
 
-        // Phase 1: every clean referral synced, every poisoned one dead-lettered. First-seen
+        // Phase 1: every clean referral synced, every poisoned one parked. First-seen
         // times give each clean referral's latency under the hostile load.
         let first_seen: Mutex<HashMap<String, Instant>> = Mutex::default();
         let settled = wait_until(PHASE, || async {
@@ -329,54 +348,48 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
                     seen.entry(rid.clone()).or_insert_with(Instant::now);
                 }
             }
-            let dead = dead_letters(&env).await;
+            let parked = parked_events(&env).await;
             let done = clean.iter().all(|rid| opportunities.contains_key(rid))
-                && poisoned.keys().all(|rid| dead.contains_key(rid));
-            done.then_some((opportunities, dead))
+                && poisoned.keys().all(|rid| parked.contains_key(rid));
+            done.then_some((opportunities, parked))
         })
         .await;
         let first_seen = first_seen.into_inner().unwrap();
-        let Some((opportunities, dead)) = settled else {
+        let Some((opportunities, parked)) = settled else {
             let opportunities = opportunities_by_referral(&env).await;
             let missing: Vec<&String> = clean.iter().filter(|r| !opportunities.contains_key(*r)).collect();
             panic!(
-                "phase 1 did not settle: {} clean referrals without an opportunity {missing:?}; dead letters {:#?}\nhost log:\n{}",
+                "phase 1 did not settle: {} clean referrals without an opportunity {missing:?}; parked {:#?}; dead letters {:#?}\nhost log:\n{}",
                 missing.len(),
+                parked_events(&env).await,
                 dead_letters(&env).await,
                 env.host_log()
             );
         };
         let phase1 = test_started.elapsed();
 
-        // Exactly the poisoned records are dead letters, each with a clear reason. Usually one
-        // letter a record: notifications stored while it failed are folded into its letter.
-        // A referral-created webhook delivered only after the letter was written (the
-        // emulator, like Partner Center, delivers one at a time, seconds late under a burst)
-        // cannot be told from a new change, so it runs with a budget of its own and may end in
-        // a second letter; never more (re-listings by the reconciliation are parked).
-        let dead_ids: BTreeSet<&String> = dead.keys().collect();
+        // Exactly the poisoned records are parked, once each (a later notification of the
+        // same record runs, and parks again in place of the earlier one), each with a clear
+        // reason naming the version it failed on; nothing is dead-lettered.
+        let parked_ids: BTreeSet<&String> = parked.keys().collect();
         let poisoned_ids: BTreeSet<&String> = poisoned.keys().collect();
-        assert_eq!(dead_ids, poisoned_ids, "exactly the poisoned referrals are dead letters");
-        let letters: usize = dead.values().map(Vec::len).sum();
-        for (rid, reasons) in &dead {
-            assert!(reasons.len() <= 2, "referral {rid} has at most two dead letters: {reasons:#?}");
-            for reason in reasons {
-            let attempts: u32 = reason
-                .split("gave up after ")
-                .nth(1)
-                .and_then(|rest| rest.split(' ').next()?.parse().ok())
-                .unwrap_or_else(|| panic!("the dead letter of {rid} counts its attempts: {reason}"));
-            assert_eq!(attempts, MAX_ATTEMPTS, "{reason}");
+        assert_eq!(parked_ids, poisoned_ids, "exactly the poisoned referrals are parked");
+        let poisoned_version = deployed.split(' ').nth(1).unwrap_or_default().trim_matches('"');
+        for (rid, events) in &parked {
+            assert_eq!(events.len(), 1, "referral {rid} is parked once: {events:#?}");
+            let (version, reason) = &events[0];
+            assert_eq!(version, poisoned_version, "{reason}");
             let mut wanted = vec![
                 "step 1 of the partner-center-to-crm pipeline".to_owned(),
                 format!("mapping `{STEP}` version"),
             ];
             wanted.extend(poisoned[rid].reason_mentions(rid));
             for w in wanted {
-                assert!(reason.contains(&w), "the dead letter of {rid} ({:?}) says `{w}`: {reason}", poisoned[rid]);
-            }
+                assert!(reason.contains(&w), "the parked event of {rid} ({:?}) says `{w}`: {reason}", poisoned[rid]);
             }
         }
+        let dead = dead_letters(&env).await;
+        assert!(dead.is_empty(), "nothing is dead-lettered: {dead:#?}");
         // None of them reached the CRM; every clean one did, exactly once.
         for rid in poisoned.keys() {
             assert!(!opportunities.contains_key(rid), "poisoned referral {rid} has no opportunity");
@@ -384,38 +397,28 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
         for rid in &clean {
             assert_eq!(opportunities[rid].len(), 1, "referral {rid} has one opportunity: {:?}", opportunities[rid]);
         }
-        // The poisoned records were retried and dead-lettered as configured; no clean record
-        // was ever retried. A notification arriving while a record waits for a retry gives it
-        // the whole budget again (docs/sync.md): here the referral-created webhook, when the
-        // reconciliation saw the referral first. So each poisoned record failed between
-        // max_attempts and 2 × max_attempts times, and ended in exactly one dead letter.
+        // The poisoned records were parked on their first failed attempt, never retried. A
+        // referral-created webhook delivered after the park (the emulator, like Partner
+        // Center, delivers one at a time, seconds late under a burst) cannot be told from a
+        // new change, so it runs once more and parks again: at most two runs a record. Only
+        // the time limit, a wall-clock backstop that load can trip before fuel runs out, is
+        // retried (it is not deterministic).
         let audit = audit_outcomes(&env).await;
+        let calls = mapping_calls(&env).await;
+        let timeouts = calls.get("limit_timeout").copied().unwrap_or(0) as usize;
         let mut failed_attempts = 0;
         for rid in poisoned.keys() {
             let outcomes = audit.get(&format!("referral:{rid}")).cloned().unwrap_or_default();
             let retries = outcomes.get("retry").copied().unwrap_or(0);
-            let budget = MAX_ATTEMPTS as usize;
-            let letters = dead[rid].len();
-            assert!(
-                (letters * (budget - 1)..2 * letters * budget).contains(&retries),
-                "retries of {rid}: {outcomes:?}"
-            );
-            assert_eq!(outcomes.get("dead-letter").copied().unwrap_or(0), dead[rid].len(), "dead letters of {rid}: {outcomes:?}");
-            failed_attempts += retries + letters;
+            let parks = outcomes.get("parked").copied().unwrap_or(0);
+            assert!((1..=2).contains(&parks), "parks of {rid}: {outcomes:?}");
+            assert!(retries <= timeouts, "{rid} was retried on a deterministic failure: {outcomes:?}");
+            assert_eq!(outcomes.get("dead-letter"), None, "{rid}: {outcomes:?}");
+            failed_attempts += retries + parks;
         }
-        let retried_clean: Vec<&String> = clean
-            .iter()
-            .filter(|rid| {
-                audit.get(&format!("referral:{rid}")).is_some_and(|o| {
-                    ["retry", "dead-letter", "rejected"].iter().any(|k| o.contains_key(*k))
-                })
-            })
-            .collect();
-        assert!(retried_clean.is_empty(), "clean referrals were retried or refused: {retried_clean:?}");
-        let calls = mapping_calls(&env).await;
         let poisoned_calls = |outcome: &str| calls.get(outcome).copied().unwrap_or(0);
         // Everything else kept flowing: each clean referral sent after the bad version went
-        // live synced within a bound, while the poisoned ones burnt their attempts.
+        // live synced within a bound, while the poisoned ones failed.
         let mut latencies: Vec<Duration> = sent
             .iter()
             .filter(|s| s.after_deploy && s.poison.is_none())
@@ -432,24 +435,23 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
         before.sort();
         assert!(worst < Duration::from_secs(15), "a clean referral waited {worst:?} behind the poisoned ones");
 
-        // Phase 2: the fixed version goes live, the dead letters are replayed, and the
-        // poisoned referrals sync once each.
+        // Phase 2: the fixed version goes live and, with no replay, the parked referrals run
+        // again and sync once each.
         let fixed = deploy(&env, "referral_to_opportunity.wasm");
         println!("fixed version deployed: {fixed}");
         let replay_started = Instant::now();
-        let replayed = tokio::task::block_in_place(|| env.cosell_admin(&["dead-letters", "replay", "--all"]));
-        println!("replay: {}", replayed.split_whitespace().collect::<Vec<_>>().join(" "));
         let completed = wait_until(PHASE, || async {
             let opportunities = opportunities_by_referral(&env).await;
             let queue = env.admin_get("/admin/v1/queue").await;
-            let idle = queue["pending"] == 0 && queue["running"] == 0 && queue["dead"] == 0;
+            let idle = queue["pending"] == 0 && queue["running"] == 0 && queue["dead"] == 0 && queue["parked"] == 0;
             (idle && poisoned.keys().all(|rid| opportunities.contains_key(rid))).then_some(opportunities)
         })
         .await;
         let Some(opportunities) = completed else {
             panic!(
-                "the replay did not complete the sync; queue {}; dead letters {:#?}\nhost log:\n{}",
+                "the fixed version did not complete the sync; queue {}; parked {:#?}; dead letters {:#?}\nhost log:\n{}",
                 env.admin_get("/admin/v1/queue").await,
+                parked_events(&env).await,
                 dead_letters(&env).await,
                 env.host_log()
             );
@@ -492,8 +494,8 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
             poisoned_calls("limit_memory"),
             poisoned_calls("trapped"),
         );
-        println!("  failed attempts:      {failed_attempts} (max_attempts = {MAX_ATTEMPTS} per notification)");
-        println!("  dead-lettered:        {} records (exactly the affected ones), {letters} letters", dead.len());
+        println!("  failed attempts:      {failed_attempts} (parked at the first; max_attempts = {MAX_ATTEMPTS} unused)");
+        println!("  parked:               {} records (exactly the affected ones), dead-lettered 0", parked.len());
         println!(
             "  synced meanwhile:     {} clean referrals in {phase1:.1?}; latency after the bad deploy p50 {:.1?}, max {worst:.1?} (before it: p50 {:.1?}, max {:.1?})",
             clean.len(),
@@ -501,7 +503,7 @@ async fn a_hostile_step_holds_back_only_its_poisoned_records_and_a_replay_comple
             percentile(&before, 0.5),
             percentile(&before, 1.0)
         );
-        println!("  replayed:             {} after the fix, all synced in {replay_took:.1?}", poisoned.len());
+        println!("  re-queued:            {} by the fix's activation, no replay, all synced in {replay_took:.1?}", poisoned.len());
         println!("  synced in the end:    {} of {} referrals", sent.len() - missing.len(), sent.len());
         println!("  /healthz:             {checks} checks, {unhealthy} failed, slowest {slowest_health} ms");
         println!("  losses = {}, duplicates = {}, strays = {}, created twice = {}", missing.len(), duplicated.len(), strays.len(), created_twice.len());

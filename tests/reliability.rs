@@ -5,7 +5,10 @@
 //! after they were applied (no referral, opportunity, account or contact made twice); a webhook
 //! delivered ten times, or before its referral is readable, is handled once. Each test prints the figures it proved.
 //!
-//! The three drills take a minute or more each and are `#[ignore]`d, so `cargo nextest run` stays
+//! An outage of each service (every call answered 503, or every connection dropped) ends in no
+//! dead letter and everything synced after recovery.
+//!
+//! The four drills take a minute or more each and are `#[ignore]`d, so `cargo nextest run` stays
 //! quick; `make test` (and so CI) runs them with `--run-ignored all`.
 
 mod support;
@@ -236,6 +239,93 @@ async fn no_record_is_duplicated_when_the_answers_of_applied_writes_are_lost() {
     .await;
 }
 
+/// A retry budget that, spent on an outage, runs out well within the drill's shortest outage:
+/// 3 attempts, the first retry after 200 ms, each attempt with its clients' own 6 retries
+/// (about 10 s of backoff), so about 30 s in all. Without the pause, an outage longer than that
+/// dead-letters.
+const OUTAGE_RETRIES: &str = "[sync]\nretry_base_ms = 200\nmax_attempts = 3\n";
+
+/// How long each outage of the outage drill lasts: `COSELL_OUTAGE_DRILL_SECS`, 75 s by default
+/// (docs/reliability.md has the figures of a run with 600).
+fn outage_length() -> Duration {
+    let secs = std::env::var("COSELL_OUTAGE_DRILL_SECS")
+        .ok()
+        .map(|v| {
+            v.parse::<u64>()
+                .expect("COSELL_OUTAGE_DRILL_SECS is a number of seconds")
+        })
+        .unwrap_or(75);
+    Duration::from_secs(secs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a drill of a few minutes: make test runs it"]
+async fn an_outage_of_either_service_ends_in_no_dead_letter_and_everything_synced() {
+    let outage = outage_length();
+    let options = Options {
+        extra: OUTAGE_RETRIES.into(),
+        poll_secs: 1,
+        bound: outage * 2 + Duration::from_secs(420),
+        ..Options::default()
+    };
+    SyncEnv::run_with(options, |env| async move {
+        let mut drill = Drill::new(&env, SEED).await;
+        for _ in 0..30 {
+            drill.step(&env).await;
+        }
+        // Partner Center answers every call 503; then Dataverse drops every connection. Both
+        // sides keep changing meanwhile: Microsoft's sellers work in Partner Center (its
+        // webhooks still arrive), and the partner's sellers in Dataverse while it is up.
+        let mut figures = Vec::new();
+        for (service, label) in [("partner-center", "every call answered 503"), ("dataverse", "every connection dropped")] {
+            let (emulator, fault) = match service {
+                "partner-center" => (env.pc.faults(), FaultConfig { error_rate: 1.0, ..FaultConfig::default() }),
+                _ => (env.dv.faults(), FaultConfig { drop_rate: 1.0, ..FaultConfig::default() }),
+            };
+            let pauses_before = env.metric("cosell_service_pauses_total", &[("service", service)]).await;
+            let sent_before = drill.sent.total();
+            emulator.set(fault).expect("valid faults");
+            let started = Instant::now();
+            let mut paused_seen = false;
+            while started.elapsed() < outage {
+                if service == "partner-center" {
+                    drill.step(&env).await;
+                } else {
+                    drill.microsoft_step(&env);
+                }
+                paused_seen |= env.metric("cosell_service_paused", &[("service", service)]).await == 1.0;
+                tokio::time::sleep(outage / 40).await;
+            }
+            emulator.set(FaultConfig::default()).expect("no faults");
+            let injected = emulator.injected();
+            let pauses = env.metric("cosell_service_pauses_total", &[("service", service)]).await - pauses_before;
+            let dead = env.admin_get("/admin/v1/queue").await["dead"].clone();
+            figures.push(format!(
+                "{service} down {:.0} s ({label}; {} changes meanwhile, {} calls refused): paused {pauses} time(s), dead letters {dead}",
+                outage.as_secs_f64(),
+                drill.sent.total() - sent_before,
+                injected.server_errors + injected.dropped_connections,
+            ));
+            // Nothing gave up while the service was down (without the pause, the retry budget
+            // runs out within seconds)...
+            assert_eq!(dead, 0, "no dead letter during the outage: {}\n{}", figures.last().unwrap(), env.host_log());
+            // ...because the host paused for it, and said so.
+            assert!(paused_seen && pauses >= 1.0, "the host paused for {service}: {}", figures.last().unwrap());
+            for _ in 0..10 {
+                drill.step(&env).await;
+            }
+        }
+        let settled = drill.settle(&env, Duration::from_secs(240)).await;
+        println!("outage drill: {}; {}; {settled}", drill.sent, figures.join("; "));
+        let log = env.keep_host_log("outage-drill");
+        assert!(settled.clean(), "{:#?}\n{}\nhost log: {}", settled.verdict, settled.queue, log.display());
+        for service in ["partner-center", "dataverse"] {
+            assert_eq!(env.metric("cosell_service_paused", &[("service", service)]).await, 0.0, "{service} resumed");
+        }
+    })
+    .await;
+}
+
 /// The audit trail of one record.
 async fn audit(env: &SyncEnv, record: &str) -> Vec<Value> {
     env.admin_get(&format!("/admin/v1/audit?record={record}&limit=1000"))
@@ -348,6 +438,53 @@ async fn an_event_that_arrives_before_its_referral_is_readable_is_handled_once()
         assert_eq!(count(&trail, "created"), 1, "{trail:#?}");
         assert_eq!(count(&trail, "dead-letter"), 0, "{trail:#?}");
         assert!(opportunity["name"].as_str().unwrap().starts_with("Lagging referral"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_event_whose_worker_died_is_taken_back_when_its_lease_runs_out() {
+    // No pollers, and the referral's own webhook is dropped: the queue entry below is the
+    // only news of it.
+    // The host's own claims hold a 30 s lease (its runs are cut off at 27 s, far from a flake);
+    // the dead worker's claim below holds 2 s.
+    SyncEnv::run_polling_every("[sync]\nlease_secs = 30\n", 0, |env| async move {
+        env.pc.faults().set(FaultConfig { webhook_drop_rate: 1.0, ..FaultConfig::default() }).unwrap();
+        let referral = env.pc.microsoft().create_incoming(json!({"name": "Orphaned referral"}));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        // A worker (of this host or another process on the same state) claimed its event under
+        // a 2 s lease and died without settling it: the row a claim leaves behind.
+        let state = env.config_path.parent().unwrap().join("cosell.db");
+        assert!(state.exists(), "the host's state is {}", state.display());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        rusqlite::Connection::open(&state)
+            .unwrap()
+            .execute(
+                "INSERT INTO sync_events (side, record_id, lock_key, origin, payload, state,
+                     attempts, available_at, received_at, lease_until)
+                 VALUES ('partner-center', ?1, ?2, 'partner-center-webhook', '{}', 'running',
+                     1, ?3, ?4, ?5)",
+                rusqlite::params![
+                    rid,
+                    format!("referral:{rid}"),
+                    now_ms,
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    now_ms + 2_000
+                ],
+            )
+            .unwrap();
+        let started = Instant::now();
+        // Without leases the event stays running until the host restarts; with them another
+        // worker takes it once the lease has run out, and syncs the referral.
+        let opportunity = wait_until(SETTLE, || async { env.opportunities_for_referral(&rid).await.into_iter().next() })
+            .await
+            .unwrap_or_else(|| panic!("the orphaned event was taken back and synced\n{}", env.host_log()));
+        let took = started.elapsed();
+        queue_idle(&env).await;
+        let trail = audit(&env, &format!("referral:{rid}")).await;
+        println!("lease: an event claimed by a worker that died, under a 2 s lease, synced {took:.1?} later; created = {}", count(&trail, "created"));
+        assert_eq!(count(&trail, "created"), 1, "{trail:#?}");
+        assert!(opportunity["name"].as_str().unwrap().starts_with("Orphaned referral"));
     })
     .await;
 }

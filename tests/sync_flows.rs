@@ -465,16 +465,20 @@ async fn dead_letters_are_listed_and_replayed_with_the_cli() {
     SyncEnv::run(
         "[sync]\nmax_attempts = 2\nretry_base_ms = 200\n",
         |env| async move {
-            // Partner Center is down: every create fails.
+            // Partner Center throttles every call: it answers, so this is no outage (that
+            // would pause the engine and spend no attempts, see `reliability.rs`), and every
+            // create fails.
             env.pc
                 .faults()
                 .set(cosell_emulators::common::faults::FaultConfig {
-                    error_rate: 1.0,
+                    throttle_rate: 1.0,
+                    retry_after_secs: 1,
                     ..Default::default()
                 })
                 .expect("valid faults");
             let oid = seller_creates_opportunity(&env, "Relecloud backup", None).await;
-            // Each attempt is the client's own retries (about 10 s of backoff) plus the queue's.
+            // Each attempt is the client's own retries (a second's `Retry-After` each) plus the
+            // queue's.
             let listed = wait_until(Duration::from_secs(60), || async {
                 let out = env.cosell_admin(&["dead-letters", "list"]);
                 out.contains(&oid).then_some(out)

@@ -54,6 +54,17 @@ struct QueueLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PauseLabels {
+    service: String,
+    cause: String,
+}
+
 /// The host's metrics and their registry.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -69,6 +80,8 @@ pub struct Metrics {
     intake: Family<IntakeLabels, Counter>,
     intake_batch: Histogram,
     queue: Family<QueueLabels, Gauge>,
+    service_paused: Family<ServiceLabels, Gauge>,
+    service_pauses: Family<PauseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -98,10 +111,22 @@ impl Metrics {
         let intake = Family::<IntakeLabels, Counter>::default();
         let intake_batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         let queue = Family::<QueueLabels, Gauge>::default();
+        let service_paused = Family::<ServiceLabels, Gauge>::default();
+        let service_pauses = Family::<PauseLabels, Counter>::default();
         let mut registry = Registry::with_prefix("cosell");
         registry.register(
+            "service_paused",
+            "1 while the sync engine holds its events because a service (partner-center, dataverse) is unavailable, 0 while it answers",
+            service_paused.clone(),
+        );
+        registry.register(
+            "service_pauses",
+            "Times a service was found unavailable and the sync engine paused, by service and cause (no_answer: refused or dropped connections, timeouts; server_error: 5xx)",
+            service_pauses.clone(),
+        );
+        registry.register(
             "sync_events",
-            "Queue events processed, by the side that changed and the outcome (created, updated, unchanged, echo, skipped, rejected, retry, dead_letter)",
+            "Queue events processed, by the side that changed and the outcome (created, updated, unchanged, echo, skipped, rejected, retry, dead_letter, parked, paused)",
             syncs.clone(),
         );
         registry.register(
@@ -116,7 +141,7 @@ impl Metrics {
         );
         registry.register(
             "queue_events",
-            "Sync events in the queue by state (pending, running, dead), read when scraped",
+            "Sync events in the queue by state (pending, running, dead, parked), read when scraped",
             queue.clone(),
         );
         registry.register(
@@ -173,7 +198,37 @@ impl Metrics {
             intake,
             intake_batch,
             queue,
+            service_paused,
+            service_pauses,
         }
+    }
+
+    /// Sets the gauge of parked events (`cosell_queue_events{state="parked"}`).
+    pub fn set_parked(&self, parked: u64) {
+        self.queue
+            .get_or_create(&QueueLabels {
+                state: "parked".to_owned(),
+            })
+            .set(parked as i64);
+    }
+
+    /// Marks a service paused (unavailable) or answering.
+    pub fn set_service_paused(&self, service: &str, paused: bool) {
+        self.service_paused
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .set(i64::from(paused));
+    }
+
+    /// Counts a pause of a service found unavailable.
+    pub fn record_service_pause(&self, service: &str, cause: &str) {
+        self.service_pauses
+            .get_or_create(&PauseLabels {
+                service: service.to_owned(),
+                cause: cause.to_owned(),
+            })
+            .inc();
     }
 
     /// Sets the queue gauges.

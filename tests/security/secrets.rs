@@ -136,11 +136,13 @@ async fn full_run() {
     )
     .await;
 
-    // A dead letter: Partner Center answers 503 to everything.
+    // A dead letter: Partner Center throttles everything (an outage, 503s, would pause the
+    // engine instead, spending no attempts).
     env.pc
         .faults()
         .set(cosell_emulators::common::faults::FaultConfig {
-            error_rate: 1.0,
+            throttle_rate: 1.0,
+            retry_after_secs: 1,
             ..Default::default()
         })
         .unwrap();
@@ -162,7 +164,7 @@ async fn full_run() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // While Partner Center is down, a setup command fails: its error must not carry secrets.
+    // While Partner Center refuses, a setup command fails: its error must not carry secrets.
     let run = cosell(
         &[
             "partner-center",

@@ -237,6 +237,16 @@ impl Drill {
         }
     }
 
+    /// One change by a Microsoft seller, chosen at random: what can still happen while the
+    /// partner's Dataverse is down (its sellers cannot reach it either).
+    pub fn microsoft_step(&mut self, env: &SyncEnv) {
+        if self.from_microsoft.is_empty() || self.rng.random_bool(0.6) {
+            self.microsoft_creates(env);
+        } else {
+            self.microsoft_updates(env);
+        }
+    }
+
     fn microsoft_creates(&mut self, env: &SyncEnv) {
         let n = self.from_microsoft.len();
         let deal_value = 10_000 + 100 * self.rng.random_range(0..500);

@@ -35,15 +35,18 @@ pub struct ListQuery {
     record: Option<String>,
 }
 
-/// `GET /admin/v1/dead-letters`.
+/// `GET /admin/v1/dead-letters`: the dead letters, and the parked events (each with the step
+/// and version it failed on, and why), which run again by themselves when another version of
+/// that step is activated.
 pub async fn dead_letters(
     State(state): State<AdminState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let letters = sync_store(&state)?
-        .dead_letters(q.limit.unwrap_or(100).min(10_000))
-        .map_err(internal)?;
-    Ok(Json(json!({ "dead_letters": letters })))
+    let store = sync_store(&state)?;
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let letters = store.dead_letters(limit).map_err(internal)?;
+    let parked = store.parked(limit).map_err(internal)?;
+    Ok(Json(json!({ "dead_letters": letters, "parked": parked })))
 }
 
 #[derive(Deserialize)]

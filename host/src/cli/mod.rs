@@ -109,7 +109,9 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLettersCommand {
-    /// List the dead letters of a running host: record, attempts, last error.
+    /// List the dead letters of a running host (record, attempts, last error), and its parked
+    /// events (record, step, version, reason: they run again when the step gets another
+    /// version).
     List {
         #[command(flatten)]
         admin: AdminArgs,

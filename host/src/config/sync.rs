@@ -29,6 +29,18 @@ pub struct SyncConfig {
     pub audit_max_lines: usize,
     /// Who wins when both sides changed a field since the last sync.
     pub conflicts: ConflictConfig,
+    /// Seconds a worker holds a claimed event; after it, another worker takes the event (its
+    /// worker died or hangs). A run is cut off at 90% of it, so a live worker never loses
+    /// the lease of the event it still works on.
+    pub lease_secs: u64,
+    /// Failures in a row (no answer, timeout, 5xx after the client's retries) that make a
+    /// service count as down: the engine then pauses instead of spending events' attempts.
+    pub outage_failures: u32,
+    /// The first pause, in milliseconds, before a service that is down is probed; doubles
+    /// after each failed probe, up to `outage_pause_max_ms`.
+    pub outage_pause_ms: u64,
+    /// The longest pause between two probes of a service that is down, in milliseconds.
+    pub outage_pause_max_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -46,6 +58,10 @@ impl Default for SyncConfig {
                     .into(),
             audit_max_lines: 20,
             conflicts: ConflictConfig::default(),
+            lease_secs: 300,
+            outage_failures: 3,
+            outage_pause_ms: 1_000,
+            outage_pause_max_ms: 60_000,
         }
     }
 }
@@ -54,6 +70,17 @@ impl SyncConfig {
     /// The logical name of one of cosell's columns, e.g. `column("audit")`.
     pub fn column(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.column_prefix)
+    }
+
+    /// How long a claimed event is held; at least a second.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    /// How long one run may take before it is cut off: 90% of the lease, so the worker
+    /// settles the event while it still holds it.
+    pub fn run_timeout(&self) -> Duration {
+        self.lease().mul_f64(0.9)
     }
 
     /// The delay before retry number `attempt` (1-based).

@@ -88,12 +88,17 @@ pub enum DeployError {
     Store(#[from] anyhow::Error),
 }
 
+/// Called with the step and the version after each activation (deploy or rollback).
+pub type ActivationHook = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 /// Validates, persists and activates step versions.
 pub struct Deployer {
     pipelines: Arc<Pipelines>,
     store: Arc<dyn DeploymentStore>,
     samples: BTreeMap<String, String>,
     metrics: Arc<Metrics>,
+    /// The sync engine's: records parked on an earlier version of the step run again.
+    on_activation: std::sync::OnceLock<ActivationHook>,
     // One deployment at a time: a validation must not interleave with another activation.
     serial: tokio::sync::Mutex<()>,
 }
@@ -111,7 +116,15 @@ impl Deployer {
             store,
             samples,
             metrics,
+            on_activation: std::sync::OnceLock::new(),
             serial: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Sets what runs after each activation (once; a second hook is refused with a warning).
+    pub fn on_activation(&self, hook: ActivationHook) {
+        if self.on_activation.set(hook).is_err() {
+            tracing::warn!("an activation hook was set already; the second one is ignored");
         }
     }
 
@@ -258,6 +271,9 @@ impl Deployer {
         self.store
             .save_and_activate(step_name, &version, &wasm, source.as_str(), reason)?;
         step.activate(validated.component);
+        if let Some(hook) = self.on_activation.get() {
+            hook(step_name, &version);
+        }
         let compile_ms = validated.compile_time.as_secs_f64() * 1000.0;
         tracing::info!(step = step_name, %version, %previous, ?reason, artifact_cache = artifact.label(), compile_ms, "activated a new version");
         Ok(DeployReport {

@@ -99,6 +99,10 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         }
     };
 
+    if let Some(sync) = &sync {
+        deployer.on_activation(sync.requeue_parked_hook());
+    }
+
     let listener = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| {

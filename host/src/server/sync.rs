@@ -181,6 +181,17 @@ pub async fn start(
 }
 
 impl SyncParts {
+    /// The deployer's activation hook: the records parked on an earlier version of the
+    /// activated step are queued again, and the workers woken.
+    pub fn requeue_parked_hook(&self) -> crate::deploy::ActivationHook {
+        let (store, wakeup) = (self.store.clone(), self.wakeup.clone());
+        Box::new(move |step, version| {
+            if worker::requeue_parked(&*store, step, version) > 0 {
+                wakeup.notify_waiters();
+            }
+        })
+    }
+
     /// Stops the listener, the pollers and the workers (each finishes its current event).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);

@@ -73,13 +73,18 @@ pub async fn reconcile_once(
     // When the last attempt of each dead-lettered referral started, the newest if it has
     // several letters.
     let mut given_up: HashMap<String, DateTime<Utc>> = HashMap::new();
-    for letter in store.dead_letters(DEAD_LETTERS_READ)? {
-        let Ok(at) = DateTime::parse_from_rfc3339(&letter.last_attempt_at) else {
+    // Parked referrals alike: they run again when their step gets another version.
+    let letters = store.dead_letters(DEAD_LETTERS_READ)?.into_iter();
+    let letters = letters.map(|l| (l.side, l.record_id, l.last_attempt_at));
+    let parked = store.parked(DEAD_LETTERS_READ)?.into_iter();
+    let parked = parked.map(|p| (p.side, p.record_id, p.last_attempt_at));
+    for (side, record_id, last_attempt_at) in letters.chain(parked) {
+        let Ok(at) = DateTime::parse_from_rfc3339(&last_attempt_at) else {
             continue;
         };
-        if letter.side == Side::PartnerCenter {
+        if side == Side::PartnerCenter {
             let at = at.with_timezone(&Utc);
-            let entry = given_up.entry(letter.record_id).or_insert(at);
+            let entry = given_up.entry(record_id).or_insert(at);
             *entry = (*entry).max(at);
         }
     }

@@ -11,8 +11,8 @@ pub mod sqlite;
 pub mod sync;
 
 pub use sync::{
-    AuditEntry, DeadLetter, Enqueued, Link, NewEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN,
-    REPLAY_ORIGIN, Side, SyncStore,
+    AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
+    RECONCILE_ORIGIN, REPLAY_ORIGIN, Side, SyncStore,
 };
 
 use anyhow::Result;

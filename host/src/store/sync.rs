@@ -108,12 +108,32 @@ pub struct DeadLetter {
     pub last_attempt_at: String,
 }
 
+/// An event parked after a mapping step failed in a way that version repeats every time (a
+/// limit, a trap): it waits, without spending attempts, for another version of the step.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParkedEvent {
+    pub id: i64,
+    pub side: Side,
+    pub record_id: String,
+    pub origin: String,
+    /// The step that failed, and the version it failed on.
+    pub step: String,
+    pub version: String,
+    pub reason: String,
+    pub received_at: String,
+    pub parked_at: String,
+    /// When its attempt started (and read the record): a change after this is news.
+    pub last_attempt_at: String,
+}
+
 /// Queue sizes by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueCounts {
     pub pending: u64,
     pub running: u64,
     pub dead: u64,
+    /// Waiting for another version of the mapping step that failed on them.
+    pub parked: u64,
 }
 
 /// A referral and its opportunity, and what each looked like when they were last in sync.
@@ -142,7 +162,7 @@ pub struct AuditEntry {
     /// `partner-center-to-crm` or `crm-to-partner-center`.
     pub direction: String,
     /// `created`, `updated`, `unchanged`, `echo`, `skipped`, `conflict`, `rejected`, `retry`,
-    /// `dead-letter`.
+    /// `parked`, `dead-letter`.
     pub outcome: String,
     pub detail: String,
 }
@@ -155,14 +175,30 @@ pub trait SyncStore: Send + Sync {
     /// each as [`SyncStore::enqueue`] would, in order, so a later event coalesces with an
     /// earlier one of the same batch. All or nothing: after an error none of them is stored.
     fn enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>>;
-    /// Takes the oldest ready event whose record has no event running, and marks it running.
-    fn claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>>;
+    /// Takes the oldest ready event whose record has no event running, and marks it running
+    /// under a lease until `now_ms + lease_ms`. An event whose lease ran out (its worker
+    /// died or hung) is ready again, and counts the lost run as an attempt.
+    fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>>;
     /// Removes a processed event.
     fn complete(&self, id: i64) -> Result<()>;
     /// Puts a failed event back, ready again at `available_at_ms`.
     fn retry_later(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()>;
+    /// Puts an event back as [`SyncStore::retry_later`] does, without spending the attempt it
+    /// made (a service was down: the record is not at fault).
+    fn put_back(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()>;
     /// Makes an event a dead letter with its last error.
     fn dead_letter(&self, id: i64, error: &str) -> Result<()>;
+    /// Parks an event that failed on `version` of mapping step `step` in a way that version
+    /// repeats; an older parked event of the same record is folded into it.
+    fn park(&self, id: i64, step: &str, version: &str, error: &str) -> Result<()>;
+    /// Queues again the events parked on `step` at a version other than `active`; answers
+    /// how many.
+    fn requeue_parked(&self, step: &str, active: &str) -> Result<u64>;
+    /// Queues again every parked event (at start-up: the limits may have changed); answers
+    /// how many.
+    fn requeue_all_parked(&self) -> Result<u64>;
+    /// Parked events, oldest first.
+    fn parked(&self, limit: usize) -> Result<Vec<ParkedEvent>>;
     /// Puts events left running by a stopped host back in the queue; answers how many.
     fn requeue_running(&self) -> Result<u64>;
     /// When the earliest waiting event becomes ready, if any waits.

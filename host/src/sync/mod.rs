@@ -7,7 +7,9 @@
 //! - [`fingerprint`]: content hashes that recognise cosell's own writes coming back (flow 5).
 //! - [`seller_notes`]: the Audit column and the ✔/✖ marks the seller sees (flow 7).
 //! - [`compare`]: subset equality and JSON Patch diffs; [`outcome`]: results and failures.
-//! - [`worker`]: the workers that drain the queue, retry and dead-letter.
+//! - [`worker`]: the workers that drain the queue, retry, park and dead-letter.
+//! - [`availability`]: whether each service answers; an outage pauses the work instead of
+//!   spending events' attempts.
 //! - [`backfill`]: creating the opportunities of existing referrals in bulk (`$batch`), linked
 //!   so the engine treats them as its own.
 //!
@@ -16,6 +18,7 @@
 //! handled twice (a duplicate delivery, a crash before the queue entry was removed) writes
 //! nothing the second time.
 
+pub mod availability;
 pub mod backfill;
 pub mod compare;
 pub mod conflicts;
@@ -37,6 +40,7 @@ use crate::runtime::Direction;
 use crate::sinks::dataverse::OpportunityWriter;
 use crate::sinks::partner_center::ReferralWriter;
 use crate::store::{AuditEntry, Link, QueuedEvent, Side, SyncStore};
+use availability::Availability;
 use fingerprint::Volatile;
 use outcome::{Mapped, classify_pipeline};
 use std::sync::Arc;
@@ -64,6 +68,7 @@ pub struct SyncEngine {
     pub(crate) opportunities: OpportunityWriter,
     pub(crate) config: SyncConfig,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) availability: Availability,
     audit_column: String,
 }
 
@@ -82,6 +87,7 @@ impl SyncEngine {
             referrals: ReferralWriter::new(partner_center),
             opportunities,
             audit_column: config.column("audit"),
+            availability: Availability::new(&config, metrics.clone()),
             config,
             metrics,
         }
@@ -97,6 +103,25 @@ impl SyncEngine {
             Side::PartnerCenter => self.referral_changed(event).await,
             Side::Dataverse => self.opportunity_changed(event).await,
         }
+    }
+
+    /// Whether `service` answers: one cheap read (any answer, even a refusal, is one).
+    pub(crate) async fn probe(&self, service: Side) -> Result<(), SyncError> {
+        match service {
+            Side::PartnerCenter => {
+                let client = self.referrals.client();
+                client
+                    .list_referrals_while(None, None, Some(1), |_| false)
+                    .await?;
+            }
+            Side::Dataverse => {
+                let client = self.opportunities.client();
+                client
+                    .query("opportunities", "$select=opportunityid&$top=1")
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// What the opportunity fingerprint leaves out.

@@ -4,6 +4,7 @@ use crate::connections::dataverse::DataverseError;
 use crate::connections::partner_center::PartnerCenterError;
 use crate::pipeline::PipelineError;
 use crate::runtime::CallErrorKind;
+use crate::store::Side;
 
 /// A successful run: what was done, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +31,54 @@ pub enum SyncError {
     /// CRM and the record syncs again when it changes.
     #[error("{0}")]
     Rejected(String),
-    /// Anything that may pass later: a service down or throttling, a 412 race, a mapping
-    /// that trapped or ran out of a limit (a fixed version may be deployed). Retried with
-    /// backoff, then dead-lettered.
+    /// Anything that may pass later: throttling, a 412 race, a mapping that failed in a way
+    /// a second run may not repeat (its time limit, a full instance pool, its own retryable
+    /// error). Retried with backoff, then dead-lettered.
     #[error("{0}")]
     Transient(String),
+    /// A mapping step failed in a way the same record on the same version repeats every time
+    /// (a fuel, memory or output limit, a trap, output that is not JSON: the sandbox is
+    /// deterministic). Retrying cannot help, so the event is parked at once and queued again
+    /// when another version of `step` is activated (or the host restarts, which may bring
+    /// new limits).
+    #[error("{reason}")]
+    Parked {
+        /// The step that failed.
+        step: String,
+        /// The version it failed on.
+        version: String,
+        reason: String,
+    },
+    /// A service did not answer, or answered 5xx, after its client's own retries. One of
+    /// these is an ordinary transient failure; several in a row are an outage, and the
+    /// engine pauses instead of spending every event's attempts (`super::availability`).
+    #[error("{reason}")]
+    Unavailable {
+        /// The service whose call failed (a read or a write: the client that failed says
+        /// which, whatever side the event came from).
+        service: Side,
+        cause: OutageCause,
+        reason: String,
+    },
+}
+
+/// How a service showed it is unavailable; a label of the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutageCause {
+    /// No answer: connection refused or dropped, timeout, TLS failure, a lost answer.
+    NoAnswer,
+    /// An answer 500 or above (a 503 included).
+    ServerError,
+}
+
+impl OutageCause {
+    /// The metric label: `no_answer` or `server_error`.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutageCause::NoAnswer => "no_answer",
+            OutageCause::ServerError => "server_error",
+        }
+    }
 }
 
 impl SyncError {
@@ -45,18 +89,40 @@ impl SyncError {
 
 impl From<PartnerCenterError> for SyncError {
     fn from(error: PartnerCenterError) -> Self {
-        match error {
-            PartnerCenterError::BadRequest(_) => SyncError::Rejected(error.to_string()),
-            other => SyncError::Transient(other.to_string()),
+        let cause = match &error {
+            PartnerCenterError::BadRequest(_) => return SyncError::Rejected(error.to_string()),
+            PartnerCenterError::Server { .. } => Some(OutageCause::ServerError),
+            PartnerCenterError::Transport(_) | PartnerCenterError::AnswerLost(_) => {
+                Some(OutageCause::NoAnswer)
+            }
+            _ => None,
+        };
+        match cause {
+            Some(cause) => SyncError::Unavailable {
+                service: Side::PartnerCenter,
+                cause,
+                reason: error.to_string(),
+            },
+            None => SyncError::Transient(error.to_string()),
         }
     }
 }
 
 impl From<DataverseError> for SyncError {
     fn from(error: DataverseError) -> Self {
-        match error {
-            DataverseError::BadRequest { .. } => SyncError::Rejected(error.to_string()),
-            other => SyncError::Transient(other.to_string()),
+        let cause = match &error {
+            DataverseError::BadRequest { .. } => return SyncError::Rejected(error.to_string()),
+            DataverseError::Server { .. } => Some(OutageCause::ServerError),
+            DataverseError::Transport(_) => Some(OutageCause::NoAnswer),
+            _ => None,
+        };
+        match cause {
+            Some(cause) => SyncError::Unavailable {
+                service: Side::Dataverse,
+                cause,
+                reason: error.to_string(),
+            },
+            None => SyncError::Transient(error.to_string()),
         }
     }
 }
@@ -73,14 +139,127 @@ pub enum Mapped {
     Skipped(String),
 }
 
-/// Sorts a pipeline error into skip, rejection or transient failure.
+/// Sorts a pipeline error into skip, rejection, parking (a failure the same version repeats)
+/// or transient failure.
 pub fn classify_pipeline(result: Result<String, PipelineError>) -> Result<Mapped, SyncError> {
     match result {
         Ok(document) => Ok(Mapped::Output(document)),
         Err(e) => match &e.error.kind {
             CallErrorKind::Skipped(reason) => Ok(Mapped::Skipped(reason.clone())),
             CallErrorKind::Rejected(_) => Err(SyncError::Rejected(e.to_string())),
+            // The runtime's own classification: what is not worth retrying on the same
+            // version is deterministic, since the sandbox is (frozen clock, seeded randomness).
+            kind if !kind.is_retryable() => Err(SyncError::Parked {
+                step: e.error.mapping.to_string(),
+                version: e.error.version.to_string(),
+                reason: e.to_string(),
+            }),
             _ => Err(SyncError::Transient(e.to_string())),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{CallError, Direction, Limit};
+
+    fn failing(kind: CallErrorKind) -> Result<String, PipelineError> {
+        Err(PipelineError {
+            direction: Direction::PartnerCenterToCrm,
+            position: 1,
+            error: CallError {
+                mapping: "referral-to-opportunity".into(),
+                version: "sha256:v1".into(),
+                kind,
+            },
+            completed: Vec::new(),
+        })
+    }
+
+    fn limit(limit: Limit) -> CallErrorKind {
+        CallErrorKind::LimitExceeded {
+            limit,
+            detail: "over".into(),
+        }
+    }
+
+    #[test]
+    fn a_failure_the_version_repeats_parks_and_one_that_may_pass_is_retried() {
+        let deterministic = [
+            limit(Limit::Fuel),
+            limit(Limit::Memory),
+            limit(Limit::OutputSize),
+            CallErrorKind::Trapped("panicked".into()),
+            CallErrorKind::InvalidOutput("not JSON".into()),
+        ];
+        for kind in deterministic {
+            match classify_pipeline(failing(kind.clone())) {
+                Err(SyncError::Parked {
+                    step,
+                    version,
+                    reason,
+                }) => {
+                    assert_eq!(
+                        (step.as_str(), version.as_str()),
+                        ("referral-to-opportunity", "sha256:v1")
+                    );
+                    assert!(reason.contains(&kind.to_string()), "{reason}");
+                }
+                _ => panic!("{kind:?} parks"),
+            }
+        }
+        let may_pass = [
+            limit(Limit::Timeout),
+            CallErrorKind::Failed("upstream".into()),
+            CallErrorKind::Instantiation("pool full".into()),
+        ];
+        for kind in may_pass {
+            assert!(
+                matches!(
+                    classify_pipeline(failing(kind.clone())),
+                    Err(SyncError::Transient(_))
+                ),
+                "{kind:?} is retried"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unanswered_call_is_attributed_to_the_service_whose_client_failed() {
+        let down = |e: SyncError| match e {
+            SyncError::Unavailable { service, cause, .. } => Some((service, cause)),
+            _ => None,
+        };
+        let dv_503 = DataverseError::Server {
+            status: 503,
+            message: "down".into(),
+        };
+        assert_eq!(
+            down(dv_503.into()),
+            Some((Side::Dataverse, OutageCause::ServerError))
+        );
+        assert_eq!(
+            down(DataverseError::Transport("reset".into()).into()),
+            Some((Side::Dataverse, OutageCause::NoAnswer))
+        );
+        assert_eq!(
+            down(PartnerCenterError::Transport("refused".into()).into()),
+            Some((Side::PartnerCenter, OutageCause::NoAnswer))
+        );
+        assert_eq!(
+            down(PartnerCenterError::AnswerLost("timeout".into()).into()),
+            Some((Side::PartnerCenter, OutageCause::NoAnswer))
+        );
+        // Throttling, a race and a refusal are answers: no outage.
+        let throttled = PartnerCenterError::Throttled { retry_after: None };
+        assert!(matches!(
+            SyncError::from(throttled),
+            SyncError::Transient(_)
+        ));
+        let race = DataverseError::PreconditionFailed("etag".into());
+        assert!(matches!(SyncError::from(race), SyncError::Transient(_)));
+        let refused = PartnerCenterError::BadRequest("bad".into());
+        assert!(matches!(SyncError::from(refused), SyncError::Rejected(_)));
     }
 }

@@ -1,14 +1,20 @@
 //! The workers that drain the queue.
 //!
-//! Each worker claims the oldest ready event whose record has nothing running, processes it,
-//! and then removes it, puts it back with backoff (a transient failure), or makes it a dead
-//! letter (after `sync.max_attempts`). A rejected record is not retried: the seller sees why
-//! in the CRM, and the record syncs again when it changes. Workers sleep until an event is
-//! enqueued ([`Wakeup`]) or a retry falls due.
+//! Each worker claims the oldest ready event whose record has nothing running, under a lease
+//! (`sync.lease_secs`: a worker that dies or hangs loses the event to another one), processes
+//! it within 90% of that lease, and then removes it, puts it back with backoff (a transient
+//! failure), makes it a dead letter (after `sync.max_attempts`), or parks it (a mapping
+//! version fails on it every time: it waits for another version of that step, see
+//! [`requeue_parked`]). A rejected record is not retried: the seller sees why in the CRM, and
+//! the record syncs again when it changes. While Partner Center or Dataverse is down
+//! ([`super::availability`]) no event is claimed, and the events that failed because of it go
+//! back without spending an attempt; one worker probes the service after each pause. Workers
+//! sleep until an event is enqueued ([`Wakeup`]) or a retry falls due.
 
+use super::availability::{Failure, Gate};
 use super::{Done, SyncEngine, SyncError};
 use crate::runtime::Direction;
-use crate::store::{Link, QueuedEvent, Side};
+use crate::store::{Link, QueuedEvent, Side, SyncStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -44,14 +50,65 @@ pub fn spawn(
             tracing::error!(error = %format!("{e:#}"), "could not re-queue unfinished events")
         }
     }
+    // The limits may have changed since they were parked (a raised `limits.fuel`, say): each
+    // parked record runs once more, and parks again if it still fails.
+    match engine.store.requeue_all_parked() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            events = n,
+            "queued the parked events again, once, in case the limits changed"
+        ),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "could not queue the parked events again")
+        }
+    }
     (0..count)
         .map(|_| tokio::spawn(run(engine.clone(), wakeup.clone(), stop.clone())))
         .collect()
 }
 
+/// Queues again the events parked on `step` at a version other than `active` (a version was
+/// just activated); answers how many, for the caller to wake the workers. An error is
+/// logged: the events stay parked until the next activation or restart.
+pub fn requeue_parked(store: &dyn SyncStore, step: &str, active: &str) -> u64 {
+    match store.requeue_parked(step, active) {
+        Ok(0) => 0,
+        Ok(n) => {
+            tracing::info!(
+                step,
+                version = active,
+                events = n,
+                "queued the records parked on an earlier version of the step again"
+            );
+            n
+        }
+        Err(e) => {
+            tracing::error!(step, error = %format!("{e:#}"), "could not queue the parked records of the step again; they run after the next activation or restart");
+            0
+        }
+    }
+}
+
 async fn run(engine: Arc<SyncEngine>, wakeup: Wakeup, mut stop: watch::Receiver<bool>) {
+    let lease_ms = engine.config.lease().as_millis() as i64;
     while !*stop.borrow() {
-        let claimed = engine.store.claim(chrono::Utc::now().timestamp_millis());
+        match engine.availability.gate() {
+            Gate::Open => {}
+            Gate::Probe(service) => {
+                probe(&engine, service).await;
+                continue;
+            }
+            Gate::Wait(wait) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait.min(IDLE_POLL)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        }
+        let claimed = engine
+            .store
+            .claim(chrono::Utc::now().timestamp_millis(), lease_ms);
         match claimed {
             Ok(Some(event)) => {
                 handle(&engine, event).await;
@@ -78,6 +135,21 @@ async fn run(engine: Arc<SyncEngine>, wakeup: Wakeup, mut stop: watch::Receiver<
     }
 }
 
+/// Probes a paused service and reports the result to the breaker.
+async fn probe(engine: &SyncEngine, service: Side) {
+    let failure = match engine.probe(service).await {
+        Err(SyncError::Unavailable { cause, reason, .. }) => Some((cause, reason)),
+        // Any answer, even a refusal, shows the service is up.
+        _ => None,
+    };
+    engine.availability.probed(
+        service,
+        failure
+            .as_ref()
+            .map(|(cause, reason)| (*cause, reason.as_str())),
+    );
+}
+
 /// Processes one claimed event and settles it in the queue.
 pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
     let started = Instant::now();
@@ -91,18 +163,19 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
         event.record_id
     );
     let dir = direction(event.side);
-    // In a task of its own, so a panic (a bug) fails this event, not the worker.
-    let result = {
-        let (engine, event) = (engine.clone(), event.clone());
-        tokio::spawn(async move { engine.process(&event).await })
-            .await
-            .unwrap_or_else(|panic| {
-                Err(SyncError::transient(format!(
-                    "processing panicked: {panic}"
-                )))
-            })
-    };
+    let result = run_within_lease(engine, &event).await;
     let elapsed = started.elapsed();
+    let outage = match &result {
+        Err(SyncError::Unavailable {
+            service,
+            cause,
+            reason,
+        }) => engine.availability.failed(*service, *cause, reason),
+        _ => {
+            engine.availability.answered();
+            Failure::Counted
+        }
+    };
     let settle = match &result {
         Ok(Done { outcome, detail }) => {
             tracing::info!(%record, origin = %event.origin, outcome, detail, elapsed_ms = elapsed.as_millis() as u64, "synced");
@@ -124,7 +197,38 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
             record_failure(engine, &event, reason, true).await;
             Settle::Complete
         }
-        Err(SyncError::Transient(reason)) if event.attempts < engine.config.max_attempts => {
+        Err(SyncError::Parked {
+            step,
+            version,
+            reason,
+        }) => {
+            tracing::warn!(%record, step, version, reason, "the mapping fails on this record every time; parked until another version of the step is activated");
+            engine.audit(&record, dir, "parked", reason);
+            engine
+                .metrics
+                .record_sync(event.side.as_str(), "parked", elapsed);
+            // Once per park, so the seller's Audit column gets one line, not one per retry.
+            record_failure(engine, &event, reason, false).await;
+            Settle::Park {
+                step: step.clone(),
+                version: version.clone(),
+                reason: reason.clone(),
+            }
+        }
+        Err(SyncError::Unavailable {
+            service, reason, ..
+        }) if outage == Failure::Outage => {
+            // Neither the trail nor the seller's Audit column hears of it: the pause is one
+            // line in the log and a metric, not a line per event.
+            tracing::debug!(%record, service = service.as_str(), reason, "service unavailable; the event waits for it, keeping its attempts");
+            engine
+                .metrics
+                .record_sync(event.side.as_str(), "paused", elapsed);
+            Settle::PutBack(chrono::Utc::now().timestamp_millis(), reason.clone())
+        }
+        Err(SyncError::Transient(reason) | SyncError::Unavailable { reason, .. })
+            if event.attempts < engine.config.max_attempts =>
+        {
             let delay = engine.config.retry_delay(event.attempts);
             tracing::warn!(%record, reason, attempt = event.attempts, retry_in_ms = delay.as_millis() as u64, "sync failed; will retry");
             engine.audit(&record, dir, "retry", reason);
@@ -134,7 +238,7 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
             let at = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
             Settle::RetryAt(at, reason.clone())
         }
-        Err(SyncError::Transient(reason)) => {
+        Err(SyncError::Transient(reason) | SyncError::Unavailable { reason, .. }) => {
             let reason = format!("gave up after {} attempts: {reason}", event.attempts);
             tracing::error!(%record, reason, "sync failed; dead-lettered");
             engine.audit(&record, dir, "dead-letter", &reason);
@@ -146,22 +250,71 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
         }
     };
     // The store can be busy for a moment (another process writing); an unsettled event would
-    // hold its record's lock until the next restart.
+    // hold its record's lock until its lease runs out.
     for attempt in 1..=SETTLE_ATTEMPTS {
         let settled = match &settle {
             Settle::Complete => engine.store.complete(event.id),
             Settle::RetryAt(at, reason) => engine.store.retry_later(event.id, reason, *at),
+            Settle::PutBack(at, reason) => engine.store.put_back(event.id, reason, *at),
             Settle::Dead(reason) => engine.store.dead_letter(event.id, reason),
+            Settle::Park {
+                step,
+                version,
+                reason,
+            } => engine.store.park(event.id, step, version, reason),
         };
         match settled {
-            Ok(()) => return,
+            Ok(()) => break,
             Err(e) if attempt < SETTLE_ATTEMPTS => {
                 tracing::warn!(%record, error = %format!("{e:#}"), "could not settle the event in the queue; trying again");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
             Err(e) => {
-                tracing::error!(%record, error = %format!("{e:#}"), "could not settle the event in the queue; it runs again after a restart")
+                tracing::error!(%record, error = %format!("{e:#}"), "could not settle the event in the queue; it runs again when its lease runs out");
+                return;
             }
+        }
+    }
+    if let Settle::Park { step, version, .. } = &settle {
+        // A version activated while this record ran found nothing parked yet.
+        if let Some(active) = engine
+            .pipelines
+            .step(step)
+            .map(|s| s.active().version.clone())
+            && *active != **version
+        {
+            // This worker claims again right after, so no wakeup is needed.
+            requeue_parked(&*engine.store, step, &active);
+        }
+    }
+}
+
+/// Processes `event` in a task of its own, so a panic (a bug) fails this event, not the
+/// worker; cut off at 90% of the lease, so the worker settles the event while it holds it.
+async fn run_within_lease(
+    engine: &Arc<SyncEngine>,
+    event: &QueuedEvent,
+) -> Result<Done, SyncError> {
+    let task = {
+        let (engine, event) = (engine.clone(), event.clone());
+        tokio::spawn(async move { engine.process(&event).await })
+    };
+    let abort = task.abort_handle();
+    let limit = engine.config.run_timeout();
+    match tokio::time::timeout(limit, task).await {
+        Ok(joined) => joined.unwrap_or_else(|panic| {
+            Err(SyncError::transient(format!(
+                "processing panicked: {panic}"
+            )))
+        }),
+        Err(_) => {
+            // What it wrote so far is kept; the next run reads both sides and writes the rest.
+            abort.abort();
+            Err(SyncError::transient(format!(
+                "the run took longer than {} s (90% of sync.lease_secs) and was stopped; raise \
+                 sync.lease_secs if records legitimately take this long",
+                limit.as_secs()
+            )))
         }
     }
 }
@@ -170,7 +323,14 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
 enum Settle {
     Complete,
     RetryAt(i64, String),
+    /// Back in the queue without spending the attempt: a service was down.
+    PutBack(i64, String),
     Dead(String),
+    Park {
+        step: String,
+        version: String,
+        reason: String,
+    },
 }
 
 /// Tries to settle an event this many times.

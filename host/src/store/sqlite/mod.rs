@@ -91,6 +91,33 @@ CREATE TABLE IF NOT EXISTS referral_intents (
 );
 ";
 
+/// Columns added after a table was first released: a database made by an older cosell gets
+/// them when it is opened (`CREATE TABLE IF NOT EXISTS` leaves an existing table as it is).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // When a running event's lease ends (ms since the epoch): then another worker may take it.
+    ("sync_events", "lease_until", "INTEGER"),
+    // The mapping step and version a parked event failed on.
+    ("sync_events", "parked_step", "TEXT"),
+    ("sync_events", "parked_version", "TEXT"),
+];
+
+fn add_missing_columns(conn: &Connection) -> Result<()> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            rusqlite::params![table, column],
+            |row| row.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))
+            .with_context(|| format!("adding column {column} to {table}"))?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
@@ -110,6 +137,8 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("creating the schema in {}", path.display()))?;
+        add_missing_columns(&conn)
+            .with_context(|| format!("upgrading the schema in {}", path.display()))?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

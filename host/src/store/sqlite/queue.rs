@@ -1,13 +1,16 @@
-//! The event queue and dead letters on SQLite.
+//! The event queue, parked events and dead letters on SQLite.
 //!
-//! States: `pending` (waiting, ready at `available_at`), `running` (claimed by a worker),
-//! `dead` (failed every attempt). A processed event is deleted: the audit trail is the history.
-//! Claiming skips records that already have an event running, which is what keeps events of
-//! one record in order while different records run in parallel.
-
+//! States: `pending` (waiting, ready at `available_at`), `running` (claimed by a worker, under
+//! a lease until `lease_until`), `parked` (a mapping version fails on it every time: it waits
+//! for another version of that step), `dead` (failed every attempt). A processed event is
+//! deleted: the audit trail is the history. Claiming skips records that already have an event
+//! running, which is what keeps events of one record in order while different records run in
+//! parallel; an event whose lease ran out is claimed again.
+//!
 use super::{SqliteStore, now, write_transaction};
 use crate::store::sync::{
-    DeadLetter, Enqueued, NewEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, Side,
+    DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN,
+    REPLAY_ORIGIN, Side,
 };
 use anyhow::{Context as _, Result};
 use rusqlite::{OptionalExtension, Row, params};
@@ -40,24 +43,34 @@ fn link_of(e: &str, l: &str) -> String {
 /// The oldest ready event none of whose pair is running: the same lock key, the same record,
 /// or (since the lock key was decided when the event was stored) the same link by now.
 /// Built once: claiming is on every worker's path.
-static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT e.id, e.side, e.record_id, e.lock_key, e.origin, e.payload, e.attempts,
-                e.received_at
-         FROM sync_events e
-         LEFT JOIN sync_links le ON {link_e}
-         WHERE e.state = 'pending' AND e.available_at <= ?1
-           AND NOT EXISTS (
-               SELECT 1 FROM sync_events r
-               LEFT JOIN sync_links lr ON {link_r}
-               WHERE r.state = 'running'
-                 AND (r.lock_key = e.lock_key
-                      OR (r.side = e.side AND r.record_id = e.record_id)
-                      OR lr.id = le.id))
-         ORDER BY e.available_at, e.id LIMIT 1",
-        link_e = link_of("e", "le"),
-        link_r = link_of("r", "lr"),
-    )
+/// A running event whose lease ran out (its worker died or hangs) is ready again; until it is
+/// taken back it still holds its record, so a newer event of that record waits behind it.
+/// Those are looked for first, in a query of their own: one `OR` of both states would make
+/// SQLite collect and sort every ready event instead of walking its index to the first one.
+static CLAIM_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [
+        "e.state = 'running' AND e.lease_until <= ?1",
+        "e.state = 'pending' AND e.available_at <= ?1",
+    ]
+    .map(|ready| {
+        format!(
+            "SELECT e.id, e.side, e.record_id, e.lock_key, e.origin, e.payload, e.attempts,
+                        e.received_at
+                 FROM sync_events e
+                 LEFT JOIN sync_links le ON {link_e}
+                 WHERE {ready}
+                   AND NOT EXISTS (
+                       SELECT 1 FROM sync_events r
+                       LEFT JOIN sync_links lr ON {link_r}
+                       WHERE r.state = 'running' AND r.id != e.id
+                         AND (r.lock_key = e.lock_key
+                              OR (r.side = e.side AND r.record_id = e.record_id)
+                              OR lr.id = le.id))
+                 ORDER BY e.available_at, e.id LIMIT 1",
+            link_e = link_of("e", "le"),
+            link_r = link_of("r", "lr"),
+        )
+    })
 });
 
 /// The other events of the record of running event `id` that its failed attempt stands for:
@@ -82,6 +95,32 @@ fn fold_covered(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
         params![id, RECONCILE_ORIGIN],
     )?;
     Ok(())
+}
+
+/// Removes the parked events of the record of event `id` (other than `id`): a later attempt
+/// read the record's current state, so what it ended in (synced, refused, parked again)
+/// stands for them.
+fn drop_parked_of(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
+    tx.execute(
+        "DELETE FROM sync_events
+         WHERE state = 'parked' AND id != ?1
+           AND side = (SELECT side FROM sync_events WHERE id = ?1)
+           AND record_id = (SELECT record_id FROM sync_events WHERE id = ?1)",
+        params![id],
+    )?;
+    Ok(())
+}
+
+/// Queues events of state `from` (with `condition` on top) again as if just received, with the
+/// whole retry budget, running in full (the replay origin: a failure's fingerprint in the link
+/// must not make the record look unchanged). ?1 is now in ms, ?2 now as text.
+fn requeue_sql(from: &str, condition: &str) -> String {
+    format!(
+        "UPDATE sync_events SET state = 'pending', attempts = 0, available_at = ?1,
+         failed_at = NULL, parked_step = NULL, parked_version = NULL,
+         origin = '{REPLAY_ORIGIN}', received_at = ?2
+         WHERE state = '{from}' {condition}"
+    )
 }
 
 /// Stores `event` in the open transaction `tx` (or coalesces it with a waiting event of the
@@ -185,31 +224,37 @@ impl SqliteStore {
         Ok(stored)
     }
 
-    pub(crate) fn queue_claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>> {
+    pub(crate) fn queue_claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
-        let event = tx
-            .query_row(CLAIM_SQL.as_str(), params![now_ms], |row| {
-                Ok(QueuedEvent {
-                    id: row.get(0)?,
-                    side: side_of(row, 1)?,
-                    record_id: row.get(2)?,
-                    lock_key: row.get(3)?,
-                    origin: row.get(4)?,
-                    payload: row.get(5)?,
-                    attempts: row.get::<_, u32>(6)? + 1,
-                    received_at: row.get(7)?,
+        let mut event = None;
+        for sql in CLAIM_SQL.iter() {
+            event = tx
+                .query_row(sql, params![now_ms], |row| {
+                    Ok(QueuedEvent {
+                        id: row.get(0)?,
+                        side: side_of(row, 1)?,
+                        record_id: row.get(2)?,
+                        lock_key: row.get(3)?,
+                        origin: row.get(4)?,
+                        payload: row.get(5)?,
+                        attempts: row.get::<_, u32>(6)? + 1,
+                        received_at: row.get(7)?,
+                    })
                 })
-            })
-            .optional()?;
+                .optional()?;
+            if event.is_some() {
+                break;
+            }
+        }
         if let Some(event) = &event {
             // While it runs, `available_at` holds when this attempt started: what was received
             // before then, the attempt read (see `queue_dead_letter`).
             tx.execute(
                 "UPDATE sync_events SET state = 'running', attempts = attempts + 1,
-                        available_at = ?2
+                        available_at = ?2, lease_until = ?3
                  WHERE id = ?1",
-                params![event.id, now_ms],
+                params![event.id, now_ms, now_ms.saturating_add(lease_ms)],
             )?;
         }
         tx.commit().context("claiming an event from the queue")?;
@@ -217,24 +262,96 @@ impl SqliteStore {
     }
 
     pub(crate) fn queue_complete(&self, id: i64) -> Result<()> {
-        self.conn()
-            .execute("DELETE FROM sync_events WHERE id = ?1", params![id])
-            .context("removing a processed event")?;
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        drop_parked_of(&tx, id)?;
+        tx.execute("DELETE FROM sync_events WHERE id = ?1", params![id])?;
+        tx.commit().context("removing a processed event")?;
         Ok(())
     }
 
     pub(crate) fn queue_retry_later(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
+        self.back_to_pending(id, error, at_ms, 0)
+            .context("putting a failed event back in the queue")
+    }
+
+    pub(crate) fn queue_put_back(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
+        self.back_to_pending(id, error, at_ms, 1)
+            .context("putting an event back in the queue while a service is down")
+    }
+
+    /// Makes running event `id` wait until `at_ms`, giving back `refund` of its attempts.
+    fn back_to_pending(&self, id: i64, error: &str, at_ms: i64, refund: u32) -> Result<()> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
         tx.execute(
-            "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3
+            "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3,
+                    lease_until = NULL, attempts = MAX(attempts - ?4, 0)
              WHERE id = ?1",
-            params![id, at_ms, error],
+            params![id, at_ms, error, refund],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn queue_park(&self, id: i64, step: &str, version: &str, error: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        fold_covered(&tx, id)?;
+        drop_parked_of(&tx, id)?;
+        tx.execute(
+            "UPDATE sync_events SET state = 'parked', last_error = ?2, failed_at = ?3,
+                    parked_step = ?4, parked_version = ?5, lease_until = NULL
+             WHERE id = ?1",
+            params![id, error, now(), step, version],
         )?;
         tx.commit()
-            .context("putting a failed event back in the queue")?;
+            .with_context(|| format!("parking an event that failed on {step} {version}"))?;
         Ok(())
+    }
+
+    /// Queues parked events again: those of one step parked on a version other than the
+    /// active one, or all.
+    pub(crate) fn queue_requeue_parked(&self, step: Option<(&str, &str)>) -> Result<u64> {
+        let conn = self.conn();
+        let n = match step {
+            Some((step, active)) => conn.execute(
+                &requeue_sql("parked", "AND parked_step = ?3 AND parked_version != ?4"),
+                params![now_ms(), now(), step, active],
+            ),
+            None => conn.execute(&requeue_sql("parked", ""), params![now_ms(), now()]),
+        }
+        .context("queueing parked events again")?;
+        Ok(n as u64)
+    }
+
+    pub(crate) fn queue_parked(&self, limit: usize) -> Result<Vec<ParkedEvent>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, side, record_id, origin, COALESCE(parked_step, ''),
+                    COALESCE(parked_version, ''), COALESCE(last_error, ''), received_at,
+                    COALESCE(failed_at, ''),
+                    COALESCE(strftime('%Y-%m-%dT%H:%M:%fZ', available_at / 1000.0, 'unixepoch'), '')
+             FROM sync_events WHERE state = 'parked' ORDER BY id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |row| {
+            Ok(ParkedEvent {
+                id: row.get(0)?,
+                side: side_of(row, 1)?,
+                record_id: row.get(2)?,
+                origin: row.get(3)?,
+                step: row.get(4)?,
+                version: row.get(5)?,
+                reason: row.get(6)?,
+                received_at: row.get(7)?,
+                parked_at: row.get(8)?,
+                // As for a dead letter: `available_at` kept the start of the attempt.
+                last_attempt_at: row.get(9)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .context("listing parked events")
     }
 
     pub(crate) fn queue_dead_letter(&self, id: i64, error: &str) -> Result<()> {
@@ -253,7 +370,8 @@ impl SqliteStore {
         let n = self
             .conn()
             .execute(
-                "UPDATE sync_events SET state = 'pending' WHERE state = 'running'",
+                "UPDATE sync_events SET state = 'pending', lease_until = NULL
+                 WHERE state = 'running'",
                 [],
             )
             .context("re-queueing events a stopped host left running")?;
@@ -263,7 +381,10 @@ impl SqliteStore {
     pub(crate) fn queue_next_ready_at(&self) -> Result<Option<i64>> {
         self.conn()
             .query_row(
-                "SELECT MIN(available_at) FROM sync_events WHERE state = 'pending'",
+                "SELECT MIN(at) FROM (
+                     SELECT available_at AS at FROM sync_events WHERE state = 'pending'
+                     UNION ALL
+                     SELECT lease_until FROM sync_events WHERE state = 'running')",
                 [],
                 |row| row.get(0),
             )
@@ -303,10 +424,7 @@ impl SqliteStore {
         let tx = write_transaction(&mut conn)?;
         // Received now: an attempt of the same record already running did not see the
         // operator's request, so it must not fold the replay away (see `COVERED`).
-        let reset = format!(
-            "UPDATE sync_events SET state = 'pending', attempts = 0, available_at = ?1,
-             failed_at = NULL, origin = '{REPLAY_ORIGIN}', received_at = ?2 WHERE state = 'dead'"
-        );
+        let reset = requeue_sql("dead", "");
         let n = match ids {
             None => tx.execute(&reset, params![now_ms(), now()])?,
             Some(ids) => {
@@ -337,6 +455,7 @@ impl SqliteStore {
                 "pending" => counts.pending = n,
                 "running" => counts.running = n,
                 "dead" => counts.dead = n,
+                "parked" => counts.parked = n,
                 _ => {}
             }
         }
@@ -347,7 +466,10 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use crate::store::sqlite::{SqliteStore, test_store};
-    use crate::store::{Enqueued, NewEvent, RECONCILE_ORIGIN, Side, SyncStore};
+    use crate::store::{Enqueued, NewEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, Side, SyncStore};
+
+    /// A lease no test outlives, unless it means to.
+    const LEASE: i64 = 1 << 60;
 
     fn event(key: &str, id: &str) -> NewEvent {
         NewEvent {
@@ -405,15 +527,15 @@ mod tests {
         );
         store.enqueue(&event("referral:b", "b")).unwrap();
         let now = i64::MAX / 2;
-        let a = store.claim(now).unwrap().unwrap();
+        let a = store.claim(now, LEASE).unwrap().unwrap();
         assert_eq!(a.record_id, "a");
         // While a runs, a new change to a is stored, but not handed out.
         store.enqueue(&event("referral:a", "a")).unwrap();
-        let b = store.claim(now).unwrap().unwrap();
+        let b = store.claim(now, LEASE).unwrap().unwrap();
         assert_eq!(b.record_id, "b");
-        assert!(store.claim(now).unwrap().is_none());
+        assert!(store.claim(now, LEASE).unwrap().is_none());
         store.complete(a.id).unwrap();
-        let again = store.claim(now).unwrap().unwrap();
+        let again = store.claim(now, LEASE).unwrap().unwrap();
         assert_eq!((again.record_id.as_str(), again.attempts), ("a", 1));
     }
 
@@ -424,7 +546,7 @@ mod tests {
         let mut crm = event("opportunity:o1", "o1");
         crm.side = Side::Dataverse;
         store.enqueue(&crm).unwrap();
-        let running = store.claim(i64::MAX / 2).unwrap().unwrap();
+        let running = store.claim(i64::MAX / 2, LEASE).unwrap().unwrap();
         // ...which its run creates and links, while Partner Center's event for it arrives.
         store
             .save_link(&crate::store::Link {
@@ -435,30 +557,33 @@ mod tests {
             .unwrap();
         store.enqueue(&event("referral:r1", "r1")).unwrap();
         assert!(
-            store.claim(i64::MAX / 2).unwrap().is_none(),
+            store.claim(i64::MAX / 2, LEASE).unwrap().is_none(),
             "the pair is busy"
         );
         store.complete(running.id).unwrap();
-        assert_eq!(store.claim(i64::MAX / 2).unwrap().unwrap().record_id, "r1");
+        assert_eq!(
+            store.claim(i64::MAX / 2, LEASE).unwrap().unwrap().record_id,
+            "r1"
+        );
     }
 
     #[test]
     fn failures_wait_then_die_and_replay_brings_them_back() {
         let (_dir, store) = test_store();
         let id = store.enqueue(&event("referral:a", "a")).unwrap().id();
-        let e = store.claim(1_000_000_000_000_000).unwrap().unwrap();
+        let e = store.claim(1_000_000_000_000_000, LEASE).unwrap().unwrap();
         store
             .retry_later(e.id, "503", 2_000_000_000_000_000)
             .unwrap();
-        assert!(store.claim(1_000_000_000_000_000).unwrap().is_none());
-        let e = store.claim(3_000_000_000_000_000).unwrap().unwrap();
+        assert!(store.claim(1_000_000_000_000_000, LEASE).unwrap().is_none());
+        let e = store.claim(3_000_000_000_000_000, LEASE).unwrap().unwrap();
         assert_eq!(e.attempts, 2);
         store.dead_letter(e.id, "still 503").unwrap();
         let dead = store.dead_letters(10).unwrap();
         assert_eq!((dead[0].id, dead[0].last_error.as_str()), (id, "still 503"));
         assert_eq!(store.queue_counts().unwrap().dead, 1);
         assert_eq!(store.replay_dead_letters(None).unwrap(), 1);
-        let e = store.claim(i64::MAX / 2).unwrap().unwrap();
+        let e = store.claim(i64::MAX / 2, LEASE).unwrap().unwrap();
         assert_eq!(e.attempts, 1);
     }
 
@@ -467,7 +592,7 @@ mod tests {
         let (_dir, store) = test_store();
         store.enqueue(&event("referral:a", "a")).unwrap();
         let now = super::now_ms();
-        let e = store.claim(now).unwrap().unwrap();
+        let e = store.claim(now, LEASE).unwrap().unwrap();
         store.retry_later(e.id, "trapped", now + 60_000).unwrap();
         // The reconciliation lists it again: no evidence of a change.
         let relisted = NewEvent {
@@ -476,15 +601,15 @@ mod tests {
         };
         assert_eq!(store.enqueue(&relisted).unwrap(), Enqueued::Coalesced(e.id));
         assert!(
-            store.claim(now + 59_999).unwrap().is_none(),
+            store.claim(now + 59_999, LEASE).unwrap().is_none(),
             "still backing off"
         );
-        let e = store.claim(now + 60_000).unwrap().unwrap();
+        let e = store.claim(now + 60_000, LEASE).unwrap().unwrap();
         assert_eq!(e.attempts, 2, "the attempts still count");
         store.retry_later(e.id, "trapped", i64::MAX / 2).unwrap();
         // A webhook says it changed: it runs now, with the whole budget.
         store.enqueue(&event("referral:a", "a")).unwrap();
-        let e = store.claim(super::now_ms()).unwrap().unwrap();
+        let e = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
         assert_eq!(e.attempts, 1);
     }
 
@@ -497,7 +622,7 @@ mod tests {
             ..event("referral:a", "a")
         };
         let failing = store.enqueue(&event("referral:a", "a")).unwrap().id();
-        let e = store.claim(super::now_ms()).unwrap().unwrap();
+        let e = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
         tick();
         // A notification while the first attempt runs waits behind it...
         let before = store.enqueue(&event("referral:a", "a")).unwrap();
@@ -505,7 +630,7 @@ mod tests {
         store.retry_later(e.id, "trapped", 0).unwrap();
         tick();
         // ...and the last attempt, which started after it arrived, read what it announced.
-        let e = store.claim(super::now_ms()).unwrap().unwrap();
+        let e = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
         assert_eq!(e.id, failing);
         tick();
         // A re-listing during the last attempt announces no change.
@@ -528,14 +653,14 @@ mod tests {
         // A change that arrives during the last attempt is kept, even if it joined a
         // re-listing, and runs with the whole budget.
         store.replay_dead_letters(None).unwrap();
-        let e = store.claim(super::now_ms()).unwrap().unwrap();
+        let e = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
         tick();
         store.enqueue(&relisted()).unwrap();
         store.enqueue(&event("referral:a", "a")).unwrap();
         store.dead_letter(e.id, "trapped again").unwrap();
         let counts = store.queue_counts().unwrap();
         assert_eq!((counts.pending, counts.dead), (1, 1), "{counts:?}");
-        let next = store.claim(super::now_ms()).unwrap().unwrap();
+        let next = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
         assert_eq!((next.origin.as_str(), next.attempts), ("test", 1));
     }
 
@@ -573,8 +698,8 @@ mod tests {
         let (dir, store) = test_store();
         store.enqueue(&event("referral:a", "a")).unwrap();
         store.enqueue(&event("referral:w", "w")).unwrap();
-        let a = store.claim(i64::MAX / 2).unwrap().unwrap();
-        let w = store.claim(i64::MAX / 2).unwrap().unwrap();
+        let a = store.claim(i64::MAX / 2, LEASE).unwrap().unwrap();
+        let w = store.claim(i64::MAX / 2, LEASE).unwrap().unwrap();
         assert_eq!((a.record_id.as_str(), w.record_id.as_str()), ("a", "w"));
         store.retry_later(w.id, "503", i64::MAX / 2).unwrap();
         (dir, store)
@@ -622,9 +747,10 @@ mod tests {
         assert_eq!(batch[7], Enqueued::Coalesced(batch[2].id()));
         assert_eq!(rows(&batched), rows(&one_by_one));
         // The failed event no longer waits out its backoff.
-        let ready: Vec<String> = std::iter::from_fn(|| batched.claim(super::now_ms()).unwrap())
-            .map(|e| e.record_id)
-            .collect();
+        let ready: Vec<String> =
+            std::iter::from_fn(|| batched.claim(super::now_ms(), LEASE).unwrap())
+                .map(|e| e.record_id)
+                .collect();
         assert_eq!(
             ready,
             ["w", "b", "o1"],
@@ -665,11 +791,90 @@ mod tests {
     }
 
     #[test]
+    fn an_event_whose_lease_ran_out_is_taken_by_another_worker() {
+        let (_dir, store) = test_store();
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        let t0 = super::now_ms() + 10;
+        let lease = 30_000;
+        // A worker claims it and dies: the event stays running, holding its record.
+        let first = store.claim(t0, lease).unwrap().unwrap();
+        assert_eq!(store.next_ready_at().unwrap(), Some(t0 + lease));
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        assert!(store.claim(t0 + lease - 1, lease).unwrap().is_none());
+        // Its lease ends: another worker takes it (the lost run counted), before the newer
+        // event of the same record, which still waits behind it.
+        let again = store.claim(t0 + lease, lease).unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (first.id, 2));
+        assert!(store.claim(t0 + lease, lease).unwrap().is_none());
+        store.complete(again.id).unwrap();
+        let newer = store.claim(t0 + lease, lease).unwrap().unwrap();
+        assert_ne!(newer.id, first.id);
+    }
+
+    #[test]
+    fn a_parked_event_waits_for_another_version_of_its_step() {
+        let (_dir, store) = test_store();
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        let e = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
+        store.park(e.id, "step", "v1", "out of fuel").unwrap();
+        let counts = store.queue_counts().unwrap();
+        assert_eq!((counts.pending, counts.running, counts.parked), (0, 0, 1));
+        assert!(store.claim(i64::MAX / 2, LEASE).unwrap().is_none());
+        let parked = store.parked(10).unwrap();
+        assert_eq!(
+            (parked[0].step.as_str(), parked[0].version.as_str()),
+            ("step", "v1")
+        );
+        assert_eq!(parked[0].reason, "out of fuel");
+        // The same version again, or another step, leaves it parked.
+        assert_eq!(store.requeue_parked("step", "v1").unwrap(), 0);
+        assert_eq!(store.requeue_parked("other", "v2").unwrap(), 0);
+        // A change of the record runs, and parking it again folds the older one away.
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        let change = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
+        store
+            .park(change.id, "step", "v1", "out of fuel again")
+            .unwrap();
+        assert_eq!(store.queue_counts().unwrap().parked, 1);
+        // A new version of the step queues it again, with the whole budget, run in full.
+        assert_eq!(store.requeue_parked("step", "v2").unwrap(), 1);
+        let rerun = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
+        assert_eq!((rerun.attempts, rerun.origin.as_str()), (1, REPLAY_ORIGIN));
+        store.park(rerun.id, "step", "v2", "still").unwrap();
+        // A run that completes settles the parked events of its record.
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        let fixed = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
+        store.complete(fixed.id).unwrap();
+        assert_eq!(store.queue_counts().unwrap(), Default::default());
+        // At start-up every parked event runs once more (the limits may have changed).
+        store.enqueue(&event("referral:b", "b")).unwrap();
+        let b = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
+        store.park(b.id, "step", "v2", "trap").unwrap();
+        assert_eq!(store.requeue_all_parked().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_event_put_back_during_an_outage_keeps_its_attempts() {
+        let (_dir, store) = test_store();
+        store.enqueue(&event("referral:a", "a")).unwrap();
+        let e = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
+        store.retry_later(e.id, "503", 0).unwrap();
+        let e = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
+        assert_eq!(e.attempts, 2);
+        store.put_back(e.id, "Dataverse is down", 0).unwrap();
+        let e = store.claim(super::now_ms(), LEASE).unwrap().unwrap();
+        assert_eq!(
+            e.attempts, 2,
+            "the attempt during the outage was given back"
+        );
+    }
+
+    #[test]
     fn events_left_running_by_a_crash_are_queued_again() {
         let (_dir, store) = test_store();
         store.enqueue(&event("referral:a", "a")).unwrap();
-        store.claim(i64::MAX / 2).unwrap().unwrap();
+        store.claim(i64::MAX / 2, LEASE).unwrap().unwrap();
         assert_eq!(store.requeue_running().unwrap(), 1);
-        assert!(store.claim(i64::MAX / 2).unwrap().is_some());
+        assert!(store.claim(i64::MAX / 2, LEASE).unwrap().is_some());
     }
 }

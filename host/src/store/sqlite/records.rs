@@ -97,8 +97,8 @@ impl SyncStore for SqliteStore {
     fn enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>> {
         self.queue_enqueue_batch(events)
     }
-    fn claim(&self, now_ms: i64) -> Result<Option<QueuedEvent>> {
-        self.queue_claim(now_ms)
+    fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
+        self.queue_claim(now_ms, lease_ms)
     }
     fn complete(&self, id: i64) -> Result<()> {
         self.queue_complete(id)
@@ -123,6 +123,21 @@ impl SyncStore for SqliteStore {
     }
     fn queue_counts(&self) -> Result<QueueCounts> {
         SqliteStore::queue_counts(self)
+    }
+    fn put_back(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()> {
+        self.queue_put_back(id, error, available_at_ms)
+    }
+    fn park(&self, id: i64, step: &str, version: &str, error: &str) -> Result<()> {
+        self.queue_park(id, step, version, error)
+    }
+    fn requeue_parked(&self, step: &str, active: &str) -> Result<u64> {
+        self.queue_requeue_parked(Some((step, active)))
+    }
+    fn requeue_all_parked(&self) -> Result<u64> {
+        self.queue_requeue_parked(None)
+    }
+    fn parked(&self, limit: usize) -> Result<Vec<crate::store::ParkedEvent>> {
+        self.queue_parked(limit)
     }
 
     fn link_by_referral(&self, referral_id: &str) -> Result<Option<Link>> {

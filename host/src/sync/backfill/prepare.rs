@@ -111,7 +111,11 @@ impl Run<'_> {
                 ))));
             }
             Err(SyncError::Rejected(reason)) => return Err(outcome(Outcome::Refused(reason))),
-            Err(SyncError::Transient(reason)) => return Err(outcome(Outcome::Failed(reason))),
+            Err(
+                SyncError::Transient(reason)
+                | SyncError::Parked { reason, .. }
+                | SyncError::Unavailable { reason, .. },
+            ) => return Err(outcome(Outcome::Failed(reason))),
         };
         if self.options.dry_run {
             return Err(outcome(Outcome::WouldCreate));
