@@ -32,6 +32,13 @@ pub struct Limits {
     pub max_log_bytes: u64,
     /// Largest `.wasm` file accepted for deployment, in bytes.
     pub max_component_bytes: u64,
+    /// Most function bodies a component may hold, all its core modules together. Checked
+    /// before compiling, with [`Limits::max_function_bytes`], so a "compile bomb" is refused
+    /// in milliseconds instead of holding a core for minutes.
+    pub max_functions: u64,
+    /// Largest function body a component may hold, in bytes of WebAssembly code. Compile time
+    /// grows faster than linearly with the size of one function.
+    pub max_function_bytes: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +51,8 @@ impl Default for Limits {
             max_output_bytes: 512 * KIB,
             max_log_bytes: 8 * KIB,
             max_component_bytes: 32 * MIB,
+            max_functions: 100_000,
+            max_function_bytes: 1024 * KIB,
         }
     }
 }
@@ -80,6 +89,8 @@ impl Limits {
             ("max_input_bytes", self.max_input_bytes),
             ("max_output_bytes", self.max_output_bytes),
             ("max_component_bytes", self.max_component_bytes),
+            ("max_functions", self.max_functions),
+            ("max_function_bytes", self.max_function_bytes),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("limits.{name} must be greater than 0"));
@@ -108,6 +119,10 @@ pub enum Limit {
     InstanceResources,
     /// Output nested deeper than `json_depth::MAX_DEPTH` levels of arrays and objects.
     OutputDepth,
+    /// More function bodies than [`Limits::max_functions`] (refused before compiling).
+    FunctionCount,
+    /// A function body over [`Limits::max_function_bytes`] (refused before compiling).
+    FunctionSize,
 }
 
 impl Limit {
@@ -124,6 +139,8 @@ impl Limit {
             Limit::ComponentSize => "component_size",
             Limit::InstanceResources => "instance_resources",
             Limit::OutputDepth => "output_depth",
+            Limit::FunctionCount => "function_count",
+            Limit::FunctionSize => "function_size",
         }
     }
 
@@ -142,6 +159,8 @@ impl Limit {
                 "limits (32 core instances, 4 memories, 8 tables per component, fixed)"
             }
             Limit::OutputDepth => "limits (output nesting, 64 levels, fixed)",
+            Limit::FunctionCount => "limits.max_functions",
+            Limit::FunctionSize => "limits.max_function_bytes",
         }
     }
 }
@@ -159,6 +178,8 @@ impl fmt::Display for Limit {
             Limit::ComponentSize => "component size cap",
             Limit::InstanceResources => "limit on core instances, memories and tables",
             Limit::OutputDepth => "output nesting limit",
+            Limit::FunctionCount => "function count limit",
+            Limit::FunctionSize => "function size limit",
         };
         f.write_str(text)
     }

@@ -1,21 +1,29 @@
-//! Test guest `deep-output`: `map` returns a small but deeply nested, valid JSON object,
+//! Test guest `deep-output`: for a record carrying the marker `DEEP-OUTPUT` anywhere (a
+//! referral's name, say), `map` returns a small but deeply nested, valid JSON object,
 //! `{"deep":[[[…]]]}` with 10,000 levels of arrays, for the host's output depth limit. A JSON
 //! parser that recurses per level (serde_json's `Value`, most tree walkers) would refuse it or
 //! overflow its stack; the host must refuse it once, where the output leaves the guest.
 //!
-//! The input may ask for another depth with `{"depth": N}` (read without a JSON parser, so
-//! the guest itself never depends on one).
+//! `{"depth": N}` in the input asks for N levels instead (read without a JSON parser, so the
+//! guest itself never depends on one). Any other record gets `{"deep":[]}`, so the guest passes
+//! a deploy's sample run and can be made active.
 
 use guest_glue::{Context, Mapping, MappingError};
 
-/// Levels of nesting when the input does not say.
+/// Levels of nesting for a marked record that does not say how many.
 const DEFAULT_DEPTH: usize = 10_000;
+/// What a record carries to get the deep output.
+const MARKER: &str = "DEEP-OUTPUT";
 
 struct DeepOutput;
 
 impl Mapping for DeepOutput {
     fn map(_: Context, input: String, _: Option<String>) -> Result<String, MappingError> {
-        let depth = requested_depth(&input).unwrap_or(DEFAULT_DEPTH);
+        let depth = requested_depth(&input).unwrap_or(if input.contains(MARKER) {
+            DEFAULT_DEPTH
+        } else {
+            1
+        });
         let mut out = String::with_capacity(2 * depth + 16);
         out.push_str("{\"deep\":");
         out.extend(core::iter::repeat_n('[', depth));
