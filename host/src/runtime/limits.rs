@@ -51,7 +51,7 @@ impl Default for Limits {
             max_output_bytes: 512 * KIB,
             max_log_bytes: 8 * KIB,
             max_component_bytes: 32 * MIB,
-            max_functions: 100_000,
+            max_functions: 50_000,
             max_function_bytes: 1024 * KIB,
         }
     }
