@@ -5,7 +5,7 @@
 #
 #   dist/referral_to_opportunity.wasm, dist/opportunity_to_referral.wasm
 #   dist/testing/{version_stamp,infinite_loop,memory_bomb,deep_recursion,panics,
-#                 oversized_output,wasi_prober,other_world,
+#                 oversized_output,deep_output,wasi_prober,other_world,
 #                 poisoned_referral_to_opportunity}.wasm
 #
 # Usage: build.sh [--release] [--check-toolchain]
@@ -45,6 +45,7 @@ ARTIFACTS=(
     "deep_recursion:testing/deep_recursion.wasm"
     "panics:testing/panics.wasm"
     "oversized_output:testing/oversized_output.wasm"
+    "deep_output:testing/deep_output.wasm"
     "wasi_prober:testing/wasi_prober.wasm"
     "other_world:testing/other_world.wasm"
     "poisoned_referral_to_opportunity:testing/poisoned_referral_to_opportunity.wasm"

@@ -4,13 +4,13 @@
 
 mod support;
 
-use cosell::runtime::{ArtifactCache, CacheOutcome, Limits, MappingRuntime};
+use cosell::runtime::{ArtifactCache, ArtifactKey, CacheOutcome, Limits, MappingRuntime};
 use std::path::Path;
 use std::time::Instant;
 use support::{Admin, fixture, guest, start_stamp_host, test_call, with_custom_section};
 
 fn runtime_with_cache(dir: &Path) -> MappingRuntime {
-    let cache = ArtifactCache::open(dir, 64 * 1024 * 1024).unwrap();
+    let cache = ArtifactCache::open(dir, 64 * 1024 * 1024, ArtifactKey::new(&[7; 32])).unwrap();
     MappingRuntime::new(Limits::default())
         .unwrap()
         .with_artifact_cache(cache)

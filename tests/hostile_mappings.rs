@@ -516,3 +516,44 @@ async fn a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_comp
     })
     .await;
 }
+
+/// Output nested 10,000 deep on the sync path: the step's output is refused where it leaves
+/// the guest, with the `output nesting limit` named in what the operator sees (the dead letter
+/// or the audit trail), nothing is written for the record, and the host keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_nested_10000_deep_is_refused_on_the_sync_path_and_the_host_goes_on() {
+    SyncEnv::run(HOST_CONFIG, |env| async move {
+        deploy(&env, "testing/deep_output.wasm");
+        let deep = send(&env, "DEEP-OUTPUT referral".into(), None, true);
+        let reasons = wait_until(PHASE, || async {
+            let mut reasons = dead_letters(&env)
+                .await
+                .remove(&deep.id)
+                .unwrap_or_default();
+            let audit = env.admin_get("/admin/v1/audit?limit=10000").await;
+            for entry in audit["audit"].as_array().cloned().unwrap_or_default() {
+                if entry["record"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with(&deep.id))
+                {
+                    reasons.push(entry["detail"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            reasons
+                .iter()
+                .any(|r| r.contains("output nesting limit"))
+                .then_some(reasons)
+        })
+        .await
+        .expect("the refused output was never reported");
+        println!("reported: {reasons:?}");
+        assert!(
+            reasons.iter().all(|r| !r.contains("not a JSON object")),
+            "the depth was found after the boundary: {reasons:?}"
+        );
+        assert!(env.opportunities_for_referral(&deep.id).await.is_empty());
+        let health = env.admin_get("/healthz").await;
+        assert_eq!(health["status"], "ok", "{health}");
+    })
+    .await;
+}

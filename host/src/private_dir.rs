@@ -9,10 +9,20 @@
 use anyhow::{Context as _, Result};
 use std::path::Path;
 
+/// What [`create_private_dir`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DirState {
+    /// Created now, or already its owner's only.
+    Private,
+    /// It existed with permissions for group or others, now taken away: anything in it may
+    /// have been written by another user meanwhile.
+    Narrowed,
+}
+
 /// Creates `dir` with mode 0700 (parents with the default mode), or narrows an existing one to
-/// 0700. `what` names the directory in errors. Fails when the mode cannot be set, for example
-/// because the directory belongs to another user.
-pub fn create_private_dir(dir: &Path, what: &str) -> Result<()> {
+/// 0700, saying which. `what` names the directory in errors. Fails when the mode cannot be
+/// set, for example because the directory belongs to another user.
+pub fn create_private_dir(dir: &Path, what: &str) -> Result<DirState> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating the directory {}", parent.display()))?;
@@ -20,9 +30,22 @@ pub fn create_private_dir(dir: &Path, what: &str) -> Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    let mut state = DirState::Private;
     match builder.create(dir) {
         Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(dir)
+                    .with_context(|| format!("reading the mode of {}", dir.display()))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    state = DirState::Narrowed;
+                }
+            }
+        }
         Err(err) => {
             return Err(err).with_context(|| format!("creating {what} {}", dir.display()));
         }
@@ -41,7 +64,7 @@ pub fn create_private_dir(dir: &Path, what: &str) -> Result<()> {
             },
         )?;
     }
-    Ok(())
+    Ok(state)
 }
 
 /// Why a file with metadata `meta` is not the host's user's, or `None` when it is. On other

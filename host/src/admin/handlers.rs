@@ -216,8 +216,14 @@ pub async fn run_pipeline(
     };
     match state.deployer.pipelines().run(direction, input).await {
         Ok(output) => {
-            let document: Value = serde_json::from_str(&output.document)
-                .expect("the runtime only returns valid JSON");
+            // The runtime only passes on JSON within its depth limit, which parses; should that
+            // ever not hold, the answer is an error, never a panic in the handler.
+            let document: Value = serde_json::from_str(&output.document).map_err(|err| {
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the pipeline's output could not be read back as JSON: {err}"),
+                )
+            })?;
             Ok(Json(json!({ "document": document, "steps": output.steps })).into_response())
         }
         Err(err) => Ok((

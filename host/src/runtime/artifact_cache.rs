@@ -13,29 +13,36 @@
 //! other names and never reads a foreign artifact; wasmtime also checks the same properties
 //! itself when it deserializes.
 //!
-//! A file is wasmtime's serialized component ([`Component::serialize`]) followed by the SHA-256
-//! of those bytes. The checksum is verified before wasmtime sees the bytes, so a truncated or
-//! corrupted file (a full disk, a power loss before the data reached the disk, a bad copy of a
-//! backup) is recompiled instead of being executed as machine code.
+//! A file is wasmtime's serialized component ([`Component::serialize`]) followed by an
+//! HMAC-SHA256 of the entry's file name and those bytes, keyed by a random secret kept in the
+//! state database ([`crate::store::DeploymentStore::host_secret`]), not in the cache. The tag
+//! is verified before wasmtime sees the bytes, so a truncated or corrupted file (a full disk,
+//! a power loss before the data reached the disk, a bad copy of a backup) is recompiled
+//! instead of being executed as machine code; and so is a file someone else wrote or swapped
+//! in, even with a correct plain checksum: without the secret no one can make a tag, and
+//! because the name is in it, a genuine entry renamed to stand for another component fails
+//! too. A file that fails is deleted before the component is compiled again.
 //!
 //! # Why deserializing is sound here
 //!
 //! [`Component::deserialize`] is `unsafe` because wasmtime runs the machine code it is given
 //! without validating it. This cache only deserializes bytes that (1) come from a file in a
 //! directory that [`ArtifactCache::open`] created or narrowed to mode 0700, so only the host's
-//! own user (who could equally change the binary) can write there; (2) were written by this
-//! code, through a temporary file renamed into place, so no reader ever sees a half-written
-//! file and a file is never modified after its rename; (3) are named by the hash of what they
-//! were compiled from and of the engine, so a file cannot stand for another component; and
-//! (4) pass their SHA-256 checksum, so what wasmtime gets is byte for byte what
-//! `Component::serialize` produced. The bytes are read into memory and copied by wasmtime,
+//! own user (who could equally change the binary) can write there, and a directory found open
+//! to others is emptied when it is narrowed, since anyone could have put files in it; (2) were
+//! written by this code, through a temporary file renamed into place, so no reader ever sees a
+//! half-written file and a file is never modified after its rename; (3) are named by the hash
+//! of what they were compiled from and of the engine; and (4) carry a valid HMAC of that name
+//! and their bytes under the host's secret, so what wasmtime gets is byte for byte what this
+//! host's `Component::serialize` produced for this very component. The bytes are read into
+//! memory and copied by wasmtime,
 //! rather than mapped with `deserialize_file`, so nothing that happens to the file later can
 //! change code that is running.
 //!
 //! # Failures never fail a load
 //!
-//! An entry that cannot be read, fails its checksum, or is refused by the engine is logged as a
-//! warning, counted as an `error`, recompiled and overwritten. A cache that cannot be written is
+//! An entry that cannot be read, fails its HMAC, or is refused by the engine is logged as a
+//! warning, counted as an `error`, deleted, recompiled and written again. A cache that cannot be written is
 //! a warning too; the load goes on with the compiled component. Only a component that does not
 //! compile fails, exactly as without a cache.
 //!
@@ -47,24 +54,27 @@
 //! is larger than the bound. Temporary files left by a crash are deleted after an hour.
 
 use anyhow::Context as _;
+use crate::private_dir::{DirState, create_private_dir};
+use ring::hmac;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash as _, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+use subtle::ConstantTimeEq as _;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Named in every file name, so a change of the file format never reads an old file.
-const FORMAT_VERSION: &str = "cosell-artifact-1";
+const FORMAT_VERSION: &str = "cosell-artifact-2";
 /// The extension of an entry.
 const EXTENSION: &str = "cwasm";
 /// The prefix of a file being written, before it is renamed into place.
 const TEMP_PREFIX: &str = ".tmp-";
 /// A temporary file older than this was left by a crashed write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
-/// Length of the SHA-256 checksum after the serialized component.
-const CHECKSUM_LEN: usize = 32;
+/// Length of the HMAC-SHA256 tag after the serialized component.
+const TAG_LEN: usize = 32;
 
 /// The default bound on the cache's size: 256 MiB, room for hundreds of versions of a Rust
 /// mapping (~0.45 MiB each) or half a dozen of a Python one (the example's is ~38 MiB).
@@ -97,21 +107,58 @@ impl CacheOutcome {
     }
 }
 
+/// The secret that authenticates entries: 32 random bytes kept in the state database.
+#[derive(Clone)]
+pub struct ArtifactKey(hmac::Key);
+
+impl ArtifactKey {
+    /// The key made of `secret` (the host's [`crate::store::ARTIFACT_CACHE_SECRET`]).
+    pub fn new(secret: &[u8; 32]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    /// The tag of the entry named `name` holding `body`.
+    fn tag(&self, name: &str, body: &[u8]) -> hmac::Tag {
+        let mut context = hmac::Context::with_key(&self.0);
+        // Length-prefixed, so no name and body can be cut differently into the same input.
+        context.update(&(name.len() as u64).to_le_bytes());
+        context.update(name.as_bytes());
+        context.update(body);
+        context.sign()
+    }
+}
+
+impl std::fmt::Debug for ArtifactKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArtifactKey(<redacted>)")
+    }
+}
+
 /// A directory of precompiled components, bounded in size.
 #[derive(Debug)]
 pub struct ArtifactCache {
     dir: PathBuf,
     max_bytes: u64,
+    key: ArtifactKey,
 }
 
 impl ArtifactCache {
     /// Opens the cache in `dir`, creating it with mode 0700 (its parents as usual), or
-    /// narrowing an existing one to 0700. Fails when that is impossible, for example when the
-    /// directory belongs to another user: a cache someone else can write to is not used.
-    pub fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> anyhow::Result<Self> {
+    /// narrowing an existing one to 0700 and then deleting its entries, which anyone could
+    /// have written while it was open. Entries are authenticated with `key`. Fails when the
+    /// directory cannot be made private, for example when it belongs to another user: a cache
+    /// someone else can write to is not used.
+    pub fn open(dir: impl Into<PathBuf>, max_bytes: u64, key: ArtifactKey) -> anyhow::Result<Self> {
         let dir = dir.into();
-        crate::private_dir::create_private_dir(&dir, "the artifact cache directory")?;
-        Ok(Self { dir, max_bytes })
+        if create_private_dir(&dir, "the artifact cache directory")? == DirState::Narrowed {
+            let purged = purge_entries(&dir);
+            tracing::warn!(dir = %dir.display(), purged, "the artifact cache directory was open to other users; narrowed it to 0700 and deleted its entries (they compile again when next loaded)");
+        }
+        Ok(Self {
+            dir,
+            max_bytes,
+            key,
+        })
     }
 
     /// The directory holding the entries.
@@ -127,7 +174,7 @@ impl ArtifactCache {
         component_bytes: &[u8],
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let path = self.entry_path(engine, component_bytes);
-        let mut outcome = match read_entry(engine, &path) {
+        let mut outcome = match read_entry(engine, &path, &self.key) {
             Ok(Some(component)) => {
                 refresh_use_time(&path);
                 tracing::debug!(entry = %path.display(), "component loaded from the artifact cache");
@@ -135,7 +182,11 @@ impl ArtifactCache {
             }
             Ok(None) => CacheOutcome::Miss,
             Err(reason) => {
-                tracing::warn!(entry = %path.display(), %reason, "unusable artifact cache entry; compiling the component again and replacing it");
+                tracing::warn!(entry = %path.display(), %reason, "unusable artifact cache entry; deleted it, compiling the component again");
+                // Deleted first, so it is gone even if the new entry cannot be written.
+                if let Err(err) = std::fs::remove_file(&path) {
+                    tracing::warn!(entry = %path.display(), error = %err, "could not delete the unusable artifact cache entry");
+                }
                 CacheOutcome::Error
             }
         };
@@ -165,10 +216,10 @@ impl ArtifactCache {
             .serialize()
             .map_err(anyhow::Error::from)
             .context("serializing the compiled component")?;
-        let checksum = Sha256::digest(&bytes);
-        bytes.extend_from_slice(&checksum);
+        let tag = self.key.tag(&entry_name(path), &bytes);
+        bytes.extend_from_slice(tag.as_ref());
         // tempfile creates the file 0600. No fsync: a file cut short by a crash fails its
-        // checksum on the next read and is recompiled.
+        // HMAC on the next read and is recompiled.
         let mut temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .tempfile_in(&self.dir)
@@ -219,25 +270,57 @@ impl ArtifactCache {
 
 /// The entry at `path`: `Ok(None)` when there is none, `Err` with the reason when there is
 /// one that cannot be used.
-fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
+fn read_entry(
+    engine: &Engine,
+    path: &Path,
+    key: &ArtifactKey,
+) -> Result<Option<Component>, String> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(format!("it cannot be read: {err}")),
     };
-    let Some(body_len) = bytes.len().checked_sub(CHECKSUM_LEN) else {
+    let Some(body_len) = bytes.len().checked_sub(TAG_LEN) else {
         return Err(format!("it is truncated ({} bytes)", bytes.len()));
     };
-    let (body, checksum) = bytes.split_at(body_len);
-    if Sha256::digest(body).as_slice() != checksum {
-        return Err("it is truncated or corrupt (its checksum does not match)".into());
+    let (body, tag) = bytes.split_at(body_len);
+    let expected = key.tag(&entry_name(path), body);
+    if !bool::from(expected.as_ref().ct_eq(tag)) {
+        return Err(
+            "its HMAC does not match: it is truncated, corrupt, or was not written by this host"
+                .into(),
+        );
     }
-    // SAFETY: see the module documentation: `body` is, byte for byte (checksum verified),
-    // what `Component::serialize` wrote into this 0700 directory, under a name derived from
-    // this engine's compatibility hash; wasmtime still checks its header against the engine.
+    // SAFETY: see the module documentation: `body` is, byte for byte (HMAC verified under the
+    // host's secret, with this entry's name), what this host's `Component::serialize` wrote
+    // for this component into this 0700 directory, under a name derived from this engine's
+    // compatibility hash; wasmtime still checks its header against the engine.
     let component = unsafe { Component::deserialize(engine, body) }
         .map_err(|err| format!("this engine does not accept it: {err:#}"))?;
     Ok(Some(component))
+}
+
+/// The file name of the entry at `path`, which its HMAC covers.
+fn entry_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Deletes every entry and temporary file in `dir`; how many it deleted. Best effort.
+fn purge_entries(dir: &Path) -> usize {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    listing
+        .flatten()
+        .map(|item| item.path())
+        .filter(|path| {
+            let name = entry_name(path);
+            name.starts_with(TEMP_PREFIX) || path.extension().is_some_and(|ext| ext == EXTENSION)
+        })
+        .filter(|path| std::fs::remove_file(path).is_ok())
+        .count()
 }
 
 /// Marks an entry as just used, for the least-recently-used eviction. Best effort.
@@ -285,16 +368,36 @@ mod tests {
         Engine::new(&config).unwrap()
     }
 
-    /// A small component; each `answer` gives other bytes, so another entry.
+    /// A small component exporting `answer`; each `answer` gives other bytes, so another
+    /// entry, and code that says which component it is.
     fn component(answer: i32) -> Vec<u8> {
         format!(
-            r#"(component (core module (func (export "answer") (result i32) i32.const {answer})))"#
+            r#"(component
+                 (core module $m (func (export "answer") (result i32) i32.const {answer}))
+                 (core instance $i (instantiate $m))
+                 (func (export "answer") (result s32) (canon lift (core func $i "answer"))))"#
         )
         .into_bytes()
     }
 
+    /// What `component` answers when run.
+    fn answer(engine: &Engine, component: &Component) -> i32 {
+        let mut store = wasmtime::Store::new(engine, ());
+        store.set_fuel(1_000).unwrap();
+        let linker = wasmtime::component::Linker::<()>::new(engine);
+        let instance = linker.instantiate(&mut store, component).unwrap();
+        let func = instance
+            .get_typed_func::<(), (i32,)>(&mut store, "answer")
+            .unwrap();
+        func.call(&mut store, ()).unwrap().0
+    }
+
+    fn key(byte: u8) -> ArtifactKey {
+        ArtifactKey::new(&[byte; 32])
+    }
+
     fn open(dir: &Path) -> ArtifactCache {
-        ArtifactCache::open(dir.join("compiled"), DEFAULT_MAX_BYTES).unwrap()
+        ArtifactCache::open(dir.join("compiled"), DEFAULT_MAX_BYTES, key(1)).unwrap()
     }
 
     fn outcome(cache: &ArtifactCache, engine: &Engine, bytes: &[u8]) -> CacheOutcome {
@@ -385,13 +488,76 @@ mod tests {
         let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         let dir = tempfile::tempdir().unwrap();
         let fresh = dir.path().join("state/compiled");
-        ArtifactCache::open(&fresh, DEFAULT_MAX_BYTES).unwrap();
+        ArtifactCache::open(&fresh, DEFAULT_MAX_BYTES, key(1)).unwrap();
         assert_eq!(mode(&fresh), 0o700);
         let wide = dir.path().join("wide");
         std::fs::create_dir(&wide).unwrap();
         std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o777)).unwrap();
-        ArtifactCache::open(&wide, DEFAULT_MAX_BYTES).unwrap();
+        ArtifactCache::open(&wide, DEFAULT_MAX_BYTES, key(1)).unwrap();
         assert_eq!(mode(&wide), 0o700, "an existing directory is narrowed");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn narrowing_a_directory_that_was_open_deletes_its_entries() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(true);
+        let cache = open(dir.path());
+        assert_eq!(outcome(&cache, &engine, &component(1)), CacheOutcome::Miss);
+        let entry = cache.entry_path(&engine, &component(1));
+        // Reopened while still private: the entry stays.
+        let cache = open(dir.path());
+        assert_eq!(outcome(&cache, &engine, &component(1)), CacheOutcome::Hit);
+        // Someone widened it: anyone could have written there since, so nothing in it is
+        // trusted, however it looks.
+        std::fs::set_permissions(cache.dir(), std::fs::Permissions::from_mode(0o775)).unwrap();
+        let cache = open(dir.path());
+        assert!(!entry.exists(), "an entry of the open directory was kept");
+        assert_eq!(outcome(&cache, &engine, &component(1)), CacheOutcome::Miss);
+    }
+
+    #[test]
+    fn a_tampered_entry_with_a_correct_plain_checksum_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = open(dir.path());
+        let engine = engine(true);
+        let (wanted, other) = (component(1), component(2));
+        outcome(&cache, &engine, &wanted);
+        outcome(&cache, &engine, &other);
+        let path = cache.entry_path(&engine, &wanted);
+        let genuine_other = std::fs::read(cache.entry_path(&engine, &other)).unwrap();
+        let other_body = &genuine_other[..genuine_other.len() - TAG_LEN];
+        // Another component's machine code under this component's name, once with a SHA-256
+        // of it (what a checksum-only cache accepts), once with its own genuine tag (an entry
+        // renamed), once tagged under another host's secret.
+        let with_checksum = [other_body, Sha256::digest(other_body).as_slice()].concat();
+        let foreign_key = key(2).tag(&entry_name(&path), other_body);
+        let forged: [(&str, Vec<u8>); 3] = [
+            ("a correct plain checksum", with_checksum),
+            ("another entry's genuine tag", genuine_other.clone()),
+            (
+                "another host's key",
+                [other_body, foreign_key.as_ref()].concat(),
+            ),
+        ];
+        for (what, bytes_on_disk) in forged {
+            std::fs::write(&path, &bytes_on_disk).unwrap();
+            let (loaded, result) = cache.load_or_compile(&engine, &wanted).unwrap();
+            assert_eq!(result, CacheOutcome::Error, "{what}: accepted");
+            assert_eq!(answer(&engine, &loaded), 1, "{what}: ran the other code");
+            assert_ne!(
+                std::fs::read(&path).unwrap(),
+                bytes_on_disk,
+                "{what}: the forged entry was kept"
+            );
+            let (loaded, result) = cache.load_or_compile(&engine, &wanted).unwrap();
+            assert_eq!(result, CacheOutcome::Hit, "{what}: not rewritten");
+            assert_eq!(answer(&engine, &loaded), 1, "{what}");
+        }
+        // Entries of a host with another secret (another state database) are not used.
+        let other_host = ArtifactCache::open(cache.dir(), DEFAULT_MAX_BYTES, key(3)).unwrap();
+        assert_eq!(outcome(&other_host, &engine, &wanted), CacheOutcome::Error);
     }
 
     #[test]
@@ -417,7 +583,8 @@ mod tests {
             .len();
         std::fs::remove_dir_all(probe.dir()).unwrap();
         // Room for two entries.
-        let cache = ArtifactCache::open(dir.path().join("compiled"), entry_size * 5 / 2).unwrap();
+        let cache =
+            ArtifactCache::open(dir.path().join("compiled"), entry_size * 5 / 2, key(1)).unwrap();
         let stale_temp = cache.dir().join(format!("{TEMP_PREFIX}crashed"));
         let fresh_temp = cache.dir().join(format!("{TEMP_PREFIX}being-written"));
         for temp in [&stale_temp, &fresh_temp] {
@@ -445,7 +612,7 @@ mod tests {
         assert!(fresh_temp.exists(), "a write in progress lost its file");
 
         // An entry larger than the whole bound is kept while it is the newest.
-        let tiny = ArtifactCache::open(cache.dir(), 1).unwrap();
+        let tiny = ArtifactCache::open(cache.dir(), 1, key(1)).unwrap();
         outcome(&tiny, &engine, &component(4));
         assert!(present(4));
         assert!(!present(1) && !present(3));

@@ -6,6 +6,7 @@ use super::bindings::{
 use super::component::MappingComponent;
 use super::engine::deadline_ticks;
 use super::guest_log::{GuestLog, GuestLogLine};
+use super::json_depth;
 use super::limits::{Limit, Limits};
 use super::sandbox::{CallState, SandboxSpec, StepConfig};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -163,7 +164,7 @@ pub fn call_mapping(
     let outcome = component
         .pre
         .instantiate(&mut store)
-        .map_err(|err| CallErrorKind::Instantiation(format!("{err:#}")))
+        .map_err(|err| classify_instantiation(&err, store.data(), limits))
         .and_then(|instance| invoke(&mut store, &instance, &context, call, limits));
 
     let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
@@ -264,6 +265,17 @@ fn check_output(output: String, limits: &Limits) -> Result<String, CallErrorKind
             ),
         });
     }
+    // Depth first: it is one pass over the bytes whatever the text, and it is what lets every
+    // later reader (serde_json's `Value`, the diff, the fingerprint) recurse without limits.
+    if let Err(depth) = json_depth::within(&output, json_depth::MAX_DEPTH) {
+        return Err(CallErrorKind::LimitExceeded {
+            limit: Limit::OutputDepth,
+            detail: format!(
+                "the output nests arrays and objects {depth} or more levels deep, over {}",
+                json_depth::MAX_DEPTH
+            ),
+        });
+    }
     serde_json::from_str::<serde::de::IgnoredAny>(&output)
         .map_err(|err| CallErrorKind::InvalidOutput(err.to_string()))?;
     Ok(output)
@@ -274,6 +286,37 @@ fn log_budget_exceeded(limits: &Limits) -> CallErrorKind {
         limit: Limit::LogSize,
         detail: format!("the guest logged more than {} bytes", limits.max_log_bytes),
     }
+}
+
+/// Names the limit an instantiation ran into, or says why it failed.
+///
+/// The memory cap and the counts of core instances, memories and tables are deterministic:
+/// the same component always fails the same way, so they are limits, not retryable
+/// instantiation failures (which stand for a full instance pool).
+pub(super) fn classify_instantiation(
+    err: &wasmtime::Error,
+    state: &CallState,
+    limits: &Limits,
+) -> CallErrorKind {
+    if state.limiter.exceeded() {
+        return CallErrorKind::LimitExceeded {
+            limit: Limit::Memory,
+            detail: format!(
+                "the component's memories need more than {} bytes together when instantiated",
+                limits.memory_bytes
+            ),
+        };
+    }
+    let message = format!("{err:#}");
+    // wasmtime's wording when the store's limiter refuses a core instance, memory or table
+    // (`StoreOpaque::bump_resource_counts`); pinned by a test in tests/hostile_components.rs.
+    if message.contains("resource limit exceeded") {
+        return CallErrorKind::LimitExceeded {
+            limit: Limit::InstanceResources,
+            detail: message,
+        };
+    }
+    CallErrorKind::Instantiation(message)
 }
 
 /// Names the limit a trapped call ran into, or describes the crash.

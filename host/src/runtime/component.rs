@@ -9,7 +9,9 @@
 
 use super::artifact_cache::{ArtifactCache, CacheOutcome};
 use super::bindings::MappingStepPre;
+use super::code_limits::{self, CodeLimitError};
 use super::limits::Limit;
+use super::limits::Limits;
 use super::sandbox::CallState;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -24,6 +26,8 @@ pub enum LoadError {
     TooLarge { size: usize, cap: u64 },
     #[error("not a WebAssembly file: it does not start with the `\\0asm` magic number")]
     NotWasm,
+    #[error("the component is refused before compiling: {0}")]
+    Code(#[from] CodeLimitError),
     #[error(
         "this core module could not be encoded as a component ({0}); build it with wit-bindgen against wit/mapping.wit, or pass a component"
     )]
@@ -89,14 +93,15 @@ pub fn component_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, LoadError> {
 }
 
 /// Compiles `bytes` (or takes them from `cache`) and type-checks them against the world.
-/// `max_size` is the size cap.
+/// `limits` gives the size cap and what the code may ask of the compiler.
 pub fn load(
     engine: &Engine,
     linker: &Linker<CallState>,
     cache: Option<&ArtifactCache>,
     bytes: &[u8],
-    max_size: u64,
+    limits: &Limits,
 ) -> Result<MappingComponent, LoadError> {
+    let max_size = limits.max_component_bytes;
     if bytes.len() as u64 > max_size {
         return Err(LoadError::TooLarge {
             size: bytes.len(),
@@ -106,6 +111,8 @@ pub fn load(
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(LoadError::NotWasm);
     }
+    // Before encoding and compiling: both cost time in proportion to the code.
+    code_limits::check(bytes, limits)?;
     let component_bytes = component_bytes(bytes)?;
     let (component, artifact) = match cache {
         Some(cache) => cache.load_or_compile(engine, &component_bytes),

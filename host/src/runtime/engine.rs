@@ -5,7 +5,7 @@
 //! and the pooling instance allocator when the machine lets us reserve its address space
 //! (falling back to on-demand allocation, as Spin and wasmCloud do, when it does not).
 
-use super::limits::Limits;
+use super::limits::{Limits, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use anyhow::{Context as _, Result};
 use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -60,15 +60,19 @@ fn engine_config(limits: &Limits, pooling: bool) -> Config {
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+        // The per-component counts are the sandbox's (see `limits`), which the memory limiter
+        // also enforces on the on-demand allocator; per module they may use all of them, as
+        // they may on demand. `max_memory_size` is per memory: the limiter caps their sum.
         pool.total_component_instances(POOL_INSTANCES)
-            // A wit-bindgen component has a handful of core instances; WASI-using ones
-            // (adapter, shims) a few more.
-            .max_core_instances_per_component(32)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES)
             .total_core_instances(POOL_INSTANCES * 8)
-            .max_memories_per_component(4)
+            .max_memories_per_component(MAX_MEMORIES)
+            .max_memories_per_module(MAX_MEMORIES)
             .total_memories(POOL_INSTANCES * 2)
-            .max_tables_per_component(8)
+            .max_tables_per_component(MAX_TABLES)
+            .max_tables_per_module(MAX_TABLES)
             .total_tables(POOL_INSTANCES * 8)
+            .table_elements(MAX_TABLE_ELEMENTS)
             .max_memory_size(memory);
         keep_slots_warm(&mut pool);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

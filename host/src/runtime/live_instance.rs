@@ -33,7 +33,7 @@ impl LiveInstance {
         let instance = component
             .pre
             .instantiate(&mut store)
-            .map_err(|err| CallErrorKind::Instantiation(format!("{err:#}")))?;
+            .map_err(|err| call::classify_instantiation(&err, store.data(), limits))?;
         Ok(Self {
             store,
             instance,

@@ -10,23 +10,27 @@
 //! - [`sandbox`]: the per-call store state and the deny-by-default WASI.
 //! - [`linker`]: what a component may import.
 //! - [`component`]: bytes → compiled, type-checked component.
+//! - [`code_limits`]: function count and sizes checked before compiling (no compile bombs).
 //! - [`artifact_cache`]: precompiled components on disk, so a known version skips compilation.
 //! - [`call`]: one call on one record, and how its failures are named.
+//! - [`json_depth`]: the nesting depth of a guest's output, checked where it leaves the guest.
 //! - [`guest_log`]: the guest's log lines and their budget.
 //! - [`live_instance`]: an instance held outside a call, for the benchmarks.
 
 pub mod artifact_cache;
 pub mod bindings;
 pub mod call;
+pub mod code_limits;
 pub mod component;
 pub mod engine;
 pub mod guest_log;
+pub mod json_depth;
 pub mod limits;
 pub mod linker;
 pub mod live_instance;
 pub mod sandbox;
 
-pub use artifact_cache::{ArtifactCache, CacheOutcome};
+pub use artifact_cache::{ArtifactCache, ArtifactKey, CacheOutcome};
 pub use call::{CallError, CallErrorKind, CallReport, CallStats, Direction, MappingCall};
 pub use component::{LoadError, MappingComponent};
 pub use engine::AllocatorKind;
@@ -98,7 +102,7 @@ impl MappingRuntime {
             &self.linker,
             self.artifact_cache.as_ref(),
             bytes,
-            self.limits.max_component_bytes,
+            &self.limits,
         )
     }
 

@@ -9,9 +9,9 @@ use crate::admin::{self, AdminState};
 use crate::config::{HostConfig, Secret};
 use crate::deploy::{self, Deployer, watch_dir::DropDirectory};
 use crate::metrics::Metrics;
-use crate::runtime::{ArtifactCache, MappingRuntime};
-use crate::store::DeploymentStore;
+use crate::runtime::{ArtifactCache, ArtifactKey, MappingRuntime};
 use crate::store::sqlite::SqliteStore;
+use crate::store::{ARTIFACT_CACHE_SECRET, DeploymentStore};
 use anyhow::{Context as _, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,18 +41,26 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     let limits = config.limits.clone();
     let cache_dir = config.artifact_cache.directory(&config.state);
     let cache_max_bytes = config.artifact_cache.max_bytes();
+    let sqlite = Arc::new(SqliteStore::open(&config.state.path)?);
+    let store: Arc<dyn DeploymentStore> = sqlite.clone();
+    let cache_key = match cache_dir {
+        Some(_) => Some(ArtifactKey::new(
+            &store
+                .host_secret(ARTIFACT_CACHE_SECRET)
+                .context("reading the artifact cache's secret from the state database")?,
+        )),
+        None => None,
+    };
     let runtime = Arc::new(
         tokio::task::spawn_blocking(move || {
             let runtime = MappingRuntime::new(limits)?;
-            anyhow::Ok(match cache_dir {
-                Some(dir) => with_artifact_cache(runtime, dir, cache_max_bytes),
-                None => runtime,
+            anyhow::Ok(match (cache_dir, cache_key) {
+                (Some(dir), Some(key)) => with_artifact_cache(runtime, dir, cache_max_bytes, key),
+                _ => runtime,
             })
         })
         .await??,
     );
-    let sqlite = Arc::new(SqliteStore::open(&config.state.path)?);
-    let store: Arc<dyn DeploymentStore> = sqlite.clone();
     let boot = {
         let (pipelines, store, metrics, runtime) = (
             config.pipelines.clone(),
@@ -145,8 +153,9 @@ fn with_artifact_cache(
     runtime: MappingRuntime,
     dir: std::path::PathBuf,
     max_bytes: u64,
+    key: ArtifactKey,
 ) -> MappingRuntime {
-    match ArtifactCache::open(&dir, max_bytes) {
+    match ArtifactCache::open(&dir, max_bytes, key) {
         Ok(cache) => {
             tracing::debug!(dir = %dir.display(), max_bytes, "artifact cache ready");
             runtime.with_artifact_cache(cache)

@@ -88,4 +88,14 @@ pub trait DeploymentStore: Send + Sync {
 
     /// The versions `step` was activated with, most recent first.
     fn activation_history(&self, step: &str) -> Result<Vec<String>>;
+
+    /// A secret of this state database named `name`: 32 random bytes made the first time it
+    /// is asked for, then the same for every process that opens the database, for good. Kept
+    /// with the state (owner-only), never beside what it protects: the artifact cache's
+    /// entries are authenticated with [`ARTIFACT_CACHE_SECRET`], so whoever can write the
+    /// cache directory still cannot make an entry the host will run.
+    fn host_secret(&self, name: &str) -> Result<[u8; 32]>;
 }
+
+/// The name of the [`DeploymentStore::host_secret`] that keys the artifact cache's HMACs.
+pub const ARTIFACT_CACHE_SECRET: &str = "artifact-cache-hmac";

@@ -18,7 +18,43 @@ fn insert_activation(
     Ok(())
 }
 
+/// The prefix of a [`DeploymentStore::host_secret`] in the credentials table, which keeps them
+/// apart from the credentials the sync engine rotates.
+const SECRET_PREFIX: &str = "host-secret:";
+
 impl DeploymentStore for SqliteStore {
+    fn host_secret(&self, name: &str) -> Result<[u8; 32]> {
+        use ring::rand::SecureRandom as _;
+        let key = format!("{SECRET_PREFIX}{name}");
+        let mut fresh = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut fresh)
+            .map_err(|_| anyhow::anyhow!("the system's random number generator failed"))?;
+        // Insert-if-absent, then read, in one write transaction: two processes opening a new
+        // database at once agree on one secret.
+        let mut conn = self.durable_conn()?;
+        let tx = write_transaction(&mut conn)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO credentials (name, value, updated_at) VALUES (?1, ?2, ?3)",
+            params![key, hex::encode(fresh), now()],
+        )?;
+        let stored: String = tx.query_row(
+            "SELECT value FROM credentials WHERE name = ?1",
+            params![key],
+            |row| row.get(0),
+        )?;
+        tx.commit()
+            .with_context(|| format!("saving the host secret `{name}`"))?;
+        hex::decode(&stored)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .with_context(|| {
+                format!(
+                    "the host secret `{name}` in the state database is not 32 bytes of hex; delete the credentials row `{key}` and a new one is made"
+                )
+            })
+    }
+
     fn save_and_activate(
         &self,
         step: &str,

@@ -507,12 +507,12 @@ mod tests {
             .conn()
             .authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
         assert!(
-            store.claim(i64::MAX / 2).unwrap().is_none(),
+            store.claim(i64::MAX / 2, LEASE).unwrap().is_none(),
             "nothing of a refused batch may be stored"
         );
         // Once durability can be set again, the same events are stored.
         store.enqueue_batch(&[event("referral:a", "a")]).unwrap();
-        assert!(store.claim(i64::MAX / 2).unwrap().is_some());
+        assert!(store.claim(i64::MAX / 2, LEASE).unwrap().is_some());
     }
 
     #[test]

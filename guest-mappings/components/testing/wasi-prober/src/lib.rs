@@ -20,6 +20,13 @@
 //! whole of its file access).
 //!
 //! It writes "hello from stdout" / "hello from stderr" to stdout / stderr.
+//!
+//! With `{"sleep": {"ms": N, "via": "block" | "poll" | "instant"}}` it does nothing else but
+//! sleep on the monotonic clock, as `std::thread::sleep` does on wasm32-wasip2: it logs
+//! "wasi-prober: about to sleep N ms (via …)" through the `log` import, subscribes to the clock
+//! (`subscribe-duration`, or `subscribe-instant` for "instant") and waits on the pollable
+//! (`block`, or `poll` for "poll"); if it ever wakes up it logs "wasi-prober: woke up" and
+//! returns `{"slept_ms": N}`. The host should trap the call at the subscription.
 
 #[allow(missing_docs, clippy::all)]
 mod bindings {
@@ -49,6 +56,12 @@ struct Prober;
 
 impl Mapping for Prober {
     fn map(ctx: Context, input: String, _current: Option<String>) -> Result<String, MappingError> {
+        if let Some(sleep) = serde_json::from_str::<Value>(&input)
+            .ok()
+            .and_then(|v| v.get("sleep").cloned())
+        {
+            return Ok(sleep_on_the_clock(&sleep));
+        }
         guest_glue::log::info(&format!("wasi-prober: probing for {}", ctx.mapping_name));
 
         let stdout = write_line(stdout::get_stdout(), "hello from stdout\n");
@@ -223,6 +236,27 @@ fn write_line(stream: bindings::wasi::io::streams::OutputStream, line: &str) -> 
         Ok(()) => "ok".to_string(),
         Err(e) => format!("error: {e:?}"),
     }
+}
+
+/// Sleeps as `{"sleep": {...}}` asks (see the module documentation) and says how long it slept.
+fn sleep_on_the_clock(sleep: &Value) -> String {
+    let ms = sleep.get("ms").and_then(Value::as_u64).unwrap_or(1_000);
+    let via = sleep.get("via").and_then(Value::as_str).unwrap_or("block");
+    guest_glue::log::info(&format!("wasi-prober: about to sleep {ms} ms (via {via})"));
+    let duration_ns = ms.saturating_mul(1_000_000);
+    let pollable = match via {
+        "instant" => {
+            monotonic_clock::subscribe_instant(monotonic_clock::now().saturating_add(duration_ns))
+        }
+        _ => monotonic_clock::subscribe_duration(duration_ns),
+    };
+    if via == "poll" {
+        poll::poll(&[&pollable]);
+    } else {
+        pollable.block();
+    }
+    guest_glue::log::info("wasi-prober: woke up");
+    json!({ "slept_ms": ms }).to_string()
 }
 
 /// Waits for `ready` at most `WAIT_NS`; true if it became ready.
