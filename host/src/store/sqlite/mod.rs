@@ -14,6 +14,10 @@ pub struct SqliteStore {
     // One connection behind a mutex: SQLite serialises writers anyway, and every statement
     // here is a short indexed read or write.
     conn: Mutex<Connection>,
+    /// A second connection, for reads that must not wait for `conn` (health and metrics):
+    /// in WAL mode a reader sees the last commit without taking any lock a writer holds, so
+    /// `/healthz` answers while a group commit waits for the disk or another process.
+    reader: Mutex<Connection>,
     /// Tests: makes switching to `synchronous = FULL` fail, as a broken disk or a locked
     /// file would, to show that nothing is then acknowledged.
     #[cfg(test)]
@@ -114,8 +118,14 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("creating the schema in {}", path.display()))?;
+        let reader = Connection::open(path)
+            .with_context(|| format!("opening a reader of the state database {}", path.display()))?;
+        // Reads only, whatever a future caller tries.
+        reader.pragma_update(None, "query_only", "ON")?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             #[cfg(test)]
             fail_durable_mode: std::sync::atomic::AtomicBool::new(false),
         })
@@ -130,6 +140,14 @@ impl SqliteStore {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back), so a poisoned lock is safe to keep using.
         self.conn
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The read-only connection, apart from [`SqliteStore::conn`]: for reads that must answer
+    /// while a write holds or waits for the database (health, metrics).
+    pub(crate) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
