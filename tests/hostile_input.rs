@@ -427,7 +427,7 @@ async fn deliveries_without_credentials_are_refused_before_their_body_is_read() 
         let addr = env.webhooks_url.trim_start_matches("http://").to_owned();
         let cert = format!("{}/_emulator/certificate.cer", env.pc_url);
         let cases = [
-            ("partner-center, no signature headers", PC, String::new(), 400),
+            ("partner-center, no signature headers", PC, String::new(), 401),
             ("partner-center, a signature that is not base64", PC,
              format!("authorization: Signature !!!\r\nx-ms-signature-algorithm: rsa-sha256\r\nx-ms-certificate-url: {cert}\r\n"), 400),
             ("partner-center, another algorithm", PC,

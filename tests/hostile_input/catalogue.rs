@@ -277,7 +277,7 @@ impl Setting {
             "over the limit, chunked, unsigned",
             h(&[json]),
             Body::Chunked(OVER_LIMIT),
-            400,
+            401,
         );
         pc(
             "over the limit, chunked, signature headers in form",
