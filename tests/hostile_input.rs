@@ -429,7 +429,7 @@ async fn deliveries_without_credentials_are_refused_before_their_body_is_read() 
         let cases = [
             ("partner-center, no signature headers", PC, String::new(), 401),
             ("partner-center, a signature that is not base64", PC,
-             format!("authorization: Signature !!!\r\nx-ms-signature-algorithm: rsa-sha256\r\nx-ms-certificate-url: {cert}\r\n"), 400),
+             format!("authorization: Signature !!!\r\nx-ms-signature-algorithm: rsa-sha256\r\nx-ms-certificate-url: {cert}\r\n"), 401),
             ("partner-center, another algorithm", PC,
              format!("authorization: Signature AAAA\r\nx-ms-signature-algorithm: rsa-sha1\r\nx-ms-certificate-url: {cert}\r\n"), 400),
             ("dataverse, no key", DV, String::new(), 401),
