@@ -138,10 +138,9 @@ impl Limited {
                 self.limits.max_in_flight
             )));
         };
-        let request = request
-            .map(|body| Body::new(DeadlineBody::new(body, self.limits.body_timeout)));
-        match tokio::time::timeout(self.limits.request_timeout, self.app.oneshot(request)).await
-        {
+        let request =
+            request.map(|body| Body::new(DeadlineBody::new(body, self.limits.body_timeout)));
+        match tokio::time::timeout(self.limits.request_timeout, self.app.oneshot(request)).await {
             Ok(answered) => answered,
             Err(_) => Ok(unavailable(format!(
                 "the request was not answered within {} ms; send it again",

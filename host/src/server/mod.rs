@@ -8,7 +8,6 @@ pub mod listener;
 pub mod sync;
 
 use crate::admin::{self, AdminState};
-use listener::Listener;
 use crate::config::{HostConfig, Secret};
 use crate::deploy::{self, Deployer, watch_dir::DropDirectory};
 use crate::metrics::Metrics;
@@ -16,6 +15,7 @@ use crate::runtime::{ArtifactCache, MappingRuntime};
 use crate::store::DeploymentStore;
 use crate::store::sqlite::SqliteStore;
 use anyhow::{Context as _, Result};
+use listener::Listener;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;

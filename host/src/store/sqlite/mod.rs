@@ -118,8 +118,9 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("creating the schema in {}", path.display()))?;
-        let reader = Connection::open(path)
-            .with_context(|| format!("opening a reader of the state database {}", path.display()))?;
+        let reader = Connection::open(path).with_context(|| {
+            format!("opening a reader of the state database {}", path.display())
+        })?;
         // Reads only, whatever a future caller tries.
         reader.pragma_update(None, "query_only", "ON")?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;

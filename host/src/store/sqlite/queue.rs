@@ -658,7 +658,9 @@ mod tests {
         let counted = rx.recv_timeout(std::time::Duration::from_secs(10));
         drop(held);
         assert_eq!(
-            counted.expect("counted without waiting for the held connection").unwrap(),
+            counted
+                .expect("counted without waiting for the held connection")
+                .unwrap(),
             1
         );
     }
