@@ -60,3 +60,38 @@ impl ListenerKeys {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> ListenerKeys {
+        ListenerKeys {
+            header_read_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 4096,
+            max_in_flight: 512,
+        }
+    }
+
+    #[test]
+    fn a_zero_limit_is_refused_with_the_key_that_holds_it() {
+        assert_eq!(
+            keys().limits("webhooks").unwrap().header_read_timeout,
+            Duration::from_secs(10)
+        );
+        let zero = ListenerKeys {
+            max_in_flight: 0,
+            ..keys()
+        };
+        let err = zero.limits("webhooks").unwrap_err().to_string();
+        assert!(err.contains("webhooks.max_in_flight = 0"), "{err}");
+        let zero = ListenerKeys {
+            body_timeout_ms: 0,
+            ..keys()
+        };
+        let err = zero.limits("admin").unwrap_err().to_string();
+        assert!(err.contains("admin.body_timeout_ms = 0"), "{err}");
+    }
+}

@@ -253,3 +253,175 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Serves `app` within `limits` on a free loopback port until the returned sender is
+    /// dropped or sent to.
+    async fn start(
+        app: Router,
+        limits: ListenerLimits,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, app, limits, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    fn limits() -> ListenerLimits {
+        ListenerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            max_connections: 16,
+            max_in_flight: 16,
+        }
+    }
+
+    /// A router whose `/wait` answers once `release` is notified.
+    fn waiting(release: Arc<tokio::sync::Notify>) -> Router {
+        Router::new().route(
+            "/wait",
+            get(move || async move {
+                release.notified().await;
+                "done"
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_max_in_flight_are_answered_503_at_once() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (addr, _stop) = start(
+            waiting(release.clone()),
+            ListenerLimits {
+                max_in_flight: 2,
+                ..limits()
+            },
+        )
+        .await;
+        let url = format!("http://{addr}/wait");
+        let held: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(reqwest::get(url.clone())))
+            .collect();
+        // Bounded wait until both are being handled (the third must then be shed).
+        let mut shed = None;
+        for _ in 0..200 {
+            let answer = reqwest::get(&url).await.unwrap();
+            if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
+                shed = Some(answer);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let shed = shed.expect("a third request was shed");
+        assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+        assert!(shed.text().await.unwrap().contains("busy"));
+        release.notify_waiters();
+        for request in held {
+            // Released (or, when notified before it waited, still answered by the timeout).
+            let status = request.await.unwrap().unwrap().status();
+            assert!(status.is_success() || status == StatusCode::SERVICE_UNAVAILABLE);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_not_answered_within_request_timeout_gets_503() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (addr, _stop) = start(
+            waiting(release),
+            ListenerLimits {
+                request_timeout: Duration::from_millis(200),
+                ..limits()
+            },
+        )
+        .await;
+        let answer = reqwest::get(format!("http://{addr}/wait")).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.text().await.unwrap().contains("200 ms"));
+    }
+
+    #[tokio::test]
+    async fn a_body_not_in_full_within_body_timeout_fails_to_read() {
+        let app = Router::new().route(
+            "/upload",
+            post(|body: Body| async move {
+                match axum::body::to_bytes(body, usize::MAX).await {
+                    Ok(bytes) => format!("read {}", bytes.len()),
+                    Err(err) => format!(
+                        "timed out: {}",
+                        std::iter::successors(
+                            Some(&err as &(dyn std::error::Error + 'static)),
+                            |e| e.source()
+                        )
+                        .any(|e| e.is::<BodyTimedOut>())
+                    ),
+                }
+            }),
+        );
+        let (addr, _stop) = start(
+            app,
+            ListenerLimits {
+                body_timeout: Duration::from_millis(300),
+                ..limits()
+            },
+        )
+        .await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.contains("timed out: true"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_max_connections_wait_and_idle_ones_are_closed() {
+        let (addr, _stop) = start(
+            Router::new().route("/", get(|| async { "ok" })),
+            ListenerLimits {
+                max_connections: 1,
+                header_read_timeout: Duration::from_millis(500),
+                ..limits()
+            },
+        )
+        .await;
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let mut waiting = TcpStream::connect(addr).await.unwrap();
+        waiting
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        // Not served while the idle one holds the only slot...
+        let mut answer = Vec::new();
+        let early =
+            tokio::time::timeout(Duration::from_millis(200), waiting.read_to_end(&mut answer))
+                .await;
+        assert!(early.is_err(), "answered beyond max_connections");
+        // ...which the header-read timeout frees: the idle one is closed by the server,
+        // and the waiting one then served.
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf))
+            .await
+            .expect("the idle connection was closed");
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+        tokio::time::timeout(Duration::from_secs(10), waiting.read_to_end(&mut answer))
+            .await
+            .expect("served once a slot was free")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    }
+}
