@@ -13,9 +13,10 @@ pub use connections::{
     DataverseAuthKind, DataverseConfig, DataverseWebhookAuth, PartnerCenterConfig,
     PartnerCenterWebhookConfig, SecretRef, WebhooksConfig,
 };
-pub use listener::ListenerLimits;
 pub use secret::Secret;
 pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
+
+pub use listener::ListenerLimits;
 
 use crate::runtime::{Direction, Limits, StepConfig};
 use anyhow::{Context as _, Result, bail};

@@ -39,7 +39,6 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     // The bind rule is checked here too, not only when a file is loaded, so a configuration
     // built in code cannot expose the admin API by accident; before anything starts.
     config.admin.validate()?;
-    let admin_limits = config.admin.limits()?;
     let metrics = Arc::new(Metrics::new());
     let limits = config.limits.clone();
     let cache_dir = config.artifact_cache.directory(&config.state);
@@ -102,6 +101,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         }
     };
 
+    let admin_limits = config.admin.limits()?;
     let app = admin::router(AdminState {
         deployer: deployer.clone(),
         metrics,

@@ -28,7 +28,7 @@ impl DeploymentStore for SqliteStore {
         reason: ActivationReason,
     ) -> Result<()> {
         // Durable: the deploy is answered "activated", and a restart must serve it.
-        let mut conn = self.durable_conn()?;
+        let mut conn = self.durable_conn();
         let tx = write_transaction(&mut conn)?;
         tx.execute(
             "INSERT OR IGNORE INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
@@ -41,7 +41,7 @@ impl DeploymentStore for SqliteStore {
     }
 
     fn activate(&self, step: &str, version: &str, reason: ActivationReason) -> Result<()> {
-        insert_activation(&*self.durable_conn()?, step, version, reason)
+        insert_activation(&self.durable_conn(), step, version, reason)
             .with_context(|| format!("activating version {version} of step `{step}`"))
     }
 

@@ -21,7 +21,7 @@ impl SqliteStore {
 
     pub(super) fn begin_intent(&self, opportunity_id: &str, now_ms: i64) -> Result<i64> {
         // Durable: the intent must outlive a crash right after the POST leaves.
-        let conn = self.durable_conn()?;
+        let conn = self.durable_conn();
         conn.execute(
             "INSERT INTO referral_intents (opportunity_id, started_at_ms) VALUES (?1, ?2)
              ON CONFLICT (opportunity_id) DO NOTHING",

@@ -18,10 +18,6 @@ pub struct SqliteStore {
     /// in WAL mode a reader sees the last commit without taking any lock a writer holds, so
     /// `/healthz` answers while a group commit waits for the disk or another process.
     reader: Mutex<Connection>,
-    /// Tests: makes switching to `synchronous = FULL` fail, as a broken disk or a locked
-    /// file would, to show that nothing is then acknowledged.
-    #[cfg(test)]
-    pub(crate) fail_durable_mode: std::sync::atomic::AtomicBool,
 }
 
 mod deployments;
@@ -127,8 +123,6 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             reader: Mutex::new(reader),
-            #[cfg(test)]
-            fail_durable_mode: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -157,42 +151,12 @@ impl SqliteStore {
     /// deploy's answer, a rotated single-use refresh token, a replay): each commit is on the
     /// disk before it returns (`synchronous = FULL`, an `fsync` of the WAL, which also makes
     /// every earlier commit durable).
-    ///
-    /// Fail-closed: when the mode cannot be set, this is an error and the caller writes
-    /// nothing, so nothing is acknowledged that a power loss could take back (a webhook
-    /// batch is answered 503 and redelivered by its sender).
-    pub(crate) fn durable_conn(&self) -> Result<DurableConn<'_>> {
+    pub(crate) fn durable_conn(&self) -> DurableConn<'_> {
         let guard = self.conn();
-        if let Err(err) = self.set_full_sync(&guard) {
-            tracing::error!(
-                error = %format!("{err:#}"),
-                "could not switch the state database to synchronous = FULL; refusing the \
-                 write that would be acknowledged"
-            );
-            return Err(err);
+        if let Err(err) = guard.pragma_update(None, "synchronous", "FULL") {
+            tracing::warn!(error = %err, "could not switch the state database to synchronous = FULL");
         }
-        Ok(DurableConn { guard })
-    }
-
-    /// Switches `conn` to `synchronous = FULL`, with what to do when it cannot.
-    fn set_full_sync(&self, conn: &Connection) -> Result<()> {
-        #[cfg(test)]
-        let injected = self
-            .fail_durable_mode
-            .load(std::sync::atomic::Ordering::SeqCst);
-        #[cfg(not(test))]
-        let injected = false;
-        let set = if injected {
-            Err(anyhow::anyhow!("injected failure"))
-        } else {
-            conn.pragma_update(None, "synchronous", "FULL")
-                .map_err(anyhow::Error::from)
-        };
-        set.context(
-            "switching the state database to durable writes (synchronous = FULL); nothing \
-             was stored or acknowledged. Check that the state directory is writable and not \
-             full and that no other process holds the database locked",
-        )
+        DurableConn { guard }
     }
 }
 

@@ -160,7 +160,7 @@ impl SqliteStore {
     /// is after any claim that ran before it (see `COVERED`).
     pub(crate) fn queue_enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>> {
         // Durable: the sources acknowledge these events once this returns.
-        let mut conn = self.durable_conn()?;
+        let mut conn = self.durable_conn();
         // Immediate: the write lock is taken (or waited for) up front, never in the middle.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (at_ms, at) = (now_ms(), now());
@@ -299,7 +299,7 @@ impl SqliteStore {
 
     pub(crate) fn queue_replay(&self, ids: Option<&[i64]>) -> Result<u64> {
         // Durable: the operator is told how many were replayed.
-        let mut conn = self.durable_conn()?;
+        let mut conn = self.durable_conn();
         let tx = write_transaction(&mut conn)?;
         // Received now: an attempt of the same record already running did not see the
         // operator's request, so it must not fold the replay away (see `COVERED`).

@@ -214,7 +214,7 @@ impl SyncStore for SqliteStore {
 
     fn set_credential(&self, name: &str, value: &str) -> Result<()> {
         // Durable: a rotated refresh token is single-use; losing it would lock cosell out.
-        self.durable_conn()?
+        self.durable_conn()
             .execute(
                 "INSERT INTO credentials (name, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value,
