@@ -41,7 +41,9 @@ impl Listener {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Self> {
         let socket = std::net::TcpListener::bind(listen)
-            .with_context(|| format!("binding {name} to {listen} ({key})"))?;
+            .with_context(|| {
+                format!("binding {listen} ({key}): is another process listening there, or is the address not this machine's?")
+            })?;
         socket.set_nonblocking(true)?;
         let addr = socket.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
