@@ -495,8 +495,11 @@ async fn held_connections_neither_hold_up_a_genuine_delivery_nor_stay_open() {
 
         let mut closed: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
         let mut left_open: BTreeMap<String, usize> = BTreeMap::new();
+        let mut answers: BTreeMap<(String, Option<u16>), usize> = BTreeMap::new();
         for (how, task) in held {
-            match task.await.unwrap() {
+            let held = task.await.unwrap();
+            *answers.entry((format!("{how:?}"), held.status)).or_default() += 1;
+            match held.closed_after {
                 Some(after) => closed.entry(format!("{how:?}")).or_default().push(after),
                 None => *left_open.entry(format!("{how:?}")).or_default() += 1,
             }
@@ -504,12 +507,13 @@ async fn held_connections_neither_hold_up_a_genuine_delivery_nor_stay_open() {
         let summary: BTreeMap<_, _> = closed.iter().map(|(how, times)| (how.clone(), (times.len(), times.iter().max().copied()))).collect();
         println!(
             "{HELD} held connections ({IDLE} idle, {SLOW_HEADS} slow heads, {SLOW_BODIES} slow bodies) opened in {open_time:?}; \
-             a genuine delivery answered {status} in {answered_in:?}; closed by the host (count, latest after opening): {summary:?}; left open: {left_open:?}"
+             a genuine delivery answered {status} in {answered_in:?}; closed by the host (count, latest after opening): {summary:?}; left open: {left_open:?}; answers before closing: {answers:?}"
         );
         assert_eq!(status, 200, "the genuine delivery was stored\n{}", env.host_log());
         assert_eq!(stored, stored_before + 1.0, "and counted as stored");
         assert!(answered_in < Duration::from_secs(1), "answered within a second ({answered_in:?})");
         assert!(left_open.is_empty(), "the host closed every held connection by itself: {left_open:?} left open after {bound:?}");
+        assert_eq!(answers.get(&("SlowBody".to_owned(), Some(408))), Some(&SLOW_BODIES), "each slow body was answered 408: {answers:?}");
         let healthz = reqwest::get(format!("{}/healthz", env.webhooks_url)).await.unwrap();
         assert!(healthz.status().is_success(), "the listener still answers");
     })

@@ -272,16 +272,23 @@ pub(crate) enum Holding {
     SlowBody,
 }
 
+/// How a held connection ended.
+pub(crate) struct Held {
+    /// How long after opening the host closed it (`None`: still open after the bound).
+    pub(crate) closed_after: Option<Duration>,
+    /// The status the host answered before closing, if it answered.
+    pub(crate) status: Option<u16>,
+}
+
 /// A connection opened (and established) now and then held as `how` by a task of its own,
-/// which ends when the host closes the connection (answering how long that took) or after
-/// `bound` (answering `None`). Only an end of stream or a reset from the host counts as
-/// closed: the test never closes these itself.
+/// which ends when the host closes the connection or after `bound`. Only an end of stream or
+/// a reset from the host counts as closed: the test never closes these itself.
 pub(crate) async fn hold(
     base: &str,
     how: Holding,
     certificate_url: &str,
     bound: Duration,
-) -> tokio::task::JoinHandle<Option<Duration>> {
+) -> tokio::task::JoinHandle<Held> {
     let addr = base.trim_start_matches("http://").to_owned();
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let (mut read, mut write) = stream.into_split();
@@ -302,19 +309,24 @@ pub(crate) async fn hold(
     }
     tokio::spawn(async move {
         let started = Instant::now();
+        let mut answer = Vec::new();
         let mut buf = [0u8; 1024];
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let status = |answer: &[u8]| {
+            let line = String::from_utf8_lossy(answer);
+            line.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+        };
         while started.elapsed() < bound {
             tokio::select! {
                 read = read.read(&mut buf) => match read {
                     // An answer (408 to a slow body) may come first; the close follows.
-                    Ok(n) if n > 0 => continue,
+                    Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
                     // End of stream or reset: the host closed it.
-                    _ => return Some(started.elapsed()),
+                    _ => return Held { closed_after: Some(started.elapsed()), status: status(&answer) },
                 },
                 _ = tick.tick() => {
                     if !trickle.is_empty() && write.write_all(trickle).await.is_err() {
-                        return Some(started.elapsed());
+                        return Held { closed_after: Some(started.elapsed()), status: status(&answer) };
                     }
                 }
                 () = tokio::time::sleep(bound.saturating_sub(started.elapsed())) => break,
@@ -322,7 +334,10 @@ pub(crate) async fn hold(
         }
         // Kept open until here, so a close seen above was the host's.
         drop(write);
-        None
+        Held {
+            closed_after: None,
+            status: status(&answer),
+        }
     })
 }
 
