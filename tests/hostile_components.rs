@@ -6,7 +6,7 @@ mod support;
 
 use cosell::runtime::{CallErrorKind, Limit, Limits, LoadError, MappingRuntime};
 use serde_json::{Value, json};
-use support::{guest, start_stamp_host, test_call, with_custom_section};
+use support::{guest, start_stamp_host, test_call};
 
 fn call_once(runtime: &MappingRuntime, wasm: &[u8], input: &str) -> cosell::runtime::CallReport {
     let component = runtime.load(wasm).expect("the component loads");
@@ -93,112 +93,6 @@ fn an_oversized_output_is_refused() {
     let runtime = MappingRuntime::new(Limits::default()).unwrap();
     let report = call_once(&runtime, &guest("testing/oversized_output.wasm"), "{}");
     eprintln!("{}", expect_limit(&report, Limit::OutputSize));
-}
-
-/// A core module (WAT) implementing the mapping world whose `map` returns `levels` nested
-/// arrays, `[[[…]]]`, unless the call's event starts with `s` (the deploy-time sample run, so
-/// that the host starts with it), then `{}`. It borrows the world's `component-type` section
-/// from a built guest, so the host encodes it as it would any core module.
-fn deep_output_guest(levels: usize) -> Vec<u8> {
-    let deep = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
-    let wat = format!(
-        r#"(module
-  (memory (export "memory") 1)
-  ;; Arguments are copied in above the constants.
-  (global $heap (mut i32) (i32.const {heap}))
-  ;; result<string, _> as the canonical ABI returns it: tag, then pointer and length.
-  (data (i32.const 16) "\00\00\00\00\00\04\00\00{deep_len}")
-  (data (i32.const 32) "\00\00\00\00\f8\03\00\00\02\00\00\00")
-  (data (i32.const 1016) "{{}}")
-  (data (i32.const 1024) "{deep}")
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-    (local $at i32)
-    (local.set $at
-      (i32.and
-        (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
-        (i32.sub (i32.const 0) (local.get 2))))
-    (global.set $heap (i32.add (local.get $at) (local.get 3)))
-    (if (i32.gt_u (global.get $heap) (i32.shl (memory.size) (i32.const 16)))
-      (then
-        (if (i32.eq
-              (memory.grow
-                (i32.sub
-                  (i32.add (i32.shr_u (global.get $heap) (i32.const 16)) (i32.const 1))
-                  (memory.size)))
-              (i32.const -1))
-          (then unreachable))))
-    (local.get $at))
-  ;; map(ctx: direction, event, tenant, mapping-name, mapping-version, timestamp;
-  ;;     input; current) flattened: 16 i32s; param 1 points at the event.
-  (func (export "map")
-    (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
-    (if (result i32) (i32.and (i32.gt_u (local.get 2) (i32.const 0))
-                              (i32.eq (i32.load8_u (local.get 1)) (i32.const 115)))
-      (then (i32.const 32))
-      (else (i32.const 16)))))"#,
-        heap = (1024 + deep.len()).next_multiple_of(8),
-        deep_len = (deep.len() as u32)
-            .to_le_bytes()
-            .iter()
-            .map(|b| format!("\\{b:02x}"))
-            .collect::<String>(),
-    );
-    let module = wat::parse_str(&wat).expect("the test guest's WAT is valid");
-    let donor = guest("referral_to_opportunity.wasm");
-    let world = wasmparser::Parser::new(0)
-        .parse_all(&donor)
-        .find_map(|payload| match payload {
-            Ok(wasmparser::Payload::CustomSection(section))
-                if section.name().starts_with("component-type") =>
-            {
-                Some((section.name().to_owned(), section.data().to_vec()))
-            }
-            _ => None,
-        })
-        .expect("a built guest carries its world");
-    with_custom_section(&module, &world.0, &world.1)
-}
-
-#[test]
-fn output_nested_10000_deep_is_refused_at_the_boundary() {
-    let runtime = MappingRuntime::new(Limits::default()).unwrap();
-    let report = call_once(&runtime, &deep_output_guest(10_000), "{}");
-    let message = expect_limit(&report, Limit::OutputDepth);
-    assert!(
-        message.contains(&format!(
-            "10000 levels deep, over {}",
-            cosell::runtime::MAX_OUTPUT_DEPTH
-        )),
-        "{message}"
-    );
-    // Within the limit the same guest's output goes through.
-    let report = call_once(&runtime, &deep_output_guest(64), "{}");
-    assert_eq!(report.result.unwrap().len(), 128);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_preview_answers_output_nested_10000_deep_with_an_error_and_the_host_serves_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let deep = dir.path().join("deep.wasm");
-    std::fs::write(&deep, deep_output_guest(10_000)).unwrap();
-    let host = support::start(support::host_config(dir.path(), &deep, "")).await;
-    let admin = support::Admin::new(&host);
-    let (status, body) = admin
-        .run("partner-center-to-crm", json!({ "referral": "deep" }))
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(body["kind"], "limit_exceeded", "{body}");
-    assert_eq!(body["step"], "pc-to-crm", "{body}");
-    let message = body["error"].as_str().unwrap();
-    assert!(
-        message.contains("mapping `pc-to-crm` version sha256:")
-            && message.contains("output nesting limit")
-            && message.contains("10000 levels deep, over 64"),
-        "{message}"
-    );
-    let (status, _) = admin.get("/healthz").await;
-    assert_eq!(status, 200, "the host serves on");
-    host.shutdown().await.unwrap();
 }
 
 #[test]

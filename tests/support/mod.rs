@@ -78,12 +78,6 @@ pub fn stamp_host_config(dir: &Path) -> HostConfig {
 
 /// [`stamp_host_config`] with more TOML tables (`[deploy]`, `[limits]`) added.
 pub fn stamp_host_config_with(dir: &Path, extra_tables: &str) -> HostConfig {
-    host_config(dir, &guest_path("testing/version_stamp.wasm"), extra_tables)
-}
-
-/// A host configuration in `dir` whose step `pc-to-crm` runs the component file `pc_to_crm`
-/// and `crm-to-pc` the `version_stamp` test guest, with `extra_tables` added.
-pub fn host_config(dir: &Path, pc_to_crm: &Path, extra_tables: &str) -> HostConfig {
     let stamp = guest_path("testing/version_stamp.wasm");
     let text = format!(
         r#"
@@ -97,7 +91,7 @@ path = "{state}"
 
 [[pipelines.partner-center-to-crm]]
 step = "pc-to-crm"
-component = "{pc_to_crm}"
+component = "{stamp}"
 [pipelines.partner-center-to-crm.config]
 greeting = "hello"
 
@@ -106,7 +100,6 @@ step = "crm-to-pc"
 component = "{stamp}"
 "#,
         state = dir.join("state.db").display(),
-        pc_to_crm = pc_to_crm.display(),
         stamp = stamp.display(),
     );
     let path = dir.join("cosell.toml");

@@ -6,7 +6,7 @@ use super::bindings::{
 use super::component::MappingComponent;
 use super::engine::deadline_ticks;
 use super::guest_log::{GuestLog, GuestLogLine};
-use super::limits::{Limit, Limits, MAX_OUTPUT_DEPTH};
+use super::limits::{Limit, Limits};
 use super::sandbox::{CallState, SandboxSpec, StepConfig};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -253,9 +253,6 @@ pub(super) fn guest_error_kind(error: GuestMappingError) -> CallErrorKind {
     }
 }
 
-/// The boundary where a guest's output enters the host: its size, that it is JSON, and how
-/// deeply it nests, each checked once here so that no later code (all of which parses this
-/// text) meets a document it cannot handle.
 fn check_output(output: String, limits: &Limits) -> Result<String, CallErrorKind> {
     if output.len() as u64 > limits.max_output_bytes {
         return Err(CallErrorKind::LimitExceeded {
@@ -267,48 +264,9 @@ fn check_output(output: String, limits: &Limits) -> Result<String, CallErrorKind
             ),
         });
     }
-    // `IgnoredAny` walks the document without recursing (and without a depth limit), so
-    // this is safe on any input; the depth is checked on valid JSON only.
     serde_json::from_str::<serde::de::IgnoredAny>(&output)
         .map_err(|err| CallErrorKind::InvalidOutput(err.to_string()))?;
-    let depth = nesting_depth(&output);
-    if depth > MAX_OUTPUT_DEPTH {
-        return Err(CallErrorKind::LimitExceeded {
-            limit: Limit::OutputDepth,
-            detail: format!(
-                "the output nests arrays and objects {depth} levels deep, over {MAX_OUTPUT_DEPTH}"
-            ),
-        });
-    }
     Ok(output)
-}
-
-/// How deeply the valid JSON document `json` nests arrays and objects (a scalar is 0, `[]` is
-/// 1). One pass without recursion, so a hostile depth costs nothing but the scan.
-fn nesting_depth(json: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for byte in json.bytes() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
 }
 
 fn log_budget_exceeded(limits: &Limits) -> CallErrorKind {
@@ -366,54 +324,5 @@ fn with_last_error_line(summary: &str, state: &CallState) -> String {
     {
         Some(line) => format!("{summary}; guest said: {}", line.message),
         None => summary.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nested(levels: usize) -> String {
-        format!("{}{}", "[".repeat(levels), "]".repeat(levels))
-    }
-
-    #[test]
-    fn the_depth_counts_arrays_and_objects_but_not_brackets_in_strings() {
-        assert_eq!(nesting_depth("1"), 0);
-        assert_eq!(nesting_depth("[]"), 1);
-        assert_eq!(nesting_depth(r#"{"a":[{"b":1}],"c":{}}"#), 3);
-        assert_eq!(nesting_depth(r#"{"a":"[[[{{\"\\[[["}"#), 1);
-        assert_eq!(nesting_depth(&nested(10_000)), 10_000);
-    }
-
-    #[test]
-    fn output_nested_past_the_limit_is_refused_at_the_boundary() {
-        let limits = Limits::default();
-        assert!(check_output(nested(MAX_OUTPUT_DEPTH), &limits).is_ok());
-        for levels in [MAX_OUTPUT_DEPTH + 1, 10_000] {
-            let err = check_output(nested(levels), &limits).unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    CallErrorKind::LimitExceeded {
-                        limit: Limit::OutputDepth,
-                        ..
-                    }
-                ),
-                "{err}"
-            );
-            assert!(!err.is_retryable(), "the same output fails the same way");
-            let message = err.to_string();
-            assert!(
-                message.contains(&format!("{levels} levels deep, over {MAX_OUTPUT_DEPTH}"))
-                    && message.contains(Limit::OutputDepth.config_key()),
-                "{message}"
-            );
-        }
-        assert!(
-            Limit::OutputDepth
-                .config_key()
-                .contains(&MAX_OUTPUT_DEPTH.to_string())
-        );
     }
 }

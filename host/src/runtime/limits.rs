@@ -76,13 +76,6 @@ impl Limits {
     }
 }
 
-/// How deeply a guest's output may nest arrays and objects (the top-level document is level
-/// 1). Fixed, not a setting: records are a few levels deep, and it is checked once where the
-/// output leaves the guest, so the host's own code that walks a document recursively
-/// (comparisons, fingerprints, dropping a `serde_json::Value`) can never run out of stack on
-/// guest output. Kept well under serde_json's own parse limit of 128.
-pub const MAX_OUTPUT_DEPTH: usize = 64;
-
 /// Which limit a call ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -93,7 +86,6 @@ pub enum Limit {
     Stack,
     InputSize,
     OutputSize,
-    OutputDepth,
     LogSize,
     ComponentSize,
 }
@@ -108,7 +100,6 @@ impl Limit {
             Limit::Stack => "stack",
             Limit::InputSize => "input_size",
             Limit::OutputSize => "output_size",
-            Limit::OutputDepth => "output_depth",
             Limit::LogSize => "log_size",
             Limit::ComponentSize => "component_size",
         }
@@ -123,7 +114,6 @@ impl Limit {
             Limit::Stack => "limits (wasm stack, 512 KiB, fixed)",
             Limit::InputSize => "limits.max_input_bytes",
             Limit::OutputSize => "limits.max_output_bytes",
-            Limit::OutputDepth => "limits (output nesting, 64 levels, fixed)",
             Limit::LogSize => "limits.max_log_bytes",
             Limit::ComponentSize => "limits.max_component_bytes",
         }
@@ -139,7 +129,6 @@ impl fmt::Display for Limit {
             Limit::Stack => "stack limit",
             Limit::InputSize => "input size cap",
             Limit::OutputSize => "output size cap",
-            Limit::OutputDepth => "output nesting limit",
             Limit::LogSize => "log size cap",
             Limit::ComponentSize => "component size cap",
         };

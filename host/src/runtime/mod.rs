@@ -31,7 +31,7 @@ pub use call::{CallError, CallErrorKind, CallReport, CallStats, Direction, Mappi
 pub use component::{LoadError, MappingComponent};
 pub use engine::AllocatorKind;
 pub use guest_log::{GuestLevel, GuestLogLine, GuestStream};
-pub use limits::{Limit, Limits, MAX_OUTPUT_DEPTH};
+pub use limits::{Limit, Limits};
 pub use live_instance::LiveInstance;
 pub use sandbox::StepConfig;
 
