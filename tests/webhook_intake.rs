@@ -6,8 +6,6 @@
 
 mod support;
 
-use cosell_emulators::partner_center::signing::SigningMaterial;
-use cosell_emulators::partner_center::webhooks::WebhookEvent;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -96,24 +94,6 @@ async fn dataverse_deliveries_need_the_configured_key_and_a_context() {
     .await;
 }
 
-/// A genuine delivery about `referral`, signed as the Partner Center emulator signs.
-fn signed_delivery(env: &SyncEnv, referral: &str) -> reqwest::RequestBuilder {
-    let uri = format!("{}/v1.0/engagements/referrals/{referral}", env.pc_url);
-    let event = WebhookEvent::new("referral-updated", "referral", uri, chrono::Utc::now());
-    let body = serde_json::to_vec(&event).unwrap();
-    let signature = format!("Signature {}", SigningMaterial::get().sign_base64(&body));
-    reqwest::Client::new()
-        .post(format!("{}/webhooks/partner-center", env.webhooks_url))
-        .header("content-type", "application/json")
-        .header("authorization", signature)
-        .header(
-            "x-ms-certificate-url",
-            format!("{}/_emulator/certificate.cer", env.pc_url),
-        )
-        .header("x-ms-signature-algorithm", "rsa-sha256")
-        .body(body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_deliveries_are_acknowledged_only_once_stored_and_a_store_failure_is_a_503() {
     // No pollers: only the deliveries store events.
@@ -133,7 +113,7 @@ async fn concurrent_deliveries_are_acknowledged_only_once_stored_and_a_store_fai
         let sent: Vec<_> = referrals
             .iter()
             .map(|referral| {
-                let request = signed_delivery(&env, referral);
+                let request = env.signed_delivery(referral);
                 let referral = referral.clone();
                 tokio::spawn(async move { (referral, request.send().await.unwrap().status().as_u16()) })
             })
@@ -175,7 +155,128 @@ async fn concurrent_deliveries_are_acknowledged_only_once_stored_and_a_store_fai
         assert_eq!(counted as usize, acknowledged, "each acknowledged delivery counted once as stored");
         // The host goes on storing once the store works again.
         db.execute_batch("DROP TRIGGER poison").unwrap();
-        assert_eq!(signed_delivery(&env, "poison").send().await.unwrap().status(), 200);
+        assert_eq!(env.signed_delivery("poison").send().await.unwrap().status(), 200);
+    })
+    .await;
+}
+
+/// Latencies of `GET {url}` every 10 ms until `until` turns true (bounded by `bound`), and how
+/// many got no 200.
+async fn probe_until(
+    url: String,
+    until: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    bound: Duration,
+) -> (Vec<Duration>, usize) {
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let (mut latencies, mut failures) = (Vec::new(), 0);
+    while !until.load(std::sync::atomic::Ordering::SeqCst) && started.elapsed() < bound {
+        let sent = std::time::Instant::now();
+        match tokio::time::timeout(Duration::from_secs(10), client.get(&url).send()).await {
+            Ok(Ok(r)) if r.status().is_success() => latencies.push(sent.elapsed()),
+            _ => failures += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (latencies, failures)
+}
+
+/// (median, p99, max) of `samples`.
+fn spread(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99), at(1.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_answer_while_the_intake_holds_the_store() {
+    SyncEnv::run_polling_every("", 0, |env| async move {
+        let client = reqwest::Client::new();
+        // Another process holds the database's write lock: the intake's group commit waits
+        // for it (up to the store's 5 s busy timeout) holding the store's connection, with
+        // deliveries arriving all the while.
+        let db = rusqlite::Connection::open(env.dir.path().join("cosell.db")).unwrap();
+        db.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let held = std::time::Instant::now();
+        let deliveries: Vec<_> = (0..20)
+            .map(|n| {
+                let request = env.signed_delivery(&format!("held-{n:02}"));
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(100 * n)).await;
+                    request.send().await.map(|r| r.status().as_u16())
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut answered = Vec::new();
+        for path in ["/healthz", "/metrics", "/healthz", "/metrics"] {
+            let sent = std::time::Instant::now();
+            let response = tokio::time::timeout(
+                Duration::from_secs(10),
+                client.get(format!("{}{path}", env.admin_url)).send(),
+            )
+            .await
+            .expect("answered within 10 s")
+            .unwrap();
+            assert!(response.status().is_success(), "{path}: {}", response.status());
+            let text = response.text().await.unwrap();
+            if path == "/healthz" {
+                let health: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert!(health["sync"]["queue"].is_object(), "the queue is counted: {health}");
+            } else {
+                assert!(text.contains("cosell_queue_events"), "{text}");
+            }
+            answered.push((path, sent.elapsed()));
+        }
+        let still_held = held.elapsed() < Duration::from_secs(4);
+        db.execute_batch("COMMIT").unwrap();
+        println!("with the store's write lock held elsewhere: {answered:?}");
+        assert!(still_held, "the probes ran while the lock was held");
+        for (path, took) in &answered {
+            // Generous: the store waits up to 5 s for the lock, and these must not wait for it.
+            assert!(*took < Duration::from_secs(2), "{path} took {took:?} while the intake held the store");
+        }
+        for delivery in deliveries {
+            let status = delivery.await.unwrap().unwrap();
+            assert!(status == 200 || status == 503, "stored, or refused for a retry: {status}");
+        }
+
+        // The figure (docs/reliability.md): /healthz and /metrics while 2,000 deliveries arrive,
+        // 64 at a time.
+        let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probes = ["/healthz", "/metrics"].map(|path| {
+            tokio::spawn(probe_until(format!("{}{path}", env.admin_url), flooding.clone(), Duration::from_secs(300)))
+        });
+        let started = std::time::Instant::now();
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+        let mut flood = tokio::task::JoinSet::new();
+        for n in 0..2_000 {
+            let permit = gate.clone().acquire_owned().await.unwrap();
+            let request = env.signed_delivery(&format!("flood-{:03}", n % 500));
+            flood.spawn(async move {
+                let status = request.send().await.map(|r| r.status().as_u16());
+                drop(permit);
+                status
+            });
+        }
+        let mut acknowledged = 0;
+        while let Some(status) = flood.join_next().await {
+            acknowledged += usize::from(status.unwrap().is_ok_and(|s| s == 200));
+        }
+        let flood_time = started.elapsed();
+        flooding.store(true, std::sync::atomic::Ordering::SeqCst);
+        for (path, probe) in ["/healthz", "/metrics"].into_iter().zip(probes) {
+            let (mut latencies, failures) = probe.await.unwrap();
+            assert_eq!(failures, 0, "{path} answered throughout the flood");
+            assert!(!latencies.is_empty(), "{path} was probed during the flood");
+            let (median, p99, max) = spread(&mut latencies);
+            println!(
+                "{path} during an intake flood (2,000 signed deliveries, 64 at a time, {acknowledged} acknowledged in {flood_time:?}): \
+                 {} probes, median {median:?}, p99 {p99:?}, max {max:?}",
+                latencies.len()
+            );
+            assert!(max < Duration::from_secs(5), "{path} never took 5 s during the flood (max {max:?})");
+        }
     })
     .await;
 }

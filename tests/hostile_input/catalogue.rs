@@ -271,9 +271,17 @@ impl Setting {
             Body::Sized(OVER_LIMIT),
             413,
         );
+        // Without a length the size is only known by reading, and nothing is read before the
+        // signature headers are checked: unsigned, it is refused for those (and not read).
         pc(
-            "over the limit, chunked",
+            "over the limit, chunked, unsigned",
             h(&[json]),
+            Body::Chunked(OVER_LIMIT),
+            401,
+        );
+        pc(
+            "over the limit, chunked, signature headers in form",
+            signed(b"not this body", &[json]),
             Body::Chunked(OVER_LIMIT),
             413,
         );

@@ -243,7 +243,8 @@ pub(crate) async fn probe_healthz(base: &str, n: usize) -> Vec<Duration> {
     out
 }
 
-/// `n` connections that send half a request (headers promising a body that never comes).
+/// `n` connections that send half a request head (held until the host's header-read timeout
+/// closes them; a whole head without credentials would be refused at once).
 pub(crate) async fn hold_connections(base: &str, n: usize) -> Vec<tokio::net::TcpStream> {
     let addr = base.trim_start_matches("http://");
     let mut held = Vec::new();
@@ -251,10 +252,113 @@ pub(crate) async fn hold_connections(base: &str, n: usize) -> Vec<tokio::net::Tc
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let path = if i % 2 == 0 { PC } else { DV };
         let head = format!(
-            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{{\"Event"
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n"
         );
         stream.write_all(head.as_bytes()).await.unwrap();
         held.push(stream);
     }
     held
+}
+
+/// How a connection held open against the listener behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holding {
+    /// Connects and sends nothing.
+    Idle,
+    /// Sends a request head a byte every 500 ms, never finishing it (slowloris).
+    SlowHead,
+    /// Sends a whole head promising a body, with well-formed signature headers (so it passes
+    /// the checks made before the body), then the body a byte every 500 ms.
+    SlowBody,
+}
+
+/// How a held connection ended.
+pub(crate) struct Held {
+    /// How long after opening the host closed it (`None`: still open after the bound).
+    pub(crate) closed_after: Option<Duration>,
+    /// The status the host answered before closing, if it answered.
+    pub(crate) status: Option<u16>,
+}
+
+/// A connection opened (and established) now and then held as `how` by a task of its own,
+/// which ends when the host closes the connection or after `bound`. Only an end of stream or
+/// a reset from the host counts as closed: the test never closes these itself.
+pub(crate) async fn hold(
+    base: &str,
+    how: Holding,
+    certificate_url: &str,
+    bound: Duration,
+) -> tokio::task::JoinHandle<Held> {
+    let addr = base.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let (opening, trickle): (String, &'static [u8]) = match how {
+        Holding::Idle => (String::new(), b""),
+        Holding::SlowHead => (format!("POST {PC} HTTP/1.1\r\nhost: {addr}\r\n"), b"x"),
+        Holding::SlowBody => (
+            format!(
+                "POST {PC} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+                 content-length: 100000\r\nauthorization: Signature AAAA\r\n\
+                 x-ms-signature-algorithm: rsa-sha256\r\nx-ms-certificate-url: {certificate_url}\r\n\r\n"
+            ),
+            b" ",
+        ),
+    };
+    if !opening.is_empty() {
+        write.write_all(opening.as_bytes()).await.unwrap();
+    }
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let status = |answer: &[u8]| {
+            let line = String::from_utf8_lossy(answer);
+            line.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+        };
+        while started.elapsed() < bound {
+            tokio::select! {
+                read = read.read(&mut buf) => match read {
+                    // An answer (408 to a slow body) may come first; the close follows.
+                    Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                    // End of stream or reset: the host closed it.
+                    _ => return Held { closed_after: Some(started.elapsed()), status: status(&answer) },
+                },
+                _ = tick.tick() => {
+                    if !trickle.is_empty() && write.write_all(trickle).await.is_err() {
+                        return Held { closed_after: Some(started.elapsed()), status: status(&answer) };
+                    }
+                }
+                () = tokio::time::sleep(bound.saturating_sub(started.elapsed())) => break,
+            }
+        }
+        // Kept open until here, so a close seen above was the host's.
+        drop(write);
+        Held {
+            closed_after: None,
+            status: status(&answer),
+        }
+    })
+}
+
+/// Raises this process's soft limit of open files to `needed` (within the hard limit), for
+/// tests that hold thousands of connections; the host started afterwards inherits it.
+pub(crate) fn raise_open_file_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < needed as libc::rlim_t {
+            limit.rlim_cur = (needed as libc::rlim_t).min(limit.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= needed as libc::rlim_t,
+        "this test needs {needed} open files; the hard limit is {} (raise it: ulimit -Hn)",
+        limit.rlim_max
+    );
 }

@@ -279,6 +279,27 @@ impl SyncEnv {
         std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
     }
 
+    /// A genuine Partner Center delivery about `referral`, signed as the emulator signs, to
+    /// this host's webhook listener.
+    pub fn signed_delivery(&self, referral: &str) -> reqwest::RequestBuilder {
+        use cosell_emulators::partner_center::signing::SigningMaterial;
+        use cosell_emulators::partner_center::webhooks::WebhookEvent;
+        let uri = format!("{}/v1.0/engagements/referrals/{referral}", self.pc_url);
+        let event = WebhookEvent::new("referral-updated", "referral", uri, chrono::Utc::now());
+        let body = serde_json::to_vec(&event).unwrap();
+        let signature = format!("Signature {}", SigningMaterial::get().sign_base64(&body));
+        reqwest::Client::new()
+            .post(format!("{}/webhooks/partner-center", self.webhooks_url))
+            .header("content-type", "application/json")
+            .header("authorization", signature)
+            .header(
+                "x-ms-certificate-url",
+                format!("{}/_emulator/certificate.cer", self.pc_url),
+            )
+            .header("x-ms-signature-algorithm", "rsa-sha256")
+            .body(body)
+    }
+
     /// An admin API GET.
     pub async fn admin_get(&self, path: &str) -> Value {
         reqwest::Client::new()

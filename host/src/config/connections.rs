@@ -150,6 +150,26 @@ pub struct WebhooksConfig {
     pub max_body_bytes: usize,
     /// How Dataverse's webhook authenticates (the service endpoint's auth type and value).
     pub dataverse: Option<DataverseWebhookAuth>,
+    /// The listener's limits (see [`WebhooksConfig::limits`]).
+    pub header_read_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
+}
+
+impl WebhooksConfig {
+    /// The webhook listener's timeouts and caps.
+    pub fn limits(&self) -> anyhow::Result<super::ListenerLimits> {
+        super::listener::ListenerKeys {
+            header_read_timeout_ms: self.header_read_timeout_ms,
+            body_timeout_ms: self.body_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            max_connections: self.max_connections,
+            max_in_flight: self.max_in_flight,
+        }
+        .limits("webhooks")
+    }
 }
 
 impl Default for WebhooksConfig {
@@ -158,6 +178,13 @@ impl Default for WebhooksConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8689)),
             max_body_bytes: 256 * 1024,
             dataverse: None,
+            // Both senders send a delivery at once, in well under a second.
+            header_read_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 4096,
+            // Each may hold up to max_body_bytes while it is read: 128 MiB at most.
+            max_in_flight: 512,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! names an environment variable or a file that holds them. See `cosell.example.toml`.
 
 mod connections;
+mod listener;
 mod secret;
 mod sync;
 
@@ -14,6 +15,8 @@ pub use connections::{
 };
 pub use secret::{Secret, write_owner_only};
 pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
+
+pub use listener::ListenerLimits;
 
 use crate::runtime::{Direction, Limits, StepConfig};
 use anyhow::{Context as _, Result, bail};
@@ -66,6 +69,12 @@ pub struct AdminConfig {
     pub token_env: Option<String>,
     /// File that holds the bearer token (for container secrets).
     pub token_file: Option<PathBuf>,
+    /// The listener's limits (see [`AdminConfig::limits`]).
+    pub header_read_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
 }
 
 impl Default for AdminConfig {
@@ -75,13 +84,33 @@ impl Default for AdminConfig {
             allow_remote: false,
             token_env: Some("COSELL_ADMIN_TOKEN".into()),
             token_file: None,
+            header_read_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            // A deploy compiles and test-runs a component before it answers.
+            request_timeout_ms: 300_000,
+            max_connections: 256,
+            max_in_flight: 64,
         }
     }
 }
 
 impl AdminConfig {
-    /// Refuses a non-loopback `listen` unless `allow_remote` says it is meant.
+    /// The admin listener's timeouts and caps.
+    pub fn limits(&self) -> Result<ListenerLimits> {
+        listener::ListenerKeys {
+            header_read_timeout_ms: self.header_read_timeout_ms,
+            body_timeout_ms: self.body_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            max_connections: self.max_connections,
+            max_in_flight: self.max_in_flight,
+        }
+        .limits("admin")
+    }
+
+    /// Refuses a non-loopback `listen` unless `allow_remote` says it is meant, and limits
+    /// that would disable themselves.
     pub fn validate(&self) -> Result<()> {
+        self.limits()?;
         if !self.listen.ip().is_loopback() && !self.allow_remote {
             bail!(
                 "admin.listen = \"{}\" is not a loopback address; the admin API deploys code into the host, so it listens on 127.0.0.1 unless you also set admin.allow_remote = true (and put TLS in front of it)",
@@ -289,6 +318,7 @@ impl HostConfig {
     /// Checks what the types cannot: limits, unique and well-formed step names.
     pub fn validate(&self) -> Result<()> {
         self.admin.validate()?;
+        self.webhooks.limits()?;
         self.limits.validate().map_err(anyhow::Error::msg)?;
         let mut names = BTreeSet::new();
         for (direction, steps) in self.pipelines.by_direction() {

@@ -1,9 +1,11 @@
 //! Assembling and running the host: runtime, store, pipelines, deployer, admin API, watcher,
 //! and, when both services are configured, the sync engine ([`sync`]) with its webhook
-//! listener ([`webhook_listener`], on a runtime of its own).
+//! listener. Both listeners run on runtimes of their own ([`listener`]) and are served within
+//! their section's limits by [`http`].
 
+pub mod http;
+pub mod listener;
 pub mod sync;
-pub mod webhook_listener;
 
 use crate::admin::{self, AdminState};
 use crate::config::{HostConfig, Secret};
@@ -13,6 +15,7 @@ use crate::runtime::{ArtifactCache, ArtifactKey, MappingRuntime};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ARTIFACT_CACHE_SECRET, DeploymentStore};
 use anyhow::{Context as _, Result};
+use listener::Listener;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -27,7 +30,7 @@ pub struct RunningHost {
     pub webhook_addr: Option<SocketAddr>,
     sync: Option<sync::SyncParts>,
     shutdown: oneshot::Sender<()>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: Listener,
     watcher: Option<JoinHandle<()>>,
 }
 
@@ -111,15 +114,8 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         deployer.on_activation(sync.requeue_parked_hook());
     }
 
-    let listener = tokio::net::TcpListener::bind(config.admin.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding the admin API to {} (admin.listen)",
-                config.admin.listen
-            )
-        })?;
-    let admin_addr = listener.local_addr()?;
+
+    let admin_limits = config.admin.limits()?;
     let app = admin::router(AdminState {
         deployer: deployer.clone(),
         metrics,
@@ -128,13 +124,19 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         wakeup: sync.as_ref().map(|s| s.wakeup.clone()),
     });
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
-            })
-            .await
-    });
+    // On a runtime of its own, so `/healthz` and `/metrics` answer even while every thread
+    // of the main runtime waits on the store.
+    let server = Listener::start(
+        "cosell-admin",
+        "admin.listen",
+        config.admin.listen,
+        app,
+        admin_limits,
+        async {
+            let _ = shutdown_rx.await;
+        },
+    )?;
+    let admin_addr = server.addr;
     tracing::info!(%admin_addr, allocator = ?deployer.pipelines().runtime().allocator(), "cosell host is serving");
     Ok(RunningHost {
         admin_addr,
@@ -177,7 +179,10 @@ impl RunningHost {
         if let Some(sync) = self.sync {
             sync.shutdown().await;
         }
-        self.server.await?.context("the admin API server failed")?;
+        self.server
+            .stopped()
+            .await
+            .context("the admin API server failed")?;
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Assembling the sync engine: the two clients, the engine and its workers, the pollers and
 //! the webhook listener. Only when both `[partner_center]` and `[dataverse]` are configured.
 
-use super::webhook_listener::WebhookListener;
+use super::listener::Listener;
 use crate::config::HostConfig;
 use crate::connections::dataverse::{DataverseClient, DataverseSettings};
 use crate::connections::partner_center::{
@@ -38,7 +38,7 @@ pub struct SyncParts {
     pub store: Arc<dyn SyncStore>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    listener: WebhookListener,
+    listener: Listener,
 }
 
 /// The Partner Center client of `config`, starting from the refresh token
@@ -163,11 +163,22 @@ pub async fn start(
     }
     let state = WebhookState {
         intake,
+        max_body_bytes: config.webhooks.max_body_bytes,
         partner_center: verifier(config)?,
         dataverse: dataverse_auth(config)?,
     };
-    let app = sources::router(state, config.webhooks.max_body_bytes);
-    let listener = WebhookListener::start(config.webhooks.listen, app, stop_rx)?;
+    let app = sources::router(state);
+    let mut stopping = stop_rx.clone();
+    let listener = Listener::start(
+        "cosell-webhooks",
+        "webhooks.listen",
+        config.webhooks.listen,
+        app,
+        config.webhooks.limits()?,
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        },
+    )?;
     let webhook_addr = listener.addr;
     tracing::info!(%webhook_addr, workers = config.sync.workers, "sync engine started");
     Ok(SyncParts {
@@ -195,7 +206,9 @@ impl SyncParts {
     /// Stops the listener, the pollers and the workers (each finishes its current event).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        self.listener.stopped().await;
+        if let Err(err) = self.listener.stopped().await {
+            tracing::warn!(error = %err, "the webhook listener stopped with an error");
+        }
         for task in self.tasks {
             let _ = task.await;
         }

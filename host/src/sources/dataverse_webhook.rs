@@ -3,16 +3,17 @@
 //! Dataverse authenticates a delivery the way its service endpoint was registered (reference
 //! §5.2): `HttpHeader` sends the configured header, `WebhookKey` a `code` query parameter,
 //! `HttpQueryString` the configured query parameters. The value is compared in constant time,
-//! and checked first: without it the answer is 401 whatever else is wrong. Then the content
+//! and checked first, before the body is read: without it the answer is 401 whatever else is
+//! wrong (only a declared length over the limit is answered 413 before). Then the content
 //! type (415 unless JSON or absent, `webhook_formats::content_type`) and the body
 //! (`webhook_formats::dataverse`): only `PrimaryEntityName` and `PrimaryEntityId` are used, the
 //! engine reads the opportunity itself, so a delivery's possibly stale image (and its 256 KB
 //! truncation) never matters.
 
-use super::{WebhookState, answer};
+use super::{WebhookState, answer, declared_too_large, read_body};
 use crate::config::{DataverseAuthKind, Secret};
 use crate::store::Side;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -57,8 +58,12 @@ pub async fn receive(
     State(state): State<WebhookState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    if let Some(too_large) = declared_too_large(&headers, state.max_body_bytes) {
+        state.intake.record_unqueued(ORIGIN, "refused");
+        return too_large;
+    }
     let Some(auth) = &state.dataverse else {
         state.intake.record_unqueued(ORIGIN, "refused");
         return answer(
@@ -80,6 +85,13 @@ pub async fn receive(
             "a RemoteExecutionContext is application/json",
         );
     }
+    let body = match read_body(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(refused) => {
+            state.intake.record_unqueued(ORIGIN, "refused");
+            return refused;
+        }
+    };
     let context = match parse_context(&body) {
         Ok(context) => context,
         Err(e) => {

@@ -207,6 +207,8 @@ pub trait SyncStore: Send + Sync {
     fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
     /// Queues dead letters again (these ids, or all); answers how many.
     fn replay_dead_letters(&self, ids: Option<&[i64]>) -> Result<u64>;
+    /// Events pending, running and dead. Never waits for a write in progress (health and
+    /// metrics read it while the intake may hold the store).
     fn queue_counts(&self) -> Result<QueueCounts>;
 
     fn link_by_referral(&self, referral_id: &str) -> Result<Option<Link>>;

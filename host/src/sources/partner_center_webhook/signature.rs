@@ -35,7 +35,17 @@ impl SignatureVerifier {
     /// Ok when the body is signed by an acceptable certificate. Headers are read before any
     /// download, so a malformed delivery never reaches the certificate host.
     pub async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), RejectedDelivery> {
-        let proof = DeliveryProof::from_headers(headers)?;
+        self.verify_proof(&DeliveryProof::from_headers(headers)?, body)
+            .await
+    }
+
+    /// Ok when `body` is signed as `proof` (read from the delivery's headers before its body
+    /// was, see [`DeliveryProof::from_headers`]) says, by an acceptable certificate.
+    pub async fn verify_proof(
+        &self,
+        proof: &DeliveryProof,
+        body: &[u8],
+    ) -> Result<(), RejectedDelivery> {
         let key = self
             .certificates
             .signature_key(&proof.certificate_url)

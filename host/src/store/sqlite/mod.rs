@@ -14,6 +14,10 @@ pub struct SqliteStore {
     // One connection behind a mutex: SQLite serialises writers anyway, and every statement
     // here is a short indexed read or write.
     conn: Mutex<Connection>,
+    /// A second connection, for reads that must not wait for `conn` (health and metrics):
+    /// in WAL mode a reader sees the last commit without taking any lock a writer holds, so
+    /// `/healthz` answers while a group commit waits for the disk or another process.
+    reader: Mutex<Connection>,
 }
 
 mod deployments;
@@ -139,8 +143,15 @@ impl SqliteStore {
             .with_context(|| format!("creating the schema in {}", path.display()))?;
         add_missing_columns(&conn)
             .with_context(|| format!("upgrading the schema in {}", path.display()))?;
+        let reader = Connection::open(path).with_context(|| {
+            format!("opening a reader of the state database {}", path.display())
+        })?;
+        // Reads only, whatever a future caller tries.
+        reader.pragma_update(None, "query_only", "ON")?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
         })
     }
 
@@ -153,6 +164,14 @@ impl SqliteStore {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back), so a poisoned lock is safe to keep using.
         self.conn
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The read-only connection, apart from [`SqliteStore::conn`]: for reads that must answer
+    /// while a write holds or waits for the database (health, metrics).
+    pub(crate) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }

@@ -442,8 +442,10 @@ impl SqliteStore {
         Ok(n as u64)
     }
 
+    /// Counted on the reader connection: health and metrics must not wait behind the intake's
+    /// group commit or a worker's write.
     pub(crate) fn queue_counts(&self) -> Result<QueueCounts> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM sync_events GROUP BY state")?;
         let mut counts = QueueCounts::default();
         let rows = stmt.query_map([], |row| {
@@ -876,5 +878,29 @@ mod tests {
         store.claim(i64::MAX / 2, LEASE).unwrap().unwrap();
         assert_eq!(store.requeue_running().unwrap(), 1);
         assert!(store.claim(i64::MAX / 2, LEASE).unwrap().is_some());
+    }
+
+    /// Health and metrics count the queue while the intake holds the store's connection (a
+    /// group commit waiting for the disk, or for another process's write lock): the count
+    /// must come, and must see what was committed.
+    #[test]
+    fn queue_counts_answer_while_the_writers_connection_is_held() {
+        let (_dir, store) = test_store();
+        let store = std::sync::Arc::new(store);
+        store.enqueue(&event("k1", "r1")).unwrap();
+        let held = store.conn();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let counting = store.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(counting.queue_counts().map(|c| c.pending));
+        });
+        let counted = rx.recv_timeout(std::time::Duration::from_secs(10));
+        drop(held);
+        assert_eq!(
+            counted
+                .expect("counted without waiting for the held connection")
+                .unwrap(),
+            1
+        );
     }
 }
