@@ -5,7 +5,9 @@
 //! file that holds each one, and is read only when the host starts.
 
 use super::Secret;
-use crate::sources::partner_center_webhook::certificates::PARTNER_CENTER_CERTIFICATE_HOST;
+use crate::sources::partner_center_webhook::certificates::{
+    PARTNER_CENTER_CERTIFICATE_HOST, PARTNER_CENTER_CERTIFICATE_PATH_PREFIX,
+};
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -89,6 +91,8 @@ impl PartnerCenterConfig {
 pub struct PartnerCenterWebhookConfig {
     /// Hosts `x-ms-certificate-url` may name.
     pub certificate_hosts: Vec<String>,
+    /// The path every `x-ms-certificate-url` must start with (Microsoft's documented one).
+    pub certificate_path_prefix: String,
     /// Accept `http://` certificate URLs (the sandbox's emulator only).
     pub allow_http: bool,
     /// Certificate files (PEM or DER) trusted as they are, e.g. the emulator's.
@@ -101,6 +105,7 @@ impl Default for PartnerCenterWebhookConfig {
             // The host the certificate was observed on (reference §2.6); not documented by
             // Microsoft as fixed, so operators can extend it.
             certificate_hosts: vec![PARTNER_CENTER_CERTIFICATE_HOST.into()],
+            certificate_path_prefix: PARTNER_CENTER_CERTIFICATE_PATH_PREFIX.into(),
             allow_http: false,
             trusted_certificates: Vec::new(),
         }

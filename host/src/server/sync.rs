@@ -99,6 +99,7 @@ fn verifier(config: &HostConfig) -> Result<Option<Arc<SignatureVerifier>>> {
         .collect::<Result<Vec<_>>>()?;
     let policy = CertificatePolicy {
         allowed_hosts: pc.webhooks.certificate_hosts.clone(),
+        path_prefix: pc.webhooks.certificate_path_prefix.clone(),
         allow_http: pc.webhooks.allow_http,
         pinned,
         ..CertificatePolicy::default()
