@@ -5,6 +5,7 @@
 //! names an environment variable or a file that holds them. See `cosell.example.toml`.
 
 mod connections;
+mod retention;
 mod secret;
 mod sync;
 
@@ -12,6 +13,7 @@ pub use connections::{
     DataverseAuthKind, DataverseConfig, DataverseWebhookAuth, PartnerCenterConfig,
     PartnerCenterWebhookConfig, SecretRef, WebhooksConfig,
 };
+pub use retention::RetentionConfig;
 pub use secret::{Secret, write_owner_only};
 pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
 
@@ -47,6 +49,8 @@ pub struct HostConfig {
     pub sync: SyncConfig,
     #[serde(default)]
     pub pollers: PollersConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// The file this configuration was loaded from (set by [`HostConfig::load`]; named in
     /// errors that tell the user which command to run).
     #[serde(skip)]
@@ -301,6 +305,12 @@ impl HostConfig {
                     );
                 }
             }
+        }
+        if let Some(pc) = &self.partner_center {
+            pc.validate()?;
+        }
+        if let Some(dv) = &self.dataverse {
+            dv.validate()?;
         }
         if self.partner_center.is_some() != self.dataverse.is_some() {
             bail!(

@@ -29,6 +29,7 @@ pub struct RunningHost {
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     watcher: Option<JoinHandle<()>>,
+    retention: Option<JoinHandle<()>>,
 }
 
 /// Starts the host described by `config`, with `token` guarding the admin API.
@@ -99,6 +100,14 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         }
     };
 
+    let retention =
+        crate::retention::Retention::new(config.retention.clone(), deployer.clone(), &metrics);
+    let retention = match &sync {
+        Some(sync) => retention.with_sync(sync.store.clone(), sync.lookups.clone()),
+        None => retention,
+    }
+    .spawn();
+
     let listener = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| {
@@ -132,6 +141,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         shutdown,
         server,
         watcher,
+        retention,
     })
 }
 
@@ -160,6 +170,9 @@ impl RunningHost {
         let _ = self.shutdown.send(());
         if let Some(watcher) = self.watcher {
             watcher.abort();
+        }
+        if let Some(retention) = self.retention {
+            retention.abort();
         }
         if let Some(sync) = self.sync {
             sync.shutdown().await;

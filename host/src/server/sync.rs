@@ -36,6 +36,8 @@ pub struct SyncParts {
     pub webhook_addr: SocketAddr,
     pub wakeup: Wakeup,
     pub store: Arc<dyn SyncStore>,
+    /// The Dataverse lookups the workers share (their customer locks are pruned).
+    pub lookups: Arc<crate::sinks::dataverse::lookups::Lookups>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     listener: WebhookListener,
@@ -130,11 +132,13 @@ pub async fn start(
 ) -> Result<SyncParts> {
     let pc = partner_center_client(config, store.clone())?;
     let dv = dataverse_client(config)?;
+    let writer = OpportunityWriter::new(dv.clone());
+    let lookups = writer.lookups();
     let engine = Arc::new(SyncEngine::new(
         store.clone(),
         pipelines,
         pc.clone(),
-        OpportunityWriter::new(dv.clone()),
+        writer,
         config.sync.clone(),
         metrics.clone(),
     ));
@@ -175,6 +179,7 @@ pub async fn start(
         webhook_addr,
         wakeup,
         store,
+        lookups,
         stop,
         tasks,
         listener,

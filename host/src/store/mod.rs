@@ -37,6 +37,8 @@ pub struct VersionSummary {
     /// When it was last made active, if ever.
     pub last_activated_at: Option<String>,
     pub active: bool,
+    /// Kept whatever the retention says (`cosell mapping pin`).
+    pub pinned: bool,
 }
 
 /// Why a version became active.
@@ -88,4 +90,16 @@ pub trait DeploymentStore: Send + Sync {
 
     /// The versions `step` was activated with, most recent first.
     fn activation_history(&self, step: &str) -> Result<Vec<String>>;
+
+    /// Pins a stored version, so that pruning never deletes it; answers false when it is not
+    /// stored. Pinning a pinned version changes nothing.
+    fn pin(&self, step: &str, version: &str) -> Result<bool>;
+
+    /// Unpins a version; answers whether it was pinned.
+    fn unpin(&self, step: &str, version: &str) -> Result<bool>;
+
+    /// Deletes, for every step, the stored versions (and their activation history) other than
+    /// the `keep` most recently activated, the active one and the pinned ones; answers the
+    /// `(step, version)`s deleted.
+    fn prune_versions(&self, keep: usize) -> Result<Vec<(String, String)>>;
 }
