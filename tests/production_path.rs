@@ -209,7 +209,11 @@ async fn configuration(doc: &str, tenant: &Tenant, dir: &Path) -> (PathBuf, Stri
     // The emulators' APIs are plain http on loopback, which the guide's https-only
     // configuration refuses until each service allows it.
     for service in ["partner_center", "dataverse"] {
-        set(&mut config, &[service, "allow_http"], toml::Value::Boolean(true));
+        set(
+            &mut config,
+            &[service, "allow_http"],
+            toml::Value::Boolean(true),
+        );
     }
     set(
         &mut config,
