@@ -162,15 +162,29 @@ async fn a_good_configuration_passes_and_each_mistake_is_named_with_its_fix() {
         ],
     );
 
-    // A service URL that is neither https nor loopback.
+    // An http service URL without `allow_http` for that service: even on loopback.
     let http_url = setup.check_edited(|text| {
-        let line = text.lines().find(|l| l.starts_with("url = ")).unwrap();
-        text.replacen(line, "url = \"http://contoso.crm.dynamics.com\"", 1)
+        text.replacen(
+            "allow_http = true  # the Dataverse emulator, on loopback\n",
+            "",
+            1,
+        )
     });
     assert_problem(
         "http URL",
         &http_url,
-        &["dataverse.url", "not an https URL"],
+        &[
+            "dataverse.url",
+            "not an https URL",
+            "set dataverse.allow_http = true",
+        ],
+    );
+    let http_token_url =
+        setup.check_edited(|text| text.replacen("allow_http = true\nbase_url", "base_url", 1));
+    assert_problem(
+        "http Partner Center URL",
+        &http_token_url,
+        &["partner_center.base_url", "not an https URL"],
     );
 
     // An admin token too short to start the host with (from admin.token_file).

@@ -425,7 +425,11 @@ async fn a_flood_of_hostile_requests_neither_crashes_nor_slows_the_host() {
 async fn deliveries_without_credentials_are_refused_before_their_body_is_read() {
     SyncEnv::run_polling_every("", 0, |env| async move {
         let addr = env.webhooks_url.trim_start_matches("http://").to_owned();
-        let cert = format!("{}/_emulator/certificate.cer", env.pc_url);
+        let cert = format!(
+            "{}{}",
+            env.pc_url,
+            cosell_emulators::partner_center::signing::CERTIFICATE_PATH
+        );
         let cases = [
             ("partner-center, no signature headers", PC, String::new(), 401),
             ("partner-center, a signature that is not base64", PC,
@@ -471,7 +475,11 @@ async fn held_connections_neither_hold_up_a_genuine_delivery_nor_stay_open() {
     // The test's connections and the host's (a child process, which inherits the limit).
     raise_open_file_limit(2 * HELD as u64 + 1_024);
     SyncEnv::run_polling_every("", 0, |env| async move {
-        let cert = format!("{}/_emulator/certificate.cer", env.pc_url);
+        let cert = format!(
+            "{}{}",
+            env.pc_url,
+            cosell_emulators::partner_center::signing::CERTIFICATE_PATH
+        );
         // Warm: the certificate is fetched and cached by a first genuine delivery.
         assert_eq!(env.signed_delivery("warm-up").send().await.unwrap().status(), 200);
         let stored_before = env.metric("cosell_intake_events_total", &[("source", "partner-center-webhook"), ("result", "queued")]).await;

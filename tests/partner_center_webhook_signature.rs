@@ -116,14 +116,16 @@ impl Emulator {
     }
 }
 
-/// A certificate host on 127.0.0.1 that counts its downloads: `/cert.cer` answers `bytes`
-/// after `delay`, `/moved.cer` redirects to it.
+/// A certificate host on 127.0.0.1 that counts its downloads: `/cert/cert.cer` answers
+/// `bytes` after `delay`, `/cert/moved.cer` redirects to it, and every other name under
+/// `/cert/` is 404 (as Microsoft's storage answers a name it does not hold).
 async fn cert_server(bytes: Vec<u8>, delay: Duration) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
+    let missing = hits.clone();
     let app = Router::new()
         .route(
-            "/cert.cer",
+            "/cert/cert.cer",
             get(move || {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let bytes = bytes.clone();
@@ -134,8 +136,15 @@ async fn cert_server(bytes: Vec<u8>, delay: Duration) -> (String, Arc<AtomicUsiz
             }),
         )
         .route(
-            "/moved.cer",
-            get(|| async { Redirect::temporary("/cert.cer") }),
+            "/cert/moved.cer",
+            get(|| async { Redirect::temporary("/cert/cert.cer") }),
+        )
+        .route(
+            "/cert/{name}",
+            get(move || {
+                missing.fetch_add(1, Ordering::SeqCst);
+                async { axum::http::StatusCode::NOT_FOUND }
+            }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -150,6 +159,7 @@ fn sandbox_policy(pinned: Vec<Vec<u8>>) -> CertificatePolicy {
         pinned,
         fetch_timeout: Duration::from_secs(5),
         cache_ttl: Duration::from_secs(3600),
+        ..CertificatePolicy::default()
     }
 }
 
@@ -287,15 +297,25 @@ async fn certificate_urls_outside_the_policy_are_refused_without_fetching() {
         let cases = [
             (
                 sandbox_policy(vec![]),
-                format!("http://localhost:{port}/cert.cer"),
+                format!("http://localhost:{port}/cert/cert.cer"),
                 "host not allowed",
             ),
-            (https_only, format!("{base}/cert.cer"), "http"),
-            (nobody, format!("{base}/cert.cer"), "empty allow-list"),
+            (https_only, format!("{base}/cert/cert.cer"), "http"),
+            (nobody, format!("{base}/cert/cert.cer"), "empty allow-list"),
             (
                 sandbox_policy(vec![]),
-                format!("{base}/cert.cer?v=1"),
+                format!("{base}/cert/cert.cer?v=1"),
                 "query",
+            ),
+            (
+                sandbox_policy(vec![]),
+                format!("{base}/cert.cer"),
+                "outside the path prefix",
+            ),
+            (
+                sandbox_policy(vec![]),
+                format!("{base}/cert/../other/cert.cer"),
+                "climbing out of the path prefix",
             ),
         ];
         for (policy, url, what) in cases {
@@ -318,7 +338,7 @@ async fn certificate_urls_outside_the_policy_are_refused_without_fetching() {
         let moved = set(
             &headers,
             "x-ms-certificate-url",
-            &format!("{base}/moved.cer"),
+            &format!("{base}/cert/moved.cer"),
         );
         let err = verifier.verify(&moved, &body).await.expect_err("redirect");
         assert!(
@@ -334,7 +354,7 @@ async fn certificate_urls_outside_the_policy_are_refused_without_fetching() {
         let good = set(
             &headers,
             "x-ms-certificate-url",
-            &format!("{base}/cert.cer"),
+            &format!("{base}/cert/cert.cer"),
         );
         verifier.verify(&good, &body).await.expect("allowed URL");
         assert_eq!(hits.load(Ordering::SeqCst), 1);
@@ -379,7 +399,7 @@ async fn a_certificate_not_issued_by_microsoft_is_refused_unless_pinned() {
         );
         headers.insert(
             "x-ms-certificate-url",
-            format!("{base}/cert.cer").parse().unwrap(),
+            format!("{base}/cert/cert.cer").parse().unwrap(),
         );
         headers.insert(
             "x-ms-signature-algorithm",
@@ -393,9 +413,13 @@ async fn a_certificate_not_issued_by_microsoft_is_refused_unless_pinned() {
             .expect_err("Contoso is not Microsoft");
         assert_eq!(err.status, 401);
         assert!(err.reason.contains("issuer"), "{err}");
-        // Not cached as good: the next delivery is judged (and fetched) again.
-        assert!(open.verify(&headers, body).await.is_err());
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // Not cached as good, and the refusal is remembered: no second download.
+        let again = open
+            .verify(&headers, body)
+            .await
+            .expect_err("still refused");
+        assert!(again.reason.contains("issuer"), "{again}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
 
         let pinned = SignatureVerifier::new(sandbox_policy(vec![der])).unwrap();
         pinned
@@ -409,7 +433,7 @@ async fn a_certificate_not_issued_by_microsoft_is_refused_unless_pinned() {
         let other = set(
             &headers,
             "x-ms-certificate-url",
-            &format!("{ms_base}/cert.cer"),
+            &format!("{ms_base}/cert/cert.cer"),
         );
         let err = open.verify(&other, body).await.expect_err("wrong key");
         assert!(err.reason.contains("does not match"), "{err}");
@@ -430,7 +454,7 @@ async fn the_certificate_is_fetched_once_for_many_deliveries_until_the_ttl() {
         let headers = set(
             &headers,
             "x-ms-certificate-url",
-            &format!("{base}/cert.cer"),
+            &format!("{base}/cert/cert.cer"),
         );
         let verifier = Arc::new(SignatureVerifier::new(sandbox_policy(vec![der])).unwrap());
         let tasks: Vec<_> = (0..20)
@@ -467,6 +491,63 @@ async fn the_certificate_is_fetched_once_for_many_deliveries_until_the_ttl() {
             hits.load(Ordering::SeqCst),
             3,
             "fetched again after the TTL only"
+        );
+        emu.running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_deliveries_naming_new_certificate_urls_cause_a_bounded_number_of_downloads() {
+    use cosell::sources::partner_center_webhook::certificates::NEW_URL_BURST;
+    tokio::time::timeout(BOUND, async {
+        let emu = Emulator::start().await;
+        let (genuine, body) = emu.one_delivery().await;
+        let der = cosell_emulators::partner_center::signing::SigningMaterial::get();
+        let verifier = Arc::new(
+            SignatureVerifier::new(sandbox_policy(vec![der.certificate_der().to_vec()])).unwrap(),
+        );
+        verifier.verify(&genuine, &body).await.expect("genuine");
+        assert_eq!(verifier.certificates().fetches(), 1);
+
+        // An attacker on the allowed host's path prefix: every forged delivery names a new
+        // certificate URL, which that host answers 404.
+        let (base, hits) = cert_server(Vec::new(), Duration::ZERO).await;
+        let mut refused = 0;
+        for round in 0..10 {
+            let mut forged = tokio::task::JoinSet::new();
+            for i in 0..100 {
+                let url = format!("{base}/cert/forged-{round}-{i}.cer");
+                let (v, h, b) = (
+                    verifier.clone(),
+                    set(&genuine, "x-ms-certificate-url", &url),
+                    body.clone(),
+                );
+                forged.spawn(async move { v.verify(&h, &b).await });
+            }
+            while let Some(result) = forged.join_next().await {
+                let err = result.unwrap().expect_err("forged");
+                assert_eq!(err.status, 401, "{err}");
+                refused += 1;
+            }
+            // Genuine deliveries keep being verified, from the cache.
+            verifier
+                .verify(&genuine, &body)
+                .await
+                .expect("genuine during the flood");
+        }
+        assert_eq!(refused, 1000);
+        let forged_downloads = hits.load(Ordering::SeqCst) as u64;
+        // The burst, plus one refill if the test ran past the refill interval.
+        assert!(
+            forged_downloads <= u64::from(NEW_URL_BURST) + 1,
+            "{forged_downloads} downloads for 1,000 forged URLs"
+        );
+        assert_eq!(
+            verifier.certificates().fetches(),
+            1 + forged_downloads,
+            "the genuine certificate was never downloaded again"
         );
         emu.running.stop().await;
     })

@@ -206,6 +206,15 @@ async fn configuration(doc: &str, tenant: &Tenant, dir: &Path) -> (PathBuf, Stri
         .await
         .unwrap();
     let certificate = secret_file(dir, "pc-emulator.pem", &certificate);
+    // The emulators' APIs are plain http on loopback, which the guide's https-only
+    // configuration refuses until each service allows it.
+    for service in ["partner_center", "dataverse"] {
+        set(
+            &mut config,
+            &[service, "allow_http"],
+            toml::Value::Boolean(true),
+        );
+    }
     set(
         &mut config,
         &["partner_center", "webhooks", "certificate_hosts"],

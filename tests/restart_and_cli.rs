@@ -1,6 +1,7 @@
 //! The `cosell` binary as an operator and a mapping author use it: `mapping test`, `serve`,
-//! `mapping deploy | list | rollback`, and a restart (even after SIGKILL) that keeps the
-//! deployed versions and loads them from the artifact cache.
+//! `mapping deploy | list | rollback | pin | unpin`, retention of stored versions, and a
+//! restart (even after SIGKILL) that keeps the deployed versions and loads them from the
+//! artifact cache.
 
 mod support;
 
@@ -213,6 +214,101 @@ fn a_restart_keeps_the_deployed_and_rolled_back_versions() {
     let health: Value = reqwest_blocking_get(&format!("{}/healthz", host.url));
     assert_eq!(health["status"], "ok");
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// The stored versions of `step` as `(version, pinned)`, newest upload first.
+fn stored(served: &Served, step: &str) -> Vec<(String, bool)> {
+    let (code, body) = admin(served, &["list", step]);
+    assert_eq!(code, 0, "{body}");
+    body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap().to_owned(),
+                v["pinned"] == true,
+            )
+        })
+        .collect()
+}
+
+/// Waits (at most 60 s) until the stored versions of `step` are `expected`.
+fn wait_for_versions(served: &Served, step: &str, expected: &[(String, bool)]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = stored(served, step);
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stored versions {now:?}, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn retention_deletes_old_versions_but_never_the_active_or_a_pinned_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cosell.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[state]\npath = \"state/cosell.db\"\n\
+             [retention]\ninterval_secs = 1\nmapping_versions = 1\n\
+             [[pipelines.partner-center-to-crm]]\nstep = \"pc-to-crm\"\ncomponent = \"{}\"\n",
+            guest_path("testing/version_stamp.wasm").display()
+        ),
+    )
+    .unwrap();
+    let host = serve(&config);
+    let v1 = active(&host);
+    let (code, body) = admin(&host, &["pin", "pc-to-crm", &v1[..15]]);
+    assert_eq!(code, 0, "{body}");
+    assert_eq!(body["version"], v1.as_str(), "the prefix names the version");
+    let mut deployed = Vec::new();
+    for n in 2..=4 {
+        let file = dir.path().join(format!("v{n}.wasm"));
+        let stamped = with_custom_section(&guest("testing/version_stamp.wasm"), "v", &[b'0' + n]);
+        std::fs::write(&file, stamped).unwrap();
+        let (code, report) = admin(&host, &["deploy", "pc-to-crm", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{report}");
+        deployed.push(report["version"].as_str().unwrap().to_owned());
+    }
+    let v4 = deployed[2].clone();
+    // v2 and v3 go; v4 is active (and the one most recent), v1 is pinned.
+    wait_for_versions(
+        &host,
+        "pc-to-crm",
+        &[(v4.clone(), false), (v1.clone(), true)],
+    );
+    let metrics = reqwest_blocking_get_text(&format!("{}/metrics", host.url));
+    let pruned = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cosell_retention_pruned_total{what=\"mapping_versions\"} "))
+        .map(|n| n.trim().parse::<u64>().unwrap());
+    assert_eq!(pruned, Some(2), "{metrics}");
+    // A pruned version is gone for good: rolling back to it says so.
+    let (code, _) = admin(&host, &["rollback", "pc-to-crm", "--to", &deployed[0]]);
+    assert_eq!(code, 1, "v2 was deleted");
+    // The pinned one is still there to roll back to.
+    let (code, report) = admin(&host, &["rollback", "pc-to-crm", "--to", &v1]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(active(&host), v1);
+    // Unpinned, and no longer active or the most recent: it goes too... once another is active.
+    let (code, body) = admin(&host, &["unpin", "pc-to-crm", &v1]);
+    assert_eq!(
+        (code, &body["was_pinned"]),
+        (0, &Value::Bool(true)),
+        "{body}"
+    );
+    let (code, _) = admin(&host, &["rollback", "pc-to-crm", "--to", &v4]);
+    assert_eq!(code, 0);
+    wait_for_versions(&host, "pc-to-crm", &[(v4, false)]);
+    let (code, _) = admin(&host, &["pin", "pc-to-crm", &v1]);
+    assert_eq!(code, 1, "an unknown version cannot be pinned");
 }
 
 fn reqwest_blocking_get(url: &str) -> Value {

@@ -35,7 +35,7 @@ async fn refused_partner_center_deliveries_store_nothing() {
         let event = json!({"EventName": "referral-created", "ResourceUri": "http://x/v1.0/engagements/referrals/abc",
                            "ResourceName": "Referral", "AuditUri": null, "ResourceChangeUtcDate": "2026-12-02T00:00:00Z"})
         .to_string();
-        let emulator_cert = format!("{}/_emulator/certificate.cer", env.pc_url);
+        let emulator_cert = format!("{}{}", env.pc_url, cosell_emulators::partner_center::signing::CERTIFICATE_PATH);
         // No signature at all.
         let status = post(&url, &[("content-type", "application/json"), ("x-ms-certificate-url", &emulator_cert), ("x-ms-signature-algorithm", "rsa-sha256")], event.clone()).await;
         assert_eq!(status, 401);

@@ -16,6 +16,7 @@ pub mod deploy;
 pub mod metrics;
 pub mod pipeline;
 mod private_dir;
+pub mod retention;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;

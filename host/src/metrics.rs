@@ -353,3 +353,19 @@ fn outcome_label(kind: &CallErrorKind) -> String {
         other => other.label().to_owned(),
     }
 }
+
+impl Metrics {
+    /// Registers a metric owned by the module that updates it (which then keeps its labels
+    /// to itself), served on `/metrics` with the others, under the `cosell_` prefix.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .register(name, help, metric);
+    }
+}

@@ -53,7 +53,11 @@ pub(crate) struct Setting {
 impl Setting {
     pub(crate) fn new(env: &SyncEnv, bait_url: String) -> Self {
         Setting {
-            cert_url: format!("{}/_emulator/certificate.cer", env.pc_url),
+            cert_url: format!(
+                "{}{}",
+                env.pc_url,
+                cosell_emulators::partner_center::signing::CERTIFICATE_PATH
+            ),
             dv_key: std::fs::read_to_string(env.dir.path().join("secrets/dataverse-webhook-key"))
                 .unwrap(),
             pc_port: env.pc_url.rsplit(':').next().unwrap().parse().unwrap(),

@@ -294,7 +294,11 @@ impl SyncEnv {
             .header("authorization", signature)
             .header(
                 "x-ms-certificate-url",
-                format!("{}/_emulator/certificate.cer", self.pc_url),
+                format!(
+                    "{}{}",
+                    self.pc_url,
+                    cosell_emulators::partner_center::signing::CERTIFICATE_PATH
+                ),
             )
             .header("x-ms-signature-algorithm", "rsa-sha256")
             .body(body)

@@ -10,8 +10,11 @@
 //!   served over TLS (webpki roots, via rustls) by a host Microsoft controls. Building and
 //!   checking X.509 chains ourselves would add a second trust store and a large attack surface
 //!   for no gain over that. The URL must be https (http only if `allow_http`, meant for the
-//!   emulator on loopback), on an allowed host (exact, case-insensitive), with no user info,
-//!   query or fragment; any port is accepted (the owner of the host owns its ports).
+//!   emulator on loopback), on an allowed host (exact, case-insensitive), under the allowed
+//!   path prefix (Microsoft's documented URL is `/cert/<name>.cer`: the container the
+//!   certificate is published in, so a forged delivery cannot name any other blob of that
+//!   storage host), with no user info, query or fragment; any port is accepted (the owner of
+//!   the host owns its ports).
 //! - A URL outside the policy is refused **before** any network call, so a forged delivery
 //!   cannot make cosell fetch arbitrary URLs (SSRF).
 //! - Pinned certificates (e.g. the emulator's, which is self-signed) are trusted by comparing
@@ -30,6 +33,9 @@ use x509_cert::der::{Decode, DecodePem, Encode};
 /// (`https://3psostorageacct.blob.core.windows.net/cert/pcnotifications-dispatch.microsoft.com.cer`).
 pub const PARTNER_CENTER_CERTIFICATE_HOST: &str = "3psostorageacct.blob.core.windows.net";
 
+/// The path prefix of that documented URL: the storage container the certificate is in.
+pub const PARTNER_CENTER_CERTIFICATE_PATH_PREFIX: &str = "/cert/";
+
 /// The smallest RSA key a signature is checked with (what `ring` verifies; Partner Center's
 /// certificate has one of 2048 bits).
 const MIN_KEY_BITS: usize = 2048;
@@ -42,6 +48,9 @@ const MICROSOFT_ISSUER: &str = "O=Microsoft Corporation";
 pub struct CertificatePolicy {
     /// Hosts x-ms-certificate-url may name (exact, case-insensitive host match). Empty = refuse all.
     pub allowed_hosts: Vec<String>,
+    /// The path every certificate URL must start with (compared after the URL is normalised,
+    /// so `..` segments cannot climb out of it); something must follow it.
+    pub path_prefix: String,
     /// Allow http:// certificate URLs (only for the sandbox/emulator on loopback). Default false: https only.
     pub allow_http: bool,
     /// Certificates (DER bytes) trusted as they are, e.g. the emulator's; any certificate
@@ -52,24 +61,30 @@ pub struct CertificatePolicy {
     pub fetch_timeout: Duration,
     /// How long a downloaded certificate is used before it is fetched again.
     pub cache_ttl: Duration,
+    /// How long a failed download or a refused certificate is remembered for its URL, so that
+    /// deliveries naming it are refused without downloading it again meanwhile.
+    pub failure_ttl: Duration,
 }
 
 impl Default for CertificatePolicy {
     /// Production: Partner Center's documented certificate host only, https, nothing pinned,
-    /// 15 s to download, cached for an hour.
+    /// under its documented path prefix, 15 s to download, cached for an hour, a failure
+    /// remembered for a minute.
     fn default() -> Self {
         Self {
             allowed_hosts: vec![PARTNER_CENTER_CERTIFICATE_HOST.to_owned()],
+            path_prefix: PARTNER_CENTER_CERTIFICATE_PATH_PREFIX.to_owned(),
             allow_http: false,
             pinned: Vec::new(),
             fetch_timeout: Duration::from_secs(15),
             cache_ttl: Duration::from_secs(3600),
+            failure_ttl: Duration::from_secs(60),
         }
     }
 }
 
 /// Why no key could be had for a certificate URL. Messages never repeat header values.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CertificateError {
     /// The URL is malformed or outside the policy; nothing was fetched.
     #[error("certificate URL refused: {0}")]
@@ -80,6 +95,10 @@ pub enum CertificateError {
     /// The certificate was fetched but is not one to trust (or not an RSA certificate).
     #[error("certificate not acceptable: {0}")]
     NotAcceptable(String),
+    /// The URL is allowed but no download may start now (too many new certificate URLs
+    /// recently, or too many downloads at once); Partner Center retries the delivery later.
+    #[error("certificate not fetched now: {0}; the delivery can be retried later")]
+    Throttled(&'static str),
 }
 
 /// Parses PEM (recognised by its `-----BEGIN` line) or else DER.
@@ -127,7 +146,13 @@ pub fn check_url(policy: &CertificatePolicy, raw: &str) -> Result<Url, Certifica
             "the host is not on the allow-list",
         ));
     }
-    Ok(url)
+    // `Url::parse` has already resolved `.` and `..` segments (percent-encoded ones too).
+    match url.path().strip_prefix(policy.path_prefix.as_str()) {
+        Some(rest) if !rest.is_empty() => Ok(url),
+        _ => Err(CertificateError::UrlRefused(
+            "the path is not under the allowed certificate path prefix",
+        )),
+    }
 }
 
 /// A certificate judged acceptable: its key and the end of its validity (None when pinned).

@@ -140,7 +140,11 @@ pub async fn run(args: &IntakeArgs) -> Result<FigureResults> {
         })
         .map_err(anyhow::Error::msg)?;
     let url = format!("{}/webhooks/partner-center", env.webhooks_url);
-    let certificate_url = format!("{}/_emulator/certificate.cer", env.pc_url);
+    let certificate_url = format!(
+        "{}{}",
+        env.pc_url,
+        cosell_emulators::partner_center::signing::CERTIFICATE_PATH
+    );
     // One warm-up delivery: the host downloads and caches the certificate.
     let warm = Arc::new(sign_deliveries(&env.pc_url, 9999, 1));
     send_all(&url, &certificate_url, warm, 1).await?;

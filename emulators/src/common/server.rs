@@ -20,6 +20,15 @@ use tower::ServiceExt;
 /// Paths that faults never touch: the control endpoints must work during a fault drill.
 pub const CONTROL_PREFIX: &str = "/_emulator/";
 
+/// The Partner Center emulator's signing certificate (under Microsoft's documented `/cert/`
+/// path) stands for a file on Microsoft's storage host, another service than the APIs whose
+/// outages the faults model, so faults do not touch it either.
+pub const CERTIFICATE_PREFIX: &str = "/cert/";
+
+fn faults_apply(path: &str) -> bool {
+    !path.starts_with(CONTROL_PREFIX) && !path.starts_with(CERTIFICATE_PREFIX)
+}
+
 /// A running emulator. Dropping it does not stop it; call [`RunningEmulator::stop`].
 pub struct RunningEmulator {
     /// Where it listens.
@@ -80,7 +89,7 @@ async fn handle(
     faults: Faults,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, std::io::Error> {
-    if !request.uri().path().starts_with(CONTROL_PREFIX) {
+    if faults_apply(request.uri().path()) {
         let (fault, latency) = faults.for_request();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -143,7 +152,7 @@ async fn handle(
 fn is_faultable_write(request: &Request<Incoming>) -> bool {
     let path = request.uri().path();
     [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(request.method())
-        && !path.starts_with(CONTROL_PREFIX)
+        && faults_apply(path)
         && !path.contains("/oauth2/")
 }
 

@@ -12,7 +12,7 @@
 //! | POST | `/{tenant}/oauth2/v2.0/devicecode` | here, [`crate::common::device_code`] |
 //! | GET, POST | `/v1.0/engagements/referrals` | [`referrals_http`], [`referrals`] |
 //! | GET, PATCH, PUT | `/v1.0/engagements/referrals/{id}` | [`referrals_http`], [`referrals`] |
-//! | GET | `/_emulator/certificate.cer` (DER), `/_emulator/certificate.pem` | [`signing`] |
+//! | GET | `/cert/pcnotifications-dispatch.microsoft.com.cer` (DER), `/_emulator/certificate.pem` | [`signing`] |
 //! | GET | `/_emulator/webhooks/deliveries`, `/_emulator/webhooks/parked` | [`webhooks`] |
 //! | GET, POST | `/_emulator/device-codes`, `/_emulator/device-codes/{user_code}/approve\|deny` | here |
 //! | * | `/_emulator/microsoft/...`, `GET /_emulator/refresh-token` | [`microsoft`] |
@@ -467,7 +467,7 @@ impl PartnerCenter {
             )
             .route("/_emulator/webhooks/deliveries", get(w::deliveries))
             .route("/_emulator/webhooks/parked", get(w::parked))
-            .route("/_emulator/certificate.cer", get(w::certificate_der))
+            .route(signing::CERTIFICATE_PATH, get(w::certificate_der))
             .route("/_emulator/certificate.pem", get(w::certificate_pem))
             .route("/_emulator/device-codes", get(pending_sign_ins))
             .route(

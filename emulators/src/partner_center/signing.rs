@@ -9,8 +9,10 @@
 //! It does NOT chain to a Microsoft root: a receiver's chain check must be relaxed for the
 //! emulator (e.g. trust this certificate explicitly).
 //!
-//! Served as DER at `GET /_emulator/certificate.cer` (what `x-ms-certificate-url` names; the
-//! real file is a `.cer`) and as PEM at `GET /_emulator/certificate.pem`.
+//! Served as DER at [`CERTIFICATE_PATH`] (what `x-ms-certificate-url` names: the path of
+//! Microsoft's documented URL, `/cert/pcnotifications-dispatch.microsoft.com.cer`, so a
+//! receiver pinning the documented path prefix accepts it) and as PEM at
+//! `GET /_emulator/certificate.pem` (a control endpoint, to trust it from).
 
 use base64::Engine;
 use rsa::pkcs1v15::SigningKey;
@@ -19,6 +21,9 @@ use rsa::sha2::Sha256;
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use std::sync::OnceLock;
+
+/// Where the certificate is served (DER), as on Microsoft's storage host.
+pub const CERTIFICATE_PATH: &str = "/cert/pcnotifications-dispatch.microsoft.com.cer";
 
 /// The signing key and its certificate.
 pub struct SigningMaterial {

@@ -28,7 +28,7 @@
 //! GET it (the live value is undocumented; receivers should take the trailing id).
 //! Not emitted: `related-referral-*` events (their payload is not documented).
 
-use super::signing::SigningMaterial;
+use super::signing::{self, SigningMaterial};
 use super::{Api, Inner, authorize};
 use crate::common::faults::DeliveryFault;
 use crate::common::server::error_response;
@@ -313,7 +313,7 @@ async fn attempt(
                 .header(signature_header, signature)
                 .header(
                     "x-ms-certificate-url",
-                    format!("{}/_emulator/certificate.cer", inner.base_url()),
+                    format!("{}{}", inner.base_url(), signing::CERTIFICATE_PATH),
                 )
                 .header("x-ms-signature-algorithm", "rsa-sha256")
                 .body(body.to_vec())

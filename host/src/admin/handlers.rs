@@ -135,6 +135,30 @@ pub async fn deploy(
     Ok((StatusCode::OK, Json(report)).into_response())
 }
 
+/// `PUT /admin/v1/steps/{step}/versions/{version}/pin`: retention never deletes a pinned
+/// version (`version` is a full hash or a unique prefix).
+pub async fn pin(
+    State(state): State<AdminState>,
+    Path((step, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let version = state.deployer.pin(&step, &version).await?;
+    Ok(Json(
+        json!({ "step": step, "version": version, "pinned": true }),
+    ))
+}
+
+/// `DELETE /admin/v1/steps/{step}/versions/{version}/pin`: the version is pruned again like
+/// any other once it is neither active nor among the most recent.
+pub async fn unpin(
+    State(state): State<AdminState>,
+    Path((step, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (version, was_pinned) = state.deployer.unpin(&step, &version).await?;
+    Ok(Json(
+        json!({ "step": step, "version": version, "pinned": false, "was_pinned": was_pinned }),
+    ))
+}
+
 /// Body of a rollback request.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -66,6 +66,10 @@ pub fn router(state: AdminState) -> Router {
             get(handlers::list_versions).post(handlers::deploy),
         )
         .route("/steps/{step}/rollback", post(handlers::rollback))
+        .route(
+            "/steps/{step}/versions/{version}/pin",
+            axum::routing::put(handlers::pin).delete(handlers::unpin),
+        )
         .route("/pipelines/{direction}/run", post(handlers::run_pipeline))
         .route("/queue", get(sync_handlers::queue))
         .route("/dead-letters", get(sync_handlers::dead_letters))

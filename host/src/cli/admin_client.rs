@@ -1,4 +1,4 @@
-//! `cosell mapping deploy | list | rollback` (and the helpers other admin commands share):
+//! `cosell mapping deploy | list | rollback | pin | unpin` (and the helpers other admin commands share):
 //! talk to a running host's admin API.
 
 use super::AdminArgs;
@@ -63,6 +63,18 @@ pub async fn list(admin: &AdminArgs, step: Option<&str>) -> Result<i32> {
         None => "/steps".to_owned(),
     };
     send(client()?.get(url(admin, &path)), admin).await
+}
+
+/// Pins (`pinned`) or unpins a stored version.
+pub async fn pin(admin: &AdminArgs, step: &str, version: &str, pinned: bool) -> Result<i32> {
+    let url = url(admin, &format!("/steps/{step}/versions/{version}/pin"));
+    let client = client()?;
+    let request = if pinned {
+        client.put(url)
+    } else {
+        client.delete(url)
+    };
+    send(request, admin).await
 }
 
 pub async fn rollback(admin: &AdminArgs, step: &str, to: Option<&str>) -> Result<i32> {

@@ -95,9 +95,7 @@ fn check_offline(config: &HostConfig, report: &mut Report) {
         }
     }
     if let Some(pc) = &config.partner_center {
-        check_url("partner_center.base_url", &pc.base_url, report);
-        check_url("partner_center.webhooks_url", &pc.webhooks_url, report);
-        check_url("partner_center.token_url", &pc.token_url, report);
+        // Its URLs were checked by loading it (`HostConfig::validate`).
         for certificate in &pc.webhooks.trusted_certificates {
             check_readable(
                 "partner_center.webhooks.trusted_certificates",
@@ -105,10 +103,6 @@ fn check_offline(config: &HostConfig, report: &mut Report) {
                 report,
             );
         }
-    }
-    if let Some(dv) = &config.dataverse {
-        check_url("dataverse.url", &dv.url, report);
-        check_url("dataverse.token_url", &dv.token_url, report);
     }
     if let Some(dir) = &config.deploy.watch_dir
         && dir.exists()
@@ -193,29 +187,6 @@ fn check_component(key: &str, path: &Path, report: &mut Report) {
             "{key}: {} is not a WebAssembly file\n  fix: point `component` at a built .wasm (e.g. guest-mappings/dist/)",
             path.display()
         ));
-    }
-}
-
-fn check_url(key: &str, value: &str, report: &mut Report) {
-    match url::Url::parse(value) {
-        Ok(url) if url.scheme() == "https" => {}
-        Ok(url) if url.scheme() == "http" && is_loopback(&url) => {}
-        Ok(url) => report.problem(format!(
-            "{key} = \"{value}\" is not an https URL\n  fix: Microsoft's services are only reachable over https (plain http is accepted for loopback emulators only); the scheme is `{}`",
-            url.scheme()
-        )),
-        Err(err) => report.problem(format!(
-            "{key} = \"{value}\" is not a URL: {err}\n  fix: write the full address, e.g. https://contoso.crm.dynamics.com"
-        )),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name == "localhost",
-        None => false,
     }
 }
 

@@ -223,6 +223,26 @@ pub enum MappingCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Keep a stored version of a step whatever the retention (`retention.mapping_versions`).
+    Pin {
+        /// The step.
+        step: String,
+        /// The version (full `sha256:` hash or a unique prefix).
+        #[arg(value_name = "VERSION")]
+        hash: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Let retention delete a pinned version again once it is neither active nor recent.
+    Unpin {
+        /// The step.
+        step: String,
+        /// The version (full `sha256:` hash or a unique prefix).
+        #[arg(value_name = "VERSION")]
+        hash: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// How to reach a running host's admin API.
@@ -294,6 +314,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Mapping(MappingCommand::Rollback { step, to, admin }) => {
             admin_client::rollback(&admin, &step, to.as_deref()).await
+        }
+        Command::Mapping(MappingCommand::Pin { step, hash, admin }) => {
+            admin_client::pin(&admin, &step, &hash, true).await
+        }
+        Command::Mapping(MappingCommand::Unpin { step, hash, admin }) => {
+            admin_client::pin(&admin, &step, &hash, false).await
         }
         Command::Audit {
             record,

@@ -5,7 +5,9 @@
 //! file that holds each one, and is read only when the host starts.
 
 use super::Secret;
-use crate::sources::partner_center_webhook::certificates::PARTNER_CENTER_CERTIFICATE_HOST;
+use crate::sources::partner_center_webhook::certificates::{
+    PARTNER_CENTER_CERTIFICATE_HOST, PARTNER_CENTER_CERTIFICATE_PATH_PREFIX,
+};
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -63,6 +65,10 @@ pub struct PartnerCenterConfig {
     pub token_url: String,
     pub client_id: String,
     pub client_secret: SecretRef,
+    /// Accept `http://` in `base_url`, `webhooks_url` and `token_url` (a local emulator only:
+    /// the client secret and tokens travel on them).
+    #[serde(default)]
+    pub allow_http: bool,
     /// The delegated refresh token of a user with a co-sell role; optional once
     /// `cosell partner-center login` has kept one in the state database. Refresh tokens
     /// rotate: the host keeps the newest one in its state database and uses the one here only
@@ -81,6 +87,47 @@ impl PartnerCenterConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs.max(1))
     }
+
+    /// Checks its URLs (see [`check_service_url`]).
+    pub fn validate(&self) -> Result<()> {
+        check_service_url(
+            "partner_center.base_url",
+            &self.base_url,
+            self.allow_http,
+            "partner_center",
+        )?;
+        check_service_url(
+            "partner_center.webhooks_url",
+            &self.webhooks_url,
+            self.allow_http,
+            "partner_center",
+        )?;
+        check_service_url(
+            "partner_center.token_url",
+            &self.token_url,
+            self.allow_http,
+            "partner_center",
+        )
+    }
+}
+
+/// Checks that `value`, the service URL at `key`, is an https URL, or an http one when the
+/// `section`'s `allow_http` is set: a client secret, a refresh token or an access token goes
+/// with every request to it, and anyone on the path could read them over plain http.
+pub fn check_service_url(key: &str, value: &str, allow_http: bool, section: &str) -> Result<()> {
+    let url = url::Url::parse(value).with_context(|| {
+        format!("{key} = \"{value}\" is not a URL; write the full address, e.g. https://contoso.crm.dynamics.com")
+    })?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_http => Ok(()),
+        "http" => anyhow::bail!(
+            "{key} = \"{value}\" is not an https URL: credentials and tokens travel on it, and Microsoft's services are only reachable over https. Use https; for a local emulator only, set {section}.allow_http = true"
+        ),
+        other => anyhow::bail!(
+            "{key} = \"{value}\" is not an https URL (its scheme is `{other}`); use https"
+        ),
+    }
 }
 
 /// `[partner_center.webhooks]`: which certificates may sign deliveries.
@@ -89,6 +136,8 @@ impl PartnerCenterConfig {
 pub struct PartnerCenterWebhookConfig {
     /// Hosts `x-ms-certificate-url` may name.
     pub certificate_hosts: Vec<String>,
+    /// The path every `x-ms-certificate-url` must start with (Microsoft's documented one).
+    pub certificate_path_prefix: String,
     /// Accept `http://` certificate URLs (the sandbox's emulator only).
     pub allow_http: bool,
     /// Certificate files (PEM or DER) trusted as they are, e.g. the emulator's.
@@ -101,6 +150,7 @@ impl Default for PartnerCenterWebhookConfig {
             // The host the certificate was observed on (reference §2.6); not documented by
             // Microsoft as fixed, so operators can extend it.
             certificate_hosts: vec![PARTNER_CENTER_CERTIFICATE_HOST.into()],
+            certificate_path_prefix: PARTNER_CENTER_CERTIFICATE_PATH_PREFIX.into(),
             allow_http: false,
             trusted_certificates: Vec::new(),
         }
@@ -115,6 +165,10 @@ pub struct DataverseConfig {
     pub url: String,
     /// `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`.
     pub token_url: String,
+    /// Accept `http://` in `url` and `token_url` (a local emulator only: the client secret
+    /// and tokens travel on them).
+    #[serde(default)]
+    pub allow_http: bool,
     pub client_id: String,
     pub client_secret: SecretRef,
     /// Defaults to `<url>/.default`.
@@ -136,6 +190,17 @@ fn default_dataverse_concurrency() -> usize {
 impl DataverseConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs.max(1))
+    }
+
+    /// Checks its URLs (see [`check_service_url`]).
+    pub fn validate(&self) -> Result<()> {
+        check_service_url("dataverse.url", &self.url, self.allow_http, "dataverse")?;
+        check_service_url(
+            "dataverse.token_url",
+            &self.token_url,
+            self.allow_http,
+            "dataverse",
+        )
     }
 }
 

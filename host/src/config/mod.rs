@@ -6,6 +6,7 @@
 
 mod connections;
 mod listener;
+mod retention;
 mod secret;
 mod sync;
 
@@ -13,6 +14,7 @@ pub use connections::{
     DataverseAuthKind, DataverseConfig, DataverseWebhookAuth, PartnerCenterConfig,
     PartnerCenterWebhookConfig, SecretRef, WebhooksConfig,
 };
+pub use retention::RetentionConfig;
 pub use secret::{Secret, write_owner_only};
 pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
 
@@ -50,6 +52,8 @@ pub struct HostConfig {
     pub sync: SyncConfig,
     #[serde(default)]
     pub pollers: PollersConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// The file this configuration was loaded from (set by [`HostConfig::load`]; named in
     /// errors that tell the user which command to run).
     #[serde(skip)]
@@ -331,6 +335,12 @@ impl HostConfig {
                     );
                 }
             }
+        }
+        if let Some(pc) = &self.partner_center {
+            pc.validate()?;
+        }
+        if let Some(dv) = &self.dataverse {
+            dv.validate()?;
         }
         if self.partner_center.is_some() != self.dataverse.is_some() {
             bail!(

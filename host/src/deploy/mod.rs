@@ -161,6 +161,51 @@ impl Deployer {
         result
     }
 
+    /// Pins a stored version of a step (a full hash or a unique prefix), so that retention
+    /// never deletes it; answers the full version.
+    pub async fn pin(&self, step_name: &str, version: &str) -> Result<String, DeployError> {
+        let _serial = self.serial.lock().await;
+        self.known_step(step_name)?;
+        let version = self.resolve_version(step_name, version)?;
+        if !self.store.pin(step_name, &version)? {
+            // Pruned between the lookup and the pin: impossible under `serial`, but say so.
+            return Err(DeployError::UnknownVersion {
+                step: step_name.to_owned(),
+                version,
+            });
+        }
+        Ok(version)
+    }
+
+    /// Unpins a version (a full hash or a unique prefix of a stored one); answers the full
+    /// version and whether it was pinned.
+    pub async fn unpin(
+        &self,
+        step_name: &str,
+        version: &str,
+    ) -> Result<(String, bool), DeployError> {
+        let _serial = self.serial.lock().await;
+        self.known_step(step_name)?;
+        let version = self.resolve_version(step_name, version)?;
+        let was_pinned = self.store.unpin(step_name, &version)?;
+        Ok((version, was_pinned))
+    }
+
+    /// Deletes the stored versions retention no longer keeps (see
+    /// [`DeploymentStore::prune_versions`]); one at a time with deploys and rollbacks, so a
+    /// version being rolled back to is never deleted under it.
+    pub async fn prune_versions(&self, keep: usize) -> Result<Vec<(String, String)>, DeployError> {
+        let _serial = self.serial.lock().await;
+        Ok(self.store.prune_versions(keep)?)
+    }
+
+    fn known_step(&self, step_name: &str) -> Result<(), DeployError> {
+        self.pipelines
+            .step(step_name)
+            .map(|_| ())
+            .ok_or_else(|| DeployError::UnknownStep(step_name.to_owned()))
+    }
+
     /// The stored versions of a step.
     pub fn versions(&self, step_name: &str) -> Result<Vec<VersionSummary>, DeployError> {
         self.pipelines

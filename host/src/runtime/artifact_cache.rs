@@ -53,8 +53,8 @@
 //! `max_bytes`; the rest are deleted. The entry just written is always kept, even when it alone
 //! is larger than the bound. Temporary files left by a crash are deleted after an hour.
 
-use anyhow::Context as _;
 use crate::private_dir::{DirState, create_private_dir};
+use anyhow::Context as _;
 use ring::hmac;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash as _, Hasher};

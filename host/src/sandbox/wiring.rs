@@ -136,6 +136,8 @@ path = "cosell.db"
 watch_dir = "drop"
 
 [partner_center]
+# The emulators listen over plain http on loopback; real services are https only.
+allow_http = true
 base_url = "{pc_url}"
 webhooks_url = "{pc_webhooks_url}"
 token_url = "{pc_url}/{pc_tenant}/oauth2/token"
@@ -151,6 +153,7 @@ allow_http = true
 trusted_certificates = ["{certificate}"]
 
 [dataverse]
+allow_http = true  # the Dataverse emulator, on loopback
 url = "{dv_url}"
 token_url = "{dv_url}/{dv_tenant}/oauth2/v2.0/token"
 client_id = "{dv_client}"

@@ -32,6 +32,7 @@ pub struct RunningHost {
     shutdown: oneshot::Sender<()>,
     server: Listener,
     watcher: Option<JoinHandle<()>>,
+    retention: Option<JoinHandle<()>>,
 }
 
 /// Starts the host described by `config`, with `token` guarding the admin API.
@@ -114,6 +115,13 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         deployer.on_activation(sync.requeue_parked_hook());
     }
 
+    let retention =
+        crate::retention::Retention::new(config.retention.clone(), deployer.clone(), &metrics);
+    let retention = match &sync {
+        Some(sync) => retention.with_sync(sync.store.clone(), sync.lookups.clone()),
+        None => retention,
+    }
+    .spawn();
 
     let admin_limits = config.admin.limits()?;
     let app = admin::router(AdminState {
@@ -146,6 +154,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         shutdown,
         server,
         watcher,
+        retention,
     })
 }
 
@@ -175,6 +184,9 @@ impl RunningHost {
         let _ = self.shutdown.send(());
         if let Some(watcher) = self.watcher {
             watcher.abort();
+        }
+        if let Some(retention) = self.retention {
+            retention.abort();
         }
         if let Some(sync) = self.sync {
             sync.shutdown().await;

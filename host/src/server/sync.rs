@@ -36,6 +36,8 @@ pub struct SyncParts {
     pub webhook_addr: SocketAddr,
     pub wakeup: Wakeup,
     pub store: Arc<dyn SyncStore>,
+    /// The Dataverse lookups the workers share (their customer locks are pruned).
+    pub lookups: Arc<crate::sinks::dataverse::lookups::Lookups>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     listener: Listener,
@@ -99,6 +101,7 @@ fn verifier(config: &HostConfig) -> Result<Option<Arc<SignatureVerifier>>> {
         .collect::<Result<Vec<_>>>()?;
     let policy = CertificatePolicy {
         allowed_hosts: pc.webhooks.certificate_hosts.clone(),
+        path_prefix: pc.webhooks.certificate_path_prefix.clone(),
         allow_http: pc.webhooks.allow_http,
         pinned,
         ..CertificatePolicy::default()
@@ -129,11 +132,13 @@ pub async fn start(
 ) -> Result<SyncParts> {
     let pc = partner_center_client(config, store.clone())?;
     let dv = dataverse_client(config)?;
+    let writer = OpportunityWriter::new(dv.clone());
+    let lookups = writer.lookups();
     let engine = Arc::new(SyncEngine::new(
         store.clone(),
         pipelines,
         pc.clone(),
-        OpportunityWriter::new(dv.clone()),
+        writer,
         config.sync.clone(),
         metrics.clone(),
     ));
@@ -185,6 +190,7 @@ pub async fn start(
         webhook_addr,
         wakeup,
         store,
+        lookups,
         stop,
         tasks,
         listener,

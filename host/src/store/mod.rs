@@ -37,6 +37,8 @@ pub struct VersionSummary {
     /// When it was last made active, if ever.
     pub last_activated_at: Option<String>,
     pub active: bool,
+    /// Kept whatever the retention says (`cosell mapping pin`).
+    pub pinned: bool,
 }
 
 /// Why a version became active.
@@ -95,6 +97,18 @@ pub trait DeploymentStore: Send + Sync {
     /// entries are authenticated with [`ARTIFACT_CACHE_SECRET`], so whoever can write the
     /// cache directory still cannot make an entry the host will run.
     fn host_secret(&self, name: &str) -> Result<[u8; 32]>;
+
+    /// Pins a stored version, so that pruning never deletes it; answers false when it is not
+    /// stored. Pinning a pinned version changes nothing.
+    fn pin(&self, step: &str, version: &str) -> Result<bool>;
+
+    /// Unpins a version; answers whether it was pinned.
+    fn unpin(&self, step: &str, version: &str) -> Result<bool>;
+
+    /// Deletes, for every step, the stored versions (and their activation history) other than
+    /// the `keep` most recently activated, the active one and the pinned ones; answers the
+    /// `(step, version)`s deleted.
+    fn prune_versions(&self, keep: usize) -> Result<Vec<(String, String)>>;
 }
 
 /// The name of the [`DeploymentStore::host_secret`] that keys the artifact cache's HMACs.

@@ -255,4 +255,7 @@ pub trait SyncStore: Send + Sync {
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
     /// The newest `limit` entries of a record (all records with `None`), newest first.
     fn audit_trail(&self, record: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// Deletes the audit entries written before `before` (RFC 3339, UTC) and all but the
+    /// newest `keep`; answers how many were deleted.
+    fn prune_audit(&self, before: &str, keep: usize) -> Result<u64>;
 }

@@ -44,6 +44,26 @@ pub struct Lookups {
 }
 
 impl Lookups {
+    /// Forgets the customer locks nobody holds or waits for, and answers how many: one is
+    /// made per customer ever synced, so without this the map grows for the host's lifetime.
+    /// A lock in use is shared with its holder and waiters (more than the map's reference),
+    /// and both the sharing and this check happen under the map's mutex, so no lock in use is
+    /// dropped; a customer seen again later simply gets a new one.
+    pub fn prune_customer_locks(&self) -> usize {
+        let mut customers = self.customers.lock().unwrap_or_else(|p| p.into_inner());
+        let before = customers.len();
+        customers.retain(|_, lock| Arc::strong_count(lock) > 1);
+        before - customers.len()
+    }
+
+    /// How many customer locks are kept.
+    pub fn customer_locks(&self) -> usize {
+        self.customers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     fn customer_lock(&self, account: &Value) -> Arc<tokio::sync::Mutex<()>> {
         self.customers
             .lock()
@@ -51,6 +71,30 @@ impl Lookups {
             .entry(customer_key(account))
             .or_default()
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn customer_locks_nobody_holds_are_pruned_and_held_ones_kept() {
+        let lookups = Lookups::default();
+        for i in 0..100 {
+            let lock = lookups.customer_lock(&json!({"name": format!("Customer {i}")}));
+            let _held_and_released = lock.lock().await;
+        }
+        let busy = json!({"name": "Busy", "address1_postalcode": "1000"});
+        let held = lookups.customer_lock(&busy);
+        let _guard = held.lock().await;
+        assert_eq!(lookups.customer_locks(), 101);
+        assert_eq!(lookups.prune_customer_locks(), 100);
+        assert_eq!(lookups.customer_locks(), 1);
+        assert!(
+            Arc::ptr_eq(&held, &lookups.customer_lock(&busy)),
+            "the lock in use is the one the next sync of that customer waits on"
+        );
     }
 }
 

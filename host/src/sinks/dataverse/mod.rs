@@ -51,6 +51,11 @@ impl OpportunityWriter {
         &self.client
     }
 
+    /// The lookups it resolves with, shared (for pruning their customer locks).
+    pub fn lookups(&self) -> std::sync::Arc<Lookups> {
+        self.lookups.clone()
+    }
+
     /// The opportunity with its customer, contacts and currency expanded; `None` if deleted.
     pub async fn read(&self, id: &str) -> Result<Option<Row>, SyncError> {
         Ok(self

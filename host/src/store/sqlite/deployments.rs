@@ -123,7 +123,9 @@ impl DeploymentStore for SqliteStore {
         let mut stmt = conn.prepare(
             "SELECT v.version, v.size, v.source, v.uploaded_at,
                     (SELECT MAX(a.activated_at) FROM mapping_activations a
-                      WHERE a.step = v.step AND a.version = v.version)
+                      WHERE a.step = v.step AND a.version = v.version),
+                    EXISTS (SELECT 1 FROM mapping_pins p
+                      WHERE p.step = v.step AND p.version = v.version)
              FROM mapping_versions v WHERE v.step = ?1
              ORDER BY v.uploaded_at DESC, v.rowid DESC",
         )?;
@@ -136,6 +138,7 @@ impl DeploymentStore for SqliteStore {
                 source: row.get(2)?,
                 uploaded_at: row.get(3)?,
                 last_activated_at: row.get(4)?,
+                pinned: row.get(5)?,
             })
         })?;
         rows.collect::<Result<_, _>>()
@@ -149,6 +152,78 @@ impl DeploymentStore for SqliteStore {
         let rows = stmt.query_map(params![step], |row| row.get(0))?;
         rows.collect::<Result<_, _>>()
             .with_context(|| format!("reading the activation history of step `{step}`"))
+    }
+
+    fn pin(&self, step: &str, version: &str) -> Result<bool> {
+        let conn = self.durable_conn()?;
+        let stored = conn
+            .query_row(
+                "SELECT 1 FROM mapping_versions WHERE step = ?1 AND version = ?2",
+                params![step, version],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if stored {
+            conn.execute(
+                "INSERT OR IGNORE INTO mapping_pins (step, version, pinned_at) VALUES (?1, ?2, ?3)",
+                params![step, version, now()],
+            )
+            .with_context(|| format!("pinning version {version} of step `{step}`"))?;
+        }
+        Ok(stored)
+    }
+
+    fn unpin(&self, step: &str, version: &str) -> Result<bool> {
+        let removed = self
+            .durable_conn()?
+            .execute(
+                "DELETE FROM mapping_pins WHERE step = ?1 AND version = ?2",
+                params![step, version],
+            )
+            .with_context(|| format!("unpinning version {version} of step `{step}`"))?;
+        Ok(removed > 0)
+    }
+
+    fn prune_versions(&self, keep: usize) -> Result<Vec<(String, String)>> {
+        let mut conn = self.durable_conn()?;
+        let tx = write_transaction(&mut conn)?;
+        // Ranked per step by their last activation (every version is activated when it is
+        // stored), so a version rolled back to counts as recent again.
+        let doomed: Vec<(String, String)> = {
+            let mut stmt = tx.prepare(
+                "WITH last_use AS (
+                     SELECT v.step, v.version, v.rowid AS stored,
+                            COALESCE((SELECT MAX(a.id) FROM mapping_activations a
+                                       WHERE a.step = v.step AND a.version = v.version), 0) AS used
+                     FROM mapping_versions v),
+                 ranked AS (
+                     SELECT step, version, ROW_NUMBER() OVER (
+                         PARTITION BY step ORDER BY used DESC, stored DESC) AS rank
+                     FROM last_use)
+                 SELECT r.step, r.version FROM ranked r
+                 WHERE r.rank > ?1
+                   AND NOT EXISTS (SELECT 1 FROM mapping_pins p
+                                    WHERE p.step = r.step AND p.version = r.version)
+                   AND r.version IS NOT (SELECT a.version FROM mapping_activations a
+                                          WHERE a.step = r.step ORDER BY a.id DESC LIMIT 1)",
+            )?;
+            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![keep], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (step, version) in &doomed {
+            tx.execute(
+                "DELETE FROM mapping_activations WHERE step = ?1 AND version = ?2",
+                params![step, version],
+            )?;
+            tx.execute(
+                "DELETE FROM mapping_versions WHERE step = ?1 AND version = ?2",
+                params![step, version],
+            )?;
+        }
+        tx.commit().context("pruning stored mapping versions")?;
+        Ok(doomed)
     }
 }
 
@@ -190,6 +265,59 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert!(listed.iter().any(|v| v.version == "sha256:a" && v.active));
         assert!(store.active_version("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn pruning_keeps_the_most_recent_the_active_and_the_pinned_versions() {
+        let (_dir, store) = crate::store::sqlite::test_store();
+        for v in ["a", "b", "c", "d", "e"] {
+            store
+                .save_and_activate("s", v, v.as_bytes(), "admin-api", ActivationReason::Deploy)
+                .unwrap();
+        }
+        store
+            .save_and_activate("t", "only", b"T", "config", ActivationReason::Bootstrap)
+            .unwrap();
+        // `b` is rolled back to (active, most recent), `a` pinned.
+        store
+            .activate("s", "b", ActivationReason::Rollback)
+            .unwrap();
+        assert!(store.pin("s", "a").unwrap());
+        assert!(
+            !store.pin("s", "nope").unwrap(),
+            "an unknown version is not pinned"
+        );
+        let mut pruned = store.prune_versions(2).unwrap();
+        pruned.sort();
+        assert_eq!(
+            pruned,
+            vec![
+                ("s".to_owned(), "c".to_owned()),
+                ("s".to_owned(), "d".to_owned())
+            ],
+            "kept: b (active, the most recently activated), e (the second), a (pinned)"
+        );
+        let kept: Vec<_> = store
+            .list_versions("s")
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.version, v.pinned))
+            .collect();
+        assert_eq!(
+            kept,
+            [("e", false), ("b", false), ("a", true)].map(|(v, p)| (v.to_owned(), p))
+        );
+        assert_eq!(store.activation_history("s").unwrap(), ["b", "e", "b", "a"]);
+        assert_eq!(store.active_version("s").unwrap().unwrap().version, "b");
+        assert_eq!(store.active_version("t").unwrap().unwrap().version, "only");
+        // Unpinned, `a` goes with the next prune.
+        assert!(store.unpin("s", "a").unwrap());
+        assert!(!store.unpin("s", "a").unwrap());
+        assert_eq!(
+            store.prune_versions(2).unwrap(),
+            vec![("s".to_owned(), "a".to_owned())]
+        );
+        assert!(store.prune_versions(2).unwrap().is_empty());
     }
 
     #[test]

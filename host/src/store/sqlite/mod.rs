@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS mapping_activations (
     FOREIGN KEY (step, version) REFERENCES mapping_versions (step, version)
 );
 CREATE INDEX IF NOT EXISTS mapping_activations_by_step ON mapping_activations (step, id);
+CREATE TABLE IF NOT EXISTS mapping_pins (
+    step      TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    pinned_at TEXT NOT NULL,
+    PRIMARY KEY (step, version),
+    FOREIGN KEY (step, version) REFERENCES mapping_versions (step, version)
+);
 CREATE TABLE IF NOT EXISTS sync_events (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     side         TEXT    NOT NULL,

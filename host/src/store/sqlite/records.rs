@@ -275,12 +275,84 @@ impl SyncStore for SqliteStore {
         rows.collect::<Result<_, _>>()
             .context("reading the audit trail")
     }
+
+    fn prune_audit(&self, before: &str, keep: usize) -> Result<u64> {
+        // In batches, each its own short transaction, so that webhook intake and the workers,
+        // which write to the same database, never wait behind one long delete.
+        const BATCH: i64 = 5_000;
+        let mut deleted = 0;
+        // Bounded: enough batches for 50 million entries; the next run deletes the rest.
+        for _ in 0..10_000 {
+            let mut conn = self.conn();
+            let tx = write_transaction(&mut conn)?;
+            let newest_dropped: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM audit_trail ORDER BY id DESC LIMIT 1 OFFSET ?1",
+                    params![i64::try_from(keep).unwrap_or(i64::MAX)],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let batch = tx
+                .execute(
+                    "DELETE FROM audit_trail WHERE id IN (
+                         SELECT id FROM audit_trail WHERE at < ?1 OR id <= ?2
+                         ORDER BY id LIMIT ?3)",
+                    params![before, newest_dropped.unwrap_or(0), BATCH],
+                )
+                .context("pruning the audit trail")?;
+            tx.commit().context("pruning the audit trail")?;
+            deleted += batch as u64;
+            if (batch as i64) < BATCH {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::store::sqlite::{SqliteStore, test_store};
-    use crate::store::{Link, SyncStore};
+    use crate::store::{AuditEntry, Link, SyncStore};
+
+    #[test]
+    fn the_audit_trail_is_pruned_by_age_and_by_count() {
+        let (_dir, store) = test_store();
+        let entry = |at: &str, record: &str| AuditEntry {
+            at: at.to_owned(),
+            record: record.to_owned(),
+            direction: "partner-center-to-crm".into(),
+            outcome: "synced".into(),
+            detail: String::new(),
+        };
+        for (i, at) in [
+            "2026-01-01",
+            "2026-02-01",
+            "2026-03-01",
+            "2026-04-01",
+            "2026-05-01",
+        ]
+        .iter()
+        .enumerate()
+        {
+            store
+                .audit(&entry(&format!("{at}T00:00:00.000Z"), &format!("r{i}")))
+                .unwrap();
+        }
+        assert_eq!(
+            store.prune_audit("2026-02-15T00:00:00.000Z", 100).unwrap(),
+            2
+        );
+        assert_eq!(store.prune_audit("2026-02-15T00:00:00.000Z", 2).unwrap(), 1);
+        let left: Vec<_> = store
+            .audit_trail(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.record)
+            .collect();
+        assert_eq!(left, ["r4", "r3"], "the newest two");
+        assert_eq!(store.prune_audit("2026-02-15T00:00:00.000Z", 2).unwrap(), 0);
+    }
 
     #[test]
     fn links_are_found_from_either_side_and_survive_reopening() {

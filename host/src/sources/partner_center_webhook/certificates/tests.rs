@@ -44,6 +44,12 @@ fn urls_are_checked_before_any_fetch() {
         "https://user:pw@3psostorageacct.blob.core.windows.net/cert/a.cer",
         "https://3psostorageacct.blob.core.windows.net/cert/a.cer?x=1",
         "https://3psostorageacct.blob.core.windows.net/cert/a.cer#f",
+        "https://3psostorageacct.blob.core.windows.net/other/a.cer",
+        "https://3psostorageacct.blob.core.windows.net/cert/../other/a.cer",
+        "https://3psostorageacct.blob.core.windows.net/cert/%2e%2e/other/a.cer",
+        "https://3psostorageacct.blob.core.windows.net/certs/a.cer",
+        "https://3psostorageacct.blob.core.windows.net/cert/",
+        "https://3psostorageacct.blob.core.windows.net/a.cer",
         "ftp://3psostorageacct.blob.core.windows.net/cert/a.cer",
         "file:///etc/passwd",
         "not a url",
@@ -55,11 +61,24 @@ fn urls_are_checked_before_any_fetch() {
         );
     }
     let nobody = policy(&[], true);
-    assert!(check_url(&nobody, "https://3psostorageacct.blob.core.windows.net/a").is_err());
+    assert!(
+        check_url(
+            &nobody,
+            "https://3psostorageacct.blob.core.windows.net/cert/a"
+        )
+        .is_err()
+    );
     let sandbox = policy(&["127.0.0.1", "[::1]"], true);
-    assert!(check_url(&sandbox, "http://127.0.0.1:8080/_emulator/certificate.cer").is_ok());
-    assert!(check_url(&sandbox, "http://[::1]:8080/c.cer").is_ok());
-    assert!(check_url(&sandbox, "http://localhost:8080/c.cer").is_err());
+    assert!(check_url(&sandbox, "http://127.0.0.1:8080/cert/c.cer").is_ok());
+    assert!(check_url(&sandbox, "http://[::1]:8080/cert/c.cer").is_ok());
+    assert!(check_url(&sandbox, "http://localhost:8080/cert/c.cer").is_err());
+    assert!(check_url(&sandbox, "http://127.0.0.1:8080/_emulator/c.cer").is_err());
+    let elsewhere = CertificatePolicy {
+        path_prefix: "/keys/".into(),
+        ..sandbox
+    };
+    assert!(check_url(&elsewhere, "http://127.0.0.1:8080/keys/c.cer").is_ok());
+    assert!(check_url(&elsewhere, "http://127.0.0.1:8080/cert/c.cer").is_err());
 }
 
 #[test]
@@ -159,15 +178,70 @@ fn pinned_certificates_must_be_der_and_the_cache_stays_bounded() {
     assert!(CertificateStore::new(bad).is_err());
     let store = CertificateStore::new(CertificatePolicy::default()).unwrap();
     for i in 0..3 * MAX_CACHED_URLS {
-        let _slot = store.slot(&format!("https://h/{i}.cer"));
+        store.slot(&format!("https://h/{i}.cer")).unwrap();
     }
     let kept = store.slots.lock().unwrap().len();
     assert!(kept <= MAX_CACHED_URLS, "{kept} slots");
-    let a = store.slot("https://h/again.cer");
+    let a = store.slot("https://h/again.cer").unwrap();
     assert!(
-        Arc::ptr_eq(&a, &store.slot("https://h/again.cer")),
+        Arc::ptr_eq(&a, &store.slot("https://h/again.cer").unwrap()),
         "one slot per URL"
     );
+}
+
+#[test]
+fn a_certificate_in_use_is_never_evicted_for_a_new_url() {
+    let store = CertificateStore::new(CertificatePolicy::default()).unwrap();
+    let key = Arc::new(SignatureKey::new(SigningMaterial::get().public_key()));
+    let good = |ttl: Duration| {
+        Entry::Good(Cached {
+            key: key.clone(),
+            good_until: Instant::now() + ttl,
+        })
+    };
+    let genuine = store.slot("https://h/genuine.cer").unwrap();
+    *genuine.try_lock().unwrap() = good(Duration::from_secs(3600));
+    // Fill the rest with certificates past their TTL: they may go, the genuine one may not.
+    for i in 1..MAX_CACHED_URLS {
+        *store
+            .slot(&format!("https://h/old-{i}.cer"))
+            .unwrap()
+            .try_lock()
+            .unwrap() = good(Duration::ZERO);
+    }
+    for i in 0..10 * MAX_CACHED_URLS {
+        let _ = store.slot(&format!("https://h/forged-{i}.cer"));
+    }
+    let again = store.slot("https://h/genuine.cer").unwrap();
+    assert!(
+        Arc::ptr_eq(&genuine, &again),
+        "the genuine certificate stayed"
+    );
+    // A cache full of certificates within their TTL refuses a new URL rather than evict one.
+    for i in 1..MAX_CACHED_URLS {
+        let _ = store.slot(&format!("https://h/fresh-{i}.cer")).map(|s| {
+            *s.try_lock().unwrap() = good(Duration::from_secs(3600));
+        });
+    }
+    let err = store.slot("https://h/one-more.cer").err().expect("refused");
+    assert!(matches!(err, CertificateError::Throttled(_)), "{err}");
+    assert!(Arc::ptr_eq(
+        &genuine,
+        &store.slot("https://h/genuine.cer").unwrap()
+    ));
+}
+
+#[test]
+fn the_new_url_budget_refills_slowly() {
+    let mut budget = NewUrlBudget::full();
+    let start = budget.refilled_at;
+    let taken = (0..100).filter(|_| budget.take(start)).count();
+    assert_eq!(taken, NEW_URL_BURST as usize);
+    assert!(
+        budget.take(start + NEW_URL_REFILL),
+        "one more after the refill time"
+    );
+    assert!(!budget.take(start + NEW_URL_REFILL));
 }
 
 /// A 1024-bit RSA public key (PKCS#1 DER), for a certificate rcgen signs with another key.
