@@ -549,6 +549,10 @@ async fn forged_deliveries_naming_new_certificate_urls_cause_a_bounded_number_of
             1 + forged_downloads,
             "the genuine certificate was never downloaded again"
         );
+        println!(
+            "forged certificate URLs: 1,000 deliveries refused (401), {forged_downloads} certificate downloads (bound {}), genuine deliveries verified meanwhile without a new download",
+            u64::from(NEW_URL_BURST) + 1
+        );
         emu.running.stop().await;
     })
     .await
