@@ -33,13 +33,7 @@ impl SyncEngine {
                 format!("opportunity {oid} no longer exists"),
             ));
         };
-        let mut link = self.opportunity_link(oid, &row.body)?;
-        // The opportunity carries a referral id that is not linked: made from that referral
-        // by a run that has not linked it yet (see `super::pairing`).
-        let awaited = match (&link.id, &link.referral_id) {
-            (None, Some(rid)) => Some(rid.clone()),
-            _ => None,
-        };
+        let (mut link, awaited) = self.opportunity_link(oid, &row.body)?;
         let crm_hash = fingerprint::opportunity(&row.body, &self.volatile());
         // A replayed dead letter runs in full even though the record did not change.
         if link.crm_hash.as_deref() == Some(crm_hash.as_str()) && event.origin != REPLAY_ORIGIN {
@@ -187,27 +181,39 @@ impl SyncEngine {
         }
     }
 
-    /// The opportunity's link, from the store or from the referral id column it carries.
-    fn opportunity_link(&self, oid: &str, opportunity: &Value) -> Result<Link, SyncError> {
-        if let Some(link) = self.store.link_by_opportunity(oid)? {
-            return Ok(link);
-        }
+    /// The opportunity's link, from the store or from the referral id column it carries; and
+    /// that referral id when no saved link names it: the opportunity was made from that
+    /// referral by a sync that has not linked them yet, which its event waits for (see
+    /// `super::pairing`).
+    fn opportunity_link(
+        &self,
+        oid: &str,
+        opportunity: &Value,
+    ) -> Result<(Link, Option<String>), SyncError> {
         let column = self.config.column("referralidentifier");
-        let referral = opportunity[&column]
+        let carried = opportunity[&column]
             .as_str()
-            .filter(|s| !s.trim().is_empty());
-        if let Some(link) = referral
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_owned);
+        if let Some(link) = self.store.link_by_opportunity(oid)? {
+            // A link without its referral is a failure recorded before the pair was linked.
+            let awaited = carried.filter(|_| link.referral_id.is_none());
+            return Ok((link, awaited));
+        }
+        if let Some(link) = carried
+            .as_deref()
             .map(|rid| self.store.link_by_referral(rid))
             .transpose()?
             .flatten()
         {
-            return Ok(link);
+            return Ok((link, None));
         }
-        Ok(Link {
+        let link = Link {
             opportunity_id: Some(oid.to_owned()),
-            referral_id: referral.map(str::to_owned),
+            referral_id: carried.clone(),
             ..Link::default()
-        })
+        };
+        Ok((link, carried))
     }
 
     async fn create_referral(
