@@ -12,8 +12,10 @@
 //! as created, over Microsoft's newer change of the referral.
 //!
 //! So only the side that made the pair links it; the event of the record made from it waits
-//! (a retryable failure) until the link is saved, and then runs on the link: cosell's own
-//! write, recognised as an echo, or a real change, judged against the snapshots.
+//! until the link is saved ([`SyncError::AwaitingLink`]: retried behind the lock key of the run
+//! making the pair, so it is not handed out while that run goes on, and spends one attempt
+//! however long the run takes), and then runs on the link: cosell's own write, recognised as
+//! an echo, or a real change, judged against the snapshots.
 //! - A referral naming an opportunity whose referral create is under way (its intent is open,
 //!   [`crate::store::SyncStore::begin_referral_intent`]) waits for that run, which links it
 //!   (the link is saved before the intent ends).
@@ -39,10 +41,13 @@ impl SyncEngine {
         if self.store.referral_intent(oid)?.is_none() {
             return Ok(None);
         }
-        Ok(Some(SyncError::transient(format!(
-            "referral {rid} is being created from opportunity {oid}, which is not linked to it \
-             yet; it runs again once that sync has linked them"
-        ))))
+        Ok(Some(SyncError::AwaitingLink {
+            lock_key: lock_key(self.store.as_ref(), Side::Dataverse, oid)?,
+            reason: format!(
+                "referral {rid} is being created from opportunity {oid}, which is not linked \
+                 to it yet; it runs again once that sync has linked them"
+            ),
+        }))
     }
 
     /// The failure that makes the event of opportunity `oid`, which carries the id of referral
@@ -61,9 +66,12 @@ impl SyncEngine {
             payload: json!({"awaitedBy": format!("opportunity:{oid}")}).to_string(),
         };
         self.store.enqueue(&event)?;
-        Ok(SyncError::transient(format!(
-            "opportunity {oid} carries referral {rid}, which is not linked to it yet; it runs \
-             again once the referral's sync has linked them"
-        )))
+        Ok(SyncError::AwaitingLink {
+            lock_key: event.lock_key,
+            reason: format!(
+                "opportunity {oid} carries referral {rid}, which is not linked to it yet; it \
+                 runs again once the referral's sync has linked them"
+            ),
+        })
     }
 }
