@@ -186,6 +186,16 @@ pub trait SyncStore: Send + Sync {
     /// Puts an event back as [`SyncStore::retry_later`] does, without spending the attempt it
     /// made (a service was down: the record is not at fault).
     fn put_back(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()>;
+    /// Puts a failed event back as [`SyncStore::retry_later`] does, under `lock_key` from now
+    /// on: it waits for another run of its pair that holds that key, instead of running
+    /// during it (a record made for a pair whose link is not saved yet).
+    fn retry_behind(
+        &self,
+        id: i64,
+        lock_key: &str,
+        error: &str,
+        available_at_ms: i64,
+    ) -> Result<()>;
     /// Makes an event a dead letter with its last error.
     fn dead_letter(&self, id: i64, error: &str) -> Result<()>;
     /// Parks an event that failed on `version` of mapping step `step` in a way that version

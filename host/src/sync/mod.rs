@@ -6,6 +6,7 @@
 //! - [`conflicts`]: per-field ownership when both sides changed (flow 6).
 //! - [`fingerprint`]: content hashes that recognise cosell's own writes coming back (flow 5).
 //! - [`seller_notes`]: the Audit column and the ✔/✖ marks the seller sees (flow 7).
+//! - `pairing`: only the side that made a pair links it; the other side's event waits.
 //! - [`compare`]: subset equality and JSON Patch diffs; [`outcome`]: results and failures.
 //! - [`worker`]: the workers that drain the queue, retry, park and dead-letter.
 //! - [`availability`]: whether each service answers; an outage pauses the work instead of
@@ -24,6 +25,7 @@ pub mod compare;
 pub mod conflicts;
 pub mod fingerprint;
 pub mod outcome;
+mod pairing;
 pub mod seller_notes;
 pub mod sharing;
 mod to_crm;

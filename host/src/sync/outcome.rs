@@ -49,6 +49,11 @@ pub enum SyncError {
         version: String,
         reason: String,
     },
+    /// The record was made for a pair whose link the run that made it has not saved yet
+    /// (`super::pairing`): retried like a transient failure, but behind `lock_key`, the key
+    /// that run holds, so it runs after that run rather than during it.
+    #[error("{reason}")]
+    AwaitingLink { lock_key: String, reason: String },
     /// A service did not answer, or answered 5xx, after its client's own retries. One of
     /// these is an ordinary transient failure; several in a row are an outage, and the
     /// engine pauses instead of spending every event's attempts (`super::availability`).

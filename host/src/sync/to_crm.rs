@@ -149,6 +149,10 @@ impl SyncEngine {
                 ..fresh
             });
         };
+        // Before the link: the run creating this referral saves it before it ends the intent.
+        if let Some(wait) = self.referral_awaits_its_opportunity(referral_id, oid)? {
+            return Err(wait);
+        }
         if let Some(link) = self.store.link_by_opportunity(oid)? {
             return match &link.referral_id {
                 Some(other) if other != referral_id => Err(SyncError::Rejected(format!(

@@ -33,7 +33,7 @@ impl SyncEngine {
                 format!("opportunity {oid} no longer exists"),
             ));
         };
-        let mut link = self.opportunity_link(oid, &row.body)?;
+        let (mut link, awaited) = self.opportunity_link(oid, &row.body)?;
         let crm_hash = fingerprint::opportunity(&row.body, &self.volatile());
         // A replayed dead letter runs in full even though the record did not change.
         if link.crm_hash.as_deref() == Some(crm_hash.as_str()) && event.origin != REPLAY_ORIGIN {
@@ -65,6 +65,9 @@ impl SyncEngine {
             let Some(mut wanted) = self.map_opportunity(&row, current.as_ref()).await? else {
                 return Ok(Done::new("skipped", SKIPPED));
             };
+            if let Some(rid) = &awaited {
+                return Err(self.opportunity_awaits_its_referral(oid, rid)?);
+            }
             let mut adopted = false;
             if current.is_none()
                 && let Some(since) = self.store.referral_intent(oid)?
@@ -178,27 +181,39 @@ impl SyncEngine {
         }
     }
 
-    /// The opportunity's link, from the store or from the referral id column it carries.
-    fn opportunity_link(&self, oid: &str, opportunity: &Value) -> Result<Link, SyncError> {
-        if let Some(link) = self.store.link_by_opportunity(oid)? {
-            return Ok(link);
-        }
+    /// The opportunity's link, from the store or from the referral id column it carries; and
+    /// that referral id when no saved link names it: the opportunity was made from that
+    /// referral by a sync that has not linked them yet, which its event waits for (see
+    /// `super::pairing`).
+    fn opportunity_link(
+        &self,
+        oid: &str,
+        opportunity: &Value,
+    ) -> Result<(Link, Option<String>), SyncError> {
         let column = self.config.column("referralidentifier");
-        let referral = opportunity[&column]
+        let carried = opportunity[&column]
             .as_str()
-            .filter(|s| !s.trim().is_empty());
-        if let Some(link) = referral
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_owned);
+        if let Some(link) = self.store.link_by_opportunity(oid)? {
+            // A link without its referral is a failure recorded before the pair was linked.
+            let awaited = carried.filter(|_| link.referral_id.is_none());
+            return Ok((link, awaited));
+        }
+        if let Some(link) = carried
+            .as_deref()
             .map(|rid| self.store.link_by_referral(rid))
             .transpose()?
             .flatten()
         {
-            return Ok(link);
+            return Ok((link, None));
         }
-        Ok(Link {
+        let link = Link {
             opportunity_id: Some(oid.to_owned()),
-            referral_id: referral.map(str::to_owned),
+            referral_id: carried.clone(),
             ..Link::default()
-        })
+        };
+        Ok((link, carried))
     }
 
     async fn create_referral(
@@ -223,26 +238,42 @@ impl SyncEngine {
         link.pc_snapshot = Some(created.to_string());
         link.last_error = None;
         // The link is saved at once, so the referral is never created twice; but until the id
-        // is written back to the opportunity, without the opportunity's fingerprint: a crash
-        // in between leaves this event to run again and finish the write-back, instead of
-        // taking the unchanged opportunity as synced.
+        // is written back to the opportunity, without the opportunity's fingerprint (see
+        // `confirm_written_back`).
+        let ids = self.referral_columns(&row.body, &rid);
         let synced = link.crm_hash.take();
         self.store.save_link(link)?;
         self.store.end_referral_intent(oid)?;
         let kind = created["type"].as_str().unwrap_or("Independent");
-        let extra = self.referral_columns(&row.body, &rid);
         let line = format!("created {kind} referral {rid} in Partner Center");
-        // A seller's edit got in the way of the note (412): the fingerprint stays off, so the
-        // next event runs in full and writes the ids back, even if that edit changed nothing
-        // the fingerprint covers.
-        if self.note_success(oid, row, Some(&line), extra).await? {
-            link.crm_hash = synced;
-            self.store.save_link(link)?;
-        }
+        let noted = self.note_success(oid, row, Some(&line), ids).await?;
+        self.confirm_written_back(link, synced, noted)?;
         Ok(Done::new(
             "created",
             format!("referral {rid} ({kind}) from opportunity {oid}"),
         ))
+    }
+
+    /// Gives `link` back the opportunity's fingerprint `synced` (held back by
+    /// [`withhold_until_written_back`]) once cosell's note wrote the referral id (`noted`).
+    ///
+    /// Until then the link is saved without it: a note a seller's edit got in the way of (a
+    /// 412) or that failed leaves the opportunity without its referral id, and the next event
+    /// must run in full and write it, even when that edit changed nothing the fingerprint
+    /// covers (a seller's PATCH repeated after its answer was lost, an update that changed
+    /// nothing). With the fingerprint on record that event would be taken for an echo, and
+    /// the id never written back. A crash in between has the same outcome.
+    fn confirm_written_back(
+        &self,
+        link: &mut Link,
+        synced: Option<String>,
+        noted: bool,
+    ) -> Result<(), SyncError> {
+        if noted && let Some(synced) = synced {
+            link.crm_hash = Some(synced);
+            self.store.save_link(link)?;
+        }
+        Ok(())
     }
 
     /// Sends the changed fields of `wanted` with `If-Match`; `None` when Partner Center
@@ -297,11 +328,13 @@ impl SyncEngine {
                 apply_ops(&mut synced, &caught_up);
                 link.pc_snapshot = Some(synced.to_string());
             }
-            self.store.save_link(link)?;
             let ids = self.referral_columns(&row.body, &rid);
+            let synced = withhold_until_written_back(link, &ids);
+            self.store.save_link(link)?;
             if had_error || !ids.is_empty() {
                 let line = had_error.then_some("in sync with Partner Center again");
-                self.note_success(oid, row, line, ids).await?;
+                let noted = self.note_success(oid, row, line, ids).await?;
+                self.confirm_written_back(link, synced, noted)?;
             }
             return Ok(Some(Done::new(
                 "unchanged",
@@ -322,17 +355,30 @@ impl SyncEngine {
         if !pc_had_changes {
             link.pc_hash = Some(fingerprint::referral(&updated));
         }
+        let ids = self.referral_columns(&row.body, &rid);
+        let synced = withhold_until_written_back(link, &ids);
         self.store.save_link(link)?;
         let line = format!(
             "sent to Partner Center referral {rid}: {}",
             paths.join(", ")
         );
-        let ids = self.referral_columns(&row.body, &rid);
-        self.note_success(oid, row, Some(&line), ids).await?;
+        let noted = self.note_success(oid, row, Some(&line), ids).await?;
+        self.confirm_written_back(link, synced, noted)?;
         Ok(Some(Done::new(
             "updated",
             format!("referral {rid}: {}", paths.join(", ")),
         )))
+    }
+}
+
+/// Takes the opportunity's fingerprint off `link` while `ids` (the referral id and link
+/// columns the opportunity does not hold yet) are still to be written back; answers it, for
+/// [`SyncEngine::confirm_written_back`].
+fn withhold_until_written_back(link: &mut Link, ids: &Map<String, Value>) -> Option<String> {
+    if ids.is_empty() {
+        None
+    } else {
+        link.crm_hash.take()
     }
 }
 

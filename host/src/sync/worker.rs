@@ -226,19 +226,35 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
                 .record_sync(event.side.as_str(), "paused", elapsed);
             Settle::PutBack(chrono::Utc::now().timestamp_millis(), reason.clone())
         }
-        Err(SyncError::Transient(reason) | SyncError::Unavailable { reason, .. })
-            if event.attempts < engine.config.max_attempts =>
-        {
+        Err(
+            SyncError::Transient(reason)
+            | SyncError::Unavailable { reason, .. }
+            | SyncError::AwaitingLink { reason, .. },
+        ) if event.attempts < engine.config.max_attempts => {
             let delay = engine.config.retry_delay(event.attempts);
-            tracing::warn!(%record, reason, attempt = event.attempts, retry_in_ms = delay.as_millis() as u64, "sync failed; will retry");
+            // Waiting for the run that makes the pair is no failure of this record's.
+            let behind = match &result {
+                Err(SyncError::AwaitingLink { lock_key, .. }) => {
+                    tracing::info!(%record, reason, attempt = event.attempts, behind = lock_key, "waits for its pair's link");
+                    Some(lock_key.clone())
+                }
+                _ => {
+                    tracing::warn!(%record, reason, attempt = event.attempts, retry_in_ms = delay.as_millis() as u64, "sync failed; will retry");
+                    None
+                }
+            };
             engine.audit(&record, dir, "retry", reason);
             engine
                 .metrics
                 .record_sync(event.side.as_str(), "retry", elapsed);
             let at = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
-            Settle::RetryAt(at, reason.clone())
+            Settle::RetryAt(at, reason.clone(), behind)
         }
-        Err(SyncError::Transient(reason) | SyncError::Unavailable { reason, .. }) => {
+        Err(
+            SyncError::Transient(reason)
+            | SyncError::Unavailable { reason, .. }
+            | SyncError::AwaitingLink { reason, .. },
+        ) => {
             let reason = format!("gave up after {} attempts: {reason}", event.attempts);
             tracing::error!(%record, reason, "sync failed; dead-lettered");
             engine.audit(&record, dir, "dead-letter", &reason);
@@ -254,7 +270,10 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
     for attempt in 1..=SETTLE_ATTEMPTS {
         let settled = match &settle {
             Settle::Complete => engine.store.complete(event.id),
-            Settle::RetryAt(at, reason) => engine.store.retry_later(event.id, reason, *at),
+            Settle::RetryAt(at, reason, None) => engine.store.retry_later(event.id, reason, *at),
+            Settle::RetryAt(at, reason, Some(key)) => {
+                engine.store.retry_behind(event.id, key, reason, *at)
+            }
             Settle::PutBack(at, reason) => engine.store.put_back(event.id, reason, *at),
             Settle::Dead(reason) => engine.store.dead_letter(event.id, reason),
             Settle::Park {
@@ -322,7 +341,8 @@ async fn run_within_lease(
 /// What becomes of a processed event in the queue.
 enum Settle {
     Complete,
-    RetryAt(i64, String),
+    /// Again at the time, behind the lock key if given.
+    RetryAt(i64, String, Option<String>),
     /// Back in the queue without spending the attempt: a service was down.
     PutBack(i64, String),
     Dead(String),

@@ -271,25 +271,45 @@ impl SqliteStore {
     }
 
     pub(crate) fn queue_retry_later(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
-        self.back_to_pending(id, error, at_ms, 0)
+        self.back_to_pending(id, error, at_ms, 0, None)
             .context("putting a failed event back in the queue")
     }
 
     pub(crate) fn queue_put_back(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
-        self.back_to_pending(id, error, at_ms, 1)
+        self.back_to_pending(id, error, at_ms, 1, None)
             .context("putting an event back in the queue while a service is down")
     }
 
-    /// Makes running event `id` wait until `at_ms`, giving back `refund` of its attempts.
-    fn back_to_pending(&self, id: i64, error: &str, at_ms: i64, refund: u32) -> Result<()> {
+    pub(crate) fn queue_retry_behind(
+        &self,
+        id: i64,
+        lock_key: &str,
+        error: &str,
+        at_ms: i64,
+    ) -> Result<()> {
+        self.back_to_pending(id, error, at_ms, 0, Some(lock_key))
+            .context("putting an event back in the queue behind its pair's run")
+    }
+
+    /// Makes running event `id` wait until `at_ms`, giving back `refund` of its attempts, under
+    /// `lock_key` if given (else its own).
+    fn back_to_pending(
+        &self,
+        id: i64,
+        error: &str,
+        at_ms: i64,
+        refund: u32,
+        lock_key: Option<&str>,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
         tx.execute(
             "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3,
-                    lease_until = NULL, attempts = MAX(attempts - ?4, 0)
+                    lease_until = NULL, attempts = MAX(attempts - ?4, 0),
+                    lock_key = COALESCE(?5, lock_key)
              WHERE id = ?1",
-            params![id, at_ms, error, refund],
+            params![id, at_ms, error, refund, lock_key],
         )?;
         tx.commit()?;
         Ok(())
@@ -539,6 +559,39 @@ mod tests {
         store.complete(a.id).unwrap();
         let again = store.claim(now, LEASE).unwrap().unwrap();
         assert_eq!((again.record_id.as_str(), again.attempts), ("a", 1));
+    }
+
+    #[test]
+    fn an_event_retried_behind_a_lock_key_waits_while_an_event_of_that_key_runs() {
+        let (_dir, store) = test_store();
+        // A referral's run is creating an opportunity; the opportunity's own event runs
+        // meanwhile (its key was decided without a link), finds no link, and waits behind it.
+        store.enqueue(&event("referral:r1", "r1")).unwrap();
+        let now = i64::MAX / 2;
+        let creating = store.claim(now, LEASE).unwrap().unwrap();
+        let mut crm = event("opportunity:o1", "o1");
+        crm.side = Side::Dataverse;
+        store.enqueue(&crm).unwrap();
+        let early = store.claim(now, LEASE).unwrap().unwrap();
+        assert_eq!(early.record_id, "o1", "no link yet: nothing holds it back");
+        store
+            .retry_behind(early.id, "referral:r1", "not linked yet", 0)
+            .unwrap();
+        assert!(
+            store.claim(now, LEASE).unwrap().is_none(),
+            "it waits for the referral's run"
+        );
+        store.complete(creating.id).unwrap();
+        let again = store.claim(now, LEASE).unwrap().unwrap();
+        assert_eq!(
+            (
+                again.record_id.as_str(),
+                again.lock_key.as_str(),
+                again.attempts
+            ),
+            ("o1", "referral:r1", 2),
+            "then it runs, its attempt spent"
+        );
     }
 
     #[test]

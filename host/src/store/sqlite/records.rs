@@ -127,6 +127,15 @@ impl SyncStore for SqliteStore {
     fn put_back(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()> {
         self.queue_put_back(id, error, available_at_ms)
     }
+    fn retry_behind(
+        &self,
+        id: i64,
+        lock_key: &str,
+        error: &str,
+        available_at_ms: i64,
+    ) -> Result<()> {
+        self.queue_retry_behind(id, lock_key, error, available_at_ms)
+    }
     fn park(&self, id: i64, step: &str, version: &str, error: &str) -> Result<()> {
         self.queue_park(id, step, version, error)
     }

@@ -113,6 +113,7 @@ impl Run<'_> {
             Err(SyncError::Rejected(reason)) => return Err(outcome(Outcome::Refused(reason))),
             Err(
                 SyncError::Transient(reason)
+                | SyncError::AwaitingLink { reason, .. }
                 | SyncError::Parked { reason, .. }
                 | SyncError::Unavailable { reason, .. },
             ) => return Err(outcome(Outcome::Failed(reason))),
