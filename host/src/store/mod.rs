@@ -6,6 +6,7 @@
 //! backend can serve several host replicas; [`sqlite`] is the embedded default. [`sign_in`]
 //! keeps the Partner Center sign-in (its rotating refresh token) in the credentials.
 
+pub mod migrations;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync;
