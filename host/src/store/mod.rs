@@ -10,6 +10,7 @@
 
 pub mod migrations;
 mod open;
+pub mod postgres;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync;

@@ -39,10 +39,10 @@ pub fn open(state: &StateConfig) -> Result<StateStore> {
         StateBackend::Sqlite(path) => {
             StateStore::new(super::sqlite::SqliteStore::open(path)?, location)
         }
-        StateBackend::Postgres(_) => {
-            return Err(anyhow::anyhow!("the PostgreSQL store is not built yet"))
-                .with_context(|| format!("opening {location}"));
-        }
+        StateBackend::Postgres(_) => StateStore::new(
+            super::postgres::PgStore::open(state).with_context(|| format!("opening {location}"))?,
+            location,
+        ),
     };
     Ok(store)
 }
