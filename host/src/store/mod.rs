@@ -14,6 +14,10 @@ pub mod postgres;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use open::{StateStore, open};
 pub use sync::{

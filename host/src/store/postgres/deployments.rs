@@ -34,23 +34,24 @@ impl DeploymentStore for PgStore {
             .fill(&mut fresh)
             .map_err(|_| anyhow::anyhow!("the system's random number generator failed"))?;
         let (name, db_key) = (name.to_owned(), key.clone());
-        let stored: String = self.with(move |c| {
-            Box::pin(async move {
-                // Insert-if-absent, then read: replicas opening a new database at once agree
-                // on one secret (the second insert waits for the first and does nothing).
-                c.execute(
-                    "INSERT INTO credentials (name, value, updated_at) VALUES ($1, $2, $3)
+        let stored: String = self
+            .with(move |c| {
+                Box::pin(async move {
+                    // Insert-if-absent, then read: replicas opening a new database at once agree
+                    // on one secret (the second insert waits for the first and does nothing).
+                    c.execute(
+                        "INSERT INTO credentials (name, value, updated_at) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO NOTHING",
-                    &[&db_key, &hex::encode(fresh), &now()],
-                )
-                .await?;
-                let row = c
-                    .query_one("SELECT value FROM credentials WHERE name = $1", &[&db_key])
+                        &[&db_key, &hex::encode(fresh), &now()],
+                    )
                     .await?;
-                Ok(row.get(0))
+                    let row = c
+                        .query_one("SELECT value FROM credentials WHERE name = $1", &[&db_key])
+                        .await?;
+                    Ok(row.get(0))
+                })
             })
-        })
-        .with_context(|| format!("saving the host secret `{name}`"))?;
+            .with_context(|| format!("saving the host secret `{name}`"))?;
         hex::decode(&stored)
             .ok()
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
@@ -102,7 +103,7 @@ impl DeploymentStore for PgStore {
                 Ok(tx.commit().await?)
             })
         })
-            .with_context(|| format!("activating version {version} of step `{step}`"))
+        .with_context(|| format!("activating version {version} of step `{step}`"))
     }
 
     fn active_version(&self, step: &str) -> Result<Option<StoredVersion>> {

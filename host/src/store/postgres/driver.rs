@@ -119,3 +119,23 @@ impl PgStore {
             .map_err(|_| anyhow!("the PostgreSQL store's runtime stopped during a call"))?
     }
 }
+
+#[cfg(test)]
+impl PgStore {
+    /// Runs statements under the traits (tests inject failures so).
+    pub(crate) fn execute_for_test(&self, sql: &str) -> Result<()> {
+        let sql = sql.to_owned();
+        self.with(move |c| Box::pin(async move { Ok(c.batch_execute(&sql).await?) }))
+    }
+
+    /// The first column, text, of every row `sql` answers.
+    pub(crate) fn texts_for_test(&self, sql: &str) -> Result<Vec<String>> {
+        let sql = sql.to_owned();
+        self.with(move |c| {
+            Box::pin(async move {
+                let rows = c.query(&sql, &[]).await?;
+                Ok(rows.iter().map(|row| row.get(0)).collect())
+            })
+        })
+    }
+}

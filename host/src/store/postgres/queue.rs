@@ -108,7 +108,12 @@ fn record_key(event: &NewEvent) -> String {
 /// Stores `event` in `tx`, or coalesces it with the waiting event of its record, whose row it
 /// locks first: a claim taking that event meanwhile either went first (then it is running,
 /// not waiting, and this event gets an entry of its own) or skips it.
-async fn enqueue_in(tx: &Transaction<'_>, event: &NewEvent, at_ms: i64, at: &str) -> Result<Enqueued> {
+async fn enqueue_in(
+    tx: &Transaction<'_>,
+    event: &NewEvent,
+    at_ms: i64,
+    at: &str,
+) -> Result<Enqueued> {
     let waiting: Option<i64> = tx
         .query_opt(
             "SELECT id FROM sync_events
@@ -466,7 +471,10 @@ impl PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let rows = c
-                    .query("SELECT state, COUNT(*) FROM sync_events GROUP BY state", &[])
+                    .query(
+                        "SELECT state, COUNT(*) FROM sync_events GROUP BY state",
+                        &[],
+                    )
                     .await?;
                 let mut counts = QueueCounts::default();
                 for row in rows {

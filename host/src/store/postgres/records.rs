@@ -42,7 +42,11 @@ async fn save_link_in(tx: &Transaction<'_>, link: &Link) -> Result<i64> {
     };
     tx.execute(
         "DELETE FROM sync_links WHERE (referral_id = $1 OR opportunity_id = $2) AND id != $3",
-        &[&link.referral_id, &link.opportunity_id, &target.unwrap_or(-1)],
+        &[
+            &link.referral_id,
+            &link.opportunity_id,
+            &target.unwrap_or(-1),
+        ],
     )
     .await?;
     let at = now();
@@ -103,9 +107,11 @@ impl PgStore {
         let k = key.to_owned();
         self.with(move |c| {
             Box::pin(async move {
-                Ok(c.query_opt(&format!("SELECT value FROM {table} WHERE name = $1"), &[&k])
-                    .await?
-                    .map(|row| row.get(0)))
+                Ok(
+                    c.query_opt(&format!("SELECT value FROM {table} WHERE name = $1"), &[&k])
+                        .await?
+                        .map(|row| row.get(0)),
+                )
             })
         })
     }
