@@ -97,10 +97,7 @@ mod tests {
         let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.reopen()))
             .err()
             .expect("refused");
-        let text = err
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default();
+        let text = err.downcast_ref::<String>().cloned().unwrap_or_default();
         assert!(
             text.contains(&format!("schema version {newer}")) && text.contains("newer release"),
             "{text}"
@@ -115,16 +112,13 @@ mod tests {
         let state = StateConfig {
             url: Some(schema.url.clone()),
             password: Some(SecretRef {
-                env: Some("COSELL_TEST_UNSET_PASSWORD_VARIABLE".into()),
+                env: Some("NO_SUCH_PASSWORD_VARIABLE_FOR_A_TEST".into()),
                 file: None,
             }),
             ..Default::default()
         };
         let err = crate::store::open(&state).err().expect("refused");
-        assert!(
-            format!("{err:#}").contains("state.password"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("state.password"), "{err:#}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
         std::fs::write(&file, "not-checked-by-trust").unwrap();
