@@ -83,6 +83,22 @@ impl TestStore {
         }
     }
 
+    /// The store as the engine holds it.
+    pub(crate) fn sync(&self) -> Arc<dyn SyncStore> {
+        self.store.clone()
+    }
+
+    /// Holds the queue as a long write of another process or replica would: the store's
+    /// writes to the queue wait until the answer is dropped (SQLite: the store's connection;
+    /// PostgreSQL: a lock on the queue's table from another connection).
+    pub(crate) fn hold(&self) -> Held<'_> {
+        match (&self.raw, &self.place) {
+            (Raw::Sqlite(store), _) => Held::Sqlite(store.conn()),
+            (_, Place::Postgres(schema)) => Held::Postgres(postgres::HeldQueue::take(&schema.url)),
+            _ => unreachable!("a PostgreSQL store lives in a schema"),
+        }
+    }
+
     /// Runs `sqlite` or `postgres` (several statements) on the database, under the traits.
     pub(crate) fn execute(&self, sqlite: &str, postgres: &str) {
         match &self.raw {
@@ -105,6 +121,13 @@ impl TestStore {
             Raw::Postgres(store) => store.texts_for_test(sql).unwrap(),
         }
     }
+}
+
+/// What [`TestStore::hold`] holds.
+#[allow(dead_code, reason = "held for its drop")]
+pub(crate) enum Held<'a> {
+    Sqlite(std::sync::MutexGuard<'a, rusqlite::Connection>),
+    Postgres(postgres::HeldQueue),
 }
 
 fn open_postgres(url: &str) -> PgStore {

@@ -236,3 +236,62 @@ fn admin_sql(url: &str, sql: &str) -> Result<()> {
         Ok(())
     })
 }
+
+/// A lock on the queue's table held from another connection, as a long transaction of another
+/// replica would hold it: the store's writes to the queue wait until it is dropped.
+pub(crate) struct HeldQueue {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HeldQueue {
+    /// Takes the lock on the schema of `url`; returns once it is held.
+    pub(crate) fn take(url: &str) -> Self {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held, is_held) = std::sync::mpsc::channel::<Result<(), String>>();
+        let url = url.to_owned();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let connected = tokio_postgres::connect(&url, tokio_postgres::NoTls).await;
+                let (client, connection) = match connected {
+                    Ok(pair) => pair,
+                    Err(e) => return drop(held.send(Err(e.to_string()))),
+                };
+                let connection = tokio::spawn(connection);
+                let locked = client
+                    .batch_execute("BEGIN; LOCK TABLE sync_events IN ACCESS EXCLUSIVE MODE")
+                    .await;
+                let _ = held.send(locked.map_err(|e| e.to_string()));
+                // Until the holder is dropped (bounded: a forgotten guard ends the test).
+                let _ = tokio::task::spawn_blocking(move || {
+                    released.recv_timeout(std::time::Duration::from_secs(120))
+                })
+                .await;
+                let _ = client.batch_execute("ROLLBACK").await;
+                drop(client);
+                let _ = connection.await;
+            });
+        });
+        is_held
+            .recv()
+            .expect("the lock holder stopped")
+            .unwrap_or_else(|e| panic!("locking the queue: {e}"));
+        Self {
+            release: Some(release),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HeldQueue {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
