@@ -28,6 +28,11 @@ pub use sync::{
 use anyhow::Result;
 use serde::Serialize;
 
+/// Now, as every backend writes times it reads back: RFC 3339, UTC, milliseconds.
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// A stored version of a mapping step, with its bytes.
 #[derive(Debug, Clone)]
 pub struct StoredVersion {

@@ -2,7 +2,7 @@
 //! log, as `sqlite/deployments.rs` keeps them.
 
 use super::PgStore;
-use crate::store::sqlite::now;
+use crate::store::now;
 use crate::store::{ActivationReason, DeploymentStore, StoredVersion, VersionSummary};
 use anyhow::{Context as _, Result};
 

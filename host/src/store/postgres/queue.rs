@@ -2,7 +2,7 @@
 //! `sqlite/queue.rs`, made safe for several replicas (see the module docs of [`super`]).
 
 use super::{CLAIM_LOCK, PgStore, ms_to_text, side_of};
-use crate::store::sqlite::now;
+use crate::store::now;
 use crate::store::sync::{
     DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN,
     REPLAY_ORIGIN,

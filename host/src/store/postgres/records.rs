@@ -2,7 +2,7 @@
 //! [`SyncStore`] implementation that puts them together with the queue.
 
 use super::{LINKS_LOCK, PgStore};
-use crate::store::sqlite::now;
+use crate::store::now;
 use crate::store::sync::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
     SyncStore,

@@ -159,9 +159,7 @@ fn owner_only(path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub(crate) use crate::store::now;
 
 #[cfg(test)]
 pub(crate) fn test_store() -> (tempfile::TempDir, SqliteStore) {
