@@ -231,14 +231,38 @@ fn an_event_whose_lease_ran_out_is_taken_by_another_worker(store) {
     assert_eq!(store.next_ready_at().unwrap(), Some(t0 + lease));
     store.enqueue(&event("referral:a", "a")).unwrap();
     assert!(store.claim(t0 + lease - 1, lease).unwrap().is_none());
-    // Its lease ends: another worker takes it (the lost run counted), before the newer
-    // event of the same record, which still waits behind it.
-    let again = store.claim(t0 + lease, lease).unwrap().unwrap();
+    // Its lease ends: a worker of another process (or replica) takes it (the lost run
+    // counted), before the newer event of the same record, which still waits behind it.
+    let other = store.reopen();
+    assert!(other.claim(t0 + lease - 1, lease).unwrap().is_none());
+    let again = other.claim(t0 + lease, lease).unwrap().unwrap();
     assert_eq!((again.id, again.attempts), (first.id, 2));
     assert!(store.claim(t0 + lease, lease).unwrap().is_none());
-    store.complete(again.id).unwrap();
+    other.complete(again.id).unwrap();
     let newer = store.claim(t0 + lease, lease).unwrap().unwrap();
     assert_ne!(newer.id, first.id);
+}
+
+/// Two stores on one database receiving the same record's notifications at once (webhooks
+/// of two replicas) coalesce them as one store would: one waiting entry, not one each.
+fn two_stores_enqueueing_one_record_at_once_keep_one_waiting_entry(store) {
+    let other = store.reopen();
+    std::thread::scope(|scope| {
+        let stores: [&dyn crate::store::SyncStore; 2] = [&**store, &*other];
+        for s in stores {
+            for _ in 0..3 {
+                scope.spawn(move || {
+                    for n in 0..100 {
+                        let records = [event("referral:a", "a"), event(&format!("referral:x{n}"), &format!("x{n}"))];
+                        s.enqueue_batch(&records).unwrap();
+                    }
+                });
+            }
+        }
+    });
+    let waiting = store.texts("SELECT record_id FROM sync_events WHERE record_id = 'a'");
+    assert_eq!(waiting, ["a"], "one waiting entry for the record");
+    assert_eq!(store.queue_counts().unwrap().pending, 101);
 }
 
 fn a_parked_event_waits_for_another_version_of_its_step(store) {
