@@ -133,6 +133,9 @@ fn check_secrets(config: &HostConfig, report: &mut Report) {
     if let Some(dv) = &config.dataverse {
         secrets.push(("dataverse.client_secret", dv.client_secret.clone()));
     }
+    if let Some(password) = &config.state.password {
+        secrets.push(("state.password", password.clone()));
+    }
     if let Some(auth) = &config.webhooks.dataverse {
         secrets.push(("webhooks.dataverse.value", auth.value.clone()));
     } else if config.dataverse.is_some() {

@@ -53,9 +53,13 @@ impl PgStore {
         }
         pg.application_name("cosell");
         pg.connect_timeout(state.pool.connect_timeout());
-        // Kept with any options the URL sets (a `search_path`, say).
+        // Kept with any options the URL sets (a `search_path`, say). `synchronous_commit = on`
+        // whatever the server's default: a commit answers only once it is on the server's
+        // disk, so what cosell acknowledges (a webhook's 2xx, a rotated refresh token, a
+        // deploy) survives a crash of the database server, as `synchronous = FULL` makes it
+        // survive a power loss on SQLite.
         let options = format!(
-            "{} -c statement_timeout={}",
+            "{} -c statement_timeout={} -c synchronous_commit=on",
             pg.get_options().unwrap_or_default(),
             state.pool.statement_timeout().as_millis()
         );
@@ -116,7 +120,7 @@ impl PgStore {
         });
         result
             .recv()
-            .map_err(|_| anyhow!("the PostgreSQL store's runtime stopped during a call"))?
+            .map_err(|_| anyhow!("a call to the PostgreSQL store ended without an answer (it panicked, or the store's runtime stopped)"))?
     }
 }
 

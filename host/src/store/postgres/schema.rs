@@ -84,6 +84,15 @@ mod tests {
         assert_eq!(versions(&store), all);
     }
 
+    /// The test cluster runs with `synchronous_commit = off`: the store's sessions turn it
+    /// on, so an acknowledged write is on the server's disk whatever the server's default.
+    #[test]
+    fn the_stores_commits_wait_for_the_servers_disk_and_statements_are_bounded() {
+        let store = TestStore::new(Backend::Postgres);
+        assert_eq!(store.texts("SHOW synchronous_commit"), ["on"]);
+        assert_eq!(store.texts("SHOW statement_timeout"), ["30s"]);
+    }
+
     #[test]
     fn a_database_of_a_newer_release_is_refused() {
         let store = TestStore::new(Backend::Postgres);

@@ -206,8 +206,12 @@ impl TestSchema {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             chrono::Utc::now().timestamp_micros()
         );
-        admin_sql(&admin, &format!("CREATE SCHEMA {name}"))
-            .unwrap_or_else(|e| panic!("creating the test schema on {admin}: {e:#}"));
+        admin_sql(&admin, &format!("CREATE SCHEMA {name}")).unwrap_or_else(|e| {
+            panic!(
+                "creating the test schema on {admin} (COSELL_TEST_POSTGRES_URL, or the \
+                     tests' own cluster): {e:#}"
+            )
+        });
         let separator = if admin.contains('?') { '&' } else { '?' };
         let url = format!("{admin}{separator}options=-c%20search_path%3D{name}");
         Self { url, admin, name }
