@@ -92,4 +92,20 @@ fn activating_an_unknown_version_is_refused(store) {
             .is_err()
     );
 }
+
+/// Processes (replicas) opening a new database at once agree on one secret, kept for good.
+fn a_host_secret_is_made_once_and_the_same_for_every_store(store) {
+    let others: Vec<_> = (0..3).map(|_| store.reopen()).collect();
+    let secrets: Vec<[u8; 32]> = std::thread::scope(|scope| {
+        let asks: Vec<_> = others
+            .iter()
+            .map(|other| scope.spawn(move || other.host_secret("k").unwrap()))
+            .collect();
+        asks.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    let mine = store.host_secret("k").unwrap();
+    assert!(secrets.iter().all(|s| *s == mine), "{secrets:?}");
+    assert_ne!(store.host_secret("other").unwrap(), mine);
+    assert_eq!(store.reopen().host_secret("k").unwrap(), mine);
+}
 }
