@@ -2,11 +2,11 @@
 //!
 //! Two traits: [`DeploymentStore`] (the deployed versions of each mapping step and which one
 //! was active when) and [`SyncStore`] (the event queue, dead letters, record links, cursors,
-//! credentials and the audit trail, in [`sync`]). Storage sits behind traits so a PostgreSQL
-//! backend can serve several host replicas; [`sqlite`] is the embedded default. [`open()`] opens
-//! the store `[state]` configures, so no caller names a backend; each backend keeps numbered
-//! schema migrations ([`migrations`]) applied at open. [`sign_in`]
-//! keeps the Partner Center sign-in (its rotating refresh token) in the credentials.
+//! credentials and the audit trail, in [`sync`]). Two backends: [`sqlite`], the embedded
+//! default for one host, and [`postgres`], one database several host replicas share.
+//! [`open()`] opens the store `[state]` configures, so no caller names a backend. Each backend
+//! carries numbered schema migrations ([`migrations`]), applied at open. [`sign_in`] keeps the
+//! Partner Center sign-in (its rotating refresh token) in the credentials.
 
 pub mod migrations;
 mod open;
