@@ -3,7 +3,7 @@
 //! The server is `COSELL_TEST_POSTGRES_URL` when set (any database the URL's user may create
 //! schemas in). Otherwise a throwaway cluster is made with the PostgreSQL binaries of the
 //! machine (`COSELL_TEST_POSTGRES_BIN`, else the newest `/usr/lib/postgresql/*/bin`): in
-//! `$TMPDIR/cosell-test-postgres`, listening on 127.0.0.1 on a free port and on a unix socket
+//! `$TMPDIR/cosell-test-postgres` (`/tmp/…` as root), listening on 127.0.0.1 on a free port and on a unix socket
 //! in that directory, trusting local connections. `initdb` refuses to run as root, so as root
 //! the cluster runs as the `postgres` user (`runuser`). The first test process starts it under
 //! a file lock and the others (nextest runs each test in a process of its own) reuse it; it is
@@ -37,9 +37,9 @@ fn find_or_start() -> Result<String> {
         return Ok(url);
     }
     let bin = binaries()?;
-    let root = std::env::temp_dir().join("cosell-test-postgres");
+    let root = base_dir().join("cosell-test-postgres");
     // One process starts the cluster; the others wait here and find it running.
-    let lock = std::fs::File::create(std::env::temp_dir().join("cosell-test-postgres.lock"))
+    let lock = std::fs::File::create(base_dir().join("cosell-test-postgres.lock"))
         .context("creating the test cluster's lock file")?;
     lock.lock()
         .context("locking the test cluster's lock file")?;
@@ -51,6 +51,16 @@ fn find_or_start() -> Result<String> {
         return Ok(url(port));
     }
     start(&bin, &root).map(url)
+}
+
+/// Where the cluster lives: the temporary directory, or `/tmp` as root, since the `postgres`
+/// user must be able to reach it (a `TMPDIR` under `/root` would not do).
+fn base_dir() -> PathBuf {
+    if is_root() {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 fn url(port: u16) -> String {
@@ -171,7 +181,7 @@ fn run(as_root: bool, command: &mut Command) -> Result<()> {
     // Output to a file, never a pipe: the server pg_ctl starts would hold a pipe open.
     let log = tempfile::tempfile()?;
     let status = command
-        .current_dir(std::env::temp_dir())
+        .current_dir(base_dir())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log.try_clone()?)
