@@ -30,6 +30,8 @@ mod driver;
 mod queue;
 mod records;
 mod schema;
+#[cfg(test)]
+mod tests;
 
 pub use driver::PgStore;
 

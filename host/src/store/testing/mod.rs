@@ -83,6 +83,15 @@ impl TestStore {
         }
     }
 
+    /// Runs `sql` in a transaction of another connection that stays open (PostgreSQL only),
+    /// holding what it locks until the answer is dropped.
+    pub(crate) fn lock_elsewhere(&self, sql: &str) -> postgres::HeldLock {
+        match &self.place {
+            Place::Postgres(schema) => postgres::HeldLock::take(&schema.url, sql),
+            Place::Sqlite(_) => panic!("lock_elsewhere is for PostgreSQL"),
+        }
+    }
+
     /// The store as the engine holds it.
     pub(crate) fn sync(&self) -> Arc<dyn SyncStore> {
         self.store.clone()
@@ -94,7 +103,10 @@ impl TestStore {
     pub(crate) fn hold(&self) -> Held<'_> {
         match (&self.raw, &self.place) {
             (Raw::Sqlite(store), _) => Held::Sqlite(store.conn()),
-            (_, Place::Postgres(schema)) => Held::Postgres(postgres::HeldQueue::take(&schema.url)),
+            (_, Place::Postgres(schema)) => Held::Postgres(postgres::HeldLock::take(
+                &schema.url,
+                "LOCK TABLE sync_events IN ACCESS EXCLUSIVE MODE",
+            )),
             _ => unreachable!("a PostgreSQL store lives in a schema"),
         }
     }
@@ -127,7 +139,7 @@ impl TestStore {
 #[allow(dead_code, reason = "held for its drop")]
 pub(crate) enum Held<'a> {
     Sqlite(std::sync::MutexGuard<'a, rusqlite::Connection>),
-    Postgres(postgres::HeldQueue),
+    Postgres(postgres::HeldLock),
 }
 
 fn open_postgres(url: &str) -> PgStore {

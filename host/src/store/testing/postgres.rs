@@ -251,19 +251,20 @@ fn admin_sql(url: &str, sql: &str) -> Result<()> {
     })
 }
 
-/// A lock on the queue's table held from another connection, as a long transaction of another
-/// replica would hold it: the store's writes to the queue wait until it is dropped.
-pub(crate) struct HeldQueue {
+/// Locks held by a transaction of another connection, as a transaction of another replica
+/// would hold them, until this value is dropped.
+pub(crate) struct HeldLock {
     release: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl HeldQueue {
-    /// Takes the lock on the schema of `url`; returns once it is held.
-    pub(crate) fn take(url: &str) -> Self {
+impl HeldLock {
+    /// Runs `sql` (which takes locks) in a transaction on the schema of `url`; returns once it
+    /// has run, and the locks are held.
+    pub(crate) fn take(url: &str, sql: &str) -> Self {
         let (release, released) = std::sync::mpsc::channel::<()>();
         let (held, is_held) = std::sync::mpsc::channel::<Result<(), String>>();
-        let url = url.to_owned();
+        let (url, sql) = (url.to_owned(), format!("BEGIN; {sql}"));
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -276,9 +277,7 @@ impl HeldQueue {
                     Err(e) => return drop(held.send(Err(e.to_string()))),
                 };
                 let connection = tokio::spawn(connection);
-                let locked = client
-                    .batch_execute("BEGIN; LOCK TABLE sync_events IN ACCESS EXCLUSIVE MODE")
-                    .await;
+                let locked = client.batch_execute(&sql).await;
                 let _ = held.send(locked.map_err(|e| e.to_string()));
                 // Until the holder is dropped (bounded: a forgotten guard ends the test).
                 let _ = tokio::task::spawn_blocking(move || {
@@ -293,7 +292,7 @@ impl HeldQueue {
         is_held
             .recv()
             .expect("the lock holder stopped")
-            .unwrap_or_else(|e| panic!("locking the queue: {e}"));
+            .unwrap_or_else(|e| panic!("taking the locks: {e}"));
         Self {
             release: Some(release),
             thread: Some(thread),
@@ -301,7 +300,7 @@ impl HeldQueue {
     }
 }
 
-impl Drop for HeldQueue {
+impl Drop for HeldLock {
     fn drop(&mut self) {
         drop(self.release.take());
         if let Some(thread) = self.thread.take() {
