@@ -18,7 +18,9 @@
 //! - **Enqueues** take a transaction-scoped advisory lock per record (all of a batch's, in a
 //!   fixed order, so two batches never deadlock), so replicas coalesce a record's events as
 //!   one process would; the batch is one transaction, committed (and so on disk) before the
-//!   deliveries are acknowledged.
+//!   deliveries are acknowledged. What folds or drops a record's waiting events (a retry, a
+//!   dead letter, parking, completion) takes the same lock first, so it never waits for an
+//!   enqueue's rows while that enqueue waits for its own.
 //! - **Leases**: an event left running by a replica that stopped comes back by its lease only;
 //!   [`super::SyncStore::requeue_running`] leaves events whose lease has not run out alone,
 //!   since they may belong to a replica that is alive.

@@ -95,14 +95,26 @@ fn requeue_sql(from: &str, condition: &str) -> String {
     )
 }
 
-/// The advisory lock key of a record's events: what enqueue coalesces on.
-fn record_key(event: &NewEvent) -> String {
-    format!(
-        "{}\n{}\n{}",
-        event.lock_key,
-        event.side.as_str(),
-        event.record_id
-    )
+/// The record's lock: enqueues take it for every record of their batch (so replicas coalesce a
+/// record's events as one process would), and so does everything that deletes or changes a
+/// record's waiting events (folding them into a failed attempt, dropping parked ones), so the
+/// two never wait for each other's rows in opposite orders.
+const LOCK_RECORD: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended($1::text || E'\\n' || $2::text, 0))";
+
+/// Takes the lock of the record of event `id` (see [`LOCK_RECORD`]).
+async fn lock_record_of(tx: &Transaction<'_>, id: i64) -> Result<()> {
+    if let Some(row) = tx
+        .query_opt(
+            "SELECT side, record_id FROM sync_events WHERE id = $1",
+            &[&id],
+        )
+        .await?
+    {
+        let (side, record): (&str, &str) = (row.get(0), row.get(1));
+        tx.execute(LOCK_RECORD, &[&side, &record]).await?;
+    }
+    Ok(())
 }
 
 /// Stores `event` in `tx`, or coalesces it with the waiting event of its record, whose row it
@@ -177,15 +189,14 @@ impl PgStore {
             Box::pin(async move {
                 let tx = c.transaction().await?;
                 // Every record's lock, in one order: batches on two replicas never deadlock.
-                let mut keys: Vec<String> = events.iter().map(record_key).collect();
-                keys.sort();
-                keys.dedup();
-                for key in &keys {
-                    tx.execute(
-                        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                        &[key],
-                    )
-                    .await?;
+                let mut records: Vec<(&str, &str)> = events
+                    .iter()
+                    .map(|e| (e.side.as_str(), e.record_id.as_str()))
+                    .collect();
+                records.sort();
+                records.dedup();
+                for (side, record) in &records {
+                    tx.execute(LOCK_RECORD, &[side, record]).await?;
                 }
                 let (at_ms, at) = (now_ms(), now());
                 let mut stored = Vec::with_capacity(events.len());
@@ -251,6 +262,7 @@ impl PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
+                lock_record_of(&tx, id).await?;
                 drop_parked_of(&tx, id).await?;
                 tx.execute("DELETE FROM sync_events WHERE id = $1", &[&id])
                     .await?;
@@ -272,6 +284,7 @@ impl PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
+                lock_record_of(&tx, id).await?;
                 fold_covered(&tx, id).await?;
                 tx.execute(
                     "UPDATE sync_events SET state = 'pending', available_at = $2,
@@ -291,6 +304,7 @@ impl PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
+                lock_record_of(&tx, id).await?;
                 fold_covered(&tx, id).await?;
                 drop_parked_of(&tx, id).await?;
                 tx.execute(
@@ -367,6 +381,7 @@ impl PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
+                lock_record_of(&tx, id).await?;
                 fold_covered(&tx, id).await?;
                 tx.execute(
                     "UPDATE sync_events SET state = 'dead', last_error = $2, failed_at = $3,
