@@ -23,6 +23,9 @@ pub struct StateConfig {
     /// The PostgreSQL password, from an environment variable or a file, so that it need not
     /// be written in the URL (and so in the configuration file).
     pub password: Option<SecretRef>,
+    /// A PEM file of the certificate authorities that sign the PostgreSQL server's certificate,
+    /// trusted instead of the public roots (a private CA, or the server's own certificate).
+    pub ca_file: Option<PathBuf>,
     /// The PostgreSQL connection pool.
     pub pool: PoolConfig,
 }
@@ -135,6 +138,11 @@ impl StateConfig {
         }
         if let Some(password) = self.password.as_mut() {
             password.resolve(base);
+        }
+        if let Some(file) = self.ca_file.as_mut()
+            && file.is_relative()
+        {
+            *file = base.join(&*file);
         }
     }
 }

@@ -70,7 +70,7 @@ impl PgStore {
             .enable_all()
             .build()
             .context("starting the PostgreSQL store's runtime")?;
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::with_webpki_roots();
+        let tls = super::tls::connector(state.ca_file.as_deref())?;
         let manager = Manager::from_config(
             pg,
             tls,

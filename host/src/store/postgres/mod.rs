@@ -3,6 +3,7 @@
 //!
 //! - [`driver`]: the pool and the runtime of its own the async driver runs on.
 //! - [`schema`]: the numbered migrations (`migrations/*.sql`), applied at open.
+//! - [`tls`]: the server's certificate checked against the public roots or `[state] ca_file`.
 //! - [`deployments`]: mapping versions and activations ([`super::DeploymentStore`]).
 //! - [`queue`]: the event queue, claims across replicas; [`records`]: links, cursors,
 //!   credentials, intents and the audit trail (together [`super::SyncStore`]).
@@ -34,6 +35,7 @@ mod records;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use driver::PgStore;
 
