@@ -67,7 +67,7 @@ impl Env {
     }
 
     fn store(&self) -> SqliteStore {
-        SqliteStore::open(&self.config.state.path).unwrap()
+        SqliteStore::open(self.config.state.sqlite_path().unwrap()).unwrap()
     }
 }
 

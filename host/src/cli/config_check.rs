@@ -14,12 +14,9 @@ use super::setup::{
 use crate::config::{HostConfig, SecretRef};
 use crate::server::sync::{dataverse_client, partner_center_client};
 use crate::sinks::dataverse::lookups::literal;
-use crate::store::SyncStore as _;
 use crate::store::sign_in::REFRESH_TOKEN_CREDENTIAL;
-use crate::store::sqlite::SqliteStore;
 use anyhow::Result;
 use std::path::Path;
-use std::sync::Arc;
 
 /// The command that provisions Dataverse.
 const PROVISION: &str =
@@ -113,7 +110,9 @@ fn check_offline(config: &HostConfig, report: &mut Report) {
             dir.display()
         ));
     }
-    check_state_directory(&config.state.path, report);
+    if let Some(path) = config.state.sqlite_path() {
+        check_state_directory(path, report);
+    }
 }
 
 /// Every secret the configuration names, read (never printed).
@@ -133,6 +132,9 @@ fn check_secrets(config: &HostConfig, report: &mut Report) {
     }
     if let Some(dv) = &config.dataverse {
         secrets.push(("dataverse.client_secret", dv.client_secret.clone()));
+    }
+    if let Some(password) = &config.state.password {
+        secrets.push(("state.password", password.clone()));
     }
     if let Some(auth) = &config.webhooks.dataverse {
         secrets.push(("webhooks.dataverse.value", auth.value.clone()));
@@ -238,10 +240,14 @@ async fn check_online(config: &HostConfig, public_url: Option<&str>, report: &mu
 }
 
 async fn check_partner_center(config: &HostConfig, public_url: Option<&str>, report: &mut Report) {
-    let store = match SqliteStore::open(&config.state.path) {
-        Ok(store) => Arc::new(store),
+    let state = match crate::store::open(&config.state) {
+        Ok(state) => state,
         Err(err) => {
-            report.problem(format!("state.path: {err:#}"));
+            let key = match config.state.sqlite_path() {
+                Some(_) => "state.path",
+                None => "state.url",
+            };
+            report.problem(format!("{key}: {err:#}"));
             return;
         }
     };
@@ -249,10 +255,10 @@ async fn check_partner_center(config: &HostConfig, public_url: Option<&str>, rep
         .partner_center
         .as_ref()
         .is_some_and(|pc| pc.refresh_token.is_some());
-    if !configured && matches!(store.credential(REFRESH_TOKEN_CREDENTIAL), Ok(None)) {
+    if !configured && matches!(state.sync.credential(REFRESH_TOKEN_CREDENTIAL), Ok(None)) {
         report.problem(format!(
             "Partner Center: no sign-in is kept in {}\n  fix: run `cosell partner-center login --config {}`",
-            config.state.path.display(),
+            state.location,
             config
                 .source_file
                 .as_deref()
@@ -261,7 +267,7 @@ async fn check_partner_center(config: &HostConfig, public_url: Option<&str>, rep
         ));
         return;
     }
-    let client = match partner_center_client(config, store) {
+    let client = match partner_center_client(config, state.sync) {
         Ok(client) => client,
         Err(err) => {
             report.problem(format!("Partner Center: {err:#}"));

@@ -6,9 +6,9 @@
 use crate::config::HostConfig;
 use crate::connections::partner_center::device_login::DeviceLogin;
 use crate::connections::partner_center::sign_in_command;
+use crate::store::StateStore;
 use crate::store::SyncStore;
 use crate::store::sign_in::{self, Origin, REFRESH_TOKEN_CREDENTIAL, SignIn};
-use crate::store::sqlite::SqliteStore;
 use anyhow::{Context as _, Result};
 use std::io::Write as _;
 use std::path::Path;
@@ -22,9 +22,10 @@ pub async fn run(config_path: &Path, status: bool) -> Result<i32> {
             config_path.display()
         )
     })?;
-    let store = SqliteStore::open(&config.state.path)?;
+    let state = crate::store::open(&config.state)?;
+    let store = &*state.sync;
     if status {
-        return show_status(&store, &config, config_path);
+        return show_status(&state, config_path);
     }
     let login = DeviceLogin::new(
         &pc.token_url,
@@ -42,7 +43,7 @@ pub async fn run(config_path: &Path, status: bool) -> Result<i32> {
         .as_ref()
         .and_then(|r| r.read("partner_center.refresh_token").ok());
     sign_in::keep_login(
-        &store,
+        store,
         &signed_in.refresh_token,
         signed_in.user.clone(),
         configured.as_ref(),
@@ -53,18 +54,19 @@ pub async fn run(config_path: &Path, status: bool) -> Result<i32> {
             .user
             .as_deref()
             .unwrap_or("(a user the sign-in did not name)"),
-        config.state.path.display()
+        state.location
     );
     Ok(0)
 }
 
-fn show_status(store: &SqliteStore, config: &HostConfig, config_path: &Path) -> Result<i32> {
+fn show_status(state: &StateStore, config_path: &Path) -> Result<i32> {
+    let store: &dyn SyncStore = &*state.sync;
     let has_token = store.credential(REFRESH_TOKEN_CREDENTIAL)?.is_some();
     let record = SignIn::load(store)?;
     if !has_token {
         println!(
             "no Partner Center sign-in is kept in {}; run `{}`",
-            config.state.path.display(),
+            state.location,
             sign_in_command(Some(config_path))
         );
         return Ok(1);
@@ -81,10 +83,7 @@ fn show_status(store: &SqliteStore, config: &HostConfig, config_path: &Path) -> 
         Some(Origin::Config) => "from [partner_center] refresh_token",
         None => "(how is not recorded)",
     };
-    println!(
-        "Partner Center sign-in kept in {}",
-        config.state.path.display()
-    );
+    println!("Partner Center sign-in kept in {}", state.location);
     println!("  user:           {user}");
     println!(
         "  obtained:       {} {how}",

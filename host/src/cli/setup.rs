@@ -14,7 +14,6 @@ use crate::connections::partner_center::webhooks::WebhookRegistration;
 use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterError};
 use crate::server::sync::{dataverse_client, partner_center_client};
 use crate::sinks::dataverse::lookups::literal;
-use crate::store::sqlite::SqliteStore;
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -439,7 +438,7 @@ pub async fn register_webhooks_command(
     validate: bool,
 ) -> Result<i32> {
     let config = load(config)?;
-    let store = std::sync::Arc::new(SqliteStore::open(&config.state.path)?);
+    let store = crate::store::open(&config.state)?.sync;
     let client = partner_center_client(&config, store)?;
     let outcome = register_partner_center_webhooks(&client, url, replace, validate, |note| {
         eprintln!("{note}")

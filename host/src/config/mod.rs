@@ -8,6 +8,7 @@ mod connections;
 mod listener;
 mod retention;
 mod secret;
+mod state;
 mod sync;
 
 pub use connections::{
@@ -16,6 +17,7 @@ pub use connections::{
 };
 pub use retention::RetentionConfig;
 pub use secret::{Secret, write_owner_only};
+pub use state::{DEFAULT_STATE_PATH, PoolConfig, StateBackend, StateConfig};
 pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
 
 pub use listener::ListenerLimits;
@@ -137,22 +139,6 @@ impl AdminConfig {
     }
 }
 
-/// `[state]`: the durable store.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StateConfig {
-    /// The SQLite database file.
-    pub path: PathBuf,
-}
-
-impl Default for StateConfig {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("cosell-state/cosell.db"),
-        }
-    }
-}
-
 /// `[deploy]`: hot-swap by dropping files into a directory.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -185,7 +171,8 @@ impl DeployConfig {
 pub struct ArtifactCacheConfig {
     /// `false`: every load compiles.
     pub enabled: bool,
-    /// The cache directory (created 0700). Unset: `compiled/` beside the state database.
+    /// The cache directory (created 0700). Unset: `compiled/` beside the state database
+    /// (with a PostgreSQL `[state] url`: `cosell-state/compiled` beside the configuration file).
     pub dir: Option<PathBuf>,
     /// Bound on the cache's size; the least recently used entries are deleted beyond it.
     pub max_mib: u64,
@@ -209,9 +196,9 @@ impl ArtifactCacheConfig {
         }
         Some(self.dir.clone().unwrap_or_else(|| {
             state
-                .path
-                .parent()
-                .unwrap_or(Path::new(""))
+                .sqlite_path()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("cosell-state"))
                 .join("compiled")
         }))
     }
@@ -280,7 +267,11 @@ impl HostConfig {
                 *p = base.join(&*p);
             }
         };
-        resolve(&mut self.state.path);
+        self.state.resolve(base);
+        if self.state.url.is_some() && self.artifact_cache.dir.is_none() {
+            // No state file to sit beside: the cache goes where the default file would be.
+            self.artifact_cache.dir = Some(base.join("cosell-state/compiled"));
+        }
         if let Some(dir) = self.deploy.watch_dir.as_mut() {
             resolve(dir);
         }
@@ -322,6 +313,7 @@ impl HostConfig {
     /// Checks what the types cannot: limits, unique and well-formed step names.
     pub fn validate(&self) -> Result<()> {
         self.admin.validate()?;
+        self.state.backend()?;
         self.webhooks.limits()?;
         self.limits.validate().map_err(anyhow::Error::msg)?;
         let mut names = BTreeSet::new();

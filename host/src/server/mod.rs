@@ -12,7 +12,6 @@ use crate::config::{HostConfig, Secret};
 use crate::deploy::{self, Deployer, watch_dir::DropDirectory};
 use crate::metrics::Metrics;
 use crate::runtime::{ArtifactCache, ArtifactKey, MappingRuntime};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{ARTIFACT_CACHE_SECRET, DeploymentStore};
 use anyhow::{Context as _, Result};
 use listener::Listener;
@@ -45,8 +44,8 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     let limits = config.limits.clone();
     let cache_dir = config.artifact_cache.directory(&config.state);
     let cache_max_bytes = config.artifact_cache.max_bytes();
-    let sqlite = Arc::new(SqliteStore::open(&config.state.path)?);
-    let store: Arc<dyn DeploymentStore> = sqlite.clone();
+    let state = crate::store::open(&config.state)?;
+    let store: Arc<dyn DeploymentStore> = state.deployments.clone();
     let cache_key = match cache_dir {
         Some(_) => Some(ArtifactKey::new(
             &store
@@ -96,7 +95,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         Some(_) => Some(
             sync::start(
                 &config,
-                sqlite.clone(),
+                state.sync.clone(),
                 deployer.pipelines().clone(),
                 metrics.clone(),
             )

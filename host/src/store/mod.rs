@@ -2,14 +2,24 @@
 //!
 //! Two traits: [`DeploymentStore`] (the deployed versions of each mapping step and which one
 //! was active when) and [`SyncStore`] (the event queue, dead letters, record links, cursors,
-//! credentials and the audit trail, in [`sync`]). Storage sits behind traits so a PostgreSQL
-//! backend can serve several host replicas; [`sqlite`] is the embedded default. [`sign_in`]
-//! keeps the Partner Center sign-in (its rotating refresh token) in the credentials.
+//! credentials and the audit trail, in [`sync`]). Two backends: [`sqlite`], the embedded
+//! default for one host, and [`postgres`], one database several host replicas share.
+//! [`open()`] opens the store `[state]` configures, so no caller names a backend. Each backend
+//! carries numbered schema migrations ([`migrations`]), applied at open. [`sign_in`] keeps the
+//! Partner Center sign-in (its rotating refresh token) in the credentials.
 
+pub mod migrations;
+mod open;
+pub mod postgres;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
+pub use open::{StateStore, open};
 pub use sync::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
     RECONCILE_ORIGIN, REPLAY_ORIGIN, Side, SyncStore,
@@ -17,6 +27,11 @@ pub use sync::{
 
 use anyhow::Result;
 use serde::Serialize;
+
+/// Now, as every backend writes times it reads back: RFC 3339, UTC, milliseconds.
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
 
 /// A stored version of a mapping step, with its bytes.
 #[derive(Debug, Clone)]

@@ -197,7 +197,7 @@ impl RefreshTokenKeeper for StoredRefreshToken {
 mod tests {
     use super::*;
     use crate::config::SecretRef;
-    use crate::store::sqlite::test_store;
+    use crate::store::testing::store_tests;
 
     fn config(dir: &std::path::Path, token: Option<&str>) -> PartnerCenterConfig {
         let refresh_token = token.map(|t| {
@@ -224,28 +224,27 @@ client_secret = { env = "UNUSED" }"#;
             .to_owned()
     }
 
-    #[test]
-    fn a_changed_configured_token_replaces_the_kept_one_and_an_unchanged_one_does_not() {
-        let (dir, store) = test_store();
+    store_tests! {
+    fn a_changed_configured_token_replaces_the_kept_one_and_an_unchanged_one_does_not(handle) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: &dyn SyncStore = &**handle;
         let pc = config(dir.path(), Some("rt-config-1"));
-        assert_eq!(start(&pc, &store), "rt-config-1");
+        assert_eq!(start(&pc, store), "rt-config-1");
         // The host rotates it.
-        StoredRefreshToken(Arc::new(
-            crate::store::sqlite::SqliteStore::open(&dir.path().join("state.db")).unwrap(),
-        ))
-        .save(&Secret::new("rt-rotated"));
+        let host: Arc<dyn SyncStore> = handle.reopen();
+        StoredRefreshToken(host).save(&Secret::new("rt-rotated"));
         assert_eq!(
-            start(&pc, &store),
+            start(&pc, store),
             "rt-rotated",
             "the spent configured token is not reused"
         );
         let pc = config(dir.path(), Some("rt-config-2"));
         assert_eq!(
-            start(&pc, &store),
+            start(&pc, store),
             "rt-config-2",
             "a new configured token wins"
         );
-        let record = SignIn::load(&store).unwrap().unwrap();
+        let record = SignIn::load(store).unwrap().unwrap();
         assert_eq!(
             record.config_sha256,
             Some(fingerprint(&Secret::new("rt-config-2")))
@@ -255,45 +254,46 @@ client_secret = { env = "UNUSED" }"#;
         assert!(!text.contains("rt-config"), "{text}");
     }
 
-    #[test]
-    fn without_a_configured_token_the_login_is_used_or_the_error_names_the_command() {
-        let (dir, store) = test_store();
+    fn without_a_configured_token_the_login_is_used_or_the_error_names_the_command(handle) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: &dyn SyncStore = &**handle;
         let pc = config(dir.path(), None);
         let err =
-            starting_refresh_token(&pc, &store, "cosell partner-center login --config c.toml")
+            starting_refresh_token(&pc, store, "cosell partner-center login --config c.toml")
                 .unwrap_err();
         assert!(
             format!("{err:#}").contains("cosell partner-center login --config c.toml"),
             "{err:#}"
         );
         keep_login(
-            &store,
+            store,
             &Secret::new("rt-login"),
             Some("alice@contoso.example".into()),
             None,
         )
         .unwrap();
-        assert_eq!(start(&pc, &store), "rt-login");
+        assert_eq!(start(&pc, store), "rt-login");
         // A login next to an unchanged configured token is not undone by it.
         let with_token = config(dir.path(), Some("rt-old-config"));
         keep_login(
-            &store,
+            store,
             &Secret::new("rt-login-2"),
             None,
             Some(&Secret::new("rt-old-config")),
         )
         .unwrap();
-        assert_eq!(start(&with_token, &store), "rt-login-2");
+        assert_eq!(start(&with_token, store), "rt-login-2");
     }
 
-    #[test]
-    fn a_state_from_before_the_record_keeps_its_token() {
-        let (dir, store) = test_store();
+    fn a_state_from_before_the_record_keeps_its_token(handle) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: &dyn SyncStore = &**handle;
         store
             .set_credential(REFRESH_TOKEN_CREDENTIAL, "rt-kept-long-ago")
             .unwrap();
         let pc = config(dir.path(), Some("rt-spent-config"));
-        assert_eq!(start(&pc, &store), "rt-kept-long-ago");
-        assert_eq!(start(&pc, &store), "rt-kept-long-ago");
+        assert_eq!(start(&pc, store), "rt-kept-long-ago");
+        assert_eq!(start(&pc, store), "rt-kept-long-ago");
+    }
     }
 }

@@ -209,7 +209,9 @@ pub trait SyncStore: Send + Sync {
     fn requeue_all_parked(&self) -> Result<u64>;
     /// Parked events, oldest first.
     fn parked(&self, limit: usize) -> Result<Vec<ParkedEvent>>;
-    /// Puts events left running by a stopped host back in the queue; answers how many.
+    /// Puts events left running by a stopped host back in the queue; answers how many. On a
+    /// store several replicas share (PostgreSQL) only those whose lease ran out: the others
+    /// may belong to a replica that is alive, and come back by their lease if it is not.
     fn requeue_running(&self) -> Result<u64>;
     /// When the earliest waiting event becomes ready, if any waits.
     fn next_ready_at(&self) -> Result<Option<i64>>;

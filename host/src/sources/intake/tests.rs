@@ -1,18 +1,18 @@
-//! Group commit against a real SQLite store. The store's connection is held while deliveries
-//! pile up, so the test knows they are stored by one transaction (the writer takes everything
-//! waiting), without depending on timing.
+//! Group commit against a real store, on each backend (SQLite and PostgreSQL). The store is
+//! held while deliveries pile up, so the test knows they are stored by one transaction (the
+//! writer takes everything waiting), without depending on timing.
 
 use super::*;
-use crate::store::sqlite::{SqliteStore, test_store};
+use crate::store::testing::{Backend, TestStore};
 use std::collections::HashMap;
 use std::time::Duration;
 
 const ORIGIN: &str = "partner-center-webhook";
 
-fn intake(store: &Arc<SqliteStore>) -> (Arc<Intake>, Arc<Metrics>) {
+fn intake(store: &TestStore) -> (Arc<Intake>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let wakeup = Arc::new(tokio::sync::Notify::new());
-    let intake = Intake::new(store.clone(), wakeup, metrics.clone()).unwrap();
+    let intake = Intake::new(store.sync(), wakeup, metrics.clone()).unwrap();
     (Arc::new(intake), metrics)
 }
 
@@ -71,29 +71,69 @@ async fn first_batch_taken(intake: &Arc<Intake>) -> tokio::task::JoinHandle<impl
 }
 
 /// The pending queue entries: record id → (id, lock key, origin, payload, attempts).
-fn pending(store: &SqliteStore) -> HashMap<String, (i64, String, String, String, u32)> {
-    let conn = store.conn();
-    let mut stmt = conn
-        .prepare(
-            "SELECT record_id, id, lock_key, origin, payload, attempts FROM sync_events
-             WHERE state = 'pending'",
+fn pending(store: &TestStore) -> HashMap<String, (i64, String, String, String, u32)> {
+    store
+        .texts(
+            "SELECT record_id || ' | ' || id || ' | ' || lock_key || ' | ' || origin || ' | '
+                    || payload || ' | ' || attempts
+             FROM sync_events WHERE state = 'pending'",
         )
-        .unwrap();
-    stmt.query_map([], |row| {
-        Ok((
-            row.get(0)?,
+        .iter()
+        .map(|row| {
+            let f: Vec<&str> = row.split(" | ").collect();
+            let [record, id, key, origin, payload, attempts] = f[..] else {
+                panic!("{row}")
+            };
             (
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-            ),
-        ))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+                record.to_owned(),
+                (
+                    id.parse().unwrap(),
+                    key.to_owned(),
+                    origin.to_owned(),
+                    payload.to_owned(),
+                    attempts.parse().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Runs the async test `body` on a fresh store of each backend (made outside the test's
+/// runtime: the PostgreSQL test schema is made and dropped on a runtime of its own).
+fn on(backend: Backend, body: impl AsyncFnOnce(&TestStore)) {
+    let store = TestStore::new(backend);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body(&store));
+}
+
+#[test]
+fn concurrent_deliveries_are_stored_in_one_batch_as_enqueue_would_store_them_sqlite() {
+    on(
+        Backend::Sqlite,
+        concurrent_deliveries_are_stored_in_one_batch,
+    );
+}
+
+#[test]
+fn concurrent_deliveries_are_stored_in_one_batch_as_enqueue_would_store_them_postgres() {
+    on(
+        Backend::Postgres,
+        concurrent_deliveries_are_stored_in_one_batch,
+    );
+}
+
+#[test]
+fn a_batch_that_fails_fails_every_delivery_in_it_and_stores_none_of_them_sqlite() {
+    on(Backend::Sqlite, a_failed_batch_stores_nothing);
+}
+
+#[test]
+fn a_batch_that_fails_fails_every_delivery_in_it_and_stores_none_of_them_postgres() {
+    on(Backend::Postgres, a_failed_batch_stores_nothing);
 }
 
 /// `(count, sum)` of the batch-size histogram.
@@ -111,16 +151,9 @@ fn batches(metrics: &Metrics) -> (u64, u64) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[expect(
-    clippy::await_holding_lock,
-    reason = "the store is held on purpose, so that the writer waits for it"
-)]
-async fn concurrent_deliveries_are_stored_in_one_batch_as_enqueue_would_store_them() {
-    let (_dir, store) = test_store();
-    let store = Arc::new(store);
-    let (intake, metrics) = intake(&store);
-    let held = store.conn();
+async fn concurrent_deliveries_are_stored_in_one_batch(store: &TestStore) {
+    let (intake, metrics) = intake(store);
+    let held = store.hold();
     let first = first_batch_taken(&intake).await;
     // 60 deliveries for 12 referrals, 5 each: coalescing happens inside the batch.
     let deliveries: Vec<_> = (0..60)
@@ -144,7 +177,7 @@ async fn concurrent_deliveries_are_stored_in_one_batch_as_enqueue_would_store_th
         "the warm-up, then all 60 at once"
     );
 
-    let queue = pending(&store);
+    let queue = pending(store);
     assert_eq!(queue.len(), 13, "one entry per referral: {queue:#?}");
     for (referral, stored) in &by_referral {
         // As five enqueues in a row: the first makes the entry, the others join it and
@@ -179,24 +212,21 @@ async fn concurrent_deliveries_are_stored_in_one_batch_as_enqueue_would_store_th
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[expect(
-    clippy::await_holding_lock,
-    reason = "the store is held on purpose, so that the writer waits for it"
-)]
-async fn a_batch_that_fails_fails_every_delivery_in_it_and_stores_none_of_them() {
-    let (_dir, store) = test_store();
-    let store = Arc::new(store);
+async fn a_failed_batch_stores_nothing(store: &TestStore) {
     // The store fails on one event: the 30 others of its batch must not be stored either.
-    store
-        .conn()
-        .execute_batch(
-            "CREATE TRIGGER poison BEFORE INSERT ON sync_events WHEN NEW.record_id = 'poison'
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        )
-        .unwrap();
-    let (intake, metrics) = intake(&store);
-    let held = store.conn();
+    store.execute(
+        "CREATE TRIGGER poison BEFORE INSERT ON sync_events WHEN NEW.record_id = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.record_id = 'poison' THEN RAISE EXCEPTION 'injected failure'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER poison BEFORE INSERT ON sync_events
+             FOR EACH ROW EXECUTE FUNCTION poison();",
+    );
+    let (intake, metrics) = intake(store);
+    let held = store.hold();
     let first = first_batch_taken(&intake).await;
     let mut deliveries: Vec<_> = (0..30)
         .map(|n| deliver(&intake, &format!("r{:02}", n % 10), n))
@@ -214,7 +244,7 @@ async fn a_batch_that_fails_fails_every_delivery_in_it_and_stores_none_of_them()
         );
     }
     assert_eq!(batches(&metrics), (2, 32));
-    let queue = pending(&store);
+    let queue = pending(store);
     assert_eq!(
         queue.keys().collect::<Vec<_>>(),
         ["warm-up"],
@@ -224,5 +254,5 @@ async fn a_batch_that_fails_fails_every_delivery_in_it_and_stores_none_of_them()
     // The writer goes on: the next deliveries are stored.
     let (_, _, stored) = deliver(&intake, "r01", 100).await.unwrap();
     assert!(matches!(stored.unwrap(), Enqueued::New(_)));
-    assert_eq!(pending(&store).len(), 2);
+    assert_eq!(pending(store).len(), 2);
 }

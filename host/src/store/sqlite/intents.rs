@@ -47,21 +47,3 @@ impl SqliteStore {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::store::SyncStore;
-    use crate::store::sqlite::test_store;
-
-    #[test]
-    fn an_unfinished_intent_keeps_its_first_time_until_it_ends() {
-        let (_dir, store) = test_store();
-        assert_eq!(store.referral_intent("o1").unwrap(), None);
-        assert_eq!(store.begin_referral_intent("o1", 1_000).unwrap(), 1_000);
-        assert_eq!(store.begin_referral_intent("o1", 5_000).unwrap(), 1_000);
-        assert_eq!(store.referral_intent("o1").unwrap(), Some(1_000));
-        store.end_referral_intent("o1").unwrap();
-        assert_eq!(store.referral_intent("o1").unwrap(), None);
-        assert_eq!(store.begin_referral_intent("o1", 7_000).unwrap(), 7_000);
-    }
-}

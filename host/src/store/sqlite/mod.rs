@@ -3,6 +3,7 @@
 //! - [`deployments`]: mapping versions and their activations ([`super::DeploymentStore`]).
 //! - [`queue`]: the event queue and dead letters; [`records`]: links, cursors, credentials and
 //!   the audit trail (together [`super::SyncStore`]).
+//! - [`schema`]: the numbered migrations (`migrations/*.sql`), applied at open.
 
 use anyhow::{Context as _, Result};
 use rusqlite::Connection;
@@ -24,110 +25,7 @@ mod deployments;
 mod intents;
 mod queue;
 mod records;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS mapping_versions (
-    step        TEXT    NOT NULL,
-    version     TEXT    NOT NULL,
-    wasm        BLOB    NOT NULL,
-    size        INTEGER NOT NULL,
-    source      TEXT    NOT NULL,
-    uploaded_at TEXT    NOT NULL,
-    PRIMARY KEY (step, version)
-);
-CREATE TABLE IF NOT EXISTS mapping_activations (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    step         TEXT NOT NULL,
-    version      TEXT NOT NULL,
-    reason       TEXT NOT NULL,
-    activated_at TEXT NOT NULL,
-    FOREIGN KEY (step, version) REFERENCES mapping_versions (step, version)
-);
-CREATE INDEX IF NOT EXISTS mapping_activations_by_step ON mapping_activations (step, id);
-CREATE TABLE IF NOT EXISTS mapping_pins (
-    step      TEXT NOT NULL,
-    version   TEXT NOT NULL,
-    pinned_at TEXT NOT NULL,
-    PRIMARY KEY (step, version),
-    FOREIGN KEY (step, version) REFERENCES mapping_versions (step, version)
-);
-CREATE TABLE IF NOT EXISTS sync_events (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    side         TEXT    NOT NULL,
-    record_id    TEXT    NOT NULL,
-    lock_key     TEXT    NOT NULL,
-    origin       TEXT    NOT NULL,
-    payload      TEXT    NOT NULL,
-    state        TEXT    NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    available_at INTEGER NOT NULL,
-    last_error   TEXT,
-    received_at  TEXT    NOT NULL,
-    failed_at    TEXT
-);
-CREATE INDEX IF NOT EXISTS sync_events_ready ON sync_events (state, available_at, id);
-CREATE INDEX IF NOT EXISTS sync_events_by_key ON sync_events (lock_key, state);
-CREATE TABLE IF NOT EXISTS sync_links (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    referral_id    TEXT UNIQUE,
-    opportunity_id TEXT UNIQUE,
-    pc_hash        TEXT,
-    pc_snapshot    TEXT,
-    crm_hash       TEXT,
-    crm_snapshot   TEXT,
-    last_error     TEXT,
-    updated_at     TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sync_cursors (
-    name  TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS credentials (
-    name       TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_trail (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    at        TEXT NOT NULL,
-    record    TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    outcome   TEXT NOT NULL,
-    detail    TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_trail_by_record ON audit_trail (record, id);
-CREATE TABLE IF NOT EXISTS referral_intents (
-    opportunity_id TEXT PRIMARY KEY,
-    started_at_ms  INTEGER NOT NULL
-);
-";
-
-/// Columns added after a table was first released: a database made by an older cosell gets
-/// them when it is opened (`CREATE TABLE IF NOT EXISTS` leaves an existing table as it is).
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    // When a running event's lease ends (ms since the epoch): then another worker may take it.
-    ("sync_events", "lease_until", "INTEGER"),
-    // The mapping step and version a parked event failed on.
-    ("sync_events", "parked_step", "TEXT"),
-    ("sync_events", "parked_version", "TEXT"),
-];
-
-fn add_missing_columns(conn: &Connection) -> Result<()> {
-    for (table, column, declaration) in ADDED_COLUMNS {
-        let present: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
-            rusqlite::params![table, column],
-            |row| row.get(0),
-        )?;
-        if !present {
-            conn.execute_batch(&format!(
-                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
-            ))
-            .with_context(|| format!("adding column {column} to {table}"))?;
-        }
-    }
-    Ok(())
-}
+mod schema;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
@@ -137,7 +35,7 @@ impl SqliteStore {
                 .with_context(|| format!("creating the state directory {}", dir.display()))?;
         }
         owner_only(path)?;
-        let conn = Connection::open(path)
+        let mut conn = Connection::open(path)
             .with_context(|| format!("opening the state database {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL: in WAL mode a commit survives a crash of the process at once and reaches the
@@ -146,10 +44,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("creating the schema in {}", path.display()))?;
-        add_missing_columns(&conn)
-            .with_context(|| format!("upgrading the schema in {}", path.display()))?;
+        schema::upgrade(&mut conn, &format!("the state database {}", path.display()))?;
         let reader = Connection::open(path).with_context(|| {
             format!("opening a reader of the state database {}", path.display())
         })?;
@@ -264,9 +159,7 @@ fn owner_only(path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub(crate) use crate::store::now;
 
 #[cfg(test)]
 pub(crate) fn test_store() -> (tempfile::TempDir, SqliteStore) {

@@ -8,14 +8,12 @@ use crate::deploy;
 use crate::metrics::Metrics;
 use crate::runtime::MappingRuntime;
 use crate::server::sync::dataverse_client;
-use crate::store::DeploymentStore;
-use crate::store::sqlite::SqliteStore;
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
 
 impl Backfill {
     /// Opens the state database of `config` (which a running host may share: SQLite in WAL
-    /// mode), loads the pipelines on the versions active there (a step never deployed starts on
+    /// mode, or PostgreSQL), loads the pipelines on the versions active there (a step never deployed starts on
     /// its configured component, as at a host's first start), and makes the Dataverse client.
     pub async fn from_config(config: &HostConfig) -> Result<Self> {
         if config.dataverse.is_none() {
@@ -27,12 +25,9 @@ impl Backfill {
                 .await?
                 .context("starting the mapping runtime")?,
         );
-        let sqlite = Arc::new(SqliteStore::open(&config.state.path)?);
+        let state = crate::store::open(&config.state)?;
         let pipelines = {
-            let (pipelines, deployments) = (
-                config.pipelines.clone(),
-                sqlite.clone() as Arc<dyn DeploymentStore>,
-            );
+            let (pipelines, deployments) = (config.pipelines.clone(), state.deployments.clone());
             tokio::task::spawn_blocking(move || {
                 deploy::bootstrap(
                     &pipelines,
@@ -47,7 +42,7 @@ impl Backfill {
         Ok(Self {
             pipelines,
             dataverse: dataverse_client(config)?,
-            store: sqlite,
+            store: state.sync,
             sync: config.sync.clone(),
         })
     }

@@ -1,0 +1,145 @@
+//! The connection pool, and the runtime the async driver runs on.
+//!
+//! The store traits are synchronous (the engine calls them from async code, as it calls
+//! SQLite), while tokio-postgres is async. Blocking on a future inside the caller's tokio
+//! runtime panics (`block_on` within a runtime), and would also tie the pool's connection
+//! tasks to whichever runtime happened to open it (the admin API and the webhook listener run
+//! on runtimes of their own). So the store owns a small runtime: every call is spawned there
+//! and its result handed back over a channel, which the caller's thread waits on as it waits
+//! on SQLite's lock or disk. Connections, their background tasks and the pool's timers all
+//! live on that runtime, whatever thread calls.
+
+use super::schema;
+use crate::config::StateConfig;
+use anyhow::{Context as _, Result, anyhow};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A future borrowing a pooled connection.
+pub(super) type Job<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
+
+/// A PostgreSQL database holding the host's state (see the module docs of [`super`]).
+pub struct PgStore {
+    pool: Pool,
+    runtime: OwnRuntime,
+}
+
+/// The store's runtime, shut down without waiting when the store is dropped: dropping a
+/// runtime normally blocks, which panics when the last owner drops it in async code.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects to the database `[state] url` names (the password from `[state] password` if
+    /// set) and brings its schema to the newest version.
+    pub fn open(state: &StateConfig) -> Result<Self> {
+        let url = state
+            .url
+            .as_deref()
+            .context("[state] url is not set: it names the PostgreSQL database")?;
+        let mut pg: tokio_postgres::Config = url
+            .parse()
+            .context("state.url is not a valid PostgreSQL URL")?;
+        if let Some(password) = &state.password {
+            pg.password(password.read("state.password")?.expose());
+        }
+        pg.application_name("cosell");
+        pg.connect_timeout(state.pool.connect_timeout());
+        // Kept with any options the URL sets (a `search_path`, say). `synchronous_commit = on`
+        // whatever the server's default: a commit answers only once it is on the server's
+        // disk, so what cosell acknowledges (a webhook's 2xx, a rotated refresh token, a
+        // deploy) survives a crash of the database server, as `synchronous = FULL` makes it
+        // survive a power loss on SQLite.
+        let options = format!(
+            "{} -c statement_timeout={} -c synchronous_commit=on",
+            pg.get_options().unwrap_or_default(),
+            state.pool.statement_timeout().as_millis()
+        );
+        pg.options(options.trim_start());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cosell-postgres")
+            .enable_all()
+            .build()
+            .context("starting the PostgreSQL store's runtime")?;
+        let tls = super::tls::connector(state.ca_file.as_deref())?;
+        let manager = Manager::from_config(
+            pg,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let timeout = state.pool.connect_timeout();
+        let pool = Pool::builder(manager)
+            .max_size(state.pool.max_connections)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .build()
+            .context("making the PostgreSQL connection pool")?;
+        let store = Self {
+            pool,
+            runtime: OwnRuntime(Some(runtime)),
+        };
+        store.with(|c| Box::pin(schema::upgrade(c)))?;
+        Ok(store)
+    }
+
+    /// Runs `job` on a pooled connection, on the store's runtime; waits for its result.
+    pub(super) fn with<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Object) -> Job<'c, T> + Send + 'static,
+    {
+        let runtime = self
+            .runtime
+            .0
+            .as_ref()
+            .context("the PostgreSQL store is shut down")?;
+        let (answer, result) = std::sync::mpsc::sync_channel(1);
+        let pool = self.pool.clone();
+        runtime.spawn(async move {
+            let outcome = match pool.get().await {
+                Ok(mut client) => job(&mut client).await,
+                Err(e) => Err(anyhow!(e).context(
+                    "no connection to the PostgreSQL state database (is it up, and does \
+                     state.url name it?)",
+                )),
+            };
+            let _ = answer.send(outcome);
+        });
+        result
+            .recv()
+            .map_err(|_| anyhow!("a call to the PostgreSQL store ended without an answer (it panicked, or the store's runtime stopped)"))?
+    }
+}
+
+#[cfg(test)]
+impl PgStore {
+    /// Runs statements under the traits (tests inject failures so).
+    pub(crate) fn execute_for_test(&self, sql: &str) -> Result<()> {
+        let sql = sql.to_owned();
+        self.with(move |c| Box::pin(async move { Ok(c.batch_execute(&sql).await?) }))
+    }
+
+    /// The first column, text, of every row `sql` answers.
+    pub(crate) fn texts_for_test(&self, sql: &str) -> Result<Vec<String>> {
+        let sql = sql.to_owned();
+        self.with(move |c| {
+            Box::pin(async move {
+                let rows = c.query(&sql, &[]).await?;
+                Ok(rows.iter().map(|row| row.get(0)).collect())
+            })
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! The PostgreSQL store (`[state] url`): the state of one or several cosell replicas in one
+//! database.
+//!
+//! - [`driver`]: the pool and the runtime of its own the async driver runs on.
+//! - [`schema`]: the numbered migrations (`migrations/*.sql`), applied at open.
+//! - [`tls`]: the server's certificate checked against the public roots or `[state] ca_file`.
+//! - [`deployments`]: mapping versions and activations ([`super::DeploymentStore`]).
+//! - [`queue`]: the event queue, claims across replicas; [`records`]: links, cursors,
+//!   credentials, intents and the audit trail (together [`super::SyncStore`]).
+//!
+//! What changes from SQLite, where one file lock serialised every write:
+//!
+//! - **Claims** serialise on one transaction-scoped advisory lock ([`CLAIM_LOCK`]): whether a
+//!   record has an event running is only known once the claims before have committed, so two
+//!   replicas must not decide it at once (each would see the other's claim only after it
+//!   commits, and could start a second event of the same pair). The candidate row is taken
+//!   `FOR UPDATE SKIP LOCKED`, so a claim never waits for an event a webhook is coalescing
+//!   into. Processing, the long part, runs in parallel on every replica.
+//! - **Enqueues** take a transaction-scoped advisory lock per record (all of a batch's, in a
+//!   fixed order, so two batches never deadlock), so replicas coalesce a record's events as
+//!   one process would; the batch is one transaction, committed (and so on disk) before the
+//!   deliveries are acknowledged. What folds or drops a record's waiting events (a retry, a
+//!   dead letter, parking, completion) takes the same lock first, so it never waits for an
+//!   enqueue's rows while that enqueue waits for its own.
+//! - **Leases**: an event left running by a replica that stopped comes back by its lease only;
+//!   [`super::SyncStore::requeue_running`] leaves events whose lease has not run out alone,
+//!   since they may belong to a replica that is alive.
+//! - **Credentials** are written under the row's lock (`SELECT … FOR UPDATE`), so the rotated
+//!   single-use refresh token and the sign-in record about it move together for every replica.
+
+mod deployments;
+mod driver;
+mod queue;
+mod records;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod tls;
+
+pub use driver::PgStore;
+
+/// The advisory lock claims take (one claim at a time across every replica).
+const CLAIM_LOCK: i64 = 0x636f_7365_6c6c_0002;
+/// The advisory lock link saves take (two runs linking one pair from two replicas make one
+/// link, as on SQLite).
+const LINKS_LOCK: i64 = 0x636f_7365_6c6c_0003;
+
+/// Milliseconds since the epoch as the RFC 3339 text both backends answer.
+fn ms_to_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn side_of(text: &str) -> anyhow::Result<crate::store::Side> {
+    crate::store::Side::parse(text)
+        .ok_or_else(|| anyhow::anyhow!("the queue holds an event of an unknown side `{text}`"))
+}

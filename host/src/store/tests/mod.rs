@@ -1,0 +1,6 @@
+//! The store-level tests, each run on SQLite and on PostgreSQL (see [`super::testing`]).
+
+mod deployments;
+mod intents;
+mod queue;
+mod records;
