@@ -6,7 +6,8 @@
 //! [`pipeline`] of mapping steps, each run by the [`runtime`] → [`sinks`] (Partner Center,
 //! Dataverse), through the [`connections`] (the two clients).
 //! Around it: [`deploy`] (validating and hot-swapping step versions), [`store`] (durable
-//! state), [`admin`] (the operator's HTTP API), [`config`] and [`cli`].
+//! state), [`admin`] (the operator's HTTP API), [`replicas`] (leadership and deployments across
+//! replicas of one PostgreSQL state), [`config`] and [`cli`].
 
 pub mod admin;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod deploy;
 pub mod metrics;
 pub mod pipeline;
 mod private_dir;
+pub mod replicas;
 pub mod retention;
 pub mod runtime;
 pub mod sandbox;

@@ -7,7 +7,8 @@
 //! mapping versions beyond the most recently activated ones (never the active one, never a
 //! pinned one), and the customer locks nobody holds. Each pruning is logged and counted in
 //! `cosell_retention_pruned_total{what}`; a failure is logged and retried at the next run,
-//! never stopping the host.
+//! never stopping the host. Among replicas of one PostgreSQL state, only the leader prunes the
+//! shared audit trail and stored versions ([`crate::replicas`]); each prunes its own locks.
 
 use crate::config::RetentionConfig;
 use crate::deploy::Deployer;
@@ -18,6 +19,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use std::sync::Arc;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +41,9 @@ pub struct Retention {
     deployer: Arc<Deployer>,
     audit: Option<Arc<dyn SyncStore>>,
     customer_locks: Option<Arc<Lookups>>,
+    /// Whether this replica leads; `None`: a host on its own. Only the leader prunes what
+    /// the replicas share (the audit trail, the stored versions).
+    leader: Option<watch::Receiver<bool>>,
     pruned: Family<PrunedLabels, Counter>,
 }
 
@@ -56,6 +61,7 @@ impl Retention {
             deployer,
             audit: None,
             customer_locks: None,
+            leader: None,
             pruned,
         }
     }
@@ -65,6 +71,13 @@ impl Retention {
     pub fn with_sync(mut self, store: Arc<dyn SyncStore>, lookups: Arc<Lookups>) -> Self {
         self.audit = Some(store);
         self.customer_locks = Some(lookups);
+        self
+    }
+
+    /// Prunes the shared state (audit trail, stored versions) only while `leader` is true;
+    /// the customer locks, this process's own, are pruned on every replica.
+    pub fn while_leader(mut self, leader: watch::Receiver<bool>) -> Self {
+        self.leader = Some(leader);
         self
     }
 
@@ -84,6 +97,35 @@ impl Retention {
     /// Prunes everything once; logs and counts what went, logs what failed.
     pub async fn prune_once(&self) -> Pruned {
         let mut pruned = Pruned::default();
+        let leads = self.leader.as_ref().is_none_or(|leader| *leader.borrow());
+        if leads {
+            self.prune_shared(&mut pruned).await;
+        }
+        if let Some(lookups) = &self.customer_locks {
+            pruned.customer_locks = lookups.prune_customer_locks() as u64;
+        }
+        for (what, count) in [
+            ("audit_entries", pruned.audit_entries),
+            ("mapping_versions", pruned.mapping_versions),
+            ("customer_locks", pruned.customer_locks),
+        ] {
+            self.pruned
+                .get_or_create(&PrunedLabels { what })
+                .inc_by(count);
+        }
+        if pruned != Pruned::default() {
+            tracing::info!(
+                audit_entries = pruned.audit_entries,
+                mapping_versions = pruned.mapping_versions,
+                customer_locks = pruned.customer_locks,
+                "retention: pruned"
+            );
+        }
+        pruned
+    }
+
+    /// Prunes the stored versions and the audit trail (the leader's part).
+    async fn prune_shared(&self, pruned: &mut Pruned) {
         match self
             .deployer
             .prune_versions(self.config.mapping_versions)
@@ -107,27 +149,6 @@ impl Retention {
                 }
             }
         }
-        if let Some(lookups) = &self.customer_locks {
-            pruned.customer_locks = lookups.prune_customer_locks() as u64;
-        }
-        for (what, count) in [
-            ("audit_entries", pruned.audit_entries),
-            ("mapping_versions", pruned.mapping_versions),
-            ("customer_locks", pruned.customer_locks),
-        ] {
-            self.pruned
-                .get_or_create(&PrunedLabels { what })
-                .inc_by(count);
-        }
-        if pruned != Pruned::default() {
-            tracing::info!(
-                audit_entries = pruned.audit_entries,
-                mapping_versions = pruned.mapping_versions,
-                customer_locks = pruned.customer_locks,
-                "retention: pruned"
-            );
-        }
-        pruned
     }
 
     async fn prune_audit(&self, store: Arc<dyn SyncStore>) -> anyhow::Result<u64> {

@@ -73,6 +73,8 @@ pub async fn health(State(state): State<AdminState>) -> Json<Value> {
         });
     Json(json!({
         "status": "ok",
+        "replica_id": &*state.replica_id,
+        "leader": *state.leader.borrow(),
         "allocator": runtime.allocator(),
         "steps": steps_json(&state),
         "sync": sync,

@@ -2,7 +2,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/healthz` | liveness, the version each step serves and, when syncing, the queue (no token) |
+//! | GET | `/healthz` | liveness, the replica's id and whether it leads, the version each step serves and, when syncing, the queue (no token) |
 //! | GET | `/metrics` | Prometheus metrics (no token) |
 //! | GET | `/admin/v1/steps` | every step, its direction and active version |
 //! | GET | `/admin/v1/steps/{step}/versions` | stored versions of a step |
@@ -42,6 +42,10 @@ pub struct AdminState {
     pub sync_store: Option<Arc<dyn SyncStore>>,
     /// Wakes the sync workers (after a replay).
     pub wakeup: Option<Wakeup>,
+    /// This replica's id (`[host] replica_id`), shown by `/healthz`.
+    pub replica_id: Arc<str>,
+    /// Whether this replica is the leader (runs the pollers and retention).
+    pub leader: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The largest request body the admin API reads: the largest accepted component plus

@@ -48,6 +48,10 @@ pub enum Command {
         /// The host's TOML configuration (see cosell.example.toml).
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
+        /// This replica's id in /healthz and the logs (overrides `[host] replica_id`;
+        /// default: host name and process id).
+        #[arg(long)]
+        replica_id: Option<String>,
     },
     /// Run the whole product on this machine: the Partner Center and Dataverse emulators,
     /// seeded with realistic data, and the host with the default mappings syncing them (both
@@ -301,7 +305,7 @@ impl From<DirectionArg> for Direction {
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Serve { config } => serve::serve(&config).await.map(|()| 0),
+        Command::Serve { config, replica_id } => serve::serve(&config, replica_id).await.map(|()| 0),
         Command::Sandbox(args) => sandbox::run(args).await.map(|()| 0),
         Command::Mapping(MappingCommand::Test(args)) => mapping_test::run(args).await,
         Command::Mapping(MappingCommand::Deploy {

@@ -4,8 +4,11 @@ use crate::config::HostConfig;
 use anyhow::Result;
 use std::path::Path;
 
-pub async fn serve(config_path: &Path) -> Result<()> {
-    let config = HostConfig::load(config_path)?;
+pub async fn serve(config_path: &Path, replica_id: Option<String>) -> Result<()> {
+    let mut config = HostConfig::load(config_path)?;
+    if replica_id.is_some() {
+        config.host.replica_id = replica_id;
+    }
     let token = config.admin.token()?;
     let host = crate::server::start(config, token).await?;
     eprintln!(

@@ -6,6 +6,7 @@
 
 mod connections;
 mod listener;
+mod replica;
 mod retention;
 mod secret;
 mod state;
@@ -15,6 +16,7 @@ pub use connections::{
     DataverseAuthKind, DataverseConfig, DataverseWebhookAuth, PartnerCenterConfig,
     PartnerCenterWebhookConfig, SecretRef, WebhooksConfig,
 };
+pub use replica::ReplicaConfig;
 pub use retention::RetentionConfig;
 pub use secret::{Secret, write_owner_only};
 pub use state::{DEFAULT_STATE_PATH, PoolConfig, StateBackend, StateConfig};
@@ -34,6 +36,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
+    /// `[host]`: this replica's id, and how it follows the other replicas' deployments.
+    #[serde(default)]
+    pub host: ReplicaConfig,
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]

@@ -161,6 +161,52 @@ impl Deployer {
         result
     }
 
+    /// Makes the store's active version of `step_name` the one this host serves, when another
+    /// replica activated it: loaded (compiled into this host's artifact cache), not validated
+    /// again (the activating replica did) nor stored again, and without the activation hook
+    /// (the activating replica requeued the parked records). Answers the version loaded, or
+    /// `None` when this host serves the active version already.
+    pub async fn follow_store(&self, step_name: &str) -> Result<Option<String>, DeployError> {
+        let step = self
+            .pipelines
+            .step(step_name)
+            .ok_or_else(|| DeployError::UnknownStep(step_name.to_owned()))?
+            .clone();
+        let _serial = self.serial.lock().await;
+        let previous = step.active().version.to_string();
+        let (store, runtime, name) = (
+            self.store.clone(),
+            self.pipelines.runtime().clone(),
+            step_name.to_owned(),
+        );
+        let loaded = tokio::task::spawn_blocking(move || {
+            let Some(active) = store.active_version_id(&name)? else {
+                return anyhow::Ok(None);
+            };
+            if active == previous {
+                return Ok(None);
+            }
+            let stored = store
+                .version(&name, &active)?
+                .ok_or_else(|| anyhow::anyhow!("the active version {active} of step `{name}` is not stored (deleted meanwhile?)"))?;
+            let component = runtime
+                .load(&stored.wasm)
+                .map_err(|err| anyhow::anyhow!("the active version {active} of step `{name}` does not load here ({err}); check that every replica has the same [limits]"))?;
+            Ok(Some(component))
+        })
+        .await
+        .map_err(|err| DeployError::Store(anyhow::anyhow!("loading a version panicked: {err}")))??;
+        let Some(component) = loaded else {
+            return Ok(None);
+        };
+        self.metrics.record_component_load(component.artifact);
+        let version = component.version.to_string();
+        let artifact_cache = component.artifact.label();
+        let previous = step.activate(Arc::new(component));
+        tracing::info!(step = step_name, %version, previous = %previous.version, artifact_cache, "now serving the version another replica activated");
+        Ok(Some(version))
+    }
+
     /// Pins a stored version of a step (a full hash or a unique prefix), so that retention
     /// never deletes it; answers the full version.
     pub async fn pin(&self, step_name: &str, version: &str) -> Result<String, DeployError> {

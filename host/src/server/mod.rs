@@ -32,6 +32,9 @@ pub struct RunningHost {
     server: Listener,
     watcher: Option<JoinHandle<()>>,
     retention: Option<JoinHandle<()>>,
+    /// Loads the versions other replicas activate (PostgreSQL only), and keeps `cosell_leader`.
+    followers: Vec<JoinHandle<()>>,
+    membership: crate::replicas::Membership,
 }
 
 /// Starts the host described by `config`, with `token` guarding the admin API.
@@ -83,6 +86,25 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         metrics.clone(),
     ));
 
+    // Among the replicas of the state: leadership, and the deployments of the others.
+    let replica_id: Arc<str> = config.host.replica_id().into();
+    let mut membership = state
+        .replicas
+        .join(&replica_id)
+        .context("joining the replicas of the state database")?;
+    let leader = membership.leader.clone();
+    let mut followers = vec![crate::replicas::observe_leadership(
+        leader.clone(),
+        &metrics,
+    )];
+    if let Some(notices) = membership.notices.take() {
+        followers.push(tokio::spawn(crate::replicas::follow::follow(
+            deployer.clone(),
+            notices,
+            config.host.deployment_check(),
+        )));
+    }
+
     let watcher = match &config.deploy.watch_dir {
         Some(dir) => {
             let drop_dir = DropDirectory::new(dir.clone(), deployer.clone())?;
@@ -98,6 +120,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
                 state.sync.clone(),
                 deployer.pipelines().clone(),
                 metrics.clone(),
+                leader.clone(),
             )
             .await
             .context("starting the sync engine")?,
@@ -120,6 +143,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         Some(sync) => retention.with_sync(sync.store.clone(), sync.lookups.clone()),
         None => retention,
     }
+    .while_leader(leader.clone())
     .spawn();
 
     let admin_limits = config.admin.limits()?;
@@ -129,6 +153,8 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         token: Arc::new(token),
         sync_store: sync.as_ref().map(|s| s.store.clone()),
         wakeup: sync.as_ref().map(|s| s.wakeup.clone()),
+        replica_id: replica_id.clone(),
+        leader,
     });
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     // On a runtime of its own, so `/healthz` and `/metrics` answer even while every thread
@@ -144,7 +170,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         },
     )?;
     let admin_addr = server.addr;
-    tracing::info!(%admin_addr, allocator = ?deployer.pipelines().runtime().allocator(), "cosell host is serving");
+    tracing::info!(%admin_addr, replica_id = %replica_id, allocator = ?deployer.pipelines().runtime().allocator(), "cosell host is serving");
     Ok(RunningHost {
         admin_addr,
         deployer,
@@ -154,6 +180,8 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         server,
         watcher,
         retention,
+        followers,
+        membership,
     })
 }
 
@@ -178,7 +206,8 @@ fn with_artifact_cache(
 }
 
 impl RunningHost {
-    /// Stops accepting requests, lets in-flight ones finish, and stops the watcher.
+    /// Stops accepting requests, lets in-flight ones finish, stops the watcher, and leaves
+    /// the replicas (giving up leadership).
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(());
         if let Some(watcher) = self.watcher {
@@ -187,9 +216,14 @@ impl RunningHost {
         if let Some(retention) = self.retention {
             retention.abort();
         }
+        for follower in self.followers {
+            follower.abort();
+        }
         if let Some(sync) = self.sync {
             sync.shutdown().await;
         }
+        // After the pollers stopped: another replica may take over at once.
+        self.membership.leave().await;
         self.server
             .stopped()
             .await

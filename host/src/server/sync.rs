@@ -1,8 +1,9 @@
 //! Assembling the sync engine: the two clients, the engine and its workers, the pollers and
 //! the webhook listener. Only when both `[partner_center]` and `[dataverse]` are configured.
+//! The pollers run on the leader replica only ([`crate::replicas`]).
 
 use super::listener::Listener;
-use crate::config::HostConfig;
+use crate::config::{HostConfig, PollersConfig};
 use crate::connections::dataverse::{DataverseClient, DataverseSettings};
 use crate::connections::partner_center::{
     PartnerCenterClient, PartnerCenterSettings, sign_in_command,
@@ -123,12 +124,45 @@ fn dataverse_auth(config: &HostConfig) -> Result<Option<Arc<WebhookAuth>>> {
     })))
 }
 
-/// Starts the engine, its workers, the pollers and the webhook listener.
+/// The pollers `[pollers]` switches on, stopping at `stop`.
+fn start_pollers(
+    pollers: &PollersConfig,
+    dv: &DataverseClient,
+    pc: &PartnerCenterClient,
+    intake: &Arc<Intake>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if pollers.dataverse_interval_secs > 0 {
+        tasks.push(tokio::spawn(sources::dataverse_changes::run(
+            dv.clone(),
+            intake.clone(),
+            Duration::from_secs(pollers.dataverse_interval_secs),
+            pollers.initial_sync,
+            stop.clone(),
+        )));
+    }
+    if pollers.partner_center_interval_secs > 0 {
+        tasks.push(tokio::spawn(sources::partner_center_reconcile::run(
+            pc.clone(),
+            intake.clone(),
+            Duration::from_secs(pollers.partner_center_interval_secs),
+            Duration::from_secs(pollers.partner_center_overlap_secs),
+            pollers.initial_sync,
+            stop,
+        )));
+    }
+    tasks
+}
+
+/// Starts the engine, its workers, the webhook listener, and the pollers whenever `leader`
+/// turns true (stopped when it turns false).
 pub async fn start(
     config: &HostConfig,
     store: Arc<dyn SyncStore>,
     pipelines: Arc<Pipelines>,
     metrics: Arc<Metrics>,
+    leader: watch::Receiver<bool>,
 ) -> Result<SyncParts> {
     let pc = partner_center_client(config, store.clone())?;
     let dv = dataverse_client(config)?;
@@ -146,26 +180,15 @@ pub async fn start(
     let intake = Arc::new(Intake::new(store.clone(), wakeup.clone(), metrics)?);
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = worker::spawn(engine, config.sync.workers, wakeup.clone(), stop_rx.clone());
-    let pollers = &config.pollers;
-    if pollers.dataverse_interval_secs > 0 {
-        tasks.push(tokio::spawn(sources::dataverse_changes::run(
-            dv,
-            intake.clone(),
-            Duration::from_secs(pollers.dataverse_interval_secs),
-            pollers.initial_sync,
-            stop_rx.clone(),
-        )));
-    }
-    if pollers.partner_center_interval_secs > 0 {
-        tasks.push(tokio::spawn(sources::partner_center_reconcile::run(
-            pc,
-            intake.clone(),
-            Duration::from_secs(pollers.partner_center_interval_secs),
-            Duration::from_secs(pollers.partner_center_overlap_secs),
-            pollers.initial_sync,
-            stop_rx.clone(),
-        )));
-    }
+    // The pollers run on the leader only (one replica of a shared state; always, alone).
+    let pollers = config.pollers.clone();
+    let poller_intake = intake.clone();
+    tasks.push(tokio::spawn(crate::replicas::leader_tasks::while_leader(
+        "pollers",
+        leader,
+        stop_rx.clone(),
+        move |stop| start_pollers(&pollers, &dv, &pc, &poller_intake, stop),
+    )));
     let state = WebhookState {
         intake,
         max_body_bytes: config.webhooks.max_body_bytes,

@@ -97,6 +97,12 @@ pub trait DeploymentStore: Send + Sync {
     /// The active version of `step`, with its bytes.
     fn active_version(&self, step: &str) -> Result<Option<StoredVersion>>;
 
+    /// The id of the active version of `step`, without its bytes (what replicas compare with
+    /// the version they serve, every few seconds).
+    fn active_version_id(&self, step: &str) -> Result<Option<String>> {
+        Ok(self.active_version(step)?.map(|stored| stored.version))
+    }
+
     /// A stored version of `step`, with its bytes.
     fn version(&self, step: &str, version: &str) -> Result<Option<StoredVersion>>;
 

@@ -1,7 +1,9 @@
 //! The one way to open "the configured store": `[state] path` is a SQLite file, `[state] url`
-//! a PostgreSQL database. Callers get the two traits and never branch on the backend.
+//! a PostgreSQL database. Callers get the two traits, and how the host's replicas share it
+//! ([`crate::replicas`]), and never branch on the backend.
 
 use super::{DeploymentStore, SyncStore};
+use crate::replicas::{Alone, ReplicaSet, postgres::PgReplicaSet};
 use crate::config::{StateBackend, StateConfig};
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
@@ -15,6 +17,8 @@ pub struct StateStore {
     pub sync: Arc<dyn SyncStore>,
     /// Where it is, for messages (a PostgreSQL URL without its password).
     pub location: String,
+    /// The replicas sharing it (leadership, deployments); joined by `cosell serve` only.
+    pub replicas: Arc<dyn ReplicaSet>,
 }
 
 impl StateStore {
@@ -28,7 +32,14 @@ impl StateStore {
             deployments: store.clone(),
             sync: store,
             location: location.into(),
+            replicas: Arc::new(Alone),
         }
+    }
+
+    /// The same store, shared with other replicas as `replicas` says.
+    pub fn with_replicas(mut self, replicas: Arc<dyn ReplicaSet>) -> Self {
+        self.replicas = replicas;
+        self
     }
 }
 
@@ -39,10 +50,15 @@ pub fn open(state: &StateConfig) -> Result<StateStore> {
         StateBackend::Sqlite(path) => {
             StateStore::new(super::sqlite::SqliteStore::open(path)?, location)
         }
-        StateBackend::Postgres(_) => StateStore::new(
-            super::postgres::PgStore::open(state).with_context(|| format!("opening {location}"))?,
-            location,
-        ),
+        StateBackend::Postgres(_) => {
+            let connector = super::postgres::Connector::new(state, "cosell")?;
+            StateStore::new(
+                super::postgres::PgStore::open(state)
+                    .with_context(|| format!("opening {location}"))?,
+                location,
+            )
+            .with_replicas(Arc::new(PgReplicaSet::new(connector)))
+        }
     };
     Ok(store)
 }

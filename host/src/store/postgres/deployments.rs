@@ -22,6 +22,14 @@ async fn insert_activation(
             &[&step, &version, &reason.as_str(), &now()],
         )
         .await?;
+    // Delivered when the transaction commits, to every replica listening (and to none if it
+    // rolls back).
+    client
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[&super::DEPLOYMENTS_CHANNEL, &step],
+        )
+        .await?;
     Ok(())
 }
 
@@ -123,6 +131,23 @@ impl DeploymentStore for PgStore {
                     version: row.get(0),
                     wasm: row.get(1),
                 }))
+            })
+        })
+        .with_context(|| format!("reading the active version of step `{step}`"))
+    }
+
+    fn active_version_id(&self, step: &str) -> Result<Option<String>> {
+        let s = step.to_owned();
+        self.with(move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_opt(
+                        "SELECT version FROM mapping_activations WHERE step = $1
+                         ORDER BY id DESC LIMIT 1",
+                        &[&s],
+                    )
+                    .await?;
+                Ok(row.map(|row| row.get(0)))
             })
         })
         .with_context(|| format!("reading the active version of step `{step}`"))

@@ -25,6 +25,48 @@ pub struct PgStore {
     runtime: OwnRuntime,
 }
 
+/// How to open a connection to the database `[state]` names: the pool's, and the dedicated
+/// connections of [`crate::replicas`] (the leader's lock, the deployment notices).
+#[derive(Clone)]
+pub struct Connector {
+    /// Address, credentials and session options.
+    pub config: tokio_postgres::Config,
+    /// TLS as `[state] ca_file` says.
+    pub tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl Connector {
+    /// The connection settings of `[state]` (the password from `[state] password` if set),
+    /// naming the session `application_name` (shown in `pg_stat_activity`).
+    pub fn new(state: &StateConfig, application_name: &str) -> Result<Self> {
+        let url = state
+            .url
+            .as_deref()
+            .context("[state] url is not set: it names the PostgreSQL database")?;
+        let mut pg: tokio_postgres::Config = url
+            .parse()
+            .context("state.url is not a valid PostgreSQL URL")?;
+        if let Some(password) = &state.password {
+            pg.password(password.read("state.password")?.expose());
+        }
+        pg.application_name(application_name);
+        pg.connect_timeout(state.pool.connect_timeout());
+        // Kept with any options the URL sets (a `search_path`, say). `synchronous_commit = on`
+        // whatever the server's default: a commit answers only once it is on the server's
+        // disk, so what cosell acknowledges (a webhook's 2xx, a rotated refresh token, a
+        // deploy) survives a crash of the database server, as `synchronous = FULL` makes it
+        // survive a power loss on SQLite.
+        let options = format!(
+            "{} -c statement_timeout={} -c synchronous_commit=on",
+            pg.get_options().unwrap_or_default(),
+            state.pool.statement_timeout().as_millis()
+        );
+        pg.options(options.trim_start());
+        let tls = super::tls::connector(state.ca_file.as_deref())?;
+        Ok(Self { config: pg, tls })
+    }
+}
+
 /// The store's runtime, shut down without waiting when the store is dropped: dropping a
 /// runtime normally blocks, which panics when the last owner drops it in async code.
 struct OwnRuntime(Option<tokio::runtime::Runtime>);
@@ -41,36 +83,13 @@ impl PgStore {
     /// Connects to the database `[state] url` names (the password from `[state] password` if
     /// set) and brings its schema to the newest version.
     pub fn open(state: &StateConfig) -> Result<Self> {
-        let url = state
-            .url
-            .as_deref()
-            .context("[state] url is not set: it names the PostgreSQL database")?;
-        let mut pg: tokio_postgres::Config = url
-            .parse()
-            .context("state.url is not a valid PostgreSQL URL")?;
-        if let Some(password) = &state.password {
-            pg.password(password.read("state.password")?.expose());
-        }
-        pg.application_name("cosell");
-        pg.connect_timeout(state.pool.connect_timeout());
-        // Kept with any options the URL sets (a `search_path`, say). `synchronous_commit = on`
-        // whatever the server's default: a commit answers only once it is on the server's
-        // disk, so what cosell acknowledges (a webhook's 2xx, a rotated refresh token, a
-        // deploy) survives a crash of the database server, as `synchronous = FULL` makes it
-        // survive a power loss on SQLite.
-        let options = format!(
-            "{} -c statement_timeout={} -c synchronous_commit=on",
-            pg.get_options().unwrap_or_default(),
-            state.pool.statement_timeout().as_millis()
-        );
-        pg.options(options.trim_start());
+        let Connector { config: pg, tls } = Connector::new(state, "cosell")?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cosell-postgres")
             .enable_all()
             .build()
             .context("starting the PostgreSQL store's runtime")?;
-        let tls = super::tls::connector(state.ca_file.as_deref())?;
         let manager = Manager::from_config(
             pg,
             tls,

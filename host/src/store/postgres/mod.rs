@@ -25,6 +25,9 @@
 //! - **Leases**: an event left running by a replica that stopped comes back by its lease only;
 //!   [`super::SyncStore::requeue_running`] leaves events whose lease has not run out alone,
 //!   since they may belong to a replica that is alive.
+//! - **Activations** are announced (`NOTIFY` [`DEPLOYMENTS_CHANNEL`] in the activating
+//!   transaction, so the notice leaves at its commit and never for a rolled-back one), so every
+//!   replica loads the new active version within a second ([`crate::replicas`]).
 //! - **Credentials** are written under the row's lock (`SELECT … FOR UPDATE`), so the rotated
 //!   single-use refresh token and the sign-in record about it move together for every replica.
 
@@ -37,7 +40,11 @@ mod schema;
 mod tests;
 mod tls;
 
-pub use driver::PgStore;
+pub use driver::{Connector, PgStore};
+
+/// The channel every activation is announced on (`NOTIFY`, delivered at its commit), the
+/// step's name as the payload; each replica listens on it ([`crate::replicas`]).
+pub const DEPLOYMENTS_CHANNEL: &str = "cosell_deployments";
 
 /// The advisory lock claims take (one claim at a time across every replica).
 const CLAIM_LOCK: i64 = 0x636f_7365_6c6c_0002;

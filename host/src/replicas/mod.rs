@@ -1,0 +1,142 @@
+//! Several cosell replicas on one state database: who is the leader, and how a deployment
+//! made on one replica reaches the others.
+//!
+//! The seam is [`ReplicaSet`], chosen with the store in [`crate::store::open`]:
+//!
+//! - [`Alone`] (SQLite: one host per state file): always the leader; deployments only ever
+//!   happen in this process, so there is nothing to follow.
+//! - [`postgres::PgReplicaSet`] (PostgreSQL): the leader is whoever holds a session advisory
+//!   lock on a dedicated connection; the others try again every 2 s, so when the leader dies
+//!   (its session ends and the server releases the lock) another takes over within seconds.
+//!   Each replica also listens for the activations the store announces (`NOTIFY`) and loads
+//!   the new active version, and compares every step's active version with the store's every
+//!   `[host] deployment_check_secs` in case a notice was missed.
+//!
+//! What only the leader runs ([`leader_tasks`]): the pollers (Dataverse change tracking,
+//! Partner Center reconciliation) and the pruning of shared state by retention. Everything
+//! else (webhooks, queue workers, the admin API) runs on every replica.
+//! [`follow`] keeps a replica's pipelines on the store's active versions.
+
+pub mod follow;
+pub mod leader_tasks;
+pub mod postgres;
+
+use crate::metrics::Metrics;
+use anyhow::Result;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// What a replica hears about the deployments of the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A version of this step was activated (by any replica, this one included).
+    Activated(String),
+    /// Notices may have been missed (the notification connection was (re)opened): every
+    /// step's active version should be checked.
+    MaybeMissed,
+}
+
+/// The replicas sharing this host's state database.
+pub trait ReplicaSet: Send + Sync {
+    /// Joins as `replica_id`: starts contending for leadership and, where other replicas can
+    /// deploy, listening for their activations. Called once, by `cosell serve`; the setup
+    /// commands open the store without joining.
+    fn join(&self, replica_id: &str) -> Result<Membership>;
+}
+
+/// This host's part among the replicas, until [`Membership::leave`] or drop.
+pub struct Membership {
+    /// True while this replica is the leader.
+    pub leader: watch::Receiver<bool>,
+    /// The activations announced by the store; `None` when no other process can deploy.
+    pub notices: Option<mpsc::UnboundedReceiver<Notice>>,
+    stop: Box<dyn Leave>,
+}
+
+/// How a membership ends: the leadership released, the listening stopped.
+trait Leave: Send + Sync {
+    fn signal(&self);
+    fn wait(self: Box<Self>);
+}
+
+impl Membership {
+    /// Gives up leadership (closing the lock's connection, so another replica can take it at
+    /// once) and stops listening; answers once both connections are closed.
+    pub async fn leave(mut self) {
+        let stop = std::mem::replace(&mut self.stop, Box::new(Left));
+        stop.signal();
+        let _ = tokio::task::spawn_blocking(move || stop.wait()).await;
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.stop.signal();
+    }
+}
+
+/// A membership already left.
+struct Left;
+
+impl Leave for Left {
+    fn signal(&self) {}
+    fn wait(self: Box<Self>) {}
+}
+
+/// One host on its own state (SQLite): always the leader, nothing to follow.
+pub struct Alone;
+
+/// Keeps the leadership channel open: [`Alone`] stays the leader until the host stops.
+struct KeepLeading(#[allow(dead_code)] watch::Sender<bool>);
+
+impl Leave for KeepLeading {
+    fn signal(&self) {}
+    fn wait(self: Box<Self>) {}
+}
+
+impl ReplicaSet for Alone {
+    fn join(&self, replica_id: &str) -> Result<Membership> {
+        tracing::debug!(replica_id, "one host on its own state: always the leader");
+        let (leading, leader) = watch::channel(true);
+        Ok(Membership {
+            leader,
+            notices: None,
+            stop: Box::new(KeepLeading(leading)),
+        })
+    }
+}
+
+/// Keeps `cosell_leader` (1 while this replica leads, else 0) on `leader`.
+pub fn observe_leadership(mut leader: watch::Receiver<bool>, metrics: &Metrics) -> JoinHandle<()> {
+    let gauge = Gauge::<i64>::default();
+    metrics.register(
+        "leader",
+        "1 while this replica is the leader (runs the pollers and retention), 0 otherwise",
+        gauge.clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            gauge.set(i64::from(*leader.borrow_and_update()));
+            if leader.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_host_on_its_own_state_is_always_the_leader_and_follows_nothing() {
+        let membership = Alone.join("solo").unwrap();
+        assert!(*membership.leader.borrow());
+        assert!(membership.notices.is_none());
+        let mut leader = membership.leader.clone();
+        membership.leave().await;
+        // Leaving at shutdown ends the channel without ever turning leadership off.
+        assert!(*leader.borrow_and_update());
+    }
+}

@@ -1,0 +1,271 @@
+//! Replicas on PostgreSQL: leadership by a session advisory lock, deployments by
+//! `LISTEN`/`NOTIFY`, each on a connection of its own (never the pool's: a session lock must
+//! live exactly as long as its connection, and a listening connection must stay idle).
+//!
+//! Both run on a small runtime of their own (thread `cosell-replicas`), so a main runtime
+//! busy with workers never delays noticing a lost connection or a notice.
+//!
+//! - **Leadership**: `pg_try_advisory_lock` on the lock's connection, tried every
+//!   [`RETRY`] until it succeeds. The leader then checks its connection every [`RETRY`]; a
+//!   connection that ends or does not answer within [`CHECK_TIMEOUT`] ends leadership at once
+//!   (the connection is closed, which releases the lock if the server still held it), and the
+//!   replica contends again. A replica that dies ends its session, so the server releases
+//!   its lock and another replica takes it at its next try: well within 10 s.
+//!   The lock is keyed by the schema the store lives in, so two installations sharing one
+//!   database in different schemas each have their leader.
+//! - **Deployments**: `LISTEN` [`DEPLOYMENTS_CHANNEL`]; every notice (a step name) is handed
+//!   on. After each (re)connection a [`Notice::MaybeMissed`] asks for a full comparison.
+
+use super::{Leave, Membership, Notice, ReplicaSet};
+use crate::store::postgres::{Connector, DEPLOYMENTS_CHANNEL};
+use anyhow::{Context as _, Result};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client};
+
+/// How often a replica that is not the leader tries the lock, and how often the leader checks
+/// its connection.
+pub const RETRY: Duration = Duration::from_secs(2);
+/// How long a check of the lock's connection may take before leadership is given up.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The leader's lock: the pair form (`int4, int4`), whose keys never collide with the
+/// single-key locks of the store; the first is "cose", the second the store's schema.
+const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(1668248421, hashtext(current_schema()))";
+
+/// The replicas of one PostgreSQL state database.
+pub struct PgReplicaSet {
+    connector: Connector,
+}
+
+impl PgReplicaSet {
+    /// Replicas reached with `connector` (the store's connection settings).
+    pub fn new(connector: Connector) -> Self {
+        Self { connector }
+    }
+}
+
+impl ReplicaSet for PgReplicaSet {
+    fn join(&self, replica_id: &str) -> Result<Membership> {
+        let (leading, leader) = watch::channel(false);
+        let (notify, notices) = mpsc::unbounded_channel();
+        let (stop, stopped) = watch::channel(false);
+        let connector = self.connector.clone();
+        let id = replica_id.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("cosell-replicas".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        tracing::error!(error = %err, "could not start the replicas' runtime: this replica never leads nor follows deployments");
+                        return;
+                    }
+                };
+                runtime.block_on(async {
+                    tokio::join!(
+                        contend(&connector, &id, &leading, stopped.clone()),
+                        listen(&connector, &id, &notify, stopped.clone()),
+                    );
+                });
+            })
+            .context("starting the thread that contends for leadership")?;
+        Ok(Membership {
+            leader,
+            notices: Some(notices),
+            stop: Box::new(Stop {
+                stop,
+                thread: std::sync::Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}
+
+struct Stop {
+    stop: watch::Sender<bool>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Leave for Stop {
+    fn signal(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    fn wait(self: Box<Self>) {
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Resolves when the membership ends.
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// A dedicated connection named `application_name`; every notice it receives goes to
+/// `notices`. The handle ends when the connection does (aborting it closes the connection).
+async fn session(
+    connector: &Connector,
+    application_name: &str,
+    notices: Option<mpsc::UnboundedSender<Notice>>,
+) -> Result<(Client, JoinHandle<()>)> {
+    let mut config = connector.config.clone();
+    config.application_name(application_name);
+    let (client, mut connection) = config
+        .connect(connector.tls.clone())
+        .await
+        .context("connecting to the PostgreSQL state database")?;
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(notice))) => {
+                    if let Some(notices) = &notices {
+                        let _ = notices.send(Notice::Activated(notice.payload().to_owned()));
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    tracing::debug!(error = %err, "a replica connection ended");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    Ok((client, driver))
+}
+
+/// Contends for leadership until `stop`; `leading` says whether this replica holds the lock.
+async fn contend(
+    connector: &Connector,
+    replica_id: &str,
+    leading: &watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = format!("cosell-leader {replica_id}");
+    let mut warned = false;
+    while !*stop.borrow() {
+        match session(connector, &name, None).await {
+            Ok((client, mut driver)) => {
+                warned = false;
+                hold(&client, &mut driver, replica_id, leading, &mut stop).await;
+                // Closes the connection: the server releases the lock if it still held it.
+                driver.abort();
+            }
+            Err(err) if !warned => {
+                warned = true;
+                tracing::warn!(replica_id, error = %format!("{err:#}"), "cannot reach the state database to contend for leadership; trying again every 2 s");
+            }
+            Err(_) => {}
+        }
+        if leading.send_replace(false) {
+            tracing::warn!(
+                replica_id,
+                "this replica is no longer the leader: its pollers and retention stop"
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = stopping(&mut stop) => {}
+        }
+    }
+    leading.send_replace(false);
+}
+
+/// Tries the lock on `client` every [`RETRY`], then checks the connection as often while it
+/// is held; returns when the connection fails, or at `stop`.
+async fn hold(
+    client: &Client,
+    driver: &mut JoinHandle<()>,
+    replica_id: &str,
+    leading: &watch::Sender<bool>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    loop {
+        let held = *leading.borrow();
+        let sql = if held { "SELECT true" } else { TRY_LOCK };
+        let answer = match tokio::time::timeout(CHECK_TIMEOUT, client.query_one(sql, &[])).await
+        {
+            Ok(Ok(row)) => row.get::<_, bool>(0),
+            Ok(Err(err)) => {
+                tracing::debug!(replica_id, error = %err, "the leadership connection failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(replica_id, "the leadership connection did not answer in time; closing it");
+                return;
+            }
+        };
+        if answer && !held {
+            leading.send_replace(true);
+            tracing::info!(
+                replica_id,
+                "this replica is the leader now: it runs the pollers and retention"
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = &mut *driver => return,
+            _ = stopping(stop) => return,
+        }
+    }
+}
+
+/// Listens for activation notices until `stop`, reconnecting every [`RETRY`] when the
+/// connection is lost.
+async fn listen(
+    connector: &Connector,
+    replica_id: &str,
+    notices: &mpsc::UnboundedSender<Notice>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = format!("cosell-deployments {replica_id}");
+    let mut warned = false;
+    while !*stop.borrow() {
+        let listening = match session(connector, &name, Some(notices.clone())).await {
+            Ok((client, driver)) => match client
+                .batch_execute(&format!("LISTEN {DEPLOYMENTS_CHANNEL}"))
+                .await
+            {
+                Ok(()) => Ok((client, driver)),
+                Err(err) => {
+                    driver.abort();
+                    Err(anyhow::Error::new(err).context("LISTEN refused"))
+                }
+            },
+            Err(err) => Err(err),
+        };
+        match listening {
+            Ok((_client, mut driver)) => {
+                warned = false;
+                tracing::debug!(replica_id, "listening for deployments");
+                // Whatever was activated while nobody listened.
+                let _ = notices.send(Notice::MaybeMissed);
+                tokio::select! {
+                    _ = &mut driver => {
+                        tracing::warn!(replica_id, "lost the connection that hears deployments; reconnecting (the periodic check covers the gap)");
+                    }
+                    _ = stopping(&mut stop) => {
+                        driver.abort();
+                        return;
+                    }
+                }
+            }
+            Err(err) if !warned => {
+                warned = true;
+                tracing::warn!(replica_id, error = %format!("{err:#}"), "cannot listen for deployments; trying again every 2 s (the periodic check covers the gap)");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = stopping(&mut stop) => {}
+        }
+    }
+}
