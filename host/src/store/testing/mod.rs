@@ -2,7 +2,7 @@
 //! and [`store_tests!`](crate::store::testing::store_tests) makes each test body a test on
 //! SQLite (a temporary file) and one on PostgreSQL (a schema of its own, see [`postgres`]).
 
-pub(crate) mod postgres;
+pub(crate) use super::test_postgres as postgres;
 
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;

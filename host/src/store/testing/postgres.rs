@@ -1,4 +1,5 @@
-//! A PostgreSQL server for the store's tests, and a fresh schema in it for each test.
+//! A PostgreSQL server for the store's tests (and the replicas' tests in `tests/`), and a
+//! fresh schema in it for each test.
 //!
 //! The server is `COSELL_TEST_POSTGRES_URL` when set (any database the URL's user may create
 //! schemas in). Otherwise a throwaway cluster is made with the PostgreSQL binaries of the
@@ -199,7 +200,7 @@ fn run(as_root: bool, command: &mut Command) -> Result<()> {
 }
 
 /// A schema of its own on the test server, dropped with this value.
-pub(crate) struct TestSchema {
+pub struct TestSchema {
     /// The URL the store under test opens: the schema is its `search_path`.
     pub url: String,
     admin: String,
@@ -207,7 +208,8 @@ pub(crate) struct TestSchema {
 }
 
 impl TestSchema {
-    pub(crate) fn new() -> Self {
+    /// A fresh schema (panics, saying how to get a server, when none can be had).
+    pub fn new() -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let admin = server().to_owned();
         let name = format!(
@@ -228,10 +230,25 @@ impl TestSchema {
     }
 }
 
+impl Default for TestSchema {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for TestSchema {
     fn drop(&mut self) {
         let _ = admin_sql(&self.admin, &format!("DROP SCHEMA {} CASCADE", self.name));
     }
+}
+
+/// Runs `sql` on the schema of `url` (a [`TestSchema::url`]), from a thread and runtime of its
+/// own, so async tests may call it too.
+pub fn execute(url: &str, sql: &str) -> Result<()> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || admin_sql(&url, &sql))
+        .join()
+        .map_err(|_| anyhow::anyhow!("the SQL thread panicked"))?
 }
 
 /// Runs `sql` on the server, from a runtime of its own (tests are not async).
@@ -253,7 +270,7 @@ fn admin_sql(url: &str, sql: &str) -> Result<()> {
 
 /// Locks held by a transaction of another connection, as a transaction of another replica
 /// would hold them, until this value is dropped.
-pub(crate) struct HeldLock {
+pub struct HeldLock {
     release: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -261,7 +278,7 @@ pub(crate) struct HeldLock {
 impl HeldLock {
     /// Runs `sql` (which takes locks) in a transaction on the schema of `url`; returns once it
     /// has run, and the locks are held.
-    pub(crate) fn take(url: &str, sql: &str) -> Self {
+    pub fn take(url: &str, sql: &str) -> Self {
         let (release, released) = std::sync::mpsc::channel::<()>();
         let (held, is_held) = std::sync::mpsc::channel::<Result<(), String>>();
         let (url, sql) = (url.to_owned(), format!("BEGIN; {sql}"));

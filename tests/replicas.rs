@@ -1,0 +1,284 @@
+//! Several replicas on one PostgreSQL state: exactly one leader, which runs the pollers, and
+//! another taking over when it stops; a deployment or rollback made on one replica served by
+//! every other one within a second; a missed activation notice made up by the periodic check.
+//!
+//! Hosts run in this process (`server::start`) on a schema of their own of the tests'
+//! PostgreSQL server (`COSELL_TEST_POSTGRES_URL`, or a throwaway cluster, see
+//! `host/src/store/testing/postgres.rs`), each with its own artifact cache. Every wait is
+//! bounded.
+
+mod support;
+
+use cosell::config::HostConfig;
+use cosell::sandbox::wiring::{
+    Emulators, HostWiring, default_pipelines, provision, write_host_config,
+};
+use cosell::server::RunningHost;
+use cosell::store::test_postgres::{TestSchema, execute};
+use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
+use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::{Admin, guest, guest_path, stamp_host_config_with, with_custom_section};
+
+/// The cursor the Dataverse poller saves at every round it completes.
+const DATAVERSE_POLLED_AT: &str = "dataverse-opportunity-delta-at";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `config` as replica `id` of the state in `schema`, with an artifact cache of its own in
+/// `dir`.
+fn as_replica(mut config: HostConfig, schema: &TestSchema, id: &str, dir: &Path) -> HostConfig {
+    config.state.path = None;
+    config.state.url = Some(schema.url.clone());
+    config.host.replica_id = Some(id.to_owned());
+    config.artifact_cache.dir = Some(dir.join(format!("compiled-{id}")));
+    config.deploy.watch_dir = None;
+    config
+}
+
+/// A replica of the `version_stamp` host (no sync) on `schema`.
+async fn stamp_replica(
+    schema: &TestSchema,
+    dir: &Path,
+    id: &str,
+    extra: &str,
+) -> (RunningHost, Admin) {
+    let replica_dir = dir.join(id);
+    std::fs::create_dir_all(&replica_dir).unwrap();
+    let config = as_replica(
+        stamp_host_config_with(&replica_dir, extra),
+        schema,
+        id,
+        dir,
+    );
+    let host = support::start(config).await;
+    let admin = Admin::new(&host);
+    (host, admin)
+}
+
+async fn health(admin: &Admin) -> Value {
+    let (status, body) = admin.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Whether `/healthz` says this replica leads (a missing field fails the test).
+async fn leads(admin: &Admin) -> bool {
+    let body = health(admin).await;
+    body["leader"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("/healthz has no `leader`: {body}"))
+}
+
+/// Polls `admin` every 10 ms, up to `limit`, until step `step` serves `version`; answers how
+/// long that took.
+async fn until_served(admin: &Admin, step: &str, version: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if admin.active_version(step).await == version {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{} still serves {} of `{step}` after {limit:?}, not {version}",
+        admin.base,
+        admin.active_version(step).await
+    );
+}
+
+/// Exactly one of `admins` leads, and stays the only one over several contention rounds;
+/// answers its index.
+async fn the_one_leader(admins: &[&Admin]) -> usize {
+    let mut leader = None;
+    for _ in 0..100 {
+        let mut leading = Vec::new();
+        for (i, admin) in admins.iter().enumerate() {
+            if leads(admin).await {
+                leading.push(i);
+            }
+        }
+        assert!(leading.len() <= 1, "two leaders at once: {leading:?}");
+        if let [one] = leading[..] {
+            leader = Some(one);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = leader.expect("no replica became the leader within 10 s");
+    // Others retry every 2 s: over three rounds, still this one alone.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for (i, admin) in admins.iter().enumerate() {
+            assert_eq!(leads(admin).await, i == leader, "replica {i}'s leadership");
+        }
+    }
+    leader
+}
+
+#[test]
+fn one_replica_leads_and_runs_the_pollers_and_another_takes_over_when_it_stops() {
+    let schema = TestSchema::new();
+    runtime().block_on(async {
+        let pc = PartnerCenter::new(PartnerCenterConfig::default());
+        let pc_server = pc.serve().await.unwrap();
+        let dv = Dataverse::new(DataverseConfig::default());
+        let dv_server = dv.serve().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let emulators = Emulators::running(&pc, &pc_server, &dv, &dv_server);
+        let wiring = HostWiring {
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            webhooks_listen: "127.0.0.1:0".parse().unwrap(),
+            dataverse_poll_secs: 1,
+            partner_center_poll_secs: 1,
+            extra: String::new(),
+            pipelines: default_pipelines(
+                &guest_path("referral_to_opportunity.wasm"),
+                &guest_path("opportunity_to_referral.wasm"),
+            ),
+        };
+        let path = write_host_config(dir.path(), &emulators, &wiring)
+            .await
+            .unwrap();
+        let config = HostConfig::load(&path).unwrap();
+        provision(&config).await.unwrap();
+
+        let a = support::start(as_replica(config.clone(), &schema, "a", dir.path())).await;
+        let b = support::start(as_replica(config.clone(), &schema, "b", dir.path())).await;
+        let (admin_a, admin_b) = (Admin::new(&a), Admin::new(&b));
+        assert_eq!(health(&admin_a).await["replica_id"], "a");
+        assert_eq!(health(&admin_b).await["replica_id"], "b");
+        let leader = the_one_leader(&[&admin_a, &admin_b]).await;
+        let metrics = admin_a
+            .http
+            .get(format!("{}/metrics", admin_a.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let gauge = if leader == 0 { "cosell_leader 1" } else { "cosell_leader 0" };
+        assert!(metrics.contains(gauge), "no `{gauge}` in /metrics:\n{metrics}");
+
+        // The leader polls (the store is shared: read it as a third process would).
+        let store = cosell::store::open(&as_replica(config.clone(), &schema, "reader", dir.path()).state)
+            .unwrap()
+            .sync;
+        let polled_at = || store.cursor(DATAVERSE_POLLED_AT).unwrap();
+        for _ in 0..100 {
+            if polled_at().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(polled_at().is_some(), "the leader never polled Dataverse");
+
+        let (stopped, survivor, survivor_admin) = match leader {
+            0 => (a, b, admin_b),
+            _ => (b, a, admin_a),
+        };
+        stopped.shutdown().await.unwrap();
+        let stopped_at = Instant::now();
+        let before = chrono::Utc::now();
+        while !leads(&survivor_admin).await {
+            assert!(
+                stopped_at.elapsed() < Duration::from_secs(10),
+                "no take-over within 10 s of the leader stopping"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!("take-over after the leader stopped: {:?}", stopped_at.elapsed());
+        // Only the new leader is left to poll: the cursor moves on.
+        let polled_since = || {
+            polled_at()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                .is_some_and(|t| t > before)
+        };
+        for _ in 0..100 {
+            if polled_since() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(polled_since(), "the new leader's pollers did not run");
+        survivor.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_deploy_on_one_replica_is_served_by_the_other_within_a_second_and_a_rollback_too() {
+    let schema = TestSchema::new();
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, admin_a) = stamp_replica(&schema, dir.path(), "a", "").await;
+        let (b, admin_b) = stamp_replica(&schema, dir.path(), "b", "").await;
+        let first = admin_a.active_version("pc-to-crm").await;
+        assert_eq!(admin_b.active_version("pc-to-crm").await, first);
+
+        let wasm = with_custom_section(&guest("testing/version_stamp.wasm"), "replicas", b"2");
+        let (status, body) = admin_a.deploy("pc-to-crm", wasm).await;
+        assert_eq!(status, 200, "{body}");
+        let second = body["version"].as_str().unwrap().to_owned();
+        assert_ne!(second, first);
+        let took = until_served(&admin_b, "pc-to-crm", &second, Duration::from_secs(10)).await;
+        println!("deploy on replica a served by replica b after {took:?}");
+        // B serves it: its pipeline runs the new version.
+        let (status, body) = admin_b
+            .run("partner-center-to-crm", serde_json::json!({"n": 1}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["steps"][0]["version"], second.as_str());
+        let steps = health(&admin_b).await["steps"].clone();
+        assert!(steps.to_string().contains(&second), "{steps}");
+
+        let (status, body) = admin_b.rollback("pc-to-crm", None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["version"], first.as_str());
+        let took = until_served(&admin_a, "pc-to-crm", &first, Duration::from_secs(10)).await;
+        println!("rollback on replica b served by replica a after {took:?}");
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn an_activation_whose_notice_was_missed_is_picked_up_by_the_periodic_check() {
+    let schema = TestSchema::new();
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let every = "[host]\ndeployment_check_secs = 1\n";
+        let (a, admin_a) = stamp_replica(&schema, dir.path(), "a", every).await;
+        let (b, admin_b) = stamp_replica(&schema, dir.path(), "b", every).await;
+        let first = admin_a.active_version("pc-to-crm").await;
+        let wasm = with_custom_section(&guest("testing/version_stamp.wasm"), "replicas", b"3");
+        let (status, body) = admin_a.deploy("pc-to-crm", wasm).await;
+        assert_eq!(status, 200, "{body}");
+        let second = body["version"].as_str().unwrap().to_owned();
+        until_served(&admin_b, "pc-to-crm", &second, Duration::from_secs(10)).await;
+
+        // An activation written without its notice, as one made while the replicas'
+        // notification connections were down.
+        execute(
+            &schema.url,
+            &format!(
+                "INSERT INTO mapping_activations (step, version, reason, activated_at)
+                 VALUES ('pc-to-crm', '{first}', 'rollback', '2026-12-05T00:00:00.000Z')"
+            ),
+        )
+        .unwrap();
+        let took_a = until_served(&admin_a, "pc-to-crm", &first, Duration::from_secs(15)).await;
+        let took_b = until_served(&admin_b, "pc-to-crm", &first, Duration::from_secs(15)).await;
+        println!("missed notice made up by the periodic check after {took_a:?} (a), {took_b:?} (b)");
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    });
+}
