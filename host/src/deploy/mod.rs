@@ -6,9 +6,12 @@
 //! deployed stays in the store, so a rollback can re-activate any of them.
 //! Versions arrive through the admin API ([`crate::admin`]) or a watched directory
 //! ([`watch_dir`]); [`bootstrap`] builds the pipelines at start-up from the store, falling
-//! back to the configured component files.
+//! back to the configured component files. [`Deployer::follow_store`] loads a version another
+//! replica of a shared store activated, without storing it again.
 
 mod bootstrap;
+#[cfg(test)]
+mod follow_tests;
 pub mod samples;
 pub mod validate;
 pub mod watch_dir;
