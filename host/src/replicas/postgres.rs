@@ -269,3 +269,107 @@ async fn listen(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StateConfig;
+    use crate::store::test_postgres::{TestSchema, execute};
+
+    fn replicas(schema: &TestSchema) -> PgReplicaSet {
+        let state = StateConfig {
+            url: Some(schema.url.clone()),
+            ..StateConfig::default()
+        };
+        // The schema is made by the store's migrations; the lock and the channel need none.
+        PgReplicaSet::new(Connector::new(&state, "cosell-test").unwrap())
+    }
+
+    /// Waits (bounded) until `leader` is `want`.
+    async fn until(leader: &mut watch::Receiver<bool>, want: bool, within: Duration) {
+        tokio::time::timeout(within, leader.wait_for(|l| *l == want))
+            .await
+            .unwrap_or_else(|_| panic!("leadership not {want} within {within:?}"))
+            .unwrap();
+    }
+
+    /// Ends the sessions named `application_name` on the server (as a network cut would).
+    fn cut(url: &str, application_name: &str) {
+        execute(
+            url,
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = '{application_name}'"
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn one_leader_a_cut_connection_loses_it_at_once_and_leaving_hands_it_over() {
+        let schema = TestSchema::new();
+        let set = replicas(&schema);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let a = set.join("a").unwrap();
+            let mut a_leads = a.leader.clone();
+            until(&mut a_leads, true, Duration::from_secs(10)).await;
+            let b = set.join("b").unwrap();
+            let b_leads = b.leader.clone();
+            // B tries several times, and never gets it while A holds it.
+            tokio::time::sleep(RETRY * 2 + Duration::from_millis(500)).await;
+            assert!(!*b_leads.borrow() && *a_leads.borrow());
+
+            // A's lock connection is cut: A is no longer the leader at once, and one of them
+            // is again within a retry or two.
+            cut(&schema.url, "cosell-leader a");
+            until(&mut a_leads, false, CHECK_TIMEOUT + Duration::from_secs(1)).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !*a_leads.borrow() && !*b_leads.borrow() {
+                assert!(tokio::time::Instant::now() < deadline, "no leader after the cut");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(!(*a_leads.borrow() && *b_leads.borrow()), "two leaders");
+
+            // Whoever leads leaves: the other takes over.
+            let (leaving, mut staying) = if *a_leads.borrow() {
+                (a, b_leads)
+            } else {
+                (b, a_leads)
+            };
+            leaving.leave().await;
+            until(&mut staying, true, Duration::from_secs(10)).await;
+        });
+    }
+
+    /// The next notice, skipping those of other tests (the channel is the database's).
+    async fn next(notices: &mut mpsc::UnboundedReceiver<Notice>) -> Notice {
+        loop {
+            let notice = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+                .await
+                .expect("a notice within 10 s")
+                .expect("the notices go on");
+            match &notice {
+                Notice::Activated(step) if !step.starts_with("replicas-test-") => {}
+                _ => return notice,
+            }
+        }
+    }
+
+    #[test]
+    fn a_lost_notification_connection_is_reopened_and_asks_for_a_full_check() {
+        let schema = TestSchema::new();
+        let set = replicas(&schema);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let mut member = set.join("n").unwrap();
+            let mut notices = member.notices.take().unwrap();
+            assert_eq!(next(&mut notices).await, Notice::MaybeMissed, "after connecting");
+            execute(&schema.url, "NOTIFY cosell_deployments, 'replicas-test-1'").unwrap();
+            assert_eq!(next(&mut notices).await, Notice::Activated("replicas-test-1".into()));
+            cut(&schema.url, "cosell-deployments n");
+            assert_eq!(next(&mut notices).await, Notice::MaybeMissed, "after reconnecting");
+            execute(&schema.url, "NOTIFY cosell_deployments, 'replicas-test-2'").unwrap();
+            assert_eq!(next(&mut notices).await, Notice::Activated("replicas-test-2".into()));
+            member.leave().await;
+        });
+    }
+}
