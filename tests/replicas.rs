@@ -53,12 +53,7 @@ async fn stamp_replica(
 ) -> (RunningHost, Admin) {
     let replica_dir = dir.join(id);
     std::fs::create_dir_all(&replica_dir).unwrap();
-    let config = as_replica(
-        stamp_host_config_with(&replica_dir, extra),
-        schema,
-        id,
-        dir,
-    );
+    let config = as_replica(stamp_host_config_with(&replica_dir, extra), schema, id, dir);
     let host = support::start(config).await;
     let admin = Admin::new(&host);
     (host, admin)
@@ -166,13 +161,21 @@ fn one_replica_leads_and_runs_the_pollers_and_another_takes_over_when_it_stops()
             .text()
             .await
             .unwrap();
-        let gauge = if leader == 0 { "cosell_leader 1" } else { "cosell_leader 0" };
-        assert!(metrics.contains(gauge), "no `{gauge}` in /metrics:\n{metrics}");
+        let gauge = if leader == 0 {
+            "cosell_leader 1"
+        } else {
+            "cosell_leader 0"
+        };
+        assert!(
+            metrics.contains(gauge),
+            "no `{gauge}` in /metrics:\n{metrics}"
+        );
 
         // The leader polls (the store is shared: read it as a third process would).
-        let store = cosell::store::open(&as_replica(config.clone(), &schema, "reader", dir.path()).state)
-            .unwrap()
-            .sync;
+        let store =
+            cosell::store::open(&as_replica(config.clone(), &schema, "reader", dir.path()).state)
+                .unwrap()
+                .sync;
         let polled_at = || store.cursor(DATAVERSE_POLLED_AT).unwrap();
         for _ in 0..100 {
             if polled_at().is_some() {
@@ -196,7 +199,10 @@ fn one_replica_leads_and_runs_the_pollers_and_another_takes_over_when_it_stops()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        println!("take-over after the leader stopped: {:?}", stopped_at.elapsed());
+        println!(
+            "take-over after the leader stopped: {:?}",
+            stopped_at.elapsed()
+        );
         // Only the new leader is left to poll: the cursor moves on.
         let polled_since = || {
             polled_at()
@@ -277,7 +283,9 @@ fn an_activation_whose_notice_was_missed_is_picked_up_by_the_periodic_check() {
         .unwrap();
         let took_a = until_served(&admin_a, "pc-to-crm", &first, Duration::from_secs(15)).await;
         let took_b = until_served(&admin_b, "pc-to-crm", &first, Duration::from_secs(15)).await;
-        println!("missed notice made up by the periodic check after {took_a:?} (a), {took_b:?} (b)");
+        println!(
+            "missed notice made up by the periodic check after {took_a:?} (a), {took_b:?} (b)"
+        );
         a.shutdown().await.unwrap();
         b.shutdown().await.unwrap();
     });

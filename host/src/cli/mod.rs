@@ -305,7 +305,9 @@ impl From<DirectionArg> for Direction {
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Serve { config, replica_id } => serve::serve(&config, replica_id).await.map(|()| 0),
+        Command::Serve { config, replica_id } => {
+            serve::serve(&config, replica_id).await.map(|()| 0)
+        }
         Command::Sandbox(args) => sandbox::run(args).await.map(|()| 0),
         Command::Mapping(MappingCommand::Test(args)) => mapping_test::run(args).await,
         Command::Mapping(MappingCommand::Deploy {

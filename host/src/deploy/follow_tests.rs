@@ -50,13 +50,23 @@ async fn following_the_store_loads_without_storing_again_or_requeueing() {
             hooked.fetch_add(1, Ordering::SeqCst);
         }
     }));
-    assert_eq!(deployer.follow_store("s").await.unwrap(), None, "nothing new");
+    assert_eq!(
+        deployer.follow_store("s").await.unwrap(),
+        None,
+        "nothing new"
+    );
 
     // Another replica deploys: the version and its activation are in the shared store.
     let second = another_version(&stamp(), 2);
     let version = crate::runtime::component::content_hash(&second);
     store
-        .save_and_activate("s", &version, &second, "admin-api", ActivationReason::Deploy)
+        .save_and_activate(
+            "s",
+            &version,
+            &second,
+            "admin-api",
+            ActivationReason::Deploy,
+        )
         .unwrap();
     let history = store.activation_history("s").unwrap();
 
@@ -71,7 +81,11 @@ async fn following_the_store_loads_without_storing_again_or_requeueing() {
         history,
         "following stored an activation"
     );
-    assert_eq!(hooked.load(Ordering::SeqCst), 0, "the hook is the activating replica's");
+    assert_eq!(
+        hooked.load(Ordering::SeqCst),
+        0,
+        "the hook is the activating replica's"
+    );
     assert_eq!(deployer.follow_store("s").await.unwrap(), None);
     assert!(matches!(
         deployer.follow_store("nope").await,

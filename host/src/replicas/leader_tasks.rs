@@ -146,7 +146,11 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(alive.load(Ordering::SeqCst), 0, "still running after the grace");
+        assert_eq!(
+            alive.load(Ordering::SeqCst),
+            0,
+            "still running after the grace"
+        );
         supervisor.abort();
     }
 }

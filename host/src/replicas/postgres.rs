@@ -190,15 +190,17 @@ async fn hold(
     loop {
         let held = *leading.borrow();
         let sql = if held { "SELECT true" } else { TRY_LOCK };
-        let answer = match tokio::time::timeout(CHECK_TIMEOUT, client.query_one(sql, &[])).await
-        {
+        let answer = match tokio::time::timeout(CHECK_TIMEOUT, client.query_one(sql, &[])).await {
             Ok(Ok(row)) => row.get::<_, bool>(0),
             Ok(Err(err)) => {
                 tracing::debug!(replica_id, error = %err, "the leadership connection failed");
                 return;
             }
             Err(_) => {
-                tracing::warn!(replica_id, "the leadership connection did not answer in time; closing it");
+                tracing::warn!(
+                    replica_id,
+                    "the leadership connection did not answer in time; closing it"
+                );
                 return;
             }
         };
@@ -325,7 +327,10 @@ mod tests {
             until(&mut a_leads, false, CHECK_TIMEOUT + Duration::from_secs(1)).await;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while !*a_leads.borrow() && !*b_leads.borrow() {
-                assert!(tokio::time::Instant::now() < deadline, "no leader after the cut");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no leader after the cut"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             assert!(!(*a_leads.borrow() && *b_leads.borrow()), "two leaders");
@@ -362,13 +367,27 @@ mod tests {
         tokio::runtime::Runtime::new().unwrap().block_on(async {
             let mut member = set.join("n").unwrap();
             let mut notices = member.notices.take().unwrap();
-            assert_eq!(next(&mut notices).await, Notice::MaybeMissed, "after connecting");
+            assert_eq!(
+                next(&mut notices).await,
+                Notice::MaybeMissed,
+                "after connecting"
+            );
             execute(&schema.url, "NOTIFY cosell_deployments, 'replicas-test-1'").unwrap();
-            assert_eq!(next(&mut notices).await, Notice::Activated("replicas-test-1".into()));
+            assert_eq!(
+                next(&mut notices).await,
+                Notice::Activated("replicas-test-1".into())
+            );
             cut(&schema.url, "cosell-deployments n");
-            assert_eq!(next(&mut notices).await, Notice::MaybeMissed, "after reconnecting");
+            assert_eq!(
+                next(&mut notices).await,
+                Notice::MaybeMissed,
+                "after reconnecting"
+            );
             execute(&schema.url, "NOTIFY cosell_deployments, 'replicas-test-2'").unwrap();
-            assert_eq!(next(&mut notices).await, Notice::Activated("replicas-test-2".into()));
+            assert_eq!(
+                next(&mut notices).await,
+                Notice::Activated("replicas-test-2".into())
+            );
             member.leave().await;
         });
     }

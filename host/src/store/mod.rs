@@ -14,13 +14,13 @@ pub mod postgres;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync;
-#[cfg(test)]
-pub(crate) mod testing;
 /// A throwaway PostgreSQL schema for the integration tests in `tests/` (which cannot reach the
 /// crate's `cfg(test)` code); not part of the API.
 #[doc(hidden)]
 #[path = "testing/postgres.rs"]
 pub mod test_postgres;
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -3,8 +3,8 @@
 //! ([`crate::replicas`]), and never branch on the backend.
 
 use super::{DeploymentStore, SyncStore};
-use crate::replicas::{Alone, ReplicaSet, postgres::PgReplicaSet};
 use crate::config::{StateBackend, StateConfig};
+use crate::replicas::{Alone, ReplicaSet, postgres::PgReplicaSet};
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
 
