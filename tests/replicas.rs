@@ -1,8 +1,8 @@
 //! Several replicas on one PostgreSQL state: exactly one leader, which runs the pollers, and
-//! another taking over when it stops; a deployment or rollback made on one replica served by
+//! another taking over when it stops or its process is killed; a deployment or rollback made on one replica served by
 //! every other one within a second; a missed activation notice made up by the periodic check.
 //!
-//! Hosts run in this process (`server::start`) on a schema of their own of the tests'
+//! Hosts run in this process (`server::start`), or as `cosell serve` processes, on a schema of their own of the tests'
 //! PostgreSQL server (`COSELL_TEST_POSTGRES_URL`, or a throwaway cluster, see
 //! `host/src/store/testing/postgres.rs`), each with its own artifact cache. Every wait is
 //! bounded.
@@ -18,9 +18,11 @@ use cosell::store::test_postgres::{TestSchema, execute};
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Admin, guest, guest_path, stamp_host_config_with, with_custom_section};
+use support::{Admin, TOKEN, guest, guest_path, stamp_host_config_with, with_custom_section};
 
 /// The cursor the Dataverse poller saves at every round it completes.
 const DATAVERSE_POLLED_AT: &str = "dataverse-opportunity-delta-at";
@@ -288,5 +290,93 @@ fn an_activation_whose_notice_was_missed_is_picked_up_by_the_periodic_check() {
         );
         a.shutdown().await.unwrap();
         b.shutdown().await.unwrap();
+    });
+}
+
+/// A `cosell serve` process, killed (SIGKILL) when dropped.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cosell serve --replica-id <id>` on the `version_stamp` steps and `schema`; answers
+/// the process and a client of the admin API it printed.
+fn serve_replica(schema: &TestSchema, dir: &Path, id: &str) -> (Served, Admin) {
+    let config = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[state]\nurl = \"{url}\"\n\
+             [artifact_cache]\ndir = \"compiled-{id}\"\n\
+             [[pipelines.partner-center-to-crm]]\nstep = \"pc-to-crm\"\ncomponent = \"{stamp}\"\n",
+            url = schema.url,
+            stamp = guest_path("testing/version_stamp.wasm").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cosell"))
+        .env_remove("RUST_LOG")
+        .env("COSELL_ADMIN_TOKEN", TOKEN)
+        .args(["serve", "--replica-id", id, "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("admin API on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap().to_owned());
+            }
+        }
+    });
+    let served = Served(child);
+    let base = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("cosell serve did not start within 60 s");
+    let admin = Admin {
+        base,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    };
+    (served, admin)
+}
+
+#[test]
+fn a_killed_leader_process_is_replaced_within_ten_seconds() {
+    let schema = TestSchema::new();
+    let dir = tempfile::tempdir().unwrap();
+    // Started in turn: the first creates the schema's tables, the second finds them.
+    let (a, admin_a) = serve_replica(&schema, dir.path(), "a");
+    let (b, admin_b) = serve_replica(&schema, dir.path(), "b");
+    runtime().block_on(async {
+        assert_eq!(health(&admin_b).await["replica_id"], "b");
+        let leader = the_one_leader(&[&admin_a, &admin_b]).await;
+        let (killed, survivor) = match leader {
+            0 => (a, &admin_b),
+            _ => (b, &admin_a),
+        };
+        // SIGKILL: no shutdown, the operating system closes its connections.
+        drop(killed);
+        let killed_at = Instant::now();
+        while !leads(survivor).await {
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(10),
+                "no take-over within 10 s of the leader's death"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "take-over after the leader was killed: {:?}",
+            killed_at.elapsed()
+        );
     });
 }
