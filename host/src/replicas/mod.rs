@@ -51,7 +51,8 @@ pub struct Membership {
     pub leader: watch::Receiver<bool>,
     /// The activations announced by the store; `None` when no other process can deploy.
     pub notices: Option<mpsc::UnboundedReceiver<Notice>>,
-    stop: Box<dyn Leave>,
+    /// `None` once left.
+    stop: Option<Box<dyn Leave>>,
 }
 
 /// How a membership ends: the leadership released, the listening stopped.
@@ -64,24 +65,19 @@ impl Membership {
     /// Gives up leadership (closing the lock's connection, so another replica can take it at
     /// once) and stops listening; answers once both connections are closed.
     pub async fn leave(mut self) {
-        let stop = std::mem::replace(&mut self.stop, Box::new(Left));
-        stop.signal();
-        let _ = tokio::task::spawn_blocking(move || stop.wait()).await;
+        if let Some(stop) = self.stop.take() {
+            stop.signal();
+            let _ = tokio::task::spawn_blocking(move || stop.wait()).await;
+        }
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.stop.signal();
+        if let Some(stop) = &self.stop {
+            stop.signal();
+        }
     }
-}
-
-/// A membership already left.
-struct Left;
-
-impl Leave for Left {
-    fn signal(&self) {}
-    fn wait(self: Box<Self>) {}
 }
 
 /// One host on its own state (SQLite): always the leader, nothing to follow.
@@ -102,7 +98,7 @@ impl ReplicaSet for Alone {
         Ok(Membership {
             leader,
             notices: None,
-            stop: Box::new(KeepLeading(leading)),
+            stop: Some(Box::new(KeepLeading(leading))),
         })
     }
 }

@@ -77,17 +77,14 @@ impl ReplicaSet for PgReplicaSet {
         Ok(Membership {
             leader,
             notices: Some(notices),
-            stop: Box::new(Stop {
-                stop,
-                thread: std::sync::Mutex::new(Some(thread)),
-            }),
+            stop: Some(Box::new(Stop { stop, thread })),
         })
     }
 }
 
 struct Stop {
     stop: watch::Sender<bool>,
-    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Leave for Stop {
@@ -96,10 +93,7 @@ impl Leave for Stop {
     }
 
     fn wait(self: Box<Self>) {
-        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
+        let _ = self.thread.join();
     }
 }
 
