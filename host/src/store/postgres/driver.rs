@@ -9,12 +9,14 @@
 //! on SQLite's lock or disk. Connections, their background tasks and the pool's timers all
 //! live on that runtime, whatever thread calls.
 
+use super::customer_locks::PgCustomerLocks;
 use super::schema;
 use crate::config::StateConfig;
 use anyhow::{Context as _, Result, anyhow};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// A future borrowing a pooled connection.
 pub(super) type Job<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
@@ -23,6 +25,8 @@ pub(super) type Job<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>
 pub struct PgStore {
     pool: Pool,
     runtime: OwnRuntime,
+    /// The advisory customer locks, on this store's pool and runtime.
+    customer_locks: Arc<PgCustomerLocks>,
 }
 
 /// The store's runtime, shut down without waiting when the store is dropped: dropping a
@@ -87,12 +91,22 @@ impl PgStore {
             .recycle_timeout(Some(timeout))
             .build()
             .context("making the PostgreSQL connection pool")?;
+        let customer_locks = Arc::new(PgCustomerLocks {
+            pool: pool.clone(),
+            runtime: runtime.handle().clone(),
+        });
         let store = Self {
             pool,
             runtime: OwnRuntime(Some(runtime)),
+            customer_locks,
         };
         store.with(|c| Box::pin(schema::upgrade(c)))?;
         Ok(store)
+    }
+
+    /// The customer locks every replica on this database shares.
+    pub(super) fn customer_locks(&self) -> Arc<PgCustomerLocks> {
+        self.customer_locks.clone()
     }
 
     /// Runs `job` on a pooled connection, on the store's runtime; waits for its result.

@@ -25,9 +25,13 @@
 //! - **Leases**: an event left running by a replica that stopped comes back by its lease only;
 //!   [`super::SyncStore::requeue_running`] leaves events whose lease has not run out alone,
 //!   since they may belong to a replica that is alive.
+//! - **Customer locks** ([`customer_locks`]): the lock the Dataverse lookups hold while they
+//!   find or create a customer's account is an advisory lock in the database, so two replicas
+//!   syncing referrals of one new customer make one account.
 //! - **Credentials** are written under the row's lock (`SELECT … FOR UPDATE`), so the rotated
 //!   single-use refresh token and the sign-in record about it move together for every replica.
 
+mod customer_locks;
 mod deployments;
 mod driver;
 mod queue;
@@ -37,6 +41,8 @@ mod schema;
 mod tests;
 mod tls;
 
+#[cfg(test)]
+pub(crate) use customer_locks::lock_id as customer_lock_id;
 pub use driver::PgStore;
 
 /// The advisory lock claims take (one claim at a time across every replica).
