@@ -707,8 +707,11 @@ async fn flow1_a_co_sell_create_interrupted_between_its_two_steps_is_finished(ba
 }
 
 async fn events_stored_before_a_crash_are_synced_after_the_restart(backend: Backend) {
-    // No pollers: only the stored queue can bring these events back after the crash.
-    SyncEnv::run_polling_every_on(backend, "[sync]\nretry_base_ms = 200\n", 0, |mut env| async move {
+    // No pollers: only the stored queue can bring these events back after the crash. An event
+    // running when the host died comes back when its lease runs out on PostgreSQL (a store that
+    // replicas share cannot tell a dead host's claim from a live replica's), at once on SQLite
+    // (one host): the lease is short here, so both are seen within the test's patience.
+    SyncEnv::run_polling_every_on(backend, "[sync]\nretry_base_ms = 200\nlease_secs = 4\n", 0, |mut env| async move {
         // Partner Center is down: the opportunities' events are stored and wait for a retry.
         env.pc.faults().set(cosell_emulators::common::faults::FaultConfig { error_rate: 1.0, ..Default::default() }).expect("valid faults");
         let mut opportunities = Vec::new();
