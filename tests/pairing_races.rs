@@ -71,7 +71,9 @@ async fn idle(env: &SyncEnv) {
     assert!(idle.is_some(), "the queue drains\n{}", env.host_log());
 }
 
-async fn a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_edit(backend: Backend) {
+async fn a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_edit(
+    backend: Backend,
+) {
     SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |env| async move {
         // Every Partner Center call takes 1.5 s and every write to it is answered 500 after it
         // was applied: the create's answer is lost, so its run looks the referral up (two more
@@ -140,7 +142,9 @@ async fn a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_
     .await;
 }
 
-async fn an_opportunitys_event_before_the_link_does_not_overwrite_microsofts_newer_change(backend: Backend) {
+async fn an_opportunitys_event_before_the_link_does_not_overwrite_microsofts_newer_change(
+    backend: Backend,
+) {
     SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |env| async move {
         // The host hears of nothing in Partner Center (its webhooks are lost, the pollers off):
         // only of the opportunity, as when the referral's own run is still under way.
@@ -209,7 +213,9 @@ async fn an_opportunitys_event_before_the_link_does_not_overwrite_microsofts_new
     .await;
 }
 
-async fn the_referral_id_is_written_back_after_a_sellers_edits_got_in_the_way_twice(backend: Backend) {
+async fn the_referral_id_is_written_back_after_a_sellers_edits_got_in_the_way_twice(
+    backend: Backend,
+) {
     SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |env| async move {
         // Every Partner Center call takes 1.5 s; its webhooks are lost (the host hears only of
         // the opportunity).

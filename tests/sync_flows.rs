@@ -10,8 +10,8 @@ use cosell::sinks::dataverse::lookups::literal;
 use cosell::sinks::partner_center::targets_microsoft;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::seller::{self, customer};
 use support::backend::{Backend, on_both_backends};
+use support::seller::{self, customer};
 use support::sync_env::{SETTLE, SyncEnv, wait_until};
 
 const HELP_WORKLOAD: i64 = 100_000_000;
@@ -167,7 +167,9 @@ async fn flow1_a_crm_opportunity_becomes_a_referral_and_its_id_comes_back(backen
     .await;
 }
 
-async fn flow2_crm_changes_are_patched_onto_the_referral_and_closing_sets_its_status(backend: Backend) {
+async fn flow2_crm_changes_are_patched_onto_the_referral_and_closing_sets_its_status(
+    backend: Backend,
+) {
     SyncEnv::run_on(backend, "", |env| async move {
         let (oid, rid) = synced_pair(&env, "Northwind expansion", None).await;
         let before = env.pc.referral(&rid).unwrap();
@@ -232,7 +234,9 @@ async fn opportunity_for_referral(env: &SyncEnv, rid: &str) -> Option<Value> {
     env.opportunities_for_referral(rid).await.into_iter().next()
 }
 
-async fn flow3_and_4_a_microsoft_referral_becomes_an_opportunity_and_its_updates_follow(backend: Backend) {
+async fn flow3_and_4_a_microsoft_referral_becomes_an_opportunity_and_its_updates_follow(
+    backend: Backend,
+) {
     SyncEnv::run_on(backend, "", |env| async move {
         // The customer exists already: matched by company name and postal code.
         let (account, _) = customer(&env, "Adatum Corporation", "98052").await;
@@ -360,7 +364,8 @@ async fn flow6_cosells_own_write_is_no_conflict_while_a_sellers_edit_waits(backe
     // Dataverse's webhooks dropped: the seller's edit stays unsynced while Microsoft changes
     // the deal value twice (the drills found this as a reverted deal value).
     let faults = cosell_emulators::common::faults::FaultConfig::default;
-    SyncEnv::run_polling_every_on(backend, 
+    SyncEnv::run_polling_every_on(
+        backend,
         "[sync.conflicts]\ndefault = \"crm\"\n",
         0,
         |env| async move {
@@ -479,7 +484,8 @@ async fn flow7_a_failed_sync_is_shown_to_the_seller_and_retried_when_fixed(backe
 }
 
 async fn dead_letters_are_listed_and_replayed_with_the_cli(backend: Backend) {
-    SyncEnv::run_on(backend, 
+    SyncEnv::run_on(
+        backend,
         "[sync]\nmax_attempts = 2\nretry_base_ms = 200\n",
         |env| async move {
             // Partner Center throttles every call: it answers, so this is no outage (that
@@ -742,7 +748,9 @@ async fn events_stored_before_a_crash_are_synced_after_the_restart(backend: Back
 /// referral the connection dropped) until the opportunity exists: the host finds out that its
 /// creates landed, and a run of the record again finds what an earlier one created. One
 /// opportunity, one account and one contact each, even for a contact without an email.
-async fn when_dataverse_loses_the_answers_of_applied_writes_a_referral_creates_each_row_once(backend: Backend) {
+async fn when_dataverse_loses_the_answers_of_applied_writes_a_referral_creates_each_row_once(
+    backend: Backend,
+) {
     use cosell_emulators::common::faults::FaultConfig;
     SyncEnv::run_on(backend, "[sync]\nretry_base_ms = 200\nmax_attempts = 40\n", |env| async move {
         let lost = FaultConfig::every_answer_lost();
@@ -786,9 +794,12 @@ async fn queue_dead(env: &SyncEnv) -> i64 {
         .unwrap_or(-1)
 }
 
-async fn when_partner_center_loses_the_answers_of_creates_each_opportunity_gets_one_referral(backend: Backend) {
+async fn when_partner_center_loses_the_answers_of_creates_each_opportunity_gets_one_referral(
+    backend: Backend,
+) {
     use cosell_emulators::common::faults::FaultConfig;
-    SyncEnv::run_on(backend, 
+    SyncEnv::run_on(
+        backend,
         "[sync]\nretry_base_ms = 200\nmax_attempts = 40\n",
         |env| async move {
             let lost = FaultConfig::every_answer_lost();
@@ -833,7 +844,9 @@ async fn when_partner_center_loses_the_answers_of_creates_each_opportunity_gets_
     .await;
 }
 
-async fn the_reconciliation_finds_every_referral_whose_webhook_was_lost_past_the_first_page(backend: Backend) {
+async fn the_reconciliation_finds_every_referral_whose_webhook_was_lost_past_the_first_page(
+    backend: Backend,
+) {
     use cosell_emulators::common::faults::FaultConfig;
     SyncEnv::run_polling_every_on(backend, "", 1, |env| async move {
         // The poller's first run only notes where it starts.
@@ -962,7 +975,9 @@ async fn a_referral_is_shared_with_microsoft_only_when_a_seller_asks_for_help(ba
     .await;
 }
 
-async fn closings_in_partner_center_close_the_opportunity_through_the_running_host(backend: Backend) {
+async fn closings_in_partner_center_close_the_opportunity_through_the_running_host(
+    backend: Backend,
+) {
     SyncEnv::run_on(backend, "", |env| async move {
         // (outcome, its referral) for four Microsoft referrals that each got their opportunity.
         let mut cases = Vec::new();

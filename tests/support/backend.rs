@@ -37,12 +37,39 @@ impl TestState {
     pub fn url(&self) -> Option<String> {
         self.schema.as_ref().map(|schema| schema.url.clone())
     }
+
+    /// The `[state]` table of a host configuration: `url = …` for PostgreSQL, `path =
+    /// "<sqlite_path>"` for SQLite.
+    pub fn toml(&self, sqlite_path: &str) -> String {
+        let key = match self.url() {
+            Some(url) => format!("url = {}", toml::Value::String(url)),
+            None => format!("path = {}", toml::Value::String(sqlite_path.to_owned())),
+        };
+        format!("[state]\n{key}\n")
+    }
 }
 
 /// Makes each named `async fn name(backend: Backend)` of the calling module two tests, in a
-/// module of the same name: `name::sqlite` and `name::postgres`.
-#[allow(unused_macros, reason = "used by some of the test binaries sharing this module")]
+/// module of the same name: `name::sqlite` and `name::postgres` (`blocking name, …` for a
+/// `fn name(backend: Backend)` that is not async).
+#[allow(
+    unused_macros,
+    reason = "used by some of the test binaries sharing this module"
+)]
 macro_rules! on_both_backends {
+    (blocking $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::support::backend::Backend::Sqlite)
+            }
+
+            #[test]
+            fn postgres() {
+                super::$name($crate::support::backend::Backend::Postgres)
+            }
+        }
+    )*};
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,5 +84,8 @@ macro_rules! on_both_backends {
         }
     )*};
 }
-#[allow(unused_imports, reason = "used by some of the test binaries sharing this module")]
+#[allow(
+    unused_imports,
+    reason = "used by some of the test binaries sharing this module"
+)]
 pub(crate) use on_both_backends;

@@ -171,6 +171,12 @@ impl SyncEnv {
         let dv_hook = format!("{}/webhooks/dataverse", env.webhooks_url);
         env.cosell(&["dataverse", "register-webhook", "--url", &dv_hook]);
         env.start_host().await;
+        if options.backend == Backend::Postgres {
+            assert!(
+                !env.dir.path().join("cosell.db").exists(),
+                "a host configured with [state] url made a SQLite file"
+            );
+        }
         env
     }
 
