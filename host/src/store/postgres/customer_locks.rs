@@ -8,7 +8,10 @@
 //! replica that dies while holding a lock loses its connection, and PostgreSQL ends the
 //! session's transaction and releases the lock with it, so a crashed holder never strands a
 //! customer. Waiting is bounded by the session's `statement_timeout` (`[state.pool]`), after
-//! which the sync run fails and is retried with backoff.
+//! which the sync run fails and is retried with backoff. Each worker holding or waiting for a
+//! customer lock holds a pooled connection, so at most `sync.workers` of the pool go to them
+//! (8 of the default 16); the holder makes no store call inside the lock, so a full pool only
+//! delays, never deadlocks.
 //!
 //! The key is the first 8 bytes of the SHA-256 of the match key. Advisory locks share one
 //! 64-bit space with the store's other advisory locks (claims, links, migrations, one per
