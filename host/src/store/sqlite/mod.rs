@@ -5,12 +5,11 @@
 //!   the audit trail (together [`super::SyncStore`]).
 //! - [`schema`]: the numbered migrations (`migrations/*.sql`), applied at open.
 
+use super::InProcessCustomerLocks;
 use anyhow::{Context as _, Result};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-
-use super::InProcessCustomerLocks;
 
 /// A SQLite database file holding the host's state.
 pub struct SqliteStore {
