@@ -7,7 +7,8 @@
 //! releases the lock and returns the connection to the pool. Nothing is written in it. A
 //! replica that dies while holding a lock loses its connection, and PostgreSQL ends the
 //! session's transaction and releases the lock with it, so a crashed holder never strands a
-//! customer. Waiting is bounded by the session's `statement_timeout` (`[state.pool]`), after
+//! customer (a replica whose machine vanished, leaving its connections open, is dropped by the
+//! server's TCP keepalives the store's sessions set, about a minute later). Waiting is bounded by the session's `statement_timeout` (`[state.pool]`), after
 //! which the sync run fails and is retried with backoff. Each worker holding or waiting for a
 //! customer lock holds a pooled connection, so at most `sync.workers` of the pool go to them
 //! (8 of the default 16); the holder makes no store call inside the lock, so a full pool only

@@ -61,9 +61,14 @@ impl PgStore {
         // whatever the server's default: a commit answers only once it is on the server's
         // disk, so what cosell acknowledges (a webhook's 2xx, a rotated refresh token, a
         // deploy) survives a crash of the database server, as `synchronous = FULL` makes it
-        // survive a power loss on SQLite.
+        // survive a power loss on SQLite. TCP keepalives from the server's side: a replica
+        // whose machine vanishes (power lost, network cut) never closes its connections, and
+        // what its sessions hold (a customer's lock) would otherwise wait for the operating
+        // system's default of two hours of silence; with these the server drops the session,
+        // and releases its locks, about a minute after the replica went silent.
         let options = format!(
-            "{} -c statement_timeout={} -c synchronous_commit=on",
+            "{} -c statement_timeout={} -c synchronous_commit=on -c tcp_keepalives_idle=30 \
+             -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
             pg.get_options().unwrap_or_default(),
             state.pool.statement_timeout().as_millis()
         );
