@@ -520,13 +520,13 @@ async fn a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_comp
     .await;
 }
 
-/// Output nested 10,000 deep on the sync path: the step's output is refused where it leaves
-/// the guest, with the `output nesting limit` named in what the operator sees (the dead letter
-/// or the audit trail), nothing is written for the record, and the host keeps serving.
 on_both_backends!(
     a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_completes_the_sync
 );
 
+/// Output nested 10,000 deep on the sync path: the step's output is refused where it leaves
+/// the guest, with the `output nesting limit` named in what the operator sees (the dead letter
+/// or the audit trail), nothing is written for the record, and the host keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_nested_10000_deep_is_refused_on_the_sync_path_and_the_host_goes_on() {
     SyncEnv::run(HOST_CONFIG, |env| async move {
