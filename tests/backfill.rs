@@ -3,7 +3,8 @@
 //! `$batch` and per-record modes write the same rows; a re-run, a run next to the host and a run
 //! after a stopped one create nothing twice; a dry run writes nothing; refused and failed
 //! referrals are reported and the rest written; tight service protection limits are waited
-//! out; and the live sync engine takes the backfilled pairs as synced.
+//! out; and the live sync engine takes the backfilled pairs as synced (with the host's state in
+//! SQLite and in PostgreSQL).
 
 mod support;
 
@@ -22,6 +23,7 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 use std::time::Duration;
+use support::backend::{Backend, on_both_backends};
 use support::commands_env::CommandsEnv;
 use support::sync_env::{Options as EnvOptions, SETTLE, SyncEnv, wait_until};
 
@@ -629,12 +631,17 @@ fn etags(env: &SyncEnv) -> BTreeMap<String, Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn next_to_a_running_host_the_cli_skips_what_it_synced_and_the_engine_takes_the_rest_as_synced()
- {
+on_both_backends!(
+    next_to_a_running_host_the_cli_skips_what_it_synced_and_the_engine_takes_the_rest_as_synced
+);
+
+async fn next_to_a_running_host_the_cli_skips_what_it_synced_and_the_engine_takes_the_rest_as_synced(
+    backend: Backend,
+) {
     let options = EnvOptions {
         poll_secs: 0,
         bound: BOUND,
+        backend,
         ..EnvOptions::default()
     };
     SyncEnv::run_with(options, |env| async move {

@@ -11,7 +11,8 @@
 //! message, listed by `cosell dead-letters list`; nothing is dead-lettered; every other
 //! referral becomes exactly one opportunity, and keeps flowing meanwhile; `/healthz` answers
 //! throughout. Then the fixed (default) version is deployed, and with no replay the parked
-//! referrals run again by themselves, each becoming exactly one opportunity.
+//! referrals run again by themselves, each becoming exactly one opportunity. This test runs
+//! with the host's state in SQLite and in PostgreSQL.
 //!
 //! `cargo nextest run -p cosell --test hostile_mappings --no-capture` shows the figures.
 
@@ -22,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::backend::{Backend, on_both_backends};
 use support::guest_path;
 use support::sync_env::{SyncEnv, wait_until};
 
@@ -281,9 +283,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_completes_the_sync() {
-    SyncEnv::run(HOST_CONFIG, |env| async move {
+async fn a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_completes_the_sync(
+    backend: Backend,
+) {
+    SyncEnv::run_on(backend, HOST_CONFIG, |env| async move {
         let test_started = Instant::now();
         // The template referral's customer, so every referral matches one account and contact
         // instead of racing to create them.
@@ -516,6 +519,10 @@ async fn a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_comp
     })
     .await;
 }
+
+on_both_backends!(
+    a_hostile_step_parks_only_its_poisoned_records_and_a_fixed_version_completes_the_sync
+);
 
 /// Output nested 10,000 deep on the sync path: the step's output is refused where it leaves
 /// the guest, with the `output nesting limit` named in what the operator sees (the dead letter

@@ -18,10 +18,17 @@ mod support;
 use cosell::sinks::partner_center::targets_microsoft;
 use cosell_emulators::common::faults::FaultConfig;
 use serde_json::{Value, json};
+use support::backend::{Backend, on_both_backends};
 use support::sync_env::{SETTLE, SyncEnv, wait_until};
 
 /// Retries come quickly; the pollers are off, so only the webhooks and the queue move records.
 const FAST_RETRIES: &str = "[sync]\nretry_base_ms = 200\n";
+
+on_both_backends!(
+    a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_edit,
+    an_opportunitys_event_before_the_link_does_not_overwrite_microsofts_newer_change,
+    the_referral_id_is_written_back_after_a_sellers_edits_got_in_the_way_twice,
+);
 
 /// How long every Partner Center call takes while a race is staged: the window in which the
 /// test acts while the host waits for an answer.
@@ -64,9 +71,10 @@ async fn idle(env: &SyncEnv) {
     assert!(idle.is_some(), "the queue drains\n{}", env.host_log());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_edit() {
-    SyncEnv::run_polling_every(FAST_RETRIES, 0, |env| async move {
+async fn a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_edit(
+    backend: Backend,
+) {
+    SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |env| async move {
         // Every Partner Center call takes 1.5 s and every write to it is answered 500 after it
         // was applied: the create's answer is lost, so its run looks the referral up (two more
         // slow calls) before it saves the link, long after the referral-created webhook came.
@@ -134,9 +142,10 @@ async fn a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_opportunitys_event_before_the_link_does_not_overwrite_microsofts_newer_change() {
-    SyncEnv::run_polling_every(FAST_RETRIES, 0, |env| async move {
+async fn an_opportunitys_event_before_the_link_does_not_overwrite_microsofts_newer_change(
+    backend: Backend,
+) {
+    SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |env| async move {
         // The host hears of nothing in Partner Center (its webhooks are lost, the pollers off):
         // only of the opportunity, as when the referral's own run is still under way.
         env.pc
@@ -204,9 +213,10 @@ async fn an_opportunitys_event_before_the_link_does_not_overwrite_microsofts_new
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_referral_id_is_written_back_after_a_sellers_edits_got_in_the_way_twice() {
-    SyncEnv::run_polling_every(FAST_RETRIES, 0, |env| async move {
+async fn the_referral_id_is_written_back_after_a_sellers_edits_got_in_the_way_twice(
+    backend: Backend,
+) {
+    SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |env| async move {
         // Every Partner Center call takes 1.5 s; its webhooks are lost (the host hears only of
         // the opportunity).
         env.pc

@@ -112,6 +112,7 @@ async fn the_same_end_state_is_reached_through_faults() {
             },
             ..DataverseConfig::default()
         },
+        ..Options::default()
     };
     SyncEnv::run_with(options, |env| async move {
         let mut drill = Drill::new(&env, SEED).await;

@@ -137,6 +137,7 @@ fn one_replica_leads_and_runs_the_pollers_and_another_takes_over_when_it_stops()
             dataverse_poll_secs: 1,
             partner_center_poll_secs: 1,
             extra: String::new(),
+            state_url: None,
             pipelines: default_pipelines(
                 &guest_path("referral_to_opportunity.wasm"),
                 &guest_path("opportunity_to_referral.wasm"),

@@ -1,7 +1,8 @@
 //! The `cosell` binary as an operator and a mapping author use it: `mapping test`, `serve`,
 //! `mapping deploy | list | rollback | pin | unpin`, retention of stored versions, and a
 //! restart (even after SIGKILL) that keeps the deployed versions and loads them from the
-//! artifact cache.
+//! artifact cache. The restart and retention tests run with the state in SQLite and in
+//! PostgreSQL.
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::backend::{Backend, TestState, on_both_backends};
 use support::{TOKEN, fixture, guest, guest_path, repo_root, with_custom_section};
 
 fn cosell() -> Command {
@@ -95,6 +97,11 @@ fn mapping_test_exits_non_zero_with_the_guest_error() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not valid JSON"));
 }
 
+on_both_backends!(
+    blocking a_restart_keeps_the_deployed_and_rolled_back_versions,
+    retention_deletes_old_versions_but_never_the_active_or_a_pinned_one,
+);
+
 /// A `cosell serve` child process and the admin URL it printed.
 struct Served {
     child: Child,
@@ -156,15 +163,16 @@ fn active(served: &Served) -> String {
         .to_owned()
 }
 
-#[test]
-fn a_restart_keeps_the_deployed_and_rolled_back_versions() {
+fn a_restart_keeps_the_deployed_and_rolled_back_versions(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
     let config = dir.path().join("cosell.toml");
     std::fs::write(
         &config,
         format!(
-            "[admin]\nlisten = \"127.0.0.1:0\"\n[state]\npath = \"state/cosell.db\"\n\
+            "[admin]\nlisten = \"127.0.0.1:0\"\n{}\
              [[pipelines.partner-center-to-crm]]\nstep = \"pc-to-crm\"\ncomponent = \"{}\"\n",
+            state.toml("state/cosell.db"),
             guest_path("testing/version_stamp.wasm").display()
         ),
     )
@@ -249,16 +257,17 @@ fn wait_for_versions(served: &Served, step: &str, expected: &[(String, bool)]) {
     }
 }
 
-#[test]
-fn retention_deletes_old_versions_but_never_the_active_or_a_pinned_one() {
+fn retention_deletes_old_versions_but_never_the_active_or_a_pinned_one(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
+    let state = TestState::new(backend);
     let config = dir.path().join("cosell.toml");
     std::fs::write(
         &config,
         format!(
-            "[admin]\nlisten = \"127.0.0.1:0\"\n[state]\npath = \"state/cosell.db\"\n\
+            "[admin]\nlisten = \"127.0.0.1:0\"\n{}\
              [retention]\ninterval_secs = 1\nmapping_versions = 1\n\
              [[pipelines.partner-center-to-crm]]\nstep = \"pc-to-crm\"\ncomponent = \"{}\"\n",
+            state.toml("state/cosell.db"),
             guest_path("testing/version_stamp.wasm").display()
         ),
     )

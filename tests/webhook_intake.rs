@@ -2,14 +2,22 @@
 //! signatures, certificates off the allow-list, wrong Dataverse credentials, malformed or
 //! oversized bodies) is answered 4xx and stores nothing; what it accepts is stored before the
 //! 200 and synced; deliveries arriving together are stored together (group commit), and a
-//! store failure is answered 503 for every delivery it affects.
+//! store failure is answered 503 for every delivery it affects. The refusals and the stored
+//! deliveries are tested with the state in SQLite and in PostgreSQL; the store failure and the
+//! held write lock are staged on the SQLite file.
 
 mod support;
 
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
+use support::backend::{Backend, on_both_backends};
 use support::sync_env::SyncEnv;
+
+on_both_backends!(
+    refused_partner_center_deliveries_store_nothing,
+    dataverse_deliveries_need_the_configured_key_and_a_context,
+);
 
 /// The `cosell_intake_events_total` counter of `source` and `result`.
 async fn intake(env: &SyncEnv, source: &str, result: &str) -> f64 {
@@ -28,9 +36,8 @@ async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body
     request.send().await.unwrap().status().as_u16()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_partner_center_deliveries_store_nothing() {
-    SyncEnv::run("", |env| async move {
+async fn refused_partner_center_deliveries_store_nothing(backend: Backend) {
+    SyncEnv::run_on(backend, "", |env| async move {
         let url = format!("{}/webhooks/partner-center", env.webhooks_url);
         let event = json!({"EventName": "referral-created", "ResourceUri": "http://x/v1.0/engagements/referrals/abc",
                            "ResourceName": "Referral", "AuditUri": null, "ResourceChangeUtcDate": "2026-12-02T00:00:00Z"})
@@ -73,9 +80,8 @@ async fn refused_partner_center_deliveries_store_nothing() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dataverse_deliveries_need_the_configured_key_and_a_context() {
-    SyncEnv::run("", |env| async move {
+async fn dataverse_deliveries_need_the_configured_key_and_a_context(backend: Backend) {
+    SyncEnv::run_on(backend, "", |env| async move {
         let url = format!("{}/webhooks/dataverse", env.webhooks_url);
         let key = std::fs::read_to_string(env.dir.path().join("secrets/dataverse-webhook-key")).unwrap();
         let context = json!({"PrimaryEntityName": "opportunity", "PrimaryEntityId": "7f3c2a52-0000-4000-8000-000000000001", "MessageName": "Update"}).to_string();

@@ -44,6 +44,7 @@ impl CommandsEnv {
                 &guest_path("referral_to_opportunity.wasm"),
                 &guest_path("opportunity_to_referral.wasm"),
             ),
+            state_url: None,
         };
         let config = write_host_config(dir.path(), &emulators, &wiring)
             .await

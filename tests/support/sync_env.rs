@@ -1,8 +1,10 @@
 //! An end-to-end environment for the sync flows: both emulators in this process on loopback,
-//! a real `cosell serve` process on a real SQLite file, set up with the real setup commands
+//! a real `cosell serve` process on a real SQLite file or PostgreSQL database
+//! ([`super::backend`]), set up with the real setup commands
 //! (`cosell dataverse provision`, `cosell partner-center register-webhooks`,
 //! `cosell dataverse register-webhook`), and a seller's Dataverse client.
 
+use super::backend::{Backend, TestState};
 use super::{TOKEN, guest_path};
 use cosell::config::Secret;
 use cosell::connections::dataverse::{DataverseClient, DataverseSettings};
@@ -41,6 +43,8 @@ pub struct SyncEnv {
     host: Option<Child>,
     pub pc_server: RunningPartnerCenter,
     _dv_server: RunningEmulator,
+    /// The host's state database; after `host`, so the host is stopped before it goes.
+    state: TestState,
 }
 
 fn free_port() -> u16 {
@@ -62,6 +66,8 @@ pub struct Options {
     pub dataverse: DataverseConfig,
     /// How long the whole test may take.
     pub bound: Duration,
+    /// Where the host keeps its state.
+    pub backend: Backend,
 }
 
 impl Default for Options {
@@ -71,6 +77,7 @@ impl Default for Options {
             poll_secs: 2,
             dataverse: DataverseConfig::default(),
             bound: BOUND,
+            backend: Backend::Sqlite,
         }
     }
 }
@@ -111,6 +118,7 @@ impl SyncEnv {
             &guest_path("opportunity_to_referral.wasm"),
         );
         let emulators = Emulators::running(&pc, &pc_server, &dv, &dv_server);
+        let state = TestState::new(options.backend);
         let wiring = HostWiring {
             admin_listen: format!("127.0.0.1:{admin_port}").parse().unwrap(),
             webhooks_listen: format!("127.0.0.1:{webhooks_port}").parse().unwrap(),
@@ -118,6 +126,7 @@ impl SyncEnv {
             partner_center_poll_secs: options.poll_secs,
             extra: options.extra,
             pipelines,
+            state_url: state.url(),
         };
         let config_path = write_host_config(dir.path(), &emulators, &wiring)
             .await
@@ -154,6 +163,7 @@ impl SyncEnv {
             host: None,
             pc_server,
             _dv_server: dv_server,
+            state,
         };
         env.cosell(&["dataverse", "provision", "--solution", "cosell"]);
         let pc_hook = format!("{}/webhooks/partner-center", env.webhooks_url);
@@ -161,6 +171,12 @@ impl SyncEnv {
         let dv_hook = format!("{}/webhooks/dataverse", env.webhooks_url);
         env.cosell(&["dataverse", "register-webhook", "--url", &dv_hook]);
         env.start_host().await;
+        if options.backend == Backend::Postgres {
+            assert!(
+                !env.dir.path().join("cosell.db").exists(),
+                "a host configured with [state] url made a SQLite file"
+            );
+        }
         env
     }
 
@@ -179,9 +195,32 @@ impl SyncEnv {
         F: FnOnce(SyncEnv) -> Fut,
         Fut: Future<Output = ()>,
     {
+        Self::run_polling_every_on(Backend::Sqlite, extra, poll_secs, test).await
+    }
+
+    /// [`SyncEnv::run`] with the host's state on `backend`.
+    pub async fn run_on<F, Fut>(backend: Backend, extra: &str, test: F)
+    where
+        F: FnOnce(SyncEnv) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        Self::run_polling_every_on(backend, extra, 2, test).await
+    }
+
+    /// [`SyncEnv::run_polling_every`] with the host's state on `backend`.
+    pub async fn run_polling_every_on<F, Fut>(
+        backend: Backend,
+        extra: &str,
+        poll_secs: u64,
+        test: F,
+    ) where
+        F: FnOnce(SyncEnv) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         let options = Options {
             extra: extra.to_owned(),
             poll_secs,
+            backend,
             ..Options::default()
         };
         Self::run_with(options, test).await
@@ -199,6 +238,13 @@ impl SyncEnv {
         })
         .await
         .expect("the test finished within its bound");
+    }
+
+    /// The host's state store, opened as another process would open it (`[state]` of the
+    /// host's configuration, SQLite or PostgreSQL).
+    pub fn state_store(&self) -> cosell::store::StateStore {
+        let config = cosell::config::HostConfig::load(&self.config_path).unwrap();
+        cosell::store::open(&config.state).expect("the host's state store opens")
     }
 
     /// Runs a `cosell` command with this environment's configuration; panics on failure.

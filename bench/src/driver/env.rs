@@ -107,6 +107,7 @@ impl BenchEnv {
                 &guest_path("referral_to_opportunity.wasm")?,
                 &guest_path("opportunity_to_referral.wasm")?,
             ),
+            state_url: None,
         };
         let config_path = write_host_config(dir.path(), &emulators, &wiring).await?;
         let webhooks_url = format!("http://127.0.0.1:{webhooks_port}");

@@ -126,6 +126,7 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
             partner_center_poll_secs: 60,
             extra: "[sync]\nretry_base_ms = 500".into(),
             pipelines: components_text(&components),
+            state_url: None,
         },
     )
     .await?;

@@ -56,6 +56,9 @@ pub struct HostWiring {
     pub extra: String,
     /// The `[[pipelines.*]]` tables.
     pub pipelines: String,
+    /// `[state] url`: a PostgreSQL database; `None` keeps the state in `cosell.db` (SQLite)
+    /// beside the configuration.
+    pub state_url: Option<String>,
 }
 
 /// The `[[pipelines.*]]` tables of the two default steps, on these component files.
@@ -72,6 +75,11 @@ component = "{}"
         referral_to_opportunity.display(),
         opportunity_to_referral.display(),
     )
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// Writes `value` to `dir/name`, readable only by its owner; answers the path.
@@ -130,7 +138,7 @@ listen = "{admin}"
 token_env = "COSELL_ADMIN_TOKEN"
 
 [state]
-path = "cosell.db"
+{state}
 
 [deploy]
 watch_dir = "drop"
@@ -175,6 +183,10 @@ partner_center_interval_secs = {pc_poll}
 
 {pipelines}"#,
         admin = wiring.admin_listen,
+        state = match &wiring.state_url {
+            Some(url) => format!("url = {}", toml_string(url)),
+            None => r#"path = "cosell.db""#.to_owned(),
+        },
         webhooks = wiring.webhooks_listen,
         pc_url = emulators.partner_center_url,
         pc_webhooks_url = emulators.partner_center_webhooks_url,

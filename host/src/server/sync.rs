@@ -166,7 +166,7 @@ pub async fn start(
 ) -> Result<SyncParts> {
     let pc = partner_center_client(config, store.clone())?;
     let dv = dataverse_client(config)?;
-    let writer = OpportunityWriter::new(dv.clone());
+    let writer = OpportunityWriter::new(dv.clone(), store.customer_locks());
     let lookups = writer.lookups();
     let engine = Arc::new(SyncEngine::new(
         store.clone(),

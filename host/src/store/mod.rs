@@ -6,8 +6,10 @@
 //! default for one host, and [`postgres`], one database several host replicas share.
 //! [`open()`] opens the store `[state]` configures, so no caller names a backend. Each backend
 //! carries numbered schema migrations ([`migrations`]), applied at open. [`sign_in`] keeps the
-//! Partner Center sign-in (its rotating refresh token) in the credentials.
+//! Partner Center sign-in (its rotating refresh token) in the credentials. [`customer_locks`]
+//! is the per-customer lock of the Dataverse lookups, as wide as the store is shared.
 
+pub mod customer_locks;
 pub mod migrations;
 mod open;
 pub mod postgres;
@@ -24,6 +26,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
 pub use open::{StateStore, open};
 pub use sync::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,

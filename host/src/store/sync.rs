@@ -270,4 +270,9 @@ pub trait SyncStore: Send + Sync {
     /// Deletes the audit entries written before `before` (RFC 3339, UTC) and all but the
     /// newest `keep`; answers how many were deleted.
     fn prune_audit(&self, before: &str, keep: usize) -> Result<u64>;
+
+    /// The per-customer locks of the Dataverse lookups, as wide as this store is shared: in
+    /// this process on SQLite (one host), across every replica on PostgreSQL. The same locks
+    /// at every call.
+    fn customer_locks(&self) -> std::sync::Arc<dyn super::CustomerLocks>;
 }

@@ -9,6 +9,7 @@
 //! what the earlier run created.
 
 use crate::connections::dataverse::DataverseClient;
+use crate::store::{CustomerLocks, InProcessCustomerLocks};
 use crate::sync::SyncError;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -33,68 +34,44 @@ pub fn literal(text: &str) -> String {
 }
 
 /// Resolves lookups; currency ids are cached (they do not change).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lookups {
     currencies: Mutex<HashMap<String, String>>,
-    /// One lock per customer (name and postal code), held while its account and contacts are
+    /// One lock per customer (by [`customer_key`]), held while its account and contacts are
     /// found or created: two referrals of the same new customer, synced at the same time by
-    /// different workers, would otherwise both find nothing and create the account twice.
-    /// Per customer, so a slow lookup holds up no other customer. (One host; docs/sync.md.)
-    customers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// different workers (or replicas), would otherwise both find nothing and create the
+    /// account twice. Per customer, so a slow lookup holds up no other customer. The store
+    /// provides them ([`crate::store::SyncStore::customer_locks`]): in-process on SQLite,
+    /// shared by every replica on PostgreSQL (docs/sync.md).
+    customers: Arc<dyn CustomerLocks>,
+}
+
+impl Default for Lookups {
+    /// Lookups with customer locks of this process only (one host, or a backfill run).
+    fn default() -> Self {
+        Self::new(Arc::new(InProcessCustomerLocks::default()))
+    }
 }
 
 impl Lookups {
-    /// Forgets the customer locks nobody holds or waits for, and answers how many: one is
-    /// made per customer ever synced, so without this the map grows for the host's lifetime.
-    /// A lock in use is shared with its holder and waiters (more than the map's reference),
-    /// and both the sharing and this check happen under the map's mutex, so no lock in use is
-    /// dropped; a customer seen again later simply gets a new one.
-    pub fn prune_customer_locks(&self) -> usize {
-        let mut customers = self.customers.lock().unwrap_or_else(|p| p.into_inner());
-        let before = customers.len();
-        customers.retain(|_, lock| Arc::strong_count(lock) > 1);
-        before - customers.len()
-    }
-
-    /// How many customer locks are kept.
-    pub fn customer_locks(&self) -> usize {
-        self.customers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
-    fn customer_lock(&self, account: &Value) -> Arc<tokio::sync::Mutex<()>> {
-        self.customers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(customer_key(account))
-            .or_default()
-            .clone()
-    }
-}
-
-#[cfg(test)]
-mod lock_tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn customer_locks_nobody_holds_are_pruned_and_held_ones_kept() {
-        let lookups = Lookups::default();
-        for i in 0..100 {
-            let lock = lookups.customer_lock(&json!({"name": format!("Customer {i}")}));
-            let _held_and_released = lock.lock().await;
+    /// Lookups holding `customers`' lock while they find or create a customer.
+    pub fn new(customers: Arc<dyn CustomerLocks>) -> Self {
+        Self {
+            currencies: Mutex::default(),
+            customers,
         }
-        let busy = json!({"name": "Busy", "address1_postalcode": "1000"});
-        let held = lookups.customer_lock(&busy);
-        let _guard = held.lock().await;
-        assert_eq!(lookups.customer_locks(), 101);
-        assert_eq!(lookups.prune_customer_locks(), 100);
-        assert_eq!(lookups.customer_locks(), 1);
-        assert!(
-            Arc::ptr_eq(&held, &lookups.customer_lock(&busy)),
-            "the lock in use is the one the next sync of that customer waits on"
-        );
+    }
+
+    /// Forgets the customer locks kept in memory that nobody holds or waits for, and answers
+    /// how many: in-process locks are made one per customer ever synced, so without this the
+    /// map grows for the host's lifetime. (Locks in the database keep nothing here: 0.)
+    pub fn prune_customer_locks(&self) -> usize {
+        self.customers.prune()
+    }
+
+    /// How many customer locks are kept in memory.
+    pub fn customer_locks(&self) -> usize {
+        self.customers.kept()
     }
 }
 
@@ -162,8 +139,8 @@ impl Lookups {
         }
         if let Some(account) = columns.remove("customerid_account") {
             let (account_id, first_contact) = {
-                let lock = self.customer_lock(&account);
-                let _one_at_a_time = lock.lock().await;
+                let key = customer_key(&account);
+                let _one_at_a_time = self.customers.lock(&key).await?;
                 self.account(dv, &account).await?
             };
             columns.insert(

@@ -40,10 +40,15 @@ pub fn take_closing(columns: &mut Map<String, Value>) -> Option<(Closing, i64)> 
 }
 
 impl OpportunityWriter {
-    pub fn new(client: DataverseClient) -> Self {
+    /// A writer through `client`, holding `customer_locks` while it finds or creates a
+    /// customer's account ([`crate::store::SyncStore::customer_locks`]).
+    pub fn new(
+        client: DataverseClient,
+        customer_locks: std::sync::Arc<dyn crate::store::CustomerLocks>,
+    ) -> Self {
         Self {
             client,
-            lookups: Default::default(),
+            lookups: std::sync::Arc::new(Lookups::new(customer_locks)),
         }
     }
 

@@ -9,12 +9,14 @@
 //! on SQLite's lock or disk. Connections, their background tasks and the pool's timers all
 //! live on that runtime, whatever thread calls.
 
+use super::customer_locks::PgCustomerLocks;
 use super::schema;
 use crate::config::StateConfig;
 use anyhow::{Context as _, Result, anyhow};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// A future borrowing a pooled connection.
 pub(super) type Job<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
@@ -23,6 +25,8 @@ pub(super) type Job<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>
 pub struct PgStore {
     pool: Pool,
     runtime: OwnRuntime,
+    /// The advisory customer locks, on this store's pool and runtime.
+    customer_locks: Arc<PgCustomerLocks>,
 }
 
 /// How to open a connection to the database `[state]` names: the pool's, and the dedicated
@@ -55,9 +59,15 @@ impl Connector {
         // whatever the server's default: a commit answers only once it is on the server's
         // disk, so what cosell acknowledges (a webhook's 2xx, a rotated refresh token, a
         // deploy) survives a crash of the database server, as `synchronous = FULL` makes it
-        // survive a power loss on SQLite.
+        // survive a power loss on SQLite. TCP keepalives from the server's side: a replica
+        // whose machine vanishes (power lost, network cut) never closes its connections, and
+        // what its sessions hold (a customer's lock, the leader's lock) would otherwise wait
+        // for the operating system's default of two hours of silence; with these the server
+        // drops the session, and releases its locks, about a minute after the replica went
+        // silent.
         let options = format!(
-            "{} -c statement_timeout={} -c synchronous_commit=on",
+            "{} -c statement_timeout={} -c synchronous_commit=on -c tcp_keepalives_idle=30 \
+             -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
             pg.get_options().unwrap_or_default(),
             state.pool.statement_timeout().as_millis()
         );
@@ -106,12 +116,22 @@ impl PgStore {
             .recycle_timeout(Some(timeout))
             .build()
             .context("making the PostgreSQL connection pool")?;
+        let customer_locks = Arc::new(PgCustomerLocks {
+            pool: pool.clone(),
+            runtime: runtime.handle().clone(),
+        });
         let store = Self {
             pool,
             runtime: OwnRuntime(Some(runtime)),
+            customer_locks,
         };
         store.with(|c| Box::pin(schema::upgrade(c)))?;
         Ok(store)
+    }
+
+    /// The customer locks every replica on this database shares.
+    pub(super) fn customer_locks(&self) -> Arc<PgCustomerLocks> {
+        self.customer_locks.clone()
     }
 
     /// Runs `job` on a pooled connection, on the store's runtime; waits for its result.

@@ -28,9 +28,13 @@
 //! - **Activations** are announced (`NOTIFY` [`DEPLOYMENTS_CHANNEL`] in the activating
 //!   transaction, so the notice leaves at its commit and never for a rolled-back one), so every
 //!   replica loads the new active version within a second ([`crate::replicas`]).
+//! - **Customer locks** ([`customer_locks`]): the lock the Dataverse lookups hold while they
+//!   find or create a customer's account is an advisory lock in the database, so two replicas
+//!   syncing referrals of one new customer make one account.
 //! - **Credentials** are written under the row's lock (`SELECT … FOR UPDATE`), so the rotated
 //!   single-use refresh token and the sign-in record about it move together for every replica.
 
+mod customer_locks;
 mod deployments;
 mod driver;
 mod queue;
@@ -40,6 +44,8 @@ mod schema;
 mod tests;
 mod tls;
 
+#[cfg(test)]
+pub(crate) use customer_locks::lock_id as customer_lock_id;
 pub use driver::{Connector, PgStore};
 
 /// The channel every activation is announced on (`NOTIFY`, delivered at its commit), the

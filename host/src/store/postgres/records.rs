@@ -422,4 +422,8 @@ impl SyncStore for PgStore {
         }
         Ok(deleted)
     }
+
+    fn customer_locks(&self) -> std::sync::Arc<dyn crate::store::CustomerLocks> {
+        PgStore::customer_locks(self)
+    }
 }

@@ -34,6 +34,17 @@ fn the_stores_commits_wait_for_the_servers_disk_and_statements_are_bounded() {
     assert_eq!(store.texts("SHOW statement_timeout"), ["30s"]);
 }
 
+/// A replica whose machine vanishes leaves its connections open: the server probes them after
+/// 30 s of silence and drops them (releasing their locks) about a minute after, instead of
+/// after the operating system's two hours.
+#[test]
+fn the_server_drops_the_sessions_of_a_vanished_replica_after_a_minute_of_silence() {
+    let store = TestStore::new(Backend::Postgres);
+    assert_eq!(store.texts("SHOW tcp_keepalives_idle"), ["30"]);
+    assert_eq!(store.texts("SHOW tcp_keepalives_interval"), ["10"]);
+    assert_eq!(store.texts("SHOW tcp_keepalives_count"), ["3"]);
+}
+
 /// A claim skips an event another transaction holds (a webhook coalescing into it, a
 /// replica's claim not yet committed) instead of waiting for it.
 #[test]

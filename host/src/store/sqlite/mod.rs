@@ -5,10 +5,11 @@
 //!   the audit trail (together [`super::SyncStore`]).
 //! - [`schema`]: the numbered migrations (`migrations/*.sql`), applied at open.
 
+use super::InProcessCustomerLocks;
 use anyhow::{Context as _, Result};
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A SQLite database file holding the host's state.
 pub struct SqliteStore {
@@ -19,6 +20,8 @@ pub struct SqliteStore {
     /// in WAL mode a reader sees the last commit without taking any lock a writer holds, so
     /// `/healthz` answers while a group commit waits for the disk or another process.
     reader: Mutex<Connection>,
+    /// The customer locks of the lookups: in this process, since one host uses the file.
+    customer_locks: Arc<InProcessCustomerLocks>,
 }
 
 mod deployments;
@@ -54,7 +57,13 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             reader: Mutex::new(reader),
+            customer_locks: Arc::default(),
         })
+    }
+
+    /// The customer locks of the lookups (in this process).
+    pub(super) fn customer_locks(&self) -> Arc<InProcessCustomerLocks> {
+        self.customer_locks.clone()
     }
 
     /// The connection for cosell's own bookkeeping (claims, completions, links, cursors, the

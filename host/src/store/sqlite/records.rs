@@ -317,4 +317,8 @@ impl SyncStore for SqliteStore {
         }
         Ok(deleted)
     }
+
+    fn customer_locks(&self) -> std::sync::Arc<dyn crate::store::CustomerLocks> {
+        SqliteStore::customer_locks(self)
+    }
 }

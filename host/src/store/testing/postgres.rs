@@ -25,7 +25,7 @@ fn server() -> &'static str {
     match SERVER.get_or_init(|| find_or_start().map_err(|e| format!("{e:#}"))) {
         Ok(url) => url,
         Err(e) => panic!(
-            "the PostgreSQL store tests need a PostgreSQL server and none could be had: {e}\n\
+            "the tests on PostgreSQL need a PostgreSQL server and none could be had: {e}\n\
              Either set COSELL_TEST_POSTGRES_URL=postgres://user@127.0.0.1:5432/db (a user that \
              may create schemas), or install PostgreSQL (`apt-get install postgresql`; the tests \
              start a throwaway cluster with its binaries, see host/src/store/testing/postgres.rs)"
@@ -242,17 +242,24 @@ impl Drop for TestSchema {
     }
 }
 
-/// Runs `sql` on the schema of `url` (a [`TestSchema::url`]), from a thread and runtime of its
-/// own, so async tests may call it too.
+/// Runs `sql` on the schema of `url` (a [`TestSchema::url`]); async tests may call it too.
 pub fn execute(url: &str, sql: &str) -> Result<()> {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || admin_sql(&url, &sql))
-        .join()
-        .map_err(|_| anyhow::anyhow!("the SQL thread panicked"))?
+    admin_sql(url, sql)
 }
 
-/// Runs `sql` on the server, from a runtime of its own (tests are not async).
+/// Runs `sql` on the server, from a thread and runtime of its own: callers may be async (the
+/// end-to-end tests make and drop their schema inside a tokio test), where blocking on a
+/// runtime of their thread would panic.
 fn admin_sql(url: &str, sql: &str) -> Result<()> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| admin_sql_here(url, sql))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn admin_sql_here(url: &str, sql: &str) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
