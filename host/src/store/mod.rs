@@ -9,6 +9,7 @@
 //! Partner Center sign-in (its rotating refresh token) in the credentials. [`customer_locks`]
 //! is the per-customer lock of the Dataverse lookups, as wide as the store is shared.
 
+mod claim_sql;
 pub mod customer_locks;
 pub mod migrations;
 mod open;

@@ -15,44 +15,11 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The join condition of link alias `l` for event alias `e` (as on SQLite).
-fn link_of(e: &str, l: &str) -> String {
-    format!(
-        "({e}.side = 'dataverse' AND {l}.opportunity_id = {e}.record_id)
-         OR ({e}.side = 'partner-center' AND {l}.referral_id = {e}.record_id)"
-    )
-}
-
-/// The oldest ready event none of whose pair is running, expired leases first (as on SQLite;
-/// there the reasons are given). Run under [`CLAIM_LOCK`], so the running events it checks
-/// against include every claim committed before; the row itself is skipped when another
-/// transaction holds it.
-static CLAIM_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
-    [
-        "e.state = 'running' AND e.lease_until <= $1",
-        "e.state = 'pending' AND e.available_at <= $1",
-    ]
-    .map(|ready| {
-        format!(
-            "SELECT e.id, e.side, e.record_id, e.lock_key, e.origin, e.payload, e.attempts,
-                    e.received_at
-             FROM sync_events e
-             LEFT JOIN sync_links le ON {link_e}
-             WHERE {ready}
-               AND NOT EXISTS (
-                   SELECT 1 FROM sync_events r
-                   LEFT JOIN sync_links lr ON {link_r}
-                   WHERE r.state = 'running' AND r.id != e.id
-                     AND (r.lock_key = e.lock_key
-                          OR (r.side = e.side AND r.record_id = e.record_id)
-                          OR lr.id = le.id))
-             ORDER BY e.available_at, e.id LIMIT 1
-             FOR UPDATE OF e SKIP LOCKED",
-            link_e = link_of("e", "le"),
-            link_r = link_of("r", "lr"),
-        )
-    })
-});
+/// The claim queries ([`crate::store::claim_sql`]). Run under [`CLAIM_LOCK`], so the running
+/// events they check against include every claim committed before; the row itself is skipped
+/// when another transaction holds it.
+static CLAIM_SQL: LazyLock<[String; 2]> =
+    LazyLock::new(|| crate::store::claim_sql::claim_queries("$1", "FOR UPDATE OF e SKIP LOCKED"));
 
 /// The other events of running event `$1`'s record that its failed attempt stands for (see
 /// `COVERED` in `sqlite/queue.rs`).
