@@ -103,8 +103,8 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
     );
     if let Some(balancer) = &m.load_balancer {
         eprintln!(
-            "  HAProxy (pid {})           admin API and webhooks balanced over {} replicas:",
-            balancer.pid,
+            "  {:<24} admin API and webhooks balanced over {} replicas:",
+            format!("HAProxy (pid {})", balancer.pid),
             m.replicas.len()
         );
         for replica in &m.replicas {

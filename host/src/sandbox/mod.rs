@@ -18,7 +18,6 @@ mod manifest;
 mod replica_set;
 pub mod wiring;
 
-pub use balancer::TEMPLATE as HAPROXY_TEMPLATE;
 pub use manifest::{
     BalancerEndpoints, HostEndpoints, ReplicaEndpoints, SandboxManifest, ServiceEndpoints,
 };
@@ -80,7 +79,7 @@ pub struct RunningSandbox {
 
 /// What syncs the emulators: one host in this process, or replicas behind a balancer.
 enum Hosts {
-    InProcess(RunningHost),
+    InProcess(Box<RunningHost>),
     Replicas(ReplicaSet),
 }
 
@@ -205,7 +204,7 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
                 config: config_path.display().to_string(),
                 webhook_url: host.webhook_addr.map(|a| format!("http://{a}")),
             };
-            (Hosts::InProcess(host), endpoints)
+            (Hosts::InProcess(Box::new(host)), endpoints)
         }
     };
 

@@ -218,7 +218,9 @@ fn replica_config(
     table.insert("artifact_cache".into(), cache.into());
     let mut deploy = section(&mut table, "deploy")?;
     deploy.remove("watch_dir");
-    table.insert("deploy".into(), deploy.into());
+    if !deploy.is_empty() {
+        table.insert("deploy".into(), deploy.into());
+    }
     Ok(format!(
         "# Replica configuration written by `cosell sandbox --replicas`, from ../../cosell.toml.\n{}",
         toml::to_string(&table)?
@@ -326,7 +328,10 @@ async fn until_healthy(replica: &Replica) -> Result<()> {
 async fn stop(replicas: Vec<Replica>) {
     futures_util::future::join_all(replicas.into_iter().map(|replica| async move {
         let name = replica.process.name.clone();
+        // One that exited on its own was reported when it did.
+        let had_exited = replica.process.has_exited();
         match replica.process.stop().await {
+            _ if had_exited => {}
             Ok(status) if status.success() => tracing::info!("{name} stopped"),
             Ok(status) => tracing::warn!("{name} stopped: {status}"),
             Err(err) => tracing::warn!("stopping {name}: {err:#}"),
