@@ -1,8 +1,9 @@
 //! `cosell sandbox --replicas 3 --state-url postgres://…` as a user runs it: three `cosell
 //! serve` processes on one PostgreSQL state behind HAProxy, each listed in sandbox.json with
 //! its own id and ports, exactly one of them the leader; the emulators' webhooks reach them
-//! through the balancer, which spreads admin requests over them; Ctrl-C stops every process
-//! and frees every port.
+//! through the balancer, which spreads admin requests over them; a replica killed is reported
+//! and the balancer passes requests to the others; Ctrl-C stops every process and frees every
+//! port.
 //!
 //! The state is a schema of its own on the tests' PostgreSQL server (`COSELL_TEST_POSTGRES_URL`,
 //! or a throwaway cluster, see `host/src/store/testing/postgres.rs`). Every wait is bounded.
@@ -13,6 +14,7 @@ use cosell::store::test_postgres::TestSchema;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::sandbox::Sandbox;
 
@@ -105,6 +107,19 @@ async fn three_replicas_behind_haproxy_sync_share_one_leader_and_stop_on_ctrl_c(
             .unwrap()
             .is_empty()
     );
+    // Through the balancer: HAProxy logged the Dataverse webhook it passed on.
+    let balancer_log = balancer["log"].as_str().unwrap();
+    let started = Instant::now();
+    while !std::fs::read_to_string(balancer_log)
+        .unwrap()
+        .contains("POST /webhooks/dataverse")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "HAProxy logged no Dataverse webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The balancer's admin frontend spreads requests over the replicas.
     let mut answered = BTreeSet::new();
@@ -122,6 +137,29 @@ async fn three_replicas_behind_haproxy_sync_share_one_leader_and_stop_on_ctrl_c(
         "every request through the balancer reached {answered:?}"
     );
     assert!(answered.is_subset(&ids), "{answered:?} vs {ids:?}");
+
+    // A replica that dies is reported in the sandbox's log, and the balancer passes requests
+    // to the others (a refused connection is dispatched again).
+    let victim = replicas.iter().find(|r| r["id"] != "sandbox-1").unwrap();
+    let victim_pid = victim["pid"].as_u64().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &victim_pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reported = format!(
+        "replica {} (pid {victim_pid}) exited on its own",
+        victim["id"].as_str().unwrap()
+    );
+    sandbox
+        .until_logged(&reported, Duration::from_secs(10))
+        .await;
+    for _ in 0..6 {
+        let health = healthz(&http, manifest["host"]["admin_url"].as_str().unwrap()).await;
+        assert_ne!(health["replica_id"], victim["id"], "{health}");
+    }
 
     // Ctrl-C stops the balancer and every replica, and frees every port.
     let exit = sandbox.ctrl_c(Duration::from_secs(60)).await;

@@ -26,7 +26,8 @@ impl Drop for Sandbox {
 
 impl Sandbox {
     /// Starts `cosell sandbox` in `dir` with a small data set, every listener on a free port,
-    /// and `extra` arguments; waits (up to `limit`) for its manifest.
+    /// and `extra` arguments, its log (standard error) in `dir/sandbox.log`; waits (up to
+    /// `limit`) for its manifest.
     pub async fn start(dir: &Path, extra: &[&str], limit: Duration) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cosell"))
             .arg("sandbox")
@@ -50,7 +51,7 @@ impl Sandbox {
             .args(extra)
             .env_remove("COSELL_ADMIN_TOKEN")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("sandbox.log")).unwrap())
             .spawn()
             .unwrap();
         let manifest_path = dir.join("sandbox.json");
@@ -68,6 +69,19 @@ impl Sandbox {
             child,
             manifest_path,
             manifest,
+        }
+    }
+
+    /// Waits (up to `limit`) until the sandbox's log has a line containing `text`.
+    pub async fn until_logged(&self, text: &str, limit: Duration) {
+        let log = self.manifest_path.with_file_name("sandbox.log");
+        let started = Instant::now();
+        while !std::fs::read_to_string(&log).unwrap().contains(text) {
+            assert!(
+                started.elapsed() < limit,
+                "the sandbox logged no `{text}` within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
