@@ -63,7 +63,7 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         .ok()
         .filter(|t| !t.trim().is_empty())
         .map(Secret::new);
-    let running = sandbox::start(SandboxOptions {
+    let starting = sandbox::start(SandboxOptions {
         data_dir: args.data_dir,
         components_dir: args.components_dir,
         admin_listen: args.admin_listen,
@@ -86,8 +86,16 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
             }),
             None => None,
         },
-    })
-    .await?;
+    });
+    // A Ctrl-C while it starts (replicas take a few seconds each) gives the start-up up: what
+    // had started stops with it (the replicas and HAProxy are told to stop when dropped).
+    let running = tokio::select! {
+        running = starting => running?,
+        () = super::serve::shutdown_signal() => {
+            eprintln!("stopped before the sandbox was up");
+            return Ok(());
+        }
+    };
     let m = &running.manifest;
     eprintln!("cosell sandbox is running (Ctrl-C to stop)");
     eprintln!(

@@ -49,7 +49,11 @@ pub fn find(path: &Path) -> Result<PathBuf> {
         if path.is_file() {
             return Ok(path.to_owned());
         }
-        bail!("HAProxy is not at {}", path.display());
+        bail!(
+            "HAProxy is not at {}: give --haproxy the path of the haproxy executable, or install \
+             it (Debian: `apt-get install haproxy`)",
+            path.display()
+        );
     }
     let dirs = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())

@@ -38,7 +38,7 @@ impl Supervised {
             .stdout(file.try_clone()?)
             .stderr(file)
             .process_group(0)
-            // Should the sandbox itself fail or panic, its children go with it.
+            // Should the runtime go down with the child still running, the child goes too.
             .kill_on_drop(true);
         let mut child = command
             .spawn()
@@ -93,12 +93,24 @@ impl Supervised {
                 if !self.exited.is_finished() {
                     signal(self.pid, libc::SIGKILL);
                 }
-                self.exited.await
+                (&mut self.exited).await
             }
         };
         status
             .context("waiting for a child process")?
             .with_context(|| format!("waiting for {} to stop", self.name))
+    }
+}
+
+impl Drop for Supervised {
+    /// A child dropped without [`Supervised::stop`] (the sandbox's start-up given up, by an
+    /// error or a Ctrl-C) is asked to stop, not waited for: it must not outlive the sandbox,
+    /// and being in a process group of its own, nothing else would tell it.
+    fn drop(&mut self) {
+        if !self.exited.is_finished() {
+            self.stopping.store(true, Ordering::SeqCst);
+            signal(self.pid, libc::SIGTERM);
+        }
     }
 }
 
