@@ -480,7 +480,11 @@ fn a_killed_replicas_running_event_is_synced_by_the_other_within_seconds() {
             (queue(env.admin_url.clone()).await["running"] == 1).then_some(())
         })
         .await;
-        assert!(running.is_some(), "A never ran the event\n{}", env.host_log());
+        assert!(
+            running.is_some(),
+            "A never ran the event\n{}",
+            env.host_log()
+        );
         let (_b, admin_b) = second_replica(&env).await;
         let now = queue(admin_b.clone()).await;
         assert!(

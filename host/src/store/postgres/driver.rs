@@ -163,9 +163,12 @@ impl PgStore {
     /// The replica this store claims as, if named, and whether its liveness lock is held
     /// right now.
     pub(super) fn claimer(&self) -> Option<(&str, bool)> {
-        self.claimer
-            .get()
-            .map(|c| (c.id.as_str(), c.alive.load(std::sync::atomic::Ordering::SeqCst)))
+        self.claimer.get().map(|c| {
+            (
+                c.id.as_str(),
+                c.alive.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        })
     }
 
     /// Runs `job` on the store's runtime; waits for its result.

@@ -126,7 +126,7 @@ async fn keep(connector: Connector, id: String, alive: Arc<AtomicBool>, client: 
 /// A connection of its own holding `id`'s lock; refused when another session holds it.
 async fn acquire(connector: &Connector, id: &str) -> Result<Client> {
     let mut config = connector.config.clone();
-    config.application_name(&format!("cosell-alive {id}"));
+    config.application_name(format!("cosell-alive {id}"));
     config
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
@@ -143,7 +143,10 @@ async fn acquire(connector: &Connector, id: &str) -> Result<Client> {
     });
     let held: bool = client
         .query_one(
-            &format!("SELECT pg_try_advisory_lock({CLASS}, {})", key_of("$1::text")),
+            &format!(
+                "SELECT pg_try_advisory_lock({CLASS}, {})",
+                key_of("$1::text")
+            ),
             &[&id],
         )
         .await

@@ -265,7 +265,12 @@ impl PgStore {
                     "UPDATE sync_events SET state = 'running', attempts = attempts + 1,
                             available_at = $2, lease_until = $3, claimed_by = $4
                      WHERE id = $1",
-                    &[&event.id, &now_ms, &now_ms.saturating_add(lease_ms), &claimer],
+                    &[
+                        &event.id,
+                        &now_ms,
+                        &now_ms.saturating_add(lease_ms),
+                        &claimer,
+                    ],
                 )
                 .await?;
                 tx.commit().await?;

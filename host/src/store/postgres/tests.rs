@@ -208,7 +208,7 @@ fn a_dead_replicas_running_event_is_taken_back_at_once_and_a_live_ones_never() {
 fn a_duplicate_replica_id_is_refused_and_a_restart_under_it_takes_back_its_events() {
     let store = TestStore::new(Backend::Postgres);
     let a = replica(&store, "a");
-    let err = store.reopen().claim_as("a").err().expect("refused");
+    let err = store.reopen().claim_as("a").expect_err("refused");
     let text = format!("{err:#}");
     assert!(
         text.contains("replica id `a` is in use") && text.contains("--replica-id"),
