@@ -230,3 +230,57 @@ fn a_duplicate_replica_id_is_refused_and_a_restart_under_it_takes_back_its_event
     let again = restarted.claim(now_ms(), LONG_LEASE).unwrap().unwrap();
     assert_eq!((again.id, again.attempts), (running.id, 2));
 }
+
+/// A replica whose liveness connection is cut while it lives (a network blip, an operator's
+/// `pg_terminate_backend`) opens another and takes its lock back within seconds, so its
+/// claims are again safe from the others and its id stays its own.
+#[test]
+fn a_cut_liveness_connection_is_reopened_and_its_lock_taken_back() {
+    // An id of this test alone: the sessions are found by name on the shared test cluster.
+    const ID: &str = "reconnecting";
+    let sessions = format!(
+        "SELECT pid::text FROM pg_stat_activity WHERE application_name = 'cosell-alive {ID}'"
+    );
+    let store = TestStore::new(Backend::Postgres);
+    let a = replica(&store, ID);
+    let before = store.texts(&sessions);
+    assert_eq!(before.len(), 1, "{before:?}");
+    store.execute(
+        "",
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'cosell-alive {ID}'"
+        ),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = store.texts(&sessions);
+        if now.len() == 1 && now != before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the liveness connection was not reopened: {now:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let b = replica(&store, "b");
+    assert!(
+        store.reopen().claim_as(ID).is_err(),
+        "the lock is held again"
+    );
+    event(&store, "after-the-cut");
+    // Once the lock is back, a claim is made again (bounded), and it is never taken.
+    let running = loop {
+        if let Some(running) = a.claim(now_ms(), LONG_LEASE).unwrap() {
+            break running;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no claim after the cut"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(b.claim(now_ms(), LONG_LEASE).unwrap().is_none());
+    a.complete(running.id).unwrap();
+}
