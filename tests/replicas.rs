@@ -22,6 +22,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::backend::Backend;
+use support::sync_env::{Options, SyncEnv, wait_until};
 use support::{Admin, TOKEN, guest, guest_path, stamp_host_config_with, with_custom_section};
 
 /// The cursor the Dataverse poller saves at every round it completes.
@@ -380,4 +382,138 @@ fn a_killed_leader_process_is_replaced_within_ten_seconds() {
             killed_at.elapsed()
         );
     });
+}
+
+/// A second `cosell serve` on `env`'s configuration and state: listeners on ports of its own,
+/// and its drop directory and artifact cache beside its own copy of the configuration.
+async fn second_replica(env: &SyncEnv) -> (Served, String) {
+    let port = |url: &str| url.rsplit(':').next().unwrap().to_owned();
+    let (admin, webhooks) = (port(&env.admin_url), port(&env.webhooks_url));
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (admin_b, webhooks_b) = (free(), free());
+    let text = std::fs::read_to_string(&env.config_path)
+        .unwrap()
+        .replace(
+            &format!("listen = \"127.0.0.1:{admin}\""),
+            &format!("listen = \"127.0.0.1:{admin_b}\""),
+        )
+        .replace(
+            &format!("listen = \"127.0.0.1:{webhooks}\""),
+            &format!("listen = \"127.0.0.1:{webhooks_b}\""),
+        );
+    let dir = env.dir.path().join("replica-b");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("cosell.toml");
+    std::fs::write(&config, text).unwrap();
+    let log = std::fs::File::create(dir.join("host.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_cosell"))
+        .args(["serve", "--replica-id", "b", "--config"])
+        .arg(&config)
+        .env("COSELL_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "cosell=debug,info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let served = Served(child);
+    let admin_url = format!("http://127.0.0.1:{admin_b}");
+    let health = format!("{admin_url}/healthz");
+    let up = wait_until(Duration::from_secs(60), || async {
+        reqwest::get(&health)
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "replica b did not come up: {}",
+        std::fs::read_to_string(dir.join("host.log")).unwrap_or_default()
+    );
+    (served, admin_url)
+}
+
+/// Two `cosell serve` processes on one PostgreSQL schema, leases of 300 s. Replica A runs a
+/// referral's event, held up by a Partner Center that answers no request within the client's
+/// timeout, and is killed (SIGKILL) while it runs it; replica B, alive all along, syncs that
+/// referral within seconds (printed): without the liveness lock it would wait for the lease.
+#[test]
+fn a_killed_replicas_running_event_is_synced_by_the_other_within_seconds() {
+    use cosell_emulators::common::faults::FaultConfig;
+    let options = Options {
+        extra: "[sync]\nlease_secs = 300\n".into(),
+        poll_secs: 0,
+        backend: Backend::Postgres,
+        bound: Duration::from_secs(300),
+        ..Options::default()
+    };
+    runtime().block_on(SyncEnv::run_with(options, |mut env| async move {
+        let queue = |url: String| async move {
+            let (status, body) = Admin {
+                base: url,
+                http: reqwest::Client::new(),
+            }
+            .get("/admin/v1/queue")
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body
+        };
+        env.pc
+            .faults()
+            .set(FaultConfig {
+                latency_ms: 120_000,
+                ..FaultConfig::default()
+            })
+            .unwrap();
+        let referral = env
+            .pc
+            .microsoft()
+            .create_incoming(serde_json::json!({"name": "Killed replica deal"}));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        let running = wait_until(Duration::from_secs(30), || async {
+            (queue(env.admin_url.clone()).await["running"] == 1).then_some(())
+        })
+        .await;
+        assert!(
+            running.is_some(),
+            "A never ran the event\n{}",
+            env.host_log()
+        );
+        let (_b, admin_b) = second_replica(&env).await;
+        let now = queue(admin_b.clone()).await;
+        assert!(
+            now["running"] == 1 && env.opportunities_for_referral(&rid).await.is_empty(),
+            "A must still be running the event when it is killed: {now}"
+        );
+        env.kill_host();
+        let killed_at = Instant::now();
+        env.pc.faults().set(FaultConfig::default()).unwrap();
+        let synced = wait_until(Duration::from_secs(30), || async {
+            let found = env.opportunities_for_referral(&rid).await;
+            (!found.is_empty()).then_some(found)
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "B did not sync the killed replica's event within 30 s (lease 300 s); its log:\n{}",
+                replica_b_log(&env)
+            )
+        });
+        println!(
+            "killed replica's running event synced by the other after {:?}",
+            killed_at.elapsed()
+        );
+        assert_eq!(synced.len(), 1, "one opportunity");
+    }));
+}
+
+/// The log of replica B (see [`second_replica`]).
+fn replica_b_log(env: &SyncEnv) -> String {
+    std::fs::read_to_string(env.dir.path().join("replica-b/host.log")).unwrap_or_default()
 }

@@ -1,12 +1,14 @@
 //! Helpers shared by the integration tests: locating the built guests and fixtures, starting
 //! a host on a free loopback port, talking to its admin API, connecting to the Partner Center
-//! emulator, the end-to-end sync environment ([`sync_env`]) on either state backend
+//! emulator, `cosell sandbox` as a process ([`sandbox`]), the end-to-end sync environment
+//! ([`sync_env`]) on either state backend
 //! ([`backend`]) and the reliability drills' workload ([`drill`]).
 #![allow(dead_code)]
 
 pub mod backend;
 pub mod commands_env;
 pub mod drill;
+pub mod sandbox;
 pub mod seller;
 pub mod sync_env;
 

@@ -1,8 +1,8 @@
 //! `cosell sandbox`: start the emulators and the host, print where they are, run until Ctrl-C.
 
 use crate::config::Secret;
-use crate::sandbox::{self, SandboxOptions};
-use anyhow::Result;
+use crate::sandbox::{self, ReplicaOptions, SandboxOptions};
+use anyhow::{Context as _, Result};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +43,19 @@ pub struct SandboxArgs {
     /// Seed of the generated data: the same seed gives the same data set.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Keep the host's state in this PostgreSQL database (`postgres://user@host/db`) instead
+    /// of SQLite in the data directory.
+    #[arg(long, value_name = "URL")]
+    pub state_url: Option<String>,
+    /// Run N `cosell serve` processes (replicas `sandbox-1`…) on one state behind HAProxy
+    /// instead of one host: --admin-listen and --webhooks-listen are then the balancer's, each
+    /// replica gets free loopback ports of its own. More than one needs --state-url.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub replicas: Option<u16>,
+    /// The HAProxy executable for --replicas (a bare name is looked for on PATH and in
+    /// /usr/sbin; Debian: `apt-get install haproxy`).
+    #[arg(long, default_value = "haproxy", value_name = "PATH")]
+    pub haproxy: PathBuf,
 }
 
 pub async fn run(args: SandboxArgs) -> Result<()> {
@@ -50,7 +63,7 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         .ok()
         .filter(|t| !t.trim().is_empty())
         .map(Secret::new);
-    let running = sandbox::start(SandboxOptions {
+    let starting = sandbox::start(SandboxOptions {
         data_dir: args.data_dir,
         components_dir: args.components_dir,
         admin_listen: args.admin_listen,
@@ -63,8 +76,26 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         opportunities: args.opportunities,
         seed: args.seed,
         admin_token,
-    })
-    .await?;
+        state_url: args.state_url,
+        replicas: match args.replicas {
+            Some(count) => Some(ReplicaOptions {
+                count: count.into(),
+                executable: std::env::current_exe()
+                    .context("finding the cosell executable the replicas run")?,
+                haproxy: args.haproxy,
+            }),
+            None => None,
+        },
+    });
+    // A Ctrl-C while it starts (replicas take a few seconds each) gives the start-up up: what
+    // had started stops with it (the replicas and HAProxy are told to stop when dropped).
+    let running = tokio::select! {
+        running = starting => running?,
+        () = super::serve::shutdown_signal() => {
+            eprintln!("stopped before the sandbox was up");
+            return Ok(());
+        }
+    };
     let m = &running.manifest;
     eprintln!("cosell sandbox is running (Ctrl-C to stop)");
     eprintln!(
@@ -78,6 +109,22 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         "  Dataverse emulator       {:<26} {} accounts, {} opportunities",
         m.dataverse.url, m.seeded.accounts, m.seeded.opportunities
     );
+    if let Some(balancer) = &m.load_balancer {
+        eprintln!(
+            "  {:<24} admin API and webhooks balanced over {} replicas:",
+            format!("HAProxy (pid {})", balancer.pid),
+            m.replicas.len()
+        );
+        for replica in &m.replicas {
+            eprintln!(
+                "    {:<10} pid {:<8} admin {}  log {}",
+                replica.id, replica.pid, replica.admin_url, replica.log
+            );
+        }
+    }
+    if let Some(state) = &m.state_url {
+        eprintln!("  state in {state}");
+    }
     eprintln!(
         "  cosell admin API on {} (token in the manifest)",
         m.host.admin_url

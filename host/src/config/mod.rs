@@ -19,7 +19,7 @@ pub use connections::{
 pub use replica::ReplicaConfig;
 pub use retention::RetentionConfig;
 pub use secret::{Secret, write_owner_only};
-pub use state::{DEFAULT_STATE_PATH, PoolConfig, StateBackend, StateConfig};
+pub use state::{DEFAULT_STATE_PATH, PoolConfig, StateBackend, StateConfig, redacted};
 pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
 
 pub use listener::ListenerLimits;

@@ -10,7 +10,9 @@ use std::time::Duration;
 pub struct ReplicaConfig {
     /// This replica's name in `/healthz`, the logs and PostgreSQL's `application_name`
     /// (`--replica-id` overrides it). Unset: the machine's host name and the process id,
-    /// which tell the replicas of one machine apart and change at every restart.
+    /// which tell the replicas of one machine apart and change at every restart. Unique among
+    /// running replicas: each holds a liveness lock under it (`store/postgres/liveness.rs`),
+    /// and a second one under an id in use is refused at start.
     pub replica_id: Option<String>,
     /// Seconds between two comparisons of every step's active version in the state database
     /// with the one this replica serves: the fallback for an activation notice missed while

@@ -1,8 +1,6 @@
 //! `sandbox.json`: where every part of a running sandbox is, for scripts, tests and people.
 
 use super::SandboxOptions;
-use crate::config::Secret;
-use crate::server::RunningHost;
 use anyhow::Result;
 use cosell_emulators::common::server::RunningEmulator;
 use serde::{Deserialize, Serialize};
@@ -29,15 +27,44 @@ pub struct ServiceEndpoints {
     pub control_url: String,
 }
 
-/// The host of the sandbox.
+/// The host of the sandbox; with `--replicas`, the load balancer in front of the replicas.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostEndpoints {
     pub admin_url: String,
     pub admin_token: String,
-    /// The host configuration the sandbox wrote (and the host runs).
+    /// The host configuration the sandbox wrote (and the host runs; with `--replicas`, the one
+    /// every replica's configuration is made from).
     pub config: String,
     /// Where the host receives both services' webhooks.
     pub webhook_url: Option<String>,
+}
+
+/// One replica (`--replicas`): a `cosell serve` process of its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaEndpoints {
+    /// Its replica id, as `/healthz` says it.
+    pub id: String,
+    /// Its own admin API (the load balancer's is `host.admin_url`).
+    pub admin_url: String,
+    /// Its own webhook listener.
+    pub webhook_url: String,
+    pub pid: u32,
+    /// Its configuration and its log.
+    pub config: String,
+    pub log: String,
+}
+
+/// The load balancer (HAProxy) in front of the replicas.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BalancerEndpoints {
+    /// Its admin API frontend (the same as `host.admin_url`).
+    pub admin_url: String,
+    /// Its webhook frontend, registered with both emulators (the same as `host.webhook_url`).
+    pub webhook_url: String,
+    pub pid: u32,
+    /// Its configuration (the shipped template, filled in) and its log.
+    pub config: String,
+    pub log: String,
 }
 
 /// What was seeded.
@@ -55,8 +82,18 @@ pub struct SandboxManifest {
     pub partner_center: ServiceEndpoints,
     pub dataverse: ServiceEndpoints,
     pub host: HostEndpoints,
-    /// The process running all of it (emulators and host share one process).
+    /// The sandbox's process: the emulators and the host (or, with `--replicas`, the parent
+    /// of the replicas and the load balancer). Ctrl-C (SIGINT) or SIGTERM to it stops it all.
     pub pid: u32,
+    /// With `--replicas`: every replica.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub replicas: Vec<ReplicaEndpoints>,
+    /// With `--replicas`: the load balancer.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub load_balancer: Option<BalancerEndpoints>,
+    /// With `--state-url`: the state's PostgreSQL database, its password (if any) as `***`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub state_url: Option<String>,
     pub started_at: String,
     pub seeded: Seeded,
 }
@@ -103,21 +140,17 @@ impl SandboxManifest {
     pub(super) fn new(
         partner_center: ServiceEndpoints,
         dataverse: ServiceEndpoints,
-        host: &RunningHost,
-        token: &Secret,
-        config_path: &Path,
+        host: HostEndpoints,
         options: &SandboxOptions,
     ) -> Self {
         Self {
             partner_center,
             dataverse,
-            host: HostEndpoints {
-                admin_url: format!("http://{}", host.admin_addr),
-                admin_token: token.expose().to_owned(),
-                config: config_path.display().to_string(),
-                webhook_url: host.webhook_addr.map(|a| format!("http://{a}")),
-            },
+            host,
             pid: std::process::id(),
+            replicas: Vec::new(),
+            load_balancer: None,
+            state_url: options.state_url.as_deref().map(crate::config::redacted),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             seeded: Seeded {
                 referrals: options.referrals,

@@ -7,13 +7,24 @@
 //! find it. The host syncs the two emulators: both services' webhooks are registered with it
 //! (through their real APIs, as `cosell partner-center register-webhooks` and
 //! `cosell dataverse register-webhook` do), and the pollers run as in production.
+//!
+//! With `--replicas N` (and `--state-url`, a PostgreSQL database, when N > 1), the host is N
+//! `cosell serve` processes on one state behind HAProxy ([`replica_set`], [`balancer`]): both
+//! emulators deliver their webhooks to the balancer, and the admin API is the balancer's.
 
+mod balancer;
+mod children;
 mod manifest;
+mod replica_set;
 pub mod wiring;
 
-pub use manifest::{SandboxManifest, ServiceEndpoints};
+pub use manifest::{
+    BalancerEndpoints, HostEndpoints, ReplicaEndpoints, SandboxManifest, ServiceEndpoints,
+};
+pub use replica_set::ReplicaOptions;
 
 use manifest::AppIdentity;
+use replica_set::ReplicaSet;
 
 use crate::config::{HostConfig, Secret};
 use crate::connections::retry::new_uuid;
@@ -49,24 +60,48 @@ pub struct SandboxOptions {
     pub seed: u64,
     /// The admin token; a random one is made when absent.
     pub admin_token: Option<Secret>,
+    /// `[state] url`: a PostgreSQL database for the host's state; `None` keeps it in SQLite in
+    /// the data directory.
+    pub state_url: Option<String>,
+    /// Several replicas behind a load balancer instead of one host in this process; the admin
+    /// and webhook addresses above are then the balancer's.
+    pub replicas: Option<ReplicaOptions>,
 }
 
 /// A running sandbox.
 pub struct RunningSandbox {
     pub manifest: SandboxManifest,
     pub manifest_path: PathBuf,
-    host: RunningHost,
+    host: Hosts,
     partner_center: RunningPartnerCenter,
     dataverse: RunningEmulator,
+}
+
+/// What syncs the emulators: one host in this process, or replicas behind a balancer.
+enum Hosts {
+    InProcess(Box<RunningHost>),
+    Replicas(ReplicaSet),
 }
 
 /// Starts both emulators and the host, seeds the data and writes `sandbox.json`.
 pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
     // A chosen token is checked before the emulators start, not only when the host does, so a
-    // short one fails fast with nothing to tear down.
+    // short one fails fast with nothing to tear down; so are the replicas' needs.
     if let Some(token) = &options.admin_token {
         crate::admin::check_token(token)?;
     }
+    let haproxy = match &options.replicas {
+        Some(replicas) => Some(check_replicas(replicas, options.state_url.as_deref())?),
+        None => None,
+    };
+    // The balancer's frontends need their ports before the replicas' configuration is written.
+    let (admin_listen, webhooks_listen) = match haproxy {
+        Some(_) => (
+            replica_set::concrete(options.admin_listen)?,
+            replica_set::concrete(options.webhooks_listen)?,
+        ),
+        None => (options.admin_listen, options.webhooks_listen),
+    };
     std::fs::create_dir_all(&options.data_dir).with_context(|| {
         format!(
             "creating the sandbox data directory {}",
@@ -120,13 +155,13 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
         &options.data_dir,
         &emulators,
         &wiring::HostWiring {
-            admin_listen: options.admin_listen,
-            webhooks_listen: options.webhooks_listen,
+            admin_listen,
+            webhooks_listen,
             dataverse_poll_secs: 30,
             partner_center_poll_secs: 60,
             extra: "[sync]\nretry_base_ms = 500".into(),
             pipelines: components_text(&components),
-            state_url: None,
+            state_url: options.state_url.clone(),
         },
     )
     .await?;
@@ -135,12 +170,45 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
     // seeded: the seeded opportunities use the columns it creates.
     wiring::provision(&config).await?;
     dataverse.seed_demo_data(options.accounts, options.opportunities, options.seed);
-    let host = crate::server::start(config.clone(), token.clone()).await?;
-    if let Some(addr) = host.webhook_addr {
-        wiring::register_webhooks(&config, &emulators, addr).await?;
-    }
+    let (host, endpoints) = match (&options.replicas, haproxy) {
+        (Some(replicas), Some(haproxy)) => {
+            let set = ReplicaSet::start(
+                replicas,
+                &haproxy,
+                &config_path,
+                &options.data_dir,
+                (admin_listen, webhooks_listen),
+                &token,
+            )
+            .await?;
+            if let Err(err) = wiring::register_webhooks(&config, &emulators, set.webhooks).await {
+                set.stop().await;
+                return Err(err);
+            }
+            let endpoints = HostEndpoints {
+                admin_url: format!("http://{}", set.admin),
+                admin_token: token.expose().to_owned(),
+                config: config_path.display().to_string(),
+                webhook_url: Some(format!("http://{}", set.webhooks)),
+            };
+            (Hosts::Replicas(set), endpoints)
+        }
+        _ => {
+            let host = crate::server::start(config.clone(), token.clone()).await?;
+            if let Some(addr) = host.webhook_addr {
+                wiring::register_webhooks(&config, &emulators, addr).await?;
+            }
+            let endpoints = HostEndpoints {
+                admin_url: format!("http://{}", host.admin_addr),
+                admin_token: token.expose().to_owned(),
+                config: config_path.display().to_string(),
+                webhook_url: host.webhook_addr.map(|a| format!("http://{a}")),
+            };
+            (Hosts::InProcess(Box::new(host)), endpoints)
+        }
+    };
 
-    let manifest = SandboxManifest::new(
+    let mut manifest = SandboxManifest::new(
         ServiceEndpoints::new(
             &pc_server.api,
             pc_app,
@@ -149,11 +217,14 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
         )
         .with_webhooks_url(pc_server.webhooks_url()),
         ServiceEndpoints::new(&dv_server, dv_app, "oauth2/v2.0/token", None),
-        &host,
-        &token,
-        &config_path,
+        endpoints,
         &options,
     );
+    if let Hosts::Replicas(set) = &host {
+        let (replicas, balancer) = set.endpoints();
+        manifest.replicas = replicas;
+        manifest.load_balancer = Some(balancer);
+    }
     let manifest_path = options.data_dir.join("sandbox.json");
     manifest.write(&manifest_path)?;
     Ok(RunningSandbox {
@@ -169,12 +240,34 @@ impl RunningSandbox {
     /// Stops the host, then the emulators, and removes `sandbox.json` (its process id and
     /// ports would be stale).
     pub async fn stop(self) -> Result<()> {
-        let host = self.host.shutdown().await;
+        let host = match self.host {
+            Hosts::InProcess(host) => host.shutdown().await,
+            Hosts::Replicas(set) => {
+                set.stop().await;
+                Ok(())
+            }
+        };
         self.partner_center.stop().await;
         self.dataverse.stop().await;
         let _ = std::fs::remove_file(&self.manifest_path);
         host
     }
+}
+
+/// Checks what `--replicas` needs before anything starts; answers the HAProxy executable.
+fn check_replicas(replicas: &ReplicaOptions, state_url: Option<&str>) -> Result<PathBuf> {
+    if replicas.count == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if replicas.count > 1 && state_url.is_none() {
+        bail!(
+            "--replicas {} needs --state-url postgres://…: replicas share their state (queue, \
+             leader, deployments) through one PostgreSQL database, and a SQLite file belongs \
+             to one host",
+            replicas.count
+        );
+    }
+    balancer::find(&replicas.haproxy)
 }
 
 /// The default components the sandbox deploys.

@@ -206,7 +206,9 @@ partner_center_interval_secs = {pc_poll}
         pipelines = wiring.pipelines,
     );
     let path = dir.join("cosell.toml");
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    // Readable only by its owner: a state URL may carry the database's password.
+    crate::config::write_owner_only(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 

@@ -92,6 +92,13 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         .replicas
         .join(&replica_id)
         .context("joining the replicas of the state database")?;
+    // Before any worker claims: its claims are taken back at once if this process dies.
+    {
+        let (sync, id) = (state.sync.clone(), replica_id.clone());
+        tokio::task::spawn_blocking(move || sync.claim_as(&id))
+            .await?
+            .context("joining the replicas of the state database")?;
+    }
     let leader = membership.leader.clone();
     let mut followers = vec![crate::replicas::observe_leadership(
         leader.clone(),

@@ -10,8 +10,20 @@ fn link_of(e: &str, l: &str) -> String {
     )
 }
 
+/// The condition on event alias `e` that it is running but abandoned, so another worker may
+/// take it back: its lease ran out (its worker died or hangs) or, where the backend can tell,
+/// `claimer_gone` (its claimer is dead).
+pub(super) fn abandoned(now: &str, claimer_gone: Option<&str>) -> String {
+    match claimer_gone {
+        Some(gone) => format!("e.state = 'running' AND (e.lease_until <= {now} OR {gone})"),
+        None => format!("e.state = 'running' AND e.lease_until <= {now}"),
+    }
+}
+
 /// The two claim queries, tried in order, with `now` the placeholder of the current time in
-/// milliseconds and `suffix` appended (a row lock clause, say): the oldest ready event none of
+/// milliseconds, `claimer_gone` (if any) a further condition under which a running event is
+/// abandoned (its claimer is known to be dead), and `suffix` appended (a row lock clause,
+/// say): the oldest ready event none of
 /// whose pair is running: the same lock key, the same record, or (since the lock key was
 /// decided when the event was stored) the same link by now.
 ///
@@ -19,9 +31,9 @@ fn link_of(e: &str, l: &str) -> String {
 /// taken back it still holds its record, so a newer event of that record waits behind it.
 /// Those are looked for first, in a query of their own: one `OR` of both states would make
 /// SQLite collect and sort every ready event instead of walking its index to the first one.
-pub(super) fn claim_queries(now: &str, suffix: &str) -> [String; 2] {
+pub(super) fn claim_queries(now: &str, claimer_gone: Option<&str>, suffix: &str) -> [String; 2] {
     [
-        format!("e.state = 'running' AND e.lease_until <= {now}"),
+        abandoned(now, claimer_gone),
         format!("e.state = 'pending' AND e.available_at <= {now}"),
     ]
     .map(|ready| {

@@ -177,8 +177,21 @@ pub trait SyncStore: Send + Sync {
     fn enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>>;
     /// Takes the oldest ready event whose record has no event running, and marks it running
     /// under a lease until `now_ms + lease_ms`. An event whose lease ran out (its worker
-    /// died or hung) is ready again, and counts the lost run as an attempt.
+    /// died or hung), or whose claimer is dead (see [`SyncStore::claim_as`]), is ready again,
+    /// and counts the lost run as an attempt.
     fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>>;
+    /// From now on this store claims as replica `replica_id`, and proves it alive for as long
+    /// as the store is open; called once, by `cosell serve`, before its workers start. On a
+    /// store several replicas share (PostgreSQL), an event whose claimer is dead (its process
+    /// ended) is taken back by the next claim of any replica, long before its lease runs out,
+    /// and a replica restarted under its id queues its previous run's events again at once.
+    /// Refused when a live replica claims as `replica_id` already (ids must be unique).
+    /// One host on its own state (SQLite) needs none of it: [`SyncStore::requeue_running`]
+    /// at start takes its events back.
+    fn claim_as(&self, replica_id: &str) -> Result<()> {
+        let _ = replica_id;
+        Ok(())
+    }
     /// Removes a processed event.
     fn complete(&self, id: i64) -> Result<()>;
     /// Puts a failed event back, ready again at `available_at_ms`.
@@ -210,8 +223,9 @@ pub trait SyncStore: Send + Sync {
     /// Parked events, oldest first.
     fn parked(&self, limit: usize) -> Result<Vec<ParkedEvent>>;
     /// Puts events left running by a stopped host back in the queue; answers how many. On a
-    /// store several replicas share (PostgreSQL) only those whose lease ran out: the others
-    /// may belong to a replica that is alive, and come back by their lease if it is not.
+    /// store several replicas share (PostgreSQL) only those whose lease ran out or whose
+    /// claimer is dead (see [`SyncStore::claim_as`]): the others belong to a replica that is
+    /// alive.
     fn requeue_running(&self) -> Result<u64>;
     /// When the earliest waiting event becomes ready, if any waits.
     fn next_ready_at(&self) -> Result<Option<i64>>;

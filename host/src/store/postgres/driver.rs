@@ -10,9 +10,10 @@
 //! live on that runtime, whatever thread calls.
 
 use super::customer_locks::PgCustomerLocks;
+use super::liveness::{self, Claimer};
 use super::schema;
 use crate::config::StateConfig;
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +28,10 @@ pub struct PgStore {
     runtime: OwnRuntime,
     /// The advisory customer locks, on this store's pool and runtime.
     customer_locks: Arc<PgCustomerLocks>,
+    /// How to open the liveness lock's connection.
+    connector: Connector,
+    /// Who claims, once [`crate::store::SyncStore::claim_as`] named it ([`liveness`]).
+    claimer: std::sync::OnceLock<Claimer>,
 }
 
 /// How to open a connection to the database `[state]` names: the pool's, and the dedicated
@@ -93,7 +98,8 @@ impl PgStore {
     /// Connects to the database `[state] url` names (the password from `[state] password` if
     /// set) and brings its schema to the newest version.
     pub fn open(state: &StateConfig) -> Result<Self> {
-        let Connector { config: pg, tls } = Connector::new(state, "cosell")?;
+        let connector = Connector::new(state, "cosell")?;
+        let Connector { config: pg, tls } = connector.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cosell-postgres")
@@ -124,6 +130,8 @@ impl PgStore {
             pool,
             runtime: OwnRuntime(Some(runtime)),
             customer_locks,
+            connector,
+            claimer: std::sync::OnceLock::new(),
         };
         store.with(|c| Box::pin(schema::upgrade(c)))?;
         Ok(store)
@@ -134,11 +142,40 @@ impl PgStore {
         self.customer_locks.clone()
     }
 
-    /// Runs `job` on a pooled connection, on the store's runtime; waits for its result.
-    pub(super) fn with<T, F>(&self, job: F) -> Result<T>
+    /// From now on claims are made as `replica_id`, proven alive by its liveness lock
+    /// (see [`liveness`]); refused when a live session holds that id's lock already.
+    pub(super) fn join_as(&self, replica_id: &str) -> Result<()> {
+        if let Some(claimer) = self.claimer.get() {
+            bail!(
+                "this store already claims as replica `{}`; it cannot claim as `{replica_id}` too",
+                claimer.id
+            );
+        }
+        let joined = self.run(liveness::join(
+            self.connector.clone(),
+            replica_id.to_owned(),
+        ))?;
+        self.claimer
+            .set(joined)
+            .map_err(|_| anyhow!("this store joined as two replicas at once"))
+    }
+
+    /// The replica this store claims as, if named, and whether its liveness lock is held
+    /// right now.
+    pub(super) fn claimer(&self) -> Option<(&str, bool)> {
+        self.claimer.get().map(|c| {
+            (
+                c.id.as_str(),
+                c.alive.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        })
+    }
+
+    /// Runs `job` on the store's runtime; waits for its result.
+    fn run<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Object) -> Job<'c, T> + Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
     {
         let runtime = self
             .runtime
@@ -146,20 +183,30 @@ impl PgStore {
             .as_ref()
             .context("the PostgreSQL store is shut down")?;
         let (answer, result) = std::sync::mpsc::sync_channel(1);
-        let pool = self.pool.clone();
         runtime.spawn(async move {
-            let outcome = match pool.get().await {
+            let _ = answer.send(job.await);
+        });
+        result
+            .recv()
+            .map_err(|_| anyhow!("a call to the PostgreSQL store ended without an answer (it panicked, or the store's runtime stopped)"))?
+    }
+
+    /// Runs `job` on a pooled connection, on the store's runtime; waits for its result.
+    pub(super) fn with<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Object) -> Job<'c, T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        self.run(async move {
+            match pool.get().await {
                 Ok(mut client) => job(&mut client).await,
                 Err(e) => Err(anyhow!(e).context(
                     "no connection to the PostgreSQL state database (is it up, and does \
                      state.url name it?)",
                 )),
-            };
-            let _ = answer.send(outcome);
-        });
-        result
-            .recv()
-            .map_err(|_| anyhow!("a call to the PostgreSQL store ended without an answer (it panicked, or the store's runtime stopped)"))?
+            }
+        })
     }
 }
 

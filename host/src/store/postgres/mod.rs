@@ -22,9 +22,11 @@
 //!   deliveries are acknowledged. What folds or drops a record's waiting events (a retry, a
 //!   dead letter, parking, completion) takes the same lock first, so it never waits for an
 //!   enqueue's rows while that enqueue waits for its own.
-//! - **Leases**: an event left running by a replica that stopped comes back by its lease only;
-//!   [`super::SyncStore::requeue_running`] leaves events whose lease has not run out alone,
-//!   since they may belong to a replica that is alive.
+//! - **Liveness** ([`liveness`]): each serving replica holds a session advisory lock keyed by
+//!   its replica id on a connection of its own, and its claims record its id. An event left
+//!   running by a replica that died (its session ended, its lock released) is taken back by
+//!   the next claim of any replica, at once; the lease stays the backstop for a replica alive
+//!   but hung, and for claims whose claimer is not named.
 //! - **Activations** are announced (`NOTIFY` [`DEPLOYMENTS_CHANNEL`] in the activating
 //!   transaction, so the notice leaves at its commit and never for a rolled-back one), so every
 //!   replica loads the new active version within a second ([`crate::replicas`]).
@@ -37,6 +39,7 @@
 mod customer_locks;
 mod deployments;
 mod driver;
+mod liveness;
 mod queue;
 mod records;
 mod schema;

@@ -1,6 +1,7 @@
 //! The event queue, parked events and dead letters on PostgreSQL: the states and rules of
 //! `sqlite/queue.rs`, made safe for several replicas (see the module docs of [`super`]).
 
+use super::liveness::CLAIMER_GONE;
 use super::{CLAIM_LOCK, PgStore, ms_to_text, side_of};
 use crate::store::now;
 use crate::store::sync::{
@@ -15,11 +16,21 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The claim queries ([`crate::store::claim_sql`]). Run under [`CLAIM_LOCK`], so the running
-/// events they check against include every claim committed before; the row itself is skipped
-/// when another transaction holds it.
-static CLAIM_SQL: LazyLock<[String; 2]> =
-    LazyLock::new(|| crate::store::claim_sql::claim_queries("$1", "FOR UPDATE OF e SKIP LOCKED"));
+/// A running event another replica may take back: its lease ran out (its worker died or
+/// hung), or its claimer is dead (it holds no liveness lock, see [`super::liveness`]).
+static ABANDONED: LazyLock<String> =
+    LazyLock::new(|| crate::store::claim_sql::abandoned("$1", Some(CLAIMER_GONE.as_str())));
+
+/// The claim queries ([`crate::store::claim_sql`]), abandoned events as [`ABANDONED`]. Run
+/// under [`CLAIM_LOCK`], so the running events they check against include every claim
+/// committed before; the row itself is skipped when another transaction holds it.
+static CLAIM_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    crate::store::claim_sql::claim_queries(
+        "$1",
+        Some(CLAIMER_GONE.as_str()),
+        "FOR UPDATE OF e SKIP LOCKED",
+    )
+});
 
 /// The other events of running event `$1`'s record that its failed attempt stands for (see
 /// `COVERED` in `sqlite/queue.rs`).
@@ -185,6 +196,13 @@ impl PgStore {
     }
 
     pub(super) fn queue_claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
+        let claimer = match self.claimer() {
+            // Without its liveness lock, the other replicas would take back at once whatever
+            // this one claimed: it waits until the lock is back.
+            Some((_, false)) => return Ok(None),
+            Some((id, true)) => Some(id.to_owned()),
+            None => None,
+        };
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
@@ -213,9 +231,14 @@ impl PgStore {
                 };
                 tx.execute(
                     "UPDATE sync_events SET state = 'running', attempts = attempts + 1,
-                            available_at = $2, lease_until = $3
+                            available_at = $2, lease_until = $3, claimed_by = $4
                      WHERE id = $1",
-                    &[&event.id, &now_ms, &now_ms.saturating_add(lease_ms)],
+                    &[
+                        &event.id,
+                        &now_ms,
+                        &now_ms.saturating_add(lease_ms),
+                        &claimer,
+                    ],
                 )
                 .await?;
                 tx.commit().await?;
@@ -260,7 +283,7 @@ impl PgStore {
                     "UPDATE sync_events SET state = 'pending', available_at = $2,
                             last_error = $3, lease_until = NULL,
                             attempts = GREATEST(attempts - $4, 0),
-                            lock_key = COALESCE($5, lock_key)
+                            lock_key = COALESCE($5, lock_key), claimed_by = NULL
                      WHERE id = $1",
                     &[&id, &at_ms, &error, &refund, &lock_key],
                 )
@@ -280,7 +303,8 @@ impl PgStore {
                 drop_parked_of(&tx, id).await?;
                 tx.execute(
                     "UPDATE sync_events SET state = 'parked', last_error = $2, failed_at = $3,
-                            parked_step = $4, parked_version = $5, lease_until = NULL
+                            parked_step = $4, parked_version = $5, lease_until = NULL,
+                            claimed_by = NULL
                      WHERE id = $1",
                     &[&id, &error, &now(), &s, &v],
                 )
@@ -356,7 +380,7 @@ impl PgStore {
                 fold_covered(&tx, id).await?;
                 tx.execute(
                     "UPDATE sync_events SET state = 'dead', last_error = $2, failed_at = $3,
-                            lease_until = NULL
+                            lease_until = NULL, claimed_by = NULL
                      WHERE id = $1",
                     &[&id, &error, &now()],
                 )
@@ -367,13 +391,18 @@ impl PgStore {
         .context("storing a dead letter")
     }
 
-    /// Only events whose lease ran out: the others may belong to a replica that is alive.
+    /// Only events whose lease ran out or whose claimer is dead: the others belong to a
+    /// replica that is alive.
     pub(super) fn queue_requeue_running(&self) -> Result<u64> {
         self.with(move |c| {
             Box::pin(async move {
                 Ok(c.execute(
-                    "UPDATE sync_events SET state = 'pending', lease_until = NULL
-                     WHERE state = 'running' AND lease_until <= $1",
+                    &format!(
+                        "UPDATE sync_events e SET state = 'pending', lease_until = NULL,
+                                claimed_by = NULL
+                         WHERE {}",
+                        *ABANDONED
+                    ),
                     &[&now_ms()],
                 )
                 .await?)

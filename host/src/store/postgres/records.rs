@@ -128,6 +128,10 @@ impl SyncStore for PgStore {
     fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
         self.queue_claim(now_ms, lease_ms)
     }
+    fn claim_as(&self, replica_id: &str) -> Result<()> {
+        self.join_as(replica_id)
+            .with_context(|| format!("proving replica `{replica_id}` alive to the others"))
+    }
     fn complete(&self, id: i64) -> Result<()> {
         self.queue_complete(id)
     }

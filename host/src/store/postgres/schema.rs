@@ -9,7 +9,10 @@ use anyhow::{Context as _, Result};
 use deadpool_postgres::Object;
 
 /// Every migration, in order. Append only: a released file is never edited.
-pub(super) const MIGRATIONS: &[Migration] = &[migration!(1, "0001_initial.sql")];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_initial.sql"),
+    migration!(2, "0002_claimed_by.sql"),
+];
 
 /// The advisory lock an upgrade holds.
 const MIGRATION_LOCK: i64 = 0x636f_7365_6c6c_0001;

@@ -127,3 +127,160 @@ fn the_password_is_read_from_its_secret_and_the_store_opens_through_the_seam() {
     store.sync.set_cursor("c", "1").unwrap();
     assert_eq!(store.sync.cursor("c").unwrap().as_deref(), Some("1"));
 }
+
+/// Replicas on one schema as separate processes, each proving itself alive as `id`.
+fn replica(store: &TestStore, id: &str) -> std::sync::Arc<dyn crate::store::testing::AnyStore> {
+    let replica = store.reopen();
+    replica.claim_as(id).unwrap();
+    replica
+}
+
+fn event(store: &TestStore, record: &str) {
+    use crate::store::{NewEvent, Side};
+    store
+        .enqueue(&NewEvent {
+            side: Side::PartnerCenter,
+            record_id: record.into(),
+            lock_key: format!("referral:{record}"),
+            origin: "test".into(),
+            payload: "{}".into(),
+        })
+        .unwrap();
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The lease every claim here takes: nothing in these tests waits for it.
+const LONG_LEASE: i64 = 300_000;
+
+/// A replica that dies (its process ends: its connections close) leaves its running event to
+/// the others at once, not when its five-minute lease runs out; the event of a replica that
+/// lives is never taken, whichever of the two claimed it.
+#[test]
+fn a_dead_replicas_running_event_is_taken_back_at_once_and_a_live_ones_never() {
+    let store = TestStore::new(Backend::Postgres);
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    for round in 0..4 {
+        let (claimer, other) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        event(&store, &format!("live-{round}"));
+        let running = claimer.claim(now_ms(), LONG_LEASE).unwrap().unwrap();
+        for _ in 0..5 {
+            assert!(
+                other.claim(now_ms(), LONG_LEASE).unwrap().is_none(),
+                "round {round}: a live replica's event was taken"
+            );
+            assert_eq!(other.requeue_running().unwrap(), 0, "round {round}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        claimer.complete(running.id).unwrap();
+    }
+
+    event(&store, "orphan");
+    let orphan = a.claim(now_ms(), LONG_LEASE).unwrap().unwrap();
+    drop(a);
+    // Bounded: without liveness, the event comes back only after 300 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let taken = loop {
+        if let Some(taken) = b.claim(now_ms(), LONG_LEASE).unwrap() {
+            break taken;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead replica's event was not taken back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!((taken.id, taken.attempts), (orphan.id, 2));
+    assert_eq!(
+        store.texts("SELECT claimed_by FROM sync_events WHERE state = 'running'"),
+        ["b"]
+    );
+}
+
+/// Two live replicas under one id would each take the other for alive: the second is refused
+/// with an error that says what to do. The same id in another schema (another installation)
+/// is someone else; a replica restarted under its id gets it back, and its previous run's
+/// running events are queued again at once.
+#[test]
+fn a_duplicate_replica_id_is_refused_and_a_restart_under_it_takes_back_its_events() {
+    let store = TestStore::new(Backend::Postgres);
+    let a = replica(&store, "a");
+    let err = store.reopen().claim_as("a").expect_err("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("replica id `a` is in use") && text.contains("--replica-id"),
+        "{text}"
+    );
+    let elsewhere = TestStore::new(Backend::Postgres);
+    elsewhere.claim_as("a").unwrap();
+
+    event(&store, "x");
+    let running = a.claim(now_ms(), LONG_LEASE).unwrap().unwrap();
+    drop(a);
+    let restarted = store.reopen();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(err) = restarted.claim_as("a") {
+        assert!(std::time::Instant::now() < deadline, "{err:#}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(store.queue_counts().unwrap().running, 0);
+    let again = restarted.claim(now_ms(), LONG_LEASE).unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (running.id, 2));
+}
+
+/// A replica whose liveness connection is cut while it lives (a network blip, an operator's
+/// `pg_terminate_backend`) opens another and takes its lock back within seconds, so its
+/// claims are again safe from the others and its id stays its own.
+#[test]
+fn a_cut_liveness_connection_is_reopened_and_its_lock_taken_back() {
+    // An id of this test alone: the sessions are found by name on the shared test cluster.
+    const ID: &str = "reconnecting";
+    let sessions = format!(
+        "SELECT pid::text FROM pg_stat_activity WHERE application_name = 'cosell-alive {ID}'"
+    );
+    let store = TestStore::new(Backend::Postgres);
+    let a = replica(&store, ID);
+    let before = store.texts(&sessions);
+    assert_eq!(before.len(), 1, "{before:?}");
+    store.execute(
+        "",
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'cosell-alive {ID}'"
+        ),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = store.texts(&sessions);
+        if now.len() == 1 && now != before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the liveness connection was not reopened: {now:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let b = replica(&store, "b");
+    assert!(
+        store.reopen().claim_as(ID).is_err(),
+        "the lock is held again"
+    );
+    event(&store, "after-the-cut");
+    // Once the lock is back, a claim is made again (bounded), and it is never taken.
+    let running = loop {
+        if let Some(running) = a.claim(now_ms(), LONG_LEASE).unwrap() {
+            break running;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no claim after the cut"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(b.claim(now_ms(), LONG_LEASE).unwrap().is_none());
+    a.complete(running.id).unwrap();
+}

@@ -34,7 +34,7 @@ fn side_of(row: &Row<'_>, index: usize) -> rusqlite::Result<Side> {
 /// The claim queries ([`crate::store::claim_sql`]), built once: claiming is on every worker's
 /// path.
 static CLAIM_SQL: LazyLock<[String; 2]> =
-    LazyLock::new(|| crate::store::claim_sql::claim_queries("?1", ""));
+    LazyLock::new(|| crate::store::claim_sql::claim_queries("?1", None, ""));
 
 /// The other events of the record of running event `id` that its failed attempt stands for:
 /// waiting ones received before the attempt started (it read the current state, so it saw
