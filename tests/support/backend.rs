@@ -18,11 +18,15 @@ pub enum Backend {
     Sqlite,
     /// `[state] url`: a fresh schema on the test PostgreSQL cluster.
     Postgres,
+    /// `[state] url`: a PostgreSQL cluster of the test's own, which it may restart
+    /// ([`TestState::restart_server`]).
+    OwnPostgres,
 }
 
 /// The state database of one test, dropped (the schema with it) after the test's host.
 pub struct TestState {
     schema: Option<cluster::TestSchema>,
+    own: Option<cluster::OwnCluster>,
 }
 
 impl TestState {
@@ -30,12 +34,25 @@ impl TestState {
     pub fn new(backend: Backend) -> Self {
         Self {
             schema: (backend == Backend::Postgres).then(cluster::TestSchema::new),
+            own: (backend == Backend::OwnPostgres).then(cluster::OwnCluster::start),
         }
     }
 
-    /// `[state] url` for PostgreSQL (the schema as its `search_path`); `None` for SQLite.
+    /// `[state] url` for PostgreSQL (the schema as its `search_path`, or the own cluster's
+    /// database); `None` for SQLite.
     pub fn url(&self) -> Option<String> {
-        self.schema.as_ref().map(|schema| schema.url.clone())
+        let own = self.own.as_ref().map(|own| own.url.clone());
+        own.or_else(|| self.schema.as_ref().map(|schema| schema.url.clone()))
+    }
+
+    /// Restarts the state's PostgreSQL server (only a [`Backend::OwnPostgres`] may be).
+    #[allow(dead_code, reason = "used by some of the test binaries sharing this module")]
+    pub fn restart_server(&self) {
+        let own = self
+            .own
+            .as_ref()
+            .expect("only a cluster of the test's own (Backend::OwnPostgres) may be restarted");
+        own.restart().expect("the PostgreSQL server restarts");
     }
 
     /// The `[state]` table of a host configuration: `url = …` for PostgreSQL, `path =

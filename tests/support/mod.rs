@@ -2,12 +2,14 @@
 //! a host on a free loopback port, talking to its admin API, connecting to the Partner Center
 //! emulator, `cosell sandbox` as a process ([`sandbox`]), the end-to-end sync environment
 //! ([`sync_env`]) on either state backend
-//! ([`backend`]) and the reliability drills' workload ([`drill`]).
+//! ([`backend`]), its host processes, one or replicas behind HAProxy ([`hosts`]), and the
+//! reliability drills' workload ([`drill`]).
 #![allow(dead_code)]
 
 pub mod backend;
 pub mod commands_env;
 pub mod drill;
+pub mod hosts;
 pub mod sandbox;
 pub mod seller;
 pub mod sync_env;

@@ -5,6 +5,7 @@
 //! `cosell dataverse register-webhook`), and a seller's Dataverse client.
 
 use super::backend::{Backend, TestState};
+use super::hosts::Hosts;
 use super::{TOKEN, guest_path};
 use cosell::config::Secret;
 use cosell::connections::dataverse::{DataverseClient, DataverseSettings};
@@ -16,7 +17,7 @@ use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::Value;
 use std::future::Future;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How long a whole end-to-end test may take.
@@ -40,7 +41,8 @@ pub struct SyncEnv {
     pub pc_url: String,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
-    host: Option<Child>,
+    /// The `cosell serve` processes: one host, or replicas behind HAProxy.
+    pub hosts: Hosts,
     pub pc_server: RunningPartnerCenter,
     _dv_server: RunningEmulator,
     /// The host's state database; after `host`, so the host is stopped before it goes.
@@ -68,6 +70,9 @@ pub struct Options {
     pub bound: Duration,
     /// Where the host keeps its state.
     pub backend: Backend,
+    /// How many replicas of the host run (more than 1: on a PostgreSQL backend, behind
+    /// HAProxy, whose frontends are the environment's `admin_url` and `webhooks_url`).
+    pub replicas: usize,
 }
 
 impl Default for Options {
@@ -78,6 +83,7 @@ impl Default for Options {
             dataverse: DataverseConfig::default(),
             bound: BOUND,
             backend: Backend::Sqlite,
+            replicas: 1,
         }
     }
 }
@@ -151,16 +157,29 @@ impl SyncEnv {
         })
         .unwrap();
         let webhooks_url = format!("http://127.0.0.1:{webhooks_port}");
+        let admin_url = format!("http://127.0.0.1:{admin_port}");
+        let hosts = if options.replicas > 1 {
+            assert_ne!(options.backend, Backend::Sqlite, "replicas share a PostgreSQL state");
+            Hosts::replicas(
+                dir.path(),
+                &config_path,
+                &admin_url,
+                &webhooks_url,
+                options.replicas,
+            )
+        } else {
+            Hosts::single(dir.path(), &config_path, &admin_url, &webhooks_url)
+        };
         let mut env = SyncEnv {
             pc,
             dv,
             seller,
-            admin_url: format!("http://127.0.0.1:{admin_port}"),
+            admin_url,
             pc_url: pc_server.url(),
             webhooks_url,
             dir,
             config_path,
-            host: None,
+            hosts,
             pc_server,
             _dv_server: dv_server,
             state,
@@ -171,7 +190,7 @@ impl SyncEnv {
         let dv_hook = format!("{}/webhooks/dataverse", env.webhooks_url);
         env.cosell(&["dataverse", "register-webhook", "--url", &dv_hook]);
         env.start_host().await;
-        if options.backend == Backend::Postgres {
+        if options.backend != Backend::Sqlite {
             assert!(
                 !env.dir.path().join("cosell.db").exists(),
                 "a host configured with [state] url made a SQLite file"
@@ -264,22 +283,7 @@ impl SyncEnv {
 
     /// [`SyncEnv::start_host`] with this `RUST_LOG` filter (the security tests log everything).
     pub async fn start_host_logging(&mut self, rust_log: &str) {
-        // Appended to, so the log of a run before a restart is kept.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("host.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cosell"))
-            .args(["serve", "--config"])
-            .arg(&self.config_path)
-            .env("COSELL_ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", rust_log)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("cosell serve starts");
-        self.host = Some(child);
+        self.hosts.start_all(rust_log).await;
         for url in [
             format!("{}/healthz", self.admin_url),
             format!("{}/healthz", self.webhooks_url),
@@ -300,17 +304,20 @@ impl SyncEnv {
         }
     }
 
-    /// The running host's process id.
+    /// The running host's process id (the first replica's).
     pub fn host_pid(&self) -> Option<u32> {
-        self.host.as_ref().map(Child::id)
+        self.hosts.pid(0)
     }
 
-    /// Kills the host process (SIGKILL).
+    /// Kills the host process (SIGKILL): every replica, and their balancer.
     pub fn kill_host(&mut self) {
-        if let Some(mut child) = self.host.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.hosts.kill_all();
+    }
+
+    /// Restarts the state's PostgreSQL server (a cluster of the test's own:
+    /// [`Backend::OwnPostgres`]).
+    pub fn restart_state_server(&self) {
+        self.state.restart_server();
     }
 
     /// Copies the host's log (all of it, across restarts) out of the environment's temporary
@@ -321,8 +328,9 @@ impl SyncEnv {
         kept
     }
 
+    /// The host's log (every replica's, each headed by its id).
     pub fn host_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+        self.hosts.log()
     }
 
     /// A genuine Partner Center delivery about `referral`, signed as the emulator signs, to

@@ -11,8 +11,8 @@ use tokio::process::Command;
 /// The shipped configuration, with `{{placeholders}}` for the addresses.
 pub const TEMPLATE: &str = include_str!("../../../deploy/haproxy/cosell.cfg");
 
-/// One replica as the balancer sees it.
-pub(super) struct Backend<'a> {
+/// One replica as the balancer sees it: its id and listeners.
+pub struct Backend<'a> {
     pub id: &'a str,
     pub admin: SocketAddr,
     pub webhooks: SocketAddr,

@@ -21,7 +21,8 @@ pub mod wiring;
 pub use manifest::{
     BalancerEndpoints, HostEndpoints, ReplicaEndpoints, SandboxManifest, ServiceEndpoints,
 };
-pub use replica_set::ReplicaOptions;
+pub use balancer::{Backend as BalancedReplica, find as find_haproxy, render as haproxy_config};
+pub use replica_set::{ReplicaOptions, replica_config};
 
 use manifest::AppIdentity;
 use replica_set::ReplicaSet;

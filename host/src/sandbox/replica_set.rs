@@ -186,9 +186,10 @@ pub(super) fn concrete(addr: SocketAddr) -> Result<SocketAddr> {
 }
 
 /// The configuration of replica `id`: the sandbox's `base` configuration with listeners and
-/// an artifact cache of its own, and no drop directory (one deployment, through the admin API,
-/// reaches every replica; several replicas watching one directory would each deploy it).
-fn replica_config(
+/// an artifact cache of its own (in `dir`), and no drop directory (one deployment, through the
+/// admin API, reaches every replica; several replicas watching one directory would each deploy
+/// it).
+pub fn replica_config(
     base: &str,
     dir: &Path,
     admin: SocketAddr,

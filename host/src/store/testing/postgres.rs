@@ -91,6 +91,43 @@ fn binaries() -> Result<PathBuf> {
 
 /// Makes a fresh cluster in `root` and starts it; answers its port.
 fn start(bin: &Path, root: &Path) -> Result<u16> {
+    make(bin, root)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    pg_ctl(bin, root, port, "start")?;
+    std::fs::write(root.join("port"), port.to_string())?;
+    Ok(port)
+}
+
+/// `pg_ctl start` or `restart` of the cluster in `root` on `port`, waiting until it accepts
+/// connections.
+fn pg_ctl(bin: &Path, root: &Path, port: u16, action: &str) -> Result<()> {
+    run(
+        is_root(),
+        Command::new(bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(root.join("data"))
+            .arg("-l")
+            .arg(root.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
+                root.display()
+            ))
+            .args(["-m", "fast", "-w", "-t", "60", action]),
+    )
+    .with_context(|| {
+        format!(
+            "{action} of the test cluster (its log: {})",
+            root.join("log").display()
+        )
+    })
+}
+
+/// Makes a fresh cluster in `root` (removing what an earlier run left there).
+fn make(bin: &Path, root: &Path) -> Result<()> {
     let as_root = is_root();
     if root.exists() {
         // A cluster from an earlier run that is no longer running (a reboot): start afresh.
@@ -132,32 +169,7 @@ fn start(bin: &Path, root: &Path) -> Result<u16> {
         ]),
     )
     .context("initdb")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    run(
-        as_root,
-        Command::new(bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(root.join("log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
-                root.display()
-            ))
-            .args(["-w", "-t", "60", "start"]),
-    )
-    .with_context(|| {
-        format!(
-            "starting the test cluster (its log: {})",
-            root.join("log").display()
-        )
-    })?;
-    std::fs::write(root.join("port"), port.to_string())?;
-    Ok(port)
+    Ok(())
 }
 
 fn is_root() -> bool {
@@ -197,6 +209,65 @@ fn run(as_root: bool, command: &mut Command) -> Result<()> {
         bail!("{:?} failed ({status}): {text}", command.get_program());
     }
     Ok(())
+}
+
+/// A PostgreSQL cluster of one test's own, which the test may restart (the shared server may
+/// not be: other tests use it at the same time). Made with the machine's binaries, as the
+/// shared one is (`COSELL_TEST_POSTGRES_URL` does not apply), in a fresh directory, stopped and
+/// removed when dropped.
+pub struct OwnCluster {
+    /// The URL of its administrative database.
+    pub url: String,
+    bin: PathBuf,
+    root: PathBuf,
+    port: u16,
+}
+
+impl OwnCluster {
+    /// Makes and starts the cluster (panics, saying what is missing, when it cannot).
+    pub fn start() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let started = binaries().and_then(|bin| {
+            let root = base_dir().join(format!(
+                "cosell-own-postgres-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let port = start(&bin, &root)?;
+            Ok(Self {
+                url: url(port),
+                bin,
+                root,
+                port,
+            })
+        });
+        started.unwrap_or_else(|e| {
+            panic!(
+                "this test restarts a PostgreSQL cluster of its own, made with the machine's \
+                 PostgreSQL binaries (`apt-get install postgresql`, or \
+                 COSELL_TEST_POSTGRES_BIN=<dir of initdb and pg_ctl>): {e:#}"
+            )
+        })
+    }
+
+    /// Restarts the server (a fast shutdown: every session is ended, as at an operator's
+    /// restart or a failover) and waits until it accepts connections again.
+    pub fn restart(&self) -> Result<()> {
+        pg_ctl(&self.bin, &self.root, self.port, "restart")
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = run(
+            is_root(),
+            Command::new(self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.root.join("data"))
+                .args(["-m", "immediate", "stop"]),
+        );
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 /// A schema of its own on the test server, dropped with this value.

@@ -1,0 +1,337 @@
+//! The scale-out drill (docs/scale-out.md): three `cosell serve` replicas on one PostgreSQL
+//! behind HAProxy, the emulators sending 5,000 changes from both sides (webhooks, and the
+//! pollers as the safety net), while a random replica is killed (SIGKILL) about every 10 s,
+//! the leader at least twice, and started again a moment later; in the middle, a deploy on one
+//! replica and a rollback on another, and a restart of the PostgreSQL server.
+//!
+//! Verdict: no change lost, no referral, opportunity, account or contact created twice (the
+//! reliability drills' workload and verdict, `support::drill`), every replica serving the
+//! same version within 1 s of the deploy and of the rollback, and after each death of the
+//! leader the pollers running again (on another replica) within 10 s.
+//!
+//! The state is a PostgreSQL cluster of the drill's own (it restarts it; other tests share the
+//! common one). `COSELL_DRILL_CHANGES` sends fewer (or more) changes, for a quick look while
+//! working on it. The drill is `#[ignore]`d, so `cargo nextest run` stays quick; `make test`
+//! (and so CI) runs it with `--run-ignored all`.
+
+mod support;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::backend::Backend;
+use support::drill::Drill;
+use support::sync_env::{Options, SyncEnv};
+use support::{Admin, TOKEN, guest, with_custom_section};
+
+/// The seed of the workload and of the kills: a failure can be replayed.
+const SEED: u64 = 0x5ca1e0;
+
+/// How many changes the drill sends, unless `COSELL_DRILL_CHANGES` says otherwise.
+const CHANGES: usize = 5_000;
+
+/// How many replicas run.
+const REPLICAS: usize = 3;
+
+/// The rate the changes are sent at, per second (open loop: whether the earlier ones landed
+/// or not).
+const RATE: f64 = 25.0;
+
+/// The step deployed on one replica and rolled back on another.
+const STEP: &str = "referral-to-opportunity";
+
+/// The cursor the leader's Dataverse poller saves at every round it completes.
+const DATAVERSE_POLLED_AT: &str = "dataverse-opportunity-delta-at";
+
+/// Quick retries, and the periodic deployment check of a production replica.
+const HOST_SETTINGS: &str = "[sync]\nretry_base_ms = 200\nmax_attempts = 20\n";
+
+/// What the chaos did, and what it measured.
+#[derive(Default)]
+struct Chaos {
+    /// Kills, with whether the victim led.
+    kills: Vec<(usize, bool)>,
+    /// After each death of the leader: how long until another replica's pollers had run a
+    /// round (measured in tasks of their own, collected at the end).
+    takeovers: Vec<tokio::task::JoinHandle<Duration>>,
+    /// How long every replica took to serve the deployed, then the rolled-back, version, and
+    /// on which replica it was made.
+    swaps: Vec<(Milestone, usize, Duration)>,
+}
+
+/// What happens at a point of the drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Milestone {
+    /// A new version of [`STEP`] deployed on one replica.
+    Deploy,
+    /// [`STEP`] rolled back on another replica.
+    Rollback,
+    /// The PostgreSQL server restarted.
+    RestartDatabase,
+}
+
+/// The time until the next kill: about 10 s.
+fn kill_gap(rng: &mut StdRng) -> Duration {
+    Duration::from_millis(rng.random_range(8_000..12_000))
+}
+
+/// A client of replica `i`'s own admin API.
+fn replica_admin(env: &SyncEnv, i: usize) -> Admin {
+    Admin {
+        base: env.hosts.admin_url(i),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    }
+}
+
+/// Whether replica `i` says it leads (`false` when it does not answer: it may be starting).
+async fn leads(env: &SyncEnv, i: usize) -> bool {
+    let admin = replica_admin(env, i);
+    let Ok(response) = admin
+        .http
+        .get(format!("{}/healthz", admin.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let body: Value = response.json().await.unwrap_or_default();
+    body["leader"].as_bool() == Some(true)
+}
+
+/// The running replica that leads now, if one does.
+async fn leader(env: &SyncEnv) -> Option<usize> {
+    for i in 0..env.hosts.len() {
+        if env.hosts.is_running(i) && leads(env, i).await {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// A task answering how long after `since` the pollers completed a round that began after it
+/// (the Dataverse poller's cursor is the time its round began); gives up after 60 s.
+fn pollers_back(env: &SyncEnv, since: Instant) -> tokio::task::JoinHandle<Duration> {
+    let store = env.state_store().sync;
+    let wall = chrono::Utc::now();
+    tokio::spawn(async move {
+        loop {
+            let polled = tokio::task::block_in_place(|| store.cursor(DATAVERSE_POLLED_AT))
+                .ok()
+                .flatten()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+            if polled.is_some_and(|t| t > wall) || since.elapsed() > Duration::from_secs(60) {
+                return since.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+impl Chaos {
+    /// Kills a replica (the leader on every other kill until it has died twice, else one at
+    /// random among those running); answers which, to be started again later.
+    async fn kill(&mut self, env: &mut SyncEnv, rng: &mut StdRng) -> usize {
+        let leader_kills = self.kills.iter().filter(|(_, led)| *led).count();
+        let leader = leader(env).await;
+        let running: Vec<usize> = (0..env.hosts.len())
+            .filter(|&i| env.hosts.is_running(i))
+            .collect();
+        let victim = match leader {
+            Some(l) if leader_kills < 2 && self.kills.len() % 2 == 0 => l,
+            _ => running[rng.random_range(0..running.len())],
+        };
+        env.hosts.kill(victim);
+        let led = leader == Some(victim);
+        if led {
+            self.takeovers.push(pollers_back(env, Instant::now()));
+        }
+        self.kills.push((victim, led));
+        victim
+    }
+
+    /// Deploys a new version of [`STEP`] (the same mapping, another content hash) on replica
+    /// `on`, or rolls it back there, and answers how long until every replica served it.
+    async fn swap(&mut self, env: &SyncEnv, what: Milestone, on: usize) {
+        let admin = replica_admin(env, on);
+        let (status, body) = match what {
+            Milestone::Deploy => {
+                let wasm = with_custom_section(
+                    &guest("referral_to_opportunity.wasm"),
+                    "scale-out-drill",
+                    b"2",
+                );
+                admin.deploy(STEP, wasm).await
+            }
+            _ => admin.rollback(STEP, None).await,
+        };
+        assert_eq!(status, 200, "{what:?} on replica {on}: {body}");
+        let version = body["version"].as_str().unwrap().to_owned();
+        let started = Instant::now();
+        let replicas: Vec<Admin> = (0..env.hosts.len())
+            .map(|i| replica_admin(env, i))
+            .collect();
+        loop {
+            let mut serving = 0;
+            for replica in &replicas {
+                if replica.active_version(STEP).await == version {
+                    serving += 1;
+                }
+            }
+            if serving == replicas.len() || started.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.swaps.push((what, on, started.elapsed()));
+    }
+}
+
+/// How many changes to send.
+fn changes() -> usize {
+    std::env::var("COSELL_DRILL_CHANGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CHANGES)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a drill of several minutes: make test runs it"]
+async fn replicas_killed_at_random_lose_nothing_and_agree_on_every_deployment() {
+    let changes = changes();
+    let options = Options {
+        extra: HOST_SETTINGS.into(),
+        poll_secs: 1,
+        bound: Duration::from_secs(1_500),
+        backend: Backend::OwnPostgres,
+        replicas: REPLICAS,
+        ..Options::default()
+    };
+    SyncEnv::run_with(options, |mut env| async move {
+        let mut drill = Drill::new(&env, SEED).await;
+        let mut rng = StdRng::seed_from_u64(SEED);
+        let mut chaos = Chaos::default();
+        let started = Instant::now();
+        let mut next_kill = started + kill_gap(&mut rng);
+        let mut restarts: Vec<(usize, Instant)> = Vec::new();
+        // Milestones, by changes sent: the deploy, the rollback, the database's restart.
+        let mut milestones = vec![
+            (changes * 3 / 10, Milestone::Deploy),
+            (changes / 2, Milestone::Rollback),
+            (changes * 7 / 10, Milestone::RestartDatabase),
+        ]
+        .into_iter()
+        .peekable();
+        let mut database_back = None;
+        while drill.sent.total() < changes {
+            drill.step(&env).await;
+            // Open loop at RATE: changes are made on schedule.
+            let due = started + Duration::from_secs_f64(drill.sent.total() as f64 / RATE);
+            tokio::time::sleep_until(due.into()).await;
+
+            // Killed replicas start again 1-4 s after their death.
+            restarts.retain(|&(i, at)| {
+                let due = Instant::now() >= at;
+                if due {
+                    env.hosts.spawn(i);
+                }
+                !due
+            });
+            if Instant::now() >= next_kill {
+                let victim = chaos.kill(&mut env, &mut rng).await;
+                let back = Instant::now() + Duration::from_millis(rng.random_range(1_000..4_000));
+                restarts.push((victim, back));
+                next_kill = Instant::now() + kill_gap(&mut rng);
+            }
+            let Some((_, milestone)) =
+                milestones.next_if(|(at, _)| drill.sent.total() >= *at)
+            else {
+                continue;
+            };
+            match milestone {
+                Milestone::Deploy | Milestone::Rollback => {
+                    // Every replica up, so each one's switch is measured.
+                    for (i, _) in restarts.drain(..) {
+                        env.hosts.spawn(i);
+                    }
+                    for i in 0..env.hosts.len() {
+                        env.hosts.until_healthy(i, Duration::from_secs(60)).await;
+                    }
+                    let on = rng.random_range(0..REPLICAS);
+                    // The rollback on another replica than the deploy.
+                    let on = match (milestone, chaos.swaps.first()) {
+                        (Milestone::Rollback, Some(&(_, deployed_on, _))) if deployed_on == on => {
+                            (on + 1) % REPLICAS
+                        }
+                        _ => on,
+                    };
+                    chaos.swap(&env, milestone, on).await;
+                    next_kill = Instant::now() + kill_gap(&mut rng);
+                }
+                Milestone::RestartDatabase => {
+                    let restarting = Instant::now();
+                    tokio::task::block_in_place(|| env.restart_state_server());
+                    database_back = Some(pollers_back(&env, restarting));
+                }
+            }
+        }
+        let sending = started.elapsed();
+        for (i, _) in restarts.drain(..) {
+            env.hosts.spawn(i);
+        }
+        let settled = drill.settle(&env, Duration::from_secs(600)).await;
+        let mut takeovers = Vec::new();
+        for takeover in chaos.takeovers.drain(..) {
+            takeovers.push(takeover.await.unwrap());
+        }
+        let database_back = match database_back {
+            Some(back) => Some(back.await.unwrap()),
+            None => None,
+        };
+        let leader_kills = chaos.kills.iter().filter(|(_, led)| *led).count();
+        println!(
+            "scale-out drill: {} in {:.0} s over {REPLICAS} replicas; {} SIGKILLs ({leader_kills} \
+             of the leader); pollers back after each leader death: {takeovers:?}; every replica \
+             serving the new version: {:?}; PostgreSQL restarted, pollers back after {:?}; {settled}",
+            drill.sent,
+            sending.as_secs_f64(),
+            chaos.kills.len(),
+            chaos.swaps,
+            database_back,
+        );
+        let log = env.keep_host_log("scale-out-drill");
+        assert!(
+            settled.clean(),
+            "{:#?}\n{}\nhost logs: {}",
+            settled.verdict,
+            settled.queue,
+            log.display()
+        );
+        assert!(drill.sent.total() >= changes, "{}", drill.sent);
+        assert!(leader_kills >= 2, "the leader was killed {leader_kills} times");
+        for took in &takeovers {
+            assert!(
+                *took <= Duration::from_secs(10),
+                "the pollers ran again {took:?} after the leader's death: {takeovers:?}"
+            );
+        }
+        assert_eq!(chaos.swaps.len(), 2, "a deploy and a rollback");
+        for (what, on, took) in &chaos.swaps {
+            assert!(
+                *took <= Duration::from_secs(1),
+                "every replica served the version of the {what:?} on replica {on} only after \
+                 {took:?}"
+            );
+        }
+        let database_back = database_back.expect("PostgreSQL was restarted");
+        assert!(
+            database_back <= Duration::from_secs(10),
+            "the pollers ran again {database_back:?} after PostgreSQL's restart"
+        );
+    })
+    .await;
+}
