@@ -160,15 +160,9 @@ impl PgStore {
             .map_err(|_| anyhow!("this store joined as two replicas at once"))
     }
 
-    /// The replica this store claims as, if named, and whether its liveness lock is held
-    /// right now.
-    pub(super) fn claimer(&self) -> Option<(&str, bool)> {
-        self.claimer.get().map(|c| {
-            (
-                c.id.as_str(),
-                c.alive.load(std::sync::atomic::Ordering::SeqCst),
-            )
-        })
+    /// The replica this store claims as, if named, and what it may claim now.
+    pub(super) fn claimer(&self) -> Option<(&str, liveness::Standing)> {
+        self.claimer.get().map(|c| (c.id.as_str(), c.standing()))
     }
 
     /// Runs `job` on the store's runtime; waits for its result.

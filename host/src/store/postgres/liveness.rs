@@ -17,6 +17,14 @@
 //!   starting replica believe its id is taken, and never leaves a lock behind on a pooled
 //!   connection if the claim fails half way (as `pg_try_advisory_lock` on the claimer's key
 //!   would risk).
+//! - Only a replica that has held its own lock for [`JUDGE_AFTER`] judges the others: when
+//!   the server restarts (or fails over) every session ends at once, so for a moment no
+//!   replica holds its lock, although all of them live and run events. Each notices within a
+//!   second and takes its lock back; one that judged the others in between would take back
+//!   every running event, and another replica it too, many times over. Until then, only
+//!   expired leases are taken back. Each claim also checks, in its own transaction, that the
+//!   claimer's lock is held (not only that it was at the last check), so no claim is made
+//!   that the others would see as abandoned.
 //! - The connection is the store's own, not the leader's: leadership is given up at the
 //!   first doubt (a check slower than 3 s), which is safe for the pollers but would make the
 //!   other replicas run again every event this one is still running. Here a lost connection
@@ -27,9 +35,8 @@
 
 use super::driver::Connector;
 use anyhow::{Context as _, Result, bail};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 /// The first key of every liveness lock: "cosl".
@@ -39,30 +46,73 @@ pub(super) const CLASS: i32 = 0x636f_736c;
 const CHECK: Duration = Duration::from_secs(1);
 /// How long a check may take before the connection is taken as lost.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a replica holds its lock before it takes the others' lack of one as death: well
+/// over the time every live replica needs to notice a restart of the server ([`CHECK`]) and
+/// take its lock back.
+pub(super) const JUDGE_AFTER: Duration = Duration::from_secs(5);
 
 /// The second key of replica `{id}`'s lock (an SQL expression).
 fn key_of(id: &str) -> String {
     format!("hashtext(current_schema() || '/' || {id})")
 }
 
+/// The condition that the replica named by SQL expression `id` holds its liveness lock now.
+fn holds_lock(id: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_locks k
+                 WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
+                   AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND k.classid::bigint = {CLASS}
+                   AND k.objid::bigint = ({key}::bigint & 4294967295))",
+        key = key_of(id)
+    )
+}
+
+/// The condition that the replica named by parameter `$1` holds its liveness lock now.
+pub(super) static CLAIMER_HOLDS_LOCK: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| holds_lock("$1::text"));
+
 /// The condition, on event alias `e` of `sync_events`, that its claimer (if recorded) holds
 /// no liveness lock in this database: it is dead, so its running event may be taken back.
 pub(super) static CLAIMER_GONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "(e.claimed_by IS NOT NULL AND NOT EXISTS (
-              SELECT 1 FROM pg_locks k
-              WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
-                AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                AND k.classid::bigint = {CLASS}
-                AND k.objid::bigint = ({key}::bigint & 4294967295)))",
-        key = key_of("e.claimed_by")
+        "(e.claimed_by IS NOT NULL AND NOT {})",
+        holds_lock("e.claimed_by")
     )
 });
 
-/// This store's claimer: its id, and whether its lock is held right now.
+/// This store's claimer: its id, and since when its lock has been held without a break.
 pub(super) struct Claimer {
     pub id: String,
-    pub alive: Arc<AtomicBool>,
+    held_since: Arc<Mutex<Option<Instant>>>,
+}
+
+/// What a claimer may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Standing {
+    /// Its lock is lost: it claims nothing.
+    Lost,
+    /// Its lock is held, for less than [`JUDGE_AFTER`]: it takes back expired leases only.
+    Held,
+    /// Its lock has been held for [`JUDGE_AFTER`]: it also takes back the events of replicas
+    /// that hold no lock.
+    Judging,
+}
+
+impl Claimer {
+    /// What this claimer may do now.
+    pub fn standing(&self) -> Standing {
+        match *self.held_since.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => Standing::Lost,
+            Some(since) if since.elapsed() >= JUDGE_AFTER => Standing::Judging,
+            Some(_) => Standing::Held,
+        }
+    }
+}
+
+/// Records whether the lock is held (from now) or lost.
+fn set_held(held_since: &Mutex<Option<Instant>>, held: bool) {
+    *held_since.lock().unwrap_or_else(|e| e.into_inner()) = held.then(Instant::now);
 }
 
 /// Takes `id`'s lock on a connection of its own (refused when another session holds it),
@@ -86,13 +136,18 @@ pub(super) async fn join(connector: Connector, id: String) -> Result<Claimer> {
             "queued again the events a previous run of this replica left running"
         );
     }
-    let alive = Arc::new(AtomicBool::new(true));
-    tokio::spawn(keep(connector, id.clone(), alive.clone(), client));
-    Ok(Claimer { id, alive })
+    let held_since = Arc::new(Mutex::new(Some(Instant::now())));
+    tokio::spawn(keep(connector, id.clone(), held_since.clone(), client));
+    Ok(Claimer { id, held_since })
 }
 
 /// Holds the lock: checks the connection, reopens a lost one and takes the lock again.
-async fn keep(connector: Connector, id: String, alive: Arc<AtomicBool>, client: Client) {
+async fn keep(
+    connector: Connector,
+    id: String,
+    held_since: Arc<Mutex<Option<Instant>>>,
+    client: Client,
+) {
     let mut client = Some(client);
     let mut warned = false;
     loop {
@@ -101,7 +156,7 @@ async fn keep(connector: Connector, id: String, alive: Arc<AtomicBool>, client: 
             match tokio::time::timeout(CHECK_TIMEOUT, held.simple_query("SELECT 1")).await {
                 Ok(Ok(_)) => continue,
                 _ => {
-                    alive.store(false, Ordering::SeqCst);
+                    set_held(&held_since, false);
                     client = None;
                     tracing::warn!(replica_id = %id, "lost the connection that proves this replica alive: it claims nothing until it is back, and the other replicas may take back the events it runs");
                 }
@@ -111,7 +166,7 @@ async fn keep(connector: Connector, id: String, alive: Arc<AtomicBool>, client: 
             Ok(again) => {
                 client = Some(again);
                 warned = false;
-                alive.store(true, Ordering::SeqCst);
+                set_held(&held_since, true);
                 tracing::info!(replica_id = %id, "this replica proves itself alive again and claims events");
             }
             Err(err) if !warned => {

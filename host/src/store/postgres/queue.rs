@@ -1,7 +1,7 @@
 //! The event queue, parked events and dead letters on PostgreSQL: the states and rules of
 //! `sqlite/queue.rs`, made safe for several replicas (see the module docs of [`super`]).
 
-use super::liveness::CLAIMER_GONE;
+use super::liveness::{CLAIMER_GONE, CLAIMER_HOLDS_LOCK, Standing};
 use super::{CLAIM_LOCK, PgStore, ms_to_text, side_of};
 use crate::store::now;
 use crate::store::sync::{
@@ -16,20 +16,23 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A running event another replica may take back: its lease ran out (its worker died or
-/// hung), or its claimer is dead (it holds no liveness lock, see [`super::liveness`]).
-static ABANDONED: LazyLock<String> =
-    LazyLock::new(|| crate::store::claim_sql::abandoned("$1", Some(CLAIMER_GONE.as_str())));
-
-/// The claim queries ([`crate::store::claim_sql`]), abandoned events as [`ABANDONED`]. Run
-/// under [`CLAIM_LOCK`], so the running events they check against include every claim
-/// committed before; the row itself is skipped when another transaction holds it.
-static CLAIM_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+/// The claim queries ([`crate::store::claim_sql`]) of a replica that judges the others
+/// ([`Standing::Judging`]): a running event is abandoned when its lease ran out or its claimer
+/// is dead (it holds no liveness lock, see [`super::liveness`]). Run under [`CLAIM_LOCK`], so
+/// the running events they check against include every claim committed before; the row itself
+/// is skipped when another transaction holds it.
+static CLAIM_SQL_JUDGING: LazyLock<[String; 2]> = LazyLock::new(|| {
     crate::store::claim_sql::claim_queries(
         "$1",
         Some(CLAIMER_GONE.as_str()),
         "FOR UPDATE OF e SKIP LOCKED",
     )
+});
+
+/// The claim queries of a replica that does not judge the others (yet, or at all): only
+/// expired leases are abandoned.
+static CLAIM_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    crate::store::claim_sql::claim_queries("$1", None, "FOR UPDATE OF e SKIP LOCKED")
 });
 
 /// The other events of running event `$1`'s record that its failed attempt stands for (see
@@ -196,20 +199,31 @@ impl PgStore {
     }
 
     pub(super) fn queue_claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
-        let claimer = match self.claimer() {
+        let (claimer, queries) = match self.claimer() {
             // Without its liveness lock, the other replicas would take back at once whatever
             // this one claimed: it waits until the lock is back.
-            Some((_, false)) => return Ok(None),
-            Some((id, true)) => Some(id.to_owned()),
-            None => None,
+            Some((_, Standing::Lost)) => return Ok(None),
+            Some((id, Standing::Held)) => (Some(id.to_owned()), &*CLAIM_SQL),
+            Some((id, Standing::Judging)) => (Some(id.to_owned()), &*CLAIM_SQL_JUDGING),
+            None => (None, &*CLAIM_SQL),
         };
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
                     .await?;
+                // The lock may have gone since the keeper last looked (a restart of the
+                // server): a claim now would look abandoned to the others.
+                if let Some(id) = &claimer {
+                    let sql = format!("SELECT {}", *CLAIMER_HOLDS_LOCK);
+                    let held: bool = tx.query_one(sql.as_str(), &[id]).await?.get(0);
+                    if !held {
+                        tx.commit().await?;
+                        return Ok(None);
+                    }
+                }
                 let mut found = None;
-                for sql in CLAIM_SQL.iter() {
+                for sql in queries.iter() {
                     found = tx.query_opt(sql.as_str(), &[&now_ms]).await?;
                     if found.is_some() {
                         break;
@@ -391,8 +405,9 @@ impl PgStore {
         .context("storing a dead letter")
     }
 
-    /// Only events whose lease ran out or whose claimer is dead: the others belong to a
-    /// replica that is alive.
+    /// Only events whose lease ran out: the others may belong to a replica that is alive
+    /// (one whose lock is missing may be taking it back after a restart of the server; the
+    /// claims of judging replicas take back the events of the dead).
     pub(super) fn queue_requeue_running(&self) -> Result<u64> {
         self.with(move |c| {
             Box::pin(async move {
@@ -401,7 +416,7 @@ impl PgStore {
                         "UPDATE sync_events e SET state = 'pending', lease_until = NULL,
                                 claimed_by = NULL
                          WHERE {}",
-                        *ABANDONED
+                        crate::store::claim_sql::abandoned("$1", None)
                     ),
                     &[&now_ms()],
                 )
