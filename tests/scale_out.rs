@@ -308,15 +308,19 @@ async fn replicas_killed_at_random_lose_nothing_and_agree_on_every_deployment() 
             None => None,
         };
         let leader_kills = chaos.kills.iter().filter(|(_, led)| *led).count();
+        let dataverse = env.dv.service_protection();
         println!(
             "scale-out drill: {} in {:.0} s over {REPLICAS} replicas; {} SIGKILLs ({leader_kills} \
              of the leader); pollers back after each leader death: {takeovers:?}; every replica \
-             serving the new version: {:?}; PostgreSQL restarted, pollers back after {:?}; {settled}",
+             serving the new version: {:?}; PostgreSQL restarted, pollers back after {:?}; {settled}; \
+             Dataverse requests (host and seller): {} admitted, {} refused",
             drill.sent,
             sending.as_secs_f64(),
             chaos.kills.len(),
             chaos.swaps,
             database_back,
+            dataverse.admitted,
+            dataverse.refused,
         );
         let log = env.keep_host_log("scale-out-drill");
         assert!(

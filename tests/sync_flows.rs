@@ -127,7 +127,12 @@ async fn flow1_a_crm_opportunity_becomes_a_referral_and_its_id_comes_back(backen
             |r: &Value| r["engagementId"] == engagement && r["target"].to_string().contains("msft");
         env.wait_referral("the share with Microsoft", is_microsoft_half)
             .await;
-        let microsoft_half = env.pc.referrals().iter().filter(|r| is_microsoft_half(r)).count();
+        let microsoft_half = env
+            .pc
+            .referrals()
+            .iter()
+            .filter(|r| is_microsoft_half(r))
+            .count();
         assert_eq!(
             microsoft_half, 1,
             "the co-sell referral is shared with Microsoft once, in a second step"

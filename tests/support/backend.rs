@@ -46,7 +46,10 @@ impl TestState {
     }
 
     /// Restarts the state's PostgreSQL server (only a [`Backend::OwnPostgres`] may be).
-    #[allow(dead_code, reason = "used by some of the test binaries sharing this module")]
+    #[allow(
+        dead_code,
+        reason = "used by some of the test binaries sharing this module"
+    )]
     pub fn restart_server(&self) {
         let own = self
             .own

@@ -159,7 +159,11 @@ impl SyncEnv {
         let webhooks_url = format!("http://127.0.0.1:{webhooks_port}");
         let admin_url = format!("http://127.0.0.1:{admin_port}");
         let hosts = if options.replicas > 1 {
-            assert_ne!(options.backend, Backend::Sqlite, "replicas share a PostgreSQL state");
+            assert_ne!(
+                options.backend,
+                Backend::Sqlite,
+                "replicas share a PostgreSQL state"
+            );
             Hosts::replicas(
                 dir.path(),
                 &config_path,

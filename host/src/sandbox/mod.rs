@@ -18,10 +18,10 @@ mod manifest;
 mod replica_set;
 pub mod wiring;
 
+pub use balancer::{Backend as BalancedReplica, find as find_haproxy, render as haproxy_config};
 pub use manifest::{
     BalancerEndpoints, HostEndpoints, ReplicaEndpoints, SandboxManifest, ServiceEndpoints,
 };
-pub use balancer::{Backend as BalancedReplica, find as find_haproxy, render as haproxy_config};
 pub use replica_set::{ReplicaOptions, replica_config};
 
 use manifest::AppIdentity;

@@ -156,7 +156,8 @@ fn now_ms() -> i64 {
 const LONG_LEASE: i64 = 300_000;
 
 /// A replica that dies (its process ends: its connections close) leaves its running event to
-/// the others at once, not when its five-minute lease runs out; the event of a replica that
+/// the others at once (to those that have held their own lock for `JUDGE_AFTER`), not when
+/// its five-minute lease runs out; the event of a replica that
 /// lives is never taken, whichever of the two claimed it.
 #[test]
 fn a_dead_replicas_running_event_is_taken_back_at_once_and_a_live_ones_never() {
@@ -198,6 +199,44 @@ fn a_dead_replicas_running_event_is_taken_back_at_once_and_a_live_ones_never() {
         store.texts("SELECT claimed_by FROM sync_events WHERE state = 'running'"),
         ["b"]
     );
+}
+
+/// A replica whose liveness lock is new (it just started, or took its lock back after a
+/// restart of the server, when every replica lost its lock at once and the others may not
+/// have theirs back yet) takes no other replica's running event for the lack of a lock: only
+/// once it has held its own for `JUDGE_AFTER`.
+#[test]
+fn a_replica_whose_lock_is_new_does_not_judge_the_others_yet() {
+    use super::liveness::JUDGE_AFTER;
+    let store = TestStore::new(Backend::Postgres);
+    let a = replica(&store, "a");
+    event(&store, "x");
+    let running = a.claim(now_ms(), LONG_LEASE).unwrap().unwrap();
+    drop(a);
+    let b = replica(&store, "b");
+    let joined = std::time::Instant::now();
+    // A lock-less claimer is all b sees; for JUDGE_AFTER it may be a live replica that has
+    // not taken its lock back yet.
+    while joined.elapsed() < JUDGE_AFTER - std::time::Duration::from_millis(500) {
+        assert!(
+            b.claim(now_ms(), LONG_LEASE).unwrap().is_none(),
+            "taken {:?} after b took its lock",
+            joined.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let deadline = joined + JUDGE_AFTER + std::time::Duration::from_secs(5);
+    let taken = loop {
+        if let Some(taken) = b.claim(now_ms(), LONG_LEASE).unwrap() {
+            break taken;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead replica's event was not taken back once b judged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(taken.id, running.id);
 }
 
 /// Two live replicas under one id would each take the other for alive: the second is refused
