@@ -5,7 +5,7 @@
 //! and start it again while the others go on.
 
 use super::TOKEN;
-use super::sync_env::wait_until;
+use super::sync_env::answers;
 use cosell::sandbox::{BalancedReplica, find_haproxy, haproxy_config, replica_config};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -187,15 +187,11 @@ impl Hosts {
         let host = &self.hosts[i];
         for addr in [host.admin, host.webhooks] {
             let url = format!("http://{addr}/healthz");
-            let ready = wait_until(limit, || async {
-                reqwest::get(&url)
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            })
-            .await;
-            assert!(ready.is_some(), "host {i} did not come up: {}", self.log());
+            assert!(
+                answers(&url, limit).await,
+                "host {i} did not come up: {}",
+                self.log()
+            );
         }
     }
 

@@ -292,16 +292,8 @@ impl SyncEnv {
             format!("{}/healthz", self.admin_url),
             format!("{}/healthz", self.webhooks_url),
         ] {
-            let ready = wait_until(Duration::from_secs(60), || async {
-                reqwest::get(&url)
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            })
-            .await;
             assert!(
-                ready.is_some(),
+                answers(&url, Duration::from_secs(60)).await,
                 "the host did not come up: {}",
                 self.host_log()
             );
@@ -499,6 +491,19 @@ impl Drop for SyncEnv {
     fn drop(&mut self) {
         self.kill_host();
     }
+}
+
+/// Whether `url` answers a GET with a success within `limit` (asked every 50 ms).
+pub async fn answers(url: &str, limit: Duration) -> bool {
+    let ready = wait_until(limit, || async {
+        reqwest::get(url)
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    ready.is_some()
 }
 
 /// Polls `probe` every 50 ms until it answers `Some`, or `limit` passes.

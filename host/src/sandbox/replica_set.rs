@@ -103,25 +103,8 @@ impl ReplicaSet {
 
     /// Waits until a request through the balancer's admin frontend reaches a replica.
     async fn until_balanced(&self) -> Result<()> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?;
         let url = format!("http://{}/healthz", self.admin);
-        let started = Instant::now();
-        loop {
-            if self.balancer.has_exited() {
-                bail!("it exited");
-            }
-            if let Ok(response) = http.get(&url).send().await
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("{url} did not answer within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        until_answers(&url, &self.balancer, Duration::from_secs(30)).await
     }
 
     /// The replicas and the balancer, for the manifest.
@@ -304,22 +287,28 @@ async fn start_one(
 
 /// Waits until `replica` answers `/healthz` with 200.
 async fn until_healthy(replica: &Replica) -> Result<()> {
+    let url = format!("http://{}/healthz", replica.admin);
+    until_answers(&url, &replica.process, START_LIMIT).await
+}
+
+/// Waits until `url`, served by `process`, answers 200 (asked every 200 ms); fails when the
+/// process exits first or `limit` passes.
+async fn until_answers(url: &str, process: &Supervised, limit: Duration) -> Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let url = format!("http://{}/healthz", replica.admin);
     let started = Instant::now();
     loop {
-        if replica.process.has_exited() {
+        if process.has_exited() {
             bail!("it exited");
         }
-        if let Ok(response) = http.get(&url).send().await
+        if let Ok(response) = http.get(url).send().await
             && response.status().is_success()
         {
             return Ok(());
         }
-        if started.elapsed() > START_LIMIT {
-            bail!("{url} did not answer within {START_LIMIT:?}");
+        if started.elapsed() > limit {
+            bail!("{url} did not answer within {limit:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
