@@ -87,11 +87,7 @@ async fn run_backend(args: &BackendsArgs, name: &str, state: StateBackend) -> Re
         "backends: {name}: {} changes/s for {} s…",
         args.rate, args.seconds
     );
-    let latency = measure(
-        &env,
-        &shape("latency", args.rate, args.seconds as f64, 60),
-    )
-    .await?;
+    let latency = measure(&env, &shape("latency", args.rate, args.seconds as f64, 60)).await?;
     let p = latency.outcome.latency_ms();
     eprintln!(
         "backends: {name}: p50 {:.1} ms, p99 {:.1} ms, host CPU {:.2} ms/change, {} missing",
@@ -150,10 +146,7 @@ pub async fn run(args: &BackendsArgs) -> Result<FigureResults> {
     let postgres = run_backend(args, "PostgreSQL", StateBackend::Postgres(database)).await?;
 
     let (s, p) = (&sqlite.saturated, &postgres.saturated);
-    let (s_rate, p_rate) = (
-        s.outcome.landed_per_second(),
-        p.outcome.landed_per_second(),
-    );
+    let (s_rate, p_rate) = (s.outcome.landed_per_second(), p.outcome.landed_per_second());
     let (s_lat, p_lat) = (
         sqlite.latency.outcome.latency_ms(),
         postgres.latency.outcome.latency_ms(),
@@ -214,7 +207,10 @@ pub async fn run(args: &BackendsArgs) -> Result<FigureResults> {
                 ),
             ),
             Row::info(
-                format!("host CPU per change at {} changes/s: SQLite / PostgreSQL", args.rate),
+                format!(
+                    "host CPU per change at {} changes/s: SQLite / PostgreSQL",
+                    args.rate
+                ),
                 pair(sqlite.latency.cpu.host, postgres.latency.cpu.host, "ms"),
                 server_cpu(&postgres.latency.cpu),
             ),

@@ -72,7 +72,8 @@ impl CpuMeter {
 
     /// The CPU time spent since [`start`](Self::start), per change of `changes`.
     pub fn per_change(&self, env: &BenchEnv, changes: usize) -> Result<CpuPerChange> {
-        let per_change = |before: f64, after: f64| (after - before) * 1000.0 / changes.max(1) as f64;
+        let per_change =
+            |before: f64, after: f64| (after - before) * 1000.0 / changes.max(1) as f64;
         let database = env.database.as_ref().and_then(|d| d.server_cpu_seconds());
         Ok(CpuPerChange {
             host: per_change(self.host, cpu_seconds(env.host_pid())?),
