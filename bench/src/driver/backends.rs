@@ -2,9 +2,10 @@
 //! its state in a SQLite file, then against one keeping it in PostgreSQL, side by side in one
 //! run (same machine, same settings, a fresh environment each).
 //!
-//! For each backend, after a warm-up: first end-to-end latency at a moderate rate the machine
-//! carries (open loop, as figure 5), then throughput: a fixed number of changes offered far
-//! faster than the host lands them (a saturating open loop: the backlog builds in the Partner
+//! For each backend, after a warm-up: the CPU time spent idle (paid per second, not per
+//! change), then end-to-end latency at a moderate rate the machine carries (open loop, as
+//! figure 5), then throughput: a fixed number of changes offered far faster than the host
+//! lands them (a saturating open loop: the backlog builds in the Partner
 //! Center emulator's webhook deliveries and the host's queue), timed from the first change
 //! offered to the last one landing in Dataverse. Each phase reports the CPU time per change of
 //! the host process, of the emulators (this process) and, on PostgreSQL, of the database
@@ -16,7 +17,7 @@
 
 use super::env::{BenchEnv, EnvOptions, StateBackend};
 use super::latency::unthrottled_dataverse;
-use super::measure::{CpuMeter, CpuPerChange, warm_up};
+use super::measure::{Cpu, CpuMeter, idle_cpu_per_second, warm_up};
 use super::postgres::BenchDatabase;
 use super::workload::{self, Workload, WorkloadOutcome};
 use anyhow::{Result, bail};
@@ -46,14 +47,19 @@ pub struct BackendsArgs {
     pub update_share: f64,
 }
 
+/// How long each backend's idle CPU is measured, after the warm-up.
+const IDLE_SECONDS: u64 = 5;
+
 /// One measured phase on one backend.
 struct Phase {
     outcome: WorkloadOutcome,
-    cpu: CpuPerChange,
+    cpu: Cpu,
 }
 
-/// Both phases on one backend.
+/// Both phases on one backend, and what it costs idle.
 struct BackendRun {
+    /// CPU milliseconds per second with no load.
+    idle: Cpu,
     latency: Phase,
     saturated: Phase,
 }
@@ -75,6 +81,7 @@ async fn run_backend(args: &BackendsArgs, name: &str, state: StateBackend) -> Re
     })
     .await?;
     warm_up(&env).await?;
+    let idle = idle_cpu_per_second(&env, IDLE_SECONDS).await?;
     let shape = |run: &str, rate: f64, seconds: f64, drain: u64| Workload {
         rate,
         duration: Duration::from_secs_f64(seconds),
@@ -118,7 +125,11 @@ async fn run_backend(args: &BackendsArgs, name: &str, state: StateBackend) -> Re
             args.offer_rate
         );
     }
-    Ok(BackendRun { latency, saturated })
+    Ok(BackendRun {
+        idle,
+        latency,
+        saturated,
+    })
 }
 
 /// `a / b` of a measure on SQLite and PostgreSQL.
@@ -127,7 +138,7 @@ fn pair(sqlite: f64, postgres: f64, unit: &str) -> String {
 }
 
 /// The PostgreSQL server's CPU per change, or why there is none.
-fn server_cpu(cpu: &CpuPerChange) -> String {
+fn server_cpu(cpu: &Cpu) -> String {
     cpu.database.map_or_else(
         || "server CPU not measured (not on this machine)".into(),
         |ms| format!("+ PostgreSQL server {} ms", short(ms)),
@@ -171,7 +182,7 @@ pub async fn run(args: &BackendsArgs) -> Result<FigureResults> {
         figure: 8,
         title: "PostgreSQL vs SQLite, one replica".into(),
         method: format!(
-            "one host per backend, same workload, one after the other in one run: SQLite = a file on the machine's disk; PostgreSQL = {settings}, a schema of the tests' server, on the same machine; after a warm-up, {} changes at {} /s open loop (latency, as figure 5), then {} changes offered at {} /s (saturating open loop): changes/s = changes landed ÷ (first offered → last landed in the Dataverse emulator); CPU = process CPU time ÷ changes; 200 customers, {}% updates; host with default settings, pollers off; Dataverse limits raised",
+            "one host per backend, same workload, one after the other in one run: SQLite = a file on the machine's disk; PostgreSQL = {settings}, a schema of the tests' server, on the same machine; after a warm-up, {IDLE_SECONDS} s idle, {} changes at {} /s open loop (latency, as figure 5), then {} changes offered at {} /s (saturating open loop): changes/s = changes landed ÷ (first offered → last landed in the Dataverse emulator); CPU = process CPU time ÷ changes; 200 customers, {}% updates; host with default settings, pollers off; Dataverse limits raised",
             sqlite.latency.outcome.changes(),
             args.rate,
             args.changes,
@@ -213,6 +224,14 @@ pub async fn run(args: &BackendsArgs) -> Result<FigureResults> {
                 ),
                 pair(sqlite.latency.cpu.host, postgres.latency.cpu.host, "ms"),
                 server_cpu(&postgres.latency.cpu),
+            ),
+            Row::info(
+                "CPU idle, host: SQLite / PostgreSQL",
+                pair(sqlite.idle.host, postgres.idle.host, "ms/s"),
+                postgres.idle.database.map_or_else(
+                    || "server CPU not measured (not on this machine)".into(),
+                    |ms| format!("+ PostgreSQL server {} ms/s", short(ms)),
+                ),
             ),
             Row::judged(
                 "changes not landed / creates written twice: SQLite; PostgreSQL",

@@ -1,6 +1,6 @@
 //! What the load figures (5 and 8) share around a workload: the warm-up before anything is
-//! measured, and the CPU time each side spends per change (the host, the emulators in this
-//! process, and a PostgreSQL server when the host keeps its state in one).
+//! measured, and the CPU time each side spends, per change or idle per second (the host, the
+//! emulators in this process, and a PostgreSQL server when the host keeps its state in one).
 
 use super::env::BenchEnv;
 use super::procfs::cpu_seconds;
@@ -35,9 +35,9 @@ pub async fn warm_up(env: &BenchEnv) -> Result<()> {
     Ok(())
 }
 
-/// CPU time per change, in milliseconds, by who spent it.
+/// CPU time in milliseconds by who spent it, in all or per change (or per second).
 #[derive(Debug, Clone, Copy)]
-pub struct CpuPerChange {
+pub struct Cpu {
     /// The `cosell serve` process.
     pub host: f64,
     /// This process: both emulators (and the driver's bookkeeping, a small part).
@@ -46,8 +46,18 @@ pub struct CpuPerChange {
     pub database: Option<f64>,
 }
 
-impl CpuPerChange {
-    /// Cores busy at `rate` changes per second.
+impl Cpu {
+    /// Each share divided by `n` (changes, or seconds).
+    pub fn per(&self, n: f64) -> Cpu {
+        let n = n.max(1e-9);
+        Cpu {
+            host: self.host / n,
+            emulators: self.emulators / n,
+            database: self.database.map(|ms| ms / n),
+        }
+    }
+
+    /// Cores busy at `rate` changes per second, for CPU per change.
     pub fn cores_at(&self, rate: f64) -> f64 {
         (self.host + self.emulators + self.database.unwrap_or(0.0)) * rate / 1000.0
     }
@@ -70,15 +80,27 @@ impl CpuMeter {
         })
     }
 
-    /// The CPU time spent since [`start`](Self::start), per change of `changes`.
-    pub fn per_change(&self, env: &BenchEnv, changes: usize) -> Result<CpuPerChange> {
-        let per_change =
-            |before: f64, after: f64| (after - before) * 1000.0 / changes.max(1) as f64;
+    /// The CPU time spent since [`start`](Self::start).
+    pub fn spent(&self, env: &BenchEnv) -> Result<Cpu> {
+        let ms = |before: f64, after: f64| (after - before) * 1000.0;
         let database = env.database.as_ref().and_then(|d| d.server_cpu_seconds());
-        Ok(CpuPerChange {
-            host: per_change(self.host, cpu_seconds(env.host_pid())?),
-            emulators: per_change(self.emulators, cpu_seconds(std::process::id())?),
-            database: self.database.zip(database).map(|(b, a)| per_change(b, a)),
+        Ok(Cpu {
+            host: ms(self.host, cpu_seconds(env.host_pid())?),
+            emulators: ms(self.emulators, cpu_seconds(std::process::id())?),
+            database: self.database.zip(database).map(|(b, a)| ms(b, a)),
         })
     }
+
+    /// The CPU time spent since [`start`](Self::start), per change of `changes`.
+    pub fn per_change(&self, env: &BenchEnv, changes: usize) -> Result<Cpu> {
+        Ok(self.spent(env)?.per(changes as f64))
+    }
+}
+
+/// The CPU time per second everything spends with no load at all, over `seconds` (work
+/// that is paid per second, not per change: timers, checks, a database server's own).
+pub async fn idle_cpu_per_second(env: &BenchEnv, seconds: u64) -> Result<Cpu> {
+    let meter = CpuMeter::start(env)?;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    Ok(meter.spent(env)?.per(seconds as f64))
 }

@@ -23,9 +23,10 @@ impl BenchDatabase {
         let schema = tokio::task::spawn_blocking(TestSchema::try_new)
             .await?
             .context(
-                "the PostgreSQL half of this benchmark needs a PostgreSQL server: set \
-                 COSELL_TEST_POSTGRES_URL to one, or install PostgreSQL's server binaries \
-                 (`apt-get install postgresql`) so a throwaway cluster can be started",
+                "the PostgreSQL half of this benchmark needs a PostgreSQL server it can reach: \
+                 set COSELL_TEST_POSTGRES_URL to one (or check the one it names), or install \
+                 PostgreSQL's server binaries (`apt-get install postgresql`) so a throwaway \
+                 cluster can be started",
             )?;
         let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
             .await
