@@ -182,7 +182,7 @@ pub async fn run(args: &BackendsArgs) -> Result<FigureResults> {
         figure: 8,
         title: "PostgreSQL vs SQLite, one replica".into(),
         method: format!(
-            "one host per backend, same workload, one after the other in one run: SQLite = a file on the machine's disk; PostgreSQL = {settings}, a schema of the tests' server, on the same machine; after a warm-up, {IDLE_SECONDS} s idle, {} changes at {} /s open loop (latency, as figure 5), then {} changes offered at {} /s (saturating open loop): changes/s = changes landed ÷ (first offered → last landed in the Dataverse emulator); CPU = process CPU time ÷ changes; 200 customers, {}% updates; host with default settings, pollers off; Dataverse limits raised",
+            "one host per backend, same workload, one after the other in one run: SQLite = a file on the machine's disk; PostgreSQL = a schema on {settings}; after a warm-up, {IDLE_SECONDS} s idle, {} changes at {} /s open loop (latency, as figure 5), then {} changes offered at {} /s (saturating open loop): changes/s = changes landed ÷ (first offered → last landed in the Dataverse emulator); CPU = process CPU time ÷ changes; 200 customers, {}% updates; host with default settings, pollers off; Dataverse limits raised",
             sqlite.latency.outcome.changes(),
             args.rate,
             args.changes,

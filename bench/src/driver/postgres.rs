@@ -13,7 +13,8 @@ pub struct BenchDatabase {
     schema: TestSchema,
     /// The server's postmaster, when it runs on this machine (its CPU time is then measured).
     postmaster: Option<u32>,
-    /// How the server makes commits durable, e.g. `PostgreSQL 15.14, fsync on`.
+    /// Which server it is and how it makes commits durable, e.g. `PostgreSQL 15.14, fsync on,
+    /// on this machine (COSELL_TEST_POSTGRES_URL)`.
     pub settings: String,
 }
 
@@ -51,10 +52,20 @@ impl BenchDatabase {
         });
         drop(client);
         let _ = connection.await;
+        let place = if postmaster.is_some() {
+            "on this machine"
+        } else {
+            "on another machine"
+        };
+        let source = if std::env::var_os("COSELL_TEST_POSTGRES_URL").is_some() {
+            "COSELL_TEST_POSTGRES_URL"
+        } else {
+            "the tests' throwaway cluster"
+        };
         Ok(Self {
             schema,
             postmaster,
-            settings: format!("PostgreSQL {version}, fsync {fsync}"),
+            settings: format!("PostgreSQL {version}, fsync {fsync}, {place} ({source})"),
         })
     }
 
