@@ -86,8 +86,8 @@ fuzz:
 	done
 
 # The benchmarks (docs/benchmarks.md): the criterion benches (in-process figures), then the load
-# driver (end-to-end figures against the emulators, ~5 min), then one table of everything.
-# Release builds; nothing here asserts a time.
+# driver (end-to-end figures against the emulators, ~6 min; figure 8 needs PostgreSQL, found as
+# `make test` finds it), then one table of everything. Release builds; nothing here asserts a time.
 bench: rust-guests
 	$(CARGO) build --release -p cosell -p cosell-bench
 	$(CARGO) bench -p cosell-bench

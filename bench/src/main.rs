@@ -1,5 +1,5 @@
 //! `cosell-bench`: the load driver for cosell's end-to-end figures (hot swap, webhook intake,
-//! end-to-end latency, host memory), and the table of every figure saved so far, the criterion
+//! end-to-end latency, host memory, PostgreSQL vs SQLite), and the table of every figure saved so far, the criterion
 //! benches' included. `make bench` runs everything; docs/benchmarks.md has the last results.
 
 mod driver;
@@ -8,7 +8,7 @@ mod table;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use cosell_bench::results::{FigureResults, results_dir};
-use driver::{backfill, hot_swap, intake, latency};
+use driver::{backends, backfill, hot_swap, intake, latency};
 
 /// Runs cosell's end-to-end benchmarks against the emulators and prints the results table.
 #[derive(Debug, Parser)]
@@ -29,6 +29,11 @@ enum Command {
     /// Figure 6: 100,000 referrals into Dataverse at its documented limits, `$batch` vs one
     /// request per record.
     Backfill(backfill::BackfillArgs),
+    /// Figure 8: PostgreSQL vs SQLite with one replica, side by side: changes/s landed
+    /// saturated, CPU per change (host, emulators, database server) and latency at a moderate
+    /// rate. Needs a PostgreSQL server: `COSELL_TEST_POSTGRES_URL`, or PostgreSQL's binaries
+    /// installed (a throwaway cluster is started, as for the tests).
+    Backends(backends::BackendsArgs),
     /// Every driver figure in turn (with their default settings), then the table.
     All,
     /// Prints the table of every figure saved under target/bench-results.
@@ -51,6 +56,9 @@ async fn main() -> Result<()> {
         Command::Backfill(args) => {
             backfill::run(&args).await?;
         }
+        Command::Backends(args) => {
+            backends::run(&args).await?;
+        }
         Command::All => {
             hot_swap::run(&parse_defaults()).await?;
             intake::run(&parse_defaults()).await?;
@@ -61,6 +69,7 @@ async fn main() -> Result<()> {
             sustainable.rate = 100.0;
             latency::run(&sustainable).await?;
             backfill::run(&parse_defaults()).await?;
+            backends::run(&parse_defaults()).await?;
         }
         Command::Table => {}
     }

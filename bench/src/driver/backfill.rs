@@ -12,7 +12,8 @@
 //! per 300 s (but at most 52 requests executing at once); a run shorter than the window is
 //! allowed one window's worth.
 
-use super::env::{BenchEnv, EnvOptions, cpu_seconds};
+use super::env::{BenchEnv, EnvOptions};
+use super::procfs::cpu_seconds;
 use anyhow::{Context as _, Result, bail};
 use cosell::config::HostConfig;
 use cosell::sync::backfill::{
@@ -82,6 +83,7 @@ async fn run_mode(referrals: Vec<serde_json::Value>, mode: Mode) -> Result<ModeR
         // The documented limits (DataverseConfig's defaults).
         dataverse: DataverseConfig::default(),
         register_webhooks: false,
+        ..EnvOptions::default()
     })
     .await?;
     let config = HostConfig::load(&env.config_path)?;

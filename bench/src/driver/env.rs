@@ -1,8 +1,9 @@
 //! The environment every end-to-end figure runs in: both emulators in this (the driver's)
-//! process on loopback, and a real `cosell serve` in a process of its own on a real SQLite file,
-//! wired exactly as `cosell sandbox` wires it (`cosell::sandbox::wiring`) and set up with the
+//! process on loopback, and a real `cosell serve` in a process of its own on a real SQLite file
+//! (or, for the backends figure, a PostgreSQL database: [`StateBackend`]), wired exactly as `cosell sandbox` wires it (`cosell::sandbox::wiring`) and set up with the
 //! real setup commands. The host is the release binary built next to this one.
 
+use super::postgres::BenchDatabase;
 use anyhow::{Context as _, Result, bail};
 use cosell::sandbox::wiring::{Emulators, HostWiring, default_pipelines, write_host_config};
 use cosell_bench::results::workspace_root;
@@ -20,7 +21,18 @@ pub const WEBHOOK_CONCURRENCY: usize = 16;
 /// The admin token of the benchmark's host.
 pub const ADMIN_TOKEN: &str = "bench-admin-token-4e9a1c7f3b2d8e5a0c6f";
 
+/// Where the host keeps its state.
+#[derive(Default)]
+pub enum StateBackend {
+    /// `[state] path`: a SQLite file in the environment's temporary directory.
+    #[default]
+    Sqlite,
+    /// `[state] url`: a PostgreSQL database (dropped with the environment, after the host).
+    Postgres(BenchDatabase),
+}
+
 /// How an environment is set up.
+#[derive(Default)]
 pub struct EnvOptions {
     /// TOML appended to the host configuration (`[sync]` settings).
     pub extra: String,
@@ -29,6 +41,8 @@ pub struct EnvOptions {
     /// Whether the emulators' webhooks are registered with the host (off when the driver
     /// sends the webhooks itself).
     pub register_webhooks: bool,
+    /// Where the host keeps its state.
+    pub state: StateBackend,
 }
 
 /// Both emulators and a running host.
@@ -40,6 +54,8 @@ pub struct BenchEnv {
     pub webhooks_url: String,
     pub config_path: PathBuf,
     pub dir: tempfile::TempDir,
+    /// The host's state database, when it is PostgreSQL.
+    pub database: Option<BenchDatabase>,
     host: Child,
     _servers: (RunningPartnerCenter, RunningEmulator),
 }
@@ -107,7 +123,10 @@ impl BenchEnv {
                 &guest_path("referral_to_opportunity.wasm")?,
                 &guest_path("opportunity_to_referral.wasm")?,
             ),
-            state_url: None,
+            state_url: match &options.state {
+                StateBackend::Sqlite => None,
+                StateBackend::Postgres(database) => Some(database.url().to_owned()),
+            },
         };
         let config_path = write_host_config(dir.path(), &emulators, &wiring).await?;
         let webhooks_url = format!("http://127.0.0.1:{webhooks_port}");
@@ -136,6 +155,10 @@ impl BenchEnv {
             webhooks_url,
             config_path,
             dir,
+            database: match options.state {
+                StateBackend::Sqlite => None,
+                StateBackend::Postgres(database) => Some(database),
+            },
             host,
             _servers: (pc_server, dv_server),
         };
@@ -229,37 +252,4 @@ fn cosell(config: &Path, args: &[&str]) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The resident set size of process `pid`, in bytes (Linux `/proc/<pid>/status` VmRSS).
-pub fn rss_bytes(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .context("no VmRSS line in /proc/<pid>/status")?;
-    Ok(kib * 1024)
-}
-
-/// CPU time (user + system) process `pid` has used so far, in seconds (`/proc/<pid>/stat`;
-/// Linux reports it in USER_HZ ticks, 100 per second on every architecture it exports to
-/// user space).
-pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
-    let after_name = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    match (ticks(11), ticks(12)) {
-        (Some(user), Some(system)) => Ok((user + system) / 100.0),
-        _ => bail!("unexpected /proc/{pid}/stat format"),
-    }
 }

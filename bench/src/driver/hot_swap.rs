@@ -87,6 +87,7 @@ pub async fn run(args: &HotSwapArgs) -> Result<FigureResults> {
         extra: String::new(),
         dataverse: unthrottled_dataverse(),
         register_webhooks: true,
+        ..EnvOptions::default()
     })
     .await?;
     let original = std::fs::read(guest_path("referral_to_opportunity.wasm")?)?;

@@ -130,6 +130,7 @@ pub async fn run(args: &IntakeArgs) -> Result<FigureResults> {
         extra: "[sync]\nworkers = 1\nretry_base_ms = 600000\n".into(),
         dataverse: DataverseConfig::default(),
         register_webhooks: false,
+        ..EnvOptions::default()
     })
     .await?;
     env.pc

@@ -6,9 +6,11 @@
 //! throttled within seconds, and the figure would measure the quota, not cosell (figure 6
 //! measures the quota).
 
-use super::env::{BenchEnv, EnvOptions, cpu_seconds, rss_bytes};
+use super::env::{BenchEnv, EnvOptions};
+use super::measure::{CpuMeter, warm_up};
+use super::procfs::rss_bytes;
 use super::workload::{self, Workload};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use cosell_bench::results::{FigureResults, Row};
 use cosell_bench::stats::{Summary, short};
 use cosell_emulators::dataverse::{DataverseConfig, ServiceProtectionLimits};
@@ -72,30 +74,10 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
         extra: String::new(),
         dataverse: unthrottled_dataverse(),
         register_webhooks: true,
+        ..EnvOptions::default()
     })
     .await?;
-    // Warm-up: tokens, connections, the first account, the components' first instances.
-    let warm = workload::run(
-        &env.pc,
-        &env.dv,
-        &Workload {
-            rate: 20.0,
-            duration: Duration::from_secs(2),
-            update_share: 0.0,
-            customers: 5,
-            drain: Duration::from_secs(20),
-            run: "warmup".into(),
-        },
-    )
-    .await?;
-    if warm.missing > 0 {
-        bail!(
-            "the warm-up did not sync ({} missing); host log:\n{}",
-            warm.missing,
-            env.host_log()
-        );
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    warm_up(&env).await?;
     let idle = Summary::new(
         (0..10)
             .map(|_| {
@@ -107,10 +89,7 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
 
     eprintln!("latency: {} changes/s for {} s…", args.rate, args.seconds);
     let (stop, sampler) = sample_rss(env.host_pid());
-    let cpu_before = (
-        cpu_seconds(env.host_pid())?,
-        cpu_seconds(std::process::id())?,
-    );
+    let cpu = CpuMeter::start(&env)?;
     let outcome = workload::run(
         &env.pc,
         &env.dv,
@@ -125,18 +104,11 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
     )
     .await?;
     let _ = stop.send(());
-    let cpu_after = (
-        cpu_seconds(env.host_pid())?,
-        cpu_seconds(std::process::id())?,
-    );
+    let changes = outcome.changes();
+    // CPU per change, to tell a slow path from a machine without the cores for the load.
+    let cpu = cpu.per_change(&env, changes)?;
     let load_rss = Summary::new(sampler.await?.into_iter().map(|b| b as f64 / MIB).collect());
-    let latency = Summary::new(
-        outcome
-            .latencies
-            .iter()
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .collect(),
-    );
+    let latency = outcome.latency_ms();
     eprintln!(
         "latency: {} creates + {} updates offered in {:.1} s, {} missing, p50 {:.1} ms, p99 {:.1} ms",
         outcome.creates_sent,
@@ -146,11 +118,6 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
         latency.median(),
         latency.percentile(99.0)
     );
-    let changes = outcome.creates_sent + outcome.updates_sent;
-    // CPU per change, to tell a slow path from a machine without the cores for the load.
-    let per_change_ms = |before: f64, after: f64| (after - before) * 1000.0 / changes.max(1) as f64;
-    let host_cpu = per_change_ms(cpu_before.0, cpu_after.0);
-    let emulators_cpu = per_change_ms(cpu_before.1, cpu_after.1);
     let fig5 = FigureResults {
         figure: 5,
         title: format!("End-to-end latency at {} changes/s", args.rate),
@@ -173,10 +140,10 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
             ),
             Row::info(
                 "CPU per change: host / emulators",
-                format!("{} / {} ms", short(host_cpu), short(emulators_cpu)),
+                format!("{} / {} ms", short(cpu.host), short(cpu.emulators)),
                 format!(
                     "{} of 2 cores at {} /s",
-                    short((host_cpu + emulators_cpu) * args.rate / 1000.0),
+                    short(cpu.cores_at(args.rate)),
                     args.rate
                 ),
             ),

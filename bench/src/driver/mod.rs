@@ -1,14 +1,21 @@
 //! The load driver's scenarios, one module per figure, and what they share.
 //!
-//! - [`env`]: both emulators in this process, `cosell serve` in its own.
-//! - [`workload`]: the open-loop stream of Microsoft-side changes and when each lands.
+//! - [`env`]: both emulators in this process, `cosell serve` in its own (on SQLite, or on
+//!   PostgreSQL: [`postgres`]).
+//! - [`workload`]: the open-loop stream of Microsoft-side changes and when each lands;
+//!   [`measure`]: the warm-up and CPU per change around it; [`procfs`]: process CPU and memory.
 //! - [`intake`]: figure 4. [`backfill`]: figure 6. [`latency`]: figures 5 and 7 (host RSS). [`hot_swap`]: figure 3.
+//!   [`backends`]: figure 8.
 
+pub mod backends;
 pub mod backfill;
 pub mod env;
 pub mod hot_swap;
 pub mod intake;
 pub mod latency;
+pub mod measure;
+pub mod postgres;
+pub mod procfs;
 pub mod workload;
 
 /// The sum of the Prometheus samples of `name` whose labels contain every one of `labels`

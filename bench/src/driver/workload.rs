@@ -1,4 +1,4 @@
-//! The open-loop workload of figures 3 and 5: Microsoft sellers creating and updating referrals
+//! The open-loop workload of figures 3, 5 and 8: Microsoft sellers creating and updating referrals
 //! in the Partner Center emulator at a fixed rate, and the moment each change lands in the
 //! Dataverse emulator as the opportunity write it causes.
 //!
@@ -11,6 +11,7 @@
 //! deal value to a number unique to the update and land when a write carries it.
 
 use anyhow::Result;
+use cosell_bench::stats::Summary;
 use cosell_emulators::dataverse::{Dataverse, ObservedWrite};
 use cosell_emulators::partner_center::PartnerCenter;
 use serde_json::{Value, json};
@@ -49,6 +50,30 @@ pub struct WorkloadOutcome {
     pub duplicate_creates: usize,
     /// How long offering the changes took (close to `duration` unless the driver fell behind).
     pub offered_for: Duration,
+    /// From the first change offered to the last one landing (zero if none landed).
+    pub landed_within: Duration,
+}
+
+impl WorkloadOutcome {
+    /// Changes offered, creates and updates.
+    pub fn changes(&self) -> usize {
+        self.creates_sent + self.updates_sent
+    }
+
+    /// Changes landed per second, from the first offered to the last landed.
+    pub fn landed_per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.landed_within.as_secs_f64().max(1e-9)
+    }
+
+    /// The latencies, in milliseconds.
+    pub fn latency_ms(&self) -> Summary {
+        Summary::new(
+            self.latencies
+                .iter()
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .collect(),
+        )
+    }
 }
 
 #[derive(Default)]
@@ -62,9 +87,16 @@ struct Tracker {
     /// Unique deal value → (the referral's index, when its update was made).
     updates: HashMap<i64, (usize, Instant)>,
     latencies: Vec<Duration>,
+    /// When the latest write that landed a change committed.
+    last_landed: Option<Instant>,
 }
 
 impl Tracker {
+    fn landed(&mut self, at: Instant, sent: Instant) {
+        self.latencies.push(at.saturating_duration_since(sent));
+        self.last_landed = self.last_landed.max(Some(at));
+    }
+
     fn observe(&mut self, write: &ObservedWrite, prefix: &str) {
         if write.entity != "opportunity" {
             return;
@@ -79,8 +111,7 @@ impl Tracker {
             self.opportunities
                 .insert(name.to_owned(), write.id.to_string());
             if let Some(sent) = self.creates.remove(name) {
-                self.latencies
-                    .push(write.at.saturating_duration_since(sent));
+                self.landed(write.at, sent);
             }
         }
         // An update made before its referral's create landed lands with the create.
@@ -88,8 +119,7 @@ impl Tracker {
             if let Some(n) = value.as_f64().map(|v| v as i64)
                 && let Some((_, sent)) = self.updates.remove(&n)
             {
-                self.latencies
-                    .push(write.at.saturating_duration_since(sent));
+                self.landed(write.at, sent);
             }
         }
     }
@@ -197,5 +227,8 @@ pub async fn run(
         missing: tracker.creates.len() + tracker.updates.len(),
         duplicate_creates: tracker.create_counts.values().filter(|&&c| c > 1).count(),
         offered_for,
+        landed_within: tracker
+            .last_landed
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(started)),
     })
 }

@@ -19,16 +19,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-/// The URL of the test server's administrative database, made once per test process.
-fn server() -> &'static str {
+/// The URL of the test server's administrative database, made once per test process; an
+/// error saying how to provide a server when none can be had.
+fn server() -> Result<&'static str> {
     static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
     match SERVER.get_or_init(|| find_or_start().map_err(|e| format!("{e:#}"))) {
-        Ok(url) => url,
-        Err(e) => panic!(
-            "the tests on PostgreSQL need a PostgreSQL server and none could be had: {e}\n\
+        Ok(url) => Ok(url),
+        Err(e) => bail!(
+            "this needs a PostgreSQL server and none could be had: {e}\n\
              Either set COSELL_TEST_POSTGRES_URL=postgres://user@127.0.0.1:5432/db (a user that \
-             may create schemas), or install PostgreSQL (`apt-get install postgresql`; the tests \
-             start a throwaway cluster with its binaries, see host/src/store/testing/postgres.rs)"
+             may create schemas), or install PostgreSQL (`apt-get install postgresql`; a \
+             throwaway cluster is then started with its binaries, see \
+             host/src/store/testing/postgres.rs)"
         ),
     }
 }
@@ -281,23 +283,29 @@ pub struct TestSchema {
 impl TestSchema {
     /// A fresh schema (panics, saying how to get a server, when none can be had).
     pub fn new() -> Self {
+        Self::try_new().unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// A fresh schema, or an error saying how to get a server when none can be had (for
+    /// callers that are not tests: the benchmarks).
+    pub fn try_new() -> Result<Self> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let admin = server().to_owned();
+        let admin = server()?.to_owned();
         let name = format!(
             "cosell_test_{}_{}_{}",
             std::process::id(),
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             chrono::Utc::now().timestamp_micros()
         );
-        admin_sql(&admin, &format!("CREATE SCHEMA {name}")).unwrap_or_else(|e| {
-            panic!(
-                "creating the test schema on {admin} (COSELL_TEST_POSTGRES_URL, or the \
-                     tests' own cluster): {e:#}"
+        admin_sql(&admin, &format!("CREATE SCHEMA {name}")).with_context(|| {
+            format!(
+                "creating a schema on {admin} (COSELL_TEST_POSTGRES_URL, or the tests' own \
+                 cluster)"
             )
-        });
+        })?;
         let separator = if admin.contains('?') { '&' } else { '?' };
         let url = format!("{admin}{separator}options=-c%20search_path%3D{name}");
-        Self { url, admin, name }
+        Ok(Self { url, admin, name })
     }
 }
 
