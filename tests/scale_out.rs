@@ -224,7 +224,6 @@ async fn replicas_killed_at_random_lose_nothing_and_agree_on_every_deployment() 
             },
             ..DataverseConfig::default()
         },
-        ..Options::default()
     };
     SyncEnv::run_with(options, |mut env| async move {
         let mut drill = Drill::new(&env, SEED).await;
