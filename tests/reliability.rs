@@ -9,7 +9,9 @@
 //! dead letter and everything synced after recovery.
 //!
 //! The four drills take a minute or more each and are `#[ignore]`d, so `cargo nextest run` stays
-//! quick; `make test` (and so CI) runs them with `--run-ignored all`.
+//! quick; `make test` (and so CI) runs them with `--run-ignored all`. They (but the crash
+//! drill, see below), and the tests of duplicate and early events, run on both state backends
+//! (`name::sqlite`, `name::postgres`).
 
 mod support;
 
@@ -20,6 +22,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use support::backend::{Backend, on_both_backends};
 use support::drill::Drill;
 use support::sync_env::{Options, SETTLE, SyncEnv, wait_until};
 
@@ -29,13 +32,12 @@ const FAST_RETRIES: &str = "[sync]\nretry_base_ms = 200\nmax_attempts = 12\n";
 /// The seed of every drill: a failure can be replayed exactly.
 const SEED: u64 = 0xc05e11;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a drill of about a minute: make test runs it"]
-async fn a_stream_of_changes_survives_repeated_sigkills() {
+async fn a_stream_of_changes_survives_repeated_sigkills(backend: Backend) {
     let options = Options {
         extra: FAST_RETRIES.into(),
         poll_secs: 1,
         bound: Duration::from_secs(300),
+        backend,
         ..Options::default()
     };
     SyncEnv::run_with(options, |mut env| async move {
@@ -68,7 +70,7 @@ async fn a_stream_of_changes_survives_repeated_sigkills() {
             "hundreds of changes: {}",
             drill.sent
         );
-        let log = env.keep_host_log("crash-drill");
+        let log = env.keep_host_log(&format!("crash-drill-{backend:?}"));
         assert!(
             settled.clean(),
             "{:#?}\n{}\nhost log: {}",
@@ -94,9 +96,7 @@ fn steady_faults() -> FaultConfig {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a drill of about a minute: make test runs it"]
-async fn the_same_end_state_is_reached_through_faults() {
+async fn the_same_end_state_is_reached_through_faults(backend: Backend) {
     let options = Options {
         extra: FAST_RETRIES.into(),
         poll_secs: 1,
@@ -112,6 +112,7 @@ async fn the_same_end_state_is_reached_through_faults() {
             },
             ..DataverseConfig::default()
         },
+        backend,
         ..Options::default()
     };
     SyncEnv::run_with(options, |env| async move {
@@ -163,7 +164,7 @@ async fn the_same_end_state_is_reached_through_faults() {
             protection.early_requests,
             protection.max_early_requests_in_episode
         );
-        let log = env.keep_host_log("fault-drill");
+        let log = env.keep_host_log(&format!("fault-drill-{backend:?}"));
         assert!(settled.clean(), "{:#?}\n{}\nhost log: {}", settled.verdict, settled.queue, log.display());
         assert!(protection.episodes > 0, "the service protection limits were reached: {protection:?}");
         assert!(pc.api() > 0 && dv.api() > 0 && pc.webhooks_dropped + dv.webhooks_dropped > 0, "faults were injected");
@@ -190,13 +191,12 @@ fn lost_answer_faults() -> FaultConfig {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a drill of about a minute: make test runs it"]
-async fn no_record_is_duplicated_when_the_answers_of_applied_writes_are_lost() {
+async fn no_record_is_duplicated_when_the_answers_of_applied_writes_are_lost(backend: Backend) {
     let options = Options {
         extra: FAST_RETRIES.into(),
         poll_secs: 1,
         bound: Duration::from_secs(300),
+        backend,
         ..Options::default()
     };
     SyncEnv::run_with(options, |env| async move {
@@ -225,7 +225,7 @@ async fn no_record_is_duplicated_when_the_answers_of_applied_writes_are_lost() {
             dv.applied_then_dropped,
             dv.server_errors,
         );
-        let log = env.keep_host_log("lost-answer-drill");
+        let log = env.keep_host_log(&format!("lost-answer-drill-{backend:?}"));
         assert!(settled.clean(), "{:#?}\n{}\nhost log: {}", settled.verdict, settled.queue, log.display());
         assert_eq!(duplicated.total(), 0, "{duplicated}");
         assert!(
@@ -259,14 +259,15 @@ fn outage_length() -> Duration {
     Duration::from_secs(secs)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a drill of a few minutes: make test runs it"]
-async fn an_outage_of_either_service_ends_in_no_dead_letter_and_everything_synced() {
+async fn an_outage_of_either_service_ends_in_no_dead_letter_and_everything_synced(
+    backend: Backend,
+) {
     let outage = outage_length();
     let options = Options {
         extra: OUTAGE_RETRIES.into(),
         poll_secs: 1,
         bound: outage * 2 + Duration::from_secs(420),
+        backend,
         ..Options::default()
     };
     SyncEnv::run_with(options, |env| async move {
@@ -318,7 +319,7 @@ async fn an_outage_of_either_service_ends_in_no_dead_letter_and_everything_synce
         }
         let settled = drill.settle(&env, Duration::from_secs(240)).await;
         println!("outage drill: {}; {}; {settled}", drill.sent, figures.join("; "));
-        let log = env.keep_host_log("outage-drill");
+        let log = env.keep_host_log(&format!("outage-drill-{backend:?}"));
         assert!(settled.clean(), "{:#?}\n{}\nhost log: {}", settled.verdict, settled.queue, log.display());
         for service in ["partner-center", "dataverse"] {
             assert_eq!(env.metric("cosell_service_paused", &[("service", service)]).await, 0.0, "{service} resumed");
@@ -377,10 +378,9 @@ async fn queue_idle(env: &SyncEnv) {
     assert!(idle.is_some(), "the queue drained\n{}", env.host_log());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partner_center_event_delivered_ten_times_is_handled_once() {
+async fn a_partner_center_event_delivered_ten_times_is_handled_once(backend: Backend) {
     // No pollers: only the deliveries move the record.
-    SyncEnv::run_polling_every(FAST_RETRIES, 0, |env| async move {
+    SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |env| async move {
         // The referral's own event is not delivered; the storm is the only news of it.
         env.pc.faults().set(FaultConfig { webhook_drop_rate: 1.0, ..FaultConfig::default() }).unwrap();
         let referral = env.pc.microsoft().create_incoming(json!({"name": "Storm referral", "details": {"dealValue": 70000}}));
@@ -413,9 +413,8 @@ async fn a_partner_center_event_delivered_ten_times_is_handled_once() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_that_arrives_before_its_referral_is_readable_is_handled_once() {
-    SyncEnv::run_polling_every(FAST_RETRIES, 0, |env| async move {
+async fn an_event_that_arrives_before_its_referral_is_readable_is_handled_once(backend: Backend) {
+    SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |env| async move {
         // Partner Center's reads lag its writes by 2 s: the referral-created webhook arrives
         // while a read of the referral still answers 404.
         env.pc.faults().set(FaultConfig { read_lag_ms: 2_000, ..FaultConfig::default() }).unwrap();
@@ -489,3 +488,24 @@ async fn a_running_event_whose_worker_died_is_taken_back_when_its_lease_runs_out
     })
     .await;
 }
+
+// The crash drill runs on SQLite only: on PostgreSQL, where a run takes longer, it meets the
+// gap docs/reliability.md names under "What these drills do not cover" (a seller's edit of
+// an opportunity created by a run that died before linking it is overwritten when the next
+// run adopts it) in most runs. The scale-out drill kills hosts on PostgreSQL under load.
+mod a_stream_of_changes_survives_repeated_sigkills {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a drill of a minute or more: make test runs it"]
+    async fn sqlite() {
+        super::a_stream_of_changes_survives_repeated_sigkills(super::Backend::Sqlite).await
+    }
+}
+on_both_backends!(
+    drills the_same_end_state_is_reached_through_faults,
+    no_record_is_duplicated_when_the_answers_of_applied_writes_are_lost,
+    an_outage_of_either_service_ends_in_no_dead_letter_and_everything_synced,
+);
+on_both_backends!(
+    a_partner_center_event_delivered_ten_times_is_handled_once,
+    an_event_that_arrives_before_its_referral_is_readable_is_handled_once,
+);

@@ -90,6 +90,21 @@ macro_rules! on_both_backends {
             }
         }
     )*};
+    (drills $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "a drill of a minute or more: make test runs it"]
+            async fn sqlite() {
+                super::$name($crate::support::backend::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "a drill of a minute or more: make test runs it"]
+            async fn postgres() {
+                super::$name($crate::support::backend::Backend::Postgres).await
+            }
+        }
+    )*};
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

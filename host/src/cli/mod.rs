@@ -49,8 +49,8 @@ pub enum Command {
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
         /// This replica's id in /healthz and the logs (overrides `[host] replica_id`;
-        /// default: host name and process id). Unique among the replicas running on one
-        /// PostgreSQL state: a second one under an id in use is refused.
+        /// default: the host name). Unique among the replicas running on one PostgreSQL
+        /// state: a second one under an id in use is refused.
         #[arg(long)]
         replica_id: Option<String>,
     },

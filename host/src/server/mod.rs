@@ -93,12 +93,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         .join(&replica_id)
         .context("joining the replicas of the state database")?;
     // Before any worker claims: its claims are taken back at once if this process dies.
-    {
-        let (sync, id) = (state.sync.clone(), replica_id.clone());
-        tokio::task::spawn_blocking(move || sync.claim_as(&id))
-            .await?
-            .context("joining the replicas of the state database")?;
-    }
+    claim_as(&state.sync, &replica_id).await?;
     let leader = membership.leader.clone();
     let mut followers = vec![crate::replicas::observe_leadership(
         leader.clone(),
@@ -236,5 +231,36 @@ impl RunningHost {
             .await
             .context("the admin API server failed")?;
         Ok(())
+    }
+}
+
+/// How long a replica starting under an id in use waits for it: the previous run of this
+/// replica, restarted at once by its supervisor, may still be closing its sessions.
+const ID_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Claims as replica `id` ([`crate::store::SyncStore::claim_as`]), waiting up to
+/// [`ID_RELEASE_WAIT`] while the id is held by another session.
+async fn claim_as(sync: &Arc<dyn crate::store::SyncStore>, id: &Arc<str>) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut logged = false;
+    loop {
+        let (store, claimer) = (sync.clone(), id.clone());
+        let joined = tokio::task::spawn_blocking(move || store.claim_as(&claimer)).await?;
+        match joined {
+            Ok(()) => return Ok(()),
+            Err(err)
+                if err
+                    .downcast_ref::<crate::store::postgres::ReplicaIdInUse>()
+                    .is_some()
+                    && started.elapsed() < ID_RELEASE_WAIT =>
+            {
+                if !logged {
+                    tracing::warn!(replica_id = %id, "{err:#}; waiting up to {ID_RELEASE_WAIT:?} for it to be released");
+                    logged = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(err) => return Err(err.context("joining the replicas of the state database")),
+        }
     }
 }

@@ -34,10 +34,23 @@
 //!   the events its previous run left running (nobody else could: the lock says it is alive).
 
 use super::driver::Connector;
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
+
+/// A replica id another live session holds the lock of.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "replica id `{id}` is in use by a running replica ({holder}) on this state database: give \
+     each replica its own id ([host] replica_id or --replica-id), or stop the other one first"
+)]
+pub struct ReplicaIdInUse {
+    /// The id asked for.
+    pub id: String,
+    /// Who holds it (application name, process and address), as far as the server says.
+    pub holder: String,
+}
 
 /// The first key of every liveness lock: "cosl".
 pub(super) const CLASS: i32 = 0x636f_736c;
@@ -228,11 +241,11 @@ async fn acquire(connector: &Connector, id: &str) -> Result<Client> {
             .flatten()
             .map(|row| row.get::<_, String>(0))
             .unwrap_or_else(|| "another session".to_owned());
-        bail!(
-            "replica id `{id}` is in use by a running replica ({holder}) on this state \
-             database: give each replica its own id ([host] replica_id or --replica-id), or \
-             stop the other one first"
-        );
+        return Err(ReplicaIdInUse {
+            id: id.to_owned(),
+            holder,
+        }
+        .into());
     }
     Ok(client)
 }

@@ -50,6 +50,7 @@ mod tls;
 #[cfg(test)]
 pub(crate) use customer_locks::lock_id as customer_lock_id;
 pub use driver::{Connector, PgStore};
+pub use liveness::ReplicaIdInUse;
 
 /// The channel every activation is announced on (`NOTIFY`, delivered at its commit), the
 /// step's name as the payload; each replica listens on it ([`crate::replicas`]).
