@@ -9,9 +9,8 @@
 //! dead letter and everything synced after recovery.
 //!
 //! The four drills take a minute or more each and are `#[ignore]`d, so `cargo nextest run` stays
-//! quick; `make test` (and so CI) runs them with `--run-ignored all`. They (but the crash
-//! drill, see below), and the tests of duplicate and early events, run on both state backends
-//! (`name::sqlite`, `name::postgres`).
+//! quick; `make test` (and so CI) runs them with `--run-ignored all`. They, and the tests of
+//! duplicate and early events, run on both state backends (`name::sqlite`, `name::postgres`).
 
 mod support;
 
@@ -489,19 +488,9 @@ async fn a_running_event_whose_worker_died_is_taken_back_when_its_lease_runs_out
     .await;
 }
 
-// The crash drill runs on SQLite only: on PostgreSQL, where a run takes longer, it meets the
-// gap docs/reliability.md names under "What these drills do not cover" (a seller's edit of
-// an opportunity created by a run that died before linking it is overwritten when the next
-// run adopts it) in most runs. The scale-out drill kills hosts on PostgreSQL under load.
-mod a_stream_of_changes_survives_repeated_sigkills {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a drill of a minute or more: make test runs it"]
-    async fn sqlite() {
-        super::a_stream_of_changes_survives_repeated_sigkills(super::Backend::Sqlite).await
-    }
-}
 on_both_backends!(
-    drills the_same_end_state_is_reached_through_faults,
+    drills a_stream_of_changes_survives_repeated_sigkills,
+    the_same_end_state_is_reached_through_faults,
     no_record_is_duplicated_when_the_answers_of_applied_writes_are_lost,
     an_outage_of_either_service_ends_in_no_dead_letter_and_everything_synced,
 );

@@ -23,6 +23,7 @@ pub mod availability;
 pub mod backfill;
 pub mod compare;
 pub mod conflicts;
+mod create_intent;
 pub mod fingerprint;
 pub mod outcome;
 mod pairing;

@@ -19,12 +19,13 @@
 //! - A referral naming an opportunity whose referral create is under way (its intent is open,
 //!   [`crate::store::SyncStore::begin_referral_intent`]) waits for that run, which links it
 //!   (the link is saved before the intent ends).
-//! - An opportunity carrying a referral id that is not linked waits for the referral's run,
-//!   which adopts it by that column (flow 3). cosell has no intent for opportunity creates
-//!   (their ids are chosen before the create), so the referral is queued as a re-listing
-//!   would queue it: a run under way or waiting for its retry keeps its place, and one whose
-//!   event was lost (a host stopped between the create and the link, a backfill that stopped
-//!   before saving its links) is run.
+//! - An opportunity carrying a referral id that is not linked, or whose create is pending
+//!   (`create_intent.rs`: the referral's run recorded it before the create and has not linked
+//!   the result), waits for the referral's run (flow 3). The referral is queued as a
+//!   re-listing would queue it: a run under way or waiting for its retry keeps its place, and
+//!   one whose event was lost (a host stopped between the create and the link, a backfill that
+//!   stopped before saving its links) is run; it finds the pending create, or adopts the
+//!   opportunity by that column.
 
 use super::{SyncEngine, SyncError, lock_key};
 use crate::store::{NewEvent, RECONCILE_ORIGIN, Side};

@@ -9,6 +9,7 @@
 
 use super::compare::{at, holds};
 use super::conflicts::columns_to_write;
+use super::create_intent::{self, plain_columns};
 use super::fingerprint::{self, unmarked};
 use super::outcome::Mapped;
 use super::{Done, SyncEngine, SyncError};
@@ -79,7 +80,15 @@ impl SyncEngine {
         }
         let current = match &link.opportunity_id {
             Some(oid) => match self.opportunities.read(oid).await? {
-                Some(row) => Some(row),
+                Some(row) => {
+                    if create_intent::is_pending(&link) {
+                        // An earlier run created it and died before linking it.
+                        create_intent::landed(&mut link, &row.body);
+                    }
+                    Some(row)
+                }
+                // An earlier run's create that never landed: made again, under its id.
+                None if create_intent::is_pending(&link) => None,
                 None => {
                     return Ok(Done::new(
                         "skipped",
@@ -176,11 +185,23 @@ impl SyncEngine {
         mut columns: Map<String, Value>,
     ) -> Result<Done, SyncError> {
         self.mark_name_synced(&mut columns);
+        let oid = match (columns.get("opportunityid"), &link.opportunity_id) {
+            (Some(Value::String(chosen)), _) => chosen.clone(),
+            (_, Some(pending)) if create_intent::is_pending(&link) => pending.clone(),
+            _ => crate::connections::retry::new_uuid(),
+        };
+        columns.insert("opportunityid".into(), Value::String(oid.clone()));
         let written = columns.clone();
+        // Recorded before the create, so a run after a crash knows what this one wrote.
+        link.id = Some(
+            self.store
+                .save_link(&create_intent::before_create(&link, &oid, &written))?,
+        );
         let oid = self.opportunities.create(columns).await?;
         let row = self.opportunities.read(&oid).await?;
         link.opportunity_id = Some(oid.clone());
         link.last_error = None;
+        link.crm_hash = None;
         if let Some(row) = &row {
             let changed = changed_since_written(&row.body, &written);
             if changed.is_empty() {
@@ -191,11 +212,8 @@ impl SyncEngine {
                 // what cosell wrote is what is in sync, and without a fingerprint on record
                 // the seller's edit is processed (and sent on) instead of taken as synced.
                 tracing::debug!(opportunity = %oid, ?changed, "changed between create and read-back");
-                let mut synced = row.body.clone();
-                for (column, value) in plain_columns(&written) {
-                    synced[column] = value.clone();
-                }
-                link.crm_snapshot = Some(synced.to_string());
+                link.crm_snapshot =
+                    Some(create_intent::as_written(&row.body, &written).to_string());
             }
         }
         self.store.save_link(&link)?;
@@ -327,17 +345,6 @@ impl SyncEngine {
             format!("opportunity {oid}: {}", changed.join(", ")),
         ))
     }
-}
-
-/// The columns a create wrote that are plain values (not lookups, written by value as an
-/// object or bound with `@odata.bind`, nor the state, which Dataverse answers in another shape).
-fn plain_columns(written: &Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
-    written.iter().filter(|(column, value)| {
-        !value.is_object()
-            && !column.contains('@')
-            && !column.starts_with("state")
-            && !column.starts_with("status")
-    })
 }
 
 /// What shows that someone else wrote to the opportunity between cosell's create and `row`,

@@ -196,8 +196,10 @@ impl SyncEngine {
             .filter(|s| !s.trim().is_empty())
             .map(str::to_owned);
         if let Some(link) = self.store.link_by_opportunity(oid)? {
-            // A link without its referral is a failure recorded before the pair was linked.
-            let awaited = carried.filter(|_| link.referral_id.is_none());
+            // A link without its referral is a failure recorded before the pair was linked;
+            // one whose create is pending belongs to a referral run that has not linked it.
+            let awaited = carried
+                .filter(|_| link.referral_id.is_none() || super::create_intent::is_pending(&link));
             return Ok((link, awaited));
         }
         if let Some(link) = carried
