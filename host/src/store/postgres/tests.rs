@@ -49,18 +49,9 @@ fn the_server_drops_the_sessions_of_a_vanished_replica_after_a_minute_of_silence
 /// replica's claim not yet committed) instead of waiting for it.
 #[test]
 fn a_claim_takes_the_next_event_while_another_transaction_holds_the_first() {
-    use crate::store::{NewEvent, Side};
     let store = TestStore::new(Backend::Postgres);
     for record in ["a", "b"] {
-        store
-            .enqueue(&NewEvent {
-                side: Side::PartnerCenter,
-                record_id: record.into(),
-                lock_key: format!("referral:{record}"),
-                origin: "test".into(),
-                payload: "{}".into(),
-            })
-            .unwrap();
+        event(&store, record);
     }
     let held = store.lock_elsewhere("SELECT 1 FROM sync_events WHERE record_id = 'a' FOR UPDATE");
     // Without SKIP LOCKED this waits for `held` until the statement timeout, then fails.
