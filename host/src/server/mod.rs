@@ -249,9 +249,7 @@ async fn claim_as(sync: &Arc<dyn crate::store::SyncStore>, id: &Arc<str>) -> Res
         match joined {
             Ok(()) => return Ok(()),
             Err(err)
-                if err
-                    .downcast_ref::<crate::store::postgres::ReplicaIdInUse>()
-                    .is_some()
+                if err.downcast_ref::<crate::store::ReplicaIdInUse>().is_some()
                     && started.elapsed() < ID_RELEASE_WAIT =>
             {
                 if !logged {

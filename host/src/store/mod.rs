@@ -31,7 +31,7 @@ pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
 pub use open::{StateStore, open};
 pub use sync::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
-    RECONCILE_ORIGIN, REPLAY_ORIGIN, Side, SyncStore,
+    RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
 };
 
 use anyhow::Result;

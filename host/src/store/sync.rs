@@ -167,6 +167,19 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// [`SyncStore::claim_as`] refused: another live session claims as this replica id.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "replica id `{id}` is in use by a running replica ({holder}) on this state database: give \
+     each replica its own id ([host] replica_id or --replica-id), or stop the other one first"
+)]
+pub struct ReplicaIdInUse {
+    /// The id asked for.
+    pub id: String,
+    /// Who holds it (application name, process and address), as far as the server says.
+    pub holder: String,
+}
+
 /// Where the sync engine keeps its state.
 pub trait SyncStore: Send + Sync {
     /// Stores an event durably (or coalesces it with a waiting one for the same record).
@@ -185,7 +198,8 @@ pub trait SyncStore: Send + Sync {
     /// store several replicas share (PostgreSQL), an event whose claimer is dead (its process
     /// ended) is taken back by the next claim of any replica, long before its lease runs out,
     /// and a replica restarted under its id queues its previous run's events again at once.
-    /// Refused when a live replica claims as `replica_id` already (ids must be unique).
+    /// Refused with [`ReplicaIdInUse`] when a live replica claims as `replica_id` already (ids
+    /// must be unique).
     /// One host on its own state (SQLite) needs none of it: [`SyncStore::requeue_running`]
     /// at start takes its events back.
     fn claim_as(&self, replica_id: &str) -> Result<()> {
@@ -223,9 +237,10 @@ pub trait SyncStore: Send + Sync {
     /// Parked events, oldest first.
     fn parked(&self, limit: usize) -> Result<Vec<ParkedEvent>>;
     /// Puts events left running by a stopped host back in the queue; answers how many. On a
-    /// store several replicas share (PostgreSQL) only those whose lease ran out or whose
-    /// claimer is dead (see [`SyncStore::claim_as`]): the others belong to a replica that is
-    /// alive.
+    /// store several replicas share (PostgreSQL) only those whose lease ran out: the others
+    /// may belong to a replica that is alive (one that lacks its lock for a moment, while the
+    /// server restarts); the claims of the others take back a dead replica's events (see
+    /// [`SyncStore::claim_as`]).
     fn requeue_running(&self) -> Result<u64>;
     /// When the earliest waiting event becomes ready, if any waits.
     fn next_ready_at(&self) -> Result<Option<i64>>;

@@ -39,19 +39,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
-/// A replica id another live session holds the lock of.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "replica id `{id}` is in use by a running replica ({holder}) on this state database: give \
-     each replica its own id ([host] replica_id or --replica-id), or stop the other one first"
-)]
-pub struct ReplicaIdInUse {
-    /// The id asked for.
-    pub id: String,
-    /// Who holds it (application name, process and address), as far as the server says.
-    pub holder: String,
-}
-
 /// The first key of every liveness lock: "cosl".
 pub(super) const CLASS: i32 = 0x636f_736c;
 
@@ -69,21 +56,22 @@ fn key_of(id: &str) -> String {
     format!("hashtext(current_schema() || '/' || {id})")
 }
 
-/// The condition that the replica named by SQL expression `id` holds its liveness lock now.
-fn holds_lock(id: &str) -> String {
+/// The condition on `pg_locks k` that `k` is the granted liveness lock of the replica named by
+/// SQL expression `id`, in this database.
+fn is_lock_of(id: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM pg_locks k
-                 WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
-                   AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                   AND k.classid::bigint = {CLASS}
-                   AND k.objid::bigint = ({key}::bigint & 4294967295))",
+        "k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
+         AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND k.classid::bigint = {CLASS}
+         AND k.objid::bigint = ({key}::bigint & 4294967295)",
         key = key_of(id)
     )
 }
 
-/// The condition that the replica named by parameter `$1` holds its liveness lock now.
-pub(super) static CLAIMER_HOLDS_LOCK: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| holds_lock("$1::text"));
+/// The condition that the replica named by SQL expression `id` holds its liveness lock now.
+pub(super) fn holds_lock(id: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM pg_locks k WHERE {})", is_lock_of(id))
+}
 
 /// The condition, on event alias `e` of `sync_events`, that its claimer (if recorded) holds
 /// no liveness lock in this database: it is dead, so its running event may be taken back.
@@ -227,12 +215,8 @@ async fn acquire(connector: &Connector, id: &str) -> Result<Client> {
                     "SELECT a.application_name || ' (process ' || a.pid || ', from '
                             || COALESCE(a.client_addr::text, 'a local socket') || ')'
                      FROM pg_locks k JOIN pg_stat_activity a ON a.pid = k.pid
-                     WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
-                       AND k.database = (SELECT oid FROM pg_database
-                                         WHERE datname = current_database())
-                       AND k.classid::bigint = {CLASS}
-                       AND k.objid::bigint = ({}::bigint & 4294967295)",
-                    key_of("$1::text")
+                     WHERE {}",
+                    is_lock_of("$1::text")
                 ),
                 &[&id],
             )
@@ -241,7 +225,7 @@ async fn acquire(connector: &Connector, id: &str) -> Result<Client> {
             .flatten()
             .map(|row| row.get::<_, String>(0))
             .unwrap_or_else(|| "another session".to_owned());
-        return Err(ReplicaIdInUse {
+        return Err(crate::store::ReplicaIdInUse {
             id: id.to_owned(),
             holder,
         }

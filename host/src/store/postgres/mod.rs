@@ -25,7 +25,8 @@
 //! - **Liveness** ([`liveness`]): each serving replica holds a session advisory lock keyed by
 //!   its replica id on a connection of its own, and its claims record its id. An event left
 //!   running by a replica that died (its session ended, its lock released) is taken back by
-//!   the next claim of any replica, at once; the lease stays the backstop for a replica alive
+//!   the next claim of any replica that has held its own lock for a few seconds (a restart of
+//!   the server drops every lock at once); the lease stays the backstop for a replica alive
 //!   but hung, and for claims whose claimer is not named.
 //! - **Activations** are announced (`NOTIFY` [`DEPLOYMENTS_CHANNEL`] in the activating
 //!   transaction, so the notice leaves at its commit and never for a rolled-back one), so every
@@ -50,7 +51,6 @@ mod tls;
 #[cfg(test)]
 pub(crate) use customer_locks::lock_id as customer_lock_id;
 pub use driver::{Connector, PgStore};
-pub use liveness::ReplicaIdInUse;
 
 /// The channel every activation is announced on (`NOTIFY`, delivered at its commit), the
 /// step's name as the payload; each replica listens on it ([`crate::replicas`]).

@@ -1,7 +1,7 @@
 //! The event queue, parked events and dead letters on PostgreSQL: the states and rules of
 //! `sqlite/queue.rs`, made safe for several replicas (see the module docs of [`super`]).
 
-use super::liveness::{CLAIMER_GONE, CLAIMER_HOLDS_LOCK, Standing};
+use super::liveness::{CLAIMER_GONE, Standing, holds_lock};
 use super::{CLAIM_LOCK, PgStore, ms_to_text, side_of};
 use crate::store::now;
 use crate::store::sync::{
@@ -26,6 +26,15 @@ static CLAIM_SQL_JUDGING: LazyLock<[String; 2]> = LazyLock::new(|| {
         "$1",
         Some(CLAIMER_GONE.as_str()),
         "FOR UPDATE OF e SKIP LOCKED",
+    )
+});
+
+/// Takes the claim lock (`$1`, [`CLAIM_LOCK`]) and answers whether claimer `$2` (NULL: an
+/// unnamed claimer) holds its liveness lock now, in one round trip.
+static CLAIM_LOCK_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT pg_advisory_xact_lock($1)::text, ($2::text IS NULL OR {})",
+        holds_lock("$2::text")
     )
 });
 
@@ -210,17 +219,15 @@ impl PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
-                    .await?;
-                // The lock may have gone since the keeper last looked (a restart of the
-                // server): a claim now would look abandoned to the others.
-                if let Some(id) = &claimer {
-                    let sql = format!("SELECT {}", *CLAIMER_HOLDS_LOCK);
-                    let held: bool = tx.query_one(sql.as_str(), &[id]).await?.get(0);
-                    if !held {
-                        tx.commit().await?;
-                        return Ok(None);
-                    }
+                // The liveness lock may have gone since the keeper last looked (a restart of
+                // the server): a claim now would look abandoned to the others.
+                let held: bool = tx
+                    .query_one(CLAIM_LOCK_SQL.as_str(), &[&CLAIM_LOCK, &claimer])
+                    .await?
+                    .get(1);
+                if !held {
+                    tx.commit().await?;
+                    return Ok(None);
                 }
                 let mut found = None;
                 for sql in queries.iter() {

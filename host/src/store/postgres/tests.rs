@@ -143,6 +143,22 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Claims on `store` every 50 ms until an event comes or `deadline` passes (then fails,
+/// saying `what` did not happen).
+fn claim_before(
+    store: &std::sync::Arc<dyn crate::store::testing::AnyStore>,
+    deadline: std::time::Instant,
+    what: &str,
+) -> crate::store::QueuedEvent {
+    loop {
+        if let Some(event) = store.claim(now_ms(), LONG_LEASE).unwrap() {
+            return event;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The lease every claim here takes: nothing in these tests waits for it.
 const LONG_LEASE: i64 = 300_000;
 
@@ -175,16 +191,7 @@ fn a_dead_replicas_running_event_is_taken_back_at_once_and_a_live_ones_never() {
     drop(a);
     // Bounded: without liveness, the event comes back only after 300 s.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let taken = loop {
-        if let Some(taken) = b.claim(now_ms(), LONG_LEASE).unwrap() {
-            break taken;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dead replica's event was not taken back"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let taken = claim_before(&b, deadline, "the dead replica's event was not taken back");
     assert_eq!((taken.id, taken.attempts), (orphan.id, 2));
     assert_eq!(
         store.texts("SELECT claimed_by FROM sync_events WHERE state = 'running'"),
@@ -217,16 +224,11 @@ fn a_replica_whose_lock_is_new_does_not_judge_the_others_yet() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let deadline = joined + JUDGE_AFTER + std::time::Duration::from_secs(5);
-    let taken = loop {
-        if let Some(taken) = b.claim(now_ms(), LONG_LEASE).unwrap() {
-            break taken;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dead replica's event was not taken back once b judged"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let taken = claim_before(
+        &b,
+        deadline,
+        "the dead replica's event was not taken back once b judged",
+    );
     assert_eq!(taken.id, running.id);
 }
 
@@ -301,16 +303,7 @@ fn a_cut_liveness_connection_is_reopened_and_its_lock_taken_back() {
     );
     event(&store, "after-the-cut");
     // Once the lock is back, a claim is made again (bounded), and it is never taken.
-    let running = loop {
-        if let Some(running) = a.claim(now_ms(), LONG_LEASE).unwrap() {
-            break running;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no claim after the cut"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let running = claim_before(&a, deadline, "no claim after the cut");
     assert!(b.claim(now_ms(), LONG_LEASE).unwrap().is_none());
     a.complete(running.id).unwrap();
 }
