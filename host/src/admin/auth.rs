@@ -72,7 +72,7 @@ pub async fn require_bearer(
 /// reset" instead of the 401 that tells it what is wrong. Nothing is kept, and a body over the
 /// limit is cut off like any other, and so is one that trickles in for longer than
 /// [`DISCARD_TIME`] (an unauthenticated client must not hold a connection open).
-async fn discard(body: Body, limit: usize) {
+pub(super) async fn discard(body: Body, limit: usize) {
     let drain = async {
         let mut body = std::pin::pin!(body);
         let mut read = 0;

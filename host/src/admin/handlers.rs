@@ -2,7 +2,7 @@
 
 use super::AdminState;
 use crate::deploy::{DeployError, DeploySource};
-use crate::pipeline::PipelineInput;
+use crate::pipeline::{PipelineError, PipelineInput, StepRun};
 use crate::runtime::Direction;
 use axum::Json;
 use axum::body::Bytes;
@@ -36,7 +36,7 @@ impl From<DeployError> for ApiError {
     }
 }
 
-fn steps_json(state: &AdminState) -> Vec<Value> {
+pub(crate) fn steps_json(state: &AdminState) -> Vec<Value> {
     let pipelines = state.deployer.pipelines();
     [Direction::PartnerCenterToCrm, Direction::CrmToPartnerCenter]
         .into_iter()
@@ -81,8 +81,9 @@ pub async fn health(State(state): State<AdminState>) -> Json<Value> {
     }))
 }
 
-/// `GET /metrics`
-pub async fn metrics(State(state): State<AdminState>) -> Response {
+/// The host's metrics as OpenMetrics text, with the gauges that are read when scraped (the
+/// queue) brought up to date first. `/metrics` and the console's overview both read this.
+pub(crate) fn scrape(state: &AdminState) -> String {
     if let Some(store) = &state.sync_store {
         match store.queue_counts() {
             Ok(c) => {
@@ -90,16 +91,21 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
                 state.metrics.set_parked(c.parked);
             }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "could not read the queue for /metrics")
+                tracing::warn!(error = %format!("{e:#}"), "could not read the queue for the metrics")
             }
         }
     }
+    state.metrics.encode()
+}
+
+/// `GET /metrics`
+pub async fn metrics(State(state): State<AdminState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        scrape(&state),
     )
         .into_response()
 }
@@ -210,6 +216,19 @@ pub struct RunRequest {
     pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl RunRequest {
+    /// A preview of `document` with the defaults of every other field.
+    pub fn of(document: Value, current: Option<Value>) -> Self {
+        Self {
+            document,
+            current,
+            event: default_event(),
+            tenant: default_tenant(),
+            timestamp: None,
+        }
+    }
+}
+
 fn default_event() -> String {
     "preview".into()
 }
@@ -218,14 +237,26 @@ fn default_tenant() -> String {
     "preview".into()
 }
 
-/// `POST /admin/v1/pipelines/{direction}/run`
-pub async fn run_pipeline(
-    State(state): State<AdminState>,
-    Path(direction): Path<String>,
-    Json(request): Json<RunRequest>,
-) -> Result<Response, ApiError> {
-    let direction: Direction =
-        serde_json::from_value(Value::String(direction.clone())).map_err(|_| {
+/// What a preview run gave: the output document and the steps it went through, or where
+/// the pipeline stopped.
+pub enum Preview {
+    Done {
+        document: Value,
+        steps: Vec<StepRun>,
+    },
+    Stopped(PipelineError),
+}
+
+/// Runs `request` through the pipeline named `direction` (`partner-center-to-crm` or
+/// `crm-to-partner-center`) without syncing anything: the JSON API's run and the console's
+/// preview page.
+pub async fn preview(
+    state: &AdminState,
+    direction: &str,
+    request: RunRequest,
+) -> Result<Preview, ApiError> {
+    let direction: Direction = serde_json::from_value(Value::String(direction.to_owned()))
+        .map_err(|_| {
             ApiError(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -250,9 +281,26 @@ pub async fn run_pipeline(
                     format!("the pipeline's output could not be read back as JSON: {err}"),
                 )
             })?;
-            Ok(Json(json!({ "document": document, "steps": output.steps })).into_response())
+            Ok(Preview::Done {
+                document,
+                steps: output.steps,
+            })
         }
-        Err(err) => Ok((
+        Err(err) => Ok(Preview::Stopped(err)),
+    }
+}
+
+/// `POST /admin/v1/pipelines/{direction}/run`
+pub async fn run_pipeline(
+    State(state): State<AdminState>,
+    Path(direction): Path<String>,
+    Json(request): Json<RunRequest>,
+) -> Result<Response, ApiError> {
+    Ok(match preview(&state, &direction, request).await? {
+        Preview::Done { document, steps } => {
+            Json(json!({ "document": document, "steps": steps })).into_response()
+        }
+        Preview::Stopped(err) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({
                 "error": err.to_string(),
@@ -262,6 +310,6 @@ pub async fn run_pipeline(
                 "completed": err.completed,
             })),
         )
-            .into_response()),
-    }
+            .into_response(),
+    })
 }

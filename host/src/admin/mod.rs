@@ -13,10 +13,12 @@
 //! | GET | `/admin/v1/dead-letters` | events that failed every attempt, with the reason |
 //! | POST | `/admin/v1/dead-letters/replay` | `{"ids": [..]}` or `{"all": true}`: queue them again |
 //! | GET | `/admin/v1/audit?record=&limit=` | the audit trail, newest first |
+//! | GET, POST | `/console/…` | the operator's web console (its own sign-in; see [`console`]) |
 //!
 //! Errors are JSON `{"error": "<what went wrong and what to do>"}` with a fitting status.
 
 mod auth;
+pub mod console;
 mod handlers;
 mod sync_handlers;
 
@@ -46,6 +48,8 @@ pub struct AdminState {
     pub replica_id: Arc<str>,
     /// Whether this replica is the leader (runs the pollers and retention).
     pub leader: tokio::sync::watch::Receiver<bool>,
+    /// The web console's sessions, when the console is on (`[admin] console`).
+    pub console: Option<console::SessionSettings>,
 }
 
 /// The largest request body the admin API reads: the largest accepted component plus
@@ -83,10 +87,16 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             auth::require_bearer,
         ));
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
-        .nest("/admin/v1", protected)
+        .nest("/admin/v1", protected);
+    // The console signs in with the token and keeps a session cookie of its own, so it is
+    // outside the bearer layer.
+    if let Some(settings) = state.console {
+        router = router.nest("/console", console::router(&state, settings));
+    }
+    router
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-fn sync_store(state: &AdminState) -> Result<&Arc<dyn SyncStore>, ApiError> {
+pub(super) fn sync_store(state: &AdminState) -> Result<&Arc<dyn SyncStore>, ApiError> {
     state.sync_store.as_ref().ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
@@ -19,7 +19,7 @@ fn sync_store(state: &AdminState) -> Result<&Arc<dyn SyncStore>, ApiError> {
     })
 }
 
-fn internal(e: anyhow::Error) -> ApiError {
+pub(super) fn internal(e: anyhow::Error) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
 }
 
@@ -61,7 +61,6 @@ pub async fn replay(
     State(state): State<AdminState>,
     Json(body): Json<ReplayBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = sync_store(&state)?;
     let ids = match (&body.ids, body.all) {
         (Some(ids), false) if !ids.is_empty() => Some(ids.as_slice()),
         (None, true) => None,
@@ -72,11 +71,19 @@ pub async fn replay(
             ));
         }
     };
-    let replayed = store.replay_dead_letters(ids).map_err(internal)?;
+    Ok(Json(json!({ "replayed": replay_dead_letters(&state, ids)? })))
+}
+
+/// Queues dead letters again (`ids`, or all of them) and wakes the workers; answers how many.
+/// The JSON API's replay and the console's.
+pub fn replay_dead_letters(state: &AdminState, ids: Option<&[i64]>) -> Result<u64, ApiError> {
+    let replayed = sync_store(state)?
+        .replay_dead_letters(ids)
+        .map_err(internal)?;
     if let Some(wakeup) = &state.wakeup {
         wakeup.notify_waiters();
     }
-    Ok(Json(json!({ "replayed": replayed })))
+    Ok(replayed)
 }
 
 /// `GET /admin/v1/audit?record=referral:<id>&limit=50`.

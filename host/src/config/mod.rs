@@ -86,6 +86,15 @@ pub struct AdminConfig {
     pub request_timeout_ms: u64,
     pub max_connections: usize,
     pub max_in_flight: usize,
+    /// Serve the operator's web console on `/console` of this listener.
+    pub console: bool,
+    /// A console session ends after this many seconds without a request.
+    pub session_idle_secs: u64,
+    /// A console session ends this many seconds after sign-in, however active.
+    pub session_max_secs: u64,
+    /// The listener is reached through TLS (a proxy in front): the console's session cookie
+    /// gets the `Secure` attribute, so a browser never sends it over plain HTTP.
+    pub behind_tls: bool,
 }
 
 impl Default for AdminConfig {
@@ -101,6 +110,10 @@ impl Default for AdminConfig {
             request_timeout_ms: 300_000,
             max_connections: 256,
             max_in_flight: 64,
+            console: true,
+            session_idle_secs: 30 * 60,
+            session_max_secs: 12 * 60 * 60,
+            behind_tls: false,
         }
     }
 }
@@ -122,6 +135,11 @@ impl AdminConfig {
     /// that would disable themselves.
     pub fn validate(&self) -> Result<()> {
         self.limits()?;
+        if self.session_idle_secs == 0 || self.session_max_secs == 0 {
+            bail!(
+                "admin.session_idle_secs and admin.session_max_secs must be at least 1 (seconds); the defaults are 1800 and 43200"
+            );
+        }
         if !self.listen.ip().is_loopback() && !self.allow_remote {
             bail!(
                 "admin.listen = \"{}\" is not a loopback address; the admin API deploys code into the host, so it listens on 127.0.0.1 unless you also set admin.allow_remote = true (and put TLS in front of it)",

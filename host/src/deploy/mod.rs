@@ -71,6 +71,15 @@ pub struct DeployReport {
     pub artifact_cache: Option<CacheOutcome>,
 }
 
+/// The step's sample record run through one stored version ([`Deployer::try_sample`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleTrial {
+    /// The full version.
+    pub version: String,
+    /// The output document, or why there is none (it does not load, or the guest refused).
+    pub output: Result<String, String>,
+}
+
 /// Why a deploy or rollback did not happen. The active version is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -246,6 +255,41 @@ impl Deployer {
     pub async fn prune_versions(&self, keep: usize) -> Result<Vec<(String, String)>, DeployError> {
         let _serial = self.serial.lock().await;
         Ok(self.store.prune_versions(keep)?)
+    }
+
+    /// Runs the step's sample record (the one every new version is validated on) through a
+    /// stored version (a full hash or a unique prefix), active or not, without activating or
+    /// storing anything: what the console shows side by side for two versions.
+    pub async fn try_sample(
+        &self,
+        step_name: &str,
+        version: &str,
+    ) -> Result<SampleTrial, DeployError> {
+        let step = self
+            .pipelines
+            .step(step_name)
+            .ok_or_else(|| DeployError::UnknownStep(step_name.to_owned()))?
+            .clone();
+        let version = self.resolve_version(step_name, version)?;
+        let stored =
+            self.store
+                .version(step_name, &version)?
+                .ok_or_else(|| DeployError::UnknownVersion {
+                    step: step_name.to_owned(),
+                    version: version.clone(),
+                })?;
+        let sample = self.samples.get(step_name).cloned().unwrap_or_default();
+        let runtime = self.pipelines.runtime().clone();
+        let identity = step.identity();
+        let output = tokio::task::spawn_blocking(move || {
+            let component = runtime.load(&stored.wasm).map_err(|err| err.to_string())?;
+            validate::run_sample(&runtime, &component, &identity, &sample)
+                .result
+                .map_err(|err| err.kind.to_string())
+        })
+        .await
+        .map_err(|err| DeployError::Store(anyhow::anyhow!("a sample run panicked: {err}")))?;
+        Ok(SampleTrial { version, output })
     }
 
     fn known_step(&self, step_name: &str) -> Result<(), DeployError> {

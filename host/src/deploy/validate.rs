@@ -6,7 +6,7 @@
 
 use crate::pipeline::StepIdentity;
 use crate::runtime::{
-    CallError, CallErrorKind, CallStats, LoadError, MappingCall, MappingComponent, MappingRuntime,
+    CallError, CallErrorKind, CallReport, CallStats, LoadError, MappingCall, MappingComponent, MappingRuntime,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -37,18 +37,17 @@ pub struct Validated {
     pub compile_time: Duration,
 }
 
-/// Validates `bytes` as a new version of `step`. Blocking: compiles the component.
-pub fn validate(
+/// Runs `step`'s sample record through `component` as validation does (event and tenant
+/// `sample`, no current record). Blocking. The console shows two versions' outputs side by side
+/// with it.
+pub fn run_sample(
     runtime: &MappingRuntime,
+    component: &MappingComponent,
     step: &StepIdentity,
-    bytes: &[u8],
     sample: &str,
-) -> Result<Validated, ValidationError> {
-    let started = Instant::now();
-    let component = Arc::new(runtime.load(bytes)?);
-    let compile_time = started.elapsed();
-    let report = runtime.call(
-        &component,
+) -> CallReport {
+    runtime.call(
+        component,
         &MappingCall {
             mapping_name: step.name.clone(),
             direction: step.direction,
@@ -59,7 +58,20 @@ pub fn validate(
             current: None,
             config: step.config.clone(),
         },
-    );
+    )
+}
+
+/// Validates `bytes` as a new version of `step`. Blocking: compiles the component.
+pub fn validate(
+    runtime: &MappingRuntime,
+    step: &StepIdentity,
+    bytes: &[u8],
+    sample: &str,
+) -> Result<Validated, ValidationError> {
+    let started = Instant::now();
+    let component = Arc::new(runtime.load(bytes)?);
+    let compile_time = started.elapsed();
+    let report = run_sample(runtime, &component, step, sample);
     let outcome = match report.result {
         Ok(_) => "ok".to_owned(),
         Err(err) => match &err.kind {

@@ -1,0 +1,100 @@
+//! Line charts of the last hour as inline SVG: the numbers are turned into `points` of
+//! `<polyline>`s here, the template draws them. No script, no style attribute (the console's
+//! Content-Security-Policy allows neither): colours come from the vendored stylesheet by class.
+
+use super::history::WINDOW;
+
+/// Drawing size in SVG user units (the stylesheet scales the SVG to the page).
+pub const WIDTH: f64 = 600.0;
+pub const HEIGHT: f64 = 120.0;
+
+/// One line of a chart.
+pub struct Line {
+    pub name: &'static str,
+    /// CSS class (`line-a`, `line-b`) that gives it its colour.
+    pub class: &'static str,
+    /// `x,y x,y …`
+    pub points: String,
+}
+
+/// A chart of the last hour.
+pub struct Chart {
+    pub title: &'static str,
+    /// The value at the top edge, as shown.
+    pub top: String,
+    pub lines: Vec<Line>,
+    /// Whether there is anything to draw (fewer than two readings yet).
+    pub empty: bool,
+}
+
+impl Chart {
+    /// A chart of `series` ((name, class, (unix seconds, value) points)) ending at `now`.
+    pub fn new(
+        title: &'static str,
+        now: f64,
+        series: Vec<(&'static str, &'static str, Vec<(f64, f64)>)>,
+    ) -> Self {
+        let max = series
+            .iter()
+            .flat_map(|(_, _, points)| points.iter().map(|p| p.1))
+            .fold(0.0_f64, f64::max);
+        // A flat zero line sits at the bottom with a top of 1, not a division by zero.
+        let top = if max > 0.0 { max * 1.1 } else { 1.0 };
+        let start = now - WINDOW.as_secs_f64();
+        let empty = series.iter().all(|(_, _, points)| points.len() < 2);
+        let lines = series
+            .into_iter()
+            .map(|(name, class, points)| Line {
+                name,
+                class,
+                points: points
+                    .iter()
+                    .filter(|(t, _)| *t >= start)
+                    .map(|(t, v)| {
+                        let x = (t - start) / WINDOW.as_secs_f64() * WIDTH;
+                        let y = HEIGHT - v / top * HEIGHT;
+                        format!("{x:.1},{y:.1}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            })
+            .collect();
+        Self {
+            title,
+            top: format_number(top),
+            lines,
+            empty,
+        }
+    }
+}
+
+/// A number for people: whole numbers without decimals, others with one.
+pub fn format_number(value: f64) -> String {
+    if (value - value.round()).abs() < 1e-9 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_span_the_hour_and_the_height() {
+        let now = 10_000.0;
+        let chart = Chart::new(
+            "t",
+            now,
+            vec![(
+                "a",
+                "line-a",
+                vec![(now - 3600.0, 0.0), (now, 10.0), (now - 7200.0, 5.0)],
+            )],
+        );
+        assert_eq!(chart.lines[0].points, "0.0,120.0 600.0,10.9");
+        assert_eq!(chart.top, "11");
+        assert!(!chart.empty);
+    }
+}
