@@ -1,0 +1,373 @@
+//! The web console in a real browser: headless Chromium driven through chromedriver
+//! (WebDriver), against a real `cosell serve` syncing the two emulators. An operator signs in
+//! (a wrong token is refused), sees the steps, deploys a `.wasm` through the upload form,
+//! compares two versions, rolls back, previews a pipeline, replays a dead letter, searches the
+//! audit trail and signs out; each step is checked against the host's JSON API.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (the test fails, saying so, without them).
+//! With `COSELL_CONSOLE_SCREENSHOTS=<dir>` (relative to the repository) it saves a PNG of
+//! each page there; docs/console.md shows them.
+
+mod support;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt as _;
+use serde_json::json;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::backend::Backend;
+use support::sync_env::{SyncEnv, wait_until};
+use support::{TOKEN, guest, repo_root, with_custom_section};
+
+/// How long a page may take to show what the test waits for.
+const PAGE: Duration = Duration::from_secs(30);
+
+/// The first of `candidates` that exists (an environment variable may name another).
+fn binary(variable: &str, candidates: &[&str]) -> PathBuf {
+    let found = std::env::var_os(variable)
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(candidates.iter().map(PathBuf::from))
+        .find(|path| path.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "the console's browser test needs headless Chromium and chromedriver: install them \
+             with `apt-get install chromium chromium-driver` (Debian), or name them with \
+             COSELL_CHROMIUM and COSELL_CHROMEDRIVER (looked for {variable} and {candidates:?})"
+        )
+    })
+}
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    /// The browser's profile, deleted with the driver.
+    profile: tempfile::TempDir,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let chromedriver = binary("COSELL_CHROMEDRIVER", &["/usr/bin/chromedriver"]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            profile: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A headless Chromium session (retried while chromedriver starts listening).
+    async fn session(&self) -> Client {
+        let chromium = binary(
+            "COSELL_CHROMIUM",
+            &["/usr/lib/chromium/chromium", "/usr/bin/chromium"],
+        );
+        let profile = self.profile.path();
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1024,768",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let capabilities = capabilities.as_object().unwrap().clone();
+        let mut last = None;
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&self.url)
+                .await
+            {
+                Ok(client) => return client,
+                Err(err) => last = Some(err),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no session from chromedriver at {}: {last:?}", self.url)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Saves a screenshot of the page as `<name>.png` when COSELL_CONSOLE_SCREENSHOTS names a
+/// directory.
+async fn screenshot(client: &Client, name: &str) {
+    let Some(dir) = std::env::var_os("COSELL_CONSOLE_SCREENSHOTS") else {
+        return;
+    };
+    let dir = repo_root().join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+    match client
+        .wait()
+        .at_most(PAGE)
+        .for_element(Locator::Css(css))
+        .await
+    {
+        Ok(element) => element,
+        Err(err) => panic!(
+            "no `{css}` on {:?} ({err}):\n{}",
+            client.current_url().await.map(|u| u.to_string()),
+            client.source().await.unwrap_or_default()
+        ),
+    }
+}
+
+/// Waits until the browser is on a page whose URL (path and query) contains `part`.
+async fn wait_url(client: &Client, part: &str) {
+    for _ in 0..300 {
+        let url = client.current_url().await.unwrap();
+        if url.as_str().contains(part) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the browser never reached a URL with `{part}`: {:?}",
+        client.current_url().await.map(|u| u.to_string())
+    );
+}
+
+/// Follows a link of the navigation bar.
+async fn nav(client: &Client, path: &str) {
+    click(client, &format!("nav a[href='{path}']")).await;
+    wait_url(client, path).await;
+}
+
+async fn click(client: &Client, css: &str) {
+    wait_for(client, css).await.click().await.unwrap();
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    wait_for(client, css).await.text().await.unwrap()
+}
+
+/// A transaction currency's id in the emulated CRM.
+async fn currency(env: &SyncEnv, code: &str) -> String {
+    let rows = env
+        .seller
+        .query(
+            "transactioncurrencies",
+            &format!("$select=transactioncurrencyid&$filter=isocurrencycode eq '{code}'"),
+        )
+        .await
+        .unwrap();
+    rows[0]["transactioncurrencyid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_runs_the_host_from_the_console() {
+    let options = support::sync_env::Options {
+        extra: "[sync]\nmax_attempts = 2\nretry_base_ms = 200\n".into(),
+        backend: Backend::Sqlite,
+        bound: Duration::from_secs(240),
+        ..Default::default()
+    };
+    SyncEnv::run_with(options, |env| async move {
+        let driver = Driver::start();
+        let client = driver.session().await;
+        let outcome = AssertUnwindSafe(walk_through(&env, &client))
+            .catch_unwind()
+            .await;
+        let _ = client.close().await;
+        drop(driver);
+        if let Err(panic) = outcome {
+            eprintln!("host log:\n{}", env.host_log());
+            std::panic::resume_unwind(panic);
+        }
+    })
+    .await;
+}
+
+async fn walk_through(env: &SyncEnv, client: &Client) {
+    let base = &env.admin_url;
+    // A dead letter in the making: Partner Center throttles every call, so the opportunity's
+    // create fails both attempts (see sync_flows' dead-letter test).
+    env.pc
+        .faults()
+        .set(cosell_emulators::common::faults::FaultConfig {
+            throttle_rate: 1.0,
+            retry_after_secs: 1,
+            ..Default::default()
+        })
+        .expect("valid faults");
+    let currency = currency(env, "EUR").await;
+    let oid = support::seller::creates_opportunity(
+        env,
+        "Console dead letter",
+        "98052",
+        json!({"transactioncurrencyid@odata.bind": format!("/transactioncurrencies({currency})")}),
+    )
+    .await;
+
+    // A wrong token is refused.
+    client
+        .goto(&format!("{base}/console/sign-in"))
+        .await
+        .unwrap();
+    wait_for(client, "#token").await.send_keys("not-the-admin-token").await.unwrap();
+    click(client, "#sign-in button").await;
+    assert!(
+        text(client, "#message").await.contains("not the admin token"),
+        "{}",
+        client.source().await.unwrap()
+    );
+    screenshot(client, "sign-in").await;
+
+    // The right one opens the overview.
+    wait_for(client, "#token").await.send_keys(TOKEN).await.unwrap();
+    click(client, "#sign-in button").await;
+    wait_url(client, "/console/overview").await;
+    wait_for(client, "#services").await;
+    let steps = text(client, "#steps").await;
+    assert!(steps.contains("referral-to-opportunity"), "{steps}");
+    assert!(steps.contains("opportunity-to-referral"), "{steps}");
+    screenshot(client, "overview").await;
+
+    // Mappings: the steps, then one step's versions.
+    nav(client, "/console/mappings").await;
+    let steps = text(client, "#steps").await;
+    assert!(steps.contains("referral-to-opportunity"), "{steps}");
+    screenshot(client, "mappings").await;
+    let step = "referral-to-opportunity";
+    let api = support::Admin {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+    };
+    let v1 = api.active_version(step).await;
+    click(client, &format!("a.step-link[href='/console/mappings/{step}']")).await;
+    wait_for(client, "#versions").await;
+
+    // Deploy a new version through the upload form.
+    let upload = env.dir.path().join("referral_to_opportunity-v2.wasm");
+    std::fs::write(
+        &upload,
+        with_custom_section(&guest("referral_to_opportunity.wasm"), "console", b"v2"),
+    )
+    .unwrap();
+    wait_for(client, "#wasm")
+        .await
+        .send_keys(upload.to_str().unwrap())
+        .await
+        .unwrap();
+    click(client, "#deploy button").await;
+    let status = text(client, "#report-status").await;
+    assert_eq!(status, "Activated", "{}", client.source().await.unwrap());
+    assert_eq!(text(client, "#report-sample").await, "ok");
+    let v2 = api.active_version(step).await;
+    assert_ne!(v1, v2, "the upload did not change the active version");
+    screenshot(client, "deploy").await;
+
+    // The sample record through both versions, side by side.
+    client
+        .goto(&format!("{base}/console/mappings/{step}"))
+        .await
+        .unwrap();
+    click(client, "#compare button").await;
+    let summary = text(client, "#compare-summary").await;
+    assert!(summary.contains("same output"), "{summary}");
+    assert_eq!(
+        client.find_all(Locator::Css("pre.output")).await.unwrap().len(),
+        2
+    );
+    screenshot(client, "compare").await;
+
+    // Roll back to the version before.
+    client
+        .goto(&format!("{base}/console/mappings/{step}"))
+        .await
+        .unwrap();
+    click(client, "#rollback").await;
+    assert_eq!(text(client, "#report-status").await, "Activated");
+    assert_eq!(api.active_version(step).await, v1);
+
+    // Preview the built-in sample referral.
+    nav(client, "/console/preview").await;
+    click(client, "#preview button").await;
+    let output = text(client, "#output").await;
+    assert!(output.contains('{'), "{output}");
+    screenshot(client, "preview").await;
+
+    // The dead letter: listed, replayed once Partner Center answers again.
+    let listed = wait_until(Duration::from_secs(90), || async {
+        let (_, body) = api.get("/admin/v1/dead-letters").await;
+        body["dead_letters"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|d| d["record_id"] == oid.as_str()))
+            .then_some(())
+    })
+    .await;
+    assert!(listed.is_some(), "no dead letter for {oid}");
+    env.pc
+        .faults()
+        .set(Default::default())
+        .expect("valid faults");
+    nav(client, "/console/dead-letters").await;
+    let letters = text(client, "#dead-letters").await;
+    assert!(letters.contains(&oid), "{letters}");
+    screenshot(client, "dead-letters").await;
+    click(client, "#dead-letters button.replay").await;
+    let flash = text(client, "#flash").await;
+    assert!(flash.contains("1 dead letter(s) queued again"), "{flash}");
+    env.wait_opportunity(&oid, "the referral after the replay", |o| {
+        o["cosell_referralidentifier"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    })
+    .await;
+
+    // The audit trail of that opportunity shows the dead letter.
+    nav(client, "/console/audit").await;
+    wait_for(client, "#audit-search input[name=record]")
+        .await
+        .send_keys(&format!("opportunity:{oid}"))
+        .await
+        .unwrap();
+    click(client, "#audit-search button").await;
+    wait_url(client, "record=opportunity").await;
+    let trail = text(client, "#audit").await;
+    assert!(trail.contains("dead-letter"), "{trail}");
+    screenshot(client, "audit").await;
+
+    // Signing out ends the session: the console asks to sign in again.
+    click(client, "#sign-out").await;
+    assert!(text(client, "#message").await.contains("signed out"));
+    client
+        .goto(&format!("{base}/console/overview"))
+        .await
+        .unwrap();
+    wait_url(client, "/console/sign-in").await;
+    wait_for(client, "#sign-in").await;
+}
