@@ -254,7 +254,6 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
     let steps = text(client, "#steps").await;
     assert!(steps.contains("referral-to-opportunity"), "{steps}");
     assert!(steps.contains("opportunity-to-referral"), "{steps}");
-    screenshot(client, "overview").await;
 
     // Mappings: the steps, then one step's versions.
     nav(client, "/console/mappings").await;
@@ -360,6 +359,14 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
     let trail = text(client, "#audit").await;
     assert!(trail.contains("dead-letter"), "{trail}");
     screenshot(client, "audit").await;
+
+    // The overview reads the queue from the host's metrics (a syncing host has them all).
+    nav(client, "/console/overview").await;
+    for stat in ["pending", "running", "dead"] {
+        let value = text(client, &format!("#stat-{stat} .value")).await;
+        assert!(value.parse::<u64>().is_ok(), "{stat}: {value:?}");
+    }
+    screenshot(client, "overview").await;
 
     // Signing out ends the session: the console asks to sign in again.
     click(client, "#sign-out").await;
