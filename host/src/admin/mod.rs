@@ -12,10 +12,11 @@
 //! | GET | `/admin/v1/queue` | sync events pending, running, dead |
 //! | GET | `/admin/v1/dead-letters` | events that failed every attempt, with the reason |
 //! | POST | `/admin/v1/dead-letters/replay` | `{"ids": [..]}` or `{"all": true}`: queue them again |
-//! | GET | `/admin/v1/audit?record=&limit=` | the audit trail, newest first |
+//! | GET | `/admin/v1/audit?record=&outcome=&since=&until=&conflicts=&limit=&before=` | a page of the audit trail, newest first, and `next` (the `before` of the next page) |
 //!
 //! Errors are JSON `{"error": "<what went wrong and what to do>"}` with a fitting status.
 
+pub mod audit_search;
 mod auth;
 mod handlers;
 mod sync_handlers;
