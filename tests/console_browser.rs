@@ -358,6 +358,24 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
     wait_url(client, "record=opportunity").await;
     let trail = text(client, "#audit").await;
     assert!(trail.contains("dead-letter"), "{trail}");
+    assert!(trail.contains("created"), "{trail}");
+    // Narrowed to one outcome, only its lines are left.
+    wait_for(client, "#audit-search select[name=outcome]")
+        .await
+        .select_by_value("dead-letter")
+        .await
+        .unwrap();
+    click(client, "#audit-search button").await;
+    wait_url(client, "outcome=dead-letter").await;
+    let rows = client
+        .find_all(Locator::Css("#audit tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{}", text(client, "#audit").await);
+    assert_eq!(
+        rows[0].attr("class").await.unwrap().as_deref(),
+        Some("outcome-dead-letter")
+    );
     screenshot(client, "audit").await;
 
     // The overview reads the queue from the host's metrics (a syncing host has them all).

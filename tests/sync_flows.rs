@@ -360,6 +360,12 @@ default = "most-recent"
             r["details"]["dealValue"], r["details"]["notes"], o["estimatedvalue"], o["description"], env.host_log());
         let audit = env.cosell_admin(&["audit", &format!("referral:{rid}")]);
         assert!(audit.contains("conflict"), "the conflict is in the audit trail: {audit}");
+        // The search finds it by its bare id among conflicts of the last hour, and not among
+        // the creations.
+        let conflicts = env.cosell_admin(&["audit", &rid, "--conflicts", "--since", "1h"]);
+        assert!(conflicts.contains(&format!("referral:{rid}")) && conflicts.contains("wins"), "{conflicts}");
+        let created = env.cosell_admin(&["audit", &rid, "--outcome", "created"]);
+        assert!(!created.contains("wins"), "only creations: {created}");
     })
     .await;
 }

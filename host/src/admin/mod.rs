@@ -12,11 +12,12 @@
 //! | GET | `/admin/v1/queue` | sync events pending, running, dead |
 //! | GET | `/admin/v1/dead-letters` | events that failed every attempt, with the reason |
 //! | POST | `/admin/v1/dead-letters/replay` | `{"ids": [..]}` or `{"all": true}`: queue them again |
-//! | GET | `/admin/v1/audit?record=&limit=` | the audit trail, newest first |
+//! | GET | `/admin/v1/audit?record=&outcome=&since=&until=&conflicts=&limit=&before=` | a page of the audit trail, newest first, and `next` (the `before` of the next page) |
 //! | GET, POST | `/console/…` | the operator's web console (its own sign-in; see [`console`]) |
 //!
 //! Errors are JSON `{"error": "<what went wrong and what to do>"}` with a fitting status.
 
+pub mod audit_search;
 mod auth;
 pub mod console;
 mod handlers;

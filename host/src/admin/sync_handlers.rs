@@ -1,6 +1,7 @@
 //! Admin routes of the sync engine: the queue, dead letters and the audit trail.
 
 use super::AdminState;
+use super::audit_search::AuditFilters;
 use super::handlers::ApiError;
 use crate::store::SyncStore;
 use axum::Json;
@@ -32,7 +33,6 @@ pub async fn queue(State(state): State<AdminState>) -> Result<Json<Value>, ApiEr
 #[derive(Deserialize)]
 pub struct ListQuery {
     limit: Option<usize>,
-    record: Option<String>,
 }
 
 /// `GET /admin/v1/dead-letters`: the dead letters, and the parked events (each with the step
@@ -86,13 +86,16 @@ pub fn replay_dead_letters(state: &AdminState, ids: Option<&[i64]>) -> Result<u6
     Ok(replayed)
 }
 
-/// `GET /admin/v1/audit?record=referral:<id>&limit=50`.
+/// `GET /admin/v1/audit?record=&outcome=&since=&until=&conflicts=&limit=&before=`: one page
+/// of the audit trail, newest first, and where the next page starts (`next`, to pass as
+/// `before`).
 pub async fn audit(
     State(state): State<AdminState>,
-    Query(q): Query<ListQuery>,
+    Query(filters): Query<AuditFilters>,
 ) -> Result<Json<Value>, ApiError> {
-    let entries = sync_store(&state)?
-        .audit_trail(q.record.as_deref(), q.limit.unwrap_or(50).min(10_000))
-        .map_err(internal)?;
-    Ok(Json(json!({ "audit": entries })))
+    let query = filters
+        .to_query(chrono::Utc::now())
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let page = sync_store(&state)?.audit_search(&query).map_err(internal)?;
+    Ok(Json(json!({ "audit": page.entries, "next": page.next })))
 }

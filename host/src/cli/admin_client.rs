@@ -21,6 +21,20 @@ pub(super) fn url(admin: &AdminArgs, path: &str) -> String {
 
 /// Sends the request; prints the JSON answer on stdout on success, the error on stderr.
 pub(super) async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) -> Result<i32> {
+    Ok(match answer(request, admin).await? {
+        Some(body) => {
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            0
+        }
+        None => 1,
+    })
+}
+
+/// Sends the request; the JSON answer on success, `None` once the error is printed on stderr.
+pub(super) async fn answer(
+    request: reqwest::RequestBuilder,
+    admin: &AdminArgs,
+) -> Result<Option<Value>> {
     let token = admin.token()?;
     let response = request
         .bearer_auth(token.expose())
@@ -38,12 +52,11 @@ pub(super) async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) ->
         .await
         .with_context(|| format!("reading the admin API's answer (HTTP {status})"))?;
     if status.is_success() {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-        Ok(0)
+        Ok(Some(body))
     } else {
         let message = body["error"].as_str().unwrap_or("no error message");
         eprintln!("error: HTTP {status}: {message}");
-        Ok(1)
+        Ok(None)
     }
 }
 

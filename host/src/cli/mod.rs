@@ -65,14 +65,12 @@ pub enum Command {
     /// Show and replay sync events that failed every attempt.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
-    /// Show the sync audit trail of a running host, newest first: what was created, updated,
-    /// skipped, refused or retried, and every conflict.
+    /// Show the sync audit trail of a running host, newest first, a page at a time: what was
+    /// created, updated, skipped, refused or retried, and every conflict; filter by record,
+    /// outcome, time range or conflicts only.
     Audit {
-        /// Only this record: `referral:<id>` or `opportunity:<id>`.
-        record: Option<String>,
-        /// At most this many entries.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        #[command(flatten)]
+        filters: sync_admin::AuditArgs,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -328,11 +326,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Mapping(MappingCommand::Unpin { step, hash, admin }) => {
             admin_client::pin(&admin, &step, &hash, false).await
         }
-        Command::Audit {
-            record,
-            limit,
-            admin,
-        } => sync_admin::audit(&admin, record.as_deref(), limit).await,
+        Command::Audit { filters, admin } => sync_admin::audit(&admin, &filters).await,
         Command::DeadLetters(DeadLettersCommand::List { admin }) => sync_admin::list(&admin).await,
         Command::Backfill(args) => backfill::run(args).await,
         Command::DeadLetters(DeadLettersCommand::Replay { ids, all, admin }) => {

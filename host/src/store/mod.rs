@@ -9,6 +9,7 @@
 //! Partner Center sign-in (its rotating refresh token) in the credentials. [`customer_locks`]
 //! is the per-customer lock of the Dataverse lookups, as wide as the store is shared.
 
+pub mod audit_query;
 mod claim_sql;
 pub mod customer_locks;
 pub mod migrations;
@@ -27,11 +28,12 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use audit_query::{AuditPage, AuditQuery};
 pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
 pub use open::{StateStore, open};
 pub use sync::{
-    AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
-    RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
+    AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts,
+    QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
 };
 
 use anyhow::Result;

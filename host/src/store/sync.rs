@@ -5,6 +5,7 @@
 //! An event only says which record changed on which side; processing reads the record's
 //! current state, which is what makes it idempotent and lets events for one record coalesce.
 
+use super::audit_query::{AuditPage, AuditQuery};
 use anyhow::Result;
 use serde::Serialize;
 
@@ -161,11 +162,23 @@ pub struct AuditEntry {
     pub record: String,
     /// `partner-center-to-crm` or `crm-to-partner-center`.
     pub direction: String,
-    /// `created`, `updated`, `unchanged`, `echo`, `skipped`, `conflict`, `rejected`, `retry`,
-    /// `parked`, `dead-letter`.
+    /// One of [`AUDIT_OUTCOMES`].
     pub outcome: String,
     pub detail: String,
 }
+
+/// The outcomes the audit trail records. Echoes and runs that changed nothing are counted in
+/// the metrics, not kept in the trail.
+pub const AUDIT_OUTCOMES: &[&str] = &[
+    "created",
+    "updated",
+    "skipped",
+    "conflict",
+    "rejected",
+    "retry",
+    "parked",
+    "dead-letter",
+];
 
 /// [`SyncStore::claim_as`] refused: another live session claims as this replica id.
 #[derive(Debug, thiserror::Error)]
@@ -294,8 +307,17 @@ pub trait SyncStore: Send + Sync {
     fn end_referral_intent(&self, opportunity_id: &str) -> Result<()>;
 
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// The entries `query` matches, newest first, one page.
+    fn audit_search(&self, query: &AuditQuery) -> Result<AuditPage>;
     /// The newest `limit` entries of a record (all records with `None`), newest first.
-    fn audit_trail(&self, record: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+    fn audit_trail(&self, record: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let query = AuditQuery {
+            record: record.map(str::to_owned),
+            limit,
+            ..AuditQuery::default()
+        };
+        Ok(self.audit_search(&query)?.entries)
+    }
     /// Deletes the audit entries written before `before` (RFC 3339, UTC) and all but the
     /// newest `keep`; answers how many were deleted.
     fn prune_audit(&self, before: &str, keep: usize) -> Result<u64>;

@@ -2,6 +2,7 @@
 //! [`SyncStore`] implementation that puts them together with the queue.
 
 use super::{LINKS_LOCK, PgStore};
+use crate::store::audit_query::{self, AuditPage, AuditQuery};
 use crate::store::now;
 use crate::store::sync::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
@@ -361,31 +362,33 @@ impl SyncStore for PgStore {
         .context("writing the audit trail")
     }
 
-    fn audit_trail(&self, record: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
-        let record = record.map(str::to_owned);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with(move |c| {
-            Box::pin(async move {
-                let rows = c
-                    .query(
-                        "SELECT at, record, direction, outcome, detail FROM audit_trail
-                         WHERE $1::text IS NULL OR record = $1 ORDER BY id DESC LIMIT $2",
-                        &[&record, &limit],
-                    )
-                    .await?;
-                Ok(rows
-                    .iter()
-                    .map(|row| AuditEntry {
-                        at: row.get(0),
-                        record: row.get(1),
-                        direction: row.get(2),
-                        outcome: row.get(3),
-                        detail: row.get(4),
-                    })
-                    .collect())
+    fn audit_search(&self, query: &AuditQuery) -> Result<AuditPage> {
+        let (sql, params) = audit_query::search_sql(query, |n| format!("${n}"));
+        let rows = self
+            .with(move |c| {
+                Box::pin(async move {
+                    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                        .iter()
+                        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                        .collect();
+                    Ok(c.query(&sql, &params).await?)
+                })
             })
-        })
-        .context("reading the audit trail")
+            .context("reading the audit trail")?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                let entry = AuditEntry {
+                    at: row.get(1),
+                    record: row.get(2),
+                    direction: row.get(3),
+                    outcome: row.get(4),
+                    detail: row.get(5),
+                };
+                (row.get(0), entry)
+            })
+            .collect();
+        Ok(audit_query::page_of(rows, query.limit))
     }
 
     fn prune_audit(&self, before: &str, keep: usize) -> Result<u64> {

@@ -2,6 +2,7 @@
 //! implementation that puts them together with the queue.
 
 use super::{SqliteStore, now, write_transaction};
+use crate::store::audit_query::{self, AuditPage, AuditQuery};
 use crate::store::sync::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, QueueCounts, QueuedEvent, SyncStore,
 };
@@ -266,23 +267,26 @@ impl SyncStore for SqliteStore {
         Ok(())
     }
 
-    fn audit_trail(&self, record: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+    fn audit_search(&self, query: &AuditQuery) -> Result<AuditPage> {
+        let (sql, params) = audit_query::search_sql(query, |n| format!("?{n}"));
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT at, record, direction, outcome, detail FROM audit_trail
-             WHERE ?1 IS NULL OR record = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![record, limit as i64], |row| {
-            Ok(AuditEntry {
-                at: row.get(0)?,
-                record: row.get(1)?,
-                direction: row.get(2)?,
-                outcome: row.get(3)?,
-                detail: row.get(4)?,
-            })
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(&params), |row| {
+            Ok((
+                row.get(0)?,
+                AuditEntry {
+                    at: row.get(1)?,
+                    record: row.get(2)?,
+                    direction: row.get(3)?,
+                    outcome: row.get(4)?,
+                    detail: row.get(5)?,
+                },
+            ))
         })?;
-        rows.collect::<Result<_, _>>()
-            .context("reading the audit trail")
+        let rows = rows
+            .collect::<Result<_, _>>()
+            .context("reading the audit trail")?;
+        Ok(audit_query::page_of(rows, query.limit))
     }
 
     fn prune_audit(&self, before: &str, keep: usize) -> Result<u64> {

@@ -1,7 +1,7 @@
 //! Links, cursors, credentials and the audit trail on every backend.
 
 use crate::store::testing::store_tests;
-use crate::store::{AuditEntry, Link};
+use crate::store::{AuditEntry, AuditQuery, Link};
 
 store_tests! {
 
@@ -40,6 +40,62 @@ fn the_audit_trail_is_pruned_by_age_and_by_count(store) {
         .collect();
     assert_eq!(left, ["r4", "r3"], "the newest two");
     assert_eq!(store.prune_audit("2026-02-15T00:00:00.000Z", 2).unwrap(), 0);
+}
+
+fn the_audit_trail_is_searched_by_record_outcome_and_time_a_page_at_a_time(store) {
+    // Ten entries a minute apart, alternating records and outcomes.
+    for i in 0..10 {
+        let (record, outcome) = match i % 3 {
+            0 => ("referral:R-1", "conflict"),
+            1 => ("opportunity:R-1", "updated"),
+            _ => ("referral:R-2", "created"),
+        };
+        store
+            .audit(&AuditEntry {
+                at: format!("2026-12-06T10:{i:02}:00.000Z"),
+                record: record.into(),
+                direction: "partner-center-to-crm".into(),
+                outcome: outcome.into(),
+                detail: format!("entry {i}"),
+            })
+            .unwrap();
+    }
+    let details = |query: AuditQuery| -> (Vec<String>, Option<i64>) {
+        let page = store.audit_search(&query).unwrap();
+        (page.entries.into_iter().map(|e| e.detail).collect(), page.next)
+    };
+    let all = |limit| AuditQuery { limit, ..AuditQuery::default() };
+
+    // A bare id matches both sides' records; a full record name only its own.
+    let (found, _) = details(AuditQuery { record: Some("R-1".into()), ..all(100) });
+    assert_eq!(found.len(), 7, "{found:?}");
+    let (found, _) = details(AuditQuery { record: Some("opportunity:R-1".into()), ..all(100) });
+    assert_eq!(found, ["entry 7", "entry 4", "entry 1"]);
+
+    // Outcome and a half-open time range: 10:03 included, 10:09 excluded.
+    let (found, _) = details(AuditQuery {
+        outcome: Some("conflict".into()),
+        since: Some("2026-12-06T10:03:00.000Z".into()),
+        until: Some("2026-12-06T10:09:00.000Z".into()),
+        ..all(100)
+    });
+    assert_eq!(found, ["entry 6", "entry 3"]);
+
+    // Pages of four, newest first, each starting where the last one said, with no entry
+    // twice or missed; the last page says there is no next.
+    let mut seen = Vec::new();
+    let mut before = None;
+    for _ in 0..5 {
+        let (page, next) = details(AuditQuery { before, ..all(4) });
+        seen.extend(page);
+        before = next;
+        if next.is_none() {
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..10).rev().map(|i| format!("entry {i}")).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(before, None);
 }
 
 fn links_are_found_from_either_side_and_survive_reopening(store) {

@@ -1,50 +1,19 @@
 //! The audit trail: what the sync engine did to which record, searched by record, outcome,
-//! time range, conflicts only.
+//! time range and conflicts only, a page at a time: the filters of
+//! `GET /admin/v1/audit` and `cosell audit` ([`crate::admin::audit_search`]).
 
 use super::super::session::Session;
 use super::{Chrome, problem, render};
 use crate::admin::AdminState;
+use crate::admin::audit_search::AuditFilters;
 use crate::admin::handlers::ApiError;
 use crate::admin::sync_handlers::{internal, sync_store};
-use crate::store::{AuditEntry, SyncStore};
+use crate::store::{AUDIT_OUTCOMES, AuditEntry};
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Query, State};
-use axum::response::Response;
-use serde::Deserialize;
-
-/// At most this many entries are shown.
-const LIMIT: usize = 200;
-
-/// The outcomes an entry can have, for the form's choice.
-const OUTCOMES: [&str; 10] = [
-    "created",
-    "updated",
-    "unchanged",
-    "echo",
-    "skipped",
-    "conflict",
-    "rejected",
-    "retry",
-    "parked",
-    "dead-letter",
-];
-
-/// The search form (every field optional; empty fields are no filter).
-#[derive(Debug, Default, Deserialize)]
-pub struct Search {
-    #[serde(default)]
-    record: String,
-    #[serde(default)]
-    outcome: String,
-    /// RFC 3339 or a date (`2026-12-06`), inclusive.
-    #[serde(default)]
-    since: String,
-    /// RFC 3339 or a date, exclusive.
-    #[serde(default)]
-    until: String,
-    conflicts: Option<String>,
-}
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
 /// An outcome of the form's choice, and whether it is the one searched for.
 struct Choice {
@@ -52,65 +21,123 @@ struct Choice {
     selected: bool,
 }
 
+/// The form as submitted, to show it again.
+struct Form {
+    record: String,
+    since: String,
+    until: String,
+    conflicts: bool,
+    outcomes: Vec<Choice>,
+}
+
+impl Form {
+    fn of(filters: &AuditFilters) -> Self {
+        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        let outcome = text(&filters.outcome);
+        Self {
+            record: text(&filters.record),
+            since: text(&filters.since),
+            until: text(&filters.until),
+            conflicts: filters.conflicts,
+            outcomes: AUDIT_OUTCOMES
+                .iter()
+                .map(|&value| Choice {
+                    value,
+                    selected: outcome == value,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/audit.html")]
 struct Audit {
     chrome: Chrome,
-    search: Search,
-    outcomes: Vec<Choice>,
+    form: Form,
     entries: Vec<AuditEntry>,
-    conflicts: bool,
+    /// The link to the next (older) page, if there is one.
+    next: Option<String>,
+    /// What is wrong with the filters, if anything.
+    error: Option<String>,
 }
 
-/// The entries `search` asks for, newest first.
-fn find(store: &dyn SyncStore, search: &Search) -> Result<Vec<AuditEntry>, ApiError> {
-    let field = |text: &str| Some(text.trim()).filter(|t| !t.is_empty()).map(str::to_owned);
-    let (record, outcome, since, until) = (
-        field(&search.record),
-        field(&search.outcome),
-        field(&search.since),
-        field(&search.until),
-    );
-    let conflicts = search.conflicts.is_some();
-    // The trail's timestamps are RFC 3339 UTC text, so they compare as text.
-    let entries = store
-        .audit_trail(record.as_deref(), 10_000)
-        .map_err(internal)?
-        .into_iter()
-        .filter(|e| outcome.as_ref().is_none_or(|o| &e.outcome == o))
-        .filter(|e| !conflicts || e.outcome == "conflict")
-        .filter(|e| since.as_ref().is_none_or(|s| e.at.as_str() >= s.as_str()))
-        .filter(|e| until.as_ref().is_none_or(|u| e.at.as_str() < u.as_str()))
-        .take(LIMIT)
-        .collect();
-    Ok(entries)
+/// The query string of the page after this one: the same filters, `before` = `next`.
+fn next_page(filters: &AuditFilters, next: i64) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in [
+        ("record", &filters.record),
+        ("outcome", &filters.outcome),
+        ("since", &filters.since),
+        ("until", &filters.until),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+            query.append_pair(name, value);
+        }
+    }
+    if filters.conflicts {
+        query.append_pair("conflicts", "on");
+    }
+    if let Some(limit) = filters.limit {
+        query.append_pair("limit", &limit.to_string());
+    }
+    query.append_pair("before", &next.to_string());
+    format!("/console/audit?{}", query.finish())
 }
 
-/// `GET /console/audit?record=&outcome=&since=&until=&conflicts=1`
+/// `GET /console/audit?record=&outcome=&since=&until=&conflicts=on&before=`
 pub async fn search(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
-    Query(search): Query<Search>,
+    Query(filters): Query<AuditFilters>,
 ) -> Response {
     let chrome = Chrome::new("audit", &session);
     let store = match sync_store(&state) {
         Ok(store) => store.clone(),
         Err(err) => return problem(chrome, "No audit trail here", err),
     };
-    match find(store.as_ref(), &search) {
-        Ok(entries) => render(&Audit {
-            chrome,
-            outcomes: OUTCOMES
-                .iter()
-                .map(|&value| Choice {
-                    value,
-                    selected: search.outcome == value,
-                })
-                .collect(),
-            entries,
-            conflicts: search.conflicts.is_some(),
-            search,
-        }),
-        Err(err) => problem(chrome, "Search failed", err),
+    let mut page = Audit {
+        chrome,
+        form: Form::of(&filters),
+        entries: Vec::new(),
+        next: None,
+        error: None,
+    };
+    let query = match filters.to_query(chrono::Utc::now()) {
+        Ok(query) => query,
+        Err(error) => {
+            page.error = Some(error);
+            return (StatusCode::BAD_REQUEST, render(&page)).into_response();
+        }
+    };
+    match store.audit_search(&query).map_err(internal) {
+        Ok(found) => {
+            page.entries = found.entries;
+            page.next = found.next.map(|next| next_page(&filters, next));
+            render(&page)
+        }
+        Err(ApiError(status, message)) => {
+            page.error = Some(message);
+            (status, render(&page)).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_page_keeps_the_filters() {
+        let filters = AuditFilters {
+            record: Some("referral:a b".into()),
+            outcome: Some(String::new()),
+            conflicts: true,
+            ..AuditFilters::default()
+        };
+        assert_eq!(
+            next_page(&filters, 42),
+            "/console/audit?record=referral%3Aa+b&conflicts=on&before=42"
+        );
     }
 }
