@@ -237,17 +237,27 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
         .goto(&format!("{base}/console/sign-in"))
         .await
         .unwrap();
-    wait_for(client, "#token").await.send_keys("not-the-admin-token").await.unwrap();
+    wait_for(client, "#token")
+        .await
+        .send_keys("not-the-admin-token")
+        .await
+        .unwrap();
     click(client, "#sign-in button").await;
     assert!(
-        text(client, "#message").await.contains("not the admin token"),
+        text(client, "#message")
+            .await
+            .contains("not the admin token"),
         "{}",
         client.source().await.unwrap()
     );
     screenshot(client, "sign-in").await;
 
     // The right one opens the overview.
-    wait_for(client, "#token").await.send_keys(TOKEN).await.unwrap();
+    wait_for(client, "#token")
+        .await
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
     click(client, "#sign-in button").await;
     wait_url(client, "/console/overview").await;
     wait_for(client, "#services").await;
@@ -266,7 +276,11 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
         http: reqwest::Client::new(),
     };
     let v1 = api.active_version(step).await;
-    click(client, &format!("a.step-link[href='/console/mappings/{step}']")).await;
+    click(
+        client,
+        &format!("a.step-link[href='/console/mappings/{step}']"),
+    )
+    .await;
     wait_for(client, "#versions").await;
 
     // Deploy a new version through the upload form.
@@ -298,7 +312,11 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
     let summary = text(client, "#compare-summary").await;
     assert!(summary.contains("same output"), "{summary}");
     assert_eq!(
-        client.find_all(Locator::Css("pre.output")).await.unwrap().len(),
+        client
+            .find_all(Locator::Css("pre.output"))
+            .await
+            .unwrap()
+            .len(),
         2
     );
     screenshot(client, "compare").await;

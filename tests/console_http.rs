@@ -11,7 +11,7 @@ use cosell::config::HostConfig;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use std::time::Duration;
-use support::{Admin, TOKEN, guest, start, stamp_host_config, with_custom_section};
+use support::{Admin, TOKEN, guest, stamp_host_config, start, with_custom_section};
 
 /// A client that shows redirects instead of following them and keeps no cookies: each test
 /// sends exactly the cookie it means to.
@@ -119,7 +119,9 @@ async fn the_session_cookie_is_http_only_strict_and_secure_only_behind_tls() {
     // The session opens the console, whose pages load nothing from elsewhere.
     let overview = get(&admin.base, "/console/overview", &cookie.unwrap()).await;
     assert_eq!(overview.status(), StatusCode::OK);
-    let csp = overview.headers()["content-security-policy"].to_str().unwrap();
+    let csp = overview.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
     assert!(csp.contains("default-src 'self'"), "{csp}");
     assert!(overview.text().await.unwrap().contains("pc-to-crm"));
 
@@ -138,7 +140,12 @@ async fn a_wrong_token_gets_no_session_and_repeated_failures_are_throttled() {
     let unsigned = get(&admin.base, "/console/overview", "").await;
     assert_eq!(unsigned.status(), StatusCode::SEE_OTHER);
     assert!(location(&unsigned).starts_with("/console/sign-in"));
-    for wrong in ["", "not-the-token", &TOKEN[..TOKEN.len() - 1], &format!("{TOKEN}x")] {
+    for wrong in [
+        "",
+        "not-the-token",
+        &TOKEN[..TOKEN.len() - 1],
+        &format!("{TOKEN}x"),
+    ] {
         let (status, headers, _) = sign_in(&admin.base, wrong).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "token {wrong:?}");
         assert!(set_cookie(&headers).is_empty(), "token {wrong:?}");
@@ -198,7 +205,10 @@ async fn a_change_without_the_csrf_token_or_from_another_site_is_refused_and_cha
     let response = client()
         .post(format!("{}/console/mappings/pc-to-crm/deploy", admin.base))
         .header("cookie", &cookie)
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
         .body(upload(&wasm))
         .send()
         .await
@@ -206,7 +216,11 @@ async fn a_change_without_the_csrf_token_or_from_another_site_is_refused_and_cha
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(admin.active_version("pc-to-crm").await, v2);
     let (_, versions) = admin.get("/admin/v1/steps/pc-to-crm/versions").await;
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 2, "{versions}");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
 
     // The same form with the session's token does the change.
     let response = post(vec![("_csrf", csrf), ("to", v1.clone())])
@@ -224,7 +238,9 @@ async fn an_idle_session_expires_and_goes_back_to_sign_in() {
     let (_, _, cookie) = sign_in(&admin.base, TOKEN).await;
     let cookie = cookie.unwrap();
     assert_eq!(
-        get(&admin.base, "/console/overview", &cookie).await.status(),
+        get(&admin.base, "/console/overview", &cookie)
+            .await
+            .status(),
         StatusCode::OK
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -234,7 +250,10 @@ async fn an_idle_session_expires_and_goes_back_to_sign_in() {
     // A change with the expired session does nothing either.
     let v = admin.active_version("pc-to-crm").await;
     let response = client()
-        .post(format!("{}/console/mappings/pc-to-crm/rollback", admin.base))
+        .post(format!(
+            "{}/console/mappings/pc-to-crm/rollback",
+            admin.base
+        ))
         .header("cookie", &cookie)
         .form(&[("to", "anything")])
         .send()

@@ -36,7 +36,7 @@ impl From<DeployError> for ApiError {
     }
 }
 
-pub(crate) fn steps_json(state: &AdminState) -> Vec<Value> {
+fn steps_json(state: &AdminState) -> Vec<Value> {
     let pipelines = state.deployer.pipelines();
     [Direction::PartnerCenterToCrm, Direction::CrmToPartnerCenter]
         .into_iter()

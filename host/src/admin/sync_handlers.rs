@@ -71,7 +71,9 @@ pub async fn replay(
             ));
         }
     };
-    Ok(Json(json!({ "replayed": replay_dead_letters(&state, ids)? })))
+    Ok(Json(
+        json!({ "replayed": replay_dead_letters(&state, ids)? }),
+    ))
 }
 
 /// Queues dead letters again (`ids`, or all of them) and wakes the workers; answers how many.

@@ -271,13 +271,12 @@ impl Deployer {
             .ok_or_else(|| DeployError::UnknownStep(step_name.to_owned()))?
             .clone();
         let version = self.resolve_version(step_name, version)?;
-        let stored =
-            self.store
-                .version(step_name, &version)?
-                .ok_or_else(|| DeployError::UnknownVersion {
-                    step: step_name.to_owned(),
-                    version: version.clone(),
-                })?;
+        let stored = self.store.version(step_name, &version)?.ok_or_else(|| {
+            DeployError::UnknownVersion {
+                step: step_name.to_owned(),
+                version: version.clone(),
+            }
+        })?;
         let sample = self.samples.get(step_name).cloned().unwrap_or_default();
         let runtime = self.pipelines.runtime().clone();
         let identity = step.identity();

@@ -6,7 +6,8 @@
 
 use crate::pipeline::StepIdentity;
 use crate::runtime::{
-    CallError, CallErrorKind, CallReport, CallStats, LoadError, MappingCall, MappingComponent, MappingRuntime,
+    CallError, CallErrorKind, CallReport, CallStats, LoadError, MappingCall, MappingComponent,
+    MappingRuntime,
 };
 use serde::Serialize;
 use std::sync::Arc;

@@ -157,11 +157,14 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
         wakeup: sync.as_ref().map(|s| s.wakeup.clone()),
         replica_id: replica_id.clone(),
         leader,
-        console: config.admin.console.then(|| admin::console::SessionSettings {
-            idle: std::time::Duration::from_secs(config.admin.session_idle_secs),
-            max: std::time::Duration::from_secs(config.admin.session_max_secs),
-            secure: config.admin.behind_tls,
-        }),
+        console: config
+            .admin
+            .console
+            .then(|| admin::console::SessionSettings {
+                idle: std::time::Duration::from_secs(config.admin.session_idle_secs),
+                max: std::time::Duration::from_secs(config.admin.session_max_secs),
+                secure: config.admin.behind_tls,
+            }),
     });
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     // On a runtime of its own, so `/healthz` and `/metrics` answer even while every thread

@@ -17,9 +17,11 @@ pub struct Line {
     pub points: String,
 }
 
-/// A chart of the last hour.
+/// A chart of the last hour (or of the time since the host started, when that is shorter).
 pub struct Chart {
     pub title: &'static str,
+    /// The time the chart spans, for its caption: `last hour`, `last 5 min`.
+    pub span: String,
     /// The value at the top edge, as shown.
     pub top: String,
     pub lines: Vec<Line>,
@@ -40,7 +42,15 @@ impl Chart {
             .fold(0.0_f64, f64::max);
         // A flat zero line sits at the bottom with a top of 1, not a division by zero.
         let top = if max > 0.0 { max * 1.1 } else { 1.0 };
-        let start = now - WINDOW.as_secs_f64();
+        // Until the host has run an hour, the chart spans the time it has readings for (at
+        // least a minute), so the first minutes are not a sliver at the right edge.
+        let window = WINDOW.as_secs_f64();
+        let earliest = series
+            .iter()
+            .flat_map(|(_, _, points)| points.iter().map(|p| p.0))
+            .fold(now, f64::min);
+        let width = (now - earliest).clamp(60.0, window);
+        let start = now - width;
         let empty = series.iter().all(|(_, _, points)| points.len() < 2);
         let lines = series
             .into_iter()
@@ -51,7 +61,7 @@ impl Chart {
                     .iter()
                     .filter(|(t, _)| *t >= start)
                     .map(|(t, v)| {
-                        let x = (t - start) / WINDOW.as_secs_f64() * WIDTH;
+                        let x = (t - start) / width * WIDTH;
                         let y = HEIGHT - v / top * HEIGHT;
                         format!("{x:.1},{y:.1}")
                     })
@@ -59,8 +69,14 @@ impl Chart {
                     .join(" "),
             })
             .collect();
+        let span = if width >= window {
+            "last hour".to_owned()
+        } else {
+            format!("last {:.0} min", (width / 60.0).ceil())
+        };
         Self {
             title,
+            span,
             top: format_number(top),
             lines,
             empty,
@@ -95,6 +111,15 @@ mod tests {
         );
         assert_eq!(chart.lines[0].points, "0.0,120.0 600.0,10.9");
         assert_eq!(chart.top, "11");
+        assert_eq!(chart.span, "last hour");
         assert!(!chart.empty);
+        // Ten minutes of readings span the whole width.
+        let chart = Chart::new(
+            "t",
+            now,
+            vec![("a", "line-a", vec![(now - 600.0, 1.0), (now, 1.0)])],
+        );
+        assert_eq!(chart.lines[0].points, "0.0,10.9 600.0,10.9");
+        assert_eq!(chart.span, "last 10 min");
     }
 }

@@ -37,9 +37,7 @@ const MISSING: &str = "this form did not carry this session's security token, so
 
 /// Refuses a request a browser says comes from another site; `None` lets it through.
 pub fn cross_site(headers: &HeaderMap) -> Option<Response> {
-    let fetch_site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok());
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if let Some(site) = fetch_site
         && !matches!(site, "same-origin" | "none")
     {
@@ -108,7 +106,11 @@ pub async fn check_multipart(session: &Session, form: &mut Multipart) -> Result<
     let field = form
         .next_field()
         .await
-        .map_err(|err| refused(&format!("the form could not be read ({err}); nothing was changed.")))?
+        .map_err(|err| {
+            refused(&format!(
+                "the form could not be read ({err}); nothing was changed."
+            ))
+        })?
         .ok_or_else(|| refused(MISSING))?;
     if field.name() != Some(FIELD) {
         return Err(refused(MISSING));

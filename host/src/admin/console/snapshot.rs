@@ -144,7 +144,10 @@ cosell_plain 4
             Some(7.0)
         );
         assert_eq!(s.sum("cosell_plain", &[]), Some(4.0));
-        assert_eq!(s.sum("cosell_odd", &[("text", "a \"quoted\" }, value")]), Some(1.5));
+        assert_eq!(
+            s.sum("cosell_odd", &[("text", "a \"quoted\" }, value")]),
+            Some(1.5)
+        );
         assert_eq!(s.sum("cosell_dead_letters", &[]), None);
         assert_eq!(
             s.label_values("cosell_sync_events_total", "side"),

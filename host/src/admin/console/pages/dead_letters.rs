@@ -89,6 +89,10 @@ pub async fn replay(
         Ok(replayed) => {
             Redirect::to(&format!("/console/dead-letters?replayed={replayed}")).into_response()
         }
-        Err(err) => problem(Chrome::new("dead-letters", &session), "Nothing replayed", err),
+        Err(err) => problem(
+            Chrome::new("dead-letters", &session),
+            "Nothing replayed",
+            err,
+        ),
     }
 }

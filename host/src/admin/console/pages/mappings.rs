@@ -33,7 +33,10 @@ struct Mappings {
 }
 
 /// `GET /console/mappings`
-pub async fn list(State(state): State<AdminState>, Extension(session): Extension<Session>) -> Response {
+pub async fn list(
+    State(state): State<AdminState>,
+    Extension(session): Extension<Session>,
+) -> Response {
     let pipelines = state.deployer.pipelines();
     let steps = [
         (Direction::PartnerCenterToCrm, "Partner Center → CRM"),
@@ -127,7 +130,12 @@ pub async fn step(
     let chrome = Chrome::new("mappings", &session).with_flash(notice.flash);
     match versions(&state, &step) {
         Ok(versions) => {
-            let pick = |i: usize| versions.get(i).map(|v| v.version.clone()).unwrap_or_default();
+            let pick = |i: usize| {
+                versions
+                    .get(i)
+                    .map(|v| v.version.clone())
+                    .unwrap_or_default()
+            };
             let (compare_a, compare_b) = (pick(0), pick(1));
             render(&StepPage {
                 chrome,
@@ -153,17 +161,22 @@ struct Report {
     json: String,
 }
 
-fn report_page(session: &Session, action: &'static str, result: Result<DeployReport, DeployError>, step: String) -> Response {
+fn report_page(
+    session: &Session,
+    action: &'static str,
+    result: Result<DeployReport, DeployError>,
+    step: String,
+) -> Response {
     let chrome = Chrome::new("mappings", session);
     match result {
         Ok(report) => render(&Report {
             chrome,
             step,
             action,
-            sample_outcome: report
-                .sample
-                .as_ref()
-                .map_or_else(|| "not run (the version was active already)".to_owned(), |s| s.outcome.clone()),
+            sample_outcome: report.sample.as_ref().map_or_else(
+                || "not run (the version was active already)".to_owned(),
+                |s| s.outcome.clone(),
+            ),
             json: serde_json::to_string_pretty(&report).unwrap_or_default(),
             report,
         }),

@@ -77,7 +77,8 @@ pub async fn page(
         .unwrap_or_default();
     let snapshot = Snapshot::parse(&text);
     let now = history::now();
-    let mut readings = console.history.readings();
+    let sampled = console.history.readings();
+    let mut readings = sampled.clone();
     readings.push(Reading::of(&snapshot, now));
     render(&Overview {
         chrome: Chrome::new("overview", &session),
@@ -98,7 +99,7 @@ pub async fn page(
             })
             .collect(),
         steps: steps(&state),
-        charts: charts(&readings, now),
+        charts: charts(&sampled, &readings, now),
         width: chart::WIDTH,
         height: chart::HEIGHT,
     })
@@ -117,9 +118,9 @@ fn rate(readings: &[Reading], value: impl Fn(&Reading) -> f64) -> String {
         .or_else(|| readings.first())
         .filter(|r| last.at > r.at);
     match base {
-        Some(base) if value(last) >= value(base) => chart::format_number(
-            (value(last) - value(base)) / (last.at - base.at) * 60.0,
-        ),
+        Some(base) if value(last) >= value(base) => {
+            chart::format_number((value(last) - value(base)) / (last.at - base.at) * 60.0)
+        }
         _ => "—".to_owned(),
     }
 }
@@ -211,16 +212,21 @@ fn steps(state: &AdminState) -> Vec<StepRow> {
     ]
     .into_iter()
     .flat_map(|(direction, label)| {
-        pipelines.direction(direction).iter().map(move |step| StepRow {
-            direction: label,
-            name: step.name.to_string(),
-            version: short(&step.active().version),
-        })
+        pipelines
+            .direction(direction)
+            .iter()
+            .map(move |step| StepRow {
+                direction: label,
+                name: step.name.to_string(),
+                version: short(&step.active().version),
+            })
     })
     .collect()
 }
 
-fn charts(readings: &[Reading], now: f64) -> Vec<Chart> {
+/// The rates are drawn from the sampler's readings only (evenly spaced: a reading taken
+/// seconds after the last would make a spike of a few events); the queue also from now.
+fn charts(sampled: &[Reading], readings: &[Reading], now: f64) -> Vec<Chart> {
     let queue = |value: fn(&Reading) -> f64| -> Vec<(f64, f64)> {
         readings.iter().map(|r| (r.at, value(r))).collect()
     };
@@ -232,12 +238,12 @@ fn charts(readings: &[Reading], now: f64) -> Vec<Chart> {
                 (
                     "Partner Center → CRM",
                     "line-a",
-                    history::per_minute(readings, |r| r.from_partner_center),
+                    history::per_minute(sampled, |r| r.from_partner_center),
                 ),
                 (
                     "CRM → Partner Center",
                     "line-b",
-                    history::per_minute(readings, |r| r.from_dataverse),
+                    history::per_minute(sampled, |r| r.from_dataverse),
                 ),
             ],
         ),

@@ -182,7 +182,10 @@ pub async fn run(
             .collect()
     };
     match result {
-        Ok(Preview::Done { document, steps: runs }) => {
+        Ok(Preview::Done {
+            document,
+            steps: runs,
+        }) => {
             page.output = Some(serde_json::to_string_pretty(&document).unwrap_or_default());
             page.steps = steps(runs);
         }
