@@ -17,6 +17,9 @@ pub struct Line {
     pub points: String,
 }
 
+/// One series to draw: its name, its CSS class, its (unix seconds, value) points.
+pub type Series = (&'static str, &'static str, Vec<(f64, f64)>);
+
 /// A chart of the last hour (or of the time since the host started, when that is shorter).
 pub struct Chart {
     pub title: &'static str,
@@ -34,7 +37,7 @@ impl Chart {
     pub fn new(
         title: &'static str,
         now: f64,
-        series: Vec<(&'static str, &'static str, Vec<(f64, f64)>)>,
+        series: Vec<Series>,
     ) -> Self {
         let max = series
             .iter()
