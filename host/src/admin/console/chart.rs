@@ -34,11 +34,7 @@ pub struct Chart {
 
 impl Chart {
     /// A chart of `series` ((name, class, (unix seconds, value) points)) ending at `now`.
-    pub fn new(
-        title: &'static str,
-        now: f64,
-        series: Vec<Series>,
-    ) -> Self {
+    pub fn new(title: &'static str, now: f64, series: Vec<Series>) -> Self {
         let max = series
             .iter()
             .flat_map(|(_, _, points)| points.iter().map(|p| p.1))
