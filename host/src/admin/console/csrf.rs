@@ -48,18 +48,13 @@ pub fn cross_site(headers: &HeaderMap) -> Option<Response> {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if let (Some(origin), Some(host)) = (origin, host) {
+        // `null` is what a sandboxed frame or a redirect chain from elsewhere sends.
         let origin_host = origin
             .split_once("://")
-            .map_or(origin, |(_, rest)| rest)
-            .trim_end_matches('/');
-        if origin != "null" && !origin_host.eq_ignore_ascii_case(host) {
+            .map(|(_, rest)| rest.trim_end_matches('/'));
+        if !origin_host.is_some_and(|o| o.eq_ignore_ascii_case(host)) {
             return Some(refused(
                 "the request came from another origin, so nothing was changed.",
-            ));
-        }
-        if origin == "null" {
-            return Some(refused(
-                "the request came from an opaque origin, so nothing was changed.",
             ));
         }
     }
@@ -120,5 +115,41 @@ pub async fn check_multipart(session: &Session, form: &mut Multipart) -> Result<
         Ok(())
     } else {
         Err(refused(MISSING))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn only_same_origin_posts_pass() {
+        let host = ("host", "127.0.0.1:8686");
+        for passes in [
+            vec![host],
+            vec![host, ("origin", "http://127.0.0.1:8686")],
+            vec![host, ("sec-fetch-site", "same-origin")],
+            vec![host, ("sec-fetch-site", "none")],
+        ] {
+            assert!(cross_site(&headers(&passes)).is_none(), "{passes:?}");
+        }
+        for refused in [
+            vec![host, ("origin", "http://evil.example")],
+            vec![host, ("origin", "null")],
+            vec![host, ("origin", "http://127.0.0.1:8687")],
+            vec![host, ("sec-fetch-site", "cross-site")],
+            vec![host, ("sec-fetch-site", "same-site")],
+        ] {
+            let answer = cross_site(&headers(&refused)).expect("refused");
+            assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{refused:?}");
+        }
     }
 }
