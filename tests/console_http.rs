@@ -78,15 +78,28 @@ async fn csrf_of(base: &str, cookie: &str) -> String {
 
 const BOUNDARY: &str = "console-test-boundary-7d1f";
 
-/// A `multipart/form-data` body with `wasm` as the file field and no `_csrf` field.
-fn upload(wasm: &[u8]) -> Vec<u8> {
-    let mut body = format!(
+/// A `multipart/form-data` body with `wasm` as the file field, after a `_csrf` field when
+/// `csrf` is given.
+fn upload_with(csrf: Option<&str>, wasm: &[u8]) -> Vec<u8> {
+    let mut body = csrf
+        .map(|token| {
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{token}\r\n"
+            )
+        })
+        .unwrap_or_default()
+        .into_bytes();
+    body.extend_from_slice(format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"v3.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
-    )
-    .into_bytes();
+    ).as_bytes());
     body.extend_from_slice(wasm);
     body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
     body
+}
+
+/// The same without the token.
+fn upload(wasm: &[u8]) -> Vec<u8> {
+    upload_with(None, wasm)
 }
 
 fn location(response: &reqwest::Response) -> String {
@@ -292,4 +305,43 @@ async fn the_console_can_be_turned_off() {
     let (status, _, cookie) = sign_in(&admin.base, TOKEN).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(cookie.is_none());
+}
+
+#[tokio::test]
+async fn an_upload_that_fails_validation_shows_why_and_the_active_version_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, admin) = host(dir.path(), |_| {}).await;
+    let active = admin.active_version("pc-to-crm").await;
+    let (_, _, cookie) = sign_in(&admin.base, TOKEN).await;
+    let cookie = cookie.unwrap();
+    let csrf = csrf_of(&admin.base, &cookie).await;
+    let deploy = |wasm: Vec<u8>| {
+        client()
+            .post(format!("{}/console/mappings/pc-to-crm/deploy", admin.base))
+            .header("cookie", &cookie)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(upload_with(Some(&csrf), &wasm))
+    };
+    let response = deploy(b"not a component".to_vec()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Deploy refused"), "{page}");
+    assert!(page.contains("version refused for step"), "{page}");
+    assert_eq!(admin.active_version("pc-to-crm").await, active);
+    // A good one through the same form is activated, with its validation report.
+    let response = deploy(with_custom_section(
+        &guest("testing/version_stamp.wasm"),
+        "v",
+        b"console",
+    ))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Validation report"), "{page}");
+    assert_ne!(admin.active_version("pc-to-crm").await, active);
 }
