@@ -396,6 +396,29 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
     );
     screenshot(client, "audit").await;
 
+    // Preview on a recent record: the opportunity as it was last synced.
+    nav(client, "/console/preview").await;
+    click(
+        client,
+        &format!("a[href='/console/preview?record=opportunity%3A{oid}']"),
+    )
+    .await;
+    wait_url(client, "record=opportunity").await;
+    let direction = wait_for(client, "#direction")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(direction.as_deref(), Some("crm-to-partner-center"));
+    let document = wait_for(client, "#document")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert!(document.unwrap_or_default().contains(&oid));
+    click(client, "#preview button").await;
+    wait_for(client, "#output, #stopped").await;
+
     // The overview reads the queue from the host's metrics (a syncing host has them all).
     nav(client, "/console/overview").await;
     for stat in ["pending", "running", "dead"] {
