@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-fn sync_store(state: &AdminState) -> Result<&Arc<dyn SyncStore>, ApiError> {
+pub(super) fn sync_store(state: &AdminState) -> Result<&Arc<dyn SyncStore>, ApiError> {
     state.sync_store.as_ref().ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
@@ -19,7 +19,7 @@ fn sync_store(state: &AdminState) -> Result<&Arc<dyn SyncStore>, ApiError> {
     })
 }
 
-fn internal(e: anyhow::Error) -> ApiError {
+pub(super) fn internal(e: anyhow::Error) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
 }
 

@@ -21,6 +21,19 @@ pub(super) fn url(admin: &AdminArgs, path: &str) -> String {
 
 /// Sends the request; prints the JSON answer on stdout on success, the error on stderr.
 pub(super) async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) -> Result<i32> {
+    send_with(request, admin, |body| {
+        println!("{}", serde_json::to_string_pretty(body)?);
+        Ok(())
+    })
+    .await
+}
+
+/// Sends the request; hands the JSON answer to `show` on success, prints the error on stderr.
+pub(super) async fn send_with(
+    request: reqwest::RequestBuilder,
+    admin: &AdminArgs,
+    show: impl FnOnce(&Value) -> Result<()>,
+) -> Result<i32> {
     let token = admin.token()?;
     let response = request
         .bearer_auth(token.expose())
@@ -38,7 +51,7 @@ pub(super) async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) ->
         .await
         .with_context(|| format!("reading the admin API's answer (HTTP {status})"))?;
     if status.is_success() {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        show(&body)?;
         Ok(0)
     } else {
         let message = body["error"].as_str().unwrap_or("no error message");

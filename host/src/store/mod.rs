@@ -14,6 +14,7 @@ pub mod customer_locks;
 pub mod migrations;
 mod open;
 pub mod postgres;
+pub mod queue_list;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync;
@@ -29,6 +30,7 @@ mod tests;
 
 pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
 pub use open::{StateStore, open};
+pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
     RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
