@@ -2,7 +2,7 @@
 //! state, in the order they run, with attempts, backoff, claimer and last error; parked events
 //! and dead letters are not listed.
 
-use crate::store::testing::{Backend, store_tests};
+use crate::store::testing::store_tests;
 use crate::store::{NewEvent, QueueEntry, QueueFilter, Side};
 
 /// A lease no test outlives.
