@@ -614,16 +614,32 @@ async fn the_queue_is_listed_with_the_cli_and_the_admin_api(backend: Backend) {
                 settled.then(|| all.remove(0))
             })
             .await
-            .unwrap_or_else(|| panic!("never settled pending after its attempt\n{}", env.host_log()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "never settled pending after its attempt\n{}",
+                    env.host_log()
+                )
+            });
             assert_eq!(pending["attempts"], 1, "{pending}");
             assert!(pending["claimed_by"].is_null(), "{pending}");
             let error = pending["last_error"].as_str().expect("the attempt's error");
-            let next = chrono::DateTime::parse_from_rfc3339(pending["available_at"].as_str().unwrap())
-                .unwrap();
-            assert!(next > chrono::Utc::now() + chrono::Duration::minutes(3), "{pending}");
+            let next =
+                chrono::DateTime::parse_from_rfc3339(pending["available_at"].as_str().unwrap())
+                    .unwrap();
+            assert!(
+                next > chrono::Utc::now() + chrono::Duration::minutes(3),
+                "{pending}"
+            );
             let all = env.admin_get("/admin/v1/queue/events").await;
             assert!(all["counts"]["pending"].as_u64() >= Some(1), "{all}");
-            assert!(all["events"].as_array().unwrap().iter().any(|e| e["record_id"] == oid.as_str()), "{all}");
+            assert!(
+                all["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["record_id"] == oid.as_str()),
+                "{all}"
+            );
 
             // The table: the record, its state, attempts and the start of its error.
             let table = env.cosell_admin(&["queue", "--state", "pending"]);
@@ -633,24 +649,54 @@ async fn the_queue_is_listed_with_the_cli_and_the_admin_api(backend: Backend) {
                 .find(|l| l.contains(&oid))
                 .unwrap_or_else(|| panic!("{oid} not in\n{table}"));
             let cells: Vec<&str> = row.split_whitespace().collect();
-            assert_eq!(cells[1..4], ["pending", "dataverse", oid.as_str()], "{table}");
+            assert_eq!(
+                cells[1..4],
+                ["pending", "dataverse", oid.as_str()],
+                "{table}"
+            );
             assert_eq!(cells[4], "1", "{table}");
-            let error_start: String = error.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(30).collect();
-            assert!(row.contains(&error_start), "{error_start:?} not in\n{table}");
+            let error_start: String = error
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(30)
+                .collect();
+            assert!(
+                row.contains(&error_start),
+                "{error_start:?} not in\n{table}"
+            );
             assert!(table.lines().any(|l| l.starts_with("pending ")), "{table}");
-            let json: Value = serde_json::from_str(&env.cosell_admin(&["queue", "--json"])).unwrap();
-            assert!(json["events"].as_array().unwrap().iter().any(|e| e["record_id"] == oid.as_str()), "{json}");
+            let json: Value =
+                serde_json::from_str(&env.cosell_admin(&["queue", "--json"])).unwrap();
+            assert!(
+                json["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["record_id"] == oid.as_str()),
+                "{json}"
+            );
 
             // A state the queue does not list is refused, naming those it does.
             let refused = reqwest::Client::new()
-                .get(format!("{}/admin/v1/queue/events?state=dead", env.admin_url))
+                .get(format!(
+                    "{}/admin/v1/queue/events?state=dead",
+                    env.admin_url
+                ))
                 .bearer_auth(support::TOKEN)
                 .send()
                 .await
                 .unwrap();
             assert_eq!(refused.status(), 400);
             let message: Value = refused.json().await.unwrap();
-            assert!(message["error"].as_str().unwrap().contains("pending, running or all"), "{message}");
+            assert!(
+                message["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("pending, running or all"),
+                "{message}"
+            );
             let cli = std::process::Command::new(env!("CARGO_BIN_EXE_cosell"))
                 .args(["queue", "--state", "dead", "--admin-url", &env.admin_url])
                 .env("COSELL_ADMIN_TOKEN", support::TOKEN)
@@ -658,7 +704,10 @@ async fn the_queue_is_listed_with_the_cli_and_the_admin_api(backend: Backend) {
                 .unwrap();
             assert!(!cli.status.success());
             let stderr = String::from_utf8_lossy(&cli.stderr);
-            assert!(stderr.contains("possible values: pending, running, all"), "{stderr}");
+            assert!(
+                stderr.contains("possible values: pending, running, all"),
+                "{stderr}"
+            );
         },
     )
     .await;

@@ -236,7 +236,10 @@ mod tests {
                 && lines[1].contains("Partner Center answered 429"),
             "{out}"
         );
-        assert!(lines[2].contains("ref-9") && lines[2].contains("ready"), "{out}");
+        assert!(
+            lines[2].contains("ref-9") && lines[2].contains("ready"),
+            "{out}"
+        );
         assert!(lines[2].trim_end().ends_with('-'), "no error yet: {out}");
         // A retry's backoff, and its error on one line, cut.
         assert!(

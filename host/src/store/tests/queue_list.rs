@@ -22,7 +22,10 @@ fn event(id: &str) -> NewEvent {
 fn assert_near(text: &str, ms: i64, what: &str) {
     let at = chrono::DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{what}: `{text}` is no RFC 3339 time: {e}"));
-    assert!((at.timestamp_millis() - ms).abs() <= 1, "{what}: {text}, not {ms}");
+    assert!(
+        (at.timestamp_millis() - ms).abs() <= 1,
+        "{what}: {text}, not {ms}"
+    );
 }
 
 fn records(entries: &[QueueEntry]) -> Vec<&str> {
