@@ -40,6 +40,11 @@ ok() { echo "ok: $*"; }
 
 purge() { dpkg --purge cosell >/dev/null 2>&1 || true; }
 
+# A GET's body (python3 rather than curl, which a CI machine may lack).
+http_get() {
+    python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "$1"
+}
+
 work=$(mktemp -d)
 serve_pid=
 cleanup() {
@@ -91,7 +96,7 @@ unit=$(dpkg -L cosell | grep -E '/systemd/system/cosell\.service$' || true)
 # configuration, and its owner and mode.
 token=$(sha256sum </etc/cosell/admin-token)
 echo "# an operator's edit" >>/etc/cosell/cosell.toml
-dpkg -i "$deb" >/dev/null
+dpkg -i --force-confdef --force-confold "$deb" >/dev/null
 if [ "$(sha256sum </etc/cosell/admin-token)" = "$token" ] &&
     grep -q "^# an operator's edit$" /etc/cosell/cosell.toml; then
     ok "installing again keeps the admin token and the edited configuration"
@@ -148,7 +153,7 @@ runuser -u cosell -- /usr/bin/cosell serve --config "$work/etc/cosell.toml" >"$w
 serve_pid=$!
 health=
 for _ in $(seq 1 120); do
-    if health=$(curl -fsS --max-time 2 "http://127.0.0.1:$port/healthz" 2>/dev/null); then break; fi
+    if health=$(http_get "http://127.0.0.1:$port/healthz" 2>/dev/null); then break; fi
     kill -0 "$serve_pid" 2>/dev/null || break
     sleep 0.5
 done
