@@ -98,6 +98,8 @@ bench: rust-guests
 PACKAGE_DEB = $(or $(CARGO_TARGET_DIR),target)/debian/cosell.deb
 
 package: rust-guests
+	@$(CARGO) deb --version >/dev/null 2>&1 || { \
+		echo "cargo-deb is missing: cargo install cargo-deb --locked --version 3.8.0" >&2; exit 1; }
 	$(CARGO) build --release -p cosell
 	$(CARGO) deb -p cosell --no-build --output $(PACKAGE_DEB)
 
