@@ -3,7 +3,7 @@
 #               the host, seeded, on loopback (`cosell sandbox`)
 #   make test   build the components and run every test, then the lint checks
 #
-# Other targets: make serve | guests | lint | fmt | fuzz | bench
+# Other targets: make serve | guests | lint | fmt | fuzz | bench | package | package-check
 
 CARGO ?= cargo
 # A local development token for the admin API; set your own for anything else.
@@ -16,7 +16,7 @@ PYTHON_GUEST := guest-mappings/dist/python_example.wasm
 PYTHON_VENV := guest-mappings/python-example/.venv
 COMPONENTIZE_PY_VERSION := 0.25.1
 
-.PHONY: run serve test guests rust-guests lint fmt fuzz bench
+.PHONY: run serve test guests rust-guests lint fmt fuzz bench package package-check
 
 guests: rust-guests $(PYTHON_GUEST)
 
@@ -92,3 +92,18 @@ bench: rust-guests
 	$(CARGO) build --release -p cosell -p cosell-bench
 	$(CARGO) bench -p cosell-bench
 	$(CARGO) run --release -p cosell-bench -- all
+
+# The Debian package (deploy/debian/, docs/production.md): one release build, then cargo-deb
+# packages it without building again (`cargo install cargo-deb --locked --version 3.8.0`).
+PACKAGE_DEB = $(or $(CARGO_TARGET_DIR),target)/debian/cosell.deb
+
+package: rust-guests
+	@$(CARGO) deb --version >/dev/null 2>&1 || { \
+		echo "cargo-deb is missing: cargo install cargo-deb --locked --version 3.8.0" >&2; exit 1; }
+	$(CARGO) build --release -p cosell
+	$(CARGO) deb -p cosell --no-build --output $(PACKAGE_DEB)
+
+# Installs the package on this machine with dpkg (as root), checks it and purges it again
+# (deploy/debian/check-package.sh says what it checks).
+package-check: package
+	bash deploy/debian/check-package.sh $(PACKAGE_DEB)

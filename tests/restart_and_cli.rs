@@ -409,6 +409,7 @@ fn every_command_has_help() {
         vec!["mapping", "rollback", "--help"],
         vec!["config", "--help"],
         vec!["config", "check", "--help"],
+        vec!["queue", "--help"],
     ] {
         let output = cosell().args(&args).output().unwrap();
         assert!(output.status.success(), "{args:?}");

@@ -559,6 +559,166 @@ async fn dead_letters_are_listed_and_replayed_with_the_cli(backend: Backend) {
     .await;
 }
 
+on_both_backends!(the_queue_is_listed_with_the_cli_and_the_admin_api);
+
+/// The events of `record` that `GET /admin/v1/queue/events?state=<state>` lists.
+async fn queued(env: &SyncEnv, state: &str, record: &str) -> Vec<Value> {
+    let answer = env
+        .admin_get(&format!("/admin/v1/queue/events?state={state}&limit=100"))
+        .await;
+    answer["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["record_id"] == record)
+        .cloned()
+        .collect()
+}
+
+/// `cosell queue` and `GET /admin/v1/queue/events`: an opportunity whose referral Partner
+/// Center keeps throttling is listed as running (on PostgreSQL: by this replica), then as
+/// pending with its attempt, when it runs again and why it failed; a state that is not one of
+/// the queue's is refused, saying which are.
+async fn the_queue_is_listed_with_the_cli_and_the_admin_api(backend: Backend) {
+    SyncEnv::run_on(
+        backend,
+        // The first retry waits 5 minutes: the event stays pending while the test looks.
+        "[sync]\nmax_attempts = 5\nretry_base_ms = 300000\n",
+        |env| async move {
+            // Every call throttled (an answer, not an outage): each attempt is the client's
+            // own retries, a second each, and then fails.
+            env.pc
+                .faults()
+                .set(cosell_emulators::common::faults::FaultConfig {
+                    throttle_rate: 1.0,
+                    retry_after_secs: 1,
+                    ..Default::default()
+                })
+                .expect("valid faults");
+            let oid = seller_creates_opportunity(&env, "Queue listing", None).await;
+            let running = wait_until(Duration::from_secs(30), || async {
+                queued(&env, "running", &oid).await.pop()
+            })
+            .await
+            .unwrap_or_else(|| panic!("never listed as running\n{}", env.host_log()));
+            assert_eq!(running["side"], "dataverse", "{running}");
+            assert_eq!(running["attempts"], 1, "{running}");
+            assert!(running["lease_until"].is_string(), "{running}");
+            let health = env.admin_get("/healthz").await;
+            match backend {
+                Backend::Sqlite => assert!(running["claimed_by"].is_null(), "{running}"),
+                _ => assert_eq!(running["claimed_by"], health["replica_id"], "{running}"),
+            }
+
+            // Settled: the record's one event (a change noticed by the poller while the first
+            // attempt ran has been folded into it) waits for its retry.
+            let pending = wait_until(Duration::from_secs(60), || async {
+                let mut all = queued(&env, "all", &oid).await;
+                let settled = all.len() == 1
+                    && all[0]["state"] == "pending"
+                    && all[0]["last_error"].is_string();
+                settled.then(|| all.remove(0))
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "never settled pending after its attempt\n{}",
+                    env.host_log()
+                )
+            });
+            assert_eq!(pending["attempts"], 1, "{pending}");
+            assert!(pending["claimed_by"].is_null(), "{pending}");
+            let error = pending["last_error"].as_str().expect("the attempt's error");
+            let next =
+                chrono::DateTime::parse_from_rfc3339(pending["available_at"].as_str().unwrap())
+                    .unwrap();
+            assert!(
+                next > chrono::Utc::now() + chrono::Duration::minutes(3),
+                "{pending}"
+            );
+            let all = env.admin_get("/admin/v1/queue/events").await;
+            assert!(all["counts"]["pending"].as_u64() >= Some(1), "{all}");
+            assert!(
+                all["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["record_id"] == oid.as_str()),
+                "{all}"
+            );
+
+            // The table: the record, its state, attempts and the start of its error.
+            let table = env.cosell_admin(&["queue", "--state", "pending"]);
+            println!("cosell queue --state pending:\n{table}");
+            let row = table
+                .lines()
+                .find(|l| l.contains(&oid))
+                .unwrap_or_else(|| panic!("{oid} not in\n{table}"));
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(
+                cells[1..4],
+                ["pending", "dataverse", oid.as_str()],
+                "{table}"
+            );
+            assert_eq!(cells[4], "1", "{table}");
+            let error_start: String = error
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(30)
+                .collect();
+            assert!(
+                row.contains(&error_start),
+                "{error_start:?} not in\n{table}"
+            );
+            assert!(table.lines().any(|l| l.starts_with("pending ")), "{table}");
+            let json: Value =
+                serde_json::from_str(&env.cosell_admin(&["queue", "--json"])).unwrap();
+            assert!(
+                json["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["record_id"] == oid.as_str()),
+                "{json}"
+            );
+
+            // A state the queue does not list is refused, naming those it does.
+            let refused = reqwest::Client::new()
+                .get(format!(
+                    "{}/admin/v1/queue/events?state=dead",
+                    env.admin_url
+                ))
+                .bearer_auth(support::TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(refused.status(), 400);
+            let message: Value = refused.json().await.unwrap();
+            assert!(
+                message["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("pending, running or all"),
+                "{message}"
+            );
+            let cli = std::process::Command::new(env!("CARGO_BIN_EXE_cosell"))
+                .args(["queue", "--state", "dead", "--admin-url", &env.admin_url])
+                .env("COSELL_ADMIN_TOKEN", support::TOKEN)
+                .output()
+                .unwrap();
+            assert!(!cli.status.success());
+            let stderr = String::from_utf8_lossy(&cli.stderr);
+            assert!(
+                stderr.contains("possible values: pending, running, all"),
+                "{stderr}"
+            );
+        },
+    )
+    .await;
+}
+
 async fn flow2_accepting_and_declining_in_the_crm_answers_microsoft(backend: Backend) {
     SyncEnv::run_on(backend, "", |env| async move {
         let mut pairs = Vec::new();

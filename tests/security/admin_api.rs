@@ -56,6 +56,11 @@ async fn the_admin_api_refuses_every_request_without_exactly_the_token() {
         },
         Route {
             method: Method::GET,
+            path: "/admin/v1/queue/events?state=pending",
+            body: vec![],
+        },
+        Route {
+            method: Method::GET,
             path: "/admin/v1/dead-letters",
             body: vec![],
         },

@@ -10,6 +10,7 @@
 //! | POST | `/admin/v1/steps/{step}/rollback` | body `{"to": "<hash or prefix>"}` or empty |
 //! | POST | `/admin/v1/pipelines/{direction}/run` | run a record through a pipeline (preview) |
 //! | GET | `/admin/v1/queue` | sync events pending, running, dead |
+//! | GET | `/admin/v1/queue/events?state=&limit=` | the events pending and/or running, one by one |
 //! | GET | `/admin/v1/dead-letters` | events that failed every attempt, with the reason |
 //! | POST | `/admin/v1/dead-letters/replay` | `{"ids": [..]}` or `{"all": true}`: queue them again |
 //! | GET | `/admin/v1/audit?record=&outcome=&since=&until=&conflicts=&limit=&before=` | a page of the audit trail, newest first, and `next` (the `before` of the next page) |
@@ -21,6 +22,7 @@ pub mod audit_search;
 mod auth;
 pub mod console;
 mod handlers;
+mod queue_events;
 mod sync_handlers;
 
 pub use auth::{MIN_TOKEN_LEN, check_token};
@@ -81,6 +83,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/pipelines/{direction}/run", post(handlers::run_pipeline))
         .route("/queue", get(sync_handlers::queue))
+        .route("/queue/events", get(queue_events::list))
         .route("/dead-letters", get(sync_handlers::dead_letters))
         .route("/dead-letters/replay", post(sync_handlers::replay))
         .route("/audit", get(sync_handlers::audit))

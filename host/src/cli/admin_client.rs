@@ -21,20 +21,19 @@ pub(super) fn url(admin: &AdminArgs, path: &str) -> String {
 
 /// Sends the request; prints the JSON answer on stdout on success, the error on stderr.
 pub(super) async fn send(request: reqwest::RequestBuilder, admin: &AdminArgs) -> Result<i32> {
-    Ok(match answer(request, admin).await? {
-        Some(body) => {
-            println!("{}", serde_json::to_string_pretty(&body)?);
-            0
-        }
-        None => 1,
+    send_with(request, admin, |body| {
+        println!("{}", serde_json::to_string_pretty(body)?);
+        Ok(())
     })
+    .await
 }
 
-/// Sends the request; the JSON answer on success, `None` once the error is printed on stderr.
-pub(super) async fn answer(
+/// Sends the request; hands the JSON answer to `show` on success, prints the error on stderr.
+pub(super) async fn send_with(
     request: reqwest::RequestBuilder,
     admin: &AdminArgs,
-) -> Result<Option<Value>> {
+    show: impl FnOnce(&Value) -> Result<()>,
+) -> Result<i32> {
     let token = admin.token()?;
     let response = request
         .bearer_auth(token.expose())
@@ -52,11 +51,12 @@ pub(super) async fn answer(
         .await
         .with_context(|| format!("reading the admin API's answer (HTTP {status})"))?;
     if status.is_success() {
-        Ok(Some(body))
+        show(&body)?;
+        Ok(0)
     } else {
         let message = body["error"].as_str().unwrap_or("no error message");
         eprintln!("error: HTTP {status}: {message}");
-        Ok(None)
+        Ok(1)
     }
 }
 

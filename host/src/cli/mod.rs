@@ -1,5 +1,5 @@
 //! The `cosell` command line: `serve`, `sandbox`, `mapping test | deploy | list | rollback`,
-//! `dead-letters list | replay`, `audit`, `backfill`, and the setup commands
+//! `queue`, `dead-letters list | replay`, `audit`, `backfill`, and the setup commands
 //! `partner-center login | register-webhooks`, `dataverse provision | register-webhook`.
 
 mod admin_client;
@@ -7,6 +7,7 @@ mod backfill;
 mod config_check;
 mod login;
 mod mapping_test;
+mod queue;
 mod sandbox;
 mod serve;
 pub mod setup;
@@ -59,6 +60,10 @@ pub enum Command {
     /// emulators' webhooks registered with it), all on loopback.
     /// Writes the endpoints and secrets to <data-dir>/sandbox.json. Ctrl-C stops it.
     Sandbox(sandbox::SandboxArgs),
+    /// Show the sync events a running host has pending and running (running ones first, then
+    /// pending ones in the order they run): id, side, record, attempts, when each runs next or
+    /// which replica runs it, and its last error.
+    Queue(queue::QueueArgs),
     /// Work with mapping components: test them locally, deploy, list and roll back.
     #[command(subcommand)]
     Mapping(MappingCommand),
@@ -308,6 +313,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             serve::serve(&config, replica_id).await.map(|()| 0)
         }
         Command::Sandbox(args) => sandbox::run(args).await.map(|()| 0),
+        Command::Queue(args) => queue::run(args).await,
         Command::Mapping(MappingCommand::Test(args)) => mapping_test::run(args).await,
         Command::Mapping(MappingCommand::Deploy {
             step,

@@ -1,7 +1,7 @@
 //! `cosell dead-letters list | replay` and `cosell audit`, through a running host's admin API.
 
 use super::AdminArgs;
-use super::admin_client::{answer, client, send, url};
+use super::admin_client::{client, send, send_with, url};
 use anyhow::Result;
 use serde_json::{Value, json};
 
@@ -80,15 +80,15 @@ pub async fn audit(admin: &AdminArgs, args: &AuditArgs) -> Result<i32> {
         query.push(("before", before.to_string()));
     }
     let request = client()?.get(url(admin, "/audit")).query(&query);
-    let Some(page) = answer(request, admin).await? else {
-        return Ok(1);
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&page)?);
-    } else {
-        print!("{}", audit_table(&page));
-    }
-    Ok(0)
+    send_with(request, admin, |page| {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(page)?);
+        } else {
+            print!("{}", audit_table(page));
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The page as aligned columns (time, record, direction, outcome, detail), then a line

@@ -15,6 +15,7 @@ pub mod customer_locks;
 pub mod migrations;
 mod open;
 pub mod postgres;
+pub mod queue_list;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync;
@@ -31,6 +32,7 @@ mod tests;
 pub use audit_query::{AuditPage, AuditQuery};
 pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
 pub use open::{StateStore, open};
+pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync::{
     AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts,
     QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,

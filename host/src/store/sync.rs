@@ -264,6 +264,13 @@ pub trait SyncStore: Send + Sync {
     /// Events pending, running and dead. Never waits for a write in progress (health and
     /// metrics read it while the intake may hold the store).
     fn queue_counts(&self) -> Result<QueueCounts>;
+    /// The events waiting or running (`filter`), at most `limit`, running ones first, then
+    /// in the order workers take them. Never waits for a write in progress.
+    fn queued_events(
+        &self,
+        filter: super::QueueFilter,
+        limit: usize,
+    ) -> Result<Vec<super::QueueEntry>>;
 
     fn link_by_referral(&self, referral_id: &str) -> Result<Option<Link>>;
     fn link_by_opportunity(&self, opportunity_id: &str) -> Result<Option<Link>>;

@@ -4,6 +4,7 @@
 use super::liveness::{CLAIMER_GONE, Standing, holds_lock};
 use super::{CLAIM_LOCK, PgStore, ms_to_text, side_of};
 use crate::store::now;
+use crate::store::queue_list::{ORDER, QueueEntry, QueueFilter};
 use crate::store::sync::{
     DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN,
     REPLAY_ORIGIN,
@@ -501,6 +502,44 @@ impl PgStore {
             })
         })
         .context("replaying dead letters")
+    }
+
+    /// MVCC, as the counts: the listing never waits for a writer.
+    pub(super) fn queue_list(&self, filter: QueueFilter, limit: usize) -> Result<Vec<QueueEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        &format!(
+                            "SELECT id, state, side, record_id, origin, attempts, available_at,
+                                    lease_until, claimed_by, last_error, received_at
+                             FROM sync_events WHERE state IN ({}) {ORDER} LIMIT $1",
+                            filter.sql_states()
+                        ),
+                        &[&limit],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(QueueEntry {
+                            id: row.get(0),
+                            state: row.get(1),
+                            side: side_of(row.get(2))?,
+                            record_id: row.get(3),
+                            origin: row.get(4),
+                            attempts: u32::try_from(row.get::<_, i32>(5)).unwrap_or(0),
+                            available_at: ms_to_text(row.get(6)),
+                            lease_until: row.get::<_, Option<i64>>(7).map(ms_to_text),
+                            claimed_by: row.get(8),
+                            last_error: row.get(9),
+                            received_at: row.get(10),
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .context("listing the queued events")
     }
 
     /// MVCC: the count reads the last commit and never waits for a writer.

@@ -184,6 +184,13 @@ impl SyncStore for PgStore {
     fn queue_counts(&self) -> Result<QueueCounts> {
         PgStore::queue_counts(self)
     }
+    fn queued_events(
+        &self,
+        filter: crate::store::QueueFilter,
+        limit: usize,
+    ) -> Result<Vec<crate::store::QueueEntry>> {
+        self.queue_list(filter, limit)
+    }
 
     fn link_by_referral(&self, referral_id: &str) -> Result<Option<Link>> {
         self.link_where("referral_id", referral_id)

@@ -8,6 +8,7 @@
 //! parallel; an event whose lease ran out is claimed again.
 //!
 use super::{SqliteStore, now, write_transaction};
+use crate::store::queue_list::{ORDER, QueueEntry, QueueFilter};
 use crate::store::sync::{
     DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN,
     REPLAY_ORIGIN, Side,
@@ -18,6 +19,11 @@ use std::sync::LazyLock;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// SQL turning `column` (ms since the epoch, or NULL) into the text the store writes times as.
+fn ms_text(column: &str) -> String {
+    format!("strftime('%Y-%m-%dT%H:%M:%fZ', {column} / 1000.0, 'unixepoch')")
 }
 
 fn side_of(row: &Row<'_>, index: usize) -> rusqlite::Result<Side> {
@@ -423,6 +429,37 @@ impl SqliteStore {
         };
         tx.commit().context("replaying dead letters")?;
         Ok(n as u64)
+    }
+
+    /// On the reader connection, as the counts: listing must not wait behind a writer.
+    pub(crate) fn queue_list(&self, filter: QueueFilter, limit: usize) -> Result<Vec<QueueEntry>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, state, side, record_id, origin, attempts, {at}, {lease}, last_error,
+                    received_at
+             FROM sync_events WHERE state IN ({states}) {ORDER} LIMIT ?1",
+            at = ms_text("available_at"),
+            lease = ms_text("lease_until"),
+            states = filter.sql_states(),
+        ))?;
+        let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+            Ok(QueueEntry {
+                id: row.get(0)?,
+                state: row.get(1)?,
+                side: side_of(row, 2)?,
+                record_id: row.get(3)?,
+                origin: row.get(4)?,
+                attempts: row.get(5)?,
+                available_at: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                lease_until: row.get(7)?,
+                // One host on its own state: no replica to name.
+                claimed_by: None,
+                last_error: row.get(8)?,
+                received_at: row.get(9)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .context("listing the queued events")
     }
 
     /// Counted on the reader connection: health and metrics must not wait behind the intake's

@@ -125,6 +125,13 @@ impl SyncStore for SqliteStore {
     fn queue_counts(&self) -> Result<QueueCounts> {
         SqliteStore::queue_counts(self)
     }
+    fn queued_events(
+        &self,
+        filter: crate::store::QueueFilter,
+        limit: usize,
+    ) -> Result<Vec<crate::store::QueueEntry>> {
+        self.queue_list(filter, limit)
+    }
     fn put_back(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()> {
         self.queue_put_back(id, error, available_at_ms)
     }

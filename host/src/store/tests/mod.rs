@@ -4,4 +4,5 @@ mod customer_locks;
 mod deployments;
 mod intents;
 mod queue;
+mod queue_list;
 mod records;
