@@ -1,4 +1,6 @@
-//! Prometheus metrics of the host, served on `/metrics`.
+//! Prometheus metrics of the host, served on `/metrics`. Every metric is listed, with its
+//! labels and the on-call question it answers, in docs/metrics.md (a test keeps the two in
+//! step).
 
 use crate::runtime::{CacheOutcome, CallErrorKind, CallReport};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -60,6 +64,29 @@ struct ServiceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    service: String,
+    operation: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    service: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PollerLabels {
+    poller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PauseLabels {
     service: String,
     cause: String,
@@ -82,6 +109,13 @@ pub struct Metrics {
     queue: Family<QueueLabels, Gauge>,
     service_paused: Family<ServiceLabels, Gauge>,
     service_pauses: Family<PauseLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<OperationLabels, Histogram>,
+    token_failures: Family<ServiceLabels, Counter>,
+    poller_success: Family<PollerLabels, Gauge>,
+    oldest_pending: Gauge<f64, AtomicU64>,
+    dead_letters: Gauge,
+    webhook_received: Family<SourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -113,7 +147,52 @@ impl Metrics {
         let queue = Family::<QueueLabels, Gauge>::default();
         let service_paused = Family::<ServiceLabels, Gauge>::default();
         let service_pauses = Family::<PauseLabels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 10 ms to about 80 s: a fast read, up to a request waiting out its timeout.
+        let request_seconds = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 14))
+        });
+        let token_failures = Family::<ServiceLabels, Counter>::default();
+        let poller_success = Family::<PollerLabels, Gauge>::default();
+        let oldest_pending = Gauge::<f64, AtomicU64>::default();
+        let dead_letters = Gauge::default();
+        let webhook_received = Family::<SourceLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("cosell");
+        registry.register(
+            "service_requests",
+            "HTTP requests sent to a Microsoft service (partner-center, dataverse), each attempt counted, by operation and status (the HTTP status, or error when no answer came)",
+            requests.clone(),
+        );
+        registry.register(
+            "service_request_seconds",
+            "Time from sending one request to a Microsoft service to reading its whole answer (or giving up on it), by service and operation",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "token_refresh_failures",
+            "Access token requests that failed after the token endpoint's retries, by service: the service's calls fail until one succeeds",
+            token_failures.clone(),
+        );
+        registry.register(
+            "poller_last_success_timestamp_seconds",
+            "When each poller (dataverse-changes, partner-center-reconcile) last finished a round without error, in seconds since the epoch; only the leader polls",
+            poller_success.clone(),
+        );
+        registry.register(
+            "queue_oldest_pending_age_seconds",
+            "How long the oldest pending sync event has waited since it was received, read when scraped (0 when nothing is pending)",
+            oldest_pending.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Sync events that failed every attempt and wait for a replay, read when scraped",
+            dead_letters.clone(),
+        );
+        registry.register(
+            "webhook_last_received_timestamp_seconds",
+            "When the last authenticated webhook delivery of each source (partner-center, dataverse) arrived, in seconds since the epoch",
+            webhook_received.clone(),
+        );
         registry.register(
             "service_paused",
             "1 while the sync engine holds its events because a service (partner-center, dataverse) is unavailable, 0 while it answers",
@@ -200,6 +279,13 @@ impl Metrics {
             queue,
             service_paused,
             service_pauses,
+            requests,
+            request_seconds,
+            token_failures,
+            poller_success,
+            oldest_pending,
+            dead_letters,
+            webhook_received,
         }
     }
 
@@ -231,15 +317,70 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the queue gauges.
-    pub fn set_queue(&self, pending: u64, running: u64, dead: u64) {
-        for (state, n) in [("pending", pending), ("running", running), ("dead", dead)] {
+    /// Sets the queue gauges from `counts`, read at `now`: events by state, the dead letters
+    /// and the age of the oldest pending event.
+    pub fn set_queue(&self, counts: &crate::store::QueueCounts, now: SystemTime) {
+        for (state, n) in [
+            ("pending", counts.pending),
+            ("running", counts.running),
+            ("dead", counts.dead),
+        ] {
             self.queue
                 .get_or_create(&QueueLabels {
                     state: state.to_owned(),
                 })
                 .set(n as i64);
         }
+        self.set_parked(counts.parked);
+        self.dead_letters.set(counts.dead as i64);
+        let age_ms = counts
+            .oldest_pending_ms
+            .map(|at| (unix_millis(now) - at).max(0))
+            .unwrap_or(0);
+        self.oldest_pending.set(age_ms as f64 / 1000.0);
+    }
+
+    /// Counts one HTTP exchange with a Microsoft service: `status` is the answer's status
+    /// code, `None` when no answer came.
+    pub fn record_request(
+        &self,
+        service: &str,
+        operation: &str,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
+        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.requests
+            .get_or_create(&RequestLabels {
+                service: service.to_owned(),
+                operation: operation.to_owned(),
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&OperationLabels {
+                service: service.to_owned(),
+                operation: operation.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed access token request of `service`.
+    pub fn record_token_failure(&self, service: &str) {
+        self.token_failures
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records that `poller` finished a round without error at `at`.
+    pub fn set_poller_success(&self, poller: &str, at: SystemTime) {
+        self.poller_success
+            .get_or_create(&PollerLabels {
+                poller: poller.to_owned(),
+            })
+            .set(unix_millis(at) / 1000);
     }
 
     /// Counts one processed queue event.
@@ -259,7 +400,8 @@ impl Metrics {
         self.echoes.inc();
     }
 
-    /// Counts a notification received.
+    /// Counts a notification received. A webhook delivery that was not refused (so it was
+    /// authenticated) also moves its source's last-received time.
     pub fn record_intake(&self, source: &str, result: &str) {
         self.intake
             .get_or_create(&IntakeLabels {
@@ -267,6 +409,18 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+        let webhook = match source {
+            "partner-center-webhook" => "partner-center",
+            "dataverse-webhook" => "dataverse",
+            _ => return,
+        };
+        if result != "refused" {
+            self.webhook_received
+                .get_or_create(&SourceLabels {
+                    source: webhook.to_owned(),
+                })
+                .set(unix_millis(SystemTime::now()) / 1000);
+        }
     }
 
     /// Records how many webhook events one intake transaction stored.
@@ -345,6 +499,12 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         text
     }
+}
+
+/// Milliseconds since the epoch (0 for a time before it).
+fn unix_millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn outcome_label(kind: &CallErrorKind) -> String {

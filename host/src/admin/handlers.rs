@@ -85,10 +85,7 @@ pub async fn health(State(state): State<AdminState>) -> Json<Value> {
 pub async fn metrics(State(state): State<AdminState>) -> Response {
     if let Some(store) = &state.sync_store {
         match store.queue_counts() {
-            Ok(c) => {
-                state.metrics.set_queue(c.pending, c.running, c.dead);
-                state.metrics.set_parked(c.parked);
-            }
+            Ok(c) => state.metrics.set_queue(&c, std::time::SystemTime::now()),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "could not read the queue for /metrics")
             }

@@ -14,6 +14,7 @@ use super::error::PartnerCenterError;
 use super::{Audience, PartnerCenterSettings, Result};
 use crate::config::Secret;
 use crate::connections::oauth::{CachedToken, TokenEndpoint, TokenError};
+use crate::connections::telemetry::Telemetry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -59,12 +60,14 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    pub fn new(settings: &PartnerCenterSettings) -> Self {
+    /// The cache of a client configured by `settings`, reporting to its `telemetry`.
+    pub fn new(settings: &PartnerCenterSettings, telemetry: Arc<Telemetry>) -> Self {
         Self {
             keeper: std::sync::Mutex::new(None),
             endpoint: TokenEndpoint {
                 url: settings.token_url.clone(),
                 max_retries: settings.max_retries,
+                telemetry,
             },
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),
