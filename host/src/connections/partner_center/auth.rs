@@ -60,8 +60,13 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// The cache of a client configured by `settings`, reporting to its `telemetry`.
-    pub fn new(settings: &PartnerCenterSettings, telemetry: Arc<Telemetry>) -> Self {
+    /// The cache of a client configured by `settings`, reporting to nobody.
+    pub fn new(settings: &PartnerCenterSettings) -> Self {
+        Self::reporting_to(settings, Telemetry::new("partner-center"))
+    }
+
+    /// The cache of a client configured by `settings`, reporting to the client's `telemetry`.
+    pub fn reporting_to(settings: &PartnerCenterSettings, telemetry: Arc<Telemetry>) -> Self {
         Self {
             keeper: std::sync::Mutex::new(None),
             endpoint: TokenEndpoint {

@@ -67,7 +67,7 @@ impl PartnerCenterClient {
                 base_url: settings.base_url.trim_end_matches('/').to_owned(),
                 webhooks_url: settings.webhooks_url.trim_end_matches('/').to_owned(),
                 max_retries: settings.max_retries,
-                tokens: TokenCache::new(&settings, telemetry.clone()),
+                tokens: TokenCache::reporting_to(&settings, telemetry.clone()),
                 telemetry,
             }),
             correlation_id: None,
