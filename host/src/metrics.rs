@@ -95,6 +95,9 @@ struct PauseLabels {
 /// The host's metrics and their registry.
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// The name of every metric registered, in order (the documentation test compares it
+    /// with what `encode` shows).
+    registered: Mutex<Vec<String>>,
     calls: Family<CallLabels, Counter>,
     call_seconds: Family<StepLabels, Histogram>,
     fuel: Family<StepLabels, Histogram>,
@@ -158,113 +161,157 @@ impl Metrics {
         let dead_letters = Gauge::default();
         let webhook_received = Family::<SourceLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("cosell");
-        registry.register(
+        let mut registered = Vec::new();
+        add(
+            &mut registry,
+            &mut registered,
             "service_requests",
             "HTTP requests sent to a Microsoft service (partner-center, dataverse), each attempt counted, by operation and status (the HTTP status, or error when no answer came)",
             requests.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "service_request_seconds",
             "Time from sending one request to a Microsoft service to reading its whole answer (or giving up on it), by service and operation",
             request_seconds.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "token_refresh_failures",
             "Access token requests that failed after the token endpoint's retries, by service: the service's calls fail until one succeeds",
             token_failures.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "poller_last_success_timestamp_seconds",
             "When each poller (dataverse-changes, partner-center-reconcile) last finished a round without error, in seconds since the epoch; only the leader polls",
             poller_success.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "queue_oldest_pending_age_seconds",
             "How long the oldest pending sync event has waited since it was received, read when scraped (0 when nothing is pending)",
             oldest_pending.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "dead_letters",
             "Sync events that failed every attempt and wait for a replay, read when scraped",
             dead_letters.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "webhook_last_received_timestamp_seconds",
             "When the last authenticated webhook delivery of each source (partner-center, dataverse) arrived, in seconds since the epoch",
             webhook_received.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "service_paused",
             "1 while the sync engine holds its events because a service (partner-center, dataverse) is unavailable, 0 while it answers",
             service_paused.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "service_pauses",
             "Times a service was found unavailable and the sync engine paused, by service and cause (no_answer: refused or dropped connections, timeouts; server_error: 5xx)",
             service_pauses.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "sync_events",
             "Queue events processed, by the side that changed and the outcome (created, updated, unchanged, echo, skipped, rejected, retry, dead_letter, parked, paused)",
             syncs.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "sync_event_seconds",
             "Time to process one queue event, reads and writes included",
             sync_seconds.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "sync_echoes_suppressed",
             "Events recognised as cosell's own writes coming back, and not written again",
             echoes.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "queue_events",
             "Sync events in the queue by state (pending, running, dead, parked), read when scraped",
             queue.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "intake_events",
             "Notifications received by source (partner-center-webhook, dataverse-webhook, dataverse-changes, partner-center-reconcile) and result (queued, coalesced, ignored, refused)",
             intake.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "intake_batch_events",
             "Webhook events stored by one transaction of the intake (group commit): one flush to disk for all of them",
             intake_batch.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_calls",
             "Mapping step calls by outcome (ok, rejected, skipped, failed, limit_<name>, trapped, invalid_output, instantiation)",
             calls.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_call_seconds",
             "Wall time of one mapping step call, instantiation included",
             call_seconds.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_fuel_used",
             "Fuel (WebAssembly instructions, weighted) used by one call",
             fuel.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_active_version",
             "1 for the version each step is serving",
             active_version.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_deployments",
             "Deploy and rollback attempts by result",
             deployments.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "component_cache",
             "Component loads (start-up, deploy, rollback, drop directory) by what the artifact cache did: hit (no compilation), miss (compiled and stored), error (unusable entry or failed write; compiled)",
             component_cache.clone(),
         );
         Self {
             registry: Mutex::new(registry),
+            registered: Mutex::new(registered),
             calls,
             call_seconds,
             fuel,
@@ -507,6 +554,18 @@ fn unix_millis(at: SystemTime) -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Registers `metric` as `name` and notes its name in `registered`.
+fn add(
+    registry: &mut Registry,
+    registered: &mut Vec<String>,
+    name: &str,
+    help: &str,
+    metric: impl prometheus_client::registry::Metric,
+) {
+    registered.push(name.to_owned());
+    registry.register(name, help, metric);
+}
+
 fn outcome_label(kind: &CallErrorKind) -> String {
     match kind {
         CallErrorKind::LimitExceeded { limit, .. } => format!("limit_{}", limit.label()),
@@ -527,5 +586,20 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .register(name, help, metric);
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.to_owned());
+    }
+
+    /// The name (without the `cosell_` prefix and suffixes) of every metric registered.
+    pub fn registered(&self) -> Vec<String> {
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
+
+#[cfg(test)]
+mod observability_tests;
