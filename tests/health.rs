@@ -59,7 +59,7 @@ fn options(extra: &str, poll_secs: u64) -> Options {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_while_the_store_refuses_writes() {
     SyncEnv::run_with(options("", 0), |env| async move {
         wait_readyz(&env, 200, "").await;
@@ -87,7 +87,7 @@ async fn readyz_is_503_while_the_store_refuses_writes() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_while_no_dataverse_token_can_be_had() {
     SyncEnv::run_with(options("", 1), |env| async move {
         wait_readyz(&env, 200, "").await;
@@ -98,6 +98,26 @@ async fn readyz_is_503_while_no_dataverse_token_can_be_had() {
             )
         };
         assert_eq!(failures().await, 0.0);
+        // The change-tracking poller has read Dataverse (so the host holds a token).
+        let polled = wait_until(NOTICE, || async {
+            let ok = env
+                .metric(
+                    "cosell_service_requests_total",
+                    &[
+                        ("service", "dataverse"),
+                        ("operation", "track_changes"),
+                        ("status", "200"),
+                    ],
+                )
+                .await;
+            (ok >= 1.0).then_some(())
+        })
+        .await;
+        assert!(
+            polled.is_some(),
+            "the poller read Dataverse:\n{}",
+            env.metrics_text().await
+        );
         // The application's secret is rotated in Entra ID, and the host's token expires.
         let config = env.dv.config().clone();
         env.dv
@@ -106,13 +126,20 @@ async fn readyz_is_503_while_no_dataverse_token_can_be_had() {
         env.dv.clock().advance(chrono::TimeDelta::hours(2));
         wait_readyz(&env, 503, "dataverse: cannot get an access token").await;
         assert!(failures().await >= 1.0, "the failure is counted");
-        let token_requests = env
+        let token = [("service", "dataverse"), ("operation", "token")];
+        let all = env.metric("cosell_service_requests_total", &token).await;
+        let ok = env
             .metric(
                 "cosell_service_requests_total",
-                &[("service", "dataverse"), ("operation", "token")],
+                &[token[0], token[1], ("status", "200")],
             )
             .await;
-        assert!(token_requests >= 2.0, "the first token and the refused one: {token_requests}");
+        let refused = all - ok;
+        assert!(
+            refused >= 1.0,
+            "the refused token request is counted with its status: {refused}\n{}",
+            env.metrics_text().await
+        );
         // The secret is put back: the next poll gets a token.
         env.dv
             .tokens()
@@ -122,7 +149,7 @@ async fn readyz_is_503_while_no_dataverse_token_can_be_had() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_while_partner_center_is_paused_and_429s_are_counted_by_operation() {
     let extra = "[sync]\noutage_failures = 1\noutage_pause_ms = 2000\noutage_pause_max_ms = 4000\n";
     SyncEnv::run_with(options(extra, 1), |env| async move {
@@ -138,6 +165,26 @@ async fn readyz_is_503_while_partner_center_is_paused_and_429s_are_counted_by_op
             )
         };
         assert_eq!(throttled().await, 0.0);
+        // The reconciliation poller has listed referrals (so the host holds a token).
+        let listed = wait_until(NOTICE, || async {
+            let ok = env
+                .metric(
+                    "cosell_service_requests_total",
+                    &[
+                        ("service", "partner-center"),
+                        ("operation", "list_referrals"),
+                        ("status", "200"),
+                    ],
+                )
+                .await;
+            (ok >= 1.0).then_some(())
+        })
+        .await;
+        assert!(
+            listed.is_some(),
+            "the poller listed referrals:\n{}",
+            env.metrics_text().await
+        );
         // Every Partner Center request is throttled: the reconciliation poller's lists meet 429s.
         env.pc
             .faults()
@@ -151,14 +198,11 @@ async fn readyz_is_503_while_partner_center_is_paused_and_429s_are_counted_by_op
             (throttled().await >= 1.0).then_some(())
         })
         .await;
-        assert!(counted.is_some(), "429s of list_referrals counted:\n{}", env.metrics_text().await);
-        let ok_lists = env
-            .metric(
-                "cosell_service_requests_total",
-                &[("service", "partner-center"), ("operation", "list_referrals"), ("status", "200")],
-            )
-            .await;
-        assert!(ok_lists >= 1.0, "the lists before the throttling answered 200");
+        assert!(
+            counted.is_some(),
+            "429s of list_referrals counted:\n{}",
+            env.metrics_text().await
+        );
         // Partner Center goes down; a referral event fails on it and pauses the side.
         env.pc
             .faults()
@@ -171,7 +215,8 @@ async fn readyz_is_503_while_partner_center_is_paused_and_429s_are_counted_by_op
         assert_eq!(delivered.status().as_u16(), 200);
         wait_readyz(&env, 503, "partner-center: paused").await;
         assert_eq!(
-            env.metric("cosell_service_paused", &[("service", "partner-center")]).await,
+            env.metric("cosell_service_paused", &[("service", "partner-center")])
+                .await,
             1.0
         );
         env.pc.faults().set(FaultConfig::default()).unwrap();
