@@ -1,7 +1,8 @@
 //! `/readyz` and the request metrics of a running `cosell serve` with both emulators: the host
 //! is not ready (503, with the reason) while its store refuses writes, while it cannot get a
 //! Dataverse token, and while Partner Center is paused, and ready again once each is over;
-//! Partner Center's 429s are counted by operation.
+//! Partner Center's 429s are counted by operation. A host that does not sync is ready once
+//! its store took the readiness check's write.
 
 mod support;
 
@@ -223,4 +224,35 @@ async fn readyz_is_503_while_partner_center_is_paused_and_429s_are_counted_by_op
         wait_readyz(&env, 200, "").await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_does_not_sync_is_ready_once_its_store_takes_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, admin) = support::start_stamp_host(dir.path()).await;
+    let started = Instant::now();
+    let body = loop {
+        let (status, body) = admin.get("/readyz").await;
+        if status == 200 {
+            break body;
+        }
+        assert!(started.elapsed() < NOTICE, "never ready: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body, serde_json::json!({"ready": true, "reasons": []}));
+    let (status, _) = admin.get("/livez").await;
+    assert_eq!(status, 200);
+    // The write the readiness check made.
+    let store = cosell::store::sqlite::SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let replica = cosell::config::HostConfig::load(&dir.path().join("cosell.toml"))
+        .unwrap()
+        .host
+        .replica_id();
+    let written = cosell::store::SyncStore::cursor(
+        &store,
+        &cosell::health::store_check::cursor_name(&replica),
+    )
+    .unwrap();
+    assert!(written.is_some(), "the check wrote its row");
+    host.shutdown().await.unwrap();
 }

@@ -603,3 +603,40 @@ impl Metrics {
 
 #[cfg(test)]
 mod observability_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_authenticated_webhook_moves_its_last_received_time_and_a_refused_one_does_not() {
+        let m = Metrics::new();
+        m.record_intake("dataverse-webhook", "refused");
+        m.record_intake("partner-center-reconcile", "queued");
+        assert!(
+            !m.encode()
+                .contains("cosell_webhook_last_received_timestamp_seconds{"),
+            "{}",
+            m.encode()
+        );
+        m.record_intake("dataverse-webhook", "ignored");
+        m.record_intake("partner-center-webhook", "queued");
+        let text = m.encode();
+        for source in ["dataverse", "partner-center"] {
+            let line = text
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "cosell_webhook_last_received_timestamp_seconds{{source=\"{source}\"}}"
+                    ))
+                })
+                .unwrap_or_else(|| panic!("no {source} line in {text}"));
+            let at: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            assert!((now - at).abs() <= 5, "{line}");
+        }
+    }
+}
