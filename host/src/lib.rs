@@ -6,7 +6,8 @@
 //! [`pipeline`] of mapping steps, each run by the [`runtime`] → [`sinks`] (Partner Center,
 //! Dataverse), through the [`connections`] (the two clients).
 //! Around it: [`deploy`] (validating and hot-swapping step versions), [`store`] (durable
-//! state), [`admin`] (the operator's HTTP API), [`replicas`] (leadership and deployments across
+//! state), [`admin`] (the operator's HTTP API), [`health`] (what `/readyz` answers),
+//! [`metrics`], [`replicas`] (leadership and deployments across
 //! replicas of one PostgreSQL state), [`config`] and [`cli`].
 
 pub mod admin;
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod deploy;
+pub mod health;
 pub mod metrics;
 pub mod pipeline;
 mod private_dir;

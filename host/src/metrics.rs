@@ -1,4 +1,6 @@
-//! Prometheus metrics of the host, served on `/metrics`.
+//! Prometheus metrics of the host, served on `/metrics`. Every metric is listed, with its
+//! labels and the on-call question it answers, in docs/metrics.md (a test keeps the two in
+//! step).
 
 use crate::runtime::{CacheOutcome, CallErrorKind, CallReport};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -60,6 +64,29 @@ struct ServiceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    service: String,
+    operation: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    service: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PollerLabels {
+    poller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PauseLabels {
     service: String,
     cause: String,
@@ -68,6 +95,9 @@ struct PauseLabels {
 /// The host's metrics and their registry.
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// The name of every metric registered, in order (the documentation test compares it
+    /// with what `encode` shows).
+    registered: Mutex<Vec<String>>,
     calls: Family<CallLabels, Counter>,
     call_seconds: Family<StepLabels, Histogram>,
     fuel: Family<StepLabels, Histogram>,
@@ -82,6 +112,13 @@ pub struct Metrics {
     queue: Family<QueueLabels, Gauge>,
     service_paused: Family<ServiceLabels, Gauge>,
     service_pauses: Family<PauseLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<OperationLabels, Histogram>,
+    token_failures: Family<ServiceLabels, Counter>,
+    poller_success: Family<PollerLabels, Gauge>,
+    oldest_pending: Gauge<f64, AtomicU64>,
+    dead_letters: Gauge,
+    webhook_received: Family<SourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -113,79 +150,168 @@ impl Metrics {
         let queue = Family::<QueueLabels, Gauge>::default();
         let service_paused = Family::<ServiceLabels, Gauge>::default();
         let service_pauses = Family::<PauseLabels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 10 ms to about 80 s: a fast read, up to a request waiting out its timeout.
+        let request_seconds = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 14))
+        });
+        let token_failures = Family::<ServiceLabels, Counter>::default();
+        let poller_success = Family::<PollerLabels, Gauge>::default();
+        let oldest_pending = Gauge::<f64, AtomicU64>::default();
+        let dead_letters = Gauge::default();
+        let webhook_received = Family::<SourceLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("cosell");
-        registry.register(
+        let mut registered = Vec::new();
+        add(
+            &mut registry,
+            &mut registered,
+            "service_requests",
+            "HTTP requests sent to a Microsoft service (partner-center, dataverse), each attempt counted, by operation and status (the HTTP status, or error when no answer came)",
+            requests.clone(),
+        );
+        add(
+            &mut registry,
+            &mut registered,
+            "service_request_seconds",
+            "Time from sending one request to a Microsoft service to reading its whole answer (or giving up on it), by service and operation",
+            request_seconds.clone(),
+        );
+        add(
+            &mut registry,
+            &mut registered,
+            "token_refresh_failures",
+            "Access token requests that failed after the token endpoint's retries, by service: the service's calls fail until one succeeds",
+            token_failures.clone(),
+        );
+        add(
+            &mut registry,
+            &mut registered,
+            "poller_last_success_timestamp_seconds",
+            "When each poller (dataverse-changes, partner-center-reconcile) last finished a round without error, in seconds since the epoch; only the leader polls",
+            poller_success.clone(),
+        );
+        add(
+            &mut registry,
+            &mut registered,
+            "queue_oldest_pending_age_seconds",
+            "How long the oldest pending sync event has waited since it was received, read when scraped (0 when nothing is pending)",
+            oldest_pending.clone(),
+        );
+        add(
+            &mut registry,
+            &mut registered,
+            "dead_letters",
+            "Sync events that failed every attempt and wait for a replay, read when scraped",
+            dead_letters.clone(),
+        );
+        add(
+            &mut registry,
+            &mut registered,
+            "webhook_last_received_timestamp_seconds",
+            "When the last authenticated webhook delivery of each source (partner-center, dataverse) arrived, in seconds since the epoch",
+            webhook_received.clone(),
+        );
+        add(
+            &mut registry,
+            &mut registered,
             "service_paused",
             "1 while the sync engine holds its events because a service (partner-center, dataverse) is unavailable, 0 while it answers",
             service_paused.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "service_pauses",
             "Times a service was found unavailable and the sync engine paused, by service and cause (no_answer: refused or dropped connections, timeouts; server_error: 5xx)",
             service_pauses.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "sync_events",
             "Queue events processed, by the side that changed and the outcome (created, updated, unchanged, echo, skipped, rejected, retry, dead_letter, parked, paused)",
             syncs.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "sync_event_seconds",
             "Time to process one queue event, reads and writes included",
             sync_seconds.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "sync_echoes_suppressed",
             "Events recognised as cosell's own writes coming back, and not written again",
             echoes.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "queue_events",
             "Sync events in the queue by state (pending, running, dead, parked), read when scraped",
             queue.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "intake_events",
             "Notifications received by source (partner-center-webhook, dataverse-webhook, dataverse-changes, partner-center-reconcile) and result (queued, coalesced, ignored, refused)",
             intake.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "intake_batch_events",
             "Webhook events stored by one transaction of the intake (group commit): one flush to disk for all of them",
             intake_batch.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_calls",
             "Mapping step calls by outcome (ok, rejected, skipped, failed, limit_<name>, trapped, invalid_output, instantiation)",
             calls.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_call_seconds",
             "Wall time of one mapping step call, instantiation included",
             call_seconds.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_fuel_used",
             "Fuel (WebAssembly instructions, weighted) used by one call",
             fuel.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_active_version",
             "1 for the version each step is serving",
             active_version.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "mapping_deployments",
             "Deploy and rollback attempts by result",
             deployments.clone(),
         );
-        registry.register(
+        add(
+            &mut registry,
+            &mut registered,
             "component_cache",
             "Component loads (start-up, deploy, rollback, drop directory) by what the artifact cache did: hit (no compilation), miss (compiled and stored), error (unusable entry or failed write; compiled)",
             component_cache.clone(),
         );
         Self {
             registry: Mutex::new(registry),
+            registered: Mutex::new(registered),
             calls,
             call_seconds,
             fuel,
@@ -200,6 +326,13 @@ impl Metrics {
             queue,
             service_paused,
             service_pauses,
+            requests,
+            request_seconds,
+            token_failures,
+            poller_success,
+            oldest_pending,
+            dead_letters,
+            webhook_received,
         }
     }
 
@@ -231,15 +364,70 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the queue gauges.
-    pub fn set_queue(&self, pending: u64, running: u64, dead: u64) {
-        for (state, n) in [("pending", pending), ("running", running), ("dead", dead)] {
+    /// Sets the queue gauges from `counts`, read at `now`: events by state, the dead letters
+    /// and the age of the oldest pending event.
+    pub fn set_queue(&self, counts: &crate::store::QueueCounts, now: SystemTime) {
+        for (state, n) in [
+            ("pending", counts.pending),
+            ("running", counts.running),
+            ("dead", counts.dead),
+        ] {
             self.queue
                 .get_or_create(&QueueLabels {
                     state: state.to_owned(),
                 })
                 .set(n as i64);
         }
+        self.set_parked(counts.parked);
+        self.dead_letters.set(counts.dead as i64);
+        let age_ms = counts
+            .oldest_pending_ms
+            .map(|at| (unix_millis(now) - at).max(0))
+            .unwrap_or(0);
+        self.oldest_pending.set(age_ms as f64 / 1000.0);
+    }
+
+    /// Counts one HTTP exchange with a Microsoft service: `status` is the answer's status
+    /// code, `None` when no answer came.
+    pub fn record_request(
+        &self,
+        service: &str,
+        operation: &str,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
+        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.requests
+            .get_or_create(&RequestLabels {
+                service: service.to_owned(),
+                operation: operation.to_owned(),
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&OperationLabels {
+                service: service.to_owned(),
+                operation: operation.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed access token request of `service`.
+    pub fn record_token_failure(&self, service: &str) {
+        self.token_failures
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records that `poller` finished a round without error at `at`.
+    pub fn set_poller_success(&self, poller: &str, at: SystemTime) {
+        self.poller_success
+            .get_or_create(&PollerLabels {
+                poller: poller.to_owned(),
+            })
+            .set(unix_millis(at) / 1000);
     }
 
     /// Counts one processed queue event.
@@ -259,7 +447,8 @@ impl Metrics {
         self.echoes.inc();
     }
 
-    /// Counts a notification received.
+    /// Counts a notification received. A webhook delivery that was not refused (so it was
+    /// authenticated) also moves its source's last-received time.
     pub fn record_intake(&self, source: &str, result: &str) {
         self.intake
             .get_or_create(&IntakeLabels {
@@ -267,6 +456,18 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+        let webhook = match source {
+            "partner-center-webhook" => "partner-center",
+            "dataverse-webhook" => "dataverse",
+            _ => return,
+        };
+        if result != "refused" {
+            self.webhook_received
+                .get_or_create(&SourceLabels {
+                    source: webhook.to_owned(),
+                })
+                .set(unix_millis(SystemTime::now()) / 1000);
+        }
     }
 
     /// Records how many webhook events one intake transaction stored.
@@ -347,6 +548,24 @@ impl Metrics {
     }
 }
 
+/// Milliseconds since the epoch (0 for a time before it).
+fn unix_millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Registers `metric` as `name` and notes its name in `registered`.
+fn add(
+    registry: &mut Registry,
+    registered: &mut Vec<String>,
+    name: &str,
+    help: &str,
+    metric: impl prometheus_client::registry::Metric,
+) {
+    registered.push(name.to_owned());
+    registry.register(name, help, metric);
+}
+
 fn outcome_label(kind: &CallErrorKind) -> String {
     match kind {
         CallErrorKind::LimitExceeded { limit, .. } => format!("limit_{}", limit.label()),
@@ -367,5 +586,57 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .register(name, help, metric);
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.to_owned());
+    }
+
+    /// The name (without the `cosell_` prefix and suffixes) of every metric registered.
+    pub fn registered(&self) -> Vec<String> {
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod observability_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_authenticated_webhook_moves_its_last_received_time_and_a_refused_one_does_not() {
+        let m = Metrics::new();
+        m.record_intake("dataverse-webhook", "refused");
+        m.record_intake("partner-center-reconcile", "queued");
+        assert!(
+            !m.encode()
+                .contains("cosell_webhook_last_received_timestamp_seconds{"),
+            "{}",
+            m.encode()
+        );
+        m.record_intake("dataverse-webhook", "ignored");
+        m.record_intake("partner-center-webhook", "queued");
+        let text = m.encode();
+        for source in ["dataverse", "partner-center"] {
+            let line = text
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "cosell_webhook_last_received_timestamp_seconds{{source=\"{source}\"}}"
+                    ))
+                })
+                .unwrap_or_else(|| panic!("no {source} line in {text}"));
+            let at: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            assert!((now - at).abs() <= 5, "{line}");
+        }
     }
 }

@@ -23,8 +23,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PrunedLabels {
-    what: &'static str,
+pub(crate) struct PrunedLabels {
+    pub(crate) what: &'static str,
 }
 
 /// What one pruning removed.
@@ -33,6 +33,17 @@ pub struct Pruned {
     pub audit_entries: u64,
     pub mapping_versions: u64,
     pub customer_locks: u64,
+}
+
+/// Registers `cosell_retention_pruned_total{what}` in `metrics`.
+pub(crate) fn pruned_metric(metrics: &Metrics) -> Family<PrunedLabels, Counter> {
+    let pruned = Family::<PrunedLabels, Counter>::default();
+    metrics.register(
+        "retention_pruned",
+        "What retention deleted, by kind: audit_entries, mapping_versions, customer_locks",
+        pruned.clone(),
+    );
+    pruned
 }
 
 /// The pruning of one host: what it prunes and how much it keeps.
@@ -50,12 +61,7 @@ pub struct Retention {
 impl Retention {
     /// Pruning of the stored mapping versions of `deployer`, counted in `metrics`.
     pub fn new(config: RetentionConfig, deployer: Arc<Deployer>, metrics: &Metrics) -> Self {
-        let pruned = Family::<PrunedLabels, Counter>::default();
-        metrics.register(
-            "retention_pruned",
-            "What retention deleted, by kind: audit_entries, mapping_versions, customer_locks",
-            pruned.clone(),
-        );
+        let pruned = pruned_metric(metrics);
         Self {
             config,
             deployer,

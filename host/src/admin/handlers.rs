@@ -60,6 +60,22 @@ fn steps_json(state: &AdminState) -> Vec<Value> {
         .collect()
 }
 
+/// `GET /livez`: the process answers. Nothing else is checked: a liveness probe that failed
+/// on a dependency would restart a host that only waits for it.
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 when every readiness input is fine, 503 with the reasons otherwise.
+pub async fn ready(State(state): State<AdminState>) -> Response {
+    let readiness = state.health.readiness();
+    let status = match readiness.ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(readiness)).into_response()
+}
+
 /// `GET /healthz`
 pub async fn health(State(state): State<AdminState>) -> Json<Value> {
     let runtime = state.deployer.pipelines().runtime();
@@ -86,10 +102,7 @@ pub async fn health(State(state): State<AdminState>) -> Json<Value> {
 pub(crate) fn scrape(state: &AdminState) -> String {
     if let Some(store) = &state.sync_store {
         match store.queue_counts() {
-            Ok(c) => {
-                state.metrics.set_queue(c.pending, c.running, c.dead);
-                state.metrics.set_parked(c.parked);
-            }
+            Ok(c) => state.metrics.set_queue(&c, std::time::SystemTime::now()),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "could not read the queue for the metrics")
             }

@@ -2,7 +2,9 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/healthz` | liveness, the replica's id and whether it leads, the version each step serves and, when syncing, the queue (no token) |
+//! | GET | `/livez` | liveness: 200 while the process answers (no token) |
+//! | GET | `/readyz` | readiness: 200 `{"ready": true, "reasons": []}`, or 503 with the reasons ([`crate::health`]; no token) |
+//! | GET | `/healthz` | the replica's id and whether it leads, the version each step serves and, when syncing, the queue; 200 while the process answers (kept for existing probes; no token) |
 //! | GET | `/metrics` | Prometheus metrics (no token) |
 //! | GET | `/admin/v1/steps` | every step, its direction and active version |
 //! | GET | `/admin/v1/steps/{step}/versions` | stored versions of a step |
@@ -53,6 +55,8 @@ pub struct AdminState {
     pub leader: tokio::sync::watch::Receiver<bool>,
     /// The web console's sessions, when the console is on (`[admin] console`).
     pub console: Option<console::SessionSettings>,
+    /// What `/readyz` answers from.
+    pub health: Arc<crate::health::Health>,
 }
 
 /// The largest request body the admin API reads: the largest accepted component plus
@@ -92,6 +96,8 @@ pub fn router(state: AdminState) -> Router {
             auth::require_bearer,
         ));
     let mut router = Router::new()
+        .route("/livez", get(handlers::live))
+        .route("/readyz", get(handlers::ready))
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
         .nest("/admin/v1", protected);

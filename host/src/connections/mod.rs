@@ -9,11 +9,14 @@
 //!   change tracking, the Metadata API and adaptive concurrency under service protection limits.
 //! - [`oauth`]: the token endpoint call and token cache entry both clients use.
 //! - [`retry`]: backoff with jitter, `Retry-After` and request ids, shared by both clients.
+//! - [`telemetry`]: what both clients report about each request and token (metrics,
+//!   readiness), by a fixed vocabulary of operations.
 
 pub mod dataverse;
 pub mod oauth;
 pub mod partner_center;
 pub mod retry;
+pub mod telemetry;
 
 /// The readable message of an error body: `{"error": {"message"}}` (Partner Center, Dataverse),
 /// `{"error_description"}` (Entra ID) or the text itself, shortened.

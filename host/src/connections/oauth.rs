@@ -6,9 +6,11 @@
 //! how a failure reads is up to each client: [`TokenError`] only says what happened. Tokens are
 //! held as [`Secret`] and never logged.
 
+use super::telemetry::Telemetry;
 use super::{message_of, retry};
 use crate::config::Secret;
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long before its expiry an access token is replaced.
@@ -49,6 +51,23 @@ pub enum TokenError {
     InvalidResponse(String),
 }
 
+impl TokenError {
+    /// What happened, for readiness and logs (the endpoint's own message; never a secret).
+    pub fn describe(&self) -> String {
+        match self {
+            TokenError::Rejected {
+                status, message, ..
+            } => format!("the token endpoint refused it ({status}): {message}"),
+            TokenError::Throttled { .. } => "the token endpoint kept answering 429".into(),
+            TokenError::Server { status, message } => {
+                format!("the token endpoint kept failing ({status}): {message}")
+            }
+            TokenError::Transport(m) => format!("no answer from the token endpoint: {m}"),
+            TokenError::InvalidResponse(m) => m.clone(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Answer {
     access_token: String,
@@ -59,12 +78,15 @@ struct Answer {
 }
 
 /// Where tokens come from and how often a failed token request is retried.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenEndpoint {
     /// The endpoint, e.g. `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
     pub url: String,
     /// Retries after a 429, a 5xx or a connection error.
     pub max_retries: u32,
+    /// Where each exchange (operation `token`) and each request's result are reported: the
+    /// client's own.
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl TokenEndpoint {
@@ -77,7 +99,12 @@ impl TokenEndpoint {
     ) -> Result<Token, TokenError> {
         let mut attempt = 0;
         loop {
-            let wait = match http.post(&self.url).form(form).send().await {
+            let exchange = self.telemetry.start("token");
+            let sent = http.post(&self.url).form(form).send().await;
+            if sent.is_err() {
+                exchange.failed();
+            }
+            let wait = match sent {
                 Err(e) if e.is_builder() => return Err(TokenError::Transport(e.to_string())),
                 Err(e) if attempt >= self.max_retries => {
                     return Err(TokenError::Transport(format!(
@@ -89,10 +116,12 @@ impl TokenEndpoint {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
-                    let body = response
-                        .text()
-                        .await
-                        .map_err(|e| TokenError::Transport(e.to_string()))?;
+                    let body = response.text().await;
+                    match &body {
+                        Ok(_) => exchange.answered(status.as_u16()),
+                        Err(_) => exchange.failed(),
+                    }
+                    let body = body.map_err(|e| TokenError::Transport(e.to_string()))?;
                     if status.is_success() {
                         return parse(&body);
                     }
@@ -145,7 +174,12 @@ impl TokenEndpoint {
         if let Some(token) = cache.as_ref().and_then(|c| c.usable(rejected)) {
             return Ok((token, None));
         }
-        let answer = self.request(http, form).await?;
+        let answer = self.request(http, form).await;
+        match &answer {
+            Ok(_) => self.telemetry.token(Ok(())),
+            Err(error) => self.telemetry.token(Err(&error.describe())),
+        }
+        let answer = answer?;
         *cache = Some(CachedToken::new(
             answer.access_token.clone(),
             answer.lifetime,

@@ -18,6 +18,8 @@ use anyhow::{Context as _, Result};
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -26,6 +28,8 @@ pub struct Listener {
     /// Where it listens (the port is the system's choice when the configuration asked for 0).
     pub addr: SocketAddr,
     serving: JoinHandle<std::io::Result<()>>,
+    /// True while it serves (readiness watches the webhook listener's).
+    up: Arc<AtomicBool>,
     runtime: Option<Runtime>,
 }
 
@@ -51,7 +55,11 @@ impl Listener {
             .enable_all()
             .build()
             .with_context(|| format!("starting the runtime of {name}"))?;
+        let up = Arc::new(AtomicBool::new(true));
+        let down = LowersOnDrop(up.clone());
         let serving = runtime.spawn(async move {
+            // However serving ends (an error, a panic, the stop), the flag goes down.
+            let _down = down;
             // Registered with this runtime's reactor, so created on it.
             let socket = tokio::net::TcpListener::from_std(socket)?;
             http::serve(socket, app, limits, stop).await
@@ -59,8 +67,15 @@ impl Listener {
         Ok(Self {
             addr,
             serving,
+            up,
             runtime: Some(runtime),
         })
+    }
+
+    /// A flag that is true while the listener serves, false once it stopped (for whatever
+    /// reason).
+    pub fn serving_flag(&self) -> Arc<AtomicBool> {
+        self.up.clone()
     }
 
     /// Waits until the listener has stopped (after `stop` completed).
@@ -69,6 +84,15 @@ impl Listener {
             Ok(served) => served,
             Err(err) => Err(std::io::Error::other(err)),
         }
+    }
+}
+
+/// Sets its flag to false when dropped.
+struct LowersOnDrop(Arc<AtomicBool>);
+
+impl Drop for LowersOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 

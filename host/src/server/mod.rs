@@ -32,7 +32,8 @@ pub struct RunningHost {
     server: Listener,
     watcher: Option<JoinHandle<()>>,
     retention: Option<JoinHandle<()>>,
-    /// Loads the versions other replicas activate (PostgreSQL only), and keeps `cosell_leader`.
+    /// Loads the versions other replicas activate (PostgreSQL only), and keeps `cosell_leader`;
+    /// and the store's write check (readiness).
     followers: Vec<JoinHandle<()>>,
     membership: crate::replicas::Membership,
 }
@@ -95,10 +96,16 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     // Before any worker claims: its claims are taken back at once if this process dies.
     claim_as(&state.sync, &replica_id).await?;
     let leader = membership.leader.clone();
+    // What `/readyz` answers; the store's write check starts now, the rest report as they
+    // start (crate::health).
+    let health = crate::health::Health::new(metrics.clone(), leader.clone());
+    let store_check =
+        crate::health::store_check::spawn(state.sync.clone(), &replica_id, health.clone());
     let mut followers = vec![crate::replicas::observe_leadership(
         leader.clone(),
         &metrics,
     )];
+    followers.push(store_check);
     if let Some(notices) = membership.notices.take() {
         followers.push(tokio::spawn(crate::replicas::follow::follow(
             deployer.clone(),
@@ -123,6 +130,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
                 deployer.pipelines().clone(),
                 metrics.clone(),
                 leader.clone(),
+                health.clone(),
             )
             .await
             .context("starting the sync engine")?,
@@ -165,6 +173,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
                 max: std::time::Duration::from_secs(config.admin.session_max_secs),
                 secure: config.admin.behind_tls,
             }),
+        health,
     });
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     // On a runtime of its own, so `/healthz` and `/metrics` answer even while every thread

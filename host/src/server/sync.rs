@@ -8,6 +8,7 @@ use crate::connections::dataverse::{DataverseClient, DataverseSettings};
 use crate::connections::partner_center::{
     PartnerCenterClient, PartnerCenterSettings, sign_in_command,
 };
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
 use crate::sinks::dataverse::OpportunityWriter;
@@ -18,8 +19,8 @@ use crate::sources::partner_center_webhook::certificates::{
 };
 use crate::sources::partner_center_webhook::signature::SignatureVerifier;
 use crate::sources::{self, WebhookState};
-use crate::store::SyncStore;
 use crate::store::sign_in::{self, StoredRefreshToken};
+use crate::store::{Side, SyncStore};
 use crate::sync::SyncEngine;
 use crate::sync::worker::{self, Wakeup};
 use anyhow::{Context as _, Result};
@@ -124,12 +125,14 @@ fn dataverse_auth(config: &HostConfig) -> Result<Option<Arc<WebhookAuth>>> {
     })))
 }
 
-/// The pollers `[pollers]` switches on, stopping at `stop`.
+/// The pollers `[pollers]` switches on, stopping at `stop`, reporting their rounds to
+/// `health`.
 fn start_pollers(
     pollers: &PollersConfig,
     dv: &DataverseClient,
     pc: &PartnerCenterClient,
     intake: &Arc<Intake>,
+    health: &Arc<Health>,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -139,6 +142,7 @@ fn start_pollers(
             intake.clone(),
             Duration::from_secs(pollers.dataverse_interval_secs),
             pollers.initial_sync,
+            health.clone(),
             stop.clone(),
         )));
     }
@@ -149,6 +153,7 @@ fn start_pollers(
             Duration::from_secs(pollers.partner_center_interval_secs),
             Duration::from_secs(pollers.partner_center_overlap_secs),
             pollers.initial_sync,
+            health.clone(),
             stop,
         )));
     }
@@ -156,16 +161,20 @@ fn start_pollers(
 }
 
 /// Starts the engine, its workers, the webhook listener, and the pollers whenever `leader`
-/// turns true (stopped when it turns false).
+/// turns true (stopped when it turns false). The clients, the pollers, the listener and the
+/// engine's pauses report to `health` (readiness and the request metrics).
 pub async fn start(
     config: &HostConfig,
     store: Arc<dyn SyncStore>,
     pipelines: Arc<Pipelines>,
     metrics: Arc<Metrics>,
     leader: watch::Receiver<bool>,
+    health: Arc<Health>,
 ) -> Result<SyncParts> {
     let pc = partner_center_client(config, store.clone())?;
     let dv = dataverse_client(config)?;
+    pc.observe(health.clone());
+    dv.observe(health.clone());
     let writer = OpportunityWriter::new(dv.clone(), store.customer_locks());
     let lookups = writer.lookups();
     let engine = Arc::new(SyncEngine::new(
@@ -176,6 +185,13 @@ pub async fn start(
         config.sync.clone(),
         metrics.clone(),
     ));
+    let paused = engine.clone();
+    health.watch_pauses(Box::new(move || {
+        [Side::PartnerCenter, Side::Dataverse]
+            .into_iter()
+            .map(|side| (side.as_str(), paused.availability.is_paused(side)))
+            .collect()
+    }));
     let wakeup: Wakeup = Arc::new(Notify::new());
     let intake = Arc::new(Intake::new(store.clone(), wakeup.clone(), metrics)?);
     let (stop, stop_rx) = watch::channel(false);
@@ -183,11 +199,12 @@ pub async fn start(
     // The pollers run on the leader only (one replica of a shared state; always, alone).
     let pollers = config.pollers.clone();
     let poller_intake = intake.clone();
+    let poller_health = health.clone();
     tasks.push(tokio::spawn(crate::replicas::leader_tasks::while_leader(
         "pollers",
         leader,
         stop_rx.clone(),
-        move |stop| start_pollers(&pollers, &dv, &pc, &poller_intake, stop),
+        move |stop| start_pollers(&pollers, &dv, &pc, &poller_intake, &poller_health, stop),
     )));
     let state = WebhookState {
         intake,
@@ -207,6 +224,7 @@ pub async fn start(
             let _ = stopping.wait_for(|stop| *stop).await;
         },
     )?;
+    health.watch_webhook_listener(listener.serving_flag());
     let webhook_addr = listener.addr;
     tracing::info!(%webhook_addr, workers = config.sync.workers, "sync engine started");
     Ok(SyncParts {

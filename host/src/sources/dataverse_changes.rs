@@ -100,9 +100,10 @@ pub async fn run(
     intake: Arc<Intake>,
     every: Duration,
     initial_sync: bool,
+    health: Arc<crate::health::Health>,
     stop: watch::Receiver<bool>,
 ) {
-    super::schedule::every("dataverse-changes", every, stop, || {
+    super::schedule::every("dataverse-changes", every, health, stop, || {
         poll_once(&dv, &intake, initial_sync)
     })
     .await

@@ -141,9 +141,10 @@ pub async fn run(
     every: Duration,
     overlap: Duration,
     initial_sync: bool,
+    health: Arc<crate::health::Health>,
     stop: watch::Receiver<bool>,
 ) {
-    super::schedule::every("partner-center-reconcile", every, stop, || {
+    super::schedule::every("partner-center-reconcile", every, health, stop, || {
         reconcile_once(&pc, &intake, overlap, initial_sync)
     })
     .await

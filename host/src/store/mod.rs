@@ -46,6 +46,13 @@ pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A time [`now`] wrote, as milliseconds since the epoch; `None` when it is not one.
+pub(crate) fn millis_of(stored: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(stored)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 /// A stored version of a mapping step, with its bytes.
 #[derive(Debug, Clone)]
 pub struct StoredVersion {

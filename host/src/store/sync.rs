@@ -135,6 +135,9 @@ pub struct QueueCounts {
     pub dead: u64,
     /// Waiting for another version of the mapping step that failed on them.
     pub parked: u64,
+    /// When the oldest pending event was received (ms since the epoch); `None` when nothing
+    /// is pending. How long changes have waited: a stuck queue shows here first.
+    pub oldest_pending_ms: Option<i64>,
 }
 
 /// A referral and its opportunity, and what each looked like when they were last in sync.

@@ -97,6 +97,7 @@ impl DataverseClient {
         let body = close_body(id, status, subject);
         let action = closing.action();
         let call = Call::new(
+            "close_opportunity",
             Method::POST,
             self.url(action, "")?,
             format!("{action} of {id}"),

@@ -8,6 +8,8 @@ use super::error::DataverseError;
 use super::{DataverseSettings, Result};
 use crate::config::Secret;
 use crate::connections::oauth::{CachedToken, TokenEndpoint, TokenError};
+use crate::connections::telemetry::Telemetry;
+use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// The token cache of one client.
@@ -20,11 +22,12 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
-    pub(crate) fn new(settings: &DataverseSettings, root: &str) -> Self {
+    pub(crate) fn new(settings: &DataverseSettings, root: &str, telemetry: Arc<Telemetry>) -> Self {
         Self {
             endpoint: TokenEndpoint {
                 url: settings.token_url.clone(),
                 max_retries: settings.max_retries,
+                telemetry,
             },
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),

@@ -200,7 +200,7 @@ impl DataverseClient {
         }
         let boundary = format!("batch_{}", retry::new_uuid());
         let text = self.body(items, &boundary)?;
-        let mut call = Call::new(Method::POST, self.url("$batch", "")?, "$batch");
+        let mut call = Call::new("batch", Method::POST, self.url("$batch", "")?, "$batch");
         let requests = || items.iter().flat_map(BatchItem::requests);
         call.create = quick || requests().any(|r| r.created_row().is_some());
         call.idempotent = !call.create && requests().all(|r| r.method != Method::POST);

@@ -41,7 +41,9 @@ impl DataverseClient {
             }
         };
         let what = format!("changes of {set}");
-        let (rows, delta) = self.pages(url, &what, Some("odata.track-changes")).await?;
+        let (rows, delta) = self
+            .pages("track_changes", url, &what, Some("odata.track-changes"))
+            .await?;
         let delta_link = delta.ok_or_else(|| {
             DataverseError::InvalidResponse(format!(
                 "{what}: no @odata.deltaLink; enable change tracking on the table"

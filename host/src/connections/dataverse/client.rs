@@ -8,6 +8,7 @@ use super::limiter::{Limiter, Window};
 use super::request::{Answer, Call, Payload, check, encode_key};
 use super::{DataverseSettings, Result};
 use crate::config::Secret;
+use crate::connections::telemetry::{Observer, Telemetry};
 use crate::connections::{message_of, retry};
 use reqwest::header;
 use reqwest::{Method, StatusCode};
@@ -17,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The Web API path below the environment root.
 const API_PATH: &str = "/api/data/v9.2";
+
+/// The service name in reports ([`Telemetry`]).
+const SERVICE: &str = "dataverse";
 
 /// A row and the `@odata.etag` to send back in `If-Match`.
 #[derive(Debug, Clone)]
@@ -52,6 +56,7 @@ struct Shared {
     limiter: Arc<Limiter>,
     sent: AtomicU64,
     throttled: AtomicU64,
+    telemetry: Arc<Telemetry>,
 }
 
 /// A Dataverse Web API client. Cloning shares the connection pool, token cache and limiter.
@@ -86,10 +91,12 @@ impl DataverseClient {
             .connect_timeout(settings.timeout)
             .build()
             .map_err(|e| DataverseError::Transport(format!("building the HTTP client: {e}")))?;
+        let telemetry = Telemetry::new(SERVICE);
         Ok(Self {
             shared: Arc::new(Shared {
                 http,
-                tokens: TokenCache::new(&settings, &root),
+                tokens: TokenCache::new(&settings, &root, telemetry.clone()),
+                telemetry,
                 root,
                 api,
                 max_retries: settings.max_retries,
@@ -99,6 +106,12 @@ impl DataverseClient {
             }),
             page_size: None,
         })
+    }
+
+    /// Reports every request and token request of this client and its clones to `observer`
+    /// (as service `dataverse`); answers false when an observer was attached already.
+    pub fn observe(&self, observer: Arc<dyn Observer>) -> bool {
+        self.shared.telemetry.attach(observer)
     }
 
     /// The same client asking for pages of at most `rows` rows (`Prefer: odata.maxpagesize`)
@@ -127,7 +140,10 @@ impl DataverseClient {
     pub async fn get(&self, set: &str, id: &str, query: &str) -> Result<Option<Row>> {
         let what = format!("{set}({id})");
         let url = self.url(&what, query)?;
-        match self.send(Call::new(Method::GET, url, &what)).await {
+        match self
+            .send(Call::new("get_row", Method::GET, url, &what))
+            .await
+        {
             Ok(answer) => {
                 let body = answer.json(&what)?;
                 let etag = body["@odata.etag"].as_str().map(str::to_owned);
@@ -141,7 +157,7 @@ impl DataverseClient {
     /// `GET {set}?{query}`: every row, following `@odata.nextLink` (same origin only).
     pub async fn query(&self, set: &str, query: &str) -> Result<Vec<Value>> {
         let url = self.url(set, query)?;
-        let (rows, _) = self.pages(url, set, None).await?;
+        let (rows, _) = self.pages("query_rows", url, set, None).await?;
         Ok(rows)
     }
 
@@ -157,7 +173,7 @@ impl DataverseClient {
     ) -> Result<()> {
         let what = format!("{set}({id})");
         let url = self.url(&what, "")?;
-        let call = Call::new(Method::PATCH, url, &what)
+        let call = Call::new("update_row", Method::PATCH, url, &what)
             .json(body)
             .header("if-match", if_match.unwrap_or("*"))?;
         self.send(call).await.map(drop)
@@ -176,7 +192,7 @@ impl DataverseClient {
         let path = format!("{set}({key_column}='{}')", encode_key(key_value));
         let url = self.url(&path, "")?;
         let answer = self
-            .send(Call::new(Method::PATCH, url, &what).json(body))
+            .send(Call::new("upsert_row", Method::PATCH, url, &what).json(body))
             .await?;
         answer.entity_id(&what)
     }
@@ -220,9 +236,11 @@ impl DataverseClient {
     }
 
     /// Reads `url` and its `@odata.nextLink` pages; answers the rows and the last page's
-    /// `@odata.deltaLink`. `prefer` is added to the page-size preference on every page.
+    /// `@odata.deltaLink`. `prefer` is added to the page-size preference on every page; each
+    /// page is reported as `operation`.
     pub(crate) async fn pages(
         &self,
+        operation: &'static str,
         url: String,
         what: &str,
         prefer: Option<&str>,
@@ -236,7 +254,7 @@ impl DataverseClient {
         let mut rows = Vec::new();
         let mut delta = None;
         while let Some(page_url) = next.take() {
-            let mut call = Call::new(Method::GET, page_url.clone(), what);
+            let mut call = Call::new(operation, Method::GET, page_url.clone(), what);
             if !prefer.is_empty() {
                 call = call.header("prefer", &prefer.join(","))?;
             }
@@ -269,7 +287,11 @@ impl DataverseClient {
     pub(crate) async fn exchange(&self, call: Call<'_>) -> Result<Answer> {
         let shared = &self.shared;
         let Call {
-            method, url, what, ..
+            method,
+            url,
+            what,
+            operation,
+            ..
         } = &call;
         let request_id = retry::new_uuid();
         let mut attempt = 0u32;
@@ -281,9 +303,11 @@ impl DataverseClient {
             let permit = shared.limiter.acquire().await;
             tracing::debug!(%method, url, request_id, attempt, "Dataverse request");
             shared.sent.fetch_add(1, Ordering::Relaxed);
+            let exchange = shared.telemetry.start(operation);
             let sent = request.send().await;
             let wait = match sent {
                 Err(e) => {
+                    exchange.failed();
                     drop(permit);
                     let safe = call.idempotent || e.is_connect();
                     if e.is_builder() || !safe || attempt >= shared.max_retries {
@@ -296,6 +320,10 @@ impl DataverseClient {
                     let headers = response.headers().clone();
                     let text = response.text().await;
                     drop(permit);
+                    match &text {
+                        Ok(_) => exchange.answered(status.as_u16()),
+                        Err(_) => exchange.failed(),
+                    }
                     let text = text.map_err(|e| {
                         DataverseError::Transport(format!(
                             "{method} {what}: reading the answer: {e}"

@@ -50,7 +50,7 @@ impl DataverseClient {
         let mut in_doubt = false;
         let mut round = 0;
         loop {
-            let mut call = Call::new(Method::PATCH, url.clone(), &what)
+            let mut call = Call::new("create_row", Method::PATCH, url.clone(), &what)
                 .json(body)
                 .header("if-none-match", "*")?;
             call.idempotent = false;

@@ -44,7 +44,7 @@ impl DataverseClient {
             definition["SchemaName"].as_str().unwrap_or("?")
         );
         let url = self.url(&format!("{}/Attributes", definition_path(table)), "")?;
-        let call = Call::new(Method::POST, url, what)
+        let call = Call::new("metadata", Method::POST, url, what)
             .json(definition)
             .header(SOLUTION_HEADER, solution)?;
         self.send(call).await.map(drop)
@@ -87,6 +87,7 @@ impl DataverseClient {
         });
         let url = self.url(&format!("{}/Keys", definition_path(table)), "")?;
         let call = Call::new(
+            "metadata",
             Method::POST,
             url,
             format!("key {schema_name} of table {table}"),
@@ -119,18 +120,28 @@ impl DataverseClient {
             object.retain(|k, _| !k.starts_with("@odata."));
         }
         let url = self.url(&definition_path(table), "")?;
-        let call = Call::new(Method::PUT, url, format!("the definition of table {table}"))
-            .json(&definition)
-            .header(SOLUTION_HEADER, solution)?
-            .header("mscrm.mergelabels", "true")?;
+        let call = Call::new(
+            "metadata",
+            Method::PUT,
+            url,
+            format!("the definition of table {table}"),
+        )
+        .json(&definition)
+        .header(SOLUTION_HEADER, solution)?
+        .header("mscrm.mergelabels", "true")?;
         self.send(call).await.map(drop)
     }
 
     async fn metadata_get(&self, path: &str, query: &str, table: &str) -> Result<Value> {
         let what = format!("table {table}");
-        self.send(Call::new(Method::GET, self.url(path, query)?, &what))
-            .await?
-            .json(&what)
+        self.send(Call::new(
+            "metadata",
+            Method::GET,
+            self.url(path, query)?,
+            &what,
+        ))
+        .await?
+        .json(&what)
     }
 }
 

@@ -30,12 +30,21 @@ pub(crate) struct Call<'a> {
     pub create: bool,
     /// Names the resource in errors, e.g. `opportunities(<id>)`.
     pub what: String,
+    /// What the call does, from a fixed vocabulary (`get_row`, `batch`, …), in the request
+    /// metrics ([`crate::connections::telemetry`]); never an id.
+    pub operation: &'static str,
 }
 
 impl<'a> Call<'a> {
-    pub(crate) fn new(method: Method, url: String, what: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        operation: &'static str,
+        method: Method,
+        url: String,
+        what: impl Into<String>,
+    ) -> Self {
         let idempotent = method != Method::POST;
         Self {
+            operation,
             method,
             url,
             payload: Payload::Empty,

@@ -14,6 +14,7 @@ use super::error::PartnerCenterError;
 use super::{Audience, PartnerCenterSettings, Result};
 use crate::config::Secret;
 use crate::connections::oauth::{CachedToken, TokenEndpoint, TokenError};
+use crate::connections::telemetry::Telemetry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -59,12 +60,19 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
+    /// The cache of a client configured by `settings`, reporting to nobody.
     pub fn new(settings: &PartnerCenterSettings) -> Self {
+        Self::reporting_to(settings, Telemetry::new("partner-center"))
+    }
+
+    /// The cache of a client configured by `settings`, reporting to the client's `telemetry`.
+    pub fn reporting_to(settings: &PartnerCenterSettings, telemetry: Arc<Telemetry>) -> Self {
         Self {
             keeper: std::sync::Mutex::new(None),
             endpoint: TokenEndpoint {
                 url: settings.token_url.clone(),
                 max_retries: settings.max_retries,
+                telemetry,
             },
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),

@@ -7,12 +7,16 @@ use super::error::{PartnerCenterError, message_of};
 use super::{Audience, PartnerCenterSettings, Result};
 use crate::config::Secret;
 use crate::connections::retry;
+use crate::connections::telemetry::{Observer, Telemetry};
 use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
 
 const REFERRALS: &str = "/v1.0/engagements/referrals";
+
+/// The service name in reports ([`Telemetry`]).
+const SERVICE: &str = "partner-center";
 
 /// A referral with the eTag to send back in `If-Match`.
 #[derive(Debug, Clone)]
@@ -27,6 +31,7 @@ struct Shared {
     webhooks_url: String,
     max_retries: u32,
     tokens: TokenCache,
+    telemetry: Arc<Telemetry>,
 }
 
 /// A Partner Center Referrals and Webhooks API client. Cloning shares the connection pool and
@@ -55,13 +60,15 @@ impl PartnerCenterClient {
             .connect_timeout(settings.timeout)
             .build()
             .map_err(|e| PartnerCenterError::Transport(format!("building the HTTP client: {e}")))?;
+        let telemetry = Telemetry::new(SERVICE);
         Ok(Self {
             shared: Arc::new(Shared {
                 http,
                 base_url: settings.base_url.trim_end_matches('/').to_owned(),
                 webhooks_url: settings.webhooks_url.trim_end_matches('/').to_owned(),
                 max_retries: settings.max_retries,
-                tokens: TokenCache::new(&settings),
+                tokens: TokenCache::reporting_to(&settings, telemetry.clone()),
+                telemetry,
             }),
             correlation_id: None,
         })
@@ -72,6 +79,12 @@ impl PartnerCenterClient {
     /// configuration works only once.
     pub fn keep_refresh_tokens(&self, keeper: std::sync::Arc<dyn super::auth::RefreshTokenKeeper>) {
         self.shared.tokens.set_keeper(keeper);
+    }
+
+    /// Reports every request and token request of this client and its clones to `observer`
+    /// (as service `partner-center`); answers false when an observer was attached already.
+    pub fn observe(&self, observer: Arc<dyn Observer>) -> bool {
+        self.shared.telemetry.attach(observer)
     }
 
     /// The same client sending `MS-CorrelationId: id` (without it, each call gets a new one).
@@ -133,7 +146,14 @@ impl PartnerCenterClient {
     pub async fn get_referral(&self, id: &str) -> Result<Referral> {
         let url = self.referral_url(id)?;
         let (headers, body) = self
-            .call(Method::GET, &url, None, &[], &format!("referral {id}"))
+            .call(
+                "get_referral",
+                Method::GET,
+                &url,
+                None,
+                &[],
+                &format!("referral {id}"),
+            )
             .await?;
         let etag = headers
             .get(ETAG)
@@ -151,6 +171,7 @@ impl PartnerCenterClient {
         let url = format!("{}{REFERRALS}", self.shared.base_url);
         let (_, created) = self
             .call(
+                "create_referral",
                 Method::POST,
                 &url,
                 Some(body),
@@ -183,6 +204,7 @@ impl PartnerCenterClient {
         let body = Value::Array(ops.to_vec());
         let (_, patched) = self
             .call(
+                "update_referral",
                 Method::PATCH,
                 &url,
                 Some(&body),
@@ -210,22 +232,34 @@ impl PartnerCenterClient {
     /// A Referrals API call (see [`Self::call_api`]).
     async fn call(
         &self,
+        operation: &'static str,
         method: Method,
         url: &str,
         body: Option<&Value>,
         extra: &[(HeaderName, HeaderValue)],
         what: &str,
     ) -> Result<(HeaderMap, Value)> {
-        self.call_api(Audience::Referrals, method, url, body, extra, what)
-            .await
+        self.call_api(
+            Audience::Referrals,
+            operation,
+            method,
+            url,
+            body,
+            extra,
+            what,
+        )
+        .await
     }
 
     /// One logical call to the API of `audience`, with its token: one `MS-RequestId` for all
     /// its attempts; 429 waits `Retry-After`, 5xx and connection errors back off, both up to
-    /// `max_retries`; a 401 refreshes the token once. `what` names the resource in errors.
+    /// `max_retries`; a 401 refreshes the token once. `what` names the resource in errors;
+    /// each attempt is reported as `operation` ([`Telemetry`]).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn call_api(
         &self,
         audience: Audience,
+        operation: &'static str,
         method: Method,
         url: &str,
         body: Option<&Value>,
@@ -259,7 +293,12 @@ impl PartnerCenterClient {
                 request = request.json(body);
             }
             tracing::debug!(%method, url, request_id, correlation_id, attempt, "Partner Center request");
-            let wait = match request.send().await {
+            let exchange = shared.telemetry.start(operation);
+            let sent = request.send().await;
+            if sent.is_err() {
+                exchange.failed();
+            }
+            let wait = match sent {
                 Err(e) => {
                     let safe = idempotent || e.is_connect();
                     if !safe && !e.is_builder() {
@@ -277,7 +316,12 @@ impl PartnerCenterClient {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
-                    let text = response.text().await.map_err(|e| {
+                    let text = response.text().await;
+                    match &text {
+                        Ok(_) => exchange.answered(status.as_u16()),
+                        Err(_) => exchange.failed(),
+                    }
+                    let text = text.map_err(|e| {
                         PartnerCenterError::Transport(format!("{method} {url}: {e}"))
                     })?;
                     if status.is_success() {
@@ -422,7 +466,14 @@ impl ReferralPages {
     async fn get(&self, url: &reqwest::Url) -> Result<Value> {
         let (_, page) = self
             .client
-            .call(Method::GET, url.as_str(), None, &[], "the referral list")
+            .call(
+                "list_referrals",
+                Method::GET,
+                url.as_str(),
+                None,
+                &[],
+                "the referral list",
+            )
             .await?;
         Ok(page)
     }

@@ -66,7 +66,8 @@ impl WebhookRegistration {
 
 impl PartnerCenterClient {
     /// One Webhooks API call to `path` (under `webhooks_url`, with a Webhooks-audience token);
-    /// answers the body.
+    /// answers the body. Every Webhooks API call is reported as operation `webhooks` (they are
+    /// the setup commands' few).
     async fn webhooks_api(
         &self,
         method: Method,
@@ -76,7 +77,15 @@ impl PartnerCenterClient {
     ) -> Result<Value> {
         let url = format!("{}{path}", self.webhooks_url());
         let (_, answer) = self
-            .call_api(Audience::Webhooks, method, &url, body, &[], what)
+            .call_api(
+                Audience::Webhooks,
+                "webhooks",
+                method,
+                &url,
+                body,
+                &[],
+                what,
+            )
             .await?;
         Ok(answer)
     }

@@ -563,6 +563,15 @@ impl PgStore {
                         _ => {}
                     }
                 }
+                let oldest = c
+                    .query_one(
+                        "SELECT MIN(received_at) FROM sync_events WHERE state = 'pending'",
+                        &[],
+                    )
+                    .await?;
+                counts.oldest_pending_ms = oldest
+                    .get::<_, Option<&str>>(0)
+                    .and_then(crate::store::millis_of);
                 Ok(counts)
             })
         })

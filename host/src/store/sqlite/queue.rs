@@ -481,6 +481,12 @@ impl SqliteStore {
                 _ => {}
             }
         }
+        let oldest: Option<String> = conn.query_row(
+            "SELECT MIN(received_at) FROM sync_events WHERE state = 'pending'",
+            [],
+            |row| row.get(0),
+        )?;
+        counts.oldest_pending_ms = oldest.as_deref().and_then(crate::store::millis_of);
         Ok(counts)
     }
 }
