@@ -159,9 +159,15 @@ fn stats(snapshot: &Snapshot, readings: &[Reading]) -> Vec<Stat> {
         Stat {
             id: "oldest",
             label: "Oldest pending event",
-            value: snapshot
-                .sum("cosell_queue_oldest_pending_age_seconds", &[])
-                .map_or_else(|| "—".to_owned(), duration),
+            // The gauge reads 0 with nothing waiting; "0 s" would suggest an event is.
+            value: match (
+                queue("pending"),
+                snapshot.sum("cosell_queue_oldest_pending_age_seconds", &[]),
+            ) {
+                (Some(p), _) if p == 0.0 => "none waiting".to_owned(),
+                (_, Some(age)) => duration(age),
+                (_, None) => "—".to_owned(),
+            },
         },
         Stat {
             id: "dead",
