@@ -164,7 +164,7 @@ fn stats(snapshot: &Snapshot, readings: &[Reading]) -> Vec<Stat> {
                 queue("pending"),
                 snapshot.sum("cosell_queue_oldest_pending_age_seconds", &[]),
             ) {
-                (Some(p), _) if p == 0.0 => "none waiting".to_owned(),
+                (Some(0.0), _) => "none waiting".to_owned(),
                 (_, Some(age)) => duration(age),
                 (_, None) => "—".to_owned(),
             },
