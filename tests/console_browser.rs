@@ -171,22 +171,6 @@ async fn text(client: &Client, css: &str) -> String {
     wait_for(client, css).await.text().await.unwrap()
 }
 
-/// A transaction currency's id in the emulated CRM.
-async fn currency(env: &SyncEnv, code: &str) -> String {
-    let rows = env
-        .seller
-        .query(
-            "transactioncurrencies",
-            &format!("$select=transactioncurrencyid&$filter=isocurrencycode eq '{code}'"),
-        )
-        .await
-        .unwrap();
-    rows[0]["transactioncurrencyid"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_the_host_from_the_console() {
     let options = support::sync_env::Options {
@@ -215,15 +199,8 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
     let base = &env.admin_url;
     // A dead letter in the making: Partner Center throttles every call, so the opportunity's
     // create fails both attempts (see sync_flows' dead-letter test).
-    env.pc
-        .faults()
-        .set(cosell_emulators::common::faults::FaultConfig {
-            throttle_rate: 1.0,
-            retry_after_secs: 1,
-            ..Default::default()
-        })
-        .expect("valid faults");
-    let currency = currency(env, "EUR").await;
+    env.throttle_partner_center_every_call();
+    let currency = env.currency_id("EUR").await;
     let oid = support::seller::creates_opportunity(
         env,
         "Console dead letter",

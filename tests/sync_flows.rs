@@ -39,21 +39,6 @@ on_both_backends!(
     changes_made_while_the_delta_link_expired_are_synced_after_a_full_read,
 );
 
-async fn currency(env: &SyncEnv, code: &str) -> String {
-    let rows = env
-        .seller
-        .query(
-            "transactioncurrencies",
-            &format!("$select=transactioncurrencyid&$filter=isocurrencycode eq '{code}'"),
-        )
-        .await
-        .unwrap();
-    rows[0]["transactioncurrencyid"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// A new opportunity marked "Sync with Partner Center"; `help` asks Microsoft for help.
 async fn seller_creates_opportunity(env: &SyncEnv, name: &str, help: Option<i64>) -> String {
     seller_creates_opportunity_with(env, name, help, json!({})).await
@@ -67,7 +52,7 @@ async fn seller_creates_opportunity_with(
     extra: Value,
 ) -> String {
     let mut columns = json!({
-        "transactioncurrencyid@odata.bind": format!("/transactioncurrencies({})", currency(env, "EUR").await),
+        "transactioncurrencyid@odata.bind": format!("/transactioncurrencies({})", env.currency_id("EUR").await),
     });
     if let Some(help) = help {
         columns["cosell_howcanmicrosofthelp"] = json!(help);
@@ -502,14 +487,7 @@ async fn dead_letters_are_listed_and_replayed_with_the_cli(backend: Backend) {
             // Partner Center throttles every call: it answers, so this is no outage (that
             // would pause the engine and spend no attempts, see `reliability.rs`), and every
             // create fails.
-            env.pc
-                .faults()
-                .set(cosell_emulators::common::faults::FaultConfig {
-                    throttle_rate: 1.0,
-                    retry_after_secs: 1,
-                    ..Default::default()
-                })
-                .expect("valid faults");
+            env.throttle_partner_center_every_call();
             let oid = seller_creates_opportunity(&env, "Relecloud backup", None).await;
             // Each attempt is the client's own retries (a second's `Retry-After` each) plus the
             // queue's.
@@ -587,14 +565,7 @@ async fn the_queue_is_listed_with_the_cli_and_the_admin_api(backend: Backend) {
         |env| async move {
             // Every call throttled (an answer, not an outage): each attempt is the client's
             // own retries, a second each, and then fails.
-            env.pc
-                .faults()
-                .set(cosell_emulators::common::faults::FaultConfig {
-                    throttle_rate: 1.0,
-                    retry_after_secs: 1,
-                    ..Default::default()
-                })
-                .expect("valid faults");
+            env.throttle_partner_center_every_call();
             let oid = seller_creates_opportunity(&env, "Queue listing", None).await;
             let running = wait_until(Duration::from_secs(30), || async {
                 queued(&env, "running", &oid).await.pop()

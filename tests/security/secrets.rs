@@ -138,14 +138,7 @@ async fn full_run() {
 
     // A dead letter: Partner Center throttles everything (an outage, 503s, would pause the
     // engine instead, spending no attempts).
-    env.pc
-        .faults()
-        .set(cosell_emulators::common::faults::FaultConfig {
-            throttle_rate: 1.0,
-            retry_after_secs: 1,
-            ..Default::default()
-        })
-        .unwrap();
+    env.throttle_partner_center_every_call();
     let dead = new_opportunity(&env, "Security dead letter", 404, json!({})).await;
     let admin = ["--admin-url", env.admin_url.as_str()];
     // Each attempt is one client retry (about 1 s of backoff) plus the queue's.

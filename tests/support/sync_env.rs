@@ -275,6 +275,36 @@ impl SyncEnv {
         run_cosell(args, &["--config", self.config_path.to_str().unwrap()])
     }
 
+    /// Partner Center answers every call 429 with a second's `Retry-After`: it answers, so
+    /// this is no outage (which would pause the engine and spend no attempts), and every
+    /// write to it fails: the way to make a dead letter.
+    pub fn throttle_partner_center_every_call(&self) {
+        self.pc
+            .faults()
+            .set(cosell_emulators::common::faults::FaultConfig {
+                throttle_rate: 1.0,
+                retry_after_secs: 1,
+                ..Default::default()
+            })
+            .expect("valid faults");
+    }
+
+    /// The id of a transaction currency (`EUR`, …) in the emulated CRM.
+    pub async fn currency_id(&self, code: &str) -> String {
+        let rows = self
+            .seller
+            .query(
+                "transactioncurrencies",
+                &format!("$select=transactioncurrencyid&$filter=isocurrencycode eq '{code}'"),
+            )
+            .await
+            .unwrap();
+        rows[0]["transactioncurrencyid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Runs a `cosell` admin command (it talks to the host's admin API).
     pub fn cosell_admin(&self, args: &[&str]) -> String {
         run_cosell(args, &["--admin-url", &self.admin_url])

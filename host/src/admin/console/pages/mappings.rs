@@ -17,12 +17,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-struct StepRow {
-    name: String,
-    direction: &'static str,
-    position: usize,
-    version: String,
-    size: usize,
+/// A step of a pipeline with its active version (the mappings list and the overview).
+pub(super) struct StepRow {
+    pub(super) name: String,
+    pub(super) direction: &'static str,
+    pub(super) position: usize,
+    pub(super) version: String,
+    pub(super) size: usize,
 }
 
 #[derive(Template)]
@@ -37,8 +38,17 @@ pub async fn list(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
 ) -> Response {
+    let steps = step_rows(&state);
+    render(&Mappings {
+        chrome: Chrome::new("mappings", &session),
+        steps,
+    })
+}
+
+/// Every step of both pipelines, in order, with its active version.
+pub(super) fn step_rows(state: &AdminState) -> Vec<StepRow> {
     let pipelines = state.deployer.pipelines();
-    let steps = [
+    [
         (Direction::PartnerCenterToCrm, "Partner Center → CRM"),
         (Direction::CrmToPartnerCenter, "CRM → Partner Center"),
     ]
@@ -59,11 +69,7 @@ pub async fn list(
                 }
             })
     })
-    .collect();
-    render(&Mappings {
-        chrome: Chrome::new("mappings", &session),
-        steps,
-    })
+    .collect()
 }
 
 struct VersionRow {

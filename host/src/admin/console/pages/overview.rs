@@ -7,9 +7,9 @@ use super::super::chart::{self, Chart};
 use super::super::history::{self, Reading};
 use super::super::session::Session;
 use super::super::snapshot::Snapshot;
-use super::{Chrome, ago, duration, number, render, short};
+use super::mappings::{StepRow, step_rows};
+use super::{Chrome, ago, duration, number, render};
 use crate::admin::AdminState;
-use crate::runtime::Direction;
 use askama::Template;
 use axum::Extension;
 use axum::extract::State;
@@ -44,12 +44,6 @@ struct ServiceRow {
 struct PollerRow {
     name: String,
     last_success: String,
-}
-
-struct StepRow {
-    direction: &'static str,
-    name: String,
-    version: String,
 }
 
 #[derive(Template)]
@@ -98,7 +92,7 @@ pub async fn page(
                 name: poller,
             })
             .collect(),
-        steps: steps(&state),
+        steps: step_rows(&state),
         charts: charts(&sampled, &readings, now),
         width: chart::WIDTH,
         height: chart::HEIGHT,
@@ -208,26 +202,6 @@ fn services(snapshot: &Snapshot, now: f64) -> Vec<ServiceRow> {
             }
         })
         .collect()
-}
-
-fn steps(state: &AdminState) -> Vec<StepRow> {
-    let pipelines = state.deployer.pipelines();
-    [
-        (Direction::PartnerCenterToCrm, "Partner Center → CRM"),
-        (Direction::CrmToPartnerCenter, "CRM → Partner Center"),
-    ]
-    .into_iter()
-    .flat_map(|(direction, label)| {
-        pipelines
-            .direction(direction)
-            .iter()
-            .map(move |step| StepRow {
-                direction: label,
-                name: step.name.to_string(),
-                version: short(&step.active().version),
-            })
-    })
-    .collect()
 }
 
 /// The rates are drawn from the sampler's readings only (evenly spaced: a reading taken
