@@ -1,8 +1,9 @@
 //! The web console in a real browser: headless Chromium driven through chromedriver
 //! (WebDriver), against a real `cosell serve` syncing the two emulators. An operator signs in
 //! (a wrong token is refused), sees the steps, deploys a `.wasm` through the upload form,
-//! compares two versions, rolls back, previews a pipeline, replays a dead letter, searches the
-//! audit trail and signs out; each step is checked against the host's JSON API.
+//! compares two versions, is refused a rollback whose form lost its CSRF token, rolls back,
+//! previews a pipeline, replays a dead letter, searches the audit trail and signs out; each
+//! step is checked against the host's JSON API.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (the test fails, saying so, without them).
 //! With `COSELL_CONSOLE_SCREENSHOTS=<dir>` (relative to the repository) it saves a PNG of
@@ -297,6 +298,29 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
         2
     );
     screenshot(client, "compare").await;
+
+    // The rollback form without its CSRF token (as a forged form would come) is refused
+    // and changes nothing.
+    client
+        .goto(&format!("{base}/console/mappings/{step}"))
+        .await
+        .unwrap();
+    wait_for(client, "#rollback").await;
+    client
+        .execute(
+            "document.querySelector('#rollback').form.querySelector('input[name=_csrf]').remove()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(client, "#rollback").await;
+    let refused = text(client, "main").await;
+    assert!(refused.contains("Refused"), "{refused}");
+    assert_eq!(
+        api.active_version(step).await,
+        v2,
+        "a refused form changes nothing"
+    );
 
     // Roll back to the version before.
     client
