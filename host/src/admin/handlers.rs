@@ -37,25 +37,20 @@ impl From<DeployError> for ApiError {
 }
 
 fn steps_json(state: &AdminState) -> Vec<Value> {
-    let pipelines = state.deployer.pipelines();
-    [Direction::PartnerCenterToCrm, Direction::CrmToPartnerCenter]
-        .into_iter()
-        .flat_map(|direction| {
-            pipelines
-                .direction(direction)
-                .iter()
-                .enumerate()
-                .map(move |(index, step)| {
-                    let active = step.active();
-                    json!({
-                        "step": &*step.name,
-                        "direction": direction,
-                        "position": index + 1,
-                        "active_version": &*active.version,
-                        "size": active.size,
-                        "config_keys": step.config.keys().collect::<Vec<_>>(),
-                    })
-                })
+    state
+        .deployer
+        .pipelines()
+        .in_order()
+        .map(|(direction, position, step)| {
+            let active = step.active();
+            json!({
+                "step": &*step.name,
+                "direction": direction,
+                "position": position,
+                "active_version": &*active.version,
+                "size": active.size,
+                "config_keys": step.config.keys().collect::<Vec<_>>(),
+            })
         })
         .collect()
 }

@@ -99,6 +99,19 @@ impl Pipelines {
         self.order.get(&direction).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Every step of both pipelines, Partner Center → CRM first, each with its direction and
+    /// its 1-based position in its pipeline (the admin API's and the console's listings).
+    pub fn in_order(&self) -> impl Iterator<Item = (Direction, usize, &Arc<MappingStep>)> {
+        [Direction::PartnerCenterToCrm, Direction::CrmToPartnerCenter]
+            .into_iter()
+            .flat_map(move |direction| {
+                self.direction(direction)
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, step)| (direction, index + 1, step))
+            })
+    }
+
     /// Runs `input` through every step of `direction`, in order.
     pub async fn run(
         &self,

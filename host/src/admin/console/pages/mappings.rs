@@ -47,29 +47,24 @@ pub async fn list(
 
 /// Every step of both pipelines, in order, with its active version.
 pub(super) fn step_rows(state: &AdminState) -> Vec<StepRow> {
-    let pipelines = state.deployer.pipelines();
-    [
-        (Direction::PartnerCenterToCrm, "Partner Center → CRM"),
-        (Direction::CrmToPartnerCenter, "CRM → Partner Center"),
-    ]
-    .into_iter()
-    .flat_map(|(direction, label)| {
-        pipelines
-            .direction(direction)
-            .iter()
-            .enumerate()
-            .map(move |(index, step)| {
-                let active = step.active();
-                StepRow {
-                    name: step.name.to_string(),
-                    direction: label,
-                    position: index + 1,
-                    version: short(&active.version),
-                    size: active.size,
-                }
-            })
-    })
-    .collect()
+    state
+        .deployer
+        .pipelines()
+        .in_order()
+        .map(|(direction, position, step)| {
+            let active = step.active();
+            StepRow {
+                name: step.name.to_string(),
+                direction: match direction {
+                    Direction::PartnerCenterToCrm => "Partner Center → CRM",
+                    Direction::CrmToPartnerCenter => "CRM → Partner Center",
+                },
+                position,
+                version: short(&active.version),
+                size: active.size,
+            }
+        })
+        .collect()
 }
 
 struct VersionRow {
