@@ -5,8 +5,10 @@
 //! snapshot of it when its call starts and finishes on that version even if a new one is
 //! activated meanwhile, so a hot swap never drops or splits a record.
 
+pub mod output_diff;
 mod step;
 
+pub use output_diff::OutputDiff;
 pub use step::{MappingStep, StepIdentity};
 
 use crate::runtime::{CallError, CallStats, Direction, MappingCall, MappingRuntime};
