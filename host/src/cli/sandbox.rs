@@ -56,6 +56,12 @@ pub struct SandboxArgs {
     /// /usr/sbin; Debian: `apt-get install haproxy`).
     #[arg(long, default_value = "haproxy", value_name = "PATH")]
     pub haproxy: PathBuf,
+    /// Add a step of your own after the default mapping of a direction, e.g.
+    /// `partner-center-to-crm:my-fields` (repeatable). It starts as a pass-through (its output
+    /// is its input) until you deploy a version to it, so you can shadow-test and promote your
+    /// own step without forking the default mapping.
+    #[arg(long = "add-step", value_name = "DIRECTION:STEP")]
+    pub add_step: Vec<crate::sandbox::AddedStep>,
 }
 
 pub async fn run(args: SandboxArgs) -> Result<()> {
@@ -63,6 +69,7 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         .ok()
         .filter(|t| !t.trim().is_empty())
         .map(Secret::new);
+    let added_steps = args.add_step;
     let starting = sandbox::start(SandboxOptions {
         data_dir: args.data_dir,
         components_dir: args.components_dir,
@@ -86,6 +93,7 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
             }),
             None => None,
         },
+        added_steps: added_steps.clone(),
     });
     // A Ctrl-C while it starts (replicas take a few seconds each) gives the start-up up: what
     // had started stops with it (the replicas and HAProxy are told to stop when dropped).
@@ -129,6 +137,12 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         "  cosell admin API on {} (token in the manifest)",
         m.host.admin_url
     );
+    for step in &added_steps {
+        eprintln!(
+            "  step {} added after the default mapping of {} (a pass-through until you deploy to it)",
+            step.name, step.direction
+        );
+    }
     if let Some(webhooks) = &m.host.webhook_url {
         eprintln!("  cosell webhooks on {webhooks} (registered with both emulators)");
     }

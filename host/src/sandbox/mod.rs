@@ -67,6 +67,49 @@ pub struct SandboxOptions {
     /// Several replicas behind a load balancer instead of one host in this process; the admin
     /// and webhook addresses above are then the balancer's.
     pub replicas: Option<ReplicaOptions>,
+    /// Steps added after the default step of a direction, each starting as a pass-through
+    /// (its output is its input) until a version is deployed to it: where a customer's own
+    /// step goes, so it can be shadow-tested and promoted without forking the default mapping.
+    pub added_steps: Vec<AddedStep>,
+}
+
+/// A step `cosell sandbox --add-step` puts after the default step of its direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedStep {
+    pub direction: crate::runtime::Direction,
+    pub name: String,
+}
+
+impl std::str::FromStr for AddedStep {
+    type Err = String;
+
+    /// `partner-center-to-crm:<name>` or `crm-to-partner-center:<name>`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let usage = || {
+            format!(
+                "`{text}` is not DIRECTION:STEP, e.g. partner-center-to-crm:my-fields \
+                 (DIRECTION is partner-center-to-crm or crm-to-partner-center; STEP is lower-case \
+                 letters, digits and dashes)"
+            )
+        };
+        let (direction, name) = text.split_once(':').ok_or_else(usage)?;
+        let direction = match direction {
+            "partner-center-to-crm" => crate::runtime::Direction::PartnerCenterToCrm,
+            "crm-to-partner-center" => crate::runtime::Direction::CrmToPartnerCenter,
+            _ => return Err(usage()),
+        };
+        let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid || ["referral-to-opportunity", "opportunity-to-referral"].contains(&name) {
+            return Err(usage());
+        }
+        Ok(Self {
+            direction,
+            name: name.to_owned(),
+        })
+    }
 }
 
 /// A running sandbox.
@@ -109,7 +152,7 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
             options.data_dir.display()
         )
     })?;
-    let components = DefaultComponents::find(&options.components_dir)?;
+    let components = DefaultComponents::find(&options.components_dir, &options.added_steps)?;
 
     let pc_config = PartnerCenterConfig {
         listen: options.partner_center_listen,
@@ -161,7 +204,7 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
             dataverse_poll_secs: 30,
             partner_center_poll_secs: 60,
             extra: "[sync]\nretry_base_ms = 500".into(),
-            pipelines: components_text(&components),
+            pipelines: components.pipelines_text(&options.added_steps),
             state_url: options.state_url.clone(),
         },
     )
@@ -275,36 +318,110 @@ fn check_replicas(replicas: &ReplicaOptions, state_url: Option<&str>) -> Result<
 struct DefaultComponents {
     referral_to_opportunity: PathBuf,
     opportunity_to_referral: PathBuf,
+    /// `pass_through.wasm`, the first version of every added step (only looked for when there
+    /// is one).
+    pass_through: Option<PathBuf>,
 }
 
 impl DefaultComponents {
-    fn find(dir: &Path) -> Result<Self> {
-        let found = Self {
-            referral_to_opportunity: dir.join("referral_to_opportunity.wasm"),
-            opportunity_to_referral: dir.join("opportunity_to_referral.wasm"),
-        };
-        for path in [
-            &found.referral_to_opportunity,
-            &found.opportunity_to_referral,
-        ] {
+    fn find(dir: &Path, added_steps: &[AddedStep]) -> Result<Self> {
+        let wanted = |file: &str| -> Result<PathBuf> {
+            let path = dir.join(file);
             if !path.is_file() {
                 bail!(
                     "the default mapping component {} is missing: build the components with `make guests` (or pass --components-dir)",
                     path.display()
                 );
             }
-        }
+            Ok(std::path::absolute(&path)?)
+        };
         Ok(Self {
-            referral_to_opportunity: std::path::absolute(&found.referral_to_opportunity)?,
-            opportunity_to_referral: std::path::absolute(&found.opportunity_to_referral)?,
+            referral_to_opportunity: wanted("referral_to_opportunity.wasm")?,
+            opportunity_to_referral: wanted("opportunity_to_referral.wasm")?,
+            pass_through: match added_steps.is_empty() {
+                true => None,
+                false => Some(wanted("pass_through.wasm")?),
+            },
         })
+    }
+
+    /// The pipeline part of the host configuration: the default steps, each followed by the
+    /// steps added to its direction.
+    fn pipelines_text(&self, added_steps: &[AddedStep]) -> String {
+        let added: Vec<(crate::runtime::Direction, &str, &Path)> = added_steps
+            .iter()
+            .filter_map(|step| {
+                let component = self.pass_through.as_deref()?;
+                Some((step.direction, step.name.as_str(), component))
+            })
+            .collect();
+        wiring::pipelines_with_added_steps(
+            &self.referral_to_opportunity,
+            &self.opportunity_to_referral,
+            &added,
+        )
     }
 }
 
-/// The pipeline part of the host configuration.
-fn components_text(components: &DefaultComponents) -> String {
-    wiring::default_pipelines(
-        &components.referral_to_opportunity,
-        &components.opportunity_to_referral,
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Direction;
+
+    #[test]
+    fn an_added_step_names_its_direction_and_a_valid_step_name() {
+        let step: AddedStep = "partner-center-to-crm:my-fields".parse().unwrap();
+        assert_eq!(step.direction, Direction::PartnerCenterToCrm);
+        assert_eq!(step.name, "my-fields");
+        for bad in [
+            "my-fields",
+            "crm:my-fields",
+            "partner-center-to-crm:My Fields",
+            "partner-center-to-crm:",
+            "crm-to-partner-center:opportunity-to-referral",
+        ] {
+            let err = bad.parse::<AddedStep>().unwrap_err();
+            assert!(err.contains("DIRECTION:STEP"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn added_steps_run_after_the_default_step_of_their_direction() {
+        let components = DefaultComponents {
+            referral_to_opportunity: "/c/r2o.wasm".into(),
+            opportunity_to_referral: "/c/o2r.wasm".into(),
+            pass_through: Some("/c/pass_through.wasm".into()),
+        };
+        let added = [
+            "partner-center-to-crm:my-fields".parse().unwrap(),
+            "crm-to-partner-center:my-referral-fields".parse().unwrap(),
+        ];
+        let text = components.pipelines_text(&added);
+        let config: toml::Value = toml::from_str(&text).unwrap();
+        let steps = |direction: &str| -> Vec<(String, String)> {
+            config["pipelines"][direction]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    let field = |k: &str| s[k].as_str().unwrap().to_owned();
+                    (field("step"), field("component"))
+                })
+                .collect()
+        };
+        assert_eq!(
+            steps("partner-center-to-crm"),
+            [
+                ("referral-to-opportunity".into(), "/c/r2o.wasm".into()),
+                ("my-fields".into(), "/c/pass_through.wasm".into())
+            ]
+        );
+        assert_eq!(
+            steps("crm-to-partner-center"),
+            [
+                ("opportunity-to-referral".into(), "/c/o2r.wasm".into()),
+                ("my-referral-fields".into(), "/c/pass_through.wasm".into())
+            ]
+        );
+    }
 }

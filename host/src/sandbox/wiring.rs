@@ -8,6 +8,7 @@ use crate::config::{HostConfig, Secret};
 use crate::connections::partner_center::{
     PartnerCenterClient, PartnerCenterSettings, sign_in_command,
 };
+use crate::runtime::Direction;
 use crate::server::sync::dataverse_client;
 use anyhow::{Context as _, Result};
 use cosell_emulators::common::server::RunningEmulator;
@@ -63,18 +64,44 @@ pub struct HostWiring {
 
 /// The `[[pipelines.*]]` tables of the two default steps, on these component files.
 pub fn default_pipelines(referral_to_opportunity: &Path, opportunity_to_referral: &Path) -> String {
-    format!(
-        r#"[[pipelines.partner-center-to-crm]]
-step = "referral-to-opportunity"
-component = "{}"
+    pipelines_with_added_steps(referral_to_opportunity, opportunity_to_referral, &[])
+}
 
-[[pipelines.crm-to-partner-center]]
-step = "opportunity-to-referral"
-component = "{}"
-"#,
-        referral_to_opportunity.display(),
-        opportunity_to_referral.display(),
-    )
+/// [`default_pipelines`], each default step followed by the `added` steps of its direction
+/// (name and first component).
+pub fn pipelines_with_added_steps(
+    referral_to_opportunity: &Path,
+    opportunity_to_referral: &Path,
+    added: &[(Direction, &str, &Path)],
+) -> String {
+    let mut text = String::new();
+    for (direction, default_step, default_component) in [
+        (
+            Direction::PartnerCenterToCrm,
+            "referral-to-opportunity",
+            referral_to_opportunity,
+        ),
+        (
+            Direction::CrmToPartnerCenter,
+            "opportunity-to-referral",
+            opportunity_to_referral,
+        ),
+    ] {
+        let steps = std::iter::once((default_step, default_component)).chain(
+            added
+                .iter()
+                .filter(|(d, _, _)| *d == direction)
+                .map(|(_, name, component)| (*name, *component)),
+        );
+        for (step, component) in steps {
+            text.push_str(&format!(
+                "[[pipelines.{direction}]]\nstep = {}\ncomponent = {}\n\n",
+                toml_string(step),
+                toml_string(&component.display().to_string()),
+            ));
+        }
+    }
+    text
 }
 
 /// `text` as a TOML basic string.
