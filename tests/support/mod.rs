@@ -3,7 +3,8 @@
 //! emulator, `cosell sandbox` as a process ([`sandbox`]), the end-to-end sync environment
 //! ([`sync_env`]) on either state backend
 //! ([`backend`]), its host processes, one or replicas behind HAProxy ([`hosts`]), and the
-//! reliability drills' workload ([`drill`]).
+//! reliability drills' workload ([`drill`]), and following a document's shell sessions
+//! ([`walkthrough`]).
 #![allow(dead_code)]
 
 pub mod backend;
@@ -13,6 +14,7 @@ pub mod hosts;
 pub mod sandbox;
 pub mod seller;
 pub mod sync_env;
+pub mod walkthrough;
 
 use cosell::config::{HostConfig, Secret};
 use cosell::runtime::{Direction, MappingCall};
