@@ -36,11 +36,15 @@ pub trait Step {
 pub fn run<S: Step>(ctx: &Context, input: &str, current: Option<&str>) -> Result<String, MappingError> {
     let input = parse::<S::Input>("input", input)?;
     let current = current.map(|text| parse::<S::Current>("current", text)).transpose()?;
-    let output = S::map(ctx, input, current)?;
-    serde_json::to_string(&output).map_err(|error| {
+    to_json(&S::map(ctx, input, current)?)
+}
+
+/// Writes an output document as JSON text (a failure is a [`MappingError::Fail`]).
+pub fn to_json<T: Serialize>(output: &T) -> Result<String, MappingError> {
+    serde_json::to_string(output).map_err(|error| {
         MappingError::Fail(format!(
             "the step's output ({}) could not be written as JSON: {error}",
-            short_type_name::<S::Output>()
+            short_type_name::<T>()
         ))
     })
 }
