@@ -17,15 +17,24 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
 fn committed_types_are_generated_from_the_schemas() {
     let update = std::env::var_os("COSELL_UPDATE_TYPES").is_some();
     for (path, generated) in [
-        (schema_types::PYTHON_TYPES_PATH, schema_types::python().unwrap()),
-        (schema_types::TYPESCRIPT_TYPES_PATH, schema_types::typescript().unwrap()),
+        (
+            schema_types::PYTHON_TYPES_PATH,
+            schema_types::python().unwrap(),
+        ),
+        (
+            schema_types::TYPESCRIPT_TYPES_PATH,
+            schema_types::typescript().unwrap(),
+        ),
     ] {
         let path = repo().join(path);
         if update {
@@ -44,7 +53,8 @@ fn committed_types_are_generated_from_the_schemas() {
 #[test]
 fn the_sdk_carries_the_contract_unchanged() {
     let contract = std::fs::read_to_string(repo().join("wit/mapping.wit")).unwrap();
-    let sdk_copy = std::fs::read_to_string(repo().join("guest-mappings/sdk/wit/mapping.wit")).unwrap();
+    let sdk_copy =
+        std::fs::read_to_string(repo().join("guest-mappings/sdk/wit/mapping.wit")).unwrap();
     assert!(
         contract == sdk_copy,
         "guest-mappings/sdk/wit/mapping.wit differs from wit/mapping.wit: copy the contract into the SDK"
@@ -85,9 +95,15 @@ fn fixture_documents() -> Vec<Document> {
             "crm-to-partner-center" => (Role::Opportunity, Role::Referral),
             other => panic!("{}: unknown direction '{other}'", case.display()),
         };
-        for (file, role) in [("input.json", input), ("current.json", output), ("expected.json", output)] {
+        for (file, role) in [
+            ("input.json", input),
+            ("current.json", output),
+            ("expected.json", output),
+        ] {
             let path = case.join(file);
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
             let value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
             documents.push(Document { path, role, value });
@@ -101,7 +117,11 @@ fn find_cases(dir: &Path, cases: &mut Vec<PathBuf>) {
         cases.push(dir.to_path_buf());
         return;
     }
-    let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for entry in entries.into_iter().filter(|p| p.is_dir()) {
         find_cases(&entry, cases);
@@ -118,7 +138,12 @@ fn direction_of(case: &Path) -> String {
     case.ancestors()
         .filter_map(|dir| dir.file_name()?.to_str())
         .find(|name| matches!(*name, "partner-center-to-crm" | "crm-to-partner-center"))
-        .unwrap_or_else(|| panic!("{}: no direction (context.json or a direction folder)", case.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no direction (context.json or a direction folder)",
+                case.display()
+            )
+        })
         .to_owned()
 }
 
@@ -135,7 +160,9 @@ fn schema(role: Role) -> Value {
 /// JSON pointers and reasons of the mismatches.
 fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
     if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
-        let name = reference.strip_prefix("#/$defs/").expect("only #/$defs references");
+        let name = reference
+            .strip_prefix("#/$defs/")
+            .expect("only #/$defs references");
         return validate(root, &root["$defs"][name], value, at, errors);
     }
     if let Some(options) = schema.get("anyOf").and_then(Value::as_array) {
@@ -170,7 +197,10 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut 
             return;
         }
     }
-    if let (Some(properties), Some(object)) = (schema.get("properties").and_then(Value::as_object), value.as_object()) {
+    if let (Some(properties), Some(object)) = (
+        schema.get("properties").and_then(Value::as_object),
+        value.as_object(),
+    ) {
         for (name, property) in properties {
             if let Some(field) = object.get(name) {
                 validate(root, property, field, &format!("{at}/{name}"), errors);
@@ -203,10 +233,18 @@ fn every_fixture_document_follows_the_schema_of_its_role() {
     let mut failures = Vec::new();
     for document in &documents {
         for error in schema_errors(document.role, &document.value) {
-            failures.push(format!("{} ({:?}): {error}", document.path.display(), document.role));
+            failures.push(format!(
+                "{} ({:?}): {error}",
+                document.path.display(),
+                document.role
+            ));
         }
     }
-    assert!(failures.is_empty(), "fixture documents that break their schema:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "fixture documents that break their schema:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -225,7 +263,10 @@ fn the_validator_reports_a_document_of_the_wrong_shape() {
             "/team/0/email: false is not string or null",
         ]
     );
-    assert_eq!(schema_errors(Role::Opportunity, &serde_json::json!({"statecode": 1.5})), ["/statecode: 1.5 is not integer or null"]);
+    assert_eq!(
+        schema_errors(Role::Opportunity, &serde_json::json!({"statecode": 1.5})),
+        ["/statecode: 1.5 is not integer or null"]
+    );
 }
 
 #[test]
@@ -246,9 +287,15 @@ fn every_fixture_document_survives_the_sdk_types_unchanged() {
                 "{}: changed by a round trip through {:?}:\n{}",
                 document.path.display(),
                 document.role,
-                cosell::pipeline::output_diff::diff(&document.value, &again).map(|d| d.text).unwrap_or_default()
+                cosell::pipeline::output_diff::diff(&document.value, &again)
+                    .map(|d| d.text)
+                    .unwrap_or_default()
             )),
-            Err(error) => failures.push(format!("{}: does not parse as {:?}: {error}", document.path.display(), document.role)),
+            Err(error) => failures.push(format!(
+                "{}: does not parse as {:?}: {error}",
+                document.path.display(),
+                document.role
+            )),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

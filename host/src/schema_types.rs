@@ -189,14 +189,21 @@ fn python_ty(ty: &Ty) -> String {
         Ty::Object => "dict[str, Any]".into(),
         Ty::Array(item) => format!("list[{}]", python_ty(item)),
         Ty::Named(name) => name.clone(),
-        Ty::Union(options) => options.iter().map(python_ty).collect::<Vec<_>>().join(" | "),
+        Ty::Union(options) => options
+            .iter()
+            .map(python_ty)
+            .collect::<Vec<_>>()
+            .join(" | "),
     }
 }
 
 /// `schema/types/cosell-types.d.ts`: one exported interface per object type, each with an
 /// index signature for the fields it does not list.
 pub fn typescript() -> Result<String> {
-    let mut out = format!("/**\n * Typed documents of cosell mapping steps.\n *\n{}\n */\n", wrap(HEADER, 96, " * "));
+    let mut out = format!(
+        "/**\n * Typed documents of cosell mapping steps.\n *\n{}\n */\n",
+        wrap(HEADER, 96, " * ")
+    );
     for interface in interfaces()? {
         out.push_str(&format!(
             "\n/**\n{}\n */\nexport interface {} {{\n",
@@ -210,7 +217,9 @@ pub fn typescript() -> Result<String> {
                 typescript_ty(ty)
             ));
         }
-        out.push_str("  /** Fields this type does not list (custom columns, annotations, ...). */\n");
+        out.push_str(
+            "  /** Fields this type does not list (custom columns, annotations, ...). */\n",
+        );
         out.push_str("  [field: string]: unknown;\n}\n");
     }
     Ok(out)
@@ -228,7 +237,11 @@ fn typescript_ty(ty: &Ty) -> String {
             _ => format!("{}[]", typescript_ty(item)),
         },
         Ty::Named(name) => name.clone(),
-        Ty::Union(options) => options.iter().map(typescript_ty).collect::<Vec<_>>().join(" | "),
+        Ty::Union(options) => options
+            .iter()
+            .map(typescript_ty)
+            .collect::<Vec<_>>()
+            .join(" | "),
     }
 }
 
@@ -249,7 +262,11 @@ fn wrap(text: &str, width: usize, indent: &str) -> String {
     }
     lines.push(line);
     if comment {
-        lines.iter().map(|l| format!("{indent}{l}").trim_end().to_owned()).collect::<Vec<_>>().join("\n")
+        lines
+            .iter()
+            .map(|l| format!("{indent}{l}").trim_end().to_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
     } else {
         lines.join(&format!("\n{indent}"))
     }
@@ -264,15 +281,25 @@ mod tests {
         let schema = serde_json::json!({"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}]});
         let ty = ty(&schema, "x").unwrap();
         assert_eq!(python_ty(&ty), "Address | None");
-        let list = serde_json::json!({"type": ["array", "null"], "items": {"type": ["string", "null"]}});
-        assert_eq!(typescript_ty(&super::ty(&list, "x").unwrap()), "(string | null)[] | null");
+        let list =
+            serde_json::json!({"type": ["array", "null"], "items": {"type": ["string", "null"]}});
+        assert_eq!(
+            typescript_ty(&super::ty(&list, "x").unwrap()),
+            "(string | null)[] | null"
+        );
     }
 
     #[test]
     fn an_unsupported_construct_names_its_place() {
-        let error = ty(&serde_json::json!({"oneOf": []}), "referral.schema.json#/properties/x")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(error, "referral.schema.json#/properties/x: needs 'type', 'anyOf' or '$ref'");
+        let error = ty(
+            &serde_json::json!({"oneOf": []}),
+            "referral.schema.json#/properties/x",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "referral.schema.json#/properties/x: needs 'type', 'anyOf' or '$ref'"
+        );
     }
 }

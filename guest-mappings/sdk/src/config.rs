@@ -63,6 +63,9 @@ mod tests {
         let Err(MappingError::Fail(message)) = parse_value::<u32>("max", "twelve") else {
             panic!("expected a Fail");
         };
-        assert!(message.starts_with("config key 'max' is 'twelve', which is not a valid u32"), "{message}");
+        assert!(
+            message.starts_with("config key 'max' is 'twelve', which is not a valid u32"),
+            "{message}"
+        );
     }
 }

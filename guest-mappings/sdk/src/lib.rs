@@ -108,8 +108,8 @@ pub use typed::Field;
 mod allocator;
 pub mod config;
 pub mod log;
-mod panic_hook;
 pub mod opportunity;
+mod panic_hook;
 pub mod referral;
 #[cfg(feature = "rules")]
 pub mod rules;

@@ -62,7 +62,10 @@ impl Opportunity {
 
     /// The custom columns whose logical name starts with `<prefix>_` (a publisher prefix such
     /// as `cosell` or `contoso`), in name order.
-    pub fn custom_columns<'a>(&'a self, prefix: &str) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+    pub fn custom_columns<'a>(
+        &'a self,
+        prefix: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
         let start = format!("{prefix}_");
         self.extra
             .iter()
@@ -165,10 +168,16 @@ mod tests {
         });
         let mut opportunity: Opportunity = serde_json::from_value(document.clone()).unwrap();
         assert_eq!(opportunity.column("cosell_audit"), Some(&Value::Null));
-        let contoso: Vec<_> = opportunity.custom_columns("contoso").map(|(name, _)| name).collect();
+        let contoso: Vec<_> = opportunity
+            .custom_columns("contoso")
+            .map(|(name, _)| name)
+            .collect();
         assert_eq!(contoso, ["contoso_territory"]);
         assert_eq!(serde_json::to_value(&opportunity).unwrap(), document);
         opportunity.set_column("contoso_region", "EMEA");
-        assert_eq!(serde_json::to_value(&opportunity).unwrap()["contoso_region"], "EMEA");
+        assert_eq!(
+            serde_json::to_value(&opportunity).unwrap()["contoso_region"],
+            "EMEA"
+        );
     }
 }

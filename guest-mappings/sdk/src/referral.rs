@@ -257,7 +257,10 @@ mod tests {
         let referral: Referral = serde_json::from_value(document.clone()).unwrap();
         assert!(referral.external_reference_id.is_null());
         assert!(referral.name.is_absent());
-        assert_eq!(referral.extra["links"]["self"]["uri"], "https://example.test");
+        assert_eq!(
+            referral.extra["links"]["self"]["uri"],
+            "https://example.test"
+        );
         assert_eq!(serde_json::to_value(&referral).unwrap(), document);
     }
 }

@@ -41,7 +41,11 @@ impl Default for HostConfig {
 impl mapping_rules::Config for HostConfig {
     fn get(&self, key: &str) -> Option<String> {
         let is_set = self.keys.binary_search_by(|k| k.as_str().cmp(key)).is_ok();
-        if is_set { crate::config::get(key) } else { None }
+        if is_set {
+            crate::config::get(key)
+        } else {
+            None
+        }
     }
 }
 

@@ -33,9 +33,15 @@ pub trait Step {
 /// An input or current document that does not parse is a [`MappingError::Reject`] (the
 /// record is bad; retrying will not help) that says which document, which type and where it
 /// failed.
-pub fn run<S: Step>(ctx: &Context, input: &str, current: Option<&str>) -> Result<String, MappingError> {
+pub fn run<S: Step>(
+    ctx: &Context,
+    input: &str,
+    current: Option<&str>,
+) -> Result<String, MappingError> {
     let input = parse::<S::Input>("input", input)?;
-    let current = current.map(|text| parse::<S::Current>("current", text)).transpose()?;
+    let current = current
+        .map(|text| parse::<S::Current>("current", text))
+        .transpose()?;
     to_json(&S::map(ctx, input, current)?)
 }
 
@@ -117,13 +123,18 @@ mod tests {
             panic!("expected a Reject");
         };
         assert!(
-            message.starts_with("the input document is not a valid Referral: invalid type: integer `7`"),
+            message.starts_with(
+                "the input document is not a valid Referral: invalid type: integer `7`"
+            ),
             "{message}"
         );
         let Err(MappingError::Reject(message)) = run::<NameFromReferral>(&ctx(), "{}", Some("[1]"))
         else {
             panic!("expected a Reject");
         };
-        assert!(message.starts_with("the current document is not a valid Opportunity"), "{message}");
+        assert!(
+            message.starts_with("the current document is not a valid Opportunity"),
+            "{message}"
+        );
     }
 }

@@ -53,9 +53,12 @@ impl Mapping for PoisonedReferralToOpportunity {
                 }
             }
             Some(_) => panic!("poisoned referral {}", referral_id(&input)),
-            None => {
-                cosell_mapping::rules::run(mapping_rules::referral_to_opportunity, ctx, input, current)
-            }
+            None => cosell_mapping::rules::run(
+                mapping_rules::referral_to_opportunity,
+                ctx,
+                input,
+                current,
+            ),
         }
     }
 }
