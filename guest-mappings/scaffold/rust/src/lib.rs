@@ -14,10 +14,10 @@
 //!
 //! Build: `./build.sh`. Test: `cosell mapping test dist/{{name_snake}}.wasm --fixtures fixtures`.
 
+use cosell_mapping::serde_json::Value;
 use cosell_mapping::{
     Context, Currency, Details, MappingError, Opportunity, Referral, Step, config, log,
 };
-use cosell_mapping::serde_json::Value;
 
 /// The step: `cosell_mapping::export_step!` at the bottom makes it the component's `map`.
 struct Mapping;
@@ -33,7 +33,8 @@ impl Step for Mapping {
         current: Option<{{output_type}}>,
     ) -> Result<{{output_type}}, MappingError> {
         let output = input.map_record(current)?;
-        log::info(&format!("{{name}} mapped {:?} ({})", output.name.as_str().unwrap_or(""), ctx.event));
+        let name = output.name.as_str().unwrap_or("");
+        log::info(&format!("{{name}} mapped {name:?} ({})", ctx.event));
         Ok(output)
     }
 }
@@ -103,7 +104,10 @@ impl MapRecord for Opportunity {
         if let Some(value) = self.estimatedvalue.value() {
             details.deal_value = Value::from(amount(value)?).into();
         }
-        let currency = self.transactioncurrencyid.value().and_then(|c| c.isocurrencycode.as_str());
+        let currency = self
+            .transactioncurrencyid
+            .value()
+            .and_then(|c| c.isocurrencycode.as_str());
         if let Some(currency) = currency {
             details.currency = currency.to_uppercase().into();
         }
