@@ -158,7 +158,7 @@ fn primitive(name: &str, schema: &Map<String, Value>, at: &str) -> Result<Ty> {
 pub fn python() -> Result<String> {
     let mut out = format!(
         "\"\"\"Typed documents of cosell mapping steps.\n\n{}\n\nEvery object may carry fields \
-         that are not listed (CRMs are customised); a TypedDict does not forbid them.\n\"\"\"\n\n\
+         that are not listed (CRMs are customised);\na TypedDict does not forbid them.\n\"\"\"\n\n\
          from __future__ import annotations\n\nfrom typing import Any, TypedDict\n",
         wrap(HEADER, 96, "")
     );
@@ -248,7 +248,7 @@ fn typescript_ty(ty: &Ty) -> String {
 /// Wraps `text` at `width` columns, each line after the first starting with `indent` (the
 /// first line is the caller's), or every line when `indent` is a comment prefix.
 fn wrap(text: &str, width: usize, indent: &str) -> String {
-    let comment = indent.trim_end() == "*";
+    let comment = indent.trim() == "*";
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {

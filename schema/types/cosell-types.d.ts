@@ -1,13 +1,13 @@
 /**
  * Typed documents of cosell mapping steps.
  *
-Generated from schema/referral.schema.json and schema/opportunity.schema.json by cosell
+ * Generated from schema/referral.schema.json and schema/opportunity.schema.json by cosell
  * (host/src/schema_types.rs). Do not edit: change the schemas and regenerate with
  * `COSELL_UPDATE_TYPES=1 cargo test -p cosell --test schemas`.
  */
 
 /**
-A Partner Center co-sell referral as a mapping step sees it: the input of a
+ * A Partner Center co-sell referral as a mapping step sees it: the input of a
  * partner-center-to-crm pipeline and the output of a crm-to-partner-center one. The fields the
  * default mapping reads and writes are described here; any other field (e.g. `links`, `target`,
  * `tags`, `trackingInfo`) is allowed and kept.
@@ -60,7 +60,7 @@ export interface Referral {
 }
 
 /**
-A postal address. Other fields (e.g. `region`) are allowed and kept.
+ * A postal address. Other fields (e.g. `region`) are allowed and kept.
  */
 export interface Address {
   /** First street line. */
@@ -80,7 +80,7 @@ export interface Address {
 }
 
 /**
-The customer's consent flags.
+ * The customer's consent flags.
  */
 export interface Consent {
   /** Consent to be contacted. */
@@ -94,7 +94,7 @@ export interface Consent {
 }
 
 /**
-The end customer of a referral. Other fields (e.g. `ids`, `isMatchingComplete`) are allowed
+ * The end customer of a referral. Other fields (e.g. `ids`, `isMatchingComplete`) are allowed
  * and kept.
  */
 export interface CustomerProfile {
@@ -111,7 +111,7 @@ export interface CustomerProfile {
 }
 
 /**
-Deal details of a referral.
+ * Deal details of a referral.
  */
 export interface Details {
   /** Expected closing date (RFC 3339). */
@@ -131,7 +131,7 @@ export interface Details {
 }
 
 /**
-Why a referral was shared. Other fields (e.g. `invitedMpnId`, `invitedBy`) are allowed and
+ * Why a referral was shared. Other fields (e.g. `invitedMpnId`, `invitedBy`) are allowed and
  * kept.
  */
 export interface InviteContext {
@@ -144,7 +144,7 @@ export interface InviteContext {
 }
 
 /**
-A person on a referral: a customer contact or a partner team member. Other fields (e.g.
+ * A person on a referral: a customer contact or a partner team member. Other fields (e.g.
  * `contactPreference`) are allowed and kept.
  */
 export interface Member {
@@ -163,7 +163,7 @@ export interface Member {
 }
 
 /**
-What the customer needs. Other fields (e.g. `industries`, `products`, `services`) are allowed
+ * What the customer needs. Other fields (e.g. `industries`, `products`, `services`) are allowed
  * and kept.
  */
 export interface Requirements {
@@ -174,7 +174,7 @@ export interface Requirements {
 }
 
 /**
-A solution on a referral. Other fields (e.g. `publisherName`, `solutionType`) are allowed and
+ * A solution on a referral. Other fields (e.g. `publisherName`, `solutionType`) are allowed and
  * kept.
  */
 export interface Solution {
@@ -189,7 +189,7 @@ export interface Solution {
 }
 
 /**
-A Dataverse `opportunity` row as the Web API returns it (with `$expand` of the customer
+ * A Dataverse `opportunity` row as the Web API returns it (with `$expand` of the customer
  * account, its contacts, the primary contact and the currency) or takes it: the output of a
  * partner-center-to-crm pipeline and the input of a crm-to-partner-center one. cosell's own
  * columns are shown with the default prefix `cosell_` (the prefix is configurable); any other
@@ -234,7 +234,7 @@ export interface Opportunity {
 }
 
 /**
-The customer account. Other columns are allowed and kept.
+ * The customer account. Other columns are allowed and kept.
  */
 export interface Account {
   /** The account row's id. */
@@ -260,7 +260,7 @@ export interface Account {
 }
 
 /**
-A Dataverse contact. Other columns are allowed and kept.
+ * A Dataverse contact. Other columns are allowed and kept.
  */
 export interface Contact {
   /** The contact row's id. */
@@ -280,7 +280,7 @@ export interface Contact {
 }
 
 /**
-The opportunity's currency. Other columns are allowed and kept.
+ * The opportunity's currency. Other columns are allowed and kept.
  */
 export interface Currency {
   /** ISO 4217 code, e.g. `EUR`. */

@@ -4,7 +4,8 @@ Generated from schema/referral.schema.json and schema/opportunity.schema.json by
 (host/src/schema_types.rs). Do not edit: change the schemas and regenerate with
 `COSELL_UPDATE_TYPES=1 cargo test -p cosell --test schemas`.
 
-Every object may carry fields that are not listed (CRMs are customised); a TypedDict does not forbid them.
+Every object may carry fields that are not listed (CRMs are customised);
+a TypedDict does not forbid them.
 """
 
 from __future__ import annotations

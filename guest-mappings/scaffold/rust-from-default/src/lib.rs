@@ -5,7 +5,9 @@
 //! this step's config), parses its output as a typed {{output_type}} and then applies your
 //! changes (the marked spot below). Untouched, it behaves exactly like the default step, which
 //! is what the generated `fixtures/` check: after a change, `cosell mapping test` shows the
-//! difference, and `--update` records it as the new expectation.
+//! difference, and `--update` records it as the new expectation. (Parsing and writing the
+//! typed output costs about a quarter more fuel than the default step alone; work on
+//! `serde_json::Value` instead if that matters.)
 //!
 //! Build: `./build.sh`. Test: `cosell mapping test dist/{{name_snake}}.wasm --fixtures fixtures`.
 
