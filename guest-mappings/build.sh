@@ -52,7 +52,7 @@ for arg in "$@"; do
     case "$arg" in
         --release) RELEASE=1 ;;
         --check-toolchain) CHECK_ONLY=1 ;;
-        -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$arg' (usage: build.sh [--release] [--check-toolchain])" ;;
     esac
 done
