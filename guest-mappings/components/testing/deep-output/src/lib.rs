@@ -8,7 +8,7 @@
 //! guest itself never depends on one). Any other record gets `{"deep":[]}`, so the guest passes
 //! a deploy's sample run and can be made active.
 
-use guest_glue::{Context, Mapping, MappingError};
+use cosell_mapping::{Context, Mapping, MappingError};
 
 /// Levels of nesting for a marked record that does not say how many.
 const DEFAULT_DEPTH: usize = 10_000;
@@ -43,4 +43,4 @@ fn requested_depth(input: &str) -> Option<usize> {
     digits[..end].parse().ok()
 }
 
-guest_glue::export_mapping!(DeepOutput);
+cosell_mapping::export_mapping!(DeepOutput);

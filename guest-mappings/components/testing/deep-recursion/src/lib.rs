@@ -6,7 +6,7 @@
 //! into a loop. (Checked in the release build: `descend` calls itself and never touches
 //! `__stack_pointer`.)
 
-use guest_glue::{Context, Mapping, MappingError};
+use cosell_mapping::{Context, Mapping, MappingError};
 
 #[inline(never)]
 fn descend(depth: u64) -> u64 {
@@ -24,4 +24,4 @@ impl Mapping for DeepRecursion {
     }
 }
 
-guest_glue::export_mapping!(DeepRecursion);
+cosell_mapping::export_mapping!(DeepRecursion);

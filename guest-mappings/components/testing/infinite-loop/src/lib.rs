@@ -2,7 +2,7 @@
 //! epoch deadline).
 
 use core::hint::black_box;
-use guest_glue::{Context, Mapping, MappingError};
+use cosell_mapping::{Context, Mapping, MappingError};
 
 struct InfiniteLoop;
 
@@ -15,4 +15,4 @@ impl Mapping for InfiniteLoop {
     }
 }
 
-guest_glue::export_mapping!(InfiniteLoop);
+cosell_mapping::export_mapping!(InfiniteLoop);

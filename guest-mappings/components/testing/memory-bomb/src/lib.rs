@@ -2,7 +2,7 @@
 //! memory limit must stop it). When `memory.grow` fails the allocator aborts: a trap.
 
 use core::hint::black_box;
-use guest_glue::{Context, Mapping, MappingError};
+use cosell_mapping::{Context, Mapping, MappingError};
 
 struct MemoryBomb;
 
@@ -16,4 +16,4 @@ impl Mapping for MemoryBomb {
     }
 }
 
-guest_glue::export_mapping!(MemoryBomb);
+cosell_mapping::export_mapping!(MemoryBomb);

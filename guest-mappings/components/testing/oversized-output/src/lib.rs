@@ -1,7 +1,7 @@
 //! Test guest `oversized-output`: `map` returns a valid JSON document of about 2 MiB
 //! (`{"padding":"xxxx…"}`, exactly 2 MiB + 14 bytes), for the host's output size limit.
 
-use guest_glue::{Context, Mapping, MappingError};
+use cosell_mapping::{Context, Mapping, MappingError};
 
 /// Length of the padding string.
 const PADDING: usize = 2 * 1024 * 1024;
@@ -18,4 +18,4 @@ impl Mapping for OversizedOutput {
     }
 }
 
-guest_glue::export_mapping!(OversizedOutput);
+cosell_mapping::export_mapping!(OversizedOutput);

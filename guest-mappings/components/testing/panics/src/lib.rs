@@ -1,7 +1,7 @@
 //! Test guest `panics`: `map` panics with "deliberate panic in map". The panic hook of
-//! `guest-glue` logs the message at level `error`, then the guest traps.
+//! the `cosell-mapping` SDK logs the message at level `error`, then the guest traps.
 
-use guest_glue::{Context, Mapping, MappingError};
+use cosell_mapping::{Context, Mapping, MappingError};
 
 struct Panics;
 
@@ -11,4 +11,4 @@ impl Mapping for Panics {
     }
 }
 
-guest_glue::export_mapping!(Panics);
+cosell_mapping::export_mapping!(Panics);

@@ -12,7 +12,7 @@
 //! be held back, every other record must keep flowing (`tests/hostile_mappings.rs`).
 
 use core::hint::black_box;
-use guest_glue::{Context, Mapping, MappingError};
+use cosell_mapping::{Context, Mapping, MappingError};
 
 struct PoisonedReferralToOpportunity;
 
@@ -53,11 +53,14 @@ impl Mapping for PoisonedReferralToOpportunity {
                 }
             }
             Some(_) => panic!("poisoned referral {}", referral_id(&input)),
-            None => {
-                guest_glue::rules::run(mapping_rules::referral_to_opportunity, ctx, input, current)
-            }
+            None => cosell_mapping::rules::run(
+                mapping_rules::referral_to_opportunity,
+                ctx,
+                input,
+                current,
+            ),
         }
     }
 }
 
-guest_glue::export_mapping!(PoisonedReferralToOpportunity);
+cosell_mapping::export_mapping!(PoisonedReferralToOpportunity);

@@ -6,7 +6,7 @@
 //! call. Typed errors on request: an input with `"reject": "<msg>"` returns `reject(msg)`,
 //! `"skip": "<msg>"` returns `skip(msg)`, `"fail": "<msg>"` returns `fail(msg)`.
 
-use guest_glue::{Context, Mapping, MappingError, config, log};
+use cosell_mapping::{Context, Mapping, MappingError, config, log};
 use serde_json::{Map, Value};
 
 struct VersionStamp;
@@ -65,4 +65,4 @@ impl Mapping for VersionStamp {
     }
 }
 
-guest_glue::export_mapping!(VersionStamp);
+cosell_mapping::export_mapping!(VersionStamp);

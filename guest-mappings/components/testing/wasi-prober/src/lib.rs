@@ -31,7 +31,7 @@
 #[allow(missing_docs, clippy::all)]
 mod bindings {
     wit_bindgen::generate!({
-        // Only the WASI imports; `map` is exported through guest-glue (`export_mapping!`).
+        // Only the WASI imports; `map` is exported through cosell-mapping (`export_mapping!`).
         path: "wit",
         world: "cosell:testing/wasi-prober-imports@0.1.0",
         generate_all,
@@ -46,7 +46,7 @@ use bindings::wasi::io::poll;
 use bindings::wasi::random::random;
 use bindings::wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
 use bindings::wasi::sockets::{instance_network, ip_name_lookup, tcp_create_socket};
-use guest_glue::{Context, Mapping, MappingError};
+use cosell_mapping::{Context, Mapping, MappingError};
 use serde_json::{Value, json};
 
 /// How long the prober waits for a DNS answer or a TCP connection, if the host allows either.
@@ -62,7 +62,7 @@ impl Mapping for Prober {
         {
             return Ok(sleep_on_the_clock(&sleep));
         }
-        guest_glue::log::info(&format!("wasi-prober: probing for {}", ctx.mapping_name));
+        cosell_mapping::log::info(&format!("wasi-prober: probing for {}", ctx.mapping_name));
 
         let stdout = write_line(stdout::get_stdout(), "hello from stdout\n");
         let stderr = write_line(stderr::get_stderr(), "hello from stderr\n");
@@ -104,10 +104,10 @@ impl Mapping for Prober {
                 .unwrap_or(Value::Null);
             env_lookup.insert(name, value);
         }
-        let config_keys = guest_glue::config::keys();
+        let config_keys = cosell_mapping::config::keys();
         let mut config_lookup = serde_json::Map::new();
         for key in names("config", DEFAULT_CONFIG) {
-            let value = guest_glue::config::get(&key)
+            let value = cosell_mapping::config::get(&key)
                 .map(Value::String)
                 .unwrap_or(Value::Null);
             config_lookup.insert(key, value);
@@ -242,7 +242,7 @@ fn write_line(stream: bindings::wasi::io::streams::OutputStream, line: &str) -> 
 fn sleep_on_the_clock(sleep: &Value) -> String {
     let ms = sleep.get("ms").and_then(Value::as_u64).unwrap_or(1_000);
     let via = sleep.get("via").and_then(Value::as_str).unwrap_or("block");
-    guest_glue::log::info(&format!("wasi-prober: about to sleep {ms} ms (via {via})"));
+    cosell_mapping::log::info(&format!("wasi-prober: about to sleep {ms} ms (via {via})"));
     let duration_ns = ms.saturating_mul(1_000_000);
     let pollable = match via {
         "instant" => {
@@ -255,7 +255,7 @@ fn sleep_on_the_clock(sleep: &Value) -> String {
     } else {
         pollable.block();
     }
-    guest_glue::log::info("wasi-prober: woke up");
+    cosell_mapping::log::info("wasi-prober: woke up");
     json!({ "slept_ms": ms }).to_string()
 }
 
@@ -265,4 +265,4 @@ fn wait(ready: &poll::Pollable) -> bool {
     poll::poll(&[ready, &timeout]).contains(&0)
 }
 
-guest_glue::export_mapping!(Prober);
+cosell_mapping::export_mapping!(Prober);
