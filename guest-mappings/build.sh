@@ -3,7 +3,7 @@
 # wasm32-unknown-unknown, with the WIT world embedded by wit-bindgen) and copies them to
 # guest-mappings/dist/:
 #
-#   dist/referral_to_opportunity.wasm, dist/opportunity_to_referral.wasm
+#   dist/referral_to_opportunity.wasm, dist/opportunity_to_referral.wasm, dist/pass_through.wasm
 #   dist/testing/{version_stamp,infinite_loop,memory_bomb,deep_recursion,panics,
 #                 oversized_output,deep_output,wasi_prober,other_world,
 #                 poisoned_referral_to_opportunity}.wasm
@@ -30,6 +30,7 @@ BUILD_TIMEOUT="${COSELL_BUILD_TIMEOUT:-1800}"
 ARTIFACTS=(
     "referral_to_opportunity:referral_to_opportunity.wasm"
     "opportunity_to_referral:opportunity_to_referral.wasm"
+    "pass_through:pass_through.wasm"
     "version_stamp:testing/version_stamp.wasm"
     "infinite_loop:testing/infinite_loop.wasm"
     "memory_bomb:testing/memory_bomb.wasm"
