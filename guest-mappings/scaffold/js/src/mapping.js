@@ -7,7 +7,7 @@
  *
  * Types: `cosell-types.d.ts` describes the documents (generated from the JSON Schemas in
  * `schema/`), `cosell-mapping.d.ts` the contract's imports. Editors that read `jsconfig.json`
- * check this file against them; the build itself does not.
+ * check this file against them (`npm run check` does it on the command line).
  */
 
 import { log } from 'cosell:mapping/log@0.1.0';
