@@ -134,7 +134,10 @@ fn a_javascript_component_maps_logs_and_rejects_like_a_rust_one() {
 
     // Without the key, `config.get` answers nothing (`undefined` in JavaScript).
     let unconfigured = runtime.call(&component, &test_call("js-step", NAMED_RECORD));
-    assert_eq!(output_document(&unconfigured)["owningteam_name"], "unassigned");
+    assert_eq!(
+        output_document(&unconfigured)["owningteam_name"],
+        "unassigned"
+    );
 
     assert_rejects_a_record_without_name(&runtime, &component, "js-step");
     let not_json = runtime.call(&component, &test_call("js-step", "[1, 2"));
@@ -147,7 +150,6 @@ fn a_javascript_component_maps_logs_and_rejects_like_a_rust_one() {
         not_json.result
     );
 }
-
 
 /// componentize-js is run with every optional feature disabled (stdio, random, clocks, http,
 /// fetch-event), so the component needs nothing from the host but the contract: no WASI at all.

@@ -1,7 +1,7 @@
 /**
  * The {{name}} mapping step ({{direction}}): runs AFTER the default mapping in the same
- * pipeline, so its input is the default mapping's output, a {{output_type}}, and it returns
- * the {{output_type}} with the customer's changes. This is the way to customise the default
+ * pipeline, so its input is the default mapping's output ({{output_type}} documents), and it
+ * returns that {{output_type}} with the customer's changes. This is the way to customise the default
  * mapping without forking it (README.md shows the pipeline configuration).
  *
  * Start here: this example fills the CRM's custom columns from the step's config (every key

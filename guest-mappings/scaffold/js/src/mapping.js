@@ -1,5 +1,6 @@
 /**
- * The {{name}} mapping step ({{direction}}): turns a {{input_type}} into a {{output_type}}.
+ * The {{name}} mapping step ({{direction}}): maps {{input_type}} documents to {{output_type}}
+ * documents.
  *
  * Built into a WebAssembly component by `./build.sh` (componentize-js); the host calls `map`
  * once per record. Start here: this example keeps the record's name (trimmed, with an optional
