@@ -11,7 +11,7 @@ use cosell::runtime::{
 };
 use serde_json::Value;
 use std::sync::Arc;
-use support::{guest, test_call};
+use support::{guest, start_stamp_host, test_call};
 
 /// The record both examples map: it has a name, so it is accepted.
 const NAMED_RECORD: &str = r#"{"name": "Contoso deal", "estimatedvalue": 1000}"#;
@@ -204,4 +204,30 @@ fn a_javascript_component_is_stopped_by_the_fuel_limit() {
         ),
         "{err}"
     );
+}
+
+/// What a JavaScript author does with the built step: deploy it into a running host (checked
+/// on the sample record under the production limits), and the pipeline serves it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_step_deploys_into_a_running_host_and_serves_its_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, admin) = start_stamp_host(dir.path()).await;
+
+    let (status, report) = admin.deploy("pc-to-crm", guest("js_example.wasm")).await;
+    assert_eq!(status, 200, "the JavaScript step was refused: {report}");
+    let version = report["version"].as_str().unwrap().to_owned();
+    assert_eq!(admin.active_version("pc-to-crm").await, version);
+
+    let (status, body) = admin
+        .run(
+            "partner-center-to-crm",
+            serde_json::from_str(NAMED_RECORD).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let document = &body["document"];
+    assert_eq!(document["name"], "Contoso deal", "{body}");
+    assert_eq!(document["owningteam_name"], "unassigned", "{body}");
+    assert_eq!(document["mapped_by"]["version"], version.as_str(), "{body}");
+    assert_eq!(body["steps"][0]["version"], version.as_str(), "{body}");
 }
