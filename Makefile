@@ -16,9 +16,15 @@ PYTHON_GUEST := guest-mappings/dist/python_example.wasm
 PYTHON_VENV := guest-mappings/python-example/.venv
 COMPONENTIZE_PY_VERSION := 0.25.1
 
+# The JavaScript example mapping, built with componentize-js (from npm, exact versions in its
+# package-lock.json) installed by `npm ci` into the example's node_modules/; rebuilt only when its
+# source, its lock file or the contract changes. npm ci writes node_modules/.package-lock.json.
+JS_GUEST := guest-mappings/dist/js_example.wasm
+JS_EXAMPLE := guest-mappings/js-example
+
 .PHONY: run serve test guests rust-guests lint fmt fuzz bench package package-check
 
-guests: rust-guests $(PYTHON_GUEST)
+guests: rust-guests $(PYTHON_GUEST) $(JS_GUEST)
 
 rust-guests:
 	bash guest-mappings/build.sh --release
@@ -31,6 +37,14 @@ $(PYTHON_GUEST): guest-mappings/python-example/app.py wit/mapping.wit $(PYTHON_V
 	mkdir -p guest-mappings/dist
 	cd guest-mappings/python-example && timeout 600 .venv/bin/componentize-py --quiet \
 		-d ../../wit -w cosell:mapping/mapping-step componentize app -o ../dist/python_example.wasm
+
+$(JS_EXAMPLE)/node_modules/.package-lock.json: $(JS_EXAMPLE)/package.json $(JS_EXAMPLE)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js 20.19 or newer with npm" >&2; exit 1; }
+	cd $(JS_EXAMPLE) && timeout 600 npm ci --no-audit --no-fund --loglevel=error
+
+$(JS_GUEST): $(JS_EXAMPLE)/mapping.js wit/mapping.wit $(JS_EXAMPLE)/node_modules/.package-lock.json
+	mkdir -p guest-mappings/dist
+	cd $(JS_EXAMPLE) && timeout 600 npm run --silent build
 
 run: rust-guests
 	$(CARGO) run -p cosell -- sandbox
