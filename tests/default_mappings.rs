@@ -203,7 +203,7 @@ fn sample_call<'a>(input: &'a str) -> MappingCall<'a> {
 /// guest's allocator grows linear memory past its arena correctly.
 #[test]
 fn a_record_larger_than_the_guest_allocator_arena_maps_like_the_native_library() {
-    let mut referral: Value = serde_json::from_str(&fixture("referral-sample.json")).unwrap();
+    let mut referral: Value = serde_json::from_str(&fixture("partner-center-to-crm/referral-sample/input.json")).unwrap();
     let note: String = "Customer asked for a migration plan. ".repeat(8_000);
     referral["details"]["notes"] = Value::String(note.clone());
     let input = serde_json::to_string(&referral).unwrap();
@@ -254,7 +254,7 @@ fn a_record_larger_than_the_guest_allocator_arena_maps_like_the_native_library()
 /// output with either allocator, and from an instance held outside a call.
 #[test]
 fn either_allocator_and_a_held_instance_map_like_the_production_call() {
-    let input = fixture("referral-sample.json");
+    let input = fixture("partner-center-to-crm/referral-sample/input.json");
     let call = sample_call(&input);
     let production = MappingRuntime::new(Limits::default()).unwrap();
     let component = production
