@@ -28,7 +28,14 @@ const ROOTS: [(&str, &str); 8] = [
 ];
 
 /// Directories never embedded: build products and local environments.
-const SKIPPED_DIRS: [&str; 6] = ["target", "node_modules", ".venv", "dist", "__pycache__", ".git"];
+const SKIPPED_DIRS: [&str; 6] = [
+    "target",
+    "node_modules",
+    ".venv",
+    "dist",
+    "__pycache__",
+    ".git",
+];
 
 /// The roots whose `tests/` stay behind: the libraries' tests read the repository's fixtures
 /// by relative path, so they cannot run from a vendored copy.
@@ -47,9 +54,16 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=build.rs");
     files.sort();
-    let mut out = String::from("/// Embedded by build.rs: (key, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n");
+    let mut out = String::from(
+        "/// Embedded by build.rs: (key, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n",
+    );
     for (key, path) in &files {
-        writeln!(out, "    ({key:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({key:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .unwrap();
     }
     out.push_str("];\n");
     let target = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("embedded_files.rs");

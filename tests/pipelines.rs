@@ -39,7 +39,8 @@ config = {{ region = "emea" }}
     .unwrap();
     let host = start(cosell::config::HostConfig::load(&path).unwrap()).await;
     let admin = Admin::new(&host);
-    let referral: Value = serde_json::from_str(&fixture("partner-center-to-crm/referral-sample/input.json")).unwrap();
+    let referral: Value =
+        serde_json::from_str(&fixture("partner-center-to-crm/referral-sample/input.json")).unwrap();
     let (status, body) = admin.run("partner-center-to-crm", referral).await;
     assert_eq!(status, 200, "{body}");
     let document = &body["document"];

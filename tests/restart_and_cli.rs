@@ -24,7 +24,8 @@ fn cosell() -> Command {
 
 #[test]
 fn mapping_test_prints_the_output_and_the_costs() {
-    let sample = repo_root().join("guest-mappings/fixtures/partner-center-to-crm/referral-sample/input.json");
+    let sample = repo_root()
+        .join("guest-mappings/fixtures/partner-center-to-crm/referral-sample/input.json");
     let output = cosell()
         .args(["mapping", "test"])
         .arg(guest_path("referral_to_opportunity.wasm"))
@@ -422,7 +423,8 @@ fn every_command_has_help() {
 
 #[test]
 fn without_room_for_the_instance_pool_the_host_falls_back_to_on_demand_allocation() {
-    let sample = repo_root().join("guest-mappings/fixtures/partner-center-to-crm/referral-sample/input.json");
+    let sample = repo_root()
+        .join("guest-mappings/fixtures/partner-center-to-crm/referral-sample/input.json");
     let run = |limit: Option<&str>| {
         let mut shell = Command::new("bash");
         let ulimit = limit

@@ -103,7 +103,10 @@ pub(super) fn run_suite(
             summary.passed,
             summary.failed,
             summary.cases.len(),
-            args.fixtures.as_deref().unwrap_or(std::path::Path::new("")).display(),
+            args.fixtures
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display(),
             summary.compile_ms,
         );
         // A closed pipe (`| head`) is the reader's choice, not an error.

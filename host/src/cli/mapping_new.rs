@@ -42,7 +42,10 @@ pub fn run(args: NewArgs) -> Result<i32> {
         from_default: args.from_default,
     };
     let project = scaffold::plan(&request)?;
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
     refuse_non_empty(&dir, args.force)?;
     for (path, bytes) in &project.files {
         let target = dir.join(path);
@@ -55,7 +58,11 @@ pub fn run(args: NewArgs) -> Result<i32> {
             make_executable(&target)?;
         }
     }
-    let from = if args.from_default { ", from the default mapping" } else { "" };
+    let from = if args.from_default {
+        ", from the default mapping"
+    } else {
+        ""
+    };
     println!(
         "Created the {} mapping `{}` ({direction}{from}) in {}:",
         args.lang.key(),
@@ -66,7 +73,10 @@ pub fn run(args: NewArgs) -> Result<i32> {
         // The vendored crates are many files; one line each says what they are.
         if let Some(rest) = path.strip_prefix("vendor/") {
             if rest.ends_with("/Cargo.toml") && rest.matches('/').count() == 1 {
-                println!("  vendor/{}/ (vendored crate)", rest.trim_end_matches("/Cargo.toml"));
+                println!(
+                    "  vendor/{}/ (vendored crate)",
+                    rest.trim_end_matches("/Cargo.toml")
+                );
             }
             continue;
         }

@@ -18,7 +18,11 @@ pub struct TestArgs {
     /// The component (.wasm: a component, or a core module built with wit-bindgen).
     pub component: PathBuf,
     /// The input document (JSON file).
-    #[arg(long, required_unless_present = "fixtures", conflicts_with = "fixtures")]
+    #[arg(
+        long,
+        required_unless_present = "fixtures",
+        conflicts_with = "fixtures"
+    )]
     pub input: Option<PathBuf>,
     /// The current counterpart record on the destination side (JSON file).
     #[arg(long, conflicts_with = "fixtures")]

@@ -24,14 +24,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The files a case directory may hold.
-pub const CASE_FILES: [&str; 6] = [
-    INPUT,
-    CURRENT,
-    CONFIG,
-    CONTEXT,
-    EXPECTED,
-    EXPECTED_ERROR,
-];
+pub const CASE_FILES: [&str; 6] = [INPUT, CURRENT, CONFIG, CONTEXT, EXPECTED, EXPECTED_ERROR];
 const INPUT: &str = "input.json";
 const CURRENT: &str = "current.json";
 const CONFIG: &str = "config.json";
@@ -93,7 +86,9 @@ fn default_name() -> String {
 }
 
 fn default_timestamp() -> DateTime<Utc> {
-    DEFAULT_TIMESTAMP.parse().expect("a valid RFC 3339 constant")
+    DEFAULT_TIMESTAMP
+        .parse()
+        .expect("a valid RFC 3339 constant")
 }
 
 /// What a case expects of the step: an output document or a refusal.
@@ -312,7 +307,10 @@ mod tests {
         let loaded = loaded.unwrap();
         assert_eq!(loaded.name, "a-case");
         assert_eq!(loaded.context, CaseContext::default());
-        assert_eq!(loaded.context.timestamp.to_rfc3339(), "2026-01-01T00:00:00+00:00");
+        assert_eq!(
+            loaded.context.timestamp.to_rfc3339(),
+            "2026-01-01T00:00:00+00:00"
+        );
         assert_eq!(
             loaded.expected,
             Some(Expected::Output(serde_json::json!({"a": 1})))
@@ -322,19 +320,41 @@ mod tests {
     #[test]
     fn bad_cases_are_errors_naming_the_file() {
         for (files, needle) in [
-            (vec![("input.json", "{"), ("expected.json", "{}")], "input.json is not valid JSON"),
-            (vec![("expected.json", "{}")], "input.json: missing"),
-            (vec![("input.json", "{}"), ("notes.txt", "")], "notes.txt: unknown file"),
             (
-                vec![("input.json", "{}"), ("expected.json", "{}"), ("expected-error.json", "{}")],
+                vec![("input.json", "{"), ("expected.json", "{}")],
+                "input.json is not valid JSON",
+            ),
+            (vec![("expected.json", "{}")], "input.json: missing"),
+            (
+                vec![("input.json", "{}"), ("notes.txt", "")],
+                "notes.txt: unknown file",
+            ),
+            (
+                vec![
+                    ("input.json", "{}"),
+                    ("expected.json", "{}"),
+                    ("expected-error.json", "{}"),
+                ],
                 "has both",
             ),
-            (vec![("input.json", "{}"), ("config.json", "{\"a\": 1}")], "config.json"),
             (
-                vec![("input.json", "{}"), ("expected-error.json", "{\"kind\": \"oops\", \"message\": \"\"}")],
+                vec![("input.json", "{}"), ("config.json", "{\"a\": 1}")],
+                "config.json",
+            ),
+            (
+                vec![
+                    ("input.json", "{}"),
+                    (
+                        "expected-error.json",
+                        "{\"kind\": \"oops\", \"message\": \"\"}",
+                    ),
+                ],
                 "expected-error.json",
             ),
-            (vec![("input.json", "{}"), ("context.json", "{\"evnt\": \"x\"}")], "context.json"),
+            (
+                vec![("input.json", "{}"), ("context.json", "{\"evnt\": \"x\"}")],
+                "context.json",
+            ),
         ] {
             let (_root, loaded) = case(&files);
             let err = format!("{:#}", loaded.unwrap_err());

@@ -8,7 +8,10 @@ include!(concat!(env!("OUT_DIR"), "/embedded_files.rs"));
 
 /// The embedded file at `key`, e.g. `wit`.
 pub fn file(key: &str) -> Option<&'static [u8]> {
-    FILES.iter().find(|(k, _)| *k == key).map(|(_, bytes)| *bytes)
+    FILES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, bytes)| *bytes)
 }
 
 /// The embedded files under the directory `prefix` (without a trailing `/`), as (path relative

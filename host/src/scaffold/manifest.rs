@@ -103,12 +103,18 @@ mod tests {
             serde_json = { version = "1", default-features = false, features = ["std"] }
             wit-bindgen = "=0.61.1"
         "#;
-        let out: toml::Table = super::standalone(member, workspace).unwrap().parse().unwrap();
+        let out: toml::Table = super::standalone(member, workspace)
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(out["package"]["edition"].as_str(), Some("2024"));
         let json = &out["dependencies"]["serde_json"];
         assert_eq!(json["version"].as_str(), Some("1"));
         assert_eq!(json["features"].as_array().unwrap().len(), 2);
         assert!(json.get("workspace").is_none());
-        assert_eq!(out["dependencies"]["wit-bindgen"]["version"].as_str(), Some("=0.61.1"));
+        assert_eq!(
+            out["dependencies"]["wit-bindgen"]["version"].as_str(),
+            Some("=0.61.1")
+        );
     }
 }

@@ -138,18 +138,32 @@ pub fn plan(request: &Request) -> Result<Project> {
         if !found {
             bail!(
                 "this cosell has no {lang} template (guest-mappings/{layer}/ did not exist when it was built); choose another --lang{}",
-                if request.from_default { " or leave out --from-default" } else { "" }
+                if request.from_default {
+                    " or leave out --from-default"
+                } else {
+                    ""
+                }
             );
         }
     }
     add_contract(&mut project);
     add_types(request.lang, &mut project);
     if request.lang == Lang::Rust {
-        vendor(&mut project, "sdk", "cosell-mapping", "workspace/components/Cargo.toml")
-            .context("vendoring the guest SDK (cosell-mapping)")?;
+        vendor(
+            &mut project,
+            "sdk",
+            "cosell-mapping",
+            "workspace/components/Cargo.toml",
+        )
+        .context("vendoring the guest SDK (cosell-mapping)")?;
         if request.from_default {
-            vendor(&mut project, "mapping-rules", "mapping-rules", "workspace/root/Cargo.toml")
-                .context("vendoring the default mapping's rules library")?;
+            vendor(
+                &mut project,
+                "mapping-rules",
+                "mapping-rules",
+                "workspace/root/Cargo.toml",
+            )
+            .context("vendoring the default mapping's rules library")?;
         }
     }
     if request.from_default {
@@ -180,13 +194,16 @@ fn add_contract(project: &mut Project) {
     let mut schemas = 0;
     for (path, bytes) in embedded::dir("schema") {
         if !path.contains('/') && path.ends_with(".schema.json") {
-            project.files.insert(format!("schema/{path}"), bytes.to_vec());
+            project
+                .files
+                .insert(format!("schema/{path}"), bytes.to_vec());
             schemas += 1;
         }
     }
     if schemas == 0 {
         project.notes.push(
-            "this cosell was built without the documents' JSON Schemas: schema/ is not written".into(),
+            "this cosell was built without the documents' JSON Schemas: schema/ is not written"
+                .into(),
         );
     }
 }
@@ -229,7 +246,9 @@ fn vendor(project: &mut Project, root: &str, name: &str, workspace: &str) -> Res
         project.files.insert(format!("vendor/{name}/{path}"), bytes);
     }
     if !found {
-        bail!("this cosell was built without guest-mappings/{root}; build cosell from a checkout that has it");
+        bail!(
+            "this cosell was built without guest-mappings/{root}; build cosell from a checkout that has it"
+        );
     }
     Ok(())
 }
