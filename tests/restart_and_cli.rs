@@ -405,6 +405,7 @@ fn every_command_has_help() {
         vec!["serve", "--help"],
         vec!["mapping", "--help"],
         vec!["mapping", "test", "--help"],
+        vec!["mapping", "new", "--help"],
         vec!["mapping", "deploy", "--help"],
         vec!["mapping", "list", "--help"],
         vec!["mapping", "rollback", "--help"],
