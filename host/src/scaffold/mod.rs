@@ -307,6 +307,50 @@ mod tests {
     }
 
     #[test]
+    fn the_rules_library_is_vendored_without_the_workspace_or_its_tests() {
+        let mut project = Project::default();
+        vendor(
+            &mut project,
+            "mapping-rules",
+            "mapping-rules",
+            "workspace/root/Cargo.toml",
+        )
+        .unwrap();
+        let manifest =
+            String::from_utf8(project.files["vendor/mapping-rules/Cargo.toml"].clone()).unwrap();
+        assert!(!manifest.contains("workspace"), "{manifest}");
+        let parsed: toml::Table = manifest.parse().unwrap();
+        assert_eq!(parsed["package"]["edition"].as_str(), Some("2024"));
+        assert!(
+            project
+                .files
+                .contains_key("vendor/mapping-rules/src/lib.rs")
+        );
+        assert!(
+            !project.files.keys().any(|k| k.contains("/tests/")),
+            "the library's tests read the repository's fixtures: not vendored"
+        );
+    }
+
+    #[test]
+    fn template_fixtures_per_direction_keep_only_the_projects() {
+        let to_crm = Direction::PartnerCenterToCrm;
+        assert_eq!(
+            for_direction("fixtures/partner-center-to-crm/a/input.json", to_crm).as_deref(),
+            Some("fixtures/a/input.json")
+        );
+        assert_eq!(
+            for_direction("fixtures/crm-to-partner-center/a/input.json", to_crm),
+            None
+        );
+        assert_eq!(
+            for_direction("fixtures/a/input.json", to_crm).as_deref(),
+            Some("fixtures/a/input.json")
+        );
+        assert_eq!(for_direction("app.py", to_crm).as_deref(), Some("app.py"));
+    }
+
+    #[test]
     fn placeholders_follow_the_direction() {
         let request = Request {
             name: "my-step".into(),
