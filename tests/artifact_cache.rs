@@ -20,7 +20,7 @@ fn runtime_with_cache(dir: &Path) -> MappingRuntime {
 fn a_version_loaded_again_comes_from_the_cache_and_maps_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = guest("referral_to_opportunity.wasm");
-    let input = fixture("referral-sample.json");
+    let input = fixture("partner-center-to-crm/referral-sample/input.json");
     let map = |runtime: &MappingRuntime, outcome: CacheOutcome| {
         let started = Instant::now();
         let component = runtime.load(&wasm).unwrap();

@@ -1,45 +1,16 @@
 //! The default mapping components, built from source, map the recorded sample referrals and
-//! opportunities (guest-mappings/fixtures/cases.json) to the expected output, and the native
-//! library they wrap gives byte-for-byte the same result.
+//! opportunities (guest-mappings/fixtures/<direction>/<case>/) to the expected output, and the
+//! native library they wrap gives byte-for-byte the same result.
 
 mod support;
 
-use cosell::runtime::{
-    AllocatorKind, CallErrorKind, Direction, Limits, MappingCall, MappingRuntime, StepConfig,
-};
-use serde::Deserialize;
+use cosell::pipeline::fixtures::{Expected, FixtureCase, load_suite};
+use cosell::runtime::{AllocatorKind, Direction, Limits, MappingCall, MappingRuntime, StepConfig};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use support::{fixture, guest};
+use support::{fixture, guest, repo_root};
 
-#[derive(Deserialize)]
-struct Cases {
-    context: CaseContext,
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct CaseContext {
-    tenant: String,
-    timestamp: String,
-    mapping_version: String,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    direction: Direction,
-    mapping_name: String,
-    event: String,
-    input: String,
-    current: Option<String>,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-    expected: String,
-}
-
-struct NativeConfig<'a>(&'a BTreeMap<String, String>);
+struct NativeConfig<'a>(&'a StepConfig);
 
 impl mapping_rules::Config for NativeConfig<'_> {
     fn get(&self, key: &str) -> Option<String> {
@@ -47,27 +18,31 @@ impl mapping_rules::Config for NativeConfig<'_> {
     }
 }
 
-/// Runs the native library on a case, with the same context the component gets.
+/// Runs the native library on a case, with the context the component got: the host's
+/// millisecond timestamp and the component's version.
 fn native(
-    case: &Case,
-    ctx: &CaseContext,
+    case: &FixtureCase,
+    direction: Direction,
+    mapping_name: &str,
     version: &str,
-    input: &str,
-    current: Option<&str>,
 ) -> Result<String, mapping_rules::MappingError> {
     let context = mapping_rules::Context {
-        direction: match case.direction {
+        direction: match direction {
             Direction::PartnerCenterToCrm => mapping_rules::Direction::PartnerCenterToCrm,
             Direction::CrmToPartnerCenter => mapping_rules::Direction::CrmToPartnerCenter,
         },
-        event: case.event.clone(),
-        tenant: ctx.tenant.clone(),
-        mapping_name: case.mapping_name.clone(),
+        event: case.context.event.clone(),
+        tenant: case.context.tenant.clone(),
+        mapping_name: mapping_name.to_owned(),
         mapping_version: version.to_owned(),
-        timestamp: ctx.timestamp.clone(),
+        timestamp: case
+            .context
+            .timestamp
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     };
+    let (input, current) = (&case.input, case.current.as_deref());
     let config = NativeConfig(&case.config);
-    match case.direction {
+    match direction {
         Direction::PartnerCenterToCrm => {
             mapping_rules::referral_to_opportunity(&context, input, current, &config)
         }
@@ -77,111 +52,89 @@ fn native(
     }
 }
 
+/// The native library's outcome as a fixture records it.
+fn native_outcome(result: Result<String, mapping_rules::MappingError>) -> Expected {
+    use cosell::pipeline::fixtures::{ErrorKind, ExpectedError};
+    let (kind, message) = match result {
+        Ok(text) => return Expected::Output(serde_json::from_str(&text).unwrap()),
+        Err(mapping_rules::MappingError::Reject(m)) => (ErrorKind::Reject, m),
+        Err(mapping_rules::MappingError::Skip(m)) => (ErrorKind::Skip, m),
+        Err(mapping_rules::MappingError::Fail(m)) => (ErrorKind::Fail, m),
+    };
+    Expected::Error(ExpectedError { kind, message })
+}
+
 #[test]
 fn default_components_map_every_fixture_like_the_native_library() {
-    let cases: Cases = serde_json::from_str(&fixture("cases.json")).unwrap();
-    assert!(cases.cases.len() >= 8, "too few fixture cases");
     let runtime = MappingRuntime::new(Limits::default()).unwrap();
-    let referral_to_opportunity = runtime
-        .load(&guest("referral_to_opportunity.wasm"))
-        .unwrap();
-    let opportunity_to_referral = runtime
-        .load(&guest("opportunity_to_referral.wasm"))
-        .unwrap();
-    // Timestamps in the manifest use the second precision the host passes; parse once.
-    let timestamp: chrono::DateTime<chrono::Utc> = cases.context.timestamp.parse().unwrap();
     let mut checked = 0;
-    for case in &cases.cases {
-        let input = fixture(&case.input);
-        let current = case.current.as_deref().map(fixture);
-        let component = match case.direction {
-            Direction::PartnerCenterToCrm => &referral_to_opportunity,
-            Direction::CrmToPartnerCenter => &opportunity_to_referral,
-        };
-        let report = runtime.call(
-            component,
-            &MappingCall {
-                mapping_name: Arc::from(case.mapping_name.as_str()),
-                direction: case.direction,
-                event: &case.event,
-                tenant: &cases.context.tenant,
-                timestamp,
-                input: &input,
-                current: current.as_deref(),
-                config: Arc::new(case.config.clone().into_iter().collect::<StepConfig>()),
-            },
-        );
-        // The host passes milliseconds; the native run gets the exact string the guest saw.
-        let host_timestamp = timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let native_ctx = CaseContext {
-            tenant: cases.context.tenant.clone(),
-            timestamp: host_timestamp,
-            mapping_version: component.version.to_string(),
-        };
-        let native_result = native(
-            case,
-            &native_ctx,
-            &native_ctx.mapping_version,
-            &input,
-            current.as_deref(),
-        );
-        let expected = fixture(&case.expected);
-        let expected: Value = serde_json::from_str(&expected).unwrap();
-        match (&report.result, &native_result) {
-            (Ok(wasm_out), Ok(native_out)) => {
+    for (direction, wasm, mapping_name) in [
+        (
+            Direction::PartnerCenterToCrm,
+            "referral_to_opportunity.wasm",
+            "referral-to-opportunity",
+        ),
+        (
+            Direction::CrmToPartnerCenter,
+            "opportunity_to_referral.wasm",
+            "opportunity-to-referral",
+        ),
+    ] {
+        let component = runtime.load(&guest(wasm)).unwrap();
+        let dir = repo_root()
+            .join("guest-mappings/fixtures")
+            .join(direction.to_string());
+        for case in load_suite(&dir).unwrap() {
+            assert_eq!(
+                case.context.direction,
+                Some(direction),
+                "case {}",
+                case.name
+            );
+            let report = runtime.call(
+                &component,
+                &MappingCall {
+                    mapping_name: Arc::from(mapping_name),
+                    direction,
+                    event: &case.context.event,
+                    tenant: &case.context.tenant,
+                    timestamp: case.context.timestamp,
+                    input: &case.input,
+                    current: case.current.as_deref(),
+                    config: Arc::new(case.config.clone()),
+                },
+            );
+            let native_result = native(&case, direction, mapping_name, &component.version);
+            if let (Ok(wasm_out), Ok(native_out)) = (&report.result, &native_result) {
                 assert_eq!(
                     wasm_out, native_out,
-                    "case {}: WASM and native outputs differ",
-                    case.name
-                );
-                let got: Value = serde_json::from_str(wasm_out).unwrap();
-                assert_eq!(
-                    got,
-                    expected,
-                    "case {}: output differs from {}\n got: {}",
-                    case.name,
-                    case.expected,
-                    serde_json::to_string_pretty(&got).unwrap()
-                );
-            }
-            (Err(err), Err(native_err)) => {
-                // Expected files of error cases hold {"error": {"kind": ..., "message": ...}}.
-                let (kind, message) = match (&err.kind, native_err) {
-                    (CallErrorKind::Rejected(m), mapping_rules::MappingError::Reject(n)) => {
-                        ("reject", {
-                            assert_eq!(m, n);
-                            m
-                        })
-                    }
-                    (CallErrorKind::Skipped(m), mapping_rules::MappingError::Skip(n)) => {
-                        ("skip", {
-                            assert_eq!(m, n);
-                            m
-                        })
-                    }
-                    (CallErrorKind::Failed(m), mapping_rules::MappingError::Fail(n)) => ("fail", {
-                        assert_eq!(m, n);
-                        m
-                    }),
-                    other => panic!("case {}: WASM and native disagree: {other:?}", case.name),
-                };
-                assert_eq!(expected["error"]["kind"], kind, "case {}", case.name);
-                assert_eq!(
-                    expected["error"]["message"],
-                    message.as_str(),
-                    "case {}",
+                    "case {}: WASM and native outputs differ byte for byte",
                     case.name
                 );
             }
-            other => panic!("case {}: WASM and native disagree: {other:?}", case.name),
+            let wasm_outcome = Expected::from_call(&report.result)
+                .unwrap_or_else(|err| panic!("case {}: the component {err}", case.name));
+            assert_eq!(
+                wasm_outcome,
+                native_outcome(native_result),
+                "case {}: WASM and native disagree",
+                case.name
+            );
+            let expected = case
+                .expected
+                .as_ref()
+                .expect("every case has an expected file");
+            assert_eq!(
+                &wasm_outcome, expected,
+                "case {}: the outcome differs from its expected file",
+                case.name
+            );
+            assert!(report.stats.fuel_used > 0);
+            checked += 1;
         }
-        assert!(report.stats.fuel_used > 0);
-        checked += 1;
     }
-    eprintln!(
-        "{checked} fixture cases matched in WASM and natively; manifest context version {}",
-        cases.context.mapping_version
-    );
+    assert!(checked >= 12, "the fixtures lost cases: {checked}");
+    eprintln!("{checked} fixture cases matched in WASM and natively");
 }
 
 /// The referral-sample case as the host would call it.
@@ -203,7 +156,8 @@ fn sample_call<'a>(input: &'a str) -> MappingCall<'a> {
 /// guest's allocator grows linear memory past its arena correctly.
 #[test]
 fn a_record_larger_than_the_guest_allocator_arena_maps_like_the_native_library() {
-    let mut referral: Value = serde_json::from_str(&fixture("referral-sample.json")).unwrap();
+    let mut referral: Value =
+        serde_json::from_str(&fixture("partner-center-to-crm/referral-sample/input.json")).unwrap();
     let note: String = "Customer asked for a migration plan. ".repeat(8_000);
     referral["details"]["notes"] = Value::String(note.clone());
     let input = serde_json::to_string(&referral).unwrap();
@@ -230,13 +184,8 @@ fn a_record_larger_than_the_guest_allocator_arena_maps_like_the_native_library()
         mapping_version: component.version.to_string(),
         timestamp: "2026-11-24T12:00:00.000Z".to_owned(),
     };
-    let native_out = mapping_rules::referral_to_opportunity(
-        &context,
-        &input,
-        None,
-        &BTreeMap::<String, String>::new(),
-    )
-    .unwrap();
+    let native_out =
+        mapping_rules::referral_to_opportunity(&context, &input, None, &StepConfig::new()).unwrap();
     assert_eq!(wasm_out, native_out);
     let out: Value = serde_json::from_str(&wasm_out).unwrap();
     let description = out["description"].as_str().unwrap_or_default();
@@ -254,7 +203,7 @@ fn a_record_larger_than_the_guest_allocator_arena_maps_like_the_native_library()
 /// output with either allocator, and from an instance held outside a call.
 #[test]
 fn either_allocator_and_a_held_instance_map_like_the_production_call() {
-    let input = fixture("referral-sample.json");
+    let input = fixture("partner-center-to-crm/referral-sample/input.json");
     let call = sample_call(&input);
     let production = MappingRuntime::new(Limits::default()).unwrap();
     let component = production

@@ -39,7 +39,8 @@ config = {{ region = "emea" }}
     .unwrap();
     let host = start(cosell::config::HostConfig::load(&path).unwrap()).await;
     let admin = Admin::new(&host);
-    let referral: Value = serde_json::from_str(&fixture("referral-sample.json")).unwrap();
+    let referral: Value =
+        serde_json::from_str(&fixture("partner-center-to-crm/referral-sample/input.json")).unwrap();
     let (status, body) = admin.run("partner-center-to-crm", referral).await;
     assert_eq!(status, 200, "{body}");
     let document = &body["document"];
@@ -88,7 +89,7 @@ fn a_component_and_the_core_module_it_came_from_behave_the_same() {
     let module = guest("referral_to_opportunity.wasm");
     let component = component_bytes(&module).unwrap().into_owned();
     assert!(wasmparser_is_component(&component));
-    let input = fixture("referral-sample.json");
+    let input = fixture("partner-center-to-crm/referral-sample/input.json");
     let outputs: Vec<String> = [module, component]
         .iter()
         .map(|bytes| {

@@ -24,7 +24,8 @@ fn cosell() -> Command {
 
 #[test]
 fn mapping_test_prints_the_output_and_the_costs() {
-    let sample = repo_root().join("guest-mappings/fixtures/referral-sample.json");
+    let sample = repo_root()
+        .join("guest-mappings/fixtures/partner-center-to-crm/referral-sample/input.json");
     let output = cosell()
         .args(["mapping", "test"])
         .arg(guest_path("referral_to_opportunity.wasm"))
@@ -50,7 +51,7 @@ fn mapping_test_prints_the_output_and_the_costs() {
     ] {
         assert!(stderr.contains(needle), "stderr lacks {needle}: {stderr}");
     }
-    let _ = fixture("referral-sample.json");
+    let _ = fixture("partner-center-to-crm/referral-sample/input.json");
 }
 
 #[test]
@@ -404,6 +405,7 @@ fn every_command_has_help() {
         vec!["serve", "--help"],
         vec!["mapping", "--help"],
         vec!["mapping", "test", "--help"],
+        vec!["mapping", "new", "--help"],
         vec!["mapping", "deploy", "--help"],
         vec!["mapping", "list", "--help"],
         vec!["mapping", "rollback", "--help"],
@@ -422,7 +424,8 @@ fn every_command_has_help() {
 
 #[test]
 fn without_room_for_the_instance_pool_the_host_falls_back_to_on_demand_allocation() {
-    let sample = repo_root().join("guest-mappings/fixtures/referral-sample.json");
+    let sample = repo_root()
+        .join("guest-mappings/fixtures/partner-center-to-crm/referral-sample/input.json");
     let run = |limit: Option<&str>| {
         let mut shell = Command::new("bash");
         let ulimit = limit

@@ -23,6 +23,7 @@ pub mod replicas;
 pub mod retention;
 pub mod runtime;
 pub mod sandbox;
+pub mod scaffold;
 pub mod schema_types;
 pub mod server;
 pub mod sinks;

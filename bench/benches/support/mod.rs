@@ -6,6 +6,7 @@
 #![allow(dead_code)] // Each bench uses its own part of this module.
 
 use anyhow::{Context as _, Result, bail};
+use cosell::pipeline::fixtures::load_suite;
 use cosell::runtime::{Direction, MappingCall, MappingComponent, MappingRuntime, StepConfig};
 use cosell_bench::results::workspace_root;
 use cosell_bench::stats::Summary;
@@ -13,98 +14,63 @@ use criterion::Criterion;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The recorded cases of `guest-mappings/fixtures/cases.json`, with their documents read.
+/// The recorded cases of `guest-mappings/fixtures/<direction>/<case>/`, with their documents
+/// read.
 pub struct Fixtures {
-    pub tenant: String,
-    pub timestamp: chrono::DateTime<chrono::Utc>,
     pub cases: Vec<Case>,
 }
 
-/// One case: a record, its counterpart if any, and the step configuration.
+/// One case: a record, its counterpart if any, the step configuration and the context.
 pub struct Case {
     pub name: String,
     pub direction: Direction,
     pub mapping_name: Arc<str>,
     pub event: String,
+    pub tenant: String,
+    pub timestamp: chrono::DateTime<chrono::Utc>,
     pub input: String,
     pub current: Option<String>,
     pub config: Arc<StepConfig>,
 }
 
-#[derive(Deserialize)]
-struct CasesFile {
-    context: ContextFile,
-    cases: Vec<CaseFile>,
-}
-
-#[derive(Deserialize)]
-struct ContextFile {
-    tenant: String,
-    timestamp: String,
-}
-
-#[derive(Deserialize)]
-struct CaseFile {
-    name: String,
-    direction: Direction,
-    mapping_name: String,
-    event: String,
-    input: String,
-    current: Option<String>,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-}
-
-fn fixtures_dir() -> PathBuf {
-    workspace_root().join("guest-mappings/fixtures")
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
 impl Fixtures {
-    /// Reads `cases.json` and every document it names.
+    /// Reads every case of both directions (the format `cosell mapping test --fixtures` runs).
     pub fn load() -> Result<Self> {
-        let dir = fixtures_dir();
-        let file: CasesFile = serde_json::from_str(&read(&dir.join("cases.json"))?)
-            .context("guest-mappings/fixtures/cases.json is not the cases manifest")?;
-        let cases = file
-            .cases
-            .into_iter()
-            .map(|case| {
-                Ok(Case {
-                    input: read(&dir.join(&case.input))?,
-                    current: case.current.map(|c| read(&dir.join(c))).transpose()?,
+        let mut cases = Vec::new();
+        for (direction, mapping_name) in [
+            (Direction::PartnerCenterToCrm, "referral-to-opportunity"),
+            (Direction::CrmToPartnerCenter, "opportunity-to-referral"),
+        ] {
+            let dir = workspace_root()
+                .join("guest-mappings/fixtures")
+                .join(direction.to_string());
+            for case in load_suite(&dir)? {
+                cases.push(Case {
                     name: case.name,
-                    direction: case.direction,
-                    mapping_name: case.mapping_name.into(),
-                    event: case.event,
-                    config: Arc::new(case.config.into_iter().collect()),
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self {
-            tenant: file.context.tenant,
-            timestamp: file
-                .context
-                .timestamp
-                .parse()
-                .context("the cases manifest's timestamp is not RFC 3339")?,
-            cases,
-        })
+                    direction,
+                    mapping_name: mapping_name.into(),
+                    event: case.context.event,
+                    tenant: case.context.tenant,
+                    timestamp: case.context.timestamp,
+                    input: case.input,
+                    current: case.current,
+                    config: Arc::new(case.config),
+                });
+            }
+        }
+        Ok(Self { cases })
     }
 
     /// The case called `name`.
     pub fn case(&self, name: &str) -> Result<&Case> {
         match self.cases.iter().find(|case| case.name == name) {
             Some(case) => Ok(case),
-            None => bail!("guest-mappings/fixtures/cases.json has no case `{name}`"),
+            None => bail!("guest-mappings/fixtures has no case `{name}`"),
         }
     }
 
@@ -114,8 +80,8 @@ impl Fixtures {
             mapping_name: case.mapping_name.clone(),
             direction: case.direction,
             event: &case.event,
-            tenant: &self.tenant,
-            timestamp: self.timestamp,
+            tenant: &case.tenant,
+            timestamp: case.timestamp,
             input: &case.input,
             current: case.current.as_deref(),
             config: case.config.clone(),

@@ -7,7 +7,7 @@ use serde_json::json;
 
 #[test]
 fn unknown_assistance_code_is_rejected_unless_configured() {
-    let mut r = fixture_json("referral-incoming-new.json");
+    let mut r = fixture_json("partner-center-to-crm/referral-incoming-new/input.json");
     r["inviteContext"]["assistanceRequestCode"] = json!("MigrationFunding");
     let msg = rejected(to_opportunity(&r, None, &[]));
     assert!(
@@ -40,7 +40,7 @@ fn column_prefix_and_overrides_take_effect_both_ways() {
         ("sync-yes-value", "876540001"),
         ("referral-link-template", "https://example.test/r/{id}"),
     ];
-    let r = fixture_json("referral-incoming-new.json");
+    let r = fixture_json("partner-center-to-crm/referral-incoming-new/input.json");
     let out = ok_json(to_opportunity(&r, None, &cfg));
     let keys: Vec<&str> = out
         .as_object()
@@ -95,7 +95,7 @@ fn column_prefix_and_overrides_take_effect_both_ways() {
 
 #[test]
 fn unusable_configuration_fails_naming_the_key() {
-    let r = fixture_json("referral-sample.json");
+    let r = fixture_json("partner-center-to-crm/referral-sample/input.json");
     let cases = [
         (("statuscode.won", "three"), "statuscode.won"),
         (("column-prefix", "bad prefix"), "column-prefix"),
@@ -119,7 +119,7 @@ fn unusable_configuration_fails_naming_the_key() {
 
 #[test]
 fn default_currency_applies_only_when_configured() {
-    let mut o = fixture_json("opportunity-independent.json");
+    let mut o = fixture_json("crm-to-partner-center/opportunity-independent/input.json");
     o.as_object_mut().unwrap().remove("transactioncurrencyid");
     rejected(to_referral(&o, &[]));
     let out = ok_json(to_referral(&o, &[("default-currency", "chf")]));
@@ -128,7 +128,7 @@ fn default_currency_applies_only_when_configured() {
 
 #[test]
 fn products_column_parsing_and_solution_types() {
-    let mut o = fixture_json("opportunity-independent.json");
+    let mut o = fixture_json("crm-to-partner-center/opportunity-independent/input.json");
     o["cosell_products"] = json!(" SOL-1-AAA;CloudMigration,\nSOL-1-AAA , sol-2-bbb ");
     let out = ok_json(to_referral(&o, &[]));
     assert_eq!(

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 #[test]
 fn existing_opportunity_with_sync_no_is_not_updated_from_partner_center() {
-    let r = fixture_json("referral-accepted.json");
-    let mut cur = fixture_json("current/referral-accepted.opportunity.json");
+    let r = fixture_json("partner-center-to-crm/referral-accepted/input.json");
+    let mut cur = fixture_json("partner-center-to-crm/referral-accepted/current.json");
     cur["cosell_syncwithpartnercenter"] = json!(false);
     let msg = skipped(to_opportunity(&r, Some(&cur), &[]));
     assert!(msg.contains("cosell_syncwithpartnercenter"), "{msg}");
@@ -17,8 +17,8 @@ fn existing_opportunity_with_sync_no_is_not_updated_from_partner_center() {
 
 #[test]
 fn unknown_custom_columns_in_current_change_nothing() {
-    let r = fixture_json("referral-won.json");
-    let cur = fixture_json("current/referral-won.opportunity.json");
+    let r = fixture_json("partner-center-to-crm/referral-won/input.json");
+    let cur = fixture_json("partner-center-to-crm/referral-won/current.json");
     let baseline = ok_json(to_opportunity(&r, Some(&cur), &[]));
     let mut noisy = cur.clone();
     let extra = json!({
@@ -60,8 +60,8 @@ fn unknown_custom_columns_in_current_change_nothing() {
 
 #[test]
 fn unchanged_referral_writes_no_audit_line() {
-    let r = fixture_json("referral-accepted.json");
-    let mut cur = fixture_json("current/referral-accepted.opportunity.json");
+    let r = fixture_json("partner-center-to-crm/referral-accepted/input.json");
+    let mut cur = fixture_json("partner-center-to-crm/referral-accepted/current.json");
     let first = ok_json(to_opportunity(&r, Some(&cur), &[]));
     assert!(first["cosell_audit"].as_str().unwrap().ends_with(
         "2026-11-24T12:00:00Z referral-updated: updated from Partner Center referral \
@@ -80,8 +80,8 @@ fn unchanged_referral_writes_no_audit_line() {
 
 #[test]
 fn audit_trail_keeps_the_configured_number_of_lines() {
-    let r = fixture_json("referral-won.json");
-    let cur = fixture_json("current/referral-won.opportunity.json");
+    let r = fixture_json("partner-center-to-crm/referral-won/input.json");
+    let cur = fixture_json("partner-center-to-crm/referral-won/current.json");
     let out = ok_json(to_opportunity(&r, Some(&cur), &[("audit-max-lines", "2")]));
     let lines: Vec<&str> = out["cosell_audit"].as_str().unwrap().lines().collect();
     assert_eq!(lines.len(), 2);
@@ -99,7 +99,7 @@ fn audit_trail_keeps_the_configured_number_of_lines() {
 
 #[test]
 fn output_depends_on_context_only_through_documented_fields() {
-    let r = fixture("referral-sample.json");
+    let r = fixture("partner-center-to-crm/referral-sample/input.json");
     let base = to_crm("sample");
     let mut other = base.clone();
     other.tenant = "fabrikam-partner".into();

@@ -1,4 +1,5 @@
-//! Maps every case of `fixtures/cases.json` and compares the result with its expected file.
+//! Maps every case of `fixtures/<direction>/<case>/` and compares the result with its expected
+//! file (the format `cosell mapping test --fixtures` runs on the built components).
 //! Regenerate deliberately with `UPDATE_EXPECTED=1` (see `fixtures/README.md`).
 
 mod common;
@@ -15,55 +16,75 @@ struct Case {
     input: String,
     current: Option<String>,
     config: BTreeMap<String, String>,
+    /// The expected file, relative to the fixtures directory.
     expected: String,
 }
 
+/// The two directions' case directories: `<direction>/<case>/` (the format `cosell mapping test
+/// --fixtures` runs; see `fixtures/README.md`).
+const DIRECTIONS: [(&str, Direction, &str); 2] = [
+    (
+        "partner-center-to-crm",
+        Direction::PartnerCenterToCrm,
+        "referral-to-opportunity",
+    ),
+    (
+        "crm-to-partner-center",
+        Direction::CrmToPartnerCenter,
+        "opportunity-to-referral",
+    ),
+];
+
 fn cases() -> Vec<Case> {
-    let manifest = fixture_json("cases.json");
-    let base = &manifest["context"];
-    let text = |v: &Value, key: &str| -> String {
-        v[key]
-            .as_str()
-            .unwrap_or_else(|| panic!("cases.json: \"{key}\" missing in {v}"))
-            .to_owned()
-    };
-    let cases = manifest["cases"].as_array().expect("cases.json: cases[]");
-    cases
-        .iter()
-        .map(|c| {
-            let direction = match text(c, "direction").as_str() {
-                "partner-center-to-crm" => Direction::PartnerCenterToCrm,
-                "crm-to-partner-center" => Direction::CrmToPartnerCenter,
-                other => panic!("cases.json: unknown direction {other}"),
+    let mut cases = Vec::new();
+    for (folder, direction, mapping_name) in DIRECTIONS {
+        let mut names: Vec<String> = std::fs::read_dir(fixtures_dir().join(folder))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        for name in names {
+            let case = format!("{folder}/{name}");
+            let file = |f: &str| fixtures_dir().join(&case).join(f);
+            let context = fixture_json(&format!("{case}/context.json"));
+            let text = |key: &str| -> String {
+                context[key]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{case}/context.json: \"{key}\" missing"))
+                    .to_owned()
             };
-            let config = c["config"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().expect("config values are strings").into(),
-                    )
-                })
-                .collect();
-            Case {
-                name: text(c, "name"),
+            assert_eq!(text("direction"), folder, "{case}/context.json: direction");
+            let config = if file("config.json").exists() {
+                serde_json::from_value(fixture_json(&format!("{case}/config.json")))
+                    .expect("config values are strings")
+            } else {
+                BTreeMap::new()
+            };
+            let expected = if file("expected-error.json").exists() {
+                format!("{case}/expected-error.json")
+            } else {
+                format!("{case}/expected.json")
+            };
+            cases.push(Case {
                 ctx: Context {
                     direction,
-                    event: text(c, "event"),
-                    tenant: text(base, "tenant"),
-                    mapping_name: text(c, "mapping_name"),
-                    mapping_version: text(base, "mapping_version"),
-                    timestamp: text(base, "timestamp"),
+                    event: text("event"),
+                    tenant: text("tenant"),
+                    mapping_name: mapping_name.to_owned(),
+                    mapping_version: "sha256:test".to_owned(),
+                    timestamp: text("timestamp"),
                 },
-                input: fixture(&text(c, "input")),
-                current: c["current"].as_str().map(fixture),
+                input: fixture(&format!("{case}/input.json")),
+                current: file("current.json")
+                    .exists()
+                    .then(|| fixture(&format!("{case}/current.json"))),
                 config,
-                expected: text(c, "expected"),
-            }
-        })
-        .collect()
+                expected,
+                name: case,
+            });
+        }
+    }
+    cases
 }
 
 fn run(case: &Case) -> Result<String, MappingError> {
@@ -78,24 +99,28 @@ fn run(case: &Case) -> Result<String, MappingError> {
     }
 }
 
-/// An error outcome as recorded in `expected/<name>.err.json`:
-/// `{"error": {"kind": "reject"|"skip"|"fail", "message": "..."}}`.
+/// An error outcome as recorded in `expected-error.json`:
+/// `{"kind": "reject"|"skip"|"fail", "message": "..."}`.
 fn error_json(e: &MappingError) -> Value {
     let (kind, message) = match e {
         MappingError::Reject(m) => ("reject", m),
         MappingError::Skip(m) => ("skip", m),
         MappingError::Fail(m) => ("fail", m),
     };
-    json!({ "error": { "kind": kind, "message": message } })
+    json!({ "kind": kind, "message": message })
 }
 
 #[test]
 fn every_case_matches_its_expected_file() {
     let mut failures = Vec::new();
     let cases = cases();
-    assert!(cases.len() >= 12, "cases.json lost cases: {}", cases.len());
+    assert!(
+        cases.len() >= 12,
+        "the fixtures lost cases: {}",
+        cases.len()
+    );
     for case in &cases {
-        let actual = match (run(case), case.expected.ends_with(".err.json")) {
+        let actual = match (run(case), case.expected.ends_with("expected-error.json")) {
             (Ok(text), false) => serde_json::from_str(&text).expect("output is JSON"),
             (Err(e), true) => error_json(&e),
             (Ok(text), true) => {
@@ -125,29 +150,11 @@ fn outputs_are_byte_for_byte_deterministic() {
 }
 
 #[test]
-fn every_input_fixture_is_used_by_a_case() {
-    let manifest = fixture_json("cases.json");
-    let used: Vec<&str> = manifest["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|c| [c["input"].as_str(), c["current"].as_str()])
-        .flatten()
-        .collect();
-    for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.ends_with(".json") && name != "cases.json" {
-            assert!(
-                used.contains(&name.as_str()),
-                "{name} is not used by cases.json"
-            );
-        }
-    }
-}
-
-#[test]
 fn validation_samples_are_benchmark_sized() {
-    for name in ["referral-sample.json", "opportunity-sample.json"] {
+    for name in [
+        "partner-center-to-crm/referral-sample/input.json",
+        "crm-to-partner-center/opportunity-sample/input.json",
+    ] {
         let len = fixture(name).len();
         assert!(
             (2048..=4096).contains(&len),

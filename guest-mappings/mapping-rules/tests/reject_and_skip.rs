@@ -12,16 +12,16 @@ use serde_json::{Value, json};
 
 #[test]
 fn opportunity_without_sync_yes_is_skipped() {
-    let o = fixture_json("opportunity-sync-no.json");
+    let o = fixture_json("crm-to-partner-center/opportunity-sync-no/input.json");
     let msg = skipped(to_referral(&o, &[]));
     assert!(msg.contains("\"cosell_syncwithpartnercenter\""), "{msg}");
     assert!(msg.contains("false"), "{msg}");
     for value in [Value::Null, json!(0), json!("Yes")] {
-        let mut o = fixture_json("opportunity-sample.json");
+        let mut o = fixture_json("crm-to-partner-center/opportunity-sample/input.json");
         o["cosell_syncwithpartnercenter"] = value.clone();
         skipped(to_referral(&o, &[]));
     }
-    let mut o = fixture_json("opportunity-sample.json");
+    let mut o = fixture_json("crm-to-partner-center/opportunity-sample/input.json");
     o.as_object_mut()
         .unwrap()
         .remove("cosell_syncwithpartnercenter");
@@ -51,7 +51,7 @@ fn malformed_json_is_rejected_with_the_serde_message() {
         &config(&[]),
     ));
     assert!(msg.starts_with("referral is not valid JSON"), "{msg}");
-    let good = fixture("referral-accepted.json");
+    let good = fixture("partner-center-to-crm/referral-accepted/input.json");
     let msg = rejected(referral_to_opportunity(
         &to_crm("x"),
         &good,
@@ -73,7 +73,7 @@ fn malformed_json_is_rejected_with_the_serde_message() {
 
 /// Applies `edit` to the sample opportunity and returns the Reject message.
 fn opportunity_rejection(edit: impl FnOnce(&mut Value)) -> String {
-    let mut o = fixture_json("opportunity-sample.json");
+    let mut o = fixture_json("crm-to-partner-center/opportunity-sample/input.json");
     edit(&mut o);
     rejected(to_referral(&o, &[]))
 }
@@ -164,7 +164,7 @@ fn co_sell_needs_solution_and_contact() {
         "{msg}"
     );
     // Without help the same opportunity is an Independent referral and needs neither.
-    let mut o = fixture_json("opportunity-sample.json");
+    let mut o = fixture_json("crm-to-partner-center/opportunity-sample/input.json");
     o["cosell_howcanmicrosofthelp"] = Value::Null;
     o["cosell_products"] = Value::Null;
     o.as_object_mut().unwrap().remove("parentcontactid");
@@ -197,7 +197,7 @@ fn referral_missing_or_invalid_data_is_rejected_naming_the_field() {
         ),
     ];
     for (pointer, value, field) in cases {
-        let mut r = fixture_json("referral-incoming-new.json");
+        let mut r = fixture_json("partner-center-to-crm/referral-incoming-new/input.json");
         *r.pointer_mut(pointer).unwrap() = value;
         let msg = rejected(to_opportunity(&r, None, &[]));
         assert!(msg.contains(field), "{pointer}: {msg}");

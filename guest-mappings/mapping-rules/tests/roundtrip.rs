@@ -41,11 +41,11 @@ fn known_help(r: &Value) -> Option<&str> {
 #[test]
 fn referral_to_opportunity_to_referral_keeps_shared_fields() {
     for name in [
-        "referral-incoming-new.json",
-        "referral-accepted.json",
-        "referral-won.json",
-        "referral-lost.json",
-        "referral-sample.json",
+        "partner-center-to-crm/referral-incoming-new/input.json",
+        "partner-center-to-crm/referral-accepted/input.json",
+        "partner-center-to-crm/referral-won/input.json",
+        "partner-center-to-crm/referral-lost/input.json",
+        "partner-center-to-crm/referral-sample/input.json",
     ] {
         let original = fixture_json(name);
         let back = opp_to_referral(&referral_to_opp(&original), None);
@@ -99,7 +99,7 @@ fn referral_to_opportunity_to_referral_keeps_shared_fields() {
 
 #[test]
 fn round_trip_onto_the_current_referral_changes_nothing_it_carries() {
-    let original = fixture_json("referral-accepted.json");
+    let original = fixture_json("partner-center-to-crm/referral-accepted/input.json");
     let mut o = referral_to_opp(&original);
     o["opportunityid"] = original["externalReferenceId"].clone();
     let back = opp_to_referral(&o, Some(&original));
@@ -108,7 +108,7 @@ fn round_trip_onto_the_current_referral_changes_nothing_it_carries() {
 
 #[test]
 fn opportunity_to_referral_to_opportunity_keeps_owned_columns() {
-    let original = fixture_json("opportunity-sample.json");
+    let original = fixture_json("crm-to-partner-center/opportunity-sample/input.json");
     let mut r = opp_to_referral(&original, None);
     // Partner Center assigns the referral id on create.
     r["id"] = json!("0a0b0c0d-1111-4222-8333-444455556666");

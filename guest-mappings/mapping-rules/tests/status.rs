@@ -7,7 +7,7 @@ use mapping_rules::{MappingError, opportunity_to_referral, referral_to_opportuni
 use serde_json::{Value, json};
 
 fn referral(status: &str, substatus: &str) -> Value {
-    let mut r = fixture_json("referral-incoming-new.json");
+    let mut r = fixture_json("partner-center-to-crm/referral-incoming-new/input.json");
     r["status"] = json!(status);
     r["substatus"] = json!(substatus);
     r
@@ -30,7 +30,7 @@ fn crm_state(r: &Value, current: Option<&Value>) -> Option<(i64, i64)> {
 }
 
 fn opportunity(statecode: i64, statuscode: i64) -> Value {
-    let mut o = fixture_json("opportunity-won.json");
+    let mut o = fixture_json("crm-to-partner-center/opportunity-won/input.json");
     o["statecode"] = json!(statecode);
     o["statuscode"] = json!(statuscode);
     o

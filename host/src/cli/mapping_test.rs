@@ -1,4 +1,5 @@
-//! `cosell mapping test`: run a component on one record, under the production limits.
+//! `cosell mapping test`: run a component on one record, or on every case of a fixtures
+//! directory (`--fixtures`, see [`super::mapping_fixtures`]), under the production limits.
 
 use super::DirectionArg;
 use crate::config::HostConfig;
@@ -17,32 +18,49 @@ pub struct TestArgs {
     /// The component (.wasm: a component, or a core module built with wit-bindgen).
     pub component: PathBuf,
     /// The input document (JSON file).
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "fixtures",
+        conflicts_with = "fixtures"
+    )]
+    pub input: Option<PathBuf>,
     /// The current counterpart record on the destination side (JSON file).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fixtures")]
     pub current: Option<PathBuf>,
     /// A configuration value the step reads with `config.get` (repeatable).
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, conflicts_with = "fixtures")]
     pub config: Vec<(String, String)>,
-    /// The sync direction the step is called for.
-    #[arg(long, value_enum, default_value_t = DirectionArg::PartnerCenterToCrm)]
-    pub direction: DirectionArg,
+    /// The sync direction the step is called for (with --fixtures: for the cases whose
+    /// context.json names none). Default: partner-center-to-crm.
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionArg>,
     /// The triggering event name passed in the context.
-    #[arg(long, default_value = "test")]
+    #[arg(long, default_value = "test", conflicts_with = "fixtures")]
     pub event: String,
     /// The tenant passed in the context.
-    #[arg(long, default_value = "test")]
+    #[arg(long, default_value = "test", conflicts_with = "fixtures")]
     pub tenant: String,
     /// The step name passed in the context.
     #[arg(long, default_value = "test")]
     pub step: String,
     /// The context timestamp (RFC 3339). Default: now.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fixtures")]
     pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
     /// Take the limits from this host configuration instead of the defaults.
     #[arg(long, value_name = "HOST_CONFIG")]
     pub limits_from: Option<PathBuf>,
+    /// Run every case of this fixtures directory (one directory per case: input.json,
+    /// optional current.json, config.json, context.json, and expected.json or
+    /// expected-error.json) and compare each outcome with the expected one. Exits 0 only
+    /// when every case passes.
+    #[arg(long, value_name = "DIR")]
+    pub fixtures: Option<PathBuf>,
+    /// With --fixtures: rewrite each case's expected file from what the component did.
+    #[arg(long, requires = "fixtures")]
+    pub update: bool,
+    /// With --fixtures: print the results as one JSON document on stdout.
+    #[arg(long, requires = "fixtures")]
+    pub json: bool,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -68,14 +86,21 @@ pub async fn run(args: TestArgs) -> Result<i32> {
         Some(path) => HostConfig::load(path)?.limits,
         None => Limits::default(),
     };
-    let input = read_json(&args.input, "input")?;
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("reading the component {}", args.component.display()))?;
+    if let Some(dir) = args.fixtures.clone() {
+        let cases = crate::pipeline::fixtures::load_suite(&dir)?;
+        return tokio::task::spawn_blocking(move || {
+            super::mapping_fixtures::run_suite(&args, limits, &bytes, cases)
+        })
+        .await?;
+    }
+    let input = read_json(args.input.as_deref().expect("required by clap"), "input")?;
     let current = args
         .current
         .as_deref()
         .map(|path| read_json(path, "current"))
         .transpose()?;
-    let bytes = std::fs::read(&args.component)
-        .with_context(|| format!("reading the component {}", args.component.display()))?;
     // Compiling and calling block; keep them off the async runtime's threads.
     tokio::task::spawn_blocking(move || test_blocking(args, limits, bytes, input, current)).await?
 }
@@ -87,18 +112,13 @@ fn test_blocking(
     input: String,
     current: Option<String>,
 ) -> Result<i32> {
-    let runtime = MappingRuntime::new(limits)?;
-    let started = Instant::now();
-    let component: MappingComponent = runtime
-        .load(&bytes)
-        .with_context(|| format!("loading {}", args.component.display()))?;
-    let compile_time = started.elapsed();
+    let (runtime, component, compile_time) = compile(&args.component, limits, &bytes)?;
     let config: StepConfig = args.config.into_iter().collect();
     let report = runtime.call(
         &component,
         &MappingCall {
             mapping_name: Arc::from(args.step.as_str()),
-            direction: args.direction.into(),
+            direction: args.direction.unwrap_or_default().into(),
             event: &args.event,
             tenant: &args.tenant,
             timestamp: args.timestamp.unwrap_or_else(chrono::Utc::now),
@@ -123,6 +143,20 @@ fn test_blocking(
             Ok(1)
         }
     }
+}
+
+/// A runtime with `limits` and the component compiled on it, and how long compiling took.
+pub(super) fn compile(
+    path: &Path,
+    limits: Limits,
+    bytes: &[u8],
+) -> Result<(MappingRuntime, MappingComponent, Duration)> {
+    let runtime = MappingRuntime::new(limits)?;
+    let started = Instant::now();
+    let component = runtime
+        .load(bytes)
+        .with_context(|| format!("loading {}", path.display()))?;
+    Ok((runtime, component, started.elapsed()))
 }
 
 fn print_report(

@@ -1,4 +1,4 @@
-//! The `cosell` command line: `serve`, `sandbox`, `mapping test | deploy | list | rollback`,
+//! The `cosell` command line: `serve`, `sandbox`, `mapping test | new | deploy | list | rollback`,
 //! `queue`, `dead-letters list | replay`, `audit`, `backfill`, and the setup commands
 //! `partner-center login | register-webhooks`, `dataverse provision | register-webhook`.
 
@@ -6,6 +6,8 @@ mod admin_client;
 mod backfill;
 mod config_check;
 mod login;
+mod mapping_fixtures;
+mod mapping_new;
 mod mapping_test;
 mod queue;
 mod sandbox;
@@ -202,8 +204,14 @@ pub enum DataverseCommand {
 pub enum MappingCommand {
     /// Run a component on one record under the production limits. Prints the output JSON on
     /// stdout and fuel, memory, time and the guest's logs on stderr. Exits 1 if the mapping
-    /// fails (rejects, skips, fails, traps or hits a limit).
+    /// fails (rejects, skips, fails, traps or hits a limit). With --fixtures DIR, runs every
+    /// case of a fixtures directory instead: one line per case (PASS/FAIL/UPDATED, fuel, peak
+    /// memory, time), a diff of each mismatch, a summary; exits 1 if any case fails.
     Test(mapping_test::TestArgs),
+    /// Start a mapping project outside this repository: the step's source in Rust, Python or
+    /// JavaScript, a one-command ./build.sh, the contract, the documents' schemas and types,
+    /// fixtures with expected outputs and a README.
+    New(mapping_new::NewArgs),
     /// Deploy a new version of a step to a running host (validated before it goes live).
     Deploy {
         /// The step to deploy to, e.g. referral-to-opportunity.
@@ -291,8 +299,9 @@ impl AdminArgs {
 }
 
 /// Directions as accepted on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum DirectionArg {
+    #[default]
     PartnerCenterToCrm,
     CrmToPartnerCenter,
 }
@@ -315,6 +324,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Sandbox(args) => sandbox::run(args).await.map(|()| 0),
         Command::Queue(args) => queue::run(args).await,
         Command::Mapping(MappingCommand::Test(args)) => mapping_test::run(args).await,
+        Command::Mapping(MappingCommand::New(args)) => mapping_new::run(args),
         Command::Mapping(MappingCommand::Deploy {
             step,
             component,

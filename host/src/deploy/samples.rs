@@ -7,9 +7,12 @@ use crate::config::StepSpec;
 use crate::runtime::Direction;
 use anyhow::{Context as _, Result};
 
-const SAMPLE_REFERRAL: &str = include_str!("../../../guest-mappings/fixtures/referral-sample.json");
-const SAMPLE_OPPORTUNITY: &str =
-    include_str!("../../../guest-mappings/fixtures/opportunity-sample.json");
+const SAMPLE_REFERRAL: &str = include_str!(
+    "../../../guest-mappings/fixtures/partner-center-to-crm/referral-sample/input.json"
+);
+const SAMPLE_OPPORTUNITY: &str = include_str!(
+    "../../../guest-mappings/fixtures/crm-to-partner-center/opportunity-sample/input.json"
+);
 
 /// The built-in sample input of a direction.
 pub fn builtin_sample(direction: Direction) -> &'static str {

@@ -5,6 +5,7 @@
 //! snapshot of it when its call starts and finishes on that version even if a new one is
 //! activated meanwhile, so a hot swap never drops or splits a record.
 
+pub mod fixtures;
 pub mod output_diff;
 mod step;
 
