@@ -21,7 +21,11 @@ fn guide() -> String {
 fn follow(tag: &str) {
     let steps = steps(&guide(), tag);
     assert!(
-        steps.iter().filter(|s| matches!(s, Step::Run { .. })).count() >= 8,
+        steps
+            .iter()
+            .filter(|s| matches!(s, Step::Run { .. }))
+            .count()
+            >= 8,
         "the {tag} walk-through of docs/authoring.md has its commands in `console` blocks"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -92,7 +96,10 @@ fn shown_output_matches_real_output_with_ellipses() {
     let shown = |s: &str| s.lines().map(str::to_owned).collect::<Vec<_>>();
     assert!(matches(&shown("a\n…\nc"), "a\nb\nc"));
     assert!(matches(&shown("fuel … of 100"), "x\nfuel 12 of 100"));
-    assert!(!matches(&shown("a\nc"), "a\nb\nc"), "shown lines run together");
+    assert!(
+        !matches(&shown("a\nc"), "a\nb\nc"),
+        "shown lines run together"
+    );
     assert!(!matches(&shown("c\n…\na"), "a\nb\nc"), "in order");
     assert!(!matches(&shown("fuel … of 100"), "fuel 12 of 1000"));
 }

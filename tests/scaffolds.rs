@@ -1,7 +1,9 @@
 //! `cosell mapping new` as a mapping author uses it, end to end: the project it writes builds
 //! with its one command (`./build.sh`), passes its own fixtures under `cosell mapping test
 //! --fixtures`, and deploys into a running `cosell sandbox`, whose host then reports the new
-//! version active. One function per language and variant, all through one helper. Also: the
+//! version active (a Python or JavaScript `--from-default` step as a step after the default
+//! mapping, `cosell sandbox --add-step`). One function per language and variant, all through
+//! one helper. Also: the
 //! command refuses bad names and non-empty directories.
 //!
 //! The builds fetch toolchains from package registries on their first run (componentize-py
@@ -32,12 +34,33 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// The step of the sandbox's pipeline for `direction`.
-fn sandbox_step(direction: &str) -> &'static str {
+/// The default step of the sandbox's pipeline for `direction`.
+fn default_step(direction: &str) -> &'static str {
     match direction {
         "partner-center-to-crm" => "referral-to-opportunity",
         _ => "opportunity-to-referral",
     }
+}
+
+/// Where a project's step goes in the sandbox, and the sandbox arguments that put it there: a
+/// Python or JavaScript `--from-default` step runs after the default mapping (a step the
+/// sandbox adds with `--add-step`), every other project replaces the default step.
+fn placement(lang: &str, direction: &str, from_default: bool, name: &str) -> (String, Vec<String>) {
+    if from_default && lang != "rust" {
+        (
+            name.to_owned(),
+            vec!["--add-step".to_owned(), format!("{direction}:{name}")],
+        )
+    } else {
+        (default_step(direction).to_owned(), Vec::new())
+    }
+}
+
+/// One target directory for every Rust project the tests build, so the standard library
+/// (built from source where no wasm target is installed) and the SDK's dependencies are
+/// compiled once.
+fn shared_rust_target() -> std::path::PathBuf {
+    support::repo_root().join("target/scaffold-guests")
 }
 
 /// `cosell mapping new` → `./build.sh` → `cosell mapping test --fixtures` → deploy into a
@@ -76,6 +99,7 @@ async fn scaffold_builds_passes_its_fixtures_and_deploys(
         Command::new("timeout")
             .args(["900", "./build.sh"])
             .current_dir(&project)
+            .env("CARGO_TARGET_DIR", shared_rust_target())
             .output()
             .unwrap()
     });
@@ -107,7 +131,9 @@ async fn scaffold_builds_passes_its_fixtures_and_deploys(
     assert!(String::from_utf8_lossy(&tested.stdout).contains(" 0 failed"));
 
     let sandbox_dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(sandbox_dir.path(), &[], Duration::from_secs(120)).await;
+    let (step, sandbox_args) = placement(lang, direction, from_default, &name);
+    let sandbox_args: Vec<&str> = sandbox_args.iter().map(String::as_str).collect();
+    let sandbox = Sandbox::start(sandbox_dir.path(), &sandbox_args, Duration::from_secs(120)).await;
     let admin_url = sandbox.manifest["host"]["admin_url"]
         .as_str()
         .unwrap()
@@ -116,7 +142,7 @@ async fn scaffold_builds_passes_its_fixtures_and_deploys(
         .as_str()
         .unwrap()
         .to_owned();
-    let step = sandbox_step(direction);
+    let step = step.as_str();
     let deployed = tokio::task::block_in_place(|| {
         Command::new(env!("CARGO_BIN_EXE_cosell"))
             .current_dir(&project)
@@ -161,21 +187,23 @@ async fn python_from_default_scaffold_builds_passes_its_fixtures_and_deploys() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the Rust template (guest-mappings/scaffold/rust/) comes with the SDK branch"]
 async fn rust_scaffold_builds_passes_its_fixtures_and_deploys() {
     scaffold_builds_passes_its_fixtures_and_deploys("rust", "partner-center-to-crm", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the Rust template (guest-mappings/scaffold/rust-from-default/) comes with the SDK branch"]
 async fn rust_from_default_scaffold_builds_passes_its_fixtures_and_deploys() {
     scaffold_builds_passes_its_fixtures_and_deploys("rust", "partner-center-to-crm", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the JavaScript template (guest-mappings/scaffold/js/) comes with the js branch"]
 async fn js_scaffold_builds_passes_its_fixtures_and_deploys() {
     scaffold_builds_passes_its_fixtures_and_deploys("js", "partner-center-to-crm", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_from_default_scaffold_builds_passes_its_fixtures_and_deploys() {
+    scaffold_builds_passes_its_fixtures_and_deploys("js", "partner-center-to-crm", true).await;
 }
 
 #[test]

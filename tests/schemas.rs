@@ -89,24 +89,38 @@ fn fixture_documents() -> Vec<Document> {
     }
     let mut documents = Vec::new();
     for case in cases {
-        let direction = direction_of(&case);
-        let (input, output) = match direction.as_str() {
-            "partner-center-to-crm" => (Role::Referral, Role::Opportunity),
-            "crm-to-partner-center" => (Role::Opportunity, Role::Referral),
-            other => panic!("{}: unknown direction '{other}'", case.display()),
+        // A template's case without a direction serves either direction (the project's
+        // placeholders pick the types), so its documents must follow both schemas.
+        let (inputs, outputs): (&[Role], &[Role]) = match direction_of(&case).as_deref() {
+            Some("partner-center-to-crm") => (&[Role::Referral], &[Role::Opportunity]),
+            Some("crm-to-partner-center") => (&[Role::Opportunity], &[Role::Referral]),
+            None if case.starts_with(repo().join("guest-mappings/scaffold")) => (
+                &[Role::Referral, Role::Opportunity],
+                &[Role::Referral, Role::Opportunity],
+            ),
+            other => panic!(
+                "{}: no known direction ({other:?}): give it a context.json or a direction folder",
+                case.display()
+            ),
         };
-        for (file, role) in [
-            ("input.json", input),
-            ("current.json", output),
-            ("expected.json", output),
+        for (file, roles) in [
+            ("input.json", inputs),
+            ("current.json", outputs),
+            ("expected.json", outputs),
         ] {
             let path = case.join(file);
             let Ok(text) = std::fs::read_to_string(&path) else {
                 continue;
             };
-            let value = serde_json::from_str(&text)
+            let value: Value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-            documents.push(Document { path, role, value });
+            for &role in roles {
+                documents.push(Document {
+                    path: path.clone(),
+                    role,
+                    value: value.clone(),
+                });
+            }
         }
     }
     documents
@@ -128,23 +142,18 @@ fn find_cases(dir: &Path, cases: &mut Vec<PathBuf>) {
     }
 }
 
-fn direction_of(case: &Path) -> String {
+/// The case's direction: its `context.json`'s, else the direction folder it is in.
+fn direction_of(case: &Path) -> Option<String> {
     if let Ok(text) = std::fs::read_to_string(case.join("context.json")) {
         let context: Value = serde_json::from_str(&text).unwrap();
         if let Some(direction) = context["direction"].as_str() {
-            return direction.to_owned();
+            return Some(direction.to_owned());
         }
     }
     case.ancestors()
         .filter_map(|dir| dir.file_name()?.to_str())
         .find(|name| matches!(*name, "partner-center-to-crm" | "crm-to-partner-center"))
-        .unwrap_or_else(|| {
-            panic!(
-                "{}: no direction (context.json or a direction folder)",
-                case.display()
-            )
-        })
-        .to_owned()
+        .map(str::to_owned)
 }
 
 fn schema(role: Role) -> Value {

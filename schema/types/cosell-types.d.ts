@@ -197,6 +197,8 @@ export interface Solution {
  * annotations such as `@odata.etag`) is allowed and kept.
  */
 export interface Opportunity {
+  /** The probability of winning, 0 to 100 (a percentage). Not written by the default mapping; a step of yours may set it. */
+  closeprobability?: number | null;
   /** The audit trail: one line per change cosell made. */
   cosell_audit?: string | null;
   /** "How can Microsoft help?" (an option-set value; see the mapping's `help-option.*` config keys). */
@@ -227,6 +229,8 @@ export interface Opportunity {
   statecode?: number | null;
   /** Status reason (an option-set value; the customisable ones are mapping config keys). */
   statuscode?: number | null;
+  /** The sales stage's name (up to 200 characters). Not written by the default mapping; a step of yours may set it. */
+  stepname?: string | null;
   /** The currency (expanded `transactioncurrencyid`). */
   transactioncurrencyid?: Currency | null;
   /** Fields this type does not list (custom columns, annotations, ...). */

@@ -218,6 +218,10 @@ class Opportunity(TypedDict, total=False):
     any other column (custom columns such as `contoso_territory`, lookups such as
     `_ownerid_value`, OData annotations such as `@odata.etag`) is allowed and kept."""
 
+    closeprobability: int | None
+    """The probability of winning, 0 to 100 (a percentage). Not written by the default mapping;
+    a step of yours may set it."""
+
     cosell_audit: str | None
     """The audit trail: one line per change cosell made."""
 
@@ -263,6 +267,10 @@ class Opportunity(TypedDict, total=False):
 
     statuscode: int | None
     """Status reason (an option-set value; the customisable ones are mapping config keys)."""
+
+    stepname: str | None
+    """The sales stage's name (up to 200 characters). Not written by the default mapping; a
+    step of yours may set it."""
 
     transactioncurrencyid: Currency | None
     """The currency (expanded `transactioncurrencyid`)."""

@@ -14,7 +14,11 @@ pub struct SandboxArgs {
     pub data_dir: PathBuf,
     /// Where the default mapping components are (built by `make guests`; the Debian package
     /// installs them in /usr/share/cosell/mappings).
-    #[arg(long, env = "COSELL_COMPONENTS_DIR", default_value = "guest-mappings/dist")]
+    #[arg(
+        long,
+        env = "COSELL_COMPONENTS_DIR",
+        default_value = "guest-mappings/dist"
+    )]
     pub components_dir: PathBuf,
     /// The host's admin API address.
     #[arg(long, default_value = "127.0.0.1:8686")]
