@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 def customise(record: {{output_type}}, current: {{output_type}} | None) -> {{output_type}}:
     """Your changes to the default mapping's output. For example:
 
-        prefix = config.get("name-prefix")
-        if prefix and not record.get("name", "").startswith(prefix):
-            record["name"] = prefix + record.get("name", "")
+        if current is None:  # a new record: start it in the first sales stage
+            record["stepname"] = config.get("first-stage") or "1-Qualify"
+
+    Only what the default mapping writes is in `record`: an update of an existing record may
+    leave out columns it does not own or that did not change (the name, for one).
     """
     return record
 

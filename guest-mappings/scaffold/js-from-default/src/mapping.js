@@ -51,10 +51,8 @@ export function map(ctx, input, current) {
  * @returns {string}
  */
 function mapRecord(ctx, record) {
-  if (typeof record.name !== 'string' || !record.name) {
-    // The default mapping always names its output: this input did not come from it.
-    throw reject('the record has no name: is this step after the default mapping?');
-  }
+  // Only what the default mapping writes is here: an update of an existing record may leave
+  // out columns it does not own or that did not change (the name, for one).
   /** @type {string[]} */
   const set = [];
   for (const key of keys()) {
@@ -65,7 +63,7 @@ function mapRecord(ctx, record) {
       set.push(column);
     }
   }
-  log('info', `${ctx.event}: set ${set.length ? set.join(', ') : 'no columns'} on ${JSON.stringify(record.name)}`);
+  log('info', `${ctx.event}: set ${set.length ? set.join(', ') : 'no columns'}`);
   return JSON.stringify(record);
 }
 
