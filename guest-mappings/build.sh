@@ -6,7 +6,8 @@
 #   dist/referral_to_opportunity.wasm, dist/opportunity_to_referral.wasm
 #   dist/testing/{version_stamp,infinite_loop,memory_bomb,deep_recursion,panics,
 #                 oversized_output,deep_output,wasi_prober,other_world,
-#                 poisoned_referral_to_opportunity}.wasm
+#                 poisoned_referral_to_opportunity,
+#                 renamed_referral_to_opportunity}.wasm
 #
 # Usage: build.sh [--release] [--check-toolchain]
 #   --release          optimised build (profile.release: opt-level 3, LTO, panic=abort)
@@ -49,6 +50,7 @@ ARTIFACTS=(
     "wasi_prober:testing/wasi_prober.wasm"
     "other_world:testing/other_world.wasm"
     "poisoned_referral_to_opportunity:testing/poisoned_referral_to_opportunity.wasm"
+    "renamed_referral_to_opportunity:testing/renamed_referral_to_opportunity.wasm"
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

@@ -24,9 +24,10 @@ impl IntoResponse for ApiError {
 impl From<DeployError> for ApiError {
     fn from(err: DeployError) -> Self {
         let status = match &err {
-            DeployError::UnknownStep(_) | DeployError::UnknownVersion { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            DeployError::UnknownStep(_)
+            | DeployError::UnknownVersion { .. }
+            | DeployError::NoShadow(_) => StatusCode::NOT_FOUND,
+            DeployError::ShadowIsActive { .. } => StatusCode::CONFLICT,
             DeployError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::AmbiguousVersion { .. } => StatusCode::BAD_REQUEST,
             DeployError::NothingToRollBackTo(_) => StatusCode::CONFLICT,

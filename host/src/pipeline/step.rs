@@ -1,8 +1,10 @@
-//! One mapping step: its name, direction, operator config and hot-swappable active version.
+//! One mapping step: its name, direction, operator config, hot-swappable active version and
+//! optional shadow version ([`super::shadow`]).
 
 use crate::metrics::Metrics;
 use crate::runtime::{CallReport, Direction, MappingComponent, StepConfig};
-use arc_swap::ArcSwap;
+use super::shadow::{Shadow, ShadowOutcome};
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::sync::Arc;
 
 /// What identifies a step to its component: name, direction and operator config.
@@ -19,6 +21,7 @@ pub struct MappingStep {
     pub direction: Direction,
     pub config: Arc<StepConfig>,
     active: ArcSwap<MappingComponent>,
+    shadow: ArcSwapOption<Shadow>,
     metrics: Arc<Metrics>,
 }
 
@@ -35,6 +38,7 @@ impl MappingStep {
             direction: identity.direction,
             config: identity.config,
             active: ArcSwap::new(initial),
+            shadow: ArcSwapOption::empty(),
             metrics,
         }
     }
@@ -61,6 +65,23 @@ impl MappingStep {
         self.metrics
             .set_active_version(&self.name, &version, Some(&previous.version));
         previous
+    }
+
+    /// The shadow version, if the step has one.
+    pub fn shadow(&self) -> Option<Arc<Shadow>> {
+        self.shadow.load_full()
+    }
+
+    /// Makes `component` the step's shadow (a fresh report), or ends the shadow (`None`);
+    /// shadow calls in flight finish and count in the report they started with.
+    pub fn set_shadow(&self, component: Option<Arc<MappingComponent>>) {
+        self.shadow
+            .store(component.map(|c| Arc::new(Shadow::new(c))));
+    }
+
+    /// Counts a shadow call in the metrics.
+    pub(crate) fn record_shadow(&self, outcome: ShadowOutcome) {
+        self.metrics.record_shadow_call(&self.name, outcome.label());
     }
 
     /// Counts a finished call in the metrics.

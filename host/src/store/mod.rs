@@ -34,7 +34,7 @@ pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
 pub use open::{StateStore, open};
 pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync::{
-    AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts,
+    AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, LastRun, Link, NewEvent, ParkedEvent, QueueCounts,
     QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
 };
 
@@ -86,6 +86,8 @@ pub enum ActivationReason {
     Deploy,
     /// An earlier version was re-activated.
     Rollback,
+    /// The step's shadow version was promoted.
+    Promote,
 }
 
 impl ActivationReason {
@@ -94,6 +96,7 @@ impl ActivationReason {
             ActivationReason::Bootstrap => "bootstrap",
             ActivationReason::Deploy => "deploy",
             ActivationReason::Rollback => "rollback",
+            ActivationReason::Promote => "promote",
         }
     }
 }
@@ -150,6 +153,24 @@ pub trait DeploymentStore: Send + Sync {
     /// the `keep` most recently activated, the active one and the pinned ones; answers the
     /// `(step, version)`s deleted.
     fn prune_versions(&self, keep: usize) -> Result<Vec<(String, String)>>;
+
+    /// Stores `wasm` as `version` of `step` (if not already stored) and makes it the step's
+    /// shadow, replacing any other, in one transaction. A shadow version is never pruned.
+    fn save_shadow(&self, step: &str, version: &str, wasm: &[u8], source: &str) -> Result<()>;
+
+    /// The shadow of `step`, if it has one.
+    fn shadow(&self, step: &str) -> Result<Option<ShadowDesignation>>;
+
+    /// Ends the shadow of `step`; answers whether it had one.
+    fn end_shadow(&self, step: &str) -> Result<bool>;
+}
+
+/// A step's shadow version, as the store keeps it (the counts are in memory, per replica).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShadowDesignation {
+    pub version: String,
+    /// When it became the shadow (RFC 3339).
+    pub since: String,
 }
 
 /// The name of the [`DeploymentStore::host_secret`] that keys the artifact cache's HMACs.

@@ -1,0 +1,22 @@
+-- The shadow version of a step (at most one): a stored version that runs beside the active one
+-- on live records, whose outputs are compared and never written (deploy/shadow.rs).
+CREATE TABLE IF NOT EXISTS mapping_shadows (
+    step     TEXT PRIMARY KEY,
+    version  TEXT NOT NULL,
+    since    TEXT NOT NULL,
+    FOREIGN KEY (step, version) REFERENCES mapping_versions (step, version)
+);
+-- The last pipeline run of each record and direction (overwritten), what `cosell mapping
+-- replay` runs again. Pruned with the audit trail's age limit.
+CREATE TABLE IF NOT EXISTS pipeline_last_runs (
+    record          TEXT NOT NULL,
+    direction       TEXT NOT NULL,
+    input           TEXT NOT NULL,
+    current_doc     TEXT,
+    config_revision INTEGER,
+    output          TEXT,
+    error           TEXT,
+    at              TEXT NOT NULL,
+    PRIMARY KEY (record, direction)
+);
+CREATE INDEX IF NOT EXISTS pipeline_last_runs_at ON pipeline_last_runs (at);
