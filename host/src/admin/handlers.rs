@@ -51,6 +51,7 @@ fn steps_json(state: &AdminState) -> Vec<Value> {
                 "active_version": &*active.version,
                 "size": active.size,
                 "config_keys": step.config.keys().collect::<Vec<_>>(),
+                "shadow_version": step.shadow().map(|s| s.component.version.to_string()),
             })
         })
         .collect()

@@ -1,4 +1,5 @@
-//! The `cosell` command line: `serve`, `sandbox`, `mapping test | deploy | list | rollback`,
+//! The `cosell` command line: `serve`, `sandbox`, `mapping test | deploy [--shadow] | shadow |
+//! promote | discard | replay | list | rollback`,
 //! `queue`, `dead-letters list | replay`, `audit`, `backfill`, and the setup commands
 //! `partner-center login | register-webhooks`, `dataverse provision | register-webhook`.
 
@@ -6,6 +7,8 @@ mod admin_client;
 mod backfill;
 mod config_check;
 mod login;
+mod mapping_replay;
+mod mapping_shadow;
 mod mapping_test;
 mod queue;
 mod sandbox;
@@ -210,6 +213,11 @@ pub enum MappingCommand {
         step: String,
         /// The .wasm file (a component, or a core module built with wit-bindgen).
         component: PathBuf,
+        /// Validate and store it as the step's shadow instead of activating it: it then runs
+        /// beside the active version on every live record, its outputs compared and never
+        /// written (see `cosell mapping shadow`, `promote`, `discard`).
+        #[arg(long)]
+        shadow: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -231,6 +239,19 @@ pub enum MappingCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Report on a step's shadow version on the replica answering: records seen, identical,
+    /// different (with examples: record, changed JSON pointers, diff) and failed (with the
+    /// error), and calls skipped because the host was busy.
+    Shadow(mapping_shadow::ShadowArgs),
+    /// Activate a step's shadow version (validated again, like a deploy) and end the shadow.
+    Promote(mapping_shadow::ShadowStepArgs),
+    /// End a step's shadow version; the active version is unchanged.
+    Discard(mapping_shadow::ShadowStepArgs),
+    /// Run a record's last pipeline run on a running host again, through the active pipeline
+    /// or with a candidate in place of one step; print the output (stdout) and its diff against
+    /// what that run produced (stderr). Nothing is synced. Exits 0 when the output is the same,
+    /// 2 when it differs, 1 on an error.
+    Replay(mapping_replay::ReplayArgs),
     /// Keep a stored version of a step whatever the retention (`retention.mapping_versions`).
     Pin {
         /// The step.
@@ -318,8 +339,19 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Mapping(MappingCommand::Deploy {
             step,
             component,
+            shadow: false,
             admin,
         }) => admin_client::deploy(&admin, &step, &component).await,
+        Command::Mapping(MappingCommand::Deploy {
+            step,
+            component,
+            shadow: true,
+            admin,
+        }) => mapping_shadow::deploy(&admin, &step, &component).await,
+        Command::Mapping(MappingCommand::Shadow(args)) => mapping_shadow::report(&args).await,
+        Command::Mapping(MappingCommand::Promote(args)) => mapping_shadow::promote(&args).await,
+        Command::Mapping(MappingCommand::Discard(args)) => mapping_shadow::discard(&args).await,
+        Command::Mapping(MappingCommand::Replay(args)) => mapping_replay::run(&args).await,
         Command::Mapping(MappingCommand::List { step, admin }) => {
             admin_client::list(&admin, step.as_deref()).await
         }

@@ -12,6 +12,7 @@
 mod bootstrap;
 #[cfg(test)]
 mod follow_tests;
+pub mod replay;
 pub mod samples;
 pub mod shadow;
 pub mod validate;
