@@ -52,6 +52,7 @@ fn steps_json(state: &AdminState) -> Vec<Value> {
                 "size": active.size,
                 "config_keys": step.config.keys().collect::<Vec<_>>(),
                 "shadow_version": step.shadow().map(|s| s.component.version.to_string()),
+                "limits": &*step.limits,
             })
         })
         .collect()

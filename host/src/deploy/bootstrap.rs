@@ -62,6 +62,7 @@ fn load_step(
         name: spec.step.as_str().into(),
         direction,
         config: Arc::new(spec.config.clone()),
+        limits: Arc::new(spec.effective_limits(runtime.limits())),
     };
     if let Some(stored) = store.active_version(&spec.step)? {
         let component = runtime.load(&stored.wasm).map_err(|err| {

@@ -15,6 +15,8 @@ mod follow_tests;
 pub mod replay;
 pub mod samples;
 pub mod shadow;
+#[cfg(test)]
+mod step_limits_tests;
 pub mod validate;
 pub mod watch_dir;
 

@@ -241,7 +241,7 @@ impl Pipelines {
         let (step_arc, event, tenant) = (step.clone(), event.to_owned(), tenant.to_owned());
         let version = component.version.to_string();
         let report = tokio::task::spawn_blocking(move || {
-            runtime.call(
+            runtime.call_with_limits(
                 &component,
                 &MappingCall {
                     mapping_name: step_arc.name.clone(),
@@ -253,6 +253,7 @@ impl Pipelines {
                     current: current.as_deref(),
                     config: step_arc.config.clone(),
                 },
+                &step_arc.limits,
             )
         })
         .await
@@ -294,7 +295,7 @@ impl Pipelines {
         );
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let report = runtime.call(
+            let report = runtime.call_with_limits(
                 &shadow.component,
                 &MappingCall {
                     mapping_name: step.name.clone(),
@@ -306,6 +307,7 @@ impl Pipelines {
                     current: current.as_deref(),
                     config: step.config.clone(),
                 },
+                &step.limits,
             );
             let outcome = shadow.compare(&record, &active, &report.result);
             step.record_shadow(outcome);

@@ -2,17 +2,19 @@
 //! optional shadow version ([`super::shadow`]).
 
 use crate::metrics::Metrics;
-use crate::runtime::{CallReport, Direction, MappingComponent, StepConfig};
+use crate::runtime::{CallReport, Direction, Limits, MappingComponent, StepConfig};
 use super::shadow::{Shadow, ShadowOutcome};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::sync::Arc;
 
-/// What identifies a step to its component: name, direction and operator config.
+/// What identifies a step to its component: name, direction, operator config and the
+/// step's effective limits (`[limits]` with the step's own `limits` over them).
 #[derive(Debug, Clone)]
 pub struct StepIdentity {
     pub name: Arc<str>,
     pub direction: Direction,
     pub config: Arc<StepConfig>,
+    pub limits: Arc<Limits>,
 }
 
 /// A configured step of a pipeline.
@@ -20,6 +22,8 @@ pub struct MappingStep {
     pub name: Arc<str>,
     pub direction: Direction,
     pub config: Arc<StepConfig>,
+    /// The limits every call of the step runs under.
+    pub limits: Arc<Limits>,
     active: ArcSwap<MappingComponent>,
     shadow: ArcSwapOption<Shadow>,
     metrics: Arc<Metrics>,
@@ -37,6 +41,7 @@ impl MappingStep {
             name: identity.name,
             direction: identity.direction,
             config: identity.config,
+            limits: identity.limits,
             active: ArcSwap::new(initial),
             shadow: ArcSwapOption::empty(),
             metrics,
@@ -49,6 +54,7 @@ impl MappingStep {
             name: self.name.clone(),
             direction: self.direction,
             config: self.config.clone(),
+            limits: self.limits.clone(),
         }
     }
 
