@@ -13,7 +13,7 @@ CREATE TABLE pipeline_last_runs (
     direction       TEXT NOT NULL,
     input           TEXT NOT NULL,
     current_doc     TEXT,
-    config_revision INTEGER,
+    config_revision BIGINT,
     output          TEXT,
     error           TEXT,
     at              TEXT NOT NULL,
