@@ -73,7 +73,7 @@ pub fn last_run(store: &dyn SyncStore, record: &str) -> Result<LastRun, ReplayEr
         .ok_or_else(|| ReplayError::UnknownRecord(record.to_owned()))
 }
 
-/// Runs `run` again through `pipelines`, with `candidate` (the `.wasm` bytes) in place of
+/// Runs `run` again through `pipelines` (with the run's event, tenant and time), with `candidate` (the `.wasm` bytes) in place of
 /// step `step` (default: the pipeline's only step) when given, and compares the output with
 /// what the run produced.
 pub async fn replay(
@@ -90,10 +90,15 @@ pub async fn replay(
                 run.direction
             ))
         })?;
+    // The run's own event, tenant and time: a mapping that stamps them (an audit line, say)
+    // gives the same output again.
+    let timestamp = chrono::DateTime::parse_from_rfc3339(&run.at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now());
     let input = PipelineInput {
-        event: "replay".into(),
-        tenant: "replay".into(),
-        timestamp: chrono::Utc::now(),
+        event: run.event.clone(),
+        tenant: run.tenant.clone(),
+        timestamp,
         document: run.input.clone(),
         current: run.current.clone(),
     };

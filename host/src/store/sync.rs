@@ -357,6 +357,10 @@ pub struct LastRun {
     pub record: String,
     /// `partner-center-to-crm` or `crm-to-partner-center`.
     pub direction: String,
+    /// The event name the pipeline was given.
+    pub event: String,
+    /// The tenant name the pipeline was given.
+    pub tenant: String,
     /// The pipeline's input document.
     pub input: String,
     /// The current counterpart record given to the pipeline, if there was one.
@@ -367,6 +371,6 @@ pub struct LastRun {
     pub output: Option<String>,
     /// why the pipeline produced none.
     pub error: Option<String>,
-    /// When it ran (RFC 3339).
+    /// When it ran (RFC 3339): the timestamp the pipeline was given.
     pub at: String,
 }

@@ -159,12 +159,16 @@ impl SyncEngine {
         let mut last = LastRun {
             record: record.to_owned(),
             direction: direction.to_string(),
+            event: input.event.clone(),
+            tenant: input.tenant.clone(),
             input: input.document.clone(),
             current: input.current.clone(),
             config_revision: None,
             output: None,
             error: None,
-            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            at: input
+                .timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         let result = self
             .pipelines

@@ -64,15 +64,17 @@ impl SqliteStore {
         self.conn()
             .execute(
                 "INSERT INTO pipeline_last_runs
-                     (record, direction, input, current_doc, config_revision, output, error, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     (record, direction, event, tenant, input, current_doc, config_revision, output, error, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (record, direction) DO UPDATE SET
-                     input = excluded.input, current_doc = excluded.current_doc,
+                     event = excluded.event, tenant = excluded.tenant, input = excluded.input, current_doc = excluded.current_doc,
                      config_revision = excluded.config_revision, output = excluded.output,
                      error = excluded.error, at = excluded.at",
                 params![
                     run.record,
                     run.direction,
+                    run.event,
+                    run.tenant,
                     run.input,
                     run.current,
                     run.config_revision,
@@ -88,19 +90,21 @@ impl SqliteStore {
     pub(super) fn last_runs_impl(&self, record: &str) -> Result<Vec<LastRun>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT record, direction, input, current_doc, config_revision, output, error, at
+            "SELECT record, direction, event, tenant, input, current_doc, config_revision, output, error, at
              FROM pipeline_last_runs WHERE record = ?1 ORDER BY direction",
         )?;
         let rows = stmt.query_map(params![record], |row| {
             Ok(LastRun {
                 record: row.get(0)?,
                 direction: row.get(1)?,
-                input: row.get(2)?,
-                current: row.get(3)?,
-                config_revision: row.get(4)?,
-                output: row.get(5)?,
-                error: row.get(6)?,
-                at: row.get(7)?,
+                event: row.get(2)?,
+                tenant: row.get(3)?,
+                input: row.get(4)?,
+                current: row.get(5)?,
+                config_revision: row.get(6)?,
+                output: row.get(7)?,
+                error: row.get(8)?,
+                at: row.get(9)?,
             })
         })?;
         rows.collect::<Result<_, _>>()

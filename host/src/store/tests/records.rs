@@ -191,6 +191,8 @@ fn the_last_run_of_a_record_is_kept_overwritten_and_pruned(store) {
     let run = |output: &str, at: &str| LastRun {
         record: "referral:R-1".into(),
         direction: "partner-center-to-crm".into(),
+        event: "referral-created".into(),
+        tenant: "contoso".into(),
         input: r#"{"id":"R-1"}"#.into(),
         current: Some(r#"{"name":"x"}"#.into()),
         config_revision: None,

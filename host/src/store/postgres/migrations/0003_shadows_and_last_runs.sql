@@ -7,10 +7,12 @@ CREATE TABLE mapping_shadows (
     FOREIGN KEY (step, version) REFERENCES mapping_versions (step, version)
 );
 -- The last pipeline run of each record and direction (overwritten), what `cosell mapping
--- replay` runs again. Pruned with the audit trail's age limit.
+-- replay` runs again (with the same event and time). Pruned with the audit trail's age limit.
 CREATE TABLE pipeline_last_runs (
     record          TEXT NOT NULL,
     direction       TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    tenant          TEXT NOT NULL,
     input           TEXT NOT NULL,
     current_doc     TEXT,
     config_revision BIGINT,
