@@ -77,12 +77,26 @@ async fn a_shadow_that_changes_a_field_is_reported_while_records_are_written_as_
     SyncEnv::run_on(backend, "", |env| async move {
         let active = env.admin_get("/admin/v1/steps").await["steps"][0]["active_version"].clone();
         let candidate = guest_path("testing/renamed_referral_to_opportunity.wasm");
-        let (code, out, err) = cosell(&env, &["mapping", "deploy", STEP, candidate.to_str().unwrap(), "--shadow"]);
+        let (code, out, err) = cosell(
+            &env,
+            &[
+                "mapping",
+                "deploy",
+                STEP,
+                candidate.to_str().unwrap(),
+                "--shadow",
+            ],
+        );
         assert_eq!(code, 0, "{out}{err}");
-        println!("$ cosell mapping deploy {STEP} renamed_referral_to_opportunity.wasm --shadow\n{out}");
+        println!(
+            "$ cosell mapping deploy {STEP} renamed_referral_to_opportunity.wasm --shadow\n{out}"
+        );
         let deployed: Value = serde_json::from_str(&out).unwrap();
         let shadow_version = deployed["shadow"].as_str().unwrap().to_owned();
-        assert_eq!(deployed["active"], active, "the active version keeps serving");
+        assert_eq!(
+            deployed["active"], active,
+            "the active version keeps serving"
+        );
 
         // Written exactly as the active version maps it.
         let rid = incoming_referral(&env, "Adatum data platform");
@@ -93,18 +107,40 @@ async fn a_shadow_that_changes_a_field_is_reported_while_records_are_written_as_
         let example = &report["different_examples"][0];
         assert_eq!(example["record"], format!("referral:{rid}"));
         assert_eq!(example["changed"], json!(["/name"]), "{report}");
-        assert!(example["diff"].as_str().unwrap().contains("[v2] Adatum data platform"), "{report}");
+        assert!(
+            example["diff"]
+                .as_str()
+                .unwrap()
+                .contains("[v2] Adatum data platform"),
+            "{report}"
+        );
         let (code, text, err) = cosell(&env, &["mapping", "shadow", STEP]);
         assert_eq!(code, 0, "{err}");
         println!("$ cosell mapping shadow {STEP}\n{text}");
-        assert!(text.contains(&format!("referral:{rid}  changed: /name")), "{text}");
-        let metrics = reqwest::get(format!("{}/metrics", env.admin_url)).await.unwrap().text().await.unwrap();
         assert!(
-            metrics.lines().any(|l| l.starts_with(&format!("cosell_shadow_calls_total{{step=\"{STEP}\",outcome=\"different\"}}"))),
+            text.contains(&format!("referral:{rid}  changed: /name")),
+            "{text}"
+        );
+        let metrics = reqwest::get(format!("{}/metrics", env.admin_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&format!(
+                "cosell_shadow_calls_total{{step=\"{STEP}\",outcome=\"different\"}}"
+            ))),
             "{metrics}"
         );
-        let opp = env.opportunity(opp["opportunityid"].as_str().unwrap()).await;
-        assert_eq!(name_of(&opp), "Adatum data platform", "nothing the shadow produced was written");
+        let opp = env
+            .opportunity(opp["opportunityid"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            name_of(&opp),
+            "Adatum data platform",
+            "nothing the shadow produced was written"
+        );
 
         // Replay: the active version gives what was written; the candidate differs at /name.
         let record = format!("referral:{rid}");
@@ -112,12 +148,36 @@ async fn a_shadow_that_changes_a_field_is_reported_while_records_are_written_as_
         println!("$ cosell mapping replay {record}\n{out}{err}");
         assert_eq!(code, 0, "{out}{err}");
         assert!(err.contains("no difference"), "{err}");
-        let (code, out, err) = cosell(&env, &["mapping", "replay", &rid, "--wasm", candidate.to_str().unwrap()]);
-        println!("$ cosell mapping replay {rid} --wasm renamed_referral_to_opportunity.wasm\n{out}{err}");
+        let (code, out, err) = cosell(
+            &env,
+            &[
+                "mapping",
+                "replay",
+                &rid,
+                "--wasm",
+                candidate.to_str().unwrap(),
+            ],
+        );
+        println!(
+            "$ cosell mapping replay {rid} --wasm renamed_referral_to_opportunity.wasm\n{out}{err}"
+        );
         assert_eq!(code, 2, "a difference exits 2: {out}{err}");
         assert!(out.contains("[v2] Adatum data platform"), "{out}");
-        assert!(err.contains("+  \"name\": \"[v2] Adatum data platform\""), "{err}");
-        let (_, out, _) = cosell(&env, &["mapping", "replay", &record, "--wasm", candidate.to_str().unwrap(), "--json"]);
+        assert!(
+            err.contains("+  \"name\": \"[v2] Adatum data platform\""),
+            "{err}"
+        );
+        let (_, out, _) = cosell(
+            &env,
+            &[
+                "mapping",
+                "replay",
+                &record,
+                "--wasm",
+                candidate.to_str().unwrap(),
+                "--json",
+            ],
+        );
         let answer: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(answer["diff"]["changed"], json!(["/name"]), "{answer}");
         assert_eq!(answer["candidate"]["step"], STEP);
@@ -126,7 +186,10 @@ async fn a_shadow_that_changes_a_field_is_reported_while_records_are_written_as_
         let (code, out, err) = cosell(&env, &["mapping", "promote", STEP]);
         println!("$ cosell mapping promote {STEP}\n{out}");
         assert_eq!(code, 0, "{err}");
-        assert_eq!(env.admin_get("/admin/v1/steps").await["steps"][0]["active_version"], shadow_version.as_str());
+        assert_eq!(
+            env.admin_get("/admin/v1/steps").await["steps"][0]["active_version"],
+            shadow_version.as_str()
+        );
         let (code, _, err) = cosell(&env, &["mapping", "shadow", STEP]);
         assert_eq!(code, 1);
         assert!(err.contains("has no shadow version"), "{err}");
@@ -142,15 +205,34 @@ async fn a_shadow_that_traps_counts_failures_the_records_still_sync_and_discard_
 ) {
     SyncEnv::run_on(backend, "", |env| async move {
         let poisoned = guest_path("testing/poisoned_referral_to_opportunity.wasm");
-        let (code, out, err) = cosell(&env, &["mapping", "deploy", STEP, poisoned.to_str().unwrap(), "--shadow"]);
+        let (code, out, err) = cosell(
+            &env,
+            &[
+                "mapping",
+                "deploy",
+                STEP,
+                poisoned.to_str().unwrap(),
+                "--shadow",
+            ],
+        );
         assert_eq!(code, 0, "{out}{err}");
         let rid = incoming_referral(&env, "POISON-TRAP rollout");
         let opp = synced_opportunity(&env, &rid).await;
-        assert_eq!(name_of(&opp), "POISON-TRAP rollout", "the record synced on the active version");
+        assert_eq!(
+            name_of(&opp),
+            "POISON-TRAP rollout",
+            "the record synced on the active version"
+        );
         let report = shadow_report_when(&env, |r| r["failed"].as_u64() >= Some(1)).await;
         let failure = &report["failure_examples"][0];
         assert_eq!(failure["record"], format!("referral:{rid}"));
-        assert!(failure["error"].as_str().unwrap().contains("poisoned referral"), "{report}");
+        assert!(
+            failure["error"]
+                .as_str()
+                .unwrap()
+                .contains("poisoned referral"),
+            "{report}"
+        );
         // A clean record maps the same on both.
         let clean = incoming_referral(&env, "Adatum clean deal");
         synced_opportunity(&env, &clean).await;

@@ -49,7 +49,9 @@ pub async fn shadow_report(
     Path(step): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let report = state.deployer.shadow_report(&step)?;
-    Ok(Json(json!({ "step": step, "replica_id": &*state.replica_id, "report": report })))
+    Ok(Json(
+        json!({ "step": step, "replica_id": &*state.replica_id, "report": report }),
+    ))
 }
 
 /// `POST /admin/v1/steps/{step}/shadow/promote`: the shadow becomes the active version.

@@ -85,10 +85,19 @@ fn render(body: &Value) -> String {
         text(&body["replica_id"]),
         text(&report["since"]),
     );
-    for key in ["records_seen", "identical", "different", "failed", "skipped"] {
+    for key in [
+        "records_seen",
+        "identical",
+        "different",
+        "failed",
+        "skipped",
+    ] {
         let _ = writeln!(out, "  {:<13} {}", key.replace('_', " "), count(key));
     }
-    let examples = report["different_examples"].as_array().cloned().unwrap_or_default();
+    let examples = report["different_examples"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !examples.is_empty() {
         let _ = writeln!(out, "\ndifferent (first {}):", examples.len());
         for example in &examples {
@@ -107,7 +116,10 @@ fn render(body: &Value) -> String {
             }
         }
     }
-    let failures = report["failure_examples"].as_array().cloned().unwrap_or_default();
+    let failures = report["failure_examples"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !failures.is_empty() {
         let _ = writeln!(out, "\nfailed (first {}):", failures.len());
         for failure in &failures {

@@ -356,7 +356,10 @@ impl HostConfig {
             .into_iter()
             .flat_map(|(_, specs)| specs.iter())
             .find(|spec| spec.step == step)
-            .map_or_else(|| self.limits.clone(), |spec| spec.effective_limits(&self.limits))
+            .map_or_else(
+                || self.limits.clone(),
+                |spec| spec.effective_limits(&self.limits),
+            )
     }
 
     /// The largest `memory_bytes` any step may use: what the instance pool is sized for.
@@ -379,12 +382,14 @@ impl HostConfig {
         for (direction, steps) in self.pipelines.by_direction() {
             for spec in steps {
                 check_step_name(&spec.step)?;
-                spec.effective_limits(&self.limits).validate().map_err(|err| {
-                    anyhow::anyhow!(
-                        "pipelines.{direction} step `{}`: its limits: {err}",
-                        spec.step
-                    )
-                })?;
+                spec.effective_limits(&self.limits)
+                    .validate()
+                    .map_err(|err| {
+                        anyhow::anyhow!(
+                            "pipelines.{direction} step `{}`: its limits: {err}",
+                            spec.step
+                        )
+                    })?;
                 if !names.insert(spec.step.as_str()) {
                     bail!(
                         "step `{}` appears twice (again in pipelines.{direction}); step names must be unique",

@@ -100,9 +100,13 @@ pub enum DeployError {
     AmbiguousVersion { step: String, version: String },
     #[error("step `{0}` has no earlier version to roll back to")]
     NothingToRollBackTo(String),
-    #[error("step `{0}` has no shadow version (deploy one with `cosell mapping deploy {0} <file.wasm> --shadow`)")]
+    #[error(
+        "step `{0}` has no shadow version (deploy one with `cosell mapping deploy {0} <file.wasm> --shadow`)"
+    )]
     NoShadow(String),
-    #[error("version {version} is already the active version of step `{step}`: a shadow must be another version")]
+    #[error(
+        "version {version} is already the active version of step `{step}`: a shadow must be another version"
+    )]
     ShadowIsActive { step: String, version: String },
     #[error("state store error: {0:#}")]
     Store(#[from] anyhow::Error),

@@ -62,7 +62,10 @@ pub fn last_run(store: &dyn SyncStore, record: &str) -> Result<LastRun, ReplayEr
     {
         vec![record.to_owned()]
     } else {
-        vec![format!("referral:{record}"), format!("opportunity:{record}")]
+        vec![
+            format!("referral:{record}"),
+            format!("opportunity:{record}"),
+        ]
     };
     let mut runs = Vec::new();
     for key in &keys {

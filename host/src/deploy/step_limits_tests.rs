@@ -54,7 +54,13 @@ async fn a_step_with_a_small_fuel_budget_fails_where_a_step_with_the_default_pas
     // budget would refuse).
     let version = crate::runtime::component::content_hash(&stamp());
     store
-        .save_and_activate("tight", &version, &stamp(), "config", ActivationReason::Bootstrap)
+        .save_and_activate(
+            "tight",
+            &version,
+            &stamp(),
+            "config",
+            ActivationReason::Bootstrap,
+        )
         .unwrap();
     let metrics = Arc::new(Metrics::new());
     let runtime = Arc::new(
@@ -64,7 +70,10 @@ async fn a_step_with_a_small_fuel_budget_fails_where_a_step_with_the_default_pas
     let boot = bootstrap(&config.pipelines, runtime, store.as_ref(), metrics.clone()).unwrap();
     let pipelines = boot.pipelines.clone();
     assert_eq!(pipelines.step("tight").unwrap().limits.fuel, 1000);
-    assert_eq!(pipelines.step("roomy").unwrap().limits.fuel, Limits::default().fuel);
+    assert_eq!(
+        pipelines.step("roomy").unwrap().limits.fuel,
+        Limits::default().fuel
+    );
 
     let roomy = pipelines.run(Direction::PartnerCenterToCrm, input()).await;
     assert!(roomy.is_ok(), "{roomy:?}");
@@ -82,7 +91,10 @@ async fn a_step_with_a_small_fuel_budget_fails_where_a_step_with_the_default_pas
         ),
         "{tight}"
     );
-    assert!(tight.to_string().contains("all 1000 units of fuel"), "{tight}");
+    assert!(
+        tight.to_string().contains("all 1000 units of fuel"),
+        "{tight}"
+    );
 
     // Deploy validation runs under the step's limits too.
     let deployer = Deployer::new(pipelines, store, boot.samples, metrics);

@@ -168,7 +168,9 @@ impl Pipelines {
                 _ => step.active(),
             };
             let shadow_input = match kind {
-                RunKind::Live(record) => step.shadow().map(|shadow| (record, shadow, document.clone())),
+                RunKind::Live(record) => step
+                    .shadow()
+                    .map(|shadow| (record, shadow, document.clone())),
                 _ => None,
             };
             let (run, result) = self
@@ -216,8 +218,16 @@ impl Pipelines {
         document: String,
         current: Option<String>,
     ) -> (StepRun, Result<String, CallError>) {
-        self.run_component(step, step.active(), event, tenant, timestamp, document, current)
-            .await
+        self.run_component(
+            step,
+            step.active(),
+            event,
+            tenant,
+            timestamp,
+            document,
+            current,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,9 +1,9 @@
 //! One mapping step: its name, direction, operator config, hot-swappable active version and
 //! optional shadow version ([`super::shadow`]).
 
+use super::shadow::{Shadow, ShadowOutcome};
 use crate::metrics::Metrics;
 use crate::runtime::{CallReport, Direction, Limits, MappingComponent, StepConfig};
-use super::shadow::{Shadow, ShadowOutcome};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::sync::Arc;
 

@@ -34,8 +34,8 @@ pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
 pub use open::{StateStore, open};
 pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync::{
-    AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, LastRun, Link, NewEvent, ParkedEvent, QueueCounts,
-    QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
+    AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, LastRun, Link, NewEvent, ParkedEvent,
+    QueueCounts, QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
 };
 
 use anyhow::Result;

@@ -152,8 +152,10 @@ impl PgStore {
         let before = before.to_owned();
         self.with(move |c| {
             Box::pin(async move {
-                Ok(c.execute("DELETE FROM pipeline_last_runs WHERE at < $1", &[&before])
-                    .await?)
+                Ok(
+                    c.execute("DELETE FROM pipeline_last_runs WHERE at < $1", &[&before])
+                        .await?,
+                )
             })
         })
         .context("pruning the kept last pipeline runs")

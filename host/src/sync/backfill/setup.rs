@@ -21,9 +21,11 @@ impl Backfill {
         }
         let (limits, pool_memory) = (config.limits.clone(), config.largest_step_memory());
         let runtime = Arc::new(
-            tokio::task::spawn_blocking(move || MappingRuntime::with_pool_memory(limits, pool_memory))
-                .await?
-                .context("starting the mapping runtime")?,
+            tokio::task::spawn_blocking(move || {
+                MappingRuntime::with_pool_memory(limits, pool_memory)
+            })
+            .await?
+            .context("starting the mapping runtime")?,
         );
         let state = crate::store::open(&config.state)?;
         let pipelines = {
