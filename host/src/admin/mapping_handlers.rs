@@ -116,3 +116,47 @@ pub async fn replay(
     .await?;
     Ok(Json(json!(answer)))
 }
+
+/// `GET /admin/v1/steps/{step}/config`: the config in force and its revision.
+pub async fn get_config(
+    State(state): State<AdminState>,
+    Path(step): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.deployer.config(&step)?)))
+}
+
+/// `GET /admin/v1/steps/{step}/config/history`: every revision, newest first.
+pub async fn config_history(
+    State(state): State<AdminState>,
+    Path(step): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let revisions = state.deployer.config_history(&step)?;
+    Ok(Json(json!({ "step": step, "revisions": revisions })))
+}
+
+/// `PUT /admin/v1/steps/{step}/config` with `{"set": {..}, "unset": [..]}` or
+/// `{"revert_to": n}`; `X-Cosell-Changed-By` names who changed it (kept with the revision).
+pub async fn change_config(
+    State(state): State<AdminState>,
+    Path(step): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let change: crate::deploy::step_config::ConfigChange = serde_json::from_slice(&body)
+        .map_err(|err| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body must be {{\"set\": {{\"key\": \"value\"}}, \"unset\": [\"key\"]}} or {{\"revert_to\": <revision>}}: {err}"
+                ),
+            )
+        })?;
+    let changed_by = headers
+        .get("x-cosell-changed-by")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .map_or_else(|| "admin-api".to_owned(), |who| format!("admin-api ({})", who.trim()));
+    Ok(Json(json!(
+        state.deployer.change_config(&step, change, &changed_by).await?
+    )))
+}

@@ -14,6 +14,9 @@
 //! | GET | `/admin/v1/steps/{step}/shadow` | this replica's shadow report (seen, identical, different, failed, skipped, examples) |
 //! | POST | `/admin/v1/steps/{step}/shadow/promote` | activate the shadow version (like a deploy) and end the shadow |
 //! | DELETE | `/admin/v1/steps/{step}/shadow` | end the shadow |
+//! | GET | `/admin/v1/steps/{step}/config` | the step's config in force and its revision |
+//! | PUT | `/admin/v1/steps/{step}/config` | `{"set": {..}, "unset": [..]}` or `{"revert_to": n}`: validated on the sample, stored as a new revision, swapped in |
+//! | GET | `/admin/v1/steps/{step}/config/history` | every config revision, newest first |
 //! | POST | `/admin/v1/records/{record}/replay?step=` | run a record's last pipeline run again (body: empty, or a candidate `.wasm` for `step`) and diff it against what that run produced |
 //! | POST | `/admin/v1/pipelines/{direction}/run` | run a record through a pipeline (preview) |
 //! | GET | `/admin/v1/queue` | sync events pending, running, dead |
@@ -102,6 +105,14 @@ pub fn router(state: AdminState) -> Router {
             post(mapping_handlers::promote),
         )
         .route("/records/{record}/replay", post(mapping_handlers::replay))
+        .route(
+            "/steps/{step}/config",
+            get(mapping_handlers::get_config).put(mapping_handlers::change_config),
+        )
+        .route(
+            "/steps/{step}/config/history",
+            get(mapping_handlers::config_history),
+        )
         .route("/pipelines/{direction}/run", post(handlers::run_pipeline))
         .route("/queue", get(sync_handlers::queue))
         .route("/queue/events", get(queue_events::list))

@@ -1,5 +1,5 @@
 //! The `cosell` command line: `serve`, `sandbox`, `mapping test | deploy [--shadow] | shadow |
-//! promote | discard | replay | list | rollback`,
+//! promote | discard | replay | config | list | rollback`,
 //! `queue`, `dead-letters list | replay`, `audit`, `backfill`, and the setup commands
 //! `partner-center login | register-webhooks`, `dataverse provision | register-webhook`.
 
@@ -7,6 +7,7 @@ mod admin_client;
 mod backfill;
 mod config_check;
 mod login;
+mod mapping_config;
 mod mapping_replay;
 mod mapping_shadow;
 mod mapping_test;
@@ -239,6 +240,10 @@ pub enum MappingCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Show a step's config on a running host and its revision, or change it without a
+    /// restart (--set, --unset: checked on the step's sample first, stored as a new revision),
+    /// list its revisions (--history), or go back to one (--revert-to).
+    Config(mapping_config::ConfigArgs),
     /// Report on a step's shadow version on the replica answering: records seen, identical,
     /// different (with examples: record, changed JSON pointers, diff) and failed (with the
     /// error), and calls skipped because the host was busy.
@@ -352,6 +357,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Mapping(MappingCommand::Promote(args)) => mapping_shadow::promote(&args).await,
         Command::Mapping(MappingCommand::Discard(args)) => mapping_shadow::discard(&args).await,
         Command::Mapping(MappingCommand::Replay(args)) => mapping_replay::run(&args).await,
+        Command::Mapping(MappingCommand::Config(args)) => mapping_config::run(&args).await,
         Command::Mapping(MappingCommand::List { step, admin }) => {
             admin_client::list(&admin, step.as_deref()).await
         }

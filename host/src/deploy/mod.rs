@@ -15,6 +15,9 @@ mod follow_tests;
 pub mod replay;
 pub mod samples;
 pub mod shadow;
+pub mod step_config;
+#[cfg(test)]
+mod step_config_tests;
 #[cfg(test)]
 mod step_limits_tests;
 pub mod validate;
@@ -100,6 +103,8 @@ pub enum DeployError {
     AmbiguousVersion { step: String, version: String },
     #[error("step `{0}` has no earlier version to roll back to")]
     NothingToRollBackTo(String),
+    #[error("config change refused for step `{step}`: {reason}")]
+    BadConfig { step: String, reason: String },
     #[error(
         "step `{0}` has no shadow version (deploy one with `cosell mapping deploy {0} <file.wasm> --shadow`)"
     )]
@@ -241,7 +246,10 @@ impl Deployer {
             self.store.clone(),
             self.pipelines.runtime().clone(),
         );
-        tokio::task::spawn_blocking(move || shadow::follow_shadow(&step, &*store, &runtime))
+        tokio::task::spawn_blocking(move || {
+            step_config::follow_config(&step, &*store)?;
+            shadow::follow_shadow(&step, &*store, &runtime)
+        })
             .await
             .map_err(|err| DeployError::Store(anyhow::anyhow!("loading a shadow panicked: {err}")))?
             .map_err(DeployError::Store)

@@ -166,7 +166,7 @@ impl Deployer {
         })
     }
 
-    fn step_arc(&self, step_name: &str) -> Result<Arc<MappingStep>, DeployError> {
+    pub(super) fn step_arc(&self, step_name: &str) -> Result<Arc<MappingStep>, DeployError> {
         self.pipelines
             .step(step_name)
             .cloned()

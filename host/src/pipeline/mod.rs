@@ -261,7 +261,7 @@ impl Pipelines {
                     timestamp,
                     input: &document,
                     current: current.as_deref(),
-                    config: step_arc.config.clone(),
+                    config: step_arc.config(),
                 },
                 &step_arc.limits,
             )
@@ -315,7 +315,7 @@ impl Pipelines {
                     timestamp,
                     input: &document,
                     current: current.as_deref(),
-                    config: step.config.clone(),
+                    config: step.config(),
                 },
                 &step.limits,
             );

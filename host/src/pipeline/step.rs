@@ -17,11 +17,19 @@ pub struct StepIdentity {
     pub limits: Arc<Limits>,
 }
 
+/// A step's config and the stored revision it is.
+struct RevisedConfig {
+    revision: Option<i64>,
+    values: Arc<StepConfig>,
+}
+
 /// A configured step of a pipeline.
 pub struct MappingStep {
     pub name: Arc<str>,
     pub direction: Direction,
-    pub config: Arc<StepConfig>,
+    /// The operator config and its stored revision, swapped like the version
+    /// ([`MappingStep::set_config`]).
+    config: ArcSwap<RevisedConfig>,
     /// The limits every call of the step runs under.
     pub limits: Arc<Limits>,
     active: ArcSwap<MappingComponent>,
@@ -40,7 +48,10 @@ impl MappingStep {
         Self {
             name: identity.name,
             direction: identity.direction,
-            config: identity.config,
+            config: ArcSwap::from_pointee(RevisedConfig {
+                revision: None,
+                values: identity.config,
+            }),
             limits: identity.limits,
             active: ArcSwap::new(initial),
             shadow: ArcSwapOption::empty(),
@@ -53,7 +64,7 @@ impl MappingStep {
         StepIdentity {
             name: self.name.clone(),
             direction: self.direction,
-            config: self.config.clone(),
+            config: self.config(),
             limits: self.limits.clone(),
         }
     }
@@ -71,6 +82,26 @@ impl MappingStep {
         self.metrics
             .set_active_version(&self.name, &version, Some(&previous.version));
         previous
+    }
+
+    /// The config calls starting now get. Callers keep the returned `Arc` for the whole call,
+    /// so a record in flight finishes on the config it started with.
+    pub fn config(&self) -> Arc<StepConfig> {
+        self.config.load().values.clone()
+    }
+
+    /// The stored revision of the config calls starting now get (`None` before the store
+    /// numbered it).
+    pub fn config_revision(&self) -> Option<i64> {
+        self.config.load().revision
+    }
+
+    /// Atomically makes `values` (stored as `revision`) the step's config.
+    pub fn set_config(&self, revision: i64, values: StepConfig) {
+        self.config.store(Arc::new(RevisedConfig {
+            revision: Some(revision),
+            values: Arc::new(values),
+        }));
     }
 
     /// The shadow version, if the step has one.

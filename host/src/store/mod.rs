@@ -163,6 +163,34 @@ pub trait DeploymentStore: Send + Sync {
 
     /// Ends the shadow of `step`; answers whether it had one.
     fn end_shadow(&self, step: &str) -> Result<bool>;
+
+    /// Stores `config` (a JSON object of strings) as the next config revision of `step`;
+    /// answers its number (1 for the first).
+    fn save_config_revision(
+        &self,
+        step: &str,
+        config: &str,
+        source: &str,
+        changed_by: &str,
+    ) -> Result<i64>;
+
+    /// Every config revision of `step`, newest first.
+    fn config_revisions(&self, step: &str) -> Result<Vec<ConfigRevision>>;
+}
+
+/// One stored config of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigRevision {
+    pub revision: i64,
+    /// A JSON object of strings.
+    pub config: String,
+    /// `config-file` (from the host configuration at start-up), `admin-api`, or
+    /// `revert-to <n>`.
+    pub source: String,
+    /// Who changed it (as the CLI or the caller said).
+    pub changed_by: String,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// A step's shadow version, as the store keeps it (the counts are in memory, per replica).

@@ -239,4 +239,18 @@ impl DeploymentStore for SqliteStore {
     fn end_shadow(&self, step: &str) -> Result<bool> {
         self.end_shadow_impl(step)
     }
+
+    fn save_config_revision(
+        &self,
+        step: &str,
+        config: &str,
+        source: &str,
+        changed_by: &str,
+    ) -> Result<i64> {
+        self.save_config_revision_impl(step, config, source, changed_by)
+    }
+
+    fn config_revisions(&self, step: &str) -> Result<Vec<crate::store::ConfigRevision>> {
+        self.config_revisions_impl(step)
+    }
 }

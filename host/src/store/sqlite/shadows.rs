@@ -5,7 +5,7 @@
 //! [`SyncStore::save_last_run`]: crate::store::SyncStore::save_last_run
 
 use super::{SqliteStore, now, write_transaction};
-use crate::store::{LastRun, ShadowDesignation};
+use crate::store::{ConfigRevision, LastRun, ShadowDesignation};
 use anyhow::{Context as _, Result};
 use rusqlite::{OptionalExtension, params};
 
@@ -120,5 +120,48 @@ impl SqliteStore {
             )
             .context("pruning the kept last pipeline runs")?;
         Ok(deleted as u64)
+    }
+
+    pub(super) fn save_config_revision_impl(
+        &self,
+        step: &str,
+        config: &str,
+        source: &str,
+        changed_by: &str,
+    ) -> Result<i64> {
+        let mut conn = self.durable_conn()?;
+        let tx = write_transaction(&mut conn)?;
+        let revision: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(revision), 0) + 1 FROM step_config_revisions WHERE step = ?1",
+            params![step],
+            |row| row.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO step_config_revisions (step, revision, config, source, changed_by, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![step, revision, config, source, changed_by, now()],
+        )?;
+        tx.commit()
+            .with_context(|| format!("saving a config revision of step `{step}`"))?;
+        Ok(revision)
+    }
+
+    pub(super) fn config_revisions_impl(&self, step: &str) -> Result<Vec<ConfigRevision>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT revision, config, source, changed_by, at FROM step_config_revisions
+             WHERE step = ?1 ORDER BY revision DESC",
+        )?;
+        let rows = stmt.query_map(params![step], |row| {
+            Ok(ConfigRevision {
+                revision: row.get(0)?,
+                config: row.get(1)?,
+                source: row.get(2)?,
+                changed_by: row.get(3)?,
+                at: row.get(4)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .with_context(|| format!("reading the config revisions of step `{step}`"))
     }
 }

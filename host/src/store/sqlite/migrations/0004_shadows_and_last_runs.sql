@@ -22,3 +22,13 @@ CREATE TABLE IF NOT EXISTS pipeline_last_runs (
     PRIMARY KEY (record, direction)
 );
 CREATE INDEX IF NOT EXISTS pipeline_last_runs_at ON pipeline_last_runs (at);
+-- Every config a step has had, numbered per step (1, 2, …); the highest is in force.
+CREATE TABLE IF NOT EXISTS step_config_revisions (
+    step       TEXT NOT NULL,
+    revision   INTEGER NOT NULL,
+    config     TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    changed_by TEXT NOT NULL,
+    at         TEXT NOT NULL,
+    PRIMARY KEY (step, revision)
+);
