@@ -182,6 +182,47 @@ async fn a_shadow_that_changes_a_field_is_reported_while_records_are_written_as_
         assert_eq!(answer["diff"]["changed"], json!(["/name"]), "{answer}");
         assert_eq!(answer["candidate"]["step"], STEP);
 
+        // The step's config, changed without a restart (the default mapping reads `audit-max-lines`).
+        let (code, out, err) = cosell(&env, &["mapping", "config", STEP]);
+        println!("$ cosell mapping config {STEP}\n{out}");
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("config revision 1 (config-file"), "{out}");
+        let (code, out, err) = cosell(
+            &env,
+            &["mapping", "config", STEP, "--set", "audit-max-lines=5"],
+        );
+        println!("$ cosell mapping config {STEP} --set audit-max-lines=5\n{out}");
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("config revision 2 (admin-api by admin-api (")
+                && out.contains("audit-max-lines = 5"),
+            "{out}"
+        );
+        let (code, _, err) = cosell(
+            &env,
+            &[
+                "mapping",
+                "config",
+                STEP,
+                "--set",
+                "column-prefix=not a prefix!",
+            ],
+        );
+        assert_eq!(code, 1, "a config the sample fails on is refused");
+        assert!(err.contains("column-prefix"), "{err}");
+        let (code, out, err) = cosell(&env, &["mapping", "config", STEP, "--history"]);
+        println!("$ cosell mapping config {STEP} --history\n{out}");
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("revision 2 "), "{out}");
+        let (code, out, err) = cosell(&env, &["mapping", "config", STEP, "--revert-to", "1"]);
+        println!("$ cosell mapping config {STEP} --revert-to 1\n{out}");
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("config revision 3 (revert-to 1"), "{out}");
+        let listed = env
+            .admin_get(&format!("/admin/v1/steps/{STEP}/versions"))
+            .await;
+        assert_eq!(listed["config_revisions"][0]["revision"], 3, "{listed}");
+
         // Promote: the shadow is the active version, and the next record gets its name.
         let (code, out, err) = cosell(&env, &["mapping", "promote", STEP]);
         println!("$ cosell mapping promote {STEP}\n{out}");

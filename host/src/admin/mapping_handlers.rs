@@ -155,8 +155,14 @@ pub async fn change_config(
         .get("x-cosell-changed-by")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty())
-        .map_or_else(|| "admin-api".to_owned(), |who| format!("admin-api ({})", who.trim()));
+        .map_or_else(
+            || "admin-api".to_owned(),
+            |who| format!("admin-api ({})", who.trim()),
+        );
     Ok(Json(json!(
-        state.deployer.change_config(&step, change, &changed_by).await?
+        state
+            .deployer
+            .change_config(&step, change, &changed_by)
+            .await?
     )))
 }

@@ -83,7 +83,11 @@ fn who() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
-    if host.is_empty() { user } else { format!("{user}@{host}") }
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
 }
 
 fn render_config(out: &mut String, config: &Value) {

@@ -37,9 +37,8 @@ pub fn bootstrap(
                 })?;
             // A shadow that no longer loads must not keep the host from starting: it is
             // reported, and the step runs without it.
-            super::step_config::adopt_at_start(&step, &spec.config, store).with_context(
-                || format!("choosing the config of step `{}`", spec.step),
-            )?;
+            super::step_config::adopt_at_start(&step, &spec.config, store)
+                .with_context(|| format!("choosing the config of step `{}`", spec.step))?;
             if let Err(err) = super::shadow::follow_shadow(&step, store, &runtime) {
                 tracing::warn!(step = %spec.step, error = %format!("{err:#}"), "the step's shadow version is not run");
             }

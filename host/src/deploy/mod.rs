@@ -250,9 +250,9 @@ impl Deployer {
             step_config::follow_config(&step, &*store)?;
             shadow::follow_shadow(&step, &*store, &runtime)
         })
-            .await
-            .map_err(|err| DeployError::Store(anyhow::anyhow!("loading a shadow panicked: {err}")))?
-            .map_err(DeployError::Store)
+        .await
+        .map_err(|err| DeployError::Store(anyhow::anyhow!("loading a shadow panicked: {err}")))?
+        .map_err(DeployError::Store)
     }
 
     /// Pins a stored version of a step (a full hash or a unique prefix), so that retention

@@ -200,7 +200,10 @@ impl Deployer {
         // The guest may reject or skip the generic sample (as on a deploy); a `fail` is how a
         // mapping says its config is unusable, so it refuses the change like a trap does.
         if let Err(err) = &report.result
-            && !matches!(err.kind, CallErrorKind::Rejected(_) | CallErrorKind::Skipped(_))
+            && !matches!(
+                err.kind,
+                CallErrorKind::Rejected(_) | CallErrorKind::Skipped(_)
+            )
         {
             return Err(DeployError::BadConfig {
                 step: step_name.to_owned(),
@@ -211,7 +214,12 @@ impl Deployer {
             self.store
                 .save_config_revision(step_name, &to_json(&config), &source, changed_by)?;
         step.set_config(revision, config);
-        tracing::info!(step = step_name, revision, changed_by, "the step's config changed");
+        tracing::info!(
+            step = step_name,
+            revision,
+            changed_by,
+            "the step's config changed"
+        );
         self.config(step_name)
     }
 }

@@ -20,7 +20,11 @@ fn guest(name: &str) -> Vec<u8> {
 /// Step `default` (the default PC → CRM mapping) and step `stamp` (CRM → PC, the
 /// version-stamp guest, which echoes its config as `_config`) with `stamp_config`.
 fn write_config(dir: &std::path::Path, stamp_config: &str) -> HostConfig {
-    std::fs::write(dir.join("default.wasm"), guest("referral_to_opportunity.wasm")).unwrap();
+    std::fs::write(
+        dir.join("default.wasm"),
+        guest("referral_to_opportunity.wasm"),
+    )
+    .unwrap();
     std::fs::write(dir.join("stamp.wasm"), guest("testing/version_stamp.wasm")).unwrap();
     let path = dir.join("cosell.toml");
     std::fs::write(
@@ -82,25 +86,42 @@ async fn a_config_change_is_validated_stored_as_a_revision_swapped_in_and_follow
         .await
         .unwrap();
     assert_eq!(changed.revision, Some(2));
-    assert_eq!(seen_config(&host).await, serde_json::json!({"team": "blue"}));
+    assert_eq!(
+        seen_config(&host).await,
+        serde_json::json!({"team": "blue"})
+    );
     // Another host on the same store follows it.
-    assert_eq!(seen_config(&replica).await, serde_json::json!({"team": "red"}));
+    assert_eq!(
+        seen_config(&replica).await,
+        serde_json::json!({"team": "red"})
+    );
     replica.follow_store("stamp").await.unwrap();
-    assert_eq!(seen_config(&replica).await, serde_json::json!({"team": "blue"}));
+    assert_eq!(
+        seen_config(&replica).await,
+        serde_json::json!({"team": "blue"})
+    );
 
     let unset = ConfigChange {
         unset: vec!["team".into()],
         ..ConfigChange::default()
     };
-    host.change_config("stamp", unset, "admin-api").await.unwrap();
+    host.change_config("stamp", unset, "admin-api")
+        .await
+        .unwrap();
     assert_eq!(seen_config(&host).await, serde_json::json!({}));
     let reverted = ConfigChange {
         revert_to: Some(2),
         ..ConfigChange::default()
     };
-    let state = host.change_config("stamp", reverted, "admin-api").await.unwrap();
+    let state = host
+        .change_config("stamp", reverted, "admin-api")
+        .await
+        .unwrap();
     assert_eq!(state.revision, Some(4));
-    assert_eq!(seen_config(&host).await, serde_json::json!({"team": "blue"}));
+    assert_eq!(
+        seen_config(&host).await,
+        serde_json::json!({"team": "blue"})
+    );
     let history = host.config_history("stamp").unwrap();
     let summary: Vec<(i64, &str, &str)> = history
         .iter()
@@ -118,7 +139,11 @@ async fn a_config_change_is_validated_stored_as_a_revision_swapped_in_and_follow
 
     // A config the active version fails on is refused, and nothing changes.
     let refused = host
-        .change_config("default", set("column-prefix", "not a prefix!"), "admin-api")
+        .change_config(
+            "default",
+            set("column-prefix", "not a prefix!"),
+            "admin-api",
+        )
         .await;
     assert!(
         matches!(&refused, Err(DeployError::BadConfig { reason, .. }) if reason.contains("column-prefix")),
@@ -148,12 +173,18 @@ async fn at_start_up_the_stored_revision_wins_unless_the_files_config_changed() 
     // Restarted with the same file: the change made through the admin API is kept.
     let host = start(&config, store.clone());
     assert_eq!(host.config("stamp").unwrap().revision, Some(2));
-    assert_eq!(seen_config(&host).await, serde_json::json!({"team": "blue"}));
+    assert_eq!(
+        seen_config(&host).await,
+        serde_json::json!({"team": "blue"})
+    );
     // The operator edited the file: it becomes a new revision and wins.
     let edited = write_config(dir.path(), "{ team = \"green\" }");
     let host = start(&edited, store.clone());
     assert_eq!(host.config("stamp").unwrap().revision, Some(3));
-    assert_eq!(seen_config(&host).await, serde_json::json!({"team": "green"}));
+    assert_eq!(
+        seen_config(&host).await,
+        serde_json::json!({"team": "green"})
+    );
     assert_eq!(
         host.config_history("stamp").unwrap()[0].source,
         "config-file"

@@ -141,3 +141,22 @@ fn a_shadow_is_stored_survives_reopening_is_never_pruned_and_ends(store) {
     assert!(store.shadow("s").unwrap().is_none());
 }
 }
+
+store_tests! {
+fn config_revisions_are_numbered_per_step_and_listed_newest_first(store) {
+    assert!(store.config_revisions("s").unwrap().is_empty());
+    assert_eq!(store.save_config_revision("s", r#"{"a":"1"}"#, "config-file", "config file").unwrap(), 1);
+    assert_eq!(store.save_config_revision("s", r#"{"a":"2"}"#, "admin-api", "admin-api (ana)").unwrap(), 2);
+    assert_eq!(store.save_config_revision("t", "{}", "config-file", "config file").unwrap(), 1);
+    let store = store.reopen();
+    let listed = store.config_revisions("s").unwrap();
+    let summary: Vec<(i64, &str, &str)> = listed
+        .iter()
+        .map(|r| (r.revision, r.config.as_str(), r.changed_by.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(2, r#"{"a":"2"}"#, "admin-api (ana)"), (1, r#"{"a":"1"}"#, "config file")]
+    );
+}
+}
