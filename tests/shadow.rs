@@ -194,8 +194,7 @@ async fn a_shadow_that_changes_a_field_is_reported_while_records_are_written_as_
         println!("$ cosell mapping config {STEP} --set audit-max-lines=5\n{out}");
         assert_eq!(code, 0, "{err}");
         assert!(
-            out.contains("config revision 2 (admin-api by admin-api (")
-                && out.contains("audit-max-lines = 5"),
+            out.contains("config revision 2 (admin-api by ") && out.contains("audit-max-lines = 5"),
             "{out}"
         );
         let (code, _, err) = cosell(

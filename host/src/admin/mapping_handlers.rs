@@ -135,7 +135,8 @@ pub async fn config_history(
 }
 
 /// `PUT /admin/v1/steps/{step}/config` with `{"set": {..}, "unset": [..]}` or
-/// `{"revert_to": n}`; `X-Cosell-Changed-By` names who changed it (kept with the revision).
+/// `{"revert_to": n}`; `X-Cosell-Changed-By` names who changed it (kept with the revision;
+/// the CLI sends `user@host`).
 pub async fn change_config(
     State(state): State<AdminState>,
     Path(step): Path<String>,
@@ -156,8 +157,8 @@ pub async fn change_config(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty())
         .map_or_else(
-            || "admin-api".to_owned(),
-            |who| format!("admin-api ({})", who.trim()),
+            || "an admin API caller".to_owned(),
+            |who| who.trim().to_owned(),
         );
     Ok(Json(json!(
         state
