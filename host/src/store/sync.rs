@@ -365,7 +365,7 @@ pub struct LastRun {
     pub input: String,
     /// The current counterpart record given to the pipeline, if there was one.
     pub current: Option<String>,
-    /// The revision of the steps' config it ran with, when config revisions are kept.
+    /// The config revision of the pipeline's first step it ran with.
     pub config_revision: Option<i64>,
     /// The pipeline's output (what the engine then wrote the differences of), or
     pub output: Option<String>,

@@ -163,7 +163,12 @@ impl SyncEngine {
             tenant: input.tenant.clone(),
             input: input.document.clone(),
             current: input.current.clone(),
-            config_revision: None,
+            // The config revision of the pipeline's first step (of every step when it has one).
+            config_revision: self
+                .pipelines
+                .direction(direction)
+                .first()
+                .and_then(|step| step.config_revision()),
             output: None,
             error: None,
             at: input
