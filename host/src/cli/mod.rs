@@ -68,7 +68,9 @@ pub enum Command {
     /// pending ones in the order they run): id, side, record, attempts, when each runs next or
     /// which replica runs it, and its last error.
     Queue(queue::QueueArgs),
-    /// Work with mapping components: test them locally, deploy, list and roll back.
+    /// Work with mapping components: test them locally, deploy (or shadow-deploy beside the
+    /// active version, then promote or discard), replay a record, change a step's config, list
+    /// and roll back.
     #[command(subcommand)]
     Mapping(MappingCommand),
     /// Show and replay sync events that failed every attempt.
