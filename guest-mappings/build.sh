@@ -6,7 +6,8 @@
 #   dist/referral_to_opportunity.wasm, dist/opportunity_to_referral.wasm, dist/pass_through.wasm
 #   dist/testing/{version_stamp,infinite_loop,memory_bomb,deep_recursion,panics,
 #                 oversized_output,deep_output,wasi_prober,other_world,
-#                 poisoned_referral_to_opportunity}.wasm
+#                 poisoned_referral_to_opportunity,
+#                 renamed_referral_to_opportunity}.wasm
 #   dist/examples/stamp_team.wasm (the two-step pipeline example, examples/two-step)
 #
 # Usage: build.sh [--release] [--check-toolchain]
@@ -41,6 +42,7 @@ ARTIFACTS=(
     "wasi_prober:testing/wasi_prober.wasm"
     "other_world:testing/other_world.wasm"
     "poisoned_referral_to_opportunity:testing/poisoned_referral_to_opportunity.wasm"
+    "renamed_referral_to_opportunity:testing/renamed_referral_to_opportunity.wasm"
     "stamp_team:examples/stamp_team.wasm"
 )
 

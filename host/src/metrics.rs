@@ -59,6 +59,12 @@ struct QueueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    step: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabels {
     service: String,
 }
@@ -103,6 +109,7 @@ pub struct Metrics {
     fuel: Family<StepLabels, Histogram>,
     active_version: Family<VersionLabels, Gauge>,
     deployments: Family<DeployLabels, Counter>,
+    shadow_calls: Family<ShadowLabels, Counter>,
     component_cache: Family<ResultLabels, Counter>,
     syncs: Family<SyncLabels, Counter>,
     sync_seconds: Family<SyncLabels, Histogram>,
@@ -139,6 +146,7 @@ impl Metrics {
         });
         let active_version = Family::<VersionLabels, Gauge>::default();
         let deployments = Family::<DeployLabels, Counter>::default();
+        let shadow_calls = Family::<ShadowLabels, Counter>::default();
         let component_cache = Family::<ResultLabels, Counter>::default();
         let syncs = Family::<SyncLabels, Counter>::default();
         let sync_seconds = Family::<SyncLabels, Histogram>::new_with_constructor(|| {
@@ -305,6 +313,13 @@ impl Metrics {
         add(
             &mut registry,
             &mut registered,
+            "shadow_calls",
+            "Calls of a step's shadow version beside the active one, by outcome: identical, different, failed (no output where the active version had one, or another error), skipped (every call slot was busy)",
+            shadow_calls.clone(),
+        );
+        add(
+            &mut registry,
+            &mut registered,
             "component_cache",
             "Component loads (start-up, deploy, rollback, drop directory) by what the artifact cache did: hit (no compilation), miss (compiled and stored), error (unusable entry or failed write; compiled)",
             component_cache.clone(),
@@ -317,6 +332,7 @@ impl Metrics {
             fuel,
             active_version,
             deployments,
+            shadow_calls,
             component_cache,
             syncs,
             sync_seconds,
@@ -522,6 +538,16 @@ impl Metrics {
             .get_or_create(&DeployLabels {
                 step: step.to_owned(),
                 result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one call of a step's shadow version by its outcome.
+    pub fn record_shadow_call(&self, step: &str, outcome: &str) {
+        self.shadow_calls
+            .get_or_create(&ShadowLabels {
+                step: step.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

@@ -168,7 +168,13 @@ impl Retention {
             0 => usize::MAX,
             n => usize::try_from(n).unwrap_or(usize::MAX),
         };
-        // SQLite work: off the async threads.
-        tokio::task::spawn_blocking(move || store.prune_audit(&before, keep)).await?
+        // SQLite work: off the async threads. The runs kept for replays (one per record and
+        // direction) go with the audit trail's age limit.
+        tokio::task::spawn_blocking(move || {
+            let pruned = store.prune_audit(&before, keep)?;
+            store.prune_last_runs(&before)?;
+            Ok(pruned)
+        })
+        .await?
     }
 }

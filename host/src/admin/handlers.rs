@@ -24,11 +24,13 @@ impl IntoResponse for ApiError {
 impl From<DeployError> for ApiError {
     fn from(err: DeployError) -> Self {
         let status = match &err {
-            DeployError::UnknownStep(_) | DeployError::UnknownVersion { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            DeployError::UnknownStep(_)
+            | DeployError::UnknownVersion { .. }
+            | DeployError::NoShadow(_) => StatusCode::NOT_FOUND,
+            DeployError::ShadowIsActive { .. } => StatusCode::CONFLICT,
             DeployError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::AmbiguousVersion { .. } => StatusCode::BAD_REQUEST,
+            DeployError::BadConfig { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::NothingToRollBackTo(_) => StatusCode::CONFLICT,
             DeployError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -49,7 +51,10 @@ fn steps_json(state: &AdminState) -> Vec<Value> {
                 "position": position,
                 "active_version": &*active.version,
                 "size": active.size,
-                "config_keys": step.config.keys().collect::<Vec<_>>(),
+                "config_keys": step.config().keys().cloned().collect::<Vec<_>>(),
+                "config_revision": step.config_revision(),
+                "shadow_version": step.shadow().map(|s| s.component.version.to_string()),
+                "limits": &*step.limits,
             })
         })
         .collect()
@@ -129,7 +134,10 @@ pub async fn list_versions(
     Path(step): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let versions = state.deployer.versions(&step)?;
-    Ok(Json(json!({ "step": step, "versions": versions })))
+    let config_revisions = state.deployer.config_history(&step)?;
+    Ok(Json(
+        json!({ "step": step, "versions": versions, "config_revisions": config_revisions }),
+    ))
 }
 
 /// `POST /admin/v1/steps/{step}/versions` with the `.wasm` file as the body.

@@ -10,6 +10,14 @@
 //! | GET | `/admin/v1/steps/{step}/versions` | stored versions of a step |
 //! | POST | `/admin/v1/steps/{step}/versions` | deploy: body is the `.wasm` file |
 //! | POST | `/admin/v1/steps/{step}/rollback` | body `{"to": "<hash or prefix>"}` or empty |
+//! | PUT | `/admin/v1/steps/{step}/shadow` | shadow deploy: body is the `.wasm` file (validated, stored, run beside the active version, never written) |
+//! | GET | `/admin/v1/steps/{step}/shadow` | this replica's shadow report (seen, identical, different, failed, skipped, examples) |
+//! | POST | `/admin/v1/steps/{step}/shadow/promote` | activate the shadow version (like a deploy) and end the shadow |
+//! | DELETE | `/admin/v1/steps/{step}/shadow` | end the shadow |
+//! | GET | `/admin/v1/steps/{step}/config` | the step's config in force and its revision |
+//! | PUT | `/admin/v1/steps/{step}/config` | `{"set": {..}, "unset": [..]}` or `{"revert_to": n}`: validated on the sample, stored as a new revision, swapped in |
+//! | GET | `/admin/v1/steps/{step}/config/history` | every config revision, newest first |
+//! | POST | `/admin/v1/records/{record}/replay?step=` | run a record's last pipeline run again (body: empty, or a candidate `.wasm` for `step`) and diff it against what that run produced |
 //! | POST | `/admin/v1/pipelines/{direction}/run` | run a record through a pipeline (preview) |
 //! | GET | `/admin/v1/queue` | sync events pending, running, dead |
 //! | GET | `/admin/v1/queue/events?state=&limit=` | the events pending and/or running, one by one |
@@ -24,6 +32,7 @@ pub mod audit_search;
 mod auth;
 pub mod console;
 mod handlers;
+mod mapping_handlers;
 mod queue_events;
 mod sync_handlers;
 
@@ -84,6 +93,25 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/steps/{step}/versions/{version}/pin",
             axum::routing::put(handlers::pin).delete(handlers::unpin),
+        )
+        .route(
+            "/steps/{step}/shadow",
+            get(mapping_handlers::shadow_report)
+                .put(mapping_handlers::deploy_shadow)
+                .delete(mapping_handlers::discard),
+        )
+        .route(
+            "/steps/{step}/shadow/promote",
+            post(mapping_handlers::promote),
+        )
+        .route("/records/{record}/replay", post(mapping_handlers::replay))
+        .route(
+            "/steps/{step}/config",
+            get(mapping_handlers::get_config).put(mapping_handlers::change_config),
+        )
+        .route(
+            "/steps/{step}/config/history",
+            get(mapping_handlers::config_history),
         )
         .route("/pipelines/{direction}/run", post(handlers::run_pipeline))
         .route("/queue", get(sync_handlers::queue))

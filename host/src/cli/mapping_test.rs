@@ -40,13 +40,15 @@ pub struct TestArgs {
     /// The tenant passed in the context.
     #[arg(long, default_value = "test", conflicts_with = "fixtures")]
     pub tenant: String,
-    /// The step name passed in the context.
+    /// The step name passed in the context; with --limits-from, also the configured step
+    /// whose limits apply.
     #[arg(long, default_value = "test")]
     pub step: String,
     /// The context timestamp (RFC 3339). Default: now.
     #[arg(long, conflicts_with = "fixtures")]
     pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
-    /// Take the limits from this host configuration instead of the defaults.
+    /// Take the limits from this host configuration instead of the defaults: those of the
+    /// step named by --step when it has one (its own `limits` over `[limits]`), else `[limits]`.
     #[arg(long, value_name = "HOST_CONFIG")]
     pub limits_from: Option<PathBuf>,
     /// Run every case of this fixtures directory (one directory per case: input.json,
@@ -83,7 +85,9 @@ fn read_json(path: &Path, what: &str) -> Result<String> {
 
 pub async fn run(args: TestArgs) -> Result<i32> {
     let limits = match &args.limits_from {
-        Some(path) => HostConfig::load(path)?.limits,
+        // The limits of the step named `--step` when the configuration has one (its own
+        // `limits` over `[limits]`), else `[limits]`.
+        Some(path) => HostConfig::load(path)?.step_limits(&args.step),
         None => Limits::default(),
     };
     let bytes = std::fs::read(&args.component)

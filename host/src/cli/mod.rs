@@ -1,4 +1,5 @@
-//! The `cosell` command line: `serve`, `sandbox`, `mapping test | new | deploy | list | rollback`,
+//! The `cosell` command line: `serve`, `sandbox`, `mapping test | new | deploy [--shadow] |
+//! shadow | promote | discard | replay | config | list | rollback`,
 //! `queue`, `dead-letters list | replay`, `audit`, `backfill`, and the setup commands
 //! `partner-center login | register-webhooks`, `dataverse provision | register-webhook`.
 
@@ -6,8 +7,11 @@ mod admin_client;
 mod backfill;
 mod config_check;
 mod login;
+mod mapping_config;
 mod mapping_fixtures;
 mod mapping_new;
+mod mapping_replay;
+mod mapping_shadow;
 mod mapping_test;
 mod queue;
 mod sandbox;
@@ -66,7 +70,9 @@ pub enum Command {
     /// pending ones in the order they run): id, side, record, attempts, when each runs next or
     /// which replica runs it, and its last error.
     Queue(queue::QueueArgs),
-    /// Work with mapping components: test them locally, deploy, list and roll back.
+    /// Work with mapping components: test them locally, deploy (or shadow-deploy beside the
+    /// active version, then promote or discard), replay a record, change a step's config, list
+    /// and roll back.
     #[command(subcommand)]
     Mapping(MappingCommand),
     /// Show and replay sync events that failed every attempt.
@@ -218,6 +224,11 @@ pub enum MappingCommand {
         step: String,
         /// The .wasm file (a component, or a core module built with wit-bindgen).
         component: PathBuf,
+        /// Validate and store it as the step's shadow instead of activating it: it then runs
+        /// beside the active version on every live record, its outputs compared and never
+        /// written (see `cosell mapping shadow`, `promote`, `discard`).
+        #[arg(long)]
+        shadow: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -239,6 +250,23 @@ pub enum MappingCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Show a step's config on a running host and its revision, or change it without a
+    /// restart (--set, --unset: checked on the step's sample first, stored as a new revision),
+    /// list its revisions (--history), or go back to one (--revert-to).
+    Config(mapping_config::ConfigArgs),
+    /// Report on a step's shadow version on the replica answering: records seen, identical,
+    /// different (with examples: record, changed JSON pointers, diff) and failed (with the
+    /// error), and calls skipped because the host was busy.
+    Shadow(mapping_shadow::ShadowArgs),
+    /// Activate a step's shadow version (validated again, like a deploy) and end the shadow.
+    Promote(mapping_shadow::ShadowStepArgs),
+    /// End a step's shadow version; the active version is unchanged.
+    Discard(mapping_shadow::ShadowStepArgs),
+    /// Run a record's last pipeline run on a running host again, through the active pipeline
+    /// or with a candidate in place of one step; print the output (stdout) and its diff against
+    /// what that run produced (stderr). Nothing is synced. Exits 0 when the output is the same,
+    /// 2 when it differs, 1 on an error.
+    Replay(mapping_replay::ReplayArgs),
     /// Keep a stored version of a step whatever the retention (`retention.mapping_versions`).
     Pin {
         /// The step.
@@ -328,8 +356,20 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Mapping(MappingCommand::Deploy {
             step,
             component,
+            shadow: false,
             admin,
         }) => admin_client::deploy(&admin, &step, &component).await,
+        Command::Mapping(MappingCommand::Deploy {
+            step,
+            component,
+            shadow: true,
+            admin,
+        }) => mapping_shadow::deploy(&admin, &step, &component).await,
+        Command::Mapping(MappingCommand::Shadow(args)) => mapping_shadow::report(&args).await,
+        Command::Mapping(MappingCommand::Promote(args)) => mapping_shadow::promote(&args).await,
+        Command::Mapping(MappingCommand::Discard(args)) => mapping_shadow::discard(&args).await,
+        Command::Mapping(MappingCommand::Replay(args)) => mapping_replay::run(&args).await,
+        Command::Mapping(MappingCommand::Config(args)) => mapping_config::run(&args).await,
         Command::Mapping(MappingCommand::List { step, admin }) => {
             admin_client::list(&admin, step.as_deref()).await
         }

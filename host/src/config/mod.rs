@@ -266,6 +266,21 @@ pub struct StepSpec {
     /// Operator key/values the step reads through the `config` import.
     #[serde(default)]
     pub config: StepConfig,
+    /// This step's own limits: any subset of `[limits]`' keys, overriding them for this step
+    /// only (e.g. a Python step's larger memory without raising every step's).
+    #[serde(default)]
+    pub limits: Option<crate::runtime::LimitsOverride>,
+}
+
+impl StepSpec {
+    /// The limits every call of this step runs under: `base` (`[limits]`) with the step's
+    /// own `limits` over it.
+    pub fn effective_limits(&self, base: &Limits) -> Limits {
+        match &self.limits {
+            Some(over) => over.apply(base),
+            None => base.clone(),
+        }
+    }
 }
 
 impl HostConfig {
@@ -333,6 +348,30 @@ impl HostConfig {
         }
     }
 
+    /// The limits of the step named `step` ([`StepSpec::effective_limits`]), or `[limits]`
+    /// when no step has that name.
+    pub fn step_limits(&self, step: &str) -> Limits {
+        self.pipelines
+            .by_direction()
+            .into_iter()
+            .flat_map(|(_, specs)| specs.iter())
+            .find(|spec| spec.step == step)
+            .map_or_else(
+                || self.limits.clone(),
+                |spec| spec.effective_limits(&self.limits),
+            )
+    }
+
+    /// The largest `memory_bytes` any step may use: what the instance pool is sized for.
+    pub fn largest_step_memory(&self) -> u64 {
+        self.pipelines
+            .by_direction()
+            .into_iter()
+            .flat_map(|(_, specs)| specs.iter())
+            .map(|spec| spec.effective_limits(&self.limits).memory_bytes)
+            .fold(self.limits.memory_bytes, u64::max)
+    }
+
     /// Checks what the types cannot: limits, unique and well-formed step names.
     pub fn validate(&self) -> Result<()> {
         self.admin.validate()?;
@@ -343,6 +382,14 @@ impl HostConfig {
         for (direction, steps) in self.pipelines.by_direction() {
             for spec in steps {
                 check_step_name(&spec.step)?;
+                spec.effective_limits(&self.limits)
+                    .validate()
+                    .map_err(|err| {
+                        anyhow::anyhow!(
+                            "pipelines.{direction} step `{}`: its limits: {err}",
+                            spec.step
+                        )
+                    })?;
                 if !names.insert(spec.step.as_str()) {
                     bail!(
                         "step `{}` appears twice (again in pipelines.{direction}); step names must be unique",

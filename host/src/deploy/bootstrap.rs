@@ -1,5 +1,5 @@
 //! Building the pipelines at start-up: each step on its persisted active version, or on the
-//! configured component file the first time the step is seen.
+//! configured component file the first time the step is seen, with its stored shadow version.
 
 use super::samples::sample_for;
 use super::validate::validate;
@@ -35,6 +35,13 @@ pub fn bootstrap(
                 .with_context(|| {
                     format!("loading step `{}` of the {direction} pipeline", spec.step)
                 })?;
+            // A shadow that no longer loads must not keep the host from starting: it is
+            // reported, and the step runs without it.
+            super::step_config::adopt_at_start(&step, &spec.config, store)
+                .with_context(|| format!("choosing the config of step `{}`", spec.step))?;
+            if let Err(err) = super::shadow::follow_shadow(&step, store, &runtime) {
+                tracing::warn!(step = %spec.step, error = %format!("{err:#}"), "the step's shadow version is not run");
+            }
             samples.insert(spec.step.clone(), sample);
             steps.push(Arc::new(step));
         }
@@ -57,6 +64,7 @@ fn load_step(
         name: spec.step.as_str().into(),
         direction,
         config: Arc::new(spec.config.clone()),
+        limits: Arc::new(spec.effective_limits(runtime.limits())),
     };
     if let Some(stored) = store.active_version(&spec.step)? {
         let component = runtime.load(&stored.wasm).map_err(|err| {

@@ -12,7 +12,14 @@
 mod bootstrap;
 #[cfg(test)]
 mod follow_tests;
+pub mod replay;
 pub mod samples;
+pub mod shadow;
+pub mod step_config;
+#[cfg(test)]
+mod step_config_tests;
+#[cfg(test)]
+mod step_limits_tests;
 pub mod validate;
 pub mod watch_dir;
 
@@ -36,7 +43,7 @@ pub enum DeploySource {
 }
 
 impl DeploySource {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeploySource::Config => "config",
             DeploySource::AdminApi => "admin-api",
@@ -96,6 +103,16 @@ pub enum DeployError {
     AmbiguousVersion { step: String, version: String },
     #[error("step `{0}` has no earlier version to roll back to")]
     NothingToRollBackTo(String),
+    #[error("config change refused for step `{step}`: {reason}")]
+    BadConfig { step: String, reason: String },
+    #[error(
+        "step `{0}` has no shadow version (deploy one with `cosell mapping deploy {0} <file.wasm> --shadow`)"
+    )]
+    NoShadow(String),
+    #[error(
+        "version {version} is already the active version of step `{step}`: a shadow must be another version"
+    )]
+    ShadowIsActive { step: String, version: String },
     #[error("state store error: {0:#}")]
     Store(#[from] anyhow::Error),
 }
@@ -208,6 +225,7 @@ impl Deployer {
         })
         .await
         .map_err(|err| DeployError::Store(anyhow::anyhow!("loading a version panicked: {err}")))??;
+        self.follow_shadow_of(&step).await?;
         let Some(component) = loaded else {
             return Ok(None);
         };
@@ -217,6 +235,24 @@ impl Deployer {
         let previous = step.activate(Arc::new(component));
         tracing::info!(step = step_name, %version, previous = %previous.version, artifact_cache, "now serving the version another replica activated");
         Ok(Some(version))
+    }
+
+    async fn follow_shadow_of(
+        &self,
+        step: &Arc<crate::pipeline::MappingStep>,
+    ) -> Result<(), DeployError> {
+        let (step, store, runtime) = (
+            step.clone(),
+            self.store.clone(),
+            self.pipelines.runtime().clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            step_config::follow_config(&step, &*store)?;
+            shadow::follow_shadow(&step, &*store, &runtime)
+        })
+        .await
+        .map_err(|err| DeployError::Store(anyhow::anyhow!("loading a shadow panicked: {err}")))?
+        .map_err(DeployError::Store)
     }
 
     /// Pins a stored version of a step (a full hash or a unique prefix), so that retention

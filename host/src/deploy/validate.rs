@@ -2,7 +2,7 @@
 //!
 //! Order (the one the WebAssembly plugin hosts converge on): size cap → encode a core module
 //! into a component → compile → type-check against the world (`instantiate_pre`) → run the
-//! step's sample record under the production limits. Only then can it be activated.
+//! step's sample record under the step's production limits. Only then can it be activated.
 
 use crate::pipeline::StepIdentity;
 use crate::runtime::{
@@ -47,7 +47,7 @@ pub fn run_sample(
     step: &StepIdentity,
     sample: &str,
 ) -> CallReport {
-    runtime.call(
+    runtime.call_with_limits(
         component,
         &MappingCall {
             mapping_name: step.name.clone(),
@@ -59,6 +59,7 @@ pub fn run_sample(
             current: None,
             config: step.config.clone(),
         },
+        &step.limits,
     )
 }
 
@@ -70,7 +71,7 @@ pub fn validate(
     sample: &str,
 ) -> Result<Validated, ValidationError> {
     let started = Instant::now();
-    let component = Arc::new(runtime.load(bytes)?);
+    let component = Arc::new(runtime.load_with_limits(bytes, &step.limits)?);
     let compile_time = started.elapsed();
     let report = run_sample(runtime, &component, step, sample);
     let outcome = match report.result {

@@ -56,6 +56,7 @@ async fn exercised() -> Metrics {
     );
     m.set_active_version("referral-to-opportunity", "abc", None);
     m.record_deployment("referral-to-opportunity", "deploy_ok");
+    m.record_shadow_call("referral-to-opportunity", "different");
     m.record_component_load(crate::runtime::CacheOutcome::Hit);
     m.set_service_paused("dataverse", false);
     m.record_service_pause("dataverse", "no_answer");

@@ -3,16 +3,22 @@
 //!
 //! A step's active version sits behind an atomic pointer ([`MappingStep`]): a record takes a
 //! snapshot of it when its call starts and finishes on that version even if a new one is
-//! activated meanwhile, so a hot swap never drops or splits a record.
+//! activated meanwhile, so a hot swap never drops or splits a record. A step may also have a
+//! shadow version ([`shadow`]) that live runs ([`Pipelines::run_live`]) run beside it, writing
+//! nothing.
 
 pub mod fixtures;
 pub mod output_diff;
+pub mod shadow;
 mod step;
 
 pub use output_diff::OutputDiff;
+pub use shadow::{Shadow, ShadowOutcome, ShadowReport};
 pub use step::{MappingStep, StepIdentity};
 
-use crate::runtime::{CallError, CallStats, Direction, MappingCall, MappingRuntime};
+use crate::runtime::{
+    CallError, CallStats, Direction, MappingCall, MappingComponent, MappingRuntime,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -115,18 +121,63 @@ impl Pipelines {
             })
     }
 
-    /// Runs `input` through every step of `direction`, in order.
+    /// Runs `input` through every step of `direction`, in order (a preview: shadows do not
+    /// run).
     pub async fn run(
         &self,
         direction: Direction,
         input: PipelineInput,
     ) -> Result<PipelineOutput, PipelineError> {
-        let mut document = input.document;
+        self.run_with(direction, input, RunKind::Preview).await
+    }
+
+    /// Runs a live record (`referral:<id>` or `opportunity:<id>`) through the pipeline, as
+    /// [`Pipelines::run`], and each step's shadow beside it, off the record's path.
+    pub async fn run_live(
+        &self,
+        direction: Direction,
+        input: PipelineInput,
+        record: &str,
+    ) -> Result<PipelineOutput, PipelineError> {
+        self.run_with(direction, input, RunKind::Live(record)).await
+    }
+
+    /// Runs `input` through the pipeline with `candidate` in place of the active version of
+    /// the step named `step` (a replay; shadows do not run).
+    pub async fn run_replacing(
+        &self,
+        direction: Direction,
+        input: PipelineInput,
+        step: &str,
+        candidate: Arc<MappingComponent>,
+    ) -> Result<PipelineOutput, PipelineError> {
+        self.run_with(direction, input, RunKind::Replacing(step, candidate))
+            .await
+    }
+
+    async fn run_with(
+        &self,
+        direction: Direction,
+        mut input: PipelineInput,
+        kind: RunKind<'_>,
+    ) -> Result<PipelineOutput, PipelineError> {
+        let mut document = std::mem::take(&mut input.document);
         let mut completed = Vec::new();
         for (index, step) in self.direction(direction).iter().enumerate() {
+            let component = match &kind {
+                RunKind::Replacing(name, candidate) if **name == *step.name => candidate.clone(),
+                _ => step.active(),
+            };
+            let shadow_input = match kind {
+                RunKind::Live(record) => step
+                    .shadow()
+                    .map(|shadow| (record, shadow, document.clone())),
+                _ => None,
+            };
             let (run, result) = self
-                .run_step(
+                .run_component(
                     step,
+                    component,
                     &input.event,
                     &input.tenant,
                     input.timestamp,
@@ -134,6 +185,9 @@ impl Pipelines {
                     input.current.clone(),
                 )
                 .await;
+            if let Some((record, shadow, shadow_document)) = shadow_input {
+                self.spawn_shadow(step, shadow, record, &input, shadow_document, &result);
+            }
             match result {
                 Ok(output) => {
                     document = output;
@@ -165,18 +219,40 @@ impl Pipelines {
         document: String,
         current: Option<String>,
     ) -> (StepRun, Result<String, CallError>) {
+        self.run_component(
+            step,
+            step.active(),
+            event,
+            tenant,
+            timestamp,
+            document,
+            current,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_component(
+        &self,
+        step: &Arc<MappingStep>,
+        component: Arc<MappingComponent>,
+        event: &str,
+        tenant: &str,
+        timestamp: DateTime<Utc>,
+        document: String,
+        current: Option<String>,
+    ) -> (StepRun, Result<String, CallError>) {
         let _slot = self
             .call_slots
             .clone()
             .acquire_owned()
             .await
             .expect("the call semaphore is never closed");
-        let component = step.active();
         let runtime = self.runtime.clone();
         let (step_arc, event, tenant) = (step.clone(), event.to_owned(), tenant.to_owned());
         let version = component.version.to_string();
         let report = tokio::task::spawn_blocking(move || {
-            runtime.call(
+            runtime.call_with_limits(
                 &component,
                 &MappingCall {
                     mapping_name: step_arc.name.clone(),
@@ -186,8 +262,9 @@ impl Pipelines {
                     timestamp,
                     input: &document,
                     current: current.as_deref(),
-                    config: step_arc.config.clone(),
+                    config: step_arc.config(),
                 },
+                &step_arc.limits,
             )
         })
         .await
@@ -202,4 +279,62 @@ impl Pipelines {
             report.result,
         )
     }
+
+    /// Runs `shadow` on what the active version of `step` just ran on, on a task of its own,
+    /// when a call slot is free right now (otherwise the call is counted as skipped): the
+    /// record goes on without waiting for it.
+    fn spawn_shadow(
+        &self,
+        step: &Arc<MappingStep>,
+        shadow: Arc<Shadow>,
+        record: &str,
+        input: &PipelineInput,
+        document: String,
+        active: &Result<String, CallError>,
+    ) {
+        let Ok(slot) = self.call_slots.clone().try_acquire_owned() else {
+            step.record_shadow(shadow.skipped());
+            return;
+        };
+        let (runtime, step) = (self.runtime.clone(), step.clone());
+        let (record, active) = (record.to_owned(), active.clone());
+        let (event, tenant, timestamp, current) = (
+            input.event.clone(),
+            input.tenant.clone(),
+            input.timestamp,
+            input.current.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let report = runtime.call_with_limits(
+                &shadow.component,
+                &MappingCall {
+                    mapping_name: step.name.clone(),
+                    direction: step.direction,
+                    event: &event,
+                    tenant: &tenant,
+                    timestamp,
+                    input: &document,
+                    current: current.as_deref(),
+                    config: step.config(),
+                },
+                &step.limits,
+            );
+            let outcome = shadow.compare(&record, &active, &report.result);
+            step.record_shadow(outcome);
+            if outcome == ShadowOutcome::Failed {
+                tracing::info!(step = %step.name, %record, version = %shadow.component.version, "the shadow version failed on a record (nothing is written from it)");
+            }
+        });
+    }
+}
+
+/// What a pipeline run is for.
+enum RunKind<'a> {
+    /// A preview: the active versions only.
+    Preview,
+    /// A live record (its key): the shadows run too.
+    Live(&'a str),
+    /// A replay with a candidate in place of one step's active version.
+    Replacing(&'a str, Arc<MappingComponent>),
 }

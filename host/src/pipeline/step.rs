@@ -1,24 +1,39 @@
-//! One mapping step: its name, direction, operator config and hot-swappable active version.
+//! One mapping step: its name, direction, operator config, hot-swappable active version and
+//! optional shadow version ([`super::shadow`]).
 
+use super::shadow::{Shadow, ShadowOutcome};
 use crate::metrics::Metrics;
-use crate::runtime::{CallReport, Direction, MappingComponent, StepConfig};
-use arc_swap::ArcSwap;
+use crate::runtime::{CallReport, Direction, Limits, MappingComponent, StepConfig};
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::sync::Arc;
 
-/// What identifies a step to its component: name, direction and operator config.
+/// What identifies a step to its component: name, direction, operator config and the
+/// step's effective limits (`[limits]` with the step's own `limits` over them).
 #[derive(Debug, Clone)]
 pub struct StepIdentity {
     pub name: Arc<str>,
     pub direction: Direction,
     pub config: Arc<StepConfig>,
+    pub limits: Arc<Limits>,
+}
+
+/// A step's config and the stored revision it is.
+struct RevisedConfig {
+    revision: Option<i64>,
+    values: Arc<StepConfig>,
 }
 
 /// A configured step of a pipeline.
 pub struct MappingStep {
     pub name: Arc<str>,
     pub direction: Direction,
-    pub config: Arc<StepConfig>,
+    /// The operator config and its stored revision, swapped like the version
+    /// ([`MappingStep::set_config`]).
+    config: ArcSwap<RevisedConfig>,
+    /// The limits every call of the step runs under.
+    pub limits: Arc<Limits>,
     active: ArcSwap<MappingComponent>,
+    shadow: ArcSwapOption<Shadow>,
     metrics: Arc<Metrics>,
 }
 
@@ -33,8 +48,13 @@ impl MappingStep {
         Self {
             name: identity.name,
             direction: identity.direction,
-            config: identity.config,
+            config: ArcSwap::from_pointee(RevisedConfig {
+                revision: None,
+                values: identity.config,
+            }),
+            limits: identity.limits,
             active: ArcSwap::new(initial),
+            shadow: ArcSwapOption::empty(),
             metrics,
         }
     }
@@ -44,7 +64,8 @@ impl MappingStep {
         StepIdentity {
             name: self.name.clone(),
             direction: self.direction,
-            config: self.config.clone(),
+            config: self.config(),
+            limits: self.limits.clone(),
         }
     }
 
@@ -61,6 +82,43 @@ impl MappingStep {
         self.metrics
             .set_active_version(&self.name, &version, Some(&previous.version));
         previous
+    }
+
+    /// The config calls starting now get. Callers keep the returned `Arc` for the whole call,
+    /// so a record in flight finishes on the config it started with.
+    pub fn config(&self) -> Arc<StepConfig> {
+        self.config.load().values.clone()
+    }
+
+    /// The stored revision of the config calls starting now get (`None` before the store
+    /// numbered it).
+    pub fn config_revision(&self) -> Option<i64> {
+        self.config.load().revision
+    }
+
+    /// Atomically makes `values` (stored as `revision`) the step's config.
+    pub fn set_config(&self, revision: i64, values: StepConfig) {
+        self.config.store(Arc::new(RevisedConfig {
+            revision: Some(revision),
+            values: Arc::new(values),
+        }));
+    }
+
+    /// The shadow version, if the step has one.
+    pub fn shadow(&self) -> Option<Arc<Shadow>> {
+        self.shadow.load_full()
+    }
+
+    /// Makes `component` the step's shadow (a fresh report), or ends the shadow (`None`);
+    /// shadow calls in flight finish and count in the report they started with.
+    pub fn set_shadow(&self, component: Option<Arc<MappingComponent>>) {
+        self.shadow
+            .store(component.map(|c| Arc::new(Shadow::new(c))));
+    }
+
+    /// Counts a shadow call in the metrics.
+    pub(crate) fn record_shadow(&self, outcome: ShadowOutcome) {
+        self.metrics.record_shadow_call(&self.name, outcome.label());
     }
 
     /// Counts a finished call in the metrics.

@@ -102,6 +102,39 @@ impl Limits {
     }
 }
 
+/// A pipeline step's `limits = { … }`: any subset of [`Limits`]' keys, overriding `[limits]`
+/// for that step only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsOverride {
+    pub fuel: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub max_input_bytes: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+    pub max_log_bytes: Option<u64>,
+    pub max_component_bytes: Option<u64>,
+    pub max_functions: Option<u64>,
+    pub max_function_bytes: Option<u64>,
+}
+
+impl LimitsOverride {
+    /// `base` with the keys this override sets replaced.
+    pub fn apply(&self, base: &Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.unwrap_or(base.fuel),
+            timeout_ms: self.timeout_ms.unwrap_or(base.timeout_ms),
+            memory_bytes: self.memory_bytes.unwrap_or(base.memory_bytes),
+            max_input_bytes: self.max_input_bytes.unwrap_or(base.max_input_bytes),
+            max_output_bytes: self.max_output_bytes.unwrap_or(base.max_output_bytes),
+            max_log_bytes: self.max_log_bytes.unwrap_or(base.max_log_bytes),
+            max_component_bytes: self.max_component_bytes.unwrap_or(base.max_component_bytes),
+            max_functions: self.max_functions.unwrap_or(base.max_functions),
+            max_function_bytes: self.max_function_bytes.unwrap_or(base.max_function_bytes),
+        }
+    }
+}
+
 /// Which limit a call ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -35,7 +35,7 @@ pub use call::{CallError, CallErrorKind, CallReport, CallStats, Direction, Mappi
 pub use component::{LoadError, MappingComponent};
 pub use engine::AllocatorKind;
 pub use guest_log::{GuestLevel, GuestLogLine, GuestStream};
-pub use limits::{Limit, Limits};
+pub use limits::{Limit, Limits, LimitsOverride};
 pub use live_instance::LiveInstance;
 pub use sandbox::StepConfig;
 
@@ -57,6 +57,19 @@ impl MappingRuntime {
     pub fn new(limits: Limits) -> Result<Self> {
         limits.validate().map_err(anyhow::Error::msg)?;
         let (engine, allocator) = engine::build_engine(&limits, true)?;
+        Self::with_engine(engine, allocator, limits)
+    }
+
+    /// Creates the runtime as [`MappingRuntime::new`] does, with the pooling allocator's
+    /// memory slots sized for `pool_memory_bytes` (the largest `memory_bytes` any step may use,
+    /// see per-step limits) rather than `limits.memory_bytes`.
+    pub fn with_pool_memory(limits: Limits, pool_memory_bytes: u64) -> Result<Self> {
+        limits.validate().map_err(anyhow::Error::msg)?;
+        let pool = Limits {
+            memory_bytes: pool_memory_bytes.max(limits.memory_bytes),
+            ..limits.clone()
+        };
+        let (engine, allocator) = engine::build_engine(&pool, true)?;
         Self::with_engine(engine, allocator, limits)
     }
 
@@ -106,10 +119,37 @@ impl MappingRuntime {
         )
     }
 
-    /// Runs one record through `component` on a fresh instance. Blocks: call it from a
-    /// blocking thread (see `pipeline`).
+    /// Runs one record through `component` on a fresh instance, under the runtime's limits.
+    /// Blocks: call it from a blocking thread (see `pipeline`).
     pub fn call(&self, component: &MappingComponent, call: &MappingCall<'_>) -> CallReport {
         call::call_mapping(&self.engine, &self.limits, component, call)
+    }
+
+    /// [`MappingRuntime::call`] under `limits` (a step's effective limits). Its `memory_bytes`
+    /// must be within what the engine was sized for ([`MappingRuntime::with_pool_memory`]).
+    pub fn call_with_limits(
+        &self,
+        component: &MappingComponent,
+        call: &MappingCall<'_>,
+        limits: &Limits,
+    ) -> CallReport {
+        call::call_mapping(&self.engine, limits, component, call)
+    }
+
+    /// [`MappingRuntime::load`] checking the component against `limits` (a step's effective
+    /// limits: component size, function count and sizes).
+    pub fn load_with_limits(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<MappingComponent, LoadError> {
+        component::load(
+            &self.engine,
+            &self.linker,
+            self.artifact_cache.as_ref(),
+            bytes,
+            limits,
+        )
     }
 
     /// Instantiates `component` for `call` exactly as [`MappingRuntime::call`] does, without

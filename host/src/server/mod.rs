@@ -46,6 +46,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     crate::admin::check_token(&token)?;
     let metrics = Arc::new(Metrics::new());
     let limits = config.limits.clone();
+    let pool_memory = config.largest_step_memory();
     let cache_dir = config.artifact_cache.directory(&config.state);
     let cache_max_bytes = config.artifact_cache.max_bytes();
     let state = crate::store::open(&config.state)?;
@@ -60,7 +61,8 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
     };
     let runtime = Arc::new(
         tokio::task::spawn_blocking(move || {
-            let runtime = MappingRuntime::new(limits)?;
+            // Sized for the largest memory any step may use (per-step limits).
+            let runtime = MappingRuntime::with_pool_memory(limits, pool_memory)?;
             anyhow::Ok(match (cache_dir, cache_key) {
                 (Some(dir), Some(key)) => with_artifact_cache(runtime, dir, cache_max_bytes, key),
                 _ => runtime,

@@ -34,8 +34,8 @@ pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
 pub use open::{StateStore, open};
 pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync::{
-    AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts,
-    QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
+    AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, LastRun, Link, NewEvent, ParkedEvent,
+    QueueCounts, QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
 };
 
 use anyhow::Result;
@@ -86,6 +86,8 @@ pub enum ActivationReason {
     Deploy,
     /// An earlier version was re-activated.
     Rollback,
+    /// The step's shadow version was promoted.
+    Promote,
 }
 
 impl ActivationReason {
@@ -94,6 +96,7 @@ impl ActivationReason {
             ActivationReason::Bootstrap => "bootstrap",
             ActivationReason::Deploy => "deploy",
             ActivationReason::Rollback => "rollback",
+            ActivationReason::Promote => "promote",
         }
     }
 }
@@ -150,6 +153,52 @@ pub trait DeploymentStore: Send + Sync {
     /// the `keep` most recently activated, the active one and the pinned ones; answers the
     /// `(step, version)`s deleted.
     fn prune_versions(&self, keep: usize) -> Result<Vec<(String, String)>>;
+
+    /// Stores `wasm` as `version` of `step` (if not already stored) and makes it the step's
+    /// shadow, replacing any other, in one transaction. A shadow version is never pruned.
+    fn save_shadow(&self, step: &str, version: &str, wasm: &[u8], source: &str) -> Result<()>;
+
+    /// The shadow of `step`, if it has one.
+    fn shadow(&self, step: &str) -> Result<Option<ShadowDesignation>>;
+
+    /// Ends the shadow of `step`; answers whether it had one.
+    fn end_shadow(&self, step: &str) -> Result<bool>;
+
+    /// Stores `config` (a JSON object of strings) as the next config revision of `step`;
+    /// answers its number (1 for the first).
+    fn save_config_revision(
+        &self,
+        step: &str,
+        config: &str,
+        source: &str,
+        changed_by: &str,
+    ) -> Result<i64>;
+
+    /// Every config revision of `step`, newest first.
+    fn config_revisions(&self, step: &str) -> Result<Vec<ConfigRevision>>;
+}
+
+/// One stored config of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigRevision {
+    pub revision: i64,
+    /// A JSON object of strings.
+    pub config: String,
+    /// `config-file` (from the host configuration at start-up), `admin-api`, or
+    /// `revert-to <n>`.
+    pub source: String,
+    /// Who changed it (as the CLI or the caller said).
+    pub changed_by: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// A step's shadow version, as the store keeps it (the counts are in memory, per replica).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShadowDesignation {
+    pub version: String,
+    /// When it became the shadow (RFC 3339).
+    pub since: String,
 }
 
 /// The name of the [`DeploymentStore::host_secret`] that keys the artifact cache's HMACs.

@@ -7,7 +7,7 @@
 
 use super::audit_query::{AuditPage, AuditQuery};
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The side of the sync where a change happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -332,8 +332,45 @@ pub trait SyncStore: Send + Sync {
     /// newest `keep`; answers how many were deleted.
     fn prune_audit(&self, before: &str, keep: usize) -> Result<u64>;
 
+    /// Keeps `run` as the last pipeline run of its record and direction, replacing the one
+    /// before.
+    fn save_last_run(&self, run: &LastRun) -> Result<()>;
+
+    /// The last pipeline runs of `record` (`referral:<id>` or `opportunity:<id>`), one per
+    /// direction it was mapped in.
+    fn last_runs(&self, record: &str) -> Result<Vec<LastRun>>;
+
+    /// Deletes the last runs made before `before` (RFC 3339, UTC); answers how many.
+    fn prune_last_runs(&self, before: &str) -> Result<u64>;
+
     /// The per-customer locks of the Dataverse lookups, as wide as this store is shared: in
     /// this process on SQLite (one host), across every replica on PostgreSQL. The same locks
     /// at every call.
     fn customer_locks(&self) -> std::sync::Arc<dyn super::CustomerLocks>;
+}
+
+/// The last pipeline run of one record in one direction: what `cosell mapping replay` runs
+/// again and compares with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    /// `referral:<id>` or `opportunity:<id>`.
+    pub record: String,
+    /// `partner-center-to-crm` or `crm-to-partner-center`.
+    pub direction: String,
+    /// The event name the pipeline was given.
+    pub event: String,
+    /// The tenant name the pipeline was given.
+    pub tenant: String,
+    /// The pipeline's input document.
+    pub input: String,
+    /// The current counterpart record given to the pipeline, if there was one.
+    pub current: Option<String>,
+    /// The config revision of the pipeline's first step it ran with.
+    pub config_revision: Option<i64>,
+    /// The pipeline's output (what the engine then wrote the differences of), or
+    pub output: Option<String>,
+    /// why the pipeline produced none.
+    pub error: Option<String>,
+    /// When it ran (RFC 3339): the timestamp the pipeline was given.
+    pub at: String,
 }

@@ -42,7 +42,7 @@ use crate::pipeline::{PipelineInput, Pipelines};
 use crate::runtime::Direction;
 use crate::sinks::dataverse::OpportunityWriter;
 use crate::sinks::partner_center::ReferralWriter;
-use crate::store::{AuditEntry, Link, QueuedEvent, Side, SyncStore};
+use crate::store::{AuditEntry, LastRun, Link, QueuedEvent, Side, SyncStore};
 use availability::Availability;
 use fingerprint::Volatile;
 use outcome::{Mapped, classify_pipeline};
@@ -139,10 +139,12 @@ impl SyncEngine {
         &self.audit_column
     }
 
-    /// Runs a pipeline and sorts its result.
+    /// Runs a pipeline on a live record (`referral:<id>` or `opportunity:<id>`; its steps'
+    /// shadows run too), keeps the run for `cosell mapping replay`, and sorts its result.
     pub(crate) async fn map(
         &self,
         direction: Direction,
+        record: &str,
         event: &str,
         document: String,
         current: Option<String>,
@@ -154,12 +156,39 @@ impl SyncEngine {
             document,
             current,
         };
-        classify_pipeline(
-            self.pipelines
-                .run(direction, input)
-                .await
-                .map(|o| o.document),
-        )
+        let mut last = LastRun {
+            record: record.to_owned(),
+            direction: direction.to_string(),
+            event: input.event.clone(),
+            tenant: input.tenant.clone(),
+            input: input.document.clone(),
+            current: input.current.clone(),
+            // The config revision of the pipeline's first step (of every step when it has one).
+            config_revision: self
+                .pipelines
+                .direction(direction)
+                .first()
+                .and_then(|step| step.config_revision()),
+            output: None,
+            error: None,
+            at: input
+                .timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        let result = self
+            .pipelines
+            .run_live(direction, input, record)
+            .await
+            .map(|o| o.document);
+        match &result {
+            Ok(output) => last.output = Some(output.clone()),
+            Err(err) => last.error = Some(err.to_string()),
+        }
+        // Only for replays: a failure to keep it must not fail the record.
+        if let Err(e) = self.store.save_last_run(&last) {
+            tracing::warn!(record, error = %format!("{e:#}"), "could not keep the pipeline run for replays");
+        }
+        classify_pipeline(result)
     }
 
     /// Adds a line to the audit trail in the store.

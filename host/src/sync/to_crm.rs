@@ -104,6 +104,7 @@ impl SyncEngine {
         let mapped = self
             .map(
                 DIRECTION,
+                &format!("referral:{id}"),
                 &event_name(event),
                 doc.to_string(),
                 current.as_ref().map(|r| r.body.to_string()),

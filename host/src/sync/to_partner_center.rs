@@ -165,6 +165,10 @@ impl SyncEngine {
         let mapped = self
             .map(
                 DIRECTION,
+                &format!(
+                    "opportunity:{}",
+                    row.body["opportunityid"].as_str().unwrap_or_default()
+                ),
                 "opportunity-updated",
                 row.body.to_string(),
                 current.map(|r| r.body.to_string()),

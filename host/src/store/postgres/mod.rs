@@ -44,6 +44,7 @@ mod liveness;
 mod queue;
 mod records;
 mod schema;
+mod shadows;
 #[cfg(test)]
 mod tests;
 mod tls;

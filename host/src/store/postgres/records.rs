@@ -398,6 +398,18 @@ impl SyncStore for PgStore {
         Ok(audit_query::page_of(rows, query.limit))
     }
 
+    fn save_last_run(&self, run: &crate::store::LastRun) -> Result<()> {
+        self.save_last_run_impl(run)
+    }
+
+    fn last_runs(&self, record: &str) -> Result<Vec<crate::store::LastRun>> {
+        self.last_runs_impl(record)
+    }
+
+    fn prune_last_runs(&self, before: &str) -> Result<u64> {
+        self.prune_last_runs_impl(before)
+    }
+
     fn prune_audit(&self, before: &str, keep: usize) -> Result<u64> {
         // In batches, each its own short transaction, as on SQLite.
         const BATCH: i64 = 5_000;

@@ -12,6 +12,7 @@ use deadpool_postgres::Object;
 pub(super) const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_initial.sql"),
     migration!(2, "0002_claimed_by.sql"),
+    migration!(3, "0003_shadows_and_last_runs.sql"),
 ];
 
 /// The advisory lock an upgrade holds.

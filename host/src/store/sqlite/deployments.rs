@@ -205,6 +205,8 @@ impl DeploymentStore for SqliteStore {
                  WHERE r.rank > ?1
                    AND NOT EXISTS (SELECT 1 FROM mapping_pins p
                                     WHERE p.step = r.step AND p.version = r.version)
+                   AND NOT EXISTS (SELECT 1 FROM mapping_shadows s
+                                    WHERE s.step = r.step AND s.version = r.version)
                    AND r.version IS NOT (SELECT a.version FROM mapping_activations a
                                           WHERE a.step = r.step ORDER BY a.id DESC LIMIT 1)",
             )?;
@@ -224,5 +226,31 @@ impl DeploymentStore for SqliteStore {
         }
         tx.commit().context("pruning stored mapping versions")?;
         Ok(doomed)
+    }
+
+    fn save_shadow(&self, step: &str, version: &str, wasm: &[u8], source: &str) -> Result<()> {
+        self.save_shadow_impl(step, version, wasm, source)
+    }
+
+    fn shadow(&self, step: &str) -> Result<Option<crate::store::ShadowDesignation>> {
+        self.shadow_impl(step)
+    }
+
+    fn end_shadow(&self, step: &str) -> Result<bool> {
+        self.end_shadow_impl(step)
+    }
+
+    fn save_config_revision(
+        &self,
+        step: &str,
+        config: &str,
+        source: &str,
+        changed_by: &str,
+    ) -> Result<i64> {
+        self.save_config_revision_impl(step, config, source, changed_by)
+    }
+
+    fn config_revisions(&self, step: &str) -> Result<Vec<crate::store::ConfigRevision>> {
+        self.config_revisions_impl(step)
     }
 }

@@ -29,6 +29,7 @@ mod intents;
 mod queue;
 mod records;
 mod schema;
+mod shadows;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.

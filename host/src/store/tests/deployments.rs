@@ -109,3 +109,54 @@ fn a_host_secret_is_made_once_and_the_same_for_every_store(store) {
     assert_eq!(store.reopen().host_secret("k").unwrap(), mine);
 }
 }
+
+store_tests! {
+fn a_shadow_is_stored_survives_reopening_is_never_pruned_and_ends(store) {
+    store
+        .save_and_activate("s", "a", b"A", "config", ActivationReason::Bootstrap)
+        .unwrap();
+    assert!(store.shadow("s").unwrap().is_none());
+    store.save_shadow("s", "cand", b"C", "admin-api").unwrap();
+    // Stored as a version, not activated.
+    assert_eq!(store.active_version("s").unwrap().unwrap().version, "a");
+    assert_eq!(store.version("s", "cand").unwrap().unwrap().wasm, b"C");
+    let store = store.reopen();
+    assert_eq!(store.shadow("s").unwrap().unwrap().version, "cand");
+    // Another shadow replaces it.
+    store.save_shadow("s", "cand2", b"D", "admin-api").unwrap();
+    assert_eq!(store.shadow("s").unwrap().unwrap().version, "cand2");
+    for v in ["b", "c"] {
+        store
+            .save_and_activate("s", v, v.as_bytes(), "admin-api", ActivationReason::Deploy)
+            .unwrap();
+    }
+    let pruned = store.prune_versions(1).unwrap();
+    assert!(
+        !pruned.iter().any(|(_, v)| v == "cand2"),
+        "the shadow version was pruned: {pruned:?}"
+    );
+    assert!(store.version("s", "cand2").unwrap().is_some());
+    assert!(store.end_shadow("s").unwrap());
+    assert!(!store.end_shadow("s").unwrap());
+    assert!(store.shadow("s").unwrap().is_none());
+}
+}
+
+store_tests! {
+fn config_revisions_are_numbered_per_step_and_listed_newest_first(store) {
+    assert!(store.config_revisions("s").unwrap().is_empty());
+    assert_eq!(store.save_config_revision("s", r#"{"a":"1"}"#, "config-file", "config file").unwrap(), 1);
+    assert_eq!(store.save_config_revision("s", r#"{"a":"2"}"#, "admin-api", "admin-api (ana)").unwrap(), 2);
+    assert_eq!(store.save_config_revision("t", "{}", "config-file", "config file").unwrap(), 1);
+    let store = store.reopen();
+    let listed = store.config_revisions("s").unwrap();
+    let summary: Vec<(i64, &str, &str)> = listed
+        .iter()
+        .map(|r| (r.revision, r.config.as_str(), r.changed_by.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(2, r#"{"a":"2"}"#, "admin-api (ana)"), (1, r#"{"a":"1"}"#, "config file")]
+    );
+}
+}

@@ -184,3 +184,32 @@ fn two_links_started_for_one_pair_become_one(store) {
     assert_eq!(by_referral.pc_hash.as_deref(), Some("h"));
 }
 }
+
+store_tests! {
+fn the_last_run_of_a_record_is_kept_overwritten_and_pruned(store) {
+    use crate::store::LastRun;
+    let run = |output: &str, at: &str| LastRun {
+        record: "referral:R-1".into(),
+        direction: "partner-center-to-crm".into(),
+        event: "referral-created".into(),
+        tenant: "contoso".into(),
+        input: r#"{"id":"R-1"}"#.into(),
+        current: Some(r#"{"name":"x"}"#.into()),
+        config_revision: None,
+        output: Some(output.into()),
+        error: None,
+        at: at.into(),
+    };
+    assert!(store.last_runs("referral:R-1").unwrap().is_empty());
+    store
+        .save_last_run(&run(r#"{"name":"a"}"#, "2026-01-01T00:00:00.000Z"))
+        .unwrap();
+    let newer = run(r#"{"name":"b"}"#, "2026-01-02T00:00:00.000Z");
+    store.save_last_run(&newer).unwrap();
+    assert_eq!(store.last_runs("referral:R-1").unwrap(), vec![newer.clone()]);
+    assert!(store.last_runs("opportunity:R-1").unwrap().is_empty());
+    assert_eq!(store.prune_last_runs("2026-01-02T00:00:00.000Z").unwrap(), 0);
+    assert_eq!(store.prune_last_runs("2026-01-03T00:00:00.000Z").unwrap(), 1);
+    assert!(store.last_runs("referral:R-1").unwrap().is_empty());
+}
+}

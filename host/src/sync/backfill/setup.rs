@@ -19,11 +19,13 @@ impl Backfill {
         if config.dataverse.is_none() {
             anyhow::bail!("[dataverse] is not configured: a backfill writes opportunities there");
         }
-        let limits = config.limits.clone();
+        let (limits, pool_memory) = (config.limits.clone(), config.largest_step_memory());
         let runtime = Arc::new(
-            tokio::task::spawn_blocking(move || MappingRuntime::new(limits))
-                .await?
-                .context("starting the mapping runtime")?,
+            tokio::task::spawn_blocking(move || {
+                MappingRuntime::with_pool_memory(limits, pool_memory)
+            })
+            .await?
+            .context("starting the mapping runtime")?,
         );
         let state = crate::store::open(&config.state)?;
         let pipelines = {

@@ -24,6 +24,8 @@ pub(super) struct StepRow {
     pub(super) position: usize,
     pub(super) version: String,
     pub(super) size: usize,
+    /// The step's effective limits, in short (fuel, memory, time).
+    pub(super) limits: String,
 }
 
 #[derive(Template)]
@@ -62,6 +64,12 @@ pub(super) fn step_rows(state: &AdminState) -> Vec<StepRow> {
                 position,
                 version: short(&active.version),
                 size: active.size,
+                limits: format!(
+                    "fuel {}, memory {} MiB, {} ms",
+                    step.limits.fuel,
+                    step.limits.memory_bytes / (1024 * 1024),
+                    step.limits.timeout_ms
+                ),
             }
         })
         .collect()

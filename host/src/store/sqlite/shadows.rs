@@ -1,0 +1,167 @@
+//! SQLite: each step's shadow version ([`DeploymentStore::save_shadow`]) and the last pipeline
+//! run of each record ([`SyncStore::save_last_run`]); the trait impls forward here.
+//!
+//! [`DeploymentStore::save_shadow`]: crate::store::DeploymentStore::save_shadow
+//! [`SyncStore::save_last_run`]: crate::store::SyncStore::save_last_run
+
+use super::{SqliteStore, now, write_transaction};
+use crate::store::{ConfigRevision, LastRun, ShadowDesignation};
+use anyhow::{Context as _, Result};
+use rusqlite::{OptionalExtension, params};
+
+impl SqliteStore {
+    pub(super) fn save_shadow_impl(
+        &self,
+        step: &str,
+        version: &str,
+        wasm: &[u8],
+        source: &str,
+    ) -> Result<()> {
+        // Durable: the shadow is answered "started", and a restart must keep it.
+        let mut conn = self.durable_conn()?;
+        let tx = write_transaction(&mut conn)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![step, version, wasm, wasm.len() as i64, source, now()],
+        )?;
+        tx.execute(
+            "INSERT INTO mapping_shadows (step, version, since) VALUES (?1, ?2, ?3)
+             ON CONFLICT (step) DO UPDATE SET version = excluded.version, since = excluded.since",
+            params![step, version, now()],
+        )?;
+        tx.commit()
+            .with_context(|| format!("saving version {version} as the shadow of step `{step}`"))
+    }
+
+    pub(super) fn shadow_impl(&self, step: &str) -> Result<Option<ShadowDesignation>> {
+        self.conn()
+            .query_row(
+                "SELECT version, since FROM mapping_shadows WHERE step = ?1",
+                params![step],
+                |row| {
+                    Ok(ShadowDesignation {
+                        version: row.get(0)?,
+                        since: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .with_context(|| format!("reading the shadow of step `{step}`"))
+    }
+
+    pub(super) fn end_shadow_impl(&self, step: &str) -> Result<bool> {
+        let removed = self
+            .durable_conn()?
+            .execute("DELETE FROM mapping_shadows WHERE step = ?1", params![step])
+            .with_context(|| format!("ending the shadow of step `{step}`"))?;
+        Ok(removed > 0)
+    }
+
+    pub(super) fn save_last_run_impl(&self, run: &LastRun) -> Result<()> {
+        // Not durable (the default): losing the last second of these in a power cut only
+        // makes a replay answer an older run.
+        self.conn()
+            .execute(
+                "INSERT INTO pipeline_last_runs
+                     (record, direction, event, tenant, input, current_doc, config_revision, output, error, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (record, direction) DO UPDATE SET
+                     event = excluded.event, tenant = excluded.tenant, input = excluded.input, current_doc = excluded.current_doc,
+                     config_revision = excluded.config_revision, output = excluded.output,
+                     error = excluded.error, at = excluded.at",
+                params![
+                    run.record,
+                    run.direction,
+                    run.event,
+                    run.tenant,
+                    run.input,
+                    run.current,
+                    run.config_revision,
+                    run.output,
+                    run.error,
+                    run.at
+                ],
+            )
+            .with_context(|| format!("keeping the last pipeline run of {}", run.record))?;
+        Ok(())
+    }
+
+    pub(super) fn last_runs_impl(&self, record: &str) -> Result<Vec<LastRun>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT record, direction, event, tenant, input, current_doc, config_revision, output, error, at
+             FROM pipeline_last_runs WHERE record = ?1 ORDER BY direction",
+        )?;
+        let rows = stmt.query_map(params![record], |row| {
+            Ok(LastRun {
+                record: row.get(0)?,
+                direction: row.get(1)?,
+                event: row.get(2)?,
+                tenant: row.get(3)?,
+                input: row.get(4)?,
+                current: row.get(5)?,
+                config_revision: row.get(6)?,
+                output: row.get(7)?,
+                error: row.get(8)?,
+                at: row.get(9)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .with_context(|| format!("reading the last pipeline runs of {record}"))
+    }
+
+    pub(super) fn prune_last_runs_impl(&self, before: &str) -> Result<u64> {
+        let deleted = self
+            .conn()
+            .execute(
+                "DELETE FROM pipeline_last_runs WHERE at < ?1",
+                params![before],
+            )
+            .context("pruning the kept last pipeline runs")?;
+        Ok(deleted as u64)
+    }
+
+    pub(super) fn save_config_revision_impl(
+        &self,
+        step: &str,
+        config: &str,
+        source: &str,
+        changed_by: &str,
+    ) -> Result<i64> {
+        let mut conn = self.durable_conn()?;
+        let tx = write_transaction(&mut conn)?;
+        let revision: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(revision), 0) + 1 FROM step_config_revisions WHERE step = ?1",
+            params![step],
+            |row| row.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO step_config_revisions (step, revision, config, source, changed_by, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![step, revision, config, source, changed_by, now()],
+        )?;
+        tx.commit()
+            .with_context(|| format!("saving a config revision of step `{step}`"))?;
+        Ok(revision)
+    }
+
+    pub(super) fn config_revisions_impl(&self, step: &str) -> Result<Vec<ConfigRevision>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT revision, config, source, changed_by, at FROM step_config_revisions
+             WHERE step = ?1 ORDER BY revision DESC",
+        )?;
+        let rows = stmt.query_map(params![step], |row| {
+            Ok(ConfigRevision {
+                revision: row.get(0)?,
+                config: row.get(1)?,
+                source: row.get(2)?,
+                changed_by: row.get(3)?,
+                at: row.get(4)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .with_context(|| format!("reading the config revisions of step `{step}`"))
+    }
+}
