@@ -82,7 +82,7 @@ fn the_walkthrough_reader_takes_commands_outputs_tags_and_files() {
         matches!(&python[0], Step::Run { command, output, .. } if command == "echo one" && output == &["one"])
     );
     assert!(
-        matches!(&python[1], Step::Run { command, .. } if command == "printf 'a\\nb\\nc\\n' \n    | cat")
+        matches!(&python[1], Step::Run { command, .. } if command == "printf 'a\\nb\\nc\\n' \\\n    | cat")
     );
     assert!(matches!(&python[2], Step::Run { fails: true, .. }));
     assert!(

@@ -86,9 +86,9 @@ fn commands(body: &[(usize, &str)], background: bool, fails: bool) -> Vec<Step> 
             continue;
         };
         let mut command = first.to_owned();
+        // Kept as written: bash joins a line ending in `\` with the next.
         while command.ends_with('\\') {
             let Some((_, next)) = body.next() else { break };
-            command.pop();
             command.push('\n');
             command.push_str(next);
         }

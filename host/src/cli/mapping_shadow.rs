@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// `cosell mapping shadow <step>`.
 #[derive(Debug, Args)]
@@ -17,6 +18,18 @@ pub struct ShadowArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Wait until the shadow has seen at least N records (checked every half second), then
+    /// report; after --timeout, report what there is and exit 1.
+    #[arg(long, value_name = "N")]
+    pub until_seen: Option<u64>,
+    /// How long --until-seen waits, in seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60,
+        requires = "until_seen"
+    )]
+    pub timeout: u64,
     #[command(flatten)]
     pub admin: AdminArgs,
 }
@@ -41,9 +54,55 @@ pub async fn deploy(admin: &AdminArgs, step: &str, component: &Path) -> Result<i
     send(request, admin).await
 }
 
-/// `cosell mapping shadow <step> [--json]`.
+/// `cosell mapping shadow <step> [--json] [--until-seen N]`.
 pub async fn report(args: &ShadowArgs) -> Result<i32> {
-    let request = client()?.get(url(&args.admin, &format!("/steps/{}/shadow", args.step)));
+    let http = client()?;
+    let report_url = url(&args.admin, &format!("/steps/{}/shadow", args.step));
+    if let Some(wanted) = args.until_seen {
+        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        let mut waited = false;
+        loop {
+            // A failing request is reported by the final `send_with` below.
+            let seen = seen_so_far(&http, &report_url, &args.admin).await;
+            if seen.is_none_or(|seen| seen >= wanted) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "error: the shadow saw {} of {wanted} records within {} s; the report so far:",
+                    seen.unwrap_or(0),
+                    args.timeout
+                );
+                waited = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if waited {
+            let shown = print_report(http.get(&report_url), args).await?;
+            return Ok(shown.max(1));
+        }
+    }
+    print_report(http.get(&report_url), args).await
+}
+
+/// The records the shadow has seen, or `None` when the admin API does not answer a report.
+async fn seen_so_far(http: &reqwest::Client, report_url: &str, admin: &AdminArgs) -> Option<u64> {
+    let token = admin.token().ok()?;
+    let response = http
+        .get(report_url)
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let body: Value = response.json().await.ok()?;
+    body["report"]["records_seen"].as_u64()
+}
+
+async fn print_report(request: reqwest::RequestBuilder, args: &ShadowArgs) -> Result<i32> {
     let json = args.json;
     send_with(request, &args.admin, |body| {
         if json {
