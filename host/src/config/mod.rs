@@ -261,7 +261,8 @@ pub struct StepSpec {
     /// The component deployed when the store has no version of this step yet.
     pub component: PathBuf,
     /// Sample input run on every new version before it goes live. Defaults to the built-in
-    /// sample referral or opportunity of the step's direction.
+    /// sample referral or opportunity of the step's direction for a pipeline's first step, and
+    /// to the default mapping's output for that sample for a later step.
     pub sample: Option<PathBuf>,
     /// Operator key/values the step reads through the `config` import.
     #[serde(default)]

@@ -29,8 +29,8 @@ pub fn bootstrap(
     let mut steps = Vec::new();
     let mut samples = BTreeMap::new();
     for (direction, specs) in config.by_direction() {
-        for spec in specs {
-            let sample = sample_for(spec, direction)?;
+        for (position, spec) in specs.iter().enumerate() {
+            let sample = sample_for(spec, direction, position)?;
             let step = load_step(spec, direction, &runtime, store, &sample, metrics.clone())
                 .with_context(|| {
                     format!("loading step `{}` of the {direction} pipeline", spec.step)
