@@ -1,7 +1,9 @@
-//! docs/authoring.md, followed verbatim: the Python walk-through, from nothing to a deployed,
-//! shadow-tested and promoted mapping, run command by command in a fresh directory (the
-//! sandbox it starts included), each command's output checked against what the guide shows.
-//! A guide that drifts from the product fails here.
+//! docs/authoring.md, followed verbatim: each language's walk-through (Python, JavaScript,
+//! Rust), from nothing to a deployed, shadow-tested and promoted mapping, run command by command
+//! in a fresh directory (the sandbox it starts included), each command's output checked against
+//! what the guide shows. A guide that drifts from the product fails here. The walk-throughs use
+//! the sandbox's fixed ports, as a reader does, so they run one at a time (nextest's
+//! `walkthrough` group).
 
 mod support;
 
@@ -48,6 +50,16 @@ fn the_python_walkthrough_of_the_authoring_guide_works_as_written() {
     follow("python");
 }
 
+#[test]
+fn the_javascript_walkthrough_of_the_authoring_guide_works_as_written() {
+    follow("js");
+}
+
+#[test]
+fn the_rust_walkthrough_of_the_authoring_guide_works_as_written() {
+    follow("rust");
+}
+
 const DOC: &str = "\
 Intro.
 
@@ -72,6 +84,10 @@ $ echo js only
 ```python file=app.py
 print('hi')
 ```
+
+```rust file=src/lib.rs rust
+fn main() {}
+```
 ";
 
 #[test]
@@ -89,6 +105,11 @@ fn the_walkthrough_reader_takes_commands_outputs_tags_and_files() {
         matches!(&python[3], Step::Write { path, contents } if path == "app.py" && contents == "print('hi')\n")
     );
     assert_eq!(steps(DOC, "js").len(), 4);
+    let rust = steps(DOC, "rust");
+    assert!(
+        matches!(rust.last(), Some(Step::Write { path, .. }) if path == "src/lib.rs"),
+        "a file block tagged for one walk-through is written in that one only: {rust:#?}"
+    );
 }
 
 #[test]

@@ -9,8 +9,9 @@
 //! - `background` runs the block's one command in the background (a server a reader starts in
 //!   a second terminal); the run goes on once everything the block shows was printed.
 //! - `fails` expects the command to exit with a non-zero status (any other block must exit 0).
-//! - ` ```<language> file=<path> ` blocks are written to `<path>` (relative to the shell's
-//!   directory), as a reader pastes them into their editor.
+//! - ` ```<language> file=<path> [tags] ` blocks are written to `<path>` (relative to the
+//!   shell's directory), as a reader pastes them into their editor; tags after the path pick
+//!   the walk-throughs, as for `console` blocks.
 //!
 //! Shown output matches real output line by line, after trailing spaces are trimmed: `…` in a
 //! line stands for any text, a line of only `…` for any number of lines, and the shown lines
@@ -56,6 +57,15 @@ pub fn steps(markdown: &str, tag: &str) -> Vec<Step> {
             body.push((number + 1, line));
         }
         if let Some(path) = words.iter().find_map(|w| w.strip_prefix("file=")) {
+            // Words after the language other than `file=` are the walk-throughs it belongs to.
+            let tags: Vec<&&str> = words
+                .iter()
+                .skip(1)
+                .filter(|w| !w.starts_with("file="))
+                .collect();
+            if !tags.is_empty() && !tags.iter().any(|t| **t == tag) {
+                continue;
+            }
             let contents: String = body.iter().map(|(_, l)| format!("{l}\n")).collect();
             steps.push(Step::Write {
                 path: path.to_owned(),

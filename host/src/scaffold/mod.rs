@@ -208,16 +208,17 @@ fn add_contract(project: &mut Project) {
     }
 }
 
-/// The generated types of the documents for Python and JavaScript.
+/// The generated types of the documents for Python (beside `app.py`) and JavaScript (beside
+/// `src/mapping.js`, which imports them as `./cosell-types`).
 fn add_types(lang: Lang, project: &mut Project) {
-    let name = match lang {
-        Lang::Python => "cosell_types.py",
-        Lang::Js => "cosell-types.d.ts",
+    let (name, destination) = match lang {
+        Lang::Python => ("cosell_types.py", "cosell_types.py"),
+        Lang::Js => ("cosell-types.d.ts", "src/cosell-types.d.ts"),
         Lang::Rust => return, // the SDK crate carries the typed documents
     };
     match embedded::file(&format!("schema/types/{name}")) {
         Some(bytes) => {
-            project.files.insert(name.into(), bytes.to_vec());
+            project.files.insert(destination.into(), bytes.to_vec());
         }
         None => project.notes.push(format!(
             "this cosell was built without the generated types: {name} is not written (the step builds without it; editors lose the document types)"
