@@ -150,6 +150,31 @@ impl Deployer {
         }
     }
 
+    /// Validates `wasm` as a new version of `step` (compile, type-check, the step's sample under
+    /// its limits) on a blocking thread; answers the bytes back with the validated component.
+    /// What every deploy, shadow deploy and promotion goes through before anything is stored.
+    async fn validate_version(
+        &self,
+        step: &crate::pipeline::MappingStep,
+        step_name: &str,
+        wasm: Vec<u8>,
+    ) -> Result<(Vec<u8>, validate::Validated), DeployError> {
+        let sample = self.samples.get(step_name).cloned().unwrap_or_default();
+        let runtime = self.pipelines.runtime().clone();
+        let identity = step.identity();
+        let (wasm, validated) = tokio::task::spawn_blocking(move || {
+            let validated = validate::validate(&runtime, &identity, &wasm, &sample);
+            (wasm, validated)
+        })
+        .await
+        .expect("validation never panics the host thread");
+        let validated = validated.map_err(|error| DeployError::Invalid {
+            step: step_name.to_owned(),
+            error,
+        })?;
+        Ok((wasm, validated))
+    }
+
     /// Sets what runs after each activation (once; a second hook is refused with a warning).
     pub fn on_activation(&self, hook: ActivationHook) {
         if self.on_activation.set(hook).is_err() {
@@ -424,19 +449,7 @@ impl Deployer {
                 artifact_cache: None,
             });
         }
-        let sample = self.samples.get(step_name).cloned().unwrap_or_default();
-        let runtime = self.pipelines.runtime().clone();
-        let identity = step.identity();
-        let (wasm, validated) = tokio::task::spawn_blocking(move || {
-            let validated = validate::validate(&runtime, &identity, &wasm, &sample);
-            (wasm, validated)
-        })
-        .await
-        .expect("validation never panics the host thread");
-        let validated = validated.map_err(|error| DeployError::Invalid {
-            step: step_name.to_owned(),
-            error,
-        })?;
+        let (wasm, validated) = self.validate_version(&step, step_name, wasm).await?;
         let artifact = validated.component.artifact;
         self.metrics.record_component_load(artifact);
         // Persist before activating: if the host dies in between, it restarts on the new

@@ -3,7 +3,7 @@
 //! activation like a deploy) or discarded. The designation is in the store, so it survives a
 //! restart and the other replicas of a shared store follow it; the report is per replica.
 
-use super::validate::{self, SampleRun};
+use super::validate::SampleRun;
 use super::{DeployError, DeployReport, DeploySource, Deployer};
 use crate::pipeline::{MappingStep, ShadowReport};
 use crate::runtime::{CacheOutcome, MappingRuntime};
@@ -72,19 +72,7 @@ impl Deployer {
                 version,
             });
         }
-        let sample = self.samples.get(step_name).cloned().unwrap_or_default();
-        let runtime = self.pipelines.runtime().clone();
-        let identity = step.identity();
-        let (wasm, validated) = tokio::task::spawn_blocking(move || {
-            let validated = validate::validate(&runtime, &identity, &wasm, &sample);
-            (wasm, validated)
-        })
-        .await
-        .expect("validation never panics the host thread");
-        let validated = validated.map_err(|error| DeployError::Invalid {
-            step: step_name.to_owned(),
-            error,
-        })?;
+        let (wasm, validated) = self.validate_version(&step, step_name, wasm).await?;
         self.metrics
             .record_component_load(validated.component.artifact);
         self.store
