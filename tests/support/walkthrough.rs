@@ -331,11 +331,21 @@ impl Drop for Shell {
     /// Stops the shell and everything it started (it leads its own process group), Ctrl-C
     /// first so servers shut down cleanly.
     fn drop(&mut self) {
+        // Ctrl-C to everything the shell started, then wait (bounded) until the background
+        // servers have exited: a sandbox stops its children with a grace period, and one killed
+        // mid-way would keep the fixed ports from the next walk-through.
         let group = format!("-{}", self.child.id());
-        for signal in ["-INT", "-KILL"] {
-            let _ = Command::new("kill").args([signal, "--", &group]).status();
-            std::thread::sleep(Duration::from_millis(500));
+        let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+        let _ = writeln!(self.stdin, "wait; exit");
+        let _ = self.stdin.flush();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(40) {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }

@@ -68,16 +68,18 @@ pub struct AdminState {
     pub health: Arc<crate::health::Health>,
 }
 
-/// The largest request body the admin API reads: the largest accepted component plus
-/// multipart/JSON overhead; anything bigger is answered 413 before it is read into memory.
+/// The largest request body the admin API reads: the largest component any step accepts (a
+/// step's own limits may allow more than `[limits]`) plus multipart/JSON overhead; anything
+/// bigger is answered 413 before it is read into memory.
 fn body_limit(state: &AdminState) -> usize {
-    state
-        .deployer
-        .pipelines()
-        .runtime()
-        .limits()
-        .max_component_bytes as usize
-        + 64 * 1024
+    let pipelines = state.deployer.pipelines();
+    let largest = pipelines
+        .steps()
+        .map(|step| step.limits.max_component_bytes)
+        .chain([pipelines.runtime().limits().max_component_bytes])
+        .max()
+        .unwrap_or_default();
+    usize::try_from(largest).unwrap_or(usize::MAX) + 64 * 1024
 }
 
 /// The admin router.

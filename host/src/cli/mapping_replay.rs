@@ -46,7 +46,7 @@ pub async fn run(args: &ReplayArgs) -> Result<i32> {
     let mut differs = false;
     let json = args.json;
     let code = send_with(request, &args.admin, |answer| {
-        differs = !answer["diff"].is_null() || !answer["error"].is_null();
+        differs = !answer["diff"].is_null();
         if json {
             println!("{}", serde_json::to_string_pretty(answer)?);
             return Ok(());
@@ -60,7 +60,7 @@ pub async fn run(args: &ReplayArgs) -> Result<i32> {
             None if answer["error"].is_null() => {
                 eprintln!("same output as the run of {ran_at} (no difference)")
             }
-            None => {}
+            None => eprintln!("the run of {ran_at} was refused the same way (no difference)"),
             Some(text) => {
                 eprintln!("differs from the run of {ran_at} (expected = then, actual = now):");
                 eprint!("{text}");

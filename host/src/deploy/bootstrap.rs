@@ -67,7 +67,7 @@ fn load_step(
         limits: Arc::new(spec.effective_limits(runtime.limits())),
     };
     if let Some(stored) = store.active_version(&spec.step)? {
-        let component = runtime.load(&stored.wasm).map_err(|err| {
+        let component = runtime.load_with_limits(&stored.wasm, &identity.limits).map_err(|err| {
             anyhow!(
                 "its active version {} no longer loads ({err}); roll back with `cosell mapping rollback {}` after fixing the limits, or deploy a new version",
                 stored.version,

@@ -228,10 +228,11 @@ impl Deployer {
             .clone();
         let _serial = self.serial.lock().await;
         let previous = step.active().version.to_string();
-        let (store, runtime, name) = (
+        let (store, runtime, name, limits) = (
             self.store.clone(),
             self.pipelines.runtime().clone(),
             step_name.to_owned(),
+            step.limits.clone(),
         );
         let loaded = tokio::task::spawn_blocking(move || {
             let Some(active) = store.active_version_id(&name)? else {
@@ -244,22 +245,27 @@ impl Deployer {
                 .version(&name, &active)?
                 .ok_or_else(|| anyhow::anyhow!("the active version {active} of step `{name}` is not stored (deleted meanwhile?)"))?;
             let component = runtime
-                .load(&stored.wasm)
-                .map_err(|err| anyhow::anyhow!("the active version {active} of step `{name}` does not load here ({err}); check that every replica has the same [limits]"))?;
+                .load_with_limits(&stored.wasm, &limits)
+                .map_err(|err| anyhow::anyhow!("the active version {active} of step `{name}` does not load here ({err}); check that every replica has the same [limits] and step limits"))?;
             Ok(Some(component))
         })
         .await
         .map_err(|err| DeployError::Store(anyhow::anyhow!("loading a version panicked: {err}")))??;
-        self.follow_shadow_of(&step).await?;
-        let Some(component) = loaded else {
-            return Ok(None);
-        };
-        self.metrics.record_component_load(component.artifact);
-        let version = component.version.to_string();
-        let artifact_cache = component.artifact.label();
-        let previous = step.activate(Arc::new(component));
-        tracing::info!(step = step_name, %version, previous = %previous.version, artifact_cache, "now serving the version another replica activated");
-        Ok(Some(version))
+        let activated = loaded.map(|component| {
+            self.metrics.record_component_load(component.artifact);
+            let version = component.version.to_string();
+            let artifact_cache = component.artifact.label();
+            let previous = step.activate(Arc::new(component));
+            tracing::info!(step = step_name, %version, previous = %previous.version, artifact_cache, "now serving the version another replica activated");
+            version
+        });
+        // After the activation: a shadow or a config revision that does not load here must not
+        // keep this replica on an old active version. It is reported, and tried again at the
+        // next check.
+        if let Err(err) = self.follow_shadow_of(&step).await {
+            tracing::warn!(step = step_name, error = %err, "could not follow the step's shadow version or config");
+        }
+        Ok(activated)
     }
 
     async fn follow_shadow_of(
@@ -342,7 +348,9 @@ impl Deployer {
         let runtime = self.pipelines.runtime().clone();
         let identity = step.identity();
         let output = tokio::task::spawn_blocking(move || {
-            let component = runtime.load(&stored.wasm).map_err(|err| err.to_string())?;
+            let component = runtime
+                .load_with_limits(&stored.wasm, &identity.limits)
+                .map_err(|err| err.to_string())?;
             validate::run_sample(&runtime, &component, &identity, &sample)
                 .result
                 .map_err(|err| err.kind.to_string())

@@ -29,7 +29,8 @@ pub struct ReplayAnswer {
     /// or why it produced none.
     pub written: Option<Value>,
     pub written_error: Option<String>,
-    /// How the replay's output differs from `written`; absent when they are the same.
+    /// How the replay's outcome differs from the replayed run's (a missing document compared
+    /// as `{"error": …}`); absent when they are the same.
     pub diff: Option<OutputDiff>,
 }
 
@@ -110,10 +111,15 @@ pub async fn replay(
         Some(wasm) => {
             let step = replaced_step(pipelines, direction, step)?;
             let runtime = pipelines.runtime().clone();
-            let component = tokio::task::spawn_blocking(move || runtime.load(&wasm))
-                .await
-                .map_err(|err| ReplayError::Store(anyhow::anyhow!("loading panicked: {err}")))?
-                .map_err(|err| ReplayError::Candidate(err.to_string()))?;
+            let limits = pipelines
+                .step(&step)
+                .map(|s| s.limits.clone())
+                .unwrap_or_else(|| Arc::new(runtime.limits().clone()));
+            let component =
+                tokio::task::spawn_blocking(move || runtime.load_with_limits(&wasm, &limits))
+                    .await
+                    .map_err(|err| ReplayError::Store(anyhow::anyhow!("loading panicked: {err}")))?
+                    .map_err(|err| ReplayError::Candidate(err.to_string()))?;
             let version = component.version.to_string();
             let result = pipelines
                 .run_replacing(direction, input, &step, Arc::new(component))
@@ -127,10 +133,16 @@ pub async fn replay(
         Err(err) => (None, Some(err.to_string())),
     };
     let written = run.output.as_deref().and_then(parse);
-    let diff = match (&written, &output) {
-        (Some(written), Some(output)) => crate::pipeline::output_diff::diff(written, output),
-        _ => None,
+    // An outcome without a document is compared as its error, so a record refused then and
+    // mapped now (or the reverse) differs, and the same refusal twice does not.
+    let outcome = |document: &Option<Value>, error: &Option<String>| match document {
+        Some(document) => document.clone(),
+        None => serde_json::json!({ "error": error }),
     };
+    let diff = crate::pipeline::output_diff::diff(
+        &outcome(&written, &run.error),
+        &outcome(&output, &error),
+    );
     Ok(ReplayAnswer {
         record: run.record,
         direction,

@@ -190,7 +190,7 @@ pub(super) fn follow_shadow(
             step.name
         )
     })?;
-    let component = runtime.load(&stored.wasm).map_err(|err| {
+    let component = runtime.load_with_limits(&stored.wasm, &step.limits).map_err(|err| {
         anyhow::anyhow!(
             "the shadow version {version} of step `{}` does not load here ({err}); discard it with `cosell mapping discard {}`",
             step.name,

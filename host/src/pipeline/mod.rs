@@ -25,6 +25,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+/// How many shadow calls may run at once on a host. One: the pool's call slots are sized for
+/// far more calls than the workers make, so "a slot is free" alone would run a shadow beside
+/// every record, and a slow shadow (a Python step beside a Rust one) would then compete with
+/// the live calls for the cores and push them toward their wall-clock limit. With one at a time
+/// a shadow sees every record at a low rate and a sample at a high one (the rest are counted
+/// as skipped).
+pub const SHADOW_CALLS: usize = 1;
+
 /// One record to run through a pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineInput {
@@ -69,6 +77,8 @@ pub struct Pipelines {
     order: BTreeMap<Direction, Vec<Arc<MappingStep>>>,
     /// Bounds concurrent calls to what the instance pool holds.
     call_slots: Arc<Semaphore>,
+    /// Bounds the shadow calls running at once to [`SHADOW_CALLS`].
+    shadow_slots: Arc<Semaphore>,
 }
 
 impl Pipelines {
@@ -85,6 +95,7 @@ impl Pipelines {
             runtime,
             order,
             call_slots,
+            shadow_slots: Arc::new(Semaphore::new(SHADOW_CALLS)),
         }
     }
 
@@ -292,7 +303,15 @@ impl Pipelines {
         document: String,
         active: &Result<String, CallError>,
     ) {
-        let Ok(slot) = self.call_slots.clone().try_acquire_owned() else {
+        // A shadow is a sample beside the live records, never a second workload: while one
+        // shadow call runs (or every call slot is taken), the record is counted as skipped.
+        let slots = self
+            .shadow_slots
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .zip(self.call_slots.clone().try_acquire_owned().ok());
+        let Some(slot) = slots else {
             step.record_shadow(shadow.skipped());
             return;
         };
