@@ -172,6 +172,26 @@ async fn text(client: &Client, css: &str) -> String {
     wait_for(client, css).await.text().await.unwrap()
 }
 
+/// The text of `css` once it contains `needle`, for an element the page being left has too:
+/// after a form is submitted, the old page may still answer, or its element go stale while it
+/// is read. Answers the last text seen when `needle` does not show within [`PAGE`].
+async fn text_containing(client: &Client, css: &str, needle: &str) -> String {
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < PAGE {
+        if let Ok(element) = client.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+        {
+            if text.contains(needle) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_the_host_from_the_console() {
     let options = support::sync_env::Options {
@@ -314,7 +334,7 @@ async fn walk_through(env: &SyncEnv, client: &Client) {
         .await
         .unwrap();
     click(client, "#rollback").await;
-    let refused = text(client, "main").await;
+    let refused = text_containing(client, "main", "Refused").await;
     assert!(refused.contains("Refused"), "{refused}");
     assert_eq!(
         api.active_version(step).await,
