@@ -9,6 +9,31 @@ use anyhow::{Context as _, Result};
 /// The prefix of a host secret in the credentials table (as on SQLite).
 const SECRET_PREFIX: &str = "host-secret:";
 
+/// Stores a version's bytes (content-addressed: a version stored before is kept as it is), in
+/// the transaction that activates it or makes it a shadow.
+pub(super) async fn insert_version(
+    tx: &tokio_postgres::Transaction<'_>,
+    step: &str,
+    version: &str,
+    wasm: &[u8],
+    source: &str,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        &[
+            &step,
+            &version,
+            &wasm,
+            &(wasm.len() as i64),
+            &source,
+            &now(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn insert_activation(
     client: &tokio_postgres::Transaction<'_>,
     step: &str,
@@ -88,12 +113,7 @@ impl DeploymentStore for PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
-                tx.execute(
-                    "INSERT INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                    &[&s, &v, &wasm, &(wasm.len() as i64), &source, &now()],
-                )
-                .await?;
+                insert_version(&tx, &s, &v, &wasm, &source).await?;
                 insert_activation(&tx, &s, &v, reason).await?;
                 tx.commit().await?;
                 Ok(())

@@ -23,12 +23,7 @@ impl PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
-                tx.execute(
-                    "INSERT INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                    &[&s, &v, &wasm, &(wasm.len() as i64), &source, &now()],
-                )
-                .await?;
+                super::deployments::insert_version(&tx, &s, &v, &wasm, &source).await?;
                 tx.execute(
                     "INSERT INTO mapping_shadows (step, version, since) VALUES ($1, $2, $3)
                      ON CONFLICT (step) DO UPDATE SET version = excluded.version,

@@ -5,6 +5,23 @@ use crate::store::{ActivationReason, DeploymentStore, StoredVersion, VersionSumm
 use anyhow::{Context as _, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// Stores a version's bytes (content-addressed: a version stored before is kept as it is), in
+/// the transaction that activates it or makes it a shadow.
+pub(super) fn insert_version(
+    conn: &Connection,
+    step: &str,
+    version: &str,
+    wasm: &[u8],
+    source: &str,
+) -> Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![step, version, wasm, wasm.len() as i64, source, now()],
+    )?;
+    Ok(())
+}
+
 fn insert_activation(
     conn: &Connection,
     step: &str,
@@ -66,11 +83,7 @@ impl DeploymentStore for SqliteStore {
         // Durable: the deploy is answered "activated", and a restart must serve it.
         let mut conn = self.durable_conn()?;
         let tx = write_transaction(&mut conn)?;
-        tx.execute(
-            "INSERT OR IGNORE INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![step, version, wasm, wasm.len() as i64, source, now()],
-        )?;
+        insert_version(&tx, step, version, wasm, source)?;
         insert_activation(&tx, step, version, reason)?;
         tx.commit()
             .with_context(|| format!("saving version {version} of step `{step}`"))

@@ -20,11 +20,7 @@ impl SqliteStore {
         // Durable: the shadow is answered "started", and a restart must keep it.
         let mut conn = self.durable_conn()?;
         let tx = write_transaction(&mut conn)?;
-        tx.execute(
-            "INSERT OR IGNORE INTO mapping_versions (step, version, wasm, size, source, uploaded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![step, version, wasm, wasm.len() as i64, source, now()],
-        )?;
+        super::deployments::insert_version(&tx, step, version, wasm, source)?;
         tx.execute(
             "INSERT INTO mapping_shadows (step, version, since) VALUES (?1, ?2, ?3)
              ON CONFLICT (step) DO UPDATE SET version = excluded.version, since = excluded.since",
