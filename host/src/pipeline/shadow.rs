@@ -3,8 +3,9 @@
 //! Every live call of a step with a shadow (the sync engine's pipeline runs, not previews)
 //! also runs the shadow on the same input, current record and config, on a task of its own:
 //! the record never waits for it nor fails because of it, and nothing it produces is written
-//! anywhere. When every call slot is busy the shadow call is skipped (and counted), so the
-//! shadow never takes capacity the live records need. Its output is compared with the active
+//! anywhere. One shadow call runs at a time per host (`SHADOW_CALLS`); while one runs, or when
+//! every call slot is busy, the shadow call is skipped (and counted), so the shadow never takes
+//! capacity the live records need. Its output is compared with the active
 //! version's ([`super::output_diff`]) and counted in a [`ShadowReport`]: kept in memory, per
 //! replica, from when this replica started running the shadow.
 
