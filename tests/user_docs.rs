@@ -185,3 +185,47 @@ fn user_docs_stand_on_their_own() {
         found.join("\n")
     );
 }
+
+/// docs/authoring.md states the fuel and peak memory of every example and kind of project a
+/// mapping author starts from (a promise of the guide: the numbers come from `cosell mapping
+/// test`; this checks that none of them goes missing from the table).
+#[test]
+fn the_authoring_guide_states_the_cost_of_every_example() {
+    let guide = std::fs::read_to_string(repo().join("docs/authoring.md")).unwrap();
+    let section = guide
+        .split("## Limits, fuel and memory")
+        .nth(1)
+        .expect("docs/authoring.md has a section `Limits, fuel and memory`");
+    let rows: Vec<&str> = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    for example in [
+        "`referral-to-opportunity`",
+        "`opportunity-to-referral`",
+        "`pass_through`",
+        "`stamp-team`",
+        "Python example",
+        "Python project",
+        "JavaScript example",
+        "JavaScript project",
+        "Rust project, `--from-default`",
+        "Rust project, fresh",
+    ] {
+        let row = rows
+            .iter()
+            .find(|row| row.contains(example))
+            .unwrap_or_else(|| panic!("no row for {example} in the guide's table of costs"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | step | component | fuel | peak memory | time | compile at deploy |
+        assert!(
+            cells[3].chars().any(|c| c.is_ascii_digit()),
+            "{example}: no fuel in `{row}`"
+        );
+        assert!(
+            cells[4].ends_with("MiB"),
+            "{example}: no peak memory in `{row}`"
+        );
+    }
+}
