@@ -8,7 +8,7 @@ mod table;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use cosell_bench::results::{FigureResults, results_dir};
-use driver::{backends, backfill, hot_swap, intake, latency};
+use driver::{backends, backfill, hot_swap, intake, latency, max_rate};
 
 /// Runs cosell's end-to-end benchmarks against the emulators and prints the results table.
 #[derive(Debug, Parser)]
@@ -34,6 +34,9 @@ enum Command {
     /// rate. Needs a PostgreSQL server: `COSELL_TEST_POSTGRES_URL`, or PostgreSQL's binaries
     /// installed (a throwaway cluster is started, as for the tests).
     Backends(backends::BackendsArgs),
+    /// Figure 9: the highest change rate one host sustains with p99 under a second (rising,
+    /// then bisected, open-loop trials), and the CPU per change of host and emulators there.
+    MaxRate(max_rate::MaxRateArgs),
     /// Every driver figure in turn (with their default settings), then the table.
     All,
     /// Prints the table of every figure saved under target/bench-results.
@@ -59,6 +62,9 @@ async fn main() -> Result<()> {
         Command::Backends(args) => {
             backends::run(&args).await?;
         }
+        Command::MaxRate(args) => {
+            max_rate::run(&args).await?;
+        }
         Command::All => {
             hot_swap::run(&parse_defaults()).await?;
             intake::run(&parse_defaults()).await?;
@@ -70,6 +76,7 @@ async fn main() -> Result<()> {
             latency::run(&sustainable).await?;
             backfill::run(&parse_defaults()).await?;
             backends::run(&parse_defaults()).await?;
+            max_rate::run(&parse_defaults()).await?;
         }
         Command::Table => {}
     }

@@ -9,6 +9,7 @@
 use super::env::{BenchEnv, EnvOptions};
 use super::measure::{CpuMeter, warm_up};
 use super::procfs::rss_bytes;
+use super::profile::Profiler;
 use super::workload::{self, Workload};
 use anyhow::Result;
 use cosell_bench::results::{FigureResults, Row};
@@ -90,6 +91,10 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
     eprintln!("latency: {} changes/s for {} s…", args.rate, args.seconds);
     let (stop, sampler) = sample_rss(env.host_pid());
     let cpu = CpuMeter::start(&env)?;
+    let profiler = Profiler::start_if_asked(
+        &format!("latency-{}", args.rate),
+        &[("host", env.host_pid()), ("emulators", std::process::id())],
+    )?;
     let outcome = workload::run(
         &env.pc,
         &env.dv,
@@ -105,6 +110,9 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
     .await?;
     let _ = stop.send(());
     let changes = outcome.changes();
+    if let Some(profiler) = profiler {
+        profiler.finish()?;
+    }
     // CPU per change, to tell a slow path from a machine without the cores for the load.
     let cpu = cpu.per_change(&env, changes)?;
     let load_rss = Summary::new(sampler.await?.into_iter().map(|b| b as f64 / MIB).collect());

@@ -5,7 +5,8 @@
 //! - [`workload`]: the open-loop stream of Microsoft-side changes and when each lands;
 //!   [`measure`]: the warm-up and CPU per change around it; [`procfs`]: process CPU and memory.
 //! - [`intake`]: figure 4. [`backfill`]: figure 6. [`latency`]: figures 5 and 7 (host RSS). [`hot_swap`]: figure 3.
-//!   [`backends`]: figure 8.
+//!   [`backends`]: figure 8. [`max_rate`]: figure 9.
+//! - [`profile`]: `perf` recordings of the host and the emulators during a load, when asked.
 
 pub mod backends;
 pub mod backfill;
@@ -13,9 +14,11 @@ pub mod env;
 pub mod hot_swap;
 pub mod intake;
 pub mod latency;
+pub mod max_rate;
 pub mod measure;
 pub mod postgres;
 pub mod procfs;
+pub mod profile;
 pub mod workload;
 
 /// The sum of the Prometheus samples of `name` whose labels contain every one of `labels`
