@@ -17,9 +17,10 @@
 //!    and the referral Partner Center answers (`Prefer: return=representation`) gives the
 //!    link its fingerprint, so the `referral-updated` webhook is an echo too.
 //!
-//! Nothing here can lose data: any step that fails (a referral changed meanwhile: 412; the
-//! mapping refused; Partner Center not configured) leaves the link as it was, without the
-//! fingerprint concerned, and the live engine does that step on the next event as before.
+//! Nothing here can lose data: when a step fails (a referral changed meanwhile: 412; the
+//! mapping refused) the link is left as it was, without the opportunity's fingerprint, and the
+//! live engine does the step on the opportunity's next event as before. Without a Partner
+//! Center client (a backfill given its referrals in memory) nothing here is done.
 
 use super::Run;
 use super::report::{Outcome, RecordOutcome};
@@ -46,7 +47,7 @@ impl Run<'_> {
     /// Gives the links of the created opportunities in `outcomes` what the live engine would
     /// record after syncing both sides (see the module doc); answers `outcomes`.
     pub(super) async fn pair(&self, mut outcomes: Vec<RecordOutcome>) -> Vec<RecordOutcome> {
-        if self.options.dry_run {
+        if self.options.dry_run || self.backfill.partner_center.is_none() {
             return outcomes;
         }
         let ids: Vec<String> = outcomes
@@ -123,13 +124,6 @@ impl Run<'_> {
             // opportunity's fingerprint: not taken for synced here either.
             return;
         }
-        let audit = sync.column("audit");
-        let volatile = Volatile {
-            audit_column: &audit,
-            marks: [&sync.success_mark, &sync.failure_mark],
-        };
-        link.crm_hash = Some(fingerprint::opportunity(&row, &volatile));
-        link.crm_snapshot = Some(row.to_string());
         let Some(client) = &self.backfill.partner_center else {
             return;
         };
@@ -140,18 +134,31 @@ impl Run<'_> {
         else {
             return;
         };
-        match self.send_to_referral(client, &oid, &row, referral).await {
-            Ok(Some((snapshot, updated))) => {
-                link.pc_hash = Some(fingerprint::referral(&updated));
-                link.pc_snapshot = Some(snapshot.to_string());
+        let synced = match self.send_to_referral(client, &oid, &row, referral).await {
+            Ok(synced) => synced,
+            Err(reason) => {
+                tracing::info!(
+                    referral = %rid,
+                    opportunity = %oid,
+                    reason,
+                    "backfill: the referral was not given the opportunity's fields; a live host sends them on its next event"
+                );
+                return;
             }
-            Ok(None) => {}
-            Err(reason) => tracing::info!(
-                referral = %rid,
-                opportunity = %oid,
-                reason,
-                "backfill: the referral was not given the opportunity's fields; a live host sends them on its next event"
-            ),
+        };
+        // Only now is the opportunity in sync: with its fingerprint on the link before the
+        // referral had what the mapping sends, the engine would take the opportunity's next
+        // event for an echo and never send it.
+        let audit = sync.column("audit");
+        let volatile = Volatile {
+            audit_column: &audit,
+            marks: [&sync.success_mark, &sync.failure_mark],
+        };
+        link.crm_hash = Some(fingerprint::opportunity(&row, &volatile));
+        link.crm_snapshot = Some(row.to_string());
+        if let Some((snapshot, updated)) = synced {
+            link.pc_hash = Some(fingerprint::referral(&updated));
+            link.pc_snapshot = Some(snapshot.to_string());
         }
     }
 
