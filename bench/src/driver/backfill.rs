@@ -200,7 +200,13 @@ pub async fn run(args: &BackfillArgs) -> Result<FigureResults> {
             requests * 100.0,
             execution * 100.0
         );
-        Row::judged(name, value, spread, "≥ 90% of the binding quota", used >= 0.9)
+        Row::judged(
+            name,
+            value,
+            spread,
+            "≥ 90% of the binding quota",
+            used >= 0.9,
+        )
     };
     let ratio = batch.records_per_second() / sustained_per_record(&single);
     let figure = FigureResults {

@@ -48,8 +48,8 @@ pub use report::{BackfillReport, RecordFailure};
 
 use crate::config::SyncConfig;
 use crate::connections::dataverse::DataverseClient;
-use crate::connections::partner_center::PartnerCenterClient;
 use crate::connections::dataverse::batch::MAX_REQUESTS;
+use crate::connections::partner_center::PartnerCenterClient;
 use crate::pipeline::Pipelines;
 use crate::store::SyncStore;
 use anyhow::{Result, bail};

@@ -61,13 +61,15 @@ impl Run<'_> {
             return outcomes;
         }
         let mut rows = self.read_back(&ids).await;
-        let links = outcomes.iter_mut().filter_map(|record| match &mut record.outcome {
-            Outcome::Created { link, .. } => {
-                let row = rows.remove(link.opportunity_id.as_deref()?)?;
-                Some((link.as_mut(), row))
-            }
-            _ => None,
-        });
+        let links = outcomes
+            .iter_mut()
+            .filter_map(|record| match &mut record.outcome {
+                Outcome::Created { link, .. } => {
+                    let row = rows.remove(link.opportunity_id.as_deref()?)?;
+                    Some((link.as_mut(), row))
+                }
+                _ => None,
+            });
         stream::iter(links)
             .for_each_concurrent(self.options.mode.concurrency(), |(link, row)| {
                 self.pair_one(link, row)
@@ -96,9 +98,11 @@ impl Run<'_> {
         let mut rows = HashMap::with_capacity(ids.len());
         for answer in answers {
             match answer {
-                Ok(found) => rows.extend(found.into_iter().filter_map(|row| {
-                    Some((row["opportunityid"].as_str()?.to_owned(), row))
-                })),
+                Ok(found) => rows.extend(
+                    found
+                        .into_iter()
+                        .filter_map(|row| Some((row["opportunityid"].as_str()?.to_owned(), row))),
+                ),
                 Err(e) => tracing::info!(
                     error = %e,
                     "backfill: could not read created opportunities back; a live host syncs them on their events"
