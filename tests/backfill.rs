@@ -740,6 +740,31 @@ async fn next_to_a_running_host_the_cli_skips_what_it_synced_and_the_engine_take
             .unwrap();
         assert_eq!(rows.len(), 3, "a dry run writes nothing");
 
+        // What the host writes from here on: its runs that created or updated a record.
+        let host_writes = || async {
+            let mut total = 0.0;
+            for side in ["partner-center", "dataverse"] {
+                for outcome in ["created", "updated"] {
+                    let labels = [("side", side), ("outcome", outcome)];
+                    total += env.metric("cosell_sync_events_total", &labels).await;
+                }
+            }
+            total
+        };
+        let writes_before = host_writes().await;
+        // The host's runs that found nothing to write: an echo (the fingerprint on the link is
+        // the record's), or a run that read both sides and found them equal (its event overtook
+        // the backfill's link).
+        let env_ref = &env;
+        let no_write = move |side: &'static str| async move {
+            let mut total = 0.0;
+            for outcome in ["echo", "unchanged"] {
+                let labels = [("side", side), ("outcome", outcome)];
+                total += env_ref.metric("cosell_sync_events_total", &labels).await;
+            }
+            total
+        };
+        let no_writes_before = (no_write("dataverse").await, no_write("partner-center").await);
         let (code, out, err) = cosell(&[
             "backfill",
             "--config",
@@ -781,11 +806,12 @@ async fn next_to_a_running_host_the_cli_skips_what_it_synced_and_the_engine_take
             .collect();
         assert_eq!(referral_ids.len(), 43, "one opportunity per referral");
 
-        // The host hears of every backfilled opportunity (Dataverse's Create, Win and Lose
-        // webhooks) and reads both sides: nothing the backfill wrote is written back. What it
-        // adds is what it adds to any pair it syncs from the CRM side: the opportunity's id in
-        // an open referral's externalReferenceId (the mapping's CRM -> PC field; closed
-        // referrals cannot change).
+        // The backfill finished every pair as the host would have: each open referral holds
+        // its opportunity's id (the mapping's CRM -> PC field; closed referrals cannot change)
+        // when the command ends, and the links hold both sides' fingerprints. The host hears of
+        // every backfilled opportunity (Dataverse's Create, Win and Lose webhooks) and of
+        // every referral the backfill updated (Partner Center's referral-updated), and
+        // recognises each as an echo: it writes nothing to either side.
         let opportunity_of: BTreeMap<String, Value> = rows
             .iter()
             .map(|r| {
@@ -797,35 +823,76 @@ async fn next_to_a_running_host_the_cli_skips_what_it_synced_and_the_engine_take
             .values()
             .filter(|r| !is_closed(r) && !live.contains(&id(r)) && id(r) != unknown_currency)
             .collect();
-        let given_ids = wait_until(SETTLE, || async {
-            let all = open_in_pile.iter().all(|r| {
-                let now = env.pc.referral(&id(r)).unwrap();
-                now["externalReferenceId"] == opportunity_of[&id(r)]
-            });
-            all.then_some(())
-        })
-        .await;
-        if given_ids.is_none() {
-            let missing: Vec<String> = open_in_pile
-                .iter()
-                .map(|r| env.pc.referral(&id(r)).unwrap())
-                .filter(|r| r["externalReferenceId"] != opportunity_of[&id(r)])
+        let missing: Vec<String> = open_in_pile
+            .iter()
+            .map(|r| env.pc.referral(&id(r)).unwrap())
+            .filter(|r| r["externalReferenceId"] != opportunity_of[&id(r)])
+            .map(|r| {
+                format!(
+                    "{} ({}): {}",
+                    id(&r),
+                    opportunity_of[&id(&r)],
+                    r["externalReferenceId"]
+                )
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the backfill gave each open referral its opportunity's id; not: {missing:#?}"
+        );
+        let versions = |rows: &[Value]| -> BTreeMap<String, Value> {
+            rows.iter()
                 .map(|r| {
-                    format!(
-                        "{} ({}): {}",
-                        id(&r),
-                        opportunity_of[&id(&r)],
-                        r["externalReferenceId"]
+                    (
+                        r["cosell_referralidentifier"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        r["versionnumber"].clone(),
                     )
                 })
-                .collect();
-            panic!(
-                "the host gave each open referral its opportunity's id; not: {missing:#?}\n{}",
-                env.host_log()
-            );
-        }
+                .collect()
+        };
+        let opportunity_versions = || async {
+            versions(
+                &env.seller
+                    .query(
+                        "opportunities",
+                        "$select=cosell_referralidentifier,versionnumber",
+                    )
+                    .await
+                    .unwrap(),
+            )
+        };
+        let (referrals_written, opportunities_written) =
+            (etags(&env), opportunity_versions().await);
+        // Each backfilled opportunity's webhook, and each patched referral's, was handled.
+        let handled = wait_until(SETTLE, || async {
+            let dv = no_write("dataverse").await - no_writes_before.0;
+            let pc = no_write("partner-center").await - no_writes_before.1;
+            (dv >= 40.0 && pc >= open_in_pile.len() as f64).then_some(())
+        })
+        .await;
+        assert!(
+            handled.is_some(),
+            "the host handled every backfilled opportunity's and patched referral's event without a write\n{}",
+            env.host_log()
+        );
+        host_idle(&env).await;
+        assert_eq!(
+            host_writes().await,
+            writes_before,
+            "the host created or updated nothing beside the backfill\n{}",
+            env.host_log()
+        );
+        assert_eq!(etags(&env), referrals_written, "the host patched no referral");
+        assert_eq!(
+            opportunity_versions().await,
+            opportunities_written,
+            "the host updated no opportunity"
+        );
         println!(
-            "next to the host: {} backfilled; the host gave {} open referrals their opportunity's id",
+            "next to the host: {} backfilled, {} open referrals given their opportunity's id by the backfill; the host wrote nothing",
             report["created"],
             open_in_pile.len()
         );
@@ -854,28 +921,7 @@ async fn next_to_a_running_host_the_cli_skips_what_it_synced_and_the_engine_take
             }
         }
         let after = etags(&env);
-        let versions = |rows: &[Value]| -> BTreeMap<String, Value> {
-            rows.iter()
-                .map(|r| {
-                    (
-                        r["cosell_referralidentifier"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        r["versionnumber"].clone(),
-                    )
-                })
-                .collect()
-        };
-        let settled = versions(
-            &env.seller
-                .query(
-                    "opportunities",
-                    "$select=cosell_referralidentifier,versionnumber",
-                )
-                .await
-                .unwrap(),
-        );
+        let settled = opportunity_versions().await;
 
         // A referral event for a backfilled referral, unchanged, is recognised as synced.
         let echo = [("side", "partner-center"), ("outcome", "echo")];

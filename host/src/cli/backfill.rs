@@ -85,7 +85,7 @@ pub async fn run(args: BackfillArgs) -> Result<i32> {
     if config.partner_center.is_none() {
         anyhow::bail!("[partner_center] is not configured: the referrals are listed from there");
     }
-    let backfill = Backfill::from_config(&config).await?;
+    let mut backfill = Backfill::from_config(&config).await?;
     if let Some(dv) = &config.dataverse
         && args.concurrency > dv.max_concurrency
     {
@@ -95,6 +95,7 @@ pub async fn run(args: BackfillArgs) -> Result<i32> {
         );
     }
     let pc = partner_center_client(&config, backfill.store.clone())?;
+    backfill.partner_center = Some(pc.clone());
     let pages = pc.referral_pages(None, Some("createdDateTime asc"), Some(PAGE_SIZE))?;
     let referrals = pages
         .map_err(|e| anyhow::anyhow!("listing the referrals in Partner Center: {e}"))

@@ -4,7 +4,7 @@
 
 use super::auth::TokenCache;
 use super::error::DataverseError;
-use super::limiter::{Limiter, Window};
+use super::limiter::{Limiter, Refusal, Window};
 use super::request::{Answer, Call, Payload, check, encode_key};
 use super::{DataverseSettings, Result};
 use crate::config::Secret;
@@ -333,7 +333,8 @@ impl DataverseClient {
                     let message = || message_of(&text);
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         shared.throttled.fetch_add(1, Ordering::Relaxed);
-                        shared.limiter.throttled(retry_after);
+                        let refusal = Refusal::of_code(&super::error::code_of(&text));
+                        shared.limiter.throttled(retry_after, refusal);
                         if attempt >= shared.max_retries {
                             return Err(DataverseError::Throttled { retry_after });
                         }

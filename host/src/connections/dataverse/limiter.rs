@@ -1,10 +1,17 @@
 //! Adaptive concurrency for Dataverse's service protection limits (AIMD).
 //!
 //! The [`Limiter`] bounds the client's requests in flight. The bound starts at
-//! `max_concurrency`, halves (down to 1) on every 429, and grows back by one after a run of
-//! successes as long as the bound itself (about one round of requests without throttling), up
-//! to `max_concurrency` again. A 429 with `Retry-After` also holds every new request back until
-//! then, since Dataverse refuses all of this user's requests for that long anyway.
+//! `max_concurrency`, halves (down to 1) on every 429 that refuses too many concurrent requests
+//! (or does not say which limit it is), and grows back by one after a run of successes as long
+//! as the bound itself (about one round of requests without throttling), up to
+//! `max_concurrency` again. A 429 with `Retry-After` also holds every new request back until
+//! then, exactly, since Dataverse refuses all of this user's requests for that long anyway.
+//!
+//! A 429 of the request-count or execution-time limit ([`Refusal::Quota`]) pauses without
+//! lowering the bound: it says the window's quota is spent, not that too much runs at once.
+//! Halving there would leave most of the next window's quota unused (a bulk load bound by the
+//! execution-time limit needs several requests executing at once to use it), and the bound
+//! would take many rounds to grow back.
 //!
 //! [`Window`] is the arithmetic alone (no clock, no waiting), unit-tested below; [`Limiter`]
 //! adds the waiting: [`Limiter::acquire`] returns a [`Permit`] once a slot is free, and the
@@ -66,6 +73,26 @@ impl Window {
         if self.successes >= self.limit {
             self.successes = 0;
             self.limit = (self.limit + 1).min(self.max);
+        }
+    }
+}
+
+/// Which limit a 429 says was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many concurrent requests, or a 429 that does not say (treated alike: fewer in flight).
+    Concurrency,
+    /// The window's request count or combined execution time is spent
+    /// (`0x80072322`, `0x80072321`).
+    Quota,
+}
+
+impl Refusal {
+    /// The refusal a 429's Dataverse error code names.
+    pub fn of_code(code: &str) -> Self {
+        match code.to_ascii_lowercase().as_str() {
+            "0x80072322" | "0x80072321" | "-2147015902" | "-2147015903" => Refusal::Quota,
+            _ => Refusal::Concurrency,
         }
     }
 }
@@ -151,10 +178,13 @@ impl Limiter {
         }
     }
 
-    /// A 429 answer: halve the bound and, with `Retry-After`, hold new requests back until then.
-    pub fn throttled(&self, retry_after: Option<Duration>) {
+    /// A 429 answer: halve the bound (unless it refused a spent quota, see the module doc)
+    /// and, with `Retry-After`, hold new requests back until then.
+    pub fn throttled(&self, retry_after: Option<Duration>, refusal: Refusal) {
         let mut state = self.lock();
-        state.window.throttled();
+        if refusal == Refusal::Concurrency {
+            state.window.throttled();
+        }
         if let Some(wait) = retry_after {
             let until = Instant::now() + wait;
             state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
@@ -265,7 +295,7 @@ mod tests {
         drop(c);
         drop(b);
 
-        limiter.throttled(Some(Duration::from_millis(300)));
+        limiter.throttled(Some(Duration::from_millis(300)), Refusal::Concurrency);
         let started = Instant::now();
         let d = limiter.acquire().await;
         assert!(started.elapsed() >= Duration::from_millis(290), "paused");
@@ -274,5 +304,25 @@ mod tests {
         let blocked = tokio::time::timeout(Duration::from_millis(50), limiter.acquire()).await;
         assert!(blocked.is_err(), "the halved limit of 1 is full");
         drop(d);
+    }
+
+    #[tokio::test]
+    async fn a_spent_quota_pauses_for_retry_after_without_lowering_the_bound() {
+        assert_eq!(Refusal::of_code("0x80072322"), Refusal::Quota);
+        assert_eq!(Refusal::of_code("0x80072321"), Refusal::Quota);
+        assert_eq!(Refusal::of_code("0x80072326"), Refusal::Concurrency);
+        assert_eq!(Refusal::of_code(""), Refusal::Concurrency);
+        let limiter = Limiter::new(4);
+        limiter.throttled(Some(Duration::from_millis(200)), Refusal::Quota);
+        let started = Instant::now();
+        let permits = [
+            limiter.acquire().await,
+            limiter.acquire().await,
+            limiter.acquire().await,
+            limiter.acquire().await,
+        ];
+        assert!(started.elapsed() >= Duration::from_millis(190), "paused");
+        assert_eq!(limiter.window().limit, 4, "all four in flight again");
+        drop(permits);
     }
 }

@@ -17,16 +17,19 @@
 //!    in the same change set: a closed referral ends closed, or is not written at all.
 //! 3. [`write`]: the `$batch` (continue-on-error, so a refused record stops nothing else) or
 //!    the single request.
-//! 4. [`links`]: the links of what was created are saved, many in one transaction;
+//! 4. [`pair`]: each pair is finished as the live engine would finish it: the created
+//!    opportunities read back (many per query) for their fingerprints, and the referrals sent
+//!    what the CRM -> Partner Center mapping adds (their opportunity's id), so the webhooks
+//!    these writes fire are echoes to a host running beside the backfill.
+//! 5. [`links`]: the links of what was created are saved, many in one transaction;
 //!    [`BackfillReport`] counts every referral in exactly one outcome, with the reason of each
 //!    refusal and failure.
 //!
-//! A link saved by the backfill holds both ids and the referral's fingerprint and JSON as
-//! listed (what was mapped and written), but not the opportunity's fingerprint: the backfill
-//! does not read the new rows back, so it does not claim to know them. The next event of the
-//! referral, unchanged, is then recognised as synced; the next event of the opportunity reads
-//! both sides, writes only what differs (nothing, for a row as created) and records the
-//! opportunity's fingerprint.
+//! A link saved by the backfill holds both ids and the fingerprints and snapshots of both
+//! records as [`pair`] left them, so the next event of either, unchanged, is recognised as an
+//! echo. Where a step of [`pair`] could not be done (no Partner Center client, a referral
+//! changed since it was listed), the link lacks that side's fingerprint and the engine's next
+//! event does the step, as for any pair it has not synced yet.
 //!
 //! Preparing runs ahead of writing (a bounded queue of writes between them), so the mapping
 //! and lookups of the next referrals overlap the `$batch` requests in flight.
@@ -35,6 +38,7 @@ mod customers;
 mod existing;
 mod links;
 mod lookups;
+mod pair;
 mod prepare;
 mod report;
 mod setup;
@@ -45,6 +49,7 @@ pub use report::{BackfillReport, RecordFailure};
 use crate::config::SyncConfig;
 use crate::connections::dataverse::DataverseClient;
 use crate::connections::dataverse::batch::MAX_REQUESTS;
+use crate::connections::partner_center::PartnerCenterClient;
 use crate::pipeline::Pipelines;
 use crate::store::SyncStore;
 use anyhow::{Result, bail};
@@ -154,6 +159,9 @@ pub struct Backfill {
     pub store: Arc<dyn SyncStore>,
     /// Tenant, column prefix and marks, as the host uses them.
     pub sync: SyncConfig,
+    /// The Partner Center client the created pairs' referrals are updated with (see [`pair`]);
+    /// `None`: they are not, and a live host does it on their webhooks.
+    pub partner_center: Option<PartnerCenterClient>,
 }
 
 /// A stream of referrals from referrals already in memory, for [`Backfill::run`].
@@ -354,6 +362,7 @@ impl Run<'_> {
         let units = stream::unfold(queue, |mut queue| async move {
             queue.recv().await.map(|unit| (unit, queue))
         });
+        // Pairing a group runs while the next writes go on (`buffered` keeps polling them).
         let mut outcomes = pin!(
             units
                 .map(|unit| async move {
@@ -364,9 +373,11 @@ impl Run<'_> {
                 })
                 .buffer_unordered(self.options.mode.concurrency())
                 .ready_chunks(LINKS_PER_SAVE)
+                .map(|group| self.pair(group.into_iter().flatten().collect()))
+                .buffered(2)
         );
         while let Some(group) = outcomes.next().await {
-            for outcome in self.save_links(group.into_iter().flatten().collect()) {
+            for outcome in self.save_links(group) {
                 report.add(outcome);
             }
             progress(report);

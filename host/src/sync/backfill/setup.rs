@@ -1,6 +1,8 @@
 //! A [`Backfill`] from the host's configuration, as `cosell serve` would set its parts up: the
 //! state database, the mapping steps on their active (deployed) versions, the Dataverse
-//! client and the `[sync]` settings.
+//! client and the `[sync]` settings. The Partner Center client is the caller's to add
+//! ([`Backfill::partner_center`]): it needs the host's sign-in, which a backfill given its
+//! referrals in memory does not.
 
 use super::Backfill;
 use crate::config::HostConfig;
@@ -46,6 +48,7 @@ impl Backfill {
             dataverse: dataverse_client(config)?,
             store: state.sync,
             sync: config.sync.clone(),
+            partner_center: None,
         })
     }
 }
