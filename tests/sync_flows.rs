@@ -21,6 +21,7 @@ on_both_backends!(
     flow2_crm_changes_are_patched_onto_the_referral_and_closing_sets_its_status,
     flow3_and_4_a_microsoft_referral_becomes_an_opportunity_and_its_updates_follow,
     flow5_cosell_recognises_its_own_writes_and_never_ping_pongs,
+    flow5_the_echo_of_cosells_own_write_is_known_by_its_version_unread,
     flow6_conflicting_changes_follow_the_per_field_owner,
     flow6_cosells_own_write_is_no_conflict_while_a_sellers_edit_waits,
     flow7_a_failed_sync_is_shown_to_the_seller_and_retried_when_fixed,
@@ -307,6 +308,67 @@ async fn flow5_cosell_recognises_its_own_writes_and_never_ping_pongs(backend: Ba
         let echoes = env.metric("cosell_sync_echoes_suppressed_total", &[]).await;
         println!("flow 5: {echoes} echoes recognised and dropped");
         assert!(echoes >= 2.0, "the echoes were recognised: {echoes}");
+    })
+    .await;
+}
+
+async fn flow5_the_echo_of_cosells_own_write_is_known_by_its_version_unread(backend: Backend) {
+    // Webhooks only: a poller's event carries no version and is read.
+    SyncEnv::run_polling_every_on(backend, "", 0, |env| async move {
+        let referral = env.pc.microsoft().create_incoming(json!({
+            "name": "Fabrikam analytics",
+            "customerProfile": {"name": "Fabrikam", "address": {"postalCode": "98004", "country": "US"}},
+            "details": {"dealValue": 30000, "currency": "USD"}
+        }));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        let opp = wait_until(SETTLE, || opportunity_for_referral(&env, &rid))
+            .await
+            .unwrap_or_else(|| panic!("no opportunity for {rid}\n{}", env.host_log()));
+        let oid = opp["opportunityid"].as_str().unwrap().to_owned();
+        env.pc
+            .microsoft()
+            .update(&rid, json!({"details": {"dealValue": 31000}}))
+            .unwrap();
+        env.wait_opportunity(&oid, "the new value", |o| {
+            o["estimatedvalue"].as_f64() == Some(31000.0)
+        })
+        .await;
+        // The deliveries of cosell's create and update name the versions it recorded as
+        // synced: each run ends without reading the opportunity.
+        let unread = "the delivery names the version cosell last synced";
+        let log = wait_until(SETTLE, || async {
+            let log = env.host_log();
+            (log.matches(unread).count() >= 2).then_some(log)
+        })
+        .await
+        .unwrap_or_else(|| panic!("no echo known by its version\n{}", env.host_log()));
+        assert!(log.contains(&oid), "{log}");
+        // What cosell recorded after its update (from the write's answer, not a read) is the
+        // opportunity as a read gives it: a seller's update that changes nothing is read (a
+        // version of its own) and found as last synced.
+        let name = env.opportunity(&oid).await["name"].clone();
+        env.seller
+            .update("opportunities", &oid, &json!({"name": name}), None)
+            .await
+            .unwrap();
+        wait_until(SETTLE, || async {
+            env.host_log()
+                .contains("the opportunity is as last synced")
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("the no-op update was not an echo\n{}", env.host_log()));
+        // And a seller's own change (another version) is read and synced as ever.
+        let etag = env.pc.referral(&rid).unwrap()["eTag"].clone();
+        env.seller
+            .update("opportunities", &oid, &json!({"description": "Seller's note"}), None)
+            .await
+            .unwrap();
+        wait_until(SETTLE, || async {
+            (env.pc.referral(&rid).unwrap()["eTag"] != etag).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("the seller's change was not synced\n{}", env.host_log()));
     })
     .await;
 }

@@ -4,6 +4,10 @@
 //! `OpportunityClose` input parameter): the engine reads the opportunity itself, so a delivery's
 //! possibly stale image (and its 256 KB truncation) never matters, and what is stored in the
 //! queue is a small payload cosell writes itself, never the sender's body.
+//!
+//! One thing more is kept: the `RowVersion` of a `Create` or `Update` message's `Target` (the
+//! row's version after that write, digits only), so the engine can tell the echo of its own
+//! write without reading the row ([`Context::Opportunity::row_version`]).
 
 use crate::ids::plausible_id;
 use serde_json::Value;
@@ -16,6 +20,9 @@ pub enum Context {
         id: String,
         /// `MessageName` as sent (any JSON value, `null` when absent), kept for the audit.
         message: Value,
+        /// The `Target`'s `RowVersion` of a `Create` or `Update` of this opportunity, when the
+        /// delivery carries one (decimal digits, at most 20).
+        row_version: Option<String>,
     },
     /// Another table: acknowledged, nothing stored.
     OtherTable,
@@ -43,8 +50,13 @@ pub fn parse_context(body: &[u8]) -> Result<Context, ContextError> {
     }
     .filter(|id| plausible_id(id) && !is_nil(id))
     .ok_or(ContextError::NoId)?;
+    let row_version = match closing {
+        true => None,
+        false => target_row_version(&context, id),
+    };
     Ok(Context::Opportunity {
         id: id.to_ascii_lowercase(),
+        row_version,
         // Kept only as a short name (Create, Update, Win…): the sender's text is never stored.
         message: context["MessageName"]
             .as_str()
@@ -61,6 +73,22 @@ fn closed_opportunity(context: &Value) -> Option<&str> {
     (reference["LogicalName"] == "opportunity")
         .then(|| reference["Id"].as_str())
         .flatten()
+}
+
+/// The `RowVersion` of the `Target` input parameter, if it is the opportunity `id` and the
+/// version is a plain number (anything else is ignored: the engine then reads the row).
+fn target_row_version(context: &Value, id: &str) -> Option<String> {
+    let target = value_of(&context["InputParameters"], "Target")?;
+    let same_row = target["Id"]
+        .as_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case(id));
+    let version = target["RowVersion"].as_str()?;
+    (same_row
+        && target["LogicalName"] == "opportunity"
+        && !version.is_empty()
+        && version.len() <= 20
+        && version.bytes().all(|b| b.is_ascii_digit()))
+    .then(|| version.to_owned())
 }
 
 /// The value under `key` in a `[{key, value}]` collection.
@@ -80,9 +108,21 @@ impl Context {
     /// The payload stored in the queue for an opportunity event (None for other tables).
     pub fn queue_payload(&self) -> Option<String> {
         match self {
-            Context::Opportunity { id, message } => {
+            Context::Opportunity {
+                id,
+                message,
+                row_version: None,
+            } => {
                 Some(serde_json::json!({"MessageName": message, "PrimaryEntityId": id}).to_string())
             }
+            Context::Opportunity {
+                id,
+                message,
+                row_version: Some(version),
+            } => Some(
+                serde_json::json!({"MessageName": message, "PrimaryEntityId": id, "RowVersion": version})
+                    .to_string(),
+            ),
             Context::OtherTable => None,
         }
     }
@@ -109,6 +149,41 @@ mod tests {
     }
 
     #[test]
+    fn the_targets_row_version_is_kept_when_it_is_the_opportunitys_and_a_number() {
+        let with = |target: &str| {
+            format!(
+                r#"{{"MessageName":"Update","PrimaryEntityName":"opportunity",
+                "PrimaryEntityId":"7F3C2A52-0000-4000-8000-000000000001",
+                "InputParameters":[{{"key":"Target","value":{target}}}]}}"#
+            )
+        };
+        let version = |body: String| match parse_context(body.as_bytes()).unwrap() {
+            Context::Opportunity { row_version, .. } => row_version,
+            Context::OtherTable => panic!("an opportunity"),
+        };
+        let ok = with(
+            r#"{"Id":"7f3c2a52-0000-4000-8000-000000000001","LogicalName":"opportunity","RowVersion":"5948260"}"#,
+        );
+        assert_eq!(version(ok.clone()).as_deref(), Some("5948260"));
+        assert!(
+            parse_context(ok.as_bytes())
+                .unwrap()
+                .queue_payload()
+                .unwrap()
+                .contains(r#""RowVersion":"5948260""#)
+        );
+        for ignored in [
+            r#"{"Id":"7f3c2a52-0000-4000-8000-000000000001","LogicalName":"opportunity","RowVersion":null}"#,
+            r#"{"Id":"7f3c2a52-0000-4000-8000-000000000009","LogicalName":"opportunity","RowVersion":"5"}"#,
+            r#"{"Id":"7f3c2a52-0000-4000-8000-000000000001","LogicalName":"account","RowVersion":"5"}"#,
+            r#"{"Id":"7f3c2a52-0000-4000-8000-000000000001","LogicalName":"opportunity","RowVersion":"5; drop"}"#,
+            r#"{"Id":"7f3c2a52-0000-4000-8000-000000000001","LogicalName":"opportunity","RowVersion":5}"#,
+        ] {
+            assert_eq!(version(with(ignored)), None, "{ignored}");
+        }
+    }
+
+    #[test]
     fn win_and_lose_name_the_opportunity_in_their_opportunity_close() {
         let body = br#"{"MessageName":"Win","PrimaryEntityName":"opportunity",
             "PrimaryEntityId":"00000000-0000-0000-0000-000000000000",
@@ -123,7 +198,8 @@ mod tests {
             parse_context(body).unwrap(),
             Context::Opportunity {
                 id: "7f3c2a52-0000-4000-8000-000000000002".into(),
-                message: Value::String("Win".into())
+                message: Value::String("Win".into()),
+                row_version: None,
             }
         );
         // A Lose without its OpportunityClose names no opportunity, whatever PrimaryEntityId says.

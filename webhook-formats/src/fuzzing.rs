@@ -52,6 +52,13 @@ pub fn dataverse_context(data: &[u8]) -> Result<(), String> {
         let stored: serde_json::Value =
             serde_json::from_str(&payload).expect("the stored payload is JSON");
         assert_eq!(stored["PrimaryEntityId"], id.as_str());
+        if let Some(version) = stored.get("RowVersion") {
+            let digits = version.as_str().expect("a RowVersion is kept as text");
+            assert!(
+                !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+                "a RowVersion that is not a number was kept: {digits:?}"
+            );
+        }
     }
     Ok(())
 }

@@ -220,6 +220,7 @@ pub fn close_opportunity(
         entity: "opportunity".into(),
         id,
         attributes: values,
+        row_version: None,
     });
     Ok(ApiResponse::empty(StatusCode::NO_CONTENT))
 }

@@ -53,6 +53,9 @@ pub struct WriteEvent {
     pub id: Uuid,
     /// The columns the write set (stored form), including the primary id.
     pub attributes: Map<String, Value>,
+    /// The row's version after a create or update (its `versionnumber`), sent as the
+    /// `RowVersion` of the delivered `Target`; `None` for deletes and close actions.
+    pub row_version: Option<u64>,
 }
 
 /// Every table's rows plus the schema.
@@ -666,6 +669,7 @@ impl Store {
             entity: entity.to_owned(),
             id,
             attributes,
+            row_version: Some(version),
         });
         version
     }
@@ -696,6 +700,7 @@ impl Store {
             entity: entity.to_owned(),
             id: *id,
             attributes,
+            row_version: None,
         });
         true
     }

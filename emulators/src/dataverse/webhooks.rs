@@ -268,7 +268,10 @@ pub fn resolve(
             "__type": format!("Entity:{CONTRACTS}"),
             "Attributes": attributes(store, event),
             "EntityState": null, "FormattedValues": [], "Id": event.id, "KeyAttributes": [],
-            "LogicalName": event.entity, "RelatedEntities": [], "RowVersion": null,
+            "LogicalName": event.entity, "RelatedEntities": [],
+            // The row's version after the write, as text (as in Microsoft's published
+            // deliveries); a receiver can tell its own write's echo by it.
+            "RowVersion": event.row_version.map(|v| v.to_string()),
         });
         let closing = matches!(event.message.as_str(), "Win" | "Lose");
         let inputs = match event.message.as_str() {

@@ -61,6 +61,25 @@ pub struct NewEvent {
     pub payload: String,
 }
 
+impl NewEvent {
+    /// The payload a waiting entry of the record takes when this event is coalesced into it.
+    /// A Dataverse event's `RowVersion` is dropped: the entry then stands for more than one
+    /// write (in whatever order their deliveries came), so no single version names the state
+    /// it announces and the engine reads the row instead of taking it for an echo.
+    pub fn payload_when_coalesced(&self) -> String {
+        if self.side != Side::Dataverse {
+            return self.payload.clone();
+        }
+        match serde_json::from_str::<serde_json::Value>(&self.payload) {
+            Ok(serde_json::Value::Object(mut fields)) => {
+                fields.remove("RowVersion");
+                serde_json::Value::Object(fields).to_string()
+            }
+            _ => self.payload.clone(),
+        }
+    }
+}
+
 /// What storing an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {

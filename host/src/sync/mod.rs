@@ -26,6 +26,7 @@ pub mod conflicts;
 mod create_intent;
 pub mod fingerprint;
 pub mod outcome;
+mod own_write;
 mod pairing;
 pub mod seller_notes;
 pub mod sharing;

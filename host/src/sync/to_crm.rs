@@ -101,12 +101,14 @@ impl SyncEngine {
         if current.is_none() && doc["status"] == "Closed" {
             return Ok(Done::new("skipped", "a closed referral is not imported"));
         }
+        // Serialised once: the mapping's input is also the snapshot kept in the link.
+        let doc_text = doc.to_string();
         let mapped = self
             .map(
                 DIRECTION,
                 &format!("referral:{id}"),
                 &event_name(event),
-                doc.to_string(),
+                doc_text.clone(),
                 current.as_ref().map(|r| r.body.to_string()),
             )
             .await?;
@@ -123,7 +125,7 @@ impl SyncEngine {
         };
         link.referral_id = Some(id.to_owned());
         link.pc_hash = Some(pc_hash);
-        link.pc_snapshot = Some(doc.to_string());
+        link.pc_snapshot = Some(doc_text);
         match current {
             None => self.create_opportunity(link, output).await,
             Some(row) => self.update_opportunity(link, output, &doc, row).await,
@@ -306,10 +308,15 @@ impl SyncEngine {
             }
             row
         } else {
-            self.opportunities
+            // The write's answer is the state after it; only a closing or a lookup needs a read.
+            let written = self
+                .opportunities
                 .update(&oid, write, &row.body, row.etag.as_deref())
                 .await?;
-            self.opportunities.read(&oid).await?.unwrap_or(row)
+            match written {
+                Some(after) => after,
+                None => self.opportunities.read(&oid).await?.unwrap_or(row),
+            }
         };
         let untouched =
             others_before == fingerprint::opportunity_except(&after.body, &volatile, &written);

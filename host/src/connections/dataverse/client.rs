@@ -179,6 +179,32 @@ impl DataverseClient {
         self.send(call).await.map(drop)
     }
 
+    /// [`update`](Self::update) answering the row as the write left it (`Prefer:
+    /// return=representation`: every column, no expansions), so a caller needs no read-back.
+    pub async fn update_returning(
+        &self,
+        set: &str,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Row> {
+        let what = format!("{set}({id})");
+        let url = self.url(&what, "")?;
+        let call = Call::new("update_row", Method::PATCH, url, &what)
+            .json(body)
+            .header("if-match", if_match.unwrap_or("*"))?
+            .header("prefer", "return=representation")?;
+        let answer = self.send(call).await?;
+        let body = answer.json(&what)?;
+        if !body.is_object() {
+            return Err(DataverseError::InvalidResponse(format!(
+                "{what}: the update asked for the row (return=representation) and got none"
+            )));
+        }
+        let etag = body["@odata.etag"].as_str().map(str::to_owned);
+        Ok(Row { body, etag })
+    }
+
     /// `PATCH {set}({key_column}='{key_value}')`: creates the row or updates the one with that
     /// alternate key; answers its id.
     pub async fn upsert_by_key(

@@ -28,6 +28,20 @@ pub struct OpportunityWriter {
     lookups: std::sync::Arc<Lookups>,
 }
 
+/// `row` (a write's answer: columns only) with the expanded lookups of `before` (the
+/// opportunity as [`OpportunityWriter::read`] gave it before a write that changed no lookup).
+/// Expansions are the members whose value is an entity or a collection; columns never are.
+fn with_expansions_of(mut row: Row, before: &Value) -> Row {
+    if let (Value::Object(after), Value::Object(before)) = (&mut row.body, before) {
+        for (member, value) in before {
+            if (value.is_object() || value.is_array()) && !after.contains_key(member) {
+                after.insert(member.clone(), value.clone());
+            }
+        }
+    }
+    row
+}
+
 /// How mapped columns want the opportunity closed, if at all: the action and its `statuscode`
 /// (the action's default when the mapping gave none). Takes `statecode` (not writable) and a
 /// closed `statuscode` (set by the action, not by a write) off the columns; an open
@@ -88,22 +102,35 @@ impl OpportunityWriter {
     }
 
     /// Writes mapped columns to an existing opportunity, only if it is still at `etag`.
+    /// Answers the opportunity as the write left it, in the shape [`read`](Self::read) gives,
+    /// when the write itself tells it: a plain column update answers the row
+    /// (`return=representation`), and its lookups' expansions are those of `current` (the
+    /// write changed none of them). `None` when only a read can tell (a lookup changed, the
+    /// opportunity was closed, nothing was written).
     pub async fn update(
         &self,
         id: &str,
         mut columns: Map<String, Value>,
         current: &Value,
         etag: Option<&str>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Option<Row>, SyncError> {
         let closing = take_closing(&mut columns);
         let was_open = current["statecode"].as_i64().unwrap_or(0) == 0;
         self.lookups.resolve(&self.client, &mut columns).await?;
+        let closes = was_open && closing.is_some();
+        let mut after = None;
         if !columns.is_empty() {
-            match self
-                .client
-                .update("opportunities", id, &Value::Object(columns), etag)
-                .await
-            {
+            let plain = !closes && !columns.keys().any(|c| c.contains('@'));
+            let body = Value::Object(columns);
+            let written = if plain {
+                self.client
+                    .update_returning("opportunities", id, &body, etag)
+                    .await
+                    .map(|row| after = Some(with_expansions_of(row, current)))
+            } else {
+                self.client.update("opportunities", id, &body, etag).await
+            };
+            match written {
                 Err(DataverseError::PreconditionFailed(_)) => {
                     return Err(SyncError::transient(format!(
                         "opportunity {id} changed while it was being synced; it is processed again"
@@ -115,7 +142,7 @@ impl OpportunityWriter {
         if was_open {
             self.close(id, closing).await?;
         }
-        Ok(())
+        Ok(after)
     }
 
     async fn close(&self, id: &str, closing: Option<(Closing, i64)>) -> Result<(), SyncError> {

@@ -132,7 +132,8 @@ async fn enqueue_in(
             tx.execute(
                 "UPDATE sync_events SET available_at = LEAST(available_at, $2), attempts = 0,
                         received_at = $6,
-                        payload = CASE WHEN origin = $3 THEN $5 ELSE payload END,
+                        payload = CASE WHEN origin = $3 OR side = 'dataverse' THEN $5
+                                  ELSE payload END,
                         origin = CASE WHEN origin = $3 THEN $4 ELSE origin END
                  WHERE id = $1",
                 &[
@@ -140,7 +141,7 @@ async fn enqueue_in(
                     &at_ms,
                     &RECONCILE_ORIGIN,
                     &event.origin,
-                    &event.payload,
+                    &event.payload_when_coalesced(),
                     &at,
                 ],
             )

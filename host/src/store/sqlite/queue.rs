@@ -123,7 +123,8 @@ fn enqueue_in(
             tx.prepare_cached(
                 "UPDATE sync_events SET available_at = MIN(available_at, ?2), attempts = 0,
                         received_at = ?6,
-                        payload = CASE WHEN origin = ?3 THEN ?5 ELSE payload END,
+                        payload = CASE WHEN origin = ?3 OR side = 'dataverse' THEN ?5
+                                  ELSE payload END,
                         origin = CASE WHEN origin = ?3 THEN ?4 ELSE origin END
                  WHERE id = ?1",
             )?
@@ -132,7 +133,7 @@ fn enqueue_in(
                 now_ms,
                 RECONCILE_ORIGIN,
                 event.origin,
-                event.payload,
+                event.payload_when_coalesced(),
                 now
             ])?;
             Enqueued::Coalesced(id)

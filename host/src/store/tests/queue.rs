@@ -22,6 +22,29 @@ fn event(key: &str, id: &str) -> NewEvent {
 }
 
 store_tests! {
+fn a_coalesced_dataverse_event_no_longer_names_one_row_version(store) {
+    // Two deliveries of one opportunity (in whatever order they came) in one waiting entry:
+    // no single version names what it announces, so the engine must read the row.
+    let delivery = |version: &str| NewEvent {
+        side: Side::Dataverse,
+        record_id: "o1".into(),
+        lock_key: "opportunity:o1".into(),
+        origin: "dataverse-webhook".into(),
+        payload: format!(r#"{{"MessageName":"Update","PrimaryEntityId":"o1","RowVersion":"{version}"}}"#),
+    };
+    let first = store.enqueue(&delivery("7")).unwrap();
+    assert_eq!(store.enqueue(&delivery("6")).unwrap(), Enqueued::Coalesced(first.id()));
+    let claimed = store.claim(i64::MAX / 2, LEASE).unwrap().unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&claimed.payload).unwrap();
+    assert_eq!(payload["PrimaryEntityId"], "o1");
+    assert_eq!(payload.get("RowVersion"), None, "{payload}");
+    // A lone delivery keeps its version.
+    store.complete(claimed.id).unwrap();
+    store.enqueue(&delivery("8")).unwrap();
+    let alone = store.claim(i64::MAX / 2, LEASE).unwrap().unwrap();
+    assert!(alone.payload.contains(r#""RowVersion":"8""#), "{}", alone.payload);
+}
+
 fn one_record_runs_one_event_at_a_time_and_others_run_meanwhile(store) {
     let first = store.enqueue(&event("referral:a", "a")).unwrap();
     assert!(matches!(first, Enqueued::New(_)));
