@@ -3,9 +3,15 @@
 //! concurrent requests. Over a limit the Web API answers `429 Too Many Requests` with
 //! `Retry-After` (seconds) and the documented error codes and messages.
 //!
+//! A request's execution time is the time the emulator really spent on it plus the emulated
+//! charge of its operations ([`super::charge`], [`Permit::charge`]), so the execution-time
+//! limit binds as it would against the real service.
+//!
 //! Choices where the reference stops: a `$batch` counts as one request; `Retry-After` is the
-//! time until the oldest request in the window leaves it (at least 1 s; 1 s for the concurrency
-//! limit, which the real service returns "immediately"); the debug headers
+//! time until enough of the window has passed for the client to be under the limit again: the
+//! oldest request leaving it for the request limit, as much execution time as is over the limit
+//! for the execution-time limit (at least 1 s; 1 s for the concurrency limit, which the real
+//! service returns "immediately"); the debug headers
 //! `x-ms-ratelimit-burst-remaining-xrm-requests` and `x-ms-ratelimit-time-remaining-xrm-requests`
 //! are sent on every answer that passed.
 
@@ -96,11 +102,21 @@ pub struct Permit {
     pub remaining_requests: usize,
     /// Execution time left in the window, in milliseconds.
     pub remaining_ms: i64,
+    /// Emulated execution time charged on top of the real time ([`Permit::charge`]).
+    charged: std::time::Duration,
+}
+
+impl Permit {
+    /// Adds `time` of emulated execution time to this request (counted when it ends).
+    pub fn charge(&mut self, time: std::time::Duration) {
+        self.charged += time;
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let elapsed = Duration::from_std(self.started.elapsed()).unwrap_or(Duration::zero());
+        let elapsed = Duration::from_std(self.started.elapsed() + self.charged)
+            .unwrap_or(Duration::zero());
         let now = self.limiter.clock.now();
         let mut users = self.limiter.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(user) = users.get_mut(&self.client) {
@@ -161,6 +177,7 @@ impl Limiter {
             started: std::time::Instant::now(),
             remaining_requests: self.limits.requests - user.requests.len(),
             remaining_ms: (self.limits.execution_time - used).num_milliseconds(),
+            charged: std::time::Duration::ZERO,
         })
     }
 
@@ -209,8 +226,18 @@ impl Limiter {
                 seconds_until(oldest),
             ));
         }
-        if user.execution_used() >= self.limits.execution_time {
-            let oldest = user.execution.front().map(|(t, _)| *t).unwrap_or(now);
+        let mut used = user.execution_used();
+        if used >= self.limits.execution_time {
+            // Wait until enough execution time has left the window to be under the limit
+            // again, and no longer: a client that honours it can use the whole quota.
+            let mut until = now;
+            for (t, d) in &user.execution {
+                if used < self.limits.execution_time {
+                    break;
+                }
+                used -= *d;
+                until = *t;
+            }
             return Err((
                 "0x80072321",
                 format!(
@@ -218,7 +245,7 @@ impl Limiter {
                     self.limits.execution_time.num_milliseconds(),
                     window.num_seconds()
                 ),
-                seconds_until(oldest),
+                seconds_until(until),
             ));
         }
         Ok(())
