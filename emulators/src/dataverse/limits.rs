@@ -312,6 +312,38 @@ mod tests {
         assert!(limiter.acquire("app").is_ok());
     }
 
+    fn retry_after(refused: &ApiResponse) -> i64 {
+        let (_, value) = refused
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Retry-After")
+            .expect("a Retry-After");
+        value.parse().unwrap()
+    }
+
+    #[test]
+    fn charged_execution_time_counts_and_retry_after_waits_until_under_the_limit() {
+        let limiter = limits(52, 100_000);
+        let run = |seconds: u64| {
+            let mut permit = limiter.acquire("app").unwrap();
+            permit.charge(std::time::Duration::from_secs(seconds));
+        };
+        run(10);
+        limiter.clock.advance(Duration::seconds(100));
+        run(20);
+        limiter.clock.advance(Duration::seconds(100));
+        run(85);
+        // 115 s used of 100: the first request leaving the window (in 100 s) is not enough,
+        // the second (in 200 s) is.
+        let refused = limiter.acquire("app").unwrap_err();
+        assert_eq!(code(&refused), "0x80072321");
+        let retry = retry_after(&refused);
+        assert!((199..=201).contains(&retry), "{retry}");
+        assert_eq!(limiter.stats().execution_ms / 1000, 115);
+        limiter.clock.advance(Duration::seconds(retry));
+        assert!(limiter.acquire("app").is_ok());
+    }
+
     #[test]
     fn requests_inside_a_retry_after_are_counted_as_early() {
         let limiter = Limiter::new(
