@@ -279,7 +279,7 @@ impl Dataverse {
         }
         let _ = store.add_alternate_key("opportunity", vec!["cosell_referralidentifier".into()]);
         if let Some(def) = store.schema.entities.get_mut("opportunity") {
-            def.change_tracking = true;
+            Arc::make_mut(def).change_tracking = true;
         }
     }
 
