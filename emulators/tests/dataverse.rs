@@ -1056,7 +1056,9 @@ async fn a_batch_bulk_load_meets_the_execution_time_limit_first() {
     assert!((1..=300).contains(&retry_after), "{retry_after}");
     assert!(env.dv.service_protection().execution_ms >= 60_000);
     // After the Retry-After, enough of the window has passed: the client is admitted again.
-    env.dv.clock().advance(chrono::Duration::seconds(retry_after));
+    env.dv
+        .clock()
+        .advance(chrono::Duration::seconds(retry_after));
     let (status, _, _) = env.send(env.req(Method::GET, "accounts?$top=1")).await;
     assert_eq!(status, StatusCode::OK);
     env.running.stop().await;

@@ -454,12 +454,15 @@ fn upsert(
         Some(id) => {
             values.remove(&def.primary_id);
             actions::on_update(store, def, &id, &mut values)?;
-            let mut merged = store
-                .get(&def.logical_name, &id)
-                .expect("exists")
-                .values
-                .clone();
-            merged.extend(values.clone());
+            // The alternate-key columns of the row after the write (all the check reads; a
+            // copy of the whole row per update cost more than the check).
+            let current = &store.get(&def.logical_name, &id).expect("exists").values;
+            let merged: serde_json::Map<String, Value> = def
+                .alternate_keys
+                .iter()
+                .flatten()
+                .filter_map(|c| Some((c.clone(), values.get(c).or(current.get(c))?.clone())))
+                .collect();
             store.check_unique(&def.logical_name, &id, &merged)?;
             store.write(
                 &def.logical_name,
@@ -577,9 +580,15 @@ fn list(
     };
     // The equality indexes narrow the rows down (in table order) when the filter allows;
     // the whole filter still decides each row.
-    let candidates = filter.as_ref().and_then(|f| store.filter_candidates(def, f));
+    let candidates = filter
+        .as_ref()
+        .and_then(|f| store.filter_candidates(def, f));
     let mut rows: Vec<&records::Record> = match &candidates {
-        Some(ids) => ids.iter().filter_map(|id| table.get(id)).filter(keep).collect(),
+        Some(ids) => ids
+            .iter()
+            .filter_map(|id| table.get(id))
+            .filter(keep)
+            .collect(),
         None => table.values().filter(keep).collect(),
     };
     if !orderby.is_empty() {

@@ -57,7 +57,14 @@ struct ColumnIndex {
 }
 
 impl ColumnIndex {
-    fn set(&mut self, def: &EntityDef, name: &str, id: Uuid, values: &Map<String, Value>, on: bool) {
+    fn set(
+        &mut self,
+        def: &EntityDef,
+        name: &str,
+        id: Uuid,
+        values: &Map<String, Value>,
+        on: bool,
+    ) {
         let value = query::field(def, values, name).unwrap_or(&Value::Null);
         match key_of(value) {
             Some(key) if on => {
@@ -147,10 +154,8 @@ impl EqIndexes {
             Expr::Compare(left, CmpOp::Eq, right) => {
                 self.equal(def, rows, query::column(left)?, &query::value_of(right)?)
             }
-            Expr::And(a, b) => match (
-                self.candidates(def, rows, a),
-                self.candidates(def, rows, b),
-            ) {
+            Expr::And(a, b) => match (self.candidates(def, rows, a), self.candidates(def, rows, b))
+            {
                 (Some(x), Some(y)) => Some(x.intersection(&y).copied().collect()),
                 (x, y) => x.or(y),
             },
@@ -284,10 +289,15 @@ mod tests {
         panic!("more than 100 pages");
     }
 
-    const NAMES: [&str; 6] = ["Contoso", "contoso", "CONTOSO", "Fabrikam", "Tailspin", "o'Neil"];
+    const NAMES: [&str; 6] = [
+        "Contoso", "contoso", "CONTOSO", "Fabrikam", "Tailspin", "o'Neil",
+    ];
 
     fn comparison(rng: &mut Rng, ids: &[Uuid]) -> String {
-        let id = ids.get(rng.below(ids.len().max(1))).copied().unwrap_or_default();
+        let id = ids
+            .get(rng.below(ids.len().max(1)))
+            .copied()
+            .unwrap_or_default();
         let guid = match rng.below(2) {
             0 => id.to_string(),
             _ => id.to_string().to_uppercase(),
@@ -298,7 +308,10 @@ mod tests {
             0 | 1 => format!("name eq '{name}'"),
             2 => format!("accountnumber eq 'a{}'", rng.below(8)),
             3 => format!("accountnumber eq {}", rng.pick(&["null", "'A1'", "'a1'"])),
-            4 => format!("numberofemployees eq {}", rng.pick(&["1", "2.0", "3", "null", "-0"])),
+            4 => format!(
+                "numberofemployees eq {}",
+                rng.pick(&["1", "2.0", "3", "null", "-0"])
+            ),
             5 => format!("_parentaccountid_value eq {guid}"),
             6 => format!("accountid eq {guid}"),
             7 => format!("numberofemployees gt {number}"),
@@ -323,7 +336,11 @@ mod tests {
     fn options(rng: &mut Rng, filter: &str) -> String {
         let mut query = vec![format!("$filter={}", encode(filter))];
         if rng.below(2) == 0 {
-            let order = rng.pick(&["name", "name desc,numberofemployees", "numberofemployees desc"]);
+            let order = rng.pick(&[
+                "name",
+                "name desc,numberofemployees",
+                "numberofemployees desc",
+            ]);
             query.push(format!("$orderby={}", encode(order)));
         }
         if rng.below(3) == 0 {
@@ -334,6 +351,9 @@ mod tests {
         }
         if rng.below(3) == 0 {
             query.push("$count=true".into());
+        }
+        if rng.below(3) == 0 {
+            query.push("$expand=contact_customer_accounts($select=lastname)".into());
         }
         query.join("&")
     }
@@ -348,7 +368,9 @@ mod tests {
         match rng.below(4) {
             0 => body["accountnumber"] = Value::Null,
             1 => {}
-            _ => body["accountnumber"] = json!(format!("{}{}", rng.pick(&["a", "A"]), rng.below(8))),
+            _ => {
+                body["accountnumber"] = json!(format!("{}{}", rng.pick(&["a", "A"]), rng.below(8)))
+            }
         }
         if rng.below(3) != 0 {
             body["numberofemployees"] = json!(rng.below(5));
@@ -358,6 +380,19 @@ mod tests {
             body["parentaccountid@odata.bind"] = json!(format!("/accounts({parent})"));
         }
         let target = (!ids.is_empty()).then(|| ids[rng.below(ids.len())]);
+        if let Some(account) = target.filter(|_| rng.below(4) == 0) {
+            // A contact of an account (what `$expand=contact_customer_accounts` reads).
+            let contact = json!({
+                "lastname": rng.pick(&NAMES),
+                "parentcustomerid_account@odata.bind": format!("/accounts({account})"),
+                "contactid": Uuid::from_u128(u128::from(rng.next())),
+            });
+            both(
+                stores,
+                &request(Method::POST, "contacts", "", Some(contact)),
+            );
+            return;
+        }
         match (rng.below(10), target) {
             (0..=4, _) | (_, None) => {
                 let id = Uuid::from_u128(u128::from(rng.next()) << 64 | u128::from(rng.next()));
@@ -367,17 +402,26 @@ mod tests {
                 }
             }
             (5..=7, Some(id)) => {
-                both(stores, &request(Method::PATCH, &format!("accounts({id})"), "", Some(body)));
+                both(
+                    stores,
+                    &request(Method::PATCH, &format!("accounts({id})"), "", Some(body)),
+                );
             }
             (8, Some(id)) => {
-                both(stores, &request(Method::DELETE, &format!("accounts({id})"), "", None));
+                both(
+                    stores,
+                    &request(Method::DELETE, &format!("accounts({id})"), "", None),
+                );
                 ids.retain(|other| *other != id);
             }
             (_, Some(id)) => {
                 for store in stores.iter_mut() {
                     store.begin();
                 }
-                both(stores, &request(Method::PATCH, &format!("accounts({id})"), "", Some(body)));
+                both(
+                    stores,
+                    &request(Method::PATCH, &format!("accounts({id})"), "", Some(body)),
+                );
                 for store in stores.iter_mut() {
                     store.rollback();
                 }
@@ -396,21 +440,38 @@ mod tests {
         let mut stores = [indexed, scanned];
         let mut rng = Rng(0x5eed_1de5);
         let mut ids = Vec::new();
-        let mut matched = 0;
+        let (mut matched, mut expanded) = (0, 0);
         for round in 0..600 {
             mutate(&mut rng, &mut stores, &mut ids);
             if round % 2 == 0 {
                 let filter = filter(&mut rng, &ids);
                 let query = options(&mut rng, &filter);
-                matched += query_all(&mut stores, &query).len();
+                let rows = query_all(&mut stores, &query);
+                matched += rows.len();
+                expanded += rows
+                    .iter()
+                    .map(|r| {
+                        r["contact_customer_accounts"]
+                            .as_array()
+                            .map_or(0, Vec::len)
+                    })
+                    .sum::<usize>();
             } else {
                 // Alternate-key addressing (case-sensitive, unlike `$filter`).
-                let key = format!("accounts(accountnumber='{}{}')", rng.pick(&["a", "A"]), rng.below(8));
-                both(&mut stores, &request(Method::GET, &key, "$select=name", None));
+                let key = format!(
+                    "accounts(accountnumber='{}{}')",
+                    rng.pick(&["a", "A"]),
+                    rng.below(8)
+                );
+                both(
+                    &mut stores,
+                    &request(Method::GET, &key, "$select=name", None),
+                );
             }
         }
         assert!(ids.len() > 20, "the table grew: {}", ids.len());
         assert!(matched > 200, "the filters matched rows: {matched}");
+        assert!(expanded > 20, "the expands found contacts: {expanded}");
     }
 
     #[test]
@@ -420,7 +481,11 @@ mod tests {
         let ctx = ctx();
         for (n, name) in ["Contoso", "CONTOSO", "Fabrikam"].iter().enumerate() {
             let body = json!({"name": name, "accountid": Uuid::from_u128(n as u128 + 1)});
-            let created = execute(&mut store, &ctx, &request(Method::POST, "accounts", "", Some(body)));
+            let created = execute(
+                &mut store,
+                &ctx,
+                &request(Method::POST, "accounts", "", Some(body)),
+            );
             assert!(created.is_success());
         }
         let def = store.def("account").clone();
@@ -429,12 +494,29 @@ mod tests {
                 .filter_candidates(&def, &parse_filter(&def, f).unwrap())
                 .map(|ids| ids.len())
         };
-        assert_eq!(candidates(&store, "name eq 'contoso'"), Some(2), "ASCII case ignored");
+        assert_eq!(
+            candidates(&store, "name eq 'contoso'"),
+            Some(2),
+            "ASCII case ignored"
+        );
         assert_eq!(candidates(&store, "name eq 'Nope'"), Some(0));
-        assert_eq!(candidates(&store, "name eq 'Fabrikam' and contains(name,'a')"), Some(1));
-        assert_eq!(candidates(&store, "name eq 'Fabrikam' or name eq 'contoso'"), Some(3));
-        assert_eq!(candidates(&store, "accountnumber eq null"), Some(3), "missing is null");
-        assert_eq!(candidates(&store, "name eq 'Fabrikam' or contains(name,'a')"), None);
+        assert_eq!(
+            candidates(&store, "name eq 'Fabrikam' and contains(name,'a')"),
+            Some(1)
+        );
+        assert_eq!(
+            candidates(&store, "name eq 'Fabrikam' or name eq 'contoso'"),
+            Some(3)
+        );
+        assert_eq!(
+            candidates(&store, "accountnumber eq null"),
+            Some(3),
+            "missing is null"
+        );
+        assert_eq!(
+            candidates(&store, "name eq 'Fabrikam' or contains(name,'a')"),
+            None
+        );
         assert_eq!(candidates(&store, "name ne 'Fabrikam'"), None);
         // A delete and an update keep the index true.
         let fabrikam = Uuid::from_u128(3);
@@ -442,7 +524,14 @@ mod tests {
         assert_eq!(candidates(&store, "name eq 'Fabrikam'"), Some(0));
         let patch = json!({"name": "Fabrikam"});
         let path = format!("accounts({})", Uuid::from_u128(1));
-        assert!(execute(&mut store, &ctx, &request(Method::PATCH, &path, "", Some(patch))).is_success());
+        assert!(
+            execute(
+                &mut store,
+                &ctx,
+                &request(Method::PATCH, &path, "", Some(patch))
+            )
+            .is_success()
+        );
         assert_eq!(candidates(&store, "name eq 'contoso'"), Some(1));
         assert_eq!(candidates(&store, "name eq 'fabrikam'"), Some(1));
     }

@@ -115,8 +115,8 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let elapsed = Duration::from_std(self.started.elapsed() + self.charged)
-            .unwrap_or(Duration::zero());
+        let elapsed =
+            Duration::from_std(self.started.elapsed() + self.charged).unwrap_or(Duration::zero());
         let now = self.limiter.clock.now();
         let mut users = self.limiter.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(user) = users.get_mut(&self.client) {

@@ -429,7 +429,12 @@ async fn api(
         let mut store = dv.store();
         store.take_operations();
         let answer = batch::run(&mut store, &ctx, &headers, &body);
-        permit.charge(dv.inner.config.execution_charge.of(&store.take_operations()));
+        permit.charge(
+            dv.inner
+                .config
+                .execution_charge
+                .of(&store.take_operations()),
+        );
         dv.flush(&mut store);
         match answer {
             Ok(answer) => Response::builder()
@@ -456,7 +461,12 @@ async fn api(
         let mut store = dv.store();
         store.take_operations();
         let response = handlers::execute(&mut store, &ctx, &request);
-        permit.charge(dv.inner.config.execution_charge.of(&store.take_operations()));
+        permit.charge(
+            dv.inner
+                .config
+                .execution_charge
+                .of(&store.take_operations()),
+        );
         if !response.is_success() {
             store.pending.clear();
         }

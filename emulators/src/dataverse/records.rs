@@ -14,15 +14,15 @@
 //! Exist") follow what the real service answers as far as publicly seen; deleting a record does
 //! not cascade to lookups that point at it.
 
-use super::handlers::ApiResponse;
 use super::charge::Operations;
+use super::handlers::ApiResponse;
 use super::index::EqIndexes;
 use super::schema::{ColumnKind, EntityDef, Schema};
+use crate::common::odata;
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use crate::common::odata;
 use uuid::Uuid;
 
 /// One row.
@@ -206,6 +206,19 @@ impl Store {
     /// The operations performed since the last call, and a fresh count.
     pub fn take_operations(&mut self) -> Operations {
         std::mem::take(&mut self.operations)
+    }
+
+    /// The rows of `def`'s table whose column `name` (a read name: `_x_value` for a lookup)
+    /// may equal `literal` as `$filter`'s `eq` compares (a superset of the rows equal in any
+    /// stricter sense), in id order; `None` when the indexes are off.
+    pub fn equal_candidates(
+        &self,
+        def: &EntityDef,
+        name: &str,
+        literal: &Value,
+    ) -> Option<BTreeSet<Uuid>> {
+        let rows = self.tables.get(&def.logical_name)?;
+        self.eq_index.borrow_mut().equal(def, rows, name, literal)
     }
 
     /// Turns the equality indexes on (the default) or off (every query scans the table).
@@ -413,9 +426,8 @@ impl Store {
                         def.column(n).map(|c| &c.kind),
                         Some(ColumnKind::Lookup { .. })
                     );
-                    let rows = self.tables.get(entity)?;
                     (!lookup)
-                        .then(|| self.eq_index.borrow_mut().equal(def, rows, n, v))
+                        .then(|| self.equal_candidates(def, n, v))
                         .flatten()
                 });
                 Ok(match indexed {
