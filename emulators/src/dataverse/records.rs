@@ -431,9 +431,7 @@ impl Store {
                         .flatten()
                 });
                 Ok(match indexed {
-                    Some(ids) => ids
-                        .into_iter()
-                        .find(|id| table.get(id).is_some_and(|r| found(r))),
+                    Some(ids) => ids.into_iter().find(|id| table.get(id).is_some_and(&found)),
                     None => table.iter().find(|(_, r)| found(r)).map(|(id, _)| *id),
                 })
             }
