@@ -47,6 +47,9 @@ impl Default for ServiceProtectionLimits {
 struct UserWindow {
     requests: VecDeque<DateTime<Utc>>,
     execution: VecDeque<(DateTime<Utc>, Duration)>,
+    /// The sum of `execution`, kept as entries come and go: summing the window on every
+    /// request cost time in proportion to the requests of the last 300 s.
+    execution_total: Duration,
     concurrent: usize,
     /// The end of the last `Retry-After` this client was given.
     told_to_wait_until: Option<DateTime<Utc>>,
@@ -56,9 +59,7 @@ struct UserWindow {
 
 impl UserWindow {
     fn execution_used(&self) -> Duration {
-        self.execution
-            .iter()
-            .fold(Duration::zero(), |sum, (_, d)| sum + *d)
+        self.execution_total
     }
 }
 
@@ -122,6 +123,7 @@ impl Drop for Permit {
         if let Some(user) = users.get_mut(&self.client) {
             user.concurrent = user.concurrent.saturating_sub(1);
             user.execution.push_back((now, elapsed));
+            user.execution_total += elapsed;
         }
         drop(users);
         let mut stats = self.limiter.stats.lock().unwrap_or_else(|p| p.into_inner());
@@ -198,7 +200,9 @@ impl Limiter {
             .front()
             .is_some_and(|(t, _)| *t + window <= now)
         {
-            user.execution.pop_front();
+            if let Some((_, d)) = user.execution.pop_front() {
+                user.execution_total -= d;
+            }
         }
         let seconds_until = |t: DateTime<Utc>| {
             let ms = (t + window - now).num_milliseconds();
