@@ -11,7 +11,7 @@
 //! publishes no per-operation figure): a write to a standard table is a SQL transaction plus
 //! the platform's pipeline (validation, auditing, plug-in stages), tens of milliseconds; a
 //! read by primary key a few milliseconds; a query a page plus a little per row. They are
-//! chosen so that the documented limits relate as Microsoft describes them: one record per
+//! chosen so that both documented limits matter, each for its kind of client: one record per
 //! request stays under the execution-time limit and meets the request limit first (6,000
 //! requests × 50 ms = 300 s of the 1,200 s), while `$batch` requests of many writes meet the
 //! execution-time limit first (1,200 s ÷ 50 ms = 24,000 writes per 300 s).
