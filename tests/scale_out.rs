@@ -220,6 +220,9 @@ async fn replicas_killed_at_random_lose_nothing_and_agree_on_every_deployment() 
         dataverse: DataverseConfig {
             limits: ServiceProtectionLimits {
                 requests: DATAVERSE_REQUESTS,
+                // Ten web servers' execution time too: the emulator charges each operation
+                // its emulated execution time, and 25 changes/s use most of one server's.
+                execution_time: chrono::Duration::minutes(20 * 10),
                 ..ServiceProtectionLimits::default()
             },
             ..DataverseConfig::default()

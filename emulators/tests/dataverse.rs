@@ -2,7 +2,9 @@
 //! reference and checking the answers field by field.
 
 use cosell_emulators::common::server::RunningEmulator;
-use cosell_emulators::dataverse::{Dataverse, DataverseConfig, ServiceProtectionLimits};
+use cosell_emulators::dataverse::{
+    Dataverse, DataverseConfig, ExecutionCharge, ServiceProtectionLimits,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -1002,6 +1004,96 @@ async fn service_protection_limit_answers_429_with_retry_after() {
     let (status, _, _) = env.send(env.req(Method::GET, "accounts")).await;
     assert_eq!(status, StatusCode::OK);
     env.running.stop().await;
+}
+
+/// Loads accounts in `$batch` requests of 100 creates until one is refused (at most 30
+/// requests); returns how many were admitted and the refusal, if any.
+async fn bulk_load(env: &Env) -> (usize, Option<(reqwest::header::HeaderMap, Value)>) {
+    for admitted in 0..30 {
+        let parts: Vec<String> = (0..100)
+            .map(|n| {
+                let body = json!({ "name": format!("Bulk {admitted}-{n}") });
+                http_part("POST", "/api/data/v9.2/accounts", Some(body), None)
+            })
+            .collect();
+        let (status, headers, body) = env
+            .send(
+                env.req(Method::POST, "$batch")
+                    .header("Content-Type", "multipart/mixed; boundary=batch_AAA123")
+                    .body(batch(&parts)),
+            )
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return (admitted, Some((headers, body)));
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    (30, None)
+}
+
+/// A bulk load in `$batch` requests meets the execution-time limit long before the request
+/// limit, as against the real service: each create is charged its emulated execution time.
+#[tokio::test]
+async fn a_batch_bulk_load_meets_the_execution_time_limit_first() {
+    let env = start_with(DataverseConfig {
+        limits: ServiceProtectionLimits {
+            // A minute of execution time per 300 s: 12 batches of 100 creates at 50 ms each.
+            execution_time: chrono::Duration::seconds(60),
+            ..ServiceProtectionLimits::default()
+        },
+        ..DataverseConfig::default()
+    })
+    .await;
+    let (admitted, refused) = bulk_load(&env).await;
+    assert_eq!(admitted, 12, "6,000 requests allowed, 12 sent");
+    let (headers, body) = refused.expect("refused by the execution-time limit");
+    assert_eq!(error_code(&body), "0x80072321");
+    assert_eq!(
+        error_message(&body),
+        "Combined execution time of incoming requests exceeded limit of 60000 milliseconds over time window of 300 seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later."
+    );
+    let retry_after: i64 = headers["Retry-After"].to_str().unwrap().parse().unwrap();
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    assert!(env.dv.service_protection().execution_ms >= 60_000);
+    // After the Retry-After, enough of the window has passed: the client is admitted again.
+    env.dv
+        .clock()
+        .advance(chrono::Duration::seconds(retry_after));
+    let (status, _, _) = env.send(env.req(Method::GET, "accounts?$top=1")).await;
+    assert_eq!(status, StatusCode::OK);
+    env.running.stop().await;
+}
+
+/// The charge per operation is configurable, and zero leaves only the emulator's own time.
+#[tokio::test]
+async fn the_execution_charge_is_configurable_and_zero_able() {
+    let limits = ServiceProtectionLimits {
+        execution_time: chrono::Duration::seconds(60),
+        ..ServiceProtectionLimits::default()
+    };
+    let free = start_with(DataverseConfig {
+        limits: limits.clone(),
+        execution_charge: ExecutionCharge::zero(),
+        ..DataverseConfig::default()
+    })
+    .await;
+    let (admitted, refused) = bulk_load(&free).await;
+    assert_eq!((admitted, refused.is_none()), (30, true));
+    free.running.stop().await;
+
+    let dear = start_with(DataverseConfig {
+        limits,
+        execution_charge: ExecutionCharge {
+            create: std::time::Duration::from_secs(1),
+            ..ExecutionCharge::default()
+        },
+        ..DataverseConfig::default()
+    })
+    .await;
+    let (admitted, refused) = bulk_load(&dear).await;
+    assert_eq!(admitted, 1, "100 creates at 1 s use the minute at once");
+    assert_eq!(error_code(&refused.unwrap().1), "0x80072321");
+    dear.running.stop().await;
 }
 
 type Received = Arc<Mutex<Vec<(axum::http::HeaderMap, String, Value)>>>;

@@ -170,19 +170,35 @@ pub fn apply(store: &Store, def: &EntityDef, record: &Record, out: &mut Value, i
         };
         let id = record.values.get(&def.primary_id).and_then(Value::as_str);
         let value = match &item.collection_column {
-            Some(column) => Value::Array(
-                store.tables[&item.target]
-                    .values()
-                    .filter(|r| {
-                        r.values
-                            .get(column)
-                            .and_then(|v| v.get("id"))
-                            .and_then(Value::as_str)
-                            == id
-                    })
-                    .map(render)
-                    .collect(),
-            ),
+            Some(column) => {
+                let table = &store.tables[&item.target];
+                let refers = |r: &&Record| {
+                    r.values
+                        .get(column)
+                        .and_then(|v| v.get("id"))
+                        .and_then(Value::as_str)
+                        == id
+                };
+                // The lookup's equality index holds every row that refers to this one (in
+                // table order), and a few more that `refers` leaves out.
+                let lookup = matches!(
+                    target_def.column(column).map(|c| &c.kind),
+                    Some(ColumnKind::Lookup { .. })
+                );
+                let indexed = id.filter(|_| lookup).and_then(|id| {
+                    let literal = Value::String(id.to_owned());
+                    store.equal_candidates(target_def, &format!("_{column}_value"), &literal)
+                });
+                let rows: Vec<&Record> = match indexed {
+                    Some(ids) => ids
+                        .iter()
+                        .filter_map(|i| table.get(i))
+                        .filter(refers)
+                        .collect(),
+                    None => table.values().filter(refers).collect(),
+                };
+                Value::Array(rows.into_iter().map(render).collect())
+            }
             None => record
                 .values
                 .get(&lookup_column(def, item))

@@ -193,7 +193,17 @@ fn route(store: &mut Store, ctx: &Ctx, request: &ApiRequest) -> ApiResult<ApiRes
         ));
     }
     match (key, method.clone()) {
-        (None, Method::GET) => list(store, ctx, &def, request),
+        (None, Method::GET) => {
+            let response = list(store, ctx, &def, request)?;
+            let rows = response
+                .body
+                .as_ref()
+                .and_then(|b| b["value"].as_array())
+                .map_or(0, Vec::len);
+            store.operations.query_pages += 1;
+            store.operations.query_rows += rows as u64;
+            Ok(response)
+        }
         (None, Method::POST) => create(store, ctx, &def, request, parse_body(&request.body)?),
         (Some(key), Method::GET) => retrieve(store, ctx, &def, request, &parse_key(key)?),
         (Some(key), Method::PATCH) => upsert(store, ctx, &def, request, &parse_key(key)?),
@@ -363,6 +373,7 @@ fn retrieve(
     request: &ApiRequest,
     key: &Key,
 ) -> ApiResult<ApiResponse> {
+    store.operations.retrieves += 1;
     let Some(id) = store.resolve(&def.logical_name, key)? else {
         return Err(missing(def, key, "0x80040217"));
     };
@@ -443,12 +454,15 @@ fn upsert(
         Some(id) => {
             values.remove(&def.primary_id);
             actions::on_update(store, def, &id, &mut values)?;
-            let mut merged = store
-                .get(&def.logical_name, &id)
-                .expect("exists")
-                .values
-                .clone();
-            merged.extend(values.clone());
+            // The alternate-key columns of the row after the write (all the check reads; a
+            // copy of the whole row per update cost more than the check).
+            let current = &store.get(&def.logical_name, &id).expect("exists").values;
+            let merged: serde_json::Map<String, Value> = def
+                .alternate_keys
+                .iter()
+                .flatten()
+                .filter_map(|c| Some((c.clone(), values.get(c).or(current.get(c))?.clone())))
+                .collect();
             store.check_unique(&def.logical_name, &id, &merged)?;
             store.write(
                 &def.logical_name,
@@ -558,15 +572,25 @@ fn list(
         .unwrap_or_default();
     let expand = expand_of(store, def, request)?;
     let table = &store.tables[&def.logical_name];
-    let mut rows: Vec<&records::Record> = table
-        .values()
-        .filter(|r| {
-            filter
-                .as_ref()
-                .map(|f| query::matches(def, &r.values, f))
-                .unwrap_or(true)
-        })
-        .collect();
+    let keep = |r: &&records::Record| {
+        filter
+            .as_ref()
+            .map(|f| query::matches(def, &r.values, f))
+            .unwrap_or(true)
+    };
+    // The equality indexes narrow the rows down (in table order) when the filter allows;
+    // the whole filter still decides each row.
+    let candidates = filter
+        .as_ref()
+        .and_then(|f| store.filter_candidates(def, f));
+    let mut rows: Vec<&records::Record> = match &candidates {
+        Some(ids) => ids
+            .iter()
+            .filter_map(|id| table.get(id))
+            .filter(keep)
+            .collect(),
+        None => table.values().filter(keep).collect(),
+    };
     if !orderby.is_empty() {
         rows.sort_by(|a, b| query::order(def, &a.values, &b.values, &orderby));
     }

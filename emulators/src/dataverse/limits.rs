@@ -3,9 +3,15 @@
 //! concurrent requests. Over a limit the Web API answers `429 Too Many Requests` with
 //! `Retry-After` (seconds) and the documented error codes and messages.
 //!
+//! A request's execution time is the time the emulator really spent on it plus the emulated
+//! charge of its operations ([`super::charge`], [`Permit::charge`]), so the execution-time
+//! limit binds as it would against the real service.
+//!
 //! Choices where the reference stops: a `$batch` counts as one request; `Retry-After` is the
-//! time until the oldest request in the window leaves it (at least 1 s; 1 s for the concurrency
-//! limit, which the real service returns "immediately"); the debug headers
+//! time until enough of the window has passed for the client to be under the limit again: the
+//! oldest request leaving it for the request limit, as much execution time as is over the limit
+//! for the execution-time limit (at least 1 s; 1 s for the concurrency limit, which the real
+//! service returns "immediately"); the debug headers
 //! `x-ms-ratelimit-burst-remaining-xrm-requests` and `x-ms-ratelimit-time-remaining-xrm-requests`
 //! are sent on every answer that passed.
 
@@ -41,6 +47,9 @@ impl Default for ServiceProtectionLimits {
 struct UserWindow {
     requests: VecDeque<DateTime<Utc>>,
     execution: VecDeque<(DateTime<Utc>, Duration)>,
+    /// The sum of `execution`, kept as entries come and go: summing the window on every
+    /// request cost time in proportion to the requests of the last 300 s.
+    execution_total: Duration,
     concurrent: usize,
     /// The end of the last `Retry-After` this client was given.
     told_to_wait_until: Option<DateTime<Utc>>,
@@ -50,9 +59,7 @@ struct UserWindow {
 
 impl UserWindow {
     fn execution_used(&self) -> Duration {
-        self.execution
-            .iter()
-            .fold(Duration::zero(), |sum, (_, d)| sum + *d)
+        self.execution_total
     }
 }
 
@@ -96,16 +103,27 @@ pub struct Permit {
     pub remaining_requests: usize,
     /// Execution time left in the window, in milliseconds.
     pub remaining_ms: i64,
+    /// Emulated execution time charged on top of the real time ([`Permit::charge`]).
+    charged: std::time::Duration,
+}
+
+impl Permit {
+    /// Adds `time` of emulated execution time to this request (counted when it ends).
+    pub fn charge(&mut self, time: std::time::Duration) {
+        self.charged += time;
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let elapsed = Duration::from_std(self.started.elapsed()).unwrap_or(Duration::zero());
+        let elapsed =
+            Duration::from_std(self.started.elapsed() + self.charged).unwrap_or(Duration::zero());
         let now = self.limiter.clock.now();
         let mut users = self.limiter.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(user) = users.get_mut(&self.client) {
             user.concurrent = user.concurrent.saturating_sub(1);
             user.execution.push_back((now, elapsed));
+            user.execution_total += elapsed;
         }
         drop(users);
         let mut stats = self.limiter.stats.lock().unwrap_or_else(|p| p.into_inner());
@@ -161,6 +179,7 @@ impl Limiter {
             started: std::time::Instant::now(),
             remaining_requests: self.limits.requests - user.requests.len(),
             remaining_ms: (self.limits.execution_time - used).num_milliseconds(),
+            charged: std::time::Duration::ZERO,
         })
     }
 
@@ -181,7 +200,9 @@ impl Limiter {
             .front()
             .is_some_and(|(t, _)| *t + window <= now)
         {
-            user.execution.pop_front();
+            if let Some((_, d)) = user.execution.pop_front() {
+                user.execution_total -= d;
+            }
         }
         let seconds_until = |t: DateTime<Utc>| {
             let ms = (t + window - now).num_milliseconds();
@@ -209,8 +230,18 @@ impl Limiter {
                 seconds_until(oldest),
             ));
         }
-        if user.execution_used() >= self.limits.execution_time {
-            let oldest = user.execution.front().map(|(t, _)| *t).unwrap_or(now);
+        let mut used = user.execution_used();
+        if used >= self.limits.execution_time {
+            // Wait until enough execution time has left the window to be under the limit
+            // again, and no longer: a client that honours it can use the whole quota.
+            let mut until = now;
+            for (t, d) in &user.execution {
+                if used < self.limits.execution_time {
+                    break;
+                }
+                used -= *d;
+                until = *t;
+            }
             return Err((
                 "0x80072321",
                 format!(
@@ -218,7 +249,7 @@ impl Limiter {
                     self.limits.execution_time.num_milliseconds(),
                     window.num_seconds()
                 ),
-                seconds_until(oldest),
+                seconds_until(until),
             ));
         }
         Ok(())
@@ -282,6 +313,38 @@ mod tests {
             .unwrap();
         assert!((1..=300).contains(&retry));
         limiter.clock.advance(Duration::seconds(301));
+        assert!(limiter.acquire("app").is_ok());
+    }
+
+    fn retry_after(refused: &ApiResponse) -> i64 {
+        let (_, value) = refused
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Retry-After")
+            .expect("a Retry-After");
+        value.parse().unwrap()
+    }
+
+    #[test]
+    fn charged_execution_time_counts_and_retry_after_waits_until_under_the_limit() {
+        let limiter = limits(52, 100_000);
+        let run = |seconds: u64| {
+            let mut permit = limiter.acquire("app").unwrap();
+            permit.charge(std::time::Duration::from_secs(seconds));
+        };
+        run(10);
+        limiter.clock.advance(Duration::seconds(100));
+        run(20);
+        limiter.clock.advance(Duration::seconds(100));
+        run(85);
+        // 115 s used of 100: the first request leaving the window (in 100 s) is not enough,
+        // the second (in 200 s) is.
+        let refused = limiter.acquire("app").unwrap_err();
+        assert_eq!(code(&refused), "0x80072321");
+        let retry = retry_after(&refused);
+        assert!((199..=201).contains(&retry), "{retry}");
+        assert_eq!(limiter.stats().execution_ms / 1000, 115);
+        limiter.clock.advance(Duration::seconds(retry));
         assert!(limiter.acquire("app").is_ok());
     }
 

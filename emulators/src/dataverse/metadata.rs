@@ -217,7 +217,7 @@ fn check_prefix(schema_name: &str, solution: &str, prefix: &str) -> ApiResult<()
 
 fn set_change_tracking(store: &mut Store, entity: &str) -> ApiResult<()> {
     if let Some(def) = store.schema.entities.get_mut(entity) {
-        def.change_tracking = true;
+        std::sync::Arc::make_mut(def).change_tracking = true;
     }
     Ok(())
 }

@@ -26,14 +26,16 @@
 //! emulator is about behaviour, not throughput).
 //!
 //! Modules: [`schema`] tables and columns, [`metadata`] the Metadata API, [`records`] the store, [`query`] query options,
-//! [`handlers`] CRUD, [`expand`] `$expand`, [`batch`], [`change_tracking`], [`limits`], [`actions`] state rules and
+//! [`handlers`] CRUD, [`charge`] emulated execution time, [`index`] equality indexes for `$filter`, [`expand`] `$expand`, [`batch`], [`change_tracking`], [`limits`], [`actions`] state rules and
 //! Win/Lose, [`webhooks`].
 
 pub mod actions;
 pub mod batch;
 pub mod change_tracking;
+pub mod charge;
 pub mod expand;
 pub mod handlers;
+pub mod index;
 pub mod limits;
 pub mod metadata;
 pub mod query;
@@ -42,6 +44,7 @@ pub mod schema;
 pub mod seed;
 pub mod webhooks;
 
+pub use charge::ExecutionCharge;
 pub use limits::ServiceProtectionLimits;
 
 use crate::common::clock::EmulatedClock;
@@ -74,6 +77,9 @@ pub struct DataverseConfig {
     /// How long tokens live (emulated time).
     pub token_lifetime: chrono::Duration,
     pub limits: ServiceProtectionLimits,
+    /// The emulated execution time of each operation, counted by the execution-time limit
+    /// besides the real time ([`ExecutionCharge::zero`] counts real time alone).
+    pub execution_charge: ExecutionCharge,
     /// The environment's domain, sent as `x-ms-dynamics-organization`.
     pub organization_domain: String,
     /// The organisation's unique name (`OrganizationName` in webhook contexts).
@@ -96,6 +102,7 @@ impl Default for DataverseConfig {
             client_secret: "cosell-dataverse-secret".into(),
             token_lifetime: chrono::Duration::hours(1),
             limits: ServiceProtectionLimits::default(),
+            execution_charge: ExecutionCharge::default(),
             change_tracking_expiry: chrono::Duration::days(7),
             organization_domain: "cosell-emulator.crm.dynamics.com".into(),
             organization_name: "cosellemulator".into(),
@@ -272,7 +279,7 @@ impl Dataverse {
         }
         let _ = store.add_alternate_key("opportunity", vec!["cosell_referralidentifier".into()]);
         if let Some(def) = store.schema.entities.get_mut("opportunity") {
-            def.change_tracking = true;
+            Arc::make_mut(def).change_tracking = true;
         }
     }
 
@@ -413,14 +420,21 @@ async fn api(
             return response;
         }
     };
-    let permit = match dv.inner.limiter.acquire(&claims.client_id) {
+    let mut permit = match dv.inner.limiter.acquire(&claims.client_id) {
         Ok(permit) => permit,
         Err(response) => return to_http(response),
     };
     let ctx = dv.ctx(&headers);
     let mut response = if rest == "$batch" && method == Method::POST {
         let mut store = dv.store();
+        store.take_operations();
         let answer = batch::run(&mut store, &ctx, &headers, &body);
+        permit.charge(
+            dv.inner
+                .config
+                .execution_charge
+                .of(&store.take_operations()),
+        );
         dv.flush(&mut store);
         match answer {
             Ok(answer) => Response::builder()
@@ -445,7 +459,14 @@ async fn api(
             body: body.to_vec(),
         };
         let mut store = dv.store();
+        store.take_operations();
         let response = handlers::execute(&mut store, &ctx, &request);
+        permit.charge(
+            dv.inner
+                .config
+                .execution_charge
+                .of(&store.take_operations()),
+        );
         if !response.is_success() {
             store.pending.clear();
         }

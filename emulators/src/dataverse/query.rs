@@ -111,7 +111,7 @@ fn word_value(w: &str) -> Option<Value> {
 }
 
 /// The value of a literal operand (`None` for a column or call).
-fn value_of(operand: &Operand) -> Option<Value> {
+pub(super) fn value_of(operand: &Operand) -> Option<Value> {
     match operand {
         Operand::Literal(Literal::Str(s) | Literal::Guid(s)) => Some(Value::String(s.clone())),
         Operand::Literal(Literal::Bool(b)) => Some(Value::Bool(*b)),
@@ -122,7 +122,7 @@ fn value_of(operand: &Operand) -> Option<Value> {
 }
 
 /// The column an operand names.
-fn column(operand: &Operand) -> Option<&str> {
+pub(super) fn column(operand: &Operand) -> Option<&str> {
     match operand {
         Operand::Path(p) if p.len() == 1 => Some(&p[0]),
         _ => None,

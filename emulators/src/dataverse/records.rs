@@ -14,10 +14,14 @@
 //! Exist") follow what the real service answers as far as publicly seen; deleting a record does
 //! not cascade to lookups that point at it.
 
+use super::charge::Operations;
 use super::handlers::ApiResponse;
+use super::index::EqIndexes;
 use super::schema::{ColumnKind, EntityDef, Schema};
+use crate::common::odata;
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -75,6 +79,12 @@ pub struct Store {
     /// lookup, not a scan of the table (a scan made bulk loads quadratic: 95% of a 20,000-row
     /// `$batch` load was spent in it).
     key_index: HashMap<(String, usize), HashMap<String, BTreeSet<Uuid>>>,
+    /// Equality indexes for `$filter` and alternate-key addressing (built on first use, so
+    /// behind a `RefCell`: a read through `&self` may build one).
+    eq_index: RefCell<EqIndexes>,
+    /// Operations performed since the last [`Store::take_operations`] (the execution-time
+    /// charge of a request).
+    pub operations: Operations,
 }
 
 /// What [`Store::rollback`] needs to put the store back as it was at [`Store::begin`].
@@ -191,7 +201,43 @@ impl Store {
             pending: Vec::new(),
             journal: None,
             key_index: HashMap::new(),
+            eq_index: RefCell::default(),
+            operations: Operations::default(),
         }
+    }
+
+    /// The operations performed since the last call, and a fresh count.
+    pub fn take_operations(&mut self) -> Operations {
+        std::mem::take(&mut self.operations)
+    }
+
+    /// The rows of `def`'s table whose column `name` (a read name: `_x_value` for a lookup)
+    /// may equal `literal` as `$filter`'s `eq` compares (a superset of the rows equal in any
+    /// stricter sense), in id order; `None` when the indexes are off.
+    pub fn equal_candidates(
+        &self,
+        def: &EntityDef,
+        name: &str,
+        literal: &Value,
+    ) -> Option<BTreeSet<Uuid>> {
+        let rows = self.tables.get(&def.logical_name)?;
+        self.eq_index.borrow_mut().equal(def, rows, name, literal)
+    }
+
+    /// Turns the equality indexes on (the default) or off (every query scans the table).
+    pub fn set_eq_index(&mut self, enabled: bool) {
+        self.eq_index.get_mut().set_enabled(enabled);
+    }
+
+    /// The rows of `def`'s table that may match `filter` (in id order), from the equality
+    /// indexes, or `None` when the indexes cannot narrow it down (scan the table).
+    pub fn filter_candidates(
+        &self,
+        def: &EntityDef,
+        filter: &odata::Expr,
+    ) -> Option<BTreeSet<Uuid>> {
+        let rows = self.tables.get(&def.logical_name)?;
+        self.eq_index.borrow_mut().candidates(def, rows, filter)
     }
 
     /// The index entry of alternate key `key` in `values`: `None` when a column of the key is
@@ -204,17 +250,20 @@ impl Store {
         parts.map(|p| serde_json::to_string(&p).unwrap_or_default())
     }
 
-    /// Adds (`present`) or removes row `id` of `entity` with `values` in the key index.
-    fn index_row(&mut self, entity: &str, id: Uuid, values: &Map<String, Value>, present: bool) {
-        let Some(def) = self.schema.entities.get(entity) else {
-            return;
-        };
+    /// Adds (`present`) or removes row `id` of `def`'s table with `values` in `key_index`.
+    fn index_keys(
+        def: &EntityDef,
+        key_index: &mut HashMap<(String, usize), HashMap<String, BTreeSet<Uuid>>>,
+        id: Uuid,
+        values: &Map<String, Value>,
+        present: bool,
+    ) {
+        let entity = &def.logical_name;
         for (n, key) in def.alternate_keys.iter().enumerate() {
             let Some(value) = Self::key_value(key, values) else {
                 continue;
             };
-            let rows = self
-                .key_index
+            let rows = key_index
                 .entry((entity.to_owned(), n))
                 .or_default()
                 .entry(value.clone())
@@ -224,7 +273,7 @@ impl Store {
             } else {
                 rows.remove(&id);
                 if rows.is_empty()
-                    && let Some(index) = self.key_index.get_mut(&(entity.to_owned(), n))
+                    && let Some(index) = key_index.get_mut(&(entity.to_owned(), n))
                 {
                     index.remove(&value);
                 }
@@ -246,25 +295,28 @@ impl Store {
             }
         }
         self.schema.add_alternate_key(entity, columns)?;
-        let rows: Vec<(Uuid, Map<String, Value>)> = self
-            .tables
-            .get(entity)
-            .into_iter()
-            .flat_map(|t| t.iter().map(|(id, r)| (*id, r.values.clone())))
-            .collect();
         // Rebuilt for every key of the table: simpler than indexing the new one alone.
         self.key_index.retain(|(table, _), _| table != entity);
-        for (id, values) in rows {
-            self.index_row(entity, id, &values, true);
+        let def = &self.schema.entities[entity];
+        for (id, record) in self.tables.get(entity).into_iter().flatten() {
+            Self::index_keys(def, &mut self.key_index, *id, &record.values, true);
         }
         Ok(())
     }
 
-    /// Takes row `id` of `entity`, as it is now, out of the key index.
-    fn unindex_current(&mut self, entity: &str, id: &Uuid) {
-        if let Some(values) = self.get(entity, id).map(|r| r.values.clone()) {
-            self.index_row(entity, *id, &values, false);
-        }
+    /// Files (`present`) or unfiles row `id` of `entity`, as it is now, in the key index and
+    /// the equality indexes. Call with `false` before a row changes and `true` after.
+    fn reindex(&mut self, entity: &str, id: &Uuid, present: bool) {
+        let Some(def) = self.schema.entities.get(entity) else {
+            return;
+        };
+        let Some(record) = self.tables.get(entity).and_then(|t| t.get(id)) else {
+            return;
+        };
+        Self::index_keys(def, &mut self.key_index, *id, &record.values, present);
+        self.eq_index
+            .get_mut()
+            .update(def, *id, &record.values, present);
     }
 
     /// Starts a change set: writes from now on can be undone with [`Store::rollback`].
@@ -291,12 +343,8 @@ impl Store {
             return;
         };
         for (entity, id, before) in journal.rows.into_iter().rev() {
-            self.unindex_current(&entity, &id);
-            if let Some(record) = &before {
-                let values = record.values.clone();
-                self.index_row(&entity, id, &values, true);
-            }
-            let table = self.tables.entry(entity).or_default();
+            self.reindex(&entity, &id, false);
+            let table = self.tables.entry(entity.clone()).or_default();
             match before {
                 Some(record) => {
                     table.insert(id, record);
@@ -305,11 +353,14 @@ impl Store {
                     table.remove(&id);
                 }
             }
+            self.reindex(&entity, &id, true);
         }
         self.version = journal.version;
         self.deleted.truncate(journal.deleted);
         self.pending.truncate(journal.pending);
         self.schema = journal.schema;
+        // The change set may have added columns whose indexes no longer mean anything.
+        self.eq_index.get_mut().clear();
     }
 
     fn remember(&mut self, entity: &str, id: &Uuid) {
@@ -365,14 +416,27 @@ impl Store {
                         ),
                     ));
                 }
-                Ok(self.tables[entity]
-                    .iter()
-                    .find(|(_, r)| {
-                        parts
-                            .iter()
-                            .all(|(n, v)| r.values.get(n).map(|x| loose_eq(x, v)).unwrap_or(false))
-                    })
-                    .map(|(id, _)| *id))
+                let table = &self.tables[entity];
+                let found = |r: &Record| {
+                    parts
+                        .iter()
+                        .all(|(n, v)| r.values.get(n).map(|x| loose_eq(x, v)).unwrap_or(false))
+                };
+                // The equality index of a key column that is not a lookup holds every row
+                // `loose_eq` could match (and more: it ignores case), in table order.
+                let indexed = parts.iter().find_map(|(n, v)| {
+                    let lookup = matches!(
+                        def.column(n).map(|c| &c.kind),
+                        Some(ColumnKind::Lookup { .. })
+                    );
+                    (!lookup)
+                        .then(|| self.equal_candidates(def, n, v))
+                        .flatten()
+                });
+                Ok(match indexed {
+                    Some(ids) => ids.into_iter().find(|id| table.get(id).is_some_and(&found)),
+                    None => table.iter().find(|(_, r)| found(r)).map(|(id, _)| *id),
+                })
             }
         }
     }
@@ -627,12 +691,17 @@ impl Store {
         create: bool,
         now: &str,
     ) -> u64 {
+        if create {
+            self.operations.creates += 1;
+        } else {
+            self.operations.updates += 1;
+        }
         let version = self.next_version();
         let primary = self.def(entity).primary_id.clone();
         values.remove(&primary);
         values.insert("modifiedon".into(), json!(now));
         self.remember(entity, &id);
-        self.unindex_current(entity, &id);
+        self.reindex(entity, &id, false);
         let table = self.tables.get_mut(entity).expect("table exists");
         let record = table.entry(id).or_insert_with(|| Record {
             values: Map::new(),
@@ -647,7 +716,6 @@ impl Store {
             record.values.insert(k.clone(), v.clone());
         }
         record.values.insert("versionnumber".into(), json!(version));
-        let indexed = record.values.clone();
         if record.values.contains_key("firstname") || record.values.contains_key("lastname") {
             let full = [
                 record.values.get("firstname"),
@@ -660,7 +728,7 @@ impl Store {
             .join(" ");
             record.values.insert("fullname".into(), json!(full));
         }
-        self.index_row(entity, id, &indexed, true);
+        self.reindex(entity, &id, true);
         let mut attributes = values;
         attributes.remove("modifiedon");
         attributes.insert(primary, json!(id));
@@ -677,7 +745,7 @@ impl Store {
     /// Deletes row `id`, remembering it for change tracking.
     pub fn delete(&mut self, entity: &str, id: &Uuid) -> bool {
         self.remember(entity, id);
-        self.unindex_current(entity, id);
+        self.reindex(entity, id, false);
         if self
             .tables
             .get_mut(entity)
@@ -686,6 +754,7 @@ impl Store {
         {
             return false;
         }
+        self.operations.deletes += 1;
         let version = self.next_version();
         self.deleted.push(Deleted {
             entity: entity.to_owned(),

@@ -15,6 +15,7 @@
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The kind of a column, which decides what values a write may carry.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +97,9 @@ impl EntityDef {
 /// All tables, by logical name.
 #[derive(Debug, Clone)]
 pub struct Schema {
-    pub entities: BTreeMap<String, EntityDef>,
+    /// Shared, so that a request can hold its table's definition, and a change set keep the
+    /// schema it may have to restore, without copying every column (changed copy-on-write).
+    pub entities: BTreeMap<String, Arc<EntityDef>>,
 }
 
 fn col(name: &str, kind: ColumnKind) -> (String, ColumnDef) {
@@ -405,7 +408,7 @@ impl Schema {
             {
                 table.change_tracking = false;
             }
-            entities.insert(table.logical_name.clone(), table);
+            entities.insert(table.logical_name.clone(), Arc::new(table));
         }
         Self { entities }
     }
@@ -416,6 +419,7 @@ impl Schema {
         let table = self
             .entities
             .get_mut(entity)
+            .map(Arc::make_mut)
             .ok_or_else(|| format!("Could not find entity with LogicalName '{entity}'."))?;
         if columns.is_empty() {
             return Err("KeyAttributes must name at least one column.".into());
@@ -436,7 +440,7 @@ impl Schema {
     }
 
     /// The table whose entity set is `set` (e.g. `opportunities`).
-    pub fn by_set(&self, set: &str) -> Option<&EntityDef> {
+    pub fn by_set(&self, set: &str) -> Option<&Arc<EntityDef>> {
         self.entities.values().find(|e| e.entity_set == set)
     }
 
@@ -446,6 +450,7 @@ impl Schema {
         let table = self
             .entities
             .get_mut(entity)
+            .map(Arc::make_mut)
             .ok_or_else(|| format!("Could not find entity with LogicalName '{entity}'."))?;
         let schema_name = body["SchemaName"]
             .as_str()

@@ -250,8 +250,9 @@ pub fn parse_orderby(input: &str) -> Result<Vec<(String, bool)>, String> {
 }
 
 /// Sorts items by the `$orderby` keys (stable: ties keep their order).
-pub fn sort(items: &mut [Value], keys: &[(String, bool)]) {
+pub fn sort<V: std::borrow::Borrow<Value>>(items: &mut [V], keys: &[(String, bool)]) {
     items.sort_by(|a, b| {
+        let (a, b) = (a.borrow(), b.borrow());
         for (field, desc) in keys {
             let ord = compare(&a[field.as_str()], &b[field.as_str()]).unwrap_or(Ordering::Equal);
             let ord = if *desc { ord.reverse() } else { ord };

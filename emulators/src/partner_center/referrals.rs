@@ -63,6 +63,11 @@ pub enum ApiError {
     PreconditionRequired,
 }
 
+/// Whether a referral is one that expires: incoming and New.
+fn may_expire(r: &Value) -> bool {
+    r["direction"] == "Incoming" && r["status"] == "New"
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{self:?}")
@@ -109,6 +114,11 @@ impl IntoResponse for ApiError {
 pub struct Store {
     items: Vec<Value>,
     index: HashMap<String, usize>,
+    /// No referral seen by the last expiry scan is due before this (`None`: scan). Saves
+    /// scanning every referral on every request, which grew with the store.
+    next_due: Option<DateTime<Utc>>,
+    /// Referrals put since, that may be due (incoming and New): checked one by one.
+    unchecked: Vec<usize>,
 }
 
 impl Store {
@@ -119,13 +129,18 @@ impl Store {
     /// Adds or replaces a referral (by its `id`).
     pub fn put(&mut self, referral: Value) {
         let id = referral["id"].as_str().unwrap_or_default().to_owned();
-        match self.index.get(&id) {
-            Some(&i) => self.items[i] = referral,
+        let i = match self.index.get(&id) {
+            Some(&i) => i,
             None => {
                 self.index.insert(id, self.items.len());
-                self.items.push(referral);
+                self.items.push(Value::Null);
+                self.items.len() - 1
             }
+        };
+        if may_expire(&referral) {
+            self.unchecked.push(i);
         }
+        self.items[i] = referral;
     }
     /// All referrals in creation order.
     pub fn all(&self) -> &[Value] {
@@ -200,30 +215,49 @@ impl Inner {
         })
     }
 
+    /// When referral `r` expires, if it is one that can (incoming and New).
+    fn due_at(&self, r: &Value) -> Option<DateTime<Utc>> {
+        if !may_expire(r) {
+            return None;
+        }
+        r["expirationDateTime"]
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.with_timezone(&Utc))
+            .or_else(|| {
+                r["createdDateTime"]
+                    .as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|d| d.with_timezone(&Utc) + self.config.referral_expiry)
+            })
+    }
+
     /// Closes every due Incoming `New` referral as `Expired` (see the module doc).
     pub(crate) fn expire_due(&self) {
         let now = self.clock.now();
         let mut expired = Vec::new();
         {
             let mut store = self.lock_store();
-            let due: Vec<(Value, DateTime<Utc>)> = store
-                .all()
-                .iter()
-                .filter(|r| r["direction"] == "Incoming" && r["status"] == "New")
-                .filter_map(|r| {
-                    let at = r["expirationDateTime"]
-                        .as_str()
-                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                        .map(|d| d.with_timezone(&Utc))
-                        .or_else(|| {
-                            r["createdDateTime"]
-                                .as_str()
-                                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                                .map(|d| d.with_timezone(&Utc) + self.config.referral_expiry)
-                        })?;
-                    (at <= now).then(|| (r.clone(), at))
-                })
-                .collect();
+            if let Some(mut next) = store.next_due {
+                for i in std::mem::take(&mut store.unchecked) {
+                    if let Some(at) = self.due_at(&store.items[i]) {
+                        next = next.min(at);
+                    }
+                }
+                store.next_due = Some(next);
+                if now < next {
+                    return;
+                }
+            }
+            let mut next = DateTime::<Utc>::MAX_UTC;
+            let mut due: Vec<(Value, DateTime<Utc>)> = Vec::new();
+            for r in store.all() {
+                match self.due_at(r) {
+                    Some(at) if at <= now => due.push((r.clone(), at)),
+                    Some(at) => next = next.min(at),
+                    None => {}
+                }
+            }
             for (mut r, at) in due {
                 r["status"] = json!("Closed");
                 r["substatus"] = json!("Expired");
@@ -233,6 +267,8 @@ impl Inner {
                 expired.push((r["id"].as_str().unwrap_or_default().to_owned(), at));
                 store.put(r);
             }
+            store.unchecked.clear();
+            store.next_due = Some(next);
         }
         for (id, at) in expired {
             self.emit("referral-updated", &id, at);

@@ -93,12 +93,12 @@ pub(crate) async fn list(
             .collect()
     });
     inner.expire_due();
-    let mut matches: Vec<Value> = inner
-        .lock_store()
+    // References until the page is known: only the page's referrals are copied.
+    let store = inner.lock_store();
+    let mut matches: Vec<&Value> = store
         .all()
         .iter()
         .filter(|r| filter.as_ref().is_none_or(|f| odata::eval(f, r)))
-        .cloned()
         .collect();
     odata::sort(&mut matches, &orderby);
     let total = matches.len();
@@ -108,9 +108,10 @@ pub(crate) async fn list(
         .take(state.top)
         .map(|r| match &select {
             Some(fields) => odata::select(r, fields),
-            None => r.clone(),
+            None => (*r).clone(),
         })
         .collect();
+    drop(store);
     let base = inner.base_url();
     let mut body = json!({
         "@odata.context": format!("{base}/v1.0/$metadata#Referrals"),
