@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::MappingError;
 use crate::json::{self, Doc};
+use crate::read::RawObject;
+use crate::referral::CustomerProfile;
 use crate::settings::Columns;
 use crate::values;
 
@@ -38,41 +40,43 @@ const CUSTOMER_NAME_ANNOTATION: &str =
     "_customerid_value@OData.Community.Display.V1.FormattedValue";
 
 /// Whether the opportunity already has a customer (then the CRM owns it).
-pub fn has_customer(opportunity: &Map<String, Value>) -> bool {
+pub fn has_customer(opportunity: &RawObject) -> bool {
     [
         "customerid_account",
         "customerid_contact",
         "_customerid_value",
     ]
     .iter()
-    .any(|key| json::get(opportunity, &[key]).is_some())
+    .any(|key| opportunity.has(key))
 }
 
 /// The expanded account for a referral's customer profile (name, address, contacts).
 pub fn account_from_referral(
-    referral: &Map<String, Value>,
+    profile: &CustomerProfile,
     cols: &Columns,
 ) -> Result<Value, MappingError> {
     let mut account = Map::new();
-    let name = json::required(referral, &["customerProfile", "name"], Doc::Referral)?;
+    let name = profile
+        .name
+        .required(Doc::Referral, &["customerProfile", "name"])?;
     account.insert("name".into(), name.into());
     for (field, column) in ADDRESS {
         let path = ["customerProfile", "address", field];
-        if let Some(v) = json::string(referral, &path, Doc::Referral)? {
+        if let Some(v) = profile.address.field(field).string(Doc::Referral, &path)? {
             account.insert(column.into(), v.into());
         }
     }
     let path = ["customerProfile", "address", "country"];
-    if let Some(c) = json::string(referral, &path, Doc::Referral)? {
+    if let Some(c) = profile.address.country.string(Doc::Referral, &path)? {
         let code = values::country(c, &Doc::Referral.describe(&path))?;
         account.insert(cols.country.clone(), code.into());
     }
-    let members = json::get(referral, &["customerProfile", "team"]).and_then(Value::as_array);
-    let contacts: Vec<Value> = members
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-        .map(|m| rename(m, MEMBER.iter().map(|(f, c)| (*f, *c))))
+    let contacts: Vec<Value> = profile
+        .team
+        .iter()
+        .map(|m| {
+            non_empty_fields(MEMBER.iter().map(|(f, c)| (m.field(f).as_str(), *c)))
+        })
         .filter(|c| !c.is_empty())
         .map(Value::Object)
         .collect();
@@ -181,11 +185,17 @@ fn rename<'a>(
     obj: &Map<String, Value>,
     pairs: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Map<String, Value> {
+    non_empty_fields(pairs.map(|(from, to)| (obj.get(from).and_then(Value::as_str), to)))
+}
+
+/// An object of the given (string value, field name) pairs, the values trimmed, the empty or
+/// missing ones left out.
+fn non_empty_fields<'v, 'k>(
+    pairs: impl Iterator<Item = (Option<&'v str>, &'k str)>,
+) -> Map<String, Value> {
     let mut out = Map::new();
-    for (from, to) in pairs {
-        if let Some(v) = obj.get(from).and_then(Value::as_str).map(str::trim)
-            && !v.is_empty()
-        {
+    for (value, to) in pairs {
+        if let Some(v) = value.and_then(json::trimmed) {
             out.insert(to.into(), v.into());
         }
     }

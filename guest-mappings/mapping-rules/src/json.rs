@@ -29,13 +29,38 @@ impl Doc {
 pub fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>, MappingError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(MappingError::Reject(format!(
-            "{what} must be a JSON object"
-        ))),
-        Err(e) => Err(MappingError::Reject(format!(
-            "{what} is not valid JSON: {e}"
-        ))),
+        Ok(_) => Err(not_an_object(what)),
+        Err(e) => Err(not_json(what, &e)),
     }
+}
+
+/// The `Reject` for a document that is JSON but not an object.
+pub fn not_an_object(what: &str) -> MappingError {
+    MappingError::Reject(format!("{what} must be a JSON object"))
+}
+
+/// The `Reject` for a document that is not JSON, with serde's message (it says where).
+pub fn not_json(what: &str, e: &serde_json::Error) -> MappingError {
+    MappingError::Reject(format!("{what} is not valid JSON: {e}"))
+}
+
+/// The `Reject` for a field that must be a string but holds `found`.
+pub fn not_a_string(doc: Doc, path: &[&str], found: &Value) -> MappingError {
+    MappingError::Reject(format!(
+        "{} must be a string, found {}",
+        doc.describe(path),
+        kind(found)
+    ))
+}
+
+/// The `Reject` for a required field that is absent or blank.
+pub fn missing(doc: Doc, path: &[&str]) -> MappingError {
+    MappingError::Reject(format!("{} is required", doc.describe(path)))
+}
+
+/// A string trimmed, `None` when that leaves nothing.
+pub fn trimmed(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|s| !s.is_empty())
 }
 
 /// The value at `path`; `null` counts as absent.
@@ -61,12 +86,8 @@ pub fn string<'a>(
 ) -> Result<Option<&'a str>, MappingError> {
     match get(obj, path) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim()).filter(|s| !s.is_empty())),
-        Some(other) => Err(MappingError::Reject(format!(
-            "{} must be a string, found {}",
-            doc.describe(path),
-            kind(other)
-        ))),
+        Some(Value::String(s)) => Ok(trimmed(s)),
+        Some(other) => Err(not_a_string(doc, path, other)),
     }
 }
 
@@ -76,8 +97,7 @@ pub fn required<'a>(
     path: &[&str],
     doc: Doc,
 ) -> Result<&'a str, MappingError> {
-    string(obj, path, doc)?
-        .ok_or_else(|| MappingError::Reject(format!("{} is required", doc.describe(path))))
+    string(obj, path, doc)?.ok_or_else(|| missing(doc, path))
 }
 
 /// An integer at `path` (a JSON integer or a string holding one); other values are a `Reject`.
@@ -86,9 +106,17 @@ pub fn integer(
     path: &[&str],
     doc: Doc,
 ) -> Result<Option<i64>, MappingError> {
-    let value = match get(obj, path) {
-        None => return Ok(None),
-        Some(v) => v,
+    integer_of(get(obj, path), path, doc)
+}
+
+/// [`integer`] of a value already looked up (`None` when absent or `null`).
+pub fn integer_of(
+    value: Option<&Value>,
+    path: &[&str],
+    doc: Doc,
+) -> Result<Option<i64>, MappingError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
     };
     let parsed = match value {
         Value::Number(n) => n.as_i64(),
