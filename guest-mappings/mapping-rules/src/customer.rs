@@ -68,7 +68,7 @@ pub fn account_from_referral(
     }
     let path = ["customerProfile", "address", "country"];
     if let Some(c) = profile.address.country.string(Doc::Referral, &path)? {
-        let code = values::country(c, &Doc::Referral.describe(&path))?;
+        let code = values::country(c, || Doc::Referral.describe(&path))?;
         account.insert(cols.country.clone(), code.into());
     }
     let contacts: Vec<Value> = profile
@@ -122,7 +122,7 @@ pub fn profile_from_opportunity(
     let country_path = [ACCOUNT, cols.country.as_str()];
     match json::string(account, &[cols.country.as_str()], Doc::Opportunity)? {
         Some(c) => {
-            let code = values::country(c, &Doc::Opportunity.describe(&country_path))?;
+            let code = values::country(c, || Doc::Opportunity.describe(&country_path))?;
             address.insert("country".into(), code.into());
         }
         None if address.get("country").and_then(Value::as_str).is_some() => {}

@@ -63,6 +63,15 @@ pub fn trimmed(s: &str) -> Option<&str> {
     Some(s.trim()).filter(|s| !s.is_empty())
 }
 
+/// The output document as JSON text, written into a buffer of `capacity` bytes up front (the
+/// caller's estimate of the output size) instead of one grown from empty.
+pub fn to_text(out: &Map<String, Value>, capacity: usize) -> Result<String, MappingError> {
+    let mut buf = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut buf, out).map_err(|e| MappingError::Fail(e.to_string()))?;
+    // serde_json writes only UTF-8.
+    String::from_utf8(buf).map_err(|e| MappingError::Fail(e.to_string()))
+}
+
 /// The value at `path`; `null` counts as absent.
 pub fn get<'a>(obj: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
     let (last, parents) = path.split_last()?;

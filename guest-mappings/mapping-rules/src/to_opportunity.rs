@@ -94,7 +94,8 @@ pub fn map(
         out.insert(cols.audit.clone(), trail.into());
     }
 
-    serde_json::to_string(&Value::Object(out)).map_err(|e| MappingError::Fail(e.to_string()))
+    // The columns are smaller than the referral they come from (with a long audit trail aside).
+    json::to_text(&out, referral.len())
 }
 
 /// An existing opportunity whose Sync column is set to anything but Yes is not updated.
@@ -113,12 +114,12 @@ fn details(r: &Referral, s: &Settings, out: &mut Object) -> Result<(), MappingEr
     let d = &r.details;
     let path = ["details", "dealValue"];
     if let Some(v) = d.deal_value.to_value() {
-        let value = values::amount(&v, &Doc::Referral.describe(&path))?;
+        let value = values::amount(&v, || Doc::Referral.describe(&path))?;
         out.insert(s.cols.deal_value.clone(), Value::Number(value));
     }
     let path = ["details", "currency"];
     if let Some(c) = d.currency.string(Doc::Referral, &path)? {
-        let code = values::currency(c, &Doc::Referral.describe(&path))?;
+        let code = values::currency(c, || Doc::Referral.describe(&path))?;
         out.insert(
             "transactioncurrencyid".into(),
             json!({ "isocurrencycode": code }),
@@ -126,7 +127,7 @@ fn details(r: &Referral, s: &Settings, out: &mut Object) -> Result<(), MappingEr
     }
     let path = ["details", "closingDateTime"];
     if let Some(date) = d.closing_date_time.string(Doc::Referral, &path)? {
-        let date = values::date(date, &Doc::Referral.describe(&path))?;
+        let date = values::date(date, || Doc::Referral.describe(&path))?;
         out.insert("estimatedclosedate".into(), date.into());
     }
     if let Some(notes) = d.notes.string(Doc::Referral, &["details", "notes"])? {

@@ -128,7 +128,8 @@ pub fn map(
         }
     }
 
-    serde_json::to_string(&Value::Object(out)).map_err(|e| MappingError::Fail(e.to_string()))
+    // The referral written is about as large as the current one, or the opportunity.
+    json::to_text(&out, current.map_or(opportunity.len(), str::len) + 256)
 }
 
 /// Only opportunities whose Sync column is Yes go to Partner Center.
@@ -171,7 +172,7 @@ fn details(
     let cur_str = |path: &[&str]| cur.and_then(|c| json::get(c, path)?.as_str());
     let value_path = [s.cols.deal_value.as_str()];
     if let Some(v) = json::get(opp, &value_path) {
-        let value = values::amount(v, &Doc::Opportunity.describe(&value_path))?;
+        let value = values::amount(v, || Doc::Opportunity.describe(&value_path))?;
         json::set(out, &["details", "dealValue"], Value::Number(value));
     }
 
@@ -179,7 +180,7 @@ fn details(
     let currency = match json::string(opp, &currency_path, Doc::Opportunity)? {
         Some(c) => Some(values::currency(
             c,
-            &Doc::Opportunity.describe(&currency_path),
+            || Doc::Opportunity.describe(&currency_path),
         )?),
         None => cur_str(&["details", "currency"])
             .map(str::to_owned)
@@ -199,7 +200,7 @@ fn details(
 
     let date_path = ["estimatedclosedate"];
     if let Some(d) = json::string(opp, &date_path, Doc::Opportunity)? {
-        let date = values::date(d, &Doc::Opportunity.describe(&date_path))?;
+        let date = values::date(d, || Doc::Opportunity.describe(&date_path))?;
         let closing = match cur_str(&["details", "closingDateTime"]) {
             Some(existing) if existing.starts_with(&date) => existing.to_owned(),
             _ => format!("{date}T00:00:00Z"),
