@@ -91,11 +91,11 @@ pub fn account_from_referral(
 pub fn profile_from_opportunity(
     opportunity: &Map<String, Value>,
     cols: &Columns,
-    current: Option<&Map<String, Value>>,
+    current: Option<Map<String, Value>>,
 ) -> Result<Map<String, Value>, MappingError> {
     let empty = Map::new();
     let account = json::object(opportunity, &[ACCOUNT]).unwrap_or(&empty);
-    let mut profile = current.cloned().unwrap_or_default();
+    let mut profile = current.unwrap_or_default();
 
     let name = match json::string(account, &["name"], Doc::Opportunity)? {
         Some(n) => n,
@@ -109,11 +109,10 @@ pub fn profile_from_opportunity(
     };
     profile.insert("name".into(), name.into());
 
-    let mut address = profile
-        .get("address")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let mut address = match profile.remove("address") {
+        Some(Value::Object(address)) => address,
+        _ => Map::new(),
+    };
     for (field, column) in ADDRESS {
         if let Some(v) = json::string(account, &[column], Doc::Opportunity)? {
             address.insert(field.into(), v.into());
@@ -135,9 +134,18 @@ pub fn profile_from_opportunity(
     }
     profile.insert("address".into(), Value::Object(address));
 
-    let team = team_from_opportunity(opportunity, account, profile.get("team"));
+    // The current team is moved into the new one when it has members to carry; otherwise a
+    // `team` the opportunity adds no one to is left exactly as it was.
+    let current_team = profile.remove("team");
+    let (carried, left) = match current_team {
+        Some(Value::Array(members)) if members.iter().any(Value::is_object) => (members, None),
+        other => (Vec::new(), other),
+    };
+    let team = team_from_opportunity(opportunity, account, carried);
     if !team.is_empty() {
         profile.insert("team".into(), Value::Array(team));
+    } else if let Some(left) = left {
+        profile.insert("team".into(), left);
     }
     Ok(profile)
 }
@@ -149,7 +157,7 @@ pub fn profile_from_opportunity(
 fn team_from_opportunity(
     opportunity: &Map<String, Value>,
     account: &Map<String, Value>,
-    current: Option<&Value>,
+    current: Vec<Value>,
 ) -> Vec<Value> {
     let primary = json::object(opportunity, &["parentcontactid"]).into_iter();
     let others = account
@@ -159,11 +167,11 @@ fn team_from_opportunity(
         .flatten()
         .filter_map(Value::as_object);
     let mut team: Vec<Map<String, Value>> = current
-        .and_then(Value::as_array)
         .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-        .cloned()
+        .filter_map(|m| match m {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
         .collect();
     let mut seen: Vec<Map<String, Value>> = Vec::new();
     for contact in primary.chain(others) {

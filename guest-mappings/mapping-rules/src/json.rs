@@ -140,6 +140,16 @@ pub fn integer_of(
     })
 }
 
+/// Removes and returns the value at `path` (`null` included), if there is one.
+pub fn take(obj: &mut Map<String, Value>, path: &[&str]) -> Option<Value> {
+    let (last, parents) = path.split_last()?;
+    let mut cur = obj;
+    for key in parents {
+        cur = cur.get_mut(*key)?.as_object_mut()?;
+    }
+    cur.remove(*last)
+}
+
 /// Sets `path`, creating (or replacing non-object) parents.
 pub fn set(obj: &mut Map<String, Value>, path: &[&str], value: Value) {
     let Some((last, parents)) = path.split_last() else {
