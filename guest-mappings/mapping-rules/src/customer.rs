@@ -35,8 +35,10 @@ const MEMBER: [(&str, &str); 5] = [
 pub const ACCOUNT: &str = "customerid_account";
 /// Collection of the account's contacts inside [`ACCOUNT`].
 pub const CONTACTS: &str = "contact_customer_accounts";
+/// Lookup navigation property of the opportunity's primary contact.
+pub const PRIMARY_CONTACT: &str = "parentcontactid";
 /// Formatted value (the account name) of the customer lookup, when the host asks for it.
-const CUSTOMER_NAME_ANNOTATION: &str =
+pub const CUSTOMER_NAME_ANNOTATION: &str =
     "_customerid_value@OData.Community.Display.V1.FormattedValue";
 
 /// Whether the opportunity already has a customer (then the CRM owns it).
@@ -159,7 +161,7 @@ fn team_from_opportunity(
     account: &Map<String, Value>,
     current: Vec<Value>,
 ) -> Vec<Value> {
-    let primary = json::object(opportunity, &["parentcontactid"]).into_iter();
+    let primary = json::object(opportunity, &[PRIMARY_CONTACT]).into_iter();
     let others = account
         .get(CONTACTS)
         .and_then(Value::as_array)

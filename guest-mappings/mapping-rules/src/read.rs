@@ -17,7 +17,7 @@ use std::ops::Deref;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::MappingError;
 use crate::json::{self, Doc};
@@ -26,7 +26,8 @@ use crate::json::{self, Doc};
 pub trait Record<'de>: Default {
     /// Reads the value of member `key` from `map` if the view keeps it; returns `false` to have
     /// the caller skip the value.
-    fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error>;
+    fn member<A: MapAccess<'de>>(&mut self, key: Text<'de>, map: &mut A)
+    -> Result<bool, A::Error>;
 }
 
 /// Declares a view of a JSON object: a struct of public fields, each read from the member
@@ -45,10 +46,10 @@ macro_rules! record {
         impl<$lt> $crate::read::Record<$lt> for $name<$lt> {
             fn member<A: serde::de::MapAccess<$lt>>(
                 &mut self,
-                key: &str,
+                key: $crate::read::Text<$lt>,
                 map: &mut A,
             ) -> Result<bool, A::Error> {
-                match key {
+                match &*key.0 {
                     $($key => self.$field = map.next_value()?,)*
                     _ => return Ok(false),
                 }
@@ -73,7 +74,7 @@ pub fn parse<'de, T: Record<'de>>(text: &'de str, what: &str) -> Result<T, Mappi
 fn read_record<'de, T: Record<'de>, A: MapAccess<'de>>(mut map: A) -> Result<T, A::Error> {
     let mut view = T::default();
     while let Some(key) = map.next_key::<Text<'de>>()? {
-        if !view.member(&key.0, &mut map)? {
+        if !view.member(key, &mut map)? {
             map.next_value::<IgnoredAny>()?;
         }
     }
@@ -340,7 +341,7 @@ impl<'de> Deserialize<'de> for Leaf<'de> {
 /// document the mapping compares its output against column by column (the current
 /// opportunity), whose other members it never looks at.
 #[derive(Default)]
-pub struct RawObject<'a>(Vec<(String, &'a RawValue)>);
+pub struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> RawObject<'a> {
     /// The member `key` as a `Value` (`null` included), if present.
@@ -353,6 +354,14 @@ impl<'a> RawObject<'a> {
     /// The member `key` as a `Value`, `null` counting as absent (`json::get`).
     pub fn get(&self, key: &str) -> Option<Value> {
         self.value(key).filter(|v| !v.is_null())
+    }
+
+    /// An object of just the members named in `keys` that are present, each parsed: the part
+    /// of the document a reader of `Value`s looks at, without building the rest.
+    pub fn pick(&self, keys: &[&str]) -> Map<String, Value> {
+        keys.iter()
+            .filter_map(|key| Some(((*key).to_owned(), self.value(key)?)))
+            .collect()
     }
 
     /// Whether member `key` is present and not `null`.
@@ -371,9 +380,13 @@ impl<'a> RawObject<'a> {
 }
 
 impl<'de> Record<'de> for RawObject<'de> {
-    fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+    fn member<A: MapAccess<'de>>(
+        &mut self,
+        key: Text<'de>,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
         let raw: &'de RawValue = map.next_value()?;
-        self.0.push((key.to_owned(), raw));
+        self.0.push((key.0, raw));
         Ok(true)
     }
 }
