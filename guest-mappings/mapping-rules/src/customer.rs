@@ -36,9 +36,9 @@ pub const ACCOUNT: &str = "customerid_account";
 /// Collection of the account's contacts inside [`ACCOUNT`].
 pub const CONTACTS: &str = "contact_customer_accounts";
 /// Lookup navigation property of the opportunity's primary contact.
-pub const PRIMARY_CONTACT: &str = "parentcontactid";
+const PRIMARY_CONTACT: &str = "parentcontactid";
 /// Formatted value (the account name) of the customer lookup, when the host asks for it.
-pub const CUSTOMER_NAME_ANNOTATION: &str =
+const CUSTOMER_NAME_ANNOTATION: &str =
     "_customerid_value@OData.Community.Display.V1.FormattedValue";
 
 /// Whether the opportunity already has a customer (then the CRM owns it).

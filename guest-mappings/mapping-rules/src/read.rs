@@ -17,7 +17,7 @@ use std::ops::Deref;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use crate::MappingError;
 use crate::json::{self, Doc};
@@ -354,14 +354,6 @@ impl<'a> RawObject<'a> {
     /// The member `key` as a `Value`, `null` counting as absent (`json::get`).
     pub fn get(&self, key: &str) -> Option<Value> {
         self.value(key).filter(|v| !v.is_null())
-    }
-
-    /// An object of just the members named in `keys` that are present, each parsed: the part
-    /// of the document a reader of `Value`s looks at, without building the rest.
-    pub fn pick(&self, keys: &[&str]) -> Map<String, Value> {
-        keys.iter()
-            .filter_map(|key| Some(((*key).to_owned(), self.value(key)?)))
-            .collect()
     }
 
     /// Whether member `key` is present and not `null`.

@@ -6,7 +6,6 @@
 use serde_json::{Map, Value, json};
 
 use crate::json::{self, Doc};
-use crate::read::{self, RawObject};
 use crate::settings::Settings;
 use crate::status::{self, Stage};
 use crate::{Config, Context, MappingError, assistance, customer, values};
@@ -21,9 +20,7 @@ pub fn map(
     config: &dyn Config,
 ) -> Result<String, MappingError> {
     let s = Settings::load(config)?;
-    // Only the columns this mapping reads are parsed: an opportunity carries many more
-    // (annotations, system and customer columns).
-    let opp = read::parse::<RawObject>(opportunity, "opportunity")?.pick(&columns_read(&s));
+    let opp = json::parse_object(opportunity, "opportunity")?;
     let cur = match current {
         Some(text) => Some(json::parse_object(text, "current referral")?),
         None => None,
@@ -138,29 +135,6 @@ pub fn map(
 
     // The referral written is about as large as the current one, or the opportunity.
     json::to_text(&out, current.map_or(opportunity.len(), str::len) + 256)
-}
-
-/// Every opportunity column this direction reads (keep in step with the readers below and in
-/// `customer::profile_from_opportunity`).
-fn columns_read<'s>(s: &'s Settings) -> [&'s str; 15] {
-    let cols = &s.cols;
-    [
-        &cols.sync,
-        "name",
-        "opportunityid",
-        &cols.help,
-        &cols.referral_identifier,
-        &cols.deal_value,
-        "transactioncurrencyid",
-        "estimatedclosedate",
-        "description",
-        &cols.products,
-        "statecode",
-        "statuscode",
-        customer::ACCOUNT,
-        customer::CUSTOMER_NAME_ANNOTATION,
-        customer::PRIMARY_CONTACT,
-    ]
 }
 
 /// Only opportunities whose Sync column is Yes go to Partner Center.
