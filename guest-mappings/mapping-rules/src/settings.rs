@@ -75,27 +75,15 @@ impl<'a> Settings<'a> {
             Ok(name)
         };
         let cols = Columns {
-            sync: column(
-                keys::COLUMN_SYNC,
-                [prefix.as_str(), "syncwithpartnercenter"].concat(),
-            )?,
+            sync: column(keys::COLUMN_SYNC, format!("{prefix}syncwithpartnercenter"))?,
             referral_identifier: column(
                 keys::COLUMN_REFERRAL_IDENTIFIER,
-                [prefix.as_str(), "referralidentifier"].concat(),
+                format!("{prefix}referralidentifier"),
             )?,
-            referral_link: column(
-                keys::COLUMN_REFERRAL_LINK,
-                [prefix.as_str(), "referrallink"].concat(),
-            )?,
-            help: column(
-                keys::COLUMN_HELP,
-                [prefix.as_str(), "howcanmicrosofthelp"].concat(),
-            )?,
-            products: column(
-                keys::COLUMN_PRODUCTS,
-                [prefix.as_str(), "products"].concat(),
-            )?,
-            audit: column(keys::COLUMN_AUDIT, [prefix.as_str(), "audit"].concat())?,
+            referral_link: column(keys::COLUMN_REFERRAL_LINK, format!("{prefix}referrallink"))?,
+            help: column(keys::COLUMN_HELP, format!("{prefix}howcanmicrosofthelp"))?,
+            products: column(keys::COLUMN_PRODUCTS, format!("{prefix}products"))?,
+            audit: column(keys::COLUMN_AUDIT, format!("{prefix}audit"))?,
             deal_value: column(keys::COLUMN_DEAL_VALUE, "estimatedvalue".into())?,
             country: column(keys::COLUMN_COUNTRY, "address1_country".into())?,
         };
@@ -105,7 +93,7 @@ impl<'a> Settings<'a> {
         };
         let mut help_options = Vec::with_capacity(CODES.len());
         for (code, default) in CODES {
-            let key = help_key(code);
+            let key = format!("{}{code}", keys::HELP_OPTION_PREFIX);
             let value = integer(&key, get(&key))?.unwrap_or(default);
             if let Some((other, _)) = help_options.iter().find(|(_, v)| *v == value) {
                 return Err(MappingError::Fail(format!(
@@ -175,7 +163,7 @@ impl<'a> Settings<'a> {
 
     /// The option value configured for an assistance code outside the documented six.
     pub fn extra_help_option(&self, code: &str) -> Result<Option<i64>, MappingError> {
-        let key = help_key(code);
+        let key = format!("{}{code}", keys::HELP_OPTION_PREFIX);
         integer(&key, self.config.get(&key).map(|v| v.trim().to_owned()))
     }
 
@@ -183,13 +171,6 @@ impl<'a> Settings<'a> {
     pub fn is_sync_yes(&self, value: &Value) -> bool {
         crate::json::same(value, &self.sync_yes)
     }
-}
-
-/// `help-option.<code>`. (Joined rather than `format!`ed: the default mapping builds these keys
-/// and the default column names on every record, and the formatting machinery was a measurable
-/// share of a call.)
-fn help_key(code: &str) -> String {
-    [keys::HELP_OPTION_PREFIX, code].concat()
 }
 
 fn integer(key: &str, value: Option<String>) -> Result<Option<i64>, MappingError> {
