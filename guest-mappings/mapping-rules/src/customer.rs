@@ -76,9 +76,7 @@ pub fn account_from_referral(
     let contacts: Vec<Value> = profile
         .team
         .iter()
-        .map(|m| {
-            non_empty_fields(MEMBER.iter().map(|(f, c)| (m.field(f).as_str(), *c)))
-        })
+        .map(|m| non_empty_fields(MEMBER.iter().map(|(f, c)| (m.field(f).as_str(), *c))))
         .filter(|c| !c.is_empty())
         .map(Value::Object)
         .collect();

@@ -26,8 +26,7 @@ use crate::json::{self, Doc};
 pub trait Record<'de>: Default {
     /// Reads the value of member `key` from `map` if the view keeps it; returns `false` to have
     /// the caller skip the value.
-    fn member<A: MapAccess<'de>>(&mut self, key: Text<'de>, map: &mut A)
-    -> Result<bool, A::Error>;
+    fn member<A: MapAccess<'de>>(&mut self, key: Text<'de>, map: &mut A) -> Result<bool, A::Error>;
 }
 
 /// Declares a view of a JSON object: a struct of public fields, each read from the member
@@ -372,11 +371,7 @@ impl<'a> RawObject<'a> {
 }
 
 impl<'de> Record<'de> for RawObject<'de> {
-    fn member<A: MapAccess<'de>>(
-        &mut self,
-        key: Text<'de>,
-        map: &mut A,
-    ) -> Result<bool, A::Error> {
+    fn member<A: MapAccess<'de>>(&mut self, key: Text<'de>, map: &mut A) -> Result<bool, A::Error> {
         let raw: &'de RawValue = map.next_value()?;
         self.0.push((key.0, raw));
         Ok(true)

@@ -175,8 +175,16 @@ fn status_columns(
     };
     let (state, code) = match cur {
         Some(c) => (
-            json::integer_of(c.get("statecode").as_ref(), &["statecode"], Doc::Opportunity)?,
-            json::integer_of(c.get("statuscode").as_ref(), &["statuscode"], Doc::Opportunity)?,
+            json::integer_of(
+                c.get("statecode").as_ref(),
+                &["statecode"],
+                Doc::Opportunity,
+            )?,
+            json::integer_of(
+                c.get("statuscode").as_ref(),
+                &["statuscode"],
+                Doc::Opportunity,
+            )?,
         ),
         None => (None, None),
     };

@@ -171,12 +171,7 @@ fn closed_gate(cur: &Object) -> Result<Option<Stage>, MappingError> {
 ///
 /// `out` starts as the current referral (empty when `is_new`); a field the opportunity does
 /// not set keeps the current referral's value.
-fn details(
-    opp: &Object,
-    is_new: bool,
-    s: &Settings,
-    out: &mut Object,
-) -> Result<(), MappingError> {
+fn details(opp: &Object, is_new: bool, s: &Settings, out: &mut Object) -> Result<(), MappingError> {
     // Read each current value just before its field is written, so it is still the current one.
     let cur_str = |out: &Object, path: &[&str]| {
         (!is_new)
@@ -191,10 +186,9 @@ fn details(
 
     let currency_path = ["transactioncurrencyid", "isocurrencycode"];
     let currency = match json::string(opp, &currency_path, Doc::Opportunity)? {
-        Some(c) => Some(values::currency(
-            c,
-            || Doc::Opportunity.describe(&currency_path),
-        )?),
+        Some(c) => Some(values::currency(c, || {
+            Doc::Opportunity.describe(&currency_path)
+        })?),
         None => cur_str(out, &["details", "currency"]).or_else(|| s.default_currency.clone()),
     };
     match currency {

@@ -47,7 +47,10 @@ fn parents_that_are_not_objects_read_as_absent() {
     odd["details"]["requirements"]["solutions"] =
         json!([1, "SOL-X", null, { "id": "SOL-6115380-IPC" }, { "id": 7 }]);
     let mut plain = referral();
-    plain["customerProfile"].as_object_mut().unwrap().remove("team");
+    plain["customerProfile"]
+        .as_object_mut()
+        .unwrap()
+        .remove("team");
     plain["customerProfile"]["address"]
         .as_object_mut()
         .unwrap()
@@ -64,7 +67,10 @@ fn repeated_members_keep_the_last_value() {
     let text = referral().to_string();
     let repeated = text.replacen('{', r#"{"name":"An earlier name","status":"Closed","#, 1);
     let out = map_referral_text(&repeated, None);
-    assert_eq!(out["name"], "Adventure Works Cycles - Secure Copilot rollout");
+    assert_eq!(
+        out["name"],
+        "Adventure Works Cycles - Secure Copilot rollout"
+    );
     assert_eq!(out["statecode"], 0);
 
     // In the current opportunity too: the last Sync value decides.
@@ -144,5 +150,8 @@ fn members_of_the_wrong_type_are_still_rejected_naming_the_field() {
         None,
         &config(&[]),
     ));
-    assert_eq!(msg, "opportunity column \"name\" must be a string, found a number");
+    assert_eq!(
+        msg,
+        "opportunity column \"name\" must be a string, found a number"
+    );
 }
