@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::MappingError;
 use crate::json::{self, Doc};
+use crate::read::RawObject;
+use crate::referral::CustomerProfile;
 use crate::settings::Columns;
 use crate::values;
 
@@ -33,46 +35,48 @@ const MEMBER: [(&str, &str); 5] = [
 pub const ACCOUNT: &str = "customerid_account";
 /// Collection of the account's contacts inside [`ACCOUNT`].
 pub const CONTACTS: &str = "contact_customer_accounts";
+/// Lookup navigation property of the opportunity's primary contact.
+const PRIMARY_CONTACT: &str = "parentcontactid";
 /// Formatted value (the account name) of the customer lookup, when the host asks for it.
 const CUSTOMER_NAME_ANNOTATION: &str =
     "_customerid_value@OData.Community.Display.V1.FormattedValue";
 
 /// Whether the opportunity already has a customer (then the CRM owns it).
-pub fn has_customer(opportunity: &Map<String, Value>) -> bool {
+pub fn has_customer(opportunity: &RawObject) -> bool {
     [
         "customerid_account",
         "customerid_contact",
         "_customerid_value",
     ]
     .iter()
-    .any(|key| json::get(opportunity, &[key]).is_some())
+    .any(|key| opportunity.has(key))
 }
 
 /// The expanded account for a referral's customer profile (name, address, contacts).
 pub fn account_from_referral(
-    referral: &Map<String, Value>,
+    profile: &CustomerProfile,
     cols: &Columns,
 ) -> Result<Value, MappingError> {
     let mut account = Map::new();
-    let name = json::required(referral, &["customerProfile", "name"], Doc::Referral)?;
+    let name = profile
+        .name
+        .required(Doc::Referral, &["customerProfile", "name"])?;
     account.insert("name".into(), name.into());
     for (field, column) in ADDRESS {
         let path = ["customerProfile", "address", field];
-        if let Some(v) = json::string(referral, &path, Doc::Referral)? {
+        if let Some(v) = profile.address.field(field).string(Doc::Referral, &path)? {
             account.insert(column.into(), v.into());
         }
     }
     let path = ["customerProfile", "address", "country"];
-    if let Some(c) = json::string(referral, &path, Doc::Referral)? {
-        let code = values::country(c, &Doc::Referral.describe(&path))?;
+    if let Some(c) = profile.address.country.string(Doc::Referral, &path)? {
+        let code = values::country(c, || Doc::Referral.describe(&path))?;
         account.insert(cols.country.clone(), code.into());
     }
-    let members = json::get(referral, &["customerProfile", "team"]).and_then(Value::as_array);
-    let contacts: Vec<Value> = members
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-        .map(|m| rename(m, MEMBER.iter().map(|(f, c)| (*f, *c))))
+    let contacts: Vec<Value> = profile
+        .team
+        .iter()
+        .map(|m| non_empty_fields(MEMBER.iter().map(|(f, c)| (m.field(f).as_str(), *c))))
         .filter(|c| !c.is_empty())
         .map(Value::Object)
         .collect();
@@ -87,11 +91,11 @@ pub fn account_from_referral(
 pub fn profile_from_opportunity(
     opportunity: &Map<String, Value>,
     cols: &Columns,
-    current: Option<&Map<String, Value>>,
+    current: Option<Map<String, Value>>,
 ) -> Result<Map<String, Value>, MappingError> {
     let empty = Map::new();
     let account = json::object(opportunity, &[ACCOUNT]).unwrap_or(&empty);
-    let mut profile = current.cloned().unwrap_or_default();
+    let mut profile = current.unwrap_or_default();
 
     let name = match json::string(account, &["name"], Doc::Opportunity)? {
         Some(n) => n,
@@ -105,11 +109,10 @@ pub fn profile_from_opportunity(
     };
     profile.insert("name".into(), name.into());
 
-    let mut address = profile
-        .get("address")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let mut address = match profile.remove("address") {
+        Some(Value::Object(address)) => address,
+        _ => Map::new(),
+    };
     for (field, column) in ADDRESS {
         if let Some(v) = json::string(account, &[column], Doc::Opportunity)? {
             address.insert(field.into(), v.into());
@@ -118,7 +121,7 @@ pub fn profile_from_opportunity(
     let country_path = [ACCOUNT, cols.country.as_str()];
     match json::string(account, &[cols.country.as_str()], Doc::Opportunity)? {
         Some(c) => {
-            let code = values::country(c, &Doc::Opportunity.describe(&country_path))?;
+            let code = values::country(c, || Doc::Opportunity.describe(&country_path))?;
             address.insert("country".into(), code.into());
         }
         None if address.get("country").and_then(Value::as_str).is_some() => {}
@@ -131,9 +134,18 @@ pub fn profile_from_opportunity(
     }
     profile.insert("address".into(), Value::Object(address));
 
-    let team = team_from_opportunity(opportunity, account, profile.get("team"));
+    // The current team is moved into the new one when it has members to carry; otherwise a
+    // `team` the opportunity adds no one to is left exactly as it was.
+    let current_team = profile.remove("team");
+    let (carried, left) = match current_team {
+        Some(Value::Array(members)) if members.iter().any(Value::is_object) => (members, None),
+        other => (Vec::new(), other),
+    };
+    let team = team_from_opportunity(opportunity, account, carried);
     if !team.is_empty() {
         profile.insert("team".into(), Value::Array(team));
+    } else if let Some(left) = left {
+        profile.insert("team".into(), left);
     }
     Ok(profile)
 }
@@ -145,9 +157,9 @@ pub fn profile_from_opportunity(
 fn team_from_opportunity(
     opportunity: &Map<String, Value>,
     account: &Map<String, Value>,
-    current: Option<&Value>,
+    current: Vec<Value>,
 ) -> Vec<Value> {
-    let primary = json::object(opportunity, &["parentcontactid"]).into_iter();
+    let primary = json::object(opportunity, &[PRIMARY_CONTACT]).into_iter();
     let others = account
         .get(CONTACTS)
         .and_then(Value::as_array)
@@ -155,11 +167,11 @@ fn team_from_opportunity(
         .flatten()
         .filter_map(Value::as_object);
     let mut team: Vec<Map<String, Value>> = current
-        .and_then(Value::as_array)
         .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-        .cloned()
+        .filter_map(|m| match m {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
         .collect();
     let mut seen: Vec<Map<String, Value>> = Vec::new();
     for contact in primary.chain(others) {
@@ -181,11 +193,17 @@ fn rename<'a>(
     obj: &Map<String, Value>,
     pairs: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Map<String, Value> {
+    non_empty_fields(pairs.map(|(from, to)| (obj.get(from).and_then(Value::as_str), to)))
+}
+
+/// An object of the given (string value, field name) pairs, the values trimmed, the empty or
+/// missing ones left out.
+fn non_empty_fields<'v, 'k>(
+    pairs: impl Iterator<Item = (Option<&'v str>, &'k str)>,
+) -> Map<String, Value> {
     let mut out = Map::new();
-    for (from, to) in pairs {
-        if let Some(v) = obj.get(from).and_then(Value::as_str).map(str::trim)
-            && !v.is_empty()
-        {
+    for (value, to) in pairs {
+        if let Some(v) = value.and_then(json::trimmed) {
             out.insert(to.into(), v.into());
         }
     }

@@ -29,13 +29,47 @@ impl Doc {
 pub fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>, MappingError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(MappingError::Reject(format!(
-            "{what} must be a JSON object"
-        ))),
-        Err(e) => Err(MappingError::Reject(format!(
-            "{what} is not valid JSON: {e}"
-        ))),
+        Ok(_) => Err(not_an_object(what)),
+        Err(e) => Err(not_json(what, &e)),
     }
+}
+
+/// The `Reject` for a document that is JSON but not an object.
+pub fn not_an_object(what: &str) -> MappingError {
+    MappingError::Reject(format!("{what} must be a JSON object"))
+}
+
+/// The `Reject` for a document that is not JSON, with serde's message (it says where).
+pub fn not_json(what: &str, e: &serde_json::Error) -> MappingError {
+    MappingError::Reject(format!("{what} is not valid JSON: {e}"))
+}
+
+/// The `Reject` for a field that must be a string but holds `found`.
+pub fn not_a_string(doc: Doc, path: &[&str], found: &Value) -> MappingError {
+    MappingError::Reject(format!(
+        "{} must be a string, found {}",
+        doc.describe(path),
+        kind(found)
+    ))
+}
+
+/// The `Reject` for a required field that is absent or blank.
+pub fn missing(doc: Doc, path: &[&str]) -> MappingError {
+    MappingError::Reject(format!("{} is required", doc.describe(path)))
+}
+
+/// A string trimmed, `None` when that leaves nothing.
+pub fn trimmed(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|s| !s.is_empty())
+}
+
+/// The output document as JSON text, written into a buffer of `capacity` bytes up front (the
+/// caller's estimate of the output size) instead of one grown from empty.
+pub fn to_text(out: &Map<String, Value>, capacity: usize) -> Result<String, MappingError> {
+    let mut buf = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut buf, out).map_err(|e| MappingError::Fail(e.to_string()))?;
+    // serde_json writes only UTF-8.
+    String::from_utf8(buf).map_err(|e| MappingError::Fail(e.to_string()))
 }
 
 /// The value at `path`; `null` counts as absent.
@@ -61,12 +95,8 @@ pub fn string<'a>(
 ) -> Result<Option<&'a str>, MappingError> {
     match get(obj, path) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim()).filter(|s| !s.is_empty())),
-        Some(other) => Err(MappingError::Reject(format!(
-            "{} must be a string, found {}",
-            doc.describe(path),
-            kind(other)
-        ))),
+        Some(Value::String(s)) => Ok(trimmed(s)),
+        Some(other) => Err(not_a_string(doc, path, other)),
     }
 }
 
@@ -76,8 +106,7 @@ pub fn required<'a>(
     path: &[&str],
     doc: Doc,
 ) -> Result<&'a str, MappingError> {
-    string(obj, path, doc)?
-        .ok_or_else(|| MappingError::Reject(format!("{} is required", doc.describe(path))))
+    string(obj, path, doc)?.ok_or_else(|| missing(doc, path))
 }
 
 /// An integer at `path` (a JSON integer or a string holding one); other values are a `Reject`.
@@ -86,9 +115,17 @@ pub fn integer(
     path: &[&str],
     doc: Doc,
 ) -> Result<Option<i64>, MappingError> {
-    let value = match get(obj, path) {
-        None => return Ok(None),
-        Some(v) => v,
+    integer_of(get(obj, path), path, doc)
+}
+
+/// [`integer`] of a value already looked up (`None` when absent or `null`).
+pub fn integer_of(
+    value: Option<&Value>,
+    path: &[&str],
+    doc: Doc,
+) -> Result<Option<i64>, MappingError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
     };
     let parsed = match value {
         Value::Number(n) => n.as_i64(),
@@ -101,6 +138,16 @@ pub fn integer(
             doc.describe(path)
         ))
     })
+}
+
+/// Removes and returns the value at `path` (`null` included), if there is one.
+pub fn take(obj: &mut Map<String, Value>, path: &[&str]) -> Option<Value> {
+    let (last, parents) = path.split_last()?;
+    let mut cur = obj;
+    for key in parents {
+        cur = cur.get_mut(*key)?.as_object_mut()?;
+    }
+    cur.remove(*last)
 }
 
 /// Sets `path`, creating (or replacing non-object) parents.

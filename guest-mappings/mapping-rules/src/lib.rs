@@ -12,6 +12,8 @@
 //! Module map (one responsibility each):
 //! - [`keys`]: the configuration keys and their defaults; `settings` resolves them.
 //! - `json`: reading and writing fields of untyped JSON documents, with field-naming errors.
+//! - `read`: typed views that borrow from the JSON text (only the members read are parsed).
+//! - `referral`: the typed view of the referral the referral → opportunity mapping reads.
 //! - `values`: money, currency, date, country and name normalisation.
 //! - `status`: referral status/substatus ↔ opportunity statecode/statuscode.
 //! - `assistance`: "How can Microsoft help?" ↔ `inviteContext.assistanceRequestCode`.
@@ -28,6 +30,8 @@ mod audit;
 mod customer;
 mod json;
 pub mod keys;
+mod read;
+mod referral;
 mod settings;
 mod status;
 mod to_opportunity;

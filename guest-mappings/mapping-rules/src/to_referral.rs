@@ -40,9 +40,16 @@ pub fn map(
         )));
     }
     let opportunity_id = json::required(&opp, &["opportunityid"], Doc::Opportunity)?;
-    let cur_profile = cur
-        .as_ref()
-        .and_then(|c| json::object(c, &["customerProfile"]));
+    let cur_type = cur.as_ref().and_then(|c| c.get("type")?.as_str());
+    let cur_shared = cur_type == Some("Shared");
+    let is_new = cur.is_none();
+    // The output is the current referral, changed in place (moved, not copied): each part
+    // the opportunity owns is read from it before it is replaced.
+    let mut out = cur.unwrap_or_default();
+    let cur_profile = match out.remove("customerProfile") {
+        Some(Value::Object(profile)) => Some(profile),
+        _ => None,
+    };
     let profile = customer::profile_from_opportunity(&opp, cols, cur_profile)?;
 
     let help_path = [cols.help.as_str()];
@@ -55,11 +62,9 @@ pub fn map(
             ))
         })?),
     };
-    let cur_type = cur.as_ref().and_then(|c| c.get("type")?.as_str());
-    let shared = help.is_some() || cur_type == Some("Shared");
+    let shared = help.is_some() || cur_shared;
 
-    let mut out = cur.clone().unwrap_or_default();
-    if cur.is_none() {
+    if is_new {
         let id_path = [cols.referral_identifier.as_str()];
         if let Some(id) = json::string(&opp, &id_path, Doc::Opportunity)? {
             out.insert("id".into(), id.into());
@@ -88,7 +93,7 @@ pub fn map(
         .is_some_and(|t| !t.is_empty());
     out.insert("customerProfile".into(), Value::Object(profile));
 
-    details(&opp, cur.as_ref(), &s, &mut out)?;
+    details(&opp, is_new, &s, &mut out)?;
 
     if let Some(code) = help {
         let has_solution = json::get(&out, &["details", "requirements", "solutions"])
@@ -128,7 +133,8 @@ pub fn map(
         }
     }
 
-    serde_json::to_string(&Value::Object(out)).map_err(|e| MappingError::Fail(e.to_string()))
+    // The referral written is about as large as the current one, or the opportunity.
+    json::to_text(&out, current.map_or(opportunity.len(), str::len) + 256)
 }
 
 /// Only opportunities whose Sync column is Yes go to Partner Center.
@@ -162,28 +168,28 @@ fn closed_gate(cur: &Object) -> Result<Option<Stage>, MappingError> {
 }
 
 /// Deal value, currency, closing date, notes and solutions, merged into `out.details`.
-fn details(
-    opp: &Object,
-    cur: Option<&Object>,
-    s: &Settings,
-    out: &mut Object,
-) -> Result<(), MappingError> {
-    let cur_str = |path: &[&str]| cur.and_then(|c| json::get(c, path)?.as_str());
+///
+/// `out` starts as the current referral (empty when `is_new`); a field the opportunity does
+/// not set keeps the current referral's value.
+fn details(opp: &Object, is_new: bool, s: &Settings, out: &mut Object) -> Result<(), MappingError> {
+    // Read each current value just before its field is written, so it is still the current one.
+    let cur_str = |out: &Object, path: &[&str]| {
+        (!is_new)
+            .then(|| json::get(out, path)?.as_str().map(str::to_owned))
+            .flatten()
+    };
     let value_path = [s.cols.deal_value.as_str()];
     if let Some(v) = json::get(opp, &value_path) {
-        let value = values::amount(v, &Doc::Opportunity.describe(&value_path))?;
+        let value = values::amount(v, || Doc::Opportunity.describe(&value_path))?;
         json::set(out, &["details", "dealValue"], Value::Number(value));
     }
 
     let currency_path = ["transactioncurrencyid", "isocurrencycode"];
     let currency = match json::string(opp, &currency_path, Doc::Opportunity)? {
-        Some(c) => Some(values::currency(
-            c,
-            &Doc::Opportunity.describe(&currency_path),
-        )?),
-        None => cur_str(&["details", "currency"])
-            .map(str::to_owned)
-            .or_else(|| s.default_currency.clone()),
+        Some(c) => Some(values::currency(c, || {
+            Doc::Opportunity.describe(&currency_path)
+        })?),
+        None => cur_str(out, &["details", "currency"]).or_else(|| s.default_currency.clone()),
     };
     match currency {
         Some(c) => json::set(out, &["details", "currency"], c.into()),
@@ -199,9 +205,9 @@ fn details(
 
     let date_path = ["estimatedclosedate"];
     if let Some(d) = json::string(opp, &date_path, Doc::Opportunity)? {
-        let date = values::date(d, &Doc::Opportunity.describe(&date_path))?;
-        let closing = match cur_str(&["details", "closingDateTime"]) {
-            Some(existing) if existing.starts_with(&date) => existing.to_owned(),
+        let date = values::date(d, || Doc::Opportunity.describe(&date_path))?;
+        let closing = match cur_str(out, &["details", "closingDateTime"]) {
+            Some(existing) if existing.starts_with(&date) => existing,
             _ => format!("{date}T00:00:00Z"),
         };
         json::set(out, &["details", "closingDateTime"], closing.into());
@@ -216,9 +222,10 @@ fn details(
         let ids = values::split_ids(text);
         if !ids.is_empty() {
             let path = ["details", "requirements", "solutions"];
-            let existing: Vec<Value> = cur
-                .and_then(|c| json::get(c, &path)?.as_array().cloned())
-                .unwrap_or_default();
+            let existing: Vec<Value> = match json::take(out, &path) {
+                Some(Value::Array(items)) if !is_new => items,
+                _ => Vec::new(),
+            };
             let solutions: Vec<Value> = ids.iter().map(|id| solution(id, &existing)).collect();
             json::set(out, &path, Value::Array(solutions));
         }

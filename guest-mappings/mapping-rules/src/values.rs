@@ -1,5 +1,8 @@
 //! Normalisation of the scalar values both sides share: money, currency, dates, countries,
 //! names and solution-id lists.
+//!
+//! Each check takes the field's description as a closure: it is only worded when the value is
+//! rejected, not on every record.
 
 use serde_json::{Number, Value};
 
@@ -7,13 +10,13 @@ use crate::MappingError;
 
 /// A non-negative deal value from a JSON number or a numeric string (Partner Center's PATCH
 /// samples send `"10000"`). Whole amounts come out as integers so `50000` stays `50000`.
-pub fn amount(value: &Value, field: &str) -> Result<Number, MappingError> {
+pub fn amount(value: &Value, field: impl Fn() -> String) -> Result<Number, MappingError> {
     let parsed = match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     };
-    let reject = |why: &str| MappingError::Reject(format!("{field} {why}, found {value}"));
+    let reject = |why: &str| MappingError::Reject(format!("{} {why}, found {value}", field()));
     let x = parsed
         .filter(|x| x.is_finite())
         .ok_or_else(|| reject("must be a number"))?;
@@ -28,32 +31,34 @@ pub fn amount(value: &Value, field: &str) -> Result<Number, MappingError> {
 }
 
 /// An ISO 4217 code (three letters), upper-cased.
-pub fn currency(code: &str, field: &str) -> Result<String, MappingError> {
+pub fn currency(code: &str, field: impl Fn() -> String) -> Result<String, MappingError> {
     let code = code.trim();
     if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
         Ok(code.to_ascii_uppercase())
     } else {
         Err(MappingError::Reject(format!(
-            "{field} must be a three-letter ISO 4217 currency code, found \"{code}\""
+            "{} must be a three-letter ISO 4217 currency code, found \"{code}\"",
+            field()
         )))
     }
 }
 
 /// An ISO 3166-1 alpha-2 country code, upper-cased.
-pub fn country(code: &str, field: &str) -> Result<String, MappingError> {
+pub fn country(code: &str, field: impl Fn() -> String) -> Result<String, MappingError> {
     let code = code.trim();
     if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
         Ok(code.to_ascii_uppercase())
     } else {
         Err(MappingError::Reject(format!(
-            "{field} must be a two-letter ISO 3166-1 alpha-2 country code, found \"{code}\""
+            "{} must be a two-letter ISO 3166-1 alpha-2 country code, found \"{code}\"",
+            field()
         )))
     }
 }
 
 /// The `YYYY-MM-DD` date of a date (`2026-12-15`) or date-time (`2026-12-15T00:00:00Z`) string,
 /// as written (no time-zone conversion).
-pub fn date(text: &str, field: &str) -> Result<String, MappingError> {
+pub fn date(text: &str, field: impl Fn() -> String) -> Result<String, MappingError> {
     let text = text.trim();
     let valid = text.len() >= 10
         && text.is_char_boundary(10)
@@ -63,7 +68,8 @@ pub fn date(text: &str, field: &str) -> Result<String, MappingError> {
         Ok(text[..10].to_owned())
     } else {
         Err(MappingError::Reject(format!(
-            "{field} must be a date (YYYY-MM-DD or an RFC 3339 date-time), found \"{text}\""
+            "{} must be a date (YYYY-MM-DD or an RFC 3339 date-time), found \"{text}\"",
+            field()
         )))
     }
 }
