@@ -110,18 +110,32 @@ mod tests {
             last_error: Some("refused".into()),
             ..link.clone()
         };
-        assert!(!announces_synced_state(&webhook("42"), &failed, &volatile()));
+        assert!(!announces_synced_state(
+            &webhook("42"),
+            &failed,
+            &volatile()
+        ));
         // A snapshot that is not the state on record (the seller's change is not synced yet).
         let behind = Link {
-            crm_hash: Some(fingerprint::opportunity(&json!({"name": "Old"}), &volatile())),
+            crm_hash: Some(fingerprint::opportunity(
+                &json!({"name": "Old"}),
+                &volatile(),
+            )),
             ..link
         };
-        assert!(!announces_synced_state(&webhook("42"), &behind, &volatile()));
+        assert!(!announces_synced_state(
+            &webhook("42"),
+            &behind,
+            &volatile()
+        ));
     }
 
     #[test]
     fn the_version_comes_from_versionnumber_or_the_etag() {
-        assert_eq!(version_of(&json!({"versionnumber": 7})).as_deref(), Some("7"));
+        assert_eq!(
+            version_of(&json!({"versionnumber": 7})).as_deref(),
+            Some("7")
+        );
         assert_eq!(
             version_of(&json!({"@odata.etag": "W/\"915244\""})).as_deref(),
             Some("915244")
