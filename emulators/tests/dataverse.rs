@@ -1255,6 +1255,13 @@ async fn webhook_delivers_remote_execution_context_and_retries_once_after_503() 
     assert_eq!(attribute("cosell_syncwithpartnercenter"), Some(json!(true)));
     assert_eq!(attribute("estimatedvalue").unwrap()["Value"], 50000);
     assert_eq!(attribute("opportunityid"), Some(json!(id)));
+    // The Target names the row's version after the write, as text.
+    let (_, row) = env.get(&format!("opportunities({id})")).await;
+    assert_eq!(
+        target["value"]["RowVersion"],
+        json!(row["versionnumber"].to_string()),
+        "{body}"
+    );
     env.running.stop().await;
 }
 

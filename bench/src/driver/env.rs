@@ -214,6 +214,15 @@ impl Drop for BenchEnv {
     fn drop(&mut self) {
         let _ = self.host.kill();
         let _ = self.host.wait();
+        // A log asked for (COSELL_BENCH_HOST_LOG) outlives the run's temporary directory.
+        if std::env::var_os("COSELL_BENCH_HOST_LOG").is_some() {
+            let kept = cosell_bench::results::results_dir().join("host.log");
+            if std::fs::create_dir_all(cosell_bench::results::results_dir()).is_ok()
+                && std::fs::copy(self.dir.path().join("host.log"), &kept).is_ok()
+            {
+                eprintln!("host log kept in {}", kept.display());
+            }
+        }
     }
 }
 

@@ -33,8 +33,17 @@ pub(super) fn announces_synced_state(
     let Ok(snapshot) = serde_json::from_str::<Value>(snapshot) else {
         return false;
     };
-    version_of(&snapshot).is_some_and(|synced| synced == delivered)
-        && fingerprint::opportunity(&snapshot, volatile) == hash
+    let synced = version_of(&snapshot);
+    if synced.as_deref() != Some(delivered.as_str()) {
+        tracing::debug!(
+            opportunity = %event.record_id,
+            delivered,
+            synced = synced.as_deref().unwrap_or("none"),
+            "the delivery names another version than the one last synced; reading the row"
+        );
+        return false;
+    }
+    fingerprint::opportunity(&snapshot, volatile) == hash
 }
 
 /// The `RowVersion` a Dataverse delivery carried, from the queued payload.
