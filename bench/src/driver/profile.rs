@@ -34,7 +34,14 @@ impl Profiler {
         for (name, pid) in pids {
             let out = dir.join(format!("{label}-{name}.perf.data"));
             let child = Command::new("perf")
-                .args(["record", "-F", FREQUENCY, "--call-graph", "dwarf,16384", "-p"])
+                .args([
+                    "record",
+                    "-F",
+                    FREQUENCY,
+                    "--call-graph",
+                    "dwarf,16384",
+                    "-p",
+                ])
                 .arg(pid.to_string())
                 .arg("-o")
                 .arg(&out)
