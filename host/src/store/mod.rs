@@ -8,11 +8,13 @@
 //! carries numbered schema migrations ([`migrations`]), applied at open. [`sign_in`] keeps the
 //! Partner Center sign-in (its rotating refresh token) in the credentials. [`customer_locks`]
 //! is the per-customer lock of the Dataverse lookups, as wide as the store is shared.
+//! [`off_runtime()`] runs a store call from async code on tokio's blocking pool.
 
 pub mod audit_query;
 mod claim_sql;
 pub mod customer_locks;
 pub mod migrations;
+pub mod off_runtime;
 mod open;
 pub mod postgres;
 pub mod queue_list;
@@ -31,6 +33,7 @@ mod tests;
 
 pub use audit_query::{AuditPage, AuditQuery};
 pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
+pub use off_runtime::off_runtime;
 pub use open::{StateStore, open};
 pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync::{

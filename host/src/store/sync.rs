@@ -243,6 +243,16 @@ pub trait SyncStore: Send + Sync {
     }
     /// Removes a processed event.
     fn complete(&self, id: i64) -> Result<()>;
+    /// Removes a processed event and writes its line of the audit trail (if any) together, in
+    /// one transaction where the backend can: the worker's settle of a synced record, one
+    /// commit instead of two. All or nothing: after an error neither is written, and the
+    /// caller tries again.
+    fn complete_with_audit(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
+        if let Some(entry) = audit {
+            self.audit(entry)?;
+        }
+        self.complete(id)
+    }
     /// Puts a failed event back, ready again at `available_at_ms`.
     fn retry_later(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()>;
     /// Puts an event back as [`SyncStore::retry_later`] does, without spending the attempt it

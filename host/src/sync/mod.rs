@@ -185,22 +185,37 @@ impl SyncEngine {
             Ok(output) => last.output = Some(output.clone()),
             Err(err) => last.error = Some(err.to_string()),
         }
-        // Only for replays: a failure to keep it must not fail the record.
-        if let Err(e) = self.store.save_last_run(&last) {
+        // Only for replays: a failure to keep it must not fail the record. Off the runtime's
+        // threads: it carries both documents, and may wait for the store's connection.
+        if let Err(e) =
+            crate::store::off_runtime(&self.store, move |store| store.save_last_run(&last)).await
+        {
             tracing::warn!(record, error = %format!("{e:#}"), "could not keep the pipeline run for replays");
         }
         classify_pipeline(result)
     }
 
-    /// Adds a line to the audit trail in the store.
-    pub fn audit(&self, record: &str, direction: Direction, outcome: &str, detail: &str) {
-        let entry = AuditEntry {
+    /// A line of the audit trail, stamped now (for the worker to write with the event's
+    /// settle, see [`SyncStore::complete_with_audit`]).
+    pub(crate) fn audit_entry(
+        &self,
+        record: &str,
+        direction: Direction,
+        outcome: &str,
+        detail: &str,
+    ) -> AuditEntry {
+        AuditEntry {
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             record: record.to_owned(),
             direction: direction.to_string(),
             outcome: outcome.to_owned(),
             detail: detail.to_owned(),
-        };
+        }
+    }
+
+    /// Adds a line to the audit trail in the store.
+    pub fn audit(&self, record: &str, direction: Direction, outcome: &str, detail: &str) {
+        let entry = self.audit_entry(record, direction, outcome, detail);
         if let Err(e) = self.store.audit(&entry) {
             tracing::warn!(error = %format!("{e:#}"), "could not write the audit trail");
         }

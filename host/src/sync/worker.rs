@@ -14,7 +14,7 @@
 use super::availability::{Failure, Gate};
 use super::{Done, SyncEngine, SyncError};
 use crate::runtime::Direction;
-use crate::store::{Link, QueuedEvent, Side, SyncStore};
+use crate::store::{AuditEntry, Link, QueuedEvent, Side, SyncStore, off_runtime};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -106,9 +106,8 @@ async fn run(engine: Arc<SyncEngine>, wakeup: Wakeup, mut stop: watch::Receiver<
                 continue;
             }
         }
-        let claimed = engine
-            .store
-            .claim(chrono::Utc::now().timestamp_millis(), lease_ms);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let claimed = off_runtime(&engine.store, move |store| store.claim(now_ms, lease_ms)).await;
         match claimed {
             Ok(Some(event)) => {
                 handle(&engine, event).await;
@@ -117,9 +116,8 @@ async fn run(engine: Arc<SyncEngine>, wakeup: Wakeup, mut stop: watch::Receiver<
             Ok(None) => {}
             Err(e) => tracing::error!(error = %format!("{e:#}"), "could not read the queue"),
         }
-        let wait = engine
-            .store
-            .next_ready_at()
+        let wait = off_runtime(&engine.store, |store| store.next_ready_at())
+            .await
             .ok()
             .flatten()
             .map(|at| {
@@ -179,23 +177,23 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
     let settle = match &result {
         Ok(Done { outcome, detail }) => {
             tracing::info!(%record, origin = %event.origin, outcome, detail, elapsed_ms = elapsed.as_millis() as u64, "synced");
-            // Echoes and no-op runs are counted in the metrics, not kept in the trail.
-            if !matches!(*outcome, "echo" | "unchanged") {
-                engine.audit(&record, dir, outcome, detail);
-            }
+            // Echoes and no-op runs are counted in the metrics, not kept in the trail. The
+            // line is written with the event's removal, in one transaction.
+            let audit = (!matches!(*outcome, "echo" | "unchanged"))
+                .then(|| engine.audit_entry(&record, dir, outcome, detail));
             engine
                 .metrics
                 .record_sync(event.side.as_str(), outcome, elapsed);
-            Settle::Complete
+            Settle::Complete(audit)
         }
         Err(SyncError::Rejected(reason)) => {
             tracing::warn!(%record, reason, "sync refused; the record waits for a change");
-            engine.audit(&record, dir, "rejected", reason);
+            let audit = engine.audit_entry(&record, dir, "rejected", reason);
             engine
                 .metrics
                 .record_sync(event.side.as_str(), "rejected", elapsed);
             record_failure(engine, &event, reason, true).await;
-            Settle::Complete
+            Settle::Complete(Some(audit))
         }
         Err(SyncError::Parked {
             step,
@@ -268,20 +266,8 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
     // The store can be busy for a moment (another process writing); an unsettled event would
     // hold its record's lock until its lease runs out.
     for attempt in 1..=SETTLE_ATTEMPTS {
-        let settled = match &settle {
-            Settle::Complete => engine.store.complete(event.id),
-            Settle::RetryAt(at, reason, None) => engine.store.retry_later(event.id, reason, *at),
-            Settle::RetryAt(at, reason, Some(key)) => {
-                engine.store.retry_behind(event.id, key, reason, *at)
-            }
-            Settle::PutBack(at, reason) => engine.store.put_back(event.id, reason, *at),
-            Settle::Dead(reason) => engine.store.dead_letter(event.id, reason),
-            Settle::Park {
-                step,
-                version,
-                reason,
-            } => engine.store.park(event.id, step, version, reason),
-        };
+        let (id, this_try) = (event.id, settle.clone());
+        let settled = off_runtime(&engine.store, move |store| this_try.apply(store, id)).await;
         match settled {
             Ok(()) => break,
             Err(e) if attempt < SETTLE_ATTEMPTS => {
@@ -339,8 +325,10 @@ async fn run_within_lease(
 }
 
 /// What becomes of a processed event in the queue.
+#[derive(Clone)]
 enum Settle {
-    Complete,
+    /// Removed, with its line of the audit trail if it has one.
+    Complete(Option<AuditEntry>),
     /// Again at the time, behind the lock key if given.
     RetryAt(i64, String, Option<String>),
     /// Back in the queue without spending the attempt: a service was down.
@@ -351,6 +339,24 @@ enum Settle {
         version: String,
         reason: String,
     },
+}
+
+impl Settle {
+    /// Settles event `id` in `store`, in one transaction.
+    fn apply(&self, store: &dyn SyncStore, id: i64) -> anyhow::Result<()> {
+        match self {
+            Settle::Complete(audit) => store.complete_with_audit(id, audit.as_ref()),
+            Settle::RetryAt(at, reason, None) => store.retry_later(id, reason, *at),
+            Settle::RetryAt(at, reason, Some(key)) => store.retry_behind(id, key, reason, *at),
+            Settle::PutBack(at, reason) => store.put_back(id, reason, *at),
+            Settle::Dead(reason) => store.dead_letter(id, reason),
+            Settle::Park {
+                step,
+                version,
+                reason,
+            } => store.park(id, step, version, reason),
+        }
+    }
 }
 
 /// Tries to settle an event this many times.
@@ -399,7 +405,7 @@ async fn record_failure(engine: &SyncEngine, event: &QueuedEvent, reason: &str, 
         // Whatever the Partner Center side last looked like, run it in full next time.
         link.pc_hash = None;
     }
-    if let Err(e) = engine.store.save_link(&link) {
+    if let Err(e) = off_runtime(&engine.store, move |store| store.save_link(&link)).await {
         tracing::error!(error = %format!("{e:#}"), "could not record the failure in the link");
     }
 }

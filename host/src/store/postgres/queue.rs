@@ -6,8 +6,8 @@ use super::{CLAIM_LOCK, PgStore, ms_to_text, side_of};
 use crate::store::now;
 use crate::store::queue_list::{ORDER, QueueEntry, QueueFilter};
 use crate::store::sync::{
-    DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN,
-    REPLAY_ORIGIN,
+    AuditEntry, DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
+    RECONCILE_ORIGIN, REPLAY_ORIGIN,
 };
 use anyhow::{Context as _, Result};
 use std::sync::LazyLock;
@@ -271,10 +271,19 @@ impl PgStore {
         .context("claiming an event from the queue")
     }
 
-    pub(super) fn queue_complete(&self, id: i64) -> Result<()> {
+    /// Removes processed event `id`, writing `audit` in the same transaction if given.
+    pub(super) fn queue_complete(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
+        let audit = audit.cloned();
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
+                if let Some(e) = &audit {
+                    tx.execute(
+                        super::records::AUDIT_INSERT,
+                        &[&e.at, &e.record, &e.direction, &e.outcome, &e.detail],
+                    )
+                    .await?;
+                }
                 lock_record_of(&tx, id).await?;
                 drop_parked_of(&tx, id).await?;
                 tx.execute("DELETE FROM sync_events WHERE id = $1", &[&id])

@@ -11,6 +11,10 @@ use crate::store::sync::{
 use anyhow::{Context as _, Result};
 use tokio_postgres::{Row, Transaction};
 
+/// Adds a line to the audit trail ($1 to $5: at, record, direction, outcome, detail).
+pub(super) const AUDIT_INSERT: &str =
+    "INSERT INTO audit_trail (at, record, direction, outcome, detail) VALUES ($1, $2, $3, $4, $5)";
+
 const LINK_COLUMNS: &str = "id, referral_id, opportunity_id, pc_hash, pc_snapshot, crm_hash, \
                             crm_snapshot, last_error";
 
@@ -134,7 +138,10 @@ impl SyncStore for PgStore {
             .with_context(|| format!("proving replica `{replica_id}` alive to the others"))
     }
     fn complete(&self, id: i64) -> Result<()> {
-        self.queue_complete(id)
+        self.queue_complete(id, None)
+    }
+    fn complete_with_audit(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
+        self.queue_complete(id, audit)
     }
     fn retry_later(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()> {
         self.queue_back_to_pending(id, error, available_at_ms, 0, None)
@@ -358,8 +365,7 @@ impl SyncStore for PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 c.execute(
-                    "INSERT INTO audit_trail (at, record, direction, outcome, detail)
-                     VALUES ($1, $2, $3, $4, $5)",
+                    AUDIT_INSERT,
                     &[&e.at, &e.record, &e.direction, &e.outcome, &e.detail],
                 )
                 .await?;

@@ -10,39 +10,35 @@ use rusqlite::{OptionalExtension as _, params};
 impl SqliteStore {
     pub(super) fn intent(&self, opportunity_id: &str) -> Result<Option<i64>> {
         self.conn()
-            .query_row(
-                "SELECT started_at_ms FROM referral_intents WHERE opportunity_id = ?1",
-                params![opportunity_id],
-                |row| row.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT started_at_ms FROM referral_intents WHERE opportunity_id = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![opportunity_id], |row| row.get(0))
+                    .optional()
+            })
             .with_context(|| format!("reading the referral intent of {opportunity_id}"))
     }
 
     pub(super) fn begin_intent(&self, opportunity_id: &str, now_ms: i64) -> Result<i64> {
         // Durable: the intent must outlive a crash right after the POST leaves.
         let conn = self.durable_conn()?;
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO referral_intents (opportunity_id, started_at_ms) VALUES (?1, ?2)
              ON CONFLICT (opportunity_id) DO NOTHING",
-            params![opportunity_id, now_ms],
         )
+        .and_then(|mut stmt| stmt.execute(params![opportunity_id, now_ms]))
         .and_then(|_| {
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT started_at_ms FROM referral_intents WHERE opportunity_id = ?1",
-                params![opportunity_id],
-                |row| row.get(0),
-            )
+            )?
+            .query_row(params![opportunity_id], |row| row.get(0))
         })
         .with_context(|| format!("saving the referral intent of {opportunity_id}"))
     }
 
     pub(super) fn end_intent(&self, opportunity_id: &str) -> Result<()> {
         self.conn()
-            .execute(
-                "DELETE FROM referral_intents WHERE opportunity_id = ?1",
-                params![opportunity_id],
-            )
+            .prepare_cached("DELETE FROM referral_intents WHERE opportunity_id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![opportunity_id]))
             .with_context(|| format!("ending the referral intent of {opportunity_id}"))?;
         Ok(())
     }

@@ -11,6 +11,10 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+/// How many prepared statements each connection keeps (more than the hot path uses, so that
+/// an occasional admin query does not evict one of them).
+const STATEMENT_CACHE: usize = 64;
+
 /// A SQLite database file holding the host's state.
 pub struct SqliteStore {
     // One connection behind a mutex: SQLite serialises writers anyway, and every statement
@@ -48,6 +52,10 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement of the hot path (claim, complete, retries, enqueue, links, audit,
+        // last runs, cursors, intents: about thirty) is prepared once and kept: parsing SQL
+        // was a sixth of the host's CPU per synced change. rusqlite keeps 16 by default.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::upgrade(&mut conn, &format!("the state database {}", path.display()))?;
         let reader = Connection::open(path).with_context(|| {
             format!("opening a reader of the state database {}", path.display())

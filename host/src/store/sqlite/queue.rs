@@ -10,8 +10,8 @@
 use super::{SqliteStore, now, write_transaction};
 use crate::store::queue_list::{ORDER, QueueEntry, QueueFilter};
 use crate::store::sync::{
-    DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent, RECONCILE_ORIGIN,
-    REPLAY_ORIGIN, Side,
+    AuditEntry, DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
+    RECONCILE_ORIGIN, REPLAY_ORIGIN, Side,
 };
 use anyhow::{Context as _, Result};
 use rusqlite::{OptionalExtension, Row, params};
@@ -53,16 +53,18 @@ const COVERED: &str = "state = 'pending' AND id != ?1
           OR CAST(ROUND((julianday(received_at) - 2440587.5) * 86400000.0) AS INTEGER)
              < (SELECT available_at FROM sync_events WHERE id = ?1))";
 
+/// The delete of [`fold_covered`], built once so that the statement cache recognises it.
+static FOLD_COVERED_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("DELETE FROM sync_events WHERE {COVERED}"));
+
 /// Folds the events a failed attempt of `id` stands for into it before it waits for a retry or
 /// becomes a dead letter. Left in the queue, they would fail the same way: a record would use
 /// several retry budgets at once and end in several dead letters. The event keeps its own
 /// attempts, so its dead letter still says `gave up after <sync.max_attempts> attempts`. A
 /// change received after the attempt started stays, and runs with the whole budget.
 fn fold_covered(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
-    tx.execute(
-        &format!("DELETE FROM sync_events WHERE {COVERED}"),
-        params![id, RECONCILE_ORIGIN],
-    )?;
+    tx.prepare_cached(&FOLD_COVERED_SQL)?
+        .execute(params![id, RECONCILE_ORIGIN])?;
     Ok(())
 }
 
@@ -70,13 +72,13 @@ fn fold_covered(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
 /// read the record's current state, so what it ended in (synced, refused, parked again)
 /// stands for them.
 fn drop_parked_of(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "DELETE FROM sync_events
          WHERE state = 'parked' AND id != ?1
            AND side = (SELECT side FROM sync_events WHERE id = ?1)
            AND record_id = (SELECT record_id FROM sync_events WHERE id = ?1)",
-        params![id],
-    )?;
+    )?
+    .execute(params![id])?;
     Ok(())
 }
 
@@ -200,7 +202,8 @@ impl SqliteStore {
         let mut event = None;
         for sql in CLAIM_SQL.iter() {
             event = tx
-                .query_row(sql, params![now_ms], |row| {
+                .prepare_cached(sql)?
+                .query_row(params![now_ms], |row| {
                     Ok(QueuedEvent {
                         id: row.get(0)?,
                         side: side_of(row, 1)?,
@@ -220,22 +223,27 @@ impl SqliteStore {
         if let Some(event) = &event {
             // While it runs, `available_at` holds when this attempt started: what was received
             // before then, the attempt read (see `queue_dead_letter`).
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE sync_events SET state = 'running', attempts = attempts + 1,
                         available_at = ?2, lease_until = ?3
                  WHERE id = ?1",
-                params![event.id, now_ms, now_ms.saturating_add(lease_ms)],
-            )?;
+            )?
+            .execute(params![event.id, now_ms, now_ms.saturating_add(lease_ms)])?;
         }
         tx.commit().context("claiming an event from the queue")?;
         Ok(event)
     }
 
-    pub(crate) fn queue_complete(&self, id: i64) -> Result<()> {
+    /// Removes processed event `id`, writing `audit` in the same transaction if given.
+    pub(crate) fn queue_complete(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
+        if let Some(entry) = audit {
+            super::records::audit_in(&tx, entry)?;
+        }
         drop_parked_of(&tx, id)?;
-        tx.execute("DELETE FROM sync_events WHERE id = ?1", params![id])?;
+        tx.prepare_cached("DELETE FROM sync_events WHERE id = ?1")?
+            .execute(params![id])?;
         tx.commit().context("removing a processed event")?;
         Ok(())
     }
@@ -274,13 +282,13 @@ impl SqliteStore {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3,
                     lease_until = NULL, attempts = MAX(attempts - ?4, 0),
                     lock_key = COALESCE(?5, lock_key)
              WHERE id = ?1",
-            params![id, at_ms, error, refund, lock_key],
-        )?;
+        )?
+        .execute(params![id, at_ms, error, refund, lock_key])?;
         tx.commit()?;
         Ok(())
     }
@@ -290,12 +298,12 @@ impl SqliteStore {
         let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
         drop_parked_of(&tx, id)?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE sync_events SET state = 'parked', last_error = ?2, failed_at = ?3,
                     parked_step = ?4, parked_version = ?5, lease_until = NULL
              WHERE id = ?1",
-            params![id, error, now(), step, version],
-        )?;
+        )?
+        .execute(params![id, error, now(), step, version])?;
         tx.commit()
             .with_context(|| format!("parking an event that failed on {step} {version}"))?;
         Ok(())
@@ -348,10 +356,10 @@ impl SqliteStore {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE sync_events SET state = 'dead', last_error = ?2, failed_at = ?3 WHERE id = ?1",
-            params![id, error, now()],
-        )?;
+        )?
+        .execute(params![id, error, now()])?;
         tx.commit().context("storing a dead letter")?;
         Ok(())
     }
@@ -370,14 +378,13 @@ impl SqliteStore {
 
     pub(crate) fn queue_next_ready_at(&self) -> Result<Option<i64>> {
         self.conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT MIN(at) FROM (
                      SELECT available_at AS at FROM sync_events WHERE state = 'pending'
                      UNION ALL
                      SELECT lease_until FROM sync_events WHERE state = 'running')",
-                [],
-                |row| row.get(0),
-            )
+            )?
+            .query_row([], |row| row.get(0))
             .context("reading the queue")
     }
 

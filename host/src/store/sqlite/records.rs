@@ -9,8 +9,13 @@ use crate::store::sync::{
 use anyhow::{Context as _, Result};
 use rusqlite::{OptionalExtension, params};
 
-const LINK_COLUMNS: &str = "id, referral_id, opportunity_id, pc_hash, pc_snapshot, crm_hash, \
-                            crm_snapshot, last_error";
+/// The link of a referral, then of an opportunity (the columns [`link_from`] reads).
+const LINK_BY_REFERRAL: &str = "SELECT id, referral_id, opportunity_id, pc_hash, pc_snapshot, \
+                                crm_hash, crm_snapshot, last_error FROM sync_links \
+                                WHERE referral_id = ?1";
+const LINK_BY_OPPORTUNITY: &str = "SELECT id, referral_id, opportunity_id, pc_hash, pc_snapshot, \
+                                   crm_hash, crm_snapshot, last_error FROM sync_links \
+                                   WHERE opportunity_id = ?1";
 
 fn link_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
     Ok(Link {
@@ -26,14 +31,12 @@ fn link_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
 }
 
 impl SqliteStore {
-    fn link_where(&self, column: &str, value: &str) -> Result<Option<Link>> {
+    /// The link whose `column` is `value`; `sql` is the query of that column (one text per
+    /// column, so the statement cache keeps it prepared).
+    fn link_where(&self, column: &str, sql: &str, value: &str) -> Result<Option<Link>> {
         self.conn()
-            .query_row(
-                &format!("SELECT {LINK_COLUMNS} FROM sync_links WHERE {column} = ?1"),
-                params![value],
-                link_from,
-            )
-            .optional()
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_row(params![value], link_from).optional())
             .with_context(|| format!("reading the link of {column} {value}"))
     }
 }
@@ -45,18 +48,23 @@ fn save_link_in(tx: &rusqlite::Transaction<'_>, link: &Link) -> Result<i64> {
     let target: Option<i64> = match link.id {
         Some(id) => Some(id),
         None => tx
-            .query_row(
+            .prepare_cached(
                 "SELECT id FROM sync_links WHERE referral_id = ?1 OR opportunity_id = ?2
                  ORDER BY id LIMIT 1",
-                params![link.referral_id, link.opportunity_id],
-                |row| row.get(0),
-            )
+            )?
+            .query_row(params![link.referral_id, link.opportunity_id], |row| {
+                row.get(0)
+            })
             .optional()?,
     };
-    tx.execute(
+    tx.prepare_cached(
         "DELETE FROM sync_links WHERE (referral_id = ?1 OR opportunity_id = ?2) AND id != ?3",
-        params![link.referral_id, link.opportunity_id, target.unwrap_or(-1)],
-    )?;
+    )?
+    .execute(params![
+        link.referral_id,
+        link.opportunity_id,
+        target.unwrap_or(-1)
+    ])?;
     let values = params![
         link.referral_id,
         link.opportunity_id,
@@ -70,25 +78,44 @@ fn save_link_in(tx: &rusqlite::Transaction<'_>, link: &Link) -> Result<i64> {
     ];
     let id = match target {
         Some(id) => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE sync_links SET referral_id = ?1, opportunity_id = ?2, pc_hash = ?3,
                  pc_snapshot = ?4, crm_hash = ?5, crm_snapshot = ?6, last_error = ?7,
                  updated_at = ?8 WHERE id = ?9",
-                values,
-            )?;
+            )?
+            .execute(values)?;
             id
         }
         None => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO sync_links (referral_id, opportunity_id, pc_hash, pc_snapshot,
                  crm_hash, crm_snapshot, last_error, updated_at, id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                values,
-            )?;
+            )?
+            .execute(values)?;
             tx.last_insert_rowid()
         }
     };
     Ok(id)
+}
+
+/// Adds `entry` to the audit trail on `conn` (or inside a transaction on it).
+pub(super) fn audit_in(conn: &rusqlite::Connection, entry: &AuditEntry) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_trail (at, record, direction, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            entry.at,
+            entry.record,
+            entry.direction,
+            entry.outcome,
+            entry.detail
+        ])
+    })
+    .context("writing the audit trail")?;
+    Ok(())
 }
 
 impl SyncStore for SqliteStore {
@@ -102,7 +129,10 @@ impl SyncStore for SqliteStore {
         self.queue_claim(now_ms, lease_ms)
     }
     fn complete(&self, id: i64) -> Result<()> {
-        self.queue_complete(id)
+        self.queue_complete(id, None)
+    }
+    fn complete_with_audit(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
+        self.queue_complete(id, audit)
     }
     fn retry_later(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()> {
         self.queue_retry_later(id, error, available_at_ms)
@@ -158,11 +188,11 @@ impl SyncStore for SqliteStore {
     }
 
     fn link_by_referral(&self, referral_id: &str) -> Result<Option<Link>> {
-        self.link_where("referral_id", referral_id)
+        self.link_where("referral_id", LINK_BY_REFERRAL, referral_id)
     }
 
     fn link_by_opportunity(&self, opportunity_id: &str) -> Result<Option<Link>> {
-        self.link_where("opportunity_id", opportunity_id)
+        self.link_where("opportunity_id", LINK_BY_OPPORTUNITY, opportunity_id)
     }
 
     fn save_link(&self, link: &Link) -> Result<i64> {
@@ -180,11 +210,8 @@ impl SyncStore for SqliteStore {
         for link in links {
             let existing: Option<String> = match &link.referral_id {
                 Some(referral) => tx
-                    .query_row(
-                        "SELECT opportunity_id FROM sync_links WHERE referral_id = ?1",
-                        params![referral],
-                        |row| row.get(0),
-                    )
+                    .prepare_cached("SELECT opportunity_id FROM sync_links WHERE referral_id = ?1")?
+                    .query_row(params![referral], |row| row.get(0))
                     .optional()?
                     .flatten(),
                 None => None,
@@ -201,22 +228,18 @@ impl SyncStore for SqliteStore {
 
     fn cursor(&self, name: &str) -> Result<Option<String>> {
         self.conn()
-            .query_row(
-                "SELECT value FROM sync_cursors WHERE name = ?1",
-                params![name],
-                |row| row.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT value FROM sync_cursors WHERE name = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![name], |row| row.get(0)).optional())
             .with_context(|| format!("reading cursor {name}"))
     }
 
     fn set_cursor(&self, name: &str, value: &str) -> Result<()> {
         self.conn()
-            .execute(
+            .prepare_cached(
                 "INSERT INTO sync_cursors (name, value) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![name, value],
             )
+            .and_then(|mut stmt| stmt.execute(params![name, value]))
             .with_context(|| format!("saving cursor {name}"))?;
         Ok(())
     }
@@ -258,20 +281,7 @@ impl SyncStore for SqliteStore {
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<()> {
-        self.conn()
-            .execute(
-                "INSERT INTO audit_trail (at, record, direction, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    entry.at,
-                    entry.record,
-                    entry.direction,
-                    entry.outcome,
-                    entry.detail
-                ],
-            )
-            .context("writing the audit trail")?;
-        Ok(())
+        audit_in(&self.conn(), entry)
     }
 
     fn audit_search(&self, query: &AuditQuery) -> Result<AuditPage> {

@@ -58,7 +58,7 @@ impl SqliteStore {
         // Not durable (the default): losing the last second of these in a power cut only
         // makes a replay answer an older run.
         self.conn()
-            .execute(
+            .prepare_cached(
                 "INSERT INTO pipeline_last_runs
                      (record, direction, event, tenant, input, current_doc, config_revision, output, error, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -66,7 +66,9 @@ impl SqliteStore {
                      event = excluded.event, tenant = excluded.tenant, input = excluded.input, current_doc = excluded.current_doc,
                      config_revision = excluded.config_revision, output = excluded.output,
                      error = excluded.error, at = excluded.at",
-                params![
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
                     run.record,
                     run.direction,
                     run.event,
@@ -77,8 +79,8 @@ impl SqliteStore {
                     run.output,
                     run.error,
                     run.at
-                ],
-            )
+                ])
+            })
             .with_context(|| format!("keeping the last pipeline run of {}", run.record))?;
         Ok(())
     }

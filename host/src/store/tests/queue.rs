@@ -276,6 +276,41 @@ fn a_batch_that_fails_midway_leaves_the_queue_as_it_was(store) {
     store.execute("DROP TRIGGER poison", "DROP TRIGGER poison ON sync_events");
     assert_eq!(store.enqueue_batch(&events).unwrap().len(), events.len());
 }
+
+fn a_settled_event_and_its_audit_line_are_written_together_or_not_at_all(store) {
+    store.enqueue(&event("referral:a", "a")).unwrap();
+    let claimed = store.claim(i64::MAX / 2, LEASE).unwrap().unwrap();
+    let line = crate::store::AuditEntry {
+        at: crate::store::now(),
+        record: "referral:a".into(),
+        direction: "partner-center-to-crm".into(),
+        outcome: "created".into(),
+        detail: "opportunity o1".into(),
+    };
+    store.execute(
+        "CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'injected failure'; END $$;
+         CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
+             FOR EACH ROW EXECUTE FUNCTION refuse_delete();",
+    );
+    store
+        .complete_with_audit(claimed.id, Some(&line))
+        .unwrap_err();
+    // The settle failed, so its line is not in the trail either: the worker tries again, and
+    // the trail never holds a line for an event still in the queue, nor two for one settle.
+    assert!(store.audit_trail(Some("referral:a"), 10).unwrap().is_empty());
+    store.execute(
+        "DROP TRIGGER refuse_delete",
+        "DROP TRIGGER refuse_delete ON sync_events",
+    );
+    store.complete_with_audit(claimed.id, Some(&line)).unwrap();
+    let trail = store.audit_trail(Some("referral:a"), 10).unwrap();
+    let written: Vec<_> = trail.iter().map(|e| (e.outcome.as_str(), e.detail.as_str())).collect();
+    assert_eq!(written, [("created", "opportunity o1")]);
+    assert_eq!(store.queue_counts().unwrap().running, 0);
+}
 fn an_event_whose_lease_ran_out_is_taken_by_another_worker(store) {
     store.enqueue(&event("referral:a", "a")).unwrap();
     let t0 = now_ms() + 10;
