@@ -221,6 +221,31 @@ impl SyncEngine {
         }
     }
 
+    /// The link of referral `id`, read off the async runtime's threads.
+    pub(crate) async fn link_by_referral(&self, id: &str) -> Result<Option<Link>, SyncError> {
+        let id = id.to_owned();
+        Ok(
+            crate::store::off_runtime(&self.store, move |store| store.link_by_referral(&id))
+                .await?,
+        )
+    }
+
+    /// The link of opportunity `id`, read off the async runtime's threads.
+    pub(crate) async fn link_by_opportunity(&self, id: &str) -> Result<Option<Link>, SyncError> {
+        let id = id.to_owned();
+        Ok(
+            crate::store::off_runtime(&self.store, move |store| store.link_by_opportunity(&id))
+                .await?,
+        )
+    }
+
+    /// Saves `link` off the async runtime's threads (its write may wait for the database's
+    /// write lock, held by a commit on its way to the disk); answers its id.
+    pub(crate) async fn save_link(&self, link: &Link) -> Result<i64, SyncError> {
+        let link = link.clone();
+        Ok(crate::store::off_runtime(&self.store, move |store| store.save_link(&link)).await?)
+    }
+
     /// The link of a record, if any.
     pub(crate) fn link_of(&self, side: Side, id: &str) -> Result<Option<Link>, SyncError> {
         Ok(match side {

@@ -61,7 +61,7 @@ impl SyncEngine {
                 "the Microsoft-targeted half of a co-sell referral",
             ));
         }
-        let mut link = match self.store.link_by_referral(id)? {
+        let mut link = match self.link_by_referral(id).await? {
             Some(link) if link.opportunity_id.is_some() => link,
             // A link without its opportunity (a failure was recorded before one was made) may
             // still have one: a create whose answer was lost, or made by a run that stopped
@@ -165,7 +165,7 @@ impl SyncEngine {
         if let Some(wait) = self.referral_awaits_its_opportunity(referral_id, oid)? {
             return Err(wait);
         }
-        if let Some(link) = self.store.link_by_opportunity(oid)? {
+        if let Some(link) = self.link_by_opportunity(oid).await? {
             return match &link.referral_id {
                 Some(other) if other != referral_id => Err(SyncError::Rejected(format!(
                     "referral {referral_id} names opportunity {oid}, which is linked to referral {other}"
@@ -197,8 +197,8 @@ impl SyncEngine {
         let written = columns.clone();
         // Recorded before the create, so a run after a crash knows what this one wrote.
         link.id = Some(
-            self.store
-                .save_link(&create_intent::before_create(&link, &oid, &written))?,
+            self.save_link(&create_intent::before_create(&link, &oid, &written))
+                .await?,
         );
         let oid = self.opportunities.create(columns).await?;
         let row = self.opportunities.read(&oid).await?;
@@ -219,7 +219,7 @@ impl SyncEngine {
                     Some(create_intent::as_written(&row.body, &written).to_string());
             }
         }
-        self.store.save_link(&link)?;
+        self.save_link(&link).await?;
         let rid = link.referral_id.unwrap_or_default();
         Ok(Done::new(
             "created",
@@ -341,7 +341,7 @@ impl SyncEngine {
             }
             link.crm_snapshot = Some(snapshot.to_string());
         }
-        self.store.save_link(&link)?;
+        self.save_link(&link).await?;
         if changed.is_empty() {
             return Ok(Done::new(
                 "unchanged",

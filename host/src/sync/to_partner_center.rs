@@ -29,7 +29,7 @@ impl SyncEngine {
     pub(super) async fn opportunity_changed(&self, event: &QueuedEvent) -> Result<Done, SyncError> {
         let oid = event.record_id.as_str();
         // The echo of cosell's own write, told by the delivery's row version: no read.
-        if let Some(link) = self.store.link_by_opportunity(oid)?
+        if let Some(link) = self.link_by_opportunity(oid).await?
             && super::own_write::announces_synced_state(event, &link, &self.volatile())
         {
             self.metrics.record_echo();
@@ -44,7 +44,7 @@ impl SyncEngine {
                 format!("opportunity {oid} no longer exists"),
             ));
         };
-        let (mut link, awaited) = self.opportunity_link(oid, &row.body)?;
+        let (mut link, awaited) = self.opportunity_link(oid, &row.body).await?;
         let crm_hash = fingerprint::opportunity(&row.body, &self.volatile());
         // A replayed dead letter runs in full even though the record did not change.
         if link.crm_hash.as_deref() == Some(crm_hash.as_str()) && event.origin != REPLAY_ORIGIN {
@@ -200,7 +200,7 @@ impl SyncEngine {
     /// that referral id when no saved link names it: the opportunity was made from that
     /// referral by a sync that has not linked them yet, which its event waits for (see
     /// `super::pairing`).
-    fn opportunity_link(
+    async fn opportunity_link(
         &self,
         oid: &str,
         opportunity: &Value,
@@ -210,19 +210,18 @@ impl SyncEngine {
             .as_str()
             .filter(|s| !s.trim().is_empty())
             .map(str::to_owned);
-        if let Some(link) = self.store.link_by_opportunity(oid)? {
+        if let Some(link) = self.link_by_opportunity(oid).await? {
             // A link without its referral is a failure recorded before the pair was linked;
             // one whose create is pending belongs to a referral run that has not linked it.
             let awaited = carried
                 .filter(|_| link.referral_id.is_none() || super::create_intent::is_pending(&link));
             return Ok((link, awaited));
         }
-        if let Some(link) = carried
-            .as_deref()
-            .map(|rid| self.store.link_by_referral(rid))
-            .transpose()?
-            .flatten()
-        {
+        let by_referral = match carried.as_deref() {
+            Some(rid) => self.link_by_referral(rid).await?,
+            None => None,
+        };
+        if let Some(link) = by_referral {
             return Ok((link, None));
         }
         let link = Link {
@@ -259,12 +258,12 @@ impl SyncEngine {
         // `confirm_written_back`).
         let ids = self.referral_columns(&row.body, &rid);
         let synced = link.crm_hash.take();
-        self.store.save_link(link)?;
+        self.save_link(link).await?;
         self.store.end_referral_intent(oid)?;
         let kind = created["type"].as_str().unwrap_or("Independent");
         let line = format!("created {kind} referral {rid} in Partner Center");
         let noted = self.note_success(oid, row, Some(&line), ids).await?;
-        self.confirm_written_back(link, synced, noted)?;
+        self.confirm_written_back(link, synced, noted).await?;
         Ok(Done::new(
             "created",
             format!("referral {rid} ({kind}) from opportunity {oid}"),
@@ -280,7 +279,7 @@ impl SyncEngine {
     /// covers (a seller's PATCH repeated after its answer was lost, an update that changed
     /// nothing). With the fingerprint on record that event would be taken for an echo, and
     /// the id never written back. A crash in between has the same outcome.
-    fn confirm_written_back(
+    async fn confirm_written_back(
         &self,
         link: &mut Link,
         synced: Option<String>,
@@ -288,7 +287,7 @@ impl SyncEngine {
     ) -> Result<(), SyncError> {
         if noted && let Some(synced) = synced {
             link.crm_hash = Some(synced);
-            self.store.save_link(link)?;
+            self.save_link(link).await?;
         }
         Ok(())
     }
@@ -347,11 +346,11 @@ impl SyncEngine {
             }
             let ids = self.referral_columns(&row.body, &rid);
             let synced = withhold_until_written_back(link, &ids);
-            self.store.save_link(link)?;
+            self.save_link(link).await?;
             if had_error || !ids.is_empty() {
                 let line = had_error.then_some("in sync with Partner Center again");
                 let noted = self.note_success(oid, row, line, ids).await?;
-                self.confirm_written_back(link, synced, noted)?;
+                self.confirm_written_back(link, synced, noted).await?;
             }
             return Ok(Some(Done::new(
                 "unchanged",
@@ -374,13 +373,13 @@ impl SyncEngine {
         }
         let ids = self.referral_columns(&row.body, &rid);
         let synced = withhold_until_written_back(link, &ids);
-        self.store.save_link(link)?;
+        self.save_link(link).await?;
         let line = format!(
             "sent to Partner Center referral {rid}: {}",
             paths.join(", ")
         );
         let noted = self.note_success(oid, row, Some(&line), ids).await?;
-        self.confirm_written_back(link, synced, noted)?;
+        self.confirm_written_back(link, synced, noted).await?;
         Ok(Some(Done::new(
             "updated",
             format!("referral {rid}: {}", paths.join(", ")),
