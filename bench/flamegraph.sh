@@ -18,6 +18,7 @@ mkdir -p "$(dirname "$svg")"
 folded=$(mktemp)
 trap 'rm -f "$folded"' EXIT
 perf script -i "$data" 2>/dev/null | inferno-collapse-perf > "$folded"
-inferno-flamegraph --title "$title" --width 1400 < "$folded" > "$svg"
+# Frames narrower than 1.5 px are left out: they are unreadable and make the file large.
+inferno-flamegraph --title "$title" --width 1400 --minwidth 1.5 < "$folded" > "$svg"
 echo "wrote $svg ($(wc -l < "$folded") distinct stacks)"
 perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
