@@ -8,8 +8,7 @@
 //! Distinct versions of the default component are made by appending a custom section with a
 //! nonce: the code is the same, the bytes (and so the content hash that names a version) differ.
 
-use super::env::{ADMIN_TOKEN, BenchEnv, EnvOptions, guest_path};
-use super::latency::unthrottled_dataverse;
+use super::env::{ADMIN_TOKEN, BenchEnv, guest_path};
 use super::workload::{self, Workload};
 use anyhow::{Context as _, Result, bail};
 use cosell_bench::results::{FigureResults, Row};
@@ -83,13 +82,7 @@ fn ms(durations: &[Duration]) -> Summary {
 
 /// Runs figure 3 and saves it.
 pub async fn run(args: &HotSwapArgs) -> Result<FigureResults> {
-    let env = BenchEnv::start(EnvOptions {
-        extra: String::new(),
-        dataverse: unthrottled_dataverse(),
-        register_webhooks: true,
-        ..EnvOptions::default()
-    })
-    .await?;
+    let env = super::latency::start_unthrottled().await?;
     let original = std::fs::read(guest_path("referral_to_opportunity.wasm")?)?;
     let client = reqwest::Client::new();
     let run_id = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();

@@ -43,6 +43,18 @@ pub fn unthrottled_dataverse() -> DataverseConfig {
     }
 }
 
+/// The environment of the load figures (3, 5, 9): webhooks registered, Dataverse limits
+/// raised ([`unthrottled_dataverse`]).
+pub async fn start_unthrottled() -> Result<BenchEnv> {
+    BenchEnv::start(EnvOptions {
+        extra: String::new(),
+        dataverse: unthrottled_dataverse(),
+        register_webhooks: true,
+        ..EnvOptions::default()
+    })
+    .await
+}
+
 /// Samples the host's RSS every 100 ms until stopped; answers the samples in bytes.
 pub fn sample_rss(
     pid: u32,
@@ -71,13 +83,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// Runs figures 5 and 7a and saves them.
 pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
-    let env = BenchEnv::start(EnvOptions {
-        extra: String::new(),
-        dataverse: unthrottled_dataverse(),
-        register_webhooks: true,
-        ..EnvOptions::default()
-    })
-    .await?;
+    let env = start_unthrottled().await?;
     warm_up(&env).await?;
     let idle = Summary::new(
         (0..10)

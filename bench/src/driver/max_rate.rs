@@ -10,8 +10,7 @@
 //! found is a property of the whole machine (host and emulators share its cores): the CPU per
 //! change of each, at that rate, says which one ran out.
 
-use super::env::{BenchEnv, EnvOptions};
-use super::latency::unthrottled_dataverse;
+use super::env::BenchEnv;
 use super::measure::{Cpu, CpuMeter, warm_up};
 use super::metric_value;
 use super::profile::Profiler;
@@ -62,13 +61,7 @@ impl Trial {
 
 /// Runs figure 9 and saves it.
 pub async fn run(args: &MaxRateArgs) -> Result<Vec<FigureResults>> {
-    let env = BenchEnv::start(EnvOptions {
-        extra: String::new(),
-        dataverse: unthrottled_dataverse(),
-        register_webhooks: true,
-        ..EnvOptions::default()
-    })
-    .await?;
+    let env = super::latency::start_unthrottled().await?;
     warm_up(&env).await?;
     let mut trials: Vec<Trial> = Vec::new();
     let (mut held, mut failed): (Option<f64>, Option<f64>) = (None, None);
