@@ -585,8 +585,8 @@ async fn a_compile_bomb_is_refused_at_deploy_before_compiling() {
             err.to_string().contains(limit.config_key()),
             "{what}: {err}"
         );
-        // docs/runtime.md: refused in well under a second; 5 s is the generous bound.
-        assert!(took.as_secs() < 5, "{what}: took {took:?}");
+        // Refused by the count and size checks before any code is compiled (the error names
+        // the limit); how long that took is printed for docs/runtime.md, not asserted.
         eprintln!("{what} ({} bytes): refused in {took:?}: {err}", bomb.len());
     }
 

@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::backend::Backend;
 use support::sync_env::{Options, SyncEnv, wait_until};
-use support::{Admin, TOKEN, guest, guest_path, stamp_host_config_with, with_custom_section};
+use support::{Admin, NEVER, TOKEN, guest, guest_path, stamp_host_config_with, with_custom_section};
 
 /// The cursor the Dataverse poller saves at every round it completes.
 const DATAVERSE_POLLED_AT: &str = "dataverse-opportunity-delta-at";
@@ -77,18 +77,18 @@ async fn leads(admin: &Admin) -> bool {
         .unwrap_or_else(|| panic!("/healthz has no `leader`: {body}"))
 }
 
-/// Polls `admin` every 10 ms, up to `limit`, until step `step` serves `version`; answers how
-/// long that took.
-async fn until_served(admin: &Admin, step: &str, version: &str, limit: Duration) -> Duration {
+/// Polls `admin` every 10 ms until step `step` serves `version` (a hang after [`NEVER`]);
+/// answers how long that took.
+async fn until_served(admin: &Admin, step: &str, version: &str) -> Duration {
     let start = Instant::now();
-    while start.elapsed() < limit {
+    while start.elapsed() < NEVER {
         if admin.active_version(step).await == version {
             return start.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!(
-        "{} still serves {} of `{step}` after {limit:?}, not {version}",
+        "{} still serves {} of `{step}` after {NEVER:?}, not {version}",
         admin.base,
         admin.active_version(step).await
     );
@@ -199,8 +199,8 @@ fn one_replica_leads_and_runs_the_pollers_and_another_takes_over_when_it_stops()
         let before = chrono::Utc::now();
         while !leads(&survivor_admin).await {
             assert!(
-                stopped_at.elapsed() < Duration::from_secs(10),
-                "no take-over within 10 s of the leader stopping"
+                stopped_at.elapsed() < NEVER,
+                "no take-over within {NEVER:?} of the leader stopping"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -226,12 +226,14 @@ fn one_replica_leads_and_runs_the_pollers_and_another_takes_over_when_it_stops()
 }
 
 #[test]
-fn a_deploy_on_one_replica_is_served_by_the_other_within_a_second_and_a_rollback_too() {
+fn a_deploy_on_one_replica_is_served_by_the_other_by_its_notice_and_a_rollback_too() {
     let schema = TestSchema::new();
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (a, admin_a) = stamp_replica(&schema, dir.path(), "a", "").await;
-        let (b, admin_b) = stamp_replica(&schema, dir.path(), "b", "").await;
+        // The periodic check is put off for an hour: only the notice can bring the version.
+        let notice_only = "[host]\ndeployment_check_secs = 3600\n";
+        let (a, admin_a) = stamp_replica(&schema, dir.path(), "a", notice_only).await;
+        let (b, admin_b) = stamp_replica(&schema, dir.path(), "b", notice_only).await;
         let first = admin_a.active_version("pc-to-crm").await;
         assert_eq!(admin_b.active_version("pc-to-crm").await, first);
 
@@ -240,7 +242,7 @@ fn a_deploy_on_one_replica_is_served_by_the_other_within_a_second_and_a_rollback
         assert_eq!(status, 200, "{body}");
         let second = body["version"].as_str().unwrap().to_owned();
         assert_ne!(second, first);
-        let took = until_served(&admin_b, "pc-to-crm", &second, Duration::from_secs(10)).await;
+        let took = until_served(&admin_b, "pc-to-crm", &second).await;
         println!("deploy on replica a served by replica b after {took:?}");
         // B serves it: its pipeline runs the new version.
         let (status, body) = admin_b
@@ -254,7 +256,7 @@ fn a_deploy_on_one_replica_is_served_by_the_other_within_a_second_and_a_rollback
         let (status, body) = admin_b.rollback("pc-to-crm", None).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["version"], first.as_str());
-        let took = until_served(&admin_a, "pc-to-crm", &first, Duration::from_secs(10)).await;
+        let took = until_served(&admin_a, "pc-to-crm", &first).await;
         println!("rollback on replica b served by replica a after {took:?}");
         a.shutdown().await.unwrap();
         b.shutdown().await.unwrap();
@@ -274,7 +276,7 @@ fn an_activation_whose_notice_was_missed_is_picked_up_by_the_periodic_check() {
         let (status, body) = admin_a.deploy("pc-to-crm", wasm).await;
         assert_eq!(status, 200, "{body}");
         let second = body["version"].as_str().unwrap().to_owned();
-        until_served(&admin_b, "pc-to-crm", &second, Duration::from_secs(10)).await;
+        until_served(&admin_b, "pc-to-crm", &second).await;
 
         // An activation written without its notice, as one made while the replicas'
         // notification connections were down.
@@ -286,8 +288,8 @@ fn an_activation_whose_notice_was_missed_is_picked_up_by_the_periodic_check() {
             ),
         )
         .unwrap();
-        let took_a = until_served(&admin_a, "pc-to-crm", &first, Duration::from_secs(15)).await;
-        let took_b = until_served(&admin_b, "pc-to-crm", &first, Duration::from_secs(15)).await;
+        let took_a = until_served(&admin_a, "pc-to-crm", &first).await;
+        let took_b = until_served(&admin_b, "pc-to-crm", &first).await;
         println!(
             "missed notice made up by the periodic check after {took_a:?} (a), {took_b:?} (b)"
         );
@@ -354,7 +356,7 @@ fn serve_replica(schema: &TestSchema, dir: &Path, id: &str) -> (Served, Admin) {
 }
 
 #[test]
-fn a_killed_leader_process_is_replaced_within_ten_seconds() {
+fn a_killed_leader_process_is_replaced() {
     let schema = TestSchema::new();
     let dir = tempfile::tempdir().unwrap();
     // Started in turn: the first creates the schema's tables, the second finds them.
@@ -372,8 +374,8 @@ fn a_killed_leader_process_is_replaced_within_ten_seconds() {
         let killed_at = Instant::now();
         while !leads(survivor).await {
             assert!(
-                killed_at.elapsed() < Duration::from_secs(10),
-                "no take-over within 10 s of the leader's death"
+                killed_at.elapsed() < NEVER,
+                "no take-over within {NEVER:?} of the leader's death"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -444,7 +446,7 @@ async fn second_replica(env: &SyncEnv) -> (Served, String) {
 /// timeout, and is killed (SIGKILL) while it runs it; replica B, alive all along, syncs that
 /// referral within seconds (printed): without the liveness lock it would wait for the lease.
 #[test]
-fn a_killed_replicas_running_event_is_synced_by_the_other_within_seconds() {
+fn a_killed_replicas_running_event_is_synced_by_the_other_before_its_lease_ends() {
     use cosell_emulators::common::faults::FaultConfig;
     let options = Options {
         extra: "[sync]\nlease_secs = 300\n".into(),
@@ -476,7 +478,7 @@ fn a_killed_replicas_running_event_is_synced_by_the_other_within_seconds() {
             .microsoft()
             .create_incoming(serde_json::json!({"name": "Killed replica deal"}));
         let rid = referral["id"].as_str().unwrap().to_owned();
-        let running = wait_until(Duration::from_secs(30), || async {
+        let running = wait_until(NEVER, || async {
             (queue(env.admin_url.clone()).await["running"] == 1).then_some(())
         })
         .await;
@@ -494,14 +496,14 @@ fn a_killed_replicas_running_event_is_synced_by_the_other_within_seconds() {
         env.kill_host();
         let killed_at = Instant::now();
         env.pc.faults().set(FaultConfig::default()).unwrap();
-        let synced = wait_until(Duration::from_secs(30), || async {
+        let synced = wait_until(NEVER, || async {
             let found = env.opportunities_for_referral(&rid).await;
             (!found.is_empty()).then_some(found)
         })
         .await
         .unwrap_or_else(|| {
             panic!(
-                "B did not sync the killed replica's event within 30 s (lease 300 s); its log:\n{}",
+                "B did not sync the killed replica's event within {NEVER:?} (lease 300 s); its log:\n{}",
                 replica_b_log(&env)
             )
         });

@@ -6,8 +6,10 @@
 //!
 //! Verdict: no change lost, no referral, opportunity, account or contact created twice (the
 //! reliability drills' workload and verdict, `support::drill`), every replica serving the
-//! same version within 1 s of the deploy and of the rollback, and after each death of the
-//! leader the pollers running again (on another replica) within 10 s.
+//! deployed and then the rolled-back version by its notice (the periodic check is put off for
+//! an hour), and after each death of the leader the pollers running again on another replica.
+//! How long each of those took is printed (docs/scale-out.md has the figures), never asserted:
+//! a test waits [`support::NEVER`] before it calls a hang.
 //!
 //! The state is a PostgreSQL cluster of the drill's own (it restarts it; other tests share the
 //! common one). `COSELL_DRILL_CHANGES` sends fewer (or more) changes, for a quick look while
@@ -21,6 +23,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use support::NEVER;
 use support::backend::Backend;
 use support::drill::Drill;
 use support::sync_env::{Options, SyncEnv};
@@ -53,7 +56,10 @@ const DATAVERSE_POLLED_AT: &str = "dataverse-opportunity-delta-at";
 const DATAVERSE_REQUESTS: usize = 60_000;
 
 /// Quick retries.
-const HOST_SETTINGS: &str = "[sync]\nretry_base_ms = 200\nmax_attempts = 20\n";
+/// The drill's host settings. The periodic check of deployed versions is put off past the
+/// drill's end, so a replica can only learn of a deploy from its notice.
+const HOST_SETTINGS: &str =
+    "[sync]\nretry_base_ms = 200\nmax_attempts = 20\n[host]\ndeployment_check_secs = 3600\n";
 
 /// What the chaos did, and what it measured.
 #[derive(Default)]
@@ -61,11 +67,12 @@ struct Chaos {
     /// Kills, with whether the victim led.
     kills: Vec<(usize, bool)>,
     /// After each death of the leader: how long until another replica's pollers had run a
-    /// round (measured in tasks of their own, collected at the end).
-    takeovers: Vec<tokio::task::JoinHandle<Duration>>,
+    /// round (measured in tasks of their own, collected at the end); `None`: not after
+    /// [`NEVER`].
+    takeovers: Vec<tokio::task::JoinHandle<Option<Duration>>>,
     /// How long every replica took to serve the deployed, then the rolled-back, version, and
-    /// on which replica it was made.
-    swaps: Vec<(Milestone, usize, Duration)>,
+    /// on which replica it was made; `None`: not after [`NEVER`].
+    swaps: Vec<(Milestone, usize, Option<Duration>)>,
 }
 
 /// What happens at a point of the drill.
@@ -122,8 +129,9 @@ async fn leader(env: &SyncEnv) -> Option<usize> {
 }
 
 /// A task answering how long after `since` the pollers completed a round that began after it
-/// (the Dataverse poller's cursor is the time its round began); gives up after 60 s.
-fn pollers_back(env: &SyncEnv, since: Instant) -> tokio::task::JoinHandle<Duration> {
+/// (the Dataverse poller's cursor is the time its round began), or `None` if they had not
+/// after [`NEVER`].
+fn pollers_back(env: &SyncEnv, since: Instant) -> tokio::task::JoinHandle<Option<Duration>> {
     let store = env.state_store().sync;
     let wall = chrono::Utc::now();
     tokio::spawn(async move {
@@ -132,8 +140,11 @@ fn pollers_back(env: &SyncEnv, since: Instant) -> tokio::task::JoinHandle<Durati
                 .ok()
                 .flatten()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
-            if polled.is_some_and(|t| t > wall) || since.elapsed() > Duration::from_secs(60) {
-                return since.elapsed();
+            if polled.is_some_and(|t| t > wall) {
+                return Some(since.elapsed());
+            }
+            if since.elapsed() > NEVER {
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -163,7 +174,8 @@ impl Chaos {
     }
 
     /// Deploys a new version of [`STEP`] (the same mapping, another content hash) on replica
-    /// `on`, or rolls it back there, and answers how long until every replica served it.
+    /// `on`, or rolls it back there, and records how long until every replica served it
+    /// (`None`: not after [`NEVER`]).
     async fn swap(&mut self, env: &SyncEnv, what: Milestone, on: usize) {
         let admin = replica_admin(env, on);
         let (status, body) = match what {
@@ -190,12 +202,16 @@ impl Chaos {
                     serving += 1;
                 }
             }
-            if serving == replicas.len() || started.elapsed() > Duration::from_secs(30) {
-                break;
+            if serving == replicas.len() {
+                self.swaps.push((what, on, Some(started.elapsed())));
+                return;
+            }
+            if started.elapsed() > NEVER {
+                self.swaps.push((what, on, None));
+                return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.swaps.push((what, on, started.elapsed()));
     }
 }
 
@@ -334,24 +350,24 @@ async fn replicas_killed_at_random_lose_nothing_and_agree_on_every_deployment() 
         );
         assert!(drill.sent.total() >= changes, "{}", drill.sent);
         assert!(leader_kills >= 2, "the leader was killed {leader_kills} times");
-        for took in &takeovers {
-            assert!(
-                *took <= Duration::from_secs(10),
-                "the pollers ran again {took:?} after the leader's death: {takeovers:?}"
-            );
-        }
+        // Another replica took the lead: nothing else would run the pollers again (the events
+        // a dead leader held wait out a lease of 300 s, five times the wait).
+        assert!(
+            takeovers.iter().all(Option::is_some),
+            "the pollers did not run again after every death of the leader: {takeovers:?}"
+        );
         assert_eq!(chaos.swaps.len(), 2, "a deploy and a rollback");
+        // Every replica served each swap by its notice: the periodic check is put off an hour.
         for (what, on, took) in &chaos.swaps {
             assert!(
-                *took <= Duration::from_secs(1),
-                "every replica served the version of the {what:?} on replica {on} only after \
-                 {took:?}"
+                took.is_some(),
+                "the {what:?} on replica {on} never reached every replica"
             );
         }
         let database_back = database_back.expect("PostgreSQL was restarted");
         assert!(
-            database_back <= Duration::from_secs(10),
-            "the pollers ran again {database_back:?} after PostgreSQL's restart"
+            database_back.is_some(),
+            "the pollers never ran again after PostgreSQL's restart"
         );
     })
     .await;

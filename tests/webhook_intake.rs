@@ -178,7 +178,7 @@ async fn probe_until(
     let (mut latencies, mut failures) = (Vec::new(), 0);
     while !until.load(std::sync::atomic::Ordering::SeqCst) && started.elapsed() < bound {
         let sent = std::time::Instant::now();
-        match tokio::time::timeout(Duration::from_secs(10), client.get(&url).send()).await {
+        match tokio::time::timeout(support::NEVER, client.get(&url).send()).await {
             Ok(Ok(r)) if r.status().is_success() => latencies.push(sent.elapsed()),
             _ => failures += 1,
         }
@@ -203,13 +203,20 @@ async fn health_and_metrics_answer_while_the_intake_holds_the_store() {
         // deliveries arriving all the while.
         let db = rusqlite::Connection::open(env.dir.path().join("cosell.db")).unwrap();
         db.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let held = std::time::Instant::now();
+        // The first delivery waits for the lock (up to the store's 5 s busy timeout), holding
+        // the store's connection; the others arrive behind it. The probes must be answered
+        // before any delivery is: if they waited for the store, a delivery's answer (stored,
+        // or refused once the busy timeout ends) would come first.
+        let first_delivery_answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let deliveries: Vec<_> = (0..20)
             .map(|n| {
                 let request = env.signed_delivery(&format!("held-{n:02}"));
+                let answered = first_delivery_answered.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(100 * n)).await;
-                    request.send().await.map(|r| r.status().as_u16())
+                    let status = request.send().await.map(|r| r.status().as_u16());
+                    answered.store(true, std::sync::atomic::Ordering::SeqCst);
+                    status
                 })
             })
             .collect();
@@ -218,11 +225,11 @@ async fn health_and_metrics_answer_while_the_intake_holds_the_store() {
         for path in ["/healthz", "/metrics", "/healthz", "/metrics"] {
             let sent = std::time::Instant::now();
             let response = tokio::time::timeout(
-                Duration::from_secs(10),
+                support::NEVER,
                 client.get(format!("{}{path}", env.admin_url)).send(),
             )
             .await
-            .expect("answered within 10 s")
+            .expect("answered at all")
             .unwrap();
             assert!(response.status().is_success(), "{path}: {}", response.status());
             let text = response.text().await.unwrap();
@@ -234,14 +241,13 @@ async fn health_and_metrics_answer_while_the_intake_holds_the_store() {
             }
             answered.push((path, sent.elapsed()));
         }
-        let still_held = held.elapsed() < Duration::from_secs(4);
+        let before_any_delivery = !first_delivery_answered.load(std::sync::atomic::Ordering::SeqCst);
         db.execute_batch("COMMIT").unwrap();
         println!("with the store's write lock held elsewhere: {answered:?}");
-        assert!(still_held, "the probes ran while the lock was held");
-        for (path, took) in &answered {
-            // Generous: the store waits up to 5 s for the lock, and these must not wait for it.
-            assert!(*took < Duration::from_secs(2), "{path} took {took:?} while the intake held the store");
-        }
+        assert!(
+            before_any_delivery,
+            "/healthz and /metrics were answered only after a delivery held up by the store: {answered:?}"
+        );
         for delivery in deliveries {
             let status = delivery.await.unwrap().unwrap();
             assert!(status == 200 || status == 503, "stored, or refused for a retry: {status}");
@@ -281,7 +287,6 @@ async fn health_and_metrics_answer_while_the_intake_holds_the_store() {
                  {} probes, median {median:?}, p99 {p99:?}, max {max:?}",
                 latencies.len()
             );
-            assert!(max < Duration::from_secs(5), "{path} never took 5 s during the flood (max {max:?})");
         }
     })
     .await;

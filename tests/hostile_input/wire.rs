@@ -276,6 +276,8 @@ pub(crate) enum Holding {
 pub(crate) struct Held {
     /// How long after opening the host closed it (`None`: still open after the bound).
     pub(crate) closed_after: Option<Duration>,
+    /// When the host closed it.
+    pub(crate) closed_at: Option<Instant>,
     /// The status the host answered before closing, if it answered.
     pub(crate) status: Option<u16>,
 }
@@ -322,11 +324,11 @@ pub(crate) async fn hold(
                     // An answer (408 to a slow body) may come first; the close follows.
                     Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
                     // End of stream or reset: the host closed it.
-                    _ => return Held { closed_after: Some(started.elapsed()), status: status(&answer) },
+                    _ => return Held { closed_after: Some(started.elapsed()), closed_at: Some(Instant::now()), status: status(&answer) },
                 },
                 _ = tick.tick() => {
                     if !trickle.is_empty() && write.write_all(trickle).await.is_err() {
-                        return Held { closed_after: Some(started.elapsed()), status: status(&answer) };
+                        return Held { closed_after: Some(started.elapsed()), closed_at: Some(Instant::now()), status: status(&answer) };
                     }
                 }
                 () = tokio::time::sleep(bound.saturating_sub(started.elapsed())) => break,
@@ -336,6 +338,7 @@ pub(crate) async fn hold(
         drop(write);
         Held {
             closed_after: None,
+            closed_at: None,
             status: status(&answer),
         }
     })

@@ -25,6 +25,14 @@ use std::time::Duration;
 
 pub const TOKEN: &str = "test-admin-token-6f1c2a9e4b7d3c8a5e0f";
 
+/// How long a test waits for something that must happen before it calls it a hang.
+///
+/// Never a promise about speed: a test that waits this long arranges that the behaviour it
+/// checks is the only way the awaited thing can happen at all (any fallback that could stand
+/// in for it, such as a periodic check or an event's lease, is set far beyond this), so a slow
+/// machine makes the test slower, not red.
+pub const NEVER: Duration = Duration::from_secs(60);
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -123,6 +123,9 @@ pub struct TokenIssuer {
     granted_refresh: Arc<Mutex<Vec<String>>>,
     /// Device-code sign-ins in progress.
     device: DeviceCodes,
+    /// Requests the token endpoint has answered, granted or refused: a test can tell a client
+    /// that gives up on a refusal from one that asks again.
+    endpoint_requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// An Entra-shaped error answer of the token endpoint.
@@ -205,7 +208,14 @@ impl TokenIssuer {
             access: Default::default(),
             refresh: Default::default(),
             granted_refresh: Default::default(),
+            endpoint_requests: Default::default(),
         }
+    }
+
+    /// How many requests the token endpoint has answered, granted or refused.
+    pub fn endpoint_requests(&self) -> u64 {
+        self.endpoint_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The device-code sign-ins (start, approve, deny).
@@ -287,6 +297,8 @@ impl TokenIssuer {
 
     /// Answers a token endpoint request: the token, or a status and an Entra-shaped error.
     pub fn token_endpoint(&self, request: &TokenRequest) -> Result<TokenResponse, EndpointError> {
+        self.endpoint_requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let error = endpoint_error;
         let known_grant = ["client_credentials", "refresh_token", DEVICE_CODE_GRANT]
             .contains(&request.grant_type.as_str());
