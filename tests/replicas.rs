@@ -24,7 +24,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::backend::Backend;
 use support::sync_env::{Options, SyncEnv, wait_until};
-use support::{Admin, NEVER, TOKEN, guest, guest_path, stamp_host_config_with, with_custom_section};
+use support::{
+    Admin, NEVER, TOKEN, guest, guest_path, stamp_host_config_with, with_custom_section,
+};
 
 /// The cursor the Dataverse poller saves at every round it completes.
 const DATAVERSE_POLLED_AT: &str = "dataverse-opportunity-delta-at";

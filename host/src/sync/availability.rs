@@ -131,6 +131,12 @@ impl Availability {
         wait.map_or(Gate::Open, Gate::Wait)
     }
 
+    /// Whether every service answers: [`Self::gate`] would be open. Unlike it, this never
+    /// hands the caller a probe.
+    pub fn all_answering(&self) -> bool {
+        SERVICES.iter().all(|service| !self.is_paused(*service))
+    }
+
     /// Whether a service is paused or being probed.
     pub fn is_paused(&self, service: Side) -> bool {
         !matches!(self.breaker(service).state, State::Answering)

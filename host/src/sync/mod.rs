@@ -8,7 +8,8 @@
 //! - [`seller_notes`]: the Audit column and the ✔/✖ marks the seller sees (flow 7).
 //! - `pairing`: only the side that made a pair links it; the other side's event waits.
 //! - [`compare`]: subset equality and JSON Patch diffs; [`outcome`]: results and failures.
-//! - [`worker`]: the workers that drain the queue, retry, park and dead-letter.
+//! - [`worker`]: the workers that drain the queue, retry, park and dead-letter; `deferred`:
+//!   the store writes a run leaves to the hand-over that settles its event.
 //! - [`availability`]: whether each service answers; an outage pauses the work instead of
 //!   spending events' attempts.
 //! - [`backfill`]: creating the opportunities of existing referrals in bulk (`$batch`), linked
@@ -24,6 +25,7 @@ pub mod backfill;
 pub mod compare;
 pub mod conflicts;
 mod create_intent;
+mod deferred;
 pub mod fingerprint;
 pub mod outcome;
 mod own_write;
@@ -185,10 +187,13 @@ impl SyncEngine {
             Ok(output) => last.output = Some(output.clone()),
             Err(err) => last.error = Some(err.to_string()),
         }
-        // Only for replays: a failure to keep it must not fail the record. Off the runtime's
-        // threads: it carries both documents, and may wait for the store's connection.
-        if let Err(e) =
-            crate::store::off_runtime(&self.store, move |store| store.save_last_run(&last)).await
+        // Only for replays: a failure to keep it must not fail the record. A worker writes it
+        // with the event's settle; elsewhere it is saved now, off the runtime's threads (it
+        // carries both documents, and may wait for the store's connection).
+        if let Some(last) = deferred::leave_for_settle(last)
+            && let Err(e) =
+                crate::store::off_runtime(&self.store, move |store| store.save_last_run(&last))
+                    .await
         {
             tracing::warn!(record, error = %format!("{e:#}"), "could not keep the pipeline run for replays");
         }

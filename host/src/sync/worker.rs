@@ -12,9 +12,10 @@
 //! sleep until an event is enqueued ([`Wakeup`]) or a retry falls due.
 
 use super::availability::{Failure, Gate};
-use super::{Done, SyncEngine, SyncError};
+use super::{Done, SyncEngine, SyncError, deferred};
 use crate::runtime::Direction;
-use crate::store::{AuditEntry, Link, QueuedEvent, Side, SyncStore, off_runtime};
+use crate::store::{AuditEntry, LastRun, Link, QueuedEvent, Side, SyncStore, off_runtime};
+use futures_util::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -89,42 +90,75 @@ pub fn requeue_parked(store: &dyn SyncStore, step: &str, active: &str) -> u64 {
     }
 }
 
+/// What a worker finds in the queue.
+enum Claimed {
+    /// An event, claimed under the lease.
+    Event(QueuedEvent),
+    /// Nothing ready; when the next waiting event falls due (ms since the epoch), if any.
+    Nothing(Option<i64>),
+}
+
+/// Claims the next ready event under a lease of `lease_ms`; with none, answers when the next
+/// one falls due. Both in one hand-over to the store.
+fn claim_or_next_due(store: &dyn SyncStore, lease_ms: i64) -> anyhow::Result<Claimed> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    Ok(match store.claim(now_ms, lease_ms)? {
+        Some(event) => Claimed::Event(event),
+        None => Claimed::Nothing(store.next_ready_at()?),
+    })
+}
+
 async fn run(engine: Arc<SyncEngine>, wakeup: Wakeup, mut stop: watch::Receiver<bool>) {
     let lease_ms = engine.config.lease().as_millis() as i64;
-    while !*stop.borrow() {
-        match engine.availability.gate() {
-            Gate::Open => {}
-            Gate::Probe(service) => {
-                probe(&engine, service).await;
-                continue;
-            }
-            Gate::Wait(wait) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait.min(IDLE_POLL)) => {}
-                    _ = stop.changed() => {}
+    // What the hand-over that settled the previous event found in the queue. An event claimed
+    // there is run even when the stop came meanwhile: left alone it would wait out its lease.
+    let mut found: Option<Claimed> = None;
+    loop {
+        let claimed = match found.take() {
+            Some(claimed) => Ok(claimed),
+            None => {
+                if *stop.borrow() {
+                    break;
                 }
-                continue;
+                match engine.availability.gate() {
+                    Gate::Open => {}
+                    Gate::Probe(service) => {
+                        probe(&engine, service).await;
+                        continue;
+                    }
+                    Gate::Wait(wait) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait.min(IDLE_POLL)) => {}
+                            _ = stop.changed() => {}
+                        }
+                        continue;
+                    }
+                }
+                off_runtime(&engine.store, move |store| {
+                    claim_or_next_due(store, lease_ms)
+                })
+                .await
             }
-        }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let claimed = off_runtime(&engine.store, move |store| store.claim(now_ms, lease_ms)).await;
-        match claimed {
-            Ok(Some(event)) => {
-                handle(&engine, event).await;
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "could not read the queue"),
-        }
-        let wait = off_runtime(&engine.store, |store| store.next_ready_at())
-            .await
-            .ok()
-            .flatten()
-            .map(|at| {
-                Duration::from_millis((at - chrono::Utc::now().timestamp_millis()).max(0) as u64)
-            })
-            .unwrap_or(IDLE_POLL)
-            .min(IDLE_POLL);
+        };
+        let wait =
+            match claimed {
+                Ok(Claimed::Event(event)) => {
+                    found = handle(&engine, event, lease_ms, &stop).await;
+                    continue;
+                }
+                Ok(Claimed::Nothing(due)) => due
+                    .map(|at| {
+                        Duration::from_millis(
+                            (at - chrono::Utc::now().timestamp_millis()).max(0) as u64
+                        )
+                    })
+                    .unwrap_or(IDLE_POLL)
+                    .min(IDLE_POLL),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "could not read the queue");
+                    IDLE_POLL
+                }
+            };
         tokio::select! {
             _ = wakeup.notified() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -148,8 +182,16 @@ async fn probe(engine: &SyncEngine, service: Side) {
     );
 }
 
-/// Processes one claimed event and settles it in the queue.
-pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
+/// Processes one claimed event and settles it in the queue; in the same hand-over to the store
+/// it keeps the run's pipeline runs for replays and, unless the workers are stopping or a
+/// service is paused, claims the next event (under a lease of `lease_ms`). Answers what that
+/// claim found (`None`: not tried).
+async fn handle(
+    engine: &Arc<SyncEngine>,
+    event: QueuedEvent,
+    lease_ms: i64,
+    stop: &watch::Receiver<bool>,
+) -> Option<Claimed> {
     let started = Instant::now();
     let record = format!(
         "{}:{}",
@@ -161,7 +203,7 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
         event.record_id
     );
     let dir = direction(event.side);
-    let result = run_within_lease(engine, &event).await;
+    let (result, pipeline_runs) = run_within_lease(engine, &event).await;
     let elapsed = started.elapsed();
     let outage = match &result {
         Err(SyncError::Unavailable {
@@ -265,18 +307,40 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
     };
     // The store can be busy for a moment (another process writing); an unsettled event would
     // hold its record's lock until its lease runs out.
+    let mut pipeline_runs = Some(pipeline_runs);
+    let mut found = None;
     for attempt in 1..=SETTLE_ATTEMPTS {
         let (id, this_try) = (event.id, settle.clone());
-        let settled = off_runtime(&engine.store, move |store| this_try.apply(store, id)).await;
+        let keep = pipeline_runs.take().unwrap_or_default();
+        // A parked event may requeue others after its settle (below): the claim waits for it.
+        let claim_next = !matches!(settle, Settle::Park { .. })
+            && !*stop.borrow()
+            && engine.availability.all_answering();
+        let settled = off_runtime(&engine.store, move |store| {
+            keep_for_replays(store, &keep);
+            this_try.apply(store, id)?;
+            Ok(claim_next.then(|| claim_or_next_due(store, lease_ms)))
+        })
+        .await;
         match settled {
-            Ok(()) => break,
+            Ok(claimed) => {
+                found = match claimed {
+                    Some(Ok(claimed)) => Some(claimed),
+                    Some(Err(e)) => {
+                        tracing::error!(error = %format!("{e:#}"), "could not read the queue");
+                        None
+                    }
+                    None => None,
+                };
+                break;
+            }
             Err(e) if attempt < SETTLE_ATTEMPTS => {
                 tracing::warn!(%record, error = %format!("{e:#}"), "could not settle the event in the queue; trying again");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
             Err(e) => {
                 tracing::error!(%record, error = %format!("{e:#}"), "could not settle the event in the queue; it runs again when its lease runs out");
-                return;
+                return None;
             }
         }
     }
@@ -288,38 +352,53 @@ pub async fn handle(engine: &Arc<SyncEngine>, event: QueuedEvent) {
             .map(|s| s.active().version.clone())
             && *active != **version
         {
-            // This worker claims again right after, so no wakeup is needed.
+            // This worker claims again right after (its settle did not), so no wakeup is needed.
             requeue_parked(&*engine.store, step, &active);
+        }
+    }
+    found
+}
+
+/// Processes `event`, so that a panic (a bug) fails this event, not the worker, cut off at 90%
+/// of the lease, so the worker settles the event while it holds it; answers the result and
+/// the pipeline runs the run left for the settle to keep. In the worker's own task rather
+/// than one of its own: a spawned task costs a hand-over between threads, and dropping the
+/// run at the limit stops it as an abort would.
+async fn run_within_lease(
+    engine: &Arc<SyncEngine>,
+    event: &QueuedEvent,
+) -> (Result<Done, SyncError>, Vec<LastRun>) {
+    let limit = engine.config.run_timeout();
+    let run = std::panic::AssertUnwindSafe(engine.process(event)).catch_unwind();
+    match tokio::time::timeout(limit, deferred::collecting(run)).await {
+        Ok((Ok(result), left)) => (result, left),
+        Ok((Err(panic), left)) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            let error = SyncError::transient(format!("processing panicked: {message}"));
+            (Err(error), left)
+        }
+        Err(_) => {
+            // What it wrote so far is kept; the next run reads both sides and writes the rest.
+            let error = SyncError::transient(format!(
+                "the run took longer than {} s (90% of sync.lease_secs) and was stopped; raise \
+                 sync.lease_secs if records legitimately take this long",
+                limit.as_secs()
+            ));
+            (Err(error), Vec::new())
         }
     }
 }
 
-/// Processes `event` in a task of its own, so a panic (a bug) fails this event, not the
-/// worker; cut off at 90% of the lease, so the worker settles the event while it holds it.
-async fn run_within_lease(
-    engine: &Arc<SyncEngine>,
-    event: &QueuedEvent,
-) -> Result<Done, SyncError> {
-    let task = {
-        let (engine, event) = (engine.clone(), event.clone());
-        tokio::spawn(async move { engine.process(&event).await })
-    };
-    let abort = task.abort_handle();
-    let limit = engine.config.run_timeout();
-    match tokio::time::timeout(limit, task).await {
-        Ok(joined) => joined.unwrap_or_else(|panic| {
-            Err(SyncError::transient(format!(
-                "processing panicked: {panic}"
-            )))
-        }),
-        Err(_) => {
-            // What it wrote so far is kept; the next run reads both sides and writes the rest.
-            abort.abort();
-            Err(SyncError::transient(format!(
-                "the run took longer than {} s (90% of sync.lease_secs) and was stopped; raise \
-                 sync.lease_secs if records legitimately take this long",
-                limit.as_secs()
-            )))
+/// Keeps a run's pipeline runs for `cosell mapping replay`. Only for replays: a failure is
+/// logged and fails nothing.
+fn keep_for_replays(store: &dyn SyncStore, runs: &[LastRun]) {
+    for run in runs {
+        if let Err(e) = store.save_last_run(run) {
+            tracing::warn!(record = %run.record, error = %format!("{e:#}"), "could not keep the pipeline run for replays");
         }
     }
 }
