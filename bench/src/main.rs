@@ -8,7 +8,7 @@ mod table;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use cosell_bench::results::{FigureResults, results_dir};
-use driver::{backends, backfill, hot_swap, intake, latency, max_rate};
+use driver::{backends, backfill, floor, hot_swap, intake, latency, max_rate};
 
 /// Runs cosell's end-to-end benchmarks against the emulators and prints the results table.
 #[derive(Debug, Parser)]
@@ -37,15 +37,28 @@ enum Command {
     /// Figure 9: the highest change rate one host sustains with p99 under a second (rising,
     /// then bisected, open-loop trials), and the CPU per change of host and emulators there.
     MaxRate(max_rate::MaxRateArgs),
+    /// Figure 10: the machine's floor: the CPU of one loopback HTTP exchange (each side), one
+    /// hand-over to tokio's blocking pool, one SQLite commit with fsync.
+    Floor(floor::FloorArgs),
+    /// The floor's client process (started by `floor`).
+    #[command(hide = true)]
+    FloorClient(floor::FloorClientArgs),
     /// Every driver figure in turn (with their default settings), then the table.
     All,
     /// Prints the table of every figure saved under target/bench-results.
     Table,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The floor's client measures its own process: no runtime of this function's around it.
+    if let Command::FloorClient(args) = &cli.command {
+        return floor::client(args);
+    }
+    tokio::runtime::Runtime::new()?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::HotSwap(args) => {
             hot_swap::run(&args).await?;
@@ -65,6 +78,10 @@ async fn main() -> Result<()> {
         Command::MaxRate(args) => {
             max_rate::run(&args).await?;
         }
+        Command::Floor(args) => {
+            floor::run(&args).await?;
+        }
+        Command::FloorClient(_) => unreachable!("run before the runtime starts"),
         Command::All => {
             hot_swap::run(&parse_defaults()).await?;
             intake::run(&parse_defaults()).await?;
@@ -77,6 +94,7 @@ async fn main() -> Result<()> {
             backfill::run(&parse_defaults()).await?;
             backends::run(&parse_defaults()).await?;
             max_rate::run(&parse_defaults()).await?;
+            floor::run(&parse_defaults()).await?;
         }
         Command::Table => {}
     }

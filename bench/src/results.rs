@@ -60,7 +60,7 @@ impl Row {
 /// All rows of one figure, with what produced them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FigureResults {
-    /// The figure's number in docs/benchmarks.md (1–8).
+    /// The figure's number in docs/benchmarks.md (1–10).
     pub figure: u8,
     /// Its title, e.g. `Mapping cost per record`.
     pub title: String,

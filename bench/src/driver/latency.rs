@@ -8,6 +8,7 @@
 
 use super::env::{BenchEnv, EnvOptions};
 use super::measure::{CpuMeter, warm_up};
+use super::metric_value;
 use super::procfs::rss_bytes;
 use super::profile::Profiler;
 use super::workload::{self, Workload};
@@ -96,6 +97,7 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
 
     eprintln!("latency: {} changes/s for {} s…", args.rate, args.seconds);
     let (stop, sampler) = sample_rss(env.host_pid());
+    let counts_before = env.metrics().await?;
     let cpu = CpuMeter::start(&env)?;
     let profiler = Profiler::start_if_asked(
         &format!("latency-{}", args.rate),
@@ -121,6 +123,7 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
     }
     // CPU per change, to tell a slow path from a machine without the cores for the load.
     let cpu = cpu.per_change(&env, changes)?;
+    let work = WorkPerChange::between(&counts_before, &env.metrics().await?, changes);
     let load_rss = Summary::new(sampler.await?.into_iter().map(|b| b as f64 / MIB).collect());
     let latency = outcome.latency_ms();
     eprintln!(
@@ -161,6 +164,17 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
                     args.rate
                 ),
             ),
+            Row::info(
+                "per change: requests to Partner Center / Dataverse, webhooks received, runs",
+                format!(
+                    "{} / {}, {}, {}",
+                    short(work.partner_center),
+                    short(work.dataverse),
+                    short(work.webhooks),
+                    short(work.runs)
+                ),
+                "from the host's metrics (figure 10 prices them)",
+            ),
             Row::judged(
                 "changes not landed / creates written twice",
                 format!("{} / {}", outcome.missing, outcome.duplicate_creates),
@@ -186,4 +200,34 @@ pub async fn run(args: &LatencyArgs) -> Result<Vec<FigureResults>> {
     };
     fig7.save(&format!("7-host-memory-{}", args.rate))?;
     Ok(vec![fig5, fig7])
+}
+
+/// What the host did per change during a run, from its metrics before and after it.
+struct WorkPerChange {
+    /// Requests sent to Partner Center (every attempt).
+    partner_center: f64,
+    /// Requests sent to Dataverse (every attempt).
+    dataverse: f64,
+    /// Webhook deliveries received, of both services.
+    webhooks: f64,
+    /// Events run by the workers, echoes included.
+    runs: f64,
+}
+
+impl WorkPerChange {
+    fn between(before: &str, after: &str, changes: usize) -> Self {
+        let per_change = |name: &str, labels: &[&str]| {
+            (metric_value(after, name, labels) - metric_value(before, name, labels))
+                / changes.max(1) as f64
+        };
+        Self {
+            partner_center: per_change(
+                "cosell_service_requests_total",
+                &["service=\"partner-center\""],
+            ),
+            dataverse: per_change("cosell_service_requests_total", &["service=\"dataverse\""]),
+            webhooks: per_change("cosell_intake_events_total", &[]),
+            runs: per_change("cosell_sync_events_total", &[]),
+        }
+    }
 }

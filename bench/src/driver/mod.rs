@@ -5,12 +5,13 @@
 //! - [`workload`]: the open-loop stream of Microsoft-side changes and when each lands;
 //!   [`measure`]: the warm-up and CPU per change around it; [`procfs`]: process CPU and memory.
 //! - [`intake`]: figure 4. [`backfill`]: figure 6. [`latency`]: figures 5 and 7 (host RSS). [`hot_swap`]: figure 3.
-//!   [`backends`]: figure 8. [`max_rate`]: figure 9.
+//!   [`backends`]: figure 8. [`max_rate`]: figure 9. [`floor`]: figure 10.
 //! - [`profile`]: `perf` recordings of the host and the emulators during a load, when asked.
 
 pub mod backends;
 pub mod backfill;
 pub mod env;
+pub mod floor;
 pub mod hot_swap;
 pub mod intake;
 pub mod latency;
