@@ -4,8 +4,9 @@
 //! ([`crate::store::off_runtime()`]): two thread wake-ups, a good part of what a change costs
 //! on a small machine. The pipeline run kept for `cosell mapping replay` is a write nothing in
 //! the run reads back, and its failure must not fail the record, so a worker's run leaves it
-//! here and the worker writes it in the hand-over that settles the event. A run with no worker
-//! around it (the admin API's preview, a backfill) gets the run back and saves it at once.
+//! here and the worker writes it in the hand-over that settles the event. Should the engine
+//! ever map a record outside a worker's run, nothing collects: it gets the run back and saves
+//! it at once, as before.
 
 use crate::store::LastRun;
 use std::cell::RefCell;
