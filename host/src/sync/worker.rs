@@ -108,6 +108,14 @@ fn claim_or_next_due(store: &dyn SyncStore, lease_ms: i64) -> anyhow::Result<Cla
     })
 }
 
+/// How long an idle worker sleeps: until the next waiting event falls due (`due`, ms since the
+/// epoch), at most [`IDLE_POLL`].
+fn until_due(due: Option<i64>) -> Duration {
+    due.map(|at| Duration::from_millis((at - chrono::Utc::now().timestamp_millis()).max(0) as u64))
+        .unwrap_or(IDLE_POLL)
+        .min(IDLE_POLL)
+}
+
 async fn run(engine: Arc<SyncEngine>, wakeup: Wakeup, mut stop: watch::Receiver<bool>) {
     let lease_ms = engine.config.lease().as_millis() as i64;
     // What the hand-over that settled the previous event found in the queue. An event claimed
@@ -140,25 +148,17 @@ async fn run(engine: Arc<SyncEngine>, wakeup: Wakeup, mut stop: watch::Receiver<
                 .await
             }
         };
-        let wait =
-            match claimed {
-                Ok(Claimed::Event(event)) => {
-                    found = handle(&engine, event, lease_ms, &stop).await;
-                    continue;
-                }
-                Ok(Claimed::Nothing(due)) => due
-                    .map(|at| {
-                        Duration::from_millis(
-                            (at - chrono::Utc::now().timestamp_millis()).max(0) as u64
-                        )
-                    })
-                    .unwrap_or(IDLE_POLL)
-                    .min(IDLE_POLL),
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "could not read the queue");
-                    IDLE_POLL
-                }
-            };
+        let wait = match claimed {
+            Ok(Claimed::Event(event)) => {
+                found = handle(&engine, event, lease_ms, &stop).await;
+                continue;
+            }
+            Ok(Claimed::Nothing(due)) => until_due(due),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "could not read the queue");
+                IDLE_POLL
+            }
+        };
         tokio::select! {
             _ = wakeup.notified() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -307,11 +307,12 @@ async fn handle(
     };
     // The store can be busy for a moment (another process writing); an unsettled event would
     // hold its record's lock until its lease runs out.
-    let mut pipeline_runs = Some(pipeline_runs);
+    // Kept by the first attempt to settle; a later attempt has nothing left to keep.
+    let mut pipeline_runs = pipeline_runs;
     let mut found = None;
     for attempt in 1..=SETTLE_ATTEMPTS {
         let (id, this_try) = (event.id, settle.clone());
-        let keep = pipeline_runs.take().unwrap_or_default();
+        let keep = std::mem::take(&mut pipeline_runs);
         // A parked event may requeue others after its settle (below): the claim waits for it.
         let claim_next = !matches!(settle, Settle::Park { .. })
             && !*stop.borrow()
@@ -324,14 +325,11 @@ async fn handle(
         .await;
         match settled {
             Ok(claimed) => {
-                found = match claimed {
-                    Some(Ok(claimed)) => Some(claimed),
-                    Some(Err(e)) => {
-                        tracing::error!(error = %format!("{e:#}"), "could not read the queue");
-                        None
-                    }
-                    None => None,
-                };
+                found = claimed.and_then(|claimed| {
+                    claimed
+                        .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "could not read the queue"))
+                        .ok()
+                });
                 break;
             }
             Err(e) if attempt < SETTLE_ATTEMPTS => {
