@@ -3,7 +3,8 @@
 //! that only travels over TLS when the host says it is behind TLS (`Secure`); a wrong token
 //! gets no session and repeated failures are throttled; a change without the session's CSRF
 //! token, or sent from another site, is refused with 403 and changes nothing; a session expires
-//! when idle, and signing out ends it on the host, not just in the browser.
+//! when idle, and signing out ends it on the host, not just in the browser. Two versions
+//! compared side by side run the sample at one call time, so only the versions differ.
 
 mod support;
 
@@ -344,4 +345,29 @@ async fn an_upload_that_fails_validation_shows_why_and_the_active_version_keeps_
     let page = response.text().await.unwrap();
     assert!(page.contains("Validation report"), "{page}");
     assert_ne!(admin.active_version("pc-to-crm").await, active);
+}
+
+#[tokio::test]
+async fn comparing_a_version_with_itself_shows_the_same_output_even_when_it_reads_the_call_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, admin) = host(dir.path(), |_| {}).await;
+    let active = admin.active_version("pc-to-crm").await;
+    let (_, _, cookie) = sign_in(&admin.base, TOKEN).await;
+    let cookie = cookie.unwrap();
+    // The stamp guest copies the call's timestamp (to the millisecond) into its output, and
+    // each side compiles its version first: two call times would always differ.
+    let page = get(
+        &admin.base,
+        &format!("/console/mappings/pc-to-crm/compare?a={active}&b={active}"),
+        &cookie,
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(page.contains("&#34;timestamp&#34;"), "{page}");
+    assert!(
+        page.contains("Both versions give the same output."),
+        "{page}"
+    );
 }

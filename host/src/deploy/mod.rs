@@ -326,11 +326,13 @@ impl Deployer {
 
     /// Runs the step's sample record (the one every new version is validated on) through a
     /// stored version (a full hash or a unique prefix), active or not, without activating or
-    /// storing anything: what the console shows side by side for two versions.
+    /// storing anything: what the console shows side by side for two versions. `at` is the
+    /// call's timestamp; give both sides of a comparison the same one.
     pub async fn try_sample(
         &self,
         step_name: &str,
         version: &str,
+        at: chrono::DateTime<chrono::Utc>,
     ) -> Result<SampleTrial, DeployError> {
         let step = self
             .pipelines
@@ -351,7 +353,7 @@ impl Deployer {
             let component = runtime
                 .load_with_limits(&stored.wasm, &identity.limits)
                 .map_err(|err| err.to_string())?;
-            validate::run_sample(&runtime, &component, &identity, &sample)
+            validate::run_sample(&runtime, &component, &identity, &sample, at)
                 .result
                 .map_err(|err| err.kind.to_string())
         })

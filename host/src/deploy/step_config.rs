@@ -193,7 +193,7 @@ impl Deployer {
         let sample = self.samples.get(step_name).cloned().unwrap_or_default();
         let (runtime, component) = (self.pipelines.runtime().clone(), step.active());
         let report = tokio::task::spawn_blocking(move || {
-            validate::run_sample(&runtime, &component, &identity, &sample)
+            validate::run_sample(&runtime, &component, &identity, &sample, chrono::Utc::now())
         })
         .await
         .map_err(|err| DeployError::Store(anyhow::anyhow!("a sample run panicked: {err}")))?;

@@ -39,13 +39,16 @@ pub struct Validated {
 }
 
 /// Runs `step`'s sample record through `component` as validation does (event and tenant
-/// `sample`, no current record). Blocking. The console shows two versions' outputs side by side
-/// with it.
+/// `sample`, no current record) at the call time `at`. Blocking. The console shows two
+/// versions' outputs side by side with it, both at one `at`: a mapping may read the call's
+/// timestamp (the rules library's audit line does, to the second), so two different times could
+/// make identical versions look different.
 pub fn run_sample(
     runtime: &MappingRuntime,
     component: &MappingComponent,
     step: &StepIdentity,
     sample: &str,
+    at: chrono::DateTime<chrono::Utc>,
 ) -> CallReport {
     runtime.call_with_limits(
         component,
@@ -54,7 +57,7 @@ pub fn run_sample(
             direction: step.direction,
             event: "sample",
             tenant: "sample",
-            timestamp: chrono::Utc::now(),
+            timestamp: at,
             input: sample,
             current: None,
             config: step.config.clone(),
@@ -73,7 +76,7 @@ pub fn validate(
     let started = Instant::now();
     let component = Arc::new(runtime.load_with_limits(bytes, &step.limits)?);
     let compile_time = started.elapsed();
-    let report = run_sample(runtime, &component, step, sample);
+    let report = run_sample(runtime, &component, step, sample, chrono::Utc::now());
     let outcome = match report.result {
         Ok(_) => "ok".to_owned(),
         Err(err) => match &err.kind {

@@ -318,8 +318,10 @@ pub async fn compare(
 ) -> Response {
     let chrome = Chrome::new("mappings", &session);
     let mut sides = Vec::new();
+    // One call time for both sides, so only the versions differ.
+    let at = chrono::Utc::now();
     for version in [&query.a, &query.b] {
-        match state.deployer.try_sample(&step, version).await {
+        match state.deployer.try_sample(&step, version, at).await {
             Ok(trial) => sides.push(Side::from(trial)),
             Err(err) => return problem(chrome, "Cannot compare", ApiError::from(err)),
         }
