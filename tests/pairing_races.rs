@@ -12,6 +12,10 @@
 //!   seller's edit twice (412), the second time from an edit that changed nothing the
 //!   fingerprint covers (the seller's PATCH sent again after its answer was lost), the id is
 //!   still written back, instead of the next event being taken for an echo.
+//! - A PATCH to a referral whose run dies before it saves the result: the referral holds
+//!   cosell's values, and the link the state before them. The seller's edit made while the
+//!   PATCH was on its way used to lose to cosell's own write, taken for Microsoft's newer
+//!   change. The run now records the PATCH before it sends it, and the next run settles it.
 
 mod support;
 
@@ -28,6 +32,7 @@ on_both_backends!(
     a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_edit,
     an_opportunitys_event_before_the_link_does_not_overwrite_microsofts_newer_change,
     the_referral_id_is_written_back_after_a_sellers_edits_got_in_the_way_twice,
+    a_patch_whose_run_died_before_saving_it_is_not_taken_for_microsofts_change,
 );
 
 /// How long every Partner Center call takes while a race is staged: the window in which the
@@ -273,6 +278,103 @@ async fn the_referral_id_is_written_back_after_a_sellers_edits_got_in_the_way_tw
         assert_eq!(
             referral_of(&env, &oid).await["details"]["notes"],
             "Seats: 500"
+        );
+    })
+    .await;
+}
+
+async fn a_patch_whose_run_died_before_saving_it_is_not_taken_for_microsofts_change(
+    backend: Backend,
+) {
+    SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |mut env| async move {
+        let oid = support::seller::creates_opportunity(
+            &env,
+            "Race of the patch",
+            "98041",
+            json!({"estimatedvalue": 10000, "description": "Seats: 100"}),
+        )
+        .await;
+        let rid = referral_of(&env, &oid).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        env.wait_opportunity(&oid, "the referral id written back", |o| {
+            o["cosell_referralidentifier"] == rid.as_str()
+        })
+        .await;
+        idle(&env).await;
+
+        // Every Partner Center call takes 1.5 s before it is served, and the answer of a write
+        // comes a minute after it was applied: the host is held between its PATCH landing and
+        // its saving the result.
+        env.pc
+            .faults()
+            .set(FaultConfig {
+                latency_ms: SLOW_MS,
+                answer_latency_ms: support::NEVER.as_millis() as u64,
+                ..FaultConfig::default()
+            })
+            .unwrap();
+        let from = env.host_log().len();
+        let sent = json!({"estimatedvalue": 20000, "description": "Seats: 200"});
+        env.seller
+            .update("opportunities", &oid, &sent, None)
+            .await
+            .unwrap();
+        // The PATCH is on its way: the seller edits again before it lands, so Partner Center's
+        // stamp of cosell's write is the newer one...
+        logged(
+            &env,
+            from,
+            &["Partner Center request", "method=PATCH", &rid],
+        )
+        .await;
+        let newer = json!({"estimatedvalue": 30000, "description": "Seats: 300"});
+        env.seller
+            .update("opportunities", &oid, &newer, None)
+            .await
+            .unwrap();
+        // ...and the host dies once it has landed, before its answer.
+        let landed = wait_until(SETTLE, || async {
+            let r = env.pc.referral(&rid)?;
+            (r["details"]["dealValue"].as_f64() == Some(20000.0)).then_some(())
+        })
+        .await;
+        assert!(landed.is_some(), "the PATCH lands\n{}", env.host_log());
+        env.kill_host();
+        env.pc.faults().set(FaultConfig::default()).unwrap();
+        env.start_host().await;
+
+        // The seller's newer edit reaches the referral, and the opportunity keeps it.
+        let synced = wait_until(SETTLE, || async {
+            let r = env.pc.referral(&rid)?;
+            (r["details"]["dealValue"].as_f64() == Some(30000.0)
+                && r["details"]["notes"] == "Seats: 300")
+                .then_some(())
+        })
+        .await;
+        let (r, o) = (env.pc.referral(&rid).unwrap(), env.opportunity(&oid).await);
+        assert!(
+            synced.is_some(),
+            "cosell's own PATCH was taken for Microsoft's change: referral dealValue {} notes {}, \
+             opportunity estimatedvalue {} description {}\n{}",
+            r["details"]["dealValue"],
+            r["details"]["notes"],
+            o["estimatedvalue"],
+            o["description"],
+            env.host_log()
+        );
+        idle(&env).await;
+        let o = env.opportunity(&oid).await;
+        assert_eq!(
+            (o["estimatedvalue"].as_f64(), o["description"].as_str()),
+            (Some(30000.0), Some("Seats: 300"))
+        );
+        assert!(
+            env.host_log()
+                .contains("settled a Partner Center PATCH whose run ended before it saved"),
+            "the PATCH's record was settled\n{}",
+            env.host_log()
         );
     })
     .await;

@@ -42,6 +42,10 @@ pub struct FaultConfig {
     /// Share of writes that are applied and then have their connection closed without an
     /// answer, as a timeout after the service committed would look.
     pub applied_drop_rate: f64,
+    /// Latency added to the answer of every write after it was applied, in milliseconds: an
+    /// answer slow on its way back, in which the client can stop (or crash) with the write
+    /// made and its answer unseen.
+    pub answer_latency_ms: u64,
 }
 
 impl FaultConfig {

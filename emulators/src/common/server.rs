@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
@@ -130,7 +131,11 @@ async fn handle(
     if !after_write {
         return Ok(response);
     }
-    // The write has run (and committed, whatever its answer): only the answer is lost.
+    // The write has run (and committed, whatever its answer): only the answer is late or lost.
+    let answer_latency = faults.get().answer_latency_ms;
+    if answer_latency > 0 {
+        tokio::time::sleep(Duration::from_millis(answer_latency)).await;
+    }
     match faults.after_write() {
         AfterWriteFault::None => Ok(response),
         AfterWriteFault::Drop => Err(std::io::Error::new(

@@ -30,6 +30,7 @@ pub mod fingerprint;
 pub mod outcome;
 mod own_write;
 mod pairing;
+mod patch_intent;
 pub mod seller_notes;
 pub mod sharing;
 mod to_crm;

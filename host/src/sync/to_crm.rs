@@ -73,6 +73,9 @@ impl SyncEngine {
             },
             None => self.adopt_opportunity(id, &doc).await?,
         };
+        // A PATCH of the other direction that ended before its result was saved: its values
+        // are cosell's own, not Microsoft's change (see `patch_intent`).
+        super::patch_intent::settle(&mut link, &doc);
         let pc_hash = fingerprint::referral(&doc);
         if link.pc_hash.as_deref() == Some(pc_hash.as_str()) && link.last_error.is_none() {
             self.metrics.record_echo();

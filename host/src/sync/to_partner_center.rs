@@ -13,6 +13,7 @@ use super::compare::{apply_ops, patch_ops};
 use super::conflicts::ops_to_send;
 use super::fingerprint;
 use super::outcome::Mapped;
+use super::patch_intent;
 use super::sharing;
 use super::{Done, SyncEngine, SyncError};
 use crate::connections::dataverse::Row;
@@ -73,6 +74,10 @@ impl SyncEngine {
                 },
                 None => None,
             };
+            // A PATCH an earlier run sent without saving its result (see `patch_intent`).
+            if let Some(current) = &current {
+                patch_intent::settle(&mut link, &current.body);
+            }
             let Some(mut wanted) = self.map_opportunity(&row, current.as_ref()).await? else {
                 return Ok(Done::new("skipped", SKIPPED));
             };
@@ -100,12 +105,14 @@ impl SyncEngine {
             if let Some(current) = &current {
                 self.hold_back_undecided_sharing(&mut wanted, &current.body, &row.body, &link, oid);
             }
+            // The link as the store should hold it until a PATCH's result is known.
+            let on_record = link.clone();
             link.crm_hash = Some(crm_hash.clone());
             link.crm_snapshot = Some(row.body.to_string());
             let done = match current {
                 None => Some(self.create_referral(&mut link, oid, &row, &wanted).await?),
                 Some(current) => {
-                    self.patch_referral(&mut link, oid, &row, current, &wanted)
+                    self.patch_referral(&mut link, &on_record, oid, &row, current, &wanted)
                         .await?
                 }
             };
@@ -116,10 +123,19 @@ impl SyncEngine {
                     }
                     return Ok(done);
                 }
-                None => tracing::info!(
-                    opportunity = oid,
-                    "Partner Center answered 412: reading the referral again and re-running the mapping"
-                ),
+                None => {
+                    // Back to the link on record, with the PATCH's record (settled against the
+                    // referral read next).
+                    link = Link {
+                        id: link.id,
+                        pc_pending: link.pc_pending.take(),
+                        ..on_record
+                    };
+                    tracing::info!(
+                        opportunity = oid,
+                        "Partner Center answered 412: reading the referral again and re-running the mapping"
+                    )
+                }
             }
         }
         Err(SyncError::transient(format!(
@@ -293,10 +309,13 @@ impl SyncEngine {
     }
 
     /// Sends the changed fields of `wanted` with `If-Match`; `None` when Partner Center
-    /// answered 412 (the referral changed since it was read).
+    /// answered 412 (the referral changed since it was read). `on_record` is the link as the
+    /// store holds it before this run's result: what is saved, with the PATCH's record, before
+    /// the PATCH is sent.
     async fn patch_referral(
         &self,
         link: &mut Link,
+        on_record: &Link,
         oid: &str,
         row: &Row,
         current: Referral,
@@ -357,12 +376,22 @@ impl SyncEngine {
                 "the referral already holds the opportunity's values",
             )));
         }
+        // Recorded before it is sent: should this run end before it saves the result, the next
+        // one tells cosell's own write from Microsoft's change (see `patch_intent`).
+        patch_intent::record(link, &ops, &row.body);
+        let intent = Link {
+            pc_pending: link.pc_pending.clone(),
+            ..on_record.clone()
+        };
+        link.id = Some(self.save_link(&intent).await?);
         let updated = match self.referrals.patch(&rid, &ops, &current.etag).await {
             Ok(updated) => updated,
-            // Partner Center changed it since it was read: the caller reads it again.
+            // Partner Center changed it since it was read: the caller reads it again (and
+            // settles the record against what it reads).
             Err(PartnerCenterError::PreconditionFailed { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        patch_intent::clear(link);
         let paths: Vec<&str> = ops.iter().filter_map(|op| op["path"].as_str()).collect();
         // What is now in sync is the last synced referral plus these operations.
         let mut synced = snapshot.unwrap_or_else(|| current.body.clone());

@@ -16,7 +16,7 @@ pub(super) const AUDIT_INSERT: &str =
     "INSERT INTO audit_trail (at, record, direction, outcome, detail) VALUES ($1, $2, $3, $4, $5)";
 
 const LINK_COLUMNS: &str = "id, referral_id, opportunity_id, pc_hash, pc_snapshot, crm_hash, \
-                            crm_snapshot, last_error";
+                            crm_snapshot, last_error, pc_pending";
 
 fn link_from(row: &Row) -> Link {
     Link {
@@ -28,6 +28,7 @@ fn link_from(row: &Row) -> Link {
         crm_hash: row.get(5),
         crm_snapshot: row.get(6),
         last_error: row.get(7),
+        pc_pending: row.get(8),
     }
 }
 
@@ -55,7 +56,7 @@ async fn save_link_in(tx: &Transaction<'_>, link: &Link) -> Result<i64> {
     )
     .await?;
     let at = now();
-    let values: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+    let values: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
         &link.referral_id,
         &link.opportunity_id,
         &link.pc_hash,
@@ -64,6 +65,7 @@ async fn save_link_in(tx: &Transaction<'_>, link: &Link) -> Result<i64> {
         &link.crm_snapshot,
         &link.last_error,
         &at,
+        &link.pc_pending,
     ];
     Ok(match target {
         Some(id) => {
@@ -72,7 +74,7 @@ async fn save_link_in(tx: &Transaction<'_>, link: &Link) -> Result<i64> {
             tx.execute(
                 "UPDATE sync_links SET referral_id = $1, opportunity_id = $2, pc_hash = $3,
                  pc_snapshot = $4, crm_hash = $5, crm_snapshot = $6, last_error = $7,
-                 updated_at = $8 WHERE id = $9",
+                 updated_at = $8, pc_pending = $9 WHERE id = $10",
                 &params,
             )
             .await?;
@@ -81,8 +83,8 @@ async fn save_link_in(tx: &Transaction<'_>, link: &Link) -> Result<i64> {
         None => tx
             .query_one(
                 "INSERT INTO sync_links (referral_id, opportunity_id, pc_hash, pc_snapshot,
-                 crm_hash, crm_snapshot, last_error, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                 crm_hash, crm_snapshot, last_error, updated_at, pc_pending)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 &values,
             )
             .await?
