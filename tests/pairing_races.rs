@@ -12,10 +12,11 @@
 //!   seller's edit twice (412), the second time from an edit that changed nothing the
 //!   fingerprint covers (the seller's PATCH sent again after its answer was lost), the id is
 //!   still written back, instead of the next event being taken for an echo.
-//! - A PATCH to a referral whose run dies before it saves the result: the referral holds
-//!   cosell's values, and the link the state before them. The seller's edit made while the
-//!   PATCH was on its way used to lose to cosell's own write, taken for Microsoft's newer
-//!   change. The run now records the PATCH before it sends it, and the next run settles it.
+//! - A write whose run dies before it saves the result: the written record holds cosell's
+//!   values, and the link the state before them. An edit of the source record made while the
+//!   write was on its way used to lose to cosell's own write, taken for the other side's newer
+//!   change: a seller's edit to a referral PATCH, Microsoft's change to an opportunity update.
+//!   The run now records the write before it sends it, and the next run settles it.
 
 mod support;
 
@@ -33,6 +34,7 @@ on_both_backends!(
     an_opportunitys_event_before_the_link_does_not_overwrite_microsofts_newer_change,
     the_referral_id_is_written_back_after_a_sellers_edits_got_in_the_way_twice,
     a_patch_whose_run_died_before_saving_it_is_not_taken_for_microsofts_change,
+    an_update_whose_run_died_before_saving_it_is_not_taken_for_the_sellers_change,
 );
 
 /// How long every Partner Center call takes while a race is staged: the window in which the
@@ -374,6 +376,86 @@ async fn a_patch_whose_run_died_before_saving_it_is_not_taken_for_microsofts_cha
             env.host_log()
                 .contains("settled a Partner Center PATCH whose run ended before it saved"),
             "the PATCH's record was settled\n{}",
+            env.host_log()
+        );
+    })
+    .await;
+}
+
+async fn an_update_whose_run_died_before_saving_it_is_not_taken_for_the_sellers_change(
+    backend: Backend,
+) {
+    SyncEnv::run_polling_every_on(backend, FAST_RETRIES, 0, |mut env| async move {
+        let referral = env.pc.microsoft().create_incoming(json!({
+            "name": "Race of the update",
+            "customerProfile": {"name": "Race of the update Inc", "address": {"postalCode": "98042", "country": "US"}},
+            "details": {"dealValue": 10000, "currency": "USD", "notes": "Rollout"}
+        }));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        let opportunity = wait_until(SETTLE, || async {
+            env.opportunities_for_referral(&rid).await.into_iter().next()
+        })
+        .await
+        .expect("the referral's opportunity");
+        let oid = opportunity["opportunityid"].as_str().unwrap().to_owned();
+        idle(&env).await;
+
+        // Every Dataverse call takes 1.5 s before it is served, and the answer of a write comes
+        // a minute after it was applied: the host is held between its update landing and its
+        // saving the result.
+        env.dv
+            .faults()
+            .set(FaultConfig {
+                latency_ms: SLOW_MS,
+                answer_latency_ms: support::NEVER.as_millis() as u64,
+                ..FaultConfig::default()
+            })
+            .unwrap();
+        let from = env.host_log().len();
+        env.pc
+            .microsoft()
+            .update(&rid, json!({"details": {"dealValue": 20000}}))
+            .unwrap();
+        // The update is on its way: Microsoft changes the referral again before it lands, so
+        // Dataverse's stamp of cosell's write is the newer one...
+        logged(&env, from, &["Dataverse request", "method=PATCH", &oid]).await;
+        env.pc
+            .microsoft()
+            .update(&rid, json!({"details": {"dealValue": 30000}}))
+            .unwrap();
+        // ...and the host dies once it has landed, before its answer.
+        let landed = wait_until(SETTLE, || async {
+            let o = env.opportunity(&oid).await;
+            (o["estimatedvalue"].as_f64() == Some(20000.0)).then_some(())
+        })
+        .await;
+        assert!(landed.is_some(), "the update lands\n{}", env.host_log());
+        env.kill_host();
+        env.dv.faults().set(FaultConfig::default()).unwrap();
+        env.start_host().await;
+
+        // Microsoft's newer change reaches the opportunity, and the referral keeps it.
+        let synced = wait_until(SETTLE, || async {
+            let o = env.opportunity(&oid).await;
+            (o["estimatedvalue"].as_f64() == Some(30000.0)).then_some(())
+        })
+        .await;
+        let (r, o) = (env.pc.referral(&rid).unwrap(), env.opportunity(&oid).await);
+        assert!(
+            synced.is_some(),
+            "cosell's own update was taken for the seller's change: referral dealValue {}, \
+             opportunity estimatedvalue {}\n{}",
+            r["details"]["dealValue"],
+            o["estimatedvalue"],
+            env.host_log()
+        );
+        idle(&env).await;
+        let r = env.pc.referral(&rid).unwrap();
+        assert_eq!(r["details"]["dealValue"].as_f64(), Some(30000.0));
+        assert!(
+            env.host_log()
+                .contains("settled a Dataverse update whose run ended before it saved"),
+            "the update's record was settled\n{}",
             env.host_log()
         );
     })

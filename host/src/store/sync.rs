@@ -174,9 +174,9 @@ pub struct Link {
     pub crm_snapshot: Option<String>,
     /// The reason of the last failed sync, cleared by a successful one.
     pub last_error: Option<String>,
-    /// A Partner Center PATCH sent and not yet known to have landed (JSON, see
-    /// `sync::patch_intent`): recorded before the PATCH, cleared when its run saves the result.
-    pub pc_pending: Option<String>,
+    /// A write to either service sent and not yet known to have landed (JSON, see
+    /// `sync::write_intent`): recorded before the write, cleared when its run saves the result.
+    pub pending_write: Option<String>,
 }
 
 /// One line of the audit trail.

@@ -30,12 +30,12 @@ pub mod fingerprint;
 pub mod outcome;
 mod own_write;
 mod pairing;
-mod patch_intent;
 pub mod seller_notes;
 pub mod sharing;
 mod to_crm;
 mod to_partner_center;
 pub mod worker;
+mod write_intent;
 
 pub use outcome::{Done, SyncError};
 

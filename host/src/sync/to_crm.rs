@@ -12,6 +12,7 @@ use super::conflicts::columns_to_write;
 use super::create_intent::{self, plain_columns};
 use super::fingerprint::{self, unmarked};
 use super::outcome::Mapped;
+use super::write_intent;
 use super::{Done, SyncEngine, SyncError};
 use crate::connections::partner_center::PartnerCenterError;
 use crate::runtime::Direction;
@@ -74,8 +75,8 @@ impl SyncEngine {
             None => self.adopt_opportunity(id, &doc).await?,
         };
         // A PATCH of the other direction that ended before its result was saved: its values
-        // are cosell's own, not Microsoft's change (see `patch_intent`).
-        super::patch_intent::settle(&mut link, &doc);
+        // are cosell's own, not Microsoft's change (see `write_intent`).
+        write_intent::settle_referral(&mut link, &doc);
         let pc_hash = fingerprint::referral(&doc);
         if link.pc_hash.as_deref() == Some(pc_hash.as_str()) && link.last_error.is_none() {
             self.metrics.record_echo();
@@ -88,6 +89,8 @@ impl SyncEngine {
                         // An earlier run created it and died before linking it.
                         create_intent::landed(&mut link, &row.body);
                     }
+                    // An update an earlier run wrote without saving its result.
+                    write_intent::settle_opportunity(&mut link, &row.body);
                     Some(row)
                 }
                 // An earlier run's create that never landed: made again, under its id.
@@ -126,12 +129,17 @@ impl SyncEngine {
                 }
             },
         };
+        // The link as the store should hold it until an update's result is known.
+        let on_record = link.clone();
         link.referral_id = Some(id.to_owned());
         link.pc_hash = Some(pc_hash);
         link.pc_snapshot = Some(doc_text);
         match current {
             None => self.create_opportunity(link, output).await,
-            Some(row) => self.update_opportunity(link, output, &doc, row).await,
+            Some(row) => {
+                self.update_opportunity(link, &on_record, output, &doc, row)
+                    .await
+            }
         }
     }
 
@@ -230,9 +238,13 @@ impl SyncEngine {
         ))
     }
 
+    /// Writes the columns of `output` that Partner Center changed to the opportunity. `on_record`
+    /// is the link as the store holds it before this run's result: what is saved, with the
+    /// update's record, before the update is sent.
     async fn update_opportunity(
         &self,
         mut link: Link,
+        on_record: &Link,
         output: Map<String, Value>,
         referral: &Value,
         row: crate::connections::dataverse::Row,
@@ -311,11 +323,19 @@ impl SyncEngine {
             }
             row
         } else {
+            // Recorded before it is sent: should this run end before it saves the result, the
+            // next one tells cosell's own write from the seller's change (see `write_intent`).
+            write_intent::record_update(&mut link, &write, referral);
+            link.id = Some(
+                self.save_link(&write_intent::intent(&link, on_record))
+                    .await?,
+            );
             // The write's answer is the state after it; only a closing or a lookup needs a read.
             let written = self
                 .opportunities
                 .update(&oid, write, &row.body, row.etag.as_deref())
                 .await?;
+            write_intent::clear(&mut link);
             match written {
                 Some(after) => after,
                 None => self.opportunities.read(&oid).await?.unwrap_or(row),

@@ -13,8 +13,8 @@ use super::compare::{apply_ops, patch_ops};
 use super::conflicts::ops_to_send;
 use super::fingerprint;
 use super::outcome::Mapped;
-use super::patch_intent;
 use super::sharing;
+use super::write_intent;
 use super::{Done, SyncEngine, SyncError};
 use crate::connections::dataverse::Row;
 use crate::connections::partner_center::{PartnerCenterError, Referral};
@@ -46,6 +46,8 @@ impl SyncEngine {
             ));
         };
         let (mut link, awaited) = self.opportunity_link(oid, &row.body).await?;
+        // An update an earlier run wrote without saving its result (see `write_intent`).
+        write_intent::settle_opportunity(&mut link, &row.body);
         let crm_hash = fingerprint::opportunity(&row.body, &self.volatile());
         // A replayed dead letter runs in full even though the record did not change.
         if link.crm_hash.as_deref() == Some(crm_hash.as_str()) && event.origin != REPLAY_ORIGIN {
@@ -74,9 +76,9 @@ impl SyncEngine {
                 },
                 None => None,
             };
-            // A PATCH an earlier run sent without saving its result (see `patch_intent`).
+            // A PATCH an earlier run sent without saving its result (see `write_intent`).
             if let Some(current) = &current {
-                patch_intent::settle(&mut link, &current.body);
+                write_intent::settle_referral(&mut link, &current.body);
             }
             let Some(mut wanted) = self.map_opportunity(&row, current.as_ref()).await? else {
                 return Ok(Done::new("skipped", SKIPPED));
@@ -128,7 +130,7 @@ impl SyncEngine {
                     // referral read next).
                     link = Link {
                         id: link.id,
-                        pc_pending: link.pc_pending.take(),
+                        pending_write: link.pending_write.take(),
                         ..on_record
                     };
                     tracing::info!(
@@ -371,19 +373,22 @@ impl SyncEngine {
                 let noted = self.note_success(oid, row, line, ids).await?;
                 self.confirm_written_back(link, synced, noted).await?;
             }
-            return Ok(Some(Done::new(
-                "unchanged",
-                "the referral already holds the opportunity's values",
-            )));
+            // Nothing to send: either nothing differs, or Partner Center won every field that
+            // does (its conflicts are in the audit trail, its values come over in its own event).
+            let detail = if holds_wanted {
+                "the referral already holds the opportunity's values"
+            } else {
+                "Partner Center's values win every field that differs (conflicts in the audit trail)"
+            };
+            return Ok(Some(Done::new("unchanged", detail)));
         }
         // Recorded before it is sent: should this run end before it saves the result, the next
-        // one tells cosell's own write from Microsoft's change (see `patch_intent`).
-        patch_intent::record(link, &ops, &row.body);
-        let intent = Link {
-            pc_pending: link.pc_pending.clone(),
-            ..on_record.clone()
-        };
-        link.id = Some(self.save_link(&intent).await?);
+        // one tells cosell's own write from Microsoft's change (see `write_intent`).
+        write_intent::record_patch(link, &ops, &row.body);
+        link.id = Some(
+            self.save_link(&write_intent::intent(link, on_record))
+                .await?,
+        );
         let updated = match self.referrals.patch(&rid, &ops, &current.etag).await {
             Ok(updated) => updated,
             // Partner Center changed it since it was read: the caller reads it again (and
@@ -391,7 +396,7 @@ impl SyncEngine {
             Err(PartnerCenterError::PreconditionFailed { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        patch_intent::clear(link);
+        write_intent::clear(link);
         let paths: Vec<&str> = ops.iter().filter_map(|op| op["path"].as_str()).collect();
         // What is now in sync is the last synced referral plus these operations.
         let mut synced = snapshot.unwrap_or_else(|| current.body.clone());

@@ -16,7 +16,7 @@ pub(super) const AUDIT_INSERT: &str =
     "INSERT INTO audit_trail (at, record, direction, outcome, detail) VALUES ($1, $2, $3, $4, $5)";
 
 const LINK_COLUMNS: &str = "id, referral_id, opportunity_id, pc_hash, pc_snapshot, crm_hash, \
-                            crm_snapshot, last_error, pc_pending";
+                            crm_snapshot, last_error, pending_write";
 
 fn link_from(row: &Row) -> Link {
     Link {
@@ -28,7 +28,7 @@ fn link_from(row: &Row) -> Link {
         crm_hash: row.get(5),
         crm_snapshot: row.get(6),
         last_error: row.get(7),
-        pc_pending: row.get(8),
+        pending_write: row.get(8),
     }
 }
 
@@ -65,7 +65,7 @@ async fn save_link_in(tx: &Transaction<'_>, link: &Link) -> Result<i64> {
         &link.crm_snapshot,
         &link.last_error,
         &at,
-        &link.pc_pending,
+        &link.pending_write,
     ];
     Ok(match target {
         Some(id) => {
@@ -74,7 +74,7 @@ async fn save_link_in(tx: &Transaction<'_>, link: &Link) -> Result<i64> {
             tx.execute(
                 "UPDATE sync_links SET referral_id = $1, opportunity_id = $2, pc_hash = $3,
                  pc_snapshot = $4, crm_hash = $5, crm_snapshot = $6, last_error = $7,
-                 updated_at = $8, pc_pending = $9 WHERE id = $10",
+                 updated_at = $8, pending_write = $9 WHERE id = $10",
                 &params,
             )
             .await?;
@@ -83,7 +83,7 @@ async fn save_link_in(tx: &Transaction<'_>, link: &Link) -> Result<i64> {
         None => tx
             .query_one(
                 "INSERT INTO sync_links (referral_id, opportunity_id, pc_hash, pc_snapshot,
-                 crm_hash, crm_snapshot, last_error, updated_at, pc_pending)
+                 crm_hash, crm_snapshot, last_error, updated_at, pending_write)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 &values,
             )

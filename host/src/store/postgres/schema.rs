@@ -13,7 +13,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_initial.sql"),
     migration!(2, "0002_claimed_by.sql"),
     migration!(3, "0003_shadows_and_last_runs.sql"),
-    migration!(4, "0004_patch_intents.sql"),
+    migration!(4, "0004_write_intents.sql"),
 ];
 
 /// The advisory lock an upgrade holds.

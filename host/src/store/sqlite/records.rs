@@ -11,10 +11,10 @@ use rusqlite::{OptionalExtension, params};
 
 /// The link of a referral, then of an opportunity (the columns [`link_from`] reads).
 const LINK_BY_REFERRAL: &str = "SELECT id, referral_id, opportunity_id, pc_hash, pc_snapshot, \
-                                crm_hash, crm_snapshot, last_error, pc_pending FROM sync_links \
+                                crm_hash, crm_snapshot, last_error, pending_write FROM sync_links \
                                 WHERE referral_id = ?1";
 const LINK_BY_OPPORTUNITY: &str = "SELECT id, referral_id, opportunity_id, pc_hash, pc_snapshot, \
-                                   crm_hash, crm_snapshot, last_error, pc_pending FROM sync_links \
+                                   crm_hash, crm_snapshot, last_error, pending_write FROM sync_links \
                                    WHERE opportunity_id = ?1";
 
 fn link_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
@@ -27,7 +27,7 @@ fn link_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
         crm_hash: row.get(5)?,
         crm_snapshot: row.get(6)?,
         last_error: row.get(7)?,
-        pc_pending: row.get(8)?,
+        pending_write: row.get(8)?,
     })
 }
 
@@ -76,14 +76,14 @@ fn save_link_in(tx: &rusqlite::Transaction<'_>, link: &Link) -> Result<i64> {
         link.last_error,
         now(),
         target,
-        link.pc_pending
+        link.pending_write
     ];
     let id = match target {
         Some(id) => {
             tx.prepare_cached(
                 "UPDATE sync_links SET referral_id = ?1, opportunity_id = ?2, pc_hash = ?3,
                  pc_snapshot = ?4, crm_hash = ?5, crm_snapshot = ?6, last_error = ?7,
-                 updated_at = ?8, pc_pending = ?10 WHERE id = ?9",
+                 updated_at = ?8, pending_write = ?10 WHERE id = ?9",
             )?
             .execute(values)?;
             id
@@ -91,7 +91,7 @@ fn save_link_in(tx: &rusqlite::Transaction<'_>, link: &Link) -> Result<i64> {
         None => {
             tx.prepare_cached(
                 "INSERT INTO sync_links (referral_id, opportunity_id, pc_hash, pc_snapshot,
-                 crm_hash, crm_snapshot, last_error, updated_at, id, pc_pending)
+                 crm_hash, crm_snapshot, last_error, updated_at, id, pending_write)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(values)?;

@@ -20,7 +20,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_event_leases.sql"),
     migration!(3, "0003_parked_events.sql"),
     migration!(4, "0004_shadows_and_last_runs.sql"),
-    migration!(5, "0005_patch_intents.sql"),
+    migration!(5, "0005_write_intents.sql"),
 ];
 
 /// Brings the database on `conn` to the newest schema (see the module docs). `database`
