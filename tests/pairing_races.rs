@@ -21,7 +21,7 @@
 mod support;
 
 use cosell::sinks::partner_center::targets_microsoft;
-use cosell_emulators::common::faults::FaultConfig;
+use cosell_emulators::common::faults::{FaultConfig, Faults};
 use serde_json::{Value, json};
 use support::backend::{Backend, on_both_backends};
 use support::sync_env::{SETTLE, SyncEnv, wait_until};
@@ -58,6 +58,26 @@ async fn logged(env: &SyncEnv, from: usize, needles: &[&str]) -> usize {
     })
     .await;
     found.unwrap_or_else(|| panic!("the host never logged {needles:?}\n{}", env.host_log()))
+}
+
+/// Faults that hold the host between a write landing and its saving the result: every call
+/// takes [`SLOW_MS`] before it is served (the window in which the test edits the source record),
+/// and a write's answer comes a hang guard's time after it was applied.
+fn answers_held() -> FaultConfig {
+    FaultConfig {
+        latency_ms: SLOW_MS,
+        answer_latency_ms: support::NEVER.as_millis() as u64,
+        ..FaultConfig::default()
+    }
+}
+
+/// Once the write the host is held in has `landed`: SIGKILLs the host, lifts `faults` (the
+/// emulator's, set to [`answers_held`]) and starts the host again.
+async fn dies_and_restarts(env: &mut SyncEnv, landed: bool, faults: Faults) {
+    assert!(landed, "the write lands\n{}", env.host_log());
+    env.kill_host();
+    faults.set(FaultConfig::default()).unwrap();
+    env.start_host().await;
 }
 
 /// The partner's referral cosell made from opportunity `oid`, once it exists.
@@ -306,17 +326,8 @@ async fn a_patch_whose_run_died_before_saving_it_is_not_taken_for_microsofts_cha
         .await;
         idle(&env).await;
 
-        // Every Partner Center call takes 1.5 s before it is served, and the answer of a write
-        // comes a minute after it was applied: the host is held between its PATCH landing and
-        // its saving the result.
-        env.pc
-            .faults()
-            .set(FaultConfig {
-                latency_ms: SLOW_MS,
-                answer_latency_ms: support::NEVER.as_millis() as u64,
-                ..FaultConfig::default()
-            })
-            .unwrap();
+        // The host is held between its PATCH landing and its saving the result.
+        env.pc.faults().set(answers_held()).unwrap();
         let from = env.host_log().len();
         let sent = json!({"estimatedvalue": 20000, "description": "Seats: 200"});
         env.seller
@@ -342,10 +353,8 @@ async fn a_patch_whose_run_died_before_saving_it_is_not_taken_for_microsofts_cha
             (r["details"]["dealValue"].as_f64() == Some(20000.0)).then_some(())
         })
         .await;
-        assert!(landed.is_some(), "the PATCH lands\n{}", env.host_log());
-        env.kill_host();
-        env.pc.faults().set(FaultConfig::default()).unwrap();
-        env.start_host().await;
+        let faults = env.pc.faults().clone();
+        dies_and_restarts(&mut env, landed.is_some(), faults).await;
 
         // The seller's newer edit reaches the referral, and the opportunity keeps it.
         let synced = wait_until(SETTLE, || async {
@@ -400,17 +409,8 @@ async fn an_update_whose_run_died_before_saving_it_is_not_taken_for_the_sellers_
         let oid = opportunity["opportunityid"].as_str().unwrap().to_owned();
         idle(&env).await;
 
-        // Every Dataverse call takes 1.5 s before it is served, and the answer of a write comes
-        // a minute after it was applied: the host is held between its update landing and its
-        // saving the result.
-        env.dv
-            .faults()
-            .set(FaultConfig {
-                latency_ms: SLOW_MS,
-                answer_latency_ms: support::NEVER.as_millis() as u64,
-                ..FaultConfig::default()
-            })
-            .unwrap();
+        // The host is held between its update landing and its saving the result.
+        env.dv.faults().set(answers_held()).unwrap();
         let from = env.host_log().len();
         env.pc
             .microsoft()
@@ -429,10 +429,8 @@ async fn an_update_whose_run_died_before_saving_it_is_not_taken_for_the_sellers_
             (o["estimatedvalue"].as_f64() == Some(20000.0)).then_some(())
         })
         .await;
-        assert!(landed.is_some(), "the update lands\n{}", env.host_log());
-        env.kill_host();
-        env.dv.faults().set(FaultConfig::default()).unwrap();
-        env.start_host().await;
+        let faults = env.dv.faults().clone();
+        dies_and_restarts(&mut env, landed.is_some(), faults).await;
 
         // Microsoft's newer change reaches the opportunity, and the referral keeps it.
         let synced = wait_until(SETTLE, || async {
