@@ -80,6 +80,24 @@ async fn dies_and_restarts(env: &mut SyncEnv, landed: bool, faults: Faults) {
     env.start_host().await;
 }
 
+/// The deal value and notes of referral `r` and opportunity `o`, for a failure message.
+fn deal_on_both_sides(r: &Value, o: &Value) -> String {
+    format!(
+        "referral dealValue {} notes {}, opportunity estimatedvalue {} description {}",
+        r["details"]["dealValue"], r["details"]["notes"], o["estimatedvalue"], o["description"]
+    )
+}
+
+/// Once the queue has drained, opportunity `oid` holds the seller's `value` and `description`.
+async fn opportunity_keeps(env: &SyncEnv, oid: &str, value: f64, description: &str) {
+    idle(env).await;
+    let o = env.opportunity(oid).await;
+    assert_eq!(
+        (o["estimatedvalue"].as_f64(), o["description"].as_str()),
+        (Some(value), Some(description))
+    );
+}
+
 /// The partner's referral cosell made from opportunity `oid`, once it exists.
 async fn referral_of(env: &SyncEnv, oid: &str) -> Value {
     env.wait_referral("the opportunity's referral", |r| {
@@ -142,20 +160,11 @@ async fn a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_
         let (r, o) = (referral_of(&env, &oid).await, env.opportunity(&oid).await);
         assert!(
             synced.is_some(),
-            "the seller's edit was overwritten by the referral's values as created: referral \
-             dealValue {} notes {}, opportunity estimatedvalue {} description {}\n{}",
-            r["details"]["dealValue"],
-            r["details"]["notes"],
-            o["estimatedvalue"],
-            o["description"],
+            "the seller's edit was overwritten by the referral's values as created: {}\n{}",
+            deal_on_both_sides(&r, &o),
             env.host_log()
         );
-        idle(&env).await;
-        let o = env.opportunity(&oid).await;
-        assert_eq!(
-            (o["estimatedvalue"].as_f64(), o["description"].as_str()),
-            (Some(31000.0), Some("Seats: 800"))
-        );
+        opportunity_keeps(&env, &oid, 31000.0, "Seats: 800").await;
         assert_eq!(
             o["cosell_referralidentifier"], r["id"],
             "the referral id is written back"
@@ -367,20 +376,11 @@ async fn a_patch_whose_run_died_before_saving_it_is_not_taken_for_microsofts_cha
         let (r, o) = (env.pc.referral(&rid).unwrap(), env.opportunity(&oid).await);
         assert!(
             synced.is_some(),
-            "cosell's own PATCH was taken for Microsoft's change: referral dealValue {} notes {}, \
-             opportunity estimatedvalue {} description {}\n{}",
-            r["details"]["dealValue"],
-            r["details"]["notes"],
-            o["estimatedvalue"],
-            o["description"],
+            "cosell's own PATCH was taken for Microsoft's change: {}\n{}",
+            deal_on_both_sides(&r, &o),
             env.host_log()
         );
-        idle(&env).await;
-        let o = env.opportunity(&oid).await;
-        assert_eq!(
-            (o["estimatedvalue"].as_f64(), o["description"].as_str()),
-            (Some(30000.0), Some("Seats: 300"))
-        );
+        opportunity_keeps(&env, &oid, 30000.0, "Seats: 300").await;
         assert!(
             env.host_log()
                 .contains("settled a Partner Center PATCH whose run ended before it saved"),

@@ -252,6 +252,16 @@ impl SyncEngine {
         Ok(crate::store::off_runtime(&self.store, move |store| store.save_link(&link)).await?)
     }
 
+    /// Saves the write recorded in `link` (see [`write_intent`]) on `on_record`, the link as the
+    /// store holds it before this run's result; `link` takes the saved row's id.
+    async fn save_write_intent(&self, link: &mut Link, on_record: &Link) -> Result<(), SyncError> {
+        link.id = Some(
+            self.save_link(&write_intent::intent(link, on_record))
+                .await?,
+        );
+        Ok(())
+    }
+
     /// The link of a record, if any.
     pub(crate) fn link_of(&self, side: Side, id: &str) -> Result<Option<Link>, SyncError> {
         Ok(match side {

@@ -326,10 +326,7 @@ impl SyncEngine {
             // Recorded before it is sent: should this run end before it saves the result, the
             // next one tells cosell's own write from the seller's change (see `write_intent`).
             write_intent::record_update(&mut link, &write, referral);
-            link.id = Some(
-                self.save_link(&write_intent::intent(&link, on_record))
-                    .await?,
-            );
+            self.save_write_intent(&mut link, on_record).await?;
             // The write's answer is the state after it; only a closing or a lookup needs a read.
             let written = self
                 .opportunities

@@ -128,11 +128,7 @@ impl SyncEngine {
                 None => {
                     // Back to the link on record, with the PATCH's record (settled against the
                     // referral read next).
-                    link = Link {
-                        id: link.id,
-                        pending_write: link.pending_write.take(),
-                        ..on_record
-                    };
+                    link = write_intent::intent(&link, &on_record);
                     tracing::info!(
                         opportunity = oid,
                         "Partner Center answered 412: reading the referral again and re-running the mapping"
@@ -385,10 +381,7 @@ impl SyncEngine {
         // Recorded before it is sent: should this run end before it saves the result, the next
         // one tells cosell's own write from Microsoft's change (see `write_intent`).
         write_intent::record_patch(link, &ops, &row.body);
-        link.id = Some(
-            self.save_link(&write_intent::intent(link, on_record))
-                .await?,
-        );
+        self.save_write_intent(link, on_record).await?;
         let updated = match self.referrals.patch(&rid, &ops, &current.etag).await {
             Ok(updated) => updated,
             // Partner Center changed it since it was read: the caller reads it again (and

@@ -55,7 +55,8 @@ pub(super) fn clear(link: &mut Link) {
 }
 
 /// The link as the store should hold it while `link`'s write is in flight: `on_record` (the
-/// link before the run changed it) with the write's record.
+/// link before the run changed it) with the write's record. Also what a run starts over from
+/// when its write was refused (412): the record is settled against the next read.
 pub(super) fn intent(link: &Link, on_record: &Link) -> Link {
     Link {
         id: link.id.or(on_record.id),
