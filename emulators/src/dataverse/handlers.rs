@@ -177,6 +177,12 @@ fn route(store: &mut Store, ctx: &Ctx, request: &ApiRequest) -> ApiResult<ApiRes
     if let Some(rest) = path.strip_prefix("EntityDefinitions(") {
         return super::metadata::handle(store, ctx, request, rest);
     }
+    if let Some((set, action)) = path.split_once('/')
+        && let Some(message) = super::bulk::Message::parse(action)
+        && let Some(def) = store.schema.by_set(set).cloned()
+    {
+        return super::bulk::run(store, ctx, &def, request, message);
+    }
     let (set, key, property) = split_path(path);
     let Some(def) = store.schema.by_set(set).cloned() else {
         return Err(ApiResponse::error(

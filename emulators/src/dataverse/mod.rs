@@ -26,11 +26,12 @@
 //! emulator is about behaviour, not throughput).
 //!
 //! Modules: [`schema`] tables and columns, [`metadata`] the Metadata API, [`records`] the store, [`query`] query options,
-//! [`handlers`] CRUD, [`charge`] emulated execution time, [`index`] equality indexes for `$filter`, [`expand`] `$expand`, [`batch`], [`change_tracking`], [`limits`], [`actions`] state rules and
+//! [`handlers`] CRUD, [`charge`] emulated execution time, [`index`] equality indexes for `$filter`, [`expand`] `$expand`, [`batch`], [`bulk`] CreateMultiple/UpdateMultiple/UpsertMultiple, [`change_tracking`], [`limits`], [`actions`] state rules and
 //! Win/Lose, [`webhooks`].
 
 pub mod actions;
 pub mod batch;
+pub mod bulk;
 pub mod change_tracking;
 pub mod charge;
 pub mod expand;

@@ -331,6 +331,11 @@ impl Store {
         });
     }
 
+    /// Whether a change set is open (a `$batch` change set, a bulk message).
+    pub fn in_change_set(&self) -> bool {
+        self.journal.is_some()
+    }
+
     /// Ends a change set, keeping its writes.
     pub fn commit(&mut self) {
         self.journal = None;
