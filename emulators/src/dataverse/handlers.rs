@@ -174,6 +174,9 @@ fn route(store: &mut Store, ctx: &Ctx, request: &ApiRequest) -> ApiResult<ApiRes
         }
         _ => {}
     }
+    if path == "EntityDefinitions" {
+        return super::metadata::handle_collection(store, ctx, request);
+    }
     if let Some(rest) = path.strip_prefix("EntityDefinitions(") {
         return super::metadata::handle(store, ctx, request, rest);
     }

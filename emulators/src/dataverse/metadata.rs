@@ -1,5 +1,5 @@
-//! The Metadata API (§4.12): `GET EntityDefinitions(LogicalName='x')`, its `Attributes`
-//! (list, or one by `MetadataId` or `LogicalName='y'`), and `POST …/Attributes` to create a
+//! The Metadata API (§4.12): routes its paths; the reads are [`super::metadata_read`]'s. A
+//! table is addressed by `(LogicalName='x')` or `(<MetadataId>)`; `POST …/Attributes` creates a
 //! custom column (204 + `OData-EntityId: …/Attributes(<MetadataId>)`); the column rules are in
 //! [`super::schema::Schema::add_attribute`]. `GET`/`POST …/Keys` list and create alternate
 //! keys (EntityKeyMetadata with `KeyAttributes`); `PUT EntityDefinitions(…)` updates a table's
@@ -13,13 +13,29 @@
 //! background; here it is active at once, or refused if existing rows share a value.
 
 use super::handlers::{ApiRequest, ApiResponse, Ctx, parse_body};
+use super::metadata_read as read;
 use super::records::{ApiResult, Key, Store, bad_request, parse_key};
-use super::schema::attribute_json;
 use super::seed::DEFAULT_SOLUTION;
 use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-/// The Metadata API: `EntityDefinitions(LogicalName='x')[/Attributes[(…)]]` (§4.12).
+/// `GET EntityDefinitions[?…]`: every table's definition ([`read::list_entities`]).
+pub fn handle_collection(store: &Store, ctx: &Ctx, request: &ApiRequest) -> ApiResult<ApiResponse> {
+    if request.method != Method::GET {
+        return Err(ApiResponse::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "0x80060888",
+            "Create tables with CreateEntities; this emulator has a fixed set of tables.",
+        ));
+    }
+    read::list_entities(
+        store.schema.entities.values().map(|d| d.as_ref()),
+        ctx,
+        request,
+    )
+}
+
+/// The Metadata API: `EntityDefinitions(<key>)[/Attributes[(…)][/<cast>]]`, `…/Keys`.
 pub fn handle(
     store: &mut Store,
     ctx: &Ctx,
@@ -29,14 +45,22 @@ pub fn handle(
     let close = rest
         .find(')')
         .ok_or_else(|| bad_request("0x80060888", "Bad EntityDefinitions key."))?;
-    let entity = match parse_key(&rest[..close])? {
+    let key_text = &rest[..close];
+    let entity = match parse_key(key_text)? {
         Key::Alternate(parts) if parts.len() == 1 && parts[0].0 == "LogicalName" => {
             parts[0].1.as_str().unwrap_or_default().to_owned()
         }
+        Key::Id(id) => store
+            .schema
+            .entities
+            .values()
+            .find(|e| e.metadata_id == id)
+            .map(|e| e.logical_name.clone())
+            .unwrap_or_else(|| id.to_string()),
         _ => {
             return Err(bad_request(
                 "0x80060888",
-                "Address entity definitions by LogicalName, e.g. EntityDefinitions(LogicalName='opportunity').",
+                "Address entity definitions by LogicalName or MetadataId, e.g. EntityDefinitions(LogicalName='opportunity').",
             ));
         }
     };
@@ -44,7 +68,7 @@ pub fn handle(
         return Err(ApiResponse::error(
             StatusCode::NOT_FOUND,
             "0x80040217",
-            format!("Could not find entity with LogicalName '{entity}'."),
+            format!("Could not find entity with LogicalName or MetadataId '{entity}'."),
         ));
     };
     let tail = rest[close + 1..].trim_start_matches('/');
@@ -101,24 +125,12 @@ pub fn handle(
                 ),
             ))
         }
-        (Method::GET, "") => Ok(ApiResponse::json(
-            StatusCode::OK,
-            json!({
-                "@odata.context": format!("{}$metadata#EntityDefinitions/$entity", ctx.base),
-                "LogicalName": def.logical_name,
-                "EntitySetName": def.entity_set,
-                "PrimaryIdAttribute": def.primary_id,
-                "PrimaryNameAttribute": def.primary_name,
-                "ChangeTrackingEnabled": def.change_tracking,
-            }),
-        )),
-        (Method::GET, "Attributes") => Ok(ApiResponse::json(
-            StatusCode::OK,
-            json!({
-                "@odata.context": format!("{}$metadata#EntityDefinitions('{entity}')/Attributes", ctx.base),
-                "value": def.columns.values().map(|c| attribute_json(&def, c)).collect::<Vec<_>>(),
-            }),
-        )),
+        (Method::GET, "") => read::one_entity(&def, ctx, request),
+        (Method::GET, "Attributes") => read::attributes(&def, key_text, None, ctx, request),
+        (Method::GET, cast) if cast.starts_with("Attributes/") => {
+            let cast = cast_of(&cast["Attributes/".len()..])?;
+            read::attributes(&def, key_text, Some(cast), ctx, request)
+        }
         (Method::POST, "Attributes") => {
             let body = parse_body(&request.body)?;
             let (solution_name, prefix) = solution()?;
@@ -137,7 +149,12 @@ pub fn handle(
             ))
         }
         (Method::GET, attr) if attr.starts_with("Attributes(") => {
-            let inner = attr.trim_start_matches("Attributes(").trim_end_matches(')');
+            let close = attr.find(')').unwrap_or(attr.len());
+            let inner = &attr["Attributes(".len()..close];
+            let cast = match attr.get(close + 1..).map(|t| t.trim_start_matches('/')) {
+                Some(t) if !t.is_empty() => Some(cast_of(t)?),
+                _ => None,
+            };
             let column = match parse_key(inner)? {
                 Key::Id(id) => def.columns.values().find(|c| c.metadata_id == id),
                 Key::Alternate(parts) => parts
@@ -146,7 +163,7 @@ pub fn handle(
                     .and_then(|n| def.columns.get(n)),
             };
             match column {
-                Some(c) => Ok(ApiResponse::json(StatusCode::OK, attribute_json(&def, c))),
+                Some(c) => read::one_attribute(&def, c, cast, ctx, request),
                 None => Err(ApiResponse::error(
                     StatusCode::NOT_FOUND,
                     "0x80040217",
@@ -160,6 +177,19 @@ pub fn handle(
             "This Metadata API operation is not supported by this emulator.",
         )),
     }
+}
+
+/// The derived type a cast segment names (`Microsoft.Dynamics.CRM.PicklistAttributeMetadata`).
+fn cast_of(segment: &str) -> ApiResult<&str> {
+    segment
+        .strip_prefix("Microsoft.Dynamics.CRM.")
+        .filter(|t| !t.contains('/'))
+        .ok_or_else(|| {
+            bad_request(
+                "0x80060888",
+                format!("Resource not found for the segment '{segment}'."),
+            )
+        })
 }
 
 /// The solution a customization goes to (`MSCRM.SolutionUniqueName`, else the Default one)

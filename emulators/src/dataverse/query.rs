@@ -167,7 +167,7 @@ fn shown(token: &Option<Token>) -> String {
     }
 }
 
-fn message(error: SyntaxError) -> String {
+pub(super) fn message(error: SyntaxError) -> String {
     match error {
         SyntaxError::UnterminatedString => "unterminated string literal".into(),
         // The left side is a column: `check_operand` refused any other.

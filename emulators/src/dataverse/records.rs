@@ -622,7 +622,7 @@ impl Store {
                 }
                 ColumnKind::Picklist { options } => {
                     let n = value.as_i64().ok_or_else(|| type_error("Edm.Int32"))?;
-                    if !options.is_empty() && !options.contains(&n) {
+                    if !super::schema::allows(options, n) {
                         return Err(range(&format!("{n} is not a valid option.")));
                     }
                     value.clone()
@@ -631,7 +631,7 @@ impl Store {
                     let s = value.as_str().ok_or_else(|| type_error("Edm.String"))?;
                     for part in s.split(',').filter(|p| !p.trim().is_empty()) {
                         let n: i64 = part.trim().parse().map_err(|_| type_error("Edm.String"))?;
-                        if !options.is_empty() && !options.contains(&n) {
+                        if !super::schema::allows(options, n) {
                             return Err(range(&format!("{n} is not a valid option.")));
                         }
                     }

@@ -41,9 +41,9 @@ pub enum ColumnKind {
     /// A GUID that is not a lookup.
     Uniqueidentifier,
     /// Choice: one of the option values (any integer when `options` is empty).
-    Picklist { options: Vec<i64> },
+    Picklist { options: Vec<ChoiceOption> },
     /// Choices: comma-separated option values, e.g. `"100000000,100000001"`.
-    MultiSelect { options: Vec<i64> },
+    MultiSelect { options: Vec<ChoiceOption> },
     /// Lookup to one of the `targets` tables (several = polymorphic, e.g. `customerid`).
     Lookup { targets: Vec<String> },
     /// `statecode`.
@@ -52,6 +52,30 @@ pub enum ColumnKind {
     Status,
     /// Set by the service only (`createdon`, `modifiedon`, `fullname`, …).
     ReadOnly,
+}
+
+/// One option of a choice column: its value and its label (in the one language, 1033, the
+/// emulated organisation has).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoiceOption {
+    pub value: i64,
+    pub label: String,
+}
+
+/// Whether `options` allows `value` (any value when there are none).
+pub fn allows(options: &[ChoiceOption], value: i64) -> bool {
+    options.is_empty() || options.iter().any(|o| o.value == value)
+}
+
+/// Options from `(value, label)` pairs.
+fn choices(pairs: &[(i64, &str)]) -> Vec<ChoiceOption> {
+    pairs
+        .iter()
+        .map(|(value, label)| ChoiceOption {
+            value: *value,
+            label: (*label).to_owned(),
+        })
+        .collect()
 }
 
 /// One column.
@@ -80,12 +104,36 @@ pub struct EntityDef {
     pub states: BTreeMap<i64, Vec<i64>>,
     /// Change tracking enabled (all built-in business tables here).
     pub change_tracking: bool,
+    /// Its `MetadataId`.
+    pub metadata_id: uuid::Uuid,
 }
 
 impl EntityDef {
     /// The column named `name`, if defined.
     pub fn column(&self, name: &str) -> Option<&ColumnDef> {
         self.columns.get(name)
+    }
+
+    /// Its `SchemaName`: the logical name in Pascal case, as the built-in tables have it
+    /// (`opportunity` → `Opportunity`, `sdkmessagefilter` → `SdkMessageFilter`).
+    pub fn schema_name(&self) -> String {
+        let known = [
+            ("transactioncurrency", "TransactionCurrency"),
+            ("serviceendpoint", "ServiceEndpoint"),
+            ("sdkmessage", "SdkMessage"),
+            ("sdkmessagefilter", "SdkMessageFilter"),
+            ("sdkmessageprocessingstep", "SdkMessageProcessingStep"),
+        ];
+        match known.iter().find(|(l, _)| *l == self.logical_name) {
+            Some((_, schema)) => (*schema).to_owned(),
+            None => {
+                let mut chars = self.logical_name.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            }
+        }
     }
 
     /// The OData type name used in messages, e.g. `Microsoft.Dynamics.CRM.opportunity`.
@@ -151,6 +199,7 @@ fn entity(
         alternate_keys: Vec::new(),
         states: states.iter().map(|(k, v)| (*k, v.to_vec())).collect(),
         change_tracking: true,
+        metadata_id: uuid::Uuid::new_v4(),
     }
 }
 
@@ -193,7 +242,12 @@ impl Schema {
                 col(
                     "salesstage",
                     ColumnKind::Picklist {
-                        options: vec![0, 1, 2, 3],
+                        options: choices(&[
+                            (0, "Qualify"),
+                            (1, "Develop"),
+                            (2, "Propose"),
+                            (3, "Close"),
+                        ]),
                     },
                 ),
                 col("stepname", s(200)),
@@ -300,20 +354,40 @@ impl Schema {
                     col(
                         "contract",
                         ColumnKind::Picklist {
-                            options: (1..=10).collect(),
+                            options: choices(&[
+                                (1, "OneWay"),
+                                (2, "Queue"),
+                                (3, "Rest"),
+                                (4, "TwoWay"),
+                                (5, "Topic"),
+                                (6, "Queue (Persistent)"),
+                                (7, "Event Hub"),
+                                (8, "Webhook"),
+                                (9, "Event Grid"),
+                                (10, "Managed Data Lake"),
+                            ]),
                         },
                     ),
                     col(
                         "authtype",
                         ColumnKind::Picklist {
-                            options: (1..=8).collect(),
+                            options: choices(&[
+                                (1, "ACS"),
+                                (2, "SAS Key"),
+                                (3, "SAS Token"),
+                                (4, "Webhook Key"),
+                                (5, "Http Header"),
+                                (6, "Http Query String"),
+                                (7, "Connection String"),
+                                (8, "Access Key"),
+                            ]),
                         },
                     ),
                     col("authvalue", s(2048)),
                     col(
                         "messageformat",
                         ColumnKind::Picklist {
-                            options: vec![1, 2, 3],
+                            options: choices(&[(1, "Binary XML"), (2, "Json"), (3, "Text XML")]),
                         },
                     ),
                     col("namespaceaddress", s(255)),
@@ -349,13 +423,17 @@ impl Schema {
                     col(
                         "mode",
                         ColumnKind::Picklist {
-                            options: vec![0, 1],
+                            options: choices(&[(0, "Synchronous"), (1, "Asynchronous")]),
                         },
                     ),
                     col(
                         "stage",
                         ColumnKind::Picklist {
-                            options: vec![10, 20, 40],
+                            options: choices(&[
+                                (10, "Pre-validation"),
+                                (20, "Pre-operation"),
+                                (40, "Post-operation"),
+                            ]),
                         },
                     ),
                     col("rank", ColumnKind::Integer),
@@ -364,7 +442,11 @@ impl Schema {
                     col(
                         "supporteddeployment",
                         ColumnKind::Picklist {
-                            options: vec![0, 1, 2],
+                            options: choices(&[
+                                (0, "Server Only"),
+                                (1, "Microsoft Dynamics 365 Client for Outlook Only"),
+                                (2, "Both"),
+                            ]),
                         },
                     ),
                     col(
@@ -476,10 +558,19 @@ impl Schema {
             .trim_start_matches('#')
             .trim_start_matches("Microsoft.Dynamics.CRM.");
         let attribute_type = body["AttributeType"].as_str().unwrap_or_default();
-        let options = |body: &Value| -> Vec<i64> {
+        let options = |body: &Value| -> Vec<ChoiceOption> {
             body["OptionSet"]["Options"]
                 .as_array()
-                .map(|o| o.iter().filter_map(|o| o["Value"].as_i64()).collect())
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|o| {
+                            Some(ChoiceOption {
+                                value: o["Value"].as_i64()?,
+                                label: label_text(&o["Label"]),
+                            })
+                        })
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let max = |default: usize| {
@@ -531,6 +622,16 @@ impl Schema {
         );
         Ok(metadata_id)
     }
+}
+
+/// The text of a Metadata API label (`{"LocalizedLabels":[{"Label":…}]}`), its first
+/// localized label; empty when it has none.
+fn label_text(label: &Value) -> String {
+    label["LocalizedLabels"][0]["Label"]
+        .as_str()
+        .or(label["UserLocalizedLabel"]["Label"].as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A column's definition as the Metadata API returns it (a subset of the real properties).
