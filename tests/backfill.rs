@@ -97,6 +97,13 @@ fn batch(size: usize, concurrency: usize) -> Options {
     }
 }
 
+fn bulk(size: usize, concurrency: usize) -> Options {
+    Options {
+        mode: Mode::Bulk { size, concurrency },
+        ..Options::default()
+    }
+}
+
 fn per_record(concurrency: usize) -> Options {
     Options {
         mode: Mode::PerRecord { concurrency },
@@ -278,9 +285,11 @@ async fn accounts(reader: &DataverseClient) -> HashMap<(String, String), usize> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_and_per_record_modes_create_the_same_opportunities_and_report_the_same_refusals() {
+async fn bulk_batch_and_per_record_modes_create_the_same_opportunities_and_report_the_same_refusals()
+ {
     tokio::time::timeout(BOUND, async {
-        let (a, b) = (
+        let (a, b, c) = (
+            Env::start(DataverseConfig::default()).await,
             Env::start(DataverseConfig::default()).await,
             Env::start(DataverseConfig::default()).await,
         );
@@ -298,10 +307,11 @@ async fn batch_and_per_record_modes_create_the_same_opportunities_and_report_the
 
         let by_batch = a.backfill(&referrals, batch(32, 3)).await;
         let one_by_one = b.backfill(&referrals, per_record(6)).await;
+        let by_bulk = c.backfill(&referrals, bulk(32, 3)).await;
 
         let closed = good.iter().filter(|r| is_closed(r)).count() as u64;
         assert!(closed > 0 && closed < 160, "the demo data has both open and closed referrals");
-        for report in [&by_batch, &one_by_one] {
+        for report in [&by_batch, &one_by_one, &by_bulk] {
             assert_eq!((report.created, report.closed), (160, closed), "{report:#?}");
             assert_eq!(report.already_there, 0);
             assert_eq!(report.refused.len(), 1, "{report:#?}");
@@ -332,6 +342,11 @@ async fn batch_and_per_record_modes_create_the_same_opportunities_and_report_the
             by_batch.requests,
             one_by_one.requests
         );
+        // Bulk mode created every open referral's opportunity with CreateMultiple (the closed
+        // ones' create and close go in $batch change sets) and never fell back.
+        assert_eq!(by_bulk.bulk_created, 160 - closed, "{by_bulk:#?}");
+        assert_eq!(by_bulk.bulk_refused, None);
+        assert_eq!(by_batch.bulk_created, 0);
 
         // One opportunity per good referral, as the mapping says, closed ones closed; nothing
         // for the refused or failed ones.
@@ -344,10 +359,13 @@ async fn batch_and_per_record_modes_create_the_same_opportunities_and_report_the
         for referral in &good {
             assert_mapped(referral, &rows_a[&id(referral)]);
         }
-        // Both modes wrote the same rows.
+        // Every mode wrote the same rows.
+        let rows_c = opportunities(&c.reader).await;
         for (rid, row) in &rows_a {
             assert_eq!(comparable(row), comparable(&rows_b[rid]), "referral {rid}");
+            assert_eq!(comparable(row), comparable(&rows_c[rid]), "referral {rid}");
         }
+        assert_eq!(rows_c.len(), rows_a.len());
         // One account per customer (name and postal code).
         let accounts = accounts(&a.reader).await;
         let customers: BTreeSet<(String, String)> = good
@@ -375,6 +393,60 @@ async fn batch_and_per_record_modes_create_the_same_opportunities_and_report_the
         let again = a.backfill(&referrals, batch(32, 3)).await;
         assert_eq!((again.created, again.already_there), (0, 160), "{again:#?}");
         assert_eq!(opportunities(&a.reader).await.len(), 160);
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_multiple_refused_for_one_record_is_written_as_a_batch_and_bulk_goes_on() {
+    tokio::time::timeout(BOUND, async {
+        let env = Env::start(DataverseConfig::default()).await;
+        let open: Vec<Value> = seeded(&env.pc, 60, 21)
+            .into_iter()
+            .filter(|r| !is_closed(r))
+            .take(24)
+            .collect();
+        assert_eq!(open.len(), 24, "the demo data has 24 open referrals");
+        // The fifth names an opportunity (its externalReferenceId) that exists already, without
+        // its referral id: the scan does not see it, Dataverse refuses its create as a
+        // duplicate, and with it the whole CreateMultiple of its group of eight.
+        let taken = "0b7c3c1e-5d2a-4f7e-9a41-3f6d2c8e9b10";
+        let mut referrals = open.clone();
+        referrals[4] = variant(&open[4], json!({"externalReferenceId": taken}));
+        env.reader
+            .create_with_id("opportunities", taken, &json!({"name": "Made elsewhere"}))
+            .await
+            .unwrap();
+
+        let report = env.backfill(&referrals, bulk(8, 1)).await;
+
+        assert_eq!(
+            (report.created, report.already_there),
+            (23, 1),
+            "{report:#?}"
+        );
+        assert!(report.failed.is_empty(), "{report:#?}");
+        assert_eq!(
+            report.bulk_created, 16,
+            "the two other groups were written by CreateMultiple: {report:#?}"
+        );
+        assert_eq!(
+            report.bulk_refused, None,
+            "one record's refusal is not the table's"
+        );
+        let rows = env
+            .reader
+            .query("opportunities", "$select=name,cosell_referralidentifier")
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 24, "23 created and the one made elsewhere");
+        let made_elsewhere: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["cosell_referralidentifier"].is_null())
+            .collect();
+        assert_eq!(made_elsewhere.len(), 1);
+        assert_eq!(made_elsewhere[0]["name"], "Made elsewhere", "left as it was");
     })
     .await
     .expect("bounded");
@@ -501,6 +573,14 @@ async fn when_the_answers_of_applied_writes_are_lost_a_backfill_creates_everythi
                     ..FaultConfig::default()
                 },
                 batch(8, 2),
+            ),
+            (
+                FaultConfig {
+                    applied_error_rate: 0.2,
+                    applied_drop_rate: 0.1,
+                    ..FaultConfig::default()
+                },
+                bulk(8, 2),
             ),
         ];
         for (n, (faults, options)) in runs.into_iter().enumerate() {
@@ -653,7 +733,7 @@ async fn next_to_a_running_host_the_cli_skips_what_it_synced_and_the_engine_take
             "--dry-run",
             "--batch-size",
             "--concurrency",
-            "--per-record",
+            "--write-mode",
             "--limit",
             "--skip-closed",
         ] {

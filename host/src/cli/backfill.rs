@@ -31,16 +31,19 @@ pub struct BackfillArgs {
     /// account, contact, opportunity or link).
     #[arg(long)]
     dry_run: bool,
-    /// Requests per `$batch` (1 to 1000; a closed referral's create and close count two).
-    #[arg(long, default_value_t = 100, conflicts_with = "per_record")]
+    /// How the opportunities are written: `bulk` (CreateMultiple requests, falling back to
+    /// `$batch` where Dataverse refuses them), `batch` (`$batch` requests only) or `per-record`
+    /// (one request per referral; slower, for comparison).
+    #[arg(long, value_enum, default_value_t = WriteMode::Bulk)]
+    write_mode: WriteMode,
+    /// Opportunities per CreateMultiple, or requests per `$batch` (1 to 1000; a closed
+    /// referral's create and close count two).
+    #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    /// Writes in flight at once: `$batch` requests, or referrals with --per-record (1 to 52;
+    /// Writes in flight at once: bulk or `$batch` requests, or referrals one by one (1 to 52;
     /// dataverse.max_concurrency also bounds every request).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// One request per referral instead of `$batch` requests (slower; for comparison).
-    #[arg(long)]
-    per_record: bool,
     /// Process at most this many referrals (the oldest first).
     #[arg(long)]
     limit: Option<usize>,
@@ -53,18 +56,26 @@ pub struct BackfillArgs {
     json: bool,
 }
 
+/// How `cosell backfill` writes the opportunities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteMode {
+    /// CreateMultiple requests (Microsoft's recommendation for throughput), `$batch` where
+    /// Dataverse refuses them.
+    Bulk,
+    /// `$batch` requests of independent creates.
+    Batch,
+    /// One request per referral.
+    PerRecord,
+}
+
 impl BackfillArgs {
     fn options(&self) -> Options {
+        let (size, concurrency) = (self.batch_size, self.concurrency);
         Options {
-            mode: if self.per_record {
-                Mode::PerRecord {
-                    concurrency: self.concurrency,
-                }
-            } else {
-                Mode::Batch {
-                    size: self.batch_size,
-                    concurrency: self.concurrency,
-                }
+            mode: match self.write_mode {
+                WriteMode::Bulk => Mode::Bulk { size, concurrency },
+                WriteMode::Batch => Mode::Batch { size, concurrency },
+                WriteMode::PerRecord => Mode::PerRecord { concurrency },
             },
             closed: if self.skip_closed {
                 ClosedReferrals::Skip
@@ -193,6 +204,17 @@ fn summary(report: &BackfillReport) -> String {
         "  Dataverse      {} requests, {} answered 429 (waited out)",
         report.requests, report.throttled
     ));
+    if report.bulk_created > 0 {
+        line(format!(
+            "  bulk           {} of the created written by CreateMultiple",
+            report.bulk_created
+        ));
+    }
+    if let Some(reason) = &report.bulk_refused {
+        line(format!(
+            "  bulk refused   Dataverse refused CreateMultiple ({reason}); the rest was written in $batch requests"
+        ));
+    }
     if let Some(error) = &report.source_error {
         line(format!(
             "  stopped early: {error}; run it again to go on (what was created is skipped)"

@@ -8,6 +8,8 @@
 //!   made twice.
 //! - [`batch`]: `$batch` with one atomic change set or independent requests, or independent
 //!   items each a request or a change set of its own (the backfill's creates and closes).
+//! - [`bulk`]: the bulk messages `CreateMultiple`, `UpdateMultiple` and `UpsertMultiple`
+//!   (many rows of one table per request, all or nothing), creates again never made twice.
 //! - [`changes`]: change tracking (`Prefer: odata.track-changes`, `@odata.deltaLink`).
 //! - [`actions`]: `WinOpportunity`/`LoseOpportunity` (also as a request of a `$batch`) and the
 //!   Metadata API (custom columns).
@@ -27,6 +29,7 @@
 pub mod actions;
 pub mod auth;
 pub mod batch;
+pub mod bulk;
 pub mod changes;
 pub mod client;
 pub mod creates;
@@ -36,6 +39,7 @@ pub mod metadata;
 pub mod request;
 
 pub use batch::{BatchItem, BatchRequest, BatchResponse};
+pub use bulk::{BulkRow, BulkTable};
 pub use changes::ChangePage;
 pub use client::{DataverseClient, Row, Traffic};
 pub use error::DataverseError;

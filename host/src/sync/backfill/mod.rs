@@ -80,6 +80,12 @@ pub enum Mode {
     /// `$batch` requests of at most `size` requests (1..=1000; a closed referral's change set
     /// counts two, and is never split), `concurrency` of them in flight (1..=52).
     Batch { size: usize, concurrency: usize },
+    /// `CreateMultiple` requests of at most `size` open referrals' opportunities (1..=1000),
+    /// `concurrency` of them in flight (1..=52). A closed referral's create and close go in a
+    /// `$batch` change set (a bulk message creates, it cannot close); a request Dataverse
+    /// refuses as a whole is sent again as a `$batch`, so each referral gets its own outcome,
+    /// and when the table takes no `CreateMultiple` the rest of the run writes `$batch`es.
+    Bulk { size: usize, concurrency: usize },
     /// One request per referral, `concurrency` referrals in flight (1..=52).
     PerRecord { concurrency: usize },
 }
@@ -88,7 +94,17 @@ impl Mode {
     /// Writes in flight at most.
     pub fn concurrency(self) -> usize {
         match self {
-            Mode::Batch { concurrency, .. } | Mode::PerRecord { concurrency } => concurrency,
+            Mode::Batch { concurrency, .. }
+            | Mode::Bulk { concurrency, .. }
+            | Mode::PerRecord { concurrency } => concurrency,
+        }
+    }
+
+    /// The requests of one `$batch`, or the rows of one bulk request; `None` per record.
+    pub fn group_size(self) -> Option<usize> {
+        match self {
+            Mode::Batch { size, .. } | Mode::Bulk { size, .. } => Some(size),
+            Mode::PerRecord { .. } => None,
         }
     }
 }
@@ -115,10 +131,10 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// `$batch` requests of 100, 8 in flight; closed referrals imported; writing.
+    /// `CreateMultiple` requests of 100, 8 in flight; closed referrals imported; writing.
     fn default() -> Self {
         Self {
-            mode: Mode::Batch {
+            mode: Mode::Bulk {
                 size: 100,
                 concurrency: 8,
             },
@@ -137,11 +153,11 @@ impl Options {
                 "the concurrency must be 1 to {MAX_CONCURRENCY} (Dataverse's limit of concurrent requests per user), not {concurrency}"
             );
         }
-        if let Mode::Batch { size, .. } = self.mode
+        if let Some(size) = self.mode.group_size()
             && !(1..=MAX_REQUESTS).contains(&size)
         {
             bail!(
-                "the batch size must be 1 to {MAX_REQUESTS} requests (Dataverse's limit per $batch), not {size}"
+                "the batch size must be 1 to {MAX_REQUESTS} (Dataverse's limit of requests per $batch, which a refused bulk request falls back to), not {size}"
             );
         }
         Ok(())
@@ -177,6 +193,8 @@ struct Run<'a> {
     options: &'a Options,
     lookups: RunLookups,
     existing: Existing,
+    /// Bulk mode: what the `CreateMultiple` requests did (see [`write`]).
+    bulk: write::BulkState,
 }
 
 /// What the preparing stage hands to the writing stage.
@@ -218,6 +236,7 @@ impl Backfill {
             options,
             lookups: RunLookups::default(),
             existing,
+            bulk: Default::default(),
         };
         let mut report = BackfillReport {
             dry_run: options.dry_run,
@@ -227,6 +246,7 @@ impl Backfill {
             report.elapsed = started.elapsed();
             let sent = self.dataverse.traffic().since(traffic);
             (report.requests, report.throttled) = (sent.requests, sent.throttled);
+            (report.bulk_created, report.bulk_refused) = run.bulk.totals();
         };
         let (units, queue) = mpsc::channel(options.mode.concurrency() * 2);
         let (source_error, ()) = futures_util::future::join(
@@ -250,10 +270,10 @@ impl Run<'_> {
     where
         S: Stream<Item = Result<Value>> + Send,
     {
-        let chunk_size = match self.options.mode {
-            Mode::Batch { size, .. } => size,
-            Mode::PerRecord { concurrency } => (concurrency * 2).max(PREPARE_CONCURRENCY),
-        };
+        let mode = self.options.mode;
+        let chunk_size = mode
+            .group_size()
+            .unwrap_or((mode.concurrency() * 2).max(PREPARE_CONCURRENCY));
         let mut chunks = pin!(referrals.chunks(chunk_size));
         while let Some(chunk) = chunks.next().await {
             let mut docs = Vec::with_capacity(chunk.len());
@@ -328,11 +348,11 @@ impl Run<'_> {
             }
         }
         let mut units = vec![Unit::Done(done)];
-        match self.options.mode {
-            Mode::PerRecord { .. } => {
+        match self.options.mode.group_size() {
+            None => {
                 units.extend(prepared.into_iter().map(|p| Unit::Write(vec![p])));
             }
-            Mode::Batch { size, .. } => {
+            Some(size) => {
                 let mut batch: Vec<Prepared> = Vec::new();
                 let mut requests = 0;
                 for record in prepared {

@@ -45,6 +45,11 @@ pub struct BackfillReport {
     pub requests: u64,
     /// 429 answers met (each waited for its `Retry-After`).
     pub throttled: u64,
+    /// Of `created`, those written by `CreateMultiple` requests (bulk mode).
+    pub bulk_created: u64,
+    /// Bulk mode: why the run stopped sending `CreateMultiple` and wrote `$batch`es instead
+    /// (Dataverse refused the message on the opportunity table).
+    pub bulk_refused: Option<String>,
     /// Time since the run started.
     pub elapsed: Duration,
     /// Why reading the referrals stopped early (the rest were not processed).

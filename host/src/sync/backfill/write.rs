@@ -7,6 +7,12 @@
 //!   record Dataverse refuses is reported with its reason and every other one is still
 //!   written. Not one change set for the whole batch: one bad record would roll back the other
 //!   999.
+//! - **Bulk**: one `CreateMultiple` of the open referrals' opportunities, which Dataverse
+//!   writes all or nothing, and the closed referrals' change sets in a `$batch` as above. A
+//!   `CreateMultiple` refused as a whole (one bad record, or a table that takes no bulk
+//!   messages) is sent again as a `$batch`, so every referral gets its own outcome; when that
+//!   `$batch` writes every record, the records were not the reason, and the rest of the run
+//!   writes `$batch`es.
 //! - **Per record**: one request per referral: a plain `POST opportunities`, or for a closed
 //!   referral a `$batch` holding just its change set (so it is closed atomically too).
 //!
@@ -20,21 +26,60 @@ use super::lookups::NewContact;
 use super::prepare::Prepared;
 use super::report::{Outcome, RecordOutcome};
 use crate::connections::dataverse::batch::BatchRequest;
-use crate::connections::dataverse::{BatchItem, BatchResponse, DataverseError};
+use crate::connections::dataverse::{BatchItem, BatchResponse, BulkRow, BulkTable, DataverseError};
 use futures_util::{StreamExt as _, stream};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a failed write says about a record that may have been created after all.
 const MAY_EXIST: &str =
     "it may have been created: a re-run finds it by its referral id and links it";
+
+/// What a bulk run's `CreateMultiple` requests did, shared by its concurrent writes.
+#[derive(Debug, Default)]
+pub(super) struct BulkState {
+    /// Opportunities created by `CreateMultiple`.
+    created: AtomicU64,
+    /// Why Dataverse refused `CreateMultiple` on the table, once it did: from then on the run
+    /// writes `$batch`es.
+    refused: Mutex<Option<String>>,
+}
+
+impl BulkState {
+    /// `(created, refused)`, for the report.
+    pub fn totals(&self) -> (u64, Option<String>) {
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        (self.created.load(Ordering::Relaxed), refused.clone())
+    }
+
+    fn is_refused(&self) -> bool {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Records the refusal; answers whether it is the first.
+    fn refuse(&self, reason: String) -> bool {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if refused.is_some() {
+            return false;
+        }
+        *refused = Some(reason);
+        true
+    }
+}
 
 impl super::Run<'_> {
     /// Writes `prepared` (one `$batch`, or one record's request) and answers each outcome.
     pub(super) async fn write(&self, prepared: Vec<Prepared>) -> Vec<RecordOutcome> {
         match self.options.mode {
             Mode::Batch { .. } => self.write_batch(prepared).await,
+            Mode::Bulk { .. } if self.bulk.is_refused() => self.write_batch(prepared).await,
+            Mode::Bulk { .. } => self.write_bulk(prepared).await,
             Mode::PerRecord { .. } => {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for record in prepared {
@@ -53,10 +98,7 @@ impl super::Run<'_> {
         &self,
         requests: &[BatchRequest],
     ) -> Vec<Result<Option<Value>, String>> {
-        let per_batch = match self.options.mode {
-            Mode::Batch { size, .. } => size,
-            Mode::PerRecord { .. } => 1,
-        };
+        let per_batch = self.options.mode.group_size().unwrap_or(1);
         stream::iter(requests.chunks(per_batch))
             .map(|group| async move {
                 match group {
@@ -143,6 +185,50 @@ impl super::Run<'_> {
         }
     }
 
+    /// One `CreateMultiple` of the open referrals' creates, and a `$batch` of the closed ones'
+    /// change sets; a `CreateMultiple` refused as a whole is sent again as a `$batch`.
+    async fn write_bulk(&self, prepared: Vec<Prepared>) -> Vec<RecordOutcome> {
+        let (open, closed): (Vec<Prepared>, Vec<Prepared>) = prepared
+            .into_iter()
+            .partition(|p| matches!(&p.item, BatchItem::Request(r) if r.created_row().is_some()));
+        let mut outcomes = if closed.is_empty() {
+            Vec::new()
+        } else {
+            self.write_batch(closed).await
+        };
+        if open.is_empty() {
+            return outcomes;
+        }
+        let rows: Vec<BulkRow> = open.iter().filter_map(bulk_row).collect();
+        let dv = &self.backfill.dataverse;
+        match dv.create_multiple(BulkTable::OPPORTUNITIES, &rows).await {
+            Ok(ids) => {
+                self.bulk
+                    .created
+                    .fetch_add(ids.len() as u64, Ordering::Relaxed);
+                outcomes.extend(open.into_iter().zip(ids).map(|(r, id)| created(r, id)));
+            }
+            Err(e) if e.answer_lost() => outcomes.extend(open.into_iter().map(|r| failed(r, &e))),
+            Err(e) => {
+                let count = open.len();
+                let fallback = self.write_batch(open).await;
+                let all_created = fallback
+                    .iter()
+                    .all(|o| matches!(o.outcome, Outcome::Created { .. }));
+                if all_created && self.bulk.refuse(e.to_string()) {
+                    tracing::warn!(
+                        error = %e,
+                        "Dataverse refused CreateMultiple of {count} opportunities that a $batch then created: the rest of this backfill writes $batch requests"
+                    );
+                } else {
+                    tracing::debug!(error = %e, "CreateMultiple refused; its records were written one by one in a $batch");
+                }
+                outcomes.extend(fallback);
+            }
+        }
+        outcomes
+    }
+
     async fn write_one(&self, record: Prepared) -> RecordOutcome {
         let dv = &self.backfill.dataverse;
         match &record.item {
@@ -158,6 +244,22 @@ impl super::Run<'_> {
             }
         }
     }
+}
+
+/// The row a plain create writes in a `CreateMultiple`.
+fn bulk_row(record: &Prepared) -> Option<BulkRow> {
+    let BatchItem::Request(create) = &record.item else {
+        return None;
+    };
+    let (_, id) = create.created_row()?;
+    let columns = match &create.body {
+        Some(Value::Object(columns)) => columns.clone(),
+        _ => Default::default(),
+    };
+    Some(BulkRow {
+        key: id.to_owned(),
+        columns,
+    })
 }
 
 fn created(record: Prepared, opportunity_id: String) -> RecordOutcome {
