@@ -3,7 +3,7 @@
 #               the host, seeded, on loopback (`cosell sandbox`)
 #   make test   build the components and run every test, then the lint checks
 #
-# Other targets: make serve | guests | lint | fmt | fuzz | bench | package | package-check
+# Other targets: make serve | guests | sdk-venv | lint | fmt | fuzz | bench | package | package-check
 
 CARGO ?= cargo
 # A local development token for the admin API; set your own for anything else.
@@ -22,7 +22,13 @@ COMPONENTIZE_PY_VERSION := 0.25.1
 JS_GUEST := guest-mappings/dist/js_example.wasm
 JS_EXAMPLE := guest-mappings/js-example
 
-.PHONY: run serve test guests rust-guests lint fmt fuzz bench package package-check
+# Microsoft's Python SDK for Dataverse (from PyPI, pinned in its requirements.txt), which the
+# compatibility suite (tests/dataverse_python_sdk.rs) drives the Dataverse emulator with, in a
+# private virtualenv; installed again when its requirements change.
+SDK_DIR := compat/dataverse-python-sdk
+SDK_VENV := $(SDK_DIR)/.venv
+
+.PHONY: run serve test guests rust-guests sdk-venv lint fmt fuzz bench package package-check
 
 guests: rust-guests $(PYTHON_GUEST) $(JS_GUEST)
 
@@ -46,6 +52,13 @@ $(JS_GUEST): $(JS_EXAMPLE)/mapping.js wit/mapping.wit $(JS_EXAMPLE)/node_modules
 	mkdir -p guest-mappings/dist
 	cd $(JS_EXAMPLE) && timeout 600 npm run --silent build
 
+sdk-venv: $(SDK_VENV)/.installed
+
+$(SDK_VENV)/.installed: $(SDK_DIR)/requirements.txt
+	python3 -m venv $(SDK_VENV)
+	timeout 900 $(SDK_VENV)/bin/pip install --quiet -r $(SDK_DIR)/requirements.txt
+	touch $@
+
 run: rust-guests
 	$(CARGO) run -p cosell -- sandbox
 
@@ -57,7 +70,7 @@ serve: rust-guests
 # nextest runs each test in its own process, in parallel; cargo test is the fallback.
 # The slow reliability drills are #[ignore]d for a quick `cargo nextest run`; make test runs
 # them too.
-test: guests
+test: guests sdk-venv
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast --run-ignored all; \
 	else \

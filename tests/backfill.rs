@@ -446,7 +446,10 @@ async fn a_create_multiple_refused_for_one_record_is_written_as_a_batch_and_bulk
             .filter(|r| r["cosell_referralidentifier"].is_null())
             .collect();
         assert_eq!(made_elsewhere.len(), 1);
-        assert_eq!(made_elsewhere[0]["name"], "Made elsewhere", "left as it was");
+        assert_eq!(
+            made_elsewhere[0]["name"], "Made elsewhere",
+            "left as it was"
+        );
     })
     .await
     .expect("bounded");

@@ -1,5 +1,6 @@
 //! The Dataverse client against the Dataverse emulator over real HTTP: rows with etags and
-//! conditional writes, upsert by alternate key, atomic `$batch`, paging, change tracking,
+//! conditional writes, upsert by alternate key, atomic `$batch`, the bulk messages, paging,
+//! change tracking,
 //! Win/Lose and the Metadata API. Retries, throttling with the adaptive concurrency limiter
 //! and auth errors are in `dataverse_client/resilience.rs`.
 
@@ -8,7 +9,8 @@ mod resilience;
 
 use cosell::config::Secret;
 use cosell::connections::dataverse::{
-    BatchRequest, ChangePage, DataverseClient, DataverseError, DataverseSettings, Row,
+    BatchRequest, BulkRow, BulkTable, ChangePage, DataverseClient, DataverseError,
+    DataverseSettings, Row,
 };
 use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
@@ -209,6 +211,120 @@ async fn upsert_by_alternate_key_creates_then_updates_the_same_row() {
         assert_ne!(odd, first);
         let row = read_row(&client, "opportunities", &odd, "").await;
         assert_eq!(row.body[key], "O'Neil 2");
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_messages_write_many_rows_in_one_request_all_or_nothing() {
+    tokio::time::timeout(BOUND, async {
+        let (dv, running) = emulator(DataverseConfig::default()).await;
+        let client = client(&dv, &running);
+        let row = |key: &str, name: &str| BulkRow {
+            key: key.to_owned(),
+            columns: json!({ "name": name }).as_object().unwrap().clone(),
+        };
+        let ids = [
+            "3f0c1a52-0000-4000-8000-000000000001",
+            "3f0c1a52-0000-4000-8000-000000000002",
+        ];
+        let before = client.traffic();
+        let created = client
+            .create_multiple(
+                BulkTable::OPPORTUNITIES,
+                &[row(ids[0], "Bulk A"), row(ids[1], "Bulk B")],
+            )
+            .await
+            .expect("created");
+        assert_eq!(created, ids);
+        assert_eq!(
+            client.traffic().since(before).requests,
+            1,
+            "one request for both"
+        );
+        client
+            .update_multiple(
+                BulkTable::OPPORTUNITIES,
+                &[row(ids[0], "Bulk A2"), row(ids[1], "Bulk B2")],
+            )
+            .await
+            .expect("updated");
+        assert_eq!(
+            read_row(&client, "opportunities", ids[1], "").await.body["name"],
+            "Bulk B2"
+        );
+
+        // All or nothing: a duplicate id refuses the whole request, and the new row is not made.
+        let third = "3f0c1a52-0000-4000-8000-000000000003";
+        let refused = client
+            .create_multiple(
+                BulkTable::OPPORTUNITIES,
+                &[row(third, "New"), row(ids[0], "Again")],
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(DataverseError::PreconditionFailed(_))),
+            "{refused:?}"
+        );
+        assert!(
+            client
+                .get("opportunities", third, "")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // The opportunity table takes no UpsertMultiple; a table with an alternate key does.
+        let upsert = client
+            .upsert_multiple(
+                BulkTable::OPPORTUNITIES,
+                &[row("cosell_referralidentifier='R-1'", "X")],
+            )
+            .await;
+        assert!(
+            matches!(upsert, Err(DataverseError::BadRequest { .. })),
+            "{upsert:?}"
+        );
+        client
+            .create_alternate_key(
+                "account",
+                "new_AccountNumber",
+                &["accountnumber"],
+                "Default",
+            )
+            .await
+            .unwrap();
+        let accounts = BulkTable {
+            set: "accounts",
+            logical_name: "account",
+            primary_id: "accountid",
+        };
+        for name in ["Upserted", "Upserted again"] {
+            client
+                .upsert_multiple(
+                    accounts,
+                    &[
+                        row("accountnumber='A-1'", name),
+                        row("accountnumber='A-2'", name),
+                    ],
+                )
+                .await
+                .expect("upserted");
+        }
+        let rows = client
+            .query(
+                "accounts",
+                "$select=name,accountnumber&$filter=startswith(name,'Upserted')",
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows.iter().all(|r| r["name"] == "Upserted again"),
+            "{rows:?}"
+        );
         running.stop().await;
     })
     .await

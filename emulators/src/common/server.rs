@@ -6,6 +6,7 @@
 //! server only takes infallible services.
 
 use super::faults::{AfterWriteFault, Faults, RequestFault};
+use super::tls::SelfSignedTls;
 use axum::Router;
 use axum::body::Body;
 use axum::http::Method;
@@ -30,18 +31,24 @@ fn faults_apply(path: &str) -> bool {
     !path.starts_with(CONTROL_PREFIX) && !path.starts_with(CERTIFICATE_PREFIX)
 }
 
+/// Marks a request that came over TLS (a request extension), so a service can write its own
+/// URLs with `https`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedOverTls;
+
 /// A running emulator. Dropping it does not stop it; call [`RunningEmulator::stop`].
 pub struct RunningEmulator {
     /// Where it listens.
     pub addr: SocketAddr,
+    scheme: &'static str,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl RunningEmulator {
-    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    /// The base URL, e.g. `http://127.0.0.1:41234` (`https://` when served over TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops accepting, closes open connections and waits for the server task.
@@ -57,6 +64,18 @@ pub async fn serve(
     addr: SocketAddr,
     faults: Faults,
 ) -> std::io::Result<RunningEmulator> {
+    serve_with(router, addr, faults, None).await
+}
+
+/// [`serve`], over HTTPS when `tls` is given (each connection's handshake in its own task,
+/// so a slow one holds up no other).
+pub async fn serve_with(
+    router: Router,
+    addr: SocketAddr,
+    faults: Faults,
+    tls: Option<SelfSignedTls>,
+) -> std::io::Result<RunningEmulator> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
@@ -66,14 +85,25 @@ pub async fn serve(
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    let (router, faults) = (router.clone(), faults.clone());
+                    let (router, faults, tls) = (router.clone(), faults.clone(), tls.clone());
                     connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let over_tls = tls.is_some();
+                        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                            if over_tls {
+                                request.extensions_mut().insert(ServedOverTls);
+                            }
                             handle(router.clone(), faults.clone(), request)
                         });
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        match tls {
+                            None => {
+                                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                            Some(tls) => {
+                                let Ok(stream) = tls.acceptor().accept(stream).await else { return };
+                                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
                     });
                 }
                 _ = stopped.changed() => break,
@@ -82,7 +112,12 @@ pub async fn serve(
         }
         connections.abort_all();
     });
-    Ok(RunningEmulator { addr, stop, task })
+    Ok(RunningEmulator {
+        addr,
+        scheme,
+        stop,
+        task,
+    })
 }
 
 async fn handle(

@@ -51,10 +51,11 @@ pub use limits::ServiceProtectionLimits;
 
 use crate::common::clock::EmulatedClock;
 use crate::common::faults::Faults;
-use crate::common::server::{self, RunningEmulator};
+use crate::common::server::{self, RunningEmulator, ServedOverTls};
+use crate::common::tls::SelfSignedTls;
 use crate::common::tokens::{TokenIssuer, TokenRequest};
 use axum::body::{Body, Bytes};
-use axum::extract::{Form, Path, State};
+use axum::extract::{Extension, Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -247,6 +248,16 @@ impl Dataverse {
 
     /// Serves on `config.listen` and starts the webhook deliverer (once).
     pub async fn serve(&self) -> std::io::Result<RunningEmulator> {
+        self.serve_with(None).await
+    }
+
+    /// [`serve`](Self::serve) over HTTPS with `tls`'s certificate: the URLs it writes (next
+    /// links, `OData-EntityId`) are then `https://` too.
+    pub async fn serve_tls(&self, tls: SelfSignedTls) -> std::io::Result<RunningEmulator> {
+        self.serve_with(Some(tls)).await
+    }
+
+    async fn serve_with(&self, tls: Option<SelfSignedTls>) -> std::io::Result<RunningEmulator> {
         let receiver = self
             .inner
             .receiver
@@ -260,10 +271,11 @@ impl Dataverse {
                 self.inner.config.webhook_timeout,
             ));
         }
-        server::serve(
+        server::serve_with(
             self.router(),
             self.inner.config.listen,
             self.inner.faults.clone(),
+            tls,
         )
         .await
     }
@@ -301,14 +313,17 @@ impl Dataverse {
         store.pending.clear();
     }
 
-    fn ctx(&self, headers: &HeaderMap) -> Ctx {
+    fn ctx(&self, headers: &HeaderMap, over_tls: bool) -> Ctx {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned)
             .unwrap_or_else(|| self.inner.config.listen.to_string());
         Ctx {
-            base: format!("http://{host}/api/data/v9.2/"),
+            base: format!(
+                "{}://{host}/api/data/v9.2/",
+                if over_tls { "https" } else { "http" }
+            ),
             now: self.inner.clock.now(),
             base_currency: self.inner.base_currency,
             user_id: self.inner.org.user_id,
@@ -390,6 +405,7 @@ fn to_http(response: ApiResponse) -> Response {
 async fn api(
     State(dv): State<Dataverse>,
     Path((version, rest)): Path<(String, String)>,
+    tls: Option<Extension<ServedOverTls>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -426,7 +442,7 @@ async fn api(
         Ok(permit) => permit,
         Err(response) => return to_http(response),
     };
-    let ctx = dv.ctx(&headers);
+    let ctx = dv.ctx(&headers, tls.is_some());
     let mut response = if rest == "$batch" && method == Method::POST {
         let mut store = dv.store();
         store.take_operations();
