@@ -165,6 +165,8 @@ async fn a_referrals_event_before_the_link_does_not_overwrite_the_sellers_newer_
             env.host_log()
         );
         opportunity_keeps(&env, &oid, 31000.0, "Seats: 800").await;
+        // Read again once the host is idle: the write-back may be a later run's.
+        let o = env.opportunity(&oid).await;
         assert_eq!(
             o["cosell_referralidentifier"], r["id"],
             "the referral id is written back"

@@ -160,8 +160,10 @@ impl Admin {
     pub fn new(host: &RunningHost) -> Self {
         Self {
             base: format!("http://{}", host.admin_addr),
+            // A deploy answers once the component is compiled: the JavaScript example
+            // (~10 MB) took over a minute on a loaded two-core machine.
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
+                .timeout(Duration::from_secs(180))
                 .build()
                 .unwrap(),
         }
