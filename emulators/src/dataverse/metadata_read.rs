@@ -18,7 +18,7 @@ use super::handlers::{ApiRequest, ApiResponse, Ctx};
 use super::query::parse_query;
 use super::records::{ApiResult, bad_request};
 use super::schema::{ChoiceOption, ColumnDef, ColumnKind, EntityDef, attribute_json};
-use crate::common::odata::{self, CmpOp, Dialect, Expr, Literal, Operand};
+use crate::common::odata::Expr;
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
@@ -62,32 +62,6 @@ const ATTRIBUTE_PROPERTIES: &[&str] = &[
 
 /// The query options no metadata read takes.
 const UNSUPPORTED_OPTIONS: &[&str] = &["$top", "$skip", "$orderby", "$count", "$search", "$apply"];
-
-/// The string functions, refused on metadata.
-const STRING_FUNCTIONS: [&str; 7] = [
-    "contains",
-    "startswith",
-    "endswith",
-    "indexof",
-    "substring",
-    "tolower",
-    "toupper",
-];
-
-const DIALECT: Dialect = Dialect {
-    word_char: |c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'),
-    any_case_keywords: false,
-    newline_is_space: false,
-    paths: true,
-    functions: &STRING_FUNCTIONS,
-    number: |w| {
-        w.starts_with(|c: char| c.is_ascii_digit() || c == '-')
-            .then(|| w.parse::<f64>().is_ok())
-    },
-    operand: |_, _| Ok(()),
-    compare_calls: true,
-    lambdas: &[],
-};
 
 /// The empty label, as the Metadata API writes one.
 fn no_label() -> Value {
@@ -286,29 +260,6 @@ fn split_top(text: &str, separator: char) -> Vec<&str> {
         .collect()
 }
 
-/// `Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist'` → `'Picklist'`: an enum literal is
-/// compared as its member's name.
-fn enum_literals_as_strings(filter: &str) -> String {
-    const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";
-    let mut out = String::with_capacity(filter.len());
-    let mut rest = filter;
-    while let Some(at) = rest.find(NAMESPACE) {
-        let after = &rest[at + NAMESPACE.len()..];
-        let name_len = after
-            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .unwrap_or(after.len());
-        out.push_str(&rest[..at]);
-        if after[name_len..].starts_with('\'') {
-            rest = &after[name_len..];
-        } else {
-            out.push_str(NAMESPACE);
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The error for a property `type_name` does not have.
 fn unknown_property(name: &str, type_name: &str) -> ApiResponse {
     bad_request(
@@ -341,15 +292,9 @@ fn read_options(
                 options.select = Some(names);
             }
             "$filter" => {
-                let text = enum_literals_as_strings(value);
-                let filter = odata::parse(&text, DIALECT).map_err(|e| {
-                    bad_request(
-                        "0x80060888",
-                        format!("Syntax error in $filter: {}.", super::query::message(e)),
-                    )
-                })?;
-                check_filter(&filter, type_name, properties)?;
-                options.filter = Some(filter);
+                options.filter = Some(super::metadata_filter::parse(value, properties, |name| {
+                    unknown_property(name, type_name)
+                })?);
             }
             "$expand" => {
                 for item in split_top(value, ',') {
@@ -396,77 +341,6 @@ fn read_options(
         }
     }
     Ok(options)
-}
-
-/// Refuses functions, ordering comparisons and unknown properties in a metadata `$filter`.
-fn check_filter(filter: &Expr, type_name: &str, properties: &[&str]) -> ApiResult<()> {
-    match filter {
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            check_filter(a, type_name, properties)?;
-            check_filter(b, type_name, properties)
-        }
-        Expr::Not(a) => check_filter(a, type_name, properties),
-        Expr::Call(name, _) | Expr::Compare(Operand::Call(name, _), ..) => Err(ApiResponse::error(
-            StatusCode::NOT_IMPLEMENTED,
-            "0x8006088a",
-            format!(
-                "The \"{}\" function isn't supported for Metadata Entities.",
-                name.to_lowercase()
-            ),
-        )),
-        Expr::Compare(left, op, _) => {
-            if !matches!(op, CmpOp::Eq | CmpOp::Ne) {
-                return Err(bad_request(
-                    "0x80060888",
-                    format!(
-                        "The operator '{op:?}' is not supported for Metadata Entities: use eq or ne."
-                    ),
-                ));
-            }
-            match left {
-                Operand::Path(path) if properties.contains(&path[0].as_str()) => Ok(()),
-                Operand::Path(path) => Err(unknown_property(&path[0], type_name)),
-                _ => Err(bad_request(
-                    "0x80060888",
-                    "A comparison must name a property on its left.",
-                )),
-            }
-        }
-        Expr::Lambda(_) => Err(bad_request(
-            "0x80060888",
-            "Lambda operators are not supported for Metadata Entities.",
-        )),
-    }
-}
-
-/// Whether `item` matches `filter` (checked by [`check_filter`]).
-fn matches(item: &Map<String, Value>, filter: &Expr) -> bool {
-    match filter {
-        Expr::And(a, b) => matches(item, a) && matches(item, b),
-        Expr::Or(a, b) => matches(item, a) || matches(item, b),
-        Expr::Not(a) => !matches(item, a),
-        Expr::Compare(Operand::Path(path), op, right) => {
-            let mut value = item.get(&path[0]).unwrap_or(&Value::Null);
-            for segment in &path[1..] {
-                value = value.get(segment).unwrap_or(&Value::Null);
-            }
-            let literal = match right {
-                Operand::Literal(Literal::Str(s) | Literal::Guid(s)) => json!(s),
-                Operand::Literal(Literal::Bool(b)) => json!(b),
-                Operand::Literal(Literal::Null) => Value::Null,
-                Operand::Literal(Literal::Number(n)) => {
-                    n.parse::<f64>().map(|f| json!(f)).unwrap_or(Value::Null)
-                }
-                _ => return false,
-            };
-            let equal = match (value, &literal) {
-                (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-                (a, b) => a == b,
-            };
-            (*op == CmpOp::Eq) == equal
-        }
-        _ => false,
-    }
 }
 
 /// `item` with only the selected properties (and always `MetadataId` and `@odata.type`).
@@ -525,7 +399,7 @@ fn passes(definition: &Map<String, Value>, options: &ReadOptions) -> bool {
     options
         .filter
         .as_ref()
-        .is_none_or(|f| matches(definition, f))
+        .is_none_or(|f| super::metadata_filter::matches(definition, f))
 }
 
 /// The properties and navigation properties a read of `cast` (or of any attribute) may name.
@@ -635,6 +509,20 @@ pub fn one_entity(def: &EntityDef, ctx: &Ctx, request: &ApiRequest) -> ApiResult
     Ok(ApiResponse::json(StatusCode::OK, Value::Object(item)))
 }
 
+/// The type a read of attributes is of (`cast`, or any attribute) and its options.
+fn attribute_read(cast: Option<&str>, request: &ApiRequest) -> ApiResult<(String, ReadOptions)> {
+    let (type_name, properties, navigation) = attribute_type(cast)?;
+    let query = parse_query(&request.query);
+    let options = read_options(&query, &type_name, &properties, &navigation)?;
+    Ok((type_name, options))
+}
+
+/// The path segment of a cast (`/Microsoft.Dynamics.CRM.PicklistAttributeMetadata`), if any.
+fn cast_segment(cast: Option<&str>) -> String {
+    cast.map(|c| format!("/Microsoft.Dynamics.CRM.{c}"))
+        .unwrap_or_default()
+}
+
 /// `GET EntityDefinitions(<key>)/Attributes[/<cast>]`: the table's columns (of that type).
 pub fn attributes(
     def: &EntityDef,
@@ -643,16 +531,8 @@ pub fn attributes(
     ctx: &Ctx,
     request: &ApiRequest,
 ) -> ApiResult<ApiResponse> {
-    let (type_name, properties, navigation) = attribute_type(cast)?;
-    let options = read_options(
-        &parse_query(&request.query),
-        &type_name,
-        &properties,
-        &navigation,
-    )?;
-    let cast_segment = cast
-        .map(|c| format!("/Microsoft.Dynamics.CRM.{c}"))
-        .unwrap_or_default();
+    let (_, options) = attribute_read(cast, request)?;
+    let cast_segment = cast_segment(cast);
     Ok(ApiResponse::json(
         StatusCode::OK,
         json!({
@@ -671,7 +551,7 @@ pub fn one_attribute(
     ctx: &Ctx,
     request: &ApiRequest,
 ) -> ApiResult<ApiResponse> {
-    let (type_name, properties, navigation) = attribute_type(cast)?;
+    let (type_name, options) = attribute_read(cast, request)?;
     if cast.is_some_and(|c| c != derived(column).0) {
         return Err(ApiResponse::error(
             StatusCode::NOT_FOUND,
@@ -682,12 +562,6 @@ pub fn one_attribute(
             ),
         ));
     }
-    let options = read_options(
-        &parse_query(&request.query),
-        &type_name,
-        &properties,
-        &navigation,
-    )?;
     if options.filter.is_some() {
         return Err(bad_request(
             "0x80060888",
@@ -695,9 +569,7 @@ pub fn one_attribute(
         ));
     }
     let mut item = attribute_item(def, column, &options);
-    let cast_segment = cast
-        .map(|c| format!("/Microsoft.Dynamics.CRM.{c}"))
-        .unwrap_or_default();
+    let cast_segment = cast_segment(cast);
     item.insert(
         "@odata.context".into(),
         json!(format!(

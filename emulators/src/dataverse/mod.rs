@@ -25,7 +25,7 @@
 //! `AADSTS90002` otherwise) but not the scope; one global lock serialises requests (the
 //! emulator is about behaviour, not throughput).
 //!
-//! Modules: [`schema`] tables and columns, [`metadata`] the Metadata API ([`metadata_read`] its reads), [`records`] the store, [`query`] query options,
+//! Modules: [`schema`] tables and columns, [`metadata`] the Metadata API ([`metadata_read`] its reads, [`metadata_filter`] their `$filter`), [`records`] the store, [`query`] query options,
 //! [`handlers`] CRUD, [`charge`] emulated execution time, [`index`] equality indexes for `$filter`, [`expand`] `$expand`, [`batch`], [`bulk`] CreateMultiple/UpdateMultiple/UpsertMultiple, [`change_tracking`], [`limits`], [`actions`] state rules and
 //! Win/Lose, [`webhooks`].
 
@@ -39,6 +39,7 @@ pub mod handlers;
 pub mod index;
 pub mod limits;
 pub mod metadata;
+pub mod metadata_filter;
 pub mod metadata_read;
 pub mod query;
 pub mod records;

@@ -47,6 +47,17 @@ impl BulkTable<'_> {
         primary_id: "opportunityid",
     };
 
+    /// `rows` as targets named by their primary key column.
+    fn targets_by_id(&self, rows: &[BulkRow]) -> Vec<Value> {
+        rows.iter()
+            .map(|row| {
+                let mut columns = self.target(row.columns.clone());
+                columns.insert(self.primary_id.into(), json!(row.key));
+                Value::Object(columns)
+            })
+            .collect()
+    }
+
     fn target(&self, mut columns: Map<String, Value>) -> Map<String, Value> {
         columns.insert(
             "@odata.type".into(),
@@ -69,15 +80,7 @@ impl DataverseClient {
         let Some(first) = rows.first() else {
             return Ok(Vec::new());
         };
-        let targets: Vec<Value> = rows
-            .iter()
-            .map(|row| {
-                let mut columns = table.target(row.columns.clone());
-                columns.insert(table.primary_id.into(), json!(row.key));
-                Value::Object(columns)
-            })
-            .collect();
-        let body = json!({ "Targets": targets });
+        let body = json!({ "Targets": table.targets_by_id(rows) });
         let what = format!("{}/CreateMultiple ({} rows)", table.set, rows.len());
         let url = self.url(
             &format!("{}/Microsoft.Dynamics.CRM.CreateMultiple", table.set),
@@ -114,14 +117,7 @@ impl DataverseClient {
     /// `UpdateMultiple`: writes the columns of each of `rows` (named by id) in one request,
     /// all or nothing; a missing row fails the whole request.
     pub async fn update_multiple(&self, table: BulkTable<'_>, rows: &[BulkRow]) -> Result<()> {
-        let targets = rows
-            .iter()
-            .map(|row| {
-                let mut columns = table.target(row.columns.clone());
-                columns.insert(table.primary_id.into(), json!(row.key));
-                Value::Object(columns)
-            })
-            .collect();
+        let targets = table.targets_by_id(rows);
         self.bulk_without_answer("update_multiple", table, "UpdateMultiple", targets)
             .await
     }
