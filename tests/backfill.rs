@@ -456,6 +456,44 @@ async fn a_create_multiple_refused_for_one_record_is_written_as_a_batch_and_bulk
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_dataverse_takes_no_create_multiple_a_bulk_run_writes_batches() {
+    tokio::time::timeout(BOUND, async {
+        let env = Env::start(DataverseConfig {
+            bulk_messages: false,
+            ..DataverseConfig::default()
+        })
+        .await;
+        let referrals = seeded(&env.pc, 40, 23);
+        let closed = referrals.iter().filter(|r| is_closed(r)).count() as u64;
+
+        let report = env.backfill(&referrals, bulk(8, 1)).await;
+
+        assert!(report.failed.is_empty(), "{report:#?}");
+        assert_eq!((report.created, report.closed), (40, closed), "{report:#?}");
+        assert_eq!(report.bulk_created, 0);
+        let refused = report
+            .bulk_refused
+            .as_deref()
+            .expect("the refusal is reported");
+        assert!(refused.contains("CreateMultiple"), "{refused}");
+        assert_eq!(opportunities(&env.reader).await.len(), 40);
+        // One refused CreateMultiple, then $batches only: about as many requests as a
+        // $batch run, not a refused request per chunk.
+        let env_batch = Env::start(DataverseConfig::default()).await;
+        seeded(&env_batch.pc, 40, 23);
+        let by_batch = env_batch.backfill(&referrals, batch(8, 1)).await;
+        assert!(
+            report.requests <= by_batch.requests + 2,
+            "bulk after the refusal {} requests, $batch {}",
+            report.requests,
+            by_batch.requests
+        );
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_writes_nothing_and_a_run_adopts_an_opportunity_left_without_its_link() {
     tokio::time::timeout(BOUND, async {
         let env = Env::start(DataverseConfig::default()).await;

@@ -83,7 +83,7 @@ pub fn run(
             format!("{} is an action: send it with POST.", message.name()),
         ));
     }
-    if !supports(def, message) {
+    if !ctx.bulk_messages || !supports(def, message) {
         return Err(bad_request(
             "0x80040800",
             format!(

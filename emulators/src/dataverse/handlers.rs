@@ -91,6 +91,8 @@ pub struct Ctx {
     pub organization_id: Uuid,
     /// How long a change-tracking token stays usable (`Organization.ExpireChangeTrackingInDays`).
     pub change_tracking_expiry: chrono::Duration,
+    /// Whether the tables take the bulk messages ([`super::DataverseConfig::bulk_messages`]).
+    pub bulk_messages: bool,
 }
 
 /// The `Prefer` header's preferences, lower-cased.

@@ -242,6 +242,7 @@ mod tests {
             business_unit_id: Uuid::nil(),
             organization_id: Uuid::nil(),
             change_tracking_expiry: chrono::Duration::days(7),
+            bulk_messages: true,
         }
     }
 

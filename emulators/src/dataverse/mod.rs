@@ -95,6 +95,10 @@ pub struct DataverseConfig {
     /// How long a change-tracking delta token stays usable, in emulated time (Dataverse's
     /// default `Organization.ExpireChangeTrackingInDays` is 7 days).
     pub change_tracking_expiry: chrono::Duration,
+    /// Whether the tables take the bulk messages (`CreateMultiple`, `UpdateMultiple`,
+    /// `UpsertMultiple`). `false` is an environment where none does, every one answered as a
+    /// table without the message is: how a client's fallback to `$batch` is tested.
+    pub bulk_messages: bool,
 }
 
 impl Default for DataverseConfig {
@@ -112,6 +116,7 @@ impl Default for DataverseConfig {
             organization_name: "cosellemulator".into(),
             webhook_timeout: std::time::Duration::from_secs(60),
             fault_seed: 0x5eed,
+            bulk_messages: true,
         }
     }
 }
@@ -331,6 +336,7 @@ impl Dataverse {
             business_unit_id: self.inner.org.business_unit_id,
             organization_id: self.inner.org.id,
             change_tracking_expiry: self.inner.config.change_tracking_expiry,
+            bulk_messages: self.inner.config.bulk_messages,
         }
     }
 
