@@ -1,6 +1,7 @@
 //! Resilience of the Dataverse client: 503s retried without duplicate creates, dropped
 //! connections on a create not replayed, creates whose answer is lost (applied, then answered
-//! 500 or dropped) made exactly once, alone and in a `$batch`, a wrong secret refused clearly, and a burst under low
+//! 500 or dropped) made exactly once, alone and in a `$batch`, a create that lands late answered
+//! created, a wrong secret refused clearly, and a burst under low
 //! service protection limits completing inside the adaptive concurrency limiter. The burst test
 //! wraps the emulator's router with a layer that counts the requests in flight and records
 //! each request's headers and answer.
@@ -10,7 +11,9 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use cosell::config::Secret;
 use cosell::connections::dataverse::actions::{Closing, close_request};
-use cosell::connections::dataverse::{BatchItem, BatchRequest, DataverseClient, DataverseError};
+use cosell::connections::dataverse::{
+    BatchItem, BatchRequest, BulkRow, BulkTable, DataverseClient, DataverseError,
+};
 use cosell::connections::retry;
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::common::server;
@@ -191,6 +194,116 @@ async fn a_create_whose_answer_is_lost_makes_exactly_one_row() {
         let injected = dv.faults().injected();
         assert!(injected.applied_then_failed >= 2 && injected.applied_then_dropped >= 2);
         running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Holds the first write it sees until the next write arrives, then applies the first (its
+/// client long gone) before letting the next one through: a create that lands late, after the
+/// client's read found nothing and just as its retry comes.
+#[derive(Default)]
+struct LateFirstWrite {
+    released: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    landed: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    writes: Mutex<usize>,
+}
+
+async fn land_late(
+    late: Arc<LateFirstWrite>,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
+    if request.method() == axum::http::Method::GET || !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let nth = {
+        let mut writes = late.writes.lock().unwrap();
+        *writes += 1;
+        *writes
+    };
+    if nth == 1 {
+        let (release, released) = tokio::sync::oneshot::channel();
+        let (landed, has_landed) = tokio::sync::oneshot::channel();
+        *late.released.lock().unwrap() = Some(release);
+        *late.landed.lock().unwrap() = Some(has_landed);
+        // Its own task: the client's timeout closes the connection, which must not cancel it.
+        tokio::spawn(async move {
+            if tokio::time::timeout(BOUND, released).await.is_ok() {
+                next.run(request).await;
+            }
+            let _ = landed.send(());
+        });
+        std::future::pending::<()>().await;
+        unreachable!("the client gave up on the held write")
+    }
+    if nth == 2 {
+        let release = late.released.lock().unwrap().take();
+        let has_landed = late.landed.lock().unwrap().take();
+        if let (Some(release), Some(has_landed)) = (release, has_landed) {
+            let _ = release.send(());
+            let _ = has_landed.await;
+        }
+    }
+    next.run(request).await
+}
+
+/// A create whose first attempt times out, is not found by the client's read, and lands just
+/// before the retry: the retry is refused (the row exists, 412) and the client reads that the
+/// row is there and answers it created, one row, alone (`PATCH` with `If-None-Match: *`) and as
+/// a `CreateMultiple`, whose first row tells for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_lands_late_is_answered_created_not_refused() {
+    tokio::time::timeout(BOUND, async {
+        for bulk in [false, true] {
+            let dv = Dataverse::new(DataverseConfig::default());
+            dv.provision_cosell();
+            let late: Arc<LateFirstWrite> = Arc::default();
+            let layer = late.clone();
+            let router = dv.router().layer(middleware::from_fn(move |r, n| {
+                land_late(layer.clone(), r, n)
+            }));
+            let running =
+                server::serve(router, "127.0.0.1:0".parse().unwrap(), dv.faults().clone())
+                    .await
+                    .unwrap();
+            let mut config = settings(&dv, &running.url());
+            config.timeout = Duration::from_millis(500);
+            let client = DataverseClient::new(config).unwrap();
+            let ids = [retry::new_uuid(), retry::new_uuid()];
+            let answered = if bulk {
+                let rows: Vec<BulkRow> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(n, id)| BulkRow {
+                        key: id.clone(),
+                        columns: json!({"name": format!("Late {n}")})
+                            .as_object()
+                            .cloned()
+                            .unwrap(),
+                    })
+                    .collect();
+                client
+                    .create_multiple(BulkTable::OPPORTUNITIES, &rows)
+                    .await
+                    .expect("a CreateMultiple that landed late is answered created")
+            } else {
+                let id = client
+                    .create_with_id("opportunities", &ids[0], &json!({"name": "Late 0"}))
+                    .await
+                    .expect("a create that landed late is answered created");
+                vec![id]
+            };
+            assert_eq!(answered, ids[..answered.len()]);
+            assert_eq!(
+                *late.writes.lock().unwrap(),
+                2,
+                "one attempt held, one retry refused"
+            );
+            let rows = client.query("opportunities", "$select=name").await.unwrap();
+            assert_eq!(rows.len(), answered.len(), "no second copy: {rows:?}");
+            running.stop().await;
+        }
     })
     .await
     .expect("bounded");

@@ -8,7 +8,8 @@
 //! Creates never make a duplicate, as [`super::creates`] explains for one row: every target
 //! names its id, and when the answer is lost the client reads the first row. All or nothing
 //! means that one row tells for every row: there, the request landed; not there, it is sent
-//! again (a late first attempt then makes the retry fail as a duplicate, not a second copy).
+//! again (a late first attempt then makes the retry fail as a duplicate, not a second copy,
+//! and that refusal is read back in turn: the rows are there, so the request landed).
 //!
 //! Not every table takes every message (the opportunity table, for one, has no
 //! `UpsertMultiple`): a table that does not answers an error, and callers fall back to
@@ -17,7 +18,6 @@
 use super::Result;
 use super::client::DataverseClient;
 use super::request::Call;
-use crate::connections::retry;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -87,31 +87,16 @@ impl DataverseClient {
             "",
         )?;
         let ids: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();
-        let mut round = 0;
-        loop {
+        let attempt = || {
             let mut call =
                 Call::new("create_multiple", Method::POST, url.clone(), &what).json(&body);
             call.create = true;
-            let error = match self.send(call).await {
-                Ok(answer) => return answered_ids(&answer.json(&what)?, &ids, &what),
-                Err(e) if e.answer_lost() => e,
-                Err(e) => return Err(e),
-            };
-            match self.exists(table.set, &first.key).await {
-                Ok(true) => {
-                    tracing::debug!(
-                        set = table.set,
-                        rows = rows.len(),
-                        "a CreateMultiple whose answer was lost had landed"
-                    );
-                    return Ok(ids);
-                }
-                Ok(false) if round < self.max_retries() => {}
-                _ => return Err(error),
-            }
-            tokio::time::sleep(retry::backoff(round)).await;
-            round += 1;
-        }
+            let (ids, what) = (&ids, &what);
+            async move { answered_ids(&self.send(call).await?.json(what)?, ids, what) }
+        };
+        // All or nothing: the first row tells whether the whole request landed.
+        self.create_until_settled(table.set, &first.key, attempt, || ids.clone())
+            .await
     }
 
     /// `UpdateMultiple`: writes the columns of each of `rows` (named by id) in one request,

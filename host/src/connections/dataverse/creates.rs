@@ -47,29 +47,56 @@ impl DataverseClient {
     pub async fn create_with_id(&self, set: &str, id: &str, body: &Value) -> Result<String> {
         let what = format!("{set}({id})");
         let url = self.url(&what, "")?;
+        let attempt = || {
+            let call = Call::new("create_row", Method::PATCH, url.clone(), &what)
+                .json(body)
+                .header("if-none-match", "*");
+            async move {
+                let mut call = call?;
+                call.idempotent = false;
+                call.create = true;
+                self.send(call).await.map(|_| id.to_owned())
+            }
+        };
+        self.create_until_settled(set, id, attempt, || id.to_owned())
+            .await
+    }
+
+    /// Sends a create (`attempt`, which names its row: `id` of `set`) until it is known to
+    /// have landed or to have failed, and never twice where the first may have landed. A lost
+    /// answer is followed by a read of row `id`: found, the create landed (`landed` answers);
+    /// not found, it is sent again, up to the client's retries. A retry refused because the
+    /// row exists (412) is read back too: a first attempt that landed late made it. Any other
+    /// error is the create's.
+    pub(super) async fn create_until_settled<T, A, F>(
+        &self,
+        set: &str,
+        id: &str,
+        mut attempt: A,
+        landed: impl FnOnce() -> T,
+    ) -> Result<T>
+    where
+        A: FnMut() -> F,
+        F: Future<Output = Result<T>>,
+    {
         let mut in_doubt = false;
         let mut round = 0;
         loop {
-            let mut call = Call::new("create_row", Method::PATCH, url.clone(), &what)
-                .json(body)
-                .header("if-none-match", "*")?;
-            call.idempotent = false;
-            call.create = true;
-            let error = match self.send(call).await {
-                Ok(_) => return Ok(id.to_owned()),
+            let error = match attempt().await {
+                Ok(answer) => return Ok(answer),
                 Err(e) => e,
             };
-            let landed = match &error {
+            let found = match &error {
                 // The row exists: made by an attempt whose answer was lost, or it is another
                 // duplicate key (then the row `id` is not there).
                 DataverseError::PreconditionFailed(_) if in_doubt => self.exists(set, id).await,
                 e if e.answer_lost() => self.exists(set, id).await,
                 _ => return Err(error),
             };
-            match landed {
+            match found {
                 Ok(true) => {
                     tracing::debug!(set, id, "a create whose answer was lost had landed");
-                    return Ok(id.to_owned());
+                    return Ok(landed());
                 }
                 Ok(false) if error.answer_lost() && round < self.max_retries() => {}
                 // Not found, out of retries, or the read failed too: the create's own error.
