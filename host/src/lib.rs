@@ -17,6 +17,8 @@ pub mod connections;
 pub mod deploy;
 pub mod health;
 pub mod metrics;
+#[cfg(test)]
+mod observability_tests;
 pub mod pipeline;
 mod private_dir;
 pub mod replicas;
@@ -24,6 +26,7 @@ pub mod retention;
 pub mod runtime;
 pub mod sandbox;
 pub mod scaffold;
+pub mod secret;
 pub mod schema_types;
 pub mod server;
 pub mod sinks;

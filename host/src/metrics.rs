@@ -628,9 +628,6 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod observability_tests;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -5,7 +5,7 @@
 //! file that holds each one, and is read only when the host starts.
 
 use super::Secret;
-use crate::sources::partner_center_webhook::certificates::{
+use webhook_formats::certificate::{
     PARTNER_CENTER_CERTIFICATE_HOST, PARTNER_CENTER_CERTIFICATE_PATH_PREFIX,
 };
 use anyhow::{Context as _, Result};

@@ -8,7 +8,6 @@ mod connections;
 mod listener;
 mod replica;
 mod retention;
-mod secret;
 mod state;
 mod sync;
 
@@ -18,7 +17,7 @@ pub use connections::{
 };
 pub use replica::ReplicaConfig;
 pub use retention::RetentionConfig;
-pub use secret::{Secret, write_owner_only};
+pub use crate::secret::{Secret, write_owner_only};
 pub use state::{DEFAULT_STATE_PATH, PoolConfig, StateBackend, StateConfig, redacted};
 pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
 

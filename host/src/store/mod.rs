@@ -18,6 +18,7 @@ pub mod off_runtime;
 mod open;
 pub mod postgres;
 pub mod queue_list;
+pub mod replica_set;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync;

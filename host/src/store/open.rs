@@ -1,10 +1,11 @@
 //! The one way to open "the configured store": `[state] path` is a SQLite file, `[state] url`
 //! a PostgreSQL database. Callers get the two traits, and how the host's replicas share it
-//! ([`crate::replicas`]), and never branch on the backend.
+//! ([`super::replica_set`]), and never branch on the backend.
 
+use super::postgres::PgReplicaSet;
+use super::replica_set::{Alone, ReplicaSet};
 use super::{DeploymentStore, SyncStore};
 use crate::config::{StateBackend, StateConfig};
-use crate::replicas::{Alone, ReplicaSet, postgres::PgReplicaSet};
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@ use crate::connections::dataverse::DataverseError;
 use crate::connections::partner_center::PartnerCenterError;
 use crate::pipeline::PipelineError;
 use crate::runtime::CallErrorKind;
+use crate::sinks::SinkError;
 use crate::store::Side;
 
 /// A successful run: what was done, for the audit trail.
@@ -128,6 +129,19 @@ impl From<DataverseError> for SyncError {
                 reason: error.to_string(),
             },
             None => SyncError::Transient(error.to_string()),
+        }
+    }
+}
+
+/// A sink's failure for the event: the service's error classified as any other; a row changed
+/// underneath is retried; a record that names what the service lacks is the record's problem.
+impl From<SinkError> for SyncError {
+    fn from(error: SinkError) -> Self {
+        match error {
+            SinkError::Dataverse(e) => e.into(),
+            SinkError::Changed(reason) => SyncError::Transient(reason),
+            SinkError::Unresolvable(reason) => SyncError::Rejected(reason),
+            SinkError::Store(e) => e.into(),
         }
     }
 }

@@ -101,9 +101,10 @@ impl SyncEngine {
             return Ok(true);
         }
         extra.extend(self.note_columns(&row.body, &self.config.success_mark, line));
-        self.opportunities
+        Ok(self
+            .opportunities
             .note(id, extra, row.etag.as_deref())
-            .await
+            .await?)
     }
 
     /// Marks an opportunity ✖ and writes the reason to its Audit column. Answers the

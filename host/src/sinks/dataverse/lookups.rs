@@ -9,8 +9,8 @@
 //! what the earlier run created.
 
 use crate::connections::dataverse::DataverseClient;
+use crate::sinks::SinkError;
 use crate::store::{CustomerLocks, InProcessCustomerLocks};
-use crate::sync::SyncError;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -125,7 +125,7 @@ impl Lookups {
         &self,
         dv: &DataverseClient,
         columns: &mut Map<String, Value>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<(), SinkError> {
         if let Some(currency) = columns.remove("transactioncurrencyid") {
             let code = currency["isocurrencycode"]
                 .as_str()
@@ -162,7 +162,7 @@ impl Lookups {
         &self,
         dv: &DataverseClient,
         code: &str,
-    ) -> Result<String, SyncError> {
+    ) -> Result<String, SinkError> {
         if let Some(id) = self
             .currencies
             .lock()
@@ -181,7 +181,7 @@ impl Lookups {
             )
             .await?;
         let id = first_id(&rows, "transactioncurrencyid").ok_or_else(|| {
-            SyncError::Rejected(format!(
+            SinkError::Unresolvable(format!(
                 "the currency {code} is not set up in Dataverse; add it under Settings > Currencies"
             ))
         })?;
@@ -197,7 +197,7 @@ impl Lookups {
         &self,
         dv: &DataverseClient,
         account: &Value,
-    ) -> Result<(String, Option<String>), SyncError> {
+    ) -> Result<(String, Option<String>), SinkError> {
         let filter = account_filter(account);
         let rows = dv
             .query("accounts", &format!("$select=accountid&$filter={filter}"))
@@ -226,7 +226,7 @@ impl Lookups {
         dv: &DataverseClient,
         account_id: &str,
         contact: &Value,
-    ) -> Result<String, SyncError> {
+    ) -> Result<String, SinkError> {
         if let Some(filter) = contact_filter(contact) {
             let rows = dv
                 .query(

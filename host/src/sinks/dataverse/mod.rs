@@ -9,9 +9,12 @@
 
 pub mod lookups;
 
+#[cfg(test)]
+mod customer_lock_races;
+
 use crate::connections::dataverse::actions::Closing;
 use crate::connections::dataverse::{DataverseClient, DataverseError, Row};
-use crate::sync::SyncError;
+use crate::sinks::SinkError;
 use lookups::Lookups;
 use serde_json::{Map, Value};
 
@@ -76,7 +79,7 @@ impl OpportunityWriter {
     }
 
     /// The opportunity with its customer, contacts and currency expanded; `None` if deleted.
-    pub async fn read(&self, id: &str) -> Result<Option<Row>, SyncError> {
+    pub async fn read(&self, id: &str) -> Result<Option<Row>, SinkError> {
         Ok(self
             .client
             .get("opportunities", id, OPPORTUNITY_QUERY)
@@ -86,7 +89,7 @@ impl OpportunityWriter {
     /// Creates an opportunity from mapped columns; answers its id: the one the mapping gave
     /// (`opportunityid`), or a new one. Its account, contacts and itself are each created once
     /// even when an answer is lost ([`DataverseClient::create_with_id`]).
-    pub async fn create(&self, mut columns: Map<String, Value>) -> Result<String, SyncError> {
+    pub async fn create(&self, mut columns: Map<String, Value>) -> Result<String, SinkError> {
         let closing = take_closing(&mut columns);
         self.lookups.resolve(&self.client, &mut columns).await?;
         let id = match columns.remove("opportunityid") {
@@ -113,7 +116,7 @@ impl OpportunityWriter {
         mut columns: Map<String, Value>,
         current: &Value,
         etag: Option<&str>,
-    ) -> Result<Option<Row>, SyncError> {
+    ) -> Result<Option<Row>, SinkError> {
         let closing = take_closing(&mut columns);
         let was_open = current["statecode"].as_i64().unwrap_or(0) == 0;
         self.lookups.resolve(&self.client, &mut columns).await?;
@@ -132,7 +135,7 @@ impl OpportunityWriter {
             };
             match written {
                 Err(DataverseError::PreconditionFailed(_)) => {
-                    return Err(SyncError::transient(format!(
+                    return Err(SinkError::Changed(format!(
                         "opportunity {id} changed while it was being synced; it is processed again"
                     )));
                 }
@@ -145,7 +148,7 @@ impl OpportunityWriter {
         Ok(after)
     }
 
-    async fn close(&self, id: &str, closing: Option<(Closing, i64)>) -> Result<(), SyncError> {
+    async fn close(&self, id: &str, closing: Option<(Closing, i64)>) -> Result<(), SinkError> {
         match closing {
             Some((Closing::Won, status)) => {
                 self.client
@@ -170,7 +173,7 @@ impl OpportunityWriter {
         id: &str,
         columns: Map<String, Value>,
         etag: Option<&str>,
-    ) -> Result<bool, SyncError> {
+    ) -> Result<bool, SinkError> {
         if columns.is_empty() {
             return Ok(true);
         }

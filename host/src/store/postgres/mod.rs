@@ -43,6 +43,7 @@ mod driver;
 mod liveness;
 mod queue;
 mod records;
+mod replica_set;
 mod schema;
 mod shadows;
 #[cfg(test)]
@@ -52,6 +53,7 @@ mod tls;
 #[cfg(test)]
 pub(crate) use customer_locks::lock_id as customer_lock_id;
 pub use driver::{Connector, PgStore};
+pub use replica_set::PgReplicaSet;
 
 /// The channel every activation is announced on (`NOTIFY`, delivered at its commit), the
 /// step's name as the payload; each replica listens on it ([`crate::replicas`]).

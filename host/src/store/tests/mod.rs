@@ -1,6 +1,5 @@
 //! The store-level tests, each run on SQLite and on PostgreSQL (see [`super::testing`]).
 
-mod customer_locks;
 mod deployments;
 mod intents;
 mod queue;

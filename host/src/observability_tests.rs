@@ -4,12 +4,13 @@
 //! (deploy/prometheus/) names one of them, and promtool accepts the rules, passes their unit
 //! tests and parses every dashboard query.
 
-use super::*;
+use crate::metrics::*;
 use crate::runtime::{CallReport, CallStats};
 use crate::store::QueueCounts;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

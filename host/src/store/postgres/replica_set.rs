@@ -16,8 +16,8 @@
 //! - **Deployments**: `LISTEN` [`DEPLOYMENTS_CHANNEL`]; every notice (a step name) is handed
 //!   on. After each (re)connection a [`Notice::MaybeMissed`] asks for a full comparison.
 
-use super::{Leave, Membership, Notice, ReplicaSet};
-use crate::store::postgres::{Connector, DEPLOYMENTS_CHANNEL};
+use super::{Connector, DEPLOYMENTS_CHANNEL};
+use crate::store::replica_set::{Leave, Membership, Notice, ReplicaSet};
 use anyhow::{Context as _, Result};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
