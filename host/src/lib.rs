@@ -15,7 +15,9 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod deploy;
+pub mod domain;
 pub mod health;
+pub mod listener;
 pub mod metrics;
 #[cfg(test)]
 mod observability_tests;

@@ -42,7 +42,7 @@ use crate::config::Secret;
 use crate::deploy::Deployer;
 use crate::metrics::Metrics;
 use crate::store::SyncStore;
-use crate::sync::worker::Wakeup;
+use crate::store::Wakeup;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

@@ -3,7 +3,7 @@
 //! printing a progress line on stderr every few seconds and a summary at the end.
 
 use crate::config::HostConfig;
-use crate::server::sync::partner_center_client;
+use crate::sinks::configured::partner_center_client;
 use crate::sync::backfill::{Backfill, BackfillReport, ClosedReferrals, Mode, Options};
 use anyhow::Result;
 use clap::Args;

@@ -12,7 +12,7 @@ use super::setup::{
     ENDPOINT_NAME, PARTNER_CENTER_EVENTS, find_one, key_and_tracking, missing_columns,
 };
 use crate::config::{HostConfig, SecretRef};
-use crate::server::sync::{dataverse_client, partner_center_client};
+use crate::sinks::configured::{dataverse_client, partner_center_client};
 use crate::sinks::dataverse::lookups::literal;
 use crate::store::sign_in::REFRESH_TOKEN_CREDENTIAL;
 use anyhow::Result;

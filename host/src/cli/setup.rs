@@ -12,7 +12,7 @@ use crate::config::{DataverseAuthKind, HostConfig};
 use crate::connections::dataverse::DataverseClient;
 use crate::connections::partner_center::webhooks::WebhookRegistration;
 use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterError};
-use crate::server::sync::{dataverse_client, partner_center_client};
+use crate::sinks::configured::{dataverse_client, partner_center_client};
 use crate::sinks::dataverse::lookups::literal;
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 use anyhow::{Result, bail};
 use std::time::Duration;
 
-/// How much a listener's clients may hold, and for how long (see `server::http`).
+/// How much a listener's clients may hold, and for how long (see `listener::http`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerLimits {
     /// How long a connection may take to send a request's head (and may stay idle between

@@ -9,7 +9,7 @@
 //! | store writable | [`store_check`], a tiny write every [`STORE_CHECK_INTERVAL`] | the last write failed, none succeeded yet, or none succeeded for [`STORE_STALE_AFTER`] (a write hanging on a lock) |
 //! | tokens obtainable | the clients' token requests ([`crate::connections::telemetry`]) | a service's last token request failed (cleared by its next success) |
 //! | pollers fresh | the pollers' rounds ([`crate::sources::schedule`]) | on the leader only: a poller had no successful round for [`poller_stale_after`] of its interval |
-//! | webhook listener up | its serving flag ([`crate::server::listener`]) | it stopped serving |
+//! | webhook listener up | its serving flag ([`crate::listener`]) | it stopped serving |
 //! | no side paused | the sync engine's outage breakers ([`crate::sync::availability`]) | a service is paused or being probed |
 //!
 //! A host that does not sync (no `[partner_center]`/`[dataverse]`) only has the store input.

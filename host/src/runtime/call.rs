@@ -9,31 +9,12 @@ use super::guest_log::{GuestLog, GuestLogLine};
 use super::json_depth;
 use super::limits::{Limit, Limits};
 use super::sandbox::{CallState, SandboxSpec, StepConfig};
+pub use crate::domain::Direction;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
-use std::fmt;
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store, Trap};
-
-/// Which way a record is travelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    /// Partner Center referral → CRM opportunity.
-    PartnerCenterToCrm,
-    /// CRM opportunity → Partner Center referral.
-    CrmToPartnerCenter,
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Direction::PartnerCenterToCrm => "partner-center-to-crm",
-            Direction::CrmToPartnerCenter => "crm-to-partner-center",
-        })
-    }
-}
 
 /// Everything one call needs besides the component.
 #[derive(Debug, Clone)]

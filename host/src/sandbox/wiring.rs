@@ -9,7 +9,7 @@ use crate::connections::partner_center::{
     PartnerCenterClient, PartnerCenterSettings, sign_in_command,
 };
 use crate::runtime::Direction;
-use crate::server::sync::dataverse_client;
+use crate::sinks::configured::dataverse_client;
 use anyhow::{Context as _, Result};
 use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::dataverse::Dataverse;

@@ -1,10 +1,8 @@
 //! Assembling and running the host: runtime, store, pipelines, deployer, admin API, watcher,
 //! and, when both services are configured, the sync engine ([`sync`]) with its webhook
-//! listener. Both listeners run on runtimes of their own ([`listener`]) and are served within
-//! their section's limits by [`http`].
+//! listener. Both listeners run on runtimes of their own and are served within their
+//! section's limits ([`crate::listener`]).
 
-pub mod http;
-pub mod listener;
 pub mod sync;
 
 use crate::admin::{self, AdminState};
@@ -14,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{ArtifactCache, ArtifactKey, MappingRuntime};
 use crate::store::{ARTIFACT_CACHE_SECRET, DeploymentStore};
 use anyhow::{Context as _, Result};
-use listener::Listener;
+use crate::listener::Listener;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;

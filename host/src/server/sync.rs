@@ -2,15 +2,14 @@
 //! the webhook listener. Only when both `[partner_center]` and `[dataverse]` are configured.
 //! The pollers run on the leader replica only ([`crate::replicas`]).
 
-use super::listener::Listener;
 use crate::config::{HostConfig, PollersConfig};
-use crate::connections::dataverse::{DataverseClient, DataverseSettings};
-use crate::connections::partner_center::{
-    PartnerCenterClient, PartnerCenterSettings, sign_in_command,
-};
+use crate::connections::dataverse::DataverseClient;
+use crate::connections::partner_center::PartnerCenterClient;
 use crate::health::Health;
+use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
+use crate::sinks::configured::{dataverse_client, partner_center_client};
 use crate::sinks::dataverse::OpportunityWriter;
 use crate::sources::dataverse_webhook::WebhookAuth;
 use crate::sources::intake::Intake;
@@ -19,11 +18,10 @@ use crate::sources::partner_center_webhook::certificates::{
 };
 use crate::sources::partner_center_webhook::signature::SignatureVerifier;
 use crate::sources::{self, WebhookState};
-use crate::store::sign_in::{self, StoredRefreshToken};
-use crate::store::{Side, SyncStore};
+use crate::store::{Side, SyncStore, Wakeup};
 use crate::sync::SyncEngine;
-use crate::sync::worker::{self, Wakeup};
-use anyhow::{Context as _, Result};
+use crate::sync::worker;
+use anyhow::Result;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,52 +41,6 @@ pub struct SyncParts {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     listener: Listener,
-}
-
-/// The Partner Center client of `config`, starting from the refresh token
-/// [`sign_in::starting_refresh_token`] picks (the kept one, or a new one from the
-/// configuration); each rotated one is stored.
-pub fn partner_center_client(
-    config: &HostConfig,
-    store: Arc<dyn SyncStore>,
-) -> Result<PartnerCenterClient> {
-    let pc = config
-        .partner_center
-        .as_ref()
-        .context("[partner_center] is not configured")?;
-    let sign_in_command = sign_in_command(config.source_file.as_deref());
-    let refresh_token = sign_in::starting_refresh_token(pc, &*store, &sign_in_command)?;
-    let client = PartnerCenterClient::new(PartnerCenterSettings {
-        base_url: pc.base_url.clone(),
-        webhooks_url: pc.webhooks_url.clone(),
-        token_url: pc.token_url.clone(),
-        client_id: pc.client_id.clone(),
-        client_secret: pc.client_secret.read("partner_center.client_secret")?,
-        refresh_token,
-        timeout: pc.timeout(),
-        max_retries: pc.max_retries,
-        sign_in_command,
-    })?;
-    client.keep_refresh_tokens(Arc::new(StoredRefreshToken(store)));
-    Ok(client)
-}
-
-/// The Dataverse client of `config`.
-pub fn dataverse_client(config: &HostConfig) -> Result<DataverseClient> {
-    let dv = config
-        .dataverse
-        .as_ref()
-        .context("[dataverse] is not configured")?;
-    Ok(DataverseClient::new(DataverseSettings {
-        url: dv.url.clone(),
-        token_url: dv.token_url.clone(),
-        client_id: dv.client_id.clone(),
-        client_secret: dv.client_secret.read("dataverse.client_secret")?,
-        scope: dv.scope.clone(),
-        timeout: dv.timeout(),
-        max_retries: dv.max_retries,
-        max_concurrency: dv.max_concurrency,
-    })?)
 }
 
 fn verifier(config: &HostConfig) -> Result<Option<Arc<SignatureVerifier>>> {

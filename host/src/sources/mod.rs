@@ -83,7 +83,7 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Respons
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<LengthLimitError>() => Err(too_large(limit)),
-        Err(err) if caused_by::<crate::server::http::BodyTimedOut>(&*err) => Err(answer(
+        Err(err) if caused_by::<crate::listener::http::BodyTimedOut>(&*err) => Err(answer(
             StatusCode::REQUEST_TIMEOUT,
             "the body stopped arriving (webhooks.body_timeout_ms); send the delivery again",
         )),

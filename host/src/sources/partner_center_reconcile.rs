@@ -18,7 +18,7 @@
 use super::intake::Intake;
 use crate::connections::partner_center::PartnerCenterClient;
 use crate::store::{RECONCILE_ORIGIN, Side, SyncStore};
-use crate::sync::fingerprint;
+use crate::domain::fingerprint;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use std::collections::HashMap;

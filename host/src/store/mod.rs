@@ -13,6 +13,7 @@
 pub mod audit_query;
 mod claim_sql;
 pub mod customer_locks;
+mod lock_key;
 pub mod migrations;
 pub mod off_runtime;
 mod open;
@@ -22,6 +23,7 @@ pub mod replica_set;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync;
+mod wakeup;
 /// A throwaway PostgreSQL schema for the integration tests in `tests/` (which cannot reach the
 /// crate's `cfg(test)` code); not part of the API.
 #[doc(hidden)]
@@ -35,7 +37,9 @@ mod tests;
 pub use audit_query::{AuditPage, AuditQuery};
 pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
 pub use off_runtime::off_runtime;
+pub use lock_key::lock_key;
 pub use open::{StateStore, open};
+pub use wakeup::Wakeup;
 pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync::{
     AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, LastRun, Link, NewEvent, ParkedEvent,

@@ -9,32 +9,7 @@ use super::audit_query::{AuditPage, AuditQuery};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-/// The side of the sync where a change happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Side {
-    /// A referral changed in Partner Center.
-    PartnerCenter,
-    /// An opportunity changed in Dataverse.
-    Dataverse,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::PartnerCenter => "partner-center",
-            Side::Dataverse => "dataverse",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "partner-center" => Some(Side::PartnerCenter),
-            "dataverse" => Some(Side::Dataverse),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::Side;
 
 /// The origin a replayed dead letter gets: it runs in full even if its record did not change.
 pub const REPLAY_ORIGIN: &str = "replay";

@@ -26,7 +26,6 @@ pub mod compare;
 pub mod conflicts;
 mod create_intent;
 mod deferred;
-pub mod fingerprint;
 pub mod outcome;
 mod own_write;
 mod pairing;
@@ -48,24 +47,9 @@ use crate::sinks::dataverse::OpportunityWriter;
 use crate::sinks::partner_center::ReferralWriter;
 use crate::store::{AuditEntry, LastRun, Link, QueuedEvent, Side, SyncStore};
 use availability::Availability;
-use fingerprint::Volatile;
+use crate::domain::fingerprint::{self, Volatile};
 use outcome::{Mapped, classify_pipeline};
 use std::sync::Arc;
-
-/// The lock key of a record: both records of a linked pair share `referral:<id>`, so their
-/// events never run at the same time.
-pub fn lock_key(store: &dyn SyncStore, side: Side, record_id: &str) -> anyhow::Result<String> {
-    Ok(match side {
-        Side::PartnerCenter => format!("referral:{record_id}"),
-        Side::Dataverse => match store
-            .link_by_opportunity(record_id)?
-            .and_then(|l| l.referral_id)
-        {
-            Some(referral) => format!("referral:{referral}"),
-            None => format!("opportunity:{record_id}"),
-        },
-    })
-}
 
 /// Everything the engine works with.
 pub struct SyncEngine {

@@ -10,7 +10,7 @@
 //! else reads the row as before: no version, another version, a snapshot that is not the
 //! synced state, a failure on record, a replayed dead letter.
 
-use super::fingerprint::{self, Volatile};
+use crate::domain::fingerprint::{self, Volatile};
 use crate::store::{Link, QueuedEvent, REPLAY_ORIGIN};
 use serde_json::Value;
 

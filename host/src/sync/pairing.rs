@@ -27,8 +27,8 @@
 //!   stopped before saving its links) is run; it finds the pending create, or adopts the
 //!   opportunity by that column.
 
-use super::{SyncEngine, SyncError, lock_key};
-use crate::store::{NewEvent, RECONCILE_ORIGIN, Side};
+use super::{SyncEngine, SyncError};
+use crate::store::{NewEvent, RECONCILE_ORIGIN, Side, lock_key};
 use serde_json::json;
 
 impl SyncEngine {

@@ -6,7 +6,7 @@
 //! written with the eTag just read, so they never overwrite a seller's edit. They change only
 //! what the fingerprint ignores, so their echo is recognised.
 
-use super::fingerprint::unmarked;
+use crate::domain::fingerprint::unmarked;
 use super::{SyncEngine, SyncError};
 use crate::config::SyncConfig;
 use crate::connections::dataverse::Row;

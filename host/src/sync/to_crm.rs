@@ -10,7 +10,7 @@
 use super::compare::{at, holds};
 use super::conflicts::columns_to_write;
 use super::create_intent::{self, plain_columns};
-use super::fingerprint::{self, unmarked};
+use crate::domain::fingerprint::{self, unmarked};
 use super::outcome::Mapped;
 use super::write_intent;
 use super::{Done, SyncEngine, SyncError};

@@ -11,7 +11,7 @@
 
 use super::compare::{apply_ops, patch_ops};
 use super::conflicts::ops_to_send;
-use super::fingerprint;
+use crate::domain::fingerprint;
 use super::outcome::Mapped;
 use super::sharing;
 use super::write_intent;

@@ -9,30 +9,19 @@
 //! the record syncs again when it changes. While Partner Center or Dataverse is down
 //! ([`super::availability`]) no event is claimed, and the events that failed because of it go
 //! back without spending an attempt; one worker probes the service after each pause. Workers
-//! sleep until an event is enqueued ([`Wakeup`]) or a retry falls due.
+//! sleep until an event is enqueued ([`Wakeup`](crate::store::Wakeup)) or a retry falls due.
 
 use super::availability::{Failure, Gate};
 use super::{Done, SyncEngine, SyncError, deferred};
-use crate::runtime::Direction;
-use crate::store::{AuditEntry, LastRun, Link, QueuedEvent, Side, SyncStore, off_runtime};
+use crate::store::{AuditEntry, LastRun, Link, QueuedEvent, Side, SyncStore, Wakeup, off_runtime};
 use futures_util::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// Wakes the workers when an event is enqueued.
-pub type Wakeup = Arc<Notify>;
 
 /// The longest a worker sleeps without looking at the queue.
 const IDLE_POLL: Duration = Duration::from_millis(500);
-
-fn direction(side: Side) -> Direction {
-    match side {
-        Side::PartnerCenter => Direction::PartnerCenterToCrm,
-        Side::Dataverse => Direction::CrmToPartnerCenter,
-    }
-}
 
 /// Starts `count` workers; they stop when `stop` turns true.
 pub fn spawn(
@@ -202,7 +191,7 @@ async fn handle(
         },
         event.record_id
     );
-    let dir = direction(event.side);
+    let dir = event.side.direction();
     let (result, pipeline_runs) = run_within_lease(engine, &event).await;
     let elapsed = started.elapsed();
     let outage = match &result {

@@ -9,8 +9,7 @@
 mod writer;
 
 use crate::metrics::Metrics;
-use crate::store::{Enqueued, NewEvent, Side, SyncStore};
-use crate::sync::{lock_key, worker::Wakeup};
+use crate::store::{Enqueued, NewEvent, Side, SyncStore, Wakeup, lock_key};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 

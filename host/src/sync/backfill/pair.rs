@@ -30,7 +30,7 @@ use crate::runtime::Direction;
 use crate::sinks::dataverse::OPPORTUNITY_QUERY;
 use crate::store::Link;
 use crate::sync::compare::{apply_ops, patch_ops};
-use crate::sync::fingerprint::{self, Volatile};
+use crate::domain::fingerprint::{self, Volatile};
 use crate::sync::outcome::{Mapped, classify_pipeline};
 use crate::sync::sharing::hold_back_sharing;
 use futures_util::{StreamExt as _, stream};

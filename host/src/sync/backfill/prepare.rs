@@ -29,7 +29,7 @@ use crate::sinks::dataverse::lookups::customer_key;
 use crate::sinks::dataverse::{CLOSE_SUBJECT, take_closing};
 use crate::store::Link;
 use crate::sync::SyncError;
-use crate::sync::fingerprint;
+use crate::domain::fingerprint;
 use crate::sync::outcome::{Mapped, classify_pipeline};
 use crate::sync::seller_notes::mark_name_synced;
 use serde_json::{Map, Value};

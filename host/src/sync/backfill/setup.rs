@@ -9,7 +9,7 @@ use crate::config::HostConfig;
 use crate::deploy;
 use crate::metrics::Metrics;
 use crate::runtime::MappingRuntime;
-use crate::server::sync::dataverse_client;
+use crate::sinks::configured::dataverse_client;
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
 

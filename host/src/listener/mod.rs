@@ -11,11 +11,14 @@
 //! deliveries waiting in the kernel; and the admin API keeps telling the operator how things
 //! stand.
 //!
-//! Each is served within its section's limits ([`super::http`]).
+//! Each is served within its section's limits ([`http`]), which also bounds what one
+//! client can hold. The host is assembled around its listeners in `crate::server`.
 
-use super::http::{self, ListenerLimits};
+pub mod http;
+
 use anyhow::{Context as _, Result};
 use axum::Router;
+use http::ListenerLimits;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
