@@ -395,51 +395,28 @@ async fn the_request_id_is_kept_across_retries() {
     tokio::time::timeout(BOUND, async {
         let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let log = seen.clone();
-        let app = axum::Router::new()
-            .route(
-                "/tenant/oauth2/token",
-                axum::routing::post(|| async {
-                    axum::Json(
-                        json!({"access_token": "at", "expires_in": 3600, "refresh_token": "rt2"}),
-                    )
-                }),
-            )
-            .route(
-                "/v1.0/engagements/referrals/{id}",
-                axum::routing::get(move |headers: axum::http::HeaderMap| {
-                    let log = log.clone();
-                    async move {
-                        let header = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
-                        let mut log = log.lock().unwrap();
-                        log.push((header("ms-requestid"), header("ms-correlationid")));
-                        if !log.len().is_multiple_of(3) {
-                            return (
-                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                                axum::Json(Value::Null),
-                            );
-                        }
-                        (
-                            axum::http::StatusCode::OK,
-                            axum::Json(json!({"id": "r1", "eTag": "e1"})),
-                        )
+        let app = axum::Router::new().route(
+            "/v1.0/engagements/referrals/{id}",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let log = log.clone();
+                async move {
+                    let header = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+                    let mut log = log.lock().unwrap();
+                    log.push((header("ms-requestid"), header("ms-correlationid")));
+                    if !log.len().is_multiple_of(3) {
+                        return (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(Value::Null),
+                        );
                     }
-                }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = PartnerCenterClient::new(PartnerCenterSettings {
-            base_url: url.clone(),
-            token_url: format!("{url}/tenant/oauth2/token"),
-            client_id: "client".into(),
-            client_secret: Secret::new("secret"),
-            refresh_token: Secret::new("rt1"),
-            timeout: Duration::from_secs(5),
-            max_retries: 3,
-            webhooks_url: url.clone(),
-            sign_in_command: "cosell partner-center login --config c.toml".into(),
-        })
-        .unwrap();
+                    (
+                        axum::http::StatusCode::OK,
+                        axum::Json(json!({"id": "r1", "eTag": "e1"})),
+                    )
+                }
+            }),
+        );
+        let client = stub(app).await;
         assert_eq!(client.get_referral("r1").await.unwrap().etag, "e1");
         assert_eq!(client.get_referral("r1").await.unwrap().etag, "e1");
         let seen = seen.lock().unwrap().clone();
@@ -450,6 +427,178 @@ async fn the_request_id_is_kept_across_retries() {
         );
         assert!(seen[3..].iter().all(|s| s == &seen[3]), "{seen:?}");
         assert_ne!(seen[0].0, seen[3].0, "a new id per call");
+    })
+    .await
+    .expect("bounded");
+}
+
+/// A client of a stub Partner Center serving `app` (the stub adds the token endpoint).
+async fn stub(app: axum::Router) -> PartnerCenterClient {
+    let app = app.route(
+        "/tenant/oauth2/token",
+        axum::routing::post(|| async {
+            axum::Json(json!({"access_token": "at", "expires_in": 3600, "refresh_token": "rt2"}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    PartnerCenterClient::new(PartnerCenterSettings {
+        base_url: url.clone(),
+        token_url: format!("{url}/tenant/oauth2/token"),
+        client_id: "client".into(),
+        client_secret: Secret::new("secret"),
+        refresh_token: Secret::new("rt1"),
+        timeout: Duration::from_secs(5),
+        max_retries: 3,
+        webhooks_url: url.clone(),
+        sign_in_command: "cosell partner-center login --config c.toml".into(),
+    })
+    .unwrap()
+}
+
+/// How the stub answers one request.
+#[derive(Debug, Clone, Copy)]
+enum Scripted {
+    /// 503 with no body: the service surely did not run the request.
+    Bare503,
+    /// 503 with an error body, as a gateway may send after the service committed.
+    Busy503,
+    /// 500 after the write was made.
+    Failed500,
+    /// 201/200 headers, then the connection is cut inside the body.
+    CutShort,
+    /// The real answer.
+    Answered,
+}
+
+/// A stub answering each request to the referral collection as `script` says, in turn (the
+/// real answer once the script runs out); answers it and the number of requests it got.
+async fn scripted(script: Vec<Scripted>) -> (PartnerCenterClient, Arc<Mutex<usize>>) {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let seen: Arc<Mutex<usize>> = Arc::default();
+    let log = seen.clone();
+    let answer = move || {
+        let log = log.clone();
+        let script = script.clone();
+        async move {
+            let n = {
+                let mut seen = log.lock().unwrap();
+                *seen += 1;
+                *seen - 1
+            };
+            let referral = json!({"id": "r1", "eTag": "e1", "value": []});
+            let error = json!({"error": {"code": "ServiceUnavailable", "message": "busy"}});
+            match script.get(n).copied().unwrap_or(Scripted::Answered) {
+                Scripted::Bare503 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                Scripted::Busy503 => {
+                    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(error)).into_response()
+                }
+                Scripted::Failed500 => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(error)).into_response()
+                }
+                Scripted::CutShort => {
+                    use futures_util::StreamExt as _;
+                    // The first part goes out with the headers; the cut comes after it.
+                    let first = futures_util::stream::once(async {
+                        Ok::<_, std::io::Error>(r#"{"id": "r"#)
+                    });
+                    let cut = futures_util::stream::once(async {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Err(std::io::Error::other("connection cut inside the body"))
+                    });
+                    let body = axum::body::Body::from_stream(first.chain(cut));
+                    (StatusCode::CREATED, body).into_response()
+                }
+                Scripted::Answered => (StatusCode::CREATED, axum::Json(referral)).into_response(),
+            }
+        }
+    };
+    let app = axum::Router::new().route(
+        "/v1.0/engagements/referrals",
+        axum::routing::post(answer.clone()).get(answer),
+    );
+    (stub(app).await, seen)
+}
+
+/// A referral create (a POST, not idempotent) is sent again only when Partner Center surely
+/// did not run it: after a 503 without a body. After a 500, a 503 with a body or an answer
+/// cut short it may have made the referral, so it is never sent again: the error is
+/// `AnswerLost`, which the writer answers by looking the referral up. (Before the clients
+/// shared one loop, an answer cut short was a `Transport` error, which the writer does not
+/// look up but sends again later.) A read is sent again after any of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_is_sent_again_only_when_it_surely_did_not_arrive() {
+    tokio::time::timeout(BOUND, async {
+        let referral = json!({"name": "Contoso"});
+        let (client, seen) = scripted(vec![Scripted::Bare503, Scripted::Bare503]).await;
+        let created = client.create_referral(&referral).await;
+        assert_eq!(created.expect("created after two bare 503s")["id"], "r1");
+        assert_eq!(*seen.lock().unwrap(), 3, "sent again after each bare 503");
+
+        for answer in [Scripted::Failed500, Scripted::Busy503, Scripted::CutShort] {
+            let (client, seen) = scripted(vec![answer]).await;
+            let lost = client.create_referral(&referral).await;
+            assert!(
+                matches!(lost, Err(PartnerCenterError::AnswerLost(_))),
+                "{answer:?}: {lost:?}"
+            );
+            let lost = lost.unwrap_err().to_string();
+            assert!(
+                lost.contains("looked up"),
+                "{answer:?}: says what happens: {lost}"
+            );
+            if let Scripted::CutShort = answer {
+                assert!(
+                    lost.contains("reading the answer"),
+                    "cut in the body: {lost}"
+                );
+            }
+            assert_eq!(*seen.lock().unwrap(), 1, "{answer:?}: sent once");
+
+            let (client, seen) = scripted(vec![answer]).await;
+            let listed = client.list_referrals(None, None).await;
+            assert!(
+                listed.is_ok(),
+                "{answer:?}: a read is sent again: {listed:?}"
+            );
+            assert_eq!(*seen.lock().unwrap(), 2, "{answer:?}");
+        }
+    })
+    .await
+    .expect("bounded");
+}
+
+/// The emulator makes the referral and then answers 500 (or drops the connection): the client
+/// does not send the create again (which would make a second referral) but answers
+/// `AnswerLost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_applied_before_its_answer_was_lost_is_not_sent_again() {
+    tokio::time::timeout(BOUND, async {
+        let (pc, running) = emulator(8).await;
+        let client = client(&pc, &running);
+        for (n, fault) in FaultConfig::every_answer_lost().into_iter().enumerate() {
+            let mut referral = outgoing("Independent");
+            referral["externalReferenceId"] = json!(format!("lost-answer-{n}"));
+            pc.faults().set(fault.clone()).unwrap();
+            let created = client.create_referral(&referral).await;
+            pc.faults().set(FaultConfig::default()).unwrap();
+            assert!(
+                matches!(created, Err(PartnerCenterError::AnswerLost(_))),
+                "{fault:?}: {created:?}"
+            );
+            let made = pc
+                .referrals()
+                .into_iter()
+                .filter(|r| r["externalReferenceId"] == referral["externalReferenceId"])
+                .count();
+            assert_eq!(made, 1, "{fault:?}: one referral, not one per attempt");
+        }
+        let injected = pc.faults().injected();
+        assert_eq!(injected.applied_then_failed, 1, "{injected:?}");
+        assert_eq!(injected.applied_then_dropped, 1, "{injected:?}");
+        running.stop().await;
     })
     .await
     .expect("bounded");

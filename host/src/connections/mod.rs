@@ -9,6 +9,9 @@
 //!   change tracking, the Metadata API and adaptive concurrency under service protection limits.
 //! - [`oauth`]: the token endpoint call and token cache entry both clients use.
 //! - [`retry`]: backoff with jitter, `Retry-After` and request ids, shared by both clients.
+//! - `send`: the one request loop both clients send through (token, 401, 429, 5xx and
+//!   connection errors), with the one rule for when a request that is not idempotent may be
+//!   sent again: only when it surely did not reach the service.
 //! - [`telemetry`]: what both clients report about each request and token (metrics,
 //!   readiness), by a fixed vocabulary of operations.
 
@@ -16,6 +19,7 @@ pub mod dataverse;
 pub mod oauth;
 pub mod partner_center;
 pub mod retry;
+pub(crate) mod send;
 pub mod telemetry;
 
 /// The readable message of an error body: `{"error": {"message"}}` (Partner Center, Dataverse),

@@ -12,7 +12,7 @@
 use super::Result;
 use super::client::DataverseClient;
 use super::error::{DataverseError, code_of};
-use super::request::{Answer, Call, Payload, check, id_of_entity_url};
+use super::request::{Answer, Call, Payload, Replay, check, id_of_entity_url};
 use crate::connections::{message_of, retry};
 use reqwest::Method;
 use serde_json::Value;
@@ -202,8 +202,13 @@ impl DataverseClient {
         let text = self.body(items, &boundary)?;
         let mut call = Call::new("batch", Method::POST, self.url("$batch", "")?, "$batch");
         let requests = || items.iter().flat_map(BatchItem::requests);
-        call.create = quick || requests().any(|r| r.created_row().is_some());
-        call.idempotent = !call.create && requests().all(|r| r.method != Method::POST);
+        call.replay = if quick || requests().any(|r| r.created_row().is_some()) {
+            Replay::BareOnly
+        } else if requests().all(|r| r.method != Method::POST) {
+            Replay::Idempotent
+        } else {
+            Replay::DeclinedOn503
+        };
         call.payload = Payload::Raw {
             content_type: format!("multipart/mixed; boundary={boundary}"),
             text,

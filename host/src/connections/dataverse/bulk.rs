@@ -17,7 +17,7 @@
 
 use super::Result;
 use super::client::DataverseClient;
-use super::request::Call;
+use super::request::{Call, Replay};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -90,7 +90,7 @@ impl DataverseClient {
         let attempt = || {
             let mut call =
                 Call::new("create_multiple", Method::POST, url.clone(), &what).json(&body);
-            call.create = true;
+            call.replay = Replay::BareOnly;
             let (ids, what) = (&ids, &what);
             async move { answered_ids(&self.send(call).await?.json(what)?, ids, what) }
         };
@@ -145,7 +145,7 @@ impl DataverseClient {
         )?;
         let body = json!({ "Targets": targets });
         let mut call = Call::new(operation, Method::POST, url, &what).json(&body);
-        call.idempotent = true;
+        call.replay = Replay::Idempotent;
         self.send(call).await.map(drop)
     }
 }

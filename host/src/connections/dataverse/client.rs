@@ -1,20 +1,22 @@
-//! [`DataverseClient`]: the request loop every call shares (token, limiter, headers, retries)
-//! and the row calls: get, query with paging, update and upsert by alternate key (creates are
-//! in [`super::creates`]).
+//! [`DataverseClient`]: what every call shares (token, limiter, headers, and the retries of
+//! [`crate::connections::send`]) and the row calls: get, query with paging, update and upsert
+//! by alternate key (creates are in [`super::creates`]).
 
 use super::auth::TokenCache;
-use super::error::DataverseError;
-use super::limiter::{Limiter, Refusal, Window};
+use super::error::{DataverseError, code_of};
+use super::limiter::{Limiter, Permit, Refusal, Window};
 use super::request::{Answer, Call, Payload, check, encode_key};
 use super::{DataverseSettings, Result};
 use crate::config::Secret;
+use crate::connections::message_of;
+use crate::connections::send::{self, Failure, Plan, Service};
 use crate::connections::telemetry::{Observer, Telemetry};
-use crate::connections::{message_of, retry};
+use reqwest::Method;
 use reqwest::header;
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// The Web API path below the environment root.
 const API_PATH: &str = "/api/data/v9.2";
@@ -305,109 +307,26 @@ impl DataverseClient {
         check(self.exchange(call).await?, &what)
     }
 
-    /// One logical call: one `x-ms-client-request-id` for all its attempts, each attempt inside
-    /// a limiter slot. 429 lowers the concurrency and waits `Retry-After`; 5xx and connection
-    /// errors back off; both up to `max_retries`. A call that is not idempotent is retried only
-    /// when it surely was not carried out: a refused connection, a 429 or a 503 (for a create,
-    /// a 503 without a body). A 401 fetches a new token once.
+    /// One logical call through the shared loop ([`send::send`]): one
+    /// `x-ms-client-request-id` for all its attempts, each attempt inside a limiter slot. A 429
+    /// lowers the concurrency and waits `Retry-After`; 5xx and connection errors back off; both
+    /// up to `max_retries`. A call is sent again after it may have arrived only as its
+    /// [`Call::replay`] allows. A 401 fetches a new token once.
     pub(crate) async fn exchange(&self, call: Call<'_>) -> Result<Answer> {
-        let shared = &self.shared;
-        let Call {
-            method,
-            url,
-            what,
-            operation,
-            ..
-        } = &call;
-        let request_id = retry::new_uuid();
-        let mut attempt = 0u32;
-        let mut rejected: Option<Secret> = None;
-        let mut refreshed = false;
-        loop {
-            let token = shared.tokens.token(&shared.http, rejected.as_ref()).await?;
-            let request = self.request(&call, &token, &request_id);
-            let permit = shared.limiter.acquire().await;
-            tracing::debug!(%method, url, request_id, attempt, "Dataverse request");
-            shared.sent.fetch_add(1, Ordering::Relaxed);
-            let exchange = shared.telemetry.start(operation);
-            let sent = request.send().await;
-            let wait = match sent {
-                Err(e) => {
-                    exchange.failed();
-                    drop(permit);
-                    let safe = call.idempotent || e.is_connect();
-                    if e.is_builder() || !safe || attempt >= shared.max_retries {
-                        return Err(DataverseError::Transport(format!("{method} {what}: {e}")));
-                    }
-                    retry::backoff(attempt)
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let text = response.text().await;
-                    drop(permit);
-                    match &text {
-                        Ok(_) => exchange.answered(status.as_u16()),
-                        Err(_) => exchange.failed(),
-                    }
-                    let text = text.map_err(|e| {
-                        DataverseError::Transport(format!(
-                            "{method} {what}: reading the answer: {e}"
-                        ))
-                    })?;
-                    let retry_after = retry::retry_after(&headers);
-                    let message = || message_of(&text);
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        shared.throttled.fetch_add(1, Ordering::Relaxed);
-                        let refusal = Refusal::of_code(&super::error::code_of(&text));
-                        shared.limiter.throttled(retry_after, refusal);
-                        if attempt >= shared.max_retries {
-                            return Err(DataverseError::Throttled { retry_after });
-                        }
-                    } else if status.is_server_error() {
-                        // A 503 is Dataverse declining the request; a create trusts only a
-                        // bare one (a gateway's 503 with a body may follow a commit).
-                        let safe = call.idempotent
-                            || (status == StatusCode::SERVICE_UNAVAILABLE
-                                && (!call.create || text.trim().is_empty()));
-                        if !safe || attempt >= shared.max_retries {
-                            return Err(DataverseError::Server {
-                                status: status.as_u16(),
-                                message: format!("{method} {what}: {}", message()),
-                            });
-                        }
-                    } else {
-                        shared.limiter.succeeded();
-                        if status == StatusCode::UNAUTHORIZED {
-                            if refreshed {
-                                return Err(DataverseError::Unauthorized(format!(
-                                    "the Web API still answered 401 after a new token: {}",
-                                    message()
-                                )));
-                            }
-                            refreshed = true;
-                            rejected = Some(token);
-                            tracing::debug!(request_id, "Dataverse answered 401; new token");
-                            continue;
-                        }
-                        return Ok(Answer {
-                            status,
-                            headers,
-                            text,
-                        });
-                    }
-                    retry_after.unwrap_or_else(|| retry::backoff(attempt))
-                }
-            };
-            attempt += 1;
-            tracing::debug!(
-                request_id,
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                "retrying a Dataverse request"
-            );
-            tokio::time::sleep(wait).await;
-        }
+        let plan = Plan {
+            operation: call.operation,
+            method: &call.method,
+            url: &call.url,
+            replay: call.replay,
+            max_retries: self.shared.max_retries,
+        };
+        let attempts = Attempts {
+            client: self,
+            call: &call,
+        };
+        send::send(&attempts, plan)
+            .await
+            .map_err(|failure| failure_error(failure, &call))
     }
 
     fn request(
@@ -437,5 +356,74 @@ impl DataverseClient {
                 .header(header::CONTENT_TYPE, content_type.as_str())
                 .body(text.clone()),
         }
+    }
+}
+
+/// The Dataverse side of one call in the shared loop: the client's token cache, limiter,
+/// counters and telemetry, and the call's request.
+struct Attempts<'c, 'a> {
+    client: &'c DataverseClient,
+    call: &'c Call<'a>,
+}
+
+impl Service for Attempts<'_, '_> {
+    type Error = DataverseError;
+    type Slot = Permit;
+    const NAME: &'static str = "Dataverse";
+
+    async fn token(&self, rejected: Option<&Secret>) -> Result<Secret> {
+        let shared = &self.client.shared;
+        shared.tokens.token(&shared.http, rejected).await
+    }
+
+    /// A limiter slot; the attempt counts as a request sent ([`Traffic`]).
+    async fn slot(&self) -> Permit {
+        let shared = &self.client.shared;
+        let permit = shared.limiter.acquire().await;
+        shared.sent.fetch_add(1, Ordering::Relaxed);
+        permit
+    }
+
+    fn request(&self, token: &Secret, request_id: &str) -> reqwest::RequestBuilder {
+        self.client.request(self.call, token, request_id)
+    }
+
+    fn telemetry(&self) -> &Telemetry {
+        &self.client.shared.telemetry
+    }
+
+    /// Counts the 429 and lowers the concurrency (or pauses for a spent quota).
+    fn throttled(&self, retry_after: Option<Duration>, text: &str) {
+        let shared = &self.client.shared;
+        shared.throttled.fetch_add(1, Ordering::Relaxed);
+        shared
+            .limiter
+            .throttled(retry_after, Refusal::of_code(&code_of(text)));
+    }
+
+    fn accepted(&self) {
+        self.client.shared.limiter.succeeded();
+    }
+}
+
+/// The typed error of a call the shared loop gave up on.
+fn failure_error(failure: Failure<DataverseError>, call: &Call<'_>) -> DataverseError {
+    let Call { method, what, .. } = call;
+    match failure {
+        Failure::Token(error) => error,
+        // A lost answer is a transport error here: [`DataverseError::answer_lost`] tells
+        // creates to look their row up.
+        Failure::NoAnswer { detail, .. } => {
+            DataverseError::Transport(format!("{method} {what}: {detail}"))
+        }
+        Failure::Throttled { retry_after } => DataverseError::Throttled { retry_after },
+        Failure::Server { status, text, .. } => DataverseError::Server {
+            status: status.as_u16(),
+            message: format!("{method} {what}: {}", message_of(&text)),
+        },
+        Failure::Unauthorized { text } => DataverseError::Unauthorized(format!(
+            "the Web API still answered 401 after a new token: {}",
+            message_of(&text)
+        )),
     }
 }

@@ -22,7 +22,7 @@ use super::Result;
 use super::batch::{BatchItem, BatchRequest, BatchResponse, MAX_REQUESTS};
 use super::client::DataverseClient;
 use super::error::DataverseError;
-use super::request::Call;
+use super::request::{Call, Replay};
 use crate::connections::retry;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use reqwest::Method;
@@ -53,8 +53,7 @@ impl DataverseClient {
                 .header("if-none-match", "*");
             async move {
                 let mut call = call?;
-                call.idempotent = false;
-                call.create = true;
+                call.replay = Replay::BareOnly;
                 self.send(call).await.map(|_| id.to_owned())
             }
         };

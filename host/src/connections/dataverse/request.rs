@@ -1,10 +1,12 @@
 //! The plumbing of one request: what a call carries ([`Call`], [`Payload`]), the final
-//! [`Answer`], and how a failed answer becomes a typed [`DataverseError`] ([`check`]).
+//! [`Answer`] (the shared loop's, [`crate::connections::send`]), and how a failed answer
+//! becomes a typed [`DataverseError`] ([`check`]).
 
 use super::Result;
 use super::error::{DataverseError, code_of};
 use crate::connections::message_of;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+pub(crate) use crate::connections::send::{Answer, Replay};
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -22,12 +24,12 @@ pub(crate) struct Call<'a> {
     pub url: String,
     pub payload: Payload<'a>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Whether sending it twice is harmless (decides retries after it may have arrived).
-    pub idempotent: bool,
-    /// A create whose caller finds out whether it landed when its answer is lost
-    /// ([`super::creates`]): sent again here only when it surely did not arrive (a refused
+    /// When it is sent again after it may have arrived: by default a `POST` only after a
+    /// 503 (Dataverse declining it) and anything else after any failure. A create whose
+    /// caller finds out whether it landed when its answer is lost ([`super::creates`]) is
+    /// [`Replay::BareOnly`]: sent again here only when it surely did not arrive (a refused
     /// connection, a 429, a 503 without a body); any other failure goes back to the caller.
-    pub create: bool,
+    pub replay: Replay,
     /// Names the resource in errors, e.g. `opportunities(<id>)`.
     pub what: String,
     /// What the call does, from a fixed vocabulary (`get_row`, `batch`, …), in the request
@@ -42,15 +44,13 @@ impl<'a> Call<'a> {
         url: String,
         what: impl Into<String>,
     ) -> Self {
-        let idempotent = method != Method::POST;
         Self {
             operation,
+            replay: Replay::of(&method),
             method,
             url,
             payload: Payload::Empty,
             headers: Vec::new(),
-            idempotent,
-            create: false,
             what: what.into(),
         }
     }
@@ -70,13 +70,7 @@ impl<'a> Call<'a> {
     }
 }
 
-/// A final answer (after retries): any status but 429/5xx/401, which become errors.
-pub(crate) struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub text: String,
-}
-
+/// Reading a final answer as Dataverse's.
 impl Answer {
     /// The body as JSON (`Null` when empty).
     pub(crate) fn json(&self, what: &str) -> Result<Value> {

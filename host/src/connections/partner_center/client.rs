@@ -1,12 +1,14 @@
-//! [`PartnerCenterClient`]: the Referrals API calls and the retry loop they share with the
-//! Webhooks API calls ([`super::webhooks`]); each call names its [`Audience`], which picks the
-//! access token.
+//! [`PartnerCenterClient`]: the Referrals API calls and what they share with the Webhooks API
+//! calls ([`super::webhooks`]): the token cache, the request headers and the retries of
+//! [`crate::connections::send`]; each call names its [`Audience`], which picks the access
+//! token.
 
 use super::auth::TokenCache;
 use super::error::{PartnerCenterError, message_of};
 use super::{Audience, PartnerCenterSettings, Result};
 use crate::config::Secret;
 use crate::connections::retry;
+use crate::connections::send::{self, Failure, Plan, Replay, Service};
 use crate::connections::telemetry::{Observer, Telemetry};
 use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH};
 use reqwest::{Method, StatusCode};
@@ -251,10 +253,13 @@ impl PartnerCenterClient {
         .await
     }
 
-    /// One logical call to the API of `audience`, with its token: one `MS-RequestId` for all
-    /// its attempts; 429 waits `Retry-After`, 5xx and connection errors back off, both up to
-    /// `max_retries`; a 401 refreshes the token once. `what` names the resource in errors;
-    /// each attempt is reported as `operation` ([`Telemetry`]).
+    /// One logical call to the API of `audience`, with its token, through the shared loop
+    /// ([`send::send`]): one `MS-RequestId` for all its attempts; 429 waits `Retry-After`, 5xx
+    /// and connection errors back off, both up to `max_retries`; a 401 refreshes the token
+    /// once. A `POST` is sent again only when it surely did not arrive (a refused connection,
+    /// a 429, a 503 without a body); when it may have, the answer is
+    /// [`PartnerCenterError::AnswerLost`]. `what` names the resource in errors; each attempt is
+    /// reported as `operation` ([`Telemetry`]).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn call_api(
         &self,
@@ -266,117 +271,144 @@ impl PartnerCenterClient {
         extra: &[(HeaderName, HeaderValue)],
         what: &str,
     ) -> Result<(HeaderMap, Value)> {
-        let shared = &self.shared;
-        let request_id = retry::new_uuid();
-        let correlation_id = self.correlation_id.clone().unwrap_or_else(retry::new_uuid);
-        // A POST that may have reached the server is only retried when it surely did not.
-        let idempotent = method != Method::POST;
-        let mut attempt = 0u32;
-        let mut rejected: Option<Secret> = None;
-        let mut refreshed = false;
-        loop {
-            let token = shared
-                .tokens
-                .token(&shared.http, audience, rejected.as_ref())
-                .await?;
-            let mut request = shared
-                .http
-                .request(method.clone(), url)
-                .bearer_auth(token.expose())
-                .header("MS-RequestId", &request_id)
-                .header("MS-CorrelationId", &correlation_id)
-                .header(reqwest::header::ACCEPT, "application/json");
-            for (name, value) in extra {
-                request = request.header(name, value.clone());
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            tracing::debug!(%method, url, request_id, correlation_id, attempt, "Partner Center request");
-            let exchange = shared.telemetry.start(operation);
-            let sent = request.send().await;
-            if sent.is_err() {
-                exchange.failed();
-            }
-            let wait = match sent {
-                Err(e) => {
-                    let safe = idempotent || e.is_connect();
-                    if !safe && !e.is_builder() {
-                        return Err(PartnerCenterError::AnswerLost(format!(
-                            "{method} {url}: {e}"
-                        )));
-                    }
-                    if e.is_builder() || attempt >= shared.max_retries {
-                        return Err(PartnerCenterError::Transport(format!(
-                            "{method} {url}: {e}"
-                        )));
-                    }
-                    retry::backoff(attempt)
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let text = response.text().await;
-                    match &text {
-                        Ok(_) => exchange.answered(status.as_u16()),
-                        Err(_) => exchange.failed(),
-                    }
-                    let text = text.map_err(|e| {
-                        PartnerCenterError::Transport(format!("{method} {url}: {e}"))
-                    })?;
-                    if status.is_success() {
-                        let value = if text.trim().is_empty() {
-                            Value::Null
-                        } else {
-                            serde_json::from_str(&text).map_err(|e| {
-                                PartnerCenterError::InvalidResponse(format!(
-                                    "{what}: not JSON: {e}"
-                                ))
-                            })?
-                        };
-                        return Ok((headers, value));
-                    }
-                    let message = message_of(&text);
-                    match status {
-                        StatusCode::UNAUTHORIZED if !refreshed => {
-                            refreshed = true;
-                            rejected = Some(token);
-                            tracing::debug!(
-                                request_id,
-                                "Partner Center answered 401; refreshing the token"
-                            );
-                            continue;
-                        }
-                        StatusCode::TOO_MANY_REQUESTS if attempt < shared.max_retries => {
-                            retry::retry_after(&headers).unwrap_or_else(|| retry::backoff(attempt))
-                        }
-                        // Only a bodiless 503 surely comes from in front of the service; any
-                        // other 5xx to a POST may follow an applied write.
-                        s if s.is_server_error()
-                            && !idempotent
-                            && !(s == StatusCode::SERVICE_UNAVAILABLE
-                                && text.trim().is_empty()) =>
-                        {
-                            return Err(PartnerCenterError::AnswerLost(format!(
-                                "{method} {url} answered {status}: {message}"
-                            )));
-                        }
-                        s if s.is_server_error() && attempt < shared.max_retries => {
-                            retry::retry_after(&headers).unwrap_or_else(|| retry::backoff(attempt))
-                        }
-                        _ => return Err(classify(status, &headers, message, what)),
-                    }
-                }
-            };
-            attempt += 1;
-            tracing::debug!(
-                request_id,
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                "retrying a Partner Center request"
-            );
-            tokio::time::sleep(wait).await;
+        let plan = Plan {
+            operation,
+            method: &method,
+            url,
+            // Partner Center does not say that its 503s mean it declined the request, and
+            // every POST of its APIs makes something: only a bare 503 is trusted.
+            replay: match Replay::of(&method) {
+                Replay::Idempotent => Replay::Idempotent,
+                _ => Replay::BareOnly,
+            },
+            max_retries: self.shared.max_retries,
+        };
+        let attempts = Attempts {
+            client: self,
+            audience,
+            method: &method,
+            url,
+            body,
+            extra,
+            correlation_id: self.correlation_id.clone().unwrap_or_else(retry::new_uuid),
+        };
+        let answer = send::send(&attempts, plan)
+            .await
+            .map_err(|failure| failure_error(failure, &method, url))?;
+        if !answer.status.is_success() {
+            return Err(classify(answer.status, message_of(&answer.text), what));
         }
+        let value = if answer.text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&answer.text).map_err(|e| {
+                PartnerCenterError::InvalidResponse(format!("{what}: not JSON: {e}"))
+            })?
+        };
+        Ok((answer.headers, value))
+    }
+}
+
+/// The Partner Center side of one call in the shared loop: the token of its audience and its
+/// request with `MS-RequestId` and `MS-CorrelationId`.
+struct Attempts<'a> {
+    client: &'a PartnerCenterClient,
+    audience: Audience,
+    method: &'a Method,
+    url: &'a str,
+    body: Option<&'a Value>,
+    extra: &'a [(HeaderName, HeaderValue)],
+    /// The client's, or one new for this call (the same on each of its attempts).
+    correlation_id: String,
+}
+
+impl Service for Attempts<'_> {
+    type Error = PartnerCenterError;
+    /// Partner Center has no concurrency limiter: an attempt is sent at once.
+    type Slot = ();
+    const NAME: &'static str = "Partner Center";
+
+    async fn token(&self, rejected: Option<&Secret>) -> Result<Secret> {
+        let shared = &self.client.shared;
+        shared
+            .tokens
+            .token(&shared.http, self.audience, rejected)
+            .await
+    }
+
+    async fn slot(&self) {}
+
+    fn request(&self, token: &Secret, request_id: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .shared
+            .http
+            .request(self.method.clone(), self.url)
+            .bearer_auth(token.expose())
+            .header("MS-RequestId", request_id)
+            .header("MS-CorrelationId", &self.correlation_id)
+            .header(reqwest::header::ACCEPT, "application/json");
+        for (name, value) in self.extra {
+            request = request.header(name, value.clone());
+        }
+        if let Some(body) = self.body {
+            request = request.json(body);
+        }
+        tracing::debug!(
+            request_id,
+            correlation_id = self.correlation_id,
+            "Partner Center request"
+        );
+        request
+    }
+
+    fn telemetry(&self) -> &Telemetry {
+        &self.client.shared.telemetry
+    }
+
+    fn throttled(&self, _retry_after: Option<std::time::Duration>, _text: &str) {}
+
+    fn accepted(&self) {}
+}
+
+/// The typed error of a call the shared loop gave up on: one that may have been carried out
+/// is [`PartnerCenterError::AnswerLost`], so its caller looks it up rather than sending it
+/// again.
+fn failure_error(
+    failure: Failure<PartnerCenterError>,
+    method: &Method,
+    url: &str,
+) -> PartnerCenterError {
+    match failure {
+        Failure::Token(error) => error,
+        Failure::NoAnswer { detail, lost: true } => {
+            PartnerCenterError::AnswerLost(format!("{method} {url}: {detail}"))
+        }
+        Failure::NoAnswer {
+            detail,
+            lost: false,
+        } => PartnerCenterError::Transport(format!("{method} {url}: {detail}")),
+        Failure::Throttled { retry_after } => PartnerCenterError::Throttled { retry_after },
+        Failure::Server {
+            status,
+            text,
+            lost: true,
+        } => PartnerCenterError::AnswerLost(format!(
+            "{method} {url} answered {status}: {}",
+            message_of(&text)
+        )),
+        Failure::Server {
+            status,
+            text,
+            lost: false,
+        } => PartnerCenterError::Server {
+            status: status.as_u16(),
+            message: message_of(&text),
+        },
+        Failure::Unauthorized { text } => PartnerCenterError::Unauthorized(format!(
+            "the API still answered 401 after a token refresh: {}",
+            message_of(&text)
+        )),
     }
 }
 
@@ -518,31 +550,17 @@ fn skiptoken_on(first: &reqwest::Url, link: &reqwest::Url) -> Result<reqwest::Ur
     Ok(url)
 }
 
-/// The typed error of a final (not retried) answer.
-fn classify(
-    status: StatusCode,
-    headers: &HeaderMap,
-    message: String,
-    what: &str,
-) -> PartnerCenterError {
+/// The typed error of a final answer that is not a success (429s, 5xx and a second 401 are
+/// [`Failure`]s of the loop, see [`failure_error`]).
+fn classify(status: StatusCode, message: String, what: &str) -> PartnerCenterError {
     match status {
         StatusCode::PRECONDITION_FAILED => PartnerCenterError::PreconditionFailed {
             id: what.trim_start_matches("referral ").to_owned(),
             message,
         },
         StatusCode::NOT_FOUND => PartnerCenterError::NotFound(what.to_owned()),
-        StatusCode::UNAUTHORIZED => PartnerCenterError::Unauthorized(format!(
-            "the API still answered 401 after a token refresh: {message}"
-        )),
         StatusCode::FORBIDDEN => PartnerCenterError::Forbidden(message),
         StatusCode::CONFLICT => PartnerCenterError::Conflict(message),
-        StatusCode::TOO_MANY_REQUESTS => PartnerCenterError::Throttled {
-            retry_after: retry::retry_after(headers),
-        },
-        s if s.is_server_error() => PartnerCenterError::Server {
-            status: s.as_u16(),
-            message,
-        },
         s => PartnerCenterError::BadRequest(format!("{s}: {message}")),
     }
 }
