@@ -641,7 +641,7 @@ async fn metadata_lists_columns_and_creates_missing_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_creates_columns_key_and_change_tracking_in_the_named_solution() {
-    use cosell::cli::setup::provision;
+    use cosell::setup::provision;
     tokio::time::timeout(BOUND, async {
         // A fresh environment: nothing of cosell's yet.
         let dv = Dataverse::new(DataverseConfig::default());

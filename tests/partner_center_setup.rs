@@ -9,7 +9,7 @@ mod support;
 
 use support::commands_env::CommandsEnv;
 
-use cosell::cli::setup::register_partner_center_webhooks;
+use cosell::setup::register_partner_center_webhooks;
 use cosell::connections::partner_center::PartnerCenterClient;
 use cosell::connections::partner_center::webhooks::WebhookRegistration;
 use cosell::store::SyncStore;

@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod scaffold;
 pub mod secret;
+pub mod setup;
 pub mod schema_types;
 pub mod server;
 pub mod sinks;

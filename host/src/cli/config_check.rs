@@ -8,7 +8,7 @@
 //! services, compares the Partner Center webhook registration with the listener's public URL,
 //! and looks for cosell's columns and service endpoint in Dataverse.
 
-use super::setup::{
+use crate::setup::{
     ENDPOINT_NAME, PARTNER_CENTER_EVENTS, find_one, key_and_tracking, missing_columns,
 };
 use crate::config::{HostConfig, SecretRef};

@@ -18,7 +18,6 @@ mod sandbox;
 mod serve;
 pub mod setup;
 mod sync_admin;
-pub mod update_columns;
 
 use crate::runtime::Direction;
 use anyhow::{Context as _, Result};

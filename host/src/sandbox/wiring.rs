@@ -3,7 +3,7 @@
 //! explicitly, and the webhooks of both services registered with the host. `cosell sandbox`
 //! uses it, and so do the end-to-end tests, so both run the same configuration.
 
-use crate::cli::setup::{register_dataverse_webhook, register_partner_center_webhooks};
+use crate::setup::{register_dataverse_webhook, register_partner_center_webhooks};
 use crate::config::{HostConfig, Secret};
 use crate::connections::partner_center::{
     PartnerCenterClient, PartnerCenterSettings, sign_in_command,
@@ -246,8 +246,8 @@ pub const SANDBOX_SOLUTION: &str = "cosell";
 /// Provisions the Dataverse emulator as `cosell dataverse provision --solution cosell` does.
 pub async fn provision(config: &HostConfig) -> Result<()> {
     let dv = dataverse_client(config)?;
-    let prefix = crate::cli::setup::publisher_prefix(config, None)?;
-    crate::cli::setup::provision(&dv, SANDBOX_SOLUTION, &prefix)
+    let prefix = crate::setup::publisher_prefix(config, None)?;
+    crate::setup::provision(&dv, SANDBOX_SOLUTION, &prefix)
         .await
         .context("provisioning the Dataverse emulator")?;
     Ok(())
