@@ -26,6 +26,8 @@ mod private_dir;
 pub mod replicas;
 pub mod retention;
 pub mod runtime;
+/// Built with the `sandbox` feature only (on by default): it carries both emulators.
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scaffold;
 pub mod secret;

@@ -7,11 +7,11 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    // `serve` logs at info by default; the one-shot commands only warn, so their own output
-    // (and a guest's log, which `mapping test` prints itself) stays readable.
-    let default_level = match cli.command {
-        cosell::cli::Command::Serve { .. } | cosell::cli::Command::Sandbox(_) => "info",
-        _ => "warn",
+    // A guest's log, which `mapping test` prints itself, stays readable too.
+    let default_level = if cli.command.runs_until_stopped() {
+        "info"
+    } else {
+        "warn"
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));

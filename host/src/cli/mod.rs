@@ -14,6 +14,7 @@ mod mapping_replay;
 mod mapping_shadow;
 mod mapping_test;
 mod queue;
+#[cfg(feature = "sandbox")]
 mod sandbox;
 mod serve;
 pub mod setup;
@@ -64,6 +65,7 @@ pub enum Command {
     /// seeded with realistic data, and the host with the default mappings syncing them (both
     /// emulators' webhooks registered with it), all on loopback.
     /// Writes the endpoints and secrets to <data-dir>/sandbox.json. Ctrl-C stops it.
+    #[cfg(feature = "sandbox")]
     Sandbox(sandbox::SandboxArgs),
     /// Show the sync events a running host has pending and running (running ones first, then
     /// pending ones in the order they run): id, side, record, attempts, when each runs next or
@@ -342,12 +344,27 @@ impl From<DirectionArg> for Direction {
     }
 }
 
+impl Command {
+    /// Whether the command runs until it is stopped (`serve`, `sandbox`) rather than once:
+    /// those log at info by default, the one-shot commands only warn, so their own output
+    /// stays readable.
+    pub fn runs_until_stopped(&self) -> bool {
+        match self {
+            Command::Serve { .. } => true,
+            #[cfg(feature = "sandbox")]
+            Command::Sandbox(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve { config, replica_id } => {
             serve::serve(&config, replica_id).await.map(|()| 0)
         }
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args).await.map(|()| 0),
         Command::Queue(args) => queue::run(args).await,
         Command::Mapping(MappingCommand::Test(args)) => mapping_test::run(args).await,
