@@ -5,7 +5,7 @@
 //! import is WASI, wired up in [`super::linker`].
 
 use super::guest_log::GuestLevel;
-use super::sandbox::CallState;
+use super::guest_env::CallState;
 
 wasmtime::component::bindgen!({
     path: "../wit",

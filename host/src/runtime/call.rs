@@ -8,7 +8,7 @@ use super::engine::deadline_ticks;
 use super::guest_log::{GuestLog, GuestLogLine};
 use super::json_depth;
 use super::limits::{Limit, Limits};
-use super::sandbox::{CallState, SandboxSpec, StepConfig};
+use super::guest_env::{CallState, SandboxSpec, StepConfig};
 pub use crate::domain::Direction;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;

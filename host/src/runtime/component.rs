@@ -12,7 +12,7 @@ use super::bindings::MappingStepPre;
 use super::code_limits::{self, CodeLimitError};
 use super::limits::Limit;
 use super::limits::Limits;
-use super::sandbox::CallState;
+use super::guest_env::CallState;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! the author what their component said.
 
 use super::limits::Limit;
-use super::sandbox::capped_pipes;
+use super::guest_env::capped_pipes;
 use serde::Serialize;
 use std::sync::Arc;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;

@@ -4,7 +4,7 @@
 //! the WASI 0.2 interfaces, restricted as described in [`super::sandbox`].
 
 use super::bindings::MappingStep;
-use super::sandbox::CallState;
+use super::guest_env::CallState;
 use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker, Resource};

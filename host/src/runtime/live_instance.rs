@@ -10,7 +10,7 @@ use super::bindings::MappingStep;
 use super::call::{self, CallErrorKind, MappingCall};
 use super::component::MappingComponent;
 use super::limits::Limits;
-use super::sandbox::CallState;
+use super::guest_env::CallState;
 use wasmtime::{Engine, Store};
 
 /// A fresh instance of a mapping component in its own store, set up exactly as a call sets it

@@ -7,7 +7,8 @@
 //! - [`limits`]: the per-call limits and the memory limiter.
 //! - [`engine`]: engine configuration, pooling allocator with fallback, epoch ticker.
 //! - [`bindings`]: the WIT contract's generated bindings and host imports.
-//! - [`sandbox`]: the per-call store state and the deny-by-default WASI.
+//! - [`guest_env`]: what a guest may touch: the per-call store state and the deny-by-default
+//!   WASI.
 //! - [`linker`]: what a component may import.
 //! - [`component`]: bytes → compiled, type-checked component.
 //! - [`code_limits`]: function count and sizes checked before compiling (no compile bombs).
@@ -28,7 +29,7 @@ pub mod json_depth;
 pub mod limits;
 pub mod linker;
 pub mod live_instance;
-pub mod sandbox;
+pub mod guest_env;
 
 pub use artifact_cache::{ArtifactCache, ArtifactKey, CacheOutcome};
 pub use call::{CallError, CallErrorKind, CallReport, CallStats, Direction, MappingCall};
@@ -37,7 +38,7 @@ pub use engine::AllocatorKind;
 pub use guest_log::{GuestLevel, GuestLogLine, GuestStream};
 pub use limits::{Limit, Limits, LimitsOverride};
 pub use live_instance::LiveInstance;
-pub use sandbox::StepConfig;
+pub use guest_env::StepConfig;
 
 use anyhow::Result;
 use wasmtime::Engine;
@@ -46,7 +47,7 @@ use wasmtime::component::Linker;
 /// The engine, linker and limits shared by every mapping step of a host.
 pub struct MappingRuntime {
     engine: Engine,
-    linker: Linker<sandbox::CallState>,
+    linker: Linker<guest_env::CallState>,
     limits: Limits,
     allocator: AllocatorKind,
     artifact_cache: Option<ArtifactCache>,

@@ -1,9 +1,9 @@
 //! Assembling and running the host: runtime, store, pipelines, deployer, admin API, watcher,
-//! and, when both services are configured, the sync engine ([`sync`]) with its webhook
+//! and, when both services are configured, the sync engine ([`engine`]) with its webhook
 //! listener. Both listeners run on runtimes of their own and are served within their
 //! section's limits ([`crate::listener`]).
 
-pub mod sync;
+pub mod engine;
 
 use crate::admin::{self, AdminState};
 use crate::config::{HostConfig, Secret};
@@ -25,7 +25,7 @@ pub struct RunningHost {
     pub deployer: Arc<Deployer>,
     /// Where the webhooks listen, when syncing is configured.
     pub webhook_addr: Option<SocketAddr>,
-    sync: Option<sync::SyncParts>,
+    sync: Option<engine::SyncParts>,
     shutdown: oneshot::Sender<()>,
     server: Listener,
     watcher: Option<JoinHandle<()>>,
@@ -124,7 +124,7 @@ pub async fn start(config: HostConfig, token: Secret) -> Result<RunningHost> {
 
     let sync = match &config.partner_center {
         Some(_) => Some(
-            sync::start(
+            engine::start(
                 &config,
                 state.sync.clone(),
                 deployer.pipelines().clone(),

@@ -2,7 +2,7 @@
 //!
 //! Two traits: [`DeploymentStore`] (the deployed versions of each mapping step and which one
 //! was active when) and [`SyncStore`] (the event queue, dead letters, record links, cursors,
-//! credentials and the audit trail, in [`sync`]). Two backends: [`sqlite`], the embedded
+//! credentials and the audit trail, in [`sync_store`]). Two backends: [`sqlite`], the embedded
 //! default for one host, and [`postgres`], one database several host replicas share.
 //! [`open()`] opens the store `[state]` configures, so no caller names a backend. Each backend
 //! carries numbered schema migrations ([`migrations`]), applied at open. [`sign_in`] keeps the
@@ -22,7 +22,7 @@ pub mod queue_list;
 pub mod replica_set;
 pub mod sign_in;
 pub mod sqlite;
-pub mod sync;
+pub mod sync_store;
 mod wakeup;
 /// A throwaway PostgreSQL schema for the integration tests in `tests/` (which cannot reach the
 /// crate's `cfg(test)` code); not part of the API.
@@ -41,7 +41,7 @@ pub use lock_key::lock_key;
 pub use open::{StateStore, open};
 pub use wakeup::Wakeup;
 pub use queue_list::{QueueEntry, QueueFilter};
-pub use sync::{
+pub use sync_store::{
     AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, LastRun, Link, NewEvent, ParkedEvent,
     QueueCounts, QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
 };

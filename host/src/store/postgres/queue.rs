@@ -5,7 +5,7 @@ use super::liveness::{CLAIMER_GONE, Standing, holds_lock};
 use super::{CLAIM_LOCK, PgStore, ms_to_text, side_of};
 use crate::store::now;
 use crate::store::queue_list::{ORDER, QueueEntry, QueueFilter};
-use crate::store::sync::{
+use crate::store::sync_store::{
     AuditEntry, DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
     RECONCILE_ORIGIN, REPLAY_ORIGIN,
 };

@@ -4,7 +4,7 @@
 use super::{LINKS_LOCK, PgStore};
 use crate::store::audit_query::{self, AuditPage, AuditQuery};
 use crate::store::now;
-use crate::store::sync::{
+use crate::store::sync_store::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
     SyncStore,
 };

@@ -9,7 +9,7 @@
 //!
 use super::{SqliteStore, now, write_transaction};
 use crate::store::queue_list::{ORDER, QueueEntry, QueueFilter};
-use crate::store::sync::{
+use crate::store::sync_store::{
     AuditEntry, DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
     RECONCILE_ORIGIN, REPLAY_ORIGIN, Side,
 };

@@ -3,7 +3,7 @@
 
 use super::{SqliteStore, now, write_transaction};
 use crate::store::audit_query::{self, AuditPage, AuditQuery};
-use crate::store::sync::{
+use crate::store::sync_store::{
     AuditEntry, DeadLetter, Enqueued, Link, NewEvent, QueueCounts, QueuedEvent, SyncStore,
 };
 use anyhow::{Context as _, Result};
