@@ -5,7 +5,7 @@ use super::samples::sample_for;
 use super::validate::validate;
 use crate::config::{PipelinesConfig, StepSpec};
 use crate::metrics::Metrics;
-use crate::pipeline::{MappingStep, Pipelines, StepIdentity};
+use crate::pipeline::{PipelineStep, Pipelines, StepIdentity};
 use crate::runtime::{Direction, MappingRuntime};
 use crate::store::{ActivationReason, DeploymentStore};
 use anyhow::{Context as _, Result, anyhow};
@@ -59,7 +59,7 @@ fn load_step(
     store: &dyn DeploymentStore,
     sample: &str,
     metrics: Arc<Metrics>,
-) -> Result<MappingStep> {
+) -> Result<PipelineStep> {
     let identity = StepIdentity {
         name: spec.step.as_str().into(),
         direction,
@@ -76,7 +76,7 @@ fn load_step(
         })?;
         metrics.record_component_load(component.artifact);
         tracing::info!(step = %spec.step, version = %component.version, artifact_cache = component.artifact.label(), "serving the persisted active version");
-        return Ok(MappingStep::new(identity, Arc::new(component), metrics));
+        return Ok(PipelineStep::new(identity, Arc::new(component), metrics));
     }
     let wasm = std::fs::read(&spec.component).with_context(|| {
         format!(
@@ -99,5 +99,5 @@ fn load_step(
     )?;
     metrics.record_component_load(validated.component.artifact);
     tracing::info!(step = %spec.step, version = %validated.component.version, file = %spec.component.display(), artifact_cache = validated.component.artifact.label(), "deployed the configured component");
-    Ok(MappingStep::new(identity, validated.component, metrics))
+    Ok(PipelineStep::new(identity, validated.component, metrics))
 }

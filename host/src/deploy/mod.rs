@@ -1,7 +1,7 @@
 //! Deploying, listing and rolling back versions of mapping steps, without a restart.
 //!
 //! A new version is validated ([`validate`]), persisted with its activation in one
-//! transaction, then swapped in atomically ([`crate::pipeline::MappingStep::activate`]).
+//! transaction, then swapped in atomically ([`crate::pipeline::PipelineStep::activate`]).
 //! A refused version changes nothing: the active one keeps serving. Every version ever
 //! deployed stays in the store, so a rollback can re-activate any of them.
 //! Versions arrive through the admin API ([`crate::admin`]) or a watched directory
@@ -155,7 +155,7 @@ impl Deployer {
     /// What every deploy, shadow deploy and promotion goes through before anything is stored.
     async fn validate_version(
         &self,
-        step: &crate::pipeline::MappingStep,
+        step: &crate::pipeline::PipelineStep,
         step_name: &str,
         wasm: Vec<u8>,
     ) -> Result<(Vec<u8>, validate::Validated), DeployError> {
@@ -270,7 +270,7 @@ impl Deployer {
 
     async fn follow_shadow_of(
         &self,
-        step: &Arc<crate::pipeline::MappingStep>,
+        step: &Arc<crate::pipeline::PipelineStep>,
     ) -> Result<(), DeployError> {
         let (step, store, runtime) = (
             step.clone(),

@@ -5,7 +5,7 @@
 
 use super::validate::SampleRun;
 use super::{DeployError, DeployReport, DeploySource, Deployer};
-use crate::pipeline::{MappingStep, ShadowReport};
+use crate::pipeline::{PipelineStep, ShadowReport};
 use crate::runtime::{CacheOutcome, MappingRuntime};
 use crate::store::{ActivationReason, DeploymentStore};
 use serde::Serialize;
@@ -154,7 +154,7 @@ impl Deployer {
         })
     }
 
-    pub(super) fn step_arc(&self, step_name: &str) -> Result<Arc<MappingStep>, DeployError> {
+    pub(super) fn step_arc(&self, step_name: &str) -> Result<Arc<PipelineStep>, DeployError> {
         self.pipelines
             .step(step_name)
             .cloned()
@@ -167,7 +167,7 @@ impl Deployer {
 /// A shadow that is the active version (a promote interrupted before it ended the shadow) is
 /// not run.
 pub(super) fn follow_shadow(
-    step: &MappingStep,
+    step: &PipelineStep,
     store: &dyn DeploymentStore,
     runtime: &MappingRuntime,
 ) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! A step's operator config, changed without a restart and versioned: every config a step has
 //! had is a stored revision (who, what, when). A change is validated like a deploy (the step's
 //! sample through the active version with the new config), stored, then swapped in atomically
-//! ([`crate::pipeline::MappingStep::set_config`]); the other replicas of a shared store follow
+//! ([`crate::pipeline::PipelineStep::set_config`]); the other replicas of a shared store follow
 //! it as they follow activations.
 //!
 //! At start-up the stored latest revision wins over the configuration file, unless the file's
@@ -10,7 +10,7 @@
 
 use super::validate;
 use super::{DeployError, Deployer};
-use crate::pipeline::MappingStep;
+use crate::pipeline::PipelineStep;
 use crate::runtime::{CallErrorKind, StepConfig};
 use crate::store::{ConfigRevision, DeploymentStore};
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,7 @@ fn to_json(config: &StepConfig) -> String {
 
 /// Puts the config `step` starts with in force (see the module docs). Blocking.
 pub(super) fn adopt_at_start(
-    step: &MappingStep,
+    step: &PipelineStep,
     file: &StepConfig,
     store: &dyn DeploymentStore,
 ) -> anyhow::Result<()> {
@@ -103,7 +103,10 @@ pub(super) fn adopt_at_start(
 
 /// Makes the store's latest config revision of `step` the one in force, when another replica
 /// changed it. Blocking.
-pub(super) fn follow_config(step: &MappingStep, store: &dyn DeploymentStore) -> anyhow::Result<()> {
+pub(super) fn follow_config(
+    step: &PipelineStep,
+    store: &dyn DeploymentStore,
+) -> anyhow::Result<()> {
     let Some(latest) = store.config_revisions(&step.name)?.into_iter().next() else {
         return Ok(());
     };

@@ -1,7 +1,7 @@
 //! The mapping pipelines: for each sync direction, an ordered list of steps where each step's
 //! output is the next step's input.
 //!
-//! A step's active version sits behind an atomic pointer ([`MappingStep`]): a record takes a
+//! A step's active version sits behind an atomic pointer ([`PipelineStep`]): a record takes a
 //! snapshot of it when its call starts and finishes on that version even if a new one is
 //! activated meanwhile, so a hot swap never drops or splits a record. A step may also have a
 //! shadow version ([`shadow`]) that live runs ([`Pipelines::run_live`]) run beside it, writing
@@ -14,7 +14,7 @@ mod step;
 
 pub use output_diff::OutputDiff;
 pub use shadow::{Shadow, ShadowOutcome, ShadowReport};
-pub use step::{MappingStep, StepIdentity};
+pub use step::{PipelineStep, StepIdentity};
 
 use crate::runtime::{
     CallError, CallStats, Direction, MappingCall, MappingComponent, MappingRuntime,
@@ -73,8 +73,8 @@ pub struct PipelineError {
 /// All pipelines of the host, and the runtime their steps run on.
 pub struct Pipelines {
     runtime: Arc<MappingRuntime>,
-    steps: BTreeMap<String, Arc<MappingStep>>,
-    order: BTreeMap<Direction, Vec<Arc<MappingStep>>>,
+    steps: BTreeMap<String, Arc<PipelineStep>>,
+    order: BTreeMap<Direction, Vec<Arc<PipelineStep>>>,
     /// Bounds concurrent calls to what the instance pool holds.
     call_slots: Arc<Semaphore>,
     /// Bounds the shadow calls running at once to [`SHADOW_CALLS`].
@@ -84,8 +84,8 @@ pub struct Pipelines {
 impl Pipelines {
     /// Pipelines made of `steps`, each knowing its direction; order within a direction is the
     /// order of the slice.
-    pub fn new(runtime: Arc<MappingRuntime>, steps: Vec<Arc<MappingStep>>) -> Self {
-        let mut order: BTreeMap<Direction, Vec<Arc<MappingStep>>> = BTreeMap::new();
+    pub fn new(runtime: Arc<MappingRuntime>, steps: Vec<Arc<PipelineStep>>) -> Self {
+        let mut order: BTreeMap<Direction, Vec<Arc<PipelineStep>>> = BTreeMap::new();
         for step in &steps {
             order.entry(step.direction).or_default().push(step.clone());
         }
@@ -105,23 +105,23 @@ impl Pipelines {
     }
 
     /// A step by name.
-    pub fn step(&self, name: &str) -> Option<&Arc<MappingStep>> {
+    pub fn step(&self, name: &str) -> Option<&Arc<PipelineStep>> {
         self.steps.get(name)
     }
 
     /// Every step, by name.
-    pub fn steps(&self) -> impl Iterator<Item = &Arc<MappingStep>> {
+    pub fn steps(&self) -> impl Iterator<Item = &Arc<PipelineStep>> {
         self.steps.values()
     }
 
     /// The steps of one direction, in order.
-    pub fn direction(&self, direction: Direction) -> &[Arc<MappingStep>] {
+    pub fn direction(&self, direction: Direction) -> &[Arc<PipelineStep>] {
         self.order.get(&direction).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Every step of both pipelines, Partner Center → CRM first, each with its direction and
     /// its 1-based position in its pipeline (the admin API's and the console's listings).
-    pub fn in_order(&self) -> impl Iterator<Item = (Direction, usize, &Arc<MappingStep>)> {
+    pub fn in_order(&self) -> impl Iterator<Item = (Direction, usize, &Arc<PipelineStep>)> {
         [Direction::PartnerCenterToCrm, Direction::CrmToPartnerCenter]
             .into_iter()
             .flat_map(move |direction| {
@@ -223,7 +223,7 @@ impl Pipelines {
     /// Runs one step on a blocking thread, on the version active when the call starts.
     pub async fn run_step(
         &self,
-        step: &Arc<MappingStep>,
+        step: &Arc<PipelineStep>,
         event: &str,
         tenant: &str,
         timestamp: DateTime<Utc>,
@@ -245,7 +245,7 @@ impl Pipelines {
     #[allow(clippy::too_many_arguments)]
     async fn run_component(
         &self,
-        step: &Arc<MappingStep>,
+        step: &Arc<PipelineStep>,
         component: Arc<MappingComponent>,
         event: &str,
         tenant: &str,
@@ -296,7 +296,7 @@ impl Pipelines {
     /// record goes on without waiting for it.
     fn spawn_shadow(
         &self,
-        step: &Arc<MappingStep>,
+        step: &Arc<PipelineStep>,
         shadow: Arc<Shadow>,
         record: &str,
         input: &PipelineInput,

@@ -24,11 +24,11 @@ struct RevisedConfig {
 }
 
 /// A configured step of a pipeline.
-pub struct MappingStep {
+pub struct PipelineStep {
     pub name: Arc<str>,
     pub direction: Direction,
     /// The operator config and its stored revision, swapped like the version
-    /// ([`MappingStep::set_config`]).
+    /// ([`PipelineStep::set_config`]).
     config: ArcSwap<RevisedConfig>,
     /// The limits every call of the step runs under.
     pub limits: Arc<Limits>,
@@ -37,7 +37,7 @@ pub struct MappingStep {
     metrics: Arc<Metrics>,
 }
 
-impl MappingStep {
+impl PipelineStep {
     /// A step that starts serving `initial`.
     pub fn new(
         identity: StepIdentity,

@@ -62,7 +62,7 @@ pub async fn poll_once(
             _ => true,
         }) {
             if let Some(id) = row["opportunityid"].as_str() {
-                intake.accept(
+                intake.accept_alone(
                     Side::Dataverse,
                     &id.to_ascii_lowercase(),
                     ORIGIN,

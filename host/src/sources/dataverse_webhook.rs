@@ -106,7 +106,7 @@ pub async fn receive(
     };
     match state
         .intake
-        .accept_async(Side::Dataverse, id.clone(), ORIGIN, payload)
+        .accept_grouped(Side::Dataverse, id.clone(), ORIGIN, payload)
         .await
     {
         Ok(_) => answer(StatusCode::OK, "stored"),

@@ -113,7 +113,7 @@ pub async fn reconcile_once(
             parked += 1;
             continue;
         }
-        intake.accept(Side::PartnerCenter, id, ORIGIN, "{}")?;
+        intake.accept_alone(Side::PartnerCenter, id, ORIGIN, "{}")?;
         queued += 1;
     }
     if parked > 0 {

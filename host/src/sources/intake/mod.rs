@@ -89,7 +89,7 @@ impl Intake {
 
     /// Stores that `record_id` changed on `side`, alone in its own transaction (for the
     /// pollers); `origin` names the source, `payload` is the notification as received.
-    pub fn accept(
+    pub fn accept_alone(
         &self,
         side: Side,
         record_id: &str,
@@ -107,7 +107,7 @@ impl Intake {
     /// Stores a webhook delivery's event with the others waiting (group commit) and answers
     /// once the transaction holding it is committed. An error means it is not stored: the
     /// delivery must be answered with a failure so that the sender retries it.
-    pub async fn accept_async(
+    pub async fn accept_grouped(
         &self,
         side: Side,
         record_id: String,

@@ -40,7 +40,7 @@ fn deliver(
     tokio::spawn(async move {
         let payload = format!(r#"{{"referral":"{referral}","delivery":{n}}}"#);
         let stored = intake
-            .accept_async(
+            .accept_grouped(
                 Side::PartnerCenter,
                 referral.clone(),
                 ORIGIN,
