@@ -9,9 +9,10 @@ mod resilience;
 
 use cosell::config::Secret;
 use cosell::connections::dataverse::{
-    BatchRequest, BulkRow, BulkTable, ChangePage, DataverseClient, DataverseError,
+    BatchItem, BatchRequest, BulkRow, BulkTable, ChangePage, DataverseClient, DataverseError,
     DataverseSettings, Row,
 };
+use cosell::connections::odata;
 use cosell_emulators::common::server::RunningEmulator;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig};
 use reqwest::Method;
@@ -211,6 +212,68 @@ async fn upsert_by_alternate_key_creates_then_updates_the_same_row() {
         assert_ne!(odd, first);
         let row = read_row(&client, "opportunities", &odd, "").await;
         assert_eq!(row.body[key], "O'Neil 2");
+        running.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Values with quotes, query characters, spaces and non-ASCII letters reach the emulator
+/// intact through [`odata::literal`], as an alternate key in the path, a `$filter` in the query
+/// string and a `$filter` in a `$batch` part: each finds its own row and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odata_literals_with_query_characters_find_their_rows() {
+    tokio::time::timeout(BOUND, async {
+        let (dv, running) = emulator(DataverseConfig::default()).await;
+        let client = client(&dv, &running);
+        let key = "cosell_referralidentifier";
+        let values = [
+            "O'Neil & Sons+ 100%#1",
+            "a+b",
+            "a b",
+            "Zürich 東京",
+            "x=1&y='2'",
+        ];
+        let mut ids = Vec::new();
+        for value in values {
+            let id = client
+                .upsert_by_key("opportunities", key, value, &json!({"name": value}))
+                .await
+                .expect("created by its key");
+            ids.push(id);
+        }
+        for (value, id) in values.iter().zip(&ids) {
+            let filter = format!("$select={key}&$filter={key} eq {}", odata::literal(value));
+            let rows = client.query("opportunities", &filter).await.unwrap();
+            assert_eq!(rows.len(), 1, "{value}: {rows:?}");
+            assert_eq!(rows[0]["opportunityid"], id.as_str(), "{value}");
+            assert_eq!(rows[0][key], *value);
+            let again = client
+                .upsert_by_key("opportunities", key, value, &json!({"name": "again"}))
+                .await
+                .expect("updated by its key");
+            assert_eq!(&again, id, "{value}: the same row by its key");
+        }
+        let reads: Vec<BatchItem> = values
+            .iter()
+            .map(|value| {
+                let path = format!(
+                    "opportunities?$select={key}&$filter={key} eq {}",
+                    odata::literal(value)
+                );
+                BatchItem::Request(request(Method::GET, &path, None))
+            })
+            .collect();
+        let answers = client
+            .batch_items(&reads)
+            .await
+            .expect("the batch of reads");
+        for ((value, id), answer) in values.iter().zip(&ids).zip(&answers) {
+            let body = answer[0].body.as_ref().expect("a body");
+            let rows = body["value"].as_array().cloned().unwrap_or_default();
+            assert_eq!(rows.len(), 1, "{value} in a $batch: {answer:?}");
+            assert_eq!(rows[0]["opportunityid"], id.as_str(), "{value}");
+        }
         running.stop().await;
     })
     .await

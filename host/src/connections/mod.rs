@@ -8,6 +8,7 @@
 //! - [`dataverse`]: the Dataverse Web API (Dynamics 365) with client-credentials auth, `$batch`,
 //!   change tracking, the Metadata API and adaptive concurrency under service protection limits.
 //! - [`oauth`]: the token endpoint call and token cache entry both clients use.
+//! - [`odata`]: OData string literals, quoted (and percent-encoded for a URL) in one place.
 //! - [`retry`]: backoff with jitter, `Retry-After` and request ids, shared by both clients.
 //! - `send`: the one request loop both clients send through (token, 401, 429, 5xx and
 //!   connection errors), with the one rule for when a request that is not idempotent may be
@@ -17,6 +18,7 @@
 
 pub mod dataverse;
 pub mod oauth;
+pub mod odata;
 pub mod partner_center;
 pub mod retry;
 pub(crate) mod send;

@@ -175,7 +175,10 @@ impl ReferralWriter {
 
     /// Whether the engagement has its Microsoft-targeted referral (documented filter).
     async fn microsoft_half_exists(&self, engagement: &str) -> Result<bool> {
-        let filter = format!("engagementId eq '{}'", engagement.replace('\'', "''"));
+        let filter = format!(
+            "engagementId eq {}",
+            crate::connections::odata::quote(engagement)
+        );
         let siblings = self.client.list_referrals(Some(&filter), None).await?;
         Ok(siblings.iter().any(targets_microsoft))
     }

@@ -10,11 +10,11 @@
 use super::compare::{at, holds};
 use super::conflicts::columns_to_write;
 use super::create_intent::{self, plain_columns};
-use crate::domain::fingerprint::{self, unmarked};
 use super::outcome::Mapped;
 use super::write_intent;
 use super::{Done, SyncEngine, SyncError};
 use crate::connections::partner_center::PartnerCenterError;
+use crate::domain::fingerprint::{self, unmarked};
 use crate::runtime::Direction;
 use crate::sinks::partner_center::targets_microsoft;
 use crate::store::{Link, QueuedEvent};
@@ -162,7 +162,7 @@ impl SyncEngine {
                     "opportunities",
                     &format!(
                         "$select=opportunityid&$filter={column} eq {}",
-                        crate::sinks::dataverse::lookups::literal(referral_id)
+                        crate::connections::odata::literal(referral_id)
                     ),
                 )
                 .await?;

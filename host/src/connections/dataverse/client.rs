@@ -5,12 +5,12 @@
 use super::auth::TokenCache;
 use super::error::{DataverseError, code_of};
 use super::limiter::{Limiter, Permit, Refusal, Window};
-use super::request::{Answer, Call, Payload, check, encode_key};
+use super::request::{Answer, Call, Payload, check};
 use super::{DataverseSettings, Result};
 use crate::config::Secret;
-use crate::connections::message_of;
 use crate::connections::send::{self, Failure, Plan, Service};
 use crate::connections::telemetry::{Observer, Telemetry};
+use crate::connections::{message_of, odata};
 use reqwest::Method;
 use reqwest::header;
 use serde_json::Value;
@@ -217,7 +217,7 @@ impl DataverseClient {
         body: &Value,
     ) -> Result<String> {
         let what = format!("{set}({key_column}='{key_value}')");
-        let path = format!("{set}({key_column}='{}')", encode_key(key_value));
+        let path = format!("{set}({key_column}={})", odata::literal(key_value));
         let url = self.url(&path, "")?;
         let answer = self
             .send(Call::new("upsert_row", Method::PATCH, url, &what).json(body))

@@ -8,6 +8,7 @@ use super::Result;
 use super::client::DataverseClient;
 use super::error::DataverseError;
 use super::request::Call;
+use crate::connections::odata;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -146,10 +147,7 @@ impl DataverseClient {
 }
 
 fn definition_path(table: &str) -> String {
-    format!(
-        "EntityDefinitions(LogicalName='{}')",
-        table.replace('\'', "''")
-    )
+    format!("EntityDefinitions(LogicalName={})", odata::literal(table))
 }
 
 fn values<'a>(body: &'a Value, table: &str) -> Result<&'a Vec<Value>> {

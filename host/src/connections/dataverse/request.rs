@@ -102,20 +102,6 @@ pub(crate) fn id_of_entity_url(url: &str) -> Option<String> {
     Some(inner[open + 1..].to_owned()).filter(|id| !id.is_empty())
 }
 
-/// An alternate-key value for the URL: quotes doubled (OData), then percent-encoded but for
-/// unreserved characters and the quote.
-pub(crate) fn encode_key(value: &str) -> String {
-    let mut out = String::new();
-    for b in value.replace('\'', "''").bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~'".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Turns a failed final answer into its typed error.
 pub(crate) fn check(answer: Answer, what: &str) -> Result<Answer> {
     let status = answer.status;
@@ -155,10 +141,5 @@ mod tests {
             Some("00000000-0000-0000-0000-000000000001")
         );
         assert_eq!(id_of_entity_url("https://x/api/data/v9.2/accounts"), None);
-    }
-
-    #[test]
-    fn key_values_are_quoted_and_encoded() {
-        assert_eq!(encode_key("O'Neil 1/2%"), "O''Neil%201%2F2%25");
     }
 }

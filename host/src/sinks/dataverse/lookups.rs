@@ -15,23 +15,9 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Quotes a string for an OData `$filter` literal inside a query string: `'` doubled (OData),
-/// and the characters that would end or change the query parameter percent-encoded.
-pub fn literal(text: &str) -> String {
-    let mut out = String::from("'");
-    for c in text.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '%' => out.push_str("%25"),
-            '&' => out.push_str("%26"),
-            '+' => out.push_str("%2B"),
-            '#' => out.push_str("%23"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
+/// The OData literal of a `$filter` value inside a query string (re-exported for the setup
+/// and check commands that filter by name).
+pub use crate::connections::odata::literal;
 
 /// Resolves lookups; currency ids are cached (they do not change).
 #[derive(Debug)]
@@ -291,15 +277,4 @@ pub(crate) fn contact_body(contact: &Value, account_id: &str) -> Map<String, Val
         json!(format!("/accounts({account_id})")),
     );
     body
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn literals_survive_quotes_and_query_characters() {
-        assert_eq!(
-            super::literal("O'Neil & Sons+ 100%#1"),
-            "'O''Neil %26 Sons%2B 100%25%231'"
-        );
-    }
 }
