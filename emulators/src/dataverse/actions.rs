@@ -16,8 +16,8 @@
 //! `opportunityclose` row is stored, and the webhook message of a close is `Update` plus `Win`
 //! or `Lose`.
 
-use super::handlers::{ApiResponse, Ctx};
-use super::records::{self, ApiResult, Store, WriteEvent, bad_request};
+use super::api::{self, ApiResponse, ApiResult, Ctx, bad_request};
+use super::records::{self, Store, WriteEvent};
 use super::schema::EntityDef;
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -149,18 +149,18 @@ pub fn close_opportunity(
     let status = body.get("Status").and_then(Value::as_i64);
     let set_and_key = bind.rsplit("/api/data/v9.2/").next().unwrap_or(bind);
     let set_and_key = set_and_key.trim_start_matches('/');
-    let (set, key, _) = super::handlers::split_path(set_and_key);
+    let (set, key, _) = api::split_path(set_and_key);
     if set != "opportunities" {
         return Err(bad_request(
             "0x80040203",
             format!("{action}: opportunityid@odata.bind must point at /opportunities(<id>)."),
         ));
     }
-    let key = records::parse_key(key.unwrap_or_default())?;
+    let key = api::parse_key(key.unwrap_or_default())?;
     let Some(id) = store.resolve("opportunity", &key)? else {
         return Err(match key {
-            records::Key::Id(id) => records::not_found("opportunity", &id),
-            _ => records::not_found("opportunity", &Uuid::nil()),
+            api::Key::Id(id) => api::not_found("opportunity", &id),
+            _ => api::not_found("opportunity", &Uuid::nil()),
         });
     };
     let def = store.def("opportunity").clone();

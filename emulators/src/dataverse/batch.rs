@@ -12,7 +12,8 @@
 //! Choices where the reference stops: a GET inside a change set fails that change set (400);
 //! `Content-ID` may be given in the part's MIME headers or in the inner request's headers.
 
-use super::handlers::{ApiRequest, ApiResponse, Ctx, execute};
+use super::api::{ApiRequest, ApiResponse, Ctx};
+use super::handlers::execute;
 use super::query::decode_path;
 use super::records::Store;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -232,7 +233,7 @@ pub fn run(
             "The number of requests in the batch ({count}) exceeds the maximum of {MAX_REQUESTS}."
         )));
     }
-    let continue_on_error = super::handlers::prefer(headers)
+    let continue_on_error = super::api::prefer(headers)
         .iter()
         .any(|p| p == "odata.continue-on-error");
     let boundary = format!("batchresponse_{}", uuid::Uuid::new_v4());

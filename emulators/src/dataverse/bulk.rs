@@ -12,14 +12,16 @@
 //!
 //! Each target runs through the single-row handler it stands for (a POST, a PATCH with
 //! `If-Match: *`, a PATCH without precondition), so a target is validated exactly as one row
-//! is. Choices where the documentation stops: an empty or missing `Targets` is 400; which
+//! is. That handler is the router's own executor, handed in as an [`Execute`]: the router
+//! dispatches to [`run`] and [`run`] back to the router, and passing the executor keeps that
+//! recursion out of the module imports. Choices where the documentation stops: an empty or missing `Targets` is 400; which
 //! tables support which message is [`supports`]'s list (the opportunity table's documented
 //! messages include `CreateMultiple` and `UpdateMultiple` but not `UpsertMultiple`, so it is
 //! refused there); an `UpsertMultiple` target without `@odata.id` is 400 (upserting by primary
 //! key is not documented for the Web API); at most [`MAX_TARGETS`] targets a request.
 
-use super::handlers::{self, ApiRequest, ApiResponse, Ctx};
-use super::records::{ApiResult, Store, bad_request};
+use super::api::{self, ApiRequest, ApiResponse, ApiResult, Ctx, bad_request};
+use super::records::Store;
 use super::schema::EntityDef;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Map, Value, json};
@@ -28,6 +30,10 @@ use serde_json::{Map, Value, json};
 /// ("1,000 is a reasonable place to start"); payloads are bounded by size in production. The
 /// emulator bounds the count so a runaway client meets a clear error instead of a stall.
 pub const MAX_TARGETS: usize = 10_000;
+
+/// Runs one single-row request against the store: the Web API's router
+/// ([`super::handlers::execute`]), which [`run`] sends each target through.
+pub type Execute = fn(&mut Store, &Ctx, &ApiRequest) -> ApiResponse;
 
 /// One of the bulk messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +74,14 @@ pub fn supports(def: &EntityDef, message: Message) -> bool {
     }
 }
 
-/// Runs `message` on the table `def` within one change set.
+/// Runs `message` on the table `def` within one change set, each target through `execute`.
 pub fn run(
     store: &mut Store,
     ctx: &Ctx,
     def: &EntityDef,
     request: &ApiRequest,
     message: Message,
+    execute: Execute,
 ) -> ApiResult<ApiResponse> {
     if request.method != Method::POST {
         return Err(ApiResponse::error(
@@ -93,7 +100,7 @@ pub fn run(
             ),
         ));
     }
-    let body = handlers::parse_body(&request.body)?;
+    let body = api::parse_body(&request.body)?;
     let targets = match body.get("Targets") {
         Some(Value::Array(targets)) if !targets.is_empty() => targets,
         Some(Value::Array(_)) => return Err(bad_request("0x80040203", "Targets is empty.")),
@@ -125,7 +132,7 @@ pub fn run(
     }
     let mut ids = Vec::with_capacity(singles.len());
     for single in &singles {
-        let response = handlers::execute(store, ctx, single);
+        let response = execute(store, ctx, single);
         if !response.is_success() {
             if own_change_set {
                 store.rollback();
@@ -214,7 +221,7 @@ fn single_request(
                 ));
             };
             let reference = reference.trim_start_matches('/');
-            match handlers::split_path(reference) {
+            match api::split_path(reference) {
                 (set, Some(_), None) if set == def.entity_set => {}
                 _ => {
                     return Err(bad_request(

@@ -12,9 +12,9 @@
 //! happened, an `@odata.nextLink` on every page but the last, and the new `@odata.deltaLink`
 //! only on the last. A row created and deleted between two calls shows up as deleted only.
 
-use super::handlers::{ApiResponse, Ctx};
+use super::api::{ApiResponse, ApiResult, Ctx, bad_request};
 use super::query;
-use super::records::{ApiResult, Store, bad_request, to_json};
+use super::records::{Store, to_json};
 use super::schema::EntityDef;
 use axum::http::StatusCode;
 use serde_json::{Value, json};

@@ -9,8 +9,10 @@
 //! separated by `;`. Choice: other relationship names answer 400, as an unknown navigation
 //! property does in the real service.
 
+use super::api::{ApiResult, bad_request};
 use super::query::{parse_select, unknown_column};
-use super::records::{ApiResult, Record, Store, bad_request, to_json};
+use super::record::Record;
+use super::records::{Store, to_json};
 use super::schema::{ColumnKind, EntityDef};
 use serde_json::Value;
 

@@ -1,4 +1,5 @@
-//! One Web API request against the store: URL parsing, create (POST), retrieve and list (GET),
+//! One Web API request against the store: routing (paths and keys read by [`super::api`]),
+//! create (POST), retrieve and list (GET),
 //! update/upsert (PATCH) with `If-Match` / `If-None-Match`, and delete (§4.1, §4.5, §4.6,
 //! §4.7). `$batch` parts run through [`execute`] too.
 //!
@@ -12,107 +13,17 @@
 //! answers that 412, never overwriting the row; a PATCH whose body names another primary key
 //! than its URL is 400.
 
-use super::records::{self, ApiResult, Key, Store, bad_request, not_found, parse_key, to_json};
+use super::api::{
+    ApiRequest, ApiResponse, ApiResult, Ctx, Key, bad_request, entity_url, max_page_size,
+    not_found, parse_body, parse_key, prefer, split_path,
+};
+use super::record::Record;
+use super::records::{self, Store, to_json};
 use super::schema::EntityDef;
 use super::{actions, change_tracking, query};
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-/// A Web API request, its path relative to `/api/data/v9.2/`.
-#[derive(Debug, Clone)]
-pub struct ApiRequest {
-    pub method: Method,
-    /// Percent-decoded path after `/api/data/v9.2/`, e.g. `opportunities(…)`.
-    pub path: String,
-    /// The raw query string (without `?`).
-    pub query: String,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-}
-
-/// A Web API answer before it becomes HTTP (or a `$batch` part).
-#[derive(Debug, Clone)]
-pub struct ApiResponse {
-    pub status: StatusCode,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Value>,
-}
-
-impl ApiResponse {
-    /// An answer without body.
-    pub fn empty(status: StatusCode) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: None,
-        }
-    }
-
-    /// An answer with a JSON body.
-    pub fn json(status: StatusCode, body: Value) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Some(body),
-        }
-    }
-
-    /// The documented error shape `{"error":{"code","message"}}` (§4.10).
-    pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self::json(
-            status,
-            json!({"error": {"code": code, "message": message.into()}}),
-        )
-    }
-
-    /// Adds a header.
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_owned(), value.into()));
-        self
-    }
-
-    /// Whether it is a success (2xx/304).
-    pub fn is_success(&self) -> bool {
-        self.status.is_success() || self.status == StatusCode::NOT_MODIFIED
-    }
-}
-
-/// What a request runs with besides the store.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    /// `http://host/api/data/v9.2/`.
-    pub base: String,
-    pub now: chrono::DateTime<chrono::Utc>,
-    /// The id of the base currency row new opportunities get.
-    pub base_currency: Uuid,
-    pub user_id: Uuid,
-    pub business_unit_id: Uuid,
-    pub organization_id: Uuid,
-    /// How long a change-tracking token stays usable (`Organization.ExpireChangeTrackingInDays`).
-    pub change_tracking_expiry: chrono::Duration,
-    /// Whether the tables take the bulk messages ([`super::DataverseConfig::bulk_messages`]).
-    pub bulk_messages: bool,
-}
-
-/// The `Prefer` header's preferences, lower-cased.
-pub fn prefer(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_lowercase())
-        .filter(|p| !p.is_empty())
-        .collect()
-}
-
-/// `Prefer: odata.maxpagesize=n`, if set.
-pub fn max_page_size(headers: &HeaderMap) -> Option<usize> {
-    prefer(headers)
-        .iter()
-        .find_map(|p| p.strip_prefix("odata.maxpagesize=")?.trim().parse().ok())
-}
 
 fn has_prefer(headers: &HeaderMap, what: &str) -> bool {
     prefer(headers).iter().any(|p| p == what)
@@ -129,11 +40,6 @@ fn annotations(headers: &HeaderMap) -> bool {
     prefer(headers)
         .iter()
         .any(|p| p.starts_with("odata.include-annotations"))
-}
-
-/// The URL of a row, as in `OData-EntityId`.
-pub fn entity_url(ctx: &Ctx, def: &EntityDef, id: &Uuid) -> String {
-    format!("{}{}({id})", ctx.base, def.entity_set)
 }
 
 /// Runs one request against the store.
@@ -186,7 +92,9 @@ fn route(store: &mut Store, ctx: &Ctx, request: &ApiRequest) -> ApiResult<ApiRes
         && let Some(message) = super::bulk::Message::parse(action)
         && let Some(def) = store.schema.by_set(set).cloned()
     {
-        return super::bulk::run(store, ctx, &def, request, message);
+        // The executor is handed in rather than imported by bulk: each target runs back
+        // through this router, and bulk stays below it.
+        return super::bulk::run(store, ctx, &def, request, message, execute);
     }
     let (set, key, property) = split_path(path);
     let Some(def) = store.schema.by_set(set).cloned() else {
@@ -227,40 +135,13 @@ fn route(store: &mut Store, ctx: &Ctx, request: &ApiRequest) -> ApiResult<ApiRes
     }
 }
 
-/// `opportunities(<key>)/prop` → (`opportunities`, `<key>`, `prop`).
-pub fn split_path(path: &str) -> (&str, Option<&str>, Option<&str>) {
-    let Some(open) = path.find('(') else {
-        return (path, None, None);
-    };
-    let close = path.rfind(')').unwrap_or(path.len());
-    let key = &path[open + 1..close.max(open + 1)];
-    let property = path
-        .get(close + 1..)
-        .map(|p| p.trim_start_matches('/'))
-        .filter(|p| !p.is_empty());
-    (&path[..open], Some(key), property)
-}
-
-/// The JSON body of a request (`{}` when empty), or the 400.
-pub fn parse_body(body: &[u8]) -> ApiResult<Value> {
-    if body.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        bad_request(
-            "0x80060888",
-            format!("The request body is not valid JSON: {e}"),
-        )
-    })
-}
-
 /// One record as the Web API returns it on its own: the selected columns, lookup annotations
 /// when asked for, and the `@odata.context` of a single entity.
 fn entity_body(
     ctx: &Ctx,
     store: &Store,
     def: &EntityDef,
-    record: &records::Record,
+    record: &Record,
     request: &ApiRequest,
     select: Option<&[String]>,
 ) -> Value {
@@ -583,7 +464,7 @@ fn list(
         .unwrap_or_default();
     let expand = expand_of(store, def, request)?;
     let table = &store.tables[&def.logical_name];
-    let keep = |r: &&records::Record| {
+    let keep = |r: &&Record| {
         filter
             .as_ref()
             .map(|f| query::matches(def, &r.values, f))
@@ -594,7 +475,7 @@ fn list(
     let candidates = filter
         .as_ref()
         .and_then(|f| store.filter_candidates(def, f));
-    let mut rows: Vec<&records::Record> = match &candidates {
+    let mut rows: Vec<&Record> = match &candidates {
         Some(ids) => ids
             .iter()
             .filter_map(|id| table.get(id))

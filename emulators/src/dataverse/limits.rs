@@ -15,7 +15,7 @@
 //! `x-ms-ratelimit-burst-remaining-xrm-requests` and `x-ms-ratelimit-time-remaining-xrm-requests`
 //! are sent on every answer that passed.
 
-use super::handlers::ApiResponse;
+use super::api::ApiResponse;
 use crate::common::clock::EmulatedClock;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};

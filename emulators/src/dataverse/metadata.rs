@@ -12,9 +12,11 @@
 //! solution); an unknown solution is refused. Dataverse builds a new key's index in the
 //! background; here it is active at once, or refused if existing rows share a value.
 
-use super::handlers::{ApiRequest, ApiResponse, Ctx, parse_body};
+use super::api::{
+    ApiRequest, ApiResponse, ApiResult, Ctx, Key, bad_request, parse_body, parse_key,
+};
 use super::metadata_read as read;
-use super::records::{ApiResult, Key, Store, bad_request, parse_key};
+use super::records::Store;
 use super::seed::DEFAULT_SOLUTION;
 use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};

@@ -7,8 +7,7 @@
 //! the documentation stops, the stricter reading: only `eq`, `ne`, `and`, `or`, `not` and
 //! parentheses, strings compared exactly.
 
-use super::handlers::ApiResponse;
-use super::records::{ApiResult, bad_request};
+use super::api::{ApiResponse, ApiResult, bad_request};
 use crate::common::odata::{self, CmpOp, Dialect, Expr, Literal, Operand};
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};

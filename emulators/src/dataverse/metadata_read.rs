@@ -14,9 +14,8 @@
 //! `ne`, `and`, `or`, `not` and parentheses filter, strings compared exactly; a property the
 //! type does not have is 400 in `$select` and `$filter` alike.
 
-use super::handlers::{ApiRequest, ApiResponse, Ctx};
+use super::api::{ApiRequest, ApiResponse, ApiResult, Ctx, bad_request};
 use super::query::parse_query;
-use super::records::{ApiResult, bad_request};
 use super::schema::{ChoiceOption, ColumnDef, ColumnKind, EntityDef, attribute_json};
 use crate::common::odata::Expr;
 use axum::http::StatusCode;

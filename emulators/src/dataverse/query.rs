@@ -11,7 +11,8 @@
 //! next page in the (ordered) result, so a page boundary may shift if rows are created or deleted
 //! between pages; the real service uses a paging cookie keyed on the primary id.
 
-use super::records::{ApiResult, bad_request, column_of_read_name, loose_eq};
+use super::api::{ApiResponse, ApiResult, bad_request};
+use super::record::{column_of_read_name, loose_eq};
 use super::schema::EntityDef;
 use crate::common::odata::{self, CmpOp, Dialect, Expr, Literal, Operand, SyntaxError, Token};
 use serde_json::Value;
@@ -255,7 +256,7 @@ fn check_columns(def: &EntityDef, filter: &Expr) -> ApiResult<()> {
 }
 
 /// The error of a `$select`/`$filter`/`$orderby` naming an unknown column.
-pub fn unknown_column(def: &EntityDef, name: &str) -> super::handlers::ApiResponse {
+pub fn unknown_column(def: &EntityDef, name: &str) -> ApiResponse {
     bad_request(
         "0x80060888",
         format!(

@@ -14,9 +14,10 @@
 //! Exist") follow what the real service answers as far as publicly seen; deleting a record does
 //! not cascade to lookups that point at it.
 
+use super::api::{ApiResponse, Key, bad_request, not_found, parse_key};
 use super::charge::Operations;
-use super::handlers::ApiResponse;
 use super::index::EqIndexes;
+use super::record::{Record, column_of_read_name, loose_eq, read_name};
 use super::schema::{ColumnKind, EntityDef, Schema};
 use crate::common::odata;
 use axum::http::StatusCode;
@@ -24,22 +25,6 @@ use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
-
-/// One row.
-#[derive(Debug, Clone)]
-pub struct Record {
-    /// Column logical name → value. Lookups are stored as `{"id": …, "entity": …}`.
-    pub values: Map<String, Value>,
-    /// The row version (the etag's number); changes on every write.
-    pub version: u64,
-}
-
-impl Record {
-    /// The weak etag, `W/"<version>"`.
-    pub fn etag(&self) -> String {
-        format!("W/\"{}\"", self.version)
-    }
-}
 
 /// A deleted row, kept for change tracking.
 #[derive(Debug, Clone)]
@@ -97,23 +82,6 @@ struct Journal {
     rows: Vec<(String, Uuid, Option<Record>)>,
 }
 
-/// A result whose error is a ready answer.
-pub type ApiResult<T> = Result<T, ApiResponse>;
-
-/// A 400 with the Dataverse error shape.
-pub fn bad_request(code: &str, message: impl Into<String>) -> ApiResponse {
-    ApiResponse::error(StatusCode::BAD_REQUEST, code, message)
-}
-
-/// The 404 of a missing row.
-pub fn not_found(entity: &str, id: &Uuid) -> ApiResponse {
-    ApiResponse::error(
-        StatusCode::NOT_FOUND,
-        "0x80040217",
-        format!("{entity} With Id = {id} Does Not Exist"),
-    )
-}
-
 fn unknown_property(def: &EntityDef, name: &str) -> ApiResponse {
     bad_request(
         "0x80060888",
@@ -122,62 +90,6 @@ fn unknown_property(def: &EntityDef, name: &str) -> ApiResponse {
             def.type_name()
         ),
     )
-}
-
-/// A key in an entity URL: `(<guid>)` or `(col='value',…)`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Key {
-    Id(Uuid),
-    Alternate(Vec<(String, Value)>),
-}
-
-/// Parses the inside of the parentheses of an entity URL.
-pub fn parse_key(inner: &str) -> Result<Key, ApiResponse> {
-    let inner = inner.trim();
-    if let Ok(id) = Uuid::parse_str(inner) {
-        return Ok(Key::Id(id));
-    }
-    let mut parts = Vec::new();
-    let mut rest = inner;
-    while !rest.is_empty() {
-        let eq = rest
-            .find('=')
-            .ok_or_else(|| bad_request("0x80060888", format!("Bad key '{inner}'.")))?;
-        let name = rest[..eq].trim().to_owned();
-        rest = rest[eq + 1..].trim_start();
-        let (value, after) = if let Some(stripped) = rest.strip_prefix('\'') {
-            let mut out = String::new();
-            let mut chars = stripped.char_indices().peekable();
-            let mut end = None;
-            while let Some((i, c)) = chars.next() {
-                if c == '\'' {
-                    if matches!(chars.peek(), Some((_, '\''))) {
-                        out.push('\'');
-                        chars.next();
-                    } else {
-                        end = Some(i + 1);
-                        break;
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            let end =
-                end.ok_or_else(|| bad_request("0x80060888", format!("Bad key '{inner}'.")))?;
-            (Value::String(out), &stripped[end..])
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            let raw = rest[..end].trim();
-            let value = raw
-                .parse::<i64>()
-                .map(Value::from)
-                .unwrap_or_else(|_| Value::String(raw.to_owned()));
-            (value, &rest[end..])
-        };
-        parts.push((name, value));
-        rest = after.trim_start().trim_start_matches(',').trim_start();
-    }
-    Ok(Key::Alternate(parts))
 }
 
 /// Today's date-time in the form the service returns.
@@ -777,49 +689,6 @@ impl Store {
             row_version: None,
         });
         true
-    }
-}
-
-/// Compares a stored value with a key or filter literal (GUIDs case-insensitively).
-pub fn loose_eq(stored: &Value, literal: &Value) -> bool {
-    match (stored, literal) {
-        (Value::String(a), Value::String(b)) => {
-            a == b || (Uuid::parse_str(a).is_ok() && a.eq_ignore_ascii_case(b))
-        }
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Object(o), Value::String(b)) => {
-            o.get("id")
-                .and_then(Value::as_str)
-                .map(|a| a.eq_ignore_ascii_case(b))
-                == Some(true)
-        }
-        (a, b) => a == b,
-    }
-}
-
-/// Names a column is read and selected under: lookups become `_<name>_value`.
-pub fn read_name(def: &EntityDef, column: &str) -> String {
-    match def.column(column).map(|c| &c.kind) {
-        Some(ColumnKind::Lookup { .. }) => format!("_{column}_value"),
-        _ => column.to_owned(),
-    }
-}
-
-/// The column behind a read name (`_customerid_value` → `customerid`).
-pub fn column_of_read_name<'a>(def: &EntityDef, name: &'a str) -> Option<&'a str> {
-    if let Some(inner) = name
-        .strip_prefix('_')
-        .and_then(|n| n.strip_suffix("_value"))
-        && matches!(
-            def.column(inner).map(|c| &c.kind),
-            Some(ColumnKind::Lookup { .. })
-        )
-    {
-        return Some(inner);
-    }
-    match def.column(name).map(|c| &c.kind) {
-        Some(ColumnKind::Lookup { .. }) | None => None,
-        Some(_) => Some(name),
     }
 }
 

@@ -185,7 +185,7 @@ pub fn resolve(
     };
     let correlation = Uuid::new_v4();
     let operation = Uuid::new_v4();
-    let mut steps: Vec<(&Uuid, &super::records::Record)> = steps.iter().collect();
+    let mut steps: Vec<(&Uuid, &super::record::Record)> = steps.iter().collect();
     steps.sort_by_key(|(_, r)| r.values.get("rank").and_then(Value::as_i64).unwrap_or(1));
     for (step_id, step) in steps {
         let v = &step.values;
