@@ -8,7 +8,7 @@ use cosell::config::Secret;
 use cosell::connections::partner_center::{
     PartnerCenterClient, PartnerCenterError, PartnerCenterSettings,
 };
-use cosell::sinks::partner_center::ReferralWriter;
+use cosell::sinks::partner_center::ReferralSink;
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::partner_center::{PartnerCenter, PartnerCenterConfig};
 use serde_json::{Value, json};
@@ -100,7 +100,7 @@ async fn a_create_whose_answer_is_lost_makes_exactly_one_referral() {
         for _ in 0..130 {
             pc.microsoft().create_incoming(json!({}));
         }
-        let writer = ReferralWriter::new(client(&pc, &running));
+        let writer = ReferralSink::new(client(&pc, &running));
         let faults = FaultConfig::every_answer_lost();
         for (n, fault) in faults.into_iter().enumerate() {
             for kind in ["Independent", "Shared"] {

@@ -9,7 +9,7 @@ use super::*;
 use crate::support::backend::{Backend, on_both_backends};
 use crate::support::seller::customer;
 use crate::support::sync_env::{SETTLE, wait_until};
-use cosell::sinks::dataverse::lookups::literal;
+use cosell::connections::odata::literal;
 use std::time::{Duration, Instant};
 
 on_both_backends!(

@@ -8,12 +8,12 @@
 //! services, compares the Partner Center webhook registration with the listener's public URL,
 //! and looks for cosell's columns and service endpoint in Dataverse.
 
+use crate::config::{HostConfig, SecretRef};
+use crate::connections::odata::literal;
 use crate::setup::{
     ENDPOINT_NAME, PARTNER_CENTER_EVENTS, find_one, key_and_tracking, missing_columns,
 };
-use crate::config::{HostConfig, SecretRef};
 use crate::sinks::configured::{dataverse_client, partner_center_client};
-use crate::sinks::dataverse::lookups::literal;
 use crate::store::sign_in::REFRESH_TOKEN_CREDENTIAL;
 use anyhow::Result;
 use std::path::Path;

@@ -8,7 +8,7 @@
 
 use super::telemetry::Telemetry;
 use super::{message_of, retry};
-use crate::config::Secret;
+use crate::secret::Secret;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -15,7 +15,7 @@
 
 use super::retry;
 use super::telemetry::Telemetry;
-use crate::config::Secret;
+use crate::secret::Secret;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use std::time::Duration;

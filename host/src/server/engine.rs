@@ -10,7 +10,7 @@ use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
 use crate::sinks::configured::{dataverse_client, partner_center_client};
-use crate::sinks::dataverse::OpportunityWriter;
+use crate::sinks::dataverse::OpportunitySink;
 use crate::sources::dataverse_webhook::WebhookAuth;
 use crate::sources::intake::Intake;
 use crate::sources::partner_center_webhook::certificates::{
@@ -127,7 +127,7 @@ pub async fn start(
     let dv = dataverse_client(config)?;
     pc.observe(health.clone());
     dv.observe(health.clone());
-    let writer = OpportunityWriter::new(dv.clone(), store.customer_locks());
+    let writer = OpportunitySink::new(dv.clone(), store.customer_locks());
     let lookups = writer.lookups();
     let engine = Arc::new(SyncEngine::new(
         store.clone(),
@@ -141,7 +141,7 @@ pub async fn start(
     health.watch_pauses(Box::new(move || {
         [Side::PartnerCenter, Side::Dataverse]
             .into_iter()
-            .map(|side| (side.as_str(), paused.availability.is_paused(side)))
+            .map(|side| (side.as_str(), paused.is_paused(side)))
             .collect()
     }));
     let wakeup: Wakeup = Arc::new(Notify::new());

@@ -4,7 +4,7 @@
 
 use crate::config::{DataverseAuthKind, HostConfig};
 use crate::connections::dataverse::DataverseClient;
-use crate::sinks::dataverse::lookups::literal;
+use crate::connections::odata::literal;
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 

@@ -9,7 +9,7 @@
 //! found with a query. Instead the caller records an intent in its own state before the POST
 //! ([`crate::store::SyncStore::begin_referral_intent`]), every referral cosell creates carries
 //! its opportunity's id in `externalReferenceId` (the documented place for the CRM's own id),
-//! and after a lost answer (or a crash with the intent still open) [`ReferralWriter::find_created`]
+//! and after a lost answer (or a crash with the intent still open) [`ReferralSink::find_created`]
 //! lists the newest referrals with the documented `$orderby=createdDateTime desc`, stopping
 //! once older than the intent, and matches that id on the client. The Microsoft half is found
 //! with the documented `engagementId` filter.
@@ -42,11 +42,11 @@ pub fn targets_microsoft(referral: &Value) -> bool {
 
 /// Creates and updates referrals.
 #[derive(Debug, Clone)]
-pub struct ReferralWriter {
+pub struct ReferralSink {
     client: PartnerCenterClient,
 }
 
-impl ReferralWriter {
+impl ReferralSink {
     pub fn new(client: PartnerCenterClient) -> Self {
         Self { client }
     }

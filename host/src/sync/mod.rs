@@ -40,42 +40,48 @@ pub use outcome::{Done, SyncError};
 
 use crate::config::SyncConfig;
 use crate::connections::partner_center::PartnerCenterClient;
+use crate::domain::fingerprint::{self, Volatile};
 use crate::metrics::Metrics;
 use crate::pipeline::{PipelineInput, Pipelines};
 use crate::runtime::Direction;
-use crate::sinks::dataverse::OpportunityWriter;
-use crate::sinks::partner_center::ReferralWriter;
+use crate::sinks::dataverse::OpportunitySink;
+use crate::sinks::partner_center::ReferralSink;
 use crate::store::{AuditEntry, LastRun, Link, QueuedEvent, Side, SyncStore};
 use availability::Availability;
-use crate::domain::fingerprint::{self, Volatile};
 use outcome::{Mapped, classify_pipeline};
 use std::sync::Arc;
 
 /// Everything the engine works with.
 pub struct SyncEngine {
-    pub(crate) store: Arc<dyn SyncStore>,
-    pub(crate) pipelines: Arc<Pipelines>,
-    pub(crate) referrals: ReferralWriter,
-    pub(crate) opportunities: OpportunityWriter,
-    pub(crate) config: SyncConfig,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) availability: Availability,
+    store: Arc<dyn SyncStore>,
+    pipelines: Arc<Pipelines>,
+    referrals: ReferralSink,
+    opportunities: OpportunitySink,
+    config: SyncConfig,
+    metrics: Arc<Metrics>,
+    availability: Availability,
     audit_column: String,
 }
 
 impl SyncEngine {
+    /// Whether the engine has paused claiming events for `service` (an outage, or the
+    /// probe after one): what readiness reports.
+    pub fn is_paused(&self, service: Side) -> bool {
+        self.availability.is_paused(service)
+    }
+
     pub fn new(
         store: Arc<dyn SyncStore>,
         pipelines: Arc<Pipelines>,
         partner_center: PartnerCenterClient,
-        opportunities: OpportunityWriter,
+        opportunities: OpportunitySink,
         config: SyncConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
             pipelines,
-            referrals: ReferralWriter::new(partner_center),
+            referrals: ReferralSink::new(partner_center),
             opportunities,
             audit_column: config.column("audit"),
             availability: Availability::new(&config, metrics.clone()),

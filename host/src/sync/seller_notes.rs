@@ -6,10 +6,10 @@
 //! written with the eTag just read, so they never overwrite a seller's edit. They change only
 //! what the fingerprint ignores, so their echo is recognised.
 
-use crate::domain::fingerprint::unmarked;
 use super::{SyncEngine, SyncError};
 use crate::config::SyncConfig;
 use crate::connections::dataverse::Row;
+use crate::domain::fingerprint::unmarked;
 use serde_json::{Map, Value, json};
 
 /// `existing` with `line` appended, keeping the last `max_lines` lines.

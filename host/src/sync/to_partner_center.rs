@@ -11,13 +11,13 @@
 
 use super::compare::{apply_ops, patch_ops};
 use super::conflicts::ops_to_send;
-use crate::domain::fingerprint;
 use super::outcome::Mapped;
 use super::sharing;
 use super::write_intent;
 use super::{Done, SyncEngine, SyncError};
 use crate::connections::dataverse::Row;
 use crate::connections::partner_center::{PartnerCenterError, Referral};
+use crate::domain::fingerprint;
 use crate::runtime::Direction;
 use crate::store::{Link, QueuedEvent, REPLAY_ORIGIN};
 use serde_json::{Map, Value, json};

@@ -6,7 +6,7 @@
 
 use super::error::DataverseError;
 use super::{DataverseSettings, Result};
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::connections::oauth::{CachedToken, TokenEndpoint, TokenError};
 use crate::connections::telemetry::Telemetry;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use super::error::{DataverseError, code_of};
 use super::limiter::{Limiter, Permit, Refusal, Window};
 use super::request::{Answer, Call, Payload, check};
 use super::{DataverseSettings, Result};
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::connections::send::{self, Failure, Plan, Service};
 use crate::connections::telemetry::{Observer, Telemetry};
 use crate::connections::{message_of, odata};

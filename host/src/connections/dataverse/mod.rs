@@ -44,7 +44,7 @@ pub use changes::ChangePage;
 pub use client::{DataverseClient, Row, Traffic};
 pub use error::DataverseError;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use std::time::Duration;
 
 /// Where the Dataverse environment is and how to authenticate against it.

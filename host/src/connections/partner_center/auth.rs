@@ -12,7 +12,7 @@
 
 use super::error::PartnerCenterError;
 use super::{Audience, PartnerCenterSettings, Result};
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::connections::oauth::{CachedToken, TokenEndpoint, TokenError};
 use crate::connections::telemetry::Telemetry;
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 use super::auth::TokenCache;
 use super::error::{PartnerCenterError, message_of};
 use super::{Audience, PartnerCenterSettings, Result};
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::connections::retry;
 use crate::connections::send::{self, Failure, Plan, Replay, Service};
 use crate::connections::telemetry::{Observer, Telemetry};

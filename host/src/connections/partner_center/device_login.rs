@@ -17,7 +17,7 @@
 //! to show whose sign-in it is.
 
 use super::REFERRALS_RESOURCE;
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::connections::{oauth, retry};
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;

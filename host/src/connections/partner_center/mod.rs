@@ -26,7 +26,7 @@ pub mod webhooks;
 pub use client::{PartnerCenterClient, Referral};
 pub use error::PartnerCenterError;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use std::time::Duration;
 
 /// The Referrals API's resource (its tokens' audience).

@@ -9,15 +9,12 @@
 //! what the earlier run created.
 
 use crate::connections::dataverse::DataverseClient;
+use crate::connections::odata::literal;
 use crate::sinks::SinkError;
 use crate::store::{CustomerLocks, InProcessCustomerLocks};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// The OData literal of a `$filter` value inside a query string (re-exported for the setup
-/// and check commands that filter by name).
-pub use crate::connections::odata::literal;
 
 /// Resolves lookups; currency ids are cached (they do not change).
 #[derive(Debug)]

@@ -26,13 +26,13 @@ pub const OPPORTUNITY_QUERY: &str = "$expand=customerid_account($expand=contact_
 
 /// Reads and writes opportunities.
 #[derive(Debug, Clone)]
-pub struct OpportunityWriter {
+pub struct OpportunitySink {
     client: DataverseClient,
     lookups: std::sync::Arc<Lookups>,
 }
 
 /// `row` (a write's answer: columns only) with the expanded lookups of `before` (the
-/// opportunity as [`OpportunityWriter::read`] gave it before a write that changed no lookup).
+/// opportunity as [`OpportunitySink::read`] gave it before a write that changed no lookup).
 /// Expansions are the members whose value is an entity or a collection; columns never are.
 fn with_expansions_of(mut row: Row, before: &Value) -> Row {
     if let (Value::Object(after), Value::Object(before)) = (&mut row.body, before) {
@@ -56,7 +56,7 @@ pub fn take_closing(columns: &mut Map<String, Value>) -> Option<(Closing, i64)> 
     Some((closing, status.unwrap_or(closing.default_status())))
 }
 
-impl OpportunityWriter {
+impl OpportunitySink {
     /// A writer through `client`, holding `customer_locks` while it finds or creates a
     /// customer's account ([`crate::store::SyncStore::customer_locks`]).
     pub fn new(

@@ -25,12 +25,12 @@
 use super::Run;
 use super::report::{Outcome, RecordOutcome};
 use crate::connections::partner_center::PartnerCenterClient;
+use crate::domain::fingerprint::{self, Volatile};
 use crate::pipeline::PipelineInput;
 use crate::runtime::Direction;
 use crate::sinks::dataverse::OPPORTUNITY_QUERY;
 use crate::store::Link;
 use crate::sync::compare::{apply_ops, patch_ops};
-use crate::domain::fingerprint::{self, Volatile};
 use crate::sync::outcome::{Mapped, classify_pipeline};
 use crate::sync::sharing::hold_back_sharing;
 use futures_util::{StreamExt as _, stream};
