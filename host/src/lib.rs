@@ -10,6 +10,10 @@
 //! [`metrics`], [`replicas`] (leadership and deployments across
 //! replicas of one PostgreSQL state), [`config`] and [`cli`].
 
+// The public surface is what the binary, the tests and the benchmarks use: an item `pub` in a
+// private module must say so (`pub(crate)`), and every public item is documented.
+#![warn(unreachable_pub)]
+
 pub mod admin;
 pub mod cli;
 pub mod config;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// What [`create_private_dir`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum DirState {
+pub(crate) enum DirState {
     /// Created now, or already its owner's only.
     Private,
     /// It existed with permissions for group or others, now taken away: anything in it may
@@ -22,7 +22,7 @@ pub enum DirState {
 /// Creates `dir` with mode 0700 (parents with the default mode), or narrows an existing one to
 /// 0700, saying which. `what` names the directory in errors. Fails when the mode cannot be
 /// set, for example because the directory belongs to another user.
-pub fn create_private_dir(dir: &Path, what: &str) -> Result<DirState> {
+pub(crate) fn create_private_dir(dir: &Path, what: &str) -> Result<DirState> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating the directory {}", parent.display()))?;
@@ -69,7 +69,7 @@ pub fn create_private_dir(dir: &Path, what: &str) -> Result<DirState> {
 
 /// Why a file with metadata `meta` is not the host's user's, or `None` when it is. On other
 /// platforms than Unix there is no owner to compare, and nothing is refused.
-pub fn foreign_owner(meta: &std::fs::Metadata) -> Option<String> {
+pub(crate) fn foreign_owner(meta: &std::fs::Metadata) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt as _;

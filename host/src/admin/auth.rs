@@ -35,7 +35,7 @@ pub fn check_token(token: &Secret) -> anyhow::Result<()> {
 }
 
 /// Lets the request through only with `Authorization: Bearer <the admin token>`.
-pub async fn require_bearer(
+pub(super) async fn require_bearer(
     State(state): State<AdminState>,
     request: Request,
     next: Next,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// An error answer: a status and a message.
-pub struct ApiError(pub StatusCode, pub String);
+pub(super) struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -62,12 +62,12 @@ fn steps_json(state: &AdminState) -> Vec<Value> {
 
 /// `GET /livez`: the process answers. Nothing else is checked: a liveness probe that failed
 /// on a dependency would restart a host that only waits for it.
-pub async fn live() -> Json<Value> {
+pub(super) async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// `GET /readyz`: 200 when every readiness input is fine, 503 with the reasons otherwise.
-pub async fn ready(State(state): State<AdminState>) -> Response {
+pub(super) async fn ready(State(state): State<AdminState>) -> Response {
     let readiness = state.health.readiness();
     let status = match readiness.ready {
         true => StatusCode::OK,
@@ -77,7 +77,7 @@ pub async fn ready(State(state): State<AdminState>) -> Response {
 }
 
 /// `GET /healthz`
-pub async fn health(State(state): State<AdminState>) -> Json<Value> {
+pub(super) async fn health(State(state): State<AdminState>) -> Json<Value> {
     let runtime = state.deployer.pipelines().runtime();
     // Syncing hosts also say how their queue stands (a store error is reported, not hidden).
     let sync = state
@@ -112,7 +112,7 @@ pub(crate) fn scrape(state: &AdminState) -> String {
 }
 
 /// `GET /metrics`
-pub async fn metrics(State(state): State<AdminState>) -> Response {
+pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -124,12 +124,12 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
 }
 
 /// `GET /admin/v1/steps`
-pub async fn list_steps(State(state): State<AdminState>) -> Json<Value> {
+pub(super) async fn list_steps(State(state): State<AdminState>) -> Json<Value> {
     Json(json!({ "steps": steps_json(&state) }))
 }
 
 /// `GET /admin/v1/steps/{step}/versions`
-pub async fn list_versions(
+pub(super) async fn list_versions(
     State(state): State<AdminState>,
     Path(step): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -141,7 +141,7 @@ pub async fn list_versions(
 }
 
 /// `POST /admin/v1/steps/{step}/versions` with the `.wasm` file as the body.
-pub async fn deploy(
+pub(super) async fn deploy(
     State(state): State<AdminState>,
     Path(step): Path<String>,
     body: Bytes,
@@ -161,7 +161,7 @@ pub async fn deploy(
 
 /// `PUT /admin/v1/steps/{step}/versions/{version}/pin`: retention never deletes a pinned
 /// version (`version` is a full hash or a unique prefix).
-pub async fn pin(
+pub(super) async fn pin(
     State(state): State<AdminState>,
     Path((step, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -173,7 +173,7 @@ pub async fn pin(
 
 /// `DELETE /admin/v1/steps/{step}/versions/{version}/pin`: the version is pruned again like
 /// any other once it is neither active nor among the most recent.
-pub async fn unpin(
+pub(super) async fn unpin(
     State(state): State<AdminState>,
     Path((step, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -186,13 +186,13 @@ pub async fn unpin(
 /// Body of a rollback request.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RollbackRequest {
+pub(super) struct RollbackRequest {
     /// A full version hash or a unique prefix; absent: the previously active version.
     pub to: Option<String>,
 }
 
 /// `POST /admin/v1/steps/{step}/rollback`
-pub async fn rollback(
+pub(super) async fn rollback(
     State(state): State<AdminState>,
     Path(step): Path<String>,
     body: Bytes,
@@ -217,7 +217,7 @@ pub async fn rollback(
 /// Body of a pipeline run.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RunRequest {
+pub(super) struct RunRequest {
     /// The input document (a referral or an opportunity).
     pub document: Value,
     /// The current counterpart record, if there is one.
@@ -234,7 +234,7 @@ pub struct RunRequest {
 
 impl RunRequest {
     /// A preview of `document` with the defaults of every other field.
-    pub fn of(document: Value, current: Option<Value>) -> Self {
+    pub(super) fn of(document: Value, current: Option<Value>) -> Self {
         Self {
             document,
             current,
@@ -255,7 +255,7 @@ fn default_tenant() -> String {
 
 /// What a preview run gave: the output document and the steps it went through, or where
 /// the pipeline stopped.
-pub enum Preview {
+pub(super) enum Preview {
     Done {
         document: Value,
         steps: Vec<StepRun>,
@@ -266,7 +266,7 @@ pub enum Preview {
 /// Runs `request` through the pipeline named `direction` (`partner-center-to-crm` or
 /// `crm-to-partner-center`) without syncing anything: the JSON API's run and the console's
 /// preview page.
-pub async fn preview(
+pub(super) async fn preview(
     state: &AdminState,
     direction: &str,
     request: RunRequest,
@@ -307,7 +307,7 @@ pub async fn preview(
 }
 
 /// `POST /admin/v1/pipelines/{direction}/run`
-pub async fn run_pipeline(
+pub(super) async fn run_pipeline(
     State(state): State<AdminState>,
     Path(direction): Path<String>,
     Json(request): Json<RunRequest>,

@@ -25,7 +25,7 @@ impl From<ReplayError> for ApiError {
 
 /// `PUT /admin/v1/steps/{step}/shadow` with the `.wasm` file as the body: validated like a
 /// deploy, stored, and run beside the active version on live records.
-pub async fn deploy_shadow(
+pub(super) async fn deploy_shadow(
     State(state): State<AdminState>,
     Path(step): Path<String>,
     body: Bytes,
@@ -44,7 +44,7 @@ pub async fn deploy_shadow(
 }
 
 /// `GET /admin/v1/steps/{step}/shadow`: this replica's report of the step's shadow.
-pub async fn shadow_report(
+pub(super) async fn shadow_report(
     State(state): State<AdminState>,
     Path(step): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -55,7 +55,7 @@ pub async fn shadow_report(
 }
 
 /// `POST /admin/v1/steps/{step}/shadow/promote`: the shadow becomes the active version.
-pub async fn promote(
+pub(super) async fn promote(
     State(state): State<AdminState>,
     Path(step): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -64,7 +64,7 @@ pub async fn promote(
 }
 
 /// `DELETE /admin/v1/steps/{step}/shadow`: the shadow ends.
-pub async fn discard(
+pub(super) async fn discard(
     State(state): State<AdminState>,
     Path(step): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -75,14 +75,14 @@ pub async fn discard(
 /// Query of a replay.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReplayQuery {
+pub(super) struct ReplayQuery {
     /// The step the candidate (the body) replaces; default: the pipeline's only step.
     pub step: Option<String>,
 }
 
 /// `POST /admin/v1/records/{record}/replay[?step=S]`, the body empty or a candidate `.wasm`:
 /// the record's last pipeline run, run again, and its diff against what that run produced.
-pub async fn replay(
+pub(super) async fn replay(
     State(state): State<AdminState>,
     Path(record): Path<String>,
     Query(query): Query<ReplayQuery>,
@@ -118,7 +118,7 @@ pub async fn replay(
 }
 
 /// `GET /admin/v1/steps/{step}/config`: the config in force and its revision.
-pub async fn get_config(
+pub(super) async fn get_config(
     State(state): State<AdminState>,
     Path(step): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -126,7 +126,7 @@ pub async fn get_config(
 }
 
 /// `GET /admin/v1/steps/{step}/config/history`: every revision, newest first.
-pub async fn config_history(
+pub(super) async fn config_history(
     State(state): State<AdminState>,
     Path(step): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -137,7 +137,7 @@ pub async fn config_history(
 /// `PUT /admin/v1/steps/{step}/config` with `{"set": {..}, "unset": [..]}` or
 /// `{"revert_to": n}`; `X-Cosell-Changed-By` names who changed it (kept with the revision;
 /// the CLI sends `user@host`).
-pub async fn change_config(
+pub(super) async fn change_config(
     State(state): State<AdminState>,
     Path(step): Path<String>,
     headers: axum::http::HeaderMap,

@@ -17,7 +17,7 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 10_000;
 
 #[derive(Deserialize)]
-pub struct EventsQuery {
+pub(super) struct EventsQuery {
     state: Option<String>,
     limit: Option<usize>,
 }
@@ -25,7 +25,7 @@ pub struct EventsQuery {
 /// Answers `{"counts": {...}, "events": [...]}`: the queue's counts (so a listing cut by its
 /// limit still says how many there are) and the events of the requested state, running ones
 /// first, then waiting ones in the order the workers take them.
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AdminState>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {

@@ -25,20 +25,20 @@ pub(super) fn internal(e: anyhow::Error) -> ApiError {
 }
 
 /// `GET /admin/v1/queue`: events waiting, running and dead.
-pub async fn queue(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn queue(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
     let counts = sync_store(&state)?.queue_counts().map_err(internal)?;
     Ok(Json(json!(counts)))
 }
 
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     limit: Option<usize>,
 }
 
 /// `GET /admin/v1/dead-letters`: the dead letters, and the parked events (each with the step
 /// and version it failed on, and why), which run again by themselves when another version of
 /// that step is activated.
-pub async fn dead_letters(
+pub(super) async fn dead_letters(
     State(state): State<AdminState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -50,14 +50,14 @@ pub async fn dead_letters(
 }
 
 #[derive(Deserialize)]
-pub struct ReplayBody {
+pub(super) struct ReplayBody {
     ids: Option<Vec<i64>>,
     #[serde(default)]
     all: bool,
 }
 
 /// `POST /admin/v1/dead-letters/replay`: `{"ids": [..]}` or `{"all": true}`.
-pub async fn replay(
+pub(super) async fn replay(
     State(state): State<AdminState>,
     Json(body): Json<ReplayBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -78,7 +78,7 @@ pub async fn replay(
 
 /// Queues dead letters again (`ids`, or all of them) and wakes the workers; answers how many.
 /// The JSON API's replay and the console's.
-pub fn replay_dead_letters(state: &AdminState, ids: Option<&[i64]>) -> Result<u64, ApiError> {
+pub(super) fn replay_dead_letters(state: &AdminState, ids: Option<&[i64]>) -> Result<u64, ApiError> {
     let replayed = sync_store(state)?
         .replay_dead_letters(ids)
         .map_err(internal)?;
@@ -91,7 +91,7 @@ pub fn replay_dead_letters(state: &AdminState, ids: Option<&[i64]>) -> Result<u6
 /// `GET /admin/v1/audit?record=&outcome=&since=&until=&conflicts=&limit=&before=`: one page
 /// of the audit trail, newest first, and where the next page starts (`next`, to pass as
 /// `before`).
-pub async fn audit(
+pub(super) async fn audit(
     State(state): State<AdminState>,
     Query(filters): Query<AuditFilters>,
 ) -> Result<Json<Value>, ApiError> {

@@ -60,7 +60,7 @@ pub(super) async fn send_with(
     }
 }
 
-pub async fn deploy(admin: &AdminArgs, step: &str, component: &Path) -> Result<i32> {
+pub(super) async fn deploy(admin: &AdminArgs, step: &str, component: &Path) -> Result<i32> {
     let bytes =
         std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
     let request = client()?
@@ -70,7 +70,7 @@ pub async fn deploy(admin: &AdminArgs, step: &str, component: &Path) -> Result<i
     send(request, admin).await
 }
 
-pub async fn list(admin: &AdminArgs, step: Option<&str>) -> Result<i32> {
+pub(super) async fn list(admin: &AdminArgs, step: Option<&str>) -> Result<i32> {
     let path = match step {
         Some(step) => format!("/steps/{step}/versions"),
         None => "/steps".to_owned(),
@@ -79,7 +79,7 @@ pub async fn list(admin: &AdminArgs, step: Option<&str>) -> Result<i32> {
 }
 
 /// Pins (`pinned`) or unpins a stored version.
-pub async fn pin(admin: &AdminArgs, step: &str, version: &str, pinned: bool) -> Result<i32> {
+pub(super) async fn pin(admin: &AdminArgs, step: &str, version: &str, pinned: bool) -> Result<i32> {
     let url = url(admin, &format!("/steps/{step}/versions/{version}/pin"));
     let client = client()?;
     let request = if pinned {
@@ -90,7 +90,7 @@ pub async fn pin(admin: &AdminArgs, step: &str, version: &str, pinned: bool) -> 
     send(request, admin).await
 }
 
-pub async fn rollback(admin: &AdminArgs, step: &str, to: Option<&str>) -> Result<i32> {
+pub(super) async fn rollback(admin: &AdminArgs, step: &str, to: Option<&str>) -> Result<i32> {
     let request = client()?
         .post(url(admin, &format!("/steps/{step}/rollback")))
         .json(&serde_json::json!({ "to": to }));

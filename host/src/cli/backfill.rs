@@ -58,7 +58,7 @@ pub struct BackfillArgs {
 
 /// How `cosell backfill` writes the opportunities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WriteMode {
+pub(super) enum WriteMode {
     /// CreateMultiple requests (Microsoft's recommendation for throughput), `$batch` where
     /// Dataverse refuses them.
     Bulk,
@@ -89,7 +89,7 @@ impl BackfillArgs {
 
 /// Runs the command; exit code 1 when a referral failed or the list could not be read to the
 /// end.
-pub async fn run(args: BackfillArgs) -> Result<i32> {
+pub(super) async fn run(args: BackfillArgs) -> Result<i32> {
     let options = args.options();
     options.validate()?;
     let config = HostConfig::load(&args.config)?;

@@ -40,7 +40,7 @@ impl Report {
 }
 
 /// Runs the command; answers the exit code (1 when any problem was found).
-pub async fn run(config_path: &Path, online: bool, public_url: Option<&str>) -> Result<i32> {
+pub(super) async fn run(config_path: &Path, online: bool, public_url: Option<&str>) -> Result<i32> {
     let mut report = Report::default();
     match HostConfig::load(config_path) {
         Err(err) => report.problem(format!(

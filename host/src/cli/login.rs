@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 /// Runs the command; answers the exit code.
-pub async fn run(config_path: &Path, status: bool) -> Result<i32> {
+pub(super) async fn run(config_path: &Path, status: bool) -> Result<i32> {
     let config = HostConfig::load(config_path)?;
     let pc = config.partner_center.as_ref().with_context(|| {
         format!(

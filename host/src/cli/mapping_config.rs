@@ -42,7 +42,7 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 }
 
 /// Runs the command.
-pub async fn run(args: &ConfigArgs) -> Result<i32> {
+pub(super) async fn run(args: &ConfigArgs) -> Result<i32> {
     let path = format!("/steps/{}/config", args.step);
     let http = client()?;
     let request = if args.history {

@@ -33,7 +33,7 @@ pub struct NewArgs {
     pub force: bool,
 }
 
-pub fn run(args: NewArgs) -> Result<i32> {
+pub(super) fn run(args: NewArgs) -> Result<i32> {
     let direction: Direction = args.direction.into();
     let request = Request {
         name: args.name.clone(),

@@ -30,7 +30,7 @@ pub struct ReplayArgs {
 /// Runs the replay. Prints the output document on stdout and the diff on stderr (or
 /// everything as JSON with `--json`); exits 0 when the output is what was written, 2 when it
 /// differs, 1 on an error.
-pub async fn run(args: &ReplayArgs) -> Result<i32> {
+pub(super) async fn run(args: &ReplayArgs) -> Result<i32> {
     let body = match &args.wasm {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => Vec::new(),

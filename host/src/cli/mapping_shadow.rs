@@ -44,7 +44,7 @@ pub struct ShadowStepArgs {
 }
 
 /// `cosell mapping deploy <step> <file> --shadow`.
-pub async fn deploy(admin: &AdminArgs, step: &str, component: &Path) -> Result<i32> {
+pub(super) async fn deploy(admin: &AdminArgs, step: &str, component: &Path) -> Result<i32> {
     let bytes =
         std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
     let request = client()?
@@ -55,7 +55,7 @@ pub async fn deploy(admin: &AdminArgs, step: &str, component: &Path) -> Result<i
 }
 
 /// `cosell mapping shadow <step> [--json] [--until-seen N]`.
-pub async fn report(args: &ShadowArgs) -> Result<i32> {
+pub(super) async fn report(args: &ShadowArgs) -> Result<i32> {
     let http = client()?;
     let report_url = url(&args.admin, &format!("/steps/{}/shadow", args.step));
     if let Some(wanted) = args.until_seen {
@@ -116,7 +116,7 @@ async fn print_report(request: reqwest::RequestBuilder, args: &ShadowArgs) -> Re
 }
 
 /// `cosell mapping promote <step>`.
-pub async fn promote(args: &ShadowStepArgs) -> Result<i32> {
+pub(super) async fn promote(args: &ShadowStepArgs) -> Result<i32> {
     let request = client()?.post(url(
         &args.admin,
         &format!("/steps/{}/shadow/promote", args.step),
@@ -125,7 +125,7 @@ pub async fn promote(args: &ShadowStepArgs) -> Result<i32> {
 }
 
 /// `cosell mapping discard <step>`.
-pub async fn discard(args: &ShadowStepArgs) -> Result<i32> {
+pub(super) async fn discard(args: &ShadowStepArgs) -> Result<i32> {
     let request = client()?.delete(url(&args.admin, &format!("/steps/{}/shadow", args.step)));
     send(request, &args.admin).await
 }

@@ -83,7 +83,7 @@ fn read_json(path: &Path, what: &str) -> Result<String> {
     Ok(text)
 }
 
-pub async fn run(args: TestArgs) -> Result<i32> {
+pub(super) async fn run(args: TestArgs) -> Result<i32> {
     let limits = match &args.limits_from {
         // The limits of the step named `--step` when the configuration has one (its own
         // `limits` over `[limits]`), else `[limits]`.

@@ -47,7 +47,7 @@ impl StateArg {
 }
 
 /// Asks the host for its queued events and prints them.
-pub async fn run(args: QueueArgs) -> Result<i32> {
+pub(super) async fn run(args: QueueArgs) -> Result<i32> {
     let request = client()?.get(url(&args.admin, "/queue/events")).query(&[
         ("state", args.state.name().to_owned()),
         ("limit", args.limit.to_string()),

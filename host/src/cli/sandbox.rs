@@ -69,7 +69,7 @@ pub struct SandboxArgs {
     pub add_step: Vec<crate::sandbox::AddedStep>,
 }
 
-pub async fn run(args: SandboxArgs) -> Result<()> {
+pub(super) async fn run(args: SandboxArgs) -> Result<()> {
     let admin_token = std::env::var("COSELL_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty())

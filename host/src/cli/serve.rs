@@ -4,7 +4,7 @@ use crate::config::HostConfig;
 use anyhow::Result;
 use std::path::Path;
 
-pub async fn serve(config_path: &Path, replica_id: Option<String>) -> Result<()> {
+pub(super) async fn serve(config_path: &Path, replica_id: Option<String>) -> Result<()> {
     let mut config = HostConfig::load(config_path)?;
     if replica_id.is_some() {
         config.host.replica_id = replica_id;

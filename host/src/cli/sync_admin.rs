@@ -6,13 +6,13 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 /// Prints the dead letters.
-pub async fn list(admin: &AdminArgs) -> Result<i32> {
+pub(super) async fn list(admin: &AdminArgs) -> Result<i32> {
     let request = client()?.get(url(admin, "/dead-letters"));
     send(request, admin).await
 }
 
 /// Queues dead letters again: these ids, or all.
-pub async fn replay(admin: &AdminArgs, ids: &[i64], all: bool) -> Result<i32> {
+pub(super) async fn replay(admin: &AdminArgs, ids: &[i64], all: bool) -> Result<i32> {
     let body = if all {
         json!({"all": true})
     } else {
@@ -60,7 +60,7 @@ pub struct AuditArgs {
 }
 
 /// Prints one page of the audit trail, newest first, and how to ask for the next.
-pub async fn audit(admin: &AdminArgs, args: &AuditArgs) -> Result<i32> {
+pub(super) async fn audit(admin: &AdminArgs, args: &AuditArgs) -> Result<i32> {
     let mut query = vec![("limit", args.limit.to_string())];
     let optional = [
         ("record", &args.record),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
 /// The shipped configuration, with `{{placeholders}}` for the addresses.
-pub const TEMPLATE: &str = include_str!("../../../deploy/haproxy/cosell.cfg");
+pub(super) const TEMPLATE: &str = include_str!("../../../deploy/haproxy/cosell.cfg");
 
 /// One replica as the balancer sees it: its id and listeners.
 pub struct Backend<'a> {

@@ -27,7 +27,7 @@ pub(super) struct Supervised {
 
 impl Supervised {
     /// Starts `command` with its standard output and error appended to `log`.
-    pub fn spawn(name: String, mut command: Command, log: &Path) -> Result<Self> {
+    pub(super) fn spawn(name: String, mut command: Command, log: &Path) -> Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -72,12 +72,12 @@ impl Supervised {
     }
 
     /// Whether the process has exited.
-    pub fn has_exited(&self) -> bool {
+    pub(super) fn has_exited(&self) -> bool {
         self.exited.is_finished()
     }
 
     /// Stops the process: SIGTERM, then SIGKILL after [`STOP_GRACE`]. Answers how it ended.
-    pub async fn stop(mut self) -> Result<ExitStatus> {
+    pub(super) async fn stop(mut self) -> Result<ExitStatus> {
         self.stopping.store(true, Ordering::SeqCst);
         if !self.exited.is_finished() {
             signal(self.pid, libc::SIGTERM);

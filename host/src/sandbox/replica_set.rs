@@ -45,7 +45,7 @@ impl ReplicaSet {
     /// Starts the replicas of the host configured in `base_config`, then HAProxy in front of
     /// them with its frontends on `admin` and `webhooks` (concrete ports), and waits until the
     /// balancer answers `/healthz`.
-    pub async fn start(
+    pub(super) async fn start(
         options: &ReplicaOptions,
         haproxy: &Path,
         base_config: &Path,
@@ -108,7 +108,7 @@ impl ReplicaSet {
     }
 
     /// The replicas and the balancer, for the manifest.
-    pub fn endpoints(&self) -> (Vec<ReplicaEndpoints>, BalancerEndpoints) {
+    pub(super) fn endpoints(&self) -> (Vec<ReplicaEndpoints>, BalancerEndpoints) {
         let replicas = self
             .replicas
             .iter()
@@ -132,7 +132,7 @@ impl ReplicaSet {
     }
 
     /// Stops the balancer (no new requests), then every replica.
-    pub async fn stop(self) {
+    pub(super) async fn stop(self) {
         match self.balancer.stop().await {
             Ok(_) => tracing::info!("HAProxy stopped"),
             Err(err) => tracing::warn!("stopping HAProxy: {err:#}"),

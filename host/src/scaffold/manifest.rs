@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use toml::{Table, Value};
 
 /// `member` with its workspace inheritance resolved from `workspace` (both manifests' text).
-pub fn standalone(member: &str, workspace: &str) -> Result<String> {
+pub(super) fn standalone(member: &str, workspace: &str) -> Result<String> {
     let mut manifest: Table = member.parse().context("the vendored crate's Cargo.toml")?;
     let workspace: Table = workspace.parse().context("the workspace's Cargo.toml")?;
     let section = |name: &str| -> Table {

@@ -5,11 +5,11 @@
 use super::history::WINDOW;
 
 /// Drawing size in SVG user units (the stylesheet scales the SVG to the page).
-pub const WIDTH: f64 = 600.0;
-pub const HEIGHT: f64 = 120.0;
+pub(super) const WIDTH: f64 = 600.0;
+pub(super) const HEIGHT: f64 = 120.0;
 
 /// One line of a chart.
-pub struct Line {
+pub(super) struct Line {
     pub name: &'static str,
     /// CSS class (`line-a`, `line-b`) that gives it its colour.
     pub class: &'static str,
@@ -18,10 +18,10 @@ pub struct Line {
 }
 
 /// One series to draw: its name, its CSS class, its (unix seconds, value) points.
-pub type Series = (&'static str, &'static str, Vec<(f64, f64)>);
+pub(super) type Series = (&'static str, &'static str, Vec<(f64, f64)>);
 
 /// A chart of the last hour (or of the time since the host started, when that is shorter).
-pub struct Chart {
+pub(super) struct Chart {
     pub title: &'static str,
     /// The time the chart spans, for its caption: `last hour`, `last 5 min`.
     pub span: String,
@@ -34,7 +34,7 @@ pub struct Chart {
 
 impl Chart {
     /// A chart of `series` ((name, class, (unix seconds, value) points)) ending at `now`.
-    pub fn new(title: &'static str, now: f64, series: Vec<Series>) -> Self {
+    pub(super) fn new(title: &'static str, now: f64, series: Vec<Series>) -> Self {
         let max = series
             .iter()
             .flat_map(|(_, _, points)| points.iter().map(|p| p.1))
@@ -84,7 +84,7 @@ impl Chart {
 }
 
 /// A number for people: whole numbers without decimals, others with one.
-pub fn format_number(value: f64) -> String {
+pub(super) fn format_number(value: f64) -> String {
     if (value - value.round()).abs() < 1e-9 {
         format!("{value:.0}")
     } else {

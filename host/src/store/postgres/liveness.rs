@@ -102,7 +102,7 @@ pub(super) enum Standing {
 
 impl Claimer {
     /// What this claimer may do now.
-    pub fn standing(&self) -> Standing {
+    pub(super) fn standing(&self) -> Standing {
         match *self.held_since.lock().unwrap_or_else(|e| e.into_inner()) {
             None => Standing::Lost,
             Some(since) if since.elapsed() >= JUDGE_AFTER => Standing::Judging,

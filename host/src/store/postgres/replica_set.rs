@@ -26,9 +26,9 @@ use tokio_postgres::{AsyncMessage, Client};
 
 /// How often a replica that is not the leader tries the lock, and how often the leader checks
 /// its connection.
-pub const RETRY: Duration = Duration::from_secs(2);
+pub(super) const RETRY: Duration = Duration::from_secs(2);
 /// How long a check of the lock's connection may take before leadership is given up.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The leader's lock: the pair form (`int4, int4`), whose keys never collide with the
 /// single-key locks of the store; the first is "cose", the second the store's schema.

@@ -46,7 +46,7 @@ pub(super) struct Existing {
 
 impl Existing {
     /// Lists every opportunity whose `column` (the Referral Identifier) is set.
-    pub async fn scan(dv: &DataverseClient, column: &str) -> anyhow::Result<Self> {
+    pub(super) async fn scan(dv: &DataverseClient, column: &str) -> anyhow::Result<Self> {
         let rows = dv
             .with_page_size(SCAN_PAGE)
             .query(
@@ -76,13 +76,13 @@ impl Existing {
     }
 
     /// How many opportunities carried a referral id at the start.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.by_referral.len()
     }
 
     /// Decides what a listed referral needs: `Ok` with the referral (and its id) when it is to
     /// be mapped and created, or its outcome when it is not.
-    pub fn triage(
+    pub(super) fn triage(
         &self,
         store: &dyn SyncStore,
         options: &Options,

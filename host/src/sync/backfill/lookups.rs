@@ -39,7 +39,7 @@ pub(super) struct Customer {
 impl Customer {
     /// An account that exists, with its contacts as a query expanded them
     /// (`contact_customer_accounts`).
-    pub fn found(row: &Value) -> Option<Self> {
+    pub(super) fn found(row: &Value) -> Option<Self> {
         let account_id = row["accountid"].as_str()?.to_owned();
         let mut contacts = HashMap::new();
         for contact in row["contact_customer_accounts"]
@@ -63,7 +63,7 @@ impl Customer {
     }
 
     /// An account this run created (so without contacts yet).
-    pub fn created(account_id: String) -> Self {
+    pub(super) fn created(account_id: String) -> Self {
         Self {
             account_id,
             contacts: Mutex::default(),
@@ -99,7 +99,7 @@ pub(super) struct RunLookups {
 
 impl RunLookups {
     /// Replaces the currency the mapping names by code with its `@odata.bind` reference.
-    pub async fn currency(
+    pub(super) async fn currency(
         &self,
         dv: &DataverseClient,
         columns: &mut Map<String, Value>,
@@ -116,18 +116,18 @@ impl RunLookups {
     }
 
     /// The customer `account` names, if this run knows it.
-    pub fn known(&self, account: &Value) -> Option<Arc<Customer>> {
+    pub(super) fn known(&self, account: &Value) -> Option<Arc<Customer>> {
         lock(&self.customers).get(&customer_key(account)).cloned()
     }
 
     /// Remembers the customer `account` names.
-    pub fn remember(&self, account: &Value, customer: Customer) {
+    pub(super) fn remember(&self, account: &Value, customer: Customer) {
         lock(&self.customers).insert(customer_key(account), Arc::new(customer));
     }
 
     /// Binds the customer's account and its first contact in `columns`; answers the contacts
     /// `account` names, those not there yet planned.
-    pub fn plan_contacts(
+    pub(super) fn plan_contacts(
         &self,
         customer: &Arc<Customer>,
         account: &Value,
@@ -157,7 +157,7 @@ impl RunLookups {
     }
 
     /// A planned contact that could not be created: a later referral naming it plans it again.
-    pub fn forget(&self, contact: &NewContact) {
+    pub(super) fn forget(&self, contact: &NewContact) {
         if let Some(email) = &contact.email {
             let mut known = lock(&contact.customer.contacts);
             if known.get(email) == Some(&contact.id) {

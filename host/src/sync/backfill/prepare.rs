@@ -53,7 +53,7 @@ pub(super) struct Draft {
 
 impl Draft {
     /// The customer as the mapping wrote it.
-    pub fn account(&self) -> Option<&Value> {
+    pub(super) fn account(&self) -> Option<&Value> {
         self.account.as_ref()
     }
 }
@@ -73,7 +73,7 @@ pub(super) struct Prepared {
 
 impl Prepared {
     /// How many requests its write takes.
-    pub fn requests(&self) -> usize {
+    pub(super) fn requests(&self) -> usize {
         self.item.requests().len()
     }
 }

@@ -140,7 +140,7 @@ pub(super) enum Outcome {
 }
 
 impl RecordOutcome {
-    pub fn new(referral_id: impl Into<String>, outcome: Outcome) -> Self {
+    pub(super) fn new(referral_id: impl Into<String>, outcome: Outcome) -> Self {
         Self {
             referral_id: referral_id.into(),
             outcome,

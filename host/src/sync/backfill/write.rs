@@ -50,7 +50,7 @@ pub(super) struct BulkState {
 
 impl BulkState {
     /// `(created, refused)`, for the report.
-    pub fn totals(&self) -> (u64, Option<String>) {
+    pub(super) fn totals(&self) -> (u64, Option<String>) {
         let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         (self.created.load(Ordering::Relaxed), refused.clone())
     }

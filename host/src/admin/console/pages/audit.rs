@@ -86,7 +86,7 @@ fn next_page(filters: &AuditFilters, next: i64) -> String {
 }
 
 /// `GET /console/audit?record=&outcome=&since=&until=&conflicts=on&before=`
-pub async fn search(
+pub(crate) async fn search(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
     Query(filters): Query<AuditFilters>,

@@ -26,12 +26,12 @@ struct DeadLetters {
 }
 
 #[derive(Deserialize)]
-pub struct Notice {
+pub(crate) struct Notice {
     replayed: Option<u64>,
 }
 
 /// `GET /console/dead-letters`
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
     Query(notice): Query<Notice>,
@@ -58,7 +58,7 @@ pub async fn list(
 }
 
 #[derive(Deserialize)]
-pub struct ReplayForm {
+pub(crate) struct ReplayForm {
     /// One dead letter, or…
     id: Option<i64>,
     /// …all of them (`all=1`).
@@ -66,7 +66,7 @@ pub struct ReplayForm {
 }
 
 /// `POST /console/dead-letters/replay`
-pub async fn replay(
+pub(crate) async fn replay(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
     CheckedForm(form): CheckedForm<ReplayForm>,

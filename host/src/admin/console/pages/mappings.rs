@@ -36,7 +36,7 @@ struct Mappings {
 }
 
 /// `GET /console/mappings`
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
 ) -> Response {
@@ -113,7 +113,7 @@ struct StepPage {
 }
 
 #[derive(Deserialize)]
-pub struct StepNotice {
+pub(crate) struct StepNotice {
     flash: Option<String>,
 }
 
@@ -130,7 +130,7 @@ fn versions(state: &AdminState, step: &str) -> Result<Vec<VersionRow>, ApiError>
 }
 
 /// `GET /console/mappings/{step}`
-pub async fn step(
+pub(crate) async fn step(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
     Path(step): Path<String>,
@@ -201,7 +201,7 @@ fn report_page(
 
 /// `POST /console/mappings/{step}/deploy`: a `multipart/form-data` upload whose first field
 /// is `_csrf` and whose `wasm` field is the component.
-pub async fn deploy(
+pub(crate) async fn deploy(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
     Path(step): Path<String>,
@@ -255,13 +255,13 @@ pub async fn deploy(
 }
 
 #[derive(Deserialize)]
-pub struct RollbackForm {
+pub(crate) struct RollbackForm {
     /// A version; empty or absent: the one active before the current one.
     to: Option<String>,
 }
 
 /// `POST /console/mappings/{step}/rollback`
-pub async fn rollback(
+pub(crate) async fn rollback(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
     Path(step): Path<String>,
@@ -273,7 +273,7 @@ pub async fn rollback(
 }
 
 #[derive(Deserialize)]
-pub struct CompareQuery {
+pub(crate) struct CompareQuery {
     a: String,
     b: String,
 }
@@ -310,7 +310,7 @@ struct Compare {
 }
 
 /// `GET /console/mappings/{step}/compare?a=<version>&b=<version>`
-pub async fn compare(
+pub(crate) async fn compare(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
     Path(step): Path<String>,

@@ -1,12 +1,12 @@
 //! The console's pages: one module per page, each a handler and the askama template it
 //! fills; this module has what they share (the frame of every page, error pages, formatting).
 
-pub mod audit;
-pub mod dead_letters;
-pub mod mappings;
-pub mod overview;
-pub mod preview;
-pub mod sign_in;
+pub(super) mod audit;
+pub(super) mod dead_letters;
+pub(super) mod mappings;
+pub(super) mod overview;
+pub(super) mod preview;
+pub(super) mod sign_in;
 
 use super::session::Session;
 use crate::admin::handlers::ApiError;
@@ -16,14 +16,14 @@ use axum::response::{Html, IntoResponse, Response};
 
 /// What the frame of every signed-in page needs: the navigation's current page, the token
 /// of the sign-out form, a message to show on top.
-pub struct Chrome {
+pub(super) struct Chrome {
     pub page: &'static str,
     pub csrf: String,
     pub flash: Option<String>,
 }
 
 impl Chrome {
-    pub fn new(page: &'static str, session: &Session) -> Self {
+    pub(super) fn new(page: &'static str, session: &Session) -> Self {
         Self {
             page,
             csrf: session.csrf.to_string(),
@@ -31,14 +31,14 @@ impl Chrome {
         }
     }
 
-    pub fn with_flash(mut self, flash: Option<String>) -> Self {
+    pub(super) fn with_flash(mut self, flash: Option<String>) -> Self {
         self.flash = flash;
         self
     }
 }
 
 /// A template as an HTML answer (a template that fails to render is a 500 that says so).
-pub fn render(template: &impl Template) -> Response {
+pub(super) fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
         Err(err) => (
@@ -52,21 +52,21 @@ pub fn render(template: &impl Template) -> Response {
 /// The 403 page of a refused change.
 #[derive(Template)]
 #[template(path = "console/refused.html")]
-pub struct Refused {
+pub(super) struct Refused {
     pub why: String,
 }
 
 /// A page saying what went wrong and what to do.
 #[derive(Template)]
 #[template(path = "console/problem.html")]
-pub struct Problem {
+pub(super) struct Problem {
     pub chrome: Chrome,
     pub title: String,
     pub message: String,
 }
 
 /// An [`ApiError`] of the shared logic as a page with its status.
-pub fn problem(chrome: Chrome, title: &str, error: ApiError) -> Response {
+pub(super) fn problem(chrome: Chrome, title: &str, error: ApiError) -> Response {
     (
         error.0,
         render(&Problem {
@@ -79,12 +79,12 @@ pub fn problem(chrome: Chrome, title: &str, error: ApiError) -> Response {
 }
 
 /// A number, or "—" when the metric is not there.
-pub fn number(value: Option<f64>) -> String {
+pub(super) fn number(value: Option<f64>) -> String {
     value.map_or_else(|| "—".to_owned(), super::chart::format_number)
 }
 
 /// A duration in seconds for people: `42 s`, `5 min`, `3.5 h`.
-pub fn duration(seconds: f64) -> String {
+pub(super) fn duration(seconds: f64) -> String {
     if seconds < 120.0 {
         format!("{seconds:.0} s")
     } else if seconds < 2.0 * 3600.0 {
@@ -95,7 +95,7 @@ pub fn duration(seconds: f64) -> String {
 }
 
 /// How long ago a unix timestamp was, or "—" (never, or the metric is not there).
-pub fn ago(timestamp: Option<f64>, now: f64) -> String {
+pub(super) fn ago(timestamp: Option<f64>, now: f64) -> String {
     match timestamp {
         Some(t) if t > 0.0 => format!("{} ago", duration((now - t).max(0.0))),
         Some(_) => "never".to_owned(),
@@ -104,7 +104,7 @@ pub fn ago(timestamp: Option<f64>, now: f64) -> String {
 }
 
 /// The first 12 hex digits of a version hash (what people compare by eye).
-pub fn short(version: &str) -> String {
+pub(super) fn short(version: &str) -> String {
     version
         .trim_start_matches("sha256:")
         .chars()
@@ -113,7 +113,7 @@ pub fn short(version: &str) -> String {
 }
 
 /// JSON text pretty-printed when it parses, as it came otherwise.
-pub fn pretty(text: &str) -> String {
+pub(super) fn pretty(text: &str) -> String {
     serde_json::from_str::<serde_json::Value>(text)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| text.to_owned())

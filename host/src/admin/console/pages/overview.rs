@@ -60,7 +60,7 @@ struct Overview {
 }
 
 /// `GET /console/overview`
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<AdminState>,
     Extension(console): Extension<Arc<Console>>,
     Extension(session): Extension<Session>,

@@ -40,7 +40,7 @@ struct PreviewPage {
 }
 
 #[derive(Deserialize)]
-pub struct Pick {
+pub(crate) struct Pick {
     /// `referral:<id>` or `opportunity:<id>` of the audit trail.
     record: Option<String>,
 }
@@ -96,7 +96,7 @@ fn last_synced(
 }
 
 /// `GET /console/preview[?record=referral:<id>]`
-pub async fn form(
+pub(crate) async fn form(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
     Query(pick): Query<Pick>,
@@ -128,7 +128,7 @@ pub async fn form(
 }
 
 #[derive(Deserialize)]
-pub struct RunForm {
+pub(crate) struct RunForm {
     direction: String,
     document: String,
     #[serde(default)]
@@ -145,7 +145,7 @@ fn json_field(name: &str, text: &str) -> Result<Value, ApiError> {
 }
 
 /// `POST /console/preview`
-pub async fn run(
+pub(crate) async fn run(
     State(state): State<AdminState>,
     Extension(session): Extension<Session>,
     CheckedForm(form): CheckedForm<RunForm>,

@@ -20,13 +20,13 @@ struct SignIn {
 }
 
 #[derive(Deserialize)]
-pub struct Notice {
+pub(crate) struct Notice {
     expired: Option<String>,
     signed_out: Option<String>,
 }
 
 /// `GET /console/sign-in`
-pub async fn form(
+pub(crate) async fn form(
     Extension(console): Extension<Arc<Console>>,
     headers: HeaderMap,
     Query(notice): Query<Notice>,
@@ -45,13 +45,13 @@ pub async fn form(
 }
 
 #[derive(Deserialize)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     #[serde(default)]
     token: String,
 }
 
 /// `POST /console/sign-in`: the admin token gives a session.
-pub async fn sign_in(
+pub(crate) async fn sign_in(
     State(state): State<AdminState>,
     Extension(console): Extension<Arc<Console>>,
     headers: HeaderMap,
@@ -97,11 +97,11 @@ pub async fn sign_in(
 }
 
 #[derive(Deserialize)]
-pub struct Nothing {}
+pub(crate) struct Nothing {}
 
 /// `POST /console/sign-out`: the session ends on the host, so its cookie is worthless even if
 /// the browser kept a copy.
-pub async fn sign_out(
+pub(crate) async fn sign_out(
     Extension(console): Extension<Arc<Console>>,
     Extension(_session): Extension<Session>,
     headers: HeaderMap,
