@@ -9,9 +9,9 @@ mod support;
 
 use support::commands_env::CommandsEnv;
 
-use cosell::setup::register_partner_center_webhooks;
 use cosell::connections::partner_center::PartnerCenterClient;
 use cosell::connections::partner_center::webhooks::WebhookRegistration;
+use cosell::setup::register_partner_center_webhooks;
 use cosell::store::SyncStore;
 use cosell::store::sqlite::SqliteStore;
 use cosell_emulators::partner_center::PartnerCenterConfig;

@@ -34,10 +34,10 @@ pub mod runtime;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scaffold;
-pub mod secret;
-pub mod setup;
 pub mod schema_types;
+pub mod secret;
 pub mod server;
+pub mod setup;
 pub mod sinks;
 pub mod sources;
 pub mod store;

@@ -78,7 +78,10 @@ pub(super) async fn replay(
 
 /// Queues dead letters again (`ids`, or all of them) and wakes the workers; answers how many.
 /// The JSON API's replay and the console's.
-pub(super) fn replay_dead_letters(state: &AdminState, ids: Option<&[i64]>) -> Result<u64, ApiError> {
+pub(super) fn replay_dead_letters(
+    state: &AdminState,
+    ids: Option<&[i64]>,
+) -> Result<u64, ApiError> {
     let replayed = sync_store(state)?
         .replay_dead_letters(ids)
         .map_err(internal)?;

@@ -5,14 +5,14 @@
 //! file that holds each one, and is read only when the host starts.
 
 use super::Secret;
-use webhook_formats::certificate::{
-    PARTNER_CENTER_CERTIFICATE_HOST, PARTNER_CENTER_CERTIFICATE_PATH_PREFIX,
-};
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use webhook_formats::certificate::{
+    PARTNER_CENTER_CERTIFICATE_HOST, PARTNER_CENTER_CERTIFICATE_PATH_PREFIX,
+};
 
 /// Where a secret is: `{ env = "VAR" }` or `{ file = "path" }`.
 #[derive(Debug, Clone, Deserialize)]
@@ -114,7 +114,12 @@ impl PartnerCenterConfig {
 /// Checks that `value`, the service URL at `key`, is an https URL, or an http one when the
 /// `section`'s `allow_http` is set: a client secret, a refresh token or an access token goes
 /// with every request to it, and anyone on the path could read them over plain http.
-pub(super) fn check_service_url(key: &str, value: &str, allow_http: bool, section: &str) -> Result<()> {
+pub(super) fn check_service_url(
+    key: &str,
+    value: &str,
+    allow_http: bool,
+    section: &str,
+) -> Result<()> {
     let url = url::Url::parse(value).with_context(|| {
         format!("{key} = \"{value}\" is not a URL; write the full address, e.g. https://contoso.crm.dynamics.com")
     })?;

@@ -11,13 +11,13 @@ mod retention;
 mod state;
 mod sync;
 
+pub use crate::secret::{Secret, write_owner_only};
 pub use connections::{
     DataverseAuthKind, DataverseConfig, DataverseWebhookAuth, PartnerCenterConfig,
     PartnerCenterWebhookConfig, SecretRef, WebhooksConfig,
 };
 pub use replica::ReplicaConfig;
 pub use retention::RetentionConfig;
-pub use crate::secret::{Secret, write_owner_only};
 pub use state::{DEFAULT_STATE_PATH, PoolConfig, StateBackend, StateConfig, redacted};
 pub use sync::{ConflictConfig, Owner, PollersConfig, SyncConfig};
 

@@ -4,8 +4,8 @@
 //! budgeted) and `config` (read-only operator key/values). Everything else a component might
 //! import is WASI, wired up in [`super::linker`].
 
-use super::guest_log::GuestLevel;
 use super::guest_env::CallState;
+use super::guest_log::GuestLevel;
 
 wasmtime::component::bindgen!({
     path: "../wit",

@@ -5,10 +5,10 @@ use super::bindings::{
 };
 use super::component::MappingComponent;
 use super::engine::deadline_ticks;
+use super::guest_env::{CallState, SandboxSpec, StepConfig};
 use super::guest_log::{GuestLog, GuestLogLine};
 use super::json_depth;
 use super::limits::{Limit, Limits};
-use super::guest_env::{CallState, SandboxSpec, StepConfig};
 pub use crate::domain::Direction;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;

@@ -10,9 +10,9 @@
 use super::artifact_cache::{ArtifactCache, CacheOutcome};
 use super::bindings::MappingStepPre;
 use super::code_limits::{self, CodeLimitError};
+use super::guest_env::CallState;
 use super::limits::Limit;
 use super::limits::Limits;
-use super::guest_env::CallState;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;

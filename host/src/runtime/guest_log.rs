@@ -4,8 +4,8 @@
 //! tagged with the mapping name and version) and also kept, so `cosell mapping test` can show
 //! the author what their component said.
 
-use super::limits::Limit;
 use super::guest_env::capped_pipes;
+use super::limits::Limit;
 use serde::Serialize;
 use std::sync::Arc;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;

@@ -9,8 +9,8 @@
 use super::bindings::MappingStep;
 use super::call::{self, CallErrorKind, MappingCall};
 use super::component::MappingComponent;
-use super::limits::Limits;
 use super::guest_env::CallState;
+use super::limits::Limits;
 use wasmtime::{Engine, Store};
 
 /// A fresh instance of a mapping component in its own store, set up exactly as a call sets it

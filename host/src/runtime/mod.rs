@@ -24,21 +24,21 @@ pub mod call;
 pub mod code_limits;
 pub mod component;
 pub mod engine;
+pub mod guest_env;
 pub mod guest_log;
 pub mod json_depth;
 pub mod limits;
 pub mod linker;
 pub mod live_instance;
-pub mod guest_env;
 
 pub use artifact_cache::{ArtifactCache, ArtifactKey, CacheOutcome};
 pub use call::{CallError, CallErrorKind, CallReport, CallStats, Direction, MappingCall};
 pub use component::{LoadError, MappingComponent};
 pub use engine::AllocatorKind;
+pub use guest_env::StepConfig;
 pub use guest_log::{GuestLevel, GuestLogLine, GuestStream};
 pub use limits::{Limit, Limits, LimitsOverride};
 pub use live_instance::LiveInstance;
-pub use guest_env::StepConfig;
 
 use anyhow::Result;
 use wasmtime::Engine;

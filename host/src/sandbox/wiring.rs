@@ -3,12 +3,12 @@
 //! explicitly, and the webhooks of both services registered with the host. `cosell sandbox`
 //! uses it, and so do the end-to-end tests, so both run the same configuration.
 
-use crate::setup::{register_dataverse_webhook, register_partner_center_webhooks};
 use crate::config::{HostConfig, Secret};
 use crate::connections::partner_center::{
     PartnerCenterClient, PartnerCenterSettings, sign_in_command,
 };
 use crate::runtime::Direction;
+use crate::setup::{register_dataverse_webhook, register_partner_center_webhooks};
 use crate::sinks::configured::dataverse_client;
 use anyhow::{Context as _, Result};
 use cosell_emulators::common::server::RunningEmulator;

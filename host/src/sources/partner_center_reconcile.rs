@@ -17,8 +17,8 @@
 
 use super::intake::Intake;
 use crate::connections::partner_center::PartnerCenterClient;
-use crate::store::{RECONCILE_ORIGIN, Side, SyncStore};
 use crate::domain::fingerprint;
+use crate::store::{RECONCILE_ORIGIN, Side, SyncStore};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use std::collections::HashMap;

@@ -23,7 +23,6 @@ pub mod replica_set;
 pub mod sign_in;
 pub mod sqlite;
 pub mod sync_store;
-mod wakeup;
 /// A throwaway PostgreSQL schema for the integration tests in `tests/` (which cannot reach the
 /// crate's `cfg(test)` code); not part of the API.
 #[doc(hidden)]
@@ -33,18 +32,19 @@ pub mod test_postgres;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+mod wakeup;
 
 pub use audit_query::{AuditPage, AuditQuery};
 pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
-pub use off_runtime::off_runtime;
 pub use lock_key::lock_key;
+pub use off_runtime::off_runtime;
 pub use open::{StateStore, open};
-pub use wakeup::Wakeup;
 pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync_store::{
     AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, LastRun, Link, NewEvent, ParkedEvent,
     QueueCounts, QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
 };
+pub use wakeup::Wakeup;
 
 use anyhow::Result;
 use serde::Serialize;

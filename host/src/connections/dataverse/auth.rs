@@ -6,9 +6,9 @@
 
 use super::error::DataverseError;
 use super::{DataverseSettings, Result};
-use crate::secret::Secret;
 use crate::connections::oauth::{CachedToken, TokenEndpoint, TokenError};
 use crate::connections::telemetry::Telemetry;
+use crate::secret::Secret;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 

@@ -12,9 +12,9 @@
 
 use super::error::PartnerCenterError;
 use super::{Audience, PartnerCenterSettings, Result};
-use crate::secret::Secret;
 use crate::connections::oauth::{CachedToken, TokenEndpoint, TokenError};
 use crate::connections::telemetry::Telemetry;
+use crate::secret::Secret;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;

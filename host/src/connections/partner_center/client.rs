@@ -6,10 +6,10 @@
 use super::auth::TokenCache;
 use super::error::{PartnerCenterError, message_of};
 use super::{Audience, PartnerCenterSettings, Result};
-use crate::secret::Secret;
 use crate::connections::retry;
 use crate::connections::send::{self, Failure, Plan, Replay, Service};
 use crate::connections::telemetry::{Observer, Telemetry};
+use crate::secret::Secret;
 use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

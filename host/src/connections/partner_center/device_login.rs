@@ -17,8 +17,8 @@
 //! to show whose sign-in it is.
 
 use super::REFERRALS_RESOURCE;
-use crate::secret::Secret;
 use crate::connections::{oauth, retry};
+use crate::secret::Secret;
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use serde::Deserialize;
