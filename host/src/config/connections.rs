@@ -18,7 +18,9 @@ use webhook_formats::certificate::{
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
+    /// The environment variable that holds the secret.
     pub env: Option<String>,
+    /// The file that holds the secret (wins over `env`); relative to the configuration file.
     pub file: Option<PathBuf>,
 }
 
@@ -63,7 +65,9 @@ pub struct PartnerCenterConfig {
     pub webhooks_url: String,
     /// `https://login.microsoftonline.com/<tenant>/oauth2/token` (or `.../oauth2/v2.0/token`).
     pub token_url: String,
+    /// The delegated (App+User) application's id.
     pub client_id: String,
+    /// The application's client secret.
     pub client_secret: SecretRef,
     /// Accept `http://` in `base_url`, `webhooks_url` and `token_url` (a local emulator only:
     /// the client secret and tokens travel on them).
@@ -74,8 +78,11 @@ pub struct PartnerCenterConfig {
     /// rotate: the host keeps the newest one in its state database and uses the one here only
     /// when it is new (a value different from the one last read replaces the kept one).
     pub refresh_token: Option<SecretRef>,
+    /// Per-request timeout, in seconds (default 30); see [`PartnerCenterConfig::timeout`].
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Retries of 429s, 5xx and connection errors (default 6); a create is retried only when it
+    /// surely did not land.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     /// How webhook deliveries are authenticated.
@@ -84,6 +91,7 @@ pub struct PartnerCenterConfig {
 }
 
 impl PartnerCenterConfig {
+    /// The per-request timeout, `timeout_secs` (at least one second).
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs.max(1))
     }
@@ -174,12 +182,16 @@ pub struct DataverseConfig {
     /// and tokens travel on them).
     #[serde(default)]
     pub allow_http: bool,
+    /// The application user's app id.
     pub client_id: String,
+    /// The application's client secret.
     pub client_secret: SecretRef,
     /// Defaults to `<url>/.default`.
     pub scope: Option<String>,
+    /// Per-request timeout, in seconds (default 30); see [`DataverseConfig::timeout`].
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Retries of 429s, 5xx and connection errors (default 6).
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     /// Requests in flight at most; lowered automatically while Dataverse throttles (its limit
@@ -193,6 +205,7 @@ fn default_dataverse_concurrency() -> usize {
 }
 
 impl DataverseConfig {
+    /// The per-request timeout, `timeout_secs` (at least one second).
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs.max(1))
     }
@@ -222,9 +235,14 @@ pub struct WebhooksConfig {
     pub dataverse: Option<DataverseWebhookAuth>,
     /// The listener's limits (see [`WebhooksConfig::limits`]).
     pub header_read_timeout_ms: u64,
+    /// A delivery's body must arrive in full within this many milliseconds of its head, else 408.
     pub body_timeout_ms: u64,
+    /// A delivery not answered within this many milliseconds gets 503 (its sender retries).
     pub request_timeout_ms: u64,
+    /// Open connections at most; further ones wait to be accepted.
     pub max_connections: usize,
+    /// Deliveries handled at once at most (each may hold `max_body_bytes` while it is read);
+    /// beyond it the answer is 503.
     pub max_in_flight: usize,
 }
 
@@ -269,6 +287,7 @@ pub struct DataverseWebhookAuth {
     /// Header or query parameter name (not used by `webhook-key`).
     #[serde(default = "default_auth_name")]
     pub name: String,
+    /// The key Dataverse sends (the header's or query parameter's value).
     pub value: SecretRef,
 }
 
@@ -280,8 +299,11 @@ fn default_auth_name() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataverseAuthKind {
+    /// `http-header`: the key comes in the header `name: value`.
     HttpHeader,
+    /// `webhook-key`: the key comes in the query parameter `code=value`.
     WebhookKey,
+    /// `query-string`: the key comes in the query parameter `name=value`.
     QueryString,
 }
 

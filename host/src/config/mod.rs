@@ -38,26 +38,37 @@ pub struct HostConfig {
     /// `[host]`: this replica's id, and how it follows the other replicas' deployments.
     #[serde(default)]
     pub host: ReplicaConfig,
+    /// `[admin]`: the operator's HTTP API.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[state]`: where the durable queue and state live (SQLite or PostgreSQL).
     #[serde(default)]
     pub state: StateConfig,
+    /// `[limits]`: what one call of a mapping step may use, unless its step overrides it.
     #[serde(default)]
     pub limits: Limits,
+    /// `[deploy]`: the directory watched for components to hot-swap.
     #[serde(default)]
     pub deploy: DeployConfig,
+    /// `[artifact_cache]`: compiled components kept on disk.
     #[serde(default)]
     pub artifact_cache: ArtifactCacheConfig,
+    /// `[[pipelines.<direction>]]`: the mapping steps of each direction.
     pub pipelines: PipelinesConfig,
     /// Partner Center; without it (or `[dataverse]`) the host only serves mappings.
     pub partner_center: Option<PartnerCenterConfig>,
+    /// Dataverse; without it (or `[partner_center]`) the host only serves mappings.
     pub dataverse: Option<DataverseConfig>,
+    /// `[webhooks]`: the listener both services deliver to.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// `[sync]`: the engine (workers, retries, conflicts).
     #[serde(default)]
     pub sync: SyncConfig,
+    /// `[pollers]`: the change-tracking and reconciliation safety nets behind the webhooks.
     #[serde(default)]
     pub pollers: PollersConfig,
+    /// `[retention]`: how long the audit trail, mapping versions and locks are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
     /// The file this configuration was loaded from (set by [`HostConfig::load`]; named in
@@ -81,9 +92,14 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
     /// The listener's limits (see [`AdminConfig::limits`]).
     pub header_read_timeout_ms: u64,
+    /// A request body must arrive in full within this many milliseconds of its head.
     pub body_timeout_ms: u64,
+    /// A request not answered within this many milliseconds gets 503 (a deploy compiles and
+    /// test-runs its component first).
     pub request_timeout_ms: u64,
+    /// Open connections at most; further ones wait to be accepted.
     pub max_connections: usize,
+    /// Requests handled at once at most; beyond it the answer is 503.
     pub max_in_flight: usize,
     /// Serve the operator's web console on `/console` of this listener.
     pub console: bool,
@@ -181,6 +197,7 @@ impl Default for DeployConfig {
 }
 
 impl DeployConfig {
+    /// The scan interval, `watch_interval_ms` (at least 10 ms).
     pub fn watch_interval(&self) -> Duration {
         Duration::from_millis(self.watch_interval_ms.max(10))
     }
@@ -235,8 +252,12 @@ impl ArtifactCacheConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelinesConfig {
+    /// `[[pipelines.partner-center-to-crm]]`: the steps that turn a referral into an opportunity,
+    /// in order.
     #[serde(rename = "partner-center-to-crm", default)]
     pub partner_center_to_crm: Vec<StepSpec>,
+    /// `[[pipelines.crm-to-partner-center]]`: the steps that turn an opportunity into a referral,
+    /// in order.
     #[serde(rename = "crm-to-partner-center", default)]
     pub crm_to_partner_center: Vec<StepSpec>,
 }

@@ -54,10 +54,13 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
+    /// How long a store call waits for a connection, `connect_timeout_secs` (at least one
+    /// second).
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs.max(1))
     }
 
+    /// The server-side `statement_timeout`, `statement_timeout_secs` (at least one second).
     pub fn statement_timeout(&self) -> Duration {
         Duration::from_secs(self.statement_timeout_secs.max(1))
     }

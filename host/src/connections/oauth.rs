@@ -36,15 +36,25 @@ pub struct Token {
 pub enum TokenError {
     /// A 4xx other than 429: the credentials, grant or tenant were refused.
     Rejected {
+        /// The HTTP status of the refusal.
         status: reqwest::StatusCode,
         /// The OAuth `error` code, e.g. `invalid_grant` (a refused refresh token).
         code: Option<String>,
+        /// The endpoint's error message (`error_description`, or the body itself).
         message: String,
     },
     /// 429 still after every retry.
-    Throttled { retry_after: Option<Duration> },
+    Throttled {
+        /// The last `Retry-After` the endpoint sent, if it sent one.
+        retry_after: Option<Duration>,
+    },
     /// 5xx still after every retry.
-    Server { status: u16, message: String },
+    Server {
+        /// The HTTP status of the last answer.
+        status: u16,
+        /// The error message of the last answer's body.
+        message: String,
+    },
     /// No answer (after every retry) or an unusable request.
     Transport(String),
     /// A success whose body is not a token.

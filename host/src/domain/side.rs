@@ -17,6 +17,7 @@ pub enum Side {
 }
 
 impl Side {
+    /// Its name in the store, logs and metrics: `partner-center` or `dataverse`.
     pub fn as_str(self) -> &'static str {
         match self {
             Side::PartnerCenter => "partner-center",
@@ -24,6 +25,7 @@ impl Side {
         }
     }
 
+    /// The side named `text` (as [`Side::as_str`] writes it); `None` for any other text.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "partner-center" => Some(Side::PartnerCenter),

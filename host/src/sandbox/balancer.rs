@@ -13,8 +13,11 @@ pub(super) const TEMPLATE: &str = include_str!("../../../deploy/haproxy/cosell.c
 
 /// One replica as the balancer sees it: its id and listeners.
 pub struct Backend<'a> {
+    /// The replica's id: its `server` name in the HAProxy configuration.
     pub id: &'a str,
+    /// Its admin listener.
     pub admin: SocketAddr,
+    /// Its webhook listener (health-checked on its admin port).
     pub webhooks: SocketAddr,
 }
 

@@ -17,8 +17,11 @@ pub struct ServiceEndpoints {
     pub webhooks_url: Option<String>,
     /// The OAuth token endpoint.
     pub token_url: String,
+    /// The emulated tenant's id (part of `token_url`).
     pub tenant_id: String,
+    /// The application id the emulator knows cosell by.
     pub client_id: String,
+    /// The application's client secret, in clear (an emulator's, never a real one).
     pub client_secret: String,
     /// A delegated refresh token (Partner Center only: its Referrals API needs App+User).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,7 +33,9 @@ pub struct ServiceEndpoints {
 /// The host of the sandbox; with `--replicas`, the load balancer in front of the replicas.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostEndpoints {
+    /// The admin API's base URL.
     pub admin_url: String,
+    /// The admin API's bearer token, in clear.
     pub admin_token: String,
     /// The host configuration the sandbox wrote (and the host runs; with `--replicas`, the one
     /// every replica's configuration is made from).
@@ -48,9 +53,11 @@ pub struct ReplicaEndpoints {
     pub admin_url: String,
     /// Its own webhook listener.
     pub webhook_url: String,
+    /// The process id of its `cosell serve`.
     pub pid: u32,
     /// Its configuration and its log.
     pub config: String,
+    /// The path of its log file.
     pub log: String,
 }
 
@@ -61,9 +68,11 @@ pub struct BalancerEndpoints {
     pub admin_url: String,
     /// Its webhook frontend, registered with both emulators (the same as `host.webhook_url`).
     pub webhook_url: String,
+    /// HAProxy's process id.
     pub pid: u32,
     /// Its configuration (the shipped template, filled in) and its log.
     pub config: String,
+    /// The path of its log file.
     pub log: String,
 }
 
@@ -79,8 +88,11 @@ pub struct Seeded {
 /// The contents of `<data-dir>/sandbox.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxManifest {
+    /// The Partner Center emulator.
     pub partner_center: ServiceEndpoints,
+    /// The Dataverse emulator.
     pub dataverse: ServiceEndpoints,
+    /// The host, or with `--replicas` the load balancer in front of the replicas.
     pub host: HostEndpoints,
     /// The sandbox's process: the emulators and the host (or, with `--replicas`, the parent
     /// of the replicas and the load balancer). Ctrl-C (SIGINT) or SIGTERM to it stops it all.
@@ -94,7 +106,9 @@ pub struct SandboxManifest {
     /// With `--state-url`: the state's PostgreSQL database, its password (if any) as `***`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub state_url: Option<String>,
+    /// When the sandbox started: RFC 3339, UTC, to the second.
     pub started_at: String,
+    /// What was seeded into the emulators.
     pub seeded: Seeded,
 }
 

@@ -50,12 +50,15 @@ pub struct SandboxOptions {
     pub webhooks_listen: SocketAddr,
     /// The emulators' addresses (Partner Center's Webhooks API has a listener of its own).
     pub partner_center_listen: SocketAddr,
+    /// The Partner Center emulator's Webhooks API (a listener of its own).
     pub partner_center_webhooks_listen: SocketAddr,
+    /// The Dataverse emulator's address.
     pub dataverse_listen: SocketAddr,
     /// Referrals seeded into Partner Center.
     pub referrals: usize,
     /// Accounts and opportunities seeded into Dataverse.
     pub accounts: usize,
+    /// Opportunities seeded into Dataverse.
     pub opportunities: usize,
     /// Seed of the generated data: the same seed gives the same data set.
     pub seed: u64,
@@ -76,7 +79,9 @@ pub struct SandboxOptions {
 /// A step `cosell sandbox --add-step` puts after the default step of its direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddedStep {
+    /// The direction whose pipeline gets the step.
     pub direction: crate::runtime::Direction,
+    /// The step's name: lower-case letters, digits and dashes, and not a default step's name.
     pub name: String,
 }
 
@@ -114,7 +119,9 @@ impl std::str::FromStr for AddedStep {
 
 /// A running sandbox.
 pub struct RunningSandbox {
+    /// Where everything is: what was written to `sandbox.json`.
     pub manifest: SandboxManifest,
+    /// The path `sandbox.json` was written to.
     pub manifest_path: PathBuf,
     host: Hosts,
     partner_center: RunningPartnerCenter,

@@ -20,12 +20,15 @@ use std::time::Duration;
 
 /// Two running emulators, by handle and URL.
 pub struct Emulators<'a> {
+    /// The Partner Center emulator (its configuration and refresh token).
     pub partner_center: &'a PartnerCenter,
     /// The token endpoint, the Referrals API and the control endpoints.
     pub partner_center_url: String,
     /// The Webhooks API.
     pub partner_center_webhooks_url: String,
+    /// The Dataverse emulator (its configuration).
     pub dataverse: &'a Dataverse,
+    /// The Dataverse emulator's base URL: its token endpoint, Web API and control endpoints.
     pub dataverse_url: String,
 }
 
@@ -49,9 +52,15 @@ impl<'a> Emulators<'a> {
 
 /// What differs between the sandbox and a test.
 pub struct HostWiring {
+    /// `admin.listen` of the host.
     pub admin_listen: SocketAddr,
+    /// `webhooks.listen` of the host.
     pub webhooks_listen: SocketAddr,
+    /// `pollers.dataverse_interval_secs`: seconds between Dataverse change-tracking reads
+    /// (0 = off).
     pub dataverse_poll_secs: u64,
+    /// `pollers.partner_center_interval_secs`: seconds between Partner Center reconciliations
+    /// (0 = off).
     pub partner_center_poll_secs: u64,
     /// More TOML: `[sync]`, `[sync.conflicts]` tables.
     pub extra: String,

@@ -47,10 +47,12 @@ pub struct ReferralSink {
 }
 
 impl ReferralSink {
+    /// A writer through `client`.
     pub fn new(client: PartnerCenterClient) -> Self {
         Self { client }
     }
 
+    /// The Partner Center client it writes through.
     pub fn client(&self) -> &PartnerCenterClient {
         &self.client
     }

@@ -24,9 +24,11 @@ const ORIGIN: &str = "dataverse-webhook";
 
 /// How deliveries must authenticate.
 pub struct WebhookAuth {
+    /// Where the credential is: a header, the `code` query parameter, or a query parameter.
     pub kind: DataverseAuthKind,
     /// Header or query parameter name (`code` for a webhook key).
     pub name: String,
+    /// The credential every delivery must carry.
     pub value: Secret,
 }
 

@@ -38,10 +38,15 @@ use std::sync::Arc;
 /// What the webhook handlers share.
 #[derive(Clone)]
 pub struct WebhookState {
+    /// Where accepted deliveries are stored as events.
     pub intake: Arc<Intake>,
     /// Larger bodies are answered 413 (`webhooks.max_body_bytes`).
     pub max_body_bytes: usize,
+    /// Checks Partner Center deliveries' signatures; `None` without `[partner_center]`, and
+    /// then its deliveries are answered 404.
     pub partner_center: Option<Arc<partner_center_webhook::signature::SignatureVerifier>>,
+    /// Checks Dataverse deliveries' credential; `None` without `[webhooks.dataverse]`, and then
+    /// its deliveries are answered 404.
     pub dataverse: Option<Arc<dataverse_webhook::WebhookAuth>>,
 }
 

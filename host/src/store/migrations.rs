@@ -16,6 +16,7 @@ pub struct Migration {
     pub version: u32,
     /// The file's name, for errors and logs.
     pub name: &'static str,
+    /// The migration's SQL, applied in one transaction with the others being applied.
     pub sql: &'static str,
 }
 

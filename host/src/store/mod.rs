@@ -64,21 +64,28 @@ pub(crate) fn millis_of(stored: &str) -> Option<i64> {
 /// A stored version of a mapping step, with its bytes.
 #[derive(Debug, Clone)]
 pub struct StoredVersion {
+    /// The step it is a version of.
     pub step: String,
+    /// Its content hash, `sha256:` + hex: the name deployments and rollbacks use.
     pub version: String,
+    /// The component's bytes, as uploaded.
     pub wasm: Vec<u8>,
 }
 
 /// A stored version without its bytes, for listings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionSummary {
+    /// Its content hash, `sha256:` + hex.
     pub version: String,
+    /// The component's size in bytes.
     pub size: u64,
     /// Where it came from: `config`, `admin-api`, `watch-dir`.
     pub source: String,
+    /// When it was stored (RFC 3339).
     pub uploaded_at: String,
     /// When it was last made active, if ever.
     pub last_activated_at: Option<String>,
+    /// Whether it is the step's active version.
     pub active: bool,
     /// Kept whatever the retention says (`cosell mapping pin`).
     pub pinned: bool,
@@ -189,6 +196,7 @@ pub trait DeploymentStore: Send + Sync {
 /// One stored config of a step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigRevision {
+    /// The revision's number: 1, 2, 3, … per step.
     pub revision: i64,
     /// A JSON object of strings.
     pub config: String,
@@ -204,6 +212,7 @@ pub struct ConfigRevision {
 /// A step's shadow version, as the store keeps it (the counts are in memory, per replica).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShadowDesignation {
+    /// The shadow version's content hash, `sha256:` + hex.
     pub version: String,
     /// When it became the shadow (RFC 3339).
     pub since: String,

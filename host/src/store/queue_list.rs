@@ -49,12 +49,15 @@ pub(crate) const ORDER: &str =
 /// A waiting or running event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueEntry {
+    /// Its queue id.
     pub id: i64,
     /// `pending` or `running`.
     pub state: String,
+    /// The side where the change happened.
     pub side: Side,
     /// The referral id or opportunity id that changed.
     pub record_id: String,
+    /// Where it came from (see [`NewEvent::origin`](super::NewEvent::origin)).
     pub origin: String,
     /// Attempts made so far (a running event's current one included).
     pub attempts: u32,
@@ -67,5 +70,6 @@ pub struct QueueEntry {
     pub claimed_by: Option<String>,
     /// Why its last attempt failed, if one did.
     pub last_error: Option<String>,
+    /// When it was received (RFC 3339).
     pub received_at: String,
 }

@@ -43,6 +43,7 @@ pub enum Origin {
 pub struct SignIn {
     /// Who signed in, when known (a login's `id_token`).
     pub user: Option<String>,
+    /// Where the kept refresh token came from; `None` when the record does not say.
     pub origin: Option<Origin>,
     /// When the chain of refresh tokens was obtained (RFC 3339).
     pub obtained_at: Option<String>,

@@ -23,6 +23,7 @@ pub const RECONCILE_ORIGIN: &str = "partner-center-reconcile";
 /// An event to store.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// The side where the change happened.
     pub side: Side,
     /// The referral id or opportunity id that changed.
     pub record_id: String,
@@ -66,6 +67,7 @@ pub enum Enqueued {
 }
 
 impl Enqueued {
+    /// The queue entry's id, new or coalesced into.
     pub fn id(self) -> i64 {
         match self {
             Enqueued::New(id) | Enqueued::Coalesced(id) => id,
@@ -76,27 +78,43 @@ impl Enqueued {
 /// An event taken from the queue to process.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueuedEvent {
+    /// Its queue id.
     pub id: i64,
+    /// The side where the change happened.
     pub side: Side,
+    /// The referral id or opportunity id that changed.
     pub record_id: String,
+    /// The key it runs under, one event at a time (see [`NewEvent::lock_key`]).
     pub lock_key: String,
+    /// Where it came from (see [`NewEvent::origin`]).
     pub origin: String,
+    /// The notification as received (or as coalesced, see
+    /// [`NewEvent::payload_when_coalesced`]).
     pub payload: String,
     /// Including this one.
     pub attempts: u32,
+    /// When it was received (RFC 3339).
     pub received_at: String,
 }
 
 /// An event that failed every attempt.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
+    /// The event's queue id (what a replay names).
     pub id: i64,
+    /// The side where the change happened.
     pub side: Side,
+    /// The referral id or opportunity id that changed.
     pub record_id: String,
+    /// Where it came from (see [`NewEvent::origin`]).
     pub origin: String,
+    /// Attempts made, all failed.
     pub attempts: u32,
+    /// Why the last attempt failed.
     pub last_error: String,
+    /// When the event was received (RFC 3339).
     pub received_at: String,
+    /// When it became a dead letter (RFC 3339).
     pub failed_at: String,
     /// When its last attempt started (and read the record): a change after this is news the
     /// dead letter does not stand for.
@@ -107,15 +125,23 @@ pub struct DeadLetter {
 /// limit, a trap): it waits, without spending attempts, for another version of the step.
 #[derive(Debug, Clone, Serialize)]
 pub struct ParkedEvent {
+    /// The event's queue id.
     pub id: i64,
+    /// The side where the change happened.
     pub side: Side,
+    /// The referral id or opportunity id that changed.
     pub record_id: String,
+    /// Where it came from (see [`NewEvent::origin`]).
     pub origin: String,
     /// The step that failed, and the version it failed on.
     pub step: String,
+    /// The version it failed on (`sha256:` + hex).
     pub version: String,
+    /// Why the step failed.
     pub reason: String,
+    /// When the event was received (RFC 3339).
     pub received_at: String,
+    /// When it was parked (RFC 3339).
     pub parked_at: String,
     /// When its attempt started (and read the record): a change after this is news.
     pub last_attempt_at: String,
@@ -124,8 +150,11 @@ pub struct ParkedEvent {
 /// Queue sizes by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueCounts {
+    /// Events waiting to run (a retry's backoff included).
     pub pending: u64,
+    /// Events a worker is processing.
     pub running: u64,
+    /// Dead letters: events that failed every attempt.
     pub dead: u64,
     /// Waiting for another version of the mapping step that failed on them.
     pub parked: u64,
@@ -139,13 +168,17 @@ pub struct QueueCounts {
 pub struct Link {
     /// Store id; `None` until saved.
     pub id: Option<i64>,
+    /// The Partner Center referral's id; `None` while the link has none.
     pub referral_id: Option<String>,
+    /// The Dataverse opportunity's id; `None` while the link has none.
     pub opportunity_id: Option<String>,
     /// Fingerprint and JSON of the referral as last synced.
     pub pc_hash: Option<String>,
+    /// The referral's JSON as last synced.
     pub pc_snapshot: Option<String>,
     /// Fingerprint and JSON of the opportunity as last synced (or last refused).
     pub crm_hash: Option<String>,
+    /// The opportunity's JSON as last synced (or last refused).
     pub crm_snapshot: Option<String>,
     /// The reason of the last failed sync, cleared by a successful one.
     pub last_error: Option<String>,
@@ -157,6 +190,7 @@ pub struct Link {
 /// One line of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
+    /// When it was recorded (RFC 3339, UTC, milliseconds).
     pub at: String,
     /// `referral:<id>` or `opportunity:<id>`.
     pub record: String,
@@ -164,6 +198,7 @@ pub struct AuditEntry {
     pub direction: String,
     /// One of [`AUDIT_OUTCOMES`].
     pub outcome: String,
+    /// What was done or went wrong, in words.
     pub detail: String,
 }
 
@@ -282,7 +317,9 @@ pub trait SyncStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<super::QueueEntry>>;
 
+    /// The link of referral `referral_id`, if it has one.
     fn link_by_referral(&self, referral_id: &str) -> Result<Option<Link>>;
+    /// The link of opportunity `opportunity_id`, if it has one.
     fn link_by_opportunity(&self, opportunity_id: &str) -> Result<Option<Link>>;
     /// Inserts or updates a link; answers its id.
     fn save_link(&self, link: &Link) -> Result<i64>;
@@ -307,10 +344,13 @@ pub trait SyncStore: Send + Sync {
         Ok(linked)
     }
 
+    /// The value kept under `name` (a poller's position, e.g. Dataverse's delta link), if any.
     fn cursor(&self, name: &str) -> Result<Option<String>>;
+    /// Keeps `value` under `name`, replacing the one kept before.
     fn set_cursor(&self, name: &str, value: &str) -> Result<()>;
     /// A credential the host rotated (e.g. Partner Center's single-use refresh token).
     fn credential(&self, name: &str) -> Result<Option<String>>;
+    /// Keeps `value` as credential `name`, replacing the one kept before.
     fn set_credential(&self, name: &str, value: &str) -> Result<()>;
 
     /// When cosell began creating the partner referral of `opportunity_id`, if that create
@@ -323,6 +363,7 @@ pub trait SyncStore: Send + Sync {
     /// The create of `opportunity_id`'s referral finished: its referral is linked.
     fn end_referral_intent(&self, opportunity_id: &str) -> Result<()>;
 
+    /// Adds `entry` to the audit trail.
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
     /// The entries `query` matches, newest first, one page.
     fn audit_search(&self, query: &AuditQuery) -> Result<AuditPage>;

@@ -17,7 +17,10 @@ use serde_json::{Map, Value};
 /// A field that both sides changed, and who won it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
+    /// The field: a Dataverse column (Partner Center → CRM) or a JSON Patch path of the
+    /// referral (CRM → Partner Center).
     pub field: String,
+    /// The side whose value was kept: `partner-center` or `crm`.
     pub winner: &'static str,
 }
 

@@ -70,6 +70,8 @@ impl SyncEngine {
         self.availability.is_paused(service)
     }
 
+    /// An engine over `store` and `pipelines`, writing referrals through `partner_center` and
+    /// opportunities through `opportunities`.
     pub fn new(
         store: Arc<dyn SyncStore>,
         pipelines: Arc<Pipelines>,
@@ -90,6 +92,7 @@ impl SyncEngine {
         }
     }
 
+    /// The store it keeps its queue, links and audit trail in.
     pub fn store(&self) -> &Arc<dyn SyncStore> {
         &self.store
     }

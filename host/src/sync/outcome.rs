@@ -12,10 +12,12 @@ use crate::store::Side;
 pub struct Done {
     /// `created`, `updated`, `unchanged`, `echo`, `skipped`.
     pub outcome: &'static str,
+    /// What was done, in words (the audit trail's `detail`).
     pub detail: String,
 }
 
 impl Done {
+    /// A run that ended in `outcome`, described by `detail`.
     pub fn new(outcome: &'static str, detail: impl Into<String>) -> Self {
         Self {
             outcome,
@@ -48,13 +50,19 @@ pub enum SyncError {
         step: String,
         /// The version it failed on.
         version: String,
+        /// Why the step failed.
         reason: String,
     },
     /// The record was made for a pair whose link the run that made it has not saved yet
     /// (`super::pairing`): retried like a transient failure, but behind `lock_key`, the key
     /// that run holds, so it runs after that run rather than during it.
     #[error("{reason}")]
-    AwaitingLink { lock_key: String, reason: String },
+    AwaitingLink {
+        /// The key of the run that is making the link.
+        lock_key: String,
+        /// Why the record waits.
+        reason: String,
+    },
     /// A service did not answer, or answered 5xx, after its client's own retries. One of
     /// these is an ordinary transient failure; several in a row are an outage, and the
     /// engine pauses instead of spending every event's attempts (`super::availability`).
@@ -63,7 +71,9 @@ pub enum SyncError {
         /// The service whose call failed (a read or a write: the client that failed says
         /// which, whatever side the event came from).
         service: Side,
+        /// How the service showed it is unavailable.
         cause: OutageCause,
+        /// The failure, as the client reported it.
         reason: String,
     },
 }
@@ -88,6 +98,7 @@ impl OutageCause {
 }
 
 impl SyncError {
+    /// A [`SyncError::Transient`] with `message`.
     pub fn transient(message: impl std::fmt::Display) -> Self {
         SyncError::Transient(message.to_string())
     }
@@ -154,7 +165,9 @@ impl From<anyhow::Error> for SyncError {
 
 /// A pipeline's result: the output, a skip (with its reason), or an error.
 pub enum Mapped {
+    /// The last step's output document.
     Output(String),
+    /// A step skipped the record; the reason it gave.
     Skipped(String),
 }
 

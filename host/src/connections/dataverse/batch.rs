@@ -23,9 +23,11 @@ pub const MAX_REQUESTS: usize = 1000;
 /// One request of a batch.
 #[derive(Debug, Clone, Default)]
 pub struct BatchRequest {
+    /// The request's HTTP method.
     pub method: Method,
     /// Relative to the Web API root, e.g. `opportunities(<id>)` or `accounts`.
     pub path: String,
+    /// The JSON body sent, if any.
     pub body: Option<Value>,
     /// `If-Match` (an `@odata.etag`, or `*`).
     pub if_match: Option<String>,
@@ -64,7 +66,9 @@ impl BatchRequest {
 /// that Dataverse applies all or nothing.
 #[derive(Debug, Clone)]
 pub enum BatchItem {
+    /// A request on its own, which succeeds or fails by itself.
     Request(BatchRequest),
+    /// Requests that Dataverse applies all or nothing, as one change set.
     ChangeSet(Vec<BatchRequest>),
 }
 
@@ -81,9 +85,11 @@ impl BatchItem {
 /// The answer to one request of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchResponse {
+    /// The HTTP status of this request's answer.
     pub status: u16,
     /// The row id from `OData-EntityId`, when the answer has one (creates and upserts).
     pub entity_id: Option<String>,
+    /// The answer's JSON body (a body that is not JSON as a string); `None` when it is empty.
     pub body: Option<Value>,
 }
 

@@ -34,8 +34,11 @@ pub struct BulkRow {
 /// The table a bulk request writes: its entity set, logical name and primary key column.
 #[derive(Debug, Clone, Copy)]
 pub struct BulkTable<'a> {
+    /// The entity set, as in URLs (`opportunities`).
     pub set: &'a str,
+    /// The table's logical name (`opportunity`).
     pub logical_name: &'a str,
+    /// The primary key column (`opportunityid`).
     pub primary_id: &'a str,
 }
 

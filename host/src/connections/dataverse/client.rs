@@ -27,7 +27,9 @@ const SERVICE: &str = "dataverse";
 /// A row and the `@odata.etag` to send back in `If-Match`.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The row as the Web API returned it, annotations included.
     pub body: Value,
+    /// The row's `@odata.etag`; `None` when the answer has none.
     pub etag: Option<String>,
 }
 
@@ -35,7 +37,9 @@ pub struct Row {
 /// count requests (a `$batch` is one), and the 429s among their answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Traffic {
+    /// Attempts sent, each counted as one request (a `$batch` included).
     pub requests: u64,
+    /// Answers that were 429 (throttled).
     pub throttled: u64,
 }
 

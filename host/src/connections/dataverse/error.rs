@@ -21,7 +21,12 @@ pub enum DataverseError {
         "Dataverse rejected the request ({code}): {message}; fix the request (column names, \
          values, lookups) and send it again"
     )]
-    BadRequest { code: String, message: String },
+    BadRequest {
+        /// Dataverse's error code, e.g. `0x80060888`.
+        code: String,
+        /// Dataverse's error message.
+        message: String,
+    },
     /// The token endpoint refused the credentials, or the Web API still answered 401 after a
     /// new token.
     #[error(
@@ -42,10 +47,18 @@ pub enum DataverseError {
          max_concurrency or the request rate, or try later",
         .retry_after.map(|d| format!(", last Retry-After {}s", d.as_secs())).unwrap_or_default()
     )]
-    Throttled { retry_after: Option<Duration> },
+    Throttled {
+        /// The last `Retry-After` Dataverse sent, if it sent one.
+        retry_after: Option<Duration>,
+    },
     /// 5xx still after every retry.
     #[error("Dataverse answered {status} after every retry: {message}; try again later")]
-    Server { status: u16, message: String },
+    Server {
+        /// The HTTP status of the last answer.
+        status: u16,
+        /// What failed, with the error message of the answer's body.
+        message: String,
+    },
     /// No answer: connection refused or dropped, timeout, TLS.
     #[error("could not reach Dataverse ({0}); check url and token_url and the network, then retry")]
     Transport(String),

@@ -23,7 +23,9 @@ const SERVICE: &str = "partner-center";
 /// A referral with the eTag to send back in `If-Match`.
 #[derive(Debug, Clone)]
 pub struct Referral {
+    /// The referral as the Referrals API returned it.
     pub body: Value,
+    /// Its eTag: the `ETag` header, or the body's `eTag` when the header is missing.
     pub etag: String,
 }
 

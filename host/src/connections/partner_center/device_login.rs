@@ -37,7 +37,9 @@ pub fn login_scope() -> String {
 pub struct DevicePrompt {
     /// The text Entra ID wrote for the user (where to go, which code to enter).
     pub message: String,
+    /// The code the user enters on the verification page.
     pub user_code: String,
+    /// The page where the user signs in and enters `user_code`.
     pub verification_uri: String,
     device_code: Secret,
     expires_in: Duration,

@@ -10,7 +10,12 @@ pub enum PartnerCenterError {
         "Partner Center refused the write to referral {id}: its eTag changed since it was read \
          ({message}); fetch the referral again and reapply the change"
     )]
-    PreconditionFailed { id: String, message: String },
+    PreconditionFailed {
+        /// The referral's id.
+        id: String,
+        /// Partner Center's error message.
+        message: String,
+    },
     /// 404.
     #[error(
         "Partner Center has no {0}; check the id (it may have been deleted or belong to another partner)"
@@ -30,7 +35,12 @@ pub enum PartnerCenterError {
     Unauthorized(String),
     /// The token endpoint refused the refresh token (revoked, expired or already used).
     #[error("Partner Center refused the refresh token ({message}); sign in again with `{command}`")]
-    SignInRequired { message: String, command: String },
+    SignInRequired {
+        /// The token endpoint's error message.
+        message: String,
+        /// The command that signs in again, e.g. `cosell partner-center login`.
+        command: String,
+    },
     /// 403: the token is valid but not allowed (e.g. app-only on the Referrals API).
     #[error(
         "Partner Center refused access: {0}; the Referrals API needs a delegated (App+User) \
@@ -42,10 +52,18 @@ pub enum PartnerCenterError {
         "Partner Center kept throttling (429) after every retry{}; send fewer requests or try later",
         .retry_after.map(|d| format!(", last Retry-After {}s", d.as_secs())).unwrap_or_default()
     )]
-    Throttled { retry_after: Option<Duration> },
+    Throttled {
+        /// The last `Retry-After` Partner Center sent, if it sent one.
+        retry_after: Option<Duration>,
+    },
     /// 5xx still after every retry.
     #[error("Partner Center answered {status} after every retry: {message}; try again later")]
-    Server { status: u16, message: String },
+    Server {
+        /// The HTTP status of the last answer.
+        status: u16,
+        /// The error message of the last answer's body.
+        message: String,
+    },
     /// No answer: connection refused or dropped, timeout, TLS.
     #[error(
         "could not reach Partner Center ({0}); check base_url, webhooks_url and token_url and \

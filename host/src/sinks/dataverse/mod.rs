@@ -69,6 +69,7 @@ impl OpportunitySink {
         }
     }
 
+    /// The Dataverse client it writes through.
     pub fn client(&self) -> &DataverseClient {
         &self.client
     }

@@ -129,6 +129,7 @@ impl Intake {
         self.shared.metrics.record_intake(origin, result);
     }
 
+    /// The store events are queued in.
     pub fn store(&self) -> &Arc<dyn SyncStore> {
         &self.shared.store
     }

@@ -79,15 +79,28 @@ const LINKS_PER_SAVE: usize = 256;
 pub enum Mode {
     /// `$batch` requests of at most `size` requests (1..=1000; a closed referral's change set
     /// counts two, and is never split), `concurrency` of them in flight (1..=52).
-    Batch { size: usize, concurrency: usize },
+    Batch {
+        /// Requests per `$batch`, at most (1..=1000).
+        size: usize,
+        /// `$batch` requests in flight, at most (1..=52).
+        concurrency: usize,
+    },
     /// `CreateMultiple` requests of at most `size` open referrals' opportunities (1..=1000),
     /// `concurrency` of them in flight (1..=52). A closed referral's create and close go in a
     /// `$batch` change set (a bulk message creates, it cannot close); a request Dataverse
     /// refuses as a whole is sent again as a `$batch`, so each referral gets its own outcome,
     /// and when the table takes no `CreateMultiple` the rest of the run writes `$batch`es.
-    Bulk { size: usize, concurrency: usize },
+    Bulk {
+        /// Opportunities per `CreateMultiple` request, at most (1..=1000).
+        size: usize,
+        /// Bulk requests in flight, at most (1..=52).
+        concurrency: usize,
+    },
     /// One request per referral, `concurrency` referrals in flight (1..=52).
-    PerRecord { concurrency: usize },
+    PerRecord {
+        /// Referrals in flight, at most (1..=52).
+        concurrency: usize,
+    },
 }
 
 impl Mode {
@@ -123,7 +136,9 @@ pub enum ClosedReferrals {
 /// How a backfill runs.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// How the creates are sent.
     pub mode: Mode,
+    /// What to do with closed referrals.
     pub closed: ClosedReferrals,
     /// Read, check and map, and count what would be created; write nothing (no account,
     /// contact or opportunity, no link).

@@ -9,7 +9,9 @@ use std::time::Duration;
 /// A referral that was not written, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordFailure {
+    /// The referral's id in Partner Center.
     pub referral_id: String,
+    /// Why it was not written.
     pub reason: String,
 }
 
