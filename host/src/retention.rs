@@ -30,8 +30,11 @@ pub(crate) struct PrunedLabels {
 /// What one pruning removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
+    /// Audit trail entries deleted, past their age or beyond the count kept.
     pub audit_entries: u64,
+    /// Stored mapping versions deleted, beyond the most recently activated ones.
     pub mapping_versions: u64,
+    /// Per-customer locks of the Dataverse lookups dropped, because nobody held them.
     pub customer_locks: u64,
 }
 

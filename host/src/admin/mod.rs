@@ -51,8 +51,12 @@ use std::sync::Arc;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AdminState {
+    /// Deploys, rolls back and lists the step versions; also reaches the pipelines.
     pub deployer: Arc<Deployer>,
+    /// The host's metrics, served on `/metrics` and read by the console.
     pub metrics: Arc<Metrics>,
+    /// The admin token: the bearer token of every `/admin/v1` request, and what a console
+    /// sign-in must give.
     pub token: Arc<Secret>,
     /// The sync engine's state, when syncing is configured.
     pub sync_store: Option<Arc<dyn SyncStore>>,

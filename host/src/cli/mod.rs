@@ -34,6 +34,7 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "COSELL_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,10 +42,13 @@ pub struct Cli {
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Plain text lines, coloured when stderr is a terminal.
     Text,
+    /// One JSON object per line, for a log collector.
     Json,
 }
 
+/// The commands of `cosell`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the host: the mapping runtime and the admin API (deploy, list, rollback, health,
@@ -83,8 +87,10 @@ pub enum Command {
     /// created, updated, skipped, refused or retried, and every conflict; filter by record,
     /// outcome, time range or conflicts only.
     Audit {
+        /// Which events to show.
         #[command(flatten)]
         filters: sync_admin::AuditArgs,
+        /// The running host to ask.
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -105,6 +111,7 @@ pub enum Command {
     Config(ConfigCommand),
 }
 
+/// The commands of `cosell config`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Check that a configuration is ready to run and say what to fix: keys and values,
@@ -112,6 +119,7 @@ pub enum ConfigCommand {
     /// Partner Center sign-in; with --online also tokens from both services, the webhook
     /// registrations and Dataverse's provisioning. Exits 1 when anything needs fixing.
     Check {
+        /// The host's TOML configuration (see cosell.example.toml).
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
         /// Also ask Partner Center and Dataverse (tokens, registrations, provisioning).
@@ -124,12 +132,14 @@ pub enum ConfigCommand {
     },
 }
 
+/// The commands of `cosell dead-letters`.
 #[derive(Debug, Subcommand)]
 pub enum DeadLettersCommand {
     /// List the dead letters of a running host (record, attempts, last error), and its parked
     /// events (record, step, version, reason: they run again when the step gets another
     /// version).
     List {
+        /// The running host to ask.
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -140,11 +150,13 @@ pub enum DeadLettersCommand {
         /// Replay every dead letter.
         #[arg(long, conflicts_with = "ids")]
         all: bool,
+        /// The running host to ask.
         #[command(flatten)]
         admin: AdminArgs,
     },
 }
 
+/// The commands of `cosell partner-center`.
 #[derive(Debug, Subcommand)]
 pub enum PartnerCenterCommand {
     /// Sign in to Partner Center as a user with a Referrals role (the OAuth device-code flow:
@@ -153,6 +165,7 @@ pub enum PartnerCenterCommand {
     /// Center refuses the kept token. With --status, show whose sign-in is kept and when it was
     /// obtained and last refreshed (never the token).
     Login {
+        /// The host's TOML configuration (see cosell.example.toml).
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
         /// Show the kept sign-in instead of signing in.
@@ -162,6 +175,7 @@ pub enum PartnerCenterCommand {
     /// Register cosell's webhook URL for referral-created, referral-updated,
     /// related-referral-created and related-referral-updated.
     RegisterWebhooks {
+        /// The host's TOML configuration (see cosell.example.toml).
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
         /// The public URL of `/webhooks/partner-center` (behind your TLS proxy).
@@ -179,12 +193,14 @@ pub enum PartnerCenterCommand {
     },
 }
 
+/// The commands of `cosell dataverse`.
 #[derive(Debug, Subcommand)]
 pub enum DataverseCommand {
     /// Make Dataverse ready for cosell inside a solution: its custom columns on opportunity, the
     /// alternate key on the referral identifier and change tracking on opportunity (only what is
     /// missing; safe to re-run).
     Provision {
+        /// The host's TOML configuration (see cosell.example.toml).
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
         /// The unique name of the solution the columns, the key and the change-tracking
@@ -199,6 +215,7 @@ pub enum DataverseCommand {
     /// Create or update the `cosell` service endpoint and its steps on opportunity Create,
     /// Update, Win and Lose, authenticated as [webhooks.dataverse] says.
     RegisterWebhook {
+        /// The host's TOML configuration (see cosell.example.toml).
         #[arg(long, short, env = "COSELL_CONFIG")]
         config: PathBuf,
         /// The public URL of `/webhooks/dataverse`.
@@ -207,6 +224,7 @@ pub enum DataverseCommand {
     },
 }
 
+/// The commands of `cosell mapping`.
 #[derive(Debug, Subcommand)]
 pub enum MappingCommand {
     /// Run a component on one record under the production limits. Prints the output JSON on
@@ -230,6 +248,7 @@ pub enum MappingCommand {
         /// written (see `cosell mapping shadow`, `promote`, `discard`).
         #[arg(long)]
         shadow: bool,
+        /// The running host to deploy to.
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -237,6 +256,7 @@ pub enum MappingCommand {
     List {
         /// Show the versions of this step instead of all steps.
         step: Option<String>,
+        /// The running host to ask.
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -248,6 +268,7 @@ pub enum MappingCommand {
         /// version that was active before the current one.
         #[arg(long)]
         to: Option<String>,
+        /// The running host to change.
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -275,6 +296,7 @@ pub enum MappingCommand {
         /// The version (full `sha256:` hash or a unique prefix).
         #[arg(value_name = "VERSION")]
         hash: String,
+        /// The running host to change.
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -285,6 +307,7 @@ pub enum MappingCommand {
         /// The version (full `sha256:` hash or a unique prefix).
         #[arg(value_name = "VERSION")]
         hash: String,
+        /// The running host to change.
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -330,8 +353,10 @@ impl AdminArgs {
 /// Directions as accepted on the command line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum DirectionArg {
+    /// Partner Center referrals to CRM opportunities.
     #[default]
     PartnerCenterToCrm,
+    /// CRM opportunities to Partner Center referrals.
     CrmToPartnerCenter,
 }
 

@@ -37,8 +37,11 @@ use std::sync::Arc;
 /// Where a deployment came from (kept with the version).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeploySource {
+    /// A component file named in the host configuration, stored at start-up.
     Config,
+    /// An upload through the admin API (the CLI, the console or a direct call).
     AdminApi,
+    /// A file dropped in the watched directory ([`watch_dir`]).
     WatchDir,
 }
 
@@ -56,17 +59,24 @@ impl DeploySource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeployStatus {
+    /// The version is now the active one.
     Activated,
+    /// The version was the active one already; nothing was validated or stored.
     AlreadyActive,
 }
 
 /// What a deploy or rollback did.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployReport {
+    /// The step deployed to or rolled back.
     pub step: String,
+    /// The version now active (`sha256:` + hex).
     pub version: String,
+    /// The version that was active before; the same as `version` when it was already active.
     pub previous: String,
+    /// Whether the active version changed.
     pub status: DeployStatus,
+    /// How the step's sample record fared on the version; absent when it was already active.
     pub sample: Option<SampleRun>,
     /// Time to get the version's machine code: a Cranelift compile, or a load from the
     /// artifact cache (see `artifact_cache`). 0 when nothing was loaded.
@@ -90,29 +100,60 @@ pub struct SampleTrial {
 /// Why a deploy or rollback did not happen. The active version is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
+    /// No pipeline has a step of that name.
     #[error("there is no step named `{0}` (see `cosell mapping list`)")]
     UnknownStep(String),
+    /// Validation refused the version (it does not load, or its sample run broke it).
     #[error("version refused for step `{step}`: {error}")]
     Invalid {
+        /// The step the version was for.
         step: String,
+        /// Why validation refused it.
         error: ValidationError,
     },
+    /// No stored version of the step matches the hash or prefix given.
     #[error("step `{step}` has no stored version matching `{version}`")]
-    UnknownVersion { step: String, version: String },
+    UnknownVersion {
+        /// The step whose versions were searched.
+        step: String,
+        /// The hash or prefix given.
+        version: String,
+    },
+    /// The prefix given matches more than one stored version of the step.
     #[error("`{version}` matches several versions of step `{step}`; give more of the hash")]
-    AmbiguousVersion { step: String, version: String },
+    AmbiguousVersion {
+        /// The step whose versions were searched.
+        step: String,
+        /// The prefix given.
+        version: String,
+    },
+    /// A rollback without a target, on a step that has never had another version active.
     #[error("step `{0}` has no earlier version to roll back to")]
     NothingToRollBackTo(String),
+    /// A config change was refused: it is malformed, or the step's sample fails with it.
     #[error("config change refused for step `{step}`: {reason}")]
-    BadConfig { step: String, reason: String },
+    BadConfig {
+        /// The step whose config was to change.
+        step: String,
+        /// Why the change was refused.
+        reason: String,
+    },
+    /// A shadow report, promote or discard asked of a step that has no shadow version.
     #[error(
         "step `{0}` has no shadow version (deploy one with `cosell mapping deploy {0} <file.wasm> --shadow`)"
     )]
     NoShadow(String),
+    /// The version given as a shadow is the step's active version.
     #[error(
         "version {version} is already the active version of step `{step}`: a shadow must be another version"
     )]
-    ShadowIsActive { step: String, version: String },
+    ShadowIsActive {
+        /// The step asked about.
+        step: String,
+        /// Its active version.
+        version: String,
+    },
+    /// The state store failed, or loading a version panicked.
     #[error("state store error: {0:#}")]
     Store(#[from] anyhow::Error),
 }

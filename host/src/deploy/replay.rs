@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub struct ReplayAnswer {
     /// `referral:<id>` or `opportunity:<id>`.
     pub record: String,
+    /// The direction of the pipeline the record ran through.
     pub direction: Direction,
     /// When the replayed run happened (RFC 3339).
     pub ran_at: String,
@@ -28,6 +29,7 @@ pub struct ReplayAnswer {
     /// What the replayed run produced (the document the engine wrote the differences of),
     /// or why it produced none.
     pub written: Option<Value>,
+    /// Why the replayed run produced no document (it failed), when it did not.
     pub written_error: Option<String>,
     /// How the replay's outcome differs from the replayed run's (a missing document compared
     /// as `{"error": …}`); absent when they are the same.
@@ -37,21 +39,28 @@ pub struct ReplayAnswer {
 /// The candidate of a replay.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplayCandidate {
+    /// The step the candidate took the place of.
     pub step: String,
+    /// The candidate's version (`sha256:` + hex).
     pub version: String,
 }
 
 /// Why a replay did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// No pipeline run is kept for the record asked for.
     #[error(
         "no pipeline run is kept for `{0}` (records are kept from their first sync after the upgrade, and pruned with the audit trail); check the id with `cosell audit --record {0}`"
     )]
     UnknownRecord(String),
+    /// The request does not fit the record, for example a `--step` that is not in its
+    /// pipeline; holds the explanation.
     #[error("{0}")]
     BadRequest(String),
+    /// The candidate component does not load; holds the reason.
     #[error("the candidate was refused: {0}")]
     Candidate(String),
+    /// The state store failed, or loading the candidate panicked.
     #[error("state store error: {0:#}")]
     Store(#[from] anyhow::Error),
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 /// What `deploy --shadow` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShadowDeployReport {
+    /// The step the shadow belongs to.
     pub step: String,
     /// The shadow version.
     pub shadow: String,
@@ -21,14 +22,18 @@ pub struct ShadowDeployReport {
     pub active: String,
     /// The previous shadow it replaced, if any.
     pub replaced: Option<String>,
+    /// How the step's sample record fared on the shadow version.
     pub sample: SampleRun,
+    /// Time to get the version's machine code, in milliseconds (see [`DeployReport::compile_ms`]).
     pub compile_ms: f64,
+    /// What the artifact cache did when the version was loaded.
     pub artifact_cache: CacheOutcome,
 }
 
 /// What `discard` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiscardReport {
+    /// The step whose shadow was discarded.
     pub step: String,
     /// The shadow version that ended.
     pub discarded: String,

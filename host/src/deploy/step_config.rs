@@ -23,8 +23,10 @@ const FROM_FILE: &str = "config-file";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigChange {
+    /// Keys to add or change, with their new values.
     #[serde(default)]
     pub set: StepConfig,
+    /// Keys to remove; each must be set.
     #[serde(default)]
     pub unset: Vec<String>,
     /// Go back to this revision's config (as a new revision); exclusive with set/unset.
@@ -34,8 +36,11 @@ pub struct ConfigChange {
 /// A step's config in force.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigState {
+    /// The step the config belongs to.
     pub step: String,
+    /// The number of the revision in force; `None` before the store numbered one.
     pub revision: Option<i64>,
+    /// The key/values the step's calls read through the `config` import.
     pub config: StepConfig,
     /// The stored revision's details (absent only before the store numbered it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,10 +50,16 @@ pub struct ConfigState {
 /// A stored revision, its config parsed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigRevisionView {
+    /// The revision's number, counting up from 1 per step.
     pub revision: i64,
+    /// The key/values of this revision.
     pub config: StepConfig,
+    /// Where it came from: `config-file` (the host configuration at start-up), `admin-api`, or
+    /// `revert-to <n>`.
     pub source: String,
+    /// Who changed it, as the CLI or the caller said.
     pub changed_by: String,
+    /// When it was stored (RFC 3339).
     pub at: String,
 }
 

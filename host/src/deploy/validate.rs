@@ -19,22 +19,31 @@ pub struct SampleRun {
     /// `ok`, or the typed error the guest returned (`rejected: …`, `skipped: …`, `failed: …`);
     /// a guest may legitimately reject or skip the generic sample.
     pub outcome: String,
+    /// What the sample call used.
     pub stats: CallStats,
 }
 
 /// Why a version was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidationError {
+    /// The version does not load: too large, not WebAssembly, refused code, does not compile,
+    /// or not for the `mapping-step` world.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The sample record made the version trap, go over a limit, return output that is not JSON,
+    /// or fail to instantiate. (A guest that rejects, skips or fails the sample passes.)
     #[error("the sample record broke it: {0}")]
     Sample(CallError),
 }
 
 /// A version that passed validation, with what validation measured.
 pub struct Validated {
+    /// The compiled component, ready to activate.
     pub component: Arc<MappingComponent>,
+    /// How the step's sample record fared on it.
     pub sample: SampleRun,
+    /// Time to load it: size and code checks, then a Cranelift compile (or a load from the
+    /// artifact cache) and the type-check.
     pub compile_time: Duration,
 }
 

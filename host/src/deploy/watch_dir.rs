@@ -38,18 +38,27 @@ pub struct DropDirectory {
 /// What happened to one dropped file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DropOutcome {
+    /// The file went live, or its version was live already.
     Deployed {
+        /// Where the file is now, in `deployed/`.
         file: PathBuf,
+        /// The version it holds, now the active version of its step.
         version: String,
     },
+    /// The file was refused (it is too large or not the host user's, or the deploy was
+    /// refused); a `.reason.txt` beside it says why.
     Rejected {
+        /// Where the file is now, in `rejected/`.
         file: PathBuf,
+        /// Why it was refused, as written to its `.reason.txt`.
         reason: String,
     },
     /// The file could not be handled (read, moved) and was left where it is; it is tried
     /// again once it has looked the same on two more scans.
     Failed {
+        /// The file, where it was dropped.
         file: PathBuf,
+        /// What went wrong.
         reason: String,
     },
 }

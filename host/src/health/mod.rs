@@ -39,6 +39,7 @@ pub fn poller_stale_after(interval: Duration) -> Duration {
 /// The answer of `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Readiness {
+    /// Whether the host is ready: `/readyz` answers 200 when it is, 503 when not.
     pub ready: bool,
     /// Why not, one line each, naming the part and what to look at; empty when ready.
     pub reasons: Vec<String>,

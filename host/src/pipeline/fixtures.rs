@@ -60,12 +60,16 @@ pub struct FixtureCase {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseContext {
+    /// The event the step is told triggered the call; `test` when not given.
     #[serde(default = "default_name")]
     pub event: String,
+    /// The tenant the step is told the record belongs to; `test` when not given.
     #[serde(default = "default_name")]
     pub tenant: String,
+    /// The call's timestamp; [`DEFAULT_TIMESTAMP`] when not given.
     #[serde(default = "default_timestamp")]
     pub timestamp: DateTime<Utc>,
+    /// The direction to run the case in; `None` leaves it to the command line or the project.
     #[serde(default)]
     pub direction: Option<Direction>,
 }
@@ -104,7 +108,9 @@ pub enum Expected {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedError {
+    /// Whether the step rejects, skips or fails the record.
     pub kind: ErrorKind,
+    /// The exact message the step gives.
     pub message: String,
 }
 
@@ -112,8 +118,11 @@ pub struct ExpectedError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorKind {
+    /// The record is bad: `reject`.
     Reject,
+    /// The record is deliberately not synced: `skip`.
     Skip,
+    /// A transient failure: `fail`.
     Fail,
 }
 

@@ -36,25 +36,36 @@ pub const SHADOW_CALLS: usize = 1;
 /// One record to run through a pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineInput {
+    /// The event that triggered the sync, e.g. `referral-created` or `reconcile`.
     pub event: String,
+    /// The tenant (partner organisation) the record belongs to.
     pub tenant: String,
+    /// The time of the run: every step gets it as its call's timestamp.
     pub timestamp: DateTime<Utc>,
+    /// The record as JSON text, the first step's input.
     pub document: String,
+    /// The counterpart as it exists now on the destination side, as JSON text, given to every
+    /// step; `None` when there is none yet.
     pub current: Option<String>,
 }
 
 /// What one step did to a record.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRun {
+    /// The step's configured name.
     pub step: String,
+    /// The version that ran (`sha256:` + hex).
     pub version: String,
+    /// What the call used.
     pub stats: CallStats,
 }
 
 /// The result of a pipeline run: the final document and the steps it went through.
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineOutput {
+    /// The last step's output, as JSON text.
     pub document: String,
+    /// The steps the record went through, in order.
     pub steps: Vec<StepRun>,
 }
 
@@ -62,9 +73,11 @@ pub struct PipelineOutput {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("step {position} of the {direction} pipeline: {error}")]
 pub struct PipelineError {
+    /// The direction of the pipeline that stopped.
     pub direction: Direction,
     /// 1-based position of the failing step.
     pub position: usize,
+    /// Why the failing step produced no output.
     pub error: CallError,
     /// The steps that ran before it.
     pub completed: Vec<StepRun>,

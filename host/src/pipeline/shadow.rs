@@ -20,6 +20,7 @@ pub const MAX_EXAMPLES: usize = 10;
 
 /// A step's shadow version and what it did so far on this replica.
 pub struct Shadow {
+    /// The shadow version's compiled component.
     pub component: Arc<MappingComponent>,
     report: Mutex<ShadowReport>,
 }
@@ -61,16 +62,22 @@ pub struct DifferenceExample {
 /// One record the shadow failed on.
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureExample {
+    /// `referral:<id>` or `opportunity:<id>`.
     pub record: String,
+    /// Why the shadow produced no output.
     pub error: String,
 }
 
 /// How one shadow call compared with the active version's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShadowOutcome {
+    /// The same output, or the same kind of error, as the active version.
     Identical,
+    /// A different output from the active version's, or an output where it refused the record.
     Different,
+    /// An error where the active version had output, or an error of another kind than its.
     Failed,
+    /// Not run: another shadow call was running, or every call slot was busy.
     Skipped,
 }
 

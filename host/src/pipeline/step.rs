@@ -11,9 +11,13 @@ use std::sync::Arc;
 /// step's effective limits (`[limits]` with the step's own `limits` over them).
 #[derive(Debug, Clone)]
 pub struct StepIdentity {
+    /// The step's configured name, e.g. `referral-to-opportunity`.
     pub name: Arc<str>,
+    /// The pipeline the step belongs to.
     pub direction: Direction,
+    /// The operator's key/values, read through the `config` import.
     pub config: Arc<StepConfig>,
+    /// The limits every call of the step runs under.
     pub limits: Arc<Limits>,
 }
 
@@ -25,7 +29,9 @@ struct RevisedConfig {
 
 /// A configured step of a pipeline.
 pub struct PipelineStep {
+    /// The step's configured name, e.g. `referral-to-opportunity`.
     pub name: Arc<str>,
+    /// The pipeline the step belongs to.
     pub direction: Direction,
     /// The operator config and its stored revision, swapped like the version
     /// ([`PipelineStep::set_config`]).

@@ -19,29 +19,46 @@ use wasmtime::{Engine, Store, Trap};
 /// Everything one call needs besides the component.
 #[derive(Debug, Clone)]
 pub struct MappingCall<'a> {
+    /// The configured name of the step, given to the guest and used to tag its log lines.
     pub mapping_name: Arc<str>,
+    /// Which way the record is travelling.
     pub direction: Direction,
+    /// The event that triggered the sync, e.g. `referral-created` or `reconcile`.
     pub event: &'a str,
+    /// The tenant (partner organisation) the record belongs to.
     pub tenant: &'a str,
+    /// The time of the call. The guest sees it in its context and as its frozen wall clock, so
+    /// a re-run of the same record gives the same output.
     pub timestamp: DateTime<Utc>,
+    /// The input document, as JSON text.
     pub input: &'a str,
+    /// The counterpart record as it exists now on the destination side, as JSON text; `None`
+    /// when there is none yet.
     pub current: Option<&'a str>,
+    /// The operator's key/values for this step, read by the guest through the `config` import.
     pub config: Arc<StepConfig>,
 }
 
 /// What a call used, for `cosell mapping test`, metrics and benchmarks.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CallStats {
+    /// Fuel the call burned, out of [`Limits::fuel`].
     pub fuel_used: u64,
+    /// The most linear memory the instance held at once, in bytes.
     pub peak_memory_bytes: usize,
+    /// Wall-clock time of the whole call, instantiation included.
     pub duration: Duration,
 }
 
 /// The outcome of a call: the output document or the error, plus what it used and logged.
 #[derive(Debug)]
 pub struct CallReport {
+    /// The output document as JSON text, or why there is none.
     pub result: Result<String, CallError>,
+    /// What the call used, filled in whether it succeeded or not.
     pub stats: CallStats,
+    /// Every line the guest logged: the `log` import's lines in order, then stdout's, then
+    /// stderr's.
     pub logs: Vec<GuestLogLine>,
 }
 
@@ -49,8 +66,11 @@ pub struct CallReport {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("mapping `{mapping}` version {version}: {kind}")]
 pub struct CallError {
+    /// The configured name of the step that ran.
     pub mapping: Arc<str>,
+    /// The content hash of the component version that ran (`sha256:` + hex).
     pub version: Arc<str>,
+    /// Why the call produced no output.
     pub kind: CallErrorKind,
 }
 
@@ -68,7 +88,12 @@ pub enum CallErrorKind {
     Failed(String),
     /// The call ran into one of its limits.
     #[error("exceeded its {limit}: {detail} (raise {key} if this record is legitimate)", key = limit.config_key())]
-    LimitExceeded { limit: Limit, detail: String },
+    LimitExceeded {
+        /// The limit the call ran into.
+        limit: Limit,
+        /// What went over it, with the figures (for example the output's size and the cap).
+        detail: String,
+    },
     /// The guest crashed (a panic, `unreachable`, an out-of-bounds access, a forbidden call).
     #[error("trapped: {0}")]
     Trapped(String),

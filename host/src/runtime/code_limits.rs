@@ -17,10 +17,20 @@ use wasmparser::{Parser, Payload};
 pub enum CodeLimitError {
     /// More function bodies than [`Limits::max_functions`].
     #[error("it defines more than {cap} functions (raise {key})", key = Limit::FunctionCount.config_key())]
-    TooManyFunctions { cap: u64 },
+    TooManyFunctions {
+        /// The [`Limits::max_functions`] in force.
+        cap: u64,
+    },
     /// A function body larger than [`Limits::max_function_bytes`].
     #[error("function {index} of one of its modules is {size} bytes of code, over {cap} bytes (raise {key})", key = Limit::FunctionSize.config_key())]
-    FunctionTooLarge { index: u32, size: usize, cap: u64 },
+    FunctionTooLarge {
+        /// Index of the body within its core module.
+        index: u32,
+        /// Size of the body, in bytes of WebAssembly code.
+        size: usize,
+        /// The [`Limits::max_function_bytes`] in force.
+        cap: u64,
+    },
 }
 
 /// Checks the function count and body sizes of `component_bytes` (a component, or a core

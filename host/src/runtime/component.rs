@@ -22,18 +22,30 @@ use wasmtime::component::{Component, Linker};
 /// Why uploaded bytes cannot become a mapping component.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The file is over [`Limits::max_component_bytes`].
     #[error("the file is {size} bytes, over the {limit} of {cap} bytes (raise {key})", limit = Limit::ComponentSize, key = Limit::ComponentSize.config_key())]
-    TooLarge { size: usize, cap: u64 },
+    TooLarge {
+        /// Size of the file, in bytes.
+        size: usize,
+        /// The [`Limits::max_component_bytes`] in force.
+        cap: u64,
+    },
+    /// The bytes do not start with the WebAssembly magic number.
     #[error("not a WebAssembly file: it does not start with the `\\0asm` magic number")]
     NotWasm,
+    /// The component has too many functions, or too large a one, to be compiled safely.
     #[error("the component is refused before compiling: {0}")]
     Code(#[from] CodeLimitError),
+    /// A core module that is not valid, or that `wit-component` could not turn into a
+    /// component; holds the reason.
     #[error(
         "this core module could not be encoded as a component ({0}); build it with wit-bindgen against wit/mapping.wit, or pass a component"
     )]
     Encode(String),
+    /// Cranelift (or the artifact cache) refused the component; holds its error.
     #[error("the component does not compile: {0}")]
     Compile(String),
+    /// The component is for another world, or imports something the host does not offer.
     #[error(
         "the component does not implement the cosell:mapping/mapping-step world: {0}. Build it against wit/mapping.wit (package cosell:mapping@0.1.0)"
     )]

@@ -40,8 +40,12 @@ pub struct CallState {
 
 /// Inputs the sandbox needs to make a call's state.
 pub struct SandboxSpec<'a> {
+    /// Cap on the linear memory of the call, in bytes
+    /// ([`Limits::memory_bytes`](super::limits::Limits::memory_bytes)).
     pub memory_cap: u64,
+    /// The call's log, which also receives what WASI stdout and stderr capture.
     pub log: GuestLog,
+    /// The operator's key/values for the step, served by the `config` import.
     pub config: Arc<StepConfig>,
     /// Seconds and nanoseconds since the Unix epoch of the context timestamp.
     pub frozen_time: Duration,

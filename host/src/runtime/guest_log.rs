@@ -14,10 +14,17 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestLevel {
+    /// Fine detail for the mapping's author; logged at `TRACE`.
     Trace,
+    /// Detail for the mapping's author; logged at `DEBUG`.
     Debug,
+    /// Normal progress; logged at `INFO`. Lines the guest wrote to stdout get this level.
     Info,
+    /// Something the step noticed but coped with; logged at `WARN`. Lines the guest wrote to
+    /// stderr get this level.
     Warn,
+    /// A failure; logged at `ERROR`. A trap quotes the last such line, which is where a panic
+    /// hook puts its message.
     Error,
 }
 
@@ -36,8 +43,12 @@ pub enum GuestStream {
 /// One line a guest logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GuestLogLine {
+    /// Severity: the guest's choice for the `log` import, [`GuestLevel::Info`] for stdout and
+    /// [`GuestLevel::Warn`] for stderr.
     pub level: GuestLevel,
+    /// Where the line came from.
     pub stream: GuestStream,
+    /// The text of the line. stdout and stderr are split at newlines, one line each.
     pub message: String,
 }
 

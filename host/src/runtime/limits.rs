@@ -107,14 +107,23 @@ impl Limits {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsOverride {
+    /// Replaces [`Limits::fuel`] for this step.
     pub fuel: Option<u64>,
+    /// Replaces [`Limits::timeout_ms`] for this step.
     pub timeout_ms: Option<u64>,
+    /// Replaces [`Limits::memory_bytes`] for this step.
     pub memory_bytes: Option<u64>,
+    /// Replaces [`Limits::max_input_bytes`] for this step.
     pub max_input_bytes: Option<u64>,
+    /// Replaces [`Limits::max_output_bytes`] for this step.
     pub max_output_bytes: Option<u64>,
+    /// Replaces [`Limits::max_log_bytes`] for this step.
     pub max_log_bytes: Option<u64>,
+    /// Replaces [`Limits::max_component_bytes`] for this step.
     pub max_component_bytes: Option<u64>,
+    /// Replaces [`Limits::max_functions`] for this step.
     pub max_functions: Option<u64>,
+    /// Replaces [`Limits::max_function_bytes`] for this step.
     pub max_function_bytes: Option<u64>,
 }
 
@@ -139,13 +148,22 @@ impl LimitsOverride {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Limit {
+    /// The call used all of its [`Limits::fuel`].
     Fuel,
+    /// The call ran past [`Limits::timeout_ms`] of wall-clock time.
     Timeout,
+    /// The instance's memories needed more than [`Limits::memory_bytes`] together.
     Memory,
+    /// The guest's wasm call stack overflowed (512 KiB, fixed), usually runaway recursion.
     Stack,
+    /// The input document or the current counterpart was over [`Limits::max_input_bytes`].
     InputSize,
+    /// The output document was over [`Limits::max_output_bytes`].
     OutputSize,
+    /// The guest logged more than [`Limits::max_log_bytes`] (log import, stdout and stderr
+    /// together).
     LogSize,
+    /// The `.wasm` file was over [`Limits::max_component_bytes`] (refused at deploy).
     ComponentSize,
     /// More core instances, memories or tables than [`MAX_CORE_INSTANCES`], [`MAX_MEMORIES`]
     /// and [`MAX_TABLES`] allow. Deterministic: the same component always hits it.

@@ -25,8 +25,11 @@ use std::collections::BTreeMap;
 /// The languages a project can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
+    /// Rust, built for `wasm32-unknown-unknown`; the vendored SDK crate has the document types.
     Rust,
+    /// Python, built into a component with componentize-py.
     Python,
+    /// JavaScript, built into a component with componentize-js.
     Js,
 }
 
@@ -46,15 +49,20 @@ impl Lang {
 pub struct Request {
     /// kebab-case, `[a-z][a-z0-9-]*` (see [`check_name`]).
     pub name: String,
+    /// The language the step is written in.
     pub lang: Lang,
+    /// The direction the step maps.
     pub direction: Direction,
+    /// Start from the default mapping (`--from-default`) instead of a small example.
     pub from_default: bool,
 }
 
 /// A project's files, by path relative to its directory, and notes for the user.
 #[derive(Debug, Default)]
 pub struct Project {
+    /// The files' contents, by path relative to the project's directory.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// What the user should know about the project, e.g. a part this build could not write.
     pub notes: Vec<String>,
 }
 

@@ -33,8 +33,11 @@ pub use crate::store::sign_in::REFRESH_TOKEN_CREDENTIAL;
 
 /// The running sync engine.
 pub struct SyncParts {
+    /// Where the webhook listener listens.
     pub webhook_addr: SocketAddr,
+    /// Wakes the sync workers when an event is queued.
     pub wakeup: Wakeup,
+    /// Where the sync engine keeps its state (the queue, the audit trail and the rest).
     pub store: Arc<dyn SyncStore>,
     /// The Dataverse lookups the workers share (their customer locks are pruned).
     pub lookups: Arc<crate::sinks::dataverse::lookups::Lookups>,

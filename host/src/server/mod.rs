@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 pub struct RunningHost {
     /// Where the admin API listens (useful when the config asked for port 0).
     pub admin_addr: SocketAddr,
+    /// Deploys, rolls back and lists the step versions of this host.
     pub deployer: Arc<Deployer>,
     /// Where the webhooks listen, when syncing is configured.
     pub webhook_addr: Option<SocketAddr>,

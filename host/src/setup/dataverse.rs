@@ -171,6 +171,8 @@ fn authvalue(kind: DataverseAuthKind, name: &str, value: &str) -> String {
     }
 }
 
+/// The id (`id_column`) of the first row of the entity set `set` that matches the OData
+/// `filter`, or `None` when no row does.
 pub async fn find_one(
     dv: &DataverseClient,
     set: &str,

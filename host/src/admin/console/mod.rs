@@ -43,7 +43,9 @@ use std::sync::Arc;
 /// What the console's handlers share besides [`AdminState`].
 pub struct Console {
     pub(crate) admin: AdminState,
+    /// The signed-in browsers of this replica.
     pub sessions: session::Sessions,
+    /// The last hour of readings behind the overview's charts.
     pub history: history::History,
 }
 

@@ -29,7 +29,9 @@ const MAX_SESSIONS: usize = 256;
 /// How the console's sessions are kept (from `[admin]`).
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings {
+    /// How long a session lasts without a request (`[admin] session_idle_secs`).
     pub idle: Duration,
+    /// How long a session lasts after sign-in, however busy (`[admin] session_max_secs`).
     pub max: Duration,
     /// Add `Secure` to the cookie (the listener is behind TLS).
     pub secure: bool,
@@ -66,6 +68,7 @@ fn hash(cookie: &str) -> [u8; 32] {
 }
 
 impl Sessions {
+    /// An empty table of sessions kept as `settings` say.
     pub fn new(settings: SessionSettings) -> Self {
         Self {
             settings,

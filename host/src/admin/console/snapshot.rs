@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 /// One sample: the full name (with `_total`, `_bucket`… as exposed) and its labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// The metric's name as exposed, e.g. `cosell_sync_events_total`.
     pub name: String,
+    /// The sample's labels, by name; empty when it has none.
     pub labels: BTreeMap<String, String>,
+    /// The sample's value; `+Inf` and `-Inf` are read as infinities.
     pub value: f64,
 }
 
