@@ -12,7 +12,7 @@
 
 // The public surface is what the binary, the tests and the benchmarks use: an item `pub` in a
 // private module must say so (`pub(crate)`), and every public item is documented.
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
 pub mod cli;
