@@ -166,13 +166,15 @@ pub(crate) async fn send<S: Service>(
             .map_err(Failure::Token)?;
         let slot = service.slot().await;
         let request = service.request(&token, &request_id);
+        // "Partner Center request" / "Dataverse request": what operators (and tests) search
+        // the log for, one line per attempt.
         tracing::debug!(
-            service = S::NAME,
             method = %plan.method,
             url = plan.url,
             request_id,
             attempt,
-            "request"
+            "{} request",
+            S::NAME
         );
         let exchange = service.telemetry().start(plan.operation);
         let spent = attempt >= plan.max_retries;
@@ -258,11 +260,11 @@ pub(crate) async fn send<S: Service>(
         };
         attempt += 1;
         tracing::debug!(
-            service = S::NAME,
             request_id,
             attempt,
             wait_ms = wait.as_millis() as u64,
-            "retrying a request"
+            "retrying a {} request",
+            S::NAME
         );
         tokio::time::sleep(wait).await;
     }

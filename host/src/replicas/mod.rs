@@ -5,7 +5,7 @@
 //!
 //! - [`Alone`] (SQLite: one host per state file): always the leader; deployments only ever
 //!   happen in this process, so there is nothing to follow.
-//! - [`postgres::PgReplicaSet`] (PostgreSQL): the leader is whoever holds a session advisory
+//! - [`crate::store::postgres::PgReplicaSet`] (PostgreSQL): the leader is whoever holds a session advisory
 //!   lock on a dedicated connection; the others try again every 2 s, so when the leader dies
 //!   (its session ends and the server releases the lock) another takes over within seconds.
 //!   Each replica also listens for the activations the store announces (`NOTIFY`) and loads

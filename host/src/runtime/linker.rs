@@ -1,7 +1,7 @@
 //! The component linker every mapping step is type-checked and instantiated against.
 //!
 //! It offers the `cosell:mapping` imports and, for components whose toolchain imports them,
-//! the WASI 0.2 interfaces, restricted as described in [`super::sandbox`].
+//! the WASI 0.2 interfaces, restricted as described in [`super::guest_env`].
 
 use super::bindings::MappingStep;
 use super::guest_env::CallState;

@@ -52,9 +52,18 @@ impl ReferralSink {
         Self { client }
     }
 
-    /// The Partner Center client it writes through.
-    pub fn client(&self) -> &PartnerCenterClient {
-        &self.client
+    /// The referral `id` as Partner Center has it now, with its eTag.
+    pub async fn read(&self, id: &str) -> Result<Referral> {
+        self.client.get_referral(id).await
+    }
+
+    /// Whether Partner Center answers: one referral listed (any answer, even a refusal, is
+    /// an answer; only a failure to get one is an error).
+    pub async fn probe(&self) -> Result<()> {
+        self.client
+            .list_referrals_while(None, None, Some(1), |_| false)
+            .await
+            .map(drop)
     }
 
     /// The partner's referral created for `opportunity_id` since `since_ms` (the intent's

@@ -108,18 +108,8 @@ impl SyncEngine {
     /// Whether `service` answers: one cheap read (any answer, even a refusal, is one).
     pub(crate) async fn probe(&self, service: Side) -> Result<(), SyncError> {
         match service {
-            Side::PartnerCenter => {
-                let client = self.referrals.client();
-                client
-                    .list_referrals_while(None, None, Some(1), |_| false)
-                    .await?;
-            }
-            Side::Dataverse => {
-                let client = self.opportunities.client();
-                client
-                    .query("opportunities", "$select=opportunityid&$top=1")
-                    .await?;
-            }
+            Side::PartnerCenter => self.referrals.probe().await?,
+            Side::Dataverse => self.opportunities.probe().await?,
         }
         Ok(())
     }

@@ -37,7 +37,7 @@ fn is_guid(text: &str) -> bool {
 impl SyncEngine {
     pub(super) async fn referral_changed(&self, event: &QueuedEvent) -> Result<Done, SyncError> {
         let id = event.record_id.as_str();
-        let referral = match self.referrals.client().get_referral(id).await {
+        let referral = match self.referrals.read(id).await {
             Ok(r) => r,
             // An event can arrive before its referral is readable. A referral cosell has never
             // seen is retried (and dead-lettered if it never appears); one it has linked
@@ -155,20 +155,12 @@ impl SyncEngine {
             // An opportunity created from this referral by a run that stopped before it saved
             // the link carries the referral id: adopt it instead of creating a second one.
             let column = self.config.column("referralidentifier");
-            let rows = self
+            let found = self
                 .opportunities
-                .client()
-                .query(
-                    "opportunities",
-                    &format!(
-                        "$select=opportunityid&$filter={column} eq {}",
-                        crate::connections::odata::literal(referral_id)
-                    ),
-                )
+                .find_by_referral_id(&column, referral_id)
                 .await?;
-            let found = rows.first().and_then(|r| r["opportunityid"].as_str());
             return Ok(Link {
-                opportunity_id: found.map(str::to_owned),
+                opportunity_id: found,
                 ..fresh
             });
         };

@@ -62,7 +62,7 @@ impl SyncEngine {
         }
         for _ in 0..PRECONDITION_ROUNDS {
             let mut current = match &link.referral_id {
-                Some(rid) => match self.referrals.client().get_referral(rid).await {
+                Some(rid) => match self.referrals.read(rid).await {
                     Ok(r) => Some(r),
                     // Retried, then dead-lettered: a referral cosell just created can be
                     // unreadable for a moment (reads can lag writes), so a 404 is not yet proof

@@ -359,7 +359,7 @@ impl Service for Attempts<'_> {
         tracing::debug!(
             request_id,
             correlation_id = self.correlation_id,
-            "Partner Center request"
+            "the Partner Center request's correlation id"
         );
         request
     }

@@ -14,6 +14,7 @@ mod customer_lock_races;
 
 use crate::connections::dataverse::actions::Closing;
 use crate::connections::dataverse::{DataverseClient, DataverseError, Row};
+use crate::connections::odata::literal;
 use crate::sinks::SinkError;
 use lookups::Lookups;
 use serde_json::{Map, Value};
@@ -69,9 +70,36 @@ impl OpportunitySink {
         }
     }
 
-    /// The Dataverse client it writes through.
-    pub fn client(&self) -> &DataverseClient {
-        &self.client
+    /// The id of an opportunity whose `column` (cosell's Referral Identifier) holds
+    /// `referral_id`, if one does: an opportunity a run created for that referral and stopped
+    /// before it could link.
+    pub async fn find_by_referral_id(
+        &self,
+        column: &str,
+        referral_id: &str,
+    ) -> Result<Option<String>, SinkError> {
+        let rows = self
+            .client
+            .query(
+                "opportunities",
+                &format!(
+                    "$select=opportunityid&$filter={column} eq {}",
+                    literal(referral_id)
+                ),
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r["opportunityid"].as_str())
+            .map(str::to_owned))
+    }
+
+    /// Whether Dataverse answers: one opportunity read.
+    pub async fn probe(&self) -> Result<(), SinkError> {
+        self.client
+            .query("opportunities", "$select=opportunityid&$top=1")
+            .await?;
+        Ok(())
     }
 
     /// The lookups it resolves with, shared (for pruning their customer locks).

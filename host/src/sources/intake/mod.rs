@@ -4,7 +4,7 @@
 //! Webhook deliveries go through [`writer`]: one thread stores every event waiting in one
 //! transaction (group commit), so a storm of deliveries costs one flush to disk per batch
 //! rather than one per delivery, and each delivery is answered only once its batch is
-//! committed. The pollers store their events one at a time with [`Intake::accept`].
+//! committed. The pollers store their events one at a time with [`Intake::accept_alone`].
 
 mod writer;
 
