@@ -249,11 +249,7 @@ pub(crate) async fn send<S: Service>(
                 }
                 refreshed = true;
                 rejected = Some(token);
-                tracing::debug!(
-                    service = S::NAME,
-                    request_id,
-                    "answered 401; fetching a new token"
-                );
+                tracing::debug!(request_id, "{} answered 401; fetching a new token", S::NAME);
                 continue 'call;
             }
             retry_after.unwrap_or_else(|| retry::backoff(attempt))
