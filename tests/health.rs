@@ -248,7 +248,7 @@ async fn a_host_that_does_not_sync_is_ready_once_its_store_takes_a_write() {
         .unwrap()
         .host
         .replica_id();
-    let written = cosell::store::SyncStore::cursor(
+    let written = cosell::store::CursorStore::cursor(
         &store,
         &cosell::health::store_check::cursor_name(&replica),
     )

@@ -7,6 +7,7 @@
 
 mod support;
 
+use cosell::store::prelude::*;
 use support::commands_env::CommandsEnv;
 
 use cosell::connections::partner_center::PartnerCenterClient;

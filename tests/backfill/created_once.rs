@@ -5,7 +5,7 @@
 //! account and contact is created once.
 
 use super::*;
-use cosell::store::SyncStore;
+use cosell::store::prelude::*;
 use cosell::sync::backfill::ClosedReferrals;
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::dataverse::ServiceProtectionLimits;

@@ -7,7 +7,7 @@
 //! `$batch`es after one refused request.
 
 use super::*;
-use cosell::store::SyncStore;
+use cosell::store::prelude::*;
 use std::collections::BTreeSet;
 
 /// Counts the Dataverse requests a client sends, by operation.

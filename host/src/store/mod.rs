@@ -41,8 +41,9 @@ pub use off_runtime::off_runtime;
 pub use open::{StateStore, open};
 pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync_store::{
-    AUDIT_OUTCOMES, AuditEntry, DeadLetter, Enqueued, LastRun, Link, NewEvent, ParkedEvent,
-    QueueCounts, QueuedEvent, RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore,
+    AUDIT_OUTCOMES, AuditEntry, AuditStore, CursorStore, DeadLetter, Enqueued, LastRun, Link,
+    LinkStore, NewEvent, ParkedEvent, QueueCounts, QueueStore, QueuedEvent, RECONCILE_ORIGIN,
+    REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore, prelude,
 };
 pub use wakeup::Wakeup;
 

@@ -137,11 +137,6 @@ impl PgStore {
         Ok(store)
     }
 
-    /// The customer locks every replica on this database shares.
-    pub(super) fn customer_locks(&self) -> Arc<PgCustomerLocks> {
-        self.customer_locks.clone()
-    }
-
     /// From now on claims are made as `replica_id`, proven alive by its liveness lock
     /// (see [`liveness`]); refused when a live session holds that id's lock already.
     pub(super) fn join_as(&self, replica_id: &str) -> Result<()> {
@@ -221,5 +216,12 @@ impl PgStore {
                 Ok(rows.iter().map(|row| row.get(0)).collect())
             })
         })
+    }
+}
+
+/// The queue, links, cursors and audit trail (each implemented beside its SQL); every replica on this database shares the customer locks.
+impl crate::store::SyncStore for PgStore {
+    fn customer_locks(&self) -> Arc<dyn crate::store::CustomerLocks> {
+        self.customer_locks.clone()
     }
 }

@@ -37,12 +37,14 @@
 //! - **Credentials** are written under the row's lock (`SELECT … FOR UPDATE`), so the rotated
 //!   single-use refresh token and the sign-in record about it move together for every replica.
 
+mod audit;
+mod cursors;
 mod customer_locks;
 mod deployments;
 mod driver;
+mod links;
 mod liveness;
 mod queue;
-mod records;
 mod replica_set;
 mod schema;
 mod shadows;

@@ -6,7 +6,7 @@ use super::{CLAIM_LOCK, PgStore, ms_to_text, side_of};
 use crate::store::now;
 use crate::store::queue_list::{ORDER, QueueEntry, QueueFilter};
 use crate::store::sync_store::{
-    AuditEntry, DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
+    AuditEntry, DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueueStore, QueuedEvent,
     RECONCILE_ORIGIN, REPLAY_ORIGIN,
 };
 use anyhow::{Context as _, Result};
@@ -171,10 +171,10 @@ async fn enqueue_in(
     })
 }
 
-impl PgStore {
+impl QueueStore for PgStore {
     /// Group commit: the events in order, in one transaction, committed before this returns
     /// (and so before any delivery is acknowledged).
-    pub(super) fn queue_enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>> {
+    fn enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>> {
         let events = events.to_vec();
         let count = events.len();
         self.with(move |c| {
@@ -209,7 +209,7 @@ impl PgStore {
         })
     }
 
-    pub(super) fn queue_claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
+    fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
         let (claimer, queries) = match self.claimer() {
             // Without its liveness lock, the other replicas would take back at once whatever
             // this one claimed: it waits until the lock is back.
@@ -272,14 +272,14 @@ impl PgStore {
     }
 
     /// Removes processed event `id`, writing `audit` in the same transaction if given.
-    pub(super) fn queue_complete(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
+    fn complete_with_audit(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
         let audit = audit.cloned();
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
                 if let Some(e) = &audit {
                     tx.execute(
-                        super::records::AUDIT_INSERT,
+                        super::audit::AUDIT_INSERT,
                         &[&e.at, &e.record, &e.direction, &e.outcome, &e.detail],
                     )
                     .await?;
@@ -294,38 +294,7 @@ impl PgStore {
         .context("removing a processed event")
     }
 
-    /// Makes running event `id` wait until `at_ms`, giving back `refund` of its attempts, under
-    /// `lock_key` if given (else its own).
-    pub(super) fn queue_back_to_pending(
-        &self,
-        id: i64,
-        error: &str,
-        at_ms: i64,
-        refund: i32,
-        lock_key: Option<&str>,
-    ) -> Result<()> {
-        let error = error.to_owned();
-        let lock_key = lock_key.map(str::to_owned);
-        self.with(move |c| {
-            Box::pin(async move {
-                let tx = c.transaction().await?;
-                lock_record_of(&tx, id).await?;
-                fold_covered(&tx, id).await?;
-                tx.execute(
-                    "UPDATE sync_events SET state = 'pending', available_at = $2,
-                            last_error = $3, lease_until = NULL,
-                            attempts = GREATEST(attempts - $4, 0),
-                            lock_key = COALESCE($5, lock_key), claimed_by = NULL
-                     WHERE id = $1",
-                    &[&id, &at_ms, &error, &refund, &lock_key],
-                )
-                .await?;
-                Ok(tx.commit().await?)
-            })
-        })
-    }
-
-    pub(super) fn queue_park(&self, id: i64, step: &str, version: &str, error: &str) -> Result<()> {
+    fn park(&self, id: i64, step: &str, version: &str, error: &str) -> Result<()> {
         let (s, v, error) = (step.to_owned(), version.to_owned(), error.to_owned());
         self.with(move |c| {
             Box::pin(async move {
@@ -347,29 +316,7 @@ impl PgStore {
         .with_context(|| format!("parking an event that failed on {step} {version}"))
     }
 
-    pub(super) fn queue_requeue_parked(&self, step: Option<(&str, &str)>) -> Result<u64> {
-        let step = step.map(|(s, v)| (s.to_owned(), v.to_owned()));
-        self.with(move |c| {
-            Box::pin(async move {
-                Ok(match step {
-                    Some((step, active)) => {
-                        c.execute(
-                            &requeue_sql("parked", "AND parked_step = $3 AND parked_version != $4"),
-                            &[&now_ms(), &now(), &step, &active],
-                        )
-                        .await?
-                    }
-                    None => {
-                        c.execute(&requeue_sql("parked", ""), &[&now_ms(), &now()])
-                            .await?
-                    }
-                })
-            })
-        })
-        .context("queueing parked events again")
-    }
-
-    pub(super) fn queue_parked(&self, limit: usize) -> Result<Vec<ParkedEvent>> {
+    fn parked(&self, limit: usize) -> Result<Vec<ParkedEvent>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| {
             Box::pin(async move {
@@ -403,7 +350,7 @@ impl PgStore {
         .context("listing parked events")
     }
 
-    pub(super) fn queue_dead_letter(&self, id: i64, error: &str) -> Result<()> {
+    fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
         let error = error.to_owned();
         self.with(move |c| {
             Box::pin(async move {
@@ -426,7 +373,7 @@ impl PgStore {
     /// Only events whose lease ran out: the others may belong to a replica that is alive
     /// (one whose lock is missing may be taking it back after a restart of the server; the
     /// claims of judging replicas take back the events of the dead).
-    pub(super) fn queue_requeue_running(&self) -> Result<u64> {
+    fn requeue_running(&self) -> Result<u64> {
         self.with(move |c| {
             Box::pin(async move {
                 Ok(c.execute(
@@ -444,7 +391,7 @@ impl PgStore {
         .context("re-queueing events a stopped host left running")
     }
 
-    pub(super) fn queue_next_ready_at(&self) -> Result<Option<i64>> {
+    fn next_ready_at(&self) -> Result<Option<i64>> {
         self.with(move |c| {
             Box::pin(async move {
                 Ok(c.query_one(
@@ -461,7 +408,7 @@ impl PgStore {
         .context("reading the queue")
     }
 
-    pub(super) fn queue_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| {
             Box::pin(async move {
@@ -493,7 +440,7 @@ impl PgStore {
         .context("listing dead letters")
     }
 
-    pub(super) fn queue_replay(&self, ids: Option<&[i64]>) -> Result<u64> {
+    fn replay_dead_letters(&self, ids: Option<&[i64]>) -> Result<u64> {
         let ids = ids.map(<[i64]>::to_vec);
         self.with(move |c| {
             Box::pin(async move {
@@ -515,7 +462,7 @@ impl PgStore {
     }
 
     /// MVCC, as the counts: the listing never waits for a writer.
-    pub(super) fn queue_list(&self, filter: QueueFilter, limit: usize) -> Result<Vec<QueueEntry>> {
+    fn queued_events(&self, filter: QueueFilter, limit: usize) -> Result<Vec<QueueEntry>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| {
             Box::pin(async move {
@@ -553,7 +500,7 @@ impl PgStore {
     }
 
     /// MVCC: the count reads the last commit and never waits for a writer.
-    pub(super) fn queue_counts(&self) -> Result<QueueCounts> {
+    fn queue_counts(&self) -> Result<QueueCounts> {
         self.with(move |c| {
             Box::pin(async move {
                 let rows = c
@@ -586,5 +533,103 @@ impl PgStore {
             })
         })
         .context("counting the queue")
+    }
+
+    fn enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
+        let mut stored = self.enqueue_batch(std::slice::from_ref(event))?;
+        Ok(stored.pop().expect("one result per event"))
+    }
+
+    fn claim_as(&self, replica_id: &str) -> Result<()> {
+        self.join_as(replica_id)
+            .with_context(|| format!("proving replica `{replica_id}` alive to the others"))
+    }
+
+    fn complete(&self, id: i64) -> Result<()> {
+        self.complete_with_audit(id, None)
+    }
+
+    fn retry_later(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()> {
+        self.back_to_pending(id, error, available_at_ms, 0, None)
+            .context("putting a failed event back in the queue")
+    }
+
+    fn retry_behind(
+        &self,
+        id: i64,
+        lock_key: &str,
+        error: &str,
+        available_at_ms: i64,
+    ) -> Result<()> {
+        self.back_to_pending(id, error, available_at_ms, 0, Some(lock_key))
+            .context("putting an event back in the queue behind its pair's run")
+    }
+
+    fn put_back(&self, id: i64, error: &str, available_at_ms: i64) -> Result<()> {
+        self.back_to_pending(id, error, available_at_ms, 1, None)
+            .context("putting an event back in the queue while a service is down")
+    }
+
+    fn requeue_parked(&self, step: &str, active: &str) -> Result<u64> {
+        self.requeue_parked_where(Some((step, active)))
+    }
+
+    fn requeue_all_parked(&self) -> Result<u64> {
+        self.requeue_parked_where(None)
+    }
+}
+
+impl PgStore {
+    /// Makes running event `id` wait until `at_ms`, giving back `refund` of its attempts, under
+    /// `lock_key` if given (else its own).
+    fn back_to_pending(
+        &self,
+        id: i64,
+        error: &str,
+        at_ms: i64,
+        refund: i32,
+        lock_key: Option<&str>,
+    ) -> Result<()> {
+        let error = error.to_owned();
+        let lock_key = lock_key.map(str::to_owned);
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                lock_record_of(&tx, id).await?;
+                fold_covered(&tx, id).await?;
+                tx.execute(
+                    "UPDATE sync_events SET state = 'pending', available_at = $2,
+                            last_error = $3, lease_until = NULL,
+                            attempts = GREATEST(attempts - $4, 0),
+                            lock_key = COALESCE($5, lock_key), claimed_by = NULL
+                     WHERE id = $1",
+                    &[&id, &at_ms, &error, &refund, &lock_key],
+                )
+                .await?;
+                Ok(tx.commit().await?)
+            })
+        })
+    }
+
+    fn requeue_parked_where(&self, step: Option<(&str, &str)>) -> Result<u64> {
+        let step = step.map(|(s, v)| (s.to_owned(), v.to_owned()));
+        self.with(move |c| {
+            Box::pin(async move {
+                Ok(match step {
+                    Some((step, active)) => {
+                        c.execute(
+                            &requeue_sql("parked", "AND parked_step = $3 AND parked_version != $4"),
+                            &[&now_ms(), &now(), &step, &active],
+                        )
+                        .await?
+                    }
+                    None => {
+                        c.execute(&requeue_sql("parked", ""), &[&now_ms(), &now()])
+                            .await?
+                    }
+                })
+            })
+        })
+        .context("queueing parked events again")
     }
 }

@@ -1,11 +1,10 @@
-//! PostgreSQL: each step's shadow version and the last pipeline run of each record, as
-//! `sqlite/shadows.rs` keeps them; the trait impls forward here. A shadow change notifies the
+//! PostgreSQL: each step's shadow version and the revisions of its configuration, as
+//! `sqlite/shadows.rs` keeps them; the trait impl forwards here. A shadow change notifies the
 //! deployments channel, so the other replicas follow it as they follow activations.
 
 use super::PgStore;
-use crate::store::{ConfigRevision, LastRun, ShadowDesignation, now};
+use crate::store::{ConfigRevision, ShadowDesignation, now};
 use anyhow::{Context as _, Result};
-
 impl PgStore {
     pub(super) fn save_shadow_impl(
         &self,
@@ -79,81 +78,6 @@ impl PgStore {
             })
         })
         .with_context(|| format!("ending the shadow of step `{step}`"))
-    }
-
-    pub(super) fn save_last_run_impl(&self, run: &LastRun) -> Result<()> {
-        let run = run.clone();
-        let record = run.record.clone();
-        self.with(move |c| {
-            Box::pin(async move {
-                c.execute(
-                    "INSERT INTO pipeline_last_runs
-                         (record, direction, event, tenant, input, current_doc, config_revision, output, error, at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                     ON CONFLICT (record, direction) DO UPDATE SET
-                         event = excluded.event, tenant = excluded.tenant, input = excluded.input, current_doc = excluded.current_doc,
-                         config_revision = excluded.config_revision, output = excluded.output,
-                         error = excluded.error, at = excluded.at",
-                    &[
-                        &run.record,
-                        &run.direction,
-                        &run.event,
-                        &run.tenant,
-                        &run.input,
-                        &run.current,
-                        &run.config_revision,
-                        &run.output,
-                        &run.error,
-                        &run.at,
-                    ],
-                )
-                .await?;
-                Ok(())
-            })
-        })
-        .with_context(|| format!("keeping the last pipeline run of {record}"))
-    }
-
-    pub(super) fn last_runs_impl(&self, record: &str) -> Result<Vec<LastRun>> {
-        let r = record.to_owned();
-        self.with(move |c| {
-            Box::pin(async move {
-                Ok(c.query(
-                    "SELECT record, direction, event, tenant, input, current_doc, config_revision, output, error, at
-                     FROM pipeline_last_runs WHERE record = $1 ORDER BY direction",
-                    &[&r],
-                )
-                .await?
-                .into_iter()
-                .map(|row| LastRun {
-                    record: row.get(0),
-                    direction: row.get(1),
-                    event: row.get(2),
-                    tenant: row.get(3),
-                    input: row.get(4),
-                    current: row.get(5),
-                    config_revision: row.get(6),
-                    output: row.get(7),
-                    error: row.get(8),
-                    at: row.get(9),
-                })
-                .collect())
-            })
-        })
-        .with_context(|| format!("reading the last pipeline runs of {record}"))
-    }
-
-    pub(super) fn prune_last_runs_impl(&self, before: &str) -> Result<u64> {
-        let before = before.to_owned();
-        self.with(move |c| {
-            Box::pin(async move {
-                Ok(
-                    c.execute("DELETE FROM pipeline_last_runs WHERE at < $1", &[&before])
-                        .await?,
-                )
-            })
-        })
-        .context("pruning the kept last pipeline runs")
     }
 
     pub(super) fn save_config_revision_impl(

@@ -28,10 +28,11 @@ pub struct SqliteStore {
     customer_locks: Arc<InProcessCustomerLocks>,
 }
 
+mod audit;
+mod cursors;
 mod deployments;
-mod intents;
+mod links;
 mod queue;
-mod records;
 mod schema;
 mod shadows;
 
@@ -68,11 +69,6 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             customer_locks: Arc::default(),
         })
-    }
-
-    /// The customer locks of the lookups (in this process).
-    pub(super) fn customer_locks(&self) -> Arc<InProcessCustomerLocks> {
-        self.customer_locks.clone()
     }
 
     /// The connection for cosell's own bookkeeping (claims, completions, links, cursors, the
@@ -184,4 +180,11 @@ pub(crate) fn test_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
     (dir, store)
+}
+
+/// The queue, links, cursors and audit trail (each implemented beside its SQL); the customer locks of the lookups live in this process, since one host uses the file.
+impl crate::store::SyncStore for SqliteStore {
+    fn customer_locks(&self) -> Arc<dyn crate::store::CustomerLocks> {
+        self.customer_locks.clone()
+    }
 }

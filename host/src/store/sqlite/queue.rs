@@ -10,7 +10,7 @@
 use super::{SqliteStore, now, write_transaction};
 use crate::store::queue_list::{ORDER, QueueEntry, QueueFilter};
 use crate::store::sync_store::{
-    AuditEntry, DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueuedEvent,
+    AuditEntry, DeadLetter, Enqueued, NewEvent, ParkedEvent, QueueCounts, QueueStore, QueuedEvent,
     RECONCILE_ORIGIN, REPLAY_ORIGIN, Side,
 };
 use anyhow::{Context as _, Result};
@@ -121,7 +121,7 @@ fn enqueue_in(
             // A change that may fix an earlier failure should not wait out its backoff, and
             // gets the whole retry budget. The event now stands for this notification: it
             // is received now, and a re-listing it joins becomes a change (so a dead
-            // letter cannot fold it away, see `queue_dead_letter`).
+            // letter cannot fold it away, see `dead_letter`).
             tx.prepare_cached(
                 "UPDATE sync_events SET available_at = MIN(available_at, ?2), attempts = 0,
                         received_at = ?6,
@@ -160,16 +160,16 @@ fn enqueue_in(
     })
 }
 
-impl SqliteStore {
-    pub(crate) fn queue_enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
-        let mut stored = self.queue_enqueue_batch(std::slice::from_ref(event))?;
+impl QueueStore for SqliteStore {
+    fn enqueue(&self, event: &NewEvent) -> Result<Enqueued> {
+        let mut stored = self.enqueue_batch(std::slice::from_ref(event))?;
         Ok(stored.pop().expect("one result per event"))
     }
 
     /// Group commit: the events in order, in one transaction, so one `fsync` (`synchronous =
     /// FULL`) stores them all. They are received when the transaction holds the database, which
     /// is after any claim that ran before it (see `COVERED`).
-    pub(crate) fn queue_enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>> {
+    fn enqueue_batch(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>> {
         // Durable: the sources acknowledge these events once this returns.
         let mut conn = self.durable_conn()?;
         // Immediate: the write lock is taken (or waited for) up front, never in the middle.
@@ -196,7 +196,7 @@ impl SqliteStore {
         Ok(stored)
     }
 
-    pub(crate) fn queue_claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
+    fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         let mut event = None;
@@ -222,7 +222,7 @@ impl SqliteStore {
         }
         if let Some(event) = &event {
             // While it runs, `available_at` holds when this attempt started: what was received
-            // before then, the attempt read (see `queue_dead_letter`).
+            // before then, the attempt read (see `dead_letter`).
             tx.prepare_cached(
                 "UPDATE sync_events SET state = 'running', attempts = attempts + 1,
                         available_at = ?2, lease_until = ?3
@@ -235,11 +235,11 @@ impl SqliteStore {
     }
 
     /// Removes processed event `id`, writing `audit` in the same transaction if given.
-    pub(crate) fn queue_complete(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
+    fn complete_with_audit(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         if let Some(entry) = audit {
-            super::records::audit_in(&tx, entry)?;
+            super::audit::audit_in(&tx, entry)?;
         }
         drop_parked_of(&tx, id)?;
         tx.prepare_cached("DELETE FROM sync_events WHERE id = ?1")?
@@ -248,52 +248,22 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) fn queue_retry_later(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
+    fn retry_later(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
         self.back_to_pending(id, error, at_ms, 0, None)
             .context("putting a failed event back in the queue")
     }
 
-    pub(crate) fn queue_put_back(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
+    fn put_back(&self, id: i64, error: &str, at_ms: i64) -> Result<()> {
         self.back_to_pending(id, error, at_ms, 1, None)
             .context("putting an event back in the queue while a service is down")
     }
 
-    pub(crate) fn queue_retry_behind(
-        &self,
-        id: i64,
-        lock_key: &str,
-        error: &str,
-        at_ms: i64,
-    ) -> Result<()> {
+    fn retry_behind(&self, id: i64, lock_key: &str, error: &str, at_ms: i64) -> Result<()> {
         self.back_to_pending(id, error, at_ms, 0, Some(lock_key))
             .context("putting an event back in the queue behind its pair's run")
     }
 
-    /// Makes running event `id` wait until `at_ms`, giving back `refund` of its attempts, under
-    /// `lock_key` if given (else its own).
-    fn back_to_pending(
-        &self,
-        id: i64,
-        error: &str,
-        at_ms: i64,
-        refund: u32,
-        lock_key: Option<&str>,
-    ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = write_transaction(&mut conn)?;
-        fold_covered(&tx, id)?;
-        tx.prepare_cached(
-            "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3,
-                    lease_until = NULL, attempts = MAX(attempts - ?4, 0),
-                    lock_key = COALESCE(?5, lock_key)
-             WHERE id = ?1",
-        )?
-        .execute(params![id, at_ms, error, refund, lock_key])?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub(crate) fn queue_park(&self, id: i64, step: &str, version: &str, error: &str) -> Result<()> {
+    fn park(&self, id: i64, step: &str, version: &str, error: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
@@ -309,22 +279,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Queues parked events again: those of one step parked on a version other than the
-    /// active one, or all.
-    pub(crate) fn queue_requeue_parked(&self, step: Option<(&str, &str)>) -> Result<u64> {
-        let conn = self.conn();
-        let n = match step {
-            Some((step, active)) => conn.execute(
-                &requeue_sql("parked", "AND parked_step = ?3 AND parked_version != ?4"),
-                params![now_ms(), now(), step, active],
-            ),
-            None => conn.execute(&requeue_sql("parked", ""), params![now_ms(), now()]),
-        }
-        .context("queueing parked events again")?;
-        Ok(n as u64)
-    }
-
-    pub(crate) fn queue_parked(&self, limit: usize) -> Result<Vec<ParkedEvent>> {
+    fn parked(&self, limit: usize) -> Result<Vec<ParkedEvent>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT id, side, record_id, origin, COALESCE(parked_step, ''),
@@ -352,7 +307,7 @@ impl SqliteStore {
             .context("listing parked events")
     }
 
-    pub(crate) fn queue_dead_letter(&self, id: i64, error: &str) -> Result<()> {
+    fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         fold_covered(&tx, id)?;
@@ -364,7 +319,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) fn queue_requeue_running(&self) -> Result<u64> {
+    fn requeue_running(&self) -> Result<u64> {
         let n = self
             .conn()
             .execute(
@@ -376,7 +331,7 @@ impl SqliteStore {
         Ok(n as u64)
     }
 
-    pub(crate) fn queue_next_ready_at(&self) -> Result<Option<i64>> {
+    fn next_ready_at(&self) -> Result<Option<i64>> {
         self.conn()
             .prepare_cached(
                 "SELECT MIN(at) FROM (
@@ -388,7 +343,7 @@ impl SqliteStore {
             .context("reading the queue")
     }
 
-    pub(crate) fn queue_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT id, side, record_id, origin, attempts, COALESCE(last_error, ''), received_at,
@@ -415,7 +370,7 @@ impl SqliteStore {
             .context("listing dead letters")
     }
 
-    pub(crate) fn queue_replay(&self, ids: Option<&[i64]>) -> Result<u64> {
+    fn replay_dead_letters(&self, ids: Option<&[i64]>) -> Result<u64> {
         // Durable: the operator is told how many were replayed.
         let mut conn = self.durable_conn()?;
         let tx = write_transaction(&mut conn)?;
@@ -440,7 +395,7 @@ impl SqliteStore {
     }
 
     /// On the reader connection, as the counts: listing must not wait behind a writer.
-    pub(crate) fn queue_list(&self, filter: QueueFilter, limit: usize) -> Result<Vec<QueueEntry>> {
+    fn queued_events(&self, filter: QueueFilter, limit: usize) -> Result<Vec<QueueEntry>> {
         let conn = self.reader();
         let mut stmt = conn.prepare(&format!(
             "SELECT id, state, side, record_id, origin, attempts, {at}, {lease}, last_error,
@@ -472,7 +427,7 @@ impl SqliteStore {
 
     /// Counted on the reader connection: health and metrics must not wait behind the intake's
     /// group commit or a worker's write.
-    pub(crate) fn queue_counts(&self) -> Result<QueueCounts> {
+    fn queue_counts(&self) -> Result<QueueCounts> {
         let conn = self.reader();
         let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM sync_events GROUP BY state")?;
         let mut counts = QueueCounts::default();
@@ -497,6 +452,59 @@ impl SqliteStore {
         counts.oldest_pending_ms = oldest.as_deref().and_then(crate::store::millis_of);
         Ok(counts)
     }
+
+    fn complete(&self, id: i64) -> Result<()> {
+        self.complete_with_audit(id, None)
+    }
+
+    fn requeue_parked(&self, step: &str, active: &str) -> Result<u64> {
+        self.requeue_parked_where(Some((step, active)))
+    }
+
+    fn requeue_all_parked(&self) -> Result<u64> {
+        self.requeue_parked_where(None)
+    }
+}
+
+impl SqliteStore {
+    /// Makes running event `id` wait until `at_ms`, giving back `refund` of its attempts, under
+    /// `lock_key` if given (else its own).
+    fn back_to_pending(
+        &self,
+        id: i64,
+        error: &str,
+        at_ms: i64,
+        refund: u32,
+        lock_key: Option<&str>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        fold_covered(&tx, id)?;
+        tx.prepare_cached(
+            "UPDATE sync_events SET state = 'pending', available_at = ?2, last_error = ?3,
+                    lease_until = NULL, attempts = MAX(attempts - ?4, 0),
+                    lock_key = COALESCE(?5, lock_key)
+             WHERE id = ?1",
+        )?
+        .execute(params![id, at_ms, error, refund, lock_key])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Queues parked events again: those of one step parked on a version other than the
+    /// active one, or all.
+    fn requeue_parked_where(&self, step: Option<(&str, &str)>) -> Result<u64> {
+        let conn = self.conn();
+        let n = match step {
+            Some((step, active)) => conn.execute(
+                &requeue_sql("parked", "AND parked_step = ?3 AND parked_version != ?4"),
+                params![now_ms(), now(), step, active],
+            ),
+            None => conn.execute(&requeue_sql("parked", ""), params![now_ms(), now()]),
+        }
+        .context("queueing parked events again")?;
+        Ok(n as u64)
+    }
 }
 
 /// What only SQLite has: the durable connection and the reader beside the writer. The rest of
@@ -504,7 +512,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use crate::store::sqlite::test_store;
-    use crate::store::{NewEvent, Side, SyncStore};
+    use crate::store::{NewEvent, QueueStore, Side};
 
     /// A lease no test outlives.
     const LEASE: i64 = 1 << 60;

@@ -1,14 +1,12 @@
-//! SQLite: each step's shadow version ([`DeploymentStore::save_shadow`]) and the last pipeline
-//! run of each record ([`SyncStore::save_last_run`]); the trait impls forward here.
+//! SQLite: each step's shadow version ([`DeploymentStore::save_shadow`]) and the revisions of
+//! its configuration; the trait impl forwards here.
 //!
 //! [`DeploymentStore::save_shadow`]: crate::store::DeploymentStore::save_shadow
-//! [`SyncStore::save_last_run`]: crate::store::SyncStore::save_last_run
 
 use super::{SqliteStore, now, write_transaction};
-use crate::store::{ConfigRevision, LastRun, ShadowDesignation};
+use crate::store::{ConfigRevision, ShadowDesignation};
 use anyhow::{Context as _, Result};
 use rusqlite::{OptionalExtension, params};
-
 impl SqliteStore {
     pub(super) fn save_shadow_impl(
         &self,
@@ -52,72 +50,6 @@ impl SqliteStore {
             .execute("DELETE FROM mapping_shadows WHERE step = ?1", params![step])
             .with_context(|| format!("ending the shadow of step `{step}`"))?;
         Ok(removed > 0)
-    }
-
-    pub(super) fn save_last_run_impl(&self, run: &LastRun) -> Result<()> {
-        // Not durable (the default): losing the last second of these in a power cut only
-        // makes a replay answer an older run.
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO pipeline_last_runs
-                     (record, direction, event, tenant, input, current_doc, config_revision, output, error, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (record, direction) DO UPDATE SET
-                     event = excluded.event, tenant = excluded.tenant, input = excluded.input, current_doc = excluded.current_doc,
-                     config_revision = excluded.config_revision, output = excluded.output,
-                     error = excluded.error, at = excluded.at",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    run.record,
-                    run.direction,
-                    run.event,
-                    run.tenant,
-                    run.input,
-                    run.current,
-                    run.config_revision,
-                    run.output,
-                    run.error,
-                    run.at
-                ])
-            })
-            .with_context(|| format!("keeping the last pipeline run of {}", run.record))?;
-        Ok(())
-    }
-
-    pub(super) fn last_runs_impl(&self, record: &str) -> Result<Vec<LastRun>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT record, direction, event, tenant, input, current_doc, config_revision, output, error, at
-             FROM pipeline_last_runs WHERE record = ?1 ORDER BY direction",
-        )?;
-        let rows = stmt.query_map(params![record], |row| {
-            Ok(LastRun {
-                record: row.get(0)?,
-                direction: row.get(1)?,
-                event: row.get(2)?,
-                tenant: row.get(3)?,
-                input: row.get(4)?,
-                current: row.get(5)?,
-                config_revision: row.get(6)?,
-                output: row.get(7)?,
-                error: row.get(8)?,
-                at: row.get(9)?,
-            })
-        })?;
-        rows.collect::<Result<_, _>>()
-            .with_context(|| format!("reading the last pipeline runs of {record}"))
-    }
-
-    pub(super) fn prune_last_runs_impl(&self, before: &str) -> Result<u64> {
-        let deleted = self
-            .conn()
-            .execute(
-                "DELETE FROM pipeline_last_runs WHERE at < ?1",
-                params![before],
-            )
-            .context("pruning the kept last pipeline runs")?;
-        Ok(deleted as u64)
     }
 
     pub(super) fn save_config_revision_impl(

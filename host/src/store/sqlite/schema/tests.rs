@@ -2,8 +2,9 @@
 
 use super::{MIGRATIONS, version};
 use crate::store::migrations::latest;
+use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Link, NewEvent, Side, SyncStore};
+use crate::store::{Link, NewEvent, Side};
 use rusqlite::Connection;
 
 /// The schema as every release before versioned migrations created it.
