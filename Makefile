@@ -81,8 +81,12 @@ test: guests sdk-venv
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	# A production build leaves the emulators out: the sandbox feature is the only way in.
+	# A production build leaves the emulators out: the sandbox feature is the only way in. It
+	# builds without them, and they are no dependency of it at all (not even an unused one).
 	$(CARGO) clippy -p cosell --no-default-features -- -D warnings
+	@if $(CARGO) tree -p cosell --no-default-features -e normal --prefix none | grep -q '^cosell-emulators '; then \
+		echo "cosell without the sandbox feature depends on cosell-emulators: make that dependency optional, enabled by the sandbox feature only" >&2; exit 1; \
+	fi
 
 fmt:
 	$(CARGO) fmt --all

@@ -106,6 +106,12 @@ pub(crate) trait Service {
     /// every attempt of the call).
     fn request(&self, token: &Secret, request_id: &str) -> reqwest::RequestBuilder;
 
+    /// The id the call's attempts are correlated by at the service beyond the request id
+    /// (Partner Center's `MS-CorrelationId`), logged with each attempt.
+    fn correlation_id(&self) -> Option<&str> {
+        None
+    }
+
     /// Where each attempt is reported.
     fn telemetry(&self) -> &Telemetry;
 
@@ -155,7 +161,7 @@ pub(crate) async fn send<S: Service>(
     service: &S,
     plan: Plan<'_>,
 ) -> Result<Answer, Failure<S::Error>> {
-    let request_id = retry::new_uuid();
+    let request_id = crate::domain::ids::new_uuid();
     let mut attempt = 0u32;
     let mut rejected: Option<Secret> = None;
     let mut refreshed = false;
@@ -172,6 +178,7 @@ pub(crate) async fn send<S: Service>(
             method = %plan.method,
             url = plan.url,
             request_id,
+            correlation_id = service.correlation_id(),
             attempt,
             "{} request",
             S::NAME

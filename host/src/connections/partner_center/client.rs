@@ -6,9 +6,9 @@
 use super::auth::TokenCache;
 use super::error::{PartnerCenterError, message_of};
 use super::{Audience, PartnerCenterSettings, Result};
-use crate::connections::retry;
 use crate::connections::send::{self, Failure, Plan, Replay, Service};
 use crate::connections::telemetry::{Observer, Telemetry};
+use crate::domain::ids::new_uuid;
 use crate::secret::Secret;
 use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH};
 use reqwest::{Method, StatusCode};
@@ -292,7 +292,7 @@ impl PartnerCenterClient {
             url,
             body,
             extra,
-            correlation_id: self.correlation_id.clone().unwrap_or_else(retry::new_uuid),
+            correlation_id: self.correlation_id.clone().unwrap_or_else(new_uuid),
         };
         let answer = send::send(&attempts, plan)
             .await
@@ -356,12 +356,11 @@ impl Service for Attempts<'_> {
         if let Some(body) = self.body {
             request = request.json(body);
         }
-        tracing::debug!(
-            request_id,
-            correlation_id = self.correlation_id,
-            "the Partner Center request's correlation id"
-        );
         request
+    }
+
+    fn correlation_id(&self) -> Option<&str> {
+        Some(&self.correlation_id)
     }
 
     fn telemetry(&self) -> &Telemetry {

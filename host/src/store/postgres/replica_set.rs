@@ -150,33 +150,50 @@ async fn contend(
     mut stop: watch::Receiver<bool>,
 ) {
     let name = format!("cosell-leader {replica_id}");
-    let mut warned = false;
-    while !*stop.borrow() {
-        match session(connector, &name, None).await {
-            Ok((client, mut driver)) => {
-                warned = false;
-                hold(&client, &mut driver, replica_id, leading, &mut stop).await;
-                // Closes the connection: the server releases the lock if it still held it.
-                driver.abort();
-            }
-            Err(err) if !warned => {
-                warned = true;
-                tracing::warn!(replica_id, error = %format!("{err:#}"), "cannot reach the state database to contend for leadership; trying again every 2 s");
-            }
-            Err(_) => {}
-        }
+    let cannot =
+        "cannot reach the state database to contend for leadership; trying again every 2 s";
+    reconnecting(&mut stop, replica_id, cannot, async |stop| {
+        let (client, mut driver) = session(connector, &name, None).await?;
+        hold(&client, &mut driver, replica_id, leading, stop).await;
+        // Closes the connection: the server releases the lock if it still held it.
+        driver.abort();
         if leading.send_replace(false) {
             tracing::warn!(
                 replica_id,
                 "this replica is no longer the leader: its pollers and retention stop"
             );
         }
+        Ok(())
+    })
+    .await;
+    leading.send_replace(false);
+}
+
+/// Runs `connected` (one connection's life: it returns when the connection ends, or fails to
+/// make one) again every [`RETRY`] until `stop`. Of failures in a row, only the first is
+/// warned about (`cannot`, with its error): a database that stays away is one warning, not
+/// one every 2 s.
+async fn reconnecting(
+    stop: &mut watch::Receiver<bool>,
+    replica_id: &str,
+    cannot: &str,
+    mut connected: impl AsyncFnMut(&mut watch::Receiver<bool>) -> Result<()>,
+) {
+    let mut warned = false;
+    while !*stop.borrow() {
+        match connected(stop).await {
+            Ok(()) => warned = false,
+            Err(err) if !warned => {
+                warned = true;
+                tracing::warn!(replica_id, error = %format!("{err:#}"), "{cannot}");
+            }
+            Err(_) => {}
+        }
         tokio::select! {
             _ = tokio::time::sleep(RETRY) => {}
-            _ = stopping(&mut stop) => {}
+            _ = stopping(stop) => {}
         }
     }
-    leading.send_replace(false);
 }
 
 /// Tries the lock on `client` every [`RETRY`], then checks the connection as often while it
@@ -229,48 +246,29 @@ async fn listen(
     mut stop: watch::Receiver<bool>,
 ) {
     let name = format!("cosell-deployments {replica_id}");
-    let mut warned = false;
-    while !*stop.borrow() {
-        let listening = match session(connector, &name, Some(notices.clone())).await {
-            Ok((client, driver)) => match client
-                .batch_execute(&format!("LISTEN {DEPLOYMENTS_CHANNEL}"))
-                .await
-            {
-                Ok(()) => Ok((client, driver)),
-                Err(err) => {
-                    driver.abort();
-                    Err(anyhow::Error::new(err).context("LISTEN refused"))
-                }
-            },
-            Err(err) => Err(err),
-        };
-        match listening {
-            Ok((_client, mut driver)) => {
-                warned = false;
-                tracing::debug!(replica_id, "listening for deployments");
-                // Whatever was activated while nobody listened.
-                let _ = notices.send(Notice::MaybeMissed);
-                tokio::select! {
-                    _ = &mut driver => {
-                        tracing::warn!(replica_id, "lost the connection that hears deployments; reconnecting (the periodic check covers the gap)");
-                    }
-                    _ = stopping(&mut stop) => {
-                        driver.abort();
-                        return;
-                    }
-                }
-            }
-            Err(err) if !warned => {
-                warned = true;
-                tracing::warn!(replica_id, error = %format!("{err:#}"), "cannot listen for deployments; trying again every 2 s (the periodic check covers the gap)");
-            }
-            Err(_) => {}
+    let cannot = "cannot listen for deployments; trying again every 2 s (the periodic check \
+                  covers the gap)";
+    reconnecting(&mut stop, replica_id, cannot, async |stop| {
+        let (client, mut driver) = session(connector, &name, Some(notices.clone())).await?;
+        if let Err(err) = client
+            .batch_execute(&format!("LISTEN {DEPLOYMENTS_CHANNEL}"))
+            .await
+        {
+            driver.abort();
+            return Err(anyhow::Error::new(err).context("LISTEN refused"));
         }
+        tracing::debug!(replica_id, "listening for deployments");
+        // Whatever was activated while nobody listened.
+        let _ = notices.send(Notice::MaybeMissed);
         tokio::select! {
-            _ = tokio::time::sleep(RETRY) => {}
-            _ = stopping(&mut stop) => {}
+            _ = &mut driver => {
+                tracing::warn!(replica_id, "lost the connection that hears deployments; reconnecting (the periodic check covers the gap)");
+            }
+            _ = stopping(stop) => driver.abort(),
         }
-    }
+        Ok(())
+    })
+    .await;
 }
 
 #[cfg(test)]
