@@ -150,7 +150,7 @@ fn seeded(pc: &PartnerCenter, count: usize, seed: u64) -> Vec<Value> {
 /// A copy of `referral` with a new id and `changes` merged in.
 fn variant(referral: &Value, changes: Value) -> Value {
     let mut copy = referral.clone();
-    copy["id"] = json!(cosell::connections::retry::new_uuid());
+    copy["id"] = json!(cosell::domain::ids::new_uuid());
     merge(&mut copy, &changes);
     copy
 }

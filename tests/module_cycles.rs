@@ -329,3 +329,30 @@ fn the_checker_sees_use_trees_super_paths_and_cycles() {
     members.sort();
     assert_eq!(members, ["a", "b", "c"]);
 }
+
+/// The engine's rule (ARCHITECTURE.md): `sync/` (the workers, both directions, backfill)
+/// reaches Partner Center and Dataverse only through the sinks, which turn the services'
+/// errors into `SinkError` and their requests into operations on records. A path into
+/// `connections` from any file under `host/src/sync/` (a `use`, a fully qualified path in
+/// code, a `super::` path that resolves there) breaks it; comments may still name it.
+#[test]
+fn the_engine_reaches_the_services_only_through_the_sinks() {
+    let root = repository().join("host/src");
+    let mut files = Vec::new();
+    sources(&root, &root.join("sync"), &mut files);
+    assert!(!files.is_empty(), "host/src/sync has sources");
+    let mut failures = String::new();
+    for (file, module) in &files {
+        let code = code_of(&fs::read_to_string(file).expect("a readable source file"));
+        for path in named_paths(&code, module) {
+            if path.first().map(String::as_str) == Some("connections") {
+                let shown = file.strip_prefix(repository()).unwrap_or(file);
+                failures += &format!("  {}: crate::{}\n", shown.display(), path.join("::"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "the engine reaches connections directly, not through the sinks:\n{failures}"
+    );
+}

@@ -14,7 +14,7 @@ use cosell::connections::dataverse::actions::{Closing, close_request};
 use cosell::connections::dataverse::{
     BatchItem, BatchRequest, BulkRow, BulkTable, DataverseClient, DataverseError,
 };
-use cosell::connections::retry;
+use cosell::domain::ids::new_uuid;
 use cosell_emulators::common::faults::FaultConfig;
 use cosell_emulators::common::server;
 use cosell_emulators::dataverse::{Dataverse, DataverseConfig, ServiceProtectionLimits};
@@ -128,8 +128,8 @@ async fn a_create_whose_answer_is_lost_makes_exactly_one_row() {
                 .create("accounts", &json!({"name": format!("Alone {n}")}))
                 .await
                 .expect("a create whose answer is lost is found to have landed");
-            let account = retry::new_uuid();
-            let opportunity = retry::new_uuid();
+            let account = new_uuid();
+            let opportunity = new_uuid();
             let items = [
                 BatchItem::Request(BatchRequest::create(
                     "accounts",
@@ -270,7 +270,7 @@ async fn a_create_that_lands_late_is_answered_created_not_refused() {
             let mut config = settings(&dv, &running.url());
             config.timeout = Duration::from_millis(500);
             let client = DataverseClient::new(config).unwrap();
-            let ids = [retry::new_uuid(), retry::new_uuid()];
+            let ids = [new_uuid(), new_uuid()];
             let answered = if bulk {
                 let rows: Vec<BulkRow> = ids
                     .iter()

@@ -183,7 +183,7 @@ where
 /// before the first try, and a later try that finds the row there (412) knows an earlier one
 /// made it.
 pub async fn seller_create(env: &SyncEnv, set: &str, body: &Value) -> String {
-    let id = cosell::connections::retry::new_uuid();
+    let id = cosell::domain::ids::new_uuid();
     persist("a seller's create", || async {
         match env.seller.create_with_id(set, &id, body).await {
             Err(DataverseError::PreconditionFailed(_)) => Ok(id.clone()),

@@ -4,6 +4,7 @@
 
 use crate::config::HostConfig;
 use crate::sinks::configured::partner_center_client;
+use crate::sinks::partner_center::ReferralSink;
 use crate::sync::backfill::{Backfill, BackfillReport, ClosedReferrals, Mode, Options};
 use anyhow::Result;
 use clap::Args;
@@ -106,7 +107,7 @@ pub(super) async fn run(args: BackfillArgs) -> Result<i32> {
         );
     }
     let pc = partner_center_client(&config, backfill.store.clone())?;
-    backfill.partner_center = Some(pc.clone());
+    backfill.partner_center = Some(ReferralSink::new(pc.clone()));
     let pages = pc.referral_pages(None, Some("createdDateTime asc"), Some(PAGE_SIZE))?;
     let referrals = pages
         .map_err(|e| anyhow::anyhow!("listing the referrals in Partner Center: {e}"))

@@ -1,7 +1,7 @@
-//! Retry policy shared by the clients: exponential backoff with jitter, `Retry-After`, and
-//! request ids.
+//! Retry policy shared by the clients: exponential backoff with jitter and `Retry-After`
+//! (request ids are `crate::domain::ids`).
 
-use rand::{Rng as _, RngExt as _};
+use rand::RngExt as _;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;
 
@@ -36,23 +36,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// A new random (version 4) UUID, the form `MS-RequestId` and `MS-CorrelationId` take.
-pub fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,14 +50,6 @@ mod tests {
                 .min(MAX_BACKOFF);
             assert!(wait >= step / 2);
         }
-    }
-
-    #[test]
-    fn uuids_are_v4() {
-        let id = new_uuid();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert_ne!(id, new_uuid());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! needs another to say what a record is.
 
 pub mod fingerprint;
+pub mod ids;
 mod side;
 
 pub use side::{Direction, Side};

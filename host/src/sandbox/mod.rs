@@ -28,7 +28,7 @@ use manifest::AppIdentity;
 use replica_set::ReplicaSet;
 
 use crate::config::{HostConfig, Secret};
-use crate::connections::retry::new_uuid;
+use crate::domain::ids::new_uuid;
 use crate::server::RunningHost;
 use anyhow::{Context as _, Result, bail};
 use cosell_emulators::common::server::RunningEmulator;

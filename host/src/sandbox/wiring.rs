@@ -150,7 +150,7 @@ pub async fn write_host_config(
     let hook_key = secret_file(
         &secrets,
         "dataverse-webhook-key",
-        &crate::connections::retry::new_uuid(),
+        &crate::domain::ids::new_uuid(),
     )?;
     let certificate = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

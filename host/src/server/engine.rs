@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
 use crate::sinks::configured::{dataverse_client, partner_center_client};
 use crate::sinks::dataverse::OpportunitySink;
+use crate::sinks::partner_center::ReferralSink;
 use crate::sources::dataverse_webhook::WebhookAuth;
 use crate::sources::intake::Intake;
 use crate::sources::partner_center_webhook::certificates::{
@@ -135,7 +136,7 @@ pub async fn start(
     let engine = Arc::new(SyncEngine::new(
         store.clone(),
         pipelines,
-        pc.clone(),
+        ReferralSink::new(pc.clone()),
         writer,
         config.sync.clone(),
         metrics.clone(),

@@ -1,8 +1,12 @@
-//! Sinks: where mapped records are written. [`dataverse`] writes opportunities (resolving the
+//! Sinks: where mapped records are written, and the only way the engine (`crate::sync`, its
+//! backfill included) reaches the services. [`dataverse`] writes opportunities (resolving the
 //! lookups the mapping names by value, closing through Win/LoseOpportunity) and the seller's
-//! write-backs; [`partner_center`] creates referrals (two-step for co-sell) and patches them.
-//! [`configured`] builds the two clients from the configuration. A Dataverse sink's failure
-//! is a [`SinkError`]; the engine decides what it means for the event.
+//! write-backs, and a backfill's many creates at once ([`dataverse::bulk_write`]);
+//! [`partner_center`] creates referrals (two-step for co-sell) and patches them. Each
+//! re-exports the records it answers ([`dataverse::Row`], [`partner_center::Referral`]).
+//! [`configured`] builds the two clients from the configuration. A sink's failure is a
+//! [`SinkError`], the clients' errors sorted by what they say; the engine decides what it means
+//! for the event.
 
 pub mod configured;
 pub mod dataverse;

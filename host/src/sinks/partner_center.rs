@@ -14,11 +14,14 @@
 //! once older than the intent, and matches that id on the client. The Microsoft half is found
 //! with the documented `engagementId` filter.
 
-use crate::connections::partner_center::{
-    PartnerCenterClient, PartnerCenterError, Referral, Result,
-};
+use crate::connections::partner_center::{PartnerCenterClient, PartnerCenterError, Result};
+use crate::sinks::SinkError;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+
+/// A referral as Partner Center has it, with the eTag to send back: what [`ReferralSink::read`]
+/// answers (the engine names it from here, not from the client).
+pub use crate::connections::partner_center::Referral;
 
 /// How much older than the intent a referral's `createdDateTime` may look and still be the
 /// one that intent created: the two clocks are not the same.
@@ -53,17 +56,17 @@ impl ReferralSink {
     }
 
     /// The referral `id` as Partner Center has it now, with its eTag.
-    pub async fn read(&self, id: &str) -> Result<Referral> {
-        self.client.get_referral(id).await
+    pub async fn read(&self, id: &str) -> Result<Referral, SinkError> {
+        Ok(self.client.get_referral(id).await?)
     }
 
     /// Whether Partner Center answers: one referral listed (any answer, even a refusal, is
     /// an answer; only a failure to get one is an error).
-    pub async fn probe(&self) -> Result<()> {
+    pub async fn probe(&self) -> Result<(), SinkError> {
         self.client
             .list_referrals_while(None, None, Some(1), |_| false)
-            .await
-            .map(drop)
+            .await?;
+        Ok(())
     }
 
     /// The partner's referral created for `opportunity_id` since `since_ms` (the intent's
@@ -73,7 +76,13 @@ impl ReferralSink {
         &self,
         opportunity_id: &str,
         since_ms: i64,
-    ) -> Result<Option<Referral>> {
+    ) -> Result<Option<Referral>, SinkError> {
+        Ok(self.created_since(opportunity_id, since_ms).await?)
+    }
+
+    /// [`find_created`](Self::find_created) in the client's terms, for the creates that look
+    /// up after a lost answer.
+    async fn created_since(&self, opportunity_id: &str, since_ms: i64) -> Result<Option<Referral>> {
         let cutoff = since_ms - CLOCK_SKEW_MS;
         let ours = |r: &Value| {
             r["externalReferenceId"].as_str() == Some(opportunity_id) && !targets_microsoft(r)
@@ -110,6 +119,17 @@ impl ReferralSink {
         opportunity_id: &str,
         since_ms: i64,
         referral: &Value,
+    ) -> Result<Value, SinkError> {
+        Ok(self.create_pair(opportunity_id, since_ms, referral).await?)
+    }
+
+    /// [`create`](Self::create) in the client's terms: a lost answer is told apart from a
+    /// refusal until the end.
+    async fn create_pair(
+        &self,
+        opportunity_id: &str,
+        since_ms: i64,
+        referral: &Value,
     ) -> Result<Value> {
         let mut referral = referral.clone();
         // The marker the lookup matches: cosell's, whatever the mapping wrote there.
@@ -117,7 +137,7 @@ impl ReferralSink {
         let (created, found) = self
             .create_or_find(&referral, || async {
                 Ok(self
-                    .find_created(opportunity_id, since_ms)
+                    .created_since(opportunity_id, since_ms)
                     .await?
                     .map(|r| r.body))
             })
@@ -125,7 +145,7 @@ impl ReferralSink {
         if referral["type"] == "Shared" {
             match found {
                 // A referral that was there already may have its half too.
-                true => self.ensure_microsoft_half(&created, &referral).await?,
+                true => self.finish_microsoft_half(&created, &referral).await?,
                 false => {
                     let engagement = created["engagementId"].as_str().ok_or_else(|| {
                         PartnerCenterError::InvalidResponse(
@@ -197,7 +217,16 @@ impl ReferralSink {
     /// Creates the Microsoft-targeted half of the Shared referral `existing` when it is
     /// missing: a create interrupted between its two steps (a crash, Partner Center down)
     /// finishes here. `wanted` is the mapped referral the half is made from.
-    pub async fn ensure_microsoft_half(&self, existing: &Value, wanted: &Value) -> Result<()> {
+    pub async fn ensure_microsoft_half(
+        &self,
+        existing: &Value,
+        wanted: &Value,
+    ) -> Result<(), SinkError> {
+        Ok(self.finish_microsoft_half(existing, wanted).await?)
+    }
+
+    /// [`ensure_microsoft_half`](Self::ensure_microsoft_half) in the client's terms.
+    async fn finish_microsoft_half(&self, existing: &Value, wanted: &Value) -> Result<()> {
         let Some(engagement) = existing["engagementId"].as_str() else {
             return Ok(());
         };
@@ -212,8 +241,9 @@ impl ReferralSink {
     }
 
     /// Sends `ops` with `If-Match: etag`; answers the referral as it now is.
-    pub async fn patch(&self, id: &str, ops: &[Value], etag: &str) -> Result<Value> {
-        self.client.patch_referral(id, ops, Some(etag)).await
+    /// A 412 (the referral changed since `etag` was read) is [`SinkError::Changed`].
+    pub async fn patch(&self, id: &str, ops: &[Value], etag: &str) -> Result<Value, SinkError> {
+        Ok(self.client.patch_referral(id, ops, Some(etag)).await?)
     }
 }
 

@@ -39,7 +39,6 @@ mod write_intent;
 pub use outcome::{Done, SyncError};
 
 use crate::config::SyncConfig;
-use crate::connections::partner_center::PartnerCenterClient;
 use crate::domain::fingerprint::{self, Volatile};
 use crate::metrics::Metrics;
 use crate::pipeline::{PipelineInput, Pipelines};
@@ -70,12 +69,12 @@ impl SyncEngine {
         self.availability.is_paused(service)
     }
 
-    /// An engine over `store` and `pipelines`, writing referrals through `partner_center` and
+    /// An engine over `store` and `pipelines`, writing referrals through `referrals` and
     /// opportunities through `opportunities`.
     pub fn new(
         store: Arc<dyn SyncStore>,
         pipelines: Arc<Pipelines>,
-        partner_center: PartnerCenterClient,
+        referrals: ReferralSink,
         opportunities: OpportunitySink,
         config: SyncConfig,
         metrics: Arc<Metrics>,
@@ -83,7 +82,7 @@ impl SyncEngine {
         Self {
             store,
             pipelines,
-            referrals: ReferralSink::new(partner_center),
+            referrals,
             opportunities,
             audit_column: config.column("audit"),
             availability: Availability::new(&config, metrics.clone()),

@@ -1,7 +1,5 @@
 //! What processing one event can end in, and how a failure is treated.
 
-use crate::connections::dataverse::DataverseError;
-use crate::connections::partner_center::PartnerCenterError;
 use crate::pipeline::PipelineError;
 use crate::runtime::CallErrorKind;
 use crate::sinks::SinkError;
@@ -104,55 +102,31 @@ impl SyncError {
     }
 }
 
-impl From<PartnerCenterError> for SyncError {
-    fn from(error: PartnerCenterError) -> Self {
-        let cause = match &error {
-            PartnerCenterError::BadRequest(_) => return SyncError::Rejected(error.to_string()),
-            PartnerCenterError::Server { .. } => Some(OutageCause::ServerError),
-            PartnerCenterError::Transport(_) | PartnerCenterError::AnswerLost(_) => {
-                Some(OutageCause::NoAnswer)
-            }
-            _ => None,
-        };
-        match cause {
-            Some(cause) => SyncError::Unavailable {
-                service: Side::PartnerCenter,
-                cause,
-                reason: error.to_string(),
-            },
-            None => SyncError::Transient(error.to_string()),
-        }
-    }
-}
-
-impl From<DataverseError> for SyncError {
-    fn from(error: DataverseError) -> Self {
-        let cause = match &error {
-            DataverseError::BadRequest { .. } => return SyncError::Rejected(error.to_string()),
-            DataverseError::Server { .. } => Some(OutageCause::ServerError),
-            DataverseError::Transport(_) => Some(OutageCause::NoAnswer),
-            _ => None,
-        };
-        match cause {
-            Some(cause) => SyncError::Unavailable {
-                service: Side::Dataverse,
-                cause,
-                reason: error.to_string(),
-            },
-            None => SyncError::Transient(error.to_string()),
-        }
-    }
-}
-
-/// A sink's failure for the event: the service's error classified as any other; a row changed
-/// underneath is retried; a record that names what the service lacks is the record's problem.
+/// A sink's failure for the event: a refusal (of the service, or the sink's own: a record
+/// naming what the service lacks) is the record's problem; a service that did not answer, or
+/// answered 5xx, is unavailable (several in a row pause the engine); anything else (a row
+/// changed underneath, a record not readable yet, throttling) may pass and is retried.
 impl From<SinkError> for SyncError {
     fn from(error: SinkError) -> Self {
-        match error {
-            SinkError::Dataverse(e) => e.into(),
-            SinkError::Changed(reason) => SyncError::Transient(reason),
-            SinkError::Unresolvable(reason) => SyncError::Rejected(reason),
-            SinkError::Store(e) => e.into(),
+        let (service, cause, reason) = match error {
+            SinkError::Refused(reason) | SinkError::Unresolvable(reason) => {
+                return SyncError::Rejected(reason);
+            }
+            SinkError::NotFound(reason)
+            | SinkError::Changed(reason)
+            | SinkError::Failed(reason) => {
+                return SyncError::Transient(reason);
+            }
+            SinkError::Store(e) => return e.into(),
+            SinkError::NoAnswer { service, message } => (service, OutageCause::NoAnswer, message),
+            SinkError::ServerError { service, message } => {
+                (service, OutageCause::ServerError, message)
+            }
+        };
+        SyncError::Unavailable {
+            service,
+            cause,
+            reason,
         }
     }
 }
@@ -258,40 +232,38 @@ mod tests {
     }
 
     #[test]
-    fn an_unanswered_call_is_attributed_to_the_service_whose_client_failed() {
-        let down = |e: SyncError| match e {
+    fn an_unanswered_call_is_attributed_to_the_service_whose_sink_failed() {
+        let down = |e: SinkError| match SyncError::from(e) {
             SyncError::Unavailable { service, cause, .. } => Some((service, cause)),
             _ => None,
         };
-        let dv_503 = DataverseError::Server {
-            status: 503,
-            message: "down".into(),
+        let server = SinkError::ServerError {
+            service: Side::Dataverse,
+            message: "503".into(),
         };
         assert_eq!(
-            down(dv_503.into()),
+            down(server),
             Some((Side::Dataverse, OutageCause::ServerError))
         );
+        let lost = SinkError::NoAnswer {
+            service: Side::PartnerCenter,
+            message: "timeout".into(),
+        };
         assert_eq!(
-            down(DataverseError::Transport("reset".into()).into()),
-            Some((Side::Dataverse, OutageCause::NoAnswer))
-        );
-        assert_eq!(
-            down(PartnerCenterError::Transport("refused".into()).into()),
-            Some((Side::PartnerCenter, OutageCause::NoAnswer))
-        );
-        assert_eq!(
-            down(PartnerCenterError::AnswerLost("timeout".into()).into()),
+            down(lost),
             Some((Side::PartnerCenter, OutageCause::NoAnswer))
         );
         // Throttling, a race and a refusal are answers: no outage.
-        let throttled = PartnerCenterError::Throttled { retry_after: None };
+        let throttled = SinkError::Failed("throttled".into());
         assert!(matches!(
             SyncError::from(throttled),
             SyncError::Transient(_)
         ));
-        let race = DataverseError::PreconditionFailed("etag".into());
+        let race = SinkError::Changed("etag".into());
         assert!(matches!(SyncError::from(race), SyncError::Transient(_)));
-        let refused = PartnerCenterError::BadRequest("bad".into());
+        let refused = SinkError::Refused("bad".into());
         assert!(matches!(SyncError::from(refused), SyncError::Rejected(_)));
+        let unknown = SinkError::Unresolvable("no currency XYZ".into());
+        assert!(matches!(SyncError::from(unknown), SyncError::Rejected(_)));
     }
 }

@@ -8,8 +8,8 @@
 
 use super::{SyncEngine, SyncError};
 use crate::config::SyncConfig;
-use crate::connections::dataverse::Row;
 use crate::domain::fingerprint::unmarked;
+use crate::sinks::dataverse::Row;
 use serde_json::{Map, Value, json};
 
 /// `existing` with `line` appended, keeping the last `max_lines` lines.

@@ -13,9 +13,9 @@ use super::create_intent::{self, plain_columns};
 use super::outcome::Mapped;
 use super::write_intent;
 use super::{Done, SyncEngine, SyncError};
-use crate::connections::partner_center::PartnerCenterError;
 use crate::domain::fingerprint::{self, unmarked};
 use crate::runtime::Direction;
+use crate::sinks::SinkError;
 use crate::sinks::partner_center::targets_microsoft;
 use crate::store::{Link, QueuedEvent};
 use serde_json::{Map, Value};
@@ -42,12 +42,12 @@ impl SyncEngine {
             // An event can arrive before its referral is readable. A referral cosell has never
             // seen is retried (and dead-lettered if it never appears); one it has linked
             // before is gone.
-            Err(PartnerCenterError::NotFound(_)) if self.store.link_by_referral(id)?.is_none() => {
+            Err(SinkError::NotFound(_)) if self.store.link_by_referral(id)?.is_none() => {
                 return Err(SyncError::transient(format!(
                     "referral {id} is not readable (yet)"
                 )));
             }
-            Err(PartnerCenterError::NotFound(_)) => {
+            Err(SinkError::NotFound(_)) => {
                 return Ok(Done::new(
                     "skipped",
                     format!("referral {id} no longer exists"),
@@ -194,7 +194,7 @@ impl SyncEngine {
         let oid = match (columns.get("opportunityid"), &link.opportunity_id) {
             (Some(Value::String(chosen)), _) => chosen.clone(),
             (_, Some(pending)) if create_intent::is_pending(&link) => pending.clone(),
-            _ => crate::connections::retry::new_uuid(),
+            _ => crate::domain::ids::new_uuid(),
         };
         columns.insert("opportunityid".into(), Value::String(oid.clone()));
         let written = columns.clone();
@@ -239,7 +239,7 @@ impl SyncEngine {
         on_record: &Link,
         output: Map<String, Value>,
         referral: &Value,
-        row: crate::connections::dataverse::Row,
+        row: crate::sinks::dataverse::Row,
     ) -> Result<Done, SyncError> {
         let oid = link.opportunity_id.clone().unwrap_or_default();
         let snapshot: Option<Value> = link

@@ -15,10 +15,11 @@ use super::outcome::Mapped;
 use super::sharing;
 use super::write_intent;
 use super::{Done, SyncEngine, SyncError};
-use crate::connections::dataverse::Row;
-use crate::connections::partner_center::{PartnerCenterError, Referral};
 use crate::domain::fingerprint;
 use crate::runtime::Direction;
+use crate::sinks::SinkError;
+use crate::sinks::dataverse::Row;
+use crate::sinks::partner_center::Referral;
 use crate::store::{Link, QueuedEvent, REPLAY_ORIGIN};
 use serde_json::{Map, Value, json};
 
@@ -67,7 +68,7 @@ impl SyncEngine {
                     // Retried, then dead-lettered: a referral cosell just created can be
                     // unreadable for a moment (reads can lag writes), so a 404 is not yet proof
                     // that it is gone.
-                    Err(PartnerCenterError::NotFound(_)) => {
+                    Err(SinkError::NotFound(_)) => {
                         return Err(SyncError::transient(format!(
                             "the linked referral {rid} is not readable in Partner Center (deleted, or not yet readable)"
                         )));
@@ -386,7 +387,7 @@ impl SyncEngine {
             Ok(updated) => updated,
             // Partner Center changed it since it was read: the caller reads it again (and
             // settles the record against what it reads).
-            Err(PartnerCenterError::PreconditionFailed { .. }) => return Ok(None),
+            Err(SinkError::Changed(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         write_intent::clear(link);

@@ -13,7 +13,7 @@ use super::Result;
 use super::client::DataverseClient;
 use super::error::{DataverseError, code_of};
 use super::request::{Answer, Call, Payload, Replay, check, id_of_entity_url};
-use crate::connections::{message_of, retry};
+use crate::connections::message_of;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -204,7 +204,7 @@ impl DataverseClient {
                 "a change set cannot contain a GET; read before or after the batch".into(),
             ));
         }
-        let boundary = format!("batch_{}", retry::new_uuid());
+        let boundary = format!("batch_{}", crate::domain::ids::new_uuid());
         let text = self.body(items, &boundary)?;
         let mut call = Call::new("batch", Method::POST, self.url("$batch", "")?, "$batch");
         let requests = || items.iter().flat_map(BatchItem::requests);
@@ -244,7 +244,7 @@ impl DataverseClient {
                     out.push_str(&self.part(request, None)?);
                 }
                 BatchItem::ChangeSet(requests) => {
-                    let change_set = format!("changeset_{}", retry::new_uuid());
+                    let change_set = format!("changeset_{}", crate::domain::ids::new_uuid());
                     out.push_str(&format!(
                         "--{boundary}\r\nContent-Type: multipart/mixed; boundary={change_set}\r\n\r\n"
                     ));

@@ -36,7 +36,8 @@ impl DataverseClient {
     /// Creates a row of `set` with the columns of `body` and answers its id, a new GUID. Never
     /// creates it twice: see [`create_with_id`](Self::create_with_id).
     pub async fn create(&self, set: &str, body: &Value) -> Result<String> {
-        self.create_with_id(set, &retry::new_uuid(), body).await
+        self.create_with_id(set, &crate::domain::ids::new_uuid(), body)
+            .await
     }
 
     /// Creates row `id` of `set` with the columns of `body` (which should not hold the primary

@@ -109,17 +109,7 @@ impl Lookups {
         dv: &DataverseClient,
         columns: &mut Map<String, Value>,
     ) -> Result<(), SinkError> {
-        if let Some(currency) = columns.remove("transactioncurrencyid") {
-            let code = currency["isocurrencycode"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let id = self.currency(dv, &code).await?;
-            columns.insert(
-                "transactioncurrencyid@odata.bind".into(),
-                json!(format!("/transactioncurrencies({id})")),
-            );
-        }
+        self.bind_currency(dv, columns).await?;
         if let Some(account) = columns.remove("customerid_account") {
             let (account_id, first_contact) = {
                 let key = customer_key(&account);
@@ -140,12 +130,26 @@ impl Lookups {
         Ok(())
     }
 
-    /// The id of the currency with ISO code `code` (cached).
-    pub(crate) async fn currency(
+    /// Replaces the currency `columns` name by code (`transactioncurrencyid`) with its
+    /// `@odata.bind` reference; the one lookup the engine's writes and a backfill's share.
+    pub(crate) async fn bind_currency(
         &self,
         dv: &DataverseClient,
-        code: &str,
-    ) -> Result<String, SinkError> {
+        columns: &mut Map<String, Value>,
+    ) -> Result<(), SinkError> {
+        if let Some(currency) = columns.remove("transactioncurrencyid") {
+            let code = currency["isocurrencycode"].as_str().unwrap_or_default();
+            let id = self.currency(dv, code).await?;
+            columns.insert(
+                "transactioncurrencyid@odata.bind".into(),
+                json!(format!("/transactioncurrencies({id})")),
+            );
+        }
+        Ok(())
+    }
+
+    /// The id of the currency with ISO code `code` (cached).
+    async fn currency(&self, dv: &DataverseClient, code: &str) -> Result<String, SinkError> {
         if let Some(id) = self
             .currencies
             .lock()

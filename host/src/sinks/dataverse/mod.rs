@@ -7,17 +7,23 @@
 //! seller's concurrent edit is never overwritten: Dataverse answers 412 and the event is
 //! processed again on the new state.
 
+pub mod bulk_write;
 pub mod lookups;
 
 #[cfg(test)]
 mod customer_lock_races;
 
-use crate::connections::dataverse::actions::Closing;
-use crate::connections::dataverse::{DataverseClient, DataverseError, Row};
+use crate::connections::dataverse::{DataverseClient, DataverseError};
 use crate::connections::odata::literal;
 use crate::sinks::SinkError;
 use lookups::Lookups;
 use serde_json::{Map, Value};
+
+/// A row as Dataverse answered it, with its eTag: what [`OpportunitySink::read`] answers (the
+/// engine names it from here, not from the client).
+pub use crate::connections::dataverse::Row;
+/// How an opportunity is closed (won or lost): what [`take_closing`] finds in mapped columns.
+pub use crate::connections::dataverse::actions::Closing;
 
 /// The subject of the opportunity-close activity cosell's closes create.
 pub const CLOSE_SUBJECT: &str = "Closed in Partner Center";
@@ -123,7 +129,7 @@ impl OpportunitySink {
         self.lookups.resolve(&self.client, &mut columns).await?;
         let id = match columns.remove("opportunityid") {
             Some(Value::String(id)) => id,
-            _ => crate::connections::retry::new_uuid(),
+            _ => crate::domain::ids::new_uuid(),
         };
         let id = self
             .client

@@ -5,7 +5,8 @@
 //! customer, so no customer is looked up or created twice.
 
 use super::Run;
-use super::lookups::{Customer, account_create, account_query};
+use super::lookups::Customer;
+use crate::sinks::dataverse::bulk_write::LookupRequest;
 use crate::sinks::dataverse::lookups::customer_key;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -25,7 +26,10 @@ impl Run<'_> {
         }
         let unknown: Vec<(String, &Value)> = unknown.into_iter().collect();
         let mut failed = HashMap::new();
-        let queries: Vec<_> = unknown.iter().map(|(_, a)| account_query(a)).collect();
+        let queries: Vec<_> = unknown
+            .iter()
+            .map(|(_, a)| LookupRequest::find_account(a))
+            .collect();
         let mut missing = Vec::new();
         for ((key, account), found) in unknown.iter().zip(self.send_all(&queries).await) {
             let row = found.map(|body| body.and_then(|b| b["value"].get(0).cloned()));
@@ -42,8 +46,10 @@ impl Run<'_> {
                 }
             }
         }
-        let (ids, creates): (Vec<String>, Vec<_>) =
-            missing.iter().map(|(_, a)| account_create(a)).unzip();
+        let (ids, creates): (Vec<String>, Vec<_>) = missing
+            .iter()
+            .map(|(_, a)| LookupRequest::create_account(a))
+            .unzip();
         let created = self.send_all(&creates).await;
         for (((key, account), id), result) in missing.iter().zip(ids).zip(created) {
             match result {

@@ -20,16 +20,13 @@
 
 use super::report::{Outcome, RecordOutcome};
 use super::{ClosedReferrals, Options};
-use crate::connections::dataverse::DataverseClient;
+use crate::sinks::dataverse::bulk_write::BulkWriter;
 use crate::sinks::partner_center::targets_microsoft;
 use crate::store::{Link, SyncStore};
 use anyhow::Context as _;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-
-/// Rows per page of the scan (Dataverse's maximum).
-const SCAN_PAGE: u32 = 5000;
 
 /// Why a referral is skipped.
 pub(super) const MICROSOFT_HALF: &str = "the Microsoft-targeted half of a co-sell referral";
@@ -46,29 +43,14 @@ pub(super) struct Existing {
 
 impl Existing {
     /// Lists every opportunity whose `column` (the Referral Identifier) is set.
-    pub(super) async fn scan(dv: &DataverseClient, column: &str) -> anyhow::Result<Self> {
-        let rows = dv
-            .with_page_size(SCAN_PAGE)
-            .query(
-                "opportunities",
-                &format!("$select=opportunityid,{column}&$filter={column} ne null"),
-            )
-            .await
-            .with_context(|| {
-                format!(
-                    "listing the opportunities that already carry a referral id ({column}), so \
+    pub(super) async fn scan(dv: &BulkWriter, column: &str) -> anyhow::Result<Self> {
+        let by_referral = dv.opportunities_carrying(column).await.with_context(|| {
+            format!(
+                "listing the opportunities that already carry a referral id ({column}), so \
                      none is created twice; check [dataverse] and that `cosell dataverse \
                      provision` created cosell's columns"
-                )
-            })?;
-        let by_referral = rows
-            .iter()
-            .filter_map(|row| {
-                let referral = row[column].as_str().filter(|r| !r.trim().is_empty())?;
-                let opportunity = row["opportunityid"].as_str()?;
-                Some((referral.to_owned(), opportunity.to_owned()))
-            })
-            .collect();
+            )
+        })?;
         Ok(Self {
             by_referral,
             seen: Mutex::default(),

@@ -16,14 +16,9 @@
 //! Remembering is right for a run, not for the long-running host: there a seller may merge or
 //! delete an account between two syncs.
 
-use crate::connections::dataverse::DataverseClient;
-use crate::connections::dataverse::batch::BatchRequest;
-use crate::connections::retry::new_uuid;
-use crate::sinks::dataverse::lookups::{
-    Lookups, account_body, account_filter, contact_body, customer_key,
-};
-use crate::sync::SyncError;
-use reqwest::Method;
+use crate::domain::ids::new_uuid;
+use crate::sinks::dataverse::bulk_write::LookupRequest;
+use crate::sinks::dataverse::lookups::{Lookups, customer_key};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -76,7 +71,7 @@ impl Customer {
 pub(super) struct NewContact {
     /// Its id, chosen here (`contactid` in the create).
     pub id: String,
-    pub request: BatchRequest,
+    pub request: LookupRequest,
     customer: Arc<Customer>,
     email: Option<String>,
 }
@@ -98,21 +93,9 @@ pub(super) struct RunLookups {
 }
 
 impl RunLookups {
-    /// Replaces the currency the mapping names by code with its `@odata.bind` reference.
-    pub(super) async fn currency(
-        &self,
-        dv: &DataverseClient,
-        columns: &mut Map<String, Value>,
-    ) -> Result<(), SyncError> {
-        if let Some(currency) = columns.remove("transactioncurrencyid") {
-            let code = currency["isocurrencycode"].as_str().unwrap_or_default();
-            let id = self.lookups.currency(dv, code).await?;
-            columns.insert(
-                "transactioncurrencyid@odata.bind".into(),
-                json!(format!("/transactioncurrencies({id})")),
-            );
-        }
-        Ok(())
+    /// The currencies found this run (the sink binds a mapping's currency through them).
+    pub(super) fn currencies(&self) -> &Lookups {
+        &self.lookups
     }
 
     /// The customer `account` names, if this run knows it.
@@ -167,26 +150,6 @@ impl RunLookups {
     }
 }
 
-/// The query that finds the account of `account` (the object a mapping wrote) with its
-/// contacts.
-pub(super) fn account_query(account: &Value) -> BatchRequest {
-    BatchRequest {
-        method: Method::GET,
-        path: format!(
-            "accounts?$select=accountid&$filter={}&$expand=contact_customer_accounts($select=contactid,emailaddress1)",
-            account_filter(account)
-        ),
-        ..BatchRequest::default()
-    }
-}
-
-/// The create of the account `account` describes, with its id chosen here.
-pub(super) fn account_create(account: &Value) -> (String, BatchRequest) {
-    let id = new_uuid();
-    let request = BatchRequest::create("accounts", &id, Value::Object(account_body(account)));
-    (id, request)
-}
-
 /// The id of `contact` under `customer`, and the contact to create when it is new.
 fn plan_contact(customer: &Arc<Customer>, contact: &Value) -> (String, Option<NewContact>) {
     let email = contact["emailaddress1"]
@@ -202,8 +165,7 @@ fn plan_contact(customer: &Arc<Customer>, contact: &Value) -> (String, Option<Ne
     if let Some(email) = &email {
         known.insert(email.clone(), id.clone());
     }
-    let body = contact_body(contact, &customer.account_id);
-    let request = BatchRequest::create("contacts", &id, Value::Object(body));
+    let request = LookupRequest::create_contact(&id, contact, &customer.account_id);
     let new = NewContact {
         id: id.clone(),
         request,

@@ -47,10 +47,9 @@ mod write;
 pub use report::{BackfillReport, RecordFailure};
 
 use crate::config::SyncConfig;
-use crate::connections::dataverse::DataverseClient;
-use crate::connections::dataverse::batch::MAX_REQUESTS;
-use crate::connections::partner_center::PartnerCenterClient;
 use crate::pipeline::Pipelines;
+use crate::sinks::dataverse::bulk_write::{BulkWriter, MAX_BATCH_REQUESTS};
+use crate::sinks::partner_center::ReferralSink;
 use crate::store::SyncStore;
 use anyhow::{Result, bail};
 use existing::Existing;
@@ -169,10 +168,10 @@ impl Options {
             );
         }
         if let Some(size) = self.mode.group_size()
-            && !(1..=MAX_REQUESTS).contains(&size)
+            && !(1..=MAX_BATCH_REQUESTS).contains(&size)
         {
             bail!(
-                "the batch size must be 1 to {MAX_REQUESTS} (Dataverse's limit of requests per $batch, which a refused bulk request falls back to), not {size}"
+                "the batch size must be 1 to {MAX_BATCH_REQUESTS} (Dataverse's limit of requests per $batch, which a refused bulk request falls back to), not {size}"
             );
         }
         Ok(())
@@ -183,16 +182,16 @@ impl Options {
 pub struct Backfill {
     /// The pipelines; the backfill runs the partner-center-to-crm one.
     pub pipelines: Arc<Pipelines>,
-    /// The Dataverse client, whose limiter bounds every request in flight
-    /// (`max_concurrency`, at most 52 for Dataverse).
-    pub dataverse: DataverseClient,
+    /// The Dataverse sink it writes through, whose client's limiter bounds every request in
+    /// flight (`max_concurrency`, at most 52 for Dataverse).
+    pub dataverse: BulkWriter,
     /// The state store the links go to (the host's, so its engine sees them).
     pub store: Arc<dyn SyncStore>,
     /// Tenant, column prefix and marks, as the host uses them.
     pub sync: SyncConfig,
-    /// The Partner Center client the created pairs' referrals are updated with (see [`pair`]);
-    /// `None`: they are not, and a live host does it on their webhooks.
-    pub partner_center: Option<PartnerCenterClient>,
+    /// The Partner Center sink the created pairs' referrals are updated through (see
+    /// [`pair`]); `None`: they are not, and a live host does it on their webhooks.
+    pub partner_center: Option<ReferralSink>,
 }
 
 /// A stream of referrals from referrals already in memory, for [`Backfill::run`].

@@ -20,15 +20,14 @@
 //! Nothing here can lose data: when a step fails (a referral changed meanwhile: 412; the
 //! mapping refused) the link is left as it was, without the opportunity's fingerprint, and the
 //! live engine does the step on the opportunity's next event as before. Without a Partner
-//! Center client (a backfill given its referrals in memory) nothing here is done.
+//! Center sink (a backfill given its referrals in memory) nothing here is done.
 
 use super::Run;
 use super::report::{Outcome, RecordOutcome};
-use crate::connections::partner_center::PartnerCenterClient;
 use crate::domain::fingerprint::{self, Volatile};
 use crate::pipeline::PipelineInput;
 use crate::runtime::Direction;
-use crate::sinks::dataverse::OPPORTUNITY_QUERY;
+use crate::sinks::partner_center::ReferralSink;
 use crate::store::Link;
 use crate::sync::compare::{apply_ops, patch_ops};
 use crate::sync::outcome::{Mapped, classify_pipeline};
@@ -36,9 +35,6 @@ use crate::sync::sharing::hold_back_sharing;
 use futures_util::{StreamExt as _, stream};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-
-/// Opportunities read back in one query: 50 ids keep the URL under 4 KB.
-const READ_PER_QUERY: usize = 50;
 
 /// The event name the CRM → Partner Center mapping sees, as the live engine gives it.
 const EVENT: &str = "opportunity-updated";
@@ -81,33 +77,16 @@ impl Run<'_> {
     /// The opportunities `ids`, with the engine's expansions, by id; those that could not be
     /// read are missing (their links keep no opportunity fingerprint).
     async fn read_back(&self, ids: &[String]) -> HashMap<String, Value> {
-        let queries = ids.chunks(READ_PER_QUERY).map(|ids| {
-            let filter = ids
-                .iter()
-                .map(|id| format!("opportunityid eq {id}"))
-                .collect::<Vec<_>>()
-                .join(" or ");
-            format!("$filter={filter}&{OPPORTUNITY_QUERY}")
-        });
-        let dv = &self.backfill.dataverse;
-        let answers: Vec<_> = stream::iter(queries)
-            .map(|query| async move { dv.query("opportunities", &query).await })
-            .buffer_unordered(self.options.mode.concurrency())
-            .collect()
+        let (rows, errors) = self
+            .backfill
+            .dataverse
+            .read_many(ids, self.options.mode.concurrency())
             .await;
-        let mut rows = HashMap::with_capacity(ids.len());
-        for answer in answers {
-            match answer {
-                Ok(found) => rows.extend(
-                    found
-                        .into_iter()
-                        .filter_map(|row| Some((row["opportunityid"].as_str()?.to_owned(), row))),
-                ),
-                Err(e) => tracing::info!(
-                    error = %e,
-                    "backfill: could not read created opportunities back; a live host syncs them on their events"
-                ),
-            }
+        for e in errors {
+            tracing::info!(
+                error = %e,
+                "backfill: could not read created opportunities back; a live host syncs them on their events"
+            );
         }
         rows
     }
@@ -171,7 +150,7 @@ impl Run<'_> {
     /// when there was nothing to send.
     async fn send_to_referral(
         &self,
-        client: &PartnerCenterClient,
+        client: &ReferralSink,
         oid: &str,
         row: &Value,
         referral: Value,
@@ -208,7 +187,7 @@ impl Run<'_> {
             return Err(format!("referral {rid} was listed without its eTag"));
         };
         let updated = client
-            .patch_referral(rid, &ops, Some(etag))
+            .patch(rid, &ops, etag)
             .await
             .map_err(|e| format!("PATCH of referral {rid} for opportunity {oid}: {e}"))?;
         let mut synced = referral;

@@ -9,25 +9,23 @@
 //! into its write.
 //!
 //! Every create names the new opportunity's id (the mapping's `opportunityid`, from
-//! `externalReferenceId`, or a new one) and never updates a row that exists
-//! ([`BatchRequest::create`]), so a write whose answer is lost is found out, not repeated.
-//! A closed referral's write is a change set of two requests: the create and
-//! `WinOpportunity`/`LoseOpportunity` for that id. Dataverse applies both
-//! or neither, so an opportunity is never left open for a closed referral, and a failed close
-//! leaves nothing to clean up.
+//! `externalReferenceId`, or a new one) and never updates a row that exists, so a write whose
+//! answer is lost is found out, not repeated. A closed referral's write is a change set of two
+//! requests: the create and `WinOpportunity`/`LoseOpportunity` for that id. Dataverse applies
+//! both or neither, so an opportunity is never left open for a closed referral, and a failed
+//! close leaves nothing to clean up ([`OpportunityCreate`]).
+//!
+//! [`OpportunityCreate`]: crate::sinks::dataverse::bulk_write::OpportunityCreate
 
 use super::Run;
 use super::lookups::Contacts;
 use super::report::{Outcome, RecordOutcome};
-use crate::connections::dataverse::BatchItem;
-use crate::connections::dataverse::actions::{Closing, close_request};
-use crate::connections::dataverse::batch::BatchRequest;
-use crate::connections::retry::new_uuid;
 use crate::domain::fingerprint;
 use crate::pipeline::PipelineInput;
 use crate::runtime::Direction;
+use crate::sinks::dataverse::bulk_write::OpportunityCreate;
 use crate::sinks::dataverse::lookups::customer_key;
-use crate::sinks::dataverse::{CLOSE_SUBJECT, take_closing};
+use crate::sinks::dataverse::{Closing, take_closing};
 use crate::store::Link;
 use crate::sync::SyncError;
 use crate::sync::outcome::{Mapped, classify_pipeline};
@@ -63,18 +61,16 @@ impl Draft {
 pub(super) struct Prepared {
     pub referral_id: String,
     /// The create, or the change set of the create and the close.
-    pub item: BatchItem,
+    pub create: OpportunityCreate,
     /// The link to save once the opportunity exists (its id still missing).
     pub link: Link,
     pub closed: bool,
-    /// The opportunity id the create names (given by the mapping, or chosen here).
-    pub named_id: Option<String>,
 }
 
 impl Prepared {
     /// How many requests its write takes.
     pub(super) fn requests(&self) -> usize {
-        self.item.requests().len()
+        self.create.requests()
     }
 }
 
@@ -124,8 +120,9 @@ impl Run<'_> {
         let closing = take_closing(&mut columns);
         mark_name_synced(&mut columns, &self.backfill.sync);
         if let Err(e) = self
-            .lookups
-            .currency(&self.backfill.dataverse, &mut columns)
+            .backfill
+            .dataverse
+            .bind_currency(self.lookups.currencies(), &mut columns)
             .await
         {
             return Err(outcome(Outcome::Failed(format!(
@@ -188,7 +185,7 @@ impl Run<'_> {
     ) -> Result<Prepared, RecordOutcome> {
         let Draft {
             referral_id,
-            mut columns,
+            columns,
             closing,
             contacts,
             link,
@@ -204,24 +201,12 @@ impl Run<'_> {
                 Outcome::Failed(format!("creating its contact {contact}: {reason}")),
             ));
         }
-        let oid = match columns.remove("opportunityid") {
-            Some(Value::String(id)) => id,
-            _ => new_uuid(),
-        };
-        let create = BatchRequest::create("opportunities", &oid, Value::Object(columns));
-        let item = match closing {
-            None => BatchItem::Request(create),
-            Some((closing, status)) => {
-                let close = close_request(closing, &oid, status, CLOSE_SUBJECT);
-                BatchItem::ChangeSet(vec![create, close])
-            }
-        };
+        let closed = closing.is_some();
         Ok(Prepared {
+            create: OpportunityCreate::new(&referral_id, columns, closing),
             referral_id,
-            item,
             link,
-            closed: closing.is_some(),
-            named_id: Some(oid),
+            closed,
         })
     }
 }

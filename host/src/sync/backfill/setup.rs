@@ -1,6 +1,6 @@
 //! A [`Backfill`] from the host's configuration, as `cosell serve` would set its parts up: the
 //! state database, the mapping steps on their active (deployed) versions, the Dataverse
-//! client and the `[sync]` settings. The Partner Center client is the caller's to add
+//! sink and the `[sync]` settings. The Partner Center sink is the caller's to add
 //! ([`Backfill::partner_center`]): it needs the host's sign-in, which a backfill given its
 //! referrals in memory does not.
 
@@ -10,6 +10,7 @@ use crate::deploy;
 use crate::metrics::Metrics;
 use crate::runtime::MappingRuntime;
 use crate::sinks::configured::dataverse_client;
+use crate::sinks::dataverse::bulk_write::BulkWriter;
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
 
@@ -45,7 +46,7 @@ impl Backfill {
         };
         Ok(Self {
             pipelines,
-            dataverse: dataverse_client(config)?,
+            dataverse: BulkWriter::new(dataverse_client(config)?),
             store: state.sync,
             sync: config.sync.clone(),
             partner_center: None,

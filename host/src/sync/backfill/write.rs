@@ -16,20 +16,21 @@
 //! - **Per record**: one request per referral: a plain `POST opportunities`, or for a closed
 //!   referral a `$batch` holding just its change set (so it is closed atomically too).
 //!
-//! The client's limiter keeps either within the service protection limits: it waits out every
-//! `Retry-After` and halves its concurrency on a 429. Every create names its row, so a write
-//! whose answer is lost (a timeout, a dropped connection, a 500) is not a failure: the client
-//! reads which rows landed and sends only the others again (`connections::dataverse::creates`).
+//! The requests themselves are the Dataverse sink's ([`BulkWriter`]): here is the choice of
+//! which to send, and what each answer means for a referral. The sink's client keeps either
+//! within the service protection limits (it waits out every `Retry-After` and halves its
+//! concurrency on a 429), and every create names its row, so a write whose answer is lost (a
+//! timeout, a dropped connection, a 500) is not a failure: the sink finds out which rows
+//! landed and sends only the others again.
+//!
+//! [`BulkWriter`]: crate::sinks::dataverse::bulk_write::BulkWriter
 
 use super::Mode;
 use super::lookups::NewContact;
 use super::prepare::Prepared;
 use super::report::{Outcome, RecordOutcome};
-use crate::connections::dataverse::batch::BatchRequest;
-use crate::connections::dataverse::{BatchItem, BatchResponse, BulkRow, BulkTable, DataverseError};
-use futures_util::{StreamExt as _, stream};
-use reqwest::Method;
-use serde_json::{Value, json};
+use crate::sinks::dataverse::bulk_write::{BulkCreated, Created, LookupRequest};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,7 +84,8 @@ impl super::Run<'_> {
             Mode::PerRecord { .. } => {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for record in prepared {
-                    outcomes.push(self.write_one(record).await);
+                    let created = self.backfill.dataverse.create_one(&record.create).await;
+                    outcomes.push(outcome_of(record, created));
                 }
                 outcomes
             }
@@ -96,69 +98,19 @@ impl super::Run<'_> {
     /// query's rows as `{"value": […]}`), or why it failed.
     pub(super) async fn send_all(
         &self,
-        requests: &[BatchRequest],
+        requests: &[LookupRequest],
     ) -> Vec<Result<Option<Value>, String>> {
-        let per_batch = self.options.mode.group_size().unwrap_or(1);
-        stream::iter(requests.chunks(per_batch))
-            .map(|group| async move {
-                match group {
-                    [request] if per_batch == 1 => vec![self.send_one(request).await],
-                    _ => self.send_batch(group).await,
-                }
-            })
-            .buffered(self.options.mode.concurrency())
-            .flat_map(stream::iter)
-            .collect()
+        let mode = self.options.mode;
+        self.backfill
+            .dataverse
+            .send_all(requests, mode.group_size().unwrap_or(1), mode.concurrency())
             .await
-    }
-
-    async fn send_batch(&self, group: &[BatchRequest]) -> Vec<Result<Option<Value>, String>> {
-        let items: Vec<BatchItem> = group.iter().cloned().map(BatchItem::Request).collect();
-        match self.backfill.dataverse.batch_items(&items).await {
-            Ok(answers) => group
-                .iter()
-                .zip(answers)
-                .map(|(request, answer)| {
-                    let answer = answer.into_iter().next();
-                    match answer.as_ref().and_then(|a| a.error(&request.path)) {
-                        Some(e) => Err(e.to_string()),
-                        None => Ok(answer.and_then(|a| a.body)),
-                    }
-                })
-                .collect(),
-            Err(e) => vec![Err(e.to_string()); group.len()],
-        }
-    }
-
-    async fn send_one(&self, request: &BatchRequest) -> Result<Option<Value>, String> {
-        let dv = &self.backfill.dataverse;
-        let (set, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
-        let result = if request.method == Method::GET {
-            dv.query(set, query)
-                .await
-                .map(|rows| Some(json!({"value": rows})))
-        } else {
-            self.create_one(request).await.map(|_| None)
-        };
-        result.map_err(|e| e.to_string())
-    }
-
-    /// Sends one create (a [`BatchRequest::create`]) on its own.
-    async fn create_one(&self, request: &BatchRequest) -> Result<String, DataverseError> {
-        let Some((set, id)) = request.created_row() else {
-            return Err(DataverseError::BadRequest {
-                code: String::new(),
-                message: format!("{} {} is not a create", request.method, request.path),
-            });
-        };
-        let body = request.body.clone().unwrap_or_default();
-        self.backfill.dataverse.create_with_id(set, id, &body).await
     }
 
     /// Creates `contacts`; answers the reason of each that failed, by id. A failed one is
     /// forgotten by the run's lookups, so a later referral plans it again.
     pub(super) async fn create_contacts(&self, contacts: &[NewContact]) -> HashMap<String, String> {
-        let requests: Vec<BatchRequest> = contacts.iter().map(|c| c.request.clone()).collect();
+        let requests: Vec<LookupRequest> = contacts.iter().map(|c| c.request.clone()).collect();
         let results = self.send_all(&requests).await;
         let mut failed = HashMap::new();
         for (contact, result) in contacts.iter().zip(results) {
@@ -171,26 +123,20 @@ impl super::Run<'_> {
     }
 
     async fn write_batch(&self, prepared: Vec<Prepared>) -> Vec<RecordOutcome> {
-        let items: Vec<BatchItem> = prepared.iter().map(|p| p.item.clone()).collect();
-        match self.backfill.dataverse.batch_items(&items).await {
-            Ok(answers) => prepared
-                .into_iter()
-                .zip(answers)
-                .map(|(record, answers)| outcome_of(record, &answers))
-                .collect(),
-            Err(e) => prepared
-                .into_iter()
-                .map(|record| failed(record, &e))
-                .collect(),
-        }
+        let creates: Vec<_> = prepared.iter().map(|p| &p.create).collect();
+        let created = self.backfill.dataverse.create_batch(&creates).await;
+        prepared
+            .into_iter()
+            .zip(created)
+            .map(|(record, created)| outcome_of(record, created))
+            .collect()
     }
 
     /// One `CreateMultiple` of the open referrals' creates, and a `$batch` of the closed ones'
     /// change sets; a `CreateMultiple` refused as a whole is sent again as a `$batch`.
     async fn write_bulk(&self, prepared: Vec<Prepared>) -> Vec<RecordOutcome> {
-        let (open, closed): (Vec<Prepared>, Vec<Prepared>) = prepared
-            .into_iter()
-            .partition(|p| matches!(&p.item, BatchItem::Request(r) if r.created_row().is_some()));
+        let (open, closed): (Vec<Prepared>, Vec<Prepared>) =
+            prepared.into_iter().partition(|p| p.create.is_plain());
         let mut outcomes = if closed.is_empty() {
             Vec::new()
         } else {
@@ -199,23 +145,28 @@ impl super::Run<'_> {
         if open.is_empty() {
             return outcomes;
         }
-        let rows: Vec<BulkRow> = open.iter().filter_map(bulk_row).collect();
-        let dv = &self.backfill.dataverse;
-        match dv.create_multiple(BulkTable::OPPORTUNITIES, &rows).await {
-            Ok(ids) => {
+        let creates: Vec<_> = open.iter().map(|p| &p.create).collect();
+        match self.backfill.dataverse.create_multiple(&creates).await {
+            BulkCreated::Created(ids) => {
                 self.bulk
                     .created
                     .fetch_add(ids.len() as u64, Ordering::Relaxed);
-                outcomes.extend(open.into_iter().zip(ids).map(|(r, id)| created(r, id)));
+                outcomes.extend(
+                    open.into_iter()
+                        .zip(ids)
+                        .map(|(r, id)| outcome_of(r, Created::Id(id))),
+                );
             }
-            Err(e) if e.answer_lost() => outcomes.extend(open.into_iter().map(|r| failed(r, &e))),
-            Err(e) => {
+            BulkCreated::Lost(created) => {
+                outcomes.extend(open.into_iter().map(|r| outcome_of(r, created.clone())))
+            }
+            BulkCreated::Refused(e) => {
                 let count = open.len();
                 let fallback = self.write_batch(open).await;
                 let all_created = fallback
                     .iter()
                     .all(|o| matches!(o.outcome, Outcome::Created { .. }));
-                if all_created && self.bulk.refuse(e.to_string()) {
+                if all_created && self.bulk.refuse(e.clone()) {
                     tracing::warn!(
                         error = %e,
                         "Dataverse refused CreateMultiple of {count} opportunities that a $batch then created: the rest of this backfill writes $batch requests"
@@ -228,90 +179,26 @@ impl super::Run<'_> {
         }
         outcomes
     }
+}
 
-    async fn write_one(&self, record: Prepared) -> RecordOutcome {
-        let dv = &self.backfill.dataverse;
-        match &record.item {
-            BatchItem::Request(create) => match self.create_one(create).await {
-                Ok(id) => created(record, id),
-                Err(e) => failed(record, &e),
-            },
-            BatchItem::ChangeSet(_) => {
-                match dv.batch_items(std::slice::from_ref(&record.item)).await {
-                    Ok(answers) => outcome_of(record, &answers[0]),
-                    Err(e) => failed(record, &e),
-                }
+/// The outcome of `record` from what its write did.
+fn outcome_of(record: Prepared, created: Created) -> RecordOutcome {
+    let outcome = match created {
+        Created::Id(opportunity_id) => {
+            let mut link = Box::new(record.link);
+            link.opportunity_id = Some(opportunity_id);
+            Outcome::Created {
+                link,
+                closed: record.closed,
             }
         }
-    }
-}
-
-/// The row a plain create writes in a `CreateMultiple`.
-fn bulk_row(record: &Prepared) -> Option<BulkRow> {
-    let BatchItem::Request(create) = &record.item else {
-        return None;
-    };
-    let (_, id) = create.created_row()?;
-    let columns = match &create.body {
-        Some(Value::Object(columns)) => columns.clone(),
-        _ => Default::default(),
-    };
-    Some(BulkRow {
-        key: id.to_owned(),
-        columns,
-    })
-}
-
-fn created(record: Prepared, opportunity_id: String) -> RecordOutcome {
-    let mut link = Box::new(record.link);
-    link.opportunity_id = Some(opportunity_id);
-    RecordOutcome::new(
-        record.referral_id,
-        Outcome::Created {
-            link,
-            closed: record.closed,
-        },
-    )
-}
-
-/// The outcome of a record from its item's answers.
-fn outcome_of(record: Prepared, answers: &[BatchResponse]) -> RecordOutcome {
-    if answers.len() == record.requests() && answers.iter().all(BatchResponse::is_success) {
-        let id = answers[0].entity_id.clone().or(record.named_id.clone());
-        return match id {
-            Some(id) => created(record, id),
-            None => RecordOutcome::new(
-                record.referral_id,
-                Outcome::Failed(format!(
-                    "Dataverse created its opportunity without saying its id (no OData-EntityId); {MAY_EXIST}"
-                )),
-            ),
-        };
-    }
-    let what = format!("the opportunity of referral {}", record.referral_id);
-    match answers.iter().find_map(|a| a.error(&what)) {
-        Some(e) => failed(record, &e),
-        None => RecordOutcome::new(
-            record.referral_id,
-            Outcome::Failed(format!(
-                "Dataverse answered its change set in part; {MAY_EXIST}"
-            )),
-        ),
-    }
-}
-
-/// The outcome of a record whose write failed with `error`.
-fn failed(record: Prepared, error: &DataverseError) -> RecordOutcome {
-    let outcome = match error {
-        // A create answered 412 repeats a key: the opportunity id the referral names (its
-        // externalReferenceId: cosell created that opportunity, and made the referral from it),
-        // or the Referral Identifier where it is an alternate key (a live host created it in
-        // the meantime). Either way it is there; the sync engine, or a re-run, links it.
-        DataverseError::PreconditionFailed(_) => Outcome::AlreadyThere { adopt: None },
-        DataverseError::Transport(_) | DataverseError::InvalidResponse(_) => {
-            Outcome::Failed(format!("{error}; {MAY_EXIST}"))
-        }
-        _ => Outcome::Failed(error.to_string()),
+        // There already (its key was taken): the sync engine, or a re-run, links it.
+        Created::AlreadyThere => Outcome::AlreadyThere { adopt: None },
+        Created::Failed {
+            reason,
+            may_exist: true,
+        } => Outcome::Failed(format!("{reason}; {MAY_EXIST}")),
+        Created::Failed { reason, .. } => Outcome::Failed(reason),
     };
     RecordOutcome::new(record.referral_id, outcome)
 }
