@@ -13,6 +13,9 @@
 // The public surface is what the binary, the tests and the benchmarks use: an item `pub` in a
 // private module must say so (`pub(crate)`), and every public item is documented.
 #![warn(missing_docs, unreachable_pub)]
+// Module docs are a map for readers of the source as much as of the API: they link the private
+// submodules that do the work, which resolve with `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod admin;
 pub mod cli;

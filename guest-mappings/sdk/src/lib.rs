@@ -23,7 +23,7 @@
 //! * the guest's global allocator (a static arena, so a typical record never grows linear
 //!   memory) and a panic hook that writes the panic message to the host log before the guest
 //!   traps. Both are installed by the export macros; there is nothing to call.
-//! * [`rules`] (feature `rules`): run the default mapping (the `mapping-rules` library) and then
+//! * `rules` (feature `rules`): run the default mapping (the `mapping-rules` library) and then
 //!   change its output — how a `--from-default` project starts.
 //!
 //! ## An example step

@@ -2,6 +2,15 @@
 //! shadow | promote | discard | replay | config | list | rollback`,
 //! `queue`, `dead-letters list | replay`, `audit`, `backfill`, and the setup commands
 //! `partner-center login | register-webhooks`, `dataverse provision | register-webhook`.
+//!
+//! The doc comments of the commands and their flags are the `--help` text, written for a
+//! terminal: `[partner_center]` there is a section of the configuration file and
+//! `<data-dir>` a placeholder, not rustdoc's links and tags.
+#![allow(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls
+)]
 
 mod admin_client;
 mod backfill;

@@ -9,7 +9,7 @@
 //! the record syncs again when it changes. While Partner Center or Dataverse is down
 //! ([`super::availability`]) no event is claimed, and the events that failed because of it go
 //! back without spending an attempt; one worker probes the service after each pause. Workers
-//! sleep until an event is enqueued ([`Wakeup`](crate::store::Wakeup)) or a retry falls due.
+//! sleep until an event is enqueued ([`crate::store::Wakeup`]) or a retry falls due.
 
 use super::availability::{Failure, Gate};
 use super::{Done, SyncEngine, SyncError, deferred};

@@ -70,7 +70,7 @@ pub fn close_request(closing: Closing, id: &str, status: i64, subject: &str) -> 
 impl DataverseClient {
     /// `POST WinOpportunity`: closes the opportunity as won with `status_code` (e.g. 3 Won) and
     /// an `OpportunityClose` whose subject is `subject`. Closed opportunities are read-only
-    /// until reactivated; closing one again is a [`DataverseError::BadRequest`].
+    /// until reactivated; closing one again is a [`DataverseError::BadRequest`](super::DataverseError::BadRequest).
     pub async fn win_opportunity(
         &self,
         opportunity_id: &str,

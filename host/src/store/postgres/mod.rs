@@ -5,8 +5,8 @@
 //! - [`schema`]: the numbered migrations (`migrations/*.sql`), applied at open.
 //! - [`tls`]: the server's certificate checked against the public roots or `[state] ca_file`.
 //! - [`deployments`]: mapping versions and activations ([`super::DeploymentStore`]).
-//! - [`queue`]: the event queue, claims across replicas; [`records`]: links, cursors,
-//!   credentials, intents and the audit trail (together [`super::SyncStore`]).
+//! - [`queue`]: the event queue, claims across replicas; [`links`], [`cursors`] and [`audit`]:
+//!   the rest of [`super::SyncStore`], each implemented beside its SQL.
 //!
 //! What changes from SQLite, where one file lock serialised every write:
 //!

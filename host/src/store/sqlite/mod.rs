@@ -1,8 +1,8 @@
 //! The embedded SQLite store (WAL mode), the default for a single host.
 //!
 //! - [`deployments`]: mapping versions and their activations ([`super::DeploymentStore`]).
-//! - [`queue`]: the event queue and dead letters; [`records`]: links, cursors, credentials and
-//!   the audit trail (together [`super::SyncStore`]).
+//! - [`queue`], [`links`], [`cursors`] and [`audit`]: the four parts of
+//!   [`super::SyncStore`], each implemented beside its SQL.
 //! - [`schema`]: the numbered migrations (`migrations/*.sql`), applied at open.
 
 use super::InProcessCustomerLocks;
