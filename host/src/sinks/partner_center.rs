@@ -7,7 +7,7 @@
 //! Partner Center takes no client-chosen id and documents no filter on `externalReferenceId`,
 //! so a create whose answer is lost cannot simply be sent again (that makes a duplicate) nor
 //! found with a query. Instead the caller records an intent in its own state before the POST
-//! ([`crate::store::SyncStore::begin_referral_intent`]), every referral cosell creates carries
+//! ([`crate::store::LinkStore::begin_referral_intent`]), every referral cosell creates carries
 //! its opportunity's id in `externalReferenceId` (the documented place for the CRM's own id),
 //! and after a lost answer (or a crash with the intent still open) [`ReferralSink::find_created`]
 //! lists the newest referrals with the documented `$orderby=createdDateTime desc`, stopping

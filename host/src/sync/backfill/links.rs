@@ -2,13 +2,13 @@
 //! sync engine treats those pairs as cosell's.
 //!
 //! A link is saved only if its referral is not linked to an opportunity by then, checked in
-//! the same transaction ([`SyncStore::save_unlinked`]): a running host may have linked it in
+//! the same transaction ([`LinkStore::save_unlinked`]): a running host may have linked it in
 //! the meantime (the window `super::existing` describes), to the opportunity the backfill
 //! created (the host heard of it first, from Dataverse's webhook, and read both sides: its
 //! link is fresher and stands), or to one it created itself (then the backfill's is a second
 //! opportunity, reported as a failure to delete, and not linked over the host's).
 //!
-//! [`SyncStore::save_unlinked`]: crate::store::SyncStore::save_unlinked
+//! [`LinkStore::save_unlinked`]: crate::store::LinkStore::save_unlinked
 
 use super::Run;
 use super::report::{Outcome, RecordOutcome};
