@@ -33,7 +33,7 @@ mod private_dir;
 pub mod replicas;
 pub mod retention;
 pub mod runtime;
-/// Built with the `sandbox` feature only (on by default): it carries both emulators.
+// Built with the `sandbox` feature only (on by default): it carries both emulators.
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scaffold;

@@ -1,4 +1,5 @@
-//! `cosell sandbox`: the whole product on one machine, without a Microsoft account.
+//! `cosell sandbox`: the whole product on one machine, without a Microsoft account. Built only
+//! with the `sandbox` feature (on by default), since it carries both emulators.
 //!
 //! Starts the Partner Center emulator (two listeners: its token endpoint and Referrals API, and
 //! its Webhooks API, two hosts at Microsoft), the Dataverse emulator (crate `cosell-emulators`) and the host
