@@ -94,7 +94,7 @@ fn load_step(
         &spec.step,
         &validated.component.version,
         &wasm,
-        "config",
+        super::DeploySource::Config.as_str(),
         ActivationReason::Bootstrap,
     )?;
     metrics.record_component_load(validated.component.artifact);
