@@ -29,11 +29,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-/// Where the newest Partner Center refresh token is kept (they are single use).
-pub use crate::store::sign_in::REFRESH_TOKEN_CREDENTIAL;
-
 /// The running sync engine.
-pub struct SyncParts {
+pub(crate) struct SyncParts {
     /// Where the webhook listener listens.
     pub webhook_addr: SocketAddr,
     /// Wakes the sync workers when an event is queued.
@@ -119,7 +116,7 @@ fn start_pollers(
 /// Starts the engine, its workers, the webhook listener, and the pollers whenever `leader`
 /// turns true (stopped when it turns false). The clients, the pollers, the listener and the
 /// engine's pauses report to `health` (readiness and the request metrics).
-pub async fn start(
+pub(crate) async fn start(
     config: &HostConfig,
     store: Arc<dyn SyncStore>,
     pipelines: Arc<Pipelines>,
@@ -197,7 +194,7 @@ pub async fn start(
 impl SyncParts {
     /// The deployer's activation hook: the records parked on an earlier version of the
     /// activated step are queued again, and the workers woken.
-    pub fn requeue_parked_hook(&self) -> crate::deploy::ActivationHook {
+    pub(crate) fn requeue_parked_hook(&self) -> crate::deploy::ActivationHook {
         let (store, wakeup) = (self.store.clone(), self.wakeup.clone());
         Box::new(move |step, version| {
             if worker::requeue_parked(&*store, step, version) > 0 {
@@ -207,7 +204,7 @@ impl SyncParts {
     }
 
     /// Stops the listener, the pollers and the workers (each finishes its current event).
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         let _ = self.stop.send(true);
         if let Err(err) = self.listener.stopped().await {
             tracing::warn!(error = %err, "the webhook listener stopped with an error");

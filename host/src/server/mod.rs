@@ -3,7 +3,7 @@
 //! listener. Both listeners run on runtimes of their own and are served within their
 //! section's limits ([`crate::listener`]).
 
-pub mod engine;
+mod engine;
 
 use crate::admin::{self, AdminState};
 use crate::config::{HostConfig, Secret};

@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 
 /// One numbered step of a backend's schema.
 #[derive(Debug, Clone, Copy)]
-pub struct Migration {
+pub(crate) struct Migration {
     /// 1, 2, 3, …: the schema version once it is applied.
     pub version: u32,
     /// The file's name, for errors and logs.
@@ -35,7 +35,7 @@ pub(crate) use migration;
 /// The migrations of `all` a database at `current` still needs, in order. `all` must be
 /// numbered 1, 2, 3, … (checked: a gap would skip a step). `database` names the database in
 /// the error that refuses a newer schema.
-pub fn pending<'a>(all: &'a [Migration], current: u32, database: &str) -> Result<&'a [Migration]> {
+pub(crate) fn pending<'a>(all: &'a [Migration], current: u32, database: &str) -> Result<&'a [Migration]> {
     for (i, migration) in all.iter().enumerate() {
         assert_eq!(
             migration.version as usize,
@@ -57,7 +57,7 @@ pub fn pending<'a>(all: &'a [Migration], current: u32, database: &str) -> Result
 }
 
 /// The version a database is at once every migration of `all` is applied.
-pub fn latest(all: &[Migration]) -> u32 {
+pub(crate) fn latest(all: &[Migration]) -> u32 {
     all.last().map_or(0, |m| m.version)
 }
 

@@ -14,7 +14,7 @@ pub mod audit_query;
 mod claim_sql;
 pub mod customer_locks;
 mod lock_key;
-pub mod migrations;
+mod migrations;
 pub mod off_runtime;
 mod open;
 pub mod postgres;
