@@ -35,7 +35,11 @@ pub(crate) use migration;
 /// The migrations of `all` a database at `current` still needs, in order. `all` must be
 /// numbered 1, 2, 3, … (checked: a gap would skip a step). `database` names the database in
 /// the error that refuses a newer schema.
-pub(crate) fn pending<'a>(all: &'a [Migration], current: u32, database: &str) -> Result<&'a [Migration]> {
+pub(crate) fn pending<'a>(
+    all: &'a [Migration],
+    current: u32,
+    database: &str,
+) -> Result<&'a [Migration]> {
     for (i, migration) in all.iter().enumerate() {
         assert_eq!(
             migration.version as usize,
