@@ -43,12 +43,27 @@ fn incoming_referral(env: &SyncEnv, name: &str) -> String {
     referral["id"].as_str().unwrap().to_owned()
 }
 
+/// The opportunity synced from referral `rid`, once its run has finished. The worker keeps the
+/// pipeline run for replays and writes the audit line together, after the writes, so the
+/// opportunity shows in Dataverse a moment before the run can be replayed.
 async fn synced_opportunity(env: &SyncEnv, rid: &str) -> Value {
-    wait_until(SETTLE, || async {
+    let opportunity = wait_until(SETTLE, || async {
         env.opportunities_for_referral(rid).await.into_iter().next()
     })
     .await
-    .unwrap_or_else(|| panic!("no opportunity for {rid}\n{}", env.host_log()))
+    .unwrap_or_else(|| panic!("no opportunity for {rid}\n{}", env.host_log()));
+    wait_until(SETTLE, || async {
+        let audit = env
+            .admin_get(&format!("/admin/v1/audit?record=referral:{rid}"))
+            .await;
+        (audit["audit"]
+            .as_array()
+            .is_some_and(|lines| !lines.is_empty()))
+        .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("the run for {rid} never settled\n{}", env.host_log()));
+    opportunity
 }
 
 /// The shadow report once `done` holds for it.
