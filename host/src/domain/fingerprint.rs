@@ -18,6 +18,35 @@ pub struct Volatile<'a> {
     pub marks: [&'a str; 2],
 }
 
+/// [`Volatile`] owned, for what outlives the configuration it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolatileColumns {
+    /// The Audit column.
+    pub audit_column: String,
+    /// The success and failure marks.
+    pub marks: [String; 2],
+}
+
+impl VolatileColumns {
+    /// What to leave out, borrowed.
+    pub fn borrow(&self) -> Volatile<'_> {
+        Volatile {
+            audit_column: &self.audit_column,
+            marks: [&self.marks[0], &self.marks[1]],
+        }
+    }
+}
+
+impl Volatile<'_> {
+    /// The same, owned.
+    pub fn to_columns(&self) -> VolatileColumns {
+        VolatileColumns {
+            audit_column: self.audit_column.to_owned(),
+            marks: self.marks.map(str::to_owned),
+        }
+    }
+}
+
 const VOLATILE_MEMBERS: [&str; 8] = [
     "eTag",
     "updatedDateTime",

@@ -146,7 +146,14 @@ pub(crate) async fn start(
             .collect()
     }));
     let wakeup: Wakeup = Arc::new(Notify::new());
-    let intake = Arc::new(Intake::new(store.clone(), wakeup.clone(), metrics)?);
+    // The intake tells the echo of cosell's own write as the engine does.
+    let own_writes = engine.volatile().to_columns();
+    let intake = Arc::new(Intake::new(
+        store.clone(),
+        wakeup.clone(),
+        metrics,
+        Some(own_writes),
+    )?);
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = worker::spawn(engine, config.sync.workers, wakeup.clone(), stop_rx.clone());
     // The pollers run on the leader only (one replica of a shared state; always, alone).

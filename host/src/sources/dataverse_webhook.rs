@@ -8,8 +8,10 @@
 //! type (415 unless JSON or absent, `webhook_formats::content_type`) and the body
 //! (`webhook_formats::dataverse`): only `PrimaryEntityName` and `PrimaryEntityId` are used, the
 //! engine reads the opportunity itself, so a delivery's possibly stale image (and its 256 KB
-//! truncation) never matters.
+//! truncation) never matters. The `Target`'s `RowVersion` is kept too: a delivery naming the
+//! version cosell last synced is its own write's echo, answered 200 and not queued.
 
+use super::intake::Accepted;
 use super::{WebhookState, answer, declared_too_large, read_body};
 use crate::config::{DataverseAuthKind, Secret};
 use crate::store::Side;
@@ -101,17 +103,32 @@ pub async fn receive(
             return answer(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let (Context::Opportunity { id, .. }, Some(payload)) = (&context, context.queue_payload())
+    let (
+        Context::Opportunity {
+            id, row_version, ..
+        },
+        Some(payload),
+    ) = (&context, context.queue_payload())
     else {
         state.intake.record_unqueued(ORIGIN, "ignored");
         return answer(StatusCode::OK, "not an opportunity; nothing to do");
     };
     match state
         .intake
-        .accept_grouped(Side::Dataverse, id.clone(), ORIGIN, payload)
+        .accept_grouped(
+            Side::Dataverse,
+            id.clone(),
+            ORIGIN,
+            payload,
+            row_version.clone(),
+        )
         .await
     {
-        Ok(_) => answer(StatusCode::OK, "stored"),
+        Ok(Accepted::Stored(_)) => answer(StatusCode::OK, "stored"),
+        Ok(Accepted::OwnWrite) => answer(
+            StatusCode::OK,
+            "cosell's own write (the version it last synced); nothing to do",
+        ),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "could not store a Dataverse event");
             // Dataverse retries once after a 503 (reference §5.5); the poller catches the rest.

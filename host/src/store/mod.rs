@@ -8,7 +8,8 @@
 //! carries numbered schema migrations ([`migrations`]), applied at open. [`sign_in`] keeps the
 //! Partner Center sign-in (its rotating refresh token) in the credentials. [`customer_locks`]
 //! is the per-customer lock of the Dataverse lookups, as wide as the store is shared.
-//! [`off_runtime()`] runs a store call from async code on tokio's blocking pool.
+//! [`off_runtime()`] runs a store call from async code on tokio's blocking pool. [`own_write`]
+//! tells the echo of cosell's own Dataverse write from a delivery and the link.
 
 pub mod audit_query;
 mod claim_sql;
@@ -17,6 +18,7 @@ mod lock_key;
 mod migrations;
 pub mod off_runtime;
 mod open;
+pub(crate) mod own_write;
 pub mod postgres;
 pub mod queue_list;
 pub mod replica_set;
@@ -36,7 +38,7 @@ mod wakeup;
 
 pub use audit_query::{AuditPage, AuditQuery};
 pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
-pub use lock_key::lock_key;
+pub use lock_key::{lock_key, opportunity_lock_key};
 pub use off_runtime::off_runtime;
 pub use open::{StateStore, open};
 pub use queue_list::{QueueEntry, QueueFilter};

@@ -27,7 +27,6 @@ pub mod conflicts;
 mod create_intent;
 mod deferred;
 pub mod outcome;
-mod own_write;
 mod pairing;
 pub mod seller_notes;
 pub mod sharing;

@@ -1,7 +1,7 @@
 //! An opportunity changed in Dataverse → create or update its referral.
 //!
 //! A delivery that names the version cosell last synced is its own write's echo and ends
-//! there, unread ([`super::own_write`]). Otherwise the opportunity is read with its lookups expanded; if its fingerprint is the one recorded
+//! there, unread ([`crate::store::own_write`]). Otherwise the opportunity is read with its lookups expanded; if its fingerprint is the one recorded
 //! at the last sync (cosell's own write-back coming back, or Dataverse firing on an update
 //! that changed nothing) nothing more happens. Otherwise the CRM → PC pipeline maps it over
 //! the current referral. A new referral is created (two-step when co-sell) and its id, link,
@@ -32,7 +32,7 @@ impl SyncEngine {
         let oid = event.record_id.as_str();
         // The echo of cosell's own write, told by the delivery's row version: no read.
         if let Some(link) = self.link_by_opportunity(oid).await?
-            && super::own_write::announces_synced_state(event, &link, &self.volatile())
+            && crate::store::own_write::announces_synced_state(event, &link, &self.volatile())
         {
             self.metrics.record_echo();
             return Ok(Done::new(

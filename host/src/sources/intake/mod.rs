@@ -5,11 +5,19 @@
 //! transaction (group commit), so a storm of deliveries costs one flush to disk per batch
 //! rather than one per delivery, and each delivery is answered only once its batch is
 //! committed. The pollers store their events one at a time with [`Intake::accept_alone`].
+//!
+//! A Dataverse delivery that names the version of the state its opportunity's link records as
+//! synced is the echo of cosell's own write (`store::own_write`): it is acknowledged and never
+//! queued, so it costs no claim, run or settle. It is told apart on the writer thread, from
+//! the link the lock key is read from anyway.
 
 mod writer;
 
+use crate::domain::fingerprint::VolatileColumns;
 use crate::metrics::Metrics;
-use crate::store::{Enqueued, NewEvent, Side, SyncStore, Wakeup, lock_key};
+use crate::store::{
+    Enqueued, NewEvent, Side, SyncStore, Wakeup, lock_key, opportunity_lock_key, own_write,
+};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
@@ -26,6 +34,9 @@ struct Shared {
     store: Arc<dyn SyncStore>,
     wakeup: Wakeup,
     metrics: Arc<Metrics>,
+    /// What an opportunity's fingerprint leaves out, to tell the echo of cosell's own write;
+    /// `None`: every delivery is queued.
+    own_writes: Option<VolatileColumns>,
     /// Batches the writer has taken from its channel (tests wait on it to know what went
     /// together).
     batches_taken: AtomicUsize,
@@ -49,6 +60,37 @@ impl Shared {
         })
     }
 
+    /// What a webhook delivery becomes: for Dataverse, the opportunity's link is read once,
+    /// for its lock key and to tell the echo of cosell's own write.
+    fn prepare(&self, delivery: writer::Delivery) -> anyhow::Result<Prepared> {
+        let writer::Delivery {
+            side,
+            record_id,
+            origin,
+            payload,
+            announced_version,
+        } = delivery;
+        if side == Side::PartnerCenter {
+            return Ok(Prepared::Event(
+                self.event(side, record_id, origin, payload)?,
+            ));
+        }
+        let link = self.store.link_by_opportunity(&record_id)?;
+        if let (Some(version), Some(link), Some(own_writes)) =
+            (&announced_version, &link, &self.own_writes)
+            && own_write::is_synced_version(version, link, &own_writes.borrow())
+        {
+            return Ok(Prepared::OwnWrite { record_id, origin });
+        }
+        Ok(Prepared::Event(NewEvent {
+            lock_key: opportunity_lock_key(&record_id, link.as_ref()),
+            side,
+            record_id,
+            origin: origin.to_owned(),
+            payload,
+        }))
+    }
+
     /// What follows a stored event: it is counted and a worker is woken.
     fn stored(&self, event: &NewEvent, enqueued: Enqueued) {
         let result = match enqueued {
@@ -65,20 +107,55 @@ impl Shared {
             "notification stored"
         );
     }
+
+    /// What follows the echo of cosell's own write: it is counted, and nothing is stored.
+    fn own_write(&self, record_id: &str, origin: &str) {
+        self.metrics.record_intake(origin, "echo");
+        self.metrics.record_echo();
+        tracing::info!(
+            record = %format_args!("opportunity:{record_id}"),
+            origin,
+            "the delivery names the version cosell last synced: its own write's echo, acknowledged and not queued"
+        );
+    }
+}
+
+/// A webhook delivery, ready for its batch.
+enum Prepared {
+    /// An event to store.
+    Event(NewEvent),
+    /// The echo of cosell's own write to opportunity `record_id`: acknowledged, not stored.
+    OwnWrite {
+        record_id: String,
+        origin: &'static str,
+    },
+}
+
+/// What became of a webhook delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored in the queue (committed).
+    Stored(Enqueued),
+    /// The echo of cosell's own Dataverse write: nothing to do, nothing stored.
+    OwnWrite,
 }
 
 impl Intake {
     /// The front door of `store`; starts the writer thread of the webhook deliveries, which
-    /// ends when the `Intake` is dropped.
+    /// ends when the `Intake` is dropped. With `own_writes` (what an opportunity's fingerprint
+    /// leaves out, as the engine configures it), a Dataverse delivery announcing the state its
+    /// link records as synced is acknowledged without being queued.
     pub fn new(
         store: Arc<dyn SyncStore>,
         wakeup: Wakeup,
         metrics: Arc<Metrics>,
+        own_writes: Option<VolatileColumns>,
     ) -> anyhow::Result<Self> {
         let shared = Arc::new(Shared {
             store,
             wakeup,
             metrics,
+            own_writes,
             batches_taken: AtomicUsize::new(0),
         });
         Ok(Self {
@@ -105,21 +182,25 @@ impl Intake {
     }
 
     /// Stores a webhook delivery's event with the others waiting (group commit) and answers
-    /// once the transaction holding it is committed. An error means it is not stored: the
-    /// delivery must be answered with a failure so that the sender retries it.
+    /// once the transaction holding it is committed, or at once when the delivery is the echo
+    /// of cosell's own write (`announced_version`: the row version a Dataverse delivery names).
+    /// An error means it is not stored: the delivery must be answered with a failure so that
+    /// the sender retries it.
     pub async fn accept_grouped(
         &self,
         side: Side,
         record_id: String,
         origin: &'static str,
         payload: String,
-    ) -> anyhow::Result<Enqueued> {
+        announced_version: Option<String>,
+    ) -> anyhow::Result<Accepted> {
         self.writer
             .store(writer::Delivery {
                 side,
                 record_id,
                 origin,
                 payload,
+                announced_version,
             })
             .await
     }

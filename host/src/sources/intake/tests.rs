@@ -3,6 +3,7 @@
 //! writer takes everything waiting), without depending on timing.
 
 use super::*;
+use crate::domain::fingerprint::VolatileColumns;
 use crate::store::testing::{Backend, TestStore};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,7 +13,7 @@ const ORIGIN: &str = "partner-center-webhook";
 fn intake(store: &TestStore) -> (Arc<Intake>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let wakeup = Arc::new(tokio::sync::Notify::new());
-    let intake = Intake::new(store.sync(), wakeup, metrics.clone()).unwrap();
+    let intake = Intake::new(store.sync(), wakeup, metrics.clone(), None).unwrap();
     (Arc::new(intake), metrics)
 }
 
@@ -45,8 +46,13 @@ fn deliver(
                 referral.clone(),
                 ORIGIN,
                 payload.clone(),
+                None,
             )
-            .await;
+            .await
+            .map(|accepted| match accepted {
+                Accepted::Stored(enqueued) => enqueued,
+                Accepted::OwnWrite => panic!("a Partner Center delivery is never an echo"),
+            });
         (referral, payload, stored)
     })
 }
@@ -134,6 +140,16 @@ fn a_batch_that_fails_fails_every_delivery_in_it_and_stores_none_of_them_sqlite(
 #[test]
 fn a_batch_that_fails_fails_every_delivery_in_it_and_stores_none_of_them_postgres() {
     on(Backend::Postgres, a_failed_batch_stores_nothing);
+}
+
+#[test]
+fn a_dataverse_delivery_of_the_synced_version_is_answered_and_not_queued_sqlite() {
+    on(Backend::Sqlite, own_writes_are_answered_and_not_queued);
+}
+
+#[test]
+fn a_dataverse_delivery_of_the_synced_version_is_answered_and_not_queued_postgres() {
+    on(Backend::Postgres, own_writes_are_answered_and_not_queued);
 }
 
 /// `(count, sum)` of the batch-size histogram.
@@ -255,4 +271,87 @@ async fn a_failed_batch_stores_nothing(store: &TestStore) {
     let (_, _, stored) = deliver(&intake, "r01", 100).await.unwrap();
     assert!(matches!(stored.unwrap(), Enqueued::New(_)));
     assert_eq!(pending(store).len(), 2);
+}
+
+async fn own_writes_are_answered_and_not_queued(store: &TestStore) {
+    const OID: &str = "7f3c2a52-0000-4000-8000-000000000001";
+    let metrics = Arc::new(Metrics::new());
+    let volatile = VolatileColumns {
+        audit_column: "cosell_audit".into(),
+        marks: ["✔".into(), "✖".into()],
+    };
+    let wakeup = Arc::new(tokio::sync::Notify::new());
+    let intake = Intake::new(
+        store.sync(),
+        wakeup,
+        metrics.clone(),
+        Some(volatile.clone()),
+    )
+    .unwrap();
+    // The link as cosell's write left it: the row at version 42 is the synced state.
+    let row = serde_json::json!({
+        "opportunityid": OID, "name": "Deal ✔", "versionnumber": 42, "@odata.etag": "W/\"42\""
+    });
+    let synced = crate::store::Link {
+        referral_id: Some("r1".into()),
+        opportunity_id: Some(OID.into()),
+        crm_hash: Some(crate::domain::fingerprint::opportunity(
+            &row,
+            &volatile.borrow(),
+        )),
+        crm_snapshot: Some(row.to_string()),
+        ..Default::default()
+    };
+    let link_id = store.sync().save_link(&synced).unwrap();
+    let deliver = |version: Option<&str>| {
+        intake.accept_grouped(
+            Side::Dataverse,
+            OID.into(),
+            "dataverse-webhook",
+            serde_json::json!({"MessageName": "Update", "RowVersion": version}).to_string(),
+            version.map(str::to_owned),
+        )
+    };
+
+    assert_eq!(deliver(Some("42")).await.unwrap(), Accepted::OwnWrite);
+    assert!(pending(store).is_empty(), "nothing queued for an echo");
+    let text = metrics.encode();
+    let counted = |result: &str| {
+        text.lines().any(|l| {
+            l.starts_with("cosell_intake_events_total{")
+                && l.contains("dataverse-webhook")
+                && l.contains(&format!("result=\"{result}\""))
+                && l.ends_with(" 1")
+        })
+    };
+    assert!(counted("echo"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == "cosell_sync_echoes_suppressed_total 1"),
+        "{text}"
+    );
+
+    // Another version is queued, under the pair's lock key.
+    assert!(matches!(
+        deliver(Some("43")).await.unwrap(),
+        Accepted::Stored(Enqueued::New(_))
+    ));
+    let queued = pending(store);
+    assert_eq!(queued[OID].1, "referral:r1");
+    // So is a delivery without a version, and the synced version while a failure is on
+    // record (both coalesce into the waiting event).
+    assert!(matches!(
+        deliver(None).await.unwrap(),
+        Accepted::Stored(Enqueued::Coalesced(_))
+    ));
+    let failed = crate::store::Link {
+        id: Some(link_id),
+        last_error: Some("refused".into()),
+        ..synced
+    };
+    store.sync().save_link(&failed).unwrap();
+    assert!(matches!(
+        deliver(Some("42")).await.unwrap(),
+        Accepted::Stored(Enqueued::Coalesced(_))
+    ));
 }

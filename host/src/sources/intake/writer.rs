@@ -11,10 +11,11 @@
 //!
 //! A batch is all or nothing: when its transaction fails (or panics), every delivery in it is
 //! told so and answered 503, and none of its events is stored. An event whose lock key cannot
-//! be read is refused alone, before the batch is stored.
+//! be read is refused alone, before the batch is stored. The echo of cosell's own write is
+//! answered as soon as it is recognised, before the batch is stored (it waits for nothing).
 
-use super::Shared;
-use crate::store::{Enqueued, Side};
+use super::{Accepted, Prepared, Shared};
+use crate::store::Side;
 use anyhow::{Context as _, anyhow};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -35,13 +36,15 @@ pub(super) struct Delivery {
     pub record_id: String,
     pub origin: &'static str,
     pub payload: String,
+    /// The row version a Dataverse delivery names, if any.
+    pub announced_version: Option<String>,
 }
 
 /// A delivery waiting for its batch, and where its outcome goes (an error as text: one
 /// failure is told to every delivery of the batch).
 struct Handed {
     delivery: Delivery,
-    reply: oneshot::Sender<Result<Enqueued, String>>,
+    reply: oneshot::Sender<Result<Accepted, String>>,
 }
 
 /// The handle of the writer thread; the thread ends once this is dropped and what was handed
@@ -62,7 +65,7 @@ impl Writer {
     }
 
     /// Hands `delivery` over and waits until its batch is committed (or failed).
-    pub(super) async fn store(&self, delivery: Delivery) -> anyhow::Result<Enqueued> {
+    pub(super) async fn store(&self, delivery: Delivery) -> anyhow::Result<Accepted> {
         let (reply, outcome) = oneshot::channel();
         self.sender
             .send(Handed { delivery, reply })
@@ -101,16 +104,14 @@ fn store_batch(shared: &Shared, batch: &mut Vec<Handed>) {
     let mut events = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     for Handed { delivery, reply } in batch.drain(..) {
-        let Delivery {
-            side,
-            record_id,
-            origin,
-            payload,
-        } = delivery;
-        match shared.event(side, record_id, origin, payload) {
-            Ok(event) => {
+        match shared.prepare(delivery) {
+            Ok(Prepared::Event(event)) => {
                 events.push(event);
                 replies.push(reply);
+            }
+            Ok(Prepared::OwnWrite { record_id, origin }) => {
+                shared.own_write(&record_id, origin);
+                let _ = reply.send(Ok(Accepted::OwnWrite));
             }
             // Only this delivery fails (503); the others are stored.
             Err(e) => drop(reply.send(Err(format!("{e:#}")))),
@@ -130,7 +131,7 @@ fn store_batch(shared: &Shared, batch: &mut Vec<Handed>) {
             // its handler takes as a failure: never an acknowledgement of an unknown outcome.
             for ((event, enqueued), reply) in events.iter().zip(results).zip(replies) {
                 shared.stored(event, enqueued);
-                let _ = reply.send(Ok(enqueued));
+                let _ = reply.send(Ok(Accepted::Stored(enqueued)));
             }
         }
         Err(e) => {

@@ -78,7 +78,7 @@ pub async fn receive(
     let payload = String::from_utf8_lossy(&body);
     match state
         .intake
-        .accept_grouped(Side::PartnerCenter, id, ORIGIN, payload.to_string())
+        .accept_grouped(Side::PartnerCenter, id, ORIGIN, payload.to_string(), None)
         .await
     {
         Ok(_) => answer(StatusCode::OK, "stored"),

@@ -9,34 +9,44 @@
 //! delivery comes next (and a lost delivery is caught by the change-tracking poller). Anything
 //! else reads the row as before: no version, another version, a snapshot that is not the
 //! synced state, a failure on record, a replayed dead letter.
+//!
+//! Two places ask: the intake, before it stores a webhook delivery (an echo is acknowledged
+//! and never queued, so it costs no claim, run or settle), and the engine, for an event the
+//! intake stored because the link did not record the version yet when it arrived (the run
+//! that wrote it had not saved its result).
 
+use super::{Link, QueuedEvent, REPLAY_ORIGIN};
 use crate::domain::fingerprint::{self, Volatile};
-use crate::store::{Link, QueuedEvent, REPLAY_ORIGIN};
 use serde_json::Value;
 
 /// Whether `event` announces the state `link` records as synced (see the module doc).
-pub(super) fn announces_synced_state(
+pub(crate) fn announces_synced_state(
     event: &QueuedEvent,
     link: &Link,
     volatile: &Volatile<'_>,
 ) -> bool {
-    if event.origin == REPLAY_ORIGIN || link.last_error.is_some() {
+    event.origin != REPLAY_ORIGIN
+        && delivered_version(&event.payload)
+            .is_some_and(|delivered| is_synced_version(&delivered, link, volatile))
+}
+
+/// Whether `delivered`, the version a delivery for `link`'s opportunity names, is the version
+/// of the state `link` records as synced (see the module doc).
+pub(crate) fn is_synced_version(delivered: &str, link: &Link, volatile: &Volatile<'_>) -> bool {
+    if link.last_error.is_some() {
         return false;
     }
-    let (Some(delivered), Some(hash), Some(snapshot)) = (
-        delivered_version(&event.payload),
-        link.crm_hash.as_deref(),
-        link.crm_snapshot.as_deref(),
-    ) else {
+    let (Some(hash), Some(snapshot)) = (link.crm_hash.as_deref(), link.crm_snapshot.as_deref())
+    else {
         return false;
     };
     let Ok(snapshot) = serde_json::from_str::<Value>(snapshot) else {
         return false;
     };
     let synced = version_of(&snapshot);
-    if synced.as_deref() != Some(delivered.as_str()) {
+    if synced.as_deref() != Some(delivered) {
         tracing::debug!(
-            opportunity = %event.record_id,
+            opportunity = link.opportunity_id.as_deref().unwrap_or_default(),
             delivered,
             synced = synced.as_deref().unwrap_or("none"),
             "the delivery names another version than the one last synced; reading the row"
