@@ -44,8 +44,8 @@ pub use open::{StateStore, open};
 pub use queue_list::{QueueEntry, QueueFilter};
 pub use sync_store::{
     AUDIT_OUTCOMES, AuditEntry, AuditStore, CursorStore, DeadLetter, Enqueued, LastRun, Link,
-    LinkStore, NewEvent, ParkedEvent, QueueCounts, QueueStore, QueuedEvent, RECONCILE_ORIGIN,
-    REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore, prelude,
+    LinkStore, NewEvent, NextClaim, ParkedEvent, QueueCounts, QueueStore, QueuedEvent,
+    RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore, keep_for_replays, prelude,
 };
 pub use wakeup::Wakeup;
 

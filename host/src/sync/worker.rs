@@ -296,18 +296,28 @@ async fn handle(
     };
     // The store can be busy for a moment (another process writing); an unsettled event would
     // hold its record's lock until its lease runs out.
-    // Kept by the first attempt to settle; a later attempt has nothing left to keep.
-    let mut pipeline_runs = pipeline_runs;
+    // Every attempt keeps the pipeline runs (the same rows again after a failed one): where the
+    // settle is one transaction, a failed attempt kept nothing.
+    let pipeline_runs = Arc::new(pipeline_runs);
     let mut found = None;
     for attempt in 1..=SETTLE_ATTEMPTS {
         let (id, this_try) = (event.id, settle.clone());
-        let keep = std::mem::take(&mut pipeline_runs);
+        let keep = pipeline_runs.clone();
         // A parked event may requeue others after its settle (below): the claim waits for it.
         let claim_next = !matches!(settle, Settle::Park { .. })
             && !*stop.borrow()
             && engine.availability.all_answering();
         let settled = off_runtime(&engine.store, move |store| {
-            keep_for_replays(store, &keep);
+            if let Settle::Complete(audit) = &this_try {
+                // The common end of a run, in one call the store may make one transaction.
+                let claim = claim_next.then(|| (chrono::Utc::now().timestamp_millis(), lease_ms));
+                let claimed = store.complete_and_claim(id, audit.as_ref(), &keep, claim)?;
+                return Ok(claimed.map(|claimed| match claimed? {
+                    Some(event) => Ok(Claimed::Event(event)),
+                    None => Ok(Claimed::Nothing(store.next_ready_at()?)),
+                }));
+            }
+            crate::store::keep_for_replays(store, &keep);
             this_try.apply(store, id)?;
             Ok(claim_next.then(|| claim_or_next_due(store, lease_ms)))
         })
@@ -376,16 +386,6 @@ async fn run_within_lease(
                 limit.as_secs()
             ));
             (Err(error), Vec::new())
-        }
-    }
-}
-
-/// Keeps a run's pipeline runs for `cosell mapping replay`. Only for replays: a failure is
-/// logged and fails nothing.
-fn keep_for_replays(store: &dyn SyncStore, runs: &[LastRun]) {
-    for run in runs {
-        if let Err(e) = store.save_last_run(run) {
-            tracing::warn!(record = %run.record, error = %format!("{e:#}"), "could not keep the pipeline run for replays");
         }
     }
 }

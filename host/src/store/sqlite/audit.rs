@@ -88,32 +88,7 @@ impl AuditStore for SqliteStore {
     fn save_last_run(&self, run: &LastRun) -> Result<()> {
         // Not durable (the default): losing the last second of these in a power cut only
         // makes a replay answer an older run.
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO pipeline_last_runs
-                     (record, direction, event, tenant, input, current_doc, config_revision, output, error, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (record, direction) DO UPDATE SET
-                     event = excluded.event, tenant = excluded.tenant, input = excluded.input, current_doc = excluded.current_doc,
-                     config_revision = excluded.config_revision, output = excluded.output,
-                     error = excluded.error, at = excluded.at",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    run.record,
-                    run.direction,
-                    run.event,
-                    run.tenant,
-                    run.input,
-                    run.current,
-                    run.config_revision,
-                    run.output,
-                    run.error,
-                    run.at
-                ])
-            })
-            .with_context(|| format!("keeping the last pipeline run of {}", run.record))?;
-        Ok(())
+        save_last_run_in(&self.conn(), run)
     }
 
     fn last_runs(&self, record: &str) -> Result<Vec<LastRun>> {
@@ -150,4 +125,33 @@ impl AuditStore for SqliteStore {
             .context("pruning the kept last pipeline runs")?;
         Ok(deleted as u64)
     }
+}
+
+/// Keeps `run` (see [`AuditStore::save_last_run`]) on `conn`, in its transaction if it has one.
+pub(super) fn save_last_run_in(conn: &rusqlite::Connection, run: &LastRun) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO pipeline_last_runs
+             (record, direction, event, tenant, input, current_doc, config_revision, output, error, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (record, direction) DO UPDATE SET
+             event = excluded.event, tenant = excluded.tenant, input = excluded.input, current_doc = excluded.current_doc,
+             config_revision = excluded.config_revision, output = excluded.output,
+             error = excluded.error, at = excluded.at",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            run.record,
+            run.direction,
+            run.event,
+            run.tenant,
+            run.input,
+            run.current,
+            run.config_revision,
+            run.output,
+            run.error,
+            run.at
+        ])
+    })
+    .with_context(|| format!("keeping the last pipeline run of {}", run.record))?;
+    Ok(())
 }

@@ -187,4 +187,36 @@ impl crate::store::SyncStore for SqliteStore {
     fn customer_locks(&self) -> Arc<dyn crate::store::CustomerLocks> {
         self.customer_locks.clone()
     }
+
+    /// All in one transaction: a run's settle and the next claim touch the same pages of the
+    /// queue, which each commit writes whole to the WAL, so one commit writes them once.
+    fn complete_and_claim(
+        &self,
+        id: i64,
+        audit: Option<&crate::store::AuditEntry>,
+        runs: &[crate::store::LastRun],
+        claim: Option<(i64, i64)>,
+    ) -> Result<crate::store::NextClaim> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        for run in runs {
+            if let Err(e) = audit::save_last_run_in(&tx, run) {
+                // Some errors (a full disk, I/O) roll the whole transaction back: then nothing
+                // is settled, and the caller tries again.
+                if tx.is_autocommit() {
+                    return Err(e.context("the transaction settling the event was rolled back"));
+                }
+                tracing::warn!(record = %run.record, error = %format!("{e:#}"), "could not keep the pipeline run for replays");
+            }
+        }
+        queue::complete_in(&tx, id, audit)?;
+        let claimed = claim.map(|(now_ms, lease_ms)| queue::claim_in(&tx, now_ms, lease_ms));
+        if matches!(claimed, Some(Err(_))) && tx.is_autocommit() {
+            return Err(anyhow::anyhow!(
+                "the transaction settling the event was rolled back by a failed claim"
+            ));
+        }
+        tx.commit().context("removing a processed event")?;
+        Ok(claimed)
+    }
 }

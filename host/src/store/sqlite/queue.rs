@@ -82,6 +82,63 @@ fn drop_parked_of(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Claims the oldest ready event none of whose pair is running, in `tx` (see
+/// [`QueueStore::claim`]).
+pub(super) fn claim_in(
+    tx: &rusqlite::Transaction<'_>,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Option<QueuedEvent>> {
+    let mut event = None;
+    for sql in CLAIM_SQL.iter() {
+        event = tx
+            .prepare_cached(sql)?
+            .query_row(params![now_ms], |row| {
+                Ok(QueuedEvent {
+                    id: row.get(0)?,
+                    side: side_of(row, 1)?,
+                    record_id: row.get(2)?,
+                    lock_key: row.get(3)?,
+                    origin: row.get(4)?,
+                    payload: row.get(5)?,
+                    attempts: row.get::<_, u32>(6)? + 1,
+                    received_at: row.get(7)?,
+                })
+            })
+            .optional()?;
+        if event.is_some() {
+            break;
+        }
+    }
+    if let Some(event) = &event {
+        // While it runs, `available_at` holds when this attempt started: what was received
+        // before then, the attempt read (see `dead_letter`).
+        tx.prepare_cached(
+            "UPDATE sync_events SET state = 'running', attempts = attempts + 1,
+                    available_at = ?2, lease_until = ?3
+             WHERE id = ?1",
+        )?
+        .execute(params![event.id, now_ms, now_ms.saturating_add(lease_ms)])?;
+    }
+    Ok(event)
+}
+
+/// Removes processed event `id` in `tx`, with its audit line if given (see
+/// [`QueueStore::complete_with_audit`]).
+pub(super) fn complete_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    audit: Option<&AuditEntry>,
+) -> Result<()> {
+    if let Some(entry) = audit {
+        super::audit::audit_in(tx, entry)?;
+    }
+    drop_parked_of(tx, id)?;
+    tx.prepare_cached("DELETE FROM sync_events WHERE id = ?1")?
+        .execute(params![id])?;
+    Ok(())
+}
+
 /// Queues events of state `from` (with `condition` on top) again as if just received, with the
 /// whole retry budget, running in full (the replay origin: a failure's fingerprint in the link
 /// must not make the record look unchanged). ?1 is now in ms, ?2 now as text.
@@ -199,37 +256,7 @@ impl QueueStore for SqliteStore {
     fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<QueuedEvent>> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
-        let mut event = None;
-        for sql in CLAIM_SQL.iter() {
-            event = tx
-                .prepare_cached(sql)?
-                .query_row(params![now_ms], |row| {
-                    Ok(QueuedEvent {
-                        id: row.get(0)?,
-                        side: side_of(row, 1)?,
-                        record_id: row.get(2)?,
-                        lock_key: row.get(3)?,
-                        origin: row.get(4)?,
-                        payload: row.get(5)?,
-                        attempts: row.get::<_, u32>(6)? + 1,
-                        received_at: row.get(7)?,
-                    })
-                })
-                .optional()?;
-            if event.is_some() {
-                break;
-            }
-        }
-        if let Some(event) = &event {
-            // While it runs, `available_at` holds when this attempt started: what was received
-            // before then, the attempt read (see `dead_letter`).
-            tx.prepare_cached(
-                "UPDATE sync_events SET state = 'running', attempts = attempts + 1,
-                        available_at = ?2, lease_until = ?3
-                 WHERE id = ?1",
-            )?
-            .execute(params![event.id, now_ms, now_ms.saturating_add(lease_ms)])?;
-        }
+        let event = claim_in(&tx, now_ms, lease_ms)?;
         tx.commit().context("claiming an event from the queue")?;
         Ok(event)
     }
@@ -238,12 +265,7 @@ impl QueueStore for SqliteStore {
     fn complete_with_audit(&self, id: i64, audit: Option<&AuditEntry>) -> Result<()> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
-        if let Some(entry) = audit {
-            super::audit::audit_in(&tx, entry)?;
-        }
-        drop_parked_of(&tx, id)?;
-        tx.prepare_cached("DELETE FROM sync_events WHERE id = ?1")?
-            .execute(params![id])?;
+        complete_in(&tx, id, audit)?;
         tx.commit().context("removing a processed event")?;
         Ok(())
     }

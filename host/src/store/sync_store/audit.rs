@@ -33,6 +33,16 @@ pub const AUDIT_OUTCOMES: &[&str] = &[
     "dead-letter",
 ];
 
+/// Keeps a run's pipeline runs for `cosell mapping replay`. Only for replays: a failure is
+/// logged and fails nothing.
+pub fn keep_for_replays<S: AuditStore + ?Sized>(store: &S, runs: &[LastRun]) {
+    for run in runs {
+        if let Err(e) = store.save_last_run(run) {
+            tracing::warn!(record = %run.record, error = %format!("{e:#}"), "could not keep the pipeline run for replays");
+        }
+    }
+}
+
 /// The audit trail and the last pipeline runs.
 pub trait AuditStore: Send + Sync {
     /// Adds `entry` to the audit trail.

@@ -311,6 +311,74 @@ fn a_settled_event_and_its_audit_line_are_written_together_or_not_at_all(store) 
     assert_eq!(written, [("created", "opportunity o1")]);
     assert_eq!(store.queue_counts().unwrap().running, 0);
 }
+fn a_settle_keeps_the_runs_removes_the_event_and_claims_the_next_in_one_call(store) {
+    store.enqueue(&event("referral:a", "a")).unwrap();
+    store.enqueue(&event("referral:b", "b")).unwrap();
+    let now = i64::MAX / 2;
+    let a = store.claim(now, LEASE).unwrap().unwrap();
+    let line = crate::store::AuditEntry {
+        at: crate::store::now(),
+        record: "referral:a".into(),
+        direction: "partner-center-to-crm".into(),
+        outcome: "created".into(),
+        detail: "opportunity o1".into(),
+    };
+    let run = crate::store::LastRun {
+        record: "referral:a".into(),
+        direction: "partner-center-to-crm".into(),
+        event: "referral-created".into(),
+        tenant: "contoso".into(),
+        input: r#"{"id":"a"}"#.into(),
+        current: None,
+        config_revision: None,
+        output: Some(r#"{"name":"A"}"#.into()),
+        error: None,
+        at: crate::store::now(),
+    };
+
+    // A failed settle keeps the event and claims nothing.
+    store.execute(
+        "CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'injected failure'; END $$;
+         CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
+             FOR EACH ROW EXECUTE FUNCTION refuse_delete();",
+    );
+    store
+        .complete_and_claim(a.id, Some(&line), std::slice::from_ref(&run), Some((now, LEASE)))
+        .unwrap_err();
+    assert_eq!(store.queue_counts().unwrap().running, 1, "a still runs, b was not claimed");
+    assert!(store.audit_trail(Some("referral:a"), 10).unwrap().is_empty());
+    store.execute(
+        "DROP TRIGGER refuse_delete",
+        "DROP TRIGGER refuse_delete ON sync_events",
+    );
+
+    let next = store
+        .complete_and_claim(a.id, Some(&line), std::slice::from_ref(&run), Some((now, LEASE)))
+        .unwrap();
+    let b = next.expect("a claim was asked for").unwrap().expect("b is ready");
+    assert_eq!(b.record_id, "b");
+    assert_eq!(store.queue_counts().unwrap().running, 1, "b runs, a is gone");
+    let kept = store.last_runs("referral:a").unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].output.as_deref(), Some(r#"{"name":"A"}"#));
+    let trail = store.audit_trail(Some("referral:a"), 10).unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0].outcome, "created");
+
+    // Nothing ready: the claim finds nothing; no claim asked: none made.
+    let none = store.complete_and_claim(b.id, None, &[], Some((now, LEASE))).unwrap();
+    assert!(matches!(none, Some(Ok(None))));
+    store.enqueue(&event("referral:c", "c")).unwrap();
+    let c = store.claim(now, LEASE).unwrap().unwrap();
+    store.enqueue(&event("referral:d", "d")).unwrap();
+    assert!(store.complete_and_claim(c.id, None, &[], None).unwrap().is_none());
+    assert_eq!(store.queue_counts().unwrap().running, 0, "d waits, unclaimed");
+    assert!(rows(store).iter().all(|row| row.contains(" d ")), "{:?}", rows(store));
+}
+
 fn an_event_whose_lease_ran_out_is_taken_by_another_worker(store) {
     store.enqueue(&event("referral:a", "a")).unwrap();
     let t0 = now_ms() + 10;
