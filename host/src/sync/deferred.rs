@@ -2,26 +2,39 @@
 //!
 //! Every store call from async code is handed to the blocking pool and awaited
 //! ([`crate::store::off_runtime()`]): two thread wake-ups, a good part of what a change costs
-//! on a small machine. The pipeline run kept for `cosell mapping replay` is a write nothing in
-//! the run reads back, and its failure must not fail the record, so a worker's run leaves it
-//! here and the worker writes it in the hand-over that settles the event. Should the engine
-//! ever map a record outside a worker's run, nothing collects: it gets the run back and saves
-//! it at once, as before.
+//! on a small machine. Two writes of a run need not be made on their own:
+//!
+//! - the pipeline runs kept for `cosell mapping replay`: nothing in the run reads them back,
+//!   and a failure to keep one must not fail the record;
+//! - the link's last save, once the run has written to the other side: nothing in the run
+//!   reads or saves the link after it.
+//!
+//! So a worker's run leaves them here, and the worker writes them with the event's settle, in
+//! its hand-over to the store (on SQLite in its transaction). Should the engine ever run
+//! outside a worker, nothing collects: each is given back to the caller, who saves it at once.
 
-use crate::store::LastRun;
+use crate::store::{LastRun, Link};
 use std::cell::RefCell;
 use std::future::Future;
 
-tokio::task_local! {
-    /// The pipeline runs of the worker's current run, in the order they ran.
-    static LEFT_FOR_SETTLE: RefCell<Vec<LastRun>>;
+/// What a worker's run left for the settle of its event.
+#[derive(Debug, Default)]
+pub(crate) struct LeftForSettle {
+    /// The pipeline runs, in the order they ran.
+    pub runs: Vec<LastRun>,
+    /// The link as the run last saved it, if it left the save to the settle.
+    pub link: Option<Link>,
 }
 
-/// Runs `run`, collecting the pipeline runs it leaves for the settle; answers its output and
-/// them.
-pub(crate) async fn collecting<F: Future>(run: F) -> (F::Output, Vec<LastRun>) {
+tokio::task_local! {
+    /// What the worker's current run left for its settle.
+    static LEFT_FOR_SETTLE: RefCell<LeftForSettle>;
+}
+
+/// Runs `run`, collecting what it leaves for the settle; answers its output and that.
+pub(crate) async fn collecting<F: Future>(run: F) -> (F::Output, LeftForSettle) {
     LEFT_FOR_SETTLE
-        .scope(RefCell::new(Vec::new()), async move {
+        .scope(RefCell::new(LeftForSettle::default()), async move {
             let output = run.await;
             let left = LEFT_FOR_SETTLE.with(|left| left.take());
             (output, left)
@@ -34,8 +47,16 @@ pub(crate) async fn collecting<F: Future>(run: F) -> (F::Output, Vec<LastRun>) {
 pub(crate) fn leave_for_settle(last: LastRun) -> Option<LastRun> {
     let mut last = Some(last);
     // `try_with` fails outside `collecting`: `last` stays with the caller.
-    let _ = LEFT_FOR_SETTLE.try_with(|left| left.borrow_mut().extend(last.take()));
+    let _ = LEFT_FOR_SETTLE.try_with(|left| left.borrow_mut().runs.extend(last.take()));
     last
+}
+
+/// Leaves the run's last save of `link` to the settle of the worker's event (a later one
+/// replaces it); answers it back when no worker collects (the caller saves it itself).
+pub(crate) fn leave_link_for_settle(link: Link) -> Option<Link> {
+    let mut link = Some(link);
+    let _ = LEFT_FOR_SETTLE.try_with(|left| left.borrow_mut().link = link.take());
+    link
 }
 
 #[cfg(test)]
@@ -65,10 +86,27 @@ mod tests {
             assert!(leave_for_settle(run("referral:2")).is_none());
         })
         .await;
-        let records: Vec<_> = left.iter().map(|l| l.record.as_str()).collect();
+        let records: Vec<_> = left.runs.iter().map(|l| l.record.as_str()).collect();
         assert_eq!(records, ["referral:1", "referral:2"]);
         // Outside a worker's run, the caller gets it back to save.
         let kept = leave_for_settle(run("referral:3")).expect("given back");
         assert_eq!(kept.record, "referral:3");
+    }
+
+    #[tokio::test]
+    async fn a_workers_run_leaves_its_last_link_save_and_others_save_theirs() {
+        let link = |opportunity: &str| Link {
+            opportunity_id: Some(opportunity.to_owned()),
+            ..Link::default()
+        };
+        let ((), left) = collecting(async {
+            assert!(leave_link_for_settle(link("o1")).is_none());
+            tokio::task::yield_now().await;
+            assert!(leave_link_for_settle(link("o2")).is_none());
+        })
+        .await;
+        assert_eq!(left.link, Some(link("o2")), "the last save is the one kept");
+        assert!(left.runs.is_empty());
+        assert_eq!(leave_link_for_settle(link("o3")), Some(link("o3")));
     }
 }

@@ -233,6 +233,17 @@ impl SyncEngine {
         Ok(crate::store::off_runtime(&self.store, move |store| store.save_link(&link)).await?)
     }
 
+    /// Saves `link` as the run's last word on it, once the run has written to the other side:
+    /// a worker's run leaves the save to its event's settle ([`deferred`]: one hand-over to the
+    /// store fewer, and on SQLite one transaction fewer). Nothing in the run may read or save
+    /// the link after this.
+    pub(crate) async fn save_link_at_settle(&self, link: &Link) -> Result<(), SyncError> {
+        if let Some(link) = deferred::leave_link_for_settle(link.clone()) {
+            self.save_link(&link).await?;
+        }
+        Ok(())
+    }
+
     /// Saves the write recorded in `link` (see [`write_intent`]) on `on_record`, the link as the
     /// store holds it before this run's result; `link` takes the saved row's id.
     async fn save_write_intent(&self, link: &mut Link, on_record: &Link) -> Result<(), SyncError> {

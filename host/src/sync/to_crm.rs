@@ -222,7 +222,7 @@ impl SyncEngine {
                     Some(create_intent::as_written(&row.body, &written).to_string());
             }
         }
-        self.save_link(&link).await?;
+        self.save_link_at_settle(&link).await?;
         let rid = link.referral_id.unwrap_or_default();
         Ok(Done::new(
             "created",
@@ -353,7 +353,7 @@ impl SyncEngine {
             }
             link.crm_snapshot = Some(snapshot.to_string());
         }
-        self.save_link(&link).await?;
+        self.save_link_at_settle(&link).await?;
         if changed.is_empty() {
             return Ok(Done::new(
                 "unchanged",

@@ -13,7 +13,7 @@
 
 use super::availability::{Failure, Gate};
 use super::{Done, SyncEngine, SyncError, deferred};
-use crate::store::{AuditEntry, LastRun, Link, QueuedEvent, Side, SyncStore, Wakeup, off_runtime};
+use crate::store::{AuditEntry, Link, QueuedEvent, Side, SyncStore, Wakeup, off_runtime};
 use futures_util::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -172,8 +172,8 @@ async fn probe(engine: &SyncEngine, service: Side) {
 }
 
 /// Processes one claimed event and settles it in the queue; in the same hand-over to the store
-/// it keeps the run's pipeline runs for replays and, unless the workers are stopping or a
-/// service is paused, claims the next event (under a lease of `lease_ms`). Answers what that
+/// it saves the link the run left to the settle, keeps the run's pipeline runs for replays
+/// and, unless the workers are stopping or a service is paused, claims the next event (under a lease of `lease_ms`). Answers what that
 /// claim found (`None`: not tried).
 async fn handle(
     engine: &Arc<SyncEngine>,
@@ -192,7 +192,7 @@ async fn handle(
         event.record_id
     );
     let dir = event.side.direction();
-    let (result, pipeline_runs) = run_within_lease(engine, &event).await;
+    let (result, left) = run_within_lease(engine, &event).await;
     let elapsed = started.elapsed();
     let outage = match &result {
         Err(SyncError::Unavailable {
@@ -296,13 +296,13 @@ async fn handle(
     };
     // The store can be busy for a moment (another process writing); an unsettled event would
     // hold its record's lock until its lease runs out.
-    // Every attempt keeps the pipeline runs (the same rows again after a failed one): where the
-    // settle is one transaction, a failed attempt kept nothing.
-    let pipeline_runs = Arc::new(pipeline_runs);
+    // Every attempt saves what the run left (the same rows again after a failed one): where the
+    // settle is one transaction, a failed attempt saved nothing.
+    let left = Arc::new(left);
     let mut found = None;
     for attempt in 1..=SETTLE_ATTEMPTS {
         let (id, this_try) = (event.id, settle.clone());
-        let keep = pipeline_runs.clone();
+        let left = left.clone();
         // A parked event may requeue others after its settle (below): the claim waits for it.
         let claim_next = !matches!(settle, Settle::Park { .. })
             && !*stop.borrow()
@@ -311,13 +311,22 @@ async fn handle(
             if let Settle::Complete(audit) = &this_try {
                 // The common end of a run, in one call the store may make one transaction.
                 let claim = claim_next.then(|| (chrono::Utc::now().timestamp_millis(), lease_ms));
-                let claimed = store.complete_and_claim(id, audit.as_ref(), &keep, claim)?;
+                let claimed = store.complete_and_claim(
+                    id,
+                    audit.as_ref(),
+                    left.link.as_ref(),
+                    &left.runs,
+                    claim,
+                )?;
                 return Ok(claimed.map(|claimed| match claimed? {
                     Some(event) => Ok(Claimed::Event(event)),
                     None => Ok(Claimed::Nothing(store.next_ready_at()?)),
                 }));
             }
-            crate::store::keep_for_replays(store, &keep);
+            if let Some(link) = &left.link {
+                store.save_link(link)?;
+            }
+            crate::store::keep_for_replays(store, &left.runs);
             this_try.apply(store, id)?;
             Ok(claim_next.then(|| claim_or_next_due(store, lease_ms)))
         })
@@ -358,13 +367,13 @@ async fn handle(
 
 /// Processes `event`, so that a panic (a bug) fails this event, not the worker, cut off at 90%
 /// of the lease, so the worker settles the event while it holds it; answers the result and
-/// the pipeline runs the run left for the settle to keep. In the worker's own task rather
+/// what the run left for the settle (its pipeline runs, its last save of the link). In the worker's own task rather
 /// than one of its own: a spawned task costs a hand-over between threads, and dropping the
 /// run at the limit stops it as an abort would.
 async fn run_within_lease(
     engine: &Arc<SyncEngine>,
     event: &QueuedEvent,
-) -> (Result<Done, SyncError>, Vec<LastRun>) {
+) -> (Result<Done, SyncError>, deferred::LeftForSettle) {
     let limit = engine.config.run_timeout();
     let run = std::panic::AssertUnwindSafe(engine.process(event)).catch_unwind();
     match tokio::time::timeout(limit, deferred::collecting(run)).await {
@@ -385,7 +394,7 @@ async fn run_within_lease(
                  sync.lease_secs if records legitimately take this long",
                 limit.as_secs()
             ));
-            (Err(error), Vec::new())
+            (Err(error), deferred::LeftForSettle::default())
         }
     }
 }

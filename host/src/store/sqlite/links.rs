@@ -43,7 +43,7 @@ impl SqliteStore {
 }
 
 /// Saves `link` inside `tx`; answers its id.
-fn save_link_in(tx: &rusqlite::Transaction<'_>, link: &Link) -> Result<i64> {
+pub(super) fn save_link_in(tx: &rusqlite::Transaction<'_>, link: &Link) -> Result<i64> {
     // Two runs may each have started a link for the same pair (one from each side): the
     // saved one absorbs any other row naming either record, so the pair has one link.
     let target: Option<i64> = match link.id {

@@ -189,16 +189,21 @@ impl crate::store::SyncStore for SqliteStore {
     }
 
     /// All in one transaction: a run's settle and the next claim touch the same pages of the
-    /// queue, which each commit writes whole to the WAL, so one commit writes them once.
+    /// queue, which each commit writes whole to the WAL, so one commit writes them once (and
+    /// the link saved with the settle costs no commit of its own).
     fn complete_and_claim(
         &self,
         id: i64,
         audit: Option<&crate::store::AuditEntry>,
+        link: Option<&crate::store::Link>,
         runs: &[crate::store::LastRun],
         claim: Option<(i64, i64)>,
     ) -> Result<crate::store::NextClaim> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
+        if let Some(link) = link {
+            links::save_link_in(&tx, link)?;
+        }
         for run in runs {
             if let Err(e) = audit::save_last_run_in(&tx, run) {
                 // Some errors (a full disk, I/O) roll the whole transaction back: then nothing

@@ -33,11 +33,12 @@ pub trait SyncStore: QueueStore + LinkStore + CursorStore + AuditStore {
     /// at every call.
     fn customer_locks(&self) -> std::sync::Arc<dyn crate::store::CustomerLocks>;
 
-    /// What a worker does once a run is over, in one call: keeps the run's pipeline runs for
-    /// replays (as [`AuditStore::save_last_run`]; a run that cannot be kept is logged and fails
-    /// nothing), removes event `id` with its audit line (as
-    /// [`QueueStore::complete_with_audit`]), then, given `claim` (now and the lease, in
-    /// milliseconds), claims the next event (as [`QueueStore::claim`]).
+    /// What a worker does once a run is over, in one call: saves the `link` the run left to
+    /// it (as [`LinkStore::save_link`]), keeps the run's pipeline runs for replays (as
+    /// [`AuditStore::save_last_run`]; a run that cannot be kept is logged and fails nothing),
+    /// removes event `id` with its audit line (as [`QueueStore::complete_with_audit`]), then,
+    /// given `claim` (now and the lease, in milliseconds), claims the next event (as
+    /// [`QueueStore::claim`]).
     ///
     /// A backend may do it in one transaction (SQLite does: the queue's pages are then written
     /// once, not once per step). The outer error means the event is still in the queue; the
@@ -46,9 +47,13 @@ pub trait SyncStore: QueueStore + LinkStore + CursorStore + AuditStore {
         &self,
         id: i64,
         audit: Option<&AuditEntry>,
+        link: Option<&Link>,
         runs: &[LastRun],
         claim: Option<(i64, i64)>,
     ) -> anyhow::Result<NextClaim> {
+        if let Some(link) = link {
+            self.save_link(link)?;
+        }
         audit::keep_for_replays(self, runs);
         self.complete_with_audit(id, audit)?;
         Ok(claim.map(|(now_ms, lease_ms)| self.claim(now_ms, lease_ms)))

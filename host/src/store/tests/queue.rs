@@ -311,7 +311,7 @@ fn a_settled_event_and_its_audit_line_are_written_together_or_not_at_all(store) 
     assert_eq!(written, [("created", "opportunity o1")]);
     assert_eq!(store.queue_counts().unwrap().running, 0);
 }
-fn a_settle_keeps_the_runs_removes_the_event_and_claims_the_next_in_one_call(store) {
+fn a_settle_saves_the_link_keeps_the_runs_removes_the_event_and_claims_the_next(store) {
     store.enqueue(&event("referral:a", "a")).unwrap();
     store.enqueue(&event("referral:b", "b")).unwrap();
     let now = i64::MAX / 2;
@@ -336,6 +336,13 @@ fn a_settle_keeps_the_runs_removes_the_event_and_claims_the_next_in_one_call(sto
         at: crate::store::now(),
     };
 
+    let link = crate::store::Link {
+        referral_id: Some("a".into()),
+        opportunity_id: Some("o1".into()),
+        crm_hash: Some("h".into()),
+        ..Default::default()
+    };
+
     // A failed settle keeps the event and claims nothing.
     store.execute(
         "CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
@@ -346,7 +353,7 @@ fn a_settle_keeps_the_runs_removes_the_event_and_claims_the_next_in_one_call(sto
              FOR EACH ROW EXECUTE FUNCTION refuse_delete();",
     );
     store
-        .complete_and_claim(a.id, Some(&line), std::slice::from_ref(&run), Some((now, LEASE)))
+        .complete_and_claim(a.id, Some(&line), Some(&link), std::slice::from_ref(&run), Some((now, LEASE)))
         .unwrap_err();
     assert_eq!(store.queue_counts().unwrap().running, 1, "a still runs, b was not claimed");
     assert!(store.audit_trail(Some("referral:a"), 10).unwrap().is_empty());
@@ -356,11 +363,13 @@ fn a_settle_keeps_the_runs_removes_the_event_and_claims_the_next_in_one_call(sto
     );
 
     let next = store
-        .complete_and_claim(a.id, Some(&line), std::slice::from_ref(&run), Some((now, LEASE)))
+        .complete_and_claim(a.id, Some(&line), Some(&link), std::slice::from_ref(&run), Some((now, LEASE)))
         .unwrap();
     let b = next.expect("a claim was asked for").unwrap().expect("b is ready");
     assert_eq!(b.record_id, "b");
     assert_eq!(store.queue_counts().unwrap().running, 1, "b runs, a is gone");
+    let saved = store.link_by_referral("a").unwrap().expect("the link was saved");
+    assert_eq!(saved.opportunity_id.as_deref(), Some("o1"));
     let kept = store.last_runs("referral:a").unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].output.as_deref(), Some(r#"{"name":"A"}"#));
@@ -369,12 +378,12 @@ fn a_settle_keeps_the_runs_removes_the_event_and_claims_the_next_in_one_call(sto
     assert_eq!(trail[0].outcome, "created");
 
     // Nothing ready: the claim finds nothing; no claim asked: none made.
-    let none = store.complete_and_claim(b.id, None, &[], Some((now, LEASE))).unwrap();
+    let none = store.complete_and_claim(b.id, None, None, &[], Some((now, LEASE))).unwrap();
     assert!(matches!(none, Some(Ok(None))));
     store.enqueue(&event("referral:c", "c")).unwrap();
     let c = store.claim(now, LEASE).unwrap().unwrap();
     store.enqueue(&event("referral:d", "d")).unwrap();
-    assert!(store.complete_and_claim(c.id, None, &[], None).unwrap().is_none());
+    assert!(store.complete_and_claim(c.id, None, None, &[], None).unwrap().is_none());
     assert_eq!(store.queue_counts().unwrap().running, 0, "d waits, unclaimed");
     assert!(rows(store).iter().all(|row| row.contains(" d ")), "{:?}", rows(store));
 }
