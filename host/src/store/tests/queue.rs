@@ -287,24 +287,14 @@ fn a_settled_event_and_its_audit_line_are_written_together_or_not_at_all(store) 
         outcome: "created".into(),
         detail: "opportunity o1".into(),
     };
-    store.execute(
-        "CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN RAISE EXCEPTION 'injected failure'; END $$;
-         CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
-             FOR EACH ROW EXECUTE FUNCTION refuse_delete();",
-    );
+    refuse_deletes(store, true);
     store
         .complete_with_audit(claimed.id, Some(&line))
         .unwrap_err();
     // The settle failed, so its line is not in the trail either: the worker tries again, and
     // the trail never holds a line for an event still in the queue, nor two for one settle.
     assert!(store.audit_trail(Some("referral:a"), 10).unwrap().is_empty());
-    store.execute(
-        "DROP TRIGGER refuse_delete",
-        "DROP TRIGGER refuse_delete ON sync_events",
-    );
+    refuse_deletes(store, false);
     store.complete_with_audit(claimed.id, Some(&line)).unwrap();
     let trail = store.audit_trail(Some("referral:a"), 10).unwrap();
     let written: Vec<_> = trail.iter().map(|e| (e.outcome.as_str(), e.detail.as_str())).collect();
@@ -344,23 +334,13 @@ fn a_settle_saves_the_link_keeps_the_runs_removes_the_event_and_claims_the_next(
     };
 
     // A failed settle keeps the event and claims nothing.
-    store.execute(
-        "CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN RAISE EXCEPTION 'injected failure'; END $$;
-         CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
-             FOR EACH ROW EXECUTE FUNCTION refuse_delete();",
-    );
+    refuse_deletes(store, true);
     store
         .complete_and_claim(a.id, Some(&line), Some(&link), std::slice::from_ref(&run), Some((now, LEASE)))
         .unwrap_err();
     assert_eq!(store.queue_counts().unwrap().running, 1, "a still runs, b was not claimed");
     assert!(store.audit_trail(Some("referral:a"), 10).unwrap().is_empty());
-    store.execute(
-        "DROP TRIGGER refuse_delete",
-        "DROP TRIGGER refuse_delete ON sync_events",
-    );
+    refuse_deletes(store, false);
 
     let next = store
         .complete_and_claim(a.id, Some(&line), Some(&link), std::slice::from_ref(&run), Some((now, LEASE)))
@@ -580,6 +560,25 @@ fn two_stores_never_run_two_events_of_a_record_at_once(store) {
     assert_eq!(done, stored, "each stored entry ran once");
 }
 
+}
+
+/// Makes every removal from the queue fail (`refuse`), or lets them happen again.
+fn refuse_deletes(store: &TestStore, refuse: bool) {
+    if refuse {
+        store.execute(
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'injected failure'; END $$;
+             CREATE TRIGGER refuse_delete BEFORE DELETE ON sync_events
+                 FOR EACH ROW EXECUTE FUNCTION refuse_delete();",
+        );
+    } else {
+        store.execute(
+            "DROP TRIGGER refuse_delete",
+            "DROP TRIGGER refuse_delete ON sync_events",
+        );
+    }
 }
 
 /// Every queue entry without its times (id, side, record, key, origin, payload, state,
