@@ -91,7 +91,15 @@ enum Claimed {
 /// one falls due. Both in one hand-over to the store.
 fn claim_or_next_due(store: &dyn SyncStore, lease_ms: i64) -> anyhow::Result<Claimed> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    Ok(match store.claim(now_ms, lease_ms)? {
+    claimed_or_next_due(store, store.claim(now_ms, lease_ms)?)
+}
+
+/// What a claim found: the event, or when the next waiting one falls due.
+fn claimed_or_next_due(
+    store: &dyn SyncStore,
+    claimed: Option<QueuedEvent>,
+) -> anyhow::Result<Claimed> {
+    Ok(match claimed {
         Some(event) => Claimed::Event(event),
         None => Claimed::Nothing(store.next_ready_at()?),
     })
@@ -173,8 +181,8 @@ async fn probe(engine: &SyncEngine, service: Side) {
 
 /// Processes one claimed event and settles it in the queue; in the same hand-over to the store
 /// it saves the link the run left to the settle, keeps the run's pipeline runs for replays
-/// and, unless the workers are stopping or a service is paused, claims the next event (under a lease of `lease_ms`). Answers what that
-/// claim found (`None`: not tried).
+/// and, unless the workers are stopping or a service is paused, claims the next event (under
+/// a lease of `lease_ms`). Answers what that claim found (`None`: not tried).
 async fn handle(
     engine: &Arc<SyncEngine>,
     event: QueuedEvent,
@@ -318,10 +326,7 @@ async fn handle(
                     &left.runs,
                     claim,
                 )?;
-                return Ok(claimed.map(|claimed| match claimed? {
-                    Some(event) => Ok(Claimed::Event(event)),
-                    None => Ok(Claimed::Nothing(store.next_ready_at()?)),
-                }));
+                return Ok(claimed.map(|claimed| claimed_or_next_due(store, claimed?)));
             }
             if let Some(link) = &left.link {
                 store.save_link(link)?;
@@ -367,9 +372,9 @@ async fn handle(
 
 /// Processes `event`, so that a panic (a bug) fails this event, not the worker, cut off at 90%
 /// of the lease, so the worker settles the event while it holds it; answers the result and
-/// what the run left for the settle (its pipeline runs, its last save of the link). In the worker's own task rather
-/// than one of its own: a spawned task costs a hand-over between threads, and dropping the
-/// run at the limit stops it as an abort would.
+/// what the run left for the settle (its pipeline runs, its last save of the link). In the
+/// worker's own task rather than one of its own: a spawned task costs a hand-over between
+/// threads, and dropping the run at the limit stops it as an abort would.
 async fn run_within_lease(
     engine: &Arc<SyncEngine>,
     event: &QueuedEvent,
