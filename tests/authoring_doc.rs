@@ -33,6 +33,7 @@ fn follow(tag: &str) {
     let dir = tempfile::tempdir().unwrap();
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_cosell"));
     let components = repo_root().join("guest-mappings/dist");
+    let guest_target = support::shared_guest_target();
     let mut shell = Shell::start(
         dir.path(),
         binary.parent().unwrap(),
@@ -40,6 +41,9 @@ fn follow(tag: &str) {
             // What the guide tells a reader who installed the package or built the components.
             ("COSELL_COMPONENTS_DIR", components.to_str().unwrap()),
             ("COSELL_ADMIN_TOKEN", ""),
+            // A build cache only (the Rust project's build.sh honours it): the scaffold tests
+            // share it, so the guest's standard library and dependencies compile once.
+            ("CARGO_TARGET_DIR", guest_target.to_str().unwrap()),
         ],
     );
     shell.follow(&steps, COMMAND_LIMIT);

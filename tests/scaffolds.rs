@@ -56,13 +56,6 @@ fn placement(lang: &str, direction: &str, from_default: bool, name: &str) -> (St
     }
 }
 
-/// One target directory for every Rust project the tests build, so the standard library
-/// (built from source where no wasm target is installed) and the SDK's dependencies are
-/// compiled once.
-fn shared_rust_target() -> std::path::PathBuf {
-    support::repo_root().join("target/scaffold-guests")
-}
-
 /// `cosell mapping new` → `./build.sh` → `cosell mapping test --fixtures` → deploy into a
 /// running sandbox, which reports the version active. Prints the commands' output and the
 /// build's duration.
@@ -99,7 +92,7 @@ async fn scaffold_builds_passes_its_fixtures_and_deploys(
         Command::new("timeout")
             .args(["900", "./build.sh"])
             .current_dir(&project)
-            .env("CARGO_TARGET_DIR", shared_rust_target())
+            .env("CARGO_TARGET_DIR", support::shared_guest_target())
             .output()
             .unwrap()
     });

@@ -40,6 +40,13 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// One cargo target directory for every Rust guest project the tests build (the scaffolds and the
+/// authoring guide's walk-through), so the standard library (built from source where no wasm
+/// target is installed) and the SDK's dependencies are compiled once, not once per project.
+pub fn shared_guest_target() -> PathBuf {
+    repo_root().join("target/scaffold-guests")
+}
+
 /// Bytes of a built guest, e.g. `referral_to_opportunity.wasm` or `testing/panics.wasm`.
 pub fn guest(name: &str) -> Vec<u8> {
     let path = guest_path(name);
