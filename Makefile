@@ -130,7 +130,8 @@ bench: rust-guests
 
 # The Debian package (deploy/debian/, docs/production.md): one release build, then cargo-deb
 # packages it without building again (`cargo install cargo-deb --locked --version 3.8.0`).
-PACKAGE_DEB = $(or $(CARGO_TARGET_DIR),target)/debian/cosell.deb
+TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
+PACKAGE_DEB = $(TARGET_DIR)/debian/cosell.deb
 # PACKAGE_FROM_TEST_BUILD=1 packages the binary `make test` has just built (target/debug) instead
 # of building for release. CI uses it: the package check looks at the packaging (files, owners,
 # the user, the unit, install, upgrade, serve, purge), which is the same for either binary, and a
@@ -145,7 +146,7 @@ ifeq ($(PACKAGE_FROM_TEST_BUILD),)
 	$(CARGO) build --release -p cosell
 	$(CARGO) deb -p cosell --no-build --output $(PACKAGE_DEB)
 else
-	@test -x $(or $(CARGO_TARGET_DIR),target)/debug/cosell || { \
+	@test -x $(TARGET_DIR)/debug/cosell || { \
 		echo "no test build of cosell to package: run make test first, or leave PACKAGE_FROM_TEST_BUILD unset" >&2; exit 1; }
 	$(CARGO) deb -p cosell --no-build --profile dev --output $(PACKAGE_DEB)
 endif
