@@ -59,7 +59,9 @@ impl Sandbox {
         while !manifest_path.exists() {
             if started.elapsed() > limit || child.try_wait().unwrap().is_some() {
                 let _ = child.kill();
-                panic!("the sandbox did not write sandbox.json");
+                // The log lives in the test's temporary directory: show it, or it is lost.
+                let log = std::fs::read_to_string(dir.join("sandbox.log")).unwrap_or_default();
+                panic!("the sandbox did not write sandbox.json; its log:\n{log}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
