@@ -52,11 +52,7 @@ struct Driver {
 impl Driver {
     fn start() -> Self {
         let chromedriver = binary("COSELL_CHROMEDRIVER", &["/usr/bin/chromedriver"]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = support::free_port();
         let child = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 use support::sync_env::wait_until;
-use support::{TOKEN, guest_path, repo_root};
+use support::{TOKEN, free_port, guest_path, repo_root};
 
 /// The public URL the page uses for the webhook listener.
 const PUBLIC: &str = "https://cosell.example.com";
@@ -49,14 +49,6 @@ fn commands(doc: &str) -> Vec<Vec<String>> {
         .filter_map(|l| l.trim().strip_prefix("cosell ").map(str::to_owned))
         .map(|l| l.split_whitespace().map(str::to_owned).collect())
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Writes `value` to a 0600 file in `dir`; answers its path.

@@ -393,14 +393,7 @@ fn a_killed_leader_process_is_replaced() {
 async fn second_replica(env: &SyncEnv) -> (Served, String) {
     let port = |url: &str| url.rsplit(':').next().unwrap().to_owned();
     let (admin, webhooks) = (port(&env.admin_url), port(&env.webhooks_url));
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (admin_b, webhooks_b) = (free(), free());
+    let (admin_b, webhooks_b) = (support::free_port(), support::free_port());
     let text = std::fs::read_to_string(&env.config_path)
         .unwrap()
         .replace(

@@ -4,8 +4,8 @@
 //! same balancer configuration, from the library), so a test can kill any replica (SIGKILL)
 //! and start it again while the others go on.
 
-use super::TOKEN;
 use super::sync_env::answers;
+use super::{TOKEN, free_addr};
 use cosell::sandbox::{BalancedReplica, find_haproxy, haproxy_config, replica_config};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,13 +41,6 @@ fn addr_of(url: &str) -> SocketAddr {
     url.trim_start_matches("http://")
         .parse()
         .unwrap_or_else(|e| panic!("{url} is not http://<ip>:<port>: {e}"))
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 impl Hosts {

@@ -48,6 +48,37 @@ pub fn shared_guest_target() -> PathBuf {
 }
 
 /// Bytes of a built guest, e.g. `referral_to_opportunity.wasm` or `testing/panics.wasm`.
+/// A free loopback port for a process a test is about to start, the operating system's choice,
+/// and never one this test process has been given before.
+///
+/// A port chosen by binding port 0 is free when answered, not reserved: until the process it
+/// is for binds it, the operating system may answer it again, and two listeners of one host
+/// given the same port make that host fail to start. Remembering what was given rules that
+/// out within a test.
+pub fn free_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    // Held until the loop ends, so a port answered again is not answered a third time.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        if given.insert(port) {
+            return port;
+        }
+        held.push(listener);
+    }
+    panic!("the operating system answered 100 ports this test had already been given")
+}
+
+/// [`free_port`] as a loopback address.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 pub fn guest(name: &str) -> Vec<u8> {
     let path = guest_path(name);
     std::fs::read(&path).unwrap_or_else(|err| {

@@ -6,7 +6,7 @@
 
 use super::backend::{Backend, TestState};
 use super::hosts::Hosts;
-use super::{TOKEN, guest_path};
+use super::{TOKEN, free_port, guest_path};
 use cosell::config::Secret;
 use cosell::connections::dataverse::{DataverseClient, DataverseSettings};
 use cosell::sandbox::wiring::{Emulators, HostWiring, default_pipelines, write_host_config};
@@ -47,14 +47,6 @@ pub struct SyncEnv {
     _dv_server: RunningEmulator,
     /// The host's state database; after `host`, so the host is stopped before it goes.
     state: TestState,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// How a [`SyncEnv`] is set up.

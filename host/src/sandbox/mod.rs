@@ -16,6 +16,7 @@
 mod balancer;
 mod children;
 mod manifest;
+mod ports;
 mod replica_set;
 pub mod wiring;
 
@@ -26,6 +27,7 @@ pub use manifest::{
 pub use replica_set::{ReplicaOptions, replica_config};
 
 use manifest::AppIdentity;
+use ports::HeldPort;
 use replica_set::ReplicaSet;
 
 use crate::config::{HostConfig, Secret};
@@ -146,12 +148,17 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
         Some(replicas) => Some(check_replicas(replicas, options.state_url.as_deref())?),
         None => None,
     };
-    // The balancer's frontends need their ports before the replicas' configuration is written.
-    let (admin_listen, webhooks_listen) = match haproxy {
-        Some(_) => (
-            replica_set::concrete(options.admin_listen)?,
-            replica_set::concrete(options.webhooks_listen)?,
-        ),
+    // The balancer's frontends need their ports before the host's configuration is written;
+    // they are held until HAProxy starts.
+    let balancer_ports = match haproxy {
+        Some(_) => Some((
+            HeldPort::concrete(options.admin_listen)?,
+            HeldPort::concrete(options.webhooks_listen)?,
+        )),
+        None => None,
+    };
+    let (admin_listen, webhooks_listen) = match &balancer_ports {
+        Some((admin, webhooks)) => (admin.addr(), webhooks.addr()),
         None => (options.admin_listen, options.webhooks_listen),
     };
     std::fs::create_dir_all(&options.data_dir).with_context(|| {
@@ -222,14 +229,14 @@ pub async fn start(options: SandboxOptions) -> Result<RunningSandbox> {
     // seeded: the seeded opportunities use the columns it creates.
     wiring::provision(&config).await?;
     dataverse.seed_demo_data(options.accounts, options.opportunities, options.seed);
-    let (host, endpoints) = match (&options.replicas, haproxy) {
-        (Some(replicas), Some(haproxy)) => {
+    let (host, endpoints) = match (&options.replicas, haproxy, balancer_ports) {
+        (Some(replicas), Some(haproxy), Some(balancer_ports)) => {
             let set = ReplicaSet::start(
                 replicas,
                 &haproxy,
                 &config_path,
                 &options.data_dir,
-                (admin_listen, webhooks_listen),
+                balancer_ports,
                 &token,
             )
             .await?;

@@ -9,9 +9,10 @@
 use super::balancer::{self, Backend};
 use super::children::Supervised;
 use super::manifest::{BalancerEndpoints, ReplicaEndpoints};
+use super::ports::HeldPort;
 use crate::config::Secret;
 use anyhow::{Context as _, Result, bail};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::process::Command;
@@ -43,14 +44,14 @@ pub(super) struct ReplicaSet {
 
 impl ReplicaSet {
     /// Starts the replicas of the host configured in `base_config`, then HAProxy in front of
-    /// them with its frontends on `admin` and `webhooks` (concrete ports), and waits until the
-    /// balancer answers `/healthz`.
+    /// them with its frontends on `admin` and `webhooks` (held until HAProxy starts, so no
+    /// replica is given one of them), and waits until the balancer answers `/healthz`.
     pub(super) async fn start(
         options: &ReplicaOptions,
         haproxy: &Path,
         base_config: &Path,
         data_dir: &Path,
-        (admin, webhooks): (SocketAddr, SocketAddr),
+        (admin, webhooks): (HeldPort, HeldPort),
         token: &Secret,
     ) -> Result<Self> {
         let replicas = start(
@@ -70,6 +71,7 @@ impl ReplicaSet {
             })
             .collect();
         let dir = std::path::absolute(data_dir)?;
+        let (admin, webhooks) = (admin.release(), webhooks.release());
         let (balancer, balancer_config) =
             match balancer::start(haproxy, &dir, admin, webhooks, &backends).await {
                 Ok(started) => started,
@@ -148,24 +150,6 @@ pub(super) struct Replica {
     pub webhooks: SocketAddr,
     pub config: PathBuf,
     pub process: Supervised,
-}
-
-/// A free port on `ip`'s loopback now (the operating system's choice). The port is free when
-/// answered, not reserved: good enough for a sandbox on one machine.
-pub(super) fn free_addr(ip: std::net::IpAddr) -> Result<SocketAddr> {
-    let listener =
-        TcpListener::bind((ip, 0)).with_context(|| format!("finding a free port on {ip}"))?;
-    Ok(listener.local_addr()?)
-}
-
-/// `addr`, or a free port on its address when its port is 0 (HAProxy and the replicas'
-/// configurations need the port itself).
-pub(super) fn concrete(addr: SocketAddr) -> Result<SocketAddr> {
-    if addr.port() == 0 {
-        free_addr(addr.ip())
-    } else {
-        Ok(addr)
-    }
 }
 
 /// The configuration of replica `id`: the sandbox's `base` configuration with listeners and
@@ -247,12 +231,13 @@ async fn start_one(
     let dir = std::path::absolute(data_dir.join("replicas").join(id))?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let loopback = std::net::Ipv4Addr::LOCALHOST.into();
-    let (admin, webhooks) = (free_addr(loopback)?, free_addr(loopback)?);
+    let (admin, webhooks) = (HeldPort::free_on(loopback)?, HeldPort::free_on(loopback)?);
     let config = dir.join("cosell.toml");
     crate::config::write_owner_only(
         &config,
-        replica_config(base, &dir, admin, webhooks)?.as_bytes(),
+        replica_config(base, &dir, admin.addr(), webhooks.addr())?.as_bytes(),
     )?;
+    let (admin, webhooks) = (admin.release(), webhooks.release());
     let mut command = Command::new(executable);
     command
         .arg("serve")
