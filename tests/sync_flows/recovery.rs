@@ -1,7 +1,8 @@
 //! Recovery, each record synced once: a co-sell create interrupted between its two steps is
 //! finished without a second referral; events stored before a SIGKILL are synced after the
 //! restart; writes Dataverse applies but whose answers are lost make one opportunity, account
-//! and contact, and creates whose answers Partner Center loses one referral each; with every
+//! and contact, and creates whose answers Partner Center loses one referral each; an
+//! opportunity that carries a referral's id without a link is linked, not made again; with every
 //! webhook lost, the reconciliation finds every referral past its first page; changes made
 //! while the delta link expired are synced after a full read.
 
@@ -17,6 +18,7 @@ on_both_backends!(
     events_stored_before_a_crash_are_synced_after_the_restart,
     when_dataverse_loses_the_answers_of_applied_writes_a_referral_creates_each_row_once,
     when_partner_center_loses_the_answers_of_creates_each_opportunity_gets_one_referral,
+    an_opportunity_carrying_a_referrals_id_without_a_link_is_linked_not_made_again,
     the_reconciliation_finds_every_referral_whose_webhook_was_lost_past_the_first_page,
     changes_made_while_the_delta_link_expired_are_synced_after_a_full_read,
 );
@@ -125,6 +127,64 @@ async fn when_dataverse_loses_the_answers_of_applied_writes_a_referral_creates_e
             let contacts = env.seller.query("contacts", &format!("$select=lastname&$filter=_parentcustomerid_value eq {account}")).await.unwrap();
             assert_eq!(contacts.len(), 1, "one contact: {contacts:?}");
         }
+    })
+    .await;
+}
+
+/// An opportunity already carries a referral's id, but the host has no link for it (the run that
+/// made it lost its state, or a backfill made it): the referral's sync links that opportunity
+/// instead of creating a second one. With the Referral Identifier an alternate key (as
+/// `cosell dataverse provision` makes it), the host asks nothing before its create; Dataverse
+/// refuses the create with 412, and the host looks the opportunity up only then.
+async fn an_opportunity_carrying_a_referrals_id_without_a_link_is_linked_not_made_again(
+    backend: Backend,
+) {
+    use cosell_emulators::common::faults::FaultConfig;
+    // No pollers: the host hears of the referral only through the opportunity's own event.
+    SyncEnv::run_polling_every_on(backend, "", 0, |env| async move {
+        let drop_webhooks = |rate| FaultConfig {
+            webhook_drop_rate: rate,
+            ..FaultConfig::default()
+        };
+        env.pc
+            .faults()
+            .set(drop_webhooks(1.0))
+            .expect("valid faults");
+        let referral = env
+            .pc
+            .microsoft()
+            .create_incoming(json!({"name": "Made before the link was lost"}));
+        let rid = referral["id"].as_str().unwrap().to_owned();
+        env.pc
+            .faults()
+            .set(drop_webhooks(0.0))
+            .expect("valid faults");
+        let oid = seller_creates_opportunity_with(
+            &env,
+            "Made before the link was lost",
+            None,
+            json!({"cosell_referralidentifier": rid}),
+        )
+        .await;
+        let store = env.state_store().sync;
+        let linked = wait_until(SETTLE, || async {
+            let link = store.link_by_referral(&rid).ok()??;
+            let synced = link.pc_hash.is_some() && link.last_error.is_none();
+            (link.opportunity_id.as_deref() == Some(oid.as_str()) && synced).then_some(link)
+        })
+        .await;
+        assert!(
+            linked.is_some(),
+            "the referral was never synced onto opportunity {oid}\n{}",
+            env.host_log()
+        );
+        let carrying: Vec<Value> = env.opportunities_for_referral(&rid).await;
+        assert_eq!(
+            carrying.len(),
+            1,
+            "one opportunity carries the referral: {carrying:?}"
+        );
+        assert_eq!(queue_dead(&env).await, 0, "nothing was dead-lettered");
     })
     .await;
 }

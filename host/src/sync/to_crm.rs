@@ -22,6 +22,32 @@ use serde_json::{Map, Value};
 
 const DIRECTION: Direction = Direction::PartnerCenterToCrm;
 
+/// How a referral's sync ended.
+enum Synced {
+    /// Done, for better or worse.
+    Done(Done),
+    /// Its create was refused: an opportunity already carries the referral id. Its link, to
+    /// sync the referral onto instead.
+    AlreadyThere(Link),
+}
+
+impl Synced {
+    /// The second pass of a refused create never creates, so never ends refused again; were it
+    /// to, the event ends as skipped rather than loop.
+    fn into_done(self) -> Done {
+        match self {
+            Synced::Done(done) => done,
+            Synced::AlreadyThere(link) => Done::new(
+                "skipped",
+                format!(
+                    "opportunity {} carries the referral already",
+                    link.opportunity_id.unwrap_or_default()
+                ),
+            ),
+        }
+    }
+}
+
 /// The event name a Partner Center notification carried, for the mapping's context.
 fn event_name(event: &QueuedEvent) -> String {
     serde_json::from_str::<Value>(&event.payload)
@@ -62,7 +88,7 @@ impl SyncEngine {
                 "the Microsoft-targeted half of a co-sell referral",
             ));
         }
-        let mut link = match self.link_by_referral(id).await? {
+        let link = match self.link_by_referral(id).await? {
             Some(link) if link.opportunity_id.is_some() => link,
             // A link without its opportunity (a failure was recorded before one was made) may
             // still have one: a create whose answer was lost, or made by a run that stopped
@@ -74,13 +100,33 @@ impl SyncEngine {
             },
             None => self.adopt_opportunity(id, &doc).await?,
         };
+        match self.sync_referral(event, &doc, link).await? {
+            Synced::Done(done) => Ok(done),
+            // Once at most: the adopted link names an opportunity, so its run creates none.
+            Synced::AlreadyThere(adopted) => Box::pin(self.sync_referral(event, &doc, adopted))
+                .await
+                .map(Synced::into_done),
+        }
+    }
+
+    /// Syncs referral `doc` (of `event`) onto the opportunity `link` names, or a new one.
+    async fn sync_referral(
+        &self,
+        event: &QueuedEvent,
+        doc: &Value,
+        mut link: Link,
+    ) -> Result<Synced, SyncError> {
+        let id = event.record_id.as_str();
         // A PATCH of the other direction that ended before its result was saved: its values
         // are cosell's own, not Microsoft's change (see `write_intent`).
-        write_intent::settle_referral(&mut link, &doc);
-        let pc_hash = fingerprint::referral(&doc);
+        write_intent::settle_referral(&mut link, doc);
+        let pc_hash = fingerprint::referral(doc);
         if link.pc_hash.as_deref() == Some(pc_hash.as_str()) && link.last_error.is_none() {
             self.metrics.record_echo();
-            return Ok(Done::new("echo", "the referral is as last synced"));
+            return Ok(Synced::Done(Done::new(
+                "echo",
+                "the referral is as last synced",
+            )));
         }
         let current = match &link.opportunity_id {
             Some(oid) => match self.opportunities.read(oid).await? {
@@ -96,16 +142,19 @@ impl SyncEngine {
                 // An earlier run's create that never landed: made again, under its id.
                 None if create_intent::is_pending(&link) => None,
                 None => {
-                    return Ok(Done::new(
+                    return Ok(Synced::Done(Done::new(
                         "skipped",
                         format!("the linked opportunity {oid} was deleted"),
-                    ));
+                    )));
                 }
             },
             None => None,
         };
         if current.is_none() && doc["status"] == "Closed" {
-            return Ok(Done::new("skipped", "a closed referral is not imported"));
+            return Ok(Synced::Done(Done::new(
+                "skipped",
+                "a closed referral is not imported",
+            )));
         }
         // Serialised once: the mapping's input is also the snapshot kept in the link.
         let doc_text = doc.to_string();
@@ -119,7 +168,7 @@ impl SyncEngine {
             )
             .await?;
         let output = match mapped {
-            Mapped::Skipped(reason) => return Ok(Done::new("skipped", reason)),
+            Mapped::Skipped(reason) => return Ok(Synced::Done(Done::new("skipped", reason))),
             Mapped::Output(text) => match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(map)) => map,
                 _ => {
@@ -136,10 +185,10 @@ impl SyncEngine {
         link.pc_snapshot = Some(doc_text);
         match current {
             None => self.create_opportunity(link, output).await,
-            Some(row) => {
-                self.update_opportunity(link, &on_record, output, &doc, row)
-                    .await
-            }
+            Some(row) => self
+                .update_opportunity(link, &on_record, output, doc, row)
+                .await
+                .map(Synced::Done),
         }
     }
 
@@ -154,7 +203,12 @@ impl SyncEngine {
         let Some(oid) = doc["externalReferenceId"].as_str().filter(|s| is_guid(s)) else {
             // An opportunity created from this referral by a run that stopped before it saved
             // the link carries the referral id: adopt it instead of creating a second one.
+            // Where that id is an alternate key, Dataverse refuses the second one itself, and
+            // the create looks it up only then (`adopt_refused_create`).
             let column = self.config.column("referralidentifier");
+            if self.opportunities.referral_id_is_key(&column).await {
+                return Ok(fresh);
+            }
             let found = self
                 .opportunities
                 .find_by_referral_id(&column, referral_id)
@@ -189,7 +243,7 @@ impl SyncEngine {
         &self,
         mut link: Link,
         mut columns: Map<String, Value>,
-    ) -> Result<Done, SyncError> {
+    ) -> Result<Synced, SyncError> {
         self.mark_name_synced(&mut columns);
         let oid = match (columns.get("opportunityid"), &link.opportunity_id) {
             (Some(Value::String(chosen)), _) => chosen.clone(),
@@ -203,7 +257,13 @@ impl SyncEngine {
             self.save_link(&create_intent::before_create(&link, &oid, &written))
                 .await?,
         );
-        let oid = self.opportunities.create(columns).await?;
+        let oid = match self.opportunities.create(columns).await {
+            Ok(oid) => oid,
+            Err(SinkError::Changed(reason)) => {
+                return self.adopt_refused_create(link, reason).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let row = self.opportunities.read(&oid).await?;
         link.opportunity_id = Some(oid.clone());
         link.last_error = None;
@@ -224,10 +284,39 @@ impl SyncEngine {
         }
         self.save_link_at_settle(&link).await?;
         let rid = link.referral_id.unwrap_or_default();
-        Ok(Done::new(
+        Ok(Synced::Done(Done::new(
             "created",
             format!("opportunity {oid} from referral {rid}"),
-        ))
+        )))
+    }
+
+    /// A create Dataverse refused with 412: where the referral id is an alternate key, an
+    /// opportunity carrying it exists (made by a run that lost its link, or by a backfill).
+    /// Its link, unsynced, in place of the create, for this run to update it with the
+    /// referral's values (in this run, which holds the referral's key, so the opportunity's own
+    /// event cannot take its values for the seller's first). Any other 412 (nothing carries the
+    /// referral id) is the create's failure, retried.
+    async fn adopt_refused_create(&self, link: Link, reason: String) -> Result<Synced, SyncError> {
+        let rid = link.referral_id.clone().unwrap_or_default();
+        let column = self.config.column("referralidentifier");
+        let Some(found) = self
+            .opportunities
+            .find_by_referral_id(&column, &rid)
+            .await?
+        else {
+            return Err(SyncError::transient(reason));
+        };
+        tracing::debug!(
+            referral = %rid,
+            opportunity = %found,
+            "Dataverse refused a second opportunity for the referral; the one carrying it is linked"
+        );
+        Ok(Synced::AlreadyThere(Link {
+            id: link.id,
+            referral_id: link.referral_id,
+            opportunity_id: Some(found),
+            ..Link::default()
+        }))
     }
 
     /// Writes the columns of `output` that Partner Center changed to the opportunity. `on_record`

@@ -51,24 +51,50 @@ impl DataverseClient {
         self.send(call).await.map(drop)
     }
 
-    /// The alternate keys of `table`, each as its columns' logical names.
+    /// The alternate keys of `table`, each as its columns' logical names, whatever the state of
+    /// their index (a key being built exists, and is not created again).
     pub async fn alternate_keys(&self, table: &str) -> Result<Vec<Vec<String>>> {
+        Ok(self
+            .keys_with_status(table)
+            .await?
+            .into_iter()
+            .map(|(columns, _)| columns)
+            .collect())
+    }
+
+    /// The alternate keys of `table` whose index is built (`EntityKeyIndexStatus` `Active`):
+    /// the only ones Dataverse enforces. A key is made active by a system job after it is
+    /// created, and a key whose job failed is never enforced.
+    pub async fn active_alternate_keys(&self, table: &str) -> Result<Vec<Vec<String>>> {
+        Ok(self
+            .keys_with_status(table)
+            .await?
+            .into_iter()
+            .filter(|(_, status)| status == "Active")
+            .map(|(columns, _)| columns)
+            .collect())
+    }
+
+    /// Each alternate key of `table`: its columns and the state of its index.
+    async fn keys_with_status(&self, table: &str) -> Result<Vec<(Vec<String>, String)>> {
         let body = self
             .metadata_get(
                 &format!("{}/Keys", definition_path(table)),
-                "$select=KeyAttributes",
+                "$select=KeyAttributes,EntityKeyIndexStatus",
                 table,
             )
             .await?;
         Ok(values(&body, table)?
             .iter()
             .map(|k| {
-                k["KeyAttributes"]
+                let columns = k["KeyAttributes"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect()
+                    .collect();
+                let status = k["EntityKeyIndexStatus"].as_str().unwrap_or_default();
+                (columns, status.to_owned())
             })
             .collect())
     }

@@ -3,7 +3,8 @@
 //! (both backends) and in two replicas on one PostgreSQL database; a replica that dies
 //! holding a lock releases it.
 
-use crate::connections::dataverse::{DataverseClient, DataverseSettings};
+use super::test_client::client;
+use crate::connections::dataverse::DataverseClient;
 use crate::sinks::dataverse::lookups::{Lookups, customer_key};
 use crate::store::testing::{Backend, TestStore, store_tests};
 use crate::store::{CustomerLocks, InProcessCustomerLocks};
@@ -26,24 +27,6 @@ async fn slow_dataverse() -> (Dataverse, RunningEmulator) {
         .unwrap();
     let server = dv.serve().await.expect("the Dataverse emulator starts");
     (dv, server)
-}
-
-fn client(dv: &Dataverse, server: &RunningEmulator) -> DataverseClient {
-    DataverseClient::new(DataverseSettings {
-        url: server.url(),
-        token_url: format!(
-            "{}/{}/oauth2/v2.0/token",
-            server.url(),
-            dv.config().tenant_id
-        ),
-        client_id: dv.config().client_id.clone(),
-        client_secret: crate::config::Secret::new(dv.config().client_secret.clone()),
-        scope: None,
-        timeout: Duration::from_secs(10),
-        max_retries: 3,
-        max_concurrency: 8,
-    })
-    .unwrap()
 }
 
 /// The email of customer `name`'s one contact.

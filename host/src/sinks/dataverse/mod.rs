@@ -9,9 +9,12 @@
 
 pub mod bulk_write;
 pub mod lookups;
+pub mod referral_key;
 
 #[cfg(test)]
 mod customer_lock_races;
+#[cfg(test)]
+mod test_client;
 
 use crate::connections::dataverse::{DataverseClient, DataverseError};
 use crate::connections::odata::literal;
@@ -36,6 +39,7 @@ pub const OPPORTUNITY_QUERY: &str = "$expand=customerid_account($expand=contact_
 pub struct OpportunitySink {
     client: DataverseClient,
     lookups: std::sync::Arc<Lookups>,
+    referral_key: std::sync::Arc<referral_key::ReferralKey>,
 }
 
 /// `row` (a write's answer: columns only) with the expanded lookups of `before` (the
@@ -73,7 +77,16 @@ impl OpportunitySink {
         Self {
             client,
             lookups: std::sync::Arc::new(Lookups::new(customer_locks)),
+            referral_key: Default::default(),
         }
+    }
+
+    /// Whether `column` (cosell's Referral Identifier) is an alternate key Dataverse enforces
+    /// on opportunity, so that it refuses a second opportunity for one referral
+    /// ([`referral_key`]; read from the Metadata API, and again after
+    /// [`referral_key::RECHECK`]).
+    pub async fn referral_id_is_key(&self, column: &str) -> bool {
+        self.referral_key.is_key(&self.client, column).await
     }
 
     /// The id of an opportunity whose `column` (cosell's Referral Identifier) holds
