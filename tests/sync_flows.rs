@@ -22,7 +22,8 @@
 //!   API; setup commands run next to a running host;
 //! - `recovery.rs`: a co-sell create interrupted between its two steps is finished; events
 //!   stored before a crash are synced after the restart; writes whose answers either side lost
-//!   make each record once; the reconciliation finds referrals whose webhooks were lost; changes
+//!   make each record once; an opportunity carrying a referral's id without a link is linked,
+//!   not made again; the reconciliation finds referrals whose webhooks were lost; changes
 //!   made while the delta link expired are synced after a full read.
 //!
 //! This file keeps what they share: the seller's opportunities and the pairs they make.
