@@ -38,11 +38,15 @@ enum Command {
     /// then bisected, open-loop trials), and the CPU per change of host and emulators there.
     MaxRate(max_rate::MaxRateArgs),
     /// Figure 10: the machine's floor: the CPU of one loopback HTTP exchange (each side), one
-    /// hand-over to tokio's blocking pool, one SQLite commit with fsync.
+    /// hand-over to tokio's blocking pool, one SQLite commit with fsync, and a change's skeleton
+    /// (only those, as one change needs them) at 100 and 200 changes/s.
     Floor(floor::FloorArgs),
     /// The floor's client process (started by `floor`).
     #[command(hide = true)]
     FloorClient(floor::FloorClientArgs),
+    /// The floor's change skeleton process (started by `floor`).
+    #[command(hide = true)]
+    FloorSkeleton(floor::skeleton::SkeletonArgs),
     /// Every driver figure in turn (with their default settings), then the table.
     All,
     /// Prints the table of every figure saved under target/bench-results.
@@ -54,6 +58,9 @@ fn main() -> Result<()> {
     // The floor's client measures its own process: no runtime of this function's around it.
     if let Command::FloorClient(args) = &cli.command {
         return floor::client(args);
+    }
+    if let Command::FloorSkeleton(args) = &cli.command {
+        return floor::skeleton::serve(args);
     }
     tokio::runtime::Runtime::new()?.block_on(run(cli))
 }
@@ -81,7 +88,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Floor(args) => {
             floor::run(&args).await?;
         }
-        Command::FloorClient(_) => unreachable!("run before the runtime starts"),
+        Command::FloorClient(_) | Command::FloorSkeleton(_) => {
+            unreachable!("run before the runtime starts")
+        }
         Command::All => {
             hot_swap::run(&parse_defaults()).await?;
             intake::run(&parse_defaults()).await?;

@@ -10,6 +10,10 @@
 //! wake-ups a lightly loaded host pays, and nothing else). The server side is an axum router in this process answering a
 //! 4 KB JSON document, about a referral's size. Each cost is the CPU (user + system) of the
 //! process that did the work, divided by how many it did.
+//!
+//! Then [`skeleton`] measures them together, as a change needs them, at figure 5's rates.
+
+pub mod skeleton;
 
 use super::procfs::cpu_seconds;
 use anyhow::{Context as _, Result, bail};
@@ -27,6 +31,10 @@ pub struct FloorArgs {
     /// Seconds of each kind.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// The rates (changes per second) a change's skeleton is measured at, on one thread and on
+    /// two; none to leave it out.
+    #[arg(long, value_delimiter = ',', default_value = "100,200")]
+    pub skeleton_rates: Vec<f64>,
 }
 
 /// What the client process measured, per operation, in microseconds of its CPU.
@@ -83,15 +91,24 @@ pub async fn run(args: &FloorArgs) -> Result<FigureResults> {
     }
     let client: ClientCosts = serde_json::from_slice(&output.stdout)
         .context("reading the floor client's measurements")?;
+    let mut skeletons = Vec::new();
+    for &rate in &args.skeleton_rates {
+        for threads in [skeleton::Threads::One, skeleton::Threads::Two] {
+            eprintln!("floor: a change's skeleton at {rate} /s on {}…", threads.label());
+            let cost = skeleton::measure(threads, rate, args.seconds).await?;
+            skeletons.push((rate, threads, cost));
+        }
+    }
     // This process served the exchanges and idled through the rest.
     let server_us = own_cpu * 1e6 / client.exchanges.max(1) as f64;
     let us = |v: f64| format!("{} µs", short(v));
+    let summed = 3.0 * client.exchange_us + 2.0 * server_us + 2.0 * client.commit_us;
     let figure = FigureResults {
         figure: 10,
         title: "The machine's floor: CPU of the work every change needs".into(),
         method: format!(
-            "{} /s of each operation for {} s, one at a time on a tokio worker thread (as a sync worker calls); client: a separate process, 2-thread tokio runtime, reqwest (rustls, keep-alive), GET of a 4 KB JSON document on loopback; server: axum in the driver process; hand-over: tokio::task::spawn_blocking of an empty call, awaited; commit: one row inserted in its own transaction, SQLite WAL, synchronous=FULL, on the target directory's disk",
-            args.rate, args.seconds
+            "{} /s of each operation for {} s, one at a time on a tokio worker thread (as a sync worker calls); client: a separate process, 2-thread tokio runtime, reqwest (rustls, keep-alive), GET of a 4 KB JSON document on loopback; server: axum in the driver process; hand-over: tokio::task::spawn_blocking of an empty call, awaited; commit: one row inserted in its own transaction, SQLite WAL, synchronous=FULL, on the target directory's disk; a change's skeleton: a process doing only a change's input and output (Partner Center's webhook received and committed with fsync, the referral read, the customer looked up, the opportunity created, the link committed, Dataverse's echo webhook answered) against services in the driver's process, open loop at the rate for {} s, its CPU per change",
+            args.rate, args.seconds, args.seconds
         ),
         rows: vec![
             Row::info(
@@ -114,7 +131,20 @@ pub async fn run(args: &FloorArgs) -> Result<FigureResults> {
                 us(client.commit_us),
                 format!("{} commits", client.commits),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(skeletons.iter().map(|(rate, threads, cost)| {
+            Row::info(
+                format!("a change's skeleton at {rate} /s, {}", threads.label()),
+                us(cost.cpu_per_change_us),
+                format!(
+                    "{} changes; 3 exchanges made, 2 answered, 2 commits (1 with fsync) each; those measured alone add up to {}",
+                    cost.changes,
+                    us(summed)
+                ),
+            )
+        }))
+        .collect(),
     };
     figure.save("10-floor")?;
     Ok(figure)
