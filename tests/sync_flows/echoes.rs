@@ -12,6 +12,7 @@ use std::time::Duration;
 on_both_backends!(
     flow5_cosell_recognises_its_own_writes_and_never_ping_pongs,
     flow5_the_echo_of_cosells_own_write_is_known_by_its_version_unread,
+    flow5_echoes_delivered_before_their_runs_settle_are_answered_not_queued,
     the_update_step_sends_only_changes_to_columns_the_mapping_reads,
 );
 
@@ -111,14 +112,60 @@ async fn flow5_the_echo_of_cosells_own_write_is_known_by_its_version_unread(back
     .await;
 }
 
+async fn flow5_echoes_delivered_before_their_runs_settle_are_answered_not_queued(backend: Backend) {
+    // Webhooks only. The emulator delivers a write's webhook as soon as it commits, before the
+    // run that wrote has recorded the new version: each such echo waits for that settle at the
+    // intake instead of taking a place in the queue.
+    SyncEnv::run_polling_every_on(backend, "", 0, |env| async move {
+        const REFERRALS: usize = 6;
+        let mut opportunities = Vec::new();
+        for i in 0..REFERRALS {
+            let referral = env.pc.microsoft().create_incoming(json!({
+                "name": format!("Echo drill {i}"),
+                "details": {"dealValue": 1000 + i, "currency": "USD"}
+            }));
+            let rid = referral["id"].as_str().unwrap().to_owned();
+            let opportunity = wait_until(SETTLE, || opportunity_for_referral(&env, &rid))
+                .await
+                .unwrap_or_else(|| panic!("no opportunity for {rid}\n{}", env.host_log()));
+            opportunities.push(opportunity["opportunityid"].as_str().unwrap().to_owned());
+        }
+        let echoes = wait_until(SETTLE, || async {
+            let echoes = dataverse_deliveries_with(&env, "echo").await;
+            (echoes >= REFERRALS as f64).then_some(echoes)
+        })
+        .await;
+        let Some(echoes) = echoes else {
+            panic!("the creates' echoes\n{}", env.metrics_text().await)
+        };
+        let all = settled_deliveries(&env).await;
+        assert_eq!(
+            all,
+            echoes,
+            "every Dataverse delivery was an echo answered at the intake, none queued:\n{}",
+            env.metrics_text().await
+        );
+        assert_eq!(opportunities.len(), REFERRALS);
+    })
+    .await;
+}
+
 /// Every `cosell_intake_events_total` of Dataverse's webhook, whatever its result.
 async fn dataverse_deliveries(env: &SyncEnv) -> f64 {
+    dataverse_deliveries_with(env, "").await
+}
+
+/// The `cosell_intake_events_total` of Dataverse's webhook whose result is `result` (any
+/// result when empty).
+async fn dataverse_deliveries_with(env: &SyncEnv, result: &str) -> f64 {
+    let result = format!("result=\"{result}");
     env.metrics_text()
         .await
         .lines()
         .filter(|l| {
             l.starts_with("cosell_intake_events_total{")
                 && l.contains("source=\"dataverse-webhook\"")
+                && l.contains(&result)
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

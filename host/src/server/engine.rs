@@ -148,12 +148,10 @@ pub(crate) async fn start(
     let wakeup: Wakeup = Arc::new(Notify::new());
     // The intake tells the echo of cosell's own write as the engine does.
     let own_writes = engine.volatile().to_columns();
-    let intake = Arc::new(Intake::new(
-        store.clone(),
-        wakeup.clone(),
-        metrics,
-        Some(own_writes),
-    )?);
+    let intake = Arc::new(
+        Intake::new(store.clone(), wakeup.clone(), metrics, Some(own_writes))?
+            .waiting_for(engine.writes_in_flight()),
+    );
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = worker::spawn(engine, config.sync.workers, wakeup.clone(), stop_rx.clone());
     // The pollers run on the leader only (one replica of a shared state; always, alone).

@@ -9,7 +9,8 @@
 //! Partner Center sign-in (its rotating refresh token) in the credentials. [`customer_locks`]
 //! is the per-customer lock of the Dataverse lookups, as wide as the store is shared.
 //! [`off_runtime()`] runs a store call from async code on tokio's blocking pool. [`own_write`]
-//! tells the echo of cosell's own Dataverse write from a delivery and the link.
+//! tells the echo of cosell's own Dataverse write from a delivery and the link;
+//! [`writes_in_flight`] lets the intake wait, in-process, for the settle that records it.
 
 pub mod audit_query;
 mod claim_sql;
@@ -35,6 +36,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 mod wakeup;
+pub mod writes_in_flight;
 
 pub use audit_query::{AuditPage, AuditQuery};
 pub use customer_locks::{CustomerGuard, CustomerLocks, InProcessCustomerLocks};
@@ -48,6 +50,7 @@ pub use sync_store::{
     RECONCILE_ORIGIN, REPLAY_ORIGIN, ReplicaIdInUse, Side, SyncStore, keep_for_replays, prelude,
 };
 pub use wakeup::Wakeup;
+pub use writes_in_flight::WritesInFlight;
 
 use anyhow::Result;
 use serde::Serialize;

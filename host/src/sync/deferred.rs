@@ -9,10 +9,14 @@
 //! - the link's last save, once the run has written to the other side: nothing in the run
 //!   reads or saves the link after it.
 //!
+//! A run's marks on the opportunities it writes ([`crate::store::writes_in_flight`]) are held
+//! here too, so that they last until the settle has recorded the write.
+//!
 //! So a worker's run leaves them here, and the worker writes them with the event's settle, in
 //! its hand-over to the store (on SQLite in its transaction). Should the engine ever run
 //! outside a worker, nothing collects: each is given back to the caller, who saves it at once.
 
+use crate::store::writes_in_flight::InFlight;
 use crate::store::{LastRun, Link};
 use std::cell::RefCell;
 use std::future::Future;
@@ -24,6 +28,9 @@ pub(crate) struct LeftForSettle {
     pub runs: Vec<LastRun>,
     /// The link as the run last saved it, if it left the save to the settle.
     pub link: Option<Link>,
+    /// The run's marks on the opportunities it wrote: released when this is dropped, after
+    /// the settle.
+    pub marks: Vec<InFlight>,
 }
 
 tokio::task_local! {
@@ -49,6 +56,13 @@ pub(crate) fn leave_for_settle(last: LastRun) -> Option<LastRun> {
     // `try_with` fails outside `collecting`: `last` stays with the caller.
     let _ = LEFT_FOR_SETTLE.try_with(|left| left.borrow_mut().runs.extend(last.take()));
     last
+}
+
+/// Holds `mark` until the settle of the worker's event; outside a worker it is released at
+/// once (nothing records the write later than the caller does).
+pub(crate) fn hold_until_settle(mark: InFlight) {
+    let mut mark = Some(mark);
+    let _ = LEFT_FOR_SETTLE.try_with(|left| left.borrow_mut().marks.extend(mark.take()));
 }
 
 /// Leaves the run's last save of `link` to the settle of the worker's event (a later one
@@ -108,5 +122,21 @@ mod tests {
         assert_eq!(left.link, Some(link("o2")), "the last save is the one kept");
         assert!(left.runs.is_empty());
         assert_eq!(leave_link_for_settle(link("o3")), Some(link("o3")));
+    }
+
+    #[tokio::test]
+    async fn a_workers_marks_last_until_what_it_left_is_dropped() {
+        let writes = crate::store::WritesInFlight::default();
+        let ((), left) = collecting(async {
+            hold_until_settle(writes.mark("o1"));
+            tokio::task::yield_now().await;
+        })
+        .await;
+        assert!(writes.is_marked("o1"), "held for the settle");
+        drop(left);
+        assert!(!writes.is_marked("o1"), "released with what the run left");
+        // Outside a worker nothing settles later: released at once.
+        hold_until_settle(writes.mark("o2"));
+        assert!(!writes.is_marked("o2"));
     }
 }

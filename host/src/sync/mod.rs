@@ -44,7 +44,7 @@ use crate::pipeline::{PipelineInput, Pipelines};
 use crate::runtime::Direction;
 use crate::sinks::dataverse::OpportunitySink;
 use crate::sinks::partner_center::ReferralSink;
-use crate::store::{AuditEntry, LastRun, Link, QueuedEvent, Side, SyncStore};
+use crate::store::{AuditEntry, LastRun, Link, QueuedEvent, Side, SyncStore, WritesInFlight};
 use availability::Availability;
 use outcome::{Mapped, classify_pipeline};
 use std::sync::Arc;
@@ -59,6 +59,8 @@ pub struct SyncEngine {
     metrics: Arc<Metrics>,
     availability: Availability,
     audit_column: String,
+    /// The opportunities its runs are writing, until their settles record the writes.
+    writes_in_flight: WritesInFlight,
 }
 
 impl SyncEngine {
@@ -87,7 +89,19 @@ impl SyncEngine {
             availability: Availability::new(&config, metrics.clone()),
             config,
             metrics,
+            writes_in_flight: WritesInFlight::default(),
         }
+    }
+
+    /// The opportunities its runs are writing to Dataverse and have not yet recorded as synced
+    /// (for the intake to wait on before it tells the echo of such a write).
+    pub fn writes_in_flight(&self) -> WritesInFlight {
+        self.writes_in_flight.clone()
+    }
+
+    /// Marks opportunity `id` as written by this run until the settle of its event.
+    pub(crate) fn mark_written(&self, id: &str) {
+        deferred::hold_until_settle(self.writes_in_flight.mark(id));
     }
 
     /// The store it keeps its queue, links and audit trail in.

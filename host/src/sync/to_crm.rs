@@ -257,6 +257,7 @@ impl SyncEngine {
             self.save_link(&create_intent::before_create(&link, &oid, &written))
                 .await?,
         );
+        self.mark_written(&oid);
         let oid = match self.opportunities.create(columns).await {
             Ok(oid) => oid,
             Err(SinkError::Changed(reason)) => {
@@ -409,6 +410,7 @@ impl SyncEngine {
             write_intent::record_update(&mut link, &write, referral);
             self.save_write_intent(&mut link, on_record).await?;
             // The write's answer is the state after it; only a closing or a lookup needs a read.
+            self.mark_written(&oid);
             let written = self
                 .opportunities
                 .update(&oid, write, &row.body, row.etag.as_deref())

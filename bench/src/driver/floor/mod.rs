@@ -94,7 +94,10 @@ pub async fn run(args: &FloorArgs) -> Result<FigureResults> {
     let mut skeletons = Vec::new();
     for &rate in &args.skeleton_rates {
         for threads in [skeleton::Threads::One, skeleton::Threads::Two] {
-            eprintln!("floor: a change's skeleton at {rate} /s on {}…", threads.label());
+            eprintln!(
+                "floor: a change's skeleton at {rate} /s on {}…",
+                threads.label()
+            );
             let cost = skeleton::measure(threads, rate, args.seconds).await?;
             skeletons.push((rate, threads, cost));
         }

@@ -106,7 +106,14 @@ pub async fn measure(threads: Threads, rate: f64, seconds: u64) -> Result<Skelet
     let services_url = format!("http://{}", listener.local_addr()?);
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["floor-skeleton", "--services", &services_url])
-        .args(["--threads", if threads == Threads::One { "one" } else { "two" }])
+        .args([
+            "--threads",
+            if threads == Threads::One {
+                "one"
+            } else {
+                "two"
+            },
+        ])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -330,11 +337,7 @@ fn commit(
         .db
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?;
-    db.pragma_update(
-        None,
-        "synchronous",
-        if durable { "FULL" } else { "NORMAL" },
-    )?;
+    db.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
     write(&db)?;
     Ok(())
 }

@@ -9,17 +9,22 @@
 //! A Dataverse delivery that names the version of the state its opportunity's link records as
 //! synced is the echo of cosell's own write (`store::own_write`): it is acknowledged and never
 //! queued, so it costs no claim, run or settle. It is told apart on the writer thread, from
-//! the link the lock key is read from anyway.
+//! the link the lock key is read from anyway. Dataverse delivers as soon as a write commits,
+//! often before the run that wrote has recorded the new version: a delivery about an
+//! opportunity a run of this process is writing first waits (at most [`ECHO_WAIT`]) for that
+//! run's settle ([`crate::store::writes_in_flight`]).
 
 mod writer;
 
 use crate::domain::fingerprint::VolatileColumns;
 use crate::metrics::Metrics;
+use crate::store::WritesInFlight;
 use crate::store::{
     Enqueued, NewEvent, Side, SyncStore, Wakeup, lock_key, opportunity_lock_key, own_write,
 };
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 pub use writer::MAX_BATCH;
 
@@ -27,7 +32,15 @@ pub use writer::MAX_BATCH;
 pub struct Intake {
     shared: Arc<Shared>,
     writer: writer::Writer,
+    /// The opportunities the engine of this process is writing, if it told them.
+    writes_in_flight: Option<WritesInFlight>,
 }
+
+/// The longest a Dataverse delivery waits for the settle of a run writing its opportunity.
+/// A run settles within milliseconds of its write's answer; a run held up longer (a slow
+/// Partner Center after the write) costs its echo a place in the queue, as without the wait,
+/// and never keeps Dataverse's call open for long.
+pub const ECHO_WAIT: Duration = Duration::from_secs(2);
 
 /// What storing an event needs, shared by the front door and the writer thread.
 struct Shared {
@@ -161,7 +174,15 @@ impl Intake {
         Ok(Self {
             writer: writer::Writer::start(shared.clone())?,
             shared,
+            writes_in_flight: None,
         })
+    }
+
+    /// Makes a Dataverse delivery about an opportunity in `writes` wait for the settle of the
+    /// run writing it, so that the echo of that write is told as one and not queued.
+    pub fn waiting_for(mut self, writes: WritesInFlight) -> Self {
+        self.writes_in_flight = Some(writes);
+        self
     }
 
     /// Stores that `record_id` changed on `side`, alone in its own transaction (for the
@@ -194,6 +215,17 @@ impl Intake {
         payload: String,
         announced_version: Option<String>,
     ) -> anyhow::Result<Accepted> {
+        if let (Side::Dataverse, Some(_), Some(writes)) =
+            (side, &announced_version, &self.writes_in_flight)
+            && writes.is_marked(&record_id)
+        {
+            let settled = writes.settled(&record_id, ECHO_WAIT).await;
+            tracing::debug!(
+                opportunity = %record_id,
+                settled,
+                "the delivery waited for the settle of the run writing its opportunity"
+            );
+        }
         self.writer
             .store(writer::Delivery {
                 side,

@@ -152,6 +152,54 @@ fn a_dataverse_delivery_of_the_synced_version_is_answered_and_not_queued_postgre
     on(Backend::Postgres, own_writes_are_answered_and_not_queued);
 }
 
+#[test]
+fn the_echo_of_a_write_whose_run_has_not_settled_waits_for_the_settle_and_is_not_queued() {
+    on(Backend::Sqlite, async |store: &TestStore| {
+        let writes = WritesInFlight::default();
+        let (intake, _) = own_writes_intake(store);
+        let intake = Arc::new(intake.waiting_for(writes.clone()));
+        let link_id = store.sync().save_link(&synced_at(42)).unwrap();
+        // A run writes version 43: Dataverse delivers it before the run's settle records it.
+        let mark = writes.mark(OID);
+        let delivery = tokio::spawn({
+            let intake = intake.clone();
+            async move { deliver_version(&intake, Some("43")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!delivery.is_finished(), "it waits for the settle");
+        assert!(pending(store).is_empty());
+        // The settle records version 43, then releases the mark.
+        let settled = crate::store::Link {
+            id: Some(link_id),
+            ..synced_at(43)
+        };
+        store.sync().save_link(&settled).unwrap();
+        drop(mark);
+        let accepted = tokio::time::timeout(Duration::from_secs(5), delivery)
+            .await
+            .expect("answered once the mark is released")
+            .unwrap()
+            .unwrap();
+        assert_eq!(accepted, Accepted::OwnWrite);
+        assert!(pending(store).is_empty(), "the echo was not queued");
+
+        // A run whose settle does not record the version (it failed): the delivery is queued
+        // once the mark is released, as it would have been without the wait.
+        let mark = writes.mark(OID);
+        let delivery = tokio::spawn({
+            let intake = intake.clone();
+            async move { deliver_version(&intake, Some("44")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(mark);
+        assert!(matches!(
+            delivery.await.unwrap().unwrap(),
+            Accepted::Stored(Enqueued::New(_))
+        ));
+        assert_eq!(pending(store).len(), 1);
+    });
+}
+
 /// `(count, sum)` of the batch-size histogram.
 fn batches(metrics: &Metrics) -> (u64, u64) {
     let text = metrics.encode();
@@ -273,45 +321,60 @@ async fn a_failed_batch_stores_nothing(store: &TestStore) {
     assert_eq!(pending(store).len(), 2);
 }
 
-async fn own_writes_are_answered_and_not_queued(store: &TestStore) {
-    const OID: &str = "7f3c2a52-0000-4000-8000-000000000001";
-    let metrics = Arc::new(Metrics::new());
-    let volatile = VolatileColumns {
+const OID: &str = "7f3c2a52-0000-4000-8000-000000000001";
+
+/// What the fingerprint leaves out, as the engine configures it by default.
+fn volatile() -> VolatileColumns {
+    VolatileColumns {
         audit_column: "cosell_audit".into(),
         marks: ["✔".into(), "✖".into()],
-    };
-    let wakeup = Arc::new(tokio::sync::Notify::new());
-    let intake = Intake::new(
-        store.sync(),
-        wakeup,
-        metrics.clone(),
-        Some(volatile.clone()),
-    )
-    .unwrap();
-    // The link as cosell's write left it: the row at version 42 is the synced state.
+    }
+}
+
+/// The link of referral r1 and opportunity [`OID`] as cosell's write of `version` left it.
+fn synced_at(version: u64) -> crate::store::Link {
     let row = serde_json::json!({
-        "opportunityid": OID, "name": "Deal ✔", "versionnumber": 42, "@odata.etag": "W/\"42\""
+        "opportunityid": OID, "name": "Deal ✔", "versionnumber": version,
+        "@odata.etag": format!("W/\"{version}\"")
     });
-    let synced = crate::store::Link {
+    crate::store::Link {
         referral_id: Some("r1".into()),
         opportunity_id: Some(OID.into()),
         crm_hash: Some(crate::domain::fingerprint::opportunity(
             &row,
-            &volatile.borrow(),
+            &volatile().borrow(),
         )),
         crm_snapshot: Some(row.to_string()),
         ..Default::default()
-    };
-    let link_id = store.sync().save_link(&synced).unwrap();
-    let deliver = |version: Option<&str>| {
-        intake.accept_grouped(
+    }
+}
+
+/// An intake telling cosell's own writes, and Dataverse's delivery of [`OID`] at `version`.
+fn own_writes_intake(store: &TestStore) -> (Intake, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new());
+    let wakeup = Arc::new(tokio::sync::Notify::new());
+    let intake = Intake::new(store.sync(), wakeup, metrics.clone(), Some(volatile())).unwrap();
+    (intake, metrics)
+}
+
+async fn deliver_version(intake: &Intake, version: Option<&str>) -> anyhow::Result<Accepted> {
+    intake
+        .accept_grouped(
             Side::Dataverse,
             OID.into(),
             "dataverse-webhook",
             serde_json::json!({"MessageName": "Update", "RowVersion": version}).to_string(),
             version.map(str::to_owned),
         )
-    };
+        .await
+}
+
+async fn own_writes_are_answered_and_not_queued(store: &TestStore) {
+    let (intake, metrics) = own_writes_intake(store);
+    // The link as cosell's write left it: the row at version 42 is the synced state.
+    let synced = synced_at(42);
+    let link_id = store.sync().save_link(&synced).unwrap();
+    let deliver = |version| deliver_version(&intake, version);
 
     assert_eq!(deliver(Some("42")).await.unwrap(), Accepted::OwnWrite);
     assert!(pending(store).is_empty(), "nothing queued for an echo");
