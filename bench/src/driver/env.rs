@@ -60,10 +60,12 @@ pub struct BenchEnv {
     _servers: (RunningPartnerCenter, RunningEmulator),
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// Two different free ports for the host's listeners. Both are held until both are chosen:
+/// a port let go at once may be answered again for the second.
+fn two_free_ports() -> Result<(u16, u16)> {
+    let first = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let second = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok((first.local_addr()?.port(), second.local_addr()?.port()))
 }
 
 /// The `cosell` binary built next to this driver (same profile).
@@ -110,7 +112,7 @@ impl BenchEnv {
             .await
             .context("starting the Dataverse emulator")?;
         let dir = tempfile::tempdir()?;
-        let (webhooks_port, admin_port) = (free_port()?, free_port()?);
+        let (webhooks_port, admin_port) = two_free_ports()?;
         let emulators = Emulators::running(&pc, &pc_server, &dv, &dv_server);
         let wiring = HostWiring {
             admin_listen: format!("127.0.0.1:{admin_port}").parse()?,

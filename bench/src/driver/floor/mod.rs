@@ -231,14 +231,7 @@ where
 /// SQLite commits of one row each, WAL with `synchronous = FULL` (the host's setting for
 /// acknowledged webhooks), every `period`, on one thread.
 fn commits(period: Duration, count: u64) -> Result<(f64, u64)> {
-    let dir = tempfile::tempdir_in(
-        cosell_bench::results::results_dir()
-            .parent()
-            .unwrap_or(std::path::Path::new(".")),
-    )
-    .or_else(|_| tempfile::tempdir())?;
-    let db = rusqlite::Connection::open(dir.path().join("floor.db"))?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
+    let (_dir, db) = wal_database("floor.db")?;
     db.pragma_update(None, "synchronous", "FULL")?;
     db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")?;
     let body = "x".repeat(1000);
@@ -260,4 +253,19 @@ fn commits(period: Duration, count: u64) -> Result<(f64, u64)> {
     }
     let spent = cpu_seconds(std::process::id())? - before;
     Ok((spent * 1e6 / count as f64, count))
+}
+
+/// A new SQLite database `name` in WAL mode, as the host keeps its state, in a directory on
+/// the disk the results go to (else the system's temporary directory), removed when the
+/// answered directory is dropped.
+fn wal_database(name: &str) -> Result<(tempfile::TempDir, rusqlite::Connection)> {
+    let dir = tempfile::tempdir_in(
+        cosell_bench::results::results_dir()
+            .parent()
+            .unwrap_or(std::path::Path::new(".")),
+    )
+    .or_else(|_| tempfile::tempdir())?;
+    let db = rusqlite::Connection::open(dir.path().join(name))?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    Ok((dir, db))
 }

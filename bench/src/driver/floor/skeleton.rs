@@ -236,14 +236,7 @@ pub fn serve(args: &SkeletonArgs) -> Result<()> {
             .enable_all()
             .build()?,
     };
-    let dir = tempfile::tempdir_in(
-        cosell_bench::results::results_dir()
-            .parent()
-            .unwrap_or(std::path::Path::new(".")),
-    )
-    .or_else(|_| tempfile::tempdir())?;
-    let db = rusqlite::Connection::open(dir.path().join("skeleton.db"))?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
+    let (_dir, db) = super::wal_database("skeleton.db")?;
     db.execute_batch(
         "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, body BLOB);
          CREATE TABLE links (referral INTEGER PRIMARY KEY, snapshot TEXT);",
@@ -293,31 +286,14 @@ async fn partner_center_webhook(
 /// committed.
 async fn sync(skeleton: &Skeleton, n: u64) -> Result<()> {
     let services = &skeleton.services;
-    let referral = skeleton
-        .http
-        .get(format!("{services}/referrals/{n}"))
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
-    skeleton
-        .http
-        .get(format!("{services}/accounts"))
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
-    let created = skeleton
-        .http
-        .post(format!("{services}/opportunities"))
-        .body(skeleton.opportunity.clone())
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
+    let http = &skeleton.http;
+    let referral = exchange(http.get(format!("{services}/referrals/{n}"))).await?;
+    exchange(http.get(format!("{services}/accounts"))).await?;
+    let created = exchange(
+        http.post(format!("{services}/opportunities"))
+            .body(skeleton.opportunity.clone()),
+    )
+    .await?;
     commit(skeleton, false, |db| {
         db.execute(
             "INSERT OR REPLACE INTO links (referral, snapshot) VALUES (?1, ?2)",
@@ -325,6 +301,11 @@ async fn sync(skeleton: &Skeleton, n: u64) -> Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// Sends `request` and reads its whole answer.
+async fn exchange(request: reqwest::RequestBuilder) -> Result<axum::body::Bytes> {
+    Ok(request.send().await?.error_for_status()?.bytes().await?)
 }
 
 /// One write in its own transaction, on the calling thread; `durable` makes it `fsync` the WAL.
