@@ -9,7 +9,8 @@
 //! - `pairing`: only the side that made a pair links it; the other side's event waits.
 //! - [`compare`]: subset equality and JSON Patch diffs; [`outcome`]: results and failures.
 //! - [`worker`]: the workers that drain the queue, retry, park and dead-letter; `deferred`:
-//!   the store writes a run leaves to the hand-over that settles its event.
+//!   the store writes a run leaves to the hand-over that settles its event; `read_at_claim`:
+//!   the link a run reads first, read in the hand-over that claimed its event.
 //! - [`availability`]: whether each service answers; an outage pauses the work instead of
 //!   spending events' attempts.
 //! - [`backfill`]: creating the opportunities of existing referrals in bulk (`$batch`), linked
@@ -28,6 +29,7 @@ mod create_intent;
 mod deferred;
 pub mod outcome;
 mod pairing;
+mod read_at_claim;
 pub mod seller_notes;
 pub mod sharing;
 mod to_crm;
@@ -222,8 +224,12 @@ impl SyncEngine {
         }
     }
 
-    /// The link of referral `id`, read off the async runtime's threads.
+    /// The link of referral `id`, read off the async runtime's threads (or as the claim of the
+    /// run's event read it, the first time).
     pub(crate) async fn link_by_referral(&self, id: &str) -> Result<Option<Link>, SyncError> {
+        if let Some(found) = read_at_claim::take(Side::PartnerCenter, id) {
+            return Ok(found);
+        }
         let id = id.to_owned();
         Ok(
             crate::store::off_runtime(&self.store, move |store| store.link_by_referral(&id))
@@ -231,8 +237,12 @@ impl SyncEngine {
         )
     }
 
-    /// The link of opportunity `id`, read off the async runtime's threads.
+    /// The link of opportunity `id`, read off the async runtime's threads (or as the claim of
+    /// the run's event read it, the first time).
     pub(crate) async fn link_by_opportunity(&self, id: &str) -> Result<Option<Link>, SyncError> {
+        if let Some(found) = read_at_claim::take(Side::Dataverse, id) {
+            return Ok(found);
+        }
         let id = id.to_owned();
         Ok(
             crate::store::off_runtime(&self.store, move |store| store.link_by_opportunity(&id))
@@ -243,6 +253,7 @@ impl SyncEngine {
     /// Saves `link` off the async runtime's threads (its write may wait for the database's
     /// write lock, held by a commit on its way to the disk); answers its id.
     pub(crate) async fn save_link(&self, link: &Link) -> Result<i64, SyncError> {
+        read_at_claim::forget();
         let link = link.clone();
         Ok(crate::store::off_runtime(&self.store, move |store| store.save_link(&link)).await?)
     }
@@ -252,6 +263,7 @@ impl SyncEngine {
     /// store fewer, and on SQLite one transaction fewer). Nothing in the run may read or save
     /// the link after this.
     pub(crate) async fn save_link_at_settle(&self, link: &Link) -> Result<(), SyncError> {
+        read_at_claim::forget();
         if let Some(link) = deferred::leave_link_for_settle(link.clone()) {
             self.save_link(&link).await?;
         }

@@ -12,6 +12,7 @@
 //! sleep until an event is enqueued ([`crate::store::Wakeup`]) or a retry falls due.
 
 use super::availability::{Failure, Gate};
+use super::read_at_claim::{self, LinkAtClaim};
 use super::{Done, SyncEngine, SyncError, deferred};
 use crate::store::{AuditEntry, Link, QueuedEvent, Side, SyncStore, Wakeup, off_runtime};
 use futures_util::FutureExt;
@@ -81,8 +82,9 @@ pub fn requeue_parked(store: &dyn SyncStore, step: &str, active: &str) -> u64 {
 
 /// What a worker finds in the queue.
 enum Claimed {
-    /// An event, claimed under the lease.
-    Event(QueuedEvent),
+    /// An event, claimed under the lease, with its record's link if the claim could read it
+    /// ([`read_at_claim`]).
+    Event(QueuedEvent, Option<LinkAtClaim>),
     /// Nothing ready; when the next waiting event falls due (ms since the epoch), if any.
     Nothing(Option<i64>),
 }
@@ -100,7 +102,11 @@ fn claimed_or_next_due(
     claimed: Option<QueuedEvent>,
 ) -> anyhow::Result<Claimed> {
     Ok(match claimed {
-        Some(event) => Claimed::Event(event),
+        Some(event) => {
+            // A failed read is the run's to make (and report) again.
+            let link = read_at_claim::read(store, &event).ok();
+            Claimed::Event(event, link)
+        }
         None => Claimed::Nothing(store.next_ready_at()?),
     })
 }
@@ -146,8 +152,8 @@ async fn run(engine: Arc<SyncEngine>, wakeup: Wakeup, mut stop: watch::Receiver<
             }
         };
         let wait = match claimed {
-            Ok(Claimed::Event(event)) => {
-                found = handle(&engine, event, lease_ms, &stop).await;
+            Ok(Claimed::Event(event, link)) => {
+                found = handle(&engine, event, link, lease_ms, &stop).await;
                 continue;
             }
             Ok(Claimed::Nothing(due)) => until_due(due),
@@ -186,6 +192,7 @@ async fn probe(engine: &SyncEngine, service: Side) {
 async fn handle(
     engine: &Arc<SyncEngine>,
     event: QueuedEvent,
+    link: Option<LinkAtClaim>,
     lease_ms: i64,
     stop: &watch::Receiver<bool>,
 ) -> Option<Claimed> {
@@ -200,7 +207,7 @@ async fn handle(
         event.record_id
     );
     let dir = event.side.direction();
-    let (result, left) = run_within_lease(engine, &event).await;
+    let (result, left) = run_within_lease(engine, &event, link).await;
     let elapsed = started.elapsed();
     let outage = match &result {
         Err(SyncError::Unavailable {
@@ -378,9 +385,11 @@ async fn handle(
 async fn run_within_lease(
     engine: &Arc<SyncEngine>,
     event: &QueuedEvent,
+    link: Option<LinkAtClaim>,
 ) -> (Result<Done, SyncError>, deferred::LeftForSettle) {
     let limit = engine.config.run_timeout();
-    let run = std::panic::AssertUnwindSafe(engine.process(event)).catch_unwind();
+    let run = read_at_claim::within(link, engine.process(event));
+    let run = std::panic::AssertUnwindSafe(run).catch_unwind();
     match tokio::time::timeout(limit, deferred::collecting(run)).await {
         Ok((Ok(result), left)) => (result, left),
         Ok((Err(panic), left)) => {
