@@ -7,7 +7,9 @@
 //!
 //! One thing more is kept: the `RowVersion` of a `Create` or `Update` message's `Target` (the
 //! row's version after that write, digits only), so the engine can tell the echo of its own
-//! write without reading the row ([`Context::Opportunity::row_version`]).
+//! write without reading the row ([`Context::Opportunity::row_version`]), and whether the
+//! step that sent it runs after the write has committed (`Mode` 1, asynchronous) or inside it
+//! (`Mode` 0, synchronous: the write waits for the answer).
 
 use crate::ids::plausible_id;
 use serde_json::Value;
@@ -23,6 +25,10 @@ pub enum Context {
         /// The `Target`'s `RowVersion` of a `Create` or `Update` of this opportunity, when the
         /// delivery carries one (decimal digits, at most 20).
         row_version: Option<String>,
+        /// Whether the step runs asynchronously (`Mode` 1): the write committed before this
+        /// delivery was sent. `false` for a synchronous step (`Mode` 0), whose write waits for
+        /// the answer, and for a context without a `Mode`.
+        after_commit: bool,
     },
     /// Another table: acknowledged, nothing stored.
     OtherTable,
@@ -57,6 +63,7 @@ pub fn parse_context(body: &[u8]) -> Result<Context, ContextError> {
     Ok(Context::Opportunity {
         id: id.to_ascii_lowercase(),
         row_version,
+        after_commit: context["Mode"] == 1,
         // Kept only as a short name (Create, Update, Win…): the sender's text is never stored.
         message: context["MessageName"]
             .as_str()
@@ -112,6 +119,7 @@ impl Context {
                 id,
                 message,
                 row_version: None,
+                ..
             } => {
                 Some(serde_json::json!({"MessageName": message, "PrimaryEntityId": id}).to_string())
             }
@@ -119,6 +127,7 @@ impl Context {
                 id,
                 message,
                 row_version: Some(version),
+                ..
             } => Some(
                 serde_json::json!({"MessageName": message, "PrimaryEntityId": id, "RowVersion": version})
                     .to_string(),
@@ -172,6 +181,19 @@ mod tests {
                 .unwrap()
                 .contains(r#""RowVersion":"5948260""#)
         );
+        let after_commit = |mode: &str| {
+            let body = format!(
+                r#"{{"MessageName":"Update","PrimaryEntityName":"opportunity","Mode":{mode},
+                "PrimaryEntityId":"7f3c2a52-0000-4000-8000-000000000001"}}"#
+            );
+            match parse_context(body.as_bytes()).unwrap() {
+                Context::Opportunity { after_commit, .. } => after_commit,
+                Context::OtherTable => panic!("an opportunity"),
+            }
+        };
+        assert!(after_commit("1"), "an asynchronous step");
+        assert!(!after_commit("0"), "a synchronous step: inside the write");
+        assert!(!after_commit("null"), "no mode: the stricter reading");
         for ignored in [
             r#"{"Id":"7f3c2a52-0000-4000-8000-000000000001","LogicalName":"opportunity","RowVersion":null}"#,
             r#"{"Id":"7f3c2a52-0000-4000-8000-000000000009","LogicalName":"opportunity","RowVersion":"5"}"#,
@@ -200,6 +222,7 @@ mod tests {
                 id: "7f3c2a52-0000-4000-8000-000000000002".into(),
                 message: Value::String("Win".into()),
                 row_version: None,
+                after_commit: false,
             }
         );
         // A Lose without its OpportunityClose names no opportunity, whatever PrimaryEntityId says.

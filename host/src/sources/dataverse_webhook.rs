@@ -105,7 +105,10 @@ pub async fn receive(
     };
     let (
         Context::Opportunity {
-            id, row_version, ..
+            id,
+            row_version,
+            after_commit,
+            ..
         },
         Some(payload),
     ) = (&context, context.queue_payload())
@@ -113,6 +116,11 @@ pub async fn receive(
         state.intake.record_unqueued(ORIGIN, "ignored");
         return answer(StatusCode::OK, "not an opportunity; nothing to do");
     };
+    // Sent after the write committed, so the run that wrote can settle meanwhile. A
+    // synchronous step's write waits for this answer: waiting for its run would hold both.
+    if *after_commit && row_version.is_some() {
+        state.intake.after_writes_in_flight(id).await;
+    }
     match state
         .intake
         .accept_grouped(

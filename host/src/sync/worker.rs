@@ -84,7 +84,7 @@ pub fn requeue_parked(store: &dyn SyncStore, step: &str, active: &str) -> u64 {
 enum Claimed {
     /// An event, claimed under the lease, with its record's link if the claim could read it
     /// ([`read_at_claim`]).
-    Event(QueuedEvent, Option<LinkAtClaim>),
+    Event(QueuedEvent, Option<Box<LinkAtClaim>>),
     /// Nothing ready; when the next waiting event falls due (ms since the epoch), if any.
     Nothing(Option<i64>),
 }
@@ -104,7 +104,7 @@ fn claimed_or_next_due(
     Ok(match claimed {
         Some(event) => {
             // A failed read is the run's to make (and report) again.
-            let link = read_at_claim::read(store, &event).ok();
+            let link = read_at_claim::read(store, &event).ok().map(Box::new);
             Claimed::Event(event, link)
         }
         None => Claimed::Nothing(store.next_ready_at()?),
@@ -192,7 +192,7 @@ async fn probe(engine: &SyncEngine, service: Side) {
 async fn handle(
     engine: &Arc<SyncEngine>,
     event: QueuedEvent,
-    link: Option<LinkAtClaim>,
+    link: Option<Box<LinkAtClaim>>,
     lease_ms: i64,
     stop: &watch::Receiver<bool>,
 ) -> Option<Claimed> {
@@ -385,10 +385,10 @@ async fn handle(
 async fn run_within_lease(
     engine: &Arc<SyncEngine>,
     event: &QueuedEvent,
-    link: Option<LinkAtClaim>,
+    link: Option<Box<LinkAtClaim>>,
 ) -> (Result<Done, SyncError>, deferred::LeftForSettle) {
     let limit = engine.config.run_timeout();
-    let run = read_at_claim::within(link, engine.process(event));
+    let run = read_at_claim::within(link.map(|link| *link), engine.process(event));
     let run = std::panic::AssertUnwindSafe(run).catch_unwind();
     match tokio::time::timeout(limit, deferred::collecting(run)).await {
         Ok((Ok(result), left)) => (result, left),

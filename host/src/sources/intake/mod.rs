@@ -10,9 +10,10 @@
 //! synced is the echo of cosell's own write (`store::own_write`): it is acknowledged and never
 //! queued, so it costs no claim, run or settle. It is told apart on the writer thread, from
 //! the link the lock key is read from anyway. Dataverse delivers as soon as a write commits,
-//! often before the run that wrote has recorded the new version: a delivery about an
-//! opportunity a run of this process is writing first waits (at most [`ECHO_WAIT`]) for that
-//! run's settle ([`crate::store::writes_in_flight`]).
+//! often before the run that wrote has recorded the new version: the Dataverse listener makes a
+//! delivery sent after its write committed, about an opportunity a run of this process is
+//! writing, first wait (at most [`ECHO_WAIT`]) for that run's settle
+//! ([`Intake::after_writes_in_flight`], [`crate::store::writes_in_flight`]).
 
 mod writer;
 
@@ -178,8 +179,8 @@ impl Intake {
         })
     }
 
-    /// Makes a Dataverse delivery about an opportunity in `writes` wait for the settle of the
-    /// run writing it, so that the echo of that write is told as one and not queued.
+    /// Tells the intake the opportunities the engine is writing (`writes`), for
+    /// [`Intake::after_writes_in_flight`].
     pub fn waiting_for(mut self, writes: WritesInFlight) -> Self {
         self.writes_in_flight = Some(writes);
         self
@@ -215,17 +216,6 @@ impl Intake {
         payload: String,
         announced_version: Option<String>,
     ) -> anyhow::Result<Accepted> {
-        if let (Side::Dataverse, Some(_), Some(writes)) =
-            (side, &announced_version, &self.writes_in_flight)
-            && writes.is_marked(&record_id)
-        {
-            let settled = writes.settled(&record_id, ECHO_WAIT).await;
-            tracing::debug!(
-                opportunity = %record_id,
-                settled,
-                "the delivery waited for the settle of the run writing its opportunity"
-            );
-        }
         self.writer
             .store(writer::Delivery {
                 side,
@@ -235,6 +225,24 @@ impl Intake {
                 announced_version,
             })
             .await
+    }
+
+    /// Waits (at most [`ECHO_WAIT`]) until no run of this process is writing opportunity
+    /// `record_id` (at once when none is, or when the engine did not tell its writes): for a
+    /// Dataverse delivery sent after its write committed, so that the echo of cosell's own
+    /// write is told once the run that wrote has recorded it.
+    pub async fn after_writes_in_flight(&self, record_id: &str) {
+        let Some(writes) = &self.writes_in_flight else {
+            return;
+        };
+        if writes.is_marked(record_id) {
+            let settled = writes.settled(record_id, ECHO_WAIT).await;
+            tracing::debug!(
+                opportunity = %record_id,
+                settled,
+                "the delivery waited for the settle of the run writing its opportunity"
+            );
+        }
     }
 
     /// Counts a notification that was not stored (refused or not about a synced record).

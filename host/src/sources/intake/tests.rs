@@ -163,7 +163,10 @@ fn the_echo_of_a_write_whose_run_has_not_settled_waits_for_the_settle_and_is_not
         let mark = writes.mark(OID);
         let delivery = tokio::spawn({
             let intake = intake.clone();
-            async move { deliver_version(&intake, Some("43")).await }
+            async move {
+                intake.after_writes_in_flight(OID).await;
+                deliver_version(&intake, Some("43")).await
+            }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!delivery.is_finished(), "it waits for the settle");
@@ -188,7 +191,10 @@ fn the_echo_of_a_write_whose_run_has_not_settled_waits_for_the_settle_and_is_not
         let mark = writes.mark(OID);
         let delivery = tokio::spawn({
             let intake = intake.clone();
-            async move { deliver_version(&intake, Some("44")).await }
+            async move {
+                intake.after_writes_in_flight(OID).await;
+                deliver_version(&intake, Some("44")).await
+            }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(mark);
