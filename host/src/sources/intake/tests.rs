@@ -161,13 +161,7 @@ fn the_echo_of_a_write_whose_run_has_not_settled_waits_for_the_settle_and_is_not
         let link_id = store.sync().save_link(&synced_at(42)).unwrap();
         // A run writes version 43: Dataverse delivers it before the run's settle records it.
         let mark = writes.mark(OID);
-        let delivery = tokio::spawn({
-            let intake = intake.clone();
-            async move {
-                intake.after_writes_in_flight(OID).await;
-                deliver_version(&intake, Some("43")).await
-            }
-        });
+        let delivery = deliver_in_background(&intake, "43");
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!delivery.is_finished(), "it waits for the settle");
         assert!(pending(store).is_empty());
@@ -189,13 +183,7 @@ fn the_echo_of_a_write_whose_run_has_not_settled_waits_for_the_settle_and_is_not
         // A run whose settle does not record the version (it failed): the delivery is queued
         // once the mark is released, as it would have been without the wait.
         let mark = writes.mark(OID);
-        let delivery = tokio::spawn({
-            let intake = intake.clone();
-            async move {
-                intake.after_writes_in_flight(OID).await;
-                deliver_version(&intake, Some("44")).await
-            }
-        });
+        let delivery = deliver_in_background(&intake, "44");
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(mark);
         assert!(matches!(
@@ -373,6 +361,19 @@ async fn deliver_version(intake: &Intake, version: Option<&str>) -> anyhow::Resu
             version.map(str::to_owned),
         )
         .await
+}
+
+/// Dataverse's delivery of [`OID`] at `version`, sent after its write committed (so it waits
+/// for the run writing [`OID`], as the listener makes it), in the background.
+fn deliver_in_background(
+    intake: &Arc<Intake>,
+    version: &'static str,
+) -> tokio::task::JoinHandle<anyhow::Result<Accepted>> {
+    let intake = intake.clone();
+    tokio::spawn(async move {
+        intake.after_writes_in_flight(OID).await;
+        deliver_version(&intake, Some(version)).await
+    })
 }
 
 async fn own_writes_are_answered_and_not_queued(store: &TestStore) {
