@@ -1,8 +1,9 @@
 //! Flow 5, echoes: cosell recognises its own writes when they come back (both webhooks, both
 //! pollers) and never ping-pongs; the echo of its own write is known by the version the
 //! delivery names, without a read, while a seller's no-op update is read and found as last
-//! synced; the Update step Dataverse calls is filtered to the columns the mapping reads, so
-//! other changes send nothing.
+//! synced; an echo delivered before the writing run has recorded its version waits for that
+//! run at the listener and is answered there, not queued; the Update step Dataverse calls is
+//! filtered to the columns the mapping reads, so other changes send nothing.
 
 use super::*;
 use crate::support::backend::{Backend, on_both_backends};
