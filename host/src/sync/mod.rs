@@ -282,9 +282,14 @@ impl SyncEngine {
 
     /// The link of a record, if any.
     pub(crate) fn link_of(&self, side: Side, id: &str) -> Result<Option<Link>, SyncError> {
-        Ok(match side {
-            Side::PartnerCenter => self.store.link_by_referral(id)?,
-            Side::Dataverse => self.store.link_by_opportunity(id)?,
-        })
+        Ok(link_in(self.store.as_ref(), side, id)?)
+    }
+}
+
+/// The link of record `id` on `side` in `store`, if any.
+pub(crate) fn link_in(store: &dyn SyncStore, side: Side, id: &str) -> anyhow::Result<Option<Link>> {
+    match side {
+        Side::PartnerCenter => store.link_by_referral(id),
+        Side::Dataverse => store.link_by_opportunity(id),
     }
 }

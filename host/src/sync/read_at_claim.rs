@@ -29,14 +29,10 @@ tokio::task_local! {
 
 /// Reads the link of `event`'s record, in the store call that claimed it.
 pub(crate) fn read(store: &dyn SyncStore, event: &QueuedEvent) -> anyhow::Result<LinkAtClaim> {
-    let link = match event.side {
-        Side::PartnerCenter => store.link_by_referral(&event.record_id)?,
-        Side::Dataverse => store.link_by_opportunity(&event.record_id)?,
-    };
     Ok(LinkAtClaim {
         side: event.side,
         record_id: event.record_id.clone(),
-        link,
+        link: super::link_in(store, event.side, &event.record_id)?,
     })
 }
 
